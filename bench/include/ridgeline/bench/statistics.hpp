@@ -1,0 +1,52 @@
+// Statistics over repeated measurements: summary (median, spread, percentiles) and the noise-based
+// stopping rule the harness uses. Host-only, no CUDA.
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json_fwd.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ridgeline::bench {
+
+struct summary {
+  std::size_t count = 0;
+  double median = 0;
+  double mean = 0;
+  double min = 0;
+  double max = 0;
+  double stddev = 0;  // sample standard deviation (n - 1)
+  double p10 = 0;
+  double p90 = 0;
+  double mad = 0;  // median absolute deviation from the median
+  // Relative standard error of the median, estimated robustly:
+  // 1.2533 * sigma / sqrt(n) / median, sigma = max(1.4826 * MAD, IQR / 1.349)
+  // (normal-theory efficiency of the median; the IQR term catches two-mode samples).
+  double noise = 0;
+};
+
+// Linear-interpolated quantile q in [0, 1] of sorted values (numpy's default "linear" method).
+double quantile_sorted(std::span<const double> sorted, double q);
+// Summary of values (any order); an empty span gives a zero summary with count 0.
+summary summarize(std::span<const double> values);
+nlohmann::json to_json(const summary& s);
+
+// When to stop repeating a measurement: after at least min_repetitions, once the relative noise of
+// the median is at or below max_noise, or when max_repetitions or max_seconds (of measured time
+// plus overhead, wall clock) is reached, whichever comes first.
+struct stopping_rule {
+  int min_repetitions = 10;
+  int max_repetitions = 1000;
+  double max_noise = 0.005;
+  double max_seconds = 2.0;
+};
+
+enum class stop_reason { running, noise_reached, max_repetitions, time_cap };
+std::string to_string(stop_reason r);
+
+// Decides after each sample; `elapsed_seconds` is the wall time spent so far on this measurement.
+stop_reason should_stop(const stopping_rule& rule, std::span<const double> samples,
+                        double elapsed_seconds);
+
+}  // namespace ridgeline::bench

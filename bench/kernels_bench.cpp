@@ -1,0 +1,107 @@
+// GPU microbenchmarks of the probe's kernels, in Google Benchmark form with manual (CUDA-event)
+// time and the environment in the JSON context:
+//   build/bench/ridgeline_kernels_bench --benchmark_format=json --benchmark_repetitions=10
+// Bandwidth: cold, buffers of 1-4 GiB (far above L2). GEMM: hot, best heuristic algorithm.
+#include <benchmark/benchmark.h>
+
+#include <limits>
+#include <memory>
+
+#include "cuda/gemm_lt.hpp"
+#include "cuda/memory.hpp"
+#include "cuda/raii.hpp"
+#include "cuda/random.hpp"
+#include "ridgeline/bench/gbench.hpp"
+#include "ridgeline/engine/gpu_profile.hpp"
+#include "ridgeline/metrics/device.hpp"
+
+namespace {
+
+using namespace ridgeline;
+
+double datasheet_bandwidth() {
+  auto d = metrics::query_device(0);
+  const datasheet_entry* ds = d ? datasheet_for_device(d->name) : nullptr;
+  return ds ? ds->dram_bytes_per_second : (d ? d->theoretical_dram_bytes_per_second() : 0);
+}
+
+void bandwidth(benchmark::State& state, int op) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const auto bytes = static_cast<std::size_t>(state.range(0)) << 20;
+  cuda::stream s;
+  cuda::device_buffer src(bytes), dst(bytes), sink(4);
+  cuda::fill_uniform(src.data(), dtype::fp32, bytes / 4, 1, 1.0f, s.get());
+  cuda::event_timer timer;
+  const cuda::bandwidth_launch l{bytes, 1, cuda::cache_hint::streaming, 0};
+  auto run = [&] {
+    if (op == 0) cuda::launch_read(src.data(), sink.data<std::uint32_t>(), l, s.get());
+    if (op == 1) cuda::launch_write(dst.data(), 3, l, s.get());
+    if (op == 2) cuda::launch_copy(dst.data(), src.data(), l, s.get());
+  };
+  for (int i = 0; i < 3; ++i) run();  // warm-up
+  for (auto _ : state) {
+    timer.start(s.get());
+    run();
+    timer.stop(s.get());
+    state.SetIterationTime(timer.seconds());
+  }
+  const double moved = double(bytes) * (op == 2 ? 2 : 1);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * moved));
+  // Every number next to its ceiling: bytes/s per iteration over the datasheet bandwidth.
+  state.counters["pct_of_datasheet_bw"] = benchmark::Counter(
+      100.0 * moved / datasheet_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_kernels_read(benchmark::State& s) { bandwidth(s, 0); }
+void BM_kernels_write(benchmark::State& s) { bandwidth(s, 1); }
+void BM_kernels_copy(benchmark::State& s) { bandwidth(s, 2); }
+BENCHMARK(BM_kernels_read)->ArgName("mib")->Arg(1024)->Arg(4096)->UseManualTime();
+BENCHMARK(BM_kernels_write)->ArgName("mib")->Arg(1024)->Arg(4096)->UseManualTime();
+BENCHMARK(BM_kernels_copy)->ArgName("mib")->Arg(1024)->Arg(4096)->UseManualTime();
+
+void BM_kernels_gemm(benchmark::State& state) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const auto t = static_cast<dtype>(state.range(0));
+  const auto n = static_cast<std::size_t>(state.range(1));
+  state.SetLabel(std::string(name(t)));
+  cuda::stream s;
+  cuda::cublaslt_handle h;
+  cuda::device_buffer ws(32u << 20);
+  cuda::lt_gemm g(h.get(), t, n, n, n, ws.bytes());
+  cuda::device_buffer a(g.a_bytes()), b(g.b_bytes()), d(g.d_bytes());
+  cuda::fill_uniform(a.data(), t, n * n, 1, 1.0f, s.get());
+  cuda::fill_uniform(b.data(), t, n * n, 2, 1.0f, s.get());
+  cuda::event_timer timer;
+  // Fastest heuristic candidate, each timed once after one warm-up.
+  int best = 0;
+  double best_s = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < g.algorithm_count(); ++i) {
+    g.run(i, a.data(), b.data(), d.data(), ws.data(), s.get());
+    timer.start(s.get());
+    g.run(i, a.data(), b.data(), d.data(), ws.data(), s.get());
+    timer.stop(s.get());
+    if (timer.seconds() < best_s) best_s = timer.seconds(), best = i;
+  }
+  for (auto _ : state) {
+    timer.start(s.get());
+    g.run(best, a.data(), b.data(), d.data(), ws.data(), s.get());
+    timer.stop(s.get());
+    state.SetIterationTime(timer.seconds());
+  }
+  state.counters["flops"] =
+      benchmark::Counter(g.flops(), benchmark::Counter::kIsIterationInvariantRate);
+  auto dev = metrics::query_device(0);
+  const datasheet_entry* ds = dev ? datasheet_for_device(dev->name) : nullptr;
+  if (ds && ds->flops_per_second.count(t)) {
+    state.counters["pct_of_datasheet_peak"] = benchmark::Counter(
+        100.0 * g.flops() / ds->flops_per_second.at(t), benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+BENCHMARK(BM_kernels_gemm)
+    ->ArgNames({"dtype", "n"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {8192}})
+    ->UseManualTime();
+
+}  // namespace
+
+int main(int argc, char** argv) { return ridgeline::bench::run_benchmarks(argc, argv, 0); }

@@ -1,0 +1,94 @@
+// Argument parsing and error mapping for the `ridgeline` command (see cli.hpp).
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "ridgeline/metrics/build_info.hpp"
+#include "ridgeline/metrics/errors.hpp"
+
+namespace ridgeline::cli {
+
+std::uint64_t parse_bytes(std::string_view text) {
+  const std::string s(text);
+  std::size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("not a size: '" + s + "' (examples: 4GiB, 256KiB, 1e9)");
+  }
+  std::string unit = s.substr(pos);
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double scale = 1;
+  if (unit.empty() || unit == "b") scale = 1;
+  else if (unit == "kib" || unit == "k") scale = 1024.0;
+  else if (unit == "mib" || unit == "m") scale = 1024.0 * 1024;
+  else if (unit == "gib" || unit == "g") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "tib" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "kb") scale = 1e3;
+  else if (unit == "mb") scale = 1e6;
+  else if (unit == "gb") scale = 1e9;
+  else if (unit == "tb") scale = 1e12;
+  else throw std::invalid_argument("unknown size unit in '" + s + "' (use KiB, MiB, GiB or TiB)");
+  const double bytes = value * scale;
+  if (!std::isfinite(bytes) || bytes <= 0 || bytes > 1.8e19) {
+    throw std::invalid_argument("size out of range: '" + s + "'");
+  }
+  return static_cast<std::uint64_t>(std::llround(bytes));
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"ridgeline: benchmarking and profiling for LLM inference on NVIDIA GPUs", "ridgeline"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand
+  app.set_version_flag("--version", std::string(current_build().version) + " (" +
+                                        current_build().git_sha + ")");
+  context ctx{out, err};
+  app.add_flag("--no-progress{false}", ctx.progress, "Do not print progress lines on stderr");
+  register_probe(app, ctx);
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return ok;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return ok;
+  } catch (const CLI::CallForVersion&) {
+    out << app.version() << "\n";
+    return ok;
+  } catch (const CLI::ParseError& e) {
+    // CLI11 reports subcommand help requests as a ParseError with exit code 0.
+    if (e.get_exit_code() == 0) {
+      for (const auto* sub : app.get_subcommands()) out << sub->help();
+      if (app.get_subcommands().empty()) out << app.help();
+      return ok;
+    }
+    err << "ridgeline: " << e.what() << " (see ridgeline --help)\n";
+    return bad_input;
+  } catch (const std::invalid_argument& e) {
+    err << "ridgeline: " << e.what() << "\n";
+    return bad_input;
+  } catch (const no_device_error& e) {
+    err << "ridgeline: " << e.what() << "\n";
+    return no_device;
+  } catch (const io_error& e) {
+    err << "ridgeline: " << e.what() << "\n";
+    return io_failure;
+  } catch (const nlohmann::json::exception& e) {
+    err << "ridgeline: malformed JSON: " << e.what() << "\n";
+    return bad_input;
+  } catch (const std::exception& e) {
+    err << "ridgeline: " << e.what() << "\n";
+    return failure;
+  }
+  return ok;
+}
+
+}  // namespace ridgeline::cli

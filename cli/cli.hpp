@@ -1,0 +1,33 @@
+// The `ridgeline` command as a function, so tests can drive it: parses args, runs the subcommand,
+// maps errors to one line on `err` and an exit code (docs/cli.md):
+//   0 ok, 1 runtime failure, 2 bad input or usage, 3 no usable GPU, 4 file not readable/writable.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace ridgeline::cli {
+
+enum exit_code : int { ok = 0, failure = 1, bad_input = 2, no_device = 3, io_failure = 4 };
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// "4GiB", "256KiB", "1e9", "512" -> bytes; throws std::invalid_argument with the offending text.
+std::uint64_t parse_bytes(std::string_view text);
+
+// Each subcommand registers itself on the app; its callback runs the command.
+struct context {
+  std::ostream& out;
+  std::ostream& err;
+  bool progress = true;  // progress lines on stderr
+};
+void register_probe(CLI::App& app, context& ctx);
+
+}  // namespace ridgeline::cli

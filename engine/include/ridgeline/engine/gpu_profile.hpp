@@ -1,0 +1,68 @@
+// A GPU profile (schema ridgeline.gpu_profile/v1): measured ceilings of one GPU (DRAM bandwidth,
+// GEMM peak per dtype) beside its datasheet figures, as written by `ridgeline probe` and read by
+// the simulated executor and the planner. Datasheet-only profiles have source "datasheet".
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "ridgeline/kernels/dtype.hpp"
+
+namespace ridgeline {
+
+inline constexpr const char* k_gpu_profile_schema = "ridgeline.gpu_profile/v1";
+
+struct dtype_peak {
+  double flops_per_second = 0;            // measured (0 when not measured)
+  double datasheet_flops_per_second = 0;  // dense, vendor figure (0 when unknown)
+};
+
+struct gpu_profile {
+  std::string name;    // device name as the driver reports it
+  std::string key;     // short id, e.g. "h100-sxm"
+  std::string source;  // "measured" or "datasheet"
+  int sm_count = 0;
+  std::int64_t l2_bytes = 0;
+  std::int64_t memory_bytes = 0;
+  // Measured DRAM bandwidth plateaus (bytes/s; copy counts read + write). 0 when not measured.
+  double read_bytes_per_second = 0;
+  double write_bytes_per_second = 0;
+  double copy_bytes_per_second = 0;
+  double datasheet_bytes_per_second = 0;
+  std::map<dtype, dtype_peak> peaks;
+  nlohmann::json environment = nlohmann::json::object();
+  nlohmann::json config = nlohmann::json::object();
+  nlohmann::json rows = nlohmann::json::array();  // the probe's raw measurements
+
+  // DRAM bandwidth the roofline uses: the measured read plateau, else the datasheet figure.
+  double dram_bytes_per_second() const;
+  // Peak FLOP/s the roofline uses for t: measured, else datasheet; 0 when neither.
+  double peak_flops_per_second(dtype t) const;
+  // Ridge point (FLOP/byte) from measured ceilings; nullopt when either is missing.
+  std::optional<double> ridge_point(dtype t) const;
+  std::optional<double> datasheet_ridge_point(dtype t) const;
+};
+
+nlohmann::json to_json(const gpu_profile& p);
+// Validates schema and fields; throws std::invalid_argument naming what is wrong.
+gpu_profile gpu_profile_from_json(const nlohmann::json& j);
+// Reads and validates a profile file; io_error when unreadable, invalid_argument when malformed.
+gpu_profile load_gpu_profile(const std::filesystem::path& path);
+
+// Datasheet figures of the GPUs people serve on (dense tensor-core rates, no sparsity).
+struct datasheet_entry {
+  const char* key;
+  const char* name;
+  std::int64_t memory_bytes;
+  double dram_bytes_per_second;
+  std::map<dtype, double> flops_per_second;
+};
+const std::vector<datasheet_entry>& datasheet_table();
+// Datasheet entry for a device name as the driver reports it ("NVIDIA H100 80GB HBM3").
+const datasheet_entry* datasheet_for_device(const std::string& device_name);
+const datasheet_entry* datasheet_by_key(const std::string& key);
+
+}  // namespace ridgeline

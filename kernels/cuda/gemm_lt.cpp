@@ -1,0 +1,100 @@
+// cuBLASLt GEMM (see gemm_lt.hpp).
+#include "gemm_lt.hpp"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "check.hpp"
+
+namespace ridgeline::cuda {
+namespace {
+
+struct lt_types {
+  cudaDataType_t ab, d, scale;
+  cublasComputeType_t compute;
+};
+
+lt_types types_of(dtype t) {
+  switch (t) {
+    case dtype::fp32: return {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case dtype::tf32: return {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32};
+    case dtype::fp16: return {CUDA_R_16F, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case dtype::bf16: return {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case dtype::fp8_e4m3: return {CUDA_R_8F_E4M3, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case dtype::int8: return {CUDA_R_8I, CUDA_R_32I, CUDA_R_32I, CUBLAS_COMPUTE_32I};
+  }
+  throw std::invalid_argument("unsupported dtype");
+}
+
+}  // namespace
+
+lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
+                 std::size_t workspace_bytes, int max_algorithms)
+    : m_handle(handle), m_type(t), m_m(m), m_n(n), m_k(k), m_workspace(workspace_bytes) {
+  if (m == 0 || n == 0 || k == 0) {
+    throw std::invalid_argument("gemm: m, n and k must be positive, got " + std::to_string(m) +
+                                "x" + std::to_string(n) + "x" + std::to_string(k));
+  }
+  const lt_types ty = types_of(t);
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&m_desc, ty.compute, ty.scale));
+  const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  RIDGELINE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(m_desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+  RIDGELINE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(m_desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+  // Column-major views: A is k x m (ld k), B is k x n (ld k), D is m x n (ld m).
+  const auto i64 = [](std::size_t v) { return static_cast<std::uint64_t>(v); };
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&m_a, ty.ab, i64(k), i64(m), static_cast<int64_t>(k)));
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&m_b, ty.ab, i64(k), i64(n), static_cast<int64_t>(k)));
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&m_d, ty.d, i64(m), i64(n), static_cast<int64_t>(m)));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &m_workspace, sizeof m_workspace));
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<std::size_t>(max_algorithms));
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      m_handle, m_desc, m_a, m_b, m_d, m_d, pref, max_algorithms, results.data(), &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    throw std::invalid_argument("gemm: cuBLASLt has no " + std::string(name(t)) +
+                                " algorithm for m=" + std::to_string(m) + " n=" +
+                                std::to_string(n) + " k=" + std::to_string(k) +
+                                " (fp8 needs k a multiple of 16, int8 a multiple of 4)");
+  }
+  for (int i = 0; i < found; ++i) {
+    if (results[static_cast<std::size_t>(i)].state == CUBLAS_STATUS_SUCCESS) {
+      m_algorithms.push_back(results[static_cast<std::size_t>(i)].algo);
+    }
+  }
+}
+
+lt_gemm::~lt_gemm() {
+  if (m_a) cublasLtMatrixLayoutDestroy(m_a);
+  if (m_b) cublasLtMatrixLayoutDestroy(m_b);
+  if (m_d) cublasLtMatrixLayoutDestroy(m_d);
+  if (m_desc) cublasLtMatmulDescDestroy(m_desc);
+}
+
+double lt_gemm::min_bytes() const {
+  return static_cast<double>(a_bytes() + b_bytes() + d_bytes());
+}
+
+void lt_gemm::run(int algorithm, const void* a, const void* b, void* d, void* workspace,
+                  cudaStream_t s) const {
+  if (algorithm < 0 || algorithm >= algorithm_count()) {
+    throw std::invalid_argument("gemm: algorithm index out of range");
+  }
+  const float alpha_f = 1.0f, beta_f = 0.0f;
+  const std::int32_t alpha_i = 1, beta_i = 0;
+  const bool integer = m_type == dtype::int8;
+  const void* alpha = integer ? static_cast<const void*>(&alpha_i) : &alpha_f;
+  const void* beta = integer ? static_cast<const void*>(&beta_i) : &beta_f;
+  RIDGELINE_CUBLAS_CHECK(cublasLtMatmul(m_handle, m_desc, alpha, a, m_a, b, m_b, beta, d, m_d, d,
+                                        m_d, &m_algorithms[static_cast<std::size_t>(algorithm)],
+                                        workspace, m_workspace, s));
+}
+
+}  // namespace ridgeline::cuda

@@ -1,0 +1,49 @@
+// GEMM through cuBLASLt for every dtype ridgeline measures, in one layout (PyTorch's linear):
+//   D[n][m] = A[m][k] . B[n][k]^T     A: weights, B: activations, all row-major
+// i.e. cuBLAS column-major "TN" (op(A) = A^T), which fp8 and int8 tensor-core kernels require.
+// fp8 e4m3 writes bf16, int8 writes int32, the rest write their own type; accumulation is fp32
+// (int32 for int8). The heuristic's candidate algorithms are kept so callers can time each.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "ridgeline/kernels/dtype.hpp"
+
+namespace ridgeline::cuda {
+
+class lt_gemm {
+ public:
+  // Throws std::invalid_argument for empty shapes or when cuBLASLt offers no algorithm (fp8 needs
+  // k a multiple of 16, int8 a multiple of 4).
+  lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
+          std::size_t workspace_bytes, int max_algorithms = 8);
+  ~lt_gemm();
+  lt_gemm(const lt_gemm&) = delete;
+  lt_gemm& operator=(const lt_gemm&) = delete;
+
+  int algorithm_count() const { return static_cast<int>(m_algorithms.size()); }
+  void run(int algorithm, const void* a, const void* b, void* d, void* workspace,
+           cudaStream_t s) const;
+  double flops() const {
+    return 2.0 * static_cast<double>(m_m) * static_cast<double>(m_n) * static_cast<double>(m_k);
+  }
+  // Bytes of A, B read once and D written once: the DRAM floor of the product.
+  double min_bytes() const;
+  std::size_t a_bytes() const { return m_m * m_k * operand_bytes(m_type); }
+  std::size_t b_bytes() const { return m_n * m_k * operand_bytes(m_type); }
+  std::size_t d_bytes() const { return m_m * m_n * output_bytes(m_type); }
+
+ private:
+  cublasLtHandle_t m_handle;
+  dtype m_type;
+  std::size_t m_m, m_n, m_k, m_workspace;
+  cublasLtMatmulDesc_t m_desc = nullptr;
+  cublasLtMatrixLayout_t m_a = nullptr, m_b = nullptr, m_d = nullptr;
+  std::vector<cublasLtMatmulAlgo_t> m_algorithms;
+};
+
+}  // namespace ridgeline::cuda

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs ridgeline's build and test dependencies from Debian's packages (idempotent; needs root
+# for apt-get). The CUDA toolkit 13 is expected at /usr/local/cuda and is not installed here.
+#   sudo scripts/setup.sh
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build git pkg-config
+  libbenchmark-dev libgtest-dev libgmock-dev
+  prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages already installed"
+else
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: run as root (sudo scripts/setup.sh) so apt-get can install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: CUDA $(/usr/local/cuda/bin/nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p') at /usr/local/cuda"
+else
+  echo "setup: no CUDA toolkit at /usr/local/cuda: CUDA targets will be skipped (CPU build only)"
+fi

@@ -1,0 +1,61 @@
+// The probe end to end at reduced size: every reported figure inside physical bounds (positive,
+// finite, under the device's theoretical DRAM bandwidth and the datasheet peak), and the profile
+// survives a JSON round trip.
+#include <cmath>
+
+#include "gpu_test_util.hpp"
+#include "ridgeline/bench/probe.hpp"
+
+using namespace ridgeline;
+
+TEST(Probe, FiguresInsidePhysicalBounds) {
+  RIDGELINE_REQUIRE_GPU();
+  bench::probe_options o;
+  o.max_bytes = 1ULL << 30;
+  o.gemm_size = 4096;
+  o.linear_layers = false;
+  const gpu_profile p = bench::run_probe(o);
+  const auto dev = metrics::query_device(0);
+  ASSERT_TRUE(dev);
+  const double theory = dev->theoretical_dram_bytes_per_second();
+  ASSERT_GT(theory, 0);
+  for (double bw : {p.read_bytes_per_second, p.write_bytes_per_second, p.copy_bytes_per_second}) {
+    EXPECT_TRUE(std::isfinite(bw));
+    EXPECT_GT(bw, 0.2 * theory) << "implausibly slow";
+    EXPECT_LT(bw, 1.02 * theory) << "faster than the memory can go: L2 in the measurement?";
+  }
+  int working_set_rows = 0;
+  for (const auto& r : p.rows) {
+    if (r["kind"] != "working_set") continue;
+    ++working_set_rows;
+    const double bps = r["bytes_per_second"].get<double>();
+    EXPECT_TRUE(std::isfinite(bps) && bps > 0);
+    // Beyond twice the L2 the sweep reads DRAM and must respect its bound too.
+    if (r["buffer_bytes"].get<double>() >= 8.0 * double(dev->l2_bytes)) {
+      EXPECT_LT(bps, 1.02 * theory) << r.dump();
+    }
+  }
+  EXPECT_EQ(working_set_rows, 3 * 13);  // 256 KiB ... 1 GiB, three ops
+  ASSERT_EQ(p.peaks.size(), k_all_dtypes.size());
+  for (const auto& [t, pk] : p.peaks) {
+    EXPECT_TRUE(std::isfinite(pk.flops_per_second) && pk.flops_per_second > 0) << name(t);
+    if (pk.datasheet_flops_per_second > 0) {
+      EXPECT_LT(pk.flops_per_second, 1.05 * pk.datasheet_flops_per_second) << name(t);
+    }
+  }
+  const gpu_profile q = gpu_profile_from_json(to_json(p));
+  EXPECT_EQ(to_json(q), to_json(p));
+  EXPECT_FALSE(bench::probe_table(p).empty());
+}
+
+TEST(Probe, RefusesMoreMemoryThanTheGpuHas) {
+  RIDGELINE_REQUIRE_GPU();
+  bench::probe_options o;
+  o.max_bytes = 1ULL << 40;  // 1 TiB, allocated twice
+  try {
+    bench::run_probe(o);
+    FAIL() << "accepted a 1 TiB buffer";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("free"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,116 @@
+// GPU profile JSON: round trip, validation errors, ridge points, the committed profiles.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ridgeline/engine/gpu_profile.hpp"
+#include "ridgeline/metrics/errors.hpp"
+
+using namespace ridgeline;
+
+namespace {
+gpu_profile sample_profile() {
+  gpu_profile p;
+  p.name = "NVIDIA H100 80GB HBM3";
+  p.key = "h100-sxm";
+  p.source = "measured";
+  p.sm_count = 132;
+  p.l2_bytes = 50 << 20;
+  p.memory_bytes = 80LL << 30;
+  p.read_bytes_per_second = 3.1e12;
+  p.write_bytes_per_second = 3.2e12;
+  p.copy_bytes_per_second = 2.9e12;
+  p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks[dtype::bf16] = {780e12, 989.4e12};
+  p.peaks[dtype::int8] = {1300e12, 1978.9e12};
+  p.rows.push_back({{"kind", "bandwidth"}, {"op", "read"}});
+  return p;
+}
+}  // namespace
+
+TEST(GpuProfile, JsonRoundTrip) {
+  const gpu_profile p = sample_profile();
+  const gpu_profile q = gpu_profile_from_json(nlohmann::json::parse(to_json(p).dump()));
+  EXPECT_EQ(q.name, p.name);
+  EXPECT_EQ(q.key, p.key);
+  EXPECT_EQ(q.sm_count, 132);
+  EXPECT_EQ(q.l2_bytes, p.l2_bytes);
+  EXPECT_DOUBLE_EQ(q.read_bytes_per_second, 3.1e12);
+  EXPECT_DOUBLE_EQ(q.copy_bytes_per_second, 2.9e12);
+  ASSERT_EQ(q.peaks.size(), 2u);
+  EXPECT_DOUBLE_EQ(q.peaks.at(dtype::bf16).flops_per_second, 780e12);
+  EXPECT_EQ(q.rows.size(), 1u);
+  EXPECT_EQ(to_json(q), to_json(p));
+}
+
+TEST(GpuProfile, RidgePointsFromMeasuredAndDatasheet) {
+  const gpu_profile p = sample_profile();
+  ASSERT_TRUE(p.ridge_point(dtype::bf16));
+  EXPECT_NEAR(*p.ridge_point(dtype::bf16), 780e12 / 3.1e12, 1e-9);
+  EXPECT_NEAR(*p.datasheet_ridge_point(dtype::bf16), 989.4 / 3.35, 1e-9);
+  EXPECT_FALSE(p.ridge_point(dtype::fp32));
+  EXPECT_DOUBLE_EQ(p.peak_flops_per_second(dtype::fp32), 0);
+}
+
+TEST(GpuProfile, RejectsMalformed) {
+  auto j = to_json(sample_profile());
+  auto expect_bad = [](nlohmann::json bad, const std::string& needle) {
+    try {
+      gpu_profile_from_json(bad);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  auto b1 = j; b1["schema"] = "ridgeline.gpu_profile/v0";
+  expect_bad(b1, "schema");
+  auto b2 = j; b2.erase("bandwidth");
+  expect_bad(b2, "bandwidth");
+  auto b3 = j; b3["bandwidth"]["read_bytes_per_second"] = -1;
+  expect_bad(b3, "read_bytes_per_second");
+  auto b4 = j; b4["peaks"]["fp4"] = {{"flops_per_second", 1}};
+  expect_bad(b4, "unknown dtype");
+  auto b5 = j; b5["gpu"]["name"] = "";
+  expect_bad(b5, "gpu.name");
+  auto b6 = j; b6["source"] = "guessed";
+  expect_bad(b6, "source");
+  expect_bad(nlohmann::json::array(), "object");
+}
+
+TEST(GpuProfile, LoadErrorsNameTheFile) {
+  EXPECT_THROW(load_gpu_profile("/nonexistent/profile.json"), io_error);
+  const auto path = std::filesystem::temp_directory_path() / "ridgeline_bad_profile.json";
+  { std::ofstream(path) << "{\"schema\": "; }
+  try {
+    load_gpu_profile(path);
+    ADD_FAILURE();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(GpuProfile, DatasheetLookupByDeviceName) {
+  ASSERT_NE(datasheet_for_device("NVIDIA H100 80GB HBM3"), nullptr);
+  EXPECT_STREQ(datasheet_for_device("NVIDIA H100 80GB HBM3")->key, "h100-sxm");
+  EXPECT_STREQ(datasheet_for_device("NVIDIA H200")->key, "h200");
+  EXPECT_STREQ(datasheet_for_device("NVIDIA H100 PCIe")->key, "h100-pcie");
+  EXPECT_EQ(datasheet_for_device("Some Other GPU"), nullptr);
+}
+
+TEST(GpuProfile, CommittedProfilesLoad) {
+  const std::filesystem::path dir = std::filesystem::path(RIDGELINE_SOURCE_DIR) / "planner/profiles";
+  int loaded = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".json") continue;
+    const gpu_profile p = load_gpu_profile(e.path());
+    EXPECT_GT(p.dram_bytes_per_second(), 0) << e.path();
+    if (p.source == "measured") {
+      EXPECT_GT(p.read_bytes_per_second, 0) << e.path();
+      EXPECT_TRUE(p.environment.contains("gpu")) << e.path();
+    }
+    ++loaded;
+  }
+  if (loaded == 0) GTEST_SKIP() << "no profiles committed under planner/profiles yet";
+}
