@@ -46,7 +46,7 @@ void bandwidth(benchmark::State& state, int op) {
     state.SetIterationTime(timer.seconds());
   }
   const double moved = double(bytes) * (op == 2 ? 2 : 1);
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * moved));
+  state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * moved));
   // Every number next to its ceiling: bytes/s per iteration over the datasheet bandwidth.
   state.counters["pct_of_datasheet_bw"] = benchmark::Counter(
       100.0 * moved / datasheet_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);

@@ -89,7 +89,7 @@ TEST(Memory, ReadFoldsToReferenceXor) {
   for (std::size_t words : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, std::size_t{1000003}}) {
     std::mt19937 rng(static_cast<unsigned>(words));
     std::vector<std::uint32_t> host(words);
-    for (auto& x : host) x = rng();
+    for (auto& x : host) x = static_cast<std::uint32_t>(rng());
     auto src = test::upload(host);
     for (auto hint : {cuda::cache_hint::streaming, cuda::cache_hint::l2}) {
       cuda::launch_read(src.data(), sink.data<std::uint32_t>(), {4 * words, 1, hint, 0}, s.get());
@@ -100,7 +100,7 @@ TEST(Memory, ReadFoldsToReferenceXor) {
   // Odd number of passes over a power-of-two buffer folds to the single-pass XOR.
   std::vector<std::uint32_t> host(1 << 14);
   std::mt19937 rng(9);
-  for (auto& x : host) x = rng();
+  for (auto& x : host) x = static_cast<std::uint32_t>(rng());
   auto src = test::upload(host);
   cuda::launch_read(src.data(), sink.data<std::uint32_t>(), {4 * host.size(), 5, cuda::cache_hint::l2, 0}, s.get());
   s.synchronize();
