@@ -32,7 +32,7 @@ void bandwidth(benchmark::State& state, int op) {
   cuda::device_buffer src(bytes), dst(bytes), sink(4);
   cuda::fill_uniform(src.data(), dtype::fp32, bytes / 4, 1, 1.0f, s.get());
   cuda::event_timer timer;
-  const cuda::bandwidth_launch l{bytes, 1, cuda::cache_hint::streaming, 0};
+  const cuda::bandwidth_launch l{bytes, 1, cuda::cache_hint::streaming, 0, 4, false};
   auto run = [&] {
     if (op == 0) cuda::launch_read(src.data(), sink.data<std::uint32_t>(), l, s.get());
     if (op == 1) cuda::launch_write(dst.data(), 3, l, s.get());

@@ -66,7 +66,7 @@ std::string probe_table(const gpu_profile& p) {
   out << "\n\n";
   const double ds_bw = p.datasheet_bytes_per_second;
   out << "DRAM bandwidth (" << gib(p.config.value("max_bytes", 0.0))
-      << " buffer, cold, 16-byte streaming accesses; copy counts read + write)\n";
+      << " buffer, cold; best launch configuration of our kernels; copy counts read + write)\n";
   out << "  op      TB/s   p10-p90 TB/s     % of datasheet" << (ds_bw > 0 ? fmt(" %.2f", ds_bw / 1e12) : "") << "\n";
   for (const auto& r : p.rows) {
     if (r.value("kind", "") != "bandwidth") continue;
@@ -79,6 +79,20 @@ std::string probe_table(const gpu_profile& p) {
         << fmt("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
         << (ds_bw > 0 ? fmt("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
         << (r["measurement"]["throttled"].get<bool>() ? "  [throttled]" : "") << "\n";
+  }
+  for (const auto& r : p.rows) {
+    if (r.value("kind", "") != "bandwidth_reference") continue;
+    const double b = r["bytes_moved"].get<double>();
+    const auto& s = r["measurement"]["seconds"];
+    out << "  memcpy  " << fmt("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
+        << fmt("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
+        << fmt("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
+        << (ds_bw > 0 ? fmt("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
+        << "   (cudaMemcpyAsync device-to-device: copy engines)\n";
+  }
+  if (p.config.contains("copy_method")) {
+    out << "  copy ceiling " << fmt("%.2f", p.copy_bytes_per_second / 1e12) << " TB/s ("
+        << p.config["copy_method"].get<std::string>() << ")\n";
   }
   out << "\nWorking-set sweep (hot, L2-only loads; L2 is "
       << fmt("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ")\n";

@@ -36,6 +36,11 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
     throw std::invalid_argument("gemm: m, n and k must be positive, got " + std::to_string(m) +
                                 "x" + std::to_string(n) + "x" + std::to_string(k));
   }
+  if ((t == dtype::fp8_e4m3 || t == dtype::int8) && (m % 16 != 0 || k % 16 != 0)) {
+    throw std::invalid_argument("gemm: " + std::string(name(t)) +
+                                " needs m and k multiples of 16, got m=" + std::to_string(m) +
+                                " k=" + std::to_string(k));
+  }
   const lt_types ty = types_of(t);
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&m_desc, ty.compute, ty.scale));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -61,8 +66,7 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     throw std::invalid_argument("gemm: cuBLASLt has no " + std::string(name(t)) +
                                 " algorithm for m=" + std::to_string(m) + " n=" +
-                                std::to_string(n) + " k=" + std::to_string(k) +
-                                " (fp8 needs k a multiple of 16, int8 a multiple of 4)");
+                                std::to_string(n) + " k=" + std::to_string(k));
   }
   for (int i = 0; i < found; ++i) {
     if (results[static_cast<std::size_t>(i)].state == CUBLAS_STATUS_SUCCESS) {

@@ -17,8 +17,8 @@ namespace ridgeline::cuda {
 
 class lt_gemm {
  public:
-  // Throws std::invalid_argument for empty shapes or when cuBLASLt offers no algorithm (fp8 needs
-  // k a multiple of 16, int8 a multiple of 4).
+  // Throws std::invalid_argument for empty shapes, for fp8/int8 with m or k not a multiple of 16,
+  // or when cuBLASLt offers no algorithm.
   lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
           std::size_t workspace_bytes, int max_algorithms = 8);
   ~lt_gemm();

@@ -12,14 +12,21 @@
 namespace ridgeline::cuda {
 
 // streaming: evict-first (ld/st.cs), for cold HBM numbers; l2: cache in L2 only (ld/st.cg), for
-// working-set sweeps that must not hit L1 on repeated passes.
-enum class cache_hint { streaming, l2 };
+// working-set sweeps that must not hit L1 on repeated passes; normal: default caching.
+enum class cache_hint { streaming, l2, normal };
 
 struct bandwidth_launch {
   std::size_t bytes = 0;   // buffer size; read and write need a multiple of 4
   std::size_t passes = 1;  // times the buffer is moved in one launch
   cache_hint hint = cache_hint::streaming;
-  int grid = 0;  // blocks of 256 threads; 0 picks 8 per SM
+  int grid = 0;    // blocks of 256 threads; 0 picks 8 per SM
+  int unroll = 4;  // independent 16-byte accesses in flight per thread: 4 or 8
+  bool chunked = false;  // each block moves contiguous chunks (see memory.cu) vs grid-stride
+  // Copy only, Hopper and later: move chunks through shared memory with the bulk copy engine
+  // (cp.async.bulk), 4 stages of bulk_chunk_bytes per block; grid 0 picks 2 blocks per SM.
+  bool bulk = false;
+  int bulk_chunk_bytes = 16384;   // up to 56 KiB
+  bool bulk_contiguous = false;   // each block one contiguous run of chunks, else interleaved
 };
 
 // Launchers validate (alignment, sizes) and throw std::invalid_argument; all are asynchronous.

@@ -20,6 +20,9 @@ template <class T>
 cuda::device_buffer upload(const std::vector<T>& host) {
   cuda::device_buffer d(host.size() * sizeof(T));
   RIDGELINE_CUDA_CHECK(cudaMemcpy(d.data(), host.data(), d.bytes(), cudaMemcpyHostToDevice));
+  // From pageable memory cudaMemcpy may return before the DMA lands; kernels on non-blocking
+  // streams would race with it.
+  RIDGELINE_CUDA_CHECK(cudaDeviceSynchronize());
   return d;
 }
 

@@ -101,6 +101,9 @@ TEST(GpuProfile, DatasheetLookupByDeviceName) {
 
 TEST(GpuProfile, CommittedProfilesLoad) {
   const std::filesystem::path dir = std::filesystem::path(RIDGELINE_SOURCE_DIR) / "planner/profiles";
+  if (!std::filesystem::is_directory(dir)) {
+    GTEST_SKIP() << "source tree not found at " << RIDGELINE_SOURCE_DIR << " (binary moved?)";
+  }
   int loaded = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".json") continue;
