@@ -1,0 +1,128 @@
+// Parameter views of the decoder's ops, shared by the CPU references (kernels/cpu) and the CUDA
+// launchers (kernels/cuda): one struct per op describes the memory both sides read and write, so
+// the two cannot disagree about shapes, strides or epsilon. Non-owning; no CUDA types.
+//
+// Storage: activations, weights and the KV cache are bf16 (held here as their 16-bit patterns,
+// `bf16_bits`); accumulation is fp32 on the GPU and at least fp32 in the references. A "ragged
+// batch" packs the tokens of several sequences back to back: [num_tokens][...] with per-sequence
+// offsets where an op needs them.
+#pragma once
+
+#include <cstdint>
+
+namespace ridgeline {
+
+using bf16_bits = std::uint16_t;
+
+// out[t][:] = table[ids[t]][:]. ids must be in [0, vocab) (the engine validates before launch).
+struct embedding_params {
+  const std::int32_t* ids = nullptr;  // [num_tokens]
+  const bf16_bits* table = nullptr;   // [vocab][hidden]
+  bf16_bits* out = nullptr;           // [num_tokens][hidden]
+  int num_tokens = 0, hidden = 0, vocab = 0;
+};
+
+// RMSNorm fused with the residual add (pre-norm decoder):
+//   if residual: residual[t] += input[t]  (in place; bf16 rounding of the sum), r = residual[t]
+//   else:        r = input[t]
+//   out[t][i] = bf16(r[i] * rsqrt(mean(r^2) + eps) * weight[i])   (mean over hidden, in fp32)
+struct rms_norm_params {
+  const bf16_bits* input = nullptr;  // [num_tokens][hidden]
+  bf16_bits* residual = nullptr;     // [num_tokens][hidden] or null
+  const bf16_bits* weight = nullptr;  // [hidden]
+  bf16_bits* out = nullptr;          // [num_tokens][hidden]; may alias input
+  int num_tokens = 0, hidden = 0;
+  float eps = 1e-5f;
+};
+
+// Rotary position embedding, rotate-half ("neox") convention as in Hugging Face Llama, in place on
+// q and k. Frequencies inv_freq[i] = theta^(-2i/head_dim), i < head_dim/2; with llama3_scaling,
+// Llama 3.1's piecewise rescaling of long wavelengths (factor, low/high frequency factors,
+// original context length).
+struct rope_params {
+  bf16_bits* q = nullptr;                   // [num_tokens][num_q_heads][head_dim]
+  bf16_bits* k = nullptr;                   // [num_tokens][num_kv_heads][head_dim]
+  const std::int32_t* positions = nullptr;  // [num_tokens]
+  int num_tokens = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float theta = 10000.0f;
+  bool llama3_scaling = false;
+  float scaling_factor = 8.0f, low_freq_factor = 1.0f, high_freq_factor = 4.0f;
+  int original_max_position = 8192;
+};
+
+// SwiGLU of the fused gate/up projection: out[t][i] = silu(gu[t][i]) * gu[t][inter + i].
+struct swiglu_params {
+  const bf16_bits* gate_up = nullptr;  // [num_tokens][2 * intermediate]
+  bf16_bits* out = nullptr;            // [num_tokens][intermediate]
+  int num_tokens = 0, intermediate = 0;
+};
+
+// The paged KV cache of one layer. Block b holds block_size token slots:
+//   data[b][0 = K, 1 = V][kv_head][slot][head_dim]
+// A token's slot is block_tables[seq][pos / block_size] * block_size + pos % block_size.
+struct paged_kv_view {
+  bf16_bits* data = nullptr;  // [num_blocks][2][num_kv_heads][block_size][head_dim]
+  int num_blocks = 0, block_size = 16, num_kv_heads = 0, head_dim = 0;
+  const std::int32_t* block_tables = nullptr;  // [num_seqs][max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  const std::int32_t* seq_lens = nullptr;  // [num_seqs] tokens in the cache, new ones included
+  int num_seqs = 0;
+};
+
+// Writes new K and V into their slots: slot_mapping[t] = block * block_size + offset (-1 skips).
+struct kv_append_params {
+  const bf16_bits* k = nullptr;                // [num_tokens][num_kv_heads][head_dim]
+  const bf16_bits* v = nullptr;                // [num_tokens][num_kv_heads][head_dim]
+  const std::int32_t* slot_mapping = nullptr;  // [num_tokens]
+  int num_tokens = 0;
+  paged_kv_view kv;
+};
+
+// Attention of a ragged batch of query tokens over the paged cache, causal. Sequence s owns query
+// rows [q_offsets[s], q_offsets[s + 1]); its n_s = q_offsets[s+1] - q_offsets[s] queries are its
+// last n_s positions, so query i of s sits at position seq_lens[s] - n_s + i and attends to
+// positions 0 ... that position. Decode is the case n_s = 1 for every s; chunked prefill is any n_s.
+// Head h of the query uses KV head h / (num_q_heads / num_kv_heads) (grouped-query attention).
+//   out = softmax(q . K^T * scale) . V, fp32 softmax and accumulation.
+// split_tokens > 0 splits each sequence's context into chunks of that many tokens (a fixed split
+// size, so results do not depend on the batch), reduced with their log-sum-exp; 0 lets the
+// launcher choose. workspace: float scratch for the partial results (see the launcher).
+struct attention_params {
+  const bf16_bits* q = nullptr;             // [num_q_tokens][num_q_heads][head_dim]
+  bf16_bits* out = nullptr;                 // [num_q_tokens][num_q_heads][head_dim]
+  const std::int32_t* q_offsets = nullptr;  // [num_seqs + 1]
+  int num_q_tokens = 0, num_q_heads = 0;
+  float scale = 0;  // usually 1 / sqrt(head_dim)
+  paged_kv_view kv;
+  int split_tokens = 0;
+  float* workspace = nullptr;
+  std::int64_t workspace_bytes = 0;
+};
+
+// Sampling of one next token per row of logits. temperature == 0 is greedy (lowest id wins ties).
+// Otherwise: repetition penalty over the row's previous tokens (divide positive logits, multiply
+// negative ones, as in Hugging Face), / temperature, top-k, top-p (smallest set with cumulative
+// probability >= top_p), then a draw from a counter-based generator keyed by (seed, step), so the
+// same request samples the same token whatever else is in the batch.
+struct sampling_row {
+  float temperature = 0;
+  int top_k = 0;      // 0 = off
+  float top_p = 1.0f;  // 1 = off
+  float repetition_penalty = 1.0f;
+  std::uint64_t seed = 0;
+  std::uint64_t step = 0;
+};
+
+struct sampling_params {
+  const float* logits = nullptr;  // [num_rows][vocab], fp32
+  int num_rows = 0, vocab = 0;
+  const sampling_row* rows = nullptr;               // [num_rows]
+  const std::int32_t* prev_tokens = nullptr;        // [prev_offsets[num_rows]] tokens seen so far
+  const std::int32_t* prev_offsets = nullptr;       // [num_rows + 1]
+  std::int32_t* out_tokens = nullptr;               // [num_rows]
+  float* out_logprobs = nullptr;  // [num_rows][top_logprobs] log-softmax of the raw logits, or null
+  std::int32_t* out_top_ids = nullptr;  // [num_rows][top_logprobs] ids by descending logit, or null
+  int top_logprobs = 0;
+};
+
+}  // namespace ridgeline
