@@ -30,8 +30,9 @@ lt_types types_of(dtype t) {
 }  // namespace
 
 lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
-                 std::size_t workspace_bytes, int max_algorithms)
-    : m_handle(handle), m_type(t), m_m(m), m_n(n), m_k(k), m_workspace(workspace_bytes) {
+                 std::size_t workspace_bytes, int max_algorithms, bool fp32_output)
+    : m_handle(handle), m_type(t), m_m(m), m_n(n), m_k(k), m_workspace(workspace_bytes),
+      m_fp32_output(fp32_output && (t == dtype::bf16 || t == dtype::fp16)) {
   if (m == 0 || n == 0 || k == 0) {
     throw std::invalid_argument("gemm: m, n and k must be positive, got " + std::to_string(m) +
                                 "x" + std::to_string(n) + "x" + std::to_string(k));
@@ -41,7 +42,8 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
                                 " needs m and k multiples of 16, got m=" + std::to_string(m) +
                                 " k=" + std::to_string(k));
   }
-  const lt_types ty = types_of(t);
+  lt_types ty = types_of(t);
+  if (m_fp32_output) ty.d = CUDA_R_32F;
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&m_desc, ty.compute, ty.scale));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
   RIDGELINE_CUBLAS_CHECK(

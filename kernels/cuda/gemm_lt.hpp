@@ -19,8 +19,9 @@ class lt_gemm {
  public:
   // Throws std::invalid_argument for empty shapes, for fp8/int8 with m or k not a multiple of 16,
   // or when cuBLASLt offers no algorithm.
+  // fp32_output: bf16/fp16 operands with an fp32 D (logits); other dtypes ignore it.
   lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
-          std::size_t workspace_bytes, int max_algorithms = 8);
+          std::size_t workspace_bytes, int max_algorithms = 8, bool fp32_output = false);
   ~lt_gemm();
   lt_gemm(const lt_gemm&) = delete;
   lt_gemm& operator=(const lt_gemm&) = delete;
@@ -35,12 +36,13 @@ class lt_gemm {
   double min_bytes() const;
   std::size_t a_bytes() const { return m_m * m_k * operand_bytes(m_type); }
   std::size_t b_bytes() const { return m_n * m_k * operand_bytes(m_type); }
-  std::size_t d_bytes() const { return m_m * m_n * output_bytes(m_type); }
+  std::size_t d_bytes() const { return m_m * m_n * (m_fp32_output ? 4 : output_bytes(m_type)); }
 
  private:
   cublasLtHandle_t m_handle;
   dtype m_type;
   std::size_t m_m, m_n, m_k, m_workspace;
+  bool m_fp32_output = false;
   cublasLtMatmulDesc_t m_desc = nullptr;
   cublasLtMatrixLayout_t m_a = nullptr, m_b = nullptr, m_d = nullptr;
   std::vector<cublasLtMatmulAlgo_t> m_algorithms;

@@ -126,3 +126,18 @@ struct sampling_params {
 };
 
 }  // namespace ridgeline
+
+namespace ridgeline {
+
+// A linear layer on a ragged batch: y[t][o] = sum_i x[t][i] * w[o][i]  (PyTorch's F.linear, no
+// bias), fp32 accumulation, y in bf16 or fp32 (logits). in_features must be a multiple of 8 and
+// x, w 16-byte aligned (the GPU reads 8 bf16 at a time).
+struct linear_params {
+  const bf16_bits* x = nullptr;  // [num_tokens][in_features]
+  const bf16_bits* w = nullptr;  // [out_features][in_features]
+  void* y = nullptr;             // [num_tokens][out_features], bf16 or fp32
+  bool y_fp32 = false;
+  int num_tokens = 0, in_features = 0, out_features = 0;
+};
+
+}  // namespace ridgeline

@@ -1,0 +1,80 @@
+// The engine's linear layers at Llama-2-7B shapes for decode batches, GEMV path against
+// cuBLASLt, cold (weights rotated: every layer of a 32-layer stack in turn, 13 GB, far above L2):
+//   build/bench/ridgeline_linear_bench --benchmark_format=json
+// Counters: bytes/s of weights and % of the profile's measured read bandwidth (given by
+// RIDGELINE_READ_BW in bytes/s, or the H100 figure by default).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "cuda/linear.hpp"
+#include "cuda/raii.hpp"
+#include "cuda/random.hpp"
+#include "ridgeline/bench/gbench.hpp"
+#include "ridgeline/metrics/device.hpp"
+
+namespace {
+
+using namespace ridgeline;
+
+struct layer_shape {
+  int out, in;
+};
+constexpr layer_shape k_layers[] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+
+double read_ceiling() {
+  const char* e = std::getenv("RIDGELINE_READ_BW");
+  return e ? std::atof(e) : 3.13e12;  // planner/profiles/h100-sxm.json, read plateau
+}
+
+// One block's four linear layers, cycling over `copies` distinct weight sets so nothing is reused
+// from L2 between iterations.
+void BM_kernels_linear_block(benchmark::State& state) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const int tokens = static_cast<int>(state.range(0));
+  const bool cublas = state.range(1) != 0;
+  constexpr int copies = 8;  // 8 x 405 MB
+  cuda::stream s;
+  std::vector<cuda::device_buffer> weights;
+  std::size_t block_bytes = 0;
+  for (int c = 0; c < copies; ++c) {
+    for (const auto& L : k_layers) {
+      weights.emplace_back(std::size_t(L.out) * L.in * 2);
+      cuda::fill_uniform(weights.back().data(), dtype::bf16, std::size_t(L.out) * L.in, c * 7 + L.out, 0.05f, s.get());
+      if (c == 0) block_bytes += weights.back().bytes();
+    }
+  }
+  cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
+  cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
+  cuda::linear_runner runner;
+  runner.set_force_cublas(cublas);
+  auto run_block = [&](int c) {
+    for (int l = 0; l < 4; ++l) {
+      runner.run({x.data<bf16_bits>(), weights[c * 4 + l].data<bf16_bits>(), y.data(), false, tokens,
+                  k_layers[l].in, k_layers[l].out},
+                 s.get());
+    }
+  };
+  for (int c = 0; c < copies; ++c) run_block(c);  // warm-up, plans
+  cuda::event_timer timer;
+  int c = 0;
+  for (auto _ : state) {
+    timer.start(s.get());
+    run_block(c);
+    timer.stop(s.get());
+    state.SetIterationTime(timer.seconds());
+    c = (c + 1) % copies;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) * double(block_bytes)));
+  state.counters["pct_of_read_bw"] = benchmark::Counter(
+      100.0 * double(block_bytes) / read_ceiling(), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_kernels_linear_block)
+    ->ArgNames({"tokens", "cublas"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64, 128, 256}, {0, 1}})
+    ->UseManualTime();
+
+}  // namespace
+
+int main(int argc, char** argv) { return ridgeline::bench::run_benchmarks(argc, argv, 0); }

@@ -1,0 +1,101 @@
+// Linear layers on the GPU (GEMV path and cuBLASLt path) against the naive CPU reference on random
+// bf16 inputs at odd shapes. Tolerance: |gpu - ref| <= 2^-7 |ref| + 2^-16 * k * max|x||w| for a
+// bf16 output (both sides round to bf16, so they may differ by one unit in the last place near a
+// rounding boundary, plus fp32 accumulation); for fp32 output the second term alone.
+#include <cmath>
+#include <random>
+
+#include "cuda/linear.hpp"
+#include "gpu_test_util.hpp"
+#include "ridgeline/kernels/linear_reference.hpp"
+#include "ridgeline/kernels/numeric.hpp"
+
+using namespace ridgeline;
+
+namespace {
+
+std::vector<bf16_bits> random_bf16(std::size_t n, std::mt19937& rng, float scale) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<bf16_bits> v(n);
+  for (auto& x : v) x = cpu::float_to_bf16(u(rng));
+  return v;
+}
+
+void check(int tokens, int in, int out, bool fp32, bool force_cublas, cuda::linear_runner& runner) {
+  SCOPED_TRACE("tokens=" + std::to_string(tokens) + " in=" + std::to_string(in) + " out=" +
+               std::to_string(out) + " fp32=" + std::to_string(fp32) +
+               " cublas=" + std::to_string(force_cublas));
+  std::mt19937 rng(static_cast<unsigned>(tokens * 131 + in * 7 + out));
+  const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
+  const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
+  const std::size_t y_elems = std::size_t(tokens) * out, y_bytes = y_elems * (fp32 ? 4 : 2);
+  std::vector<unsigned char> ref(y_bytes);
+  cpu::linear({x.data(), w.data(), ref.data(), fp32, tokens, in, out});
+
+  auto dx = test::upload(x), dw = test::upload(w);
+  constexpr std::size_t guard = 256;
+  std::vector<unsigned char> init(y_bytes + 2 * guard, 0xff);  // NaN poison
+  auto dy = test::upload(init);
+  cuda::stream s;
+  runner.set_force_cublas(force_cublas);
+  runner.run({dx.data<bf16_bits>(), dw.data<bf16_bits>(), dy.data<unsigned char>() + guard, fp32,
+              tokens, in, out},
+             s.get());
+  s.synchronize();
+  const auto got = test::download<unsigned char>(dy, 0, init.size());
+  for (std::size_t i = 0; i < guard; ++i) {
+    ASSERT_EQ(got[i], 0xff);
+    ASSERT_EQ(got[guard + y_bytes + i], 0xff);
+  }
+  const double acc_tol = std::ldexp(1.0, -16) * in * 1.0 * 0.5;
+  int bad = 0;
+  for (std::size_t i = 0; i < y_elems; ++i) {
+    double g, r;
+    if (fp32) {
+      g = reinterpret_cast<const float*>(&got[guard])[i];
+      r = reinterpret_cast<const float*>(ref.data())[i];
+    } else {
+      g = cpu::bf16_to_float(reinterpret_cast<const bf16_bits*>(&got[guard])[i]);
+      r = cpu::bf16_to_float(reinterpret_cast<const bf16_bits*>(ref.data())[i]);
+    }
+    const double tol = (fp32 ? 0.0 : std::ldexp(1.0, -7) * std::fabs(r)) + acc_tol;
+    if (!(std::fabs(g - r) <= tol) && bad++ < 5) {
+      ADD_FAILURE() << "element " << i << " (token " << i / out << ", out " << i % out
+                    << "): got " << g << ", reference " << r << ", tolerance " << tol;
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+}  // namespace
+
+TEST(Linear, GemvMatchesReference) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  for (int tokens : {1, 2, 3, 5, 8}) {
+    for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 7}, std::pair{1032, 33}, std::pair{4096, 131}}) {
+      check(tokens, in, out, false, false, runner);
+      check(tokens, in, out, true, false, runner);
+    }
+  }
+}
+
+TEST(Linear, CublasPathMatchesReference) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  for (int tokens : {1, 9, 17, 64}) {
+    for (auto [in, out] : {std::pair{136, 8}, std::pair{1032, 40}}) {
+      check(tokens, in, out, false, true, runner);
+      check(tokens, in, out, true, true, runner);
+    }
+  }
+}
+
+TEST(Linear, RejectsBadShapes) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::device_buffer b(1 << 12);
+  const auto* p = b.data<bf16_bits>();
+  EXPECT_THROW(cuda::gemv({p, p, b.data(), false, 1, 12, 4}, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::gemv({p, p, b.data(), false, 9, 16, 4}, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::gemv({p, p, b.data(), false, 0, 16, 4}, nullptr), std::invalid_argument);
+}
