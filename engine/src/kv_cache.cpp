@@ -204,7 +204,16 @@ void block_pool::unref(block_id b) {
 bool block_pool::set_hash(block_id b, std::uint64_t hash) {
   if (b < 0 || b >= materialized() || m_ref[b] <= 0) broken("set_hash on unreferenced block " + std::to_string(b));
   if (m_hash[b] != 0) return m_hash[b] == hash;
-  if (!m_index.insert(hash, b)) return false;
+  const block_id holder = m_index.find(hash);
+  if (holder >= 0) {
+    if (m_ref[holder] > 0) return false;  // in use: b stays an unhashed duplicate
+    // An unreferenced holder would be evicted first anyway: b takes over the content.
+    m_lru.remove(holder);
+    m_index.erase(hash);
+    m_hash[holder] = 0;
+    m_free.push_back(holder);
+  }
+  m_index.insert(hash, b);
   m_hash[b] = hash;
   return true;
 }

@@ -104,8 +104,8 @@ class block_pool {
   void unref(block_id b);
   std::int32_t ref_count(block_id b) const { return b < materialized() ? m_ref[b] : 0; }
 
-  // Registers b (in use, full) under `hash` unless another block already holds that hash;
-  // returns whether b now holds it.
+  // Registers b (in use, full) under `hash` unless a block in use already holds that hash (an
+  // unreferenced cached holder gives the hash to b and becomes free); returns whether b holds it.
   bool set_hash(block_id b, std::uint64_t hash);
   std::uint64_t hash_of(block_id b) const { return b < materialized() ? m_hash[b] : 0; }
   block_id find(std::uint64_t hash) const { return m_index.find(hash); }
