@@ -57,19 +57,24 @@ request_handle scheduler::submit(std::uint64_t id, double arrival_seconds,
   // Requests that could never run are rejected now, with the reason.
   const std::int64_t bs = m_kv.config().block_tokens;
   const std::int64_t total = r.prompt_tokens + std::max(max_output_tokens, 0);
-  std::string reason;
+  std::string reason, kind;
   if (r.prompt_tokens < 1) {
+    kind = "empty_prompt";
     reason = "empty prompt";
   } else if (max_output_tokens < 1) {
+    kind = "no_output";
     reason = "max output tokens " + std::to_string(max_output_tokens) + " < 1";
   } else if (m_config.max_model_len > 0 && total > m_config.max_model_len) {
+    kind = "exceeds_context";
     reason = "prompt + output = " + std::to_string(total) + " tokens exceeds the context of " +
              std::to_string(m_config.max_model_len);
   } else if ((total - 1 + bs - 1) / bs > m_kv.pool().total()) {
     // The final token is sampled, never stored: prompt + output - 1 tokens need KV.
+    kind = "exceeds_cache";
     reason = "prompt + output = " + std::to_string(total) + " tokens exceeds the whole KV cache (" +
              std::to_string(m_kv.pool().total()) + " blocks of " + std::to_string(bs) + ")";
   } else if (!m_config.chunked_prefill && r.prompt_tokens > m_config.max_batched_tokens) {
+    kind = "exceeds_batch_tokens";
     reason = "prompt of " + std::to_string(r.prompt_tokens) +
              " tokens exceeds max batched tokens " + std::to_string(m_config.max_batched_tokens) +
              " without chunked prefill";
@@ -77,6 +82,7 @@ request_handle scheduler::submit(std::uint64_t id, double arrival_seconds,
   if (!reason.empty()) {
     r.record.outcome = request_outcome::rejected;
     r.record.reject_reason = std::move(reason);
+    r.record.reject_kind = std::move(kind);
     r.record.first_token_seconds = r.record.finish_seconds = arrival_seconds;
     m_finished.push_back(std::move(r.record));
     r.live = false;

@@ -43,7 +43,9 @@ std::string_view name(request_outcome o);
 struct request_record {
   std::uint64_t id = 0;
   request_outcome outcome = request_outcome::finished;
-  std::string reject_reason;  // empty unless rejected
+  std::string reject_reason;  // empty unless rejected: one line saying why
+  std::string reject_kind;    // empty_prompt, no_output, exceeds_context, exceeds_cache,
+                              // exceeds_batch_tokens
   double arrival_seconds = 0;
   double first_token_seconds = 0;  // equal to arrival when rejected
   double finish_seconds = 0;
