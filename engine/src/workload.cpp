@@ -31,6 +31,25 @@ constexpr std::uint64_t k_tag_output = 0x4f75747075747321ULL;
 constexpr std::uint64_t k_tag_system = 0x53797374656d5021ULL;
 constexpr std::uint64_t k_tag_message = 0x4d65737361676521ULL;
 
+// Input text quoted in an error message: control bytes escaped, at most `max` characters, so the
+// message stays one readable line whatever the input holds.
+std::string printable(std::string_view text, std::size_t max = 48) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 [[noreturn]] void fail_at(const std::string& source, std::int64_t line, const std::string& what) {
   throw std::invalid_argument(source + ":" + std::to_string(line) + ": " + what);
 }
@@ -139,10 +158,10 @@ std::int64_t json_length(const nlohmann::json& obj, const char* key, std::int64_
   const auto it = obj.find(key);
   if (it == obj.end()) fail_at(source, line, std::string("missing field '") + key + "'");
   if (!it->is_number_integer()) {
-    fail_at(source, line, std::string("field '") + key + "' must be an integer, got " + it->dump());
+    fail_at(source, line, std::string("field '") + key + "' must be an integer, got " + printable(it->dump()));
   }
   if (it->is_number_unsigned() && it->get<std::uint64_t>() > std::uint64_t(k_max_trace_tokens)) {
-    fail_at(source, line, std::string("field '") + key + "' is absurd: " + it->dump() +
+    fail_at(source, line, std::string("field '") + key + "' is absurd: " + printable(it->dump()) +
                               " (at most " + std::to_string(k_max_trace_tokens) + ")");
   }
   const auto v = it->get<std::int64_t>();
@@ -205,8 +224,8 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail_at(source, line_no, std::string("bad JSON: ") + e.what());
+    } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (overflow)
+      fail_at(source, line_no, "bad JSON: " + printable(e.what(), 160));
     }
     if (!j.is_object()) fail_at(source, line_no, "expected a JSON object, got " + std::string(j.type_name()));
     workload_request r;
@@ -216,7 +235,7 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     if (!ts->is_number()) fail_at(source, line_no, "field 'timestamp' must be a number");
     const double ms = ts->get<double>();
     if (!std::isfinite(ms) || ms < 0 || ms > 1e13) {
-      fail_at(source, line_no, "field 'timestamp' out of range: " + ts->dump());
+      fail_at(source, line_no, "field 'timestamp' out of range: " + printable(ts->dump()));
     }
     r.arrival_seconds = ms / 1000.0;
     r.prompt_tokens = json_length(j, "input_length", 1, source, line_no);
@@ -236,7 +255,7 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     for (const auto& id : *ids) {
       if (!id.is_number_integer() || (id.is_number_integer() && !id.is_number_unsigned() &&
                                       id.get<std::int64_t>() < 0)) {
-        fail_at(source, line_no, "hash_ids must hold non-negative integers, got " + id.dump());
+        fail_at(source, line_no, "hash_ids must hold non-negative integers, got " + printable(id.dump()));
       }
       const auto len = static_cast<std::int32_t>(std::min<std::int64_t>(left, block_tokens));
       r.prompt.push_back({mix2(k_tag_mooncake, id.get<std::uint64_t>()), len});
@@ -290,7 +309,7 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
     }
     const auto t = parse_timestamp(fields[0]);
     if (!t) {
-      fail_at(source, line_no, "bad TIMESTAMP '" + std::string(fields[0].substr(0, 40)) +
+      fail_at(source, line_no, "bad TIMESTAMP '" + printable(fields[0]) +
                                    "' (expected YYYY-MM-DD hh:mm:ss.fffffff)");
     }
     std::int64_t context = 0, generated = 0;
@@ -299,7 +318,7 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
       const char* name = k == 1 ? "ContextTokens" : "GeneratedTokens";
       if (!parse_number(fields[k], value)) {
         fail_at(source, line_no, std::string(name) + " is not an integer: '" +
-                                     std::string(fields[k].substr(0, 40)) + "'");
+                                     printable(fields[k]) + "'");
       }
       if (value < 1 || value > k_max_trace_tokens) {
         fail_at(source, line_no, std::string(name) + " out of range [1, " +
@@ -351,7 +370,8 @@ length_distribution parse_length_distribution(const std::string& text) {
   auto num = [&](std::size_t i) {
     double v = 0;
     if (!parse_number(std::string_view(parts[i]), v) || !std::isfinite(v) || v < 0) {
-      throw std::invalid_argument("bad number '" + parts[i] + "' in distribution '" + text + "'");
+      throw std::invalid_argument("bad number '" + printable(parts[i]) + "' in distribution '" +
+                                  printable(text) + "'");
     }
     return v;
   };
@@ -359,7 +379,7 @@ length_distribution parse_length_distribution(const std::string& text) {
   const std::string& k = parts[0];
   auto want = [&](std::size_t n) {
     if (parts.size() != n) {
-      throw std::invalid_argument("distribution '" + text + "' needs " + std::to_string(n - 1) +
+      throw std::invalid_argument("distribution '" + printable(text) + "' needs " + std::to_string(n - 1) +
                                   " parameters (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, "
                                   "exp:MEAN)");
     }
@@ -373,7 +393,7 @@ length_distribution parse_length_distribution(const std::string& text) {
     d.shape = length_distribution::kind::uniform;
     d.a = num(1);
     d.b = num(2);
-    if (d.b < d.a) throw std::invalid_argument("uniform:A:B needs A <= B in '" + text + "'");
+    if (d.b < d.a) throw std::invalid_argument("uniform:A:B needs A <= B in '" + printable(text) + "'");
   } else if (k == "lognormal") {
     want(3);
     d.shape = length_distribution::kind::lognormal;
@@ -384,11 +404,11 @@ length_distribution parse_length_distribution(const std::string& text) {
     d.shape = length_distribution::kind::exponential;
     d.a = num(1);
   } else {
-    throw std::invalid_argument("unknown distribution '" + text +
+    throw std::invalid_argument("unknown distribution '" + printable(text) +
                                 "' (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, exp:MEAN)");
   }
   if (d.a > static_cast<double>(k_max_trace_tokens) || d.b > static_cast<double>(k_max_trace_tokens)) {
-    throw std::invalid_argument("distribution '" + text + "' is absurd (values above " +
+    throw std::invalid_argument("distribution '" + printable(text) + "' is absurd (values above " +
                                 std::to_string(k_max_trace_tokens) + ")");
   }
   return d;
@@ -400,7 +420,8 @@ generator_config parse_generator_spec(const std::string& spec) {
   auto number = [&](const std::string& key, const std::string& v, double lo, double hi) {
     double x = 0;
     if (!parse_number(std::string_view(v), x) || !std::isfinite(x) || x < lo || x > hi) {
-      throw std::invalid_argument("generator: " + key + "=" + v + " is not a number in [" +
+      throw std::invalid_argument("generator: " + printable(key) + "=" + printable(v) +
+                                  " is not a number in [" +
                                   std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return x;
@@ -418,13 +439,13 @@ generator_config parse_generator_spec(const std::string& spec) {
     if (item.empty()) continue;
     const auto eq = item.find('=');
     if (eq == std::string::npos) {
-      throw std::invalid_argument("generator: expected key=value, got '" + item + "'");
+      throw std::invalid_argument("generator: expected key=value, got '" + printable(item) + "'");
     }
     const std::string key = item.substr(0, eq), v = item.substr(eq + 1);
     if (key == "arrival") {
       if (v == "poisson") c.arrival = generator_config::arrival_kind::poisson;
       else if (v == "gamma") c.arrival = generator_config::arrival_kind::gamma;
-      else throw std::invalid_argument("generator: arrival must be poisson or gamma, got '" + v + "'");
+      else throw std::invalid_argument("generator: arrival must be poisson or gamma, got '" + printable(v) + "'");
     } else if (key == "rate") {
       c.rate_per_second = number(key, v, 1e-9, 1e9);
     } else if (key == "cv") {
@@ -451,7 +472,7 @@ generator_config parse_generator_spec(const std::string& spec) {
       c.system_prompts = static_cast<std::int32_t>(number(key, v, 1, 1e6));
     } else {
       throw std::invalid_argument(
-          "generator: unknown key '" + key +
+          "generator: unknown key '" + printable(key) +
           "' (arrival, rate, cv, requests, seed, prompt, output, sessions, turns, think, message, "
           "system, system_prompts)");
     }

@@ -228,3 +228,16 @@ TEST(Generator, BadSpecsSayWhat) {
             std::string::npos);
   EXPECT_NE(error_of([] { parse_generator_spec("requests"); }).find("key=value"), std::string::npos);
 }
+
+// Inputs libFuzzer found (fuzz/trace_fuzz.cpp); each once escaped the parsers' error reporting.
+TEST(TraceFuzzRegressions, NumberOverflowAndControlBytesStayOneLineErrors) {
+  // nlohmann throws out_of_range (not parse_error) for a number that overflows a double.
+  auto msg = error_of([] { mooncake("{\"timestamp\": 9999999e999999999999900000000007, \"x\": 1}\n"); });
+  EXPECT_EQ(msg.rfind("t.jsonl:1: bad JSON", 0), 0u) << msg;
+  // A newline inside a generator spec was echoed into a two-line message.
+  msg = error_of([] { parse_generator_spec(std::string("arr\niv\0al=1", 12)); });
+  EXPECT_NE(msg.find("unknown key 'arr"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\\x0a"), std::string::npos) << msg;
+}
+
