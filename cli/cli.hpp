@@ -29,5 +29,6 @@ struct context {
   bool progress = true;  // progress lines on stderr
 };
 void register_probe(CLI::App& app, context& ctx);
+void register_kv(CLI::App& app, context& ctx);
 
 }  // namespace ridgeline::cli

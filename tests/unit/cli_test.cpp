@@ -1,10 +1,14 @@
 // The `ridgeline` command's parsing and error mapping: one line, the right exit code, no crash.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli.hpp"
 #include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/files.hpp"
 
 using namespace ridgeline;
 
@@ -82,4 +86,75 @@ TEST(Cli, ParseBytes) {
   EXPECT_THROW(cli::parse_bytes("-1GiB"), std::invalid_argument);
   EXPECT_THROW(cli::parse_bytes("4 parsecs"), std::invalid_argument);
   EXPECT_THROW(cli::parse_bytes(""), std::invalid_argument);
+}
+
+TEST(CliKv, MooncakeCurveJsonCsvAndTable) {
+  const std::string trace = std::string(RIDGELINE_SOURCE_DIR) + "/data/traces/mooncake_synthetic_trace.jsonl";
+  const auto dir = std::filesystem::temp_directory_path() / "ridgeline_cli_kv_test";
+  std::filesystem::create_directories(dir);
+  const auto json_path = (dir / "kv.json").string(), csv_path = (dir / "kv.csv").string();
+  auto r = run({"kv", "--trace", trace, "--block-size", "512", "--model", "llama-3-70b",
+                "--max-model-len", "0", "--capacity", "unlimited,10%,2000,8GiB", "-o", json_path,
+                "--csv", csv_path, "--no-progress"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("| unlimited |"), std::string::npos) << r.out;
+  const auto doc = nlohmann::json::parse(read_text_file(json_path));
+  EXPECT_EQ(doc.at("schema"), "ridgeline.kv/v1");
+  EXPECT_TRUE(doc.contains("environment"));
+  ASSERT_EQ(doc.at("rows").size(), 4u);
+  const auto& rows = doc.at("rows");
+  EXPECT_NEAR(rows[0].at("token_hit_rate").get<double>(), 0.66, 0.03);
+  EXPECT_LT(rows[1].at("token_hit_rate").get<double>(), rows[0].at("token_hit_rate").get<double>());
+  EXPECT_EQ(rows[2].at("capacity_blocks"), 2000);
+  // 8 GiB of llama-3-70b bf16 KV (320 KiB per token) in blocks of 512 tokens: 51 blocks.
+  EXPECT_EQ(rows[3].at("capacity_blocks"), 51);
+  EXPECT_TRUE(rows[0].at("ttft_seconds").contains("p99"));
+  EXPECT_TRUE(doc.at("config").at("definitions").contains("token_hit_rate"));
+  const std::string csv = read_text_file(csv_path);
+  EXPECT_EQ(lines(csv), 5);
+  EXPECT_EQ(csv.rfind("capacity,capacity_blocks", 0), 0u);
+}
+
+TEST(CliKv, BadInputsGiveOneLineAndTheRightCode) {
+  auto r = run({"kv", "--generator", "requests=10", "--model", "gpt-9", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("unknown model preset 'gpt-9'"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  r = run({"kv", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("exactly one of --trace"), std::string::npos) << r.err;
+  r = run({"kv", "--trace", "/nonexistent/t.csv", "-o", ""});
+  EXPECT_EQ(r.code, cli::io_failure) << r.err;
+  r = run({"kv", "--generator", "requests=10", "--capacity", "lots", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  r = run({"kv", "--generator", "requests=10", "--gpu", "b300", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("unknown GPU 'b300'"), std::string::npos) << r.err;
+  r = run({"kv", "--generator", "requests=10", "-o", "/nonexistent/dir/out.json"});
+  EXPECT_EQ(r.code, cli::io_failure);
+  // A malformed trace: the line number reaches the user.
+  const auto bad = std::filesystem::temp_directory_path() / "ridgeline_bad_trace.csv";
+  std::ofstream(bad) << "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10\n";
+  r = run({"kv", "--trace", bad.string(), "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find(":2: expected 3 columns"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+}
+
+TEST(CliKv, GeneratorRunSmallCapacityRejectsWithReason) {
+  auto r = run({"kv", "--generator", "requests=50,prompt=fixed:3000,output=fixed:8,rate=5",
+                "--model", "tinyllama-1.1b", "--max-model-len", "0", "--capacity", "100,1000", "-o",
+                "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  // 100 blocks of 16 = 1600 tokens: every 3008-token request exceeds the cache.
+  EXPECT_EQ(doc.at("rows")[0].at("rejected"), 50);
+  EXPECT_EQ(doc.at("rows")[0].at("rejected_by_reason").at("exceeds_cache"), 50);
+  EXPECT_EQ(doc.at("rows")[1].at("finished"), 50);
+  EXPECT_EQ(doc.at("rows")[1].at("rejected"), 0);
+  // With the model's context (2048 tokens) they exceed the context instead.
+  r = run({"kv", "--generator", "requests=5,prompt=fixed:3000,output=fixed:8", "--model",
+           "tinyllama-1.1b", "--capacity", "1000", "-o", "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("rows")[0].at("rejected_by_reason").at("exceeds_context"), 5);
 }

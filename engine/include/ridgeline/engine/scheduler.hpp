@@ -1,0 +1,142 @@
+// Continuous-batching scheduler: FCFS admission, limits on running sequences and on tokens per
+// step, chunked prefill, prefix-cache lookup at admission, preemption by recompute (youngest
+// arrival first) when KV blocks run out. The same scheduler drives every executor:
+//   scheduler s(config, kv);
+//   s.submit(id, arrival, prompt_tokens, max_output_tokens);
+//   while (s.has_work()) {
+//     const step_plan& p = s.schedule();      // what to compute this step
+//     ... executor runs p, samples one token per entry with samples == true ...
+//     s.complete(sampled_tokens, now_seconds);
+//     s.take_finished(records);               // finished or rejected, each with its times
+//   }
+// A submitted request always comes back through take_finished: finished, or rejected with a
+// reason at submission (it could never run: longer than the whole cache, the context or, without
+// chunked prefill, the token budget). Preempted requests return to the waiting queue and are
+// recomputed; none is dropped.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/step_time_model.hpp"
+
+namespace ridgeline {
+
+struct scheduler_config {
+  std::int32_t max_running = 256;        // sequences in the running batch
+  std::int64_t max_batched_tokens = 8192;  // tokens computed per step, prefill + decode
+  bool chunked_prefill = true;           // split prompts over steps to fit the token budget
+  std::int64_t max_model_len = 0;        // prompt + output limit; 0 = no limit
+  token_id eos_token = -1;               // stop on this sampled token; -1 = only max tokens
+  bool record_itl = true;                // keep every inter-token gap (itl_seconds())
+};
+void validate(const scheduler_config& c);
+
+enum class request_outcome { finished, rejected };
+std::string_view name(request_outcome o);
+
+// One request's story, emitted once when it leaves the scheduler. Times in the caller's clock.
+struct request_record {
+  std::uint64_t id = 0;
+  request_outcome outcome = request_outcome::finished;
+  std::string reject_reason;  // empty unless rejected: one line saying why
+  std::string reject_kind;    // empty_prompt, no_output, exceeds_context, exceeds_cache,
+                              // exceeds_batch_tokens
+  double arrival_seconds = 0;
+  double first_token_seconds = 0;  // equal to arrival when rejected
+  double finish_seconds = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int32_t output_tokens = 0;  // generated
+  std::int64_t cached_tokens = 0;  // prompt tokens served from cache at first admission
+  std::int64_t tier2_tokens = 0;   // of which from host memory
+  std::int64_t prefix_recomputed_tokens = 0;  // missed prompt tokens whose blocks existed before
+  std::int32_t preemptions = 0;
+  std::int64_t preempted_tokens_recomputed = 0;
+  // TTFT = first token - arrival; E2E = finish - arrival; TPOT = (E2E - TTFT) / (output - 1).
+  double ttft_seconds() const { return first_token_seconds - arrival_seconds; }
+  double e2e_seconds() const { return finish_seconds - arrival_seconds; }
+  bool has_tpot() const { return outcome == request_outcome::finished && output_tokens > 1; }
+  double tpot_seconds() const { return (e2e_seconds() - ttft_seconds()) / (output_tokens - 1); }
+};
+
+using request_handle = std::int32_t;
+
+struct scheduled_sequence {
+  request_handle request = -1;
+  std::uint64_t id = 0;
+  seq_id sequence = -1;
+  std::int64_t context_before = 0;  // tokens whose KV was already there
+  std::int32_t new_tokens = 0;      // tokens computed this step
+  bool prefill = false;             // prompt (or recompute) tokens rather than one decode token
+  bool samples = false;             // produces a token this step
+};
+
+struct step_plan {
+  std::vector<scheduled_sequence> sequences;
+  step_shape shape;
+  std::int32_t preemptions = 0;
+  std::int32_t admitted = 0;
+};
+
+class scheduler {
+ public:
+  scheduler(const scheduler_config& config, kv_cache_manager& kv);
+
+  // Queues a request (FCFS by arrival, then id) or rejects it at once (take_finished).
+  request_handle submit(std::uint64_t id, double arrival_seconds, std::vector<token_id> prompt,
+                        std::int32_t max_output_tokens);
+  // Plans the next step. An empty plan with has_work() means nothing can run (a bug: throws).
+  const step_plan& schedule();
+  // Records the step's results: `sampled` holds one token per plan entry with samples == true, in
+  // plan order; `now_seconds` is when the step ended (first and later token times).
+  void complete(std::span<const token_id> sampled, double now_seconds);
+  // Moves the records of requests that left since the last call into `out` (appends).
+  void take_finished(std::vector<request_record>& out);
+
+  bool has_work() const { return !m_running.empty() || !m_waiting.empty(); }
+  std::int32_t num_running() const { return static_cast<std::int32_t>(m_running.size()); }
+  std::int32_t num_waiting() const { return static_cast<std::int32_t>(m_waiting.size()); }
+  // Prompt + generated tokens of a live request; generated count.
+  std::span<const token_id> tokens(request_handle h) const { return m_requests[h].tokens; }
+  std::int32_t generated(request_handle h) const { return m_requests[h].generated; }
+  const std::vector<double>& itl_seconds() const { return m_itl; }
+  const step_plan& last_plan() const { return m_plan; }
+  const scheduler_config& config() const { return m_config; }
+  std::int64_t steps() const { return m_steps; }
+
+ private:
+  struct request_state {
+    std::vector<token_id> tokens;  // prompt, then generated tokens
+    std::int64_t prompt_tokens = 0;
+    std::int32_t max_output = 0;
+    std::int32_t generated = 0;
+    std::int64_t computed = 0;       // tokens with KV in cache
+    std::int64_t computed_max = 0;   // most ever computed (recompute accounting)
+    seq_id sequence = -1;
+    bool admitted_once = false;
+    bool live = false;
+    double last_token_seconds = 0;
+    request_record record;
+  };
+  bool before(request_handle a, request_handle b) const;
+  void preempt(request_handle h);
+  void finish(request_handle h, double now);
+  void add_to_plan(request_handle h, std::int64_t context_before, std::int32_t n);
+
+  scheduler_config m_config;
+  kv_cache_manager& m_kv;
+  std::vector<request_state> m_requests;
+  std::vector<request_handle> m_free_handles;
+  std::deque<request_handle> m_waiting;     // FCFS order
+  std::vector<request_handle> m_running;    // arrival order; the back is the youngest
+  std::vector<request_record> m_finished;
+  std::vector<double> m_itl;
+  step_plan m_plan;
+  std::int64_t m_steps = 0;
+};
+
+}  // namespace ridgeline

@@ -1,0 +1,54 @@
+// The simulated executor: replays a workload through the scheduler and KV cache manager in
+// simulated time, each step lasting what a step-time model says. Yields per-request TTFT, TPOT,
+// E2E, every inter-token gap (ITL), and the cache's counters.
+//   simulation_config c;  c.kv = make_kv_cache_config(model, dtype::bf16, 16, 8192);
+//   simulation_result r = simulate(w, c, roofline_step_time_model(model, gpu));
+// Follow-up turns of chat sessions arrive think_seconds after their previous turn finished.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/engine/step_time_model.hpp"
+#include "ridgeline/engine/workload.hpp"
+
+namespace ridgeline {
+
+struct simulation_config {
+  kv_cache_config kv;
+  scheduler_config scheduler;
+  // Called now and then with the fraction of requests done, in [0, 1].
+  std::function<void(double)> progress;
+};
+
+struct simulation_result {
+  std::vector<request_record> requests;  // in workload order
+  std::vector<double> itl_seconds;       // every gap between consecutive tokens of a request
+  kv_counters kv;
+  std::int64_t steps = 0;
+  double simulated_seconds = 0;  // last event time
+  double busy_seconds = 0;       // sum of step times
+  std::int64_t prefill_tokens_computed = 0;  // including recompute
+  std::int64_t decode_tokens = 0;
+  std::int32_t peak_used_blocks = 0;
+  std::int32_t peak_running = 0;
+  std::int64_t finished = 0;
+  std::int64_t rejected = 0;
+  // What the prefix cache saved (hits) and what misses on blocks computed before cost
+  // (prefix recompute and preemption recompute), from the model's prefill FLOPs and seconds.
+  double flops_saved = 0;
+  double seconds_saved = 0;
+  double recompute_flops = 0;
+  double recompute_seconds = 0;
+};
+
+simulation_result simulate(const workload& w, const simulation_config& c,
+                           const step_time_model& model);
+
+// Blocks that hold every token of every request at once: "unlimited" capacity for a workload.
+std::int64_t unlimited_blocks(const workload& w, std::int32_t block_tokens);
+
+}  // namespace ridgeline

@@ -1,0 +1,336 @@
+// Paged KV cache: hash chain, index, block pool states, prefix lookup and sharing, LRU eviction
+// order, the host tier, counters, and a randomized property test over long operation sequences
+// (run under ASan + UBSan in CI through the build-asan unit tests).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <unordered_set>
+
+#include "ridgeline/engine/kv_cache.hpp"
+
+using namespace ridgeline;
+
+namespace {
+
+std::vector<token_id> tokens_from(int seed, int n) {
+  std::vector<token_id> t(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (seed * 7919 + i * 31) % 32000;
+  return t;
+}
+
+kv_cache_config config(std::int32_t blocks, std::int32_t block_tokens = 4) {
+  kv_cache_config c;
+  c.block_tokens = block_tokens;
+  c.num_blocks = blocks;
+  return c;
+}
+
+}  // namespace
+
+TEST(KvHash, ChainDependsOnParentContentAndLength) {
+  const auto a = tokens_from(1, 16);
+  auto b = a;
+  b[15] += 1;
+  const auto h = block_hash(k_root_block_hash, a);
+  EXPECT_EQ(h, block_hash(k_root_block_hash, a));
+  EXPECT_NE(h, block_hash(k_root_block_hash, b));
+  EXPECT_NE(h, block_hash(h, a));  // same block under another parent
+  EXPECT_NE(block_hash(k_root_block_hash, std::span(a).first(15)),
+            block_hash(k_root_block_hash, std::span(a).first(14)));
+  // Many distinct blocks: no collisions, never 0.
+  std::unordered_set<std::uint64_t> seen;
+  for (int i = 0; i < 100000; ++i) {
+    auto t = tokens_from(i, 16);
+    t[0] = i;  // 100000 distinct contents
+    const auto x = block_hash(k_root_block_hash, t);
+    EXPECT_NE(x, 0u);
+    seen.insert(x);
+  }
+  EXPECT_EQ(seen.size(), 100000u);
+}
+
+TEST(KvHashIndex, InsertFindEraseAgainstStdMap) {
+  detail::hash_index idx(8);
+  std::map<std::uint64_t, std::int32_t> ref;
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 200000; ++i) {
+    // Small key space so collisions of probe runs and erase-shifts happen constantly.
+    const std::uint64_t key = 1 + rng() % 4096;
+    const int op = static_cast<int>(rng() % 3);
+    if (op == 0) {
+      const bool fresh = ref.emplace(key, i).second;
+      ASSERT_EQ(idx.insert(key, i), fresh);
+    } else if (op == 1) {
+      ASSERT_EQ(idx.erase(key), ref.erase(key) == 1);
+    } else {
+      const auto it = ref.find(key);
+      ASSERT_EQ(idx.find(key), it == ref.end() ? -1 : it->second);
+    }
+    ASSERT_EQ(idx.size(), ref.size());
+  }
+  EXPECT_THROW(idx.insert(0, 1), std::invalid_argument);
+}
+
+TEST(BlockPool, StatesAndDoubleFree) {
+  block_pool p(3);
+  EXPECT_EQ(p.num_free(), 3);
+  const auto a = p.allocate(), b = p.allocate(), c = p.allocate();
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(*a, 0);
+  EXPECT_FALSE(p.allocate());
+  EXPECT_EQ(p.num_used(), 3);
+  EXPECT_TRUE(p.set_hash(*a, 42));
+  EXPECT_FALSE(p.set_hash(*b, 42));  // another block holds that content already
+  p.unref(*a);                       // hashed: cached
+  p.unref(*b);                       // unhashed: free
+  EXPECT_EQ(p.num_cached(), 1);
+  EXPECT_EQ(p.num_free(), 1);
+  EXPECT_EQ(p.find(42), *a);
+  p.check_invariants();
+  EXPECT_THROW(p.unref(*b), std::logic_error);
+  // The free block goes first; the cached one only when nothing else is left.
+  std::uint64_t evicted = 7;
+  EXPECT_EQ(p.allocate(&evicted), *b);
+  EXPECT_EQ(evicted, 0u);
+  EXPECT_EQ(p.allocate(&evicted), *a);
+  EXPECT_EQ(evicted, 42u);
+  EXPECT_EQ(p.find(42), -1);
+  EXPECT_EQ(p.evictions(), 1);
+  p.check_invariants();
+  EXPECT_THROW(block_pool(0), std::invalid_argument);
+}
+
+TEST(KvCache, PrefixSharingAndLookupStopsAtFirstMiss) {
+  kv_cache_manager kv(config(64));
+  const auto prompt = tokens_from(5, 18);  // 4 full blocks of 4 + 2 tokens
+  const seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, prompt));
+  EXPECT_EQ(kv.block_table(s).size(), 5u);
+  // A second prompt sharing the first 9 tokens: 2 full blocks match.
+  auto other = prompt;
+  other[9] = 31999;
+  auto m = kv.lookup(other, std::ssize(other) - 1);
+  EXPECT_EQ(m.tier1_blocks, 2);
+  EXPECT_EQ(m.tier2_blocks, 0);
+  const seq_id t = kv.create_sequence();
+  ASSERT_TRUE(kv.acquire_prefix(t, other, m, 10));
+  ASSERT_TRUE(kv.append(t, std::span(other).subspan(8)));
+  EXPECT_EQ(kv.block_table(t)[0], kv.block_table(s)[0]);
+  EXPECT_EQ(kv.block_table(t)[1], kv.block_table(s)[1]);
+  EXPECT_NE(kv.block_table(t)[2], kv.block_table(s)[2]);
+  EXPECT_EQ(kv.pool().ref_count(kv.block_table(s)[0]), 2);
+  kv.check_invariants();
+  // max_tokens caps the match: a prompt equal to a cached one keeps its last token to compute.
+  m = kv.lookup(std::span(prompt).first(16), 15);
+  EXPECT_EQ(m.tier1_blocks, 3);
+  kv.free_sequence(s);
+  kv.free_sequence(t);
+  EXPECT_EQ(kv.pool().num_used(), 0);
+  // 4 + 2 distinct full blocks stay cached; the partial blocks went back to the free list.
+  EXPECT_EQ(kv.pool().num_cached(), 6);
+  kv.check_invariants();
+  EXPECT_THROW(kv.free_sequence(t), std::logic_error);
+}
+
+TEST(KvCache, LruEvictsLeastRecentlyUsedAndSuffixesFirst) {
+  kv_cache_manager kv(config(6));
+  const auto a = tokens_from(1, 12), b = tokens_from(2, 12);
+  seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, a));
+  kv.free_sequence(s);  // a's 3 blocks cached, last block first in LRU order
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, b));
+  kv.free_sequence(s);  // 6 cached
+  EXPECT_EQ(kv.pool().num_cached(), 6);
+  // Touch a again (hit, then release): b is now the least recently used.
+  auto m = kv.lookup(a, 12);
+  ASSERT_EQ(m.tier1_blocks, 3);
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.acquire_prefix(s, a, m, 0));
+  kv.free_sequence(s);
+  // One new block evicts b's last block: b's lookup keeps 2 blocks, a keeps 3.
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, tokens_from(3, 4)));
+  EXPECT_EQ(kv.lookup(b, 12).tier1_blocks, 2);
+  EXPECT_EQ(kv.lookup(a, 12).tier1_blocks, 3);
+  EXPECT_EQ(kv.counters().evictions_tier1, 1);
+  kv.check_invariants();
+}
+
+TEST(KvCache, OutOfBlocksChangesNothing) {
+  kv_cache_manager kv(config(2));
+  const seq_id s = kv.create_sequence();
+  EXPECT_FALSE(kv.append(s, tokens_from(1, 9)));  // needs 3 blocks
+  EXPECT_EQ(kv.num_tokens(s), 0);
+  EXPECT_EQ(kv.pool().num_free(), 2);
+  ASSERT_TRUE(kv.append(s, tokens_from(1, 8)));
+  EXPECT_FALSE(kv.can_append(s, 1));
+  kv.check_invariants();
+}
+
+TEST(KvCache, HostTierCatchesEvictionsAndLoadsBack) {
+  kv_cache_config c = config(4);
+  c.host_blocks = 8;
+  c.pcie_bytes_per_second = 25e9;
+  kv_cache_manager kv(c);
+  const auto a = tokens_from(1, 17);  // 4 full blocks + 1
+  seq_id s = kv.create_sequence();
+  ASSERT_FALSE(kv.append(s, a));  // 5 blocks do not fit in 4
+  ASSERT_TRUE(kv.append(s, std::span(a).first(16)));
+  kv.free_sequence(s);
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, tokens_from(2, 12)));  // evicts 3 of a's blocks to the host tier
+  EXPECT_EQ(kv.counters().evictions_tier1, 3);
+  EXPECT_EQ(kv.tier2().size(), 3);
+  kv.free_sequence(s);
+  auto m = kv.lookup(a, 16);
+  EXPECT_EQ(m.tier1_blocks, 1);  // the first block was evicted last (suffixes go first)
+  EXPECT_EQ(m.tier2_blocks, 3);
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.acquire_prefix(s, a, m, 0));
+  kv.record_lookup(a, m);
+  EXPECT_EQ(kv.counters().tier2_blocks_loaded, 3);
+  EXPECT_EQ(kv.counters().hit_tokens_tier1, 4);
+  EXPECT_EQ(kv.counters().hit_tokens_tier2, 12);
+  EXPECT_EQ(kv.counters().lookup_tokens, 17);
+  EXPECT_EQ(kv.counters().lookup_blocks, 4);
+  EXPECT_FALSE(kv.tier2().contains(m.hashes[1]));  // promoted: the tiers are exclusive
+  kv.check_invariants();
+}
+
+TEST(KvCache, RecomputedTokensCountMissesOnBlocksSeenBefore) {
+  kv_cache_manager kv(config(4));
+  const auto a = tokens_from(1, 16);
+  seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, a));
+  kv.free_sequence(s);
+  s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, tokens_from(2, 8)));  // evicts a's last two blocks
+  auto m = kv.lookup(a, 16);
+  EXPECT_EQ(m.tier1_blocks, 2);
+  kv.record_lookup(a, m);
+  EXPECT_EQ(kv.counters().recomputed_tokens, 8);
+  const auto fresh = tokens_from(9, 16);
+  kv.record_lookup(fresh, kv.lookup(fresh, 16));
+  EXPECT_EQ(kv.counters().recomputed_tokens, 8);  // never computed: a plain miss
+}
+
+TEST(KvCache, ForkSharesFullBlocksAndCopiesThePartialOne) {
+  kv_cache_manager kv(config(8));
+  const seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, tokens_from(1, 10)));
+  const seq_id t = kv.create_sequence();
+  ASSERT_TRUE(kv.fork(s, t));
+  EXPECT_EQ(kv.block_table(t)[1], kv.block_table(s)[1]);
+  EXPECT_NE(kv.block_table(t)[2], kv.block_table(s)[2]);
+  EXPECT_EQ(kv.num_tokens(t), 10);
+  kv.check_invariants();
+  ASSERT_TRUE(kv.append(t, tokens_from(2, 2)));  // fills t's own copy
+  kv.free_sequence(s);
+  kv.free_sequence(t);
+  kv.check_invariants();
+}
+
+TEST(KvCache, CapacityFromBudget) {
+  const auto& m = model_preset_by_name("llama-2-7b");
+  // 2 * 32 layers * 32 heads * 128 * 2 bytes = 512 KiB per token, 8 MiB per 16-token block.
+  EXPECT_EQ(m.kv_bytes_per_token(dtype::bf16), 512 * 1024);
+  EXPECT_EQ(blocks_for_budget(m, dtype::bf16, 16, 80LL << 30), 10240);
+  EXPECT_EQ(blocks_for_budget(m, dtype::fp8_e4m3, 16, 80LL << 30), 20480);
+  const auto& g = model_preset_by_name("llama-3-8b");  // GQA: 8 KV heads
+  EXPECT_EQ(g.kv_bytes_per_token(dtype::bf16), 128 * 1024);
+  EXPECT_THROW(blocks_for_budget(m, dtype::bf16, 16, 1 << 20), std::invalid_argument);
+  EXPECT_EQ(make_kv_cache_config(m, dtype::bf16, 16, 10).bytes_per_block, 8 << 20);
+}
+
+// Randomized operations against a shadow model, invariants checked after every operation:
+// no leak, no double free, no negative count, used + cached + free = total, every block's count
+// equals the block tables' references, and shared prefixes really share blocks.
+TEST(KvCacheProperty, RandomOperationsKeepInvariants) {
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    std::mt19937_64 rng(seed);
+    kv_cache_config c = config(24 + static_cast<std::int32_t>(seed * 7), 1 + static_cast<std::int32_t>(seed % 4) * 3);
+    c.host_blocks = seed % 2 == 0 ? 16 : 0;
+    kv_cache_manager kv(c);
+    // A few base prompts so lookups hit, miss and partially match.
+    std::vector<std::vector<token_id>> bases;
+    for (int i = 0; i < 5; ++i) bases.push_back(tokens_from(static_cast<int>(seed * 100) + i, 80));
+    struct live {
+      seq_id s;
+      std::vector<token_id> tokens;
+    };
+    std::vector<live> seqs;
+    std::int64_t preemptions = 0;
+    for (int op_i = 0; op_i < 4000; ++op_i) {
+      const int op = static_cast<int>(rng() % 100);
+      if (op < 30 || seqs.empty()) {
+        // allocate: a new sequence from a (perturbed) base prompt, through the prefix cache
+        auto prompt = bases[rng() % bases.size()];
+        prompt.resize(1 + rng() % prompt.size());
+        if (rng() % 3 == 0) prompt[rng() % prompt.size()] = static_cast<token_id>(rng() % 32000);
+        const auto m = kv.lookup(prompt, std::ssize(prompt) - 1);
+        const seq_id s = kv.create_sequence();
+        const auto cached = m.tokens(c.block_tokens);
+        if (kv.acquire_prefix(s, prompt, m, static_cast<std::int32_t>(std::ssize(prompt) - cached))) {
+          kv.record_lookup(prompt, m);
+          // The matched blocks are shared, not copied.
+          for (std::int32_t i = 0; i < m.blocks(); ++i) {
+            ASSERT_EQ(kv.block_table(s)[static_cast<std::size_t>(i)], kv.find_block(m.hashes[i]));
+          }
+          ASSERT_TRUE(kv.append(s, std::span(prompt).subspan(static_cast<std::size_t>(cached))));
+          ASSERT_EQ(kv.num_tokens(s), std::ssize(prompt));
+          seqs.push_back({s, prompt});
+        } else {
+          kv.free_sequence(s);
+        }
+      } else if (op < 65) {
+        // append: decode tokens; out of blocks means preempt the youngest (recompute later)
+        auto& q = seqs[rng() % seqs.size()];
+        const auto n = 1 + static_cast<int>(rng() % 6);
+        const auto more = tokens_from(static_cast<int>(rng() % 1000), n);
+        if (kv.append(q.s, more)) {
+          q.tokens.insert(q.tokens.end(), more.begin(), more.end());
+        } else {
+          kv.free_sequence(seqs.back().s);
+          seqs.pop_back();
+          ++preemptions;
+        }
+      } else if (op < 75) {
+        // share: fork a sequence
+        const auto& q = seqs[rng() % seqs.size()];
+        const seq_id t = kv.create_sequence();
+        if (kv.fork(q.s, t)) {
+          seqs.push_back({t, q.tokens});
+          const auto& src = seqs[seqs.size() - 1];
+          ASSERT_EQ(kv.num_tokens(t), std::ssize(src.tokens));
+        } else {
+          kv.free_sequence(t);
+        }
+      } else if (op < 95) {
+        // free
+        const auto i = rng() % seqs.size();
+        kv.free_sequence(seqs[i].s);
+        seqs.erase(seqs.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        // evict: allocate through a throwaway sequence until every cached block is gone
+        const seq_id s = kv.create_sequence();
+        const auto want = kv.pool().num_available();
+        ASSERT_TRUE(kv.append(s, tokens_from(static_cast<int>(rng() % 5000),
+                                             want * c.block_tokens)));
+        EXPECT_EQ(kv.pool().num_cached(), 0);
+        kv.free_sequence(s);
+      }
+      kv.check_invariants();
+      const auto& p = kv.pool();
+      ASSERT_EQ(p.num_used() + p.num_cached() + p.num_free(), p.total());
+      ASSERT_EQ(kv.live_sequences(), std::ssize(seqs));
+    }
+    for (const auto& q : seqs) kv.free_sequence(q.s);
+    kv.check_invariants();
+    EXPECT_EQ(kv.pool().num_used(), 0) << "leak, seed " << seed;
+    EXPECT_GT(kv.counters().hit_tokens_tier1, 0);
+    EXPECT_GT(kv.counters().evictions_tier1, 0);
+    EXPECT_GT(preemptions, 0);
+  }
+}
