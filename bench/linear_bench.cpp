@@ -33,7 +33,11 @@ double read_ceiling() {
 void BM_kernels_linear_block(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
-  const bool cublas = state.range(1) != 0;
+  // path: 0 GEMV (4 loads in flight), 1 GEMV (8), 2 GEMV (8) with programmatic dependent
+  // launch, 3 cuBLASLt.
+  const int path = static_cast<int>(state.range(1));
+  const bool cublas = path == 3;
+  const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
   cuda::stream s;
   std::vector<cuda::device_buffer> weights;
@@ -49,8 +53,13 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
   cuda::linear_runner runner;
   runner.set_force_cublas(cublas);
+  runner.set_gemv_options({path == 0 ? 4 : 8, path == 2});
+  if (layer_only >= 0) {
+    block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
+  }
   auto run_block = [&](int c) {
     for (int l = 0; l < 4; ++l) {
+      if (layer_only >= 0 && l != layer_only) continue;
       runner.run({x.data<bf16_bits>(), weights[c * 4 + l].data<bf16_bits>(), y.data(), false, tokens,
                   k_layers[l].in, k_layers[l].out},
                  s.get());
@@ -71,8 +80,9 @@ void BM_kernels_linear_block(benchmark::State& state) {
       100.0 * double(block_bytes) / read_ceiling(), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_kernels_linear_block)
-    ->ArgNames({"tokens", "cublas"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32, 64, 128, 256}, {0, 1}})
+    ->ArgNames({"tokens", "path", "layer"})
+    ->ArgsProduct({{1, 2, 4, 8}, {0, 1, 2, 3}, {-1, 0, 1, 2, 3}})
+    ->ArgsProduct({{16, 32, 64, 128, 256}, {3}, {-1}})
     ->UseManualTime();
 
 }  // namespace

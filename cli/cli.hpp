@@ -30,5 +30,6 @@ struct context {
 };
 void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
+void register_sweep(CLI::App& app, context& ctx);
 
 }  // namespace ridgeline::cli

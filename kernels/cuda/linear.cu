@@ -19,7 +19,6 @@ namespace ridgeline::cuda {
 namespace {
 
 constexpr int k_warps_per_block = 8;
-constexpr int k_unroll = 4;
 
 __device__ __forceinline__ void unpack8(const uint4 v, float (&f)[8]) {
   const unsigned w[4] = {v.x, v.y, v.z, v.w};
@@ -46,25 +45,38 @@ __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restric
   }
 }
 
-template <int N, bool OutF32>
+// With programmatic dependent launch the kernel may start while the kernel before it (which
+// writes x) still runs: the first group of weight loads is issued before griddepcontrol.wait,
+// which then blocks until that kernel has completed and its writes are visible. Without PDL the
+// wait returns at once.
+template <int N, bool OutF32, int U>
 __global__ void __launch_bounds__(k_warps_per_block * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ y,
                 int k8, int m, int tokens) {
   const int row = blockIdx.x * k_warps_per_block + static_cast<int>(threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (row >= m) return;
+  if (row >= m) {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    return;
+  }
   const uint4* wr = w + static_cast<std::size_t>(row) * k8;
   float acc[N];
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
   int i = lane;
-  for (; i + 32 * (k_unroll - 1) < k8; i += 32 * k_unroll) {
-    uint4 wv[k_unroll];
+  bool waited = false;
+  for (; i + 32 * (U - 1) < k8; i += 32 * U) {
+    uint4 wv[U];
 #pragma unroll
-    for (int u = 0; u < k_unroll; ++u) wv[u] = __ldcs(wr + i + 32 * u);
+    for (int u = 0; u < U; ++u) wv[u] = __ldcs(wr + i + 32 * u);
+    if (!waited) {
+      asm volatile("griddepcontrol.wait;" ::: "memory");
+      waited = true;
+    }
 #pragma unroll
-    for (int u = 0; u < k_unroll; ++u) fma_block<N>(wv[u], x, k8, i + 32 * u, tokens, acc);
+    for (int u = 0; u < U; ++u) fma_block<N>(wv[u], x, k8, i + 32 * u, tokens, acc);
   }
+  if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
   for (; i < k8; i += 32) fma_block<N>(__ldcs(wr + i), x, k8, i, tokens, acc);
 #pragma unroll
   for (int t = 0; t < N; ++t) {
@@ -84,18 +96,27 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
 }
 
 template <int N>
-void launch_gemv(const linear_params& p, cudaStream_t s) {
-  const int grid = (p.out_features + k_warps_per_block - 1) / k_warps_per_block;
+void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3((p.out_features + k_warps_per_block - 1) / k_warps_per_block);
+  cfg.blockDim = dim3(k_warps_per_block * 32);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = o.pdl ? 1 : 0;
   const auto* x = reinterpret_cast<const uint4*>(p.x);
   const auto* w = reinterpret_cast<const uint4*>(p.w);
-  if (p.y_fp32) {
-    gemv_kernel<N, true><<<grid, k_warps_per_block * 32, 0, s>>>(x, w, p.y, p.in_features / 8,
-                                                                  p.out_features, p.num_tokens);
+  const int k8 = p.in_features / 8;
+  auto go = [&](auto kernel) {
+    RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, p.y, k8, p.out_features, p.num_tokens));
+  };
+  if (o.unroll == 8) {
+    p.y_fp32 ? go(gemv_kernel<N, true, 8>) : go(gemv_kernel<N, false, 8>);
   } else {
-    gemv_kernel<N, false><<<grid, k_warps_per_block * 32, 0, s>>>(x, w, p.y, p.in_features / 8,
-                                                                   p.out_features, p.num_tokens);
+    p.y_fp32 ? go(gemv_kernel<N, true, 4>) : go(gemv_kernel<N, false, 4>);
   }
-  RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 void validate(const linear_params& p, const char* who) {
@@ -115,16 +136,17 @@ void validate(const linear_params& p, const char* who) {
 
 }  // namespace
 
-void gemv(const linear_params& p, cudaStream_t s) {
+void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
   validate(p, "gemv");
+  if (o.unroll != 4 && o.unroll != 8) throw std::invalid_argument("gemv: unroll must be 4 or 8");
   if (p.num_tokens > k_gemv_max_tokens) {
     throw std::invalid_argument("gemv: at most " + std::to_string(k_gemv_max_tokens) +
                                 " tokens, got " + std::to_string(p.num_tokens));
   }
-  if (p.num_tokens == 1) return launch_gemv<1>(p, s);
-  if (p.num_tokens == 2) return launch_gemv<2>(p, s);
-  if (p.num_tokens <= 4) return launch_gemv<4>(p, s);
-  return launch_gemv<8>(p, s);
+  if (p.num_tokens == 1) return launch_gemv<1>(p, o, s);
+  if (p.num_tokens == 2) return launch_gemv<2>(p, o, s);
+  if (p.num_tokens <= 4) return launch_gemv<4>(p, o, s);
+  return launch_gemv<8>(p, o, s);
 }
 
 linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {}
@@ -165,7 +187,7 @@ void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
 
 void linear_runner::run(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  if (!m_force_cublas && p.num_tokens <= k_gemv_max_tokens) return gemv(p, s);
+  if (!m_force_cublas && p.num_tokens <= k_gemv_max_tokens) return gemv(p, s, m_gemv);
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   pl.gemm->run(pl.algorithm, p.w, p.x, p.y, m_workspace.data(), s);

@@ -16,9 +16,25 @@
 namespace ridgeline::cuda {
 
 inline constexpr int k_gemv_max_tokens = 8;
+inline constexpr int k_skinny_max_tokens = 128;
+
+struct gemv_options {
+  int unroll = 8;    // 16-byte weight loads in flight per lane: 4 or 8
+  bool pdl = false;  // programmatic dependent launch: start streaming weights before the
+                     // previous kernel on the stream has finished (Hopper+)
+};
 
 // The GEMV path alone (1 <= num_tokens <= k_gemv_max_tokens); throws std::invalid_argument.
-void gemv(const linear_params& p, cudaStream_t s);
+void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
+// Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
+// in_features a multiple of 64; fp32 partials in `workspace` (skinny_gemm_workspace_bytes).
+int skinny_gemm_splits(const linear_params& p, int sm_count);
+std::size_t skinny_gemm_workspace_bytes(const linear_params& p, int splits);
+void skinny_gemm(const linear_params& p, float* workspace, std::size_t workspace_bytes, int splits,
+                 cudaStream_t s);
+
+// Row gather / column window copy (gather_rows_params in ops.hpp).
+void gather_rows(const gather_rows_params& p, cudaStream_t s);
 
 class linear_runner {
  public:
@@ -29,6 +45,7 @@ class linear_runner {
   void prepare(const linear_params& p, cudaStream_t s);
   // Forces cuBLASLt even for small batches (tests, comparisons).
   void set_force_cublas(bool on) { m_force_cublas = on; }
+  void set_gemv_options(const gemv_options& o) { m_gemv = o; }
 
  private:
   struct plan {
@@ -40,6 +57,7 @@ class linear_runner {
   device_buffer m_workspace;
   std::map<std::tuple<int, int, int, bool>, plan> m_plans;
   bool m_force_cublas = false;
+  gemv_options m_gemv;
 };
 
 }  // namespace ridgeline::cuda

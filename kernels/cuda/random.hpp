@@ -11,7 +11,8 @@
 
 namespace ridgeline::cuda {
 
+// Floats are offset + scale * u, u uniform in [-1, 1).
 void fill_uniform(void* dst, dtype t, std::size_t count, std::uint64_t seed, float scale,
-                  cudaStream_t s);
+                  cudaStream_t s, float offset = 0.0f);
 
 }  // namespace ridgeline::cuda

@@ -1,4 +1,4 @@
-// CPU reference of the linear layer (linear_params in ops.hpp).
+// CPU references of the linear layer and the row gather (ops.hpp).
 #pragma once
 
 #include "ridgeline/kernels/ops.hpp"
@@ -6,5 +6,6 @@
 namespace ridgeline::cpu {
 
 void linear(const linear_params& p);
+void gather_rows(const gather_rows_params& p);
 
 }  // namespace ridgeline::cpu

@@ -141,3 +141,18 @@ struct linear_params {
 };
 
 }  // namespace ridgeline
+
+namespace ridgeline {
+
+// Row gather with column window: dst[r][c] = src[rows ? rows[r] : r][src_col + c], c < cols.
+// Splits the fused QKV projection into Q, K and V, and picks the rows the LM head needs.
+struct gather_rows_params {
+  const bf16_bits* src = nullptr;
+  int src_stride = 0;  // elements between rows of src
+  int src_col = 0;
+  const std::int32_t* rows = nullptr;  // [num_rows] or null for the identity
+  bf16_bits* dst = nullptr;            // [num_rows][cols], contiguous
+  int num_rows = 0, cols = 0;
+};
+
+}  // namespace ridgeline

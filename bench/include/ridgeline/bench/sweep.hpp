@@ -1,0 +1,53 @@
+// `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU, with counted
+// bytes and FLOPs per step, achieved bytes/s and FLOP/s, % of the HBM floor and of peak, KV bytes
+// per token and how many sequences fit. Points that cannot run are kept with the reason.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ridgeline/engine/gpu_profile.hpp"
+#include "ridgeline/engine/model.hpp"
+
+namespace ridgeline::bench {
+
+inline constexpr const char* k_sweep_schema = "ridgeline.sweep/v1";
+
+struct sweep_options {
+  std::string model = "llama-2-7b";
+  std::vector<int> batches{1, 2, 4, 8, 16, 32, 64, 128, 256};
+  std::vector<int> contexts{128, 512, 2048, 8192};
+  std::vector<std::string> phases{"decode", "prefill"};
+  int max_prefill_tokens = 8192;  // a prefill point runs batch x context tokens in one step
+  bool cuda_graphs = true;
+  bool full = false;  // more repetitions
+  int device = 0;
+  std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
+  std::optional<nlohmann::json> peer;      // ridgeline.peer/v1 results to compare with
+  std::function<void(const std::string&)> progress;
+};
+
+// Validates options that need no GPU (phases, positive sizes); throws std::invalid_argument.
+void validate_sweep_options(const sweep_options& o);
+
+// Runs the sweep; throws no_device_error without a GPU. Returns a ridgeline.sweep/v1 document.
+nlohmann::json run_sweep(const sweep_options& o);
+
+// Counted work of one step of `batch` sequences: decode (one new token each at `context` tokens
+// of cache) or prefill (`context` new tokens each from position 0). Bytes: weights once, KV read
+// and written; FLOPs: 2 per weight per token (LM head per sampled token) plus attention.
+struct step_work {
+  double weight_bytes = 0, kv_read_bytes = 0, kv_write_bytes = 0, flops = 0;
+  double bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
+};
+step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
+
+// Table and CSV of a sweep document.
+std::string sweep_table(const nlohmann::json& doc);
+std::string sweep_csv(const nlohmann::json& doc);
+
+}  // namespace ridgeline::bench

@@ -1,0 +1,177 @@
+// GPU half of `ridgeline sweep` (see sweep.hpp). One engine (random weights, KV pool filled with
+// random values) serves every point. A decode point is B sequences at `context` cached tokens
+// computing one new token each; a prefill point is B prompts of `context` tokens in one step.
+// Each point repeats the same step (its new KV overwrites the same slots) under the harness's
+// stopping rule; decode replays a CUDA graph.
+#include <algorithm>
+#include <random>
+
+#include "ridgeline/bench/measure.hpp"
+#include "ridgeline/bench/sweep.hpp"
+#include "ridgeline/engine/cuda_engine.hpp"
+#include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/environment.hpp"
+#include "ridgeline/metrics/errors.hpp"
+
+namespace ridgeline::bench {
+namespace {
+
+using nlohmann::json;
+
+const json* find_peer(const std::optional<json>& peer, int batch, int context, const std::string& phase) {
+  if (!peer || !peer->contains("rows")) return nullptr;
+  for (const auto& r : (*peer)["rows"]) {
+    if (r.value("batch", -1) == batch && r.value("context", -1) == context &&
+        r.value("phase", "decode") == phase && r.contains("step_seconds")) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+json run_sweep(const sweep_options& o) {
+  validate_sweep_options(o);
+  if (metrics::device_count() == 0) {
+    throw no_device_error("ridgeline sweep needs a CUDA GPU: " + metrics::no_device_reason());
+  }
+  const model_preset& m = model_preset_by_name(o.model);
+  const auto dev = metrics::query_device(o.device);
+  if (!dev) throw std::invalid_argument("--device " + std::to_string(o.device) + " does not exist");
+
+  // Ceilings: the probe's profile when given, else the datasheet of this GPU.
+  double floor_bw = 0, peak = 0;
+  std::string floor_source;
+  if (o.profile) {
+    floor_bw = o.profile->copy_bytes_per_second > 0 ? o.profile->copy_bytes_per_second
+                                                    : o.profile->dram_bytes_per_second();
+    peak = o.profile->peak_flops_per_second(dtype::bf16);
+    floor_source = "copy bandwidth of profile " + o.profile->name;
+  } else if (const datasheet_entry* ds = datasheet_for_device(dev->name)) {
+    floor_bw = ds->dram_bytes_per_second;
+    peak = ds->flops_per_second.count(dtype::bf16) ? ds->flops_per_second.at(dtype::bf16) : 0;
+    floor_source = std::string("datasheet of ") + ds->name;
+  } else {
+    floor_bw = dev->theoretical_dram_bytes_per_second();
+    floor_source = "theoretical bandwidth from memory clock and bus width";
+  }
+
+  engine_options eo;
+  eo.device = o.device;
+  eo.cuda_graphs = o.cuda_graphs;
+  eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
+  eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
+  if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
+  cuda_engine engine(m, eo);
+  engine.fill_kv_random(7);
+  const int block_tokens = eo.block_tokens;
+  const double kv_token = static_cast<double>(m.kv_bytes_per_token(dtype::bf16));
+
+  measure_options mo;
+  mo.device = o.device;
+  mo.warmup = 3;
+  mo.stop = o.full ? stopping_rule{20, 200, 0.005, 3.0} : stopping_rule{10, 50, 0.01, 1.0};
+
+  json rows = json::array();
+  std::mt19937 rng(11);
+  for (const std::string& phase : o.phases) {
+    const bool prefill = phase == "prefill";
+    for (int context : o.contexts) {
+      for (int batch : o.batches) {
+        json row = {{"phase", phase}, {"batch", batch}, {"context", context},
+                    {"kv_bytes_per_token", kv_token}};
+        const std::int64_t seq_tokens = prefill ? context : context + 1;
+        const std::int64_t blocks_per_seq = (seq_tokens + block_tokens - 1) / block_tokens;
+        const std::int64_t fit = engine.num_kv_blocks() / blocks_per_seq;
+        row["max_sequences"] = fit;
+        std::string skip;
+        if (seq_tokens > m.max_context) {
+          skip = "context " + std::to_string(seq_tokens) + " is beyond " + m.name + "'s limit of " +
+                 std::to_string(m.max_context) + " tokens";
+        } else if (batch > fit) {
+          skip = "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
+                 std::to_string(double(batch) * seq_tokens * kv_token / double(1ULL << 30)).substr(0, 5) +
+                 " GiB); the pool holds " + std::to_string(engine.num_kv_blocks()) + " (" +
+                 std::to_string(fit) + " sequences at this context)";
+        } else if (prefill && std::int64_t(batch) * context > o.max_prefill_tokens) {
+          skip = "prefill of " + std::to_string(std::int64_t(batch) * context) +
+                 " tokens exceeds the step budget of " + std::to_string(o.max_prefill_tokens);
+        }
+        if (!skip.empty()) {
+          row["skipped"] = skip;
+          rows.push_back(row);
+          continue;
+        }
+        // Sequences with disjoint blocks, shuffled so tables are not contiguous.
+        std::vector<block_id> pool(static_cast<std::size_t>(batch * blocks_per_seq));
+        for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<block_id>(i);
+        std::shuffle(pool.begin(), pool.end(), rng);
+        std::vector<std::vector<token_id>> tokens(static_cast<std::size_t>(batch));
+        std::vector<step_sequence> seqs(static_cast<std::size_t>(batch));
+        std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+        for (int b = 0; b < batch; ++b) {
+          auto& t = tokens[static_cast<std::size_t>(b)];
+          t.resize(static_cast<std::size_t>(seq_tokens));
+          for (auto& x : t) x = tok(rng);
+          auto& s = seqs[static_cast<std::size_t>(b)];
+          s.tokens = t;
+          s.context_before = prefill ? 0 : context;
+          s.new_tokens = prefill ? context : 1;
+          s.blocks = std::span<const block_id>(pool.data() + b * blocks_per_seq,
+                                               static_cast<std::size_t>(blocks_per_seq));
+          s.samples = true;
+        }
+        const measurement meas = measure([&] { return engine.timed_step(seqs); }, mo);
+        const step_work w = count_step_work(m, batch, context, prefill);
+        const double t = meas.stats.median;
+        const double floor_s = floor_bw > 0 ? w.bytes() / floor_bw : 0;
+        row["step_seconds"] = to_json(meas.stats);
+        row["measurement"] = to_json(meas);
+        row["tokens_per_second"] = (prefill ? double(batch) * context : double(batch)) / t;
+        row["bytes_per_step"] = w.bytes();
+        row["weight_bytes"] = w.weight_bytes;
+        row["kv_read_bytes"] = w.kv_read_bytes;
+        row["kv_write_bytes"] = w.kv_write_bytes;
+        row["flops_per_step"] = w.flops;
+        row["bytes_per_second"] = w.bytes() / t;
+        row["flops_per_second"] = w.flops / t;
+        row["intensity_flops_per_byte"] = w.flops / w.bytes();
+        row["floor_seconds"] = floor_s;
+        row["pct_of_floor"] = floor_s > 0 ? 100.0 * floor_s / t : 0.0;
+        row["pct_of_peak_flops"] = peak > 0 ? 100.0 * (w.flops / t) / peak : 0.0;
+        if (const json* pr = find_peer(o.peer, batch, context, phase)) {
+          row["peer_seconds"] = (*pr)["step_seconds"]["median"];
+        }
+        if (o.progress) {
+          o.progress(phase + " batch " + std::to_string(batch) + " context " + std::to_string(context) +
+                     ": " + std::to_string(t * 1e3).substr(0, 6) + " ms");
+        }
+        rows.push_back(row);
+      }
+    }
+  }
+  json cfg = {{"model", m.name},
+              {"batches", o.batches},
+              {"contexts", o.contexts},
+              {"phases", o.phases},
+              {"dtype", "bf16"},
+              {"weights", "seeded random"},
+              {"sampling", "greedy"},
+              {"cuda_graphs", o.cuda_graphs},
+              {"kv_blocks", engine.num_kv_blocks()},
+              {"block_tokens", block_tokens},
+              {"max_prefill_tokens", o.max_prefill_tokens},
+              {"floor_bytes_per_second", floor_bw},
+              {"floor_source", floor_source},
+              {"peak_bf16_flops_per_second", peak},
+              {"timing", "CUDA events around the forward pass, median over repetitions after 3 warm-ups"}};
+  if (o.peer) cfg["peer"] = (*o.peer).value("config", json::object());
+  return {{"schema", k_sweep_schema},
+          {"environment", metrics::environment_block(o.device)},
+          {"config", cfg},
+          {"rows", rows}};
+}
+
+}  // namespace ridgeline::bench

@@ -1,0 +1,122 @@
+// `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU.
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "ridgeline/bench/sweep.hpp"
+#include "ridgeline/metrics/files.hpp"
+
+namespace ridgeline::cli {
+namespace {
+
+struct sweep_args {
+  std::string model = "llama-2-7b";
+  std::string batches = "1,2,4,8,16,32,64,128,256";
+  std::string contexts = "128,512,2048,8192";
+  std::string phases = "decode,prefill";
+  std::string gpu;
+  std::string peer;
+  std::string output = "ridgeline-sweep.json";
+  std::string csv;
+  int max_prefill_tokens = 8192;
+  int device = 0;
+  bool full = false, json = false, no_graphs = false;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const auto end = s.find(',', start);
+    std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!item.empty()) out.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::vector<int> int_list(const std::string& s, const char* what) {
+  std::vector<int> out;
+  for (const auto& item : split(s)) {
+    std::size_t pos = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    if (pos != item.size()) {
+      throw std::invalid_argument(std::string("--") + what + ": '" + item + "' is not an integer");
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+void run_sweep_command(const sweep_args& a, context& ctx) {
+  bench::sweep_options o;
+  o.model = a.model;
+  o.batches = int_list(a.batches, "batch");
+  o.contexts = int_list(a.contexts, "context");
+  o.phases = split(a.phases);
+  o.max_prefill_tokens = a.max_prefill_tokens;
+  o.cuda_graphs = !a.no_graphs;
+  o.full = a.full;
+  o.device = a.device;
+  if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
+  if (!a.peer.empty()) {
+    try {
+      o.peer = nlohmann::json::parse(read_text_file(a.peer));
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::invalid_argument(a.peer + ": not valid JSON (" + e.what() + ")");
+    }
+    if (o.peer->value("schema", "") != "ridgeline.peer/v1") {
+      throw std::invalid_argument(a.peer + ": not a ridgeline.peer/v1 document");
+    }
+  }
+  bench::validate_sweep_options(o);
+  if (!a.output.empty()) check_writable(a.output);
+  if (!a.csv.empty()) check_writable(a.csv);
+  if (ctx.progress) o.progress = [&ctx](const std::string& s) { ctx.err << "sweep: " << s << "\n"; };
+  const nlohmann::json doc = bench::run_sweep(o);
+  const std::string text = doc.dump(2) + "\n";
+  if (!a.output.empty()) write_atomically(a.output, text);
+  if (!a.csv.empty()) write_atomically(a.csv, bench::sweep_csv(doc));
+  if (a.json) {
+    ctx.out << text;
+  } else {
+    ctx.out << bench::sweep_table(doc);
+    if (!a.output.empty()) ctx.out << "\nresults written to " << a.output << "\n";
+  }
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<sweep_args>();
+  auto* cmd = app.add_subcommand("sweep", "Step time of the engine per batch size, context and phase");
+  cmd->footer(
+      "Examples:\n"
+      "  ridgeline sweep --model llama-2-7b --batch 1,64,128 --context 512 --phase decode\n"
+      "  ridgeline sweep --gpu planner/profiles/h100-sxm.json -o bench/results/sweep.json --csv s.csv\n"
+      "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)");
+  cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
+  cmd->add_option("--batch", a->batches, "Batch sizes, comma-separated")->capture_default_str();
+  cmd->add_option("--context", a->contexts, "Context lengths (tokens), comma-separated")->capture_default_str();
+  cmd->add_option("--phase", a->phases, "decode, prefill or both")->capture_default_str();
+  cmd->add_option("--max-prefill-tokens", a->max_prefill_tokens, "Largest prefill step (batch x context)")
+      ->capture_default_str();
+  cmd->add_option("--gpu", a->gpu, "GPU profile JSON for the ceilings (default: datasheet)");
+  cmd->add_option("--peer", a->peer, "ridgeline.peer/v1 results (bench/peers/torch_decode.py)");
+  cmd->add_option("-o,--output", a->output, "Result JSON ('' to skip)")->capture_default_str();
+  cmd->add_option("--csv", a->csv, "Also write CSV here");
+  cmd->add_option("--device", a->device, "CUDA device index")->capture_default_str();
+  cmd->add_flag("--full", a->full, "More repetitions per point");
+  cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
+  cmd->add_flag("--json", a->json, "Print the result JSON instead of the table");
+  cmd->callback([a, &ctx] { run_sweep_command(*a, ctx); });
+}
+
+}  // namespace ridgeline::cli

@@ -1,0 +1,422 @@
+// The CUDA executor (see cuda_engine.hpp). Host code over the launchers of kernels/cuda.
+//
+// Memory: weights (bf16), one scratch set for max_tokens tokens, the attention workspace, then the
+// KV pool takes what is left of memory_fraction of free memory. Every input array lives at a fixed
+// device address (uploaded from pinned staging before each step), so a captured graph replays
+// with new inputs. Graphs are keyed by (sequences, tokens, block-table width) of decode-only
+// steps; other steps run eagerly.
+#include "ridgeline/engine/cuda_engine.hpp"
+
+#include <cuda_runtime_api.h>
+#include <nvtx3/nvToolsExt.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+#include "cuda/attention.hpp"
+#include "cuda/linear.hpp"
+#include "cuda/ops.hpp"
+#include "cuda/raii.hpp"
+#include "cuda/random.hpp"
+#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/errors.hpp"
+
+namespace ridgeline {
+namespace {
+
+std::string gib(double b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", b / double(1ULL << 30));
+  return buf;
+}
+
+// The CUDA backend of decoder_forward: every op on one stream.
+struct cuda_backend {
+  cudaStream_t s;
+  cuda::linear_runner& linear_runner;
+  void embedding(const embedding_params& p) { cuda::embedding(p, s); }
+  void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s); }
+  void linear(const linear_params& p) { linear_runner.run(p, s); }
+  void gather_rows(const gather_rows_params& p) { cuda::gather_rows(p, s); }
+  void rope(const rope_params& p) { cuda::rope(p, s); }
+  void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
+  void attention(const attention_params& p) { cuda::attention(p, s); }
+  void swiglu(const swiglu_params& p) { cuda::swiglu(p, s); }
+  void sampling(const sampling_params& p) { cuda::sampling(p, s); }
+  void range_push(const char* name) { nvtxRangePushA(name); }
+  void range_pop() { nvtxRangePop(); }
+};
+
+std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
+  // Partial results of split attention: per query token and head, at most one split per
+  // split_tokens of the longest context, head_dim + 2 floats each.
+  return cuda::attention_workspace_bytes(o.max_tokens, m.heads, m.head_dim, m.max_context);
+}
+
+}  // namespace
+
+engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
+                                      std::int64_t free_bytes) {
+  validate(m);
+  if (m.planning_only) {
+    throw std::invalid_argument(m.name + " is for planning only: its weights do not fit one GPU");
+  }
+  if (o.max_tokens <= 0 || o.max_seqs <= 0 || o.block_tokens <= 0) {
+    throw std::invalid_argument("engine: max_tokens, max_seqs and block_tokens must be positive");
+  }
+  engine_memory_plan p;
+  p.free_bytes = free_bytes;
+  for (const auto& t : weight_tensors(m)) p.weight_bytes += t.elements * 2;
+  const auto s = step_buffer_elements(m, o.max_tokens, o.max_seqs);
+  p.scratch_bytes = 2 * (3 * s.residual + s.qkv + 2 * s.q + 2 * s.kv + s.attn + s.mlp + s.act) +
+                    4 * s.logits + attention_workspace_for(m, o) + (64LL << 20);
+  p.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, o.block_tokens) * m.layers;
+  const auto budget = static_cast<std::int64_t>(o.memory_fraction * double(free_bytes));
+  if (p.weight_bytes > budget) {
+    throw std::invalid_argument(m.name + ": weights alone need " + gib(double(p.weight_bytes)) +
+                                "; the GPU has " + gib(double(free_bytes)) + " free (" +
+                                std::to_string(int(o.memory_fraction * 100)) + "% usable)");
+  }
+  const std::int64_t left = budget - p.weight_bytes - p.scratch_bytes;
+  const std::int64_t one_seq_blocks = (m.max_context + o.block_tokens - 1) / o.block_tokens;
+  const std::int64_t want = o.num_kv_blocks > 0 ? o.num_kv_blocks : left / p.kv_bytes_per_block;
+  if (want * p.kv_bytes_per_block > left || want < std::min<std::int64_t>(one_seq_blocks, 1)) {
+    throw std::invalid_argument(m.name + ": weights (" + gib(double(p.weight_bytes)) +
+                                ") and step scratch (" + gib(double(p.scratch_bytes)) +
+                                ") leave " + gib(double(std::max<std::int64_t>(left, 0))) +
+                                " for the KV cache, too little for " +
+                                std::to_string(std::max<std::int64_t>(want, 1)) + " blocks of " +
+                                gib(double(p.kv_bytes_per_block)));
+  }
+  p.kv_blocks = static_cast<int>(std::min<std::int64_t>(want, 1LL << 30));
+  p.kv_bytes = p.kv_blocks * p.kv_bytes_per_block;
+  return p;
+}
+
+struct cuda_engine::impl {
+  decoder_config cfg;
+  engine_options opt;
+  engine_memory_plan plan;
+  cuda::stream stream;
+  cuda::linear_runner linear_runner;
+  cuda::device_buffer weights, kv, scratch, inputs;
+  std::vector<std::pair<std::int64_t, std::int64_t>> tensor_offsets;  // element offset, count
+  decoder_weights w;
+  kv_pool_view kv_view;
+  step_buffers buf{};
+  // Device input arrays at fixed addresses, and their pinned host staging.
+  std::int32_t* d_ints = nullptr;
+  sampling_row* d_sampling = nullptr;
+  std::int32_t* h_ints = nullptr;
+  sampling_row* h_sampling = nullptr;
+  std::int64_t ints_capacity = 0;
+  std::int32_t* d_out_tokens = nullptr;
+  float* d_out_logprobs = nullptr;
+  std::int32_t* d_out_top_ids = nullptr;
+  cuda::event_timer timer;
+  struct graph_exec {
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
+
+  impl(const model_preset& m, const engine_options& o) : cfg(make_decoder_config(m, o.block_tokens)), opt(o) {}
+
+  ~impl() {
+    for (auto& [k, g] : graphs) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    }
+    if (h_ints) cudaFreeHost(h_ints);
+    if (h_sampling) cudaFreeHost(h_sampling);
+  }
+
+  // Offsets of the inputs inside d_ints / h_ints for a step.
+  struct layout {
+    std::int64_t ids, positions, slots, q_offsets, seq_lens, tables, sample_rows, prev, prev_off, total;
+  };
+  layout layout_for(const host_step& h) const {
+    layout l{};
+    std::int64_t at = 0;
+    auto take = [&at](std::int64_t n) {
+      const std::int64_t o = at;
+      at += (n + 3) / 4 * 4;
+      return o;
+    };
+    l.ids = take(h.num_tokens);
+    l.positions = take(h.num_tokens);
+    l.slots = take(h.num_tokens);
+    l.q_offsets = take(h.num_seqs + 1);
+    l.seq_lens = take(h.num_seqs);
+    l.tables = take(std::int64_t(h.num_seqs) * h.max_blocks_per_seq);
+    l.sample_rows = take(h.num_samples);
+    l.prev = take(static_cast<std::int64_t>(h.prev_tokens.size()));
+    l.prev_off = take(h.num_samples + 1);
+    l.total = at;
+    return l;
+  }
+
+  void upload(const host_step& h, const layout& l) {
+    if (l.total > ints_capacity) {
+      throw std::invalid_argument("engine: step inputs (" + std::to_string(l.total) +
+                                  " ints) exceed the staging capacity");
+    }
+    auto put = [&](std::int64_t off, const std::vector<std::int32_t>& v) {
+      std::memcpy(h_ints + off, v.data(), v.size() * sizeof(std::int32_t));
+    };
+    put(l.ids, h.ids);
+    put(l.positions, h.positions);
+    put(l.slots, h.slot_mapping);
+    put(l.q_offsets, h.q_offsets);
+    put(l.seq_lens, h.seq_lens);
+    put(l.tables, h.block_tables);
+    put(l.sample_rows, h.sample_rows);
+    put(l.prev, h.prev_tokens);
+    put(l.prev_off, h.prev_offsets);
+    std::memcpy(h_sampling, h.sampling.data(), h.sampling.size() * sizeof(sampling_row));
+    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(d_ints, h_ints, l.total * sizeof(std::int32_t),
+                                         cudaMemcpyHostToDevice, stream.get()));
+    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(d_sampling, h_sampling,
+                                         h.sampling.size() * sizeof(sampling_row),
+                                         cudaMemcpyHostToDevice, stream.get()));
+  }
+
+  step_inputs inputs_for(const host_step& h, const layout& l) const {
+    step_inputs in;
+    in.num_tokens = h.num_tokens;
+    in.num_seqs = h.num_seqs;
+    in.ids = d_ints + l.ids;
+    in.positions = d_ints + l.positions;
+    in.slot_mapping = d_ints + l.slots;
+    in.q_offsets = d_ints + l.q_offsets;
+    in.seq_lens = d_ints + l.seq_lens;
+    in.block_tables = d_ints + l.tables;
+    in.max_blocks_per_seq = h.max_blocks_per_seq;
+    in.split_tokens = opt.split_tokens;
+    in.num_samples = h.num_samples;
+    in.sample_rows = d_ints + l.sample_rows;
+    in.sampling = d_sampling;
+    in.prev_tokens = d_ints + l.prev;
+    in.prev_offsets = d_ints + l.prev_off;
+    in.out_tokens = d_out_tokens;
+    in.out_logprobs = opt.top_logprobs > 0 ? d_out_logprobs : nullptr;
+    in.out_top_ids = opt.top_logprobs > 0 ? d_out_top_ids : nullptr;
+    in.top_logprobs = opt.top_logprobs;
+    return in;
+  }
+
+  void forward(const step_inputs& in) {
+    cuda_backend b{stream.get(), linear_runner};
+    decoder_forward(b, cfg, w, kv_view, buf, in);
+  }
+
+  // Runs the step's forward (graph when possible), timed with events; returns whether a graph ran.
+  bool run_forward(const host_step& h, const layout& l, double& seconds) {
+    const step_inputs in = inputs_for(h, l);
+    const bool decode_only = h.num_tokens == h.num_seqs;
+    if (!(opt.cuda_graphs && decode_only)) {
+      timer.start(stream.get());
+      forward(in);
+      timer.stop(stream.get());
+      seconds = timer.seconds();
+      return false;
+    }
+    const auto key = std::make_tuple(h.num_seqs, h.num_tokens, h.max_blocks_per_seq,
+                                     static_cast<int>(h.prev_tokens.size()));
+    auto it = graphs.find(key);
+    if (it == graphs.end()) {
+      forward(in);  // eager first: builds linear plans, loads modules
+      stream.synchronize();
+      cudaGraph_t graph = nullptr;
+      RIDGELINE_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+      forward(in);
+      RIDGELINE_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+      graph_exec g;
+      const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
+      cudaGraphDestroy(graph);
+      RIDGELINE_CUDA_CHECK(e);
+      it = graphs.emplace(key, g).first;
+    }
+    timer.start(stream.get());
+    RIDGELINE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream.get()));
+    timer.stop(stream.get());
+    seconds = timer.seconds();
+    return true;
+  }
+};
+
+cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
+    : m(std::make_unique<impl>(model, o)) {
+  if (metrics::device_count() == 0) {
+    throw no_device_error("the CUDA engine needs a GPU: " + metrics::no_device_reason());
+  }
+  RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
+  const auto dev = metrics::query_device(o.device);
+  m->plan = plan_engine_memory(model, o, dev ? dev->memory_free_bytes : 0);
+  const model_preset& mp = m->cfg.model;
+
+  // Weights: one allocation, tensors in weight_tensors() order, 256-byte aligned each.
+  std::int64_t elems = 0;
+  const auto tensors = weight_tensors(mp);
+  for (const auto& t : tensors) {
+    m->tensor_offsets.emplace_back(elems, t.elements);
+    elems += (t.elements + 127) / 128 * 128;
+  }
+  m->weights = cuda::device_buffer(static_cast<std::size_t>(elems) * 2);
+  auto* base = m->weights.data<bf16_bits>();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    // Linear weights uniform with variance 1 / in_features keep activations at unit scale; norm
+    // weights near 1; the embedding uniform in [-1, 1).
+    const float scale = t.norm ? 0.1f : (i == 0 ? 1.0f : std::sqrt(3.0f / float(t.cols)));
+    cuda::fill_uniform(base + m->tensor_offsets[i].first, dtype::bf16,
+                       static_cast<std::size_t>(t.elements), o.seed * 1000003 + i, scale,
+                       m->stream.get(), t.norm ? 1.0f : 0.0f);
+  }
+  std::size_t ti = 0;
+  auto next = [&] { return base + m->tensor_offsets[ti++].first; };
+  m->w.embedding = next();
+  for (int l = 0; l < mp.layers; ++l) {
+    layer_weights lw;
+    lw.attn_norm = next();
+    lw.qkv = next();
+    lw.o = next();
+    lw.mlp_norm = next();
+    lw.gate_up = next();
+    lw.down = next();
+    m->w.layers.push_back(lw);
+  }
+  m->w.final_norm = next();
+  m->w.lm_head = next();
+
+  // KV pool.
+  m->kv_view.num_blocks = m->plan.kv_blocks;
+  m->kv_view.layer_stride = kv_layer_elements(mp, m->plan.kv_blocks, o.block_tokens);
+  m->kv = cuda::device_buffer(static_cast<std::size_t>(m->plan.kv_bytes));
+  m->kv_view.data = m->kv.data<bf16_bits>();
+
+  // Scratch.
+  const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
+  const std::int64_t ws = attention_workspace_for(mp, o);
+  std::int64_t bf16_elems = 3 * s.residual + s.qkv + 2 * s.q + 2 * s.kv + s.attn + s.mlp + s.act;
+  m->scratch = cuda::device_buffer(static_cast<std::size_t>(bf16_elems * 2 + s.logits * 4 + ws + 4096));
+  auto* p = m->scratch.data<unsigned char>();
+  auto carve = [&p](std::int64_t bytes) {
+    auto* r = p;
+    p += (bytes + 255) / 256 * 256;
+    return r;
+  };
+  m->buf.residual = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
+  m->buf.xn = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
+  m->buf.out = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
+  m->buf.qkv = reinterpret_cast<bf16_bits*>(carve(s.qkv * 2));
+  m->buf.q = reinterpret_cast<bf16_bits*>(carve(s.q * 2));
+  m->buf.attn = reinterpret_cast<bf16_bits*>(carve(s.attn * 2));
+  m->buf.k = reinterpret_cast<bf16_bits*>(carve(s.kv * 2));
+  m->buf.v = reinterpret_cast<bf16_bits*>(carve(s.kv * 2));
+  m->buf.mlp = reinterpret_cast<bf16_bits*>(carve(s.mlp * 2));
+  m->buf.act = reinterpret_cast<bf16_bits*>(carve(s.act * 2));
+  m->buf.xs = m->buf.q;  // the LM head's gathered rows reuse q's space (free by then)
+  m->buf.logits = reinterpret_cast<float*>(carve(s.logits * 4));
+  m->buf.workspace = reinterpret_cast<float*>(carve(ws));
+  m->buf.workspace_bytes = ws;
+  (void)carve;
+
+  // Inputs: generous bound on ints per step (tables at full context for every sequence).
+  const std::int64_t max_table = (mp.max_context + o.block_tokens - 1) / o.block_tokens;
+  m->ints_capacity = 4LL * o.max_tokens + 3LL * o.max_seqs + o.max_seqs * max_table +
+                     std::int64_t(o.max_seqs) * mp.max_context + 64;
+  m->inputs = cuda::device_buffer(static_cast<std::size_t>(m->ints_capacity) * 4 +
+                                  o.max_seqs * sizeof(sampling_row) + o.max_seqs * 4 +
+                                  std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 8 + 1024);
+  auto* ip = m->inputs.data<unsigned char>();
+  m->d_ints = reinterpret_cast<std::int32_t*>(ip);
+  ip += m->ints_capacity * 4;
+  m->d_sampling = reinterpret_cast<sampling_row*>(ip);
+  ip += o.max_seqs * sizeof(sampling_row);
+  m->d_out_tokens = reinterpret_cast<std::int32_t*>(ip);
+  ip += o.max_seqs * 4;
+  m->d_out_logprobs = reinterpret_cast<float*>(ip);
+  ip += std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4;
+  m->d_out_top_ids = reinterpret_cast<std::int32_t*>(ip);
+  RIDGELINE_CUDA_CHECK(cudaMallocHost(&m->h_ints, static_cast<std::size_t>(m->ints_capacity) * 4));
+  RIDGELINE_CUDA_CHECK(cudaMallocHost(&m->h_sampling, o.max_seqs * sizeof(sampling_row)));
+  m->stream.synchronize();
+}
+
+cuda_engine::~cuda_engine() = default;
+
+const decoder_config& cuda_engine::config() const { return m->cfg; }
+const engine_memory_plan& cuda_engine::memory() const { return m->plan; }
+int cuda_engine::num_kv_blocks() const { return m->plan.kv_blocks; }
+
+step_result cuda_engine::step(std::span<const step_sequence> seqs) {
+  const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
+  if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
+    throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
+                                std::to_string(h.num_seqs) + " sequences exceeds the limits (" +
+                                std::to_string(m->opt.max_tokens) + ", " +
+                                std::to_string(m->opt.max_seqs) + ")");
+  }
+  for (const auto& s : seqs) {
+    for (block_id b : s.blocks) {
+      if (b < 0 || b >= m->plan.kv_blocks) {
+        throw std::invalid_argument("engine: block " + std::to_string(b) + " outside the pool of " +
+                                    std::to_string(m->plan.kv_blocks));
+      }
+    }
+  }
+  const auto l = m->layout_for(h);
+  m->upload(h, l);
+  step_result r;
+  r.graph = m->run_forward(h, l, r.forward_seconds);
+  r.tokens.resize(static_cast<std::size_t>(h.num_samples));
+  RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,
+                                       cudaMemcpyDeviceToHost, m->stream.get()));
+  if (m->opt.top_logprobs > 0) {
+    const std::size_t n = std::size_t(h.num_samples) * m->opt.top_logprobs;
+    r.top_logprobs.resize(n);
+    r.top_ids.resize(n);
+    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_logprobs.data(), m->d_out_logprobs, n * 4,
+                                         cudaMemcpyDeviceToHost, m->stream.get()));
+    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_ids.data(), m->d_out_top_ids, n * 4,
+                                         cudaMemcpyDeviceToHost, m->stream.get()));
+  }
+  m->stream.synchronize();
+  return r;
+}
+
+double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
+  const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
+  const auto l = m->layout_for(h);
+  m->upload(h, l);
+  double s = 0;
+  m->run_forward(h, l, s);
+  return s;
+}
+
+void cuda_engine::fill_kv_random(std::uint64_t seed) {
+  cuda::fill_uniform(m->kv.data(), dtype::bf16, m->kv.bytes() / 2, seed, 1.0f, m->stream.get());
+  m->stream.synchronize();
+}
+
+std::vector<bf16_bits> cuda_engine::download_weights() const {
+  std::vector<bf16_bits> host;
+  for (const auto& [off, count] : m->tensor_offsets) {
+    const std::size_t at = host.size();
+    host.resize(at + static_cast<std::size_t>(count));
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(host.data() + at, m->weights.data<bf16_bits>() + off,
+                                    static_cast<std::size_t>(count) * 2, cudaMemcpyDeviceToHost));
+  }
+  return host;
+}
+
+std::vector<bf16_bits> cuda_engine::download_kv() const {
+  std::vector<bf16_bits> host(m->kv.bytes() / 2);
+  RIDGELINE_CUDA_CHECK(cudaMemcpy(host.data(), m->kv.data(), m->kv.bytes(), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+}  // namespace ridgeline

@@ -1,0 +1,81 @@
+// The CUDA executor: a Llama-family decoder on one GPU (decoder_forward over the CUDA launchers),
+// its weights (seeded random, scaled so activations stay finite) and paged KV pool, ragged batches
+// of sequences at different lengths, decode steps captured as CUDA graphs per (batch, table width),
+// per-step timing with CUDA events. No CUDA types here (pimpl); a build without CUDA throws
+// no_device_error from the constructor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/step_batch.hpp"
+
+namespace ridgeline {
+
+struct engine_options {
+  int block_tokens = 16;
+  int max_tokens = 8192;     // tokens per step (prefill chunk budget)
+  int max_seqs = 256;        // sequences per step
+  int num_kv_blocks = 0;     // 0: as many as fit in memory_fraction of free memory
+  double memory_fraction = 0.90;
+  bool cuda_graphs = true;   // decode steps replayed as graphs
+  int split_tokens = 0;      // attention split size (0: launcher's choice)
+  std::uint64_t seed = 1;    // random weights
+  int top_logprobs = 0;      // per sampled token, for fingerprints
+  int device = 0;
+};
+
+// What the engine will allocate, checked against free memory before anything is allocated.
+struct engine_memory_plan {
+  std::int64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes = 0, free_bytes = 0;
+  int kv_blocks = 0;
+  std::int64_t kv_bytes_per_block = 0;
+};
+// Throws std::invalid_argument ("weights alone need 13.5 GiB; ... has 7.9 GiB free") when the
+// weights, scratch and at least one sequence's worth of KV do not fit.
+engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
+                                      std::int64_t free_bytes);
+
+struct step_result {
+  std::vector<token_id> tokens;        // one per sampled sequence, in order
+  std::vector<float> top_logprobs;     // [samples][top_logprobs]
+  std::vector<std::int32_t> top_ids;   // [samples][top_logprobs]
+  double forward_seconds = 0;          // GPU time of the forward pass (CUDA events)
+  bool graph = false;                  // replayed from a CUDA graph
+};
+
+class cuda_engine {
+ public:
+  cuda_engine(const model_preset& m, const engine_options& o);
+  ~cuda_engine();
+  cuda_engine(const cuda_engine&) = delete;
+  cuda_engine& operator=(const cuda_engine&) = delete;
+
+  const decoder_config& config() const;
+  const engine_memory_plan& memory() const;
+  int num_kv_blocks() const;
+
+  // One step over these sequences (their blocks index this engine's KV pool).
+  step_result step(std::span<const step_sequence> seqs);
+  // Uploads the step's inputs and runs its forward pass only (graph when enabled and all decode;
+  // the first call of a shape captures it), returning the CUDA-event time. For benchmarks: the KV
+  // of the new tokens is rewritten in place, so repeating the same step measures the same work.
+  double timed_step(std::span<const step_sequence> seqs);
+
+  // Fills the whole KV pool with random values (benchmarks of decode at a context length).
+  void fill_kv_random(std::uint64_t seed);
+  // Copies every weight tensor, in weight_tensors() order, to the host (tests).
+  std::vector<bf16_bits> download_weights() const;
+  // Copies the KV pool of every layer to the host (tests).
+  std::vector<bf16_bits> download_kv() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> m;
+};
+
+}  // namespace ridgeline

@@ -1,0 +1,163 @@
+// The Llama-family decoder forward pass, written once over a backend: the CPU executor runs it with
+// the naive references (kernels/cpu), the CUDA executor with the GPU launchers, so both compute the
+// same ops in the same order on the same layout. No CUDA types: a backend is any type with
+//   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
+// taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp, plus
+//   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ridgeline/engine/model.hpp"
+#include "ridgeline/kernels/ops.hpp"
+
+namespace ridgeline {
+
+struct decoder_config {
+  model_preset model;
+  float rms_eps = 1e-5f;
+  rope_params rope;  // theta and scaling; pointers and counts are filled per step
+  int block_tokens = 16;
+};
+
+// RoPE and norm settings of a preset (Llama 3: theta 500000 with Llama 3.1 scaling).
+decoder_config make_decoder_config(const model_preset& m, int block_tokens = 16);
+
+struct layer_weights {
+  const bf16_bits* attn_norm = nullptr;  // [hidden]
+  const bf16_bits* qkv = nullptr;        // [(heads + 2 kv_heads) head_dim][hidden]
+  const bf16_bits* o = nullptr;          // [hidden][heads head_dim]
+  const bf16_bits* mlp_norm = nullptr;   // [hidden]
+  const bf16_bits* gate_up = nullptr;    // [2 intermediate][hidden]
+  const bf16_bits* down = nullptr;       // [hidden][intermediate]
+};
+
+struct decoder_weights {
+  const bf16_bits* embedding = nullptr;   // [vocab][hidden]
+  std::vector<layer_weights> layers;
+  const bf16_bits* final_norm = nullptr;  // [hidden]
+  const bf16_bits* lm_head = nullptr;     // [vocab][hidden]
+};
+
+// Element counts of every weight tensor, in the order init and load visit them.
+struct weight_tensor {
+  std::string name;
+  std::int64_t elements = 0;
+  int rows = 0, cols = 0;  // [rows][cols]; norms are [1][hidden]
+  bool norm = false;
+};
+std::vector<weight_tensor> weight_tensors(const model_preset& m);
+
+// The KV cache: one pool per layer, [num_blocks][2][kv_heads][block_tokens][head_dim] each.
+struct kv_pool_view {
+  bf16_bits* data = nullptr;
+  int num_blocks = 0;
+  std::int64_t layer_stride = 0;  // elements between layers' pools
+};
+std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens);
+
+// Scratch elements for max_tokens tokens (rows of each buffer) and max_samples logit rows.
+struct step_buffer_sizes {
+  std::int64_t residual, qkv, q, kv, attn, mlp, act, logits;
+};
+step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples);
+
+// Scratch for one step of up to max_tokens tokens and max_seqs sequences.
+struct step_buffers {
+  bf16_bits *residual, *xn, *qkv, *q, *k, *v, *attn, *out, *mlp, *act, *xs;
+  float* logits;          // [max_seqs][vocab]
+  float* workspace;       // attention scratch
+  std::int64_t workspace_bytes;
+};
+
+// One step's inputs in the backend's memory.
+struct step_inputs {
+  int num_tokens = 0, num_seqs = 0;
+  const std::int32_t* ids = nullptr;           // [num_tokens]
+  const std::int32_t* positions = nullptr;     // [num_tokens]
+  const std::int32_t* slot_mapping = nullptr;  // [num_tokens]
+  const std::int32_t* q_offsets = nullptr;     // [num_seqs + 1]
+  const std::int32_t* seq_lens = nullptr;      // [num_seqs]
+  const std::int32_t* block_tables = nullptr;  // [num_seqs][max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  int split_tokens = 0;  // attention split size (0: launcher's choice)
+  int num_samples = 0;                          // rows that get logits and a token
+  const std::int32_t* sample_rows = nullptr;    // [num_samples] token rows
+  const sampling_row* sampling = nullptr;       // [num_samples]
+  const std::int32_t* prev_tokens = nullptr;    // repetition-penalty history
+  const std::int32_t* prev_offsets = nullptr;   // [num_samples + 1]
+  std::int32_t* out_tokens = nullptr;           // [num_samples]
+  float* out_logprobs = nullptr;                // [num_samples][top_logprobs] or null
+  std::int32_t* out_top_ids = nullptr;
+  int top_logprobs = 0;
+};
+
+template <class Backend>
+void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights& w,
+                     const kv_pool_view& kv, const step_buffers& buf, const step_inputs& in) {
+  const model_preset& m = c.model;
+  const int T = in.num_tokens, H = m.hidden, nq = m.heads, nkv = m.kv_heads, d = m.head_dim;
+  const int I = m.intermediate, qkv_cols = (nq + 2 * nkv) * d;
+  b.range_push("embedding");
+  b.embedding({in.ids, w.embedding, buf.residual, T, H, m.vocab});
+  b.range_pop();
+  const bf16_bits* norm_in = buf.residual;
+  bf16_bits* residual = nullptr;  // layer 0's norm reads the embedding, which is the residual
+  for (int l = 0; l < m.layers; ++l) {
+    const layer_weights& lw = w.layers[static_cast<std::size_t>(l)];
+    paged_kv_view view{kv.data + l * kv.layer_stride, kv.num_blocks, c.block_tokens, nkv, d,
+                       in.block_tables, in.max_blocks_per_seq, in.seq_lens, in.num_seqs};
+    b.range_push("attention_block");
+    b.rms_norm({norm_in, residual, lw.attn_norm, buf.xn, T, H, c.rms_eps});
+    b.linear({buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
+    b.gather_rows({buf.qkv, qkv_cols, 0, nullptr, buf.q, T, nq * d});
+    b.gather_rows({buf.qkv, qkv_cols, nq * d, nullptr, buf.k, T, nkv * d});
+    b.gather_rows({buf.qkv, qkv_cols, (nq + nkv) * d, nullptr, buf.v, T, nkv * d});
+    rope_params r = c.rope;
+    r.q = buf.q;
+    r.k = buf.k;
+    r.positions = in.positions;
+    r.num_tokens = T;
+    r.num_q_heads = nq;
+    r.num_kv_heads = nkv;
+    r.head_dim = d;
+    b.rope(r);
+    b.kv_append({buf.k, buf.v, in.slot_mapping, T, view});
+    b.attention({buf.q, buf.attn, in.q_offsets, T, nq, 1.0f / std::sqrt(static_cast<float>(d)),
+                 view, in.split_tokens, buf.workspace, buf.workspace_bytes});
+    b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
+    b.range_pop();
+    b.range_push("mlp");
+    b.rms_norm({buf.out, buf.residual, lw.mlp_norm, buf.xn, T, H, c.rms_eps});
+    b.linear({buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I});
+    b.swiglu({buf.mlp, buf.act, T, I});
+    b.linear({buf.act, lw.down, buf.out, false, T, I, H});
+    b.range_pop();
+    norm_in = buf.out;
+    residual = buf.residual;
+  }
+  b.range_push("sampling");
+  b.rms_norm({norm_in, residual, w.final_norm, buf.xn, T, H, c.rms_eps});
+  if (in.num_samples > 0) {
+    b.gather_rows({buf.xn, H, 0, in.sample_rows, buf.xs, in.num_samples, H});
+    b.linear({buf.xs, w.lm_head, buf.logits, true, in.num_samples, H, m.vocab});
+    sampling_params sp;
+    sp.logits = buf.logits;
+    sp.num_rows = in.num_samples;
+    sp.vocab = m.vocab;
+    sp.rows = in.sampling;
+    sp.prev_tokens = in.prev_tokens;
+    sp.prev_offsets = in.prev_offsets;
+    sp.out_tokens = in.out_tokens;
+    sp.out_logprobs = in.out_logprobs;
+    sp.out_top_ids = in.out_top_ids;
+    sp.top_logprobs = in.top_logprobs;
+    b.sampling(sp);
+  }
+  b.range_pop();
+}
+
+}  // namespace ridgeline

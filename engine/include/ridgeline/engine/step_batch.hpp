@@ -1,0 +1,37 @@
+// Turns the sequences of one step (what the scheduler planned, or what a benchmark builds) into the
+// flat arrays the decoder's kernels read: token ids and positions of the ragged batch, KV slots,
+// per-sequence query offsets, context lengths and block tables, and the rows to sample.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/kernels/ops.hpp"
+
+namespace ridgeline {
+
+struct step_sequence {
+  std::span<const token_id> tokens;  // the sequence so far (prompt + generated)
+  std::int64_t context_before = 0;   // tokens whose KV is already cached
+  std::int32_t new_tokens = 0;       // tokens computed this step: tokens[context_before, +new)
+  std::span<const block_id> blocks;  // block table covering context_before + new_tokens
+  bool samples = false;              // the last new token's logits produce a token
+  sampling_row sampling;
+};
+
+struct host_step {
+  int num_tokens = 0, num_seqs = 0, max_blocks_per_seq = 0, num_samples = 0;
+  std::vector<std::int32_t> ids, positions, slot_mapping, q_offsets, seq_lens, block_tables;
+  std::vector<std::int32_t> sample_rows, prev_tokens, prev_offsets;
+  std::vector<sampling_row> sampling;
+};
+
+// Validates (token ids in [0, vocab), block tables long enough, nothing empty) and throws
+// std::invalid_argument naming the sequence. min_blocks_per_seq pads the table width (so CUDA
+// graphs captured for a width can be replayed); the table is padded with block 0.
+host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int vocab,
+                     int min_blocks_per_seq = 0);
+
+}  // namespace ridgeline

@@ -1,0 +1,61 @@
+// Decoder configuration, weight tensor list and buffer sizes (see decoder.hpp).
+#include "ridgeline/engine/decoder.hpp"
+
+namespace ridgeline {
+
+decoder_config make_decoder_config(const model_preset& m, int block_tokens) {
+  validate(m);
+  decoder_config c;
+  c.model = m;
+  c.block_tokens = block_tokens;
+  c.rope.theta = 10000.0f;
+  if (m.name.rfind("llama-3", 0) == 0) {
+    c.rope.theta = 500000.0f;
+    c.rope.llama3_scaling = true;  // Llama 3.1 rope_scaling: factor 8, low 1, high 4, 8192
+    c.rms_eps = 1e-5f;
+  } else if (m.name.rfind("mistral", 0) == 0) {
+    c.rope.theta = 1000000.0f;  // Mistral 7B v0.2+
+  }
+  return c;
+}
+
+std::vector<weight_tensor> weight_tensors(const model_preset& m) {
+  const int H = m.hidden, qkv = (m.heads + 2 * m.kv_heads) * m.head_dim, I = m.intermediate;
+  auto t = [](std::string name, int rows, int cols, bool norm = false) {
+    return weight_tensor{std::move(name), std::int64_t(rows) * cols, rows, cols, norm};
+  };
+  std::vector<weight_tensor> v;
+  v.push_back(t("embedding", m.vocab, H));
+  for (int l = 0; l < m.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    v.push_back(t(p + "attn_norm", 1, H, true));
+    v.push_back(t(p + "qkv", qkv, H));
+    v.push_back(t(p + "o", H, m.heads * m.head_dim));
+    v.push_back(t(p + "mlp_norm", 1, H, true));
+    v.push_back(t(p + "gate_up", 2 * I, H));
+    v.push_back(t(p + "down", H, I));
+  }
+  v.push_back(t("final_norm", 1, H, true));
+  v.push_back(t("lm_head", m.vocab, H));
+  return v;
+}
+
+std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens) {
+  return std::int64_t(num_blocks) * 2 * m.kv_heads * block_tokens * m.head_dim;
+}
+
+step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples) {
+  const std::int64_t T = max_tokens;
+  step_buffer_sizes s;
+  s.residual = T * m.hidden;
+  s.qkv = T * (m.heads + 2 * m.kv_heads) * m.head_dim;
+  s.q = T * m.heads * m.head_dim;
+  s.kv = T * m.kv_heads * m.head_dim;
+  s.attn = s.q;
+  s.mlp = T * 2 * m.intermediate;
+  s.act = T * m.intermediate;
+  s.logits = std::int64_t(max_samples) * m.vocab;
+  return s;
+}
+
+}  // namespace ridgeline

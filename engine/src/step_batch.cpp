@@ -1,0 +1,66 @@
+// build_step (see step_batch.hpp).
+#include "ridgeline/engine/step_batch.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace ridgeline {
+
+host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int vocab,
+                     int min_blocks_per_seq) {
+  if (seqs.empty()) throw std::invalid_argument("step: no sequences");
+  host_step h;
+  h.num_seqs = static_cast<int>(seqs.size());
+  h.max_blocks_per_seq = min_blocks_per_seq;
+  for (const auto& s : seqs) {
+    const std::int64_t len = s.context_before + s.new_tokens;
+    h.max_blocks_per_seq =
+        std::max<int>(h.max_blocks_per_seq, static_cast<int>((len + block_tokens - 1) / block_tokens));
+  }
+  h.q_offsets.push_back(0);
+  h.prev_offsets.push_back(0);
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    const auto& s = seqs[i];
+    const std::int64_t len = s.context_before + s.new_tokens;
+    auto fail = [&](const std::string& why) {
+      throw std::invalid_argument("step: sequence " + std::to_string(i) + ": " + why);
+    };
+    if (s.new_tokens <= 0) fail("no new tokens");
+    if (len > static_cast<std::int64_t>(s.tokens.size())) fail("fewer tokens than context + new");
+    if (static_cast<std::int64_t>(s.blocks.size()) * block_tokens < len) {
+      fail("block table covers " + std::to_string(s.blocks.size() * block_tokens) +
+           " tokens, needs " + std::to_string(len));
+    }
+    for (std::int64_t p = s.context_before; p < len; ++p) {
+      const token_id t = s.tokens[static_cast<std::size_t>(p)];
+      if (t < 0 || t >= vocab) {
+        fail("token id " + std::to_string(t) + " at position " + std::to_string(p) +
+             " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      }
+      h.ids.push_back(t);
+      h.positions.push_back(static_cast<std::int32_t>(p));
+      const block_id b = s.blocks[static_cast<std::size_t>(p / block_tokens)];
+      h.slot_mapping.push_back(b * block_tokens + static_cast<std::int32_t>(p % block_tokens));
+    }
+    h.q_offsets.push_back(static_cast<std::int32_t>(h.ids.size()));
+    h.seq_lens.push_back(static_cast<std::int32_t>(len));
+    for (int j = 0; j < h.max_blocks_per_seq; ++j) {
+      h.block_tables.push_back(j < static_cast<int>(s.blocks.size()) ? s.blocks[static_cast<std::size_t>(j)] : 0);
+    }
+    if (s.samples) {
+      h.sample_rows.push_back(static_cast<std::int32_t>(h.ids.size()) - 1);
+      h.sampling.push_back(s.sampling);
+      if (s.sampling.repetition_penalty != 1.0f) {
+        h.prev_tokens.insert(h.prev_tokens.end(), s.tokens.begin(),
+                             s.tokens.begin() + static_cast<std::ptrdiff_t>(len));
+      }
+      h.prev_offsets.push_back(static_cast<std::int32_t>(h.prev_tokens.size()));
+    }
+  }
+  h.num_tokens = static_cast<int>(h.ids.size());
+  h.num_samples = static_cast<int>(h.sample_rows.size());
+  return h;
+}
+
+}  // namespace ridgeline
