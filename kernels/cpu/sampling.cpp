@@ -79,7 +79,8 @@ int sample_row(const float* logits, int vocab, const sampling_row& row, const st
 }  // namespace
 
 double sampling_uniform(std::uint64_t seed, std::uint64_t step) {
-  const std::uint64_t h = mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (step * 0xd1b54a32d192ed03ULL));
+  const std::uint64_t h =
+      mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (step * 0xd1b54a32d192ed03ULL));
   return static_cast<double>(h >> 11) * 0x1.0p-53;
 }
 
@@ -108,7 +109,8 @@ void sampling(const sampling_params& p) {
         const int id = j < n ? order[j] : -1;
         const std::size_t at = static_cast<std::size_t>(r) * p.top_logprobs + j;
         if (p.out_top_ids) p.out_top_ids[at] = id;
-        if (p.out_logprobs) p.out_logprobs[at] = id < 0 ? -INFINITY : static_cast<float>(raw[id] - lse);
+        if (p.out_logprobs)
+          p.out_logprobs[at] = id < 0 ? -INFINITY : static_cast<float>(raw[id] - lse);
       }
     }
   }

@@ -30,7 +30,8 @@ __global__ void embedding_kernel(const std::int32_t* __restrict__ ids, const V* 
 template <class V>
 void launch(const embedding_params& p, std::size_t per_row, cudaStream_t s) {
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * per_row;
-  const int grid = static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
+  const int grid =
+      static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
   embedding_kernel<V><<<grid, k_threads, 0, s>>>(p.ids, reinterpret_cast<const V*>(p.table),
                                                  reinterpret_cast<V*>(p.out), per_row, total);
   RIDGELINE_CUDA_CHECK_LAUNCH();

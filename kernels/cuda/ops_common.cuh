@@ -15,7 +15,9 @@ struct alignas(16) bf16x8 {
   __nv_bfloat16 v[8];
 };
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0; }
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0;
+}
 
 // Throws std::invalid_argument("<op>: <what>") when cond is false.
 inline void require(bool cond, const char* op, const std::string& what) {

@@ -23,8 +23,8 @@ namespace {
 // input and out may alias: no __restrict__ on them.
 template <int V>
 __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8* residual,
-                                    const detail::bf16x8* __restrict__ weight,
-                                    detail::bf16x8* out, int nvec, float inv_hidden, float eps) {
+                                    const detail::bf16x8* __restrict__ weight, detail::bf16x8* out,
+                                    int nvec, float inv_hidden, float eps) {
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * nvec;
   float r[V][8];
@@ -67,8 +67,8 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8*
 }
 
 __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16* residual,
-                                       const __nv_bfloat16* __restrict__ weight,
-                                       __nv_bfloat16* out, int hidden, float eps) {
+                                       const __nv_bfloat16* __restrict__ weight, __nv_bfloat16* out,
+                                       int hidden, float eps) {
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * hidden;
   float sum_sq = 0;
@@ -81,7 +81,8 @@ __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16
     }
     sum_sq += r * r;
   }
-  const float inv_rms = rsqrtf(detail::block_sum(sum_sq, scratch) / static_cast<float>(hidden) + eps);
+  const float inv_rms =
+      rsqrtf(detail::block_sum(sum_sq, scratch) / static_cast<float>(hidden) + eps);
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
     // The same thread wrote residual[row + i] (or read input[row + i]) above.
     const float r = __bfloat162float(residual ? residual[row + i] : input[row + i]);
@@ -103,10 +104,10 @@ void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s) {
 }  // namespace
 
 void rms_norm(const rms_norm_params& p, cudaStream_t s) {
-  detail::require(p.num_tokens >= 0 && p.hidden > 0 && p.eps >= 0, "rms_norm",
-                  "need num_tokens >= 0, hidden > 0, eps >= 0; got num_tokens=" +
-                      std::to_string(p.num_tokens) + " hidden=" + std::to_string(p.hidden) +
-                      " eps=" + std::to_string(p.eps));
+  detail::require(
+      p.num_tokens >= 0 && p.hidden > 0 && p.eps >= 0, "rms_norm",
+      "need num_tokens >= 0, hidden > 0, eps >= 0; got num_tokens=" + std::to_string(p.num_tokens) +
+          " hidden=" + std::to_string(p.hidden) + " eps=" + std::to_string(p.eps));
   if (p.num_tokens == 0) return;
   detail::require(p.input && p.weight && p.out, "rms_norm", "null input, weight or out");
   detail::require(!p.residual || (p.residual != p.input && p.residual != p.out), "rms_norm",
@@ -116,10 +117,14 @@ void rms_norm(const rms_norm_params& p, cudaStream_t s) {
                    (!p.residual || detail::aligned16(p.residual));
   if (vec) {
     const int nvec = p.hidden / 8;
-    if (nvec <= 512) launch_vec<1>(p, nvec, s);
-    else if (nvec <= 1024) launch_vec<2>(p, nvec, s);
-    else if (nvec <= 2048) launch_vec<4>(p, nvec, s);
-    else launch_vec<8>(p, nvec, s);
+    if (nvec <= 512)
+      launch_vec<1>(p, nvec, s);
+    else if (nvec <= 1024)
+      launch_vec<2>(p, nvec, s);
+    else if (nvec <= 2048)
+      launch_vec<4>(p, nvec, s);
+    else
+      launch_vec<8>(p, nvec, s);
     return;
   }
   const int threads = p.hidden >= 1024 ? 512 : (p.hidden + 31) / 32 * 32;

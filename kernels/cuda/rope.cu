@@ -75,7 +75,8 @@ __global__ void rope_kernel(rope_args a) {
     __nv_bfloat16* x =
         h < a.num_q_heads
             ? a.q + (static_cast<std::size_t>(t) * a.num_q_heads + h) * a.head_dim
-            : a.k + (static_cast<std::size_t>(t) * a.num_kv_heads + (h - a.num_q_heads)) * a.head_dim;
+            : a.k +
+                  (static_cast<std::size_t>(t) * a.num_kv_heads + (h - a.num_q_heads)) * a.head_dim;
     if constexpr (W == 8) {
       auto* p1 = reinterpret_cast<detail::bf16x8*>(x + i0);
       auto* p2 = reinterpret_cast<detail::bf16x8*>(x + half + i0);
@@ -97,9 +98,9 @@ void rope(const rope_params& p, cudaStream_t s) {
                       p.head_dim > 0 && p.head_dim % 2 == 0 && p.head_dim <= k_max_head_dim,
                   "rope",
                   "need num_tokens, num_q_heads, num_kv_heads >= 0 and an even head_dim in [2, " +
-                      std::to_string(k_max_head_dim) + "]; got num_tokens=" +
-                      std::to_string(p.num_tokens) + " num_q_heads=" +
-                      std::to_string(p.num_q_heads) + " num_kv_heads=" +
+                      std::to_string(k_max_head_dim) +
+                      "]; got num_tokens=" + std::to_string(p.num_tokens) +
+                      " num_q_heads=" + std::to_string(p.num_q_heads) + " num_kv_heads=" +
                       std::to_string(p.num_kv_heads) + " head_dim=" + std::to_string(p.head_dim));
   detail::require(p.theta > 0, "rope", "theta must be > 0; got " + std::to_string(p.theta));
   if (p.llama3_scaling) {
@@ -107,7 +108,8 @@ void rope(const rope_params& p, cudaStream_t s) {
                         p.high_freq_factor > p.low_freq_factor && p.original_max_position > 0,
                     "rope",
                     "llama3 scaling needs factor > 0, high_freq_factor > low_freq_factor > 0, "
-                    "original_max_position > 0; got factor=" + std::to_string(p.scaling_factor) +
+                    "original_max_position > 0; got factor=" +
+                        std::to_string(p.scaling_factor) +
                         " low=" + std::to_string(p.low_freq_factor) +
                         " high=" + std::to_string(p.high_freq_factor) +
                         " original_max_position=" + std::to_string(p.original_max_position));
@@ -130,8 +132,10 @@ void rope(const rope_params& p, cudaStream_t s) {
                     static_cast<double>(p.original_max_position)};
   const bool vec = p.head_dim % 16 == 0 && (p.num_q_heads == 0 || detail::aligned16(p.q)) &&
                    (p.num_kv_heads == 0 || detail::aligned16(p.k));
-  if (vec) rope_kernel<8><<<p.num_tokens, k_threads, 0, s>>>(a);
-  else rope_kernel<1><<<p.num_tokens, k_threads, 0, s>>>(a);
+  if (vec)
+    rope_kernel<8><<<p.num_tokens, k_threads, 0, s>>>(a);
+  else
+    rope_kernel<1><<<p.num_tokens, k_threads, 0, s>>>(a);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

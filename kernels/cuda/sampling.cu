@@ -64,7 +64,8 @@ __device__ __forceinline__ float key_to_float(std::uint32_t k) {
   return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 __device__ __forceinline__ u64 pack(std::uint32_t key, int id) {
-  return (static_cast<u64>(key) << 32) | static_cast<std::uint32_t>(~static_cast<std::uint32_t>(id));
+  return (static_cast<u64>(key) << 32) |
+         static_cast<std::uint32_t>(~static_cast<std::uint32_t>(id));
 }
 __device__ __forceinline__ int unpack_id(u64 p) {
   return static_cast<int>(~static_cast<std::uint32_t>(p & 0xffffffffu));
@@ -78,7 +79,8 @@ __device__ u64 block_max(u64 v, u64* scratch) {
   if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
   __syncthreads();
   u64 best = 0;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) best = scratch[w] > best ? scratch[w] : best;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w)
+    best = scratch[w] > best ? scratch[w] : best;
   __syncthreads();
   return best;
 }
@@ -115,7 +117,8 @@ struct row_scores {
   // Step 1 and 2 of the definition, operation for operation as the CPU does them.
   __device__ __forceinline__ float operator()(int i) const {
     float z = logits[i];
-    if (penalized && ((penalized[i >> 5] >> (i & 31)) & 1u)) z = z > 0.0f ? z / penalty : z * penalty;
+    if (penalized && ((penalized[i >> 5] >> (i & 31)) & 1u))
+      z = z > 0.0f ? z / penalty : z * penalty;
     return z / temperature;
   }
 };
@@ -174,7 +177,9 @@ __device__ u64 search(const row_scores& score, int vocab, float s_max, u64 targe
   return prefix;
 }
 
-__device__ u64 block_sum_u64(u64 v, u64* scratch) { return detail::block_sum(v, scratch); }
+__device__ u64 block_sum_u64(u64 v, u64* scratch) {
+  return detail::block_sum(v, scratch);
+}
 
 __global__ void __launch_bounds__(k_threads) sampling_kernel(sampling_params p, bool vec4) {
   extern __shared__ std::uint32_t penalized[];  // [ceil(vocab / 32)] when a penalty applies
@@ -265,19 +270,20 @@ void sampling(const sampling_params& p, cudaStream_t s) {
                   "need num_rows >= 0 and vocab in [1, " + std::to_string(k_sampling_max_vocab) +
                       "]; got num_rows=" + std::to_string(p.num_rows) +
                       " vocab=" + std::to_string(p.vocab));
-  detail::require(p.top_logprobs >= 0 && p.top_logprobs <= k_sampling_max_top_logprobs,
-                  "sampling",
+  detail::require(p.top_logprobs >= 0 && p.top_logprobs <= k_sampling_max_top_logprobs, "sampling",
                   "top_logprobs must be in [0, " + std::to_string(k_sampling_max_top_logprobs) +
                       "]; got " + std::to_string(p.top_logprobs));
   if (p.num_rows == 0) return;
-  detail::require(p.logits && p.rows && p.out_tokens, "sampling", "null logits, rows or out_tokens");
+  detail::require(p.logits && p.rows && p.out_tokens, "sampling",
+                  "null logits, rows or out_tokens");
   detail::require(!p.prev_tokens == !p.prev_offsets, "sampling",
                   "prev_tokens and prev_offsets must both be set or both be null");
   const bool vec4 = p.vocab % 4 == 0 && detail::aligned16(p.logits);
   const std::size_t smem = static_cast<std::size_t>((p.vocab + 31) / 32) * sizeof(std::uint32_t);
-  RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(sampling_kernel,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(smem)));
+  if (smem > 48 * 1024) {  // the default limit of dynamic shared memory; vocab > 393216
+    RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(
+        sampling_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
   sampling_kernel<<<p.num_rows, k_threads, smem, s>>>(p, vec4);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }

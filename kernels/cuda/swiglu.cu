@@ -52,20 +52,21 @@ template <int W>
 void launch(const swiglu_params& p, cudaStream_t s) {
   const std::size_t inter = static_cast<std::size_t>(p.intermediate);
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * (inter / W);
-  const int grid = static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
-  swiglu_kernel<W><<<grid, k_threads, 0, s>>>(
-      reinterpret_cast<const __nv_bfloat16*>(p.gate_up), reinterpret_cast<__nv_bfloat16*>(p.out),
-      inter, total);
+  const int grid =
+      static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
+  swiglu_kernel<W><<<grid, k_threads, 0, s>>>(reinterpret_cast<const __nv_bfloat16*>(p.gate_up),
+                                              reinterpret_cast<__nv_bfloat16*>(p.out), inter,
+                                              total);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void swiglu(const swiglu_params& p, cudaStream_t s) {
-  detail::require(p.num_tokens >= 0 && p.intermediate > 0, "swiglu",
-                  "need num_tokens >= 0 and intermediate > 0; got num_tokens=" +
-                      std::to_string(p.num_tokens) + " intermediate=" +
-                      std::to_string(p.intermediate));
+  detail::require(
+      p.num_tokens >= 0 && p.intermediate > 0, "swiglu",
+      "need num_tokens >= 0 and intermediate > 0; got num_tokens=" + std::to_string(p.num_tokens) +
+          " intermediate=" + std::to_string(p.intermediate));
   if (p.num_tokens == 0) return;
   detail::require(p.gate_up && p.out, "swiglu", "null gate_up or out");
   if (p.intermediate % 8 == 0 && detail::aligned16(p.gate_up) && detail::aligned16(p.out)) {

@@ -23,8 +23,8 @@ using cpu::float_to_bf16;
 
 namespace {
 
-constexpr std::size_t k_guard = 64;           // elements of guard band on each side
-constexpr bf16_bits k_poison_bf16 = 0x7fc1;   // a NaN: an unwritten element fails the comparison
+constexpr std::size_t k_guard = 64;          // elements of guard band on each side
+constexpr bf16_bits k_poison_bf16 = 0x7fc1;  // a NaN: an unwritten element fails the comparison
 constexpr std::int32_t k_poison_i32 = -12345;
 
 // |gpu - ref| <= atol + rtol * |ref| per element; NaN/Inf in gpu fail unless ref is the same.
@@ -92,8 +92,10 @@ void expect_close(const std::vector<T>& gpu, const std::vector<T>& ref, toleranc
     const double g = to_double(gpu[i]), r = to_double(ref[i]);
     const double diff = std::fabs(g - r);
     const bool same_special = (std::isinf(g) && g == r);
-    const bool ok = same_special || (std::isfinite(g) && diff <= tol.atol + tol.rtol * std::fabs(r));
-    const double excess = same_special ? 0 : (std::isfinite(g) ? diff - tol.atol - tol.rtol * std::fabs(r) : 1e300);
+    const bool ok =
+        same_special || (std::isfinite(g) && diff <= tol.atol + tol.rtol * std::fabs(r));
+    const double excess =
+        same_special ? 0 : (std::isfinite(g) ? diff - tol.atol - tol.rtol * std::fabs(r) : 1e300);
     if (excess > worst_excess) {
       worst_excess = excess;
       worst = i;
@@ -108,7 +110,8 @@ void expect_close(const std::vector<T>& gpu, const std::vector<T>& ref, toleranc
 
 void expect_bf16_close(const std::vector<bf16_bits>& gpu, const std::vector<bf16_bits>& ref,
                        tolerance tol, const std::string& what) {
-  expect_close(gpu, ref, tol, what, [](bf16_bits b) { return static_cast<double>(bf16_to_float(b)); });
+  expect_close(gpu, ref, tol, what,
+               [](bf16_bits b) { return static_cast<double>(bf16_to_float(b)); });
 }
 
 std::string shape(std::initializer_list<std::pair<const char*, long long>> kv) {
@@ -125,11 +128,13 @@ TEST(Embedding, CudaMatchesCpuReference) {
   struct c {
     int tokens, hidden, vocab;
     bool misalign;
-  } cases[] = {{1, 8, 1, false},     {7, 4096, 1000, false}, {13, 24, 17, false},
-               {5, 7, 11, false},    {3, 4099, 5, false},    {31, 64, 9, true},
+  } cases[] = {{1, 8, 1, false},        {7, 4096, 1000, false}, {13, 24, 17, false},
+               {5, 7, 11, false},       {3, 4099, 5, false},    {31, 64, 9, true},
                {64, 4096, 32000, false}};
   for (const auto& cs : cases) {
-    SCOPED_TRACE(shape({{"tokens", cs.tokens}, {"hidden", cs.hidden}, {"vocab", cs.vocab},
+    SCOPED_TRACE(shape({{"tokens", cs.tokens},
+                        {"hidden", cs.hidden},
+                        {"vocab", cs.vocab},
                         {"misalign", cs.misalign}}));
     const std::size_t off = cs.misalign ? 1 : 0;  // shifts the table off 16-byte alignment
     const auto table = random_bf16(off + static_cast<std::size_t>(cs.vocab) * cs.hidden, 1, 3.0f);
@@ -164,8 +169,11 @@ TEST(RmsNorm, CudaMatchesCpuReference) {
         for (bool alias : {false, true}) {
           for (bool misalign : {false, true}) {
             if (misalign && (hidden != 4096 || tokens != 7)) continue;
-            SCOPED_TRACE(shape({{"hidden", hidden}, {"tokens", tokens}, {"residual", with_residual},
-                                {"alias", alias}, {"misalign", misalign}}));
+            SCOPED_TRACE(shape({{"hidden", hidden},
+                                {"tokens", tokens},
+                                {"residual", with_residual},
+                                {"alias", alias},
+                                {"misalign", misalign}}));
             const std::size_t n = static_cast<std::size_t>(tokens) * hidden;
             const std::size_t off = misalign ? 1 : 0;
             const auto input = random_bf16(n, ++seed, 2.0f);
@@ -186,9 +194,13 @@ TEST(RmsNorm, CudaMatchesCpuReference) {
             guarded<bf16_bits> res(residual0, k_poison_bf16);
             guarded<bf16_bits> out(std::vector<bf16_bits>(n, k_poison_bf16), k_poison_bf16);
             auto d_weight = test::upload(weight);
-            rms_norm_params p{in.data() + off, with_residual ? res.data() : nullptr,
-                              d_weight.data<bf16_bits>(), alias ? in.data() + off : out.data(),
-                              tokens, hidden, eps};
+            rms_norm_params p{in.data() + off,
+                              with_residual ? res.data() : nullptr,
+                              d_weight.data<bf16_bits>(),
+                              alias ? in.data() + off : out.data(),
+                              tokens,
+                              hidden,
+                              eps};
             cuda::rms_norm(p, s.get());
             s.synchronize();
             const auto in_back = in.download_checked("input");
@@ -223,8 +235,11 @@ TEST(Rope, CudaMatchesCpuReference) {
     for (int hd : head_dims) {
       for (int tokens : tokens_list) {
         for (bool llama3 : {false, true}) {
-          SCOPED_TRACE(shape({{"q_heads", h.q}, {"kv_heads", h.kv}, {"head_dim", hd},
-                              {"tokens", tokens}, {"llama3", llama3}}));
+          SCOPED_TRACE(shape({{"q_heads", h.q},
+                              {"kv_heads", h.kv},
+                              {"head_dim", hd},
+                              {"tokens", tokens},
+                              {"llama3", llama3}}));
           std::mt19937 rng(++seed);
           std::vector<std::int32_t> pos(tokens);
           for (int t = 0; t < tokens; ++t) {
@@ -340,8 +355,8 @@ void check_sampling(const std::vector<float>& logits, int vocab,
     const auto& row = rows[r];
     EXPECT_EQ(got[r], ref_tokens[r])
         << "row " << r << " of " << n << ": temperature " << row.temperature << " top_k "
-        << row.top_k << " top_p " << row.top_p << " penalty " << row.repetition_penalty
-        << " seed " << row.seed << " step " << row.step;
+        << row.top_k << " top_p " << row.top_p << " penalty " << row.repetition_penalty << " seed "
+        << row.seed << " step " << row.step;
   }
   if (top_logprobs) {
     EXPECT_EQ(ids.download_checked("top ids"), ref_ids);
@@ -359,7 +374,8 @@ std::vector<float> distinct_logits(int rows, int vocab, unsigned seed, float spr
   for (int r = 0; r < rows; ++r) {
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
-    for (int v : perm) out.push_back(spread * (static_cast<float>(v) / static_cast<float>(vocab) - 0.5f));
+    for (int v : perm)
+      out.push_back(spread * (static_cast<float>(v) / static_cast<float>(vocab) - 0.5f));
   }
   return out;
 }
@@ -393,16 +409,19 @@ TEST(Sampling, CudaMatchesCpuReference) {
       std::vector<std::int32_t> prev, offsets = {0};
       for (int r = 0; r < n; ++r) {
         const int count = static_cast<int>(rng() % 40);
-        for (int j = 0; j < count; ++j) prev.push_back(static_cast<std::int32_t>(rng() % (vocab + 3)) - 1);
+        for (int j = 0; j < count; ++j)
+          prev.push_back(static_cast<std::int32_t>(rng() % (vocab + 3)) - 1);
         offsets.push_back(static_cast<std::int32_t>(prev.size()));
       }
       std::vector<std::int32_t> got;
       check_sampling(logits, vocab, rows, prev, offsets, 5, s.get(), &got);
       // top-k 1 and tiny top-p without a penalty are greedy.
       for (int r = 0; r < n; ++r) {
-        if (rows[r].repetition_penalty != 1.0f || (rows[r].top_k != 1 && rows[r].top_p > 1e-3f)) continue;
+        if (rows[r].repetition_penalty != 1.0f || (rows[r].top_k != 1 && rows[r].top_p > 1e-3f))
+          continue;
         const float* row_logits = logits.data() + static_cast<std::size_t>(r) * vocab;
-        const int argmax = static_cast<int>(std::max_element(row_logits, row_logits + vocab) - row_logits);
+        const int argmax =
+            static_cast<int>(std::max_element(row_logits, row_logits + vocab) - row_logits);
         EXPECT_EQ(got[r], argmax) << "row " << r;
       }
     }
@@ -427,7 +446,8 @@ TEST(Sampling, ManySeedsAndTiesMatchCpuReference) {
       std::vector<float> one(vocab);
       for (auto& x : one) x = ties ? std::round(d(rng) * 2.0f) / 2.0f : d(rng);
       std::vector<float> logits;
-      for (std::size_t r = 0; r < rows.size(); ++r) logits.insert(logits.end(), one.begin(), one.end());
+      for (std::size_t r = 0; r < rows.size(); ++r)
+        logits.insert(logits.end(), one.begin(), one.end());
       check_sampling(logits, vocab, rows, {}, {}, ties ? 3 : 0, s.get());
     }
   }
@@ -440,18 +460,22 @@ TEST(Sampling, RepetitionPenaltyFlipsTheChoice) {
   const std::vector<std::int32_t> prev = {0, 0, 9, -1, 2};
   const std::vector<std::int32_t> offsets = {0, 4, 5};
   std::vector<std::int32_t> got;
-  check_sampling(logits, 3, {{1, 1, 1.0f, 1.5f, 0, 0}, {1, 1, 1.0f, 1.5f, 0, 0}}, prev, offsets,
-                 0, s.get(), &got);
+  check_sampling(logits, 3, {{1, 1, 1.0f, 1.5f, 0, 0}, {1, 1, 1.0f, 1.5f, 0, 0}}, prev, offsets, 0,
+                 s.get(), &got);
   EXPECT_EQ(got, (std::vector<std::int32_t>{1, 0}));
-  check_sampling(logits, 3, {{1, 1, 1.0f, 1.0f, 0, 0}, {1, 1, 1.0f, 1.0f, 0, 0}}, prev, offsets,
-                 0, s.get(), &got);
+  check_sampling(logits, 3, {{1, 1, 1.0f, 1.0f, 0, 0}, {1, 1, 1.0f, 1.0f, 0, 0}}, prev, offsets, 0,
+                 s.get(), &got);
   EXPECT_EQ(got, (std::vector<std::int32_t>{0, 2}));
 }
 
 TEST(Sampling, TopLogprobsBeyondVocabulary) {
   RIDGELINE_REQUIRE_GPU();
   cuda::stream s;
-  check_sampling({0.5f}, 1, {{0, 0, 1.0f, 1.0f, 0, 0}, }, {}, {}, 3, s.get());
+  check_sampling({0.5f}, 1,
+                 {
+                     {0, 0, 1.0f, 1.0f, 0, 0},
+                 },
+                 {}, {}, 3, s.get());
   check_sampling({0.5f, -1.0f, 0.5f}, 3, {{1.0f, 0, 0.5f, 1.0f, 4, 2}}, {}, {}, 5, s.get());
 }
 
@@ -460,7 +484,8 @@ TEST(Ops, LaunchersRejectBadArguments) {
   cuda::stream s;
   cuda::device_buffer b(1 << 16);
   auto* h = b.data<bf16_bits>();
-  EXPECT_THROW(cuda::embedding({b.data<std::int32_t>(), h, h, 1, 0, 1}, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::embedding({b.data<std::int32_t>(), h, h, 1, 0, 1}, s.get()),
+               std::invalid_argument);
   EXPECT_THROW(cuda::rms_norm({h, nullptr, h, h, 1, -3, 1e-5f}, s.get()), std::invalid_argument);
   EXPECT_THROW(cuda::rms_norm({h, h, h, h + 8, 1, 8, 1e-5f}, s.get()), std::invalid_argument);
   rope_params r;
@@ -479,4 +504,23 @@ TEST(Ops, LaunchersRejectBadArguments) {
   sp.vocab = 10;
   sp.top_logprobs = cuda::k_sampling_max_top_logprobs + 1;
   EXPECT_THROW(cuda::sampling(sp, s.get()), std::invalid_argument);
+}
+
+TEST(Sampling, LargeVocabularyPenaltyBitmapOver48KiB) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::stream s;
+  // 500009 ids: a 61 KiB penalty bitmap, past the default dynamic shared-memory limit.
+  const int vocab = 500009;
+  const std::vector<sampling_row> rows = {{0, 0, 1.0f, 1.0f, 1, 1},
+                                          {1.0f, 0, 0.9f, 1.2f, 2, 3},
+                                          {0.7f, 20, 1.0f, 1.2f, 3, 4},
+                                          {1.1f, 0, 1.0f, 1.0f, 4, 5}};
+  const auto logits = distinct_logits(static_cast<int>(rows.size()), vocab, 77, 12.0f);
+  std::vector<std::int32_t> prev, offsets = {0};
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    for (int j = 0; j < 1000; ++j)
+      prev.push_back(static_cast<std::int32_t>((j * 7919 + r) % vocab));
+    offsets.push_back(static_cast<std::int32_t>(prev.size()));
+  }
+  check_sampling(logits, vocab, rows, prev, offsets, 2, s.get());
 }

@@ -118,7 +118,8 @@ TEST(OpsReference, RopeRotatesByPositionTimesFrequency) {
   p.head_dim = 4;
   p.theta = 10000.0f;
   cpu::rope(p);
-  expect_bf16(q, {std::cos(1.0), std::cos(0.01), std::sin(1.0), std::sin(0.01), 0.5, -0.25, 0.75, 2});
+  expect_bf16(q,
+              {std::cos(1.0), std::cos(0.01), std::sin(1.0), std::sin(0.01), 0.5, -0.25, 0.75, 2});
   expect_bf16(k, {std::cos(1.0), std::cos(0.01), std::sin(1.0), std::sin(0.01)});
   // Second token, position 0: unchanged.
   p.q = q.data() + 4;
@@ -184,7 +185,7 @@ TEST(OpsReference, SwigluKnownValues) {
 }
 
 TEST(OpsReference, GreedyPicksArgmaxLowestIdOnTies) {
-  const std::vector<float> logits = {1, 3, -2, 3, 0,  /* row 1 */ -5, -4, -4, -9, -4.5f};
+  const std::vector<float> logits = {1, 3, -2, 3, 0, /* row 1 */ -5, -4, -4, -9, -4.5f};
   EXPECT_EQ(sample(logits, 5, {row(0), row(0)}), (std::vector<std::int32_t>{1, 1}));
   // -0 and +0 tie: lowest id.
   EXPECT_EQ(sample({-0.0f, 0.0f, -1.0f}, 3, {row(0)})[0], 0);
