@@ -1,0 +1,25 @@
+// CUDA launchers of the decoder ops (embedding, rms_norm, rope, swiglu, sampling); the parameter
+// views are in ridgeline/kernels/ops.hpp and the CPU references they are tested against in
+// ridgeline/kernels/reference.hpp. Launchers validate shapes and alignment (std::invalid_argument
+// naming the offending values) and are asynchronous on the given stream; all pointers are device
+// pointers.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "ridgeline/kernels/ops.hpp"
+
+namespace ridgeline::cuda {
+
+// Largest vocabulary sampling accepts (its penalty bitmap lives in shared memory).
+inline constexpr int k_sampling_max_vocab = 1 << 20;
+// Most top-logprob slots per row.
+inline constexpr int k_sampling_max_top_logprobs = 64;
+
+void embedding(const embedding_params& p, cudaStream_t s);
+void rms_norm(const rms_norm_params& p, cudaStream_t s);
+void rope(const rope_params& p, cudaStream_t s);
+void swiglu(const swiglu_params& p, cudaStream_t s);
+void sampling(const sampling_params& p, cudaStream_t s);
+
+}  // namespace ridgeline::cuda
