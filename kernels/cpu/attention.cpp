@@ -15,8 +15,7 @@ namespace {
 // Element offset of (token slot, K or V, kv head, dim 0) in the paged cache.
 std::int64_t cache_offset(const paged_kv_view& kv, std::int64_t slot, int k_or_v, int head) {
   const std::int64_t block = slot / kv.block_size, in_block = slot % kv.block_size;
-  return (((block * 2 + k_or_v) * kv.num_kv_heads + head) * kv.block_size + in_block) *
-         kv.head_dim;
+  return (((block * 2 + k_or_v) * kv.num_kv_heads + head) * kv.block_size + in_block) * kv.head_dim;
 }
 
 }  // namespace

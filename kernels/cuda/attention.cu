@@ -1,6 +1,7 @@
 // Attention path on the GPU (see attention.hpp): kv_append, the decode kernel with its split merge,
 // and the tensor-core prefill kernel, all over the paged cache
-//   data[block][0 = K, 1 = V][kv_head][slot][head_dim]   (bf16; a head's block is bs * D contiguous)
+//   data[block][0 = K, 1 = V][kv_head][slot][head_dim]   (bf16; one head of a block: bs * D
+//                                                         contiguous elements)
 // Scores are kept in the log2 domain (q is pre-scaled by scale * log2(e)) so softmax uses exp2f.
 // Running maxima start at -1e30 rather than -inf so that exp2f(m_old - m_new) is never inf - inf.
 #include <cuda_bf16.h>
@@ -88,8 +89,9 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const std::uint32_t (&a)
 
 __global__ void kv_append_kernel(const int4* __restrict__ k, const int4* __restrict__ v,
                                  const std::int32_t* __restrict__ slot_mapping,
-                                 std::int64_t total_chunks, int chunks_per_token, int chunks_per_row,
-                                 int heads, int log2_bs, int4* __restrict__ cache) {
+                                 std::int64_t total_chunks, int chunks_per_token,
+                                 int chunks_per_row, int heads, int log2_bs,
+                                 int4* __restrict__ cache) {
   const std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
   if (i >= total_chunks) return;
   const std::int64_t t = i / chunks_per_token;
@@ -156,9 +158,8 @@ __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
   float qf[G][8];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    const int4 r = __ldg(reinterpret_cast<const int4*>(
-                             a.q + (q_row * a.num_q_heads + hk * G + g) * D) +
-                         li);
+    const int4 r =
+        __ldg(reinterpret_cast<const int4*>(a.q + (q_row * a.num_q_heads + hk * G + g) * D) + li);
     unpack8(r, qf[g]);
 #pragma unroll
     for (int i = 0; i < 8; ++i) qf[g][i] *= a.scale_log2;
@@ -305,7 +306,8 @@ __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
 // Merges a sequence's split partials: out = sum_j o_j 2^(lse_j - M) / sum_j 2^(lse_j - M).
 // Grid (num_seqs, num_q_heads), D threads, one per dim. Reads splits x (D + 1) floats: noise next
 // to the KV bytes. With one split it returns o_0 exactly (weight 1, sum 1).
-__global__ void merge_splits_kernel(const float* __restrict__ ws_o, const float* __restrict__ ws_lse,
+__global__ void merge_splits_kernel(const float* __restrict__ ws_o,
+                                    const float* __restrict__ ws_lse,
                                     const std::int32_t* __restrict__ seq_lens,
                                     const std::int32_t* __restrict__ q_offsets,
                                     bf16_bits* __restrict__ out, int num_q_heads, int head_dim,
@@ -331,13 +333,14 @@ __global__ void merge_splits_kernel(const float* __restrict__ ws_o, const float*
 // Grid (query tiles, num_q_heads), 128 threads = 4 warps; a CTA owns BQ = 64 query rows of one
 // sequence and one query head, each warp 16 rows. Query tiles of all sequences are numbered
 // sequence by sequence (the grid's x is an upper bound, sum ceil(n_s / 64) <= (num_q_tokens +
-// num_seqs * 63) / 64; warp 0 finds its tile with a prefix sum over q_offsets, extra CTAs exit), the
-// last (most expensive, causal) tile of a sequence first. K/V tiles of BK = 64 tokens are gathered
-// from the paged cache into shared memory by cp.async, double-buffered, rows XOR-swizzled by 16-byte
-// chunk (chunk ^ row % 8) so ldmatrix is conflict-free. Q stays in registers as A fragments; S = Q K^T
-// (ldmatrix K), online softmax on the S fragments (row max/sum over the 4 lanes of a quad), P
-// re-packed to bf16 as the A operand of P V (ldmatrix.trans V). Keys past the last row's position
-// are zero-filled, never loaded, and masked; warps skip tiles wholly after their rows.
+// num_seqs * 63) / 64; warp 0 finds its tile with a prefix sum over q_offsets, extra CTAs exit),
+// the last (most expensive, causal) tile of a sequence first. K/V tiles of BK = 64 tokens are
+// gathered from the paged cache into shared memory by cp.async, double-buffered, rows XOR-swizzled
+// by 16-byte chunk (chunk ^ row % 8) so ldmatrix is conflict-free. Q stays in registers as A
+// fragments; S = Q K^T (ldmatrix K), online softmax on the S fragments (row max/sum over the 4
+// lanes of a quad), P re-packed to bf16 as the A operand of P V (ldmatrix.trans V). Keys past the
+// last row's position are zero-filled, never loaded, and masked; warps skip tiles wholly after
+// their rows.
 //
 // Napkin (Llama-2-7B, 4 x 1024-token prompts, one layer): causal FLOPs = 4 seqs x 32 heads x
 // (1024^2 / 2) x 128 x 4 = 34 GFLOP; at the ~300-400 TFLOP/s that mma.sync attention reaches on an
@@ -406,8 +409,8 @@ __global__ void __launch_bounds__(128) prefill_kernel(prefill_args a) {
   const int q0 = a.q_offsets[s], n = a.q_offsets[s + 1] - q0, len = a.seq_lens[s];
   const int i0 = ((n + BQ - 1) / BQ - 1 - s_tile) * BQ;  // last tile first
   const int hq = blockIdx.y, hk = hq / (a.num_q_heads / a.num_kv_heads);
-  const int pos0 = len - n;                      // position of query row 0
-  const int kv_end = pos0 + min(i0 + BQ, n);     // keys [0, kv_end) matter to this tile
+  const int pos0 = len - n;                   // position of query row 0
+  const int kv_end = pos0 + min(i0 + BQ, n);  // keys [0, kv_end) matter to this tile
   const int n_kv_tiles = (kv_end + BK - 1) / BK;
   const int w_row0 = i0 + warp * 16;
   const bool warp_active = w_row0 < n;
@@ -418,14 +421,12 @@ __global__ void __launch_bounds__(128) prefill_kernel(prefill_args a) {
   std::uint32_t qa[KD][4];
   {
     const int ra = w_row0 + g, rb = ra + 8;
-    const std::uint32_t* pa =
-        ra < n ? reinterpret_cast<const std::uint32_t*>(
-                     a.q + (std::int64_t{q0 + ra} * a.num_q_heads + hq) * D)
-               : nullptr;
-    const std::uint32_t* pb =
-        rb < n ? reinterpret_cast<const std::uint32_t*>(
-                     a.q + (std::int64_t{q0 + rb} * a.num_q_heads + hq) * D)
-               : nullptr;
+    const std::uint32_t* pa = ra < n ? reinterpret_cast<const std::uint32_t*>(
+                                           a.q + (std::int64_t{q0 + ra} * a.num_q_heads + hq) * D)
+                                     : nullptr;
+    const std::uint32_t* pb = rb < n ? reinterpret_cast<const std::uint32_t*>(
+                                           a.q + (std::int64_t{q0 + rb} * a.num_q_heads + hq) * D)
+                                     : nullptr;
 #pragma unroll
     for (int kk = 0; kk < KD; ++kk) {
       qa[kk][0] = pa ? pa[kk * 8 + t] : 0u;
@@ -592,7 +593,9 @@ __global__ void __launch_bounds__(128) prefill_kernel(prefill_args a) {
   throw std::invalid_argument("attention: " + what);
 }
 
-bool is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+bool is_pow2(int x) {
+  return x > 0 && (x & (x - 1)) == 0;
+}
 
 int log2_int(int x) {
   int r = 0;
@@ -600,7 +603,9 @@ int log2_int(int x) {
   return r;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
 
 int sm_count() {
   int dev = 0, n = 0;
@@ -703,19 +708,24 @@ template <int D>
 void launch_decode_group(const decode_args& args, int group, int num_seqs, int num_kv_heads,
                          int splits, cudaStream_t stream) {
   switch (group) {
-    case 1: return launch_decode<D, 1>(args, num_seqs, num_kv_heads, splits, stream);
-    case 2: return launch_decode<D, 2>(args, num_seqs, num_kv_heads, splits, stream);
-    case 4: return launch_decode<D, 4>(args, num_seqs, num_kv_heads, splits, stream);
-    case 8: return launch_decode<D, 8>(args, num_seqs, num_kv_heads, splits, stream);
-    default: invalid("decode group size " + std::to_string(group));
+    case 1:
+      return launch_decode<D, 1>(args, num_seqs, num_kv_heads, splits, stream);
+    case 2:
+      return launch_decode<D, 2>(args, num_seqs, num_kv_heads, splits, stream);
+    case 4:
+      return launch_decode<D, 4>(args, num_seqs, num_kv_heads, splits, stream);
+    case 8:
+      return launch_decode<D, 8>(args, num_seqs, num_kv_heads, splits, stream);
+    default:
+      invalid("decode group size " + std::to_string(group));
   }
 }
 
 template <int D>
 void launch_prefill(const prefill_args& args, int num_q_tokens, cudaStream_t stream) {
   constexpr int smem = prefill_smem_bytes<D>();
-  RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(
-      prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  RIDGELINE_CUDA_CHECK(
+      cudaFuncSetAttribute(prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const std::int64_t tiles =
       (std::int64_t{num_q_tokens} + std::int64_t{args.num_seqs} * (k_prefill_bq - 1)) /
       k_prefill_bq;
@@ -738,8 +748,8 @@ void kv_append(const kv_append_params& p, cudaStream_t stream) {
   constexpr int threads = 256;
   const auto blocks = static_cast<unsigned>((total + threads - 1) / threads);
   kv_append_kernel<<<blocks, threads, 0, stream>>>(
-      reinterpret_cast<const int4*>(p.k), reinterpret_cast<const int4*>(p.v), p.slot_mapping,
-      total, chunks_per_token, chunks_per_row, p.kv.num_kv_heads, log2_int(p.kv.block_size),
+      reinterpret_cast<const int4*>(p.k), reinterpret_cast<const int4*>(p.v), p.slot_mapping, total,
+      chunks_per_token, chunks_per_row, p.kv.num_kv_heads, log2_int(p.kv.block_size),
       reinterpret_cast<int4*>(p.kv.data));
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
@@ -784,8 +794,8 @@ void attention(const attention_params& p, cudaStream_t stream) {
                      plan.max_splits};
     if (plan.split_tokens > 0) {
       // ws_o then ws_lse, both inside the workspace the plan sized.
-      args.ws_lse = p.workspace +
-                    std::int64_t{kv.num_seqs} * plan.max_splits * p.num_q_heads * kv.head_dim;
+      args.ws_lse =
+          p.workspace + std::int64_t{kv.num_seqs} * plan.max_splits * p.num_q_heads * kv.head_dim;
     }
     const int group = p.num_q_heads / kv.num_kv_heads;
     const int splits = plan.split_tokens > 0 ? plan.max_splits : 1;
@@ -803,9 +813,9 @@ void attention(const attention_params& p, cudaStream_t stream) {
     }
     return;
   }
-  const prefill_args args{p.q,          p.out,       p.q_offsets,     kv.data,
-                          kv.block_tables, kv.seq_lens, kv.num_seqs,  p.num_q_heads,
-                          kv.num_kv_heads, log2_bs,   kv.max_blocks_per_seq, scale_log2};
+  const prefill_args args{
+      p.q,         p.out,         p.q_offsets,     kv.data, kv.block_tables,       kv.seq_lens,
+      kv.num_seqs, p.num_q_heads, kv.num_kv_heads, log2_bs, kv.max_blocks_per_seq, scale_log2};
   if (kv.head_dim == 64) {
     launch_prefill<64>(args, p.num_q_tokens, stream);
   } else {

@@ -8,8 +8,8 @@
 //    below) and the group size num_q_heads / num_kv_heads is 1, 2, 4 or 8: one CTA per
 //    (sequence, kv head, split) serves all query heads of the group, so K and V are read once;
 //    splits are merged by a second kernel through their log-sum-exp.
-//  - prefill otherwise (any n_s, any group size): tensor cores (mma.sync m16n8k16 bf16), one CTA per
-//    (64-query tile, query head); never splits (each CTA owns its rows' whole context, so the
+//  - prefill otherwise (any n_s, any group size): tensor cores (mma.sync m16n8k16 bf16), one
+//    CTA per (64-query tile, query head); never splits (each CTA owns its rows' whole context, so the
 //    result cannot depend on the batch either).
 // Splits (decode only): split_tokens > 0 is a fixed split size; every sequence then goes through
 // the split + merge path, even with one split, so a sequence's output is bitwise identical whatever

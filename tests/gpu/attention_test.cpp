@@ -199,8 +199,8 @@ void expect_close(const host_case& c, const std::vector<bf16_bits>& gpu,
     const double ratio = err / (tol.atol + tol.rtol * std::fabs(ref[i]));
     if (!(ratio <= 1.0)) {  // NaN fails too
       if (bad < 5) {
-        ADD_FAILURE() << "mismatch at " << where(i) << ": gpu " << g << " ref " << ref[i]
-                      << " err " << err;
+        ADD_FAILURE() << "mismatch at " << where(i) << ": gpu " << g << " ref " << ref[i] << " err "
+                      << err;
       }
       ++bad;
     }
@@ -295,9 +295,9 @@ TEST(Attention, DecodeMatchesCpuReference) {
       {32, 32, 128, 16, decode_seqs({1, 15, 16, 17, 1009})},
       // Llama-3 heads (group 4), block size 32, batch 3.
       {32, 8, 128, 32, decode_seqs({17, 1021, 3})},
-      {8, 2, 64, 32, decode_seqs({1, 2, 31, 32, 33, 97, 500})},  // group 4, head_dim 64
-      {16, 2, 128, 32, decode_seqs({600, 33, 64})},             // group 8
-      {8, 4, 64, 16, decode_seqs({257})},                       // group 2, batch 1
+      {8, 2, 64, 32, decode_seqs({1, 2, 31, 32, 33, 97, 500})},   // group 4, head_dim 64
+      {16, 2, 128, 32, decode_seqs({600, 33, 64})},               // group 8
+      {8, 4, 64, 16, decode_seqs({257})},                         // group 2, batch 1
       {4, 4, 128, 16, decode_seqs({1, 7, 16, 100, 999, 13, 2})},  // batch 7
   };
   unsigned seed = 1;
@@ -338,9 +338,9 @@ TEST(Attention, PrefillMatchesCpuReference) {
       // Mixed chunked prefill: whole prompts (n = len), chunks, and decode rows in one batch.
       {8, 8, 128, 16, {{17, 17}, {1, 1}, {300, 45}, {129, 1}, {64, 64}, {200, 65}, {16, 16}}},
       {8, 2, 64, 32, {{1000, 1000}, {15, 15}, {97, 33}}},
-      {4, 1, 128, 16, {{977, 977}, {16, 15}, {33, 2}}},  // group 4
+      {4, 1, 128, 16, {{977, 977}, {16, 15}, {33, 2}}},            // group 4
       {6, 2, 64, 16, {{70, 70}, {5, 3}, {128, 128}, {129, 127}}},  // group 3
-      {16, 2, 128, 32, {{250, 250}, {1, 1}, {64, 63}}},  // group 8
+      {16, 2, 128, 32, {{250, 250}, {1, 1}, {64, 63}}},            // group 8
       // The split size is ignored by the prefill kernel (it never splits).
       {8, 8, 64, 16, {{300, 300}, {40, 17}}, 64},
   };
@@ -362,7 +362,8 @@ TEST(Attention, DecodeIsBatchInvariantWithFixedSplit) {
       for (int i = 0; i < others; ++i) seqs.push_back({len(rng), 1});
       host_case c({hq, hkv, 128, 16, seqs, 256}, rng, /*seq_data_seed=*/7);
       const auto out = c.run_gpu(s.get());
-      const std::vector<bf16_bits> seq0(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(row));
+      const std::vector<bf16_bits> seq0(out.begin(),
+                                        out.begin() + static_cast<std::ptrdiff_t>(row));
       if (others == 0) {
         alone = seq0;
         expect_close(c, out, c.reference(), k_decode_tol);
@@ -380,9 +381,9 @@ TEST(Attention, LaunchersRejectBadArguments) {
   host_case c({8, 2, 128, 16, decode_seqs({40, 3})}, rng);
   cuda::device_buffer q(1 << 20), out(1 << 20), cache(1 << 22), ints(4096), ws(64);
   auto good = [&] {
-    auto p = c.params(q.data<bf16_bits>(), out.data<bf16_bits>(), cache.data<bf16_bits>(),
-                      ints.data<std::int32_t>(), ints.data<std::int32_t>(),
-                      ints.data<std::int32_t>());
+    auto p =
+        c.params(q.data<bf16_bits>(), out.data<bf16_bits>(), cache.data<bf16_bits>(),
+                 ints.data<std::int32_t>(), ints.data<std::int32_t>(), ints.data<std::int32_t>());
     return p;
   };
   auto expect_invalid = [&](attention_params p, const char* what) {

@@ -19,10 +19,12 @@ std::vector<bf16_bits> bf16s(std::initializer_list<float> xs) {
   return v;
 }
 
-float f(bf16_bits b) { return cpu::bf16_to_float(b); }
+float f(bf16_bits b) {
+  return cpu::bf16_to_float(b);
+}
 
-// One kv head, head_dim 2, block_size 2; sequence of 3 tokens in blocks {1, 0} (pos 0, 1 in block 1;
-// pos 2 in block 0). Layout per block: [K: slot0 d0 d1, slot1 d0 d1][V: ...] = 8 elements.
+// One kv head, head_dim 2, block_size 2; sequence of 3 tokens in blocks {1, 0} (pos 0, 1 in block
+// 1; pos 2 in block 0). Layout per block: [K: slot0 d0 d1, slot1 d0 d1][V: ...] = 8 elements.
 struct tiny_cache {
   std::vector<bf16_bits> data = std::vector<bf16_bits>(2 * 8, 0);
   std::vector<std::int32_t> table = {1, 0};
@@ -84,7 +86,7 @@ TEST(AttentionReference, KvAppendWritesSlotsAndSkipsMinusOne) {
     }
   }
   EXPECT_EQ(data, expect);
-  EXPECT_EQ(f(data[at(2, 0, 1, 1, 0)]), 3.0f);  // token 0, head 1, dim 0
+  EXPECT_EQ(f(data[at(2, 0, 1, 1, 0)]), 3.0f);    // token 0, head 1, dim 0
   EXPECT_EQ(f(data[at(0, 1, 0, 0, 1)]), -10.0f);  // token 2, head 0, dim 1 of V
 }
 

@@ -1,6 +1,7 @@
-// Naive CPU references of the attention path (kv_append, paged causal attention), written from the
-// math with double accumulation. They read and write the same paged layout through the same views
-// (ops.hpp) as the CUDA launchers in kernels/cuda/attention.hpp; the GPU tests compare against them.
+// Naive CPU references of the attention path (kv_append, paged causal attention), written from
+// the math with double accumulation. They read and write the same paged layout through the same
+// views (ops.hpp) as the CUDA launchers in kernels/cuda/attention.hpp; the GPU tests compare
+// against them.
 #pragma once
 
 #include "ridgeline/kernels/ops.hpp"
