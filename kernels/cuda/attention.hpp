@@ -1,0 +1,42 @@
+// CUDA launchers of the attention path: kv_append and paged causal attention (semantics in
+// ridgeline/kernels/ops.hpp, references in attention_reference.hpp). All are asynchronous on the
+// given stream; they validate the parameters and throw std::invalid_argument naming the offending
+// values. CUDA-only header.
+//
+// attention() picks one of two kernels from host-visible shapes (it never reads device memory):
+//  - decode, when num_q_tokens == num_seqs (every sequence has one query; see the precondition
+//    below) and the group size num_q_heads / num_kv_heads is 1, 2, 4 or 8: one CTA per
+//    (sequence, kv head, split) serves all query heads of the group, so K and V are read once;
+//    splits are merged by a second kernel through their log-sum-exp.
+//  - prefill otherwise (any n_s, any group size): tensor cores (mma.sync m16n8k16 bf16), one
+//    CTA per (64-query tile, query head); never splits (each CTA owns its rows' whole context, so the
+//    result cannot depend on the batch either).
+// Splits (decode only): split_tokens > 0 is a fixed split size; every sequence then goes through
+// the split + merge path, even with one split, so a sequence's output is bitwise identical whatever
+// else is in the batch. split_tokens == 0: the launcher splits only when num_seqs * num_kv_heads
+// CTAs would leave the GPU under-filled (fewer than 4 per SM), with a split size derived from the
+// cache capacity max_blocks_per_seq * block_size, so the choice depends on the batch size.
+//
+// Preconditions the launchers cannot check (device memory): every sequence has n_s >= 1 query
+// tokens and n_s <= seq_lens[s]; block-table entries of positions < seq_lens[s] are valid blocks;
+// slot_mapping entries are -1 or valid slots. block_size must be a power of two.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "ridgeline/kernels/ops.hpp"
+
+namespace ridgeline::cuda {
+
+void kv_append(const kv_append_params& p, cudaStream_t stream);
+
+// Bytes of float workspace attention(p) needs for these shapes and split_tokens on the current
+// device (0 when it will not split). Depends on num_seqs, num_q_heads, head_dim, num_q_tokens,
+// max_blocks_per_seq * block_size and split_tokens only.
+std::int64_t attention_workspace_bytes(const attention_params& p);
+
+void attention(const attention_params& p, cudaStream_t stream);
+
+}  // namespace ridgeline::cuda
