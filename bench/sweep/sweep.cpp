@@ -92,7 +92,7 @@ json run_sweep(const sweep_options& o) {
                  std::to_string(m.max_context) + " tokens";
         } else if (batch > fit) {
           skip = "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
-                 std::to_string(double(batch) * seq_tokens * kv_token / double(1ULL << 30)).substr(0, 5) +
+                 std::to_string(double(batch) * double(seq_tokens) * kv_token / double(1ULL << 30)).substr(0, 5) +
                  " GiB); the pool holds " + std::to_string(engine.num_kv_blocks()) + " (" +
                  std::to_string(fit) + " sequences at this context)";
         } else if (prefill && std::int64_t(batch) * context > o.max_prefill_tokens) {

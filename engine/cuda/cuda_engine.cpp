@@ -52,9 +52,26 @@ struct cuda_backend {
 };
 
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
-  // Partial results of split attention: per query token and head, at most one split per
-  // split_tokens of the longest context, head_dim + 2 floats each.
-  return cuda::attention_workspace_bytes(o.max_tokens, m.heads, m.head_dim, m.max_context);
+  // The largest split workspace over the decode batch sizes this engine can run, at full context
+  // (the launcher sizes splits from the block-table width). Shapes only: pointers are placeholders.
+  auto* fake = reinterpret_cast<bf16_bits*>(std::uintptr_t{256});
+  const auto* ifake = reinterpret_cast<const std::int32_t*>(std::uintptr_t{256});
+  std::int64_t most = 0;
+  for (int seqs = 1;; seqs = std::min(seqs * 2, o.max_seqs)) {
+    attention_params p;
+    p.q = fake;
+    p.out = fake;
+    p.q_offsets = ifake;
+    p.num_q_tokens = seqs;
+    p.num_q_heads = m.heads;
+    p.scale = 1.0f;
+    p.split_tokens = o.split_tokens;
+    p.kv = {fake, 1, o.block_tokens, m.kv_heads, m.head_dim, ifake,
+            (m.max_context + o.block_tokens - 1) / o.block_tokens, ifake, seqs};
+    most = std::max(most, cuda::attention_workspace_bytes(p));
+    if (seqs == o.max_seqs) break;
+  }
+  return most + 256;
 }
 
 }  // namespace
@@ -341,8 +358,10 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
   m->d_out_logprobs = reinterpret_cast<float*>(ip);
   ip += std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4;
   m->d_out_top_ids = reinterpret_cast<std::int32_t*>(ip);
-  RIDGELINE_CUDA_CHECK(cudaMallocHost(&m->h_ints, static_cast<std::size_t>(m->ints_capacity) * 4));
-  RIDGELINE_CUDA_CHECK(cudaMallocHost(&m->h_sampling, o.max_seqs * sizeof(sampling_row)));
+  RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_ints),
+                                      static_cast<std::size_t>(m->ints_capacity) * 4));
+  RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_sampling),
+                                      o.max_seqs * sizeof(sampling_row)));
   m->stream.synchronize();
 }
 
