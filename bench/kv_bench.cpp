@@ -69,7 +69,8 @@ BENCHMARK(BM_engine_kv_prefix_lookup_4k);
 // The whole Azure conv trace (loaded once, outside the timing) replayed with Llama-2-7B shapes
 // on a datasheet H100 SXM, 16-token blocks, a 40 GiB KV budget, prefix caching on.
 void BM_engine_replay_azure_conv(benchmark::State& state) {
-  const std::string path = std::string(RIDGELINE_SOURCE_DIR) + "/data/traces/azure_llm_2023_conv.csv";
+  const std::string path =
+      std::string(RIDGELINE_SOURCE_DIR) + "/data/traces/azure_llm_2023_conv.csv";
   const workload w = load_azure_trace(path);
   const auto& m = model_preset_by_name("llama-2-7b");
   const datasheet_entry* ds = datasheet_by_key("h100-sxm");
@@ -80,7 +81,8 @@ void BM_engine_replay_azure_conv(benchmark::State& state) {
   for (const auto& [t, f] : ds->flops_per_second) g.peaks[t].datasheet_flops_per_second = f;
   const roofline_step_time_model model(m, g);
   simulation_config c;
-  c.kv = make_kv_cache_config(m, dtype::bf16, 16, blocks_for_budget(m, dtype::bf16, 16, 40LL << 30));
+  c.kv =
+      make_kv_cache_config(m, dtype::bf16, 16, blocks_for_budget(m, dtype::bf16, 16, 40LL << 30));
   c.scheduler.max_model_len = 0;  // replay every request, even those longer than 4k context
   std::int64_t finished = 0, steps = 0;
   for (auto _ : state) {
@@ -97,4 +99,6 @@ BENCHMARK(BM_engine_replay_azure_conv)->Unit(benchmark::kMillisecond)->Iteration
 
 }  // namespace
 
-int main(int argc, char** argv) { return ridgeline::bench::run_benchmarks(argc, argv, std::nullopt); }
+int main(int argc, char** argv) {
+  return ridgeline::bench::run_benchmarks(argc, argv, std::nullopt);
+}

@@ -78,15 +78,20 @@ std::vector<capacity_point> parse_capacities(const std::string& list, std::int64
       } catch (const std::exception&) {
         throw std::invalid_argument("bad capacity '" + item + "' (e.g. 25%)");
       }
-      if (!(pct > 0 && pct <= 100)) throw std::invalid_argument("capacity '" + item + "' must be in (0%, 100%]");
-      p.blocks = std::max<std::int64_t>(1, std::llround(static_cast<double>(unlimited) * pct / 100));
+      if (!(pct > 0 && pct <= 100))
+        throw std::invalid_argument("capacity '" + item + "' must be in (0%, 100%]");
+      p.blocks =
+          std::max<std::int64_t>(1, std::llround(static_cast<double>(unlimited) * pct / 100));
     } else if (item.find_first_not_of("0123456789") == std::string::npos) {
       p.blocks = std::stoll(item.substr(0, 12));
-      if (p.blocks < 1 || item.size() > 11) throw std::invalid_argument("capacity '" + item + "' blocks out of range");
+      if (p.blocks < 1 || item.size() > 11)
+        throw std::invalid_argument("capacity '" + item + "' blocks out of range");
     } else {
-      p.blocks = blocks_for_budget(m, kv_dtype, block_tokens, static_cast<std::int64_t>(parse_bytes(item)));
+      p.blocks = blocks_for_budget(m, kv_dtype, block_tokens,
+                                   static_cast<std::int64_t>(parse_bytes(item)));
     }
-    if (p.blocks > (1LL << 30)) throw std::invalid_argument("capacity '" + item + "' is absurd (over 2^30 blocks)");
+    if (p.blocks > (1LL << 30))
+      throw std::invalid_argument("capacity '" + item + "' is absurd (over 2^30 blocks)");
     out.push_back(p);
   }
   if (out.empty()) throw std::invalid_argument("--capacity lists no capacity");
@@ -107,7 +112,8 @@ gpu_profile resolve_gpu(const std::string& spec) {
   if (spec.find('/') == std::string::npos && spec.find(".json") == std::string::npos) {
     std::string keys;
     for (const auto& e : datasheet_table()) keys += (keys.empty() ? "" : ", ") + std::string(e.key);
-    throw std::invalid_argument("unknown GPU '" + spec + "' (a profile JSON path or one of: " + keys + ")");
+    throw std::invalid_argument("unknown GPU '" + spec +
+                                "' (a profile JSON path or one of: " + keys + ")");
   }
   return load_gpu_profile(spec);
 }
@@ -126,7 +132,9 @@ nlohmann::json dist_json(std::vector<double>& v) {
   return j;
 }
 
-double ratio(std::int64_t a, std::int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; }
+double ratio(std::int64_t a, std::int64_t b) {
+  return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
 
 nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
                         simulation_result& r) {
@@ -174,7 +182,10 @@ nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
       {"steps", r.steps},
       {"simulated_seconds", r.simulated_seconds},
       {"busy_seconds", r.busy_seconds},
-      {"output_tokens_per_second", r.simulated_seconds > 0 ? static_cast<double>(r.decode_tokens + r.finished) / r.simulated_seconds : 0.0},
+      {"output_tokens_per_second",
+       r.simulated_seconds > 0
+           ? static_cast<double>(r.decode_tokens + r.finished) / r.simulated_seconds
+           : 0.0},
       {"peak_used_blocks", r.peak_used_blocks},
       {"peak_running", r.peak_running},
       {"ttft_seconds", dist_json(ttft)},
@@ -187,29 +198,39 @@ nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
 
 nlohmann::json definitions() {
   return {
-      {"token_hit_rate", "prompt tokens served from cache (tier 1 + tier 2) / prompt tokens looked up, first admission of each request"},
+      {"token_hit_rate",
+       "prompt tokens served from cache (tier 1 + tier 2) / prompt tokens looked up, first "
+       "admission of each request"},
       {"block_hit_rate", "full prompt blocks served from cache / full prompt blocks looked up"},
       {"ttft_seconds", "TTFT = first output token time - arrival"},
       {"tpot_seconds", "TPOT = (E2E - TTFT) / (output_tokens - 1), requests with > 1 output token"},
       {"itl_seconds", "ITL = gap between consecutive output tokens of one request, over all gaps"},
       {"e2e_seconds", "E2E = last token time - arrival"},
-      {"recomputed_tokens", "missed prompt tokens in full blocks that had been computed before (evicted)"},
-      {"preempted_tokens_recomputed", "tokens computed again after preemption, less cache hits at resume"},
+      {"recomputed_tokens",
+       "missed prompt tokens in full blocks that had been computed before (evicted)"},
+      {"preempted_tokens_recomputed",
+       "tokens computed again after preemption, less cache hits at resume"},
       {"flops_saved", "sum over finished requests of prefill FLOPs of their cached prefix"},
-      {"seconds_saved", "sum of max(prefill FLOPs / peak, KV bytes written / bandwidth) of cached prefixes"},
-      {"recompute_flops", "prefill FLOPs spent on recomputed_tokens and preempted_tokens_recomputed"},
+      {"seconds_saved",
+       "sum of max(prefill FLOPs / peak, KV bytes written / bandwidth) of cached prefixes"},
+      {"recompute_flops",
+       "prefill FLOPs spent on recomputed_tokens and preempted_tokens_recomputed"},
       {"output_tokens_per_second", "output tokens / simulated seconds"},
   };
 }
 
 std::string csv_of(const nlohmann::json& rows) {
   const std::vector<std::string> cols = {
-      "capacity", "capacity_blocks", "capacity_bytes", "requests", "finished", "rejected",
-      "lookup_tokens", "hit_tokens", "hit_tokens_tier2", "token_hit_rate", "lookup_blocks",
-      "hit_blocks", "block_hit_rate", "evictions_tier1", "evictions_tier2", "preemptions",
-      "recomputed_tokens", "preempted_tokens_recomputed", "flops_saved", "seconds_saved",
-      "recompute_flops", "recompute_seconds", "simulated_seconds", "output_tokens_per_second"};
-  const std::vector<std::string> dists = {"ttft_seconds", "tpot_seconds", "itl_seconds", "e2e_seconds"};
+      "capacity",          "capacity_blocks",   "capacity_bytes",
+      "requests",          "finished",          "rejected",
+      "lookup_tokens",     "hit_tokens",        "hit_tokens_tier2",
+      "token_hit_rate",    "lookup_blocks",     "hit_blocks",
+      "block_hit_rate",    "evictions_tier1",   "evictions_tier2",
+      "preemptions",       "recomputed_tokens", "preempted_tokens_recomputed",
+      "flops_saved",       "seconds_saved",     "recompute_flops",
+      "recompute_seconds", "simulated_seconds", "output_tokens_per_second"};
+  const std::vector<std::string> dists = {"ttft_seconds", "tpot_seconds", "itl_seconds",
+                                          "e2e_seconds"};
   std::ostringstream o;
   o << std::setprecision(10);
   for (std::size_t i = 0; i < cols.size(); ++i) o << (i ? "," : "") << cols[i];
@@ -219,8 +240,10 @@ std::string csv_of(const nlohmann::json& rows) {
     for (std::size_t i = 0; i < cols.size(); ++i) {
       const auto& v = r.at(cols[i]);
       o << (i ? "," : "");
-      if (v.is_string()) o << v.get<std::string>();
-      else o << v.dump();
+      if (v.is_string())
+        o << v.get<std::string>();
+      else
+        o << v.dump();
     }
     for (const auto& d : dists) {
       for (const char* q : {"p50", "p90", "p99"}) {
@@ -238,26 +261,33 @@ std::string table_of(const nlohmann::json& doc) {
   const auto& cfg = doc.at("config");
   o << "ridgeline kv: " << cfg.at("workload").get<std::string>() << ", "
     << cfg.at("requests").get<std::int64_t>() << " requests, " << cfg.at("model").get<std::string>()
-    << " on " << cfg.at("gpu").get<std::string>() << ", blocks of " << cfg.at("block_tokens").get<int>()
-    << " tokens\n\n";
-  o << "| capacity | blocks | KV GiB | token hit | block hit | evictions | preempt | recomputed tok | rejected | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | E2E p50 s |\n";
+    << " on " << cfg.at("gpu").get<std::string>() << ", blocks of "
+    << cfg.at("block_tokens").get<int>() << " tokens\n\n";
+  o << "| capacity | blocks | KV GiB | token hit | block hit | evictions | preempt | recomputed "
+       "tok | rejected | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | E2E p50 s |\n";
   o << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   auto ms = [](const nlohmann::json& d, const char* q) {
     std::ostringstream s;
-    if (d.contains(q)) s << std::fixed << std::setprecision(1) << d.at(q).get<double>() * 1e3;
-    else s << "-";
+    if (d.contains(q))
+      s << std::fixed << std::setprecision(1) << d.at(q).get<double>() * 1e3;
+    else
+      s << "-";
     return s.str();
   };
   for (const auto& r : doc.at("rows")) {
     o << std::fixed;
-    o << "| " << r.at("capacity").get<std::string>() << " | " << r.at("capacity_blocks").get<std::int64_t>()
-      << " | " << std::setprecision(2) << static_cast<double>(r.at("capacity_bytes").get<std::int64_t>()) / (1LL << 30)
-      << " | " << std::setprecision(1) << 100 * r.at("token_hit_rate").get<double>() << "% | "
-      << 100 * r.at("block_hit_rate").get<double>() << "% | " << r.at("evictions_tier1").get<std::int64_t>()
-      << " | " << r.at("preemptions").get<std::int64_t>() << " | " << r.at("recomputed_tokens").get<std::int64_t>()
-      << " | " << r.at("rejected").get<std::int64_t>() << " | " << ms(r.at("ttft_seconds"), "p50") << " | "
+    o << "| " << r.at("capacity").get<std::string>() << " | "
+      << r.at("capacity_blocks").get<std::int64_t>() << " | " << std::setprecision(2)
+      << static_cast<double>(r.at("capacity_bytes").get<std::int64_t>()) / (1LL << 30) << " | "
+      << std::setprecision(1) << 100 * r.at("token_hit_rate").get<double>() << "% | "
+      << 100 * r.at("block_hit_rate").get<double>() << "% | "
+      << r.at("evictions_tier1").get<std::int64_t>() << " | "
+      << r.at("preemptions").get<std::int64_t>() << " | "
+      << r.at("recomputed_tokens").get<std::int64_t>() << " | "
+      << r.at("rejected").get<std::int64_t>() << " | " << ms(r.at("ttft_seconds"), "p50") << " | "
       << ms(r.at("ttft_seconds"), "p99") << " | " << ms(r.at("tpot_seconds"), "p50") << " | "
-      << std::setprecision(2) << (r.at("e2e_seconds").contains("p50") ? r.at("e2e_seconds").at("p50").get<double>() : 0.0)
+      << std::setprecision(2)
+      << (r.at("e2e_seconds").contains("p50") ? r.at("e2e_seconds").at("p50").get<double>() : 0.0)
       << " |\n";
   }
   o << "\ntoken hit = prompt tokens served from cache / prompt tokens looked up (docs/kv.md)\n";
@@ -271,7 +301,8 @@ void run_kv_command(const kv_args& a, context& ctx) {
   const model_preset& m = model_preset_by_name(a.model);
   const dtype kv_dtype = parse_dtype(a.kv_dtype);
   if (a.block_tokens < 1 || a.block_tokens > 65536) {
-    throw std::invalid_argument("--block-size must be in [1, 65536], got " + std::to_string(a.block_tokens));
+    throw std::invalid_argument("--block-size must be in [1, 65536], got " +
+                                std::to_string(a.block_tokens));
   }
   if (!(a.pcie_gb_per_second > 0)) throw std::invalid_argument("--pcie-gbps must be positive");
   if (a.overhead_us < 0) throw std::invalid_argument("--overhead-us must not be negative");
@@ -288,7 +319,8 @@ void run_kv_command(const kv_args& a, context& ctx) {
   sc.chunked_prefill = !a.no_chunked_prefill;
   sc.max_model_len = a.max_model_len < 0 ? m.max_context : a.max_model_len;
   validate(sc);
-  const std::int64_t host_bytes = a.host_memory == "0" ? 0 : static_cast<std::int64_t>(parse_bytes(a.host_memory));
+  const std::int64_t host_bytes =
+      a.host_memory == "0" ? 0 : static_cast<std::int64_t>(parse_bytes(a.host_memory));
   // Refuse unwritable outputs before the replays, not after.
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);
@@ -302,18 +334,20 @@ void run_kv_command(const kv_args& a, context& ctx) {
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < caps.size(); ++i) {
     simulation_config c;
-    c.kv = make_kv_cache_config(m, kv_dtype, a.block_tokens, static_cast<std::int32_t>(caps[i].blocks));
+    c.kv = make_kv_cache_config(m, kv_dtype, a.block_tokens,
+                                static_cast<std::int32_t>(caps[i].blocks));
     c.kv.pcie_bytes_per_second = ro.pcie_bytes_per_second;
     if (host_bytes > 0) {
-      c.kv.host_blocks = static_cast<std::int32_t>(std::min<std::int64_t>(host_bytes / c.kv.bytes_per_block, 1LL << 30));
+      c.kv.host_blocks = static_cast<std::int32_t>(
+          std::min<std::int64_t>(host_bytes / c.kv.bytes_per_block, 1LL << 30));
     }
     c.scheduler = sc;
     if (bar) {
       c.progress = [&, i](double f) {
         const int width = 30;
         const int filled = static_cast<int>(f * width);
-        ctx.err << "\rkv: capacity " << caps[i].label << " (" << i + 1 << "/" << caps.size() << ") ["
-                << std::string(static_cast<std::size_t>(filled), '#')
+        ctx.err << "\rkv: capacity " << caps[i].label << " (" << i + 1 << "/" << caps.size()
+                << ") [" << std::string(static_cast<std::size_t>(filled), '#')
                 << std::string(static_cast<std::size_t>(width - filled), '.') << "] "
                 << static_cast<int>(f * 100) << "%   " << std::flush;
       };
@@ -375,23 +409,34 @@ void register_kv(CLI::App& app, context& ctx) {
       "Capacities: unlimited, N% (of unlimited), N (blocks) or a size (8GiB) of KV memory.\n"
       "Generator keys and every metric: docs/kv.md");
   auto* trace = cmd->add_option("--trace", args->trace, "Trace file: .jsonl Mooncake, .csv Azure");
-  auto* gen = cmd->add_option("--generator", args->generator, "Generator spec key=value,... (docs/kv.md)");
+  auto* gen =
+      cmd->add_option("--generator", args->generator, "Generator spec key=value,... (docs/kv.md)");
   trace->excludes(gen);
   cmd->add_option("--model", args->model, "Model preset")->capture_default_str();
-  cmd->add_option("--gpu", args->gpu, "GPU profile JSON path or datasheet key")->capture_default_str();
-  cmd->add_option("--capacity", args->capacity, "Comma-separated KV capacities")->capture_default_str();
+  cmd->add_option("--gpu", args->gpu, "GPU profile JSON path or datasheet key")
+      ->capture_default_str();
+  cmd->add_option("--capacity", args->capacity, "Comma-separated KV capacities")
+      ->capture_default_str();
   cmd->add_option("--block-size", args->block_tokens, "Tokens per KV block")->capture_default_str();
-  cmd->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype (bf16, fp16, fp8)")->capture_default_str();
-  cmd->add_option("--host-memory", args->host_memory, "Second tier in host memory (e.g. 64GiB)")->capture_default_str();
-  cmd->add_option("--pcie-gbps", args->pcie_gb_per_second, "Host-to-GPU bandwidth, GB/s")->capture_default_str();
-  cmd->add_option("--max-running", args->max_running, "Max running sequences")->capture_default_str();
-  cmd->add_option("--max-batched-tokens", args->max_batched_tokens, "Max tokens per step")->capture_default_str();
+  cmd->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype (bf16, fp16, fp8)")
+      ->capture_default_str();
+  cmd->add_option("--host-memory", args->host_memory, "Second tier in host memory (e.g. 64GiB)")
+      ->capture_default_str();
+  cmd->add_option("--pcie-gbps", args->pcie_gb_per_second, "Host-to-GPU bandwidth, GB/s")
+      ->capture_default_str();
+  cmd->add_option("--max-running", args->max_running, "Max running sequences")
+      ->capture_default_str();
+  cmd->add_option("--max-batched-tokens", args->max_batched_tokens, "Max tokens per step")
+      ->capture_default_str();
   cmd->add_flag("--no-chunked-prefill", args->no_chunked_prefill, "Whole prompts in one step");
   cmd->add_option("--max-model-len", args->max_model_len,
                   "Reject prompt + output above this (default: the model's context; 0: no limit)");
-  cmd->add_option("--mooncake-block", args->mooncake_block, "Tokens per Mooncake hash id")->capture_default_str();
-  cmd->add_option("--overhead-us", args->overhead_us, "Fixed cost per step, microseconds")->capture_default_str();
-  cmd->add_option("-o,--output", args->output, "Result JSON path ('' to skip)")->capture_default_str();
+  cmd->add_option("--mooncake-block", args->mooncake_block, "Tokens per Mooncake hash id")
+      ->capture_default_str();
+  cmd->add_option("--overhead-us", args->overhead_us, "Fixed cost per step, microseconds")
+      ->capture_default_str();
+  cmd->add_option("-o,--output", args->output, "Result JSON path ('' to skip)")
+      ->capture_default_str();
   cmd->add_option("--csv", args->csv, "Also write the rows as CSV");
   cmd->add_flag("--json", args->json, "Print the result JSON on stdout instead of the table");
   cmd->callback([args, &ctx] { run_kv_command(*args, ctx); });

@@ -22,7 +22,9 @@ constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
 constexpr std::uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
 constexpr std::uint64_t k3 = 0x589965cc75374cc3ULL;
 
-inline std::uint64_t slot_of(std::uint64_t key) { return mum(key, k2); }
+inline std::uint64_t slot_of(std::uint64_t key) {
+  return mum(key, k2);
+}
 
 [[noreturn]] void broken(const std::string& what) {
   throw std::logic_error("kv cache invariant violated: " + what);
@@ -122,18 +124,24 @@ void lru_list::resize(std::int32_t n) {
 void lru_list::push_back(std::int32_t i) {
   m_prev[i] = m_tail;
   m_next[i] = -1;
-  if (m_tail >= 0) m_next[m_tail] = i;
-  else m_head = i;
+  if (m_tail >= 0)
+    m_next[m_tail] = i;
+  else
+    m_head = i;
   m_tail = i;
   m_linked[i] = 1;
   ++m_size;
 }
 
 void lru_list::remove(std::int32_t i) {
-  if (m_prev[i] >= 0) m_next[m_prev[i]] = m_next[i];
-  else m_head = m_next[i];
-  if (m_next[i] >= 0) m_prev[m_next[i]] = m_prev[i];
-  else m_tail = m_prev[i];
+  if (m_prev[i] >= 0)
+    m_next[m_prev[i]] = m_next[i];
+  else
+    m_head = m_next[i];
+  if (m_next[i] >= 0)
+    m_prev[m_next[i]] = m_prev[i];
+  else
+    m_tail = m_prev[i];
   m_prev[i] = m_next[i] = -1;
   m_linked[i] = 0;
   --m_size;
@@ -197,12 +205,15 @@ void block_pool::unref(block_id b) {
   if (m_ref[b] <= 0) broken("double free of block " + std::to_string(b));
   if (--m_ref[b] > 0) return;
   --m_used;
-  if (m_hash[b] != 0) m_lru.push_back(b);
-  else m_free.push_back(b);
+  if (m_hash[b] != 0)
+    m_lru.push_back(b);
+  else
+    m_free.push_back(b);
 }
 
 bool block_pool::set_hash(block_id b, std::uint64_t hash) {
-  if (b < 0 || b >= materialized() || m_ref[b] <= 0) broken("set_hash on unreferenced block " + std::to_string(b));
+  if (b < 0 || b >= materialized() || m_ref[b] <= 0)
+    broken("set_hash on unreferenced block " + std::to_string(b));
   if (m_hash[b] != 0) return m_hash[b] == hash;
   const block_id holder = m_index.find(hash);
   if (holder >= 0) {
@@ -240,7 +251,8 @@ void block_pool::check_invariants() const {
     if (should_cache) ++cached;
     if (m_ref[b] == 0 && m_hash[b] == 0 && !on_free[b]) broken("leaked block " + std::to_string(b));
   }
-  if (used != m_used) broken("used count " + std::to_string(m_used) + " != " + std::to_string(used));
+  if (used != m_used)
+    broken("used count " + std::to_string(m_used) + " != " + std::to_string(used));
   if (cached != m_lru.size()) broken("cached count");
   if (static_cast<std::size_t>(hashed) != m_index.size()) broken("index size");
   if (used + cached + num_free() != m_total) {
@@ -353,9 +365,12 @@ prefix_match kv_cache_manager::lookup(std::span<const token_id> tokens,
   const bool tier2 = m_tier2.capacity() > 0;
   for (std::int64_t i = 0; i < n_blocks; ++i) {
     h = block_hash(h, tokens.subspan(i * bs, bs));
-    if (m_pool.find(h) >= 0) ++m.tier1_blocks;
-    else if (tier2 && m_tier2.contains(h)) ++m.tier2_blocks;
-    else break;
+    if (m_pool.find(h) >= 0)
+      ++m.tier1_blocks;
+    else if (tier2 && m_tier2.contains(h))
+      ++m.tier2_blocks;
+    else
+      break;
     m.hashes.push_back(h);
   }
   return m;
@@ -428,8 +443,10 @@ bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens
   std::int32_t cached_hits = 0;
   for (std::uint64_t h : m.hashes) {
     const block_id b = m_pool.find(h);
-    if (b >= 0 && m_pool.ref_count(b) == 0) ++cached_hits;
-    else if (b < 0 && !m_tier2.contains(h)) broken("prefix match went stale before acquire");
+    if (b >= 0 && m_pool.ref_count(b) == 0)
+      ++cached_hits;
+    else if (b < 0 && !m_tier2.contains(h))
+      broken("prefix match went stale before acquire");
   }
   const std::int64_t prefix_tokens = m.blocks() * bs;
   const std::int64_t reserve_blocks = (prefix_tokens + reserve_tokens + bs - 1) / bs - m.blocks();

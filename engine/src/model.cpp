@@ -17,7 +17,9 @@ std::int64_t model_preset::block_linear_parameters() const {
   return layers * (q + kv + o + mlp);
 }
 
-std::int64_t model_preset::lm_head_parameters() const { return std::int64_t{hidden} * vocab; }
+std::int64_t model_preset::lm_head_parameters() const {
+  return std::int64_t{hidden} * vocab;
+}
 
 std::int64_t model_preset::weight_bytes(dtype weight_dtype) const {
   return (block_linear_parameters() + lm_head_parameters()) *

@@ -110,12 +110,14 @@ void scheduler::add_to_plan(request_handle h, std::int64_t context_before, std::
   e.samples = r.computed == std::ssize(r.tokens);
   auto& s = m_plan.shape;
   ++s.sequences;
-  if (e.prefill) s.prefill_tokens += n;
-  else s.decode_tokens += n;
+  if (e.prefill)
+    s.prefill_tokens += n;
+  else
+    s.decode_tokens += n;
   if (e.samples) ++s.sampled_tokens;
   s.context_tokens += context_before;
-  s.attention_pairs += static_cast<double>(n) * (static_cast<double>(context_before) +
-                                                 (static_cast<double>(n) + 1) / 2);
+  s.attention_pairs += static_cast<double>(n) *
+                       (static_cast<double>(context_before) + (static_cast<double>(n) + 1) / 2);
   m_plan.sequences.push_back(e);
 }
 

@@ -45,15 +45,19 @@ simulation_result simulate(const workload& w, const simulation_config& c,
 
   auto on_left = [&](request_record& rec) {
     const std::size_t i = rec.id;
-    if (i >= done.size() || done[i]) throw std::logic_error("simulator: request record lost or repeated");
+    if (i >= done.size() || done[i])
+      throw std::logic_error("simulator: request record lost or repeated");
     done[i] = 1;
     ++completed;
-    if (rec.outcome == request_outcome::finished) ++out.finished;
-    else ++out.rejected;
+    if (rec.outcome == request_outcome::finished)
+      ++out.finished;
+    else
+      ++out.rejected;
     const auto& req = w.requests[i];
     if (req.next_turn >= 0) {
       const auto& next = w.requests[static_cast<std::size_t>(req.next_turn)];
-      pending.push({rec.finish_seconds + next.think_seconds, static_cast<std::size_t>(req.next_turn)});
+      pending.push(
+          {rec.finish_seconds + next.think_seconds, static_cast<std::size_t>(req.next_turn)});
     }
     out.requests[i] = std::move(rec);
   };

@@ -21,7 +21,8 @@ roofline_step_time_model::roofline_step_time_model(const model_preset& m, const 
     throw std::invalid_argument("GPU profile '" + m_gpu + "' has no DRAM bandwidth");
   }
   if (o.overhead_seconds < 0) throw std::invalid_argument("step overhead must not be negative");
-  if (!(o.pcie_bytes_per_second > 0)) throw std::invalid_argument("PCIe bandwidth must be positive");
+  if (!(o.pcie_bytes_per_second > 0))
+    throw std::invalid_argument("PCIe bandwidth must be positive");
   m_weight_bytes = static_cast<double>(m.weight_bytes(o.weight_dtype));
   m_kv_bytes_per_token = static_cast<double>(m.kv_bytes_per_token(o.kv_dtype));
 }
@@ -42,11 +43,12 @@ double roofline_step_time_model::bytes(const step_shape& s) const {
 double roofline_step_time_model::step_seconds(const step_shape& s) const {
   double t = 0;
   if (s.sequences > 0) {
-    t = std::max(flops(s) / m_peak_flops, bytes(s) / m_bytes_per_second) + m_options.overhead_seconds;
+    t = std::max(flops(s) / m_peak_flops, bytes(s) / m_bytes_per_second) +
+        m_options.overhead_seconds;
   }
   if (s.tier2_blocks_loaded > 0) {
-    t += static_cast<double>(s.tier2_blocks_loaded) * m_options.block_tokens * m_kv_bytes_per_token /
-         m_options.pcie_bytes_per_second;
+    t += static_cast<double>(s.tier2_blocks_loaded) * m_options.block_tokens *
+         m_kv_bytes_per_token / m_options.pcie_bytes_per_second;
   }
   return t;
 }

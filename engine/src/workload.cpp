@@ -22,7 +22,9 @@ constexpr std::uint64_t splitmix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-constexpr std::uint64_t mix2(std::uint64_t a, std::uint64_t b) { return splitmix(a ^ splitmix(b)); }
+constexpr std::uint64_t mix2(std::uint64_t a, std::uint64_t b) {
+  return splitmix(a ^ splitmix(b));
+}
 
 // Domain tags so seeds of different origins never meet.
 constexpr std::uint64_t k_tag_mooncake = 0x4d6f6f6e63616b65ULL;
@@ -96,10 +98,18 @@ class rng {
 double sample(const length_distribution& d, rng& r) {
   double x = 0;
   switch (d.shape) {
-    case length_distribution::kind::fixed: x = d.a; break;
-    case length_distribution::kind::uniform: x = d.a + (d.b - d.a) * r.uniform(); break;
-    case length_distribution::kind::lognormal: x = d.a * std::exp(d.b * r.normal()); break;
-    case length_distribution::kind::exponential: x = r.exponential(d.a); break;
+    case length_distribution::kind::fixed:
+      x = d.a;
+      break;
+    case length_distribution::kind::uniform:
+      x = d.a + (d.b - d.a) * r.uniform();
+      break;
+    case length_distribution::kind::lognormal:
+      x = d.a * std::exp(d.b * r.normal());
+      break;
+    case length_distribution::kind::exponential:
+      x = r.exponential(d.a);
+      break;
   }
   return std::clamp(x, static_cast<double>(d.min), static_cast<double>(d.max));
 }
@@ -126,8 +136,7 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 
 // "YYYY-MM-DD hh:mm:ss[.fffffff]" -> seconds since 1970; nullopt when malformed.
 std::optional<double> parse_timestamp(std::string_view s) {
-  if (s.size() < 19 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' ||
-      s[16] != ':') {
+  if (s.size() < 19 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':') {
     return std::nullopt;
   }
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
@@ -158,20 +167,24 @@ std::int64_t json_length(const nlohmann::json& obj, const char* key, std::int64_
   const auto it = obj.find(key);
   if (it == obj.end()) fail_at(source, line, std::string("missing field '") + key + "'");
   if (!it->is_number_integer()) {
-    fail_at(source, line, std::string("field '") + key + "' must be an integer, got " + printable(it->dump()));
+    fail_at(source, line,
+            std::string("field '") + key + "' must be an integer, got " + printable(it->dump()));
   }
   if (it->is_number_unsigned() && it->get<std::uint64_t>() > std::uint64_t(k_max_trace_tokens)) {
-    fail_at(source, line, std::string("field '") + key + "' is absurd: " + printable(it->dump()) +
-                              " (at most " + std::to_string(k_max_trace_tokens) + ")");
+    fail_at(source, line,
+            std::string("field '") + key + "' is absurd: " + printable(it->dump()) + " (at most " +
+                std::to_string(k_max_trace_tokens) + ")");
   }
   const auto v = it->get<std::int64_t>();
   if (v < min) {
-    fail_at(source, line, std::string("field '") + key + "' must be at least " +
-                              std::to_string(min) + ", got " + std::to_string(v));
+    fail_at(source, line,
+            std::string("field '") + key + "' must be at least " + std::to_string(min) + ", got " +
+                std::to_string(v));
   }
   if (v > k_max_trace_tokens) {
-    fail_at(source, line, std::string("field '") + key + "' is absurd: " + std::to_string(v) +
-                              " (at most " + std::to_string(k_max_trace_tokens) + ")");
+    fail_at(source, line,
+            std::string("field '") + key + "' is absurd: " + std::to_string(v) + " (at most " +
+                std::to_string(k_max_trace_tokens) + ")");
   }
   return v;
 }
@@ -191,7 +204,8 @@ std::int64_t workload::total_output_tokens() const {
 }
 
 token_id segment_token(std::uint64_t seed, std::int64_t position) {
-  const std::uint64_t x = splitmix(seed + static_cast<std::uint64_t>(position) * 0xd1b54a32d192ed03ULL);
+  const std::uint64_t x =
+      splitmix(seed + static_cast<std::uint64_t>(position) * 0xd1b54a32d192ed03ULL);
   return static_cast<token_id>((x >> 32) % k_workload_vocab);
 }
 
@@ -227,7 +241,8 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (overflow)
       fail_at(source, line_no, "bad JSON: " + printable(e.what(), 160));
     }
-    if (!j.is_object()) fail_at(source, line_no, "expected a JSON object, got " + std::string(j.type_name()));
+    if (!j.is_object())
+      fail_at(source, line_no, "expected a JSON object, got " + std::string(j.type_name()));
     workload_request r;
     r.id = w.requests.size();
     const auto ts = j.find("timestamp");
@@ -239,7 +254,8 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     }
     r.arrival_seconds = ms / 1000.0;
     r.prompt_tokens = json_length(j, "input_length", 1, source, line_no);
-    r.output_tokens = static_cast<std::int32_t>(json_length(j, "output_length", 1, source, line_no));
+    r.output_tokens =
+        static_cast<std::int32_t>(json_length(j, "output_length", 1, source, line_no));
     const auto ids = j.find("hash_ids");
     if (ids == j.end()) fail_at(source, line_no, "missing field 'hash_ids'");
     if (!ids->is_array()) fail_at(source, line_no, "field 'hash_ids' must be an array");
@@ -253,9 +269,10 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     r.prompt.reserve(ids->size());
     std::int64_t left = r.prompt_tokens;
     for (const auto& id : *ids) {
-      if (!id.is_number_integer() || (id.is_number_integer() && !id.is_number_unsigned() &&
-                                      id.get<std::int64_t>() < 0)) {
-        fail_at(source, line_no, "hash_ids must hold non-negative integers, got " + printable(id.dump()));
+      if (!id.is_number_integer() ||
+          (id.is_number_integer() && !id.is_number_unsigned() && id.get<std::int64_t>() < 0)) {
+        fail_at(source, line_no,
+                "hash_ids must hold non-negative integers, got " + printable(id.dump()));
       }
       const auto len = static_cast<std::int32_t>(std::min<std::int64_t>(left, block_tokens));
       r.prompt.push_back({mix2(k_tag_mooncake, id.get<std::uint64_t>()), len});
@@ -296,8 +313,9 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
       }
     }
     if (columns != 3) {
-      fail_at(source, line_no, "expected 3 columns (TIMESTAMP,ContextTokens,GeneratedTokens), got " +
-                                   std::to_string(columns));
+      fail_at(source, line_no,
+              "expected 3 columns (TIMESTAMP,ContextTokens,GeneratedTokens), got " +
+                  std::to_string(columns));
     }
     if (!header) {
       if (fields[0] != "TIMESTAMP" || fields[1] != "ContextTokens" ||
@@ -309,21 +327,22 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
     }
     const auto t = parse_timestamp(fields[0]);
     if (!t) {
-      fail_at(source, line_no, "bad TIMESTAMP '" + printable(fields[0]) +
-                                   "' (expected YYYY-MM-DD hh:mm:ss.fffffff)");
+      fail_at(
+          source, line_no,
+          "bad TIMESTAMP '" + printable(fields[0]) + "' (expected YYYY-MM-DD hh:mm:ss.fffffff)");
     }
     std::int64_t context = 0, generated = 0;
     for (int k = 1; k <= 2; ++k) {
       std::int64_t& value = k == 1 ? context : generated;
       const char* name = k == 1 ? "ContextTokens" : "GeneratedTokens";
       if (!parse_number(fields[k], value)) {
-        fail_at(source, line_no, std::string(name) + " is not an integer: '" +
-                                     printable(fields[k]) + "'");
+        fail_at(source, line_no,
+                std::string(name) + " is not an integer: '" + printable(fields[k]) + "'");
       }
       if (value < 1 || value > k_max_trace_tokens) {
-        fail_at(source, line_no, std::string(name) + " out of range [1, " +
-                                     std::to_string(k_max_trace_tokens) + "]: " +
-                                     std::to_string(value));
+        fail_at(source, line_no,
+                std::string(name) + " out of range [1, " + std::to_string(k_max_trace_tokens) +
+                    "]: " + std::to_string(value));
       }
     }
     if (w.requests.empty()) t0 = *t;
@@ -379,7 +398,8 @@ length_distribution parse_length_distribution(const std::string& text) {
   const std::string& k = parts[0];
   auto want = [&](std::size_t n) {
     if (parts.size() != n) {
-      throw std::invalid_argument("distribution '" + printable(text) + "' needs " + std::to_string(n - 1) +
+      throw std::invalid_argument("distribution '" + printable(text) + "' needs " +
+                                  std::to_string(n - 1) +
                                   " parameters (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, "
                                   "exp:MEAN)");
     }
@@ -393,7 +413,8 @@ length_distribution parse_length_distribution(const std::string& text) {
     d.shape = length_distribution::kind::uniform;
     d.a = num(1);
     d.b = num(2);
-    if (d.b < d.a) throw std::invalid_argument("uniform:A:B needs A <= B in '" + printable(text) + "'");
+    if (d.b < d.a)
+      throw std::invalid_argument("uniform:A:B needs A <= B in '" + printable(text) + "'");
   } else if (k == "lognormal") {
     want(3);
     d.shape = length_distribution::kind::lognormal;
@@ -407,7 +428,8 @@ length_distribution parse_length_distribution(const std::string& text) {
     throw std::invalid_argument("unknown distribution '" + printable(text) +
                                 "' (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, exp:MEAN)");
   }
-  if (d.a > static_cast<double>(k_max_trace_tokens) || d.b > static_cast<double>(k_max_trace_tokens)) {
+  if (d.a > static_cast<double>(k_max_trace_tokens) ||
+      d.b > static_cast<double>(k_max_trace_tokens)) {
     throw std::invalid_argument("distribution '" + printable(text) + "' is absurd (values above " +
                                 std::to_string(k_max_trace_tokens) + ")");
   }
@@ -421,8 +443,8 @@ generator_config parse_generator_spec(const std::string& spec) {
     double x = 0;
     if (!parse_number(std::string_view(v), x) || !std::isfinite(x) || x < lo || x > hi) {
       throw std::invalid_argument("generator: " + printable(key) + "=" + printable(v) +
-                                  " is not a number in [" +
-                                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
+                                  " is not a number in [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "]");
     }
     return x;
   };
@@ -443,9 +465,13 @@ generator_config parse_generator_spec(const std::string& spec) {
     }
     const std::string key = item.substr(0, eq), v = item.substr(eq + 1);
     if (key == "arrival") {
-      if (v == "poisson") c.arrival = generator_config::arrival_kind::poisson;
-      else if (v == "gamma") c.arrival = generator_config::arrival_kind::gamma;
-      else throw std::invalid_argument("generator: arrival must be poisson or gamma, got '" + printable(v) + "'");
+      if (v == "poisson")
+        c.arrival = generator_config::arrival_kind::poisson;
+      else if (v == "gamma")
+        c.arrival = generator_config::arrival_kind::gamma;
+      else
+        throw std::invalid_argument("generator: arrival must be poisson or gamma, got '" +
+                                    printable(v) + "'");
     } else if (key == "rate") {
       c.rate_per_second = number(key, v, 1e-9, 1e9);
     } else if (key == "cv") {
@@ -489,20 +515,23 @@ workload generate_workload(const generator_config& c) {
   double t = 0;
   const double shape = 1.0 / (c.cv * c.cv);
   auto next_gap = [&] {
-    if (c.arrival == generator_config::arrival_kind::poisson) return r.exponential(1.0 / c.rate_per_second);
+    if (c.arrival == generator_config::arrival_kind::poisson)
+      return r.exponential(1.0 / c.rate_per_second);
     return r.gamma(shape, 1.0 / (c.rate_per_second * shape));
   };
   std::uint64_t seg_counter = 0;
   auto fresh_seed = [&](std::uint64_t tag) { return mix2(mix2(tag, c.seed), seg_counter++); };
   auto start_prompt = [&](workload_request& q) {
     if (c.system_tokens > 0) {
-      const auto k = static_cast<std::uint64_t>(r.next() % static_cast<std::uint64_t>(c.system_prompts));
+      const auto k =
+          static_cast<std::uint64_t>(r.next() % static_cast<std::uint64_t>(c.system_prompts));
       q.prompt.push_back({mix2(mix2(k_tag_system, c.seed), k), c.system_tokens});
       q.prompt_tokens += c.system_tokens;
     }
   };
   auto add_output = [&](workload_request& q) {
-    q.output_tokens = static_cast<std::int32_t>(std::min<std::int64_t>(sample_length(c.output, r), 1 << 30));
+    q.output_tokens =
+        static_cast<std::int32_t>(std::min<std::int64_t>(sample_length(c.output, r), 1 << 30));
     q.output_seed = fresh_seed(k_tag_output);
   };
 
@@ -548,7 +577,8 @@ workload generate_workload(const generator_config& c) {
       q.prompt.push_back({fresh_seed(k_tag_message), static_cast<std::int32_t>(len)});
       q.prompt_tokens += len;
       add_output(q);
-      if (previous >= 0) w.requests[static_cast<std::size_t>(previous)].next_turn = std::ssize(w.requests);
+      if (previous >= 0)
+        w.requests[static_cast<std::size_t>(previous)].next_turn = std::ssize(w.requests);
       previous = std::ssize(w.requests);
       w.requests.push_back(std::move(q));
     }

@@ -250,7 +250,8 @@ TEST(KvCache, CapacityFromBudget) {
 TEST(KvCacheProperty, RandomOperationsKeepInvariants) {
   for (std::uint64_t seed = 1; seed <= 6; ++seed) {
     std::mt19937_64 rng(seed);
-    kv_cache_config c = config(24 + static_cast<std::int32_t>(seed * 7), 1 + static_cast<std::int32_t>(seed % 4) * 3);
+    kv_cache_config c = config(24 + static_cast<std::int32_t>(seed * 7),
+                               1 + static_cast<std::int32_t>(seed % 4) * 3);
     c.host_blocks = seed % 2 == 0 ? 16 : 0;
     kv_cache_manager kv(c);
     // A few base prompts so lookups hit, miss and partially match.
@@ -272,7 +273,8 @@ TEST(KvCacheProperty, RandomOperationsKeepInvariants) {
         const auto m = kv.lookup(prompt, std::ssize(prompt) - 1);
         const seq_id s = kv.create_sequence();
         const auto cached = m.tokens(c.block_tokens);
-        if (kv.acquire_prefix(s, prompt, m, static_cast<std::int32_t>(std::ssize(prompt) - cached))) {
+        if (kv.acquire_prefix(s, prompt, m,
+                              static_cast<std::int32_t>(std::ssize(prompt) - cached))) {
           kv.record_lookup(prompt, m);
           // The matched blocks are shared, not copied.
           for (std::int32_t i = 0; i < m.blocks(); ++i) {
@@ -316,8 +318,8 @@ TEST(KvCacheProperty, RandomOperationsKeepInvariants) {
         // evict: allocate through a throwaway sequence until every cached block is gone
         const seq_id s = kv.create_sequence();
         const auto want = kv.pool().num_available();
-        ASSERT_TRUE(kv.append(s, tokens_from(static_cast<int>(rng() % 5000),
-                                             want * c.block_tokens)));
+        ASSERT_TRUE(
+            kv.append(s, tokens_from(static_cast<int>(rng() % 5000), want * c.block_tokens)));
         EXPECT_EQ(kv.pool().num_cached(), 0);
         kv.free_sequence(s);
       }

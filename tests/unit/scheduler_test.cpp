@@ -227,7 +227,8 @@ TEST(SchedulerProperty, NoRequestIsLost) {
       if (next_id < 300 && rng() % 3 == 0) {
         const auto out = static_cast<std::int32_t>(1 + rng() % 40);
         want[next_id] = out;
-        s.submit(next_id, now, prompt_of(static_cast<int>(rng() % 4), 1 + static_cast<int>(rng() % 150)), out);
+        s.submit(next_id, now,
+                 prompt_of(static_cast<int>(rng() % 4), 1 + static_cast<int>(rng() % 150)), out);
         ++next_id;
       }
       if (!s.has_work()) continue;

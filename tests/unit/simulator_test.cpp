@@ -43,7 +43,8 @@ TEST(Simulator, MooncakeUnlimitedHitRatioNearPaper) {
   ASSERT_EQ(w.requests.size(), 3993u);
   const auto& m = model_preset_by_name("llama-3-70b");
   simulation_config c;
-  c.kv = make_kv_cache_config(m, dtype::bf16, 512, static_cast<std::int32_t>(unlimited_blocks(w, 512)));
+  c.kv = make_kv_cache_config(m, dtype::bf16, 512,
+                              static_cast<std::int32_t>(unlimited_blocks(w, 512)));
   c.scheduler.max_model_len = 0;
   c.scheduler.max_batched_tokens = 16384;
   const auto r = simulate(w, c, roofline_step_time_model(m, h100()));
@@ -65,8 +66,8 @@ TEST(Simulator, MooncakeHitRateFallsAsCapacityShrinks) {
   double previous = 1.0;
   for (double fraction : {1.0, 0.2, 0.05, 0.01}) {
     simulation_config c;
-    c.kv = make_kv_cache_config(m, dtype::bf16, 512,
-                                static_cast<std::int32_t>(static_cast<double>(unlimited) * fraction));
+    c.kv = make_kv_cache_config(
+        m, dtype::bf16, 512, static_cast<std::int32_t>(static_cast<double>(unlimited) * fraction));
     c.scheduler.max_batched_tokens = 16384;
     const auto r = simulate(w, c, model);
     EXPECT_EQ(r.finished + r.rejected, 3993);
@@ -114,7 +115,8 @@ TEST(Simulator, ChatTurnsHitTheConversationUnlessEvicted) {
   const auto& m = model_preset_by_name("llama-2-7b");
   const roofline_step_time_model model(m, h100());
   simulation_config big;
-  big.kv = make_kv_cache_config(m, dtype::bf16, 16, static_cast<std::int32_t>(unlimited_blocks(w, 16)));
+  big.kv =
+      make_kv_cache_config(m, dtype::bf16, 16, static_cast<std::int32_t>(unlimited_blocks(w, 16)));
   const auto rb = simulate(w, big, model);
   simulation_config small = big;
   small.kv.num_blocks = 200;  // 3200 tokens: idle conversations lose their blocks
@@ -157,7 +159,8 @@ TEST(Simulator, AzureConvReplayFinishesEveryRequest) {
   const workload w = load_azure_trace(k_traces + "azure_llm_2023_conv.csv");
   const auto& m = model_preset_by_name("llama-2-7b");
   simulation_config c;
-  c.kv = make_kv_cache_config(m, dtype::bf16, 16, blocks_for_budget(m, dtype::bf16, 16, 40LL << 30));
+  c.kv =
+      make_kv_cache_config(m, dtype::bf16, 16, blocks_for_budget(m, dtype::bf16, 16, 40LL << 30));
   c.scheduler.max_model_len = m.max_context;
   const auto r = simulate(w, c, roofline_step_time_model(m, h100()));
   EXPECT_EQ(r.finished + r.rejected, 19366);

@@ -63,28 +63,44 @@ TEST(MooncakeTrace, EqualIdsGiveEqualTokensAndPartialBlocksTheirOwn) {
 }
 
 TEST(MooncakeTrace, MalformedLinesNameTheLine) {
-  const std::string good = "{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}\n";
+  const std::string good =
+      "{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}\n";
   struct bad {
     std::string line, says;
   };
   const std::vector<bad> cases = {
       {"{\"timestamp\": 0, \"input_length\": 4", "bad JSON"},
       {"[1, 2]", "expected a JSON object"},
-      {"{\"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}", "missing field 'timestamp'"},
-      {"{\"timestamp\": 0, \"output_length\": 1, \"hash_ids\": [1]}", "missing field 'input_length'"},
-      {"{\"timestamp\": 0, \"input_length\": 4, \"hash_ids\": [1]}", "missing field 'output_length'"},
+      {"{\"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}",
+       "missing field 'timestamp'"},
+      {"{\"timestamp\": 0, \"output_length\": 1, \"hash_ids\": [1]}",
+       "missing field 'input_length'"},
+      {"{\"timestamp\": 0, \"input_length\": 4, \"hash_ids\": [1]}",
+       "missing field 'output_length'"},
       {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1}", "missing field 'hash_ids'"},
-      {"{\"timestamp\": 0, \"input_length\": -4, \"output_length\": 1, \"hash_ids\": []}", "at least 1"},
-      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 0, \"hash_ids\": [1]}", "at least 1"},
-      {"{\"timestamp\": 0, \"input_length\": 99999999999, \"output_length\": 1, \"hash_ids\": [1]}", "absurd"},
-      {"{\"timestamp\": 0, \"input_length\": 18446744073709551615, \"output_length\": 1, \"hash_ids\": [1]}", "absurd"},
-      {"{\"timestamp\": 0, \"input_length\": 4.5, \"output_length\": 1, \"hash_ids\": [1]}", "must be an integer"},
-      {"{\"timestamp\": \"x\", \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}", "must be a number"},
-      {"{\"timestamp\": -1, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}", "out of range"},
-      {"{\"timestamp\": 0, \"input_length\": 9, \"output_length\": 1, \"hash_ids\": [1]}", "needs 3 blocks"},
-      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [-1]}", "non-negative"},
-      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [\"a\"]}", "non-negative"},
-      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": 3}", "must be an array"},
+      {"{\"timestamp\": 0, \"input_length\": -4, \"output_length\": 1, \"hash_ids\": []}",
+       "at least 1"},
+      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 0, \"hash_ids\": [1]}",
+       "at least 1"},
+      {"{\"timestamp\": 0, \"input_length\": 99999999999, \"output_length\": 1, \"hash_ids\": [1]}",
+       "absurd"},
+      {"{\"timestamp\": 0, \"input_length\": 18446744073709551615, \"output_length\": 1, "
+       "\"hash_ids\": [1]}",
+       "absurd"},
+      {"{\"timestamp\": 0, \"input_length\": 4.5, \"output_length\": 1, \"hash_ids\": [1]}",
+       "must be an integer"},
+      {"{\"timestamp\": \"x\", \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}",
+       "must be a number"},
+      {"{\"timestamp\": -1, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1]}",
+       "out of range"},
+      {"{\"timestamp\": 0, \"input_length\": 9, \"output_length\": 1, \"hash_ids\": [1]}",
+       "needs 3 blocks"},
+      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [-1]}",
+       "non-negative"},
+      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [\"a\"]}",
+       "non-negative"},
+      {"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": 3}",
+       "must be an array"},
   };
   for (const auto& c : cases) {
     const auto msg = error_of([&] { mooncake(good + good + c.line + "\n" + good); });
@@ -150,8 +166,9 @@ TEST(Traces, ShippedFilesLoad) {
 }
 
 TEST(Generator, SeededReproducibleAndShaped) {
-  auto c = parse_generator_spec("arrival=poisson,rate=10,requests=20000,prompt=uniform:100:300,"
-                                "output=fixed:7,seed=5");
+  auto c = parse_generator_spec(
+      "arrival=poisson,rate=10,requests=20000,prompt=uniform:100:300,"
+      "output=fixed:7,seed=5");
   const auto w = generate_workload(c);
   const auto w2 = generate_workload(c);
   ASSERT_EQ(w.requests.size(), 20000u);
@@ -172,7 +189,8 @@ TEST(Generator, SeededReproducibleAndShaped) {
 }
 
 TEST(Generator, GammaArrivalsHaveTheAskedBurstiness) {
-  const auto w = generate_workload(parse_generator_spec("arrival=gamma,rate=4,cv=3,requests=40000"));
+  const auto w =
+      generate_workload(parse_generator_spec("arrival=gamma,rate=4,cv=3,requests=40000"));
   std::vector<double> gaps;
   for (std::size_t i = 1; i < w.requests.size(); ++i) {
     gaps.push_back(w.requests[i].arrival_seconds - w.requests[i - 1].arrival_seconds);
@@ -226,13 +244,15 @@ TEST(Generator, BadSpecsSayWhat) {
             std::string::npos);
   EXPECT_NE(error_of([] { parse_generator_spec("arrival=bursty"); }).find("poisson or gamma"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_generator_spec("requests"); }).find("key=value"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_generator_spec("requests"); }).find("key=value"),
+            std::string::npos);
 }
 
 // Inputs libFuzzer found (fuzz/trace_fuzz.cpp); each once escaped the parsers' error reporting.
 TEST(TraceFuzzRegressions, NumberOverflowAndControlBytesStayOneLineErrors) {
   // nlohmann throws out_of_range (not parse_error) for a number that overflows a double.
-  auto msg = error_of([] { mooncake("{\"timestamp\": 9999999e999999999999900000000007, \"x\": 1}\n"); });
+  auto msg =
+      error_of([] { mooncake("{\"timestamp\": 9999999e999999999999900000000007, \"x\": 1}\n"); });
   EXPECT_EQ(msg.rfind("t.jsonl:1: bad JSON", 0), 0u) << msg;
   // A newline inside a generator spec was echoed into a two-line message.
   msg = error_of([] { parse_generator_spec(std::string("arr\niv\0al=1", 12)); });
@@ -240,4 +260,3 @@ TEST(TraceFuzzRegressions, NumberOverflowAndControlBytesStayOneLineErrors) {
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   EXPECT_NE(msg.find("\\x0a"), std::string::npos) << msg;
 }
-

@@ -44,7 +44,7 @@ namespace detail {
 class hash_index {
  public:
   explicit hash_index(std::size_t max_entries = 0);
-  std::int32_t find(std::uint64_t key) const;  // -1 when absent
+  std::int32_t find(std::uint64_t key) const;          // -1 when absent
   bool insert(std::uint64_t key, std::int32_t value);  // false (unchanged) when present
   bool erase(std::uint64_t key);
   std::size_t size() const { return m_size; }
@@ -119,7 +119,7 @@ class block_pool {
   std::vector<std::uint64_t> m_hash;  // 0 = no hash
   std::vector<block_id> m_free;       // stack of freed (unhashed, unreferenced) blocks
   std::int32_t m_total = 0;
-  detail::lru_list m_lru;             // cached blocks, least recently used first
+  detail::lru_list m_lru;  // cached blocks, least recently used first
   detail::hash_index m_index;
   std::int32_t m_used = 0;
   std::int64_t m_evictions = 0;
@@ -149,9 +149,9 @@ struct kv_cache_config {
   std::int32_t block_tokens = 16;
   std::int32_t num_blocks = 0;  // tier-1 capacity
   bool prefix_caching = true;
-  std::int32_t host_blocks = 0;           // tier-2 capacity; 0 disables the tier
-  double pcie_bytes_per_second = 25e9;    // host -> GPU, for tier-2 hits
-  std::int64_t bytes_per_block = 0;       // KV bytes of one block (for transfer cost and reports)
+  std::int32_t host_blocks = 0;         // tier-2 capacity; 0 disables the tier
+  double pcie_bytes_per_second = 25e9;  // host -> GPU, for tier-2 hits
+  std::int64_t bytes_per_block = 0;     // KV bytes of one block (for transfer cost and reports)
   // Remember every block hash ever computed so a miss on a block seen before counts as
   // recomputed tokens (costs one set insert per full block).
   bool track_recompute = true;
@@ -166,8 +166,8 @@ kv_cache_config make_kv_cache_config(const model_preset& m, dtype kv_dtype,
                                      std::int32_t block_tokens, std::int32_t num_blocks);
 
 struct prefix_match {
-  std::int32_t tier1_blocks = 0;  // matched full blocks found in GPU memory
-  std::int32_t tier2_blocks = 0;  // matched full blocks found only in host memory
+  std::int32_t tier1_blocks = 0;      // matched full blocks found in GPU memory
+  std::int32_t tier2_blocks = 0;      // matched full blocks found only in host memory
   std::vector<std::uint64_t> hashes;  // [blocks()] hash chain of the matched blocks
   std::int32_t blocks() const { return tier1_blocks + tier2_blocks; }
   std::int32_t tokens(std::int32_t block_tokens) const { return blocks() * block_tokens; }
@@ -175,17 +175,17 @@ struct prefix_match {
 
 struct kv_counters {
   std::int64_t lookups = 0;
-  std::int64_t lookup_tokens = 0;      // prompt tokens looked up
-  std::int64_t lookup_blocks = 0;      // full blocks of those prompts
-  std::int64_t hit_tokens_tier1 = 0;   // prompt tokens served from GPU blocks
-  std::int64_t hit_tokens_tier2 = 0;   // prompt tokens served from host blocks
+  std::int64_t lookup_tokens = 0;     // prompt tokens looked up
+  std::int64_t lookup_blocks = 0;     // full blocks of those prompts
+  std::int64_t hit_tokens_tier1 = 0;  // prompt tokens served from GPU blocks
+  std::int64_t hit_tokens_tier2 = 0;  // prompt tokens served from host blocks
   std::int64_t hit_blocks_tier1 = 0;
   std::int64_t hit_blocks_tier2 = 0;
   std::int64_t recomputed_tokens = 0;  // missed tokens whose block had been computed before
   std::int64_t evictions_tier1 = 0;    // cached blocks reused for other content
   std::int64_t evictions_tier2 = 0;
   std::int64_t tier2_blocks_loaded = 0;
-  std::int64_t preemptions = 0;        // kept here so one struct reports the cache's story
+  std::int64_t preemptions = 0;  // kept here so one struct reports the cache's story
   std::int64_t preempted_tokens_recomputed = 0;
 };
 

@@ -27,12 +27,12 @@
 namespace ridgeline {
 
 struct scheduler_config {
-  std::int32_t max_running = 256;        // sequences in the running batch
+  std::int32_t max_running = 256;          // sequences in the running batch
   std::int64_t max_batched_tokens = 8192;  // tokens computed per step, prefill + decode
-  bool chunked_prefill = true;           // split prompts over steps to fit the token budget
-  std::int64_t max_model_len = 0;        // prompt + output limit; 0 = no limit
-  token_id eos_token = -1;               // stop on this sampled token; -1 = only max tokens
-  bool record_itl = true;                // keep every inter-token gap (itl_seconds())
+  bool chunked_prefill = true;             // split prompts over steps to fit the token budget
+  std::int64_t max_model_len = 0;          // prompt + output limit; 0 = no limit
+  token_id eos_token = -1;                 // stop on this sampled token; -1 = only max tokens
+  bool record_itl = true;                  // keep every inter-token gap (itl_seconds())
 };
 void validate(const scheduler_config& c);
 
@@ -50,9 +50,9 @@ struct request_record {
   double first_token_seconds = 0;  // equal to arrival when rejected
   double finish_seconds = 0;
   std::int64_t prompt_tokens = 0;
-  std::int32_t output_tokens = 0;  // generated
-  std::int64_t cached_tokens = 0;  // prompt tokens served from cache at first admission
-  std::int64_t tier2_tokens = 0;   // of which from host memory
+  std::int32_t output_tokens = 0;             // generated
+  std::int64_t cached_tokens = 0;             // prompt tokens served from cache at first admission
+  std::int64_t tier2_tokens = 0;              // of which from host memory
   std::int64_t prefix_recomputed_tokens = 0;  // missed prompt tokens whose blocks existed before
   std::int32_t preemptions = 0;
   std::int64_t preempted_tokens_recomputed = 0;
@@ -114,8 +114,8 @@ class scheduler {
     std::int64_t prompt_tokens = 0;
     std::int32_t max_output = 0;
     std::int32_t generated = 0;
-    std::int64_t computed = 0;       // tokens with KV in cache
-    std::int64_t computed_max = 0;   // most ever computed (recompute accounting)
+    std::int64_t computed = 0;      // tokens with KV in cache
+    std::int64_t computed_max = 0;  // most ever computed (recompute accounting)
     seq_id sequence = -1;
     bool admitted_once = false;
     bool live = false;
@@ -131,8 +131,8 @@ class scheduler {
   kv_cache_manager& m_kv;
   std::vector<request_state> m_requests;
   std::vector<request_handle> m_free_handles;
-  std::deque<request_handle> m_waiting;     // FCFS order
-  std::vector<request_handle> m_running;    // arrival order; the back is the youngest
+  std::deque<request_handle> m_waiting;   // FCFS order
+  std::vector<request_handle> m_running;  // arrival order; the back is the youngest
   std::vector<request_record> m_finished;
   std::vector<double> m_itl;
   step_plan m_plan;

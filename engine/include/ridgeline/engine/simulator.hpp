@@ -29,8 +29,8 @@ struct simulation_result {
   std::vector<double> itl_seconds;       // every gap between consecutive tokens of a request
   kv_counters kv;
   std::int64_t steps = 0;
-  double simulated_seconds = 0;  // last event time
-  double busy_seconds = 0;       // sum of step times
+  double simulated_seconds = 0;              // last event time
+  double busy_seconds = 0;                   // sum of step times
   std::int64_t prefill_tokens_computed = 0;  // including recompute
   std::int64_t decode_tokens = 0;
   std::int32_t peak_used_blocks = 0;

@@ -40,7 +40,7 @@ struct roofline_options {
   dtype weight_dtype = dtype::bf16;
   dtype kv_dtype = dtype::bf16;
   dtype compute_dtype = dtype::bf16;
-  double overhead_seconds = 0;        // fixed per-step cost (launches, sampling); calibrated later
+  double overhead_seconds = 0;  // fixed per-step cost (launches, sampling); calibrated later
   double pcie_bytes_per_second = 25e9;  // for tier-2 block loads
   std::int32_t block_tokens = 16;       // for tier-2 block bytes
 };
