@@ -34,9 +34,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
   // path: 0 GEMV (4 loads in flight), 1 GEMV (8), 2 GEMV (8) with programmatic dependent
-  // launch, 3 cuBLASLt.
+  // launch, 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic (what the engine uses).
   const int path = static_cast<int>(state.range(1));
-  const bool cublas = path == 3;
   const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
   cuda::stream s;
@@ -52,7 +51,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
   cuda::linear_runner runner;
-  runner.set_force_cublas(cublas);
+  using P = cuda::linear_runner::path;
+  runner.set_path(path <= 2 ? P::gemv : path == 3 ? P::cublas : path == 4 ? P::skinny : P::automatic);
   runner.set_gemv_options({path == 0 ? 4 : 8, path == 2});
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
@@ -81,8 +81,9 @@ void BM_kernels_linear_block(benchmark::State& state) {
 }
 BENCHMARK(BM_kernels_linear_block)
     ->ArgNames({"tokens", "path", "layer"})
-    ->ArgsProduct({{1, 2, 4, 8}, {0, 1, 2, 3}, {-1, 0, 1, 2, 3}})
-    ->ArgsProduct({{16, 32, 64, 128, 256}, {3}, {-1}})
+    ->ArgsProduct({{1}, {0, 2, 3, 4}, {-1, 0, 1, 2, 3}})
+    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}})
+    ->ArgsProduct({{256}, {3}, {-1}})
     ->UseManualTime();
 
 }  // namespace

@@ -149,7 +149,20 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
   return launch_gemv<8>(p, o, s);
 }
 
-linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {}
+linear_runner::linear_runner(std::size_t workspace_bytes)
+    : m_workspace(workspace_bytes), m_skinny_workspace(64u << 20) {
+  int device = 0;
+  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
+}
+
+linear_runner::path linear_runner::choose(const linear_params& p) const {
+  if (m_path != path::automatic) return m_path;
+  // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens on
+  // cuBLASLt beats both the GEMV and the skinny tensor-core kernel.
+  if (p.num_tokens == 1) return path::gemv;
+  return path::cublas;
+}
 
 linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_t s) {
   const auto key = std::make_tuple(p.num_tokens, p.in_features, p.out_features, p.y_fp32);
@@ -182,12 +195,20 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
 
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  if (m_force_cublas || p.num_tokens > k_gemv_max_tokens) plan_for(p, s);
+  if (choose(p) == path::cublas) plan_for(p, s);
 }
 
 void linear_runner::run(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  if (!m_force_cublas && p.num_tokens <= k_gemv_max_tokens) return gemv(p, s, m_gemv);
+  const path chosen = choose(p);
+  if (chosen == path::gemv) return gemv(p, s, m_gemv);
+  if (chosen == path::skinny) {
+    // Split-K for ~16 streaming warps per SM, capped by the partials' workspace.
+    const std::size_t per_split = skinny_gemm_workspace_bytes(p, 1);
+    const int cap = static_cast<int>(std::max<std::size_t>(1, m_skinny_workspace.bytes() / per_split));
+    const int splits = std::min(skinny_gemm_splits(p, m_sm_count), cap);
+    return skinny_gemm(p, m_skinny_workspace.data<float>(), m_skinny_workspace.bytes(), splits, s);
+  }
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   pl.gemm->run(pl.algorithm, p.w, p.x, p.y, m_workspace.data(), s);

@@ -43,8 +43,11 @@ class linear_runner {
   // the candidate algorithms, so make it outside CUDA-graph capture (prepare() does just that).
   void run(const linear_params& p, cudaStream_t s);
   void prepare(const linear_params& p, cudaStream_t s);
-  // Forces cuBLASLt even for small batches (tests, comparisons).
-  void set_force_cublas(bool on) { m_force_cublas = on; }
+  // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM is measured slower than
+  // cuBLASLt at every batch; it stays selectable for comparisons). Forcing one is for tests.
+  enum class path { automatic, gemv, skinny, cublas };
+  void set_path(path p) { m_path = p; }
+  void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
 
  private:
@@ -56,8 +59,11 @@ class linear_runner {
   cublaslt_handle m_handle;
   device_buffer m_workspace;
   std::map<std::tuple<int, int, int, bool>, plan> m_plans;
-  bool m_force_cublas = false;
+  path choose(const linear_params& p) const;
+  path m_path = path::automatic;
   gemv_options m_gemv;
+  int m_sm_count = 0;
+  device_buffer m_skinny_workspace;
 };
 
 }  // namespace ridgeline::cuda

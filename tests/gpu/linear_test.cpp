@@ -21,10 +21,11 @@ std::vector<bf16_bits> random_bf16(std::size_t n, std::mt19937& rng, float scale
   return v;
 }
 
-void check(int tokens, int in, int out, bool fp32, bool force_cublas, cuda::linear_runner& runner) {
+void check(int tokens, int in, int out, bool fp32, cuda::linear_runner::path path,
+           cuda::linear_runner& runner) {
   SCOPED_TRACE("tokens=" + std::to_string(tokens) + " in=" + std::to_string(in) + " out=" +
                std::to_string(out) + " fp32=" + std::to_string(fp32) +
-               " cublas=" + std::to_string(force_cublas));
+               " path=" + std::to_string(static_cast<int>(path)));
   std::mt19937 rng(static_cast<unsigned>(tokens * 131 + in * 7 + out));
   const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
   const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
@@ -37,7 +38,7 @@ void check(int tokens, int in, int out, bool fp32, bool force_cublas, cuda::line
   std::vector<unsigned char> init(y_bytes + 2 * guard, 0xff);  // NaN poison
   auto dy = test::upload(init);
   cuda::stream s;
-  runner.set_force_cublas(force_cublas);
+  runner.set_path(path);
   runner.run({dx.data<bf16_bits>(), dw.data<bf16_bits>(), dy.data<unsigned char>() + guard, fp32,
               tokens, in, out},
              s.get());
@@ -74,8 +75,8 @@ TEST(Linear, GemvMatchesReference) {
   cuda::linear_runner runner;
   for (int tokens : {1, 2, 3, 5, 8}) {
     for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 7}, std::pair{1032, 33}, std::pair{4096, 131}}) {
-      check(tokens, in, out, false, false, runner);
-      check(tokens, in, out, true, false, runner);
+      check(tokens, in, out, false, cuda::linear_runner::path::gemv, runner);
+      check(tokens, in, out, true, cuda::linear_runner::path::gemv, runner);
     }
   }
 }
@@ -85,10 +86,24 @@ TEST(Linear, CublasPathMatchesReference) {
   cuda::linear_runner runner;
   for (int tokens : {1, 9, 17, 64}) {
     for (auto [in, out] : {std::pair{136, 8}, std::pair{1032, 40}}) {
-      check(tokens, in, out, false, true, runner);
-      check(tokens, in, out, true, true, runner);
+      check(tokens, in, out, false, cuda::linear_runner::path::cublas, runner);
+      check(tokens, in, out, true, cuda::linear_runner::path::cublas, runner);
     }
   }
+}
+
+TEST(Linear, SkinnyGemmMatchesReference) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  // Every token tile count (1, 2, 4, 8, 16 tiles of 8), partial tiles, out not a multiple of 16,
+  // one and several k blocks per split.
+  for (int tokens : {1, 2, 7, 8, 9, 17, 33, 64, 100, 128}) {
+    for (auto [in, out] : {std::pair{64, 1}, std::pair{192, 23}, std::pair{1088, 40}, std::pair{4096, 257}}) {
+      check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
+    }
+  }
+  check(5, 4096, 517, true, cuda::linear_runner::path::skinny, runner);
+  check(128, 11008, 64, false, cuda::linear_runner::path::skinny, runner);
 }
 
 TEST(Linear, RejectsBadShapes) {
