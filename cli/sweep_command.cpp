@@ -20,6 +20,7 @@ struct sweep_args {
   std::string output = "ridgeline-sweep.json";
   std::string csv;
   int max_prefill_tokens = 8192;
+  int split_tokens = 0;
   int device = 0;
   bool full = false, json = false, no_graphs = false;
 };
@@ -63,6 +64,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.phases = split(a.phases);
   o.max_prefill_tokens = a.max_prefill_tokens;
   o.cuda_graphs = !a.no_graphs;
+  o.split_tokens = a.split_tokens;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -112,6 +114,9 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_option("--peer", a->peer, "ridgeline.peer/v1 results (bench/peers/torch_decode.py)");
   cmd->add_option("-o,--output", a->output, "Result JSON ('' to skip)")->capture_default_str();
   cmd->add_option("--csv", a->csv, "Also write CSV here");
+  cmd->add_option("--split-tokens", a->split_tokens,
+                  "Attention split size in tokens (0: the launcher's choice)")
+      ->capture_default_str();
   cmd->add_option("--device", a->device, "CUDA device index")->capture_default_str();
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");

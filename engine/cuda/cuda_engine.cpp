@@ -42,6 +42,10 @@ struct cuda_backend {
   void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s); }
   void linear(const linear_params& p) { linear_runner.run(p, s); }
   void gather_rows(const gather_rows_params& p) { cuda::gather_rows(p, s); }
+  void split_qkv(const gather_rows_params& q, const gather_rows_params& k,
+                 const gather_rows_params& v) {
+    cuda::gather_rows3(q, k, v, s);
+  }
   void rope(const rope_params& p) { cuda::rope(p, s); }
   void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
   void attention(const attention_params& p) { cuda::attention(p, s); }
@@ -380,6 +384,12 @@ step_result cuda_engine::step(std::span<const step_sequence> seqs) {
                                 std::to_string(m->opt.max_seqs) + ")");
   }
   for (const auto& s : seqs) {
+    if (s.context_before + s.new_tokens > m->cfg.model.max_context) {
+      throw std::invalid_argument("engine: a sequence of " +
+                                  std::to_string(s.context_before + s.new_tokens) +
+                                  " tokens is beyond " + m->cfg.model.name + "'s context limit of " +
+                                  std::to_string(m->cfg.model.max_context));
+    }
     for (block_id b : s.blocks) {
       if (b < 0 || b >= m->plan.kv_blocks) {
         throw std::invalid_argument("engine: block " + std::to_string(b) + " outside the pool of " +
@@ -401,6 +411,11 @@ step_result cuda_engine::step(std::span<const step_sequence> seqs) {
     RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_logprobs.data(), m->d_out_logprobs, n * 4,
                                          cudaMemcpyDeviceToHost, m->stream.get()));
     RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_ids.data(), m->d_out_top_ids, n * 4,
+                                         cudaMemcpyDeviceToHost, m->stream.get()));
+  }
+  if (m->opt.return_logits) {
+    r.logits.resize(std::size_t(h.num_samples) * m->cfg.model.vocab);
+    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.logits.data(), m->buf.logits, r.logits.size() * 4,
                                          cudaMemcpyDeviceToHost, m->stream.get()));
   }
   m->stream.synchronize();

@@ -24,6 +24,7 @@ struct sweep_options {
   std::vector<std::string> phases{"decode", "prefill"};
   int max_prefill_tokens = 8192;  // a prefill point runs batch x context tokens in one step
   bool cuda_graphs = true;
+  int split_tokens = 0;  // attention split size (0: the launcher's choice)
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)

@@ -26,6 +26,7 @@ struct engine_options {
   int split_tokens = 0;      // attention split size (0: launcher's choice)
   std::uint64_t seed = 1;    // random weights
   int top_logprobs = 0;      // per sampled token, for fingerprints
+  bool return_logits = false;  // copy each step's fp32 logits to the host (tests, audits)
   int device = 0;
 };
 
@@ -44,6 +45,7 @@ struct step_result {
   std::vector<token_id> tokens;        // one per sampled sequence, in order
   std::vector<float> top_logprobs;     // [samples][top_logprobs]
   std::vector<std::int32_t> top_ids;   // [samples][top_logprobs]
+  std::vector<float> logits;           // [samples][vocab] when engine_options::return_logits
   double forward_seconds = 0;          // GPU time of the forward pass (CUDA events)
   bool graph = false;                  // replayed from a CUDA graph
 };

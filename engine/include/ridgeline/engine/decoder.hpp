@@ -2,7 +2,8 @@
 // the naive references (kernels/cpu), the CUDA executor with the GPU launchers, so both compute the
 // same ops in the same order on the same layout. No CUDA types: a backend is any type with
 //   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
-// taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp, plus
+// taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp,
+//   split_qkv(q, k, v)   three gather_rows windows (a backend may fuse them), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
 #pragma once
 
@@ -113,9 +114,9 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     b.range_push("attention_block");
     b.rms_norm({norm_in, residual, lw.attn_norm, buf.xn, T, H, c.rms_eps});
     b.linear({buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
-    b.gather_rows({buf.qkv, qkv_cols, 0, nullptr, buf.q, T, nq * d});
-    b.gather_rows({buf.qkv, qkv_cols, nq * d, nullptr, buf.k, T, nkv * d});
-    b.gather_rows({buf.qkv, qkv_cols, (nq + nkv) * d, nullptr, buf.v, T, nkv * d});
+    b.split_qkv({buf.qkv, qkv_cols, 0, nullptr, buf.q, T, nq * d},
+                {buf.qkv, qkv_cols, nq * d, nullptr, buf.k, T, nkv * d},
+                {buf.qkv, qkv_cols, (nq + nkv) * d, nullptr, buf.v, T, nkv * d});
     rope_params r = c.rope;
     r.q = buf.q;
     r.k = buf.k;

@@ -1,0 +1,40 @@
+// The CPU executor: the same decoder_forward as the CUDA engine, over the naive references of
+// kernels/cpu. For tiny shapes (tests, the reference side of end-to-end comparisons); far too slow
+// for real models.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/step_batch.hpp"
+
+namespace ridgeline {
+
+struct cpu_step_result {
+  std::vector<token_id> tokens;       // one per sampled sequence
+  std::vector<float> logits;          // [samples][vocab], fp32
+  std::vector<float> top_logprobs;    // [samples][top_logprobs]
+  std::vector<std::int32_t> top_ids;  // [samples][top_logprobs]
+};
+
+class cpu_engine {
+ public:
+  // weights: every tensor of weight_tensors(m), in order, concatenated (e.g. from
+  // cuda_engine::download_weights()).
+  cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, int num_kv_blocks,
+             int block_tokens = 16, int top_logprobs = 0);
+  const decoder_config& config() const { return m_cfg; }
+  cpu_step_result step(std::span<const step_sequence> seqs);
+  std::vector<bf16_bits>& kv() { return m_kv; }
+
+ private:
+  decoder_config m_cfg;
+  std::vector<bf16_bits> m_weights, m_kv;
+  decoder_weights m_w;
+  int m_num_blocks;
+  int m_top_logprobs;
+};
+
+}  // namespace ridgeline

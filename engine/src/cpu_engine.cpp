@@ -1,0 +1,116 @@
+// The CPU executor (see cpu_engine.hpp).
+#include "ridgeline/engine/cpu_engine.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "ridgeline/kernels/attention_reference.hpp"
+#include "ridgeline/kernels/linear_reference.hpp"
+#include "ridgeline/kernels/reference.hpp"
+
+namespace ridgeline {
+namespace {
+
+struct cpu_backend {
+  void embedding(const embedding_params& p) { cpu::embedding(p); }
+  void rms_norm(const rms_norm_params& p) { cpu::rms_norm(p); }
+  void linear(const linear_params& p) { cpu::linear(p); }
+  void gather_rows(const gather_rows_params& p) { cpu::gather_rows(p); }
+  void split_qkv(const gather_rows_params& q, const gather_rows_params& k,
+                 const gather_rows_params& v) {
+    cpu::gather_rows(q);
+    cpu::gather_rows(k);
+    cpu::gather_rows(v);
+  }
+  void rope(const rope_params& p) { cpu::rope(p); }
+  void kv_append(const kv_append_params& p) { cpu::kv_append(p); }
+  void attention(const attention_params& p) { cpu::attention(p); }
+  void swiglu(const swiglu_params& p) { cpu::swiglu(p); }
+  void sampling(const sampling_params& p) { cpu::sampling(p); }
+  void range_push(const char*) {}
+  void range_pop() {}
+};
+
+}  // namespace
+
+cpu_engine::cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, int num_kv_blocks,
+                       int block_tokens, int top_logprobs)
+    : m_cfg(make_decoder_config(m, block_tokens)),
+      m_weights(std::move(weights)),
+      m_num_blocks(num_kv_blocks),
+      m_top_logprobs(top_logprobs) {
+  const auto tensors = weight_tensors(m);
+  std::int64_t total = 0;
+  for (const auto& t : tensors) total += t.elements;
+  if (static_cast<std::int64_t>(m_weights.size()) != total) {
+    throw std::invalid_argument("cpu_engine: " + std::to_string(m_weights.size()) +
+                                " weight elements given, " + m.name + " has " +
+                                std::to_string(total));
+  }
+  if (num_kv_blocks <= 0) throw std::invalid_argument("cpu_engine: no KV blocks");
+  const bf16_bits* p = m_weights.data();
+  std::size_t i = 0;
+  auto next = [&] {
+    const bf16_bits* r = p;
+    p += tensors[i++].elements;
+    return r;
+  };
+  m_w.embedding = next();
+  for (int l = 0; l < m.layers; ++l) {
+    layer_weights lw;
+    lw.attn_norm = next();
+    lw.qkv = next();
+    lw.o = next();
+    lw.mlp_norm = next();
+    lw.gate_up = next();
+    lw.down = next();
+    m_w.layers.push_back(lw);
+  }
+  m_w.final_norm = next();
+  m_w.lm_head = next();
+  m_kv.assign(static_cast<std::size_t>(kv_layer_elements(m, num_kv_blocks, block_tokens) * m.layers),
+              0);
+}
+
+cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
+  const model_preset& m = m_cfg.model;
+  host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
+  const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
+  std::vector<bf16_bits> residual(sz.residual), xn(sz.residual), out(sz.residual), qkv(sz.qkv),
+      q(sz.q), attn(sz.attn), k(sz.kv), v(sz.kv), mlp(sz.mlp), act(sz.act), xs(sz.residual);
+  std::vector<float> logits(static_cast<std::size_t>(sz.logits));
+  step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(), k.data(), v.data(),
+                 attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
+                 nullptr, 0};
+  cpu_step_result r;
+  r.tokens.resize(static_cast<std::size_t>(h.num_samples));
+  r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);
+  r.top_ids.resize(r.top_logprobs.size());
+  step_inputs in;
+  in.num_tokens = h.num_tokens;
+  in.num_seqs = h.num_seqs;
+  in.ids = h.ids.data();
+  in.positions = h.positions.data();
+  in.slot_mapping = h.slot_mapping.data();
+  in.q_offsets = h.q_offsets.data();
+  in.seq_lens = h.seq_lens.data();
+  in.block_tables = h.block_tables.data();
+  in.max_blocks_per_seq = h.max_blocks_per_seq;
+  in.num_samples = h.num_samples;
+  in.sample_rows = h.sample_rows.data();
+  in.sampling = h.sampling.data();
+  in.prev_tokens = h.prev_tokens.data();
+  in.prev_offsets = h.prev_offsets.data();
+  in.out_tokens = r.tokens.data();
+  in.out_logprobs = m_top_logprobs > 0 ? r.top_logprobs.data() : nullptr;
+  in.out_top_ids = m_top_logprobs > 0 ? r.top_ids.data() : nullptr;
+  in.top_logprobs = m_top_logprobs;
+  kv_pool_view kv{m_kv.data(), m_num_blocks, kv_layer_elements(m, m_num_blocks, m_cfg.block_tokens)};
+  cpu_backend backend;
+  decoder_forward(backend, m_cfg, m_w, kv, b, in);
+  logits.resize(static_cast<std::size_t>(h.num_samples) * m.vocab);
+  r.logits = std::move(logits);
+  return r;
+}
+
+}  // namespace ridgeline

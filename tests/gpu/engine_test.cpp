@@ -1,0 +1,142 @@
+// The CUDA engine end to end against the CPU engine (same decoder_forward over the naive
+// references) on a tiny model: a ragged prefill then 32 greedy decode steps. Tokens are teacher-
+// forced from the CPU side so both always see the same history; every step's fp32 logits must
+// agree within |gpu - cpu| <= 0.03 + 0.03 |cpu| (bf16 activations rounded at the same op
+// boundaries on both sides, different fp32 summation orders), and the greedy tokens must be equal
+// wherever the CPU's top-1/top-2 margin exceeds twice that tolerance.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "gpu_test_util.hpp"
+#include "ridgeline/engine/cpu_engine.hpp"
+#include "ridgeline/engine/cuda_engine.hpp"
+#include "ridgeline/metrics/errors.hpp"
+
+using namespace ridgeline;
+
+namespace {
+
+model_preset tiny_model() {
+  // name, layers, hidden, heads, kv_heads (GQA 2:1), head_dim, intermediate, vocab, max_context
+  return {"tiny-e2e", 2, 256, 4, 2, 64, 520, 777, 512, false};
+}
+
+struct sequence_state {
+  std::vector<token_id> tokens;
+  std::vector<block_id> blocks;
+  std::int64_t computed = 0;
+};
+
+}  // namespace
+
+TEST(Engine, CudaMatchesCpuForGreedyDecode) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  engine_options o;
+  o.num_kv_blocks = 96;
+  o.max_tokens = 128;
+  o.max_seqs = 8;
+  o.return_logits = true;
+  o.seed = 3;
+  cuda_engine gpu(m, o);
+  cpu_engine cpu(m, gpu.download_weights(), o.num_kv_blocks);
+
+  std::mt19937 rng(5);
+  std::vector<block_id> pool(96);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  std::vector<sequence_state> seqs(3);
+  const int prompt_lens[] = {7, 29, 1};
+  for (int i = 0; i < 3; ++i) {
+    std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+    for (int j = 0; j < prompt_lens[i]; ++j) seqs[i].tokens.push_back(tok(rng));
+    seqs[i].blocks.assign(pool.begin() + i * 32, pool.begin() + (i + 1) * 32);
+  }
+  int mismatched_tokens = 0, steps_with_logit_errors = 0;
+  double worst = 0;
+  for (int step = 0; step <= 32; ++step) {
+    std::vector<step_sequence> plan;
+    for (auto& s : seqs) {
+      step_sequence q;
+      q.tokens = s.tokens;
+      q.context_before = s.computed;
+      q.new_tokens = static_cast<std::int32_t>(s.tokens.size() - s.computed);
+      q.blocks = s.blocks;
+      q.samples = true;
+      plan.push_back(q);
+    }
+    const step_result g = gpu.step(plan);
+    const cpu_step_result c = cpu.step(plan);
+    ASSERT_EQ(g.tokens.size(), 3u);
+    ASSERT_EQ(g.logits.size(), c.logits.size());
+    int bad = 0;
+    for (std::size_t i = 0; i < c.logits.size(); ++i) {
+      const double err = std::fabs(double(g.logits[i]) - c.logits[i]);
+      const double tol = 0.03 + 0.03 * std::fabs(c.logits[i]);
+      worst = std::max(worst, err / tol);
+      if (!(err <= tol)) ++bad;  // NaN fails
+    }
+    steps_with_logit_errors += bad > 0;
+    for (int i = 0; i < 3; ++i) {
+      const float* row = &c.logits[std::size_t(i) * m.vocab];
+      std::vector<float> sorted(row, row + m.vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      const double margin = sorted[0] - sorted[1];
+      if (g.tokens[i] != c.tokens[i] && margin > 2 * (0.03 + 0.03 * std::fabs(sorted[0]))) {
+        ++mismatched_tokens;
+        ADD_FAILURE() << "step " << step << " sequence " << i << ": GPU chose " << g.tokens[i]
+                      << ", CPU " << c.tokens[i] << " with margin " << margin;
+      }
+      seqs[i].computed = static_cast<std::int64_t>(seqs[i].tokens.size());
+      seqs[i].tokens.push_back(c.tokens[i]);
+    }
+  }
+  EXPECT_EQ(steps_with_logit_errors, 0) << "worst logit error at " << worst << " of its tolerance";
+  EXPECT_EQ(mismatched_tokens, 0);
+  std::printf("worst logit error %.3f of tolerance over 33 steps\n", worst);
+}
+
+TEST(Engine, BadRequestsAreClearErrorsAndServingContinues) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  engine_options o;
+  o.num_kv_blocks = 64;
+  o.max_tokens = 128;
+  o.max_seqs = 4;
+  cuda_engine gpu(m, o);
+  std::vector<block_id> blocks(40);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::vector<token_id> good = {1, 2, 3}, out_of_vocab = {1, 9999, 3}, empty;
+  auto one = [&](const std::vector<token_id>& t, std::int64_t before, std::int32_t n) {
+    return std::vector<step_sequence>{{t, before, n, blocks, true, {}}};
+  };
+  EXPECT_THROW(gpu.step(one(out_of_vocab, 0, 3)), std::invalid_argument);
+  EXPECT_THROW(gpu.step(one(empty, 0, 0)), std::invalid_argument);
+  std::vector<token_id> long_prompt(600, 5);
+  std::vector<block_id> many(40);
+  std::iota(many.begin(), many.end(), 0);
+  EXPECT_THROW(gpu.step(std::vector<step_sequence>{{long_prompt, 0, 600, many, true, {}}}),
+               std::invalid_argument);
+  const step_result r = gpu.step(one(good, 0, 3));  // still serving
+  ASSERT_EQ(r.tokens.size(), 1u);
+  EXPECT_GE(r.tokens[0], 0);
+  EXPECT_LT(r.tokens[0], m.vocab);
+}
+
+TEST(Engine, MemoryPlanRefusesWhatDoesNotFit) {
+  RIDGELINE_REQUIRE_GPU();  // the attention workspace size reads the device's SM count
+  engine_options o;
+  try {
+    plan_engine_memory(model_preset_by_name("llama-2-7b"), o, 8LL << 30);
+    FAIL() << "accepted 13.5 GB of weights in 8 GiB";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("weights alone need"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(plan_engine_memory(model_preset_by_name("llama-3-70b"), o, 80LL << 30),
+               std::invalid_argument);
+  const auto p = plan_engine_memory(model_preset_by_name("llama-2-7b"), o, 79LL << 30);
+  EXPECT_GT(p.kv_blocks, 1000);
+  EXPECT_EQ(p.kv_bytes_per_block, 16 * 512 * 1024);  // 16 tokens x 512 KiB
+}
