@@ -53,7 +53,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::linear_runner runner;
   using P = cuda::linear_runner::path;
   runner.set_path(path <= 2 ? P::gemv : path == 3 ? P::cublas : path == 4 ? P::skinny : P::automatic);
-  runner.set_gemv_options({path == 0 ? 4 : 8, path == 2});
+  // path 0: GEMV with k_splits from range(3) (0 = auto); 2: GEMV with PDL.
+  runner.set_gemv_options({4, static_cast<int>(state.range(3)), path == 2});
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
@@ -80,10 +81,11 @@ void BM_kernels_linear_block(benchmark::State& state) {
       100.0 * double(block_bytes) / read_ceiling(), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_kernels_linear_block)
-    ->ArgNames({"tokens", "path", "layer"})
-    ->ArgsProduct({{1}, {0, 2, 3, 4}, {-1, 0, 1, 2, 3}})
-    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}})
-    ->ArgsProduct({{256}, {3}, {-1}})
+    ->ArgNames({"tokens", "path", "layer", "ksplit"})
+    ->ArgsProduct({{1}, {0}, {-1, 0, 1, 2, 3}, {0, 1, 2, 4}})
+    ->ArgsProduct({{1}, {2, 3, 4}, {-1}, {0}})
+    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}, {0}})
+    ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
 
 }  // namespace

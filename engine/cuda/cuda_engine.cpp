@@ -349,18 +349,19 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
   const std::int64_t max_table = (mp.max_context + o.block_tokens - 1) / o.block_tokens;
   m->ints_capacity = 4LL * o.max_tokens + 3LL * o.max_seqs + o.max_seqs * max_table +
                      std::int64_t(o.max_seqs) * mp.max_context + 64;
+  m->ints_capacity = (m->ints_capacity + 63) / 64 * 64;  // keeps what follows 256-byte aligned
   m->inputs = cuda::device_buffer(static_cast<std::size_t>(m->ints_capacity) * 4 +
                                   o.max_seqs * sizeof(sampling_row) + o.max_seqs * 4 +
-                                  std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 8 + 1024);
+                                  std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 8 + 4096);
   auto* ip = m->inputs.data<unsigned char>();
   m->d_ints = reinterpret_cast<std::int32_t*>(ip);
   ip += m->ints_capacity * 4;
   m->d_sampling = reinterpret_cast<sampling_row*>(ip);
-  ip += o.max_seqs * sizeof(sampling_row);
+  ip += (o.max_seqs * sizeof(sampling_row) + 255) / 256 * 256;
   m->d_out_tokens = reinterpret_cast<std::int32_t*>(ip);
-  ip += o.max_seqs * 4;
+  ip += (std::size_t(o.max_seqs) * 4 + 255) / 256 * 256;
   m->d_out_logprobs = reinterpret_cast<float*>(ip);
-  ip += std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4;
+  ip += (std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4 + 255) / 256 * 256;
   m->d_out_top_ids = reinterpret_cast<std::int32_t*>(ip);
   RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_ints),
                                       static_cast<std::size_t>(m->ints_capacity) * 4));

@@ -11,6 +11,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "check.hpp"
 #include "linear.hpp"
@@ -45,45 +46,67 @@ __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restric
   }
 }
 
-// With programmatic dependent launch the kernel may start while the kernel before it (which
-// writes x) still runs: the first group of weight loads is issued before griddepcontrol.wait,
-// which then blocks until that kernel has completed and its writes are visible. Without PDL the
-// wait returns at once.
-template <int N, bool OutF32, int U>
+// KS warps share one output feature, each summing a 1/KS slice of its k range (short rows of
+// few output features get more parallel weight streams); their partial sums meet in shared
+// memory in a fixed order. With programmatic dependent launch the kernel may start while the
+// kernel before it (which writes x) still runs: the first group of weight loads is issued before
+// griddepcontrol.wait, which then blocks until that kernel has completed and its writes are
+// visible. Without PDL the wait returns at once.
+template <int N, bool OutF32, int U, int KS>
 __global__ void __launch_bounds__(k_warps_per_block * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ y,
                 int k8, int m, int tokens) {
-  const int row = blockIdx.x * k_warps_per_block + static_cast<int>(threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (row >= m) {
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    return;
-  }
-  const uint4* wr = w + static_cast<std::size_t>(row) * k8;
+  constexpr int rows_per_block = k_warps_per_block / KS;
+  const int warp = static_cast<int>(threadIdx.x >> 5), lane = threadIdx.x & 31;
+  const int row = blockIdx.x * rows_per_block + warp / KS;
+  const int slice = warp % KS;
+  const int per = (k8 + KS - 1) / KS;
+  const int k_begin = slice * per, k_end = min(k8, k_begin + per);
   float acc[N];
 #pragma unroll
   for (int t = 0; t < N; ++t) acc[t] = 0.0f;
-  int i = lane;
   bool waited = false;
-  for (; i + 32 * (U - 1) < k8; i += 32 * U) {
-    uint4 wv[U];
+  if (row < m) {
+    const uint4* wr = w + static_cast<std::size_t>(row) * k8;
+    int i = k_begin + lane;
+    for (; i + 32 * (U - 1) < k_end; i += 32 * U) {
+      uint4 wv[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) wv[u] = __ldcs(wr + i + 32 * u);
-    if (!waited) {
-      asm volatile("griddepcontrol.wait;" ::: "memory");
-      waited = true;
+      for (int u = 0; u < U; ++u) wv[u] = __ldcs(wr + i + 32 * u);
+      if (!waited) {
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+        waited = true;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) fma_block<N>(wv[u], x, k8, i + 32 * u, tokens, acc);
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) fma_block<N>(wv[u], x, k8, i + 32 * u, tokens, acc);
+    if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
+    for (; i < k_end; i += 32) fma_block<N>(__ldcs(wr + i), x, k8, i, tokens, acc);
+  } else {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
   }
-  if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
-  for (; i < k8; i += 32) fma_block<N>(__ldcs(wr + i), x, k8, i, tokens, acc);
 #pragma unroll
   for (int t = 0; t < N; ++t) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
   }
-  if (lane == 0) {
+  if constexpr (KS > 1) {
+    __shared__ float part[k_warps_per_block][N];
+    if (lane == 0) {
+#pragma unroll
+      for (int t = 0; t < N; ++t) part[warp][t] = acc[t];
+    }
+    __syncthreads();
+    if (slice != 0) return;
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < KS; ++k) sum += part[warp + k][t];
+      acc[t] = sum;
+    }
+  }
+  if (lane == 0 && row < m) {
 #pragma unroll
     for (int t = 0; t < N; ++t) {
       if (t < tokens) {
@@ -95,10 +118,20 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
   }
 }
 
+int k_splits_for(const linear_params& p, const gemv_options& o) {
+  if (o.k_splits > 0) return o.k_splits;
+  // Measured on an H100 (bench/linear_bench.cpp, 1 token, Llama-2-7B block): 4 splits 147 us,
+  // 2 splits 152 us, 1 split 152 us.
+  (void)p;
+  return 4;
+}
+
 template <int N>
 void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s) {
+  const int ks = k_splits_for(p, o);
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3((p.out_features + k_warps_per_block - 1) / k_warps_per_block);
+  const int rows_per_block = k_warps_per_block / ks;
+  cfg.gridDim = dim3((p.out_features + rows_per_block - 1) / rows_per_block);
   cfg.blockDim = dim3(k_warps_per_block * 32);
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
@@ -112,11 +145,14 @@ void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s) 
   auto go = [&](auto kernel) {
     RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, p.y, k8, p.out_features, p.num_tokens));
   };
-  if (o.unroll == 8) {
-    p.y_fp32 ? go(gemv_kernel<N, true, 8>) : go(gemv_kernel<N, false, 8>);
-  } else {
-    p.y_fp32 ? go(gemv_kernel<N, true, 4>) : go(gemv_kernel<N, false, 4>);
-  }
+  auto by_ks = [&](auto u) {
+    constexpr int U = decltype(u)::value;
+    if (ks == 4) return p.y_fp32 ? go(gemv_kernel<N, true, U, 4>) : go(gemv_kernel<N, false, U, 4>);
+    if (ks == 2) return p.y_fp32 ? go(gemv_kernel<N, true, U, 2>) : go(gemv_kernel<N, false, U, 2>);
+    return p.y_fp32 ? go(gemv_kernel<N, true, U, 1>) : go(gemv_kernel<N, false, U, 1>);
+  };
+  if (o.unroll == 8) by_ks(std::integral_constant<int, 8>{});
+  else by_ks(std::integral_constant<int, 4>{});
 }
 
 void validate(const linear_params& p, const char* who) {
@@ -139,6 +175,9 @@ void validate(const linear_params& p, const char* who) {
 void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
   validate(p, "gemv");
   if (o.unroll != 4 && o.unroll != 8) throw std::invalid_argument("gemv: unroll must be 4 or 8");
+  if (o.k_splits != 0 && o.k_splits != 1 && o.k_splits != 2 && o.k_splits != 4) {
+    throw std::invalid_argument("gemv: k_splits must be 0 (auto), 1, 2 or 4");
+  }
   if (p.num_tokens > k_gemv_max_tokens) {
     throw std::invalid_argument("gemv: at most " + std::to_string(k_gemv_max_tokens) +
                                 " tokens, got " + std::to_string(p.num_tokens));

@@ -19,7 +19,8 @@ inline constexpr int k_gemv_max_tokens = 8;
 inline constexpr int k_skinny_max_tokens = 128;
 
 struct gemv_options {
-  int unroll = 8;    // 16-byte weight loads in flight per lane: 4 or 8
+  int unroll = 4;    // 16-byte weight loads in flight per lane: 4 or 8
+  int k_splits = 0;  // warps per output feature, each a slice of k: 1, 2, 4; 0 picks by shape
   bool pdl = false;  // programmatic dependent launch: start streaming weights before the
                      // previous kernel on the stream has finished (Hopper+)
 };

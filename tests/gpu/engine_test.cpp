@@ -104,7 +104,7 @@ TEST(Engine, BadRequestsAreClearErrorsAndServingContinues) {
   engine_options o;
   o.num_kv_blocks = 64;
   o.max_tokens = 128;
-  o.max_seqs = 4;
+  o.max_seqs = 1;  // odd-sized input staging once misaligned the sampling rows
   cuda_engine gpu(m, o);
   std::vector<block_id> blocks(40);
   std::iota(blocks.begin(), blocks.end(), 0);

@@ -74,10 +74,16 @@ void check(int tokens, int in, int out, bool fp32, cuda::linear_runner::path pat
 TEST(Linear, GemvMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
   cuda::linear_runner runner;
-  for (int tokens : {1, 2, 3, 5, 8}) {
-    for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 7}, std::pair{1032, 33}, std::pair{4096, 131}}) {
-      check(tokens, in, out, false, cuda::linear_runner::path::gemv, runner);
-      check(tokens, in, out, true, cuda::linear_runner::path::gemv, runner);
+  // Every k split (including slices shorter than a warp's 32 vectors) and unroll.
+  for (int ks : {1, 2, 4}) {
+    for (int unroll : {4, 8}) {
+      runner.set_gemv_options({unroll, ks, false});
+      for (int tokens : {1, 2, 3, 5, 8}) {
+        for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 7}, std::pair{1032, 33}, std::pair{4096, 131}}) {
+          check(tokens, in, out, false, cuda::linear_runner::path::gemv, runner);
+          check(tokens, in, out, true, cuda::linear_runner::path::gemv, runner);
+        }
+      }
     }
   }
 }
