@@ -629,7 +629,9 @@ void validate_cache(const paged_kv_view& kv, const char* who) {
 }
 
 constexpr int k_decode_threads = 128;
-constexpr int k_min_split_tokens = 256;  // below this a split's fixed costs start to show
+// Smallest automatic split. Measured on an H100, Llama-2-7B decode at batch 1, context 512: fixed
+// splits of 32, 64, 128 and 256 tokens gave 5.22, 5.21, 5.23 and 5.33 ms per step.
+constexpr int k_min_split_tokens = 64;
 
 bool decode_group_supported(int group) {
   return group == 1 || group == 2 || group == 4 || group == 8;
