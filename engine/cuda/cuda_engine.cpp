@@ -42,10 +42,7 @@ struct cuda_backend {
   void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s); }
   void linear(const linear_params& p) { linear_runner.run(p, s); }
   void gather_rows(const gather_rows_params& p) { cuda::gather_rows(p, s); }
-  void split_qkv(const gather_rows_params& q, const gather_rows_params& k,
-                 const gather_rows_params& v) {
-    cuda::gather_rows3(q, k, v, s);
-  }
+  void qkv_rope_append(const qkv_rope_append_params& p) { cuda::qkv_rope_append(p, s); }
   void rope(const rope_params& p) { cuda::rope(p, s); }
   void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
   void attention(const attention_params& p) { cuda::attention(p, s); }
@@ -144,7 +141,11 @@ struct cuda_engine::impl {
   };
   std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
 
-  impl(const model_preset& m, const engine_options& o) : cfg(make_decoder_config(m, o.block_tokens)), opt(o) {}
+  impl(const model_preset& m, const engine_options& o) : cfg(make_decoder_config(m, o.block_tokens)), opt(o) {
+    // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
+    // attention and swiglu trigger their dependents at entry).
+    linear_runner.set_gemv_options({4, 0, o.pdl});
+  }
 
   ~impl() {
     for (auto& [k, g] : graphs) {

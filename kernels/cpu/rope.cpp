@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "ridgeline/kernels/numeric.hpp"
+#include "ridgeline/kernels/attention_reference.hpp"
+#include "ridgeline/kernels/linear_reference.hpp"
 #include "ridgeline/kernels/reference.hpp"
 
 namespace ridgeline::cpu {
@@ -54,6 +56,24 @@ void rope(const rope_params& p) {
     rotate(p.q + tok * p.num_q_heads * p.head_dim, p.num_q_heads, p.head_dim, cos_a, sin_a);
     rotate(p.k + tok * p.num_kv_heads * p.head_dim, p.num_kv_heads, p.head_dim, cos_a, sin_a);
   }
+}
+
+}  // namespace ridgeline::cpu
+
+namespace ridgeline::cpu {
+
+void qkv_rope_append(const qkv_rope_append_params& p) {
+  const rope_params& r = p.rope;
+  const int qc = r.num_q_heads * r.head_dim, kc = r.num_kv_heads * r.head_dim, stride = qc + 2 * kc;
+  std::vector<bf16_bits> k(static_cast<std::size_t>(r.num_tokens) * kc), v(k.size());
+  gather_rows({p.qkv, stride, 0, nullptr, p.q, r.num_tokens, qc});
+  gather_rows({p.qkv, stride, qc, nullptr, k.data(), r.num_tokens, kc});
+  gather_rows({p.qkv, stride, qc + kc, nullptr, v.data(), r.num_tokens, kc});
+  rope_params rr = r;
+  rr.q = p.q;
+  rr.k = k.data();
+  rope(rr);
+  kv_append({k.data(), v.data(), p.slot_mapping, r.num_tokens, p.kv});
 }
 
 }  // namespace ridgeline::cpu

@@ -144,6 +144,7 @@ struct decode_args {
 
 template <int D, int G, int U>
 __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   constexpr int L = D / 8, T = 32 / L, NG = 4 * T;
   const int s = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
   const int len = a.seq_lens[s];
@@ -312,6 +313,7 @@ __global__ void merge_splits_kernel(const float* __restrict__ ws_o,
                                     const std::int32_t* __restrict__ q_offsets,
                                     bf16_bits* __restrict__ out, int num_q_heads, int head_dim,
                                     int split_tokens, int max_splits) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   const int s = blockIdx.x, hq = blockIdx.y, d = threadIdx.x;
   const int splits = (seq_lens[s] + split_tokens - 1) / split_tokens;
   const std::int64_t first = std::int64_t{s} * max_splits * num_q_heads + hq;
@@ -368,6 +370,7 @@ constexpr int prefill_smem_bytes() {
 
 template <int D>
 __global__ void __launch_bounds__(128) prefill_kernel(prefill_args a) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   constexpr int BQ = k_prefill_bq, BK = k_prefill_bk, CH = D / 8, KD = D / 16;
   extern __shared__ int4 smem[];  // [2 buffers][K, V][BK rows][CH chunks], swizzled
   __shared__ int s_seq, s_tile;

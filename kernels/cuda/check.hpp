@@ -55,3 +55,17 @@ namespace ridgeline::cuda::detail {
       std::abort();                                                                      \
     }                                                                                    \
   } while (false)
+
+// Programmatic dependent launch: lets the next kernel on the stream, when it was launched with
+// programmatic stream serialization (the GEMV), be scheduled now; it still waits
+// (griddepcontrol.wait) for this grid's completion before reading what this grid writes. No effect
+// on kernels launched normally. Hopper and later; a no-op below.
+#ifdef __CUDACC__
+namespace ridgeline::cuda::detail {
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+}  // namespace ridgeline::cuda::detail
+#endif

@@ -1,7 +1,5 @@
-// gather_rows (ops.hpp) and a fused three-window version that splits the QKV projection into Q, K
-// and V in one launch. Grid (rows, windows); 16-byte copies when every window, stride and pointer
-// allows it, 2-byte copies otherwise. A few KB per token: launch latency, not bandwidth, is what
-// matters, hence one launch for all three windows.
+// gather_rows (ops.hpp): one block per row (grid (rows, windows) so several windows could share a
+// launch); 16-byte copies when the window, stride and pointers allow it, 2-byte copies otherwise.
 #include <stdexcept>
 #include <string>
 
@@ -65,10 +63,5 @@ void launch(const windows& ws, cudaStream_t s) {
 }  // namespace
 
 void gather_rows(const gather_rows_params& p, cudaStream_t s) { launch({{p, {}, {}}, 1}, s); }
-
-void gather_rows3(const gather_rows_params& a, const gather_rows_params& b,
-                  const gather_rows_params& c, cudaStream_t s) {
-  launch({{a, b, c}, 3}, s);
-}
 
 }  // namespace ridgeline::cuda

@@ -212,8 +212,9 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.out_features),
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
-                                      8, p.y_fp32);
-  // Fastest candidate on these very buffers, each timed three times after one warm-up.
+                                      32, p.y_fp32);
+  // Fastest of up to 32 heuristic candidates (split-K variants included) on these very buffers,
+  // each timed three times after one warm-up.
   if (pl.gemm->algorithm_count() > 1) {
     event_timer timer;
     double best = std::numeric_limits<double>::infinity();

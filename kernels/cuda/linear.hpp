@@ -34,11 +34,8 @@ std::size_t skinny_gemm_workspace_bytes(const linear_params& p, int splits);
 void skinny_gemm(const linear_params& p, float* workspace, std::size_t workspace_bytes, int splits,
                  cudaStream_t s);
 
-// Row gather / column window copy (gather_rows_params in ops.hpp), and three at once in one launch
-// (the QKV split).
+// Row gather / column window copy (gather_rows_params in ops.hpp).
 void gather_rows(const gather_rows_params& p, cudaStream_t s);
-void gather_rows3(const gather_rows_params& a, const gather_rows_params& b,
-                  const gather_rows_params& c, cudaStream_t s);
 
 class linear_runner {
  public:

@@ -19,6 +19,8 @@ inline constexpr int k_sampling_max_top_logprobs = 64;
 void embedding(const embedding_params& p, cudaStream_t s);
 void rms_norm(const rms_norm_params& p, cudaStream_t s);
 void rope(const rope_params& p, cudaStream_t s);
+// Split of the QKV projection + rope + kv_append in one launch (qkv_rope_append_params).
+void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s);
 void swiglu(const swiglu_params& p, cudaStream_t s);
 void sampling(const sampling_params& p, cudaStream_t s);
 

@@ -25,6 +25,7 @@ template <int V>
 __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8* residual,
                                     const detail::bf16x8* __restrict__ weight, detail::bf16x8* out,
                                     int nvec, float inv_hidden, float eps) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * nvec;
   float r[V][8];
@@ -69,6 +70,7 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8*
 __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16* residual,
                                        const __nv_bfloat16* __restrict__ weight, __nv_bfloat16* out,
                                        int hidden, float eps) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * hidden;
   float sum_sq = 0;

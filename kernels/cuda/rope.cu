@@ -91,22 +91,94 @@ __global__ void rope_kernel(rope_args a) {
   }
 }
 
+// The fused attention prologue (qkv_rope_append_params): per token, q and k heads are read from the
+// QKV row, rotated exactly as rope_kernel does (same table, same rounding), and written to the
+// contiguous q buffer and the K cache slot; V heads are copied to their slot. One kernel instead
+// of split + rope + kv_append: at batch 1 launch latency, not bytes, is the cost.
+struct rope_append_args {
+  rope_args r;  // r.q: the contiguous q output; r.k unused
+  const __nv_bfloat16* qkv;
+  const std::int32_t* slots;
+  __nv_bfloat16* cache;
+  int log2_bs;
+};
+
+template <int W>
+__global__ void qkv_rope_append_kernel(rope_append_args a) {
+  __shared__ float cos_s[k_max_head_dim / 2], sin_s[k_max_head_dim / 2];
+  const rope_args& r = a.r;
+  const int t = blockIdx.x;
+  const int half = r.head_dim / 2, d = r.head_dim, nq = r.num_q_heads, nkv = r.num_kv_heads;
+  const double pos = r.positions[t];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double sn, cs;
+    sincos(pos * inv_freq(r, i), &sn, &cs);
+    cos_s[i] = static_cast<float>(cs);
+    sin_s[i] = static_cast<float>(sn);
+  }
+  __syncthreads();
+  const __nv_bfloat16* row = a.qkv + static_cast<std::size_t>(t) * (nq + 2 * nkv) * d;
+  const int slot = a.slots[t];
+  const int bs = 1 << a.log2_bs;
+  const std::int64_t block = slot >> a.log2_bs;
+  const std::int64_t in_block = slot & (bs - 1);
+  auto cache_at = [&](int which, int h) {
+    return a.cache + ((block * 2 + which) * nkv + h) * std::int64_t{bs} * d + in_block * d;
+  };
+  const int runs = half / W;
+  const int items = (nq + (slot >= 0 ? nkv : 0)) * runs;
+  for (int item = threadIdx.x; item < items; item += blockDim.x) {
+    const int h = item / runs, i0 = (item % runs) * W;
+    const __nv_bfloat16* src = row + static_cast<std::size_t>(h) * d;  // q heads, then k heads
+    __nv_bfloat16* dst = h < nq ? r.q + (static_cast<std::size_t>(t) * nq + h) * d
+                                : cache_at(0, h - nq);
+    if constexpr (W == 8) {
+      detail::bf16x8 v1 = *reinterpret_cast<const detail::bf16x8*>(src + i0);
+      detail::bf16x8 v2 = *reinterpret_cast<const detail::bf16x8*>(src + half + i0);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) rotate(v1.v[j], v2.v[j], cos_s[i0 + j], sin_s[i0 + j]);
+      *reinterpret_cast<detail::bf16x8*>(dst + i0) = v1;
+      *reinterpret_cast<detail::bf16x8*>(dst + half + i0) = v2;
+    } else {
+      __nv_bfloat16 x1 = src[i0], x2 = src[half + i0];
+      rotate(x1, x2, cos_s[i0], sin_s[i0]);
+      dst[i0] = x1;
+      dst[half + i0] = x2;
+    }
+  }
+  if (slot < 0) return;
+  const __nv_bfloat16* v_src = row + static_cast<std::size_t>(nq + nkv) * d;
+  const int per_head = d / W;
+  for (int c = threadIdx.x; c < nkv * per_head; c += blockDim.x) {
+    const int h = c / per_head, e = (c % per_head) * W;
+    if constexpr (W == 8) {
+      *reinterpret_cast<detail::bf16x8*>(cache_at(1, h) + e) =
+          *reinterpret_cast<const detail::bf16x8*>(v_src + h * d + e);
+    } else {
+      cache_at(1, h)[e] = v_src[h * d + e];
+    }
+  }
+}
+
 }  // namespace
 
-void rope(const rope_params& p, cudaStream_t s) {
+namespace {
+
+// Validates the rope fields shared by rope() and qkv_rope_append(); builds the kernel arguments.
+rope_args make_rope_args(const rope_params& p, const char* who) {
   detail::require(p.num_tokens >= 0 && p.num_q_heads >= 0 && p.num_kv_heads >= 0 &&
                       p.head_dim > 0 && p.head_dim % 2 == 0 && p.head_dim <= k_max_head_dim,
-                  "rope",
+                  who,
                   "need num_tokens, num_q_heads, num_kv_heads >= 0 and an even head_dim in [2, " +
                       std::to_string(k_max_head_dim) +
                       "]; got num_tokens=" + std::to_string(p.num_tokens) +
                       " num_q_heads=" + std::to_string(p.num_q_heads) + " num_kv_heads=" +
                       std::to_string(p.num_kv_heads) + " head_dim=" + std::to_string(p.head_dim));
-  detail::require(p.theta > 0, "rope", "theta must be > 0; got " + std::to_string(p.theta));
+  detail::require(p.theta > 0, who, "theta must be > 0; got " + std::to_string(p.theta));
   if (p.llama3_scaling) {
     detail::require(p.scaling_factor > 0 && p.low_freq_factor > 0 &&
                         p.high_freq_factor > p.low_freq_factor && p.original_max_position > 0,
-                    "rope",
+                    who,
                     "llama3 scaling needs factor > 0, high_freq_factor > low_freq_factor > 0, "
                     "original_max_position > 0; got factor=" +
                         std::to_string(p.scaling_factor) +
@@ -114,28 +186,60 @@ void rope(const rope_params& p, cudaStream_t s) {
                         " high=" + std::to_string(p.high_freq_factor) +
                         " original_max_position=" + std::to_string(p.original_max_position));
   }
+  return rope_args{reinterpret_cast<__nv_bfloat16*>(p.q),
+                   reinterpret_cast<__nv_bfloat16*>(p.k),
+                   p.positions,
+                   p.num_q_heads,
+                   p.num_kv_heads,
+                   p.head_dim,
+                   static_cast<double>(p.theta),
+                   p.llama3_scaling,
+                   static_cast<double>(p.scaling_factor),
+                   static_cast<double>(p.low_freq_factor),
+                   static_cast<double>(p.high_freq_factor),
+                   static_cast<double>(p.original_max_position)};
+}
+
+}  // namespace
+
+void rope(const rope_params& p, cudaStream_t s) {
+  const rope_args a = make_rope_args(p, "rope");
   if (p.num_tokens == 0 || p.num_q_heads + p.num_kv_heads == 0) return;
   detail::require(p.positions != nullptr, "rope", "null positions");
   detail::require(p.num_q_heads == 0 || p.q, "rope", "null q with num_q_heads > 0");
   detail::require(p.num_kv_heads == 0 || p.k, "rope", "null k with num_kv_heads > 0");
-  const rope_args a{reinterpret_cast<__nv_bfloat16*>(p.q),
-                    reinterpret_cast<__nv_bfloat16*>(p.k),
-                    p.positions,
-                    p.num_q_heads,
-                    p.num_kv_heads,
-                    p.head_dim,
-                    static_cast<double>(p.theta),
-                    p.llama3_scaling,
-                    static_cast<double>(p.scaling_factor),
-                    static_cast<double>(p.low_freq_factor),
-                    static_cast<double>(p.high_freq_factor),
-                    static_cast<double>(p.original_max_position)};
   const bool vec = p.head_dim % 16 == 0 && (p.num_q_heads == 0 || detail::aligned16(p.q)) &&
                    (p.num_kv_heads == 0 || detail::aligned16(p.k));
   if (vec)
     rope_kernel<8><<<p.num_tokens, k_threads, 0, s>>>(a);
   else
     rope_kernel<1><<<p.num_tokens, k_threads, 0, s>>>(a);
+  RIDGELINE_CUDA_CHECK_LAUNCH();
+}
+
+void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s) {
+  rope_params r = p.rope;
+  r.q = p.q;
+  const rope_args args = make_rope_args(r, "qkv_rope_append");
+  const auto& kv = p.kv;
+  detail::require(kv.num_kv_heads == r.num_kv_heads && kv.head_dim == r.head_dim,
+                  "qkv_rope_append", "cache heads/head_dim differ from the rope's");
+  detail::require(kv.block_size > 0 && (kv.block_size & (kv.block_size - 1)) == 0,
+                  "qkv_rope_append",
+                  "block_size must be a power of two; got " + std::to_string(kv.block_size));
+  if (r.num_tokens == 0) return;
+  detail::require(p.qkv && p.q && kv.data && p.slot_mapping && r.positions, "qkv_rope_append",
+                  "null qkv, q, cache, slot_mapping or positions");
+  int log2_bs = 0;
+  while ((1 << log2_bs) < kv.block_size) ++log2_bs;
+  const rope_append_args a{args, reinterpret_cast<const __nv_bfloat16*>(p.qkv), p.slot_mapping,
+                           reinterpret_cast<__nv_bfloat16*>(kv.data), log2_bs};
+  const bool vec = r.head_dim % 16 == 0 && detail::aligned16(p.qkv) && detail::aligned16(p.q) &&
+                   detail::aligned16(kv.data);
+  if (vec)
+    qkv_rope_append_kernel<8><<<r.num_tokens, k_threads, 0, s>>>(a);
+  else
+    qkv_rope_append_kernel<1><<<r.num_tokens, k_threads, 0, s>>>(a);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -28,6 +28,7 @@ template <int W>
 __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gate_up,
                               __nv_bfloat16* __restrict__ out, std::size_t inter,
                               std::size_t total_vectors) {
+  detail::pdl_trigger();  // the GEMV after this may start streaming weights
   const std::size_t per_row = inter / W;
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t v = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;

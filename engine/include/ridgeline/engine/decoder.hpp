@@ -3,7 +3,7 @@
 // same ops in the same order on the same layout. No CUDA types: a backend is any type with
 //   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
 // taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp,
-//   split_qkv(q, k, v)   three gather_rows windows (a backend may fuse them), plus
+//   qkv_rope_append     (the attention prologue: split, rope, cache append), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
 #pragma once
 
@@ -114,19 +114,18 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     b.range_push("attention_block");
     b.rms_norm({norm_in, residual, lw.attn_norm, buf.xn, T, H, c.rms_eps});
     b.linear({buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
-    b.split_qkv({buf.qkv, qkv_cols, 0, nullptr, buf.q, T, nq * d},
-                {buf.qkv, qkv_cols, nq * d, nullptr, buf.k, T, nkv * d},
-                {buf.qkv, qkv_cols, (nq + nkv) * d, nullptr, buf.v, T, nkv * d});
-    rope_params r = c.rope;
-    r.q = buf.q;
-    r.k = buf.k;
-    r.positions = in.positions;
-    r.num_tokens = T;
-    r.num_q_heads = nq;
-    r.num_kv_heads = nkv;
-    r.head_dim = d;
-    b.rope(r);
-    b.kv_append({buf.k, buf.v, in.slot_mapping, T, view});
+    qkv_rope_append_params pre;
+    pre.qkv = buf.qkv;
+    pre.q = buf.q;
+    pre.rope = c.rope;
+    pre.rope.positions = in.positions;
+    pre.rope.num_tokens = T;
+    pre.rope.num_q_heads = nq;
+    pre.rope.num_kv_heads = nkv;
+    pre.rope.head_dim = d;
+    pre.slot_mapping = in.slot_mapping;
+    pre.kv = view;
+    b.qkv_rope_append(pre);
     b.attention({buf.q, buf.attn, in.q_offsets, T, nq, 1.0f / std::sqrt(static_cast<float>(d)),
                  view, in.split_tokens, buf.workspace, buf.workspace_bytes});
     b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});

@@ -156,3 +156,19 @@ struct gather_rows_params {
 };
 
 }  // namespace ridgeline
+
+namespace ridgeline {
+
+// The attention block's prologue in one op: split the fused QKV projection, rotate q and k
+// (rope_params semantics; its q, k pointers are unused), write q contiguously and K, V into their
+// cache slots (kv_append semantics; slot -1 skips). Equal, element for element, to gather_rows of
+// the three windows, then rope, then kv_append.
+struct qkv_rope_append_params {
+  const bf16_bits* qkv = nullptr;  // [num_tokens][(num_q_heads + 2 num_kv_heads) head_dim]
+  bf16_bits* q = nullptr;          // [num_tokens][num_q_heads][head_dim]
+  rope_params rope;                // positions, counts, theta, scaling
+  const std::int32_t* slot_mapping = nullptr;  // [num_tokens]
+  paged_kv_view kv;
+};
+
+}  // namespace ridgeline

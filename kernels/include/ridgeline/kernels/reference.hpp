@@ -12,6 +12,8 @@ namespace ridgeline::cpu {
 void embedding(const embedding_params& p);
 void rms_norm(const rms_norm_params& p);
 void rope(const rope_params& p);
+// gather_rows of the three QKV windows, rope, kv_append (ops.hpp, qkv_rope_append_params).
+void qkv_rope_append(const qkv_rope_append_params& p);
 void swiglu(const swiglu_params& p);
 
 // Sampling, defined exactly so that the CPU and the GPU pick the same token (kernels/cuda/
