@@ -70,7 +70,8 @@ std::string fixed(double v, int digits) {
 std::string gpu_label(const std::string& key) {
   std::string up = key;
   for (auto& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  const bool vowel_sound = !up.empty() && std::string("AEFHILMNORSX").find(up[0]) != std::string::npos;
+  const bool vowel_sound =
+      !up.empty() && std::string("AEFHILMNORSX").find(up[0]) != std::string::npos;
   return std::string(vowel_sound ? "an " : "a ") + up;
 }
 
@@ -126,12 +127,27 @@ std::string csv_cell(const json& v) {
   return v.dump();
 }
 
-const std::vector<std::string> k_columns = {
-    "gpu", "ceilings", "memory_bytes", "weight_bytes", "kv_budget_bytes", "context",
-    "max_batch_fit", "fit_step_seconds", "fit_tokens_per_second", "max_batch_slo",
-    "slo_step_seconds", "slo_tokens_per_second", "max_rate_per_gpu", "goodput_fraction",
-    "ttft_p99_seconds", "tpot_p99_seconds", "output_tokens_per_second", "gpus_needed",
-    "price_per_hour", "cost_per_million_output_tokens", "error"};
+const std::vector<std::string> k_columns = {"gpu",
+                                            "ceilings",
+                                            "memory_bytes",
+                                            "weight_bytes",
+                                            "kv_budget_bytes",
+                                            "context",
+                                            "max_batch_fit",
+                                            "fit_step_seconds",
+                                            "fit_tokens_per_second",
+                                            "max_batch_slo",
+                                            "slo_step_seconds",
+                                            "slo_tokens_per_second",
+                                            "max_rate_per_gpu",
+                                            "goodput_fraction",
+                                            "ttft_p99_seconds",
+                                            "tpot_p99_seconds",
+                                            "output_tokens_per_second",
+                                            "gpus_needed",
+                                            "price_per_hour",
+                                            "cost_per_million_output_tokens",
+                                            "error"};
 
 std::string plan_csv(const json& rows) {
   std::ostringstream o;
@@ -149,13 +165,13 @@ std::string plan_csv(const json& rows) {
 std::string plan_markdown(const json& doc) {
   const auto& c = doc["config"];
   std::ostringstream o;
-  o << "ridgeline plan: " << c["model"].get<std::string>() << " (" << c["weights"].get<std::string>()
-    << " weights, " << c["kv_dtype"].get<std::string>() << " KV), workload "
-    << c["workload"].get<std::string>() << " (" << c["requests"].get<std::int64_t>()
-    << " requests, mean prompt " << fixed(c["mean_prompt_tokens"], 0) << ", mean output "
-    << fixed(c["mean_output_tokens"], 0) << "), SLO p99 TTFT <= "
-    << fixed(c["slo"]["ttft_seconds"].get<double>() * 1e3, 0) << " ms, TPOT <= "
-    << fixed(c["slo"]["tpot_seconds"].get<double>() * 1e3, 1) << " ms";
+  o << "ridgeline plan: " << c["model"].get<std::string>() << " ("
+    << c["weights"].get<std::string>() << " weights, " << c["kv_dtype"].get<std::string>()
+    << " KV), workload " << c["workload"].get<std::string>() << " ("
+    << c["requests"].get<std::int64_t>() << " requests, mean prompt "
+    << fixed(c["mean_prompt_tokens"], 0) << ", mean output " << fixed(c["mean_output_tokens"], 0)
+    << "), SLO p99 TTFT <= " << fixed(c["slo"]["ttft_seconds"].get<double>() * 1e3, 0)
+    << " ms, TPOT <= " << fixed(c["slo"]["tpot_seconds"].get<double>() * 1e3, 1) << " ms";
   if (c["qps"].get<double>() > 0) o << ", target " << c["qps"].get<double>() << " req/s";
   o << "\n\n| GPU | ceilings | max batch (fits) | tok/s | max batch (TPOT SLO) | step ms | tok/s "
        "| max req/s per GPU (goodput >= "
@@ -194,8 +210,9 @@ std::string plan_markdown(const json& doc) {
     << "step-time model efficiencies: " << c["efficiencies"].get<std::string>() << "\n"
     << "goodput = finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot; "
        "GPUs for target = ceil(qps / (max req/s x (1 - headroom "
-    << fixed(c["headroom"], 2) << "))); $/M output tok = $/h / (3600 x output tok/s at max req/s) "
-                                   "x 1e6\n";
+    << fixed(c["headroom"], 2)
+    << "))); $/M output tok = $/h / (3600 x output tok/s at max req/s) "
+       "x 1e6\n";
   return o.str();
 }
 
@@ -206,7 +223,8 @@ void run_plan(const plan_args& a, context& ctx) {
   if (a.slo_text.empty())
     throw std::invalid_argument("plan: --slo ttft_p99=...,tpot_p99=... is required");
   if (a.qps < 0) throw std::invalid_argument("--qps must not be negative");
-  if (!(a.headroom >= 0 && a.headroom < 1)) throw std::invalid_argument("--headroom must be in [0, 1)");
+  if (!(a.headroom >= 0 && a.headroom < 1))
+    throw std::invalid_argument("--headroom must be in [0, 1)");
   if (!(a.goodput_target > 0 && a.goodput_target <= 1))
     throw std::invalid_argument("--goodput must be in (0, 1]");
   const model_preset& m = model_preset_by_name(a.model);
@@ -241,10 +259,13 @@ void run_plan(const plan_args& a, context& ctx) {
   std::vector<std::string> failures;
   for (const auto& g : gpus) {
     const std::string key = g.profile.key;
-    json row = {{"gpu", key}, {"gpu_name", g.profile.name}, {"profile", g.origin},
-                {"memory_bytes", g.profile.memory_bytes}, {"context", decode_context}};
-    const memory_plan mem = plan_memory(m, static_cast<double>(g.profile.memory_bytes), mo,
-                                        gpu_label(key));
+    json row = {{"gpu", key},
+                {"gpu_name", g.profile.name},
+                {"profile", g.origin},
+                {"memory_bytes", g.profile.memory_bytes},
+                {"context", decode_context}};
+    const memory_plan mem =
+        plan_memory(m, static_cast<double>(g.profile.memory_bytes), mo, gpu_label(key));
     row["weight_bytes"] = mem.weight_bytes;
     row["workspace_bytes"] = mem.workspace_bytes;
     row["kv_budget_bytes"] = mem.kv_budget_bytes;
@@ -257,8 +278,8 @@ void run_plan(const plan_args& a, context& ctx) {
       rows.push_back(row);
       continue;
     }
-    const ceilings ce = ceilings_of(g.profile, compute_dtype_for(mo.weights, g.profile),
-                                    measured_profiles());
+    const ceilings ce =
+        ceilings_of(g.profile, compute_dtype_for(mo.weights, g.profile), measured_profiles());
     const fitted_parameters fp = fit_file ? *fit_file : parameters_for(g.profile);
     efficiencies = fp.source;
     const fitted_step_time_model model(m, ce, fp, {mo.weights, mo.kv_dtype});
@@ -287,9 +308,9 @@ void run_plan(const plan_args& a, context& ctx) {
     row["slo_tokens_per_second"] = bl.max_slo->tokens_per_second;
 
     simulation_config sc;
-    sc.kv = make_kv_cache_config(m, mo.kv_dtype, mo.block_tokens,
-                                 static_cast<std::int32_t>(std::min<std::int64_t>(
-                                     mem.kv_blocks, std::int64_t{1} << 30)));
+    sc.kv = make_kv_cache_config(
+        m, mo.kv_dtype, mo.block_tokens,
+        static_cast<std::int32_t>(std::min<std::int64_t>(mem.kv_blocks, std::int64_t{1} << 30)));
     sc.scheduler.max_running = static_cast<std::int32_t>(bl.max_slo->batch);
     sc.scheduler.max_batched_tokens = a.max_batched_tokens;
     sc.scheduler.max_model_len = m.max_context;
@@ -349,13 +370,16 @@ void run_plan(const plan_args& a, context& ctx) {
       {"efficiencies", efficiencies},
       {"definitions",
        {{"max_batch_fit", "largest batch whose KV (mean prompt + output tokens each) fits"},
-        {"max_batch_slo", "largest decode batch with step time <= TPOT SLO at context mean "
-                          "prompt + mean output / 2"},
-        {"max_rate_per_gpu", "highest arrival rate (bisection) with goodput >= target x "
-                             "arrivals, simulated with the engine's scheduler and KV manager"},
+        {"max_batch_slo",
+         "largest decode batch with step time <= TPOT SLO at context mean "
+         "prompt + mean output / 2"},
+        {"max_rate_per_gpu",
+         "highest arrival rate (bisection) with goodput >= target x "
+         "arrivals, simulated with the engine's scheduler and KV manager"},
         {"goodput", "finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot"},
-        {"derated", "true: datasheet-only GPU, ceilings = datasheet x measured/datasheet ratios "
-                    "of measured GPUs"}}}};
+        {"derated",
+         "true: datasheet-only GPU, ceilings = datasheet x measured/datasheet ratios "
+         "of measured GPUs"}}}};
   const json doc = {{"schema", "ridgeline.plan/v1"},
                     {"environment", metrics::environment_block(std::nullopt)},
                     {"config", config},
@@ -381,7 +405,8 @@ json read_json_file(const std::string& path) {
 gpu_profile measured_gpu(const std::string& spec) {
   resolved_gpu g = resolve_gpu(spec);
   if (!g.measured)
-    throw std::invalid_argument("GPU '" + spec + "' has datasheet figures only; give a measured "
+    throw std::invalid_argument("GPU '" + spec +
+                                "' has datasheet figures only; give a measured "
                                 "profile (ridgeline probe -o PROFILE.json on that GPU)");
   return g.profile;
 }
@@ -415,8 +440,8 @@ void run_fit(const fit_args& a, context& ctx) {
     return;
   }
   ctx.out << "ridgeline plan fit: " << f.source << ", " << f.stats["points"] << " points\n"
-          << "  fit error: MAPE " << fixed(100 * f.stats["mape"].get<double>(), 2)
-          << "%, worst " << fixed(100 * f.stats["worst_abs_error"].get<double>(), 2) << "%\n"
+          << "  fit error: MAPE " << fixed(100 * f.stats["mape"].get<double>(), 2) << "%, worst "
+          << fixed(100 * f.stats["worst_abs_error"].get<double>(), 2) << "%\n"
           << "  overhead per step: " << fixed(f.overhead_seconds * 1e6, 1) << " us\n"
           << "  efficiency    linear(tokens)   attention memory / compute (context)\n";
   for (std::size_t k = 0; k < std::max(f.linear.log2_x.size(), f.attention_memory.log2_x.size());
@@ -468,30 +493,39 @@ void run_accuracy(const accuracy_args& a, context& ctx) {
   }
   const model_preset& m = model_preset_by_name(sweep_model(sweep));
   const auto points = sweep_points(sweep);
-  const fitted_parameters fp =
-      a.fit.empty() ? parameters_for(g.profile) : fitted_parameters_from_json(read_json_file(a.fit));
+  const fitted_parameters fp = a.fit.empty() ? parameters_for(g.profile)
+                                             : fitted_parameters_from_json(read_json_file(a.fit));
   const ceilings ce = ceilings_of(g.profile, dtype::bf16, measured_profiles());
   const fitted_step_time_model model(m, ce, fp);
   const accuracy_report r = accuracy(points, model);
 
   json rows = json::array();
   for (const auto& row : r.rows)
-    rows.push_back({{"phase", row.point.phase}, {"batch", row.point.batch},
-                    {"context", row.point.context}, {"measured_seconds", row.point.seconds},
-                    {"predicted_seconds", row.predicted_seconds}, {"error", row.error}});
+    rows.push_back({{"phase", row.point.phase},
+                    {"batch", row.point.batch},
+                    {"context", row.point.context},
+                    {"measured_seconds", row.point.seconds},
+                    {"predicted_seconds", row.predicted_seconds},
+                    {"error", row.error}});
   const auto& w = r.rows[r.worst_index];
   const json doc = {
       {"schema", "ridgeline.accuracy/v1"},
       {"environment", metrics::environment_block(std::nullopt)},
       {"config",
-       {{"sweep", a.run ? "run on this GPU" : a.sweep}, {"model", m.name}, {"gpu", g.profile.key},
-        {"ceilings", ce.basis}, {"step_time_model", model.description()},
-        {"definitions", {{"error", "(predicted - measured) / measured, median step time"},
-                         {"mape", "mean over points of |error|"}}}}},
+       {{"sweep", a.run ? "run on this GPU" : a.sweep},
+        {"model", m.name},
+        {"gpu", g.profile.key},
+        {"ceilings", ce.basis},
+        {"step_time_model", model.description()},
+        {"definitions",
+         {{"error", "(predicted - measured) / measured, median step time"},
+          {"mape", "mean over points of |error|"}}}}},
       {"summary",
-       {{"points", r.rows.size()}, {"mape", r.mape}, {"worst_abs_error", r.worst},
-        {"worst_point", {{"phase", w.point.phase}, {"batch", w.point.batch},
-                         {"context", w.point.context}}}}},
+       {{"points", r.rows.size()},
+        {"mape", r.mape},
+        {"worst_abs_error", r.worst},
+        {"worst_point",
+         {{"phase", w.point.phase}, {"batch", w.point.batch}, {"context", w.point.context}}}}},
       {"rows", rows}};
   if (!a.output.empty()) write_atomically(a.output, doc.dump(2) + "\n");
   if (!a.csv.empty()) {
@@ -505,8 +539,8 @@ void run_accuracy(const accuracy_args& a, context& ctx) {
   if (a.json_out) {
     ctx.out << doc.dump(2) << "\n";
   } else {
-    ctx.out << "ridgeline plan accuracy: " << m.name << " on " << g.profile.key << " ("
-            << ce.basis << ")\nmodel: " << model.description() << "\n\n"
+    ctx.out << "ridgeline plan accuracy: " << m.name << " on " << g.profile.key << " (" << ce.basis
+            << ")\nmodel: " << model.description() << "\n\n"
             << "| phase | batch | context | measured ms | predicted ms | error |\n"
             << "|---|---:|---:|---:|---:|---:|\n";
     for (const auto& row : r.rows)
@@ -541,8 +575,8 @@ void run_gpus(context& ctx) {
             << (fp8 != g.peaks.end() ? fixed(fp8->second.datasheet_flops_per_second / 1e12, 1)
                                      : "-")
             << " | " << fixed(c.bytes_per_second / 1e12, 2) << " TB/s, "
-            << fixed(c.flops_per_second / 1e12, 0) << " TFLOP/s " << name(t) << " ("
-            << c.basis << ") | " << citation << " |\n";
+            << fixed(c.flops_per_second / 1e12, 0) << " TFLOP/s " << name(t) << " (" << c.basis
+            << ") | " << citation << " |\n";
   };
   for (const auto& g : measured_profiles()) {
     seen.push_back(g.key);
@@ -554,11 +588,11 @@ void run_gpus(context& ctx) {
     line(datasheet_profile(e), e.citation);
   }
   ctx.out << "\nefficiencies of the step-time model: "
-          << (embedded_fits().empty() ? default_parameters(measured_profiles().empty()
-                                                               ? nullptr
-                                                               : &measured_profiles().front())
-                                            .source
-                                      : embedded_fits().front().parameters.source)
+          << (embedded_fits().empty()
+                  ? default_parameters(measured_profiles().empty() ? nullptr
+                                                                   : &measured_profiles().front())
+                        .source
+                  : embedded_fits().front().parameters.source)
           << "\n";
 }
 
@@ -579,7 +613,8 @@ void register_plan(CLI::App& app, context& ctx) {
       "docs/plan.md: the model, its fit, and what datasheet-derated means");
   cmd->add_option("--model", a->model, "Model preset");
   cmd->add_option("--gpu", a->gpus, "GPU keys or profile paths, comma-separated");
-  cmd->add_option("--workload", a->workload, "Trace (.jsonl Mooncake, .csv Azure) or generator spec");
+  cmd->add_option("--workload", a->workload,
+                  "Trace (.jsonl Mooncake, .csv Azure) or generator spec");
   cmd->add_option("--slo", a->slo_text, "ttft_p99=T,tpot_p99=T (seconds, or with ms/us)");
   cmd->add_option("--qps", a->qps, "Target load, requests/s: GPUs needed");
   cmd->add_option("--price", a->price, "$/GPU-hour: 2.5 or key=2.5,key2=1.1");

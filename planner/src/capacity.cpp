@@ -22,10 +22,14 @@ double parse_seconds(const std::string& key, const std::string& v) {
   }
   const std::string unit = v.substr(pos);
   double scale = 1;
-  if (unit.empty() || unit == "s") scale = 1;
-  else if (unit == "ms") scale = 1e-3;
-  else if (unit == "us") scale = 1e-6;
-  else throw std::invalid_argument("--slo: unknown unit in '" + v + "' (use s, ms or us)");
+  if (unit.empty() || unit == "s")
+    scale = 1;
+  else if (unit == "ms")
+    scale = 1e-3;
+  else if (unit == "us")
+    scale = 1e-6;
+  else
+    throw std::invalid_argument("--slo: unknown unit in '" + v + "' (use s, ms or us)");
   x *= scale;
   if (!(x > 0) || !std::isfinite(x))
     throw std::invalid_argument("--slo: " + key + " must be positive, got '" + v + "'");
@@ -59,13 +63,17 @@ slo parse_slo(const std::string& text) {
     if (eq == std::string::npos)
       throw std::invalid_argument("--slo: expected key=value, got '" + item + "'");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
-    if (k == "ttft_p99" || k == "ttft") s.ttft_seconds = parse_seconds(k, v);
-    else if (k == "tpot_p99" || k == "tpot") s.tpot_seconds = parse_seconds(k, v);
-    else throw std::invalid_argument("--slo: unknown key '" + k + "' (ttft_p99, tpot_p99)");
+    if (k == "ttft_p99" || k == "ttft")
+      s.ttft_seconds = parse_seconds(k, v);
+    else if (k == "tpot_p99" || k == "tpot")
+      s.tpot_seconds = parse_seconds(k, v);
+    else
+      throw std::invalid_argument("--slo: unknown key '" + k + "' (ttft_p99, tpot_p99)");
   }
   if (s.ttft_seconds <= 0 || s.tpot_seconds <= 0)
-    throw std::invalid_argument("--slo needs both ttft_p99 and tpot_p99 (e.g. "
-                                "ttft_p99=2s,tpot_p99=50ms)");
+    throw std::invalid_argument(
+        "--slo needs both ttft_p99 and tpot_p99 (e.g. "
+        "ttft_p99=2s,tpot_p99=50ms)");
   return s;
 }
 
@@ -100,8 +108,10 @@ batch_limits find_batch_limits(const step_time_model& model, const memory_plan& 
   if (point(hi).step_seconds <= tpot_slo) lo = hi;
   while (lo < hi) {
     const std::int64_t mid = lo + (hi - lo + 1) / 2;
-    if (point(mid).step_seconds <= tpot_slo) lo = mid;
-    else hi = mid - 1;
+    if (point(mid).step_seconds <= tpot_slo)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   out.max_slo = point(lo);
   return out;
@@ -202,8 +212,10 @@ rate_result max_goodput_rate(const workload& w, const simulation_config& c,
   while (hi / lo.rate > 1.01) {
     const double mid = std::sqrt(lo.rate * hi);
     const goodput_eval e = run(mid);
-    if (e.fraction >= target) lo = e;
-    else hi = mid;
+    if (e.fraction >= target)
+      lo = e;
+    else
+      hi = mid;
   }
   out.best = lo;
   return out;

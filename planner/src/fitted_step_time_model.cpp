@@ -10,8 +10,8 @@
 namespace ridgeline::planner {
 namespace {
 
-constexpr double k_lin_lo = 0, k_lin_hi = 14;   // tokens per step 1 .. 16384
-constexpr double k_att_lo = 4, k_att_hi = 17;   // context per sequence 16 .. 131072
+constexpr double k_lin_lo = 0, k_lin_hi = 14;  // tokens per step 1 .. 16384
+constexpr double k_att_lo = 4, k_att_hi = 17;  // context per sequence 16 .. 131072
 
 efficiency_curve knots(double lo, double hi, double inverse) {
   efficiency_curve c;
@@ -67,8 +67,7 @@ efficiency_curve curve_from_json(const nlohmann::json& j, const char* field, con
     throw std::invalid_argument(std::string("fit: missing object \"") + field + "\"");
   const auto& c = j[field];
   if (!c.contains(axis) || !c[axis].is_array() || !c.contains("efficiency") ||
-      !c["efficiency"].is_array() || c[axis].size() != c["efficiency"].size() ||
-      c[axis].empty()) {
+      !c["efficiency"].is_array() || c[axis].size() != c["efficiency"].size() || c[axis].empty()) {
     throw std::invalid_argument(std::string("fit: ") + field + " needs arrays \"" + axis +
                                 "\" and \"efficiency\" of one length");
   }
@@ -175,17 +174,22 @@ fitted_parameters fitted_parameters_from_json(const nlohmann::json& j) {
 dtype compute_dtype_for(weight_format f, const gpu_profile& g) {
   auto has = [&](dtype t) { return g.peak_flops_per_second(t) > 0; };
   switch (f) {
-    case weight_format::fp32: return dtype::fp32;
+    case weight_format::fp32:
+      return dtype::fp32;
     case weight_format::fp8:
       if (has(dtype::fp8_e4m3)) return dtype::fp8_e4m3;
-      throw std::invalid_argument(g.key + " has no fp8 tensor cores (datasheet); use bf16, int8 "
-                                          "or int4 weights");
-    case weight_format::fp16: return has(dtype::fp16) ? dtype::fp16 : dtype::bf16;
-    default: return has(dtype::bf16) ? dtype::bf16 : dtype::fp16;
+      throw std::invalid_argument(g.key +
+                                  " has no fp8 tensor cores (datasheet); use bf16, int8 "
+                                  "or int4 weights");
+    case weight_format::fp16:
+      return has(dtype::fp16) ? dtype::fp16 : dtype::bf16;
+    default:
+      return has(dtype::bf16) ? dtype::bf16 : dtype::fp16;
   }
 }
 
-ceilings ceilings_of(const gpu_profile& g, dtype compute, const std::vector<gpu_profile>& measured) {
+ceilings ceilings_of(const gpu_profile& g, dtype compute,
+                     const std::vector<gpu_profile>& measured) {
   ceilings c;
   c.compute_dtype = compute;
   const std::string key = g.key.empty() ? g.name : g.key;
@@ -221,7 +225,8 @@ ceilings ceilings_of(const gpu_profile& g, dtype compute, const std::vector<gpu_
   const double bw_ratio = bw_n > 0 ? bw_sum / bw_n : 0.9;
   const double pk_ratio = pk_n > 0 ? pk_sum / pk_n : any_n > 0 ? any_sum / any_n : 0.75;
   const double ds_peak = it != g.peaks.end() ? it->second.datasheet_flops_per_second : 0;
-  c.bytes_per_second = measured_bw ? g.read_bytes_per_second : g.datasheet_bytes_per_second * bw_ratio;
+  c.bytes_per_second =
+      measured_bw ? g.read_bytes_per_second : g.datasheet_bytes_per_second * bw_ratio;
   c.flops_per_second = measured_peak ? it->second.flops_per_second : ds_peak * pk_ratio;
   if (!(c.bytes_per_second > 0))
     throw std::invalid_argument("GPU profile '" + key + "' has no DRAM bandwidth");
@@ -231,8 +236,9 @@ ceilings ceilings_of(const gpu_profile& g, dtype compute, const std::vector<gpu_
   c.derated = true;
   c.basis = "datasheet-derated:";
   if (!measured_bw) c.basis += " bandwidth x " + fmt("%.3f", bw_ratio);
-  if (!measured_peak) c.basis += std::string(measured_bw ? "" : ",") + " " +
-                                 std::string(name(compute)) + " peak x " + fmt("%.3f", pk_ratio);
+  if (!measured_peak)
+    c.basis += std::string(measured_bw ? "" : ",") + " " + std::string(name(compute)) + " peak x " +
+               fmt("%.3f", pk_ratio);
   c.basis += " (measured/datasheet of " + std::to_string(static_cast<int>(measured.size())) +
              " measured GPU" + (measured.size() == 1 ? "" : "s") + ")";
   return c;
@@ -249,8 +255,7 @@ fitted_step_time_model::fitted_step_time_model(const model_preset& m, const ceil
   if (f.linear.inverse.empty() || f.attention_memory.inverse.empty() ||
       f.attention_compute.inverse.empty())
     throw std::invalid_argument("step-time model: empty efficiency curve");
-  m_head_bytes =
-      static_cast<double>(m.lm_head_parameters()) * bytes_per_other_parameter(o.weights);
+  m_head_bytes = static_cast<double>(m.lm_head_parameters()) * bytes_per_other_parameter(o.weights);
   m_block_bytes = weight_stream_bytes(m, o.weights) - m_head_bytes;
   m_kv_bytes_per_token = static_cast<double>(m.kv_bytes_per_token(o.kv_dtype));
 }
@@ -366,9 +371,9 @@ std::vector<sweep_point> sweep_points(const nlohmann::json& doc) {
     p.phase = r.value("phase", "");
     if (p.phase != "decode" && p.phase != "prefill")
       throw std::invalid_argument(where + ": phase must be decode or prefill");
-    if (!r.contains("batch") || !r["batch"].is_number_integer() || r["batch"].get<std::int64_t>() < 1 ||
-        !r.contains("context") || !r["context"].is_number_integer() ||
-        r["context"].get<std::int64_t>() < 1)
+    if (!r.contains("batch") || !r["batch"].is_number_integer() ||
+        r["batch"].get<std::int64_t>() < 1 || !r.contains("context") ||
+        !r["context"].is_number_integer() || r["context"].get<std::int64_t>() < 1)
       throw std::invalid_argument(where + ": batch and context must be positive integers");
     p.batch = r["batch"];
     p.context = r["context"];
@@ -423,8 +428,8 @@ fitted_parameters fit_sweeps(const std::vector<fit_input>& inputs, const fit_opt
   }
   for (const auto& [model, pts] : sets) {
     for (const auto& p : pts) {
-      const step_shape s =
-          p.phase == "decode" ? decode_shape(p.batch, p.context) : prefill_shape(p.batch, p.context);
+      const step_shape s = p.phase == "decode" ? decode_shape(p.batch, p.context)
+                                               : prefill_shape(p.batch, p.context);
       const auto b = model.base(s);
       std::fill(a.begin(), a.end(), 0.0);
       f.linear.weights(b.tokens, w);

@@ -10,12 +10,18 @@ namespace ridgeline::planner {
 
 std::string_view name(weight_format f) {
   switch (f) {
-    case weight_format::fp32: return "fp32";
-    case weight_format::fp16: return "fp16";
-    case weight_format::bf16: return "bf16";
-    case weight_format::fp8: return "fp8";
-    case weight_format::int8: return "int8";
-    case weight_format::int4: return "int4";
+    case weight_format::fp32:
+      return "fp32";
+    case weight_format::fp16:
+      return "fp16";
+    case weight_format::bf16:
+      return "bf16";
+    case weight_format::fp8:
+      return "fp8";
+    case weight_format::int8:
+      return "int8";
+    case weight_format::int4:
+      return "int4";
   }
   return "?";
 }
@@ -32,12 +38,16 @@ weight_format parse_weight_format(std::string_view s) {
 
 double bytes_per_parameter(weight_format f) {
   switch (f) {
-    case weight_format::fp32: return 4;
+    case weight_format::fp32:
+      return 4;
     case weight_format::fp16:
-    case weight_format::bf16: return 2;
+    case weight_format::bf16:
+      return 2;
     case weight_format::fp8:
-    case weight_format::int8: return 1;  // per-channel scales: negligible
-    case weight_format::int4: return 0.5 + 4.0 / 128;
+    case weight_format::int8:
+      return 1;  // per-channel scales: negligible
+    case weight_format::int4:
+      return 0.5 + 4.0 / 128;
   }
   return 2;
 }
@@ -47,8 +57,8 @@ double bytes_per_other_parameter(weight_format f) {
 }
 
 double weight_memory_bytes(const model_preset& m, weight_format f) {
-  const double other = static_cast<double>(m.lm_head_parameters()) +  // LM head
-                       static_cast<double>(m.vocab) * m.hidden +      // embedding (untied)
+  const double other = static_cast<double>(m.lm_head_parameters()) +          // LM head
+                       static_cast<double>(m.vocab) * m.hidden +              // embedding (untied)
                        static_cast<double>(m.hidden) * (2.0 * m.layers + 1);  // norms
   return static_cast<double>(m.block_linear_parameters()) * bytes_per_parameter(f) +
          other * bytes_per_other_parameter(f);
@@ -77,8 +87,9 @@ memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const me
                         const std::string& gpu_label) {
   validate(m);
   if (o.block_tokens <= 0 || o.max_batched_tokens <= 0 || o.max_running <= 0) {
-    throw std::invalid_argument("memory model: block tokens, batched tokens and running "
-                                "sequences must be positive");
+    throw std::invalid_argument(
+        "memory model: block tokens, batched tokens and running "
+        "sequences must be positive");
   }
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1)) {
     throw std::invalid_argument("memory model: memory fraction must be in (0, 1]");
@@ -107,16 +118,16 @@ memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const me
     return p;
   }
   p.kv_budget_bytes = p.usable_bytes - p.weight_bytes - p.workspace_bytes;
-  p.kv_blocks = p.kv_budget_bytes > 0
-                    ? static_cast<std::int64_t>(p.kv_budget_bytes /
-                                                static_cast<double>(p.kv_bytes_per_block))
-                    : 0;
+  p.kv_blocks =
+      p.kv_budget_bytes > 0
+          ? static_cast<std::int64_t>(p.kv_budget_bytes / static_cast<double>(p.kv_bytes_per_block))
+          : 0;
   if (p.kv_blocks < 1) {
     p.kv_budget_bytes = std::max(0.0, p.kv_budget_bytes);
     p.why_not = m.name + " in " + std::string(name(o.weights)) + ": weights (" +
                 gb(p.weight_bytes) + ") and step workspace (" + gb(p.workspace_bytes) +
-                ") leave no room for the KV cache on " + gpu_label + " (" +
-                gb(p.usable_bytes) + " usable)";
+                ") leave no room for the KV cache on " + gpu_label + " (" + gb(p.usable_bytes) +
+                " usable)";
     return p;
   }
   p.fits = true;

@@ -49,7 +49,8 @@ gpu_profile datasheet_profile(const datasheet_entry& e) {
 
 std::string known_gpu_keys() {
   std::string keys;
-  for (const auto& p : measured_profiles()) keys += (keys.empty() ? "" : ", ") + p.key + " (measured)";
+  for (const auto& p : measured_profiles())
+    keys += (keys.empty() ? "" : ", ") + p.key + " (measured)";
   for (const auto& e : datasheet_table()) {
     bool measured = false;
     for (const auto& p : measured_profiles()) measured = measured || p.key == e.key;
@@ -66,8 +67,8 @@ resolved_gpu resolve_gpu(const std::string& spec) {
     return {datasheet_profile(*e), false, std::string("datasheet: ") + e->citation};
   }
   if (spec.find('/') == std::string::npos && spec.find(".json") == std::string::npos) {
-    throw std::invalid_argument("unknown GPU '" + spec + "' (a profile JSON path or one of: " +
-                                known_gpu_keys() + ")");
+    throw std::invalid_argument("unknown GPU '" + spec +
+                                "' (a profile JSON path or one of: " + known_gpu_keys() + ")");
   }
   gpu_profile p = load_gpu_profile(spec);
   const bool measured = p.source == "measured" && p.read_bytes_per_second > 0;

@@ -101,10 +101,9 @@ TEST(PlannerFit, RecoversKnownEfficienciesFromSyntheticSweeps) {
   fit_options o;
   o.smoothness = 1e-9;
   o.prior_weight = 1e-9;
-  const fitted_parameters f =
-      fit_sweeps({{synthetic_sweep("llama-2-7b", t), synthetic_gpu()},
-                  {synthetic_sweep("tinyllama-1.1b", t), synthetic_gpu()}},
-                 o);
+  const fitted_parameters f = fit_sweeps({{synthetic_sweep("llama-2-7b", t), synthetic_gpu()},
+                                          {synthetic_sweep("tinyllama-1.1b", t), synthetic_gpu()}},
+                                         o);
   EXPECT_LT(f.stats["mape"].get<double>(), 1e-4);
   EXPECT_NEAR(f.overhead_seconds, t.overhead_seconds, 0.5e-6);
   // Knots the sweeps exercise: tokens 1 .. 16384, context 16 .. 8192 (prefill covers attention
@@ -131,7 +130,8 @@ TEST(PlannerFit, NoisySweepStaysClose) {
   for (auto& r : sweep["rows"]) {
     if (!r.contains("step_seconds")) continue;
     // +-3% deterministic "noise".
-    r["step_seconds"]["median"] = r["step_seconds"]["median"].get<double>() * (1 + 0.03 * std::sin(i++));
+    r["step_seconds"]["median"] =
+        r["step_seconds"]["median"].get<double>() * (1 + 0.03 * std::sin(i++));
   }
   const fitted_parameters f = fit_sweeps({{sweep, synthetic_gpu()}});
   EXPECT_LT(f.stats["mape"].get<double>(), 0.03);
@@ -212,8 +212,8 @@ TEST(PlannerCapacity, BatchLimitsAndRateSearch) {
   EXPECT_FALSE(none.max_slo.has_value());
   EXPECT_NE(none.why.find("over the TPOT SLO"), std::string::npos);
 
-  generator_config gc = parse_generator_spec(
-      "rate=1,requests=200,seed=3,prompt=fixed:512,output=fixed:64");
+  generator_config gc =
+      parse_generator_spec("rate=1,requests=200,seed=3,prompt=fixed:512,output=fixed:64");
   const workload w = generate_workload(gc);
   EXPECT_NEAR(arrival_rate(with_rate(w, 7.0)), 7.0, 1e-9);
   simulation_config sc;

@@ -30,7 +30,7 @@ struct batch_point {
   double tokens_per_second = 0;  // batch / step (decode)
 };
 struct batch_limits {
-  double context = 0;  // context per sequence of the decode steps
+  double context = 0;   // context per sequence of the decode steps
   batch_point max_fit;  // largest batch whose KV fits at `kv_context` tokens (capped)
   std::optional<batch_point> max_slo;  // largest with step time <= TPOT SLO
   std::string why;                     // when no batch meets the SLO
@@ -48,9 +48,9 @@ double arrival_rate(const workload& w);
 workload with_rate(const workload& w, double rate);
 
 struct goodput_eval {
-  double rate = 0;          // arrivals per second replayed
-  double fraction = 0;      // requests within both SLOs / requests
-  double goodput = 0;       // requests within both SLOs per simulated second
+  double rate = 0;      // arrivals per second replayed
+  double fraction = 0;  // requests within both SLOs / requests
+  double goodput = 0;   // requests within both SLOs per simulated second
   double ttft_p99 = 0, tpot_p99 = 0;
   double output_tokens_per_second = 0;
   std::int64_t rejected = 0;
@@ -60,7 +60,7 @@ goodput_eval evaluate(const workload& w, const simulation_config& c, const step_
 
 struct rate_result {
   bool feasible = false;
-  std::string why;  // when even a light load misses the SLO
+  std::string why;    // when even a light load misses the SLO
   goodput_eval best;  // at the highest rate found with fraction >= target
   int simulations = 0;
 };

@@ -123,9 +123,9 @@ struct fit_input {
   gpu_profile gpu;       // the ceilings of the GPU it ran on
 };
 struct fit_options {
-  double smoothness = 1e-3;      // weight of first differences between neighbouring knots
-  double prior_weight = 1e-4;    // pull toward the prior (probe linear efficiency, else defaults)
-  int max_sweeps = 200000;       // coordinate-descent passes at most
+  double smoothness = 1e-3;    // weight of first differences between neighbouring knots
+  double prior_weight = 1e-4;  // pull toward the prior (probe linear efficiency, else defaults)
+  int max_sweeps = 200000;     // coordinate-descent passes at most
 };
 // Least squares on relative error over every point of every input, u >= 0, overhead >= 0.
 fitted_parameters fit_sweeps(const std::vector<fit_input>& inputs, const fit_options& o = {});
@@ -138,8 +138,8 @@ struct accuracy_row {
 };
 struct accuracy_report {
   std::vector<accuracy_row> rows;
-  double mape = 0;         // mean |error|
-  double worst = 0;        // max |error|
+  double mape = 0;   // mean |error|
+  double worst = 0;  // max |error|
   std::size_t worst_index = 0;
 };
 accuracy_report accuracy(const std::vector<sweep_point>& points, const step_time_model& model);

@@ -43,8 +43,8 @@ double weight_memory_bytes(const model_preset& m, weight_format f);
 double weight_stream_bytes(const model_preset& m, weight_format f);
 
 struct memory_plan {
-  double memory_bytes = 0;     // the GPU's memory
-  double usable_bytes = 0;     // memory_fraction x (memory - context reserve)
+  double memory_bytes = 0;  // the GPU's memory
+  double usable_bytes = 0;  // memory_fraction x (memory - context reserve)
   double weight_bytes = 0;
   double workspace_bytes = 0;  // activations for max_batched_tokens, logits, attention splits
   double kv_budget_bytes = 0;  // usable - weights - workspace (0 when negative)
