@@ -31,5 +31,6 @@ struct context {
 void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
+void register_plan(CLI::App& app, context& ctx);
 
 }  // namespace ridgeline::cli

@@ -31,17 +31,49 @@ double positive_number(const nlohmann::json& j, const char* field, const std::st
 }  // namespace
 
 const std::vector<datasheet_entry>& datasheet_table() {
-  // Vendor datasheets, dense (no 2:4 sparsity). fp8/int8 absent where the GPU has no such units.
+  // Vendor datasheets, dense (the datasheets' "with sparsity" figures halved). fp8/int8/bf16/tf32
+  // absent where the GPU has no tensor-core path for them.
   static const std::vector<datasheet_entry> table = {
-      {"h100-sxm", "NVIDIA H100 SXM5 80GB", 80LL << 30, 3.35e12,
-       {{dtype::fp32, 66.9 * T}, {dtype::tf32, 494.7 * T}, {dtype::fp16, 989.4 * T},
-        {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}}},
-      {"h100-pcie", "NVIDIA H100 PCIe 80GB", 80LL << 30, 2.0e12,
+      {"t4", "NVIDIA T4 16GB", static_cast<std::int64_t>(16 * GB), 320e9,
+       {{dtype::fp32, 8.1 * T}, {dtype::fp16, 65 * T}, {dtype::int8, 130 * T}},
+       "NVIDIA T4 Tensor Core GPU datasheet (Turing, 16 GB GDDR6, 320 GB/s, 70 W)"},
+      {"l4", "NVIDIA L4 24GB", static_cast<std::int64_t>(24 * GB), 300e9,
+       {{dtype::fp32, 30.3 * T}, {dtype::tf32, 60 * T}, {dtype::fp16, 121 * T},
+        {dtype::bf16, 121 * T}, {dtype::fp8_e4m3, 242.5 * T}, {dtype::int8, 242.5 * T}},
+       "NVIDIA L4 Tensor Core GPU datasheet (Ada, 24 GB GDDR6, 300 GB/s, 72 W)"},
+      {"a10g", "NVIDIA A10G 24GB", static_cast<std::int64_t>(24 * GB), 600e9,
+       {{dtype::fp32, 31.2 * T}, {dtype::tf32, 62.5 * T}, {dtype::fp16, 125 * T},
+        {dtype::bf16, 125 * T}, {dtype::int8, 250 * T}},
+       "NVIDIA A10 Tensor Core GPU datasheet (Ampere GA102, 24 GB GDDR6, 600 GB/s); the A10G "
+       "of AWS G5 instances has no datasheet of its own, so the A10's figures stand in"},
+      {"a100-40gb", "NVIDIA A100 SXM4 40GB", static_cast<std::int64_t>(40 * GB), 1555e9,
+       {{dtype::fp32, 19.5 * T}, {dtype::tf32, 156 * T}, {dtype::fp16, 312 * T},
+        {dtype::bf16, 312 * T}, {dtype::int8, 624 * T}},
+       "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM: HBM2, 1,555 GB/s)"},
+      {"a100-80gb", "NVIDIA A100 SXM4 80GB", static_cast<std::int64_t>(80 * GB), 2039e9,
+       {{dtype::fp32, 19.5 * T}, {dtype::tf32, 156 * T}, {dtype::fp16, 312 * T},
+        {dtype::bf16, 312 * T}, {dtype::int8, 624 * T}},
+       "NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM: HBM2e, 2,039 GB/s)"},
+      {"l40s", "NVIDIA L40S 48GB", static_cast<std::int64_t>(48 * GB), 864e9,
+       {{dtype::fp32, 91.6 * T}, {dtype::tf32, 183 * T}, {dtype::fp16, 362.05 * T},
+        {dtype::bf16, 362.05 * T}, {dtype::fp8_e4m3, 733 * T}, {dtype::int8, 733 * T}},
+       "NVIDIA L40S GPU datasheet (Ada, 48 GB GDDR6 with ECC, 864 GB/s)"},
+      {"h100-pcie", "NVIDIA H100 PCIe 80GB", static_cast<std::int64_t>(80 * GB), 2.0e12,
        {{dtype::fp32, 51.2 * T}, {dtype::tf32, 378 * T}, {dtype::fp16, 756.5 * T},
-        {dtype::bf16, 756.5 * T}, {dtype::fp8_e4m3, 1513 * T}, {dtype::int8, 1513 * T}}},
-      {"h200", "NVIDIA H200 SXM 141GB", 141 * static_cast<std::int64_t>(GB), 4.8e12,
+        {dtype::bf16, 756.5 * T}, {dtype::fp8_e4m3, 1513 * T}, {dtype::int8, 1513 * T}},
+       "NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe: 80 GB HBM2e, 2 TB/s)"},
+      {"h100-sxm", "NVIDIA H100 SXM5 80GB", static_cast<std::int64_t>(80 * GB), 3.35e12,
        {{dtype::fp32, 66.9 * T}, {dtype::tf32, 494.7 * T}, {dtype::fp16, 989.4 * T},
-        {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}}},
+        {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}},
+       "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM: 80 GB HBM3, 3.35 TB/s)"},
+      {"h200", "NVIDIA H200 SXM 141GB", static_cast<std::int64_t>(141 * GB), 4.8e12,
+       {{dtype::fp32, 66.9 * T}, {dtype::tf32, 494.7 * T}, {dtype::fp16, 989.4 * T},
+        {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}},
+       "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM: 141 GB HBM3e, 4.8 TB/s)"},
+      {"b200", "NVIDIA B200 180GB", static_cast<std::int64_t>(180 * GB), 8.0e12,
+       {{dtype::fp32, 75 * T}, {dtype::tf32, 1100 * T}, {dtype::fp16, 2250 * T},
+        {dtype::bf16, 2250 * T}, {dtype::fp8_e4m3, 4500 * T}, {dtype::int8, 4500 * T}},
+       "NVIDIA HGX B200 datasheet, per GPU (180 GB HBM3e, 8 TB/s; dense = sparse / 2)"},
   };
   return table;
 }
@@ -59,6 +91,12 @@ const datasheet_entry* datasheet_for_device(const std::string& device_name) {
   if (has("h200")) return datasheet_by_key("h200");
   if (has("h100") && has("pcie")) return datasheet_by_key("h100-pcie");
   if (has("h100") && (has("hbm3") || has("sxm"))) return datasheet_by_key("h100-sxm");
+  if (has("b200")) return datasheet_by_key("b200");
+  if (has("l40s")) return datasheet_by_key("l40s");
+  if (has("a10g")) return datasheet_by_key("a10g");
+  if (has("a100")) return datasheet_by_key(has("80gb") ? "a100-80gb" : "a100-40gb");
+  if (has(" l4") || n == "l4") return datasheet_by_key("l4");
+  if (has(" t4") || n == "t4") return datasheet_by_key("t4");
   return nullptr;
 }
 

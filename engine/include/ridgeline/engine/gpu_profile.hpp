@@ -52,13 +52,17 @@ gpu_profile gpu_profile_from_json(const nlohmann::json& j);
 // Reads and validates a profile file; io_error when unreadable, invalid_argument when malformed.
 gpu_profile load_gpu_profile(const std::filesystem::path& path);
 
-// Datasheet figures of the GPUs people serve on (dense tensor-core rates, no sparsity).
+// Datasheet figures of the GPUs people serve on (dense tensor-core rates, no sparsity). Memory is
+// the marketed capacity in decimal GB (16 GB -> 16e9 bytes; the driver reports a little more or
+// less), bandwidth the marketed DRAM figure. A dtype is absent where the GPU has no tensor-core
+// path for it (no bf16 on Turing, no fp8 before Ada/Hopper).
 struct datasheet_entry {
   const char* key;
   const char* name;
   std::int64_t memory_bytes;
   double dram_bytes_per_second;
   std::map<dtype, double> flops_per_second;
+  const char* citation = "";  // the vendor document the figures come from
 };
 const std::vector<datasheet_entry>& datasheet_table();
 // Datasheet entry for a device name as the driver reports it ("NVIDIA H100 80GB HBM3").
