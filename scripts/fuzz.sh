@@ -10,7 +10,9 @@ out=build-fuzz
 mkdir -p "$out" fuzz/crashes
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -Iengine/include -Ikernels/include -Imetrics/include)
-sources=(engine/src/workload.cpp engine/src/kv_cache.cpp engine/src/model.cpp kernels/cpu/dtype.cpp)
+sources=(engine/src/workload.cpp engine/src/kv_cache.cpp engine/src/model.cpp kernels/cpu/dtype.cpp
+         engine/src/checkpoint.cpp engine/src/decoder.cpp kernels/cpu/numeric.cpp
+         metrics/src/files.cpp)
 for target in fuzz/*_fuzz.cpp; do
   name=$(basename "$target" .cpp)
   clang++ "${flags[@]}" "$target" "${sources[@]}" -o "$out/$name"

@@ -1,0 +1,82 @@
+// Real checkpoints for the engine: a Hugging Face Llama or Mistral folder (config.json plus
+// model.safetensors, or shards listed by model.safetensors.index.json) read into the engine's
+// weight layout (weight_tensors() order, bf16, q/k/v and gate/up fused), and a writer of the same
+// format for tests and for exporting random models. docs/checkpoints.md has the name mapping.
+//   const decoder_config c = decoder_config_from_hf("Llama-3.1-8B/config.json");
+//   std::vector<bf16_bits> w = load_checkpoint_weights("Llama-3.1-8B", c.model);
+// Bad or inconsistent input throws std::invalid_argument, files that cannot be read or written
+// throw io_error; either way one line that names the file (and the tensor or field).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ridgeline/engine/decoder.hpp"
+
+namespace ridgeline {
+
+// What ridgeline reads from a Hugging Face config.json.
+struct hf_config {
+  decoder_config decoder;            // shape (name: the folder's name), rope, rms_norm_eps
+  std::string architecture;          // "LlamaForCausalLM" or "MistralForCausalLM"
+  bool tie_word_embeddings = false;  // lm_head is the embedding
+};
+
+// Reads and checks config.json: the shape fields, rope_theta, rope_scaling (none, "default" or
+// "llama3"), rms_norm_eps; architectures must name LlamaForCausalLM or MistralForCausalLM. A
+// Mistral sliding_window shorter than max_position_embeddings caps max_context (the engine
+// attends to the whole context, which equals sliding-window attention only within the window).
+hf_config read_hf_config(const std::filesystem::path& config_json, int block_tokens = 16);
+model_preset model_from_hf_config(const std::filesystem::path& config_json);
+decoder_config decoder_config_from_hf(const std::filesystem::path& config_json,
+                                      int block_tokens = 16);
+
+// Writes config.json for a decoder (LlamaForCausalLM, bf16), readable by read_hf_config and by
+// Hugging Face transformers.
+void write_hf_config(const std::filesystem::path& config_json, const decoder_config& c,
+                     bool tie_word_embeddings = false);
+
+// One tensor of a safetensors header.
+struct safetensors_tensor {
+  std::string dtype;  // "BF16", "F16", "F32" (others are rejected)
+  std::vector<std::int64_t> shape;
+  std::uint64_t begin = 0, end = 0;  // byte range in the data section
+};
+
+struct safetensors_header {
+  std::uint64_t data_offset = 0;  // where the data section starts in the file: 8 + header length
+  std::uint64_t data_bytes = 0;   // bytes of the data section present in the file
+  std::map<std::string, safetensors_tensor> tensors;
+  std::map<std::string, std::string> metadata;  // "__metadata__" (string values)
+};
+
+// Parses and checks the JSON header of a safetensors file whose data section holds data_bytes
+// bytes: every tensor has a supported dtype, a shape of non-negative integers and data_offsets
+// [begin, end] with end - begin = elements * dtype size and end <= data_bytes (else: truncated).
+// `source` names the file in messages. For tests and fuzzing; read_safetensors_header uses it.
+safetensors_header parse_safetensors_header(std::string_view header_json, std::uint64_t data_bytes,
+                                            const std::string& source);
+// Reads the 8-byte little-endian header length and the header of a file, then parses it.
+safetensors_header read_safetensors_header(const std::filesystem::path& file);
+
+// Every tensor of weight_tensors(m), in order, concatenated, read from a checkpoint: a folder
+// (model.safetensors.index.json if present, else model.safetensors), a .safetensors file or an
+// .index.json file. Shapes must match m exactly. BF16 is copied, F16 and F32 are rounded to bf16.
+// tie_word_embeddings: true takes lm_head from the embedding; false needs lm_head.weight; unset
+// reads tie_word_embeddings from a config.json beside the checkpoint (false when there is none).
+std::vector<bf16_bits> load_checkpoint_weights(
+    const std::filesystem::path& dir_or_file, const model_preset& m,
+    std::optional<bool> tie_word_embeddings = std::nullopt);
+
+// Writes weights (weight_tensors(m) order) as one safetensors file with Hugging Face Llama names,
+// BF16. tie_embeddings leaves lm_head.weight out; the lm head must then equal the embedding.
+void save_checkpoint(const std::filesystem::path& file, const model_preset& m,
+                     std::span<const bf16_bits> weights, bool tie_embeddings = false);
+
+}  // namespace ridgeline
