@@ -64,35 +64,41 @@ sed -e "s|127.0.0.1:9464|127.0.0.1:$exporter_port|" -e "s|127.0.0.1:9091|127.0.0
   "$root/dashboards/prometheus/prometheus.yml" >"$work/prometheus.yml"
 promtool check config "$work/prometheus.yml" >"$work/check_config.log" 2>&1 || fail "promtool check config"
 
-prometheus-pushgateway --web.listen-address="127.0.0.1:$pgw_port" >"$work/pushgateway.log" 2>&1 &
+# Debian's build persists to /var/lib/prometheus/pushgateway.data by default: keep ours private.
+prometheus-pushgateway --web.listen-address="127.0.0.1:$pgw_port" \
+  --persistence.file="$work/pushgateway.data" >"$work/pushgateway.log" 2>&1 &
 pids+=($!)
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 pids+=($!)
 
-# The workload: ~200 simulated seconds of chat sessions at 20x real time (about 10 s), then the
-# exporter stays up so Prometheus scrapes the final values too.
+wait_for 30 curl -sf "$prom/-/ready" || fail "Prometheus not ready within 30 s"
+wait_for 30 curl -sf "$pgw/-/ready" || fail "Pushgateway not ready within 30 s"
+
+# The workload, started once Prometheus is ready so that several scrapes land while it runs:
+# ~117 simulated seconds of chat sessions at 6x real time (about 20 s), then the exporter stays
+# up so Prometheus scrapes the final values too.
 "$ridgeline" kv --generator sessions=60,turns=uniform:2:4,think=exp:5,system=512,rate=1,seed=7 \
   --model llama-3-8b --gpu h100-sxm --capacity 20% -o "$work/kv_live.json" \
-  --metrics-address "127.0.0.1:$exporter_port" --pace 20 --hold 60 --slo-ttft 1 --slo-tpot 0.05 \
+  --metrics-address "127.0.0.1:$exporter_port" --pace 6 --hold 60 --slo-ttft 1 --slo-tpot 0.05 \
   >"$work/ridgeline.log" 2>&1 &
 ridgeline_pid=$!
 pids+=($ridgeline_pid)
-
-wait_for 30 curl -sf "$prom/-/ready" || fail "Prometheus not ready within 30 s"
-wait_for 30 curl -sf "$pgw/-/ready" || fail "Pushgateway not ready within 30 s"
 wait_for 20 curl -sf "http://127.0.0.1:$exporter_port/metrics" || fail "exporter not serving"
 echo "ok: Prometheus, Pushgateway and the exporter are up ($((SECONDS - t0)) s)"
 
 query() {  # query EXPR -> JSON of /api/v1/query
   curl -sf --data-urlencode "query=$1" "$prom/api/v1/query"
 }
+nonempty() { python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["data"]["result"] else 1)'; }
+# Done when the run has finished, 10 scrapes succeeded and at least 3 saw the counters move (the
+# workload is bursty: think times leave idle seconds).
 scraped_enough() {
   grep -q "metrics: holding" "$work/ridgeline.log" &&
-    query 'count_over_time(up{job="ridgeline"}[5m]) >= 8 and up{job="ridgeline"} == 1' |
-    python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["data"]["result"] else 1)'
+    query 'sum_over_time(up{job="ridgeline"}[2m]) >= 10' | nonempty &&
+    query 'changes(ridgeline_generation_tokens_total{job="ridgeline"}[2m]) >= 3' | nonempty
 }
-wait_for 60 scraped_enough || fail "the run did not finish with 8 good scrapes within 60 s"
+wait_for 60 scraped_enough || fail "the run did not finish with 10 good scrapes within 60 s: $(query "changes(ridgeline_generation_tokens_total[2m])"; query "up")"
 sleep 2  # two more scrapes of the final values
 echo "ok: run finished, scraped ($((SECONDS - t0)) s)"
 
