@@ -77,13 +77,15 @@ metrics_session::metrics_session(const metrics_options& o, context& ctx)
 
 metrics_session::~metrics_session() = default;
 
-void metrics_session::begin_run() { m_run_start = std::chrono::steady_clock::now(); }
+void metrics_session::begin_run() {
+  m_run_start = std::chrono::steady_clock::now();
+}
 
 void metrics_session::pace(double simulated_seconds) {
   if (!(m_options.pace > 0)) return;
-  const auto due = m_run_start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                     std::chrono::duration<double>(simulated_seconds /
-                                                                   m_options.pace));
+  const auto due =
+      m_run_start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(simulated_seconds / m_options.pace));
   if (due > std::chrono::steady_clock::now()) std::this_thread::sleep_until(due);
 }
 

@@ -166,18 +166,18 @@ gateway_url parse_gateway_url(std::string_view url) {
 void push_to_gateway(const metrics_registry& registry, std::string_view url, const std::string& job,
                      const std::string& instance) {
   if (!is_label_value_ok(job) || !is_label_value_ok(instance)) {
-    throw std::invalid_argument("pushgateway job and instance must be 1-128 of [A-Za-z0-9_.-], got '" +
-                                job + "' and '" + instance + "'");
+    throw std::invalid_argument(
+        "pushgateway job and instance must be 1-128 of [A-Za-z0-9_.-], got '" + job + "' and '" +
+        instance + "'");
   }
   const gateway_url g = parse_gateway_url(url);
   prometheus::Gateway gateway(g.scheme_host, g.port, job, {{"instance", instance}});
   gateway.RegisterCollectable(registry.handle());
   const int status = gateway.Push();
   if (status < 200 || status >= 300) {
-    throw std::runtime_error("push to " + std::string(url) + " (job " + job + ", instance " +
-                             instance + ") failed: " +
-                             (status < 0 ? std::string("no connection") :
-                                           "HTTP " + std::to_string(status)));
+    throw std::runtime_error(
+        "push to " + std::string(url) + " (job " + job + ", instance " + instance + ") failed: " +
+        (status < 0 ? std::string("no connection") : "HTTP " + std::to_string(status)));
   }
 }
 

@@ -13,9 +13,12 @@ namespace ridgeline::metrics {
 
 const char* name(step_phase p) {
   switch (p) {
-    case step_phase::prefill: return "prefill";
-    case step_phase::decode: return "decode";
-    case step_phase::mixed: return "mixed";
+    case step_phase::prefill:
+      return "prefill";
+    case step_phase::decode:
+      return "decode";
+    case step_phase::mixed:
+      return "mixed";
   }
   return "unknown";
 }
@@ -62,9 +65,9 @@ live_metrics::live_metrics(slo_targets slo) : m_slo(slo) {
                                 "Achieved DRAM bytes/s of the last step of a phase = step bytes / "
                                 "step duration",
                                 l);
-    p.intensity = &r.gauge("ridgeline_arithmetic_intensity_flops_per_byte",
-                           "Arithmetic intensity of the last step of a phase = FLOPs / DRAM bytes",
-                           l);
+    p.intensity =
+        &r.gauge("ridgeline_arithmetic_intensity_flops_per_byte",
+                 "Arithmetic intensity of the last step of a phase = FLOPs / DRAM bytes", l);
   }
   m_batch = &r.gauge("ridgeline_batch_size", "Sequences in the last engine step");
   m_running = &r.gauge("ridgeline_requests_running", "Requests in the running batch");
@@ -76,9 +79,9 @@ live_metrics::live_metrics(slo_targets slo) : m_slo(slo) {
       &r.counter("ridgeline_generation_tokens_total", "Output tokens sampled by engine steps");
   m_ttft = &r.histogram("ridgeline_time_to_first_token_seconds",
                         "TTFT = first output token time - request arrival", b);
-  m_tpot = &r.histogram("ridgeline_time_per_output_token_seconds",
-                        "TPOT = (E2E - TTFT) / (output_tokens - 1), requests with > 1 output token",
-                        b);
+  m_tpot =
+      &r.histogram("ridgeline_time_per_output_token_seconds",
+                   "TPOT = (E2E - TTFT) / (output_tokens - 1), requests with > 1 output token", b);
   m_itl = &r.histogram("ridgeline_inter_token_latency_seconds",
                        "ITL = gap between consecutive output tokens of one request (every gap)", b);
   m_e2e = &r.histogram("ridgeline_e2e_request_latency_seconds",

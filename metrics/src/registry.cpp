@@ -112,8 +112,7 @@ prometheus::Gauge& metrics_registry::gauge(const std::string& name, const std::s
   return *static_cast<prometheus::Gauge*>(child);
 }
 
-prometheus::Histogram& metrics_registry::histogram(const std::string& name,
-                                                   const std::string& help,
+prometheus::Histogram& metrics_registry::histogram(const std::string& name, const std::string& help,
                                                    const std::vector<double>& buckets,
                                                    const label_set& labels) {
   for (std::size_t i = 0; i < buckets.size(); ++i) {
@@ -126,8 +125,8 @@ prometheus::Histogram& metrics_registry::histogram(const std::string& name,
   family_entry& e = entry(name, help, kind::histogram, &buckets);
   void*& child = e.children[labels];
   if (!child) {
-    child = &static_cast<prometheus::Family<prometheus::Histogram>*>(e.family)->Add(checked,
-                                                                                      buckets);
+    child =
+        &static_cast<prometheus::Family<prometheus::Histogram>*>(e.family)->Add(checked, buckets);
   }
   return *static_cast<prometheus::Histogram*>(child);
 }

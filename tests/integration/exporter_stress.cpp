@@ -10,12 +10,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <cctype>
 #include <map>
 #include <mutex>
 #include <random>
@@ -82,22 +82,33 @@ std::string malformed_request(int i, std::mt19937_64& rng) {
   std::string junk(256 + rng() % 768, '\0');
   for (auto& c : junk) c = static_cast<char>(rng());
   switch (i % 12) {
-    case 0: return junk;                                                        // random bytes
-    case 1: return "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(64 << 10, 'A') + "\r\n\r\n";
-    case 2: return "GET /" + std::string(32 << 10, 'm') + " HTTP/1.1\r\n\r\n";  // long URI
-    case 3: return "BREW /metrics HTCPCP/1.0\r\n\r\n";
-    case 4: return "GET /metrics HTTP/7.3\r\n\r\n";
-    case 5: return "GET /metr";                                                 // truncated
-    case 6: return "POST /metrics HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc";
-    case 7: return "GET /../../../../etc/passwd HTTP/1.1\r\n\r\n";
-    case 8: return std::string("GET /metrics HTTP/1.1\r\nHost: a\0b\r\n\r\n", 36);
-    case 9: return "POST /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n" + junk;
+    case 0:
+      return junk;  // random bytes
+    case 1:
+      return "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(64 << 10, 'A') + "\r\n\r\n";
+    case 2:
+      return "GET /" + std::string(32 << 10, 'm') + " HTTP/1.1\r\n\r\n";  // long URI
+    case 3:
+      return "BREW /metrics HTCPCP/1.0\r\n\r\n";
+    case 4:
+      return "GET /metrics HTTP/7.3\r\n\r\n";
+    case 5:
+      return "GET /metr";  // truncated
+    case 6:
+      return "POST /metrics HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc";
+    case 7:
+      return "GET /../../../../etc/passwd HTTP/1.1\r\n\r\n";
+    case 8:
+      return std::string("GET /metrics HTTP/1.1\r\nHost: a\0b\r\n\r\n", 36);
+    case 9:
+      return "POST /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n" + junk;
     case 10: {
       std::string many = "GET /metrics HTTP/1.1\r\n";
       for (int h = 0; h < 2000; ++h) many += "X-" + std::to_string(h) + ": v\r\n";
       return many + "\r\n";
     }
-    default: return "\r\n\r\n\r\n" + junk;
+    default:
+      return "\r\n\r\n\r\n" + junk;
   }
 }
 
@@ -144,7 +155,10 @@ std::string check_exposition(const std::string& body, std::size_t* samples) {
         const std::string k = body_labels.substr(p, eq - p);
         const std::string v = body_labels.substr(eq + 2, q - eq - 2);
         if (!is_name(k)) return "bad label name: " + line;
-        if (k == "le") le = v; else labels += k + "=" + v + ",";
+        if (k == "le")
+          le = v;
+        else
+          labels += k + "=" + v + ",";
         p = q + 1;
         if (p < body_labels.size() && body_labels[p] == ',') ++p;
       }
@@ -179,8 +193,9 @@ struct scrape_tally {
 };
 
 void scrape(int port, scrape_tally& t) {
-  const std::string reply = exchange(port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                           "Connection: close\r\n\r\n");
+  const std::string reply = exchange(port,
+                                     "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     "Connection: close\r\n\r\n");
   std::string error;
   const auto split = reply.find("\r\n\r\n");
   if (reply.rfind("HTTP/1.1 200", 0) != 0 || split == std::string::npos) {
@@ -298,15 +313,17 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::printf("exporter stress on 127.0.0.1:%d, %.1f s\n", port, seconds);
-  std::printf("  malformed/oversized requests sent: %d (connections refused: %d, answered with "
-              "metrics: %ld)\n",
-              sent.load(), refused.load(), leaked_metrics.load());
+  std::printf(
+      "  malformed/oversized requests sent: %d (connections refused: %d, answered with "
+      "metrics: %ld)\n",
+      sent.load(), refused.load(), leaked_metrics.load());
   std::printf("  good scrapes: %d ok, %d failed (3 bursts of %d concurrent), %zu samples parsed\n",
               scrapes.ok.load(), scrapes.failed.load(), concurrent, scrapes.samples.load());
   std::printf("  workload updates during the run: %ld\n", updates.load());
-  std::printf("  RSS MiB: baseline %.1f (after warm-up), peak %.1f, end %.1f; growth %.2f "
-              "(margin %.1f); checkpoints:",
-              rss_base, rss_peak, rss_end, rss_end - rss_base, k_rss_margin_mib);
+  std::printf(
+      "  RSS MiB: baseline %.1f (after warm-up), peak %.1f, end %.1f; growth %.2f "
+      "(margin %.1f); checkpoints:",
+      rss_base, rss_peak, rss_end, rss_end - rss_base, k_rss_margin_mib);
   for (double c : checkpoints) std::printf(" %.1f", c);
   std::printf("\n");
 

@@ -76,7 +76,7 @@ TEST(MetricsRegistry, RejectsBadNamesKindsHelpAndLabels) {
   EXPECT_THROW(r.gauge("ridgeline_a:b", "colon"), std::invalid_argument);
   EXPECT_THROW(r.gauge("ridgeline_x", ""), std::invalid_argument);
   r.gauge("ridgeline_x", "x");
-  EXPECT_THROW(r.counter("ridgeline_x", "x"), std::invalid_argument);      // other kind
+  EXPECT_THROW(r.counter("ridgeline_x", "x"), std::invalid_argument);  // other kind
   EXPECT_THROW(r.gauge("ridgeline_x", "other help"), std::invalid_argument);
   EXPECT_THROW(r.gauge("ridgeline_x", "x", {{"le", "1"}}), std::invalid_argument);
   EXPECT_THROW(r.gauge("ridgeline_x", "x", {{"a", "1"}, {"a", "2"}}), std::invalid_argument);
@@ -110,26 +110,36 @@ TEST(LiveMetrics, ExpositionCarriesEveryCoreFamilyWithFormulasAndBaseUnits) {
   live.observe_step({rm::step_phase::decode, 0.004, 8, 0, 8, 8, 1.2e11, 1.4e10});
   live.observe_step({rm::step_phase::prefill, 0.020, 1, 2048, 0, 1, 3e13, 1.5e10});
   live.observe_itl(0.004);
-  live.observe_request({true, 0.3, 1.0, 0.02});   // meets both SLOs
-  live.observe_request({true, 0.9, 2.0, 0.02});   // TTFT over
-  live.observe_request({true, 0.1, 0.1, -1});     // one token: no TPOT, TTFT within
+  live.observe_request({true, 0.3, 1.0, 0.02});  // meets both SLOs
+  live.observe_request({true, 0.9, 2.0, 0.02});  // TTFT over
+  live.observe_request({true, 0.1, 0.1, -1});    // one token: no TPOT, TTFT within
   live.observe_request({false, 0, 0, -1});
   live.set_queue(8, 3);
   live.set_kv({30, 50, 20, 1000, 400, 7, 2});
   live.set_kv({31, 49, 20, 1100, 450, 7, 3});
   const std::string t = live.registry().exposition();
-  for (const char* family :
-       {"ridgeline_requests_total", "ridgeline_requests_running", "ridgeline_requests_waiting",
-        "ridgeline_batch_size", "ridgeline_step_duration_seconds",
-        "ridgeline_time_to_first_token_seconds", "ridgeline_time_per_output_token_seconds",
-        "ridgeline_inter_token_latency_seconds", "ridgeline_e2e_request_latency_seconds",
-        "ridgeline_prompt_tokens_total", "ridgeline_generation_tokens_total",
-        "ridgeline_kv_cache_blocks", "ridgeline_kv_cache_usage_ratio",
-        "ridgeline_prefix_cache_queries_tokens_total", "ridgeline_prefix_cache_hits_tokens_total",
-        "ridgeline_kv_cache_evictions_total", "ridgeline_preemptions_total",
-        "ridgeline_achieved_flops_per_second", "ridgeline_achieved_dram_bytes_per_second",
-        "ridgeline_arithmetic_intensity_flops_per_byte", "ridgeline_ridge_point_flops_per_byte",
-        "ridgeline_requests_slo_met_total"}) {
+  for (const char* family : {"ridgeline_requests_total",
+                             "ridgeline_requests_running",
+                             "ridgeline_requests_waiting",
+                             "ridgeline_batch_size",
+                             "ridgeline_step_duration_seconds",
+                             "ridgeline_time_to_first_token_seconds",
+                             "ridgeline_time_per_output_token_seconds",
+                             "ridgeline_inter_token_latency_seconds",
+                             "ridgeline_e2e_request_latency_seconds",
+                             "ridgeline_prompt_tokens_total",
+                             "ridgeline_generation_tokens_total",
+                             "ridgeline_kv_cache_blocks",
+                             "ridgeline_kv_cache_usage_ratio",
+                             "ridgeline_prefix_cache_queries_tokens_total",
+                             "ridgeline_prefix_cache_hits_tokens_total",
+                             "ridgeline_kv_cache_evictions_total",
+                             "ridgeline_preemptions_total",
+                             "ridgeline_achieved_flops_per_second",
+                             "ridgeline_achieved_dram_bytes_per_second",
+                             "ridgeline_arithmetic_intensity_flops_per_byte",
+                             "ridgeline_ridge_point_flops_per_byte",
+                             "ridgeline_requests_slo_met_total"}) {
     EXPECT_NE(t.find(std::string("# HELP ") + family + " "), std::string::npos) << family;
   }
   EXPECT_NE(t.find("TTFT = first output token time - request arrival"), std::string::npos);
@@ -184,8 +194,8 @@ TEST(LiveMetrics, GpuTelemetryInBaseUnitsWithThrottleReasons) {
   EXPECT_DOUBLE_EQ(sample_value(t, "ridgeline_gpu_throttled{gpu=\"0\"}"), 1);
   EXPECT_DOUBLE_EQ(
       sample_value(t, "ridgeline_gpu_throttle_reason{gpu=\"0\",reason=\"sw_power_cap\"}"), 1);
-  EXPECT_DOUBLE_EQ(
-      sample_value(t, "ridgeline_gpu_throttle_reason{gpu=\"0\",reason=\"gpu_idle\"}"), 0);
+  EXPECT_DOUBLE_EQ(sample_value(t, "ridgeline_gpu_throttle_reason{gpu=\"0\",reason=\"gpu_idle\"}"),
+                   0);
 }
 
 TEST(MetricsAddress, LoopbackUnlessAllInterfacesAreWrittenOut) {
@@ -197,8 +207,8 @@ TEST(MetricsAddress, LoopbackUnlessAllInterfacesAreWrittenOut) {
   EXPECT_FALSE(rm::parse_listen_address("9464").all_interfaces());
   EXPECT_TRUE(rm::parse_listen_address("0.0.0.0:9464").all_interfaces());
   EXPECT_TRUE(rm::parse_listen_address("[::]:9464").all_interfaces());
-  for (const char* bad : {"", "example.com:9464", "127.0.0.1:", "127.0.0.1:70000",
-                          "127.0.0.1:94x", "::1:9464", "[::1]9464", "[nope]:1", "1.2.3:4"}) {
+  for (const char* bad : {"", "example.com:9464", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:94x",
+                          "::1:9464", "[::1]9464", "[nope]:1", "1.2.3:4"}) {
     EXPECT_THROW(rm::parse_listen_address(bad), std::invalid_argument) << bad;
   }
 }
@@ -213,8 +223,7 @@ TEST(MetricsPush, GatewayUrlNeedsSchemeAndNoPath) {
     EXPECT_THROW(rm::parse_gateway_url(bad), std::invalid_argument) << bad;
   }
   rm::metrics_registry r;
-  EXPECT_THROW(rm::push_to_gateway(r, "http://127.0.0.1:9", "bad job", "x"),
-               std::invalid_argument);
+  EXPECT_THROW(rm::push_to_gateway(r, "http://127.0.0.1:9", "bad job", "x"), std::invalid_argument);
 }
 
 TEST(MetricsExporter, ServesTheExpositionOnLoopbackAndRefusesGarbage) {

@@ -62,8 +62,8 @@ class metrics_registry {
     kind type;
     std::string help;
     std::vector<double> buckets;
-    void* family = nullptr;                    // prometheus::Family<T>*, owned by m_registry
-    std::map<label_set, void*> children;       // T*, owned by the family
+    void* family = nullptr;               // prometheus::Family<T>*, owned by m_registry
+    std::map<label_set, void*> children;  // T*, owned by the family
   };
   family_entry& entry(const std::string& name, const std::string& help, kind k,
                       const std::vector<double>* buckets);
