@@ -2,6 +2,7 @@
 // cache and the simulated executor once per cache capacity, and reports the prefix-cache hit rate
 // (tokens and blocks) against capacity, what hits saved and misses recomputed, and latency
 // distributions per capacity. JSON (schema ridgeline.kv/v1), CSV and a table. docs/kv.md.
+// With --metrics-address the replay feeds live Prometheus metrics (docs/metrics.md).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "metrics_options.hpp"
 #include "ridgeline/bench/statistics.hpp"
 #include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/metrics/environment.hpp"
@@ -43,6 +45,7 @@ struct kv_args {
   std::string output = "ridgeline-kv.json";
   std::string csv;
   bool json = false;
+  metrics_options live;
 };
 
 struct capacity_point {
@@ -330,6 +333,12 @@ void run_kv_command(const kv_args& a, context& ctx) {
   const std::int64_t unlimited = unlimited_blocks(w, a.block_tokens);
   const auto caps = parse_capacities(a.capacity, unlimited, m, kv_dtype, a.block_tokens);
 
+  metrics_session session(a.live, ctx);
+  if (auto* live = session.live()) {
+    live->set_ceilings(std::string(name(ro.compute_dtype)),
+                       gpu.peak_flops_per_second(ro.compute_dtype), gpu.dram_bytes_per_second());
+  }
+
   const bool bar = ctx.progress && isatty(STDERR_FILENO);
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < caps.size(); ++i) {
@@ -350,6 +359,28 @@ void run_kv_command(const kv_args& a, context& ctx) {
                 << ") [" << std::string(static_cast<std::size_t>(filled), '#')
                 << std::string(static_cast<std::size_t>(width - filled), '.') << "] "
                 << static_cast<int>(f * 100) << "%   " << std::flush;
+      };
+    }
+    if (auto* live = session.live()) {
+      session.begin_run();
+      c.on_step = [live, &session, &model](const simulation_step& st) {
+        const step_shape& sh = st.plan.shape;
+        live->observe_step({metrics::phase_of(sh.prefill_tokens, sh.decode_tokens),
+                            st.step_seconds, sh.sequences, sh.prefill_tokens, sh.decode_tokens,
+                            sh.sampled_tokens, model.flops(sh), model.bytes(sh)});
+        for (double gap : st.new_itl_seconds) live->observe_itl(gap);
+        live->set_queue(st.sched.num_running(), st.sched.num_waiting());
+        const auto& pool = st.kv.pool();
+        const auto& k = st.kv.counters();
+        live->set_kv({pool.num_used(), pool.num_cached(), pool.num_free(), k.lookup_tokens,
+                      k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
+                      k.preemptions});
+        session.pace(st.now_seconds);
+      };
+      c.on_request = [live](const request_record& q) {
+        const bool done = q.outcome == request_outcome::finished;
+        live->observe_request({done, done ? q.ttft_seconds() : 0, done ? q.e2e_seconds() : 0,
+                               q.has_tpot() ? q.tpot_seconds() : -1.0});
       };
     }
     simulation_result r = simulate(w, c, model);
@@ -392,6 +423,8 @@ void run_kv_command(const kv_args& a, context& ctx) {
     ctx.out << table_of(doc);
     if (!a.output.empty()) ctx.out << "results written to " << a.output << "\n";
   }
+  ctx.out << std::flush;
+  session.finish();
 }
 
 }  // namespace
@@ -406,6 +439,8 @@ void register_kv(CLI::App& app, context& ctx) {
       "      --model llama-3-70b --max-model-len 0 --capacity unlimited,50%,20%,10%\n"
       "  ridgeline kv --generator sessions=500,turns=uniform:2:8,think=exp:60,system=1024 \\\n"
       "      --capacity 2GiB,8GiB,32GiB --csv kv.csv\n"
+      "  ridgeline kv --generator sessions=200 --metrics-address 127.0.0.1:9464 --pace 20 \\\n"
+      "      --hold 60                       live metrics for Prometheus (docs/metrics.md)\n"
       "Capacities: unlimited, N% (of unlimited), N (blocks) or a size (8GiB) of KV memory.\n"
       "Generator keys and every metric: docs/kv.md");
   auto* trace = cmd->add_option("--trace", args->trace, "Trace file: .jsonl Mooncake, .csv Azure");
@@ -439,6 +474,7 @@ void register_kv(CLI::App& app, context& ctx) {
       ->capture_default_str();
   cmd->add_option("--csv", args->csv, "Also write the rows as CSV");
   cmd->add_flag("--json", args->json, "Print the result JSON on stdout instead of the table");
+  add_metrics_options(cmd, args->live, "ridgeline_kv", true);
   cmd->callback([args, &ctx] { run_kv_command(*args, ctx); });
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "metrics_options.hpp"
 #include "ridgeline/bench/sweep.hpp"
 #include "ridgeline/metrics/files.hpp"
 
@@ -23,6 +24,7 @@ struct sweep_args {
   int split_tokens = 0;
   int device = 0;
   bool full = false, json = false, no_graphs = false;
+  metrics_options live;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -82,6 +84,8 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);
   if (ctx.progress) o.progress = [&ctx](const std::string& s) { ctx.err << "sweep: " << s << "\n"; };
+  metrics_session session(a.live, ctx);
+  o.live = session.live();
   const nlohmann::json doc = bench::run_sweep(o);
   const std::string text = doc.dump(2) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
@@ -92,6 +96,8 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
     ctx.out << bench::sweep_table(doc);
     if (!a.output.empty()) ctx.out << "\nresults written to " << a.output << "\n";
   }
+  ctx.out << std::flush;
+  session.finish();
 }
 
 }  // namespace
@@ -121,6 +127,7 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--json", a->json, "Print the result JSON instead of the table");
+  add_metrics_options(cmd, a->live, "ridgeline_sweep", false);
   cmd->callback([a, &ctx] { run_sweep_command(*a, ctx); });
 }
 

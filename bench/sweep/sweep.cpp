@@ -58,6 +58,8 @@ json run_sweep(const sweep_options& o) {
     floor_source = "theoretical bandwidth from memory clock and bus width";
   }
 
+  if (o.live && peak > 0 && floor_bw > 0) o.live->set_ceilings("bf16", peak, floor_bw);
+
   engine_options eo;
   eo.device = o.device;
   eo.cuda_graphs = o.cuda_graphs;
@@ -124,8 +126,30 @@ json run_sweep(const sweep_options& o) {
                                                static_cast<std::size_t>(blocks_per_seq));
           s.samples = true;
         }
-        const measurement meas = measure([&] { return engine.timed_step(seqs); }, mo);
         const step_work w = count_step_work(m, batch, context, prefill);
+        const metrics::step_sample live_step{
+            prefill ? metrics::step_phase::prefill : metrics::step_phase::decode,
+            0.0,
+            batch,
+            prefill ? std::int64_t(batch) * context : 0,
+            prefill ? 0 : std::int64_t(batch),
+            batch,
+            w.flops,
+            w.bytes()};
+        const measurement meas = measure(
+            [&] {
+              const double step_s = engine.timed_step(seqs);
+              if (o.live) {  // after the step's events: outside the timed region
+                metrics::step_sample obs = live_step;
+                obs.seconds = step_s;
+                o.live->observe_step(obs);
+              }
+              return step_s;
+            },
+            mo);
+        if (o.live) {
+          if (auto g = metrics::nvml::instance().sample(o.device)) o.live->set_gpu(o.device, *g);
+        }
         const double t = meas.stats.median;
         const double floor_s = floor_bw > 0 ? w.bytes() / floor_bw : 0;
         row["step_seconds"] = to_json(meas.stats);

@@ -48,6 +48,7 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     if (i >= done.size() || done[i])
       throw std::logic_error("simulator: request record lost or repeated");
     done[i] = 1;
+    if (c.on_request) c.on_request(rec);
     ++completed;
     if (rec.outcome == request_outcome::finished)
       ++out.finished;
@@ -97,7 +98,13 @@ simulation_result simulate(const workload& w, const simulation_config& c,
       sampled.push_back(segment_token(output_seed_of[static_cast<std::size_t>(e.request)],
                                       sched.generated(e.request)));
     }
+    const std::size_t itl_before = sched.itl_seconds().size();
     sched.complete(sampled, now);
+    if (c.on_step) {
+      const auto& itl = sched.itl_seconds();
+      c.on_step(simulation_step{plan, dt, now, sched, kv,
+                                std::span<const double>(itl).subspan(itl_before)});
+    }
     sched.take_finished(left);
     for (auto& rec : left) on_left(rec);
     left.clear();

@@ -12,6 +12,7 @@
 
 #include "ridgeline/engine/gpu_profile.hpp"
 #include "ridgeline/engine/model.hpp"
+#include "ridgeline/metrics/live_metrics.hpp"
 
 namespace ridgeline::bench {
 
@@ -30,6 +31,10 @@ struct sweep_options {
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
   std::optional<nlohmann::json> peer;      // ridgeline.peer/v1 results to compare with
   std::function<void(const std::string&)> progress;
+  // When set, every timed step is observed (after its CUDA events, outside the timed region) and
+  // GPU telemetry is sampled after each configuration: `sweep --metrics-address` serves it live.
+  // Compare decode at batch 1 with and without it for the exporter's overhead.
+  metrics::live_metrics* live = nullptr;
 };
 
 // Validates options that need no GPU (phases, positive sizes); throws std::invalid_argument.

@@ -4,10 +4,12 @@
 //   simulation_config c;  c.kv = make_kv_cache_config(model, dtype::bf16, 16, 8192);
 //   simulation_result r = simulate(w, c, roofline_step_time_model(model, gpu));
 // Follow-up turns of chat sessions arrive think_seconds after their previous turn finished.
+// Observers (live metrics, pacing) see every step and every request as it leaves.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "ridgeline/engine/kv_cache.hpp"
@@ -17,11 +19,24 @@
 
 namespace ridgeline {
 
+// What an observer sees after each simulated step (valid during the call only).
+struct simulation_step {
+  const step_plan& plan;
+  double step_seconds = 0;  // what the step-time model said
+  double now_seconds = 0;   // simulated time at the end of the step
+  const scheduler& sched;
+  const kv_cache_manager& kv;
+  std::span<const double> new_itl_seconds;  // inter-token gaps recorded by this step
+};
+
 struct simulation_config {
   kv_cache_config kv;
   scheduler_config scheduler;
   // Called now and then with the fraction of requests done, in [0, 1].
   std::function<void(double)> progress;
+  // Called after every step, and for every request when it leaves (finished or rejected).
+  std::function<void(const simulation_step&)> on_step;
+  std::function<void(const request_record&)> on_request;
 };
 
 struct simulation_result {
