@@ -13,6 +13,7 @@ namespace {
 
 struct sweep_args {
   std::string model = "llama-2-7b";
+  std::string checkpoint;
   std::string batches = "1,2,4,8,16,32,64,128,256";
   std::string contexts = "128,512,2048,8192";
   std::string phases = "decode,prefill";
@@ -61,6 +62,7 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 void run_sweep_command(const sweep_args& a, context& ctx) {
   bench::sweep_options o;
   o.model = a.model;
+  o.checkpoint = a.checkpoint;
   o.batches = int_list(a.batches, "batch");
   o.contexts = int_list(a.contexts, "context");
   o.phases = split(a.phases);
@@ -111,6 +113,8 @@ void register_sweep(CLI::App& app, context& ctx) {
       "  ridgeline sweep --gpu planner/profiles/h100-sxm.json -o bench/results/sweep.json --csv s.csv\n"
       "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
+  cmd->add_option("--checkpoint", a->checkpoint,
+                  "Hugging Face Llama/Mistral folder (config.json + safetensors) instead of a preset");
   cmd->add_option("--batch", a->batches, "Batch sizes, comma-separated")->capture_default_str();
   cmd->add_option("--context", a->contexts, "Context lengths (tokens), comma-separated")->capture_default_str();
   cmd->add_option("--phase", a->phases, "decode, prefill or both")->capture_default_str();

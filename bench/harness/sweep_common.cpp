@@ -8,7 +8,7 @@
 namespace ridgeline::bench {
 
 void validate_sweep_options(const sweep_options& o) {
-  model_preset_by_name(o.model);  // throws with the known names
+  if (o.checkpoint.empty()) model_preset_by_name(o.model);  // throws with the known names
   if (o.batches.empty() || o.contexts.empty()) {
     throw std::invalid_argument("sweep: --batch and --context need at least one value each");
   }

@@ -4,10 +4,12 @@
 // Each point repeats the same step (its new KV overwrites the same slots) under the harness's
 // stopping rule; decode replays a CUDA graph.
 #include <algorithm>
+#include <filesystem>
 #include <random>
 
 #include "ridgeline/bench/measure.hpp"
 #include "ridgeline/bench/sweep.hpp"
+#include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/metrics/device.hpp"
@@ -37,7 +39,11 @@ json run_sweep(const sweep_options& o) {
   if (metrics::device_count() == 0) {
     throw no_device_error("ridgeline sweep needs a CUDA GPU: " + metrics::no_device_reason());
   }
-  const model_preset& m = model_preset_by_name(o.model);
+  const decoder_config dc =
+      o.checkpoint.empty()
+          ? make_decoder_config(model_preset_by_name(o.model))
+          : decoder_config_from_hf(std::filesystem::path(o.checkpoint) / "config.json");
+  const model_preset& m = dc.model;
   const auto dev = metrics::query_device(o.device);
   if (!dev) throw std::invalid_argument("--device " + std::to_string(o.device) + " does not exist");
 
@@ -67,7 +73,8 @@ json run_sweep(const sweep_options& o) {
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
   if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
-  cuda_engine engine(m, eo);
+  eo.checkpoint = o.checkpoint;
+  cuda_engine engine(dc, eo);
   engine.fill_kv_random(7);
   const int block_tokens = eo.block_tokens;
   const double kv_token = static_cast<double>(m.kv_bytes_per_token(dtype::bf16));
@@ -182,7 +189,7 @@ json run_sweep(const sweep_options& o) {
               {"contexts", o.contexts},
               {"phases", o.phases},
               {"dtype", "bf16"},
-              {"weights", "seeded random"},
+              {"weights", o.checkpoint.empty() ? std::string("seeded random") : o.checkpoint},
               {"sampling", "greedy"},
               {"cuda_graphs", o.cuda_graphs},
               {"split_tokens", o.split_tokens},

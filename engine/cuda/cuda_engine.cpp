@@ -22,6 +22,7 @@
 #include "cuda/ops.hpp"
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
+#include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/metrics/device.hpp"
 #include "ridgeline/metrics/errors.hpp"
 
@@ -141,7 +142,7 @@ struct cuda_engine::impl {
   };
   std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
 
-  impl(const model_preset& m, const engine_options& o) : cfg(make_decoder_config(m, o.block_tokens)), opt(o) {
+  impl(const decoder_config& c, const engine_options& o) : cfg(c), opt(o) {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
     linear_runner.set_gemv_options({4, 0, o.pdl});
@@ -270,7 +271,14 @@ struct cuda_engine::impl {
 };
 
 cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
-    : m(std::make_unique<impl>(model, o)) {
+    : cuda_engine(make_decoder_config(model, o.block_tokens), o) {}
+
+cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
+    : m(std::make_unique<impl>(c, o)) {
+  const model_preset& model = c.model;
+  // Read a checkpoint (and check every shape) before anything is allocated on the GPU.
+  std::vector<bf16_bits> host_weights;
+  if (!o.checkpoint.empty()) host_weights = load_checkpoint_weights(o.checkpoint, model);
   if (metrics::device_count() == 0) {
     throw no_device_error("the CUDA engine needs a GPU: " + metrics::no_device_reason());
   }
@@ -288,7 +296,13 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
   }
   m->weights = cuda::device_buffer(static_cast<std::size_t>(elems) * 2);
   auto* base = m->weights.data<bf16_bits>();
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
+  for (std::size_t i = 0, at = 0; i < tensors.size() && !host_weights.empty(); ++i) {
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(base + m->tensor_offsets[i].first, host_weights.data() + at,
+                                    static_cast<std::size_t>(tensors[i].elements) * 2,
+                                    cudaMemcpyHostToDevice));
+    at += static_cast<std::size_t>(tensors[i].elements);
+  }
+  for (std::size_t i = 0; i < tensors.size() && host_weights.empty(); ++i) {
     const auto& t = tensors[i];
     // Linear weights uniform with variance 1 / in_features keep activations at unit scale; norm
     // weights near 1; the embedding uniform in [-1, 1).

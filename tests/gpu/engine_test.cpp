@@ -10,6 +10,9 @@
 #include <random>
 
 #include "gpu_test_util.hpp"
+#include <filesystem>
+
+#include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/metrics/errors.hpp"
@@ -139,4 +142,37 @@ TEST(Engine, MemoryPlanRefusesWhatDoesNotFit) {
   const auto p = plan_engine_memory(model_preset_by_name("llama-2-7b"), o, 79LL << 30);
   EXPECT_GT(p.kv_blocks, 1000);
   EXPECT_EQ(p.kv_bytes_per_block, 16 * 512 * 1024);  // 16 tokens x 512 KiB
+}
+
+TEST(Engine, LoadsASafetensorsCheckpoint) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  engine_options o;
+  o.num_kv_blocks = 16;
+  o.max_tokens = 64;
+  o.max_seqs = 2;
+  o.return_logits = true;
+  o.seed = 9;
+  cuda_engine random(m, o);
+  const auto dir = std::filesystem::temp_directory_path() / "ridgeline_engine_ckpt";
+  std::filesystem::create_directories(dir);
+  save_checkpoint(dir / "model.safetensors", m, random.download_weights());
+  engine_options lo = o;
+  lo.checkpoint = dir.string();
+  cuda_engine loaded(m, lo);
+  std::vector<token_id> prompt = {3, 1, 4, 1, 5, 9, 2, 6};
+  std::vector<block_id> blocks = {2, 7};
+  const std::vector<step_sequence> plan = {{prompt, 0, 8, blocks, true, {}}};
+  const step_result a = random.step(plan), b = loaded.step(plan);
+  EXPECT_EQ(a.logits, b.logits);  // same weights, same kernels: bitwise
+  // A truncated file is a clear error before anything runs.
+  std::filesystem::resize_file(dir / "model.safetensors",
+                               std::filesystem::file_size(dir / "model.safetensors") / 2);
+  try {
+    cuda_engine broken(m, lo);
+    FAIL() << "loaded a truncated checkpoint";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -5,6 +5,7 @@
 // logits from loaded weights as from the originals.
 //   ctest --test-dir build-cpu -R Checkpoint
 #include "ridgeline/engine/checkpoint.hpp"
+#include "ridgeline/engine/cpu_engine.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -633,77 +634,16 @@ TEST(Checkpoint, HeaderByteFlipsNeverCrash) {
 
 namespace {
 
-struct cpu_backend {
-  void embedding(const embedding_params& p) { cpu::embedding(p); }
-  void rms_norm(const rms_norm_params& p) { cpu::rms_norm(p); }
-  void linear(const linear_params& p) { cpu::linear(p); }
-  void gather_rows(const gather_rows_params& p) { cpu::gather_rows(p); }
-  void rope(const rope_params& p) { cpu::rope(p); }
-  void kv_append(const kv_append_params& p) { cpu::kv_append(p); }
-  void attention(const attention_params& p) { cpu::attention(p); }
-  void swiglu(const swiglu_params& p) { cpu::swiglu(p); }
-  void sampling(const sampling_params& p) { cpu::sampling(p); }
-  void range_push(const char*) {}
-  void range_pop() {}
-};
-
-// Logits of the last prompt token, one prefill step from an empty cache.
+// Logits of the last prompt token, one prefill step from an empty cache (the CPU engine).
 std::vector<float> prompt_logits(const decoder_config& c, const std::vector<bf16_bits>& weights,
                                  const std::vector<token_id>& prompt) {
-  const model_preset& m = c.model;
-  decoder_weights w;
-  const bf16_bits* at = weights.data();
-  for (const auto& t : weight_tensors(m)) {
-    const std::string& n = t.name;
-    if (n == "embedding") w.embedding = at;
-    if (n == "final_norm") w.final_norm = at;
-    if (n == "lm_head") w.lm_head = at;
-    if (n.ends_with(".attn_norm")) w.layers.emplace_back().attn_norm = at;
-    if (n.ends_with(".qkv")) w.layers.back().qkv = at;
-    if (n.ends_with(".o")) w.layers.back().o = at;
-    if (n.ends_with(".mlp_norm")) w.layers.back().mlp_norm = at;
-    if (n.ends_with(".gate_up")) w.layers.back().gate_up = at;
-    if (n.ends_with(".down")) w.layers.back().down = at;
-    at += t.elements;
-  }
   const int T = static_cast<int>(prompt.size());
   const int num_blocks = (T + c.block_tokens - 1) / c.block_tokens;
-  const std::int64_t layer_kv = kv_layer_elements(m, num_blocks, c.block_tokens);
-  std::vector<bf16_bits> kv(static_cast<std::size_t>(layer_kv * m.layers));
+  cpu_engine engine(c, weights, num_blocks);
   std::vector<block_id> blocks(static_cast<std::size_t>(num_blocks));
   std::iota(blocks.begin(), blocks.end(), 0);
-  step_sequence seq{prompt, 0, T, blocks, true, sampling_row{}};
-  const host_step h = build_step({&seq, 1}, c.block_tokens, m.vocab);
-
-  const step_buffer_sizes s = step_buffer_elements(m, T, 1);
-  auto v = [](std::int64_t n) { return std::vector<bf16_bits>(static_cast<std::size_t>(n)); };
-  auto residual = v(s.residual), xn = v(s.residual), qkv = v(s.qkv), q = v(s.q), k = v(s.kv),
-       vv = v(s.kv), attn = v(s.attn), out = v(s.residual), mlp = v(s.mlp), act = v(s.act),
-       xs = v(m.hidden);
-  std::vector<float> logits(static_cast<std::size_t>(s.logits));
-  const step_buffers buf{residual.data(), xn.data(),     qkv.data(), q.data(),   k.data(),
-                         vv.data(),       attn.data(),   out.data(), mlp.data(), act.data(),
-                         xs.data(),       logits.data(), nullptr,    0};
-  std::vector<std::int32_t> out_tokens(1);
-  step_inputs in;
-  in.num_tokens = h.num_tokens;
-  in.num_seqs = h.num_seqs;
-  in.ids = h.ids.data();
-  in.positions = h.positions.data();
-  in.slot_mapping = h.slot_mapping.data();
-  in.q_offsets = h.q_offsets.data();
-  in.seq_lens = h.seq_lens.data();
-  in.block_tables = h.block_tables.data();
-  in.max_blocks_per_seq = h.max_blocks_per_seq;
-  in.num_samples = h.num_samples;
-  in.sample_rows = h.sample_rows.data();
-  in.sampling = h.sampling.data();
-  in.prev_tokens = h.prev_tokens.data();
-  in.prev_offsets = h.prev_offsets.data();
-  in.out_tokens = out_tokens.data();
-  cpu_backend b;
-  decoder_forward(b, c, w, {kv.data(), num_blocks, layer_kv}, buf, in);
-  return logits;
+  const step_sequence seq{prompt, 0, T, blocks, true, sampling_row{}};
+  return engine.step({&seq, 1}).logits;
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

@@ -20,6 +20,7 @@ inline constexpr const char* k_sweep_schema = "ridgeline.sweep/v1";
 
 struct sweep_options {
   std::string model = "llama-2-7b";
+  std::string checkpoint;  // a Hugging Face folder (config.json + safetensors): shapes and weights
   std::vector<int> batches{1, 2, 4, 8, 16, 32, 64, 128, 256};
   std::vector<int> contexts{128, 512, 2048, 8192};
   std::vector<std::string> phases{"decode", "prefill"};

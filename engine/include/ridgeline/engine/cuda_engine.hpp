@@ -1,6 +1,7 @@
 // The CUDA executor: a Llama-family decoder on one GPU (decoder_forward over the CUDA launchers),
 // its weights (seeded random, scaled so activations stay finite) and paged KV pool, ragged batches
 // of sequences at different lengths, decode steps captured as CUDA graphs per (batch, table width),
+// weights seeded random or read from a safetensors checkpoint,
 // per-step timing with CUDA events. No CUDA types here (pimpl); a build without CUDA throws
 // no_device_error from the constructor.
 #pragma once
@@ -26,6 +27,7 @@ struct engine_options {
   bool pdl = true;           // programmatic dependent launch of the GEMVs (Hopper+)
   int split_tokens = 0;      // attention split size (0: launcher's choice)
   std::uint64_t seed = 1;    // random weights
+  std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
   int top_logprobs = 0;      // per sampled token, for fingerprints
   bool return_logits = false;  // copy each step's fp32 logits to the host (tests, audits)
   int device = 0;
@@ -54,6 +56,8 @@ struct step_result {
 class cuda_engine {
  public:
   cuda_engine(const model_preset& m, const engine_options& o);
+  // Any decoder configuration (e.g. decoder_config_from_hf for a checkpoint's config.json).
+  cuda_engine(const decoder_config& c, const engine_options& o);
   ~cuda_engine();
   cuda_engine(const cuda_engine&) = delete;
   cuda_engine& operator=(const cuda_engine&) = delete;
