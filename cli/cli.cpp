@@ -50,6 +50,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   context ctx{out, err};
   app.add_flag("--no-progress{false}", ctx.progress, "Do not print progress lines on stderr");
   register_probe(app, ctx);
+  register_compare(app, ctx);
+  register_history(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
