@@ -18,7 +18,7 @@ struct compare_args {
   std::vector<std::string> threshold_for;  // NAME=VALUE
   std::string thresholds_file;
   double alpha = 0.05;
-  std::string metric = "real_time";
+  std::string metric = "auto";
   std::string normalize_by;
   std::string filter;
   bool allow_env_mismatch = false;
@@ -99,7 +99,7 @@ void register_compare(CLI::App& app, context& ctx) {
       "Examples:\n"
       "  ridgeline compare base.json new.json\n"
       "  ridgeline compare base.json new.json --threshold 3% --markdown comment.md\n"
-      "  ridgeline compare bench/baselines/cpu.json out/ci.json --metric cpu_time \\\n"
+      "  ridgeline compare bench/baselines/cpu.json out/ci.json \\\n"
       "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json");
   cmd->add_option("BASE", a->base, "Baseline result file")->required();
   cmd->add_option("NEW", a->next, "New result file")->required();
@@ -111,7 +111,7 @@ void register_compare(CLI::App& app, context& ctx) {
   cmd->add_option("--thresholds", a->thresholds_file,
                   "JSON file of per-benchmark thresholds {\"name or glob\": 0.1}");
   cmd->add_option("--alpha", a->alpha, "Significance level of the test")->capture_default_str();
-  cmd->add_option("--metric", a->metric, "Google Benchmark time: real_time or cpu_time")
+  cmd->add_option("--metric", a->metric, "Google Benchmark time: auto (real_time for /manual_time and /real_time benchmarks, else cpu_time), real_time or cpu_time")
       ->capture_default_str();
   cmd->add_option("--normalize-by", a->normalize_by,
                   "Divide times by this benchmark's median of the same file (cancels machine speed)");

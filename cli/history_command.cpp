@@ -34,7 +34,7 @@ struct history_args {
   int busy_timeout_ms = 5000;
   // add
   std::vector<std::string> files;
-  std::string sha, branch, time, metric = "real_time";
+  std::string sha, branch, time, metric = "auto";
   // show / export
   std::string benchmark = "*";
   std::string branch_filter;
@@ -210,7 +210,7 @@ void register_history(CLI::App& app, context& ctx) {
   add->add_option("--sha", a->sha, "Git sha (default: the result's environment)");
   add->add_option("--branch", a->branch, "Branch (default $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME)");
   add->add_option("--time", a->time, "Run time, ISO 8601 (default: the result's time)");
-  add->add_option("--metric", a->metric, "Google Benchmark time: real_time or cpu_time")
+  add->add_option("--metric", a->metric, "Google Benchmark time: auto (real_time for /manual_time and /real_time benchmarks, else cpu_time), real_time or cpu_time")
       ->capture_default_str();
   add->callback([a, &ctx] { run_add(*a, ctx); });
 

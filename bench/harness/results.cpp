@@ -10,13 +10,19 @@ namespace ridgeline::bench {
 using nlohmann::json;
 
 time_metric parse_time_metric(const std::string& text) {
+  if (text == "auto") return time_metric::automatic;
   if (text == "real_time") return time_metric::real_time;
   if (text == "cpu_time") return time_metric::cpu_time;
-  throw std::invalid_argument("unknown time metric '" + text + "' (use real_time or cpu_time)");
+  throw std::invalid_argument("unknown time metric '" + text + "' (use auto, real_time or cpu_time)");
 }
 
 std::string to_string(time_metric m) {
-  return m == time_metric::real_time ? "real_time" : "cpu_time";
+  switch (m) {
+    case time_metric::automatic: return "auto";
+    case time_metric::real_time: return "real_time";
+    case time_metric::cpu_time: return "cpu_time";
+  }
+  return "unknown";
 }
 
 benchmark_series make_series(std::vector<double> seconds) {
@@ -58,6 +64,10 @@ std::string string_field(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // Google Benchmark JSON: {"context": {...}, "benchmarks": [...]}.
 result_set parse_gbench(const json& doc, const std::string& source, time_metric metric) {
   result_set r;
@@ -91,7 +101,6 @@ result_set parse_gbench(const json& doc, const std::string& source, time_metric 
 
   const json& list = doc["benchmarks"];
   if (!list.is_array()) fail(source, "'benchmarks' is not an array");
-  const char* key = metric == time_metric::real_time ? "real_time" : "cpu_time";
   std::map<std::string, std::vector<double>> samples;
   std::map<std::string, std::map<std::string, double>> aggregates;
   std::map<std::string, double> repetitions;
@@ -110,7 +119,10 @@ result_set parse_gbench(const json& doc, const std::string& source, time_metric 
       continue;
     }
     const double scale = unit_seconds(where, b.value("time_unit", std::string("ns")));
-    const double seconds = number_field(b, key, where) * scale;
+    const bool wall = metric == time_metric::real_time ||
+                      (metric == time_metric::automatic &&
+                       (ends_with(name, "/manual_time") || ends_with(name, "/real_time")));
+    const double seconds = number_field(b, wall ? "real_time" : "cpu_time", where) * scale;
     if (b.value("run_type", std::string("iteration")) == "aggregate") {
       aggregates[name][b.value("aggregate_name", std::string())] = seconds;
       repetitions[name] = b.value("repetitions", 0.0);

@@ -288,3 +288,15 @@ TEST(Compare, SummaryOnlyRowsUseAZTestOnMedians) {
   EXPECT_EQ(c.rows[0].result, verdict::slower);
   EXPECT_EQ(compare_results(base, same, {}).rows[0].result, verdict::unchanged);
 }
+
+TEST(Results, AutomaticMetricFollowsTheBenchmark) {
+  // gbench() reports cpu_time = real_time / 2.
+  const json doc = gbench({{"BM_cpu", {100, 100, 100}}, {"BM_gpu/manual_time", {100, 100, 100}},
+                           {"BM_wall/real_time", {100, 100, 100}}});
+  const auto r = parse_results(doc, "t.json", time_metric::automatic);
+  EXPECT_NEAR(r.benchmarks.at("BM_cpu").stats.median, 50e-9, 1e-18);
+  EXPECT_NEAR(r.benchmarks.at("BM_gpu/manual_time").stats.median, 100e-9, 1e-18);
+  EXPECT_NEAR(r.benchmarks.at("BM_wall/real_time").stats.median, 100e-9, 1e-18);
+  EXPECT_EQ(parse_time_metric("auto"), time_metric::automatic);
+  EXPECT_THROW(parse_time_metric("wall"), std::invalid_argument);
+}

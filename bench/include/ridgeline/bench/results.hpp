@@ -16,10 +16,13 @@
 
 namespace ridgeline::bench {
 
-// Which Google Benchmark time to read: wall time (also the manual time of GPU benchmarks) or the
-// process's CPU time.
-enum class time_metric { real_time, cpu_time };
-time_metric parse_time_metric(const std::string& text);  // "real_time" | "cpu_time"
+// Which Google Benchmark time to read: wall time (also the manual time of GPU benchmarks), the
+// benchmark thread's CPU time, or automatic (the default): real_time for benchmarks that asked for
+// it (names ending in /manual_time or /real_time, e.g. GPU benchmarks timed with CUDA events),
+// cpu_time for the others, whose wall time on a shared machine mostly measures the other tenants
+// (docs/compare.md has the study behind this choice).
+enum class time_metric { automatic, real_time, cpu_time };
+time_metric parse_time_metric(const std::string& text);  // "auto" | "real_time" | "cpu_time"
 std::string to_string(time_metric m);
 
 struct benchmark_series {
