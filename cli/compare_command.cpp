@@ -43,6 +43,30 @@ double parse_threshold(const std::string& text, const std::string& what) {
   return v;
 }
 
+// "a.json,b.json": several files of one run (e.g. one per benchmark binary) read as one result;
+// their environments must agree.
+bench::result_set load_side(const std::string& list, bench::time_metric metric) {
+  std::vector<bench::result_set> parts;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const auto comma = list.find(',', start);
+    const std::string file = list.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (!file.empty()) parts.push_back(bench::load_results(file, metric));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (parts.empty()) throw std::invalid_argument("no result file in '" + list + "'");
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    for (const auto& d : bench::environment_differences(parts[0].environment, parts[i].environment)) {
+      if (d.blocking) {
+        throw std::invalid_argument(parts[0].source + " and " + parts[i].source +
+                                    " come from different environments (" + d.field + ")");
+      }
+    }
+  }
+  return bench::merge_results(std::move(parts));
+}
+
 void run_compare_command(const compare_args& a, context& ctx) {
   bench::compare_options o;
   o.threshold = a.threshold;
@@ -73,8 +97,8 @@ void run_compare_command(const compare_args& a, context& ctx) {
   const auto metric = bench::parse_time_metric(a.metric);
   if (!a.markdown.empty()) check_writable(a.markdown);
   if (!a.json_output.empty()) check_writable(a.json_output);
-  const auto base = bench::load_results(a.base, metric);
-  const auto next = bench::load_results(a.next, metric);
+  const auto base = load_side(a.base, metric);
+  const auto next = load_side(a.next, metric);
   const bench::comparison c = bench::compare_results(base, next, o);
   if (!a.markdown.empty()) write_atomically(a.markdown, bench::to_markdown(c));
   if (!a.json_output.empty()) write_atomically(a.json_output, bench::to_json(c).dump(2) + "\n");
@@ -101,8 +125,9 @@ void register_compare(CLI::App& app, context& ctx) {
       "  ridgeline compare base.json new.json --threshold 3% --markdown comment.md\n"
       "  ridgeline compare bench/baselines/cpu.json out/ci.json \\\n"
       "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json");
-  cmd->add_option("BASE", a->base, "Baseline result file")->required();
-  cmd->add_option("NEW", a->next, "New result file")->required();
+  cmd->add_option("BASE", a->base, "Baseline result file (a,b.json: files of one run, merged)")
+      ->required();
+  cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")->required();
   cmd->add_option("-t,--threshold", a->threshold, "Relative median change that counts (0.05 or 5%)")
       ->transform([](std::string s) { return std::to_string(parse_threshold(s, "--threshold")); })
       ->capture_default_str();

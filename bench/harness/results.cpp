@@ -254,6 +254,23 @@ result_set parse_results(const json& doc, const std::string& source, time_metric
   return r;
 }
 
+result_set merge_results(std::vector<result_set> parts) {
+  if (parts.empty()) throw std::invalid_argument("no result files");
+  result_set out = std::move(parts[0]);
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    for (auto& [name, s] : parts[i].benchmarks) {
+      if (out.benchmarks.count(name)) {
+        throw std::invalid_argument(name + " appears in both " + out.source + " and " +
+                                    parts[i].source);
+      }
+      out.benchmarks[name] = std::move(s);
+    }
+    out.source += "," + parts[i].source;
+    if (out.format != parts[i].format) out.format = "mixed";
+  }
+  return out;
+}
+
 result_set load_results(const std::filesystem::path& path, time_metric metric) {
   const std::string text = read_text_file(path);
   const std::string source = path.string();

@@ -175,3 +175,24 @@ TEST(HistoryCli, BadFilesLeaveTheHistoryAlone) {
   EXPECT_EQ(r.code, cli::io_failure);
   EXPECT_EQ(run({"history", "show", "--db", db, "--benchmark", "nothing*"}).code, cli::bad_input);
 }
+
+TEST(CompareCli, SeveralFilesOfOneRunAreMerged) {
+  fixture_dir d;
+  const auto base = d.write("base.json", gbench_text(1.0));
+  json other = json::parse(gbench_text(1.0));
+  for (auto& b : other["benchmarks"]) {
+    std::string name = "X";  // appended, not "X" + name: GCC 12 raises a false -Wrestrict there
+    name += b["name"].get<std::string>();
+    b["name"] = name;
+    b["run_name"] = b["name"];
+  }
+  const auto extra = d.write("extra.json", other.dump());
+  auto r = run({"compare", base + "," + extra, base + "," + extra});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("XBM_a"), std::string::npos) << r.out;
+  r = run({"compare", base + "," + base, base});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("appears in both"), std::string::npos) << r.err;
+  r = run({"compare", base + "," + extra, base});
+  EXPECT_EQ(r.code, cli::bad_input);  // XBM_* missing in NEW
+}

@@ -50,6 +50,11 @@ result_set parse_results(const nlohmann::json& doc, const std::string& source, t
 // JSON (a truncated file says so, with the byte offset) or not a result this reader knows.
 result_set load_results(const std::filesystem::path& path, time_metric metric);
 
+// One result set from several files of one run (e.g. two benchmark binaries): the union of their
+// benchmarks, the first file's environment. Throws std::invalid_argument when a benchmark appears
+// twice. (Environments are checked by the caller with environment_differences.)
+result_set merge_results(std::vector<result_set> parts);
+
 // Name of a ridgeline result row: its "name" when it has one, else its "kind" followed by each
 // identifying field (strings, integers, booleans; not outputs such as algorithm_index) as
 // /key=value, in key order. Example: gemm/dtype=bf16/k=8192/m=8192/n=8192.
