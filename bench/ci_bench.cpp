@@ -7,15 +7,15 @@
 // injects slowdowns this way; docs/compare.md).
 #include <benchmark/benchmark.h>
 
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 #include <random>
 #include <sstream>
 #include <string>
@@ -162,8 +162,10 @@ int main(int argc, char** argv) {
     char* end = nullptr;
     g_known_cost_scale = std::strtod(s, &end);
     if (end == s || *end != '\0' || !(g_known_cost_scale > 0 && g_known_cost_scale < 100)) {
-      std::fprintf(stderr, "ridgeline_ci_bench: RIDGELINE_CI_BENCH_SCALE='%s' is not a factor "
-                           "in (0, 100)\n", s);
+      std::fprintf(stderr,
+                   "ridgeline_ci_bench: RIDGELINE_CI_BENCH_SCALE='%s' is not a factor "
+                   "in (0, 100)\n",
+                   s);
       return 2;
     }
   }

@@ -37,8 +37,10 @@ double parse_threshold(const std::string& text, const std::string& what) {
     pos = 0;
   }
   if (pos == 0) throw std::invalid_argument(what + ": '" + text + "' is not a number");
-  if (pos < text.size() && text.substr(pos) == "%") v /= 100.0;
-  else if (pos != text.size()) throw std::invalid_argument(what + ": '" + text + "' is not a number");
+  if (pos < text.size() && text.substr(pos) == "%")
+    v /= 100.0;
+  else if (pos != text.size())
+    throw std::invalid_argument(what + ": '" + text + "' is not a number");
   if (!(v > 0 && v < 10)) throw std::invalid_argument(what + ": '" + text + "' must be in (0, 10)");
   return v;
 }
@@ -57,7 +59,8 @@ bench::result_set load_side(const std::string& list, bench::time_metric metric) 
   }
   if (parts.empty()) throw std::invalid_argument("no result file in '" + list + "'");
   for (std::size_t i = 1; i < parts.size(); ++i) {
-    for (const auto& d : bench::environment_differences(parts[0].environment, parts[i].environment)) {
+    for (const auto& d :
+         bench::environment_differences(parts[0].environment, parts[i].environment)) {
       if (d.blocking) {
         throw std::invalid_argument(parts[0].source + " and " + parts[i].source +
                                     " come from different environments (" + d.field + ")");
@@ -79,11 +82,13 @@ void run_compare_command(const compare_args& a, context& ctx) {
     // {"BM_name": 0.1, "BM_prefix*": 0.2, ...}; keys starting with '_' are comments.
     const auto j = nlohmann::json::parse(read_text_file(a.thresholds_file), nullptr, false);
     if (!j.is_object()) {
-      throw std::invalid_argument(a.thresholds_file + ": expected a JSON object of name: threshold");
+      throw std::invalid_argument(a.thresholds_file +
+                                  ": expected a JSON object of name: threshold");
     }
     for (const auto& [name, v] : j.items()) {
       if (!name.empty() && name[0] == '_') continue;
-      if (!v.is_number()) throw std::invalid_argument(a.thresholds_file + ": '" + name + "' is not a number");
+      if (!v.is_number())
+        throw std::invalid_argument(a.thresholds_file + ": '" + name + "' is not a number");
       o.thresholds[name] = parse_threshold(v.dump(), a.thresholds_file + ": " + name);
     }
   }
@@ -102,10 +107,13 @@ void run_compare_command(const compare_args& a, context& ctx) {
   const bench::comparison c = bench::compare_results(base, next, o);
   if (!a.markdown.empty()) write_atomically(a.markdown, bench::to_markdown(c));
   if (!a.json_output.empty()) write_atomically(a.json_output, bench::to_json(c).dump(2) + "\n");
-  if (a.json) ctx.out << bench::to_json(c).dump(2) << "\n";
-  else ctx.out << bench::to_text(c);
-  if (c.regressed()) throw regression_found(std::to_string(c.count(bench::verdict::slower)) +
-                                            " benchmark(s) slower than " + a.base);
+  if (a.json)
+    ctx.out << bench::to_json(c).dump(2) << "\n";
+  else
+    ctx.out << bench::to_text(c);
+  if (c.regressed())
+    throw regression_found(std::to_string(c.count(bench::verdict::slower)) +
+                           " benchmark(s) slower than " + a.base);
 }
 
 }  // namespace
@@ -113,12 +121,14 @@ void run_compare_command(const compare_args& a, context& ctx) {
 void register_compare(CLI::App& app, context& ctx) {
   auto a = std::make_shared<compare_args>();
   auto* cmd = app.add_subcommand(
-      "compare", "Compare two result files (Google Benchmark JSON or ridgeline results); exit 1 "
-                 "when a benchmark got slower");
+      "compare",
+      "Compare two result files (Google Benchmark JSON or ridgeline results); exit 1 "
+      "when a benchmark got slower");
   cmd->footer(
       "Verdicts: slower/faster when the Mann-Whitney U test over the repetitions gives p < alpha\n"
       "and the median change exceeds the threshold and the spread (IQR/median); too noisy when a\n"
-      "side's spread exceeds the threshold. Exit codes: 0 no regression, 1 regression, 2 bad input\n"
+      "side's spread exceeds the threshold. Exit codes: 0 no regression, 1 regression, 2 bad "
+      "input\n"
       "(incl. different environments, benchmark sets that differ), 4 unreadable file.\n"
       "Examples:\n"
       "  ridgeline compare base.json new.json\n"
@@ -127,7 +137,8 @@ void register_compare(CLI::App& app, context& ctx) {
       "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json");
   cmd->add_option("BASE", a->base, "Baseline result file (a,b.json: files of one run, merged)")
       ->required();
-  cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")->required();
+  cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")
+      ->required();
   cmd->add_option("-t,--threshold", a->threshold, "Relative median change that counts (0.05 or 5%)")
       ->transform([](std::string s) { return std::to_string(parse_threshold(s, "--threshold")); })
       ->capture_default_str();
@@ -136,10 +147,13 @@ void register_compare(CLI::App& app, context& ctx) {
   cmd->add_option("--thresholds", a->thresholds_file,
                   "JSON file of per-benchmark thresholds {\"name or glob\": 0.1}");
   cmd->add_option("--alpha", a->alpha, "Significance level of the test")->capture_default_str();
-  cmd->add_option("--metric", a->metric, "Google Benchmark time: auto (real_time for /manual_time and /real_time benchmarks, else cpu_time), real_time or cpu_time")
+  cmd->add_option("--metric", a->metric,
+                  "Google Benchmark time: auto (real_time for /manual_time and /real_time "
+                  "benchmarks, else cpu_time), real_time or cpu_time")
       ->capture_default_str();
-  cmd->add_option("--normalize-by", a->normalize_by,
-                  "Divide times by this benchmark's median of the same file (cancels machine speed)");
+  cmd->add_option(
+      "--normalize-by", a->normalize_by,
+      "Divide times by this benchmark's median of the same file (cancels machine speed)");
   cmd->add_option("--filter", a->filter, "Only benchmarks whose name matches this glob");
   cmd->add_flag("--allow-env-mismatch", a->allow_env_mismatch,
                 "Compare even when GPU, driver, clocks or build type differ");

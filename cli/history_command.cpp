@@ -50,10 +50,14 @@ struct history_args {
 
 std::string format_seconds(double s) {
   char buf[32];
-  if (s < 1e-6) std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
-  else if (s < 1e-3) std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
-  else if (s < 1) std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
-  else std::snprintf(buf, sizeof buf, "%.4g s", s);
+  if (s < 1e-6)
+    std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
+  else if (s < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
+  else if (s < 1)
+    std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.4g s", s);
   return buf;
 }
 
@@ -72,9 +76,9 @@ void run_add(const history_args& a, context& ctx) {
   for (const auto& r : sets) {
     bench::run_info info;
     info.git_sha = !a.sha.empty() ? a.sha : !r.git_sha.empty() ? r.git_sha : "unknown";
-    info.branch = !a.branch.empty() ? a.branch
-                                    : env_or("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "unknown");
-    info.time_utc = !a.time.empty() ? a.time
+    info.branch =
+        !a.branch.empty() ? a.branch : env_or("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "unknown");
+    info.time_utc = !a.time.empty()                    ? a.time
                     : bench::parse_iso8601(r.time_utc) ? r.time_utc
                                                        : metrics::utc_now_iso8601();
     const auto id = h.add(r, info);
@@ -124,8 +128,10 @@ void run_show(const history_args& a, context& ctx) {
                      {"iqr_seconds", p.iqr_seconds},
                      {"count", p.count}});
       char line[256];
-      const std::string prev = i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1) : "";
-      const std::string first = i > 0 ? format_percent(p.median_seconds / points[0].median_seconds - 1) : "";
+      const std::string prev =
+          i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1) : "";
+      const std::string first =
+          i > 0 ? format_percent(p.median_seconds / points[0].median_seconds - 1) : "";
       std::snprintf(line, sizeof line, "  %-5lld %-21s %-9.9s %-15.15s %-13s %-8s %-8s",
                     static_cast<long long>(p.run_id), p.time_utc.c_str(), p.git_sha.c_str(),
                     p.branch.c_str(), format_seconds(p.median_seconds).c_str(), prev.c_str(),
@@ -153,9 +159,11 @@ void run_show(const history_args& a, context& ctx) {
     }
     if (cps.empty()) table << "  no change point (threshold " << a.threshold * 100 << "%)\n";
     table << "\n";
-    chart["benchmarks"].push_back(
-        {{"name", name}, {"x_time_utc", x}, {"y_median_seconds", y}, {"points", pts},
-         {"change_points", cpj}});
+    chart["benchmarks"].push_back({{"name", name},
+                                   {"x_time_utc", x},
+                                   {"y_median_seconds", y},
+                                   {"points", pts},
+                                   {"change_points", cpj}});
   }
   if (shown == 0) {
     throw std::invalid_argument("history " + a.db + ": no benchmark matches '" + a.benchmark + "'" +
@@ -180,8 +188,8 @@ void run_export(const history_args& a, context& ctx) {
     if (a.pushgateway.empty()) return;
   }
   bench::push_latest_points(points, a.pushgateway, a.job);
-  ctx.out << "pushed " << points.size() << " benchmarks to " << a.pushgateway << " (job "
-          << a.job << ")\n";
+  ctx.out << "pushed " << points.size() << " benchmarks to " << a.pushgateway << " (job " << a.job
+          << ")\n";
 }
 
 }  // namespace
@@ -191,7 +199,8 @@ void register_history(CLI::App& app, context& ctx) {
   auto* cmd = app.add_subcommand("history", "Results history in SQLite: add, show trends, export");
   cmd->require_subcommand(1);
   cmd->fallthrough();
-  cmd->add_option("--db", a->db, "History file (default $RIDGELINE_HISTORY or ridgeline-history.db)")
+  cmd->add_option("--db", a->db,
+                  "History file (default $RIDGELINE_HISTORY or ridgeline-history.db)")
       ->capture_default_str();
   cmd->add_option("--busy-timeout", a->busy_timeout_ms,
                   "Milliseconds to wait for another writer before giving up")
@@ -210,7 +219,9 @@ void register_history(CLI::App& app, context& ctx) {
   add->add_option("--sha", a->sha, "Git sha (default: the result's environment)");
   add->add_option("--branch", a->branch, "Branch (default $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME)");
   add->add_option("--time", a->time, "Run time, ISO 8601 (default: the result's time)");
-  add->add_option("--metric", a->metric, "Google Benchmark time: auto (real_time for /manual_time and /real_time benchmarks, else cpu_time), real_time or cpu_time")
+  add->add_option("--metric", a->metric,
+                  "Google Benchmark time: auto (real_time for /manual_time and /real_time "
+                  "benchmarks, else cpu_time), real_time or cpu_time")
       ->capture_default_str();
   add->callback([a, &ctx] { run_add(*a, ctx); });
 
@@ -228,7 +239,8 @@ void register_history(CLI::App& app, context& ctx) {
                  "Exit 1 when a change point is detected in the newest runs");
   show->callback([a, &ctx] { run_show(*a, ctx); });
 
-  auto* exp = cmd->add_subcommand("export", "Push the newest point of each benchmark to a pushgateway");
+  auto* exp =
+      cmd->add_subcommand("export", "Push the newest point of each benchmark to a pushgateway");
   exp->fallthrough();
   exp->add_option("--pushgateway", a->pushgateway, "Pushgateway URL, e.g. http://localhost:9091");
   exp->add_option("--job", a->job, "Pushgateway job name")->capture_default_str();
@@ -236,7 +248,8 @@ void register_history(CLI::App& app, context& ctx) {
   exp->add_option("--threshold", a->threshold, "Relative change that matters (change points)")
       ->check(CLI::Range(1e-6, 10.0))
       ->capture_default_str();
-  exp->add_flag("--print", a->print, "Print the exposition text (without --pushgateway: only print)");
+  exp->add_flag("--print", a->print,
+                "Print the exposition text (without --pushgateway: only print)");
   exp->callback([a, &ctx] { run_export(*a, ctx); });
 }
 

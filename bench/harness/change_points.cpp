@@ -11,7 +11,9 @@ namespace ridgeline::bench {
 
 namespace {
 
-double median_of(std::span<const double> v) { return summarize(v).median; }
+double median_of(std::span<const double> v) {
+  return summarize(v).median;
+}
 
 // Least-squares slope of v against its index.
 double slope(std::span<const double> v) {

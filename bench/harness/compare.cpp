@@ -15,10 +15,14 @@ using nlohmann::json;
 
 std::string to_string(verdict v) {
   switch (v) {
-    case verdict::faster: return "faster";
-    case verdict::slower: return "slower";
-    case verdict::unchanged: return "unchanged";
-    case verdict::noisy: return "too noisy";
+    case verdict::faster:
+      return "faster";
+    case verdict::slower:
+      return "slower";
+    case verdict::unchanged:
+      return "unchanged";
+    case verdict::noisy:
+      return "too noisy";
   }
   return "unknown";
 }
@@ -70,10 +74,14 @@ std::string format_seconds(double s) {
   char buf[32];
   const double a = std::abs(s);
   if (a == 0) return "0 s";
-  if (a < 1e-6) std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
-  else if (a < 1e-3) std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
-  else if (a < 1) std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
-  else std::snprintf(buf, sizeof buf, "%.4g s", s);
+  if (a < 1e-6)
+    std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
+  else if (a < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
+  else if (a < 1)
+    std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.4g s", s);
   return buf;
 }
 
@@ -96,8 +104,10 @@ std::string format_percent(double x, bool sign) {
 
 std::string format_p(double p) {
   char buf[32];
-  if (p < 1e-4) std::snprintf(buf, sizeof buf, "<1e-4");
-  else std::snprintf(buf, sizeof buf, "%.4f", p);
+  if (p < 1e-4)
+    std::snprintf(buf, sizeof buf, "<1e-4");
+  else
+    std::snprintf(buf, sizeof buf, "%.4f", p);
   return buf;
 }
 
@@ -110,9 +120,9 @@ benchmark_series scaled(const benchmark_series& s, double scale) {
     return make_series(std::move(v));
   }
   benchmark_series out = s;
-  for (double* x : {&out.stats.median, &out.stats.mean, &out.stats.min, &out.stats.max,
-                    &out.stats.stddev, &out.stats.p10, &out.stats.p90, &out.stats.mad,
-                    &out.iqr_seconds}) {
+  for (double* x :
+       {&out.stats.median, &out.stats.mean, &out.stats.min, &out.stats.max, &out.stats.stddev,
+        &out.stats.p10, &out.stats.p90, &out.stats.mad, &out.iqr_seconds}) {
     *x *= scale;
   }
   return out;
@@ -203,7 +213,9 @@ comparison compare_results(const result_set& base, const result_set& next,
   c.environment = environment_differences(base.environment, next.environment);
   std::string blocking;
   for (const auto& d : c.environment) {
-    if (d.blocking) blocking += (blocking.empty() ? "" : ", ") + d.field + " '" + d.base + "' vs '" + d.next + "'";
+    if (d.blocking)
+      blocking +=
+          (blocking.empty() ? "" : ", ") + d.field + " '" + d.base + "' vs '" + d.next + "'";
   }
   if (!blocking.empty() && !o.allow_environment_mismatch) {
     throw std::invalid_argument("refusing to compare results from different environments (" +
@@ -243,9 +255,12 @@ comparison compare_results(const result_set& base, const result_set& next,
   for (const auto& [name, s] : base.benchmarks) {
     if (!selected(name) || name == c.reference_name) continue;
     const bool in_base = usable(base, name), in_next = usable(next, name);
-    if (in_base && in_next) common.push_back(name);
-    else if (in_base) c.only_in_base.push_back(describe(next, name));  // missing or failed in NEW
-    else if (in_next) c.only_in_next.push_back(describe(base, name));  // failed in BASE
+    if (in_base && in_next)
+      common.push_back(name);
+    else if (in_base)
+      c.only_in_base.push_back(describe(next, name));  // missing or failed in NEW
+    else if (in_next)
+      c.only_in_next.push_back(describe(base, name));  // failed in BASE
     // Failed on both sides (e.g. a GPU benchmark without a GPU): no difference to report.
   }
   for (const auto& [name, s] : next.benchmarks) {
@@ -288,12 +303,12 @@ comparison compare_results(const result_set& base, const result_set& next,
       const double se_b = b.stats.noise * b.stats.median;
       const double se_n = n.stats.noise * n.stats.median;
       const double se = std::sqrt(se_b * se_b + se_n * se_n);
-      row.p_value = se > 0 ? 2.0 * normal_upper_tail(std::abs(n.stats.median - b.stats.median) / se)
-                           : 1.0;
+      row.p_value =
+          se > 0 ? 2.0 * normal_upper_tail(std::abs(n.stats.median - b.stats.median) / se) : 1.0;
       row.test = "z on medians";
     }
-    row.result = decide(row.change, row.p_value, row.spread_base, row.spread_next, row.threshold,
-                        o.alpha);
+    row.result =
+        decide(row.change, row.p_value, row.spread_base, row.spread_next, row.threshold, o.alpha);
     if (b.stats.count < o.min_repetitions || n.stats.count < o.min_repetitions) {
       row.result = verdict::noisy;
       row.note = "fewer than " + std::to_string(o.min_repetitions) + " repetitions on a side";
@@ -340,8 +355,8 @@ std::string to_text(const comparison& c) {
     s << "\n";
   }
   if (c.reference_change) {
-    s << "normalized by " << c.reference_name << " (its own change: "
-      << format_percent(*c.reference_change, true) << ")\n";
+    s << "normalized by " << c.reference_name
+      << " (its own change: " << format_percent(*c.reference_change, true) << ")\n";
   }
   for (const auto& d : c.environment) {
     s << "environment: " << d.field << " '" << d.base << "' vs '" << d.next << "'"
@@ -373,8 +388,9 @@ std::string to_markdown(const comparison& c) {
       << (r.note.empty() ? "" : " (" + r.note + ")") << " |\n";
   }
   if (c.reference_change) {
-    s << "\nTimes are relative to `" << c.reference_name << "` of the same run (its own change: "
-      << format_percent(*c.reference_change, true) << "), so a faster or slower machine cancels out.\n";
+    s << "\nTimes are relative to `" << c.reference_name
+      << "` of the same run (its own change: " << format_percent(*c.reference_change, true)
+      << "), so a faster or slower machine cancels out.\n";
   }
   if (!c.environment.empty() || !c.only_in_base.empty() || !c.only_in_next.empty()) s << "\n";
   for (const auto& d : c.environment) {
@@ -406,7 +422,8 @@ json to_json(const comparison& c) {
   }
   json env = json::array();
   for (const auto& d : c.environment) {
-    env.push_back({{"field", d.field}, {"base", d.base}, {"new", d.next}, {"blocking", d.blocking}});
+    env.push_back(
+        {{"field", d.field}, {"base", d.base}, {"new", d.next}, {"blocking", d.blocking}});
   }
   json j = {{"schema", "ridgeline.compare/v1"},
             {"base", c.base_source},

@@ -44,10 +44,18 @@ using statement = std::unique_ptr<sqlite3_stmt, statement_deleter>;
     case SQLITE_CORRUPT:
       msg += "the database is corrupt (" + detail + "); nothing was written to it";
       break;
-    case SQLITE_CANTOPEN: msg += "cannot open (" + detail + ")"; break;
-    case SQLITE_READONLY: msg += "cannot write: read-only (" + detail + ")"; break;
-    case SQLITE_FULL: msg += "cannot write: disk full; the history is unchanged"; break;
-    default: msg += "cannot " + doing + ": " + detail; break;
+    case SQLITE_CANTOPEN:
+      msg += "cannot open (" + detail + ")";
+      break;
+    case SQLITE_READONLY:
+      msg += "cannot write: read-only (" + detail + ")";
+      break;
+    case SQLITE_FULL:
+      msg += "cannot write: disk full; the history is unchanged";
+      break;
+    default:
+      msg += "cannot " + doing + ": " + detail;
+      break;
   }
   throw io_error(msg);
 }
@@ -159,12 +167,13 @@ history::history(const fs::path& path, const history_options& o)
       r = sqlite3_step(s.get());
       const std::string schema = r == SQLITE_ROW ? column_text(s.get(), 0) : std::string();
       if (schema != k_history_schema) {
-        throw io_error("history " + m_path.string() + ": schema '" + schema + "', this ridgeline reads " +
-                       k_history_schema);
+        throw io_error("history " + m_path.string() + ": schema '" + schema +
+                       "', this ridgeline reads " + k_history_schema);
       }
     } else if (tables > 0) {
-      throw io_error("history " + m_path.string() +
-                     ": an SQLite database, but not a ridgeline history; nothing was written to it");
+      throw io_error(
+          "history " + m_path.string() +
+          ": an SQLite database, but not a ridgeline history; nothing was written to it");
     } else if (o.read_only) {
       throw io_error("history " + m_path.string() + ": empty (add a result first)");
     } else {
@@ -356,7 +365,8 @@ std::vector<latest_point> latest_points(const history& h, const std::string& bra
     for (const auto& p : points) medians.push_back(p.median_seconds);
     const auto cps = detect_change_points(medians, o);
     // Recent: detected, and no full new reference window has followed it yet.
-    lp.change_point = !cps.empty() && cps.back().detected + o.reference_points >= medians.size() - 1;
+    lp.change_point =
+        !cps.empty() && cps.back().detected + o.reference_points >= medians.size() - 1;
     lp.time_unix_seconds = parse_iso8601(lp.point.time_utc).value_or(0);
     out.push_back(std::move(lp));
   }
@@ -410,8 +420,10 @@ std::string latest_points_text(const std::vector<latest_point>& points) {
 void push_latest_points(const std::vector<latest_point>& points, const std::string& url,
                         const std::string& job) {
   const auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos || (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)) {
-    throw std::invalid_argument("pushgateway URL '" + url + "' must start with http:// or https://");
+  if (scheme_end == std::string::npos ||
+      (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)) {
+    throw std::invalid_argument("pushgateway URL '" + url +
+                                "' must start with http:// or https://");
   }
   std::string rest = url.substr(scheme_end + 3);
   while (!rest.empty() && rest.back() == '/') rest.pop_back();

@@ -13,14 +13,18 @@ time_metric parse_time_metric(const std::string& text) {
   if (text == "auto") return time_metric::automatic;
   if (text == "real_time") return time_metric::real_time;
   if (text == "cpu_time") return time_metric::cpu_time;
-  throw std::invalid_argument("unknown time metric '" + text + "' (use auto, real_time or cpu_time)");
+  throw std::invalid_argument("unknown time metric '" + text +
+                              "' (use auto, real_time or cpu_time)");
 }
 
 std::string to_string(time_metric m) {
   switch (m) {
-    case time_metric::automatic: return "auto";
-    case time_metric::real_time: return "real_time";
-    case time_metric::cpu_time: return "cpu_time";
+    case time_metric::automatic:
+      return "auto";
+    case time_metric::real_time:
+      return "real_time";
+    case time_metric::cpu_time:
+      return "cpu_time";
   }
   return "unknown";
 }
@@ -53,7 +57,8 @@ double unit_seconds(const std::string& source, const std::string& unit) {
 
 double number_field(const json& j, const char* key, const std::string& where) {
   const auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) fail(where, std::string("'") + key + "' is missing or not a number");
+  if (it == j.end() || !it->is_number())
+    fail(where, std::string("'") + key + "' is missing or not a number");
   const double v = it->get<double>();
   if (!std::isfinite(v) || v < 0) fail(where, std::string("'") + key + "' is not a finite time");
   return v;
@@ -65,7 +70,8 @@ std::string string_field(const json& j, const char* key) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Google Benchmark JSON: {"context": {...}, "benchmarks": [...]}.
@@ -73,8 +79,8 @@ result_set parse_gbench(const json& doc, const std::string& source, time_metric 
   result_set r;
   r.source = source;
   r.format = "google-benchmark";
-  const json& context = doc.contains("context") && doc["context"].is_object() ? doc["context"]
-                                                                               : json::object();
+  const json& context =
+      doc.contains("context") && doc["context"].is_object() ? doc["context"] : json::object();
   // ridgeline binaries put the environment block in the context, one key per field, as JSON text.
   json env = json::object();
   for (const auto& [key, value] : context.items()) {
@@ -113,7 +119,8 @@ result_set parse_gbench(const json& doc, const std::string& source, time_metric 
     std::string name = string_field(b, "run_name");
     if (name.empty()) name = string_field(b, "name");
     if (name.empty()) fail(where, "has no name");
-    if (!samples.count(name) && !aggregates.count(name) && !errors.count(name)) order.push_back(name);
+    if (!samples.count(name) && !aggregates.count(name) && !errors.count(name))
+      order.push_back(name);
     if (b.value("error_occurred", false)) {
       errors[name] = b.value("error_message", std::string("error"));
       continue;
@@ -199,13 +206,15 @@ result_set parse_ridgeline(const json& doc, const std::string& source) {
     r.git_sha = string_field(r.environment["ridgeline"], "git_sha");
   }
   r.time_utc = string_field(r.environment, "time_utc");
-  if (!doc.contains("rows") || !doc["rows"].is_array()) fail(source, "'rows' is missing or not an array");
+  if (!doc.contains("rows") || !doc["rows"].is_array())
+    fail(source, "'rows' is missing or not an array");
   const json& rows = doc["rows"];
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const json& row = rows[i];
     const std::string where = source + ": rows[" + std::to_string(i) + "]";
     if (!row.is_object()) fail(where, "not an object");
-    if (!row.contains("measurement")) continue;  // derived rows (e.g. linear_block) carry no samples
+    if (!row.contains("measurement"))
+      continue;  // derived rows (e.g. linear_block) carry no samples
     if (!row["measurement"].is_object()) fail(where, "'measurement' is not an object");
     std::string name = row_name(row);
     if (r.benchmarks.count(name)) {
@@ -222,8 +231,9 @@ result_set parse_ridgeline(const json& doc, const std::string& source) {
 
 std::string row_name(const json& row) {
   if (row.contains("name") && row["name"].is_string()) return row["name"].get<std::string>();
-  std::string name = row.contains("kind") && row["kind"].is_string() ? row["kind"].get<std::string>()
-                                                                     : std::string("row");
+  std::string name = row.contains("kind") && row["kind"].is_string()
+                         ? row["kind"].get<std::string>()
+                         : std::string("row");
   // Fields chosen at run time, not by the configuration, would split one benchmark in two.
   static const char* const k_outputs[] = {"kind", "algorithm_index", "algorithm_candidates",
                                           "bound"};
@@ -274,7 +284,8 @@ result_set merge_results(std::vector<result_set> parts) {
 result_set load_results(const std::filesystem::path& path, time_metric metric) {
   const std::string text = read_text_file(path);
   const std::string source = path.string();
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) fail(source, "empty file, not a result");
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    fail(source, "empty file, not a result");
   json doc;
   try {
     doc = json::parse(text);

@@ -140,7 +140,8 @@ mann_whitney_result mann_whitney(std::span<const double> a, std::span<const doub
   mann_whitney_result r;
   r.u_a = rank_sum_a - m * (m + 1) / 2.0;
   r.u_b = m * n - r.u_a;
-  if (tie_term == 0 && a.size() <= k_mann_whitney_exact_max && b.size() <= k_mann_whitney_exact_max) {
+  const bool small = a.size() <= k_mann_whitney_exact_max && b.size() <= k_mann_whitney_exact_max;
+  if (tie_term == 0 && small) {
     const std::vector<double> counts = mann_whitney_counts(a.size(), b.size());
     double all_arrangements = 0;
     for (double c : counts) all_arrangements += c;

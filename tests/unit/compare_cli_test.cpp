@@ -25,7 +25,9 @@ result run(std::vector<std::string> args) {
   const int code = cli::run(args, out, err);
   return {code, out.str(), err.str()};
 }
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
 struct fixture_dir {
   fs::path path;
@@ -50,15 +52,21 @@ struct fixture_dir {
 std::string gbench_text(double a_factor, const std::string& time = "2026-11-21T10:00:00Z",
                         const std::string& build_type = "Release") {
   json benchmarks = json::array();
-  for (const auto& [name, base] : std::vector<std::pair<std::string, double>>{{"BM_a", 1000}, {"BM_b", 50}}) {
+  for (const auto& [name, base] :
+       std::vector<std::pair<std::string, double>>{{"BM_a", 1000}, {"BM_b", 50}}) {
     for (int i = 0; i < 10; ++i) {
       const double t = base * (1 + 0.001 * i) * (name == "BM_a" ? a_factor : 1.0);
-      benchmarks.push_back({{"name", name}, {"run_name", name}, {"run_type", "iteration"},
-                            {"real_time", t}, {"cpu_time", t}, {"time_unit", "ns"}});
+      benchmarks.push_back({{"name", name},
+                            {"run_name", name},
+                            {"run_type", "iteration"},
+                            {"real_time", t},
+                            {"cpu_time", t},
+                            {"time_unit", "ns"}});
     }
   }
-  json context = {{"ridgeline_ridgeline", json{{"build_type", build_type}, {"git_sha", "abc"}}.dump()},
-                  {"ridgeline_time_utc", time}};
+  json context = {
+      {"ridgeline_ridgeline", json{{"build_type", build_type}, {"git_sha", "abc"}}.dump()},
+      {"ridgeline_time_utc", time}};
   return json{{"context", context}, {"benchmarks", benchmarks}}.dump(1);
 }
 
@@ -147,7 +155,8 @@ TEST(HistoryCli, AddShowExport) {
   r = run({"history", "export", "--db", db});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("ridgeline_benchmark_change_point{benchmark=\"BM_a\",branch=\"main\"} 1"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   r = run({"history", "export", "--db", db, "--pushgateway", "http://127.0.0.1:1"});
   EXPECT_EQ(r.code, cli::io_failure);
   EXPECT_EQ(lines(r.err), 1);

@@ -23,19 +23,30 @@ json gbench(const std::map<std::string, std::vector<double>>& runs, const std::s
   json benchmarks = json::array();
   for (const auto& [name, times] : runs) {
     for (std::size_t i = 0; i < times.size(); ++i) {
-      benchmarks.push_back({{"name", name}, {"run_name", name}, {"run_type", "iteration"},
-                            {"repetitions", times.size()}, {"repetition_index", i},
-                            {"iterations", 100}, {"real_time", times[i]},
-                            {"cpu_time", times[i] * 0.5}, {"time_unit", "ns"}});
+      benchmarks.push_back({{"name", name},
+                            {"run_name", name},
+                            {"run_type", "iteration"},
+                            {"repetitions", times.size()},
+                            {"repetition_index", i},
+                            {"iterations", 100},
+                            {"real_time", times[i]},
+                            {"cpu_time", times[i] * 0.5},
+                            {"time_unit", "ns"}});
     }
-    benchmarks.push_back({{"name", name + "_median"}, {"run_name", name},
-                          {"run_type", "aggregate"}, {"aggregate_name", "median"},
-                          {"repetitions", times.size()}, {"real_time", 1e12},
-                          {"cpu_time", 1e12}, {"time_unit", "ns"}});
+    benchmarks.push_back({{"name", name + "_median"},
+                          {"run_name", name},
+                          {"run_type", "aggregate"},
+                          {"aggregate_name", "median"},
+                          {"repetitions", times.size()},
+                          {"real_time", 1e12},
+                          {"cpu_time", 1e12},
+                          {"time_unit", "ns"}});
   }
-  json context = {{"host_name", "box"}, {"num_cpus", 2},
-                  {"ridgeline_ridgeline", json{{"build_type", build_type}, {"git_sha", "abc123"}}.dump()},
-                  {"ridgeline_time_utc", "2026-11-21T10:00:00Z"}};
+  json context = {
+      {"host_name", "box"},
+      {"num_cpus", 2},
+      {"ridgeline_ridgeline", json{{"build_type", build_type}, {"git_sha", "abc123"}}.dump()},
+      {"ridgeline_time_utc", "2026-11-21T10:00:00Z"}};
   if (!gpu.empty()) {
     context["ridgeline_gpu"] = json{{"name", gpu}, {"driver_version", "580.1"}}.dump();
   }
@@ -70,22 +81,32 @@ TEST(Results, GoogleBenchmarkRepetitionsAndUnits) {
 
 TEST(Results, ErroredBenchmarkIsKeptWithItsError) {
   json doc = gbench({{"BM_a", {1, 2, 3}}});
-  doc["benchmarks"].push_back({{"name", "BM_gpu"}, {"run_name", "BM_gpu"}, {"run_type", "iteration"},
-                               {"error_occurred", true}, {"error_message", "no CUDA device"}});
+  doc["benchmarks"].push_back({{"name", "BM_gpu"},
+                               {"run_name", "BM_gpu"},
+                               {"run_type", "iteration"},
+                               {"error_occurred", true},
+                               {"error_message", "no CUDA device"}});
   const auto r = parse_results(doc, "t.json", time_metric::real_time);
   EXPECT_EQ(r.benchmarks.at("BM_gpu").error, "no CUDA device");
 }
 
 TEST(Results, GpuProfileRows) {
-  json m = {{"seconds", {{"count", 20}, {"median", 2e-3}, {"mean", 2e-3}, {"mad", 1e-5},
-                         {"noise", 0.002}}}};
-  json doc = {{"schema", "ridgeline.gpu_profile/v1"},
-              {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
-              {"rows", json::array({
-                  {{"kind", "gemm"}, {"dtype", "bf16"}, {"m", 8192}, {"n", 8192}, {"k", 8192},
-                   {"algorithm_index", 3}, {"flops_per_second", 7.9e14}, {"measurement", m}},
-                  {{"kind", "linear_block"}, {"seconds", 1.7e-4}},  // no measurement: skipped
-              })}};
+  json m = {{"seconds",
+             {{"count", 20}, {"median", 2e-3}, {"mean", 2e-3}, {"mad", 1e-5}, {"noise", 0.002}}}};
+  json doc = {
+      {"schema", "ridgeline.gpu_profile/v1"},
+      {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
+      {"rows", json::array({
+                   {{"kind", "gemm"},
+                    {"dtype", "bf16"},
+                    {"m", 8192},
+                    {"n", 8192},
+                    {"k", 8192},
+                    {"algorithm_index", 3},
+                    {"flops_per_second", 7.9e14},
+                    {"measurement", m}},
+                   {{"kind", "linear_block"}, {"seconds", 1.7e-4}},  // no measurement: skipped
+               })}};
   const auto r = parse_results(doc, "p.json", time_metric::real_time);
   ASSERT_EQ(r.benchmarks.size(), 1u);
   const auto& [name, s] = *r.benchmarks.begin();
@@ -120,7 +141,8 @@ TEST(Results, CorruptPartialAndForeignFilesAreClearErrors) {
   EXPECT_NE(message(schema).find("unknown schema"), std::string::npos);
 
   // Files: truncated JSON says so; a missing file is an io_error.
-  const auto dir = std::filesystem::temp_directory_path() / ("rl_results_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("rl_results_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string text = doc.dump();
   {
@@ -206,8 +228,9 @@ TEST(Compare, EnvironmentMismatchIsRefusedUnlessAllowed) {
                                   time_metric::real_time);
   const auto h200 = parse_results(gbench({{"BM_a", around(1000, 2)}}, "NVIDIA H200"), "n",
                                   time_metric::real_time);
-  const auto debug = parse_results(gbench({{"BM_a", around(1000, 2)}}, "NVIDIA H100 80GB HBM3", "Debug"),
-                                   "d", time_metric::real_time);
+  const auto debug =
+      parse_results(gbench({{"BM_a", around(1000, 2)}}, "NVIDIA H100 80GB HBM3", "Debug"), "d",
+                    time_metric::real_time);
   const auto cpu = parse_results(gbench({{"BM_a", around(1000, 2)}}), "c", time_metric::real_time);
   for (const auto* other : {&h200, &debug, &cpu}) {
     try {
@@ -257,8 +280,9 @@ TEST(Compare, NormalizeByCancelsMachineSpeed) {
   // The new machine is 30 % slower across the board, the yardstick included: no regression.
   const auto base = parse_results(gbench({{"BM_ref", around(1000, 2)}, {"BM_a", around(500, 1)}}),
                                   "b", time_metric::real_time);
-  const auto next = parse_results(gbench({{"BM_ref", around(1300, 2.6)}, {"BM_a", around(650, 1.3)}}),
-                                  "n", time_metric::real_time);
+  const auto next =
+      parse_results(gbench({{"BM_ref", around(1300, 2.6)}, {"BM_a", around(650, 1.3)}}), "n",
+                    time_metric::real_time);
   EXPECT_TRUE(compare_results(base, next, {}).regressed());
   compare_options o;
   o.normalize_by = "BM_ref";
@@ -274,11 +298,12 @@ TEST(Compare, NormalizeByCancelsMachineSpeed) {
 
 TEST(Compare, SummaryOnlyRowsUseAZTestOnMedians) {
   auto profile = [](double median, double noise) {
-    json m = {{"seconds", {{"count", 20}, {"median", median}, {"mad", median * 0.005},
-                           {"noise", noise}}}};
-    return json{{"schema", "ridgeline.gpu_profile/v1"},
-                {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
-                {"rows", json::array({{{"kind", "bandwidth"}, {"op", "read"}, {"measurement", m}}})}};
+    json m = {{"seconds",
+               {{"count", 20}, {"median", median}, {"mad", median * 0.005}, {"noise", noise}}}};
+    return json{
+        {"schema", "ridgeline.gpu_profile/v1"},
+        {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
+        {"rows", json::array({{{"kind", "bandwidth"}, {"op", "read"}, {"measurement", m}}})}};
   };
   const auto base = parse_results(profile(1e-3, 0.002), "b", time_metric::real_time);
   const auto slow = parse_results(profile(1.1e-3, 0.002), "n", time_metric::real_time);
@@ -291,7 +316,8 @@ TEST(Compare, SummaryOnlyRowsUseAZTestOnMedians) {
 
 TEST(Results, AutomaticMetricFollowsTheBenchmark) {
   // gbench() reports cpu_time = real_time / 2.
-  const json doc = gbench({{"BM_cpu", {100, 100, 100}}, {"BM_gpu/manual_time", {100, 100, 100}},
+  const json doc = gbench({{"BM_cpu", {100, 100, 100}},
+                           {"BM_gpu/manual_time", {100, 100, 100}},
                            {"BM_wall/real_time", {100, 100, 100}}});
   const auto r = parse_results(doc, "t.json", time_metric::automatic);
   EXPECT_NEAR(r.benchmarks.at("BM_cpu").stats.median, 50e-9, 1e-18);

@@ -219,8 +219,9 @@ TEST(History, LockedFileIsAClearErrorAndKeepsItsData) {
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE; DELETE FROM results;", nullptr, nullptr, nullptr),
             SQLITE_OK);  // another writer holds the write lock, with an uncommitted change
   history h(db, {false, 200});
-  const std::string m =
-      io_message([&] { h.add(make_set("b", 1, 1), {"sha2", "main", "2026-11-21T11:00:00Z"}); });
+  const std::string m = io_message([&] {
+    h.add(make_set("b", 1, 1), {"sha2", "main", "2026-11-21T11:00:00Z"});
+  });
   EXPECT_NE(m.find("locked by another process (waited 200 ms"), std::string::npos) << m;
   sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(other);
@@ -306,11 +307,13 @@ TEST(HistoryExport, PrometheusText) {
   const std::string text = latest_points_text({p});
   for (const char* line : {
            "# TYPE ridgeline_benchmark_median_seconds gauge",
-           "ridgeline_benchmark_median_seconds{benchmark=\"BM_ci_known_cost\",branch=\"main\"} 0.0016",
+           "ridgeline_benchmark_median_seconds{benchmark=\"BM_ci_known_cost\",branch=\"main\"} "
+           "0.0016",
            "ridgeline_benchmark_iqr_seconds{benchmark=\"BM_ci_known_cost\",branch=\"main\"} 2e-05",
            "ridgeline_benchmark_change_ratio{benchmark=\"BM_ci_known_cost\",branch=\"main\"} 0.125",
            "ridgeline_benchmark_change_point{benchmark=\"BM_ci_known_cost\",branch=\"main\"} 1",
-           "ridgeline_benchmark_run_timestamp_seconds{benchmark=\"BM_ci_known_cost\",branch=\"main\"} 1795255200",
+           "ridgeline_benchmark_run_timestamp_seconds{benchmark=\"BM_ci_known_cost\",branch="
+           "\"main\"} 1795255200",
        }) {
     EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << text;
   }

@@ -30,8 +30,8 @@ struct compare_options {
   // Per-benchmark thresholds: exact names, or glob patterns (* and ?); an exact name wins, then the
   // longest matching pattern.
   std::map<std::string, double> thresholds;
-  double alpha = 0.05;               // significance level of the test
-  std::size_t min_repetitions = 3;   // fewer on a side: too noisy to tell
+  double alpha = 0.05;              // significance level of the test
+  std::size_t min_repetitions = 3;  // fewer on a side: too noisy to tell
   bool allow_environment_mismatch = false;
   bool allow_missing = false;  // benchmarks present on one side only are listed, not an error
   // Divide every benchmark's times by this benchmark's median of the same file, so that a faster
@@ -44,9 +44,9 @@ struct benchmark_comparison {
   std::string name;
   summary base;
   summary next;
-  double change = 0;       // median(new) / median(base) - 1
+  double change = 0;  // median(new) / median(base) - 1
   double p_value = 1;
-  std::string test;        // "mann-whitney exact", "mann-whitney normal", "z on medians"
+  std::string test;  // "mann-whitney exact", "mann-whitney normal", "z on medians"
   double threshold = 0;
   double spread_base = 0;  // IQR / median
   double spread_next = 0;
