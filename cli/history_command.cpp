@@ -136,7 +136,9 @@ void run_show(const history_args& a, context& ctx) {
                     static_cast<long long>(p.run_id), p.time_utc.c_str(), p.git_sha.c_str(),
                     p.branch.c_str(), format_seconds(p.median_seconds).c_str(), prev.c_str(),
                     first.c_str());
-      table << line;
+      std::string row(line);
+      row.erase(row.find_last_not_of(' ') + 1);
+      table << row;
       for (const auto& cp : cps) {
         if (cp.start == i) table << "  <- " << cp.kind << " starts";
         if (cp.detected == i) {

@@ -213,9 +213,8 @@ comparison compare_results(const result_set& base, const result_set& next,
   c.environment = environment_differences(base.environment, next.environment);
   std::string blocking;
   for (const auto& d : c.environment) {
-    if (d.blocking)
-      blocking +=
-          (blocking.empty() ? "" : ", ") + d.field + " '" + d.base + "' vs '" + d.next + "'";
+    if (!d.blocking) continue;
+    blocking += (blocking.empty() ? "" : ", ") + d.field + " '" + d.base + "' vs '" + d.next + "'";
   }
   if (!blocking.empty() && !o.allow_environment_mismatch) {
     throw std::invalid_argument("refusing to compare results from different environments (" +
@@ -255,13 +254,14 @@ comparison compare_results(const result_set& base, const result_set& next,
   for (const auto& [name, s] : base.benchmarks) {
     if (!selected(name) || name == c.reference_name) continue;
     const bool in_base = usable(base, name), in_next = usable(next, name);
-    if (in_base && in_next)
-      common.push_back(name);
-    else if (in_base)
-      c.only_in_base.push_back(describe(next, name));  // missing or failed in NEW
-    else if (in_next)
-      c.only_in_next.push_back(describe(base, name));  // failed in BASE
     // Failed on both sides (e.g. a GPU benchmark without a GPU): no difference to report.
+    if (in_base && in_next) {
+      common.push_back(name);
+    } else if (in_base) {
+      c.only_in_base.push_back(describe(next, name));  // missing or failed in NEW
+    } else if (in_next) {
+      c.only_in_next.push_back(describe(base, name));  // failed in BASE
+    }
   }
   for (const auto& [name, s] : next.benchmarks) {
     if (!selected(name) || name == c.reference_name || base.benchmarks.count(name)) continue;
