@@ -3,8 +3,8 @@
 # comparisons and how often it catches an injected slowdown, on this machine, at given settings.
 # Runs BM_ci_known_cost (a dependent integer chain whose work RIDGELINE_CI_BENCH_SCALE scales)
 # with R repetitions as separate processes, interleaving baseline and slowed-down runs in time, then
-# compares: A/A pairs (base 2i vs base 2i+1) and trials (base i vs slowed i) for each slowdown.
-#   scripts/compare_study.sh [--pairs 30] [--trials 60] [--slowdowns "1.01 1.02 1.03 1.05 1.10"]
+# compares: A/A pairs (base 2i-1 vs base 2i) and trials (base i vs slowed i) for each slowdown.
+#   scripts/compare_study.sh [--pairs 30] [--trials 60] [--slowdowns "1.02 1.03 1.05 1.07 1.10"]
 #       [--reps 10] [--min-time 0.05] [--metrics "auto real_time"] [--thresholds "0.03 0.05"]
 #       [--out out/compare-study] [--reuse]        (--reuse: compare the runs already in --out)
 # Needs a build (scripts/build.sh or RIDGELINE_BUILD_DIR) with ridgeline and ridgeline_ci_bench.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${RIDGELINE_BUILD_DIR:-build}
 pairs=30 trials=60 reps=10 min_time=0.05 out=out/compare-study reuse=0
-slowdowns="1.01 1.02 1.03 1.05 1.10"
+slowdowns="1.02 1.03 1.05 1.07 1.10"
 metrics="auto real_time"
 thresholds="0.03 0.05"
 while [ $# -gt 0 ]; do
