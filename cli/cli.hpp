@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,5 +33,13 @@ void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
 void register_plan(CLI::App& app, context& ctx);
+void register_compare(CLI::App& app, context& ctx);
+void register_history(CLI::App& app, context& ctx);
+
+// Thrown by a command whose work succeeded but found a problem the exit code must report
+// (`compare` found a regression): exit 1, after the command has written its output.
+struct regression_found : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 }  // namespace ridgeline::cli

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: setup, configure, build, then every test (GPU tests skip themselves without a
-# device, each with its reason), then the unit tests under ASan + UBSan in build-asan/. This is
-# what README.md shows and what .ci/run calls.
+# device, each with its reason), the unit tests under ASan + UBSan in build-asan/, then the CPU
+# performance gate (scripts/perf_gate.sh: the CI benchmarks against bench/baselines/cpu.json;
+# RIDGELINE_PERF_GATE=0 skips it). This is what README.md shows and what .ci/run calls.
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,5 @@ cmake -S . -B "$asan_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRIDGELINE
 cmake --build "$asan_dir" -j "$(nproc)" --target ridgeline_unit_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$asan_dir" -L unit --output-on-failure -j "$(nproc)"
+
+scripts/perf_gate.sh

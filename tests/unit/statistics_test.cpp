@@ -86,3 +86,70 @@ TEST(Measure, RunsWarmupThenRepetitions) {
   EXPECT_DOUBLE_EQ(m.stats.median, 6.0);
   EXPECT_EQ(m.reason, stop_reason::max_repetitions);
 }
+
+// Mann-Whitney U: values computed by hand (counts of arrangements, the normal formula with ties).
+TEST(MannWhitney, ExactSeparatedSamples) {
+  // Every a below every b: U_a = 0; P(U <= 0) = 1 / C(6, 3) = 1/20, two-sided p = 0.1.
+  const std::vector<double> a = {1, 2, 3}, b = {4, 5, 6};
+  const auto r = mann_whitney(a, b);
+  EXPECT_TRUE(r.exact);
+  EXPECT_DOUBLE_EQ(r.u_a, 0);
+  EXPECT_DOUBLE_EQ(r.u_b, 9);
+  EXPECT_NEAR(r.p_value, 0.1, 1e-12);
+  // 5 vs 5 separated: 2 / C(10, 5) = 2/252.
+  const std::vector<double> c = {1, 2, 3, 4, 5}, d = {6, 7, 8, 9, 10};
+  EXPECT_NEAR(mann_whitney(c, d).p_value, 2.0 / 252.0, 1e-12);
+  EXPECT_NEAR(mann_whitney(d, c).p_value, 2.0 / 252.0, 1e-12);
+}
+
+TEST(MannWhitney, ExactWithOverlap) {
+  // a = {1,2,3,4,10}, b = {5..9}: 10 beats all five b, so U_a = 5. Arrangements of 5+5 with
+  // U <= 5 number 1+1+2+3+5+7 = 19 (partitions of u into at most 5 parts of at most 5).
+  const std::vector<double> a = {1, 2, 3, 4, 10}, b = {5, 6, 7, 8, 9};
+  const auto r = mann_whitney(a, b);
+  EXPECT_TRUE(r.exact);
+  EXPECT_DOUBLE_EQ(r.u_a, 5);
+  EXPECT_NEAR(r.p_value, 38.0 / 252.0, 1e-12);
+  // Identical distributions give p = 1 (capped), not more.
+  const std::vector<double> e = {1, 4, 5, 8}, f = {2, 3, 6, 7};
+  EXPECT_LE(mann_whitney(e, f).p_value, 1.0);
+  EXPECT_GT(mann_whitney(e, f).p_value, 0.5);
+}
+
+TEST(MannWhitney, NormalApproximationWithTies) {
+  // a = {1,2,2}, b = {2,3,4}: mid-ranks 1, 3, 3 | 3, 5, 6 -> U_a = 7 - 6 = 1. Mean 4.5; one tie
+  // group of 3 (t^3 - t = 24): var = 9/12 * (7 - 24/30) = 4.65; z = (1 - 4.5 + 0.5) / sqrt(4.65)
+  // = -1.391217, p = erfc(1.391217 / sqrt 2) = 0.164160.
+  const std::vector<double> a = {1, 2, 2}, b = {2, 3, 4};
+  const auto r = mann_whitney(a, b);
+  EXPECT_FALSE(r.exact);
+  EXPECT_DOUBLE_EQ(r.u_a, 1);
+  EXPECT_NEAR(r.z, -1.3912167, 1e-6);
+  EXPECT_NEAR(r.p_value, 0.1641597, 1e-6);
+  // a = {1,1,2,3}, b = {1,3,4,5,5}: U_a = 3.5; ties 1x3, 3x2, 5x2 -> 24 + 6 + 6 = 36;
+  // var = 20/12 * (10 - 36/72) = 15.8333; z = (3.5 - 10 + 0.5) / 3.9791 = -1.507874, p = 0.131587.
+  const std::vector<double> c = {1, 1, 2, 3}, d = {1, 3, 4, 5, 5};
+  const auto q = mann_whitney(c, d);
+  EXPECT_DOUBLE_EQ(q.u_a, 3.5);
+  EXPECT_NEAR(q.z, -1.5078741, 1e-6);
+  EXPECT_NEAR(q.p_value, 0.1315868, 1e-6);
+}
+
+TEST(MannWhitney, LargeSamplesUseTheNormalApproximation) {
+  std::vector<double> a, b;
+  for (int i = 0; i < 60; ++i) {
+    a.push_back(i);
+    b.push_back(i + 30.5);  // no ties, shifted by half the range
+  }
+  const auto r = mann_whitney(a, b);
+  EXPECT_FALSE(r.exact);
+  EXPECT_LT(r.p_value, 1e-4);
+  EXPECT_GT(mann_whitney(a, a).p_value, 0.99);
+}
+
+TEST(MannWhitney, RejectsEmptyAndNaN) {
+  const std::vector<double> a = {1, 2}, none;
+  EXPECT_THROW(mann_whitney(a, none), std::invalid_argument);
+  const std::vector<double> bad = {1, std::nan("")};
+  EXPECT_THROW(mann_whitney(a, bad), std::invalid_argument);
+}

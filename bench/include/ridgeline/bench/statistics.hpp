@@ -1,5 +1,6 @@
-// Statistics over repeated measurements: summary (median, spread, percentiles) and the noise-based
-// stopping rule the harness uses. Host-only, no CUDA.
+// Statistics over repeated measurements: summary (median, spread, percentiles), the noise-based
+// stopping rule the harness uses, and the Mann-Whitney U test `ridgeline compare` runs over the
+// repetitions of two results. Host-only, no CUDA.
 #pragma once
 
 #include <cstddef>
@@ -48,5 +49,23 @@ std::string to_string(stop_reason r);
 // Decides after each sample; `elapsed_seconds` is the wall time spent so far on this measurement.
 stop_reason should_stop(const stopping_rule& rule, std::span<const double> samples,
                         double elapsed_seconds);
+
+// Mann-Whitney U test (two-sided) of "a and b come from the same distribution" against a shift.
+// u_a counts the pairs (a_i, b_j) with a_i > b_j, ties counting one half; u_a + u_b = n_a * n_b.
+// Exact null distribution when neither sample has more than k_mann_whitney_exact_max values and
+// there are no ties; otherwise the normal approximation with tie correction and a continuity
+// correction of 1/2. Throws std::invalid_argument when a sample is empty or holds a NaN.
+inline constexpr std::size_t k_mann_whitney_exact_max = 50;
+struct mann_whitney_result {
+  double u_a = 0;
+  double u_b = 0;
+  double z = 0;        // standardised U (0 for the exact test)
+  double p_value = 1;  // two-sided
+  bool exact = false;
+};
+mann_whitney_result mann_whitney(std::span<const double> a, std::span<const double> b);
+
+// Standard normal upper-tail probability P(Z > z).
+double normal_upper_tail(double z);
 
 }  // namespace ridgeline::bench

@@ -1,0 +1,173 @@
+// CPU benchmarks of the CI performance gate (scripts/perf_gate.sh compares them with
+// bench/baselines/cpu.json): a benchmark of known cost, the harness statistics, result and
+// Prometheus encoding, GPU-profile parsing. Run with repetitions, e.g.
+//   build/bench/ridgeline_ci_bench --benchmark_repetitions=10 --benchmark_min_time=0.05
+//       --benchmark_out=out/ci.json --benchmark_out_format=json
+// RIDGELINE_CI_BENCH_SCALE=1.10 makes BM_ci_known_cost do 10 % more work (the compare study
+// injects slowdowns this way; docs/compare.md).
+#include <benchmark/benchmark.h>
+
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ridgeline/bench/gbench.hpp"
+#include "ridgeline/bench/measure.hpp"
+#include "ridgeline/bench/statistics.hpp"
+#include "ridgeline/engine/gpu_profile.hpp"
+#include "ridgeline/metrics/environment.hpp"
+
+namespace {
+
+double g_known_cost_scale = 1.0;
+
+// A dependent chain of integer multiply-add and xor-shift steps: no vectorisation, no closed form,
+// so the time is proportional to `steps` (about 5 cycles a step: 1 Mi steps ~ 2 ms at 2.5 GHz).
+std::uint64_t known_cost_kernel(std::uint64_t steps, std::uint64_t x) {
+  for (std::uint64_t i = 0; i < steps; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    x ^= x >> 29;
+  }
+  return x;
+}
+
+void BM_ci_known_cost(benchmark::State& state) {
+  const auto steps = static_cast<std::uint64_t>(std::llround(double(1 << 20) * g_known_cost_scale));
+  std::uint64_t x = 42;
+  for (auto _ : state) {
+    x = known_cost_kernel(steps, x);
+    benchmark::DoNotOptimize(x);
+  }
+  state.counters["steps"] = double(steps);
+}
+BENCHMARK(BM_ci_known_cost);
+
+std::vector<double> lognormal_samples(std::size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> dist(std::log(1e-3), 0.05);
+  std::vector<double> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+void BM_bench_summarize_1000(benchmark::State& state) {
+  const std::vector<double> v = lognormal_samples(1000, 7);
+  for (auto _ : state) {
+    auto s = ridgeline::bench::summarize(v);
+    benchmark::DoNotOptimize(s);
+  }
+}
+BENCHMARK(BM_bench_summarize_1000);
+
+void BM_bench_mann_whitney_10x10(benchmark::State& state) {
+  const std::vector<double> a = lognormal_samples(10, 1), b = lognormal_samples(10, 2);
+  for (auto _ : state) {
+    auto r = ridgeline::bench::mann_whitney(a, b);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_bench_mann_whitney_10x10);
+
+// A result document like a sweep's: environment, config and 256 rows with a measurement each.
+nlohmann::json result_document() {
+  using nlohmann::json;
+  json rows = json::array();
+  const std::vector<double> v = lognormal_samples(50, 3);
+  ridgeline::bench::measurement m;
+  m.seconds = v;
+  m.stats = ridgeline::bench::summarize(v);
+  const json measured = ridgeline::bench::to_json(m);
+  for (int batch = 1; batch <= 256; ++batch) {
+    rows.push_back({{"kind", "decode_step"},
+                    {"batch", batch},
+                    {"context", 512},
+                    {"tokens_per_second", 185.0 * batch},
+                    {"measurement", measured}});
+  }
+  return {{"schema", "ridgeline.sweep/v1"},
+          {"environment", ridgeline::metrics::environment_block(std::nullopt)},
+          {"config", {{"model", "llama-2-7b"}, {"dtype", "bf16"}}},
+          {"rows", rows}};
+}
+
+void BM_metrics_result_json_encode(benchmark::State& state) {
+  const nlohmann::json doc = result_document();
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string text = doc.dump(2);
+    bytes += text.size();
+    benchmark::DoNotOptimize(text.data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_metrics_result_json_encode);
+
+void BM_metrics_prometheus_text_encode(benchmark::State& state) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto& family = prometheus::BuildHistogram()
+                     .Name("ridgeline_step_duration_seconds")
+                     .Help("Engine step duration by phase")
+                     .Register(*registry);
+  prometheus::Histogram::BucketBoundaries bounds;
+  for (double b = 1e-4; b < 10; b *= 1.5) bounds.push_back(b);
+  const std::vector<double> v = lognormal_samples(1000, 4);
+  for (const char* phase : {"prefill", "decode", "mixed", "idle"}) {
+    auto& h = family.Add({{"phase", phase}}, bounds);
+    for (double x : v) h.Observe(x);
+  }
+  const prometheus::TextSerializer serializer;
+  for (auto _ : state) {
+    std::ostringstream out;
+    serializer.Serialize(out, registry->Collect());
+    benchmark::DoNotOptimize(out.str().data());
+  }
+}
+BENCHMARK(BM_metrics_prometheus_text_encode);
+
+void BM_engine_gpu_profile_parse(benchmark::State& state) {
+  ridgeline::gpu_profile p;
+  p.name = "NVIDIA H100 80GB HBM3";
+  p.key = "h100-sxm";
+  p.source = "measured";
+  p.sm_count = 132;
+  p.read_bytes_per_second = 3.1e12;
+  p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks[ridgeline::dtype::bf16] = {780e12, 989.4e12};
+  const nlohmann::json doc = result_document();
+  p.environment = doc["environment"];
+  p.rows = doc["rows"];
+  const std::string text = to_json(p).dump();
+  for (auto _ : state) {
+    auto q = ridgeline::gpu_profile_from_json(nlohmann::json::parse(text));
+    benchmark::DoNotOptimize(q.sm_count);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(BM_engine_gpu_profile_parse);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const char* s = std::getenv("RIDGELINE_CI_BENCH_SCALE")) {
+    char* end = nullptr;
+    g_known_cost_scale = std::strtod(s, &end);
+    if (end == s || *end != '\0' || !(g_known_cost_scale > 0 && g_known_cost_scale < 100)) {
+      std::fprintf(stderr,
+                   "ridgeline_ci_bench: RIDGELINE_CI_BENCH_SCALE='%s' is not a factor "
+                   "in (0, 100)\n",
+                   s);
+      return 2;
+    }
+  }
+  return ridgeline::bench::run_benchmarks(argc, argv, std::nullopt);
+}

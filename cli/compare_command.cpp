@@ -1,0 +1,168 @@
+// `ridgeline compare BASE NEW`: per-benchmark verdicts with statistics; exit 1 when something is
+// slower (docs/compare.md).
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "ridgeline/bench/compare.hpp"
+#include "ridgeline/metrics/files.hpp"
+
+namespace ridgeline::cli {
+namespace {
+
+struct compare_args {
+  std::string base;
+  std::string next;
+  double threshold = 0.05;
+  std::vector<std::string> threshold_for;  // NAME=VALUE
+  std::string thresholds_file;
+  double alpha = 0.05;
+  std::string metric = "auto";
+  std::string normalize_by;
+  std::string filter;
+  bool allow_env_mismatch = false;
+  bool allow_missing = false;
+  std::string markdown;
+  std::string json_output;
+  bool json = false;
+};
+
+double parse_threshold(const std::string& text, const std::string& what) {
+  std::size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos == 0) throw std::invalid_argument(what + ": '" + text + "' is not a number");
+  if (pos < text.size() && text.substr(pos) == "%")
+    v /= 100.0;
+  else if (pos != text.size())
+    throw std::invalid_argument(what + ": '" + text + "' is not a number");
+  if (!(v > 0 && v < 10)) throw std::invalid_argument(what + ": '" + text + "' must be in (0, 10)");
+  return v;
+}
+
+// "a.json,b.json": several files of one run (e.g. one per benchmark binary) read as one result;
+// their environments must agree.
+bench::result_set load_side(const std::string& list, bench::time_metric metric) {
+  std::vector<bench::result_set> parts;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const auto comma = list.find(',', start);
+    const std::string file = list.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (!file.empty()) parts.push_back(bench::load_results(file, metric));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (parts.empty()) throw std::invalid_argument("no result file in '" + list + "'");
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    for (const auto& d :
+         bench::environment_differences(parts[0].environment, parts[i].environment)) {
+      if (d.blocking) {
+        throw std::invalid_argument(parts[0].source + " and " + parts[i].source +
+                                    " come from different environments (" + d.field + ")");
+      }
+    }
+  }
+  return bench::merge_results(std::move(parts));
+}
+
+void run_compare_command(const compare_args& a, context& ctx) {
+  bench::compare_options o;
+  o.threshold = a.threshold;
+  o.alpha = a.alpha;
+  o.allow_environment_mismatch = a.allow_env_mismatch;
+  o.allow_missing = a.allow_missing;
+  if (!a.normalize_by.empty()) o.normalize_by = a.normalize_by;
+  if (!a.filter.empty()) o.filter = a.filter;
+  if (!a.thresholds_file.empty()) {
+    // {"BM_name": 0.1, "BM_prefix*": 0.2, ...}; keys starting with '_' are comments.
+    const auto j = nlohmann::json::parse(read_text_file(a.thresholds_file), nullptr, false);
+    if (!j.is_object()) {
+      throw std::invalid_argument(a.thresholds_file +
+                                  ": expected a JSON object of name: threshold");
+    }
+    for (const auto& [name, v] : j.items()) {
+      if (!name.empty() && name[0] == '_') continue;
+      if (!v.is_number())
+        throw std::invalid_argument(a.thresholds_file + ": '" + name + "' is not a number");
+      o.thresholds[name] = parse_threshold(v.dump(), a.thresholds_file + ": " + name);
+    }
+  }
+  for (const auto& item : a.threshold_for) {
+    const auto eq = item.rfind('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw std::invalid_argument("--threshold-for expects NAME=VALUE, got '" + item + "'");
+    }
+    o.thresholds[item.substr(0, eq)] = parse_threshold(item.substr(eq + 1), "--threshold-for");
+  }
+  const auto metric = bench::parse_time_metric(a.metric);
+  if (!a.markdown.empty()) check_writable(a.markdown);
+  if (!a.json_output.empty()) check_writable(a.json_output);
+  const auto base = load_side(a.base, metric);
+  const auto next = load_side(a.next, metric);
+  const bench::comparison c = bench::compare_results(base, next, o);
+  if (!a.markdown.empty()) write_atomically(a.markdown, bench::to_markdown(c));
+  if (!a.json_output.empty()) write_atomically(a.json_output, bench::to_json(c).dump(2) + "\n");
+  if (a.json)
+    ctx.out << bench::to_json(c).dump(2) << "\n";
+  else
+    ctx.out << bench::to_text(c);
+  if (c.regressed())
+    throw regression_found(std::to_string(c.count(bench::verdict::slower)) +
+                           " benchmark(s) slower than " + a.base);
+}
+
+}  // namespace
+
+void register_compare(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<compare_args>();
+  auto* cmd = app.add_subcommand(
+      "compare",
+      "Compare two result files (Google Benchmark JSON or ridgeline results); exit 1 "
+      "when a benchmark got slower");
+  cmd->footer(
+      "Verdicts: slower/faster when the Mann-Whitney U test over the repetitions gives p < alpha\n"
+      "and the median change exceeds the threshold and the spread (IQR/median); too noisy when a\n"
+      "side's spread exceeds the threshold. Exit codes: 0 no regression, 1 regression, 2 bad "
+      "input\n"
+      "(incl. different environments, benchmark sets that differ), 4 unreadable file.\n"
+      "Examples:\n"
+      "  ridgeline compare base.json new.json\n"
+      "  ridgeline compare base.json new.json --threshold 3% --markdown comment.md\n"
+      "  ridgeline compare bench/baselines/cpu.json out/ci.json \\\n"
+      "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json");
+  cmd->add_option("BASE", a->base, "Baseline result file (a,b.json: files of one run, merged)")
+      ->required();
+  cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")
+      ->required();
+  cmd->add_option("-t,--threshold", a->threshold, "Relative median change that counts (0.05 or 5%)")
+      ->transform([](std::string s) { return std::to_string(parse_threshold(s, "--threshold")); })
+      ->capture_default_str();
+  cmd->add_option("--threshold-for", a->threshold_for,
+                  "Per-benchmark threshold NAME=VALUE (NAME may be a glob; repeatable)");
+  cmd->add_option("--thresholds", a->thresholds_file,
+                  "JSON file of per-benchmark thresholds {\"name or glob\": 0.1}");
+  cmd->add_option("--alpha", a->alpha, "Significance level of the test")->capture_default_str();
+  cmd->add_option("--metric", a->metric,
+                  "Google Benchmark time: auto (real_time for /manual_time and /real_time "
+                  "benchmarks, else cpu_time), real_time or cpu_time")
+      ->capture_default_str();
+  cmd->add_option(
+      "--normalize-by", a->normalize_by,
+      "Divide times by this benchmark's median of the same file (cancels machine speed)");
+  cmd->add_option("--filter", a->filter, "Only benchmarks whose name matches this glob");
+  cmd->add_flag("--allow-env-mismatch", a->allow_env_mismatch,
+                "Compare even when GPU, driver, clocks or build type differ");
+  cmd->add_flag("--allow-missing", a->allow_missing,
+                "Compare the common benchmarks when the sets differ");
+  cmd->add_option("--markdown", a->markdown, "Write a Markdown summary (for a CI comment) here");
+  cmd->add_option("--json-output", a->json_output, "Write the comparison as JSON here");
+  cmd->add_flag("--json", a->json, "Print the comparison as JSON instead of the table");
+  cmd->callback([a, &ctx] { run_compare_command(*a, ctx); });
+}
+
+}  // namespace ridgeline::cli

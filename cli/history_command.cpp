@@ -1,0 +1,258 @@
+// `ridgeline history`: add results to the SQLite history, show trends (table or chart data) with
+// change points, export the newest points to a Prometheus pushgateway (docs/compare.md).
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli.hpp"
+#include "ridgeline/bench/change_points.hpp"
+#include "ridgeline/bench/compare.hpp"
+#include "ridgeline/bench/history.hpp"
+#include "ridgeline/metrics/environment.hpp"
+#include "ridgeline/metrics/files.hpp"
+
+namespace ridgeline::cli {
+namespace {
+
+std::string default_db() {
+  const char* env = std::getenv("RIDGELINE_HISTORY");
+  return env != nullptr && *env != '\0' ? env : "ridgeline-history.db";
+}
+
+std::string env_or(const char* a, const char* b, const std::string& fallback) {
+  for (const char* name : {a, b}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return v;
+  }
+  return fallback;
+}
+
+struct history_args {
+  std::string db = default_db();
+  int busy_timeout_ms = 5000;
+  // add
+  std::vector<std::string> files;
+  std::string sha, branch, time, metric = "auto";
+  // show / export
+  std::string benchmark = "*";
+  std::string branch_filter;
+  std::size_t last = 0;
+  bool json = false;
+  std::string output;
+  double threshold = 0.05;
+  bool fail_on_change_point = false;
+  std::string pushgateway;
+  std::string job = "ridgeline_history";
+  bool print = false;
+};
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s < 1e-6)
+    std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
+  else if (s < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
+  else if (s < 1)
+    std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.4g s", s);
+  return buf;
+}
+
+std::string format_percent(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.1f%%", x * 100);
+  return buf;
+}
+
+void run_add(const history_args& a, context& ctx) {
+  const auto metric = bench::parse_time_metric(a.metric);
+  // Every file is read and checked before the history is touched.
+  std::vector<bench::result_set> sets;
+  for (const auto& f : a.files) sets.push_back(bench::load_results(f, metric));
+  bench::history h(a.db, {false, a.busy_timeout_ms});
+  for (const auto& r : sets) {
+    bench::run_info info;
+    info.git_sha = !a.sha.empty() ? a.sha : !r.git_sha.empty() ? r.git_sha : "unknown";
+    info.branch =
+        !a.branch.empty() ? a.branch : env_or("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "unknown");
+    info.time_utc = !a.time.empty()                    ? a.time
+                    : bench::parse_iso8601(r.time_utc) ? r.time_utc
+                                                       : metrics::utc_now_iso8601();
+    const auto id = h.add(r, info);
+    ctx.out << "added " << r.source << " as run " << id << " (" << r.benchmarks.size()
+            << " benchmarks, sha " << info.git_sha << ", branch " << info.branch << ", "
+            << info.time_utc << ") to " << a.db << "\n";
+  }
+}
+
+void run_show(const history_args& a, context& ctx) {
+  if (!a.output.empty()) check_writable(a.output);
+  bench::history h(a.db, {true, a.busy_timeout_ms});
+  bench::change_point_options cpo;
+  cpo.threshold = a.threshold;
+  nlohmann::json chart = {{"schema", "ridgeline.history_trend/v1"},
+                          {"history", a.db},
+                          {"threshold", a.threshold},
+                          {"benchmarks", nlohmann::json::array()}};
+  std::ostringstream table;
+  bool recent_change = false;
+  std::size_t shown = 0;
+  for (const auto& name : h.benchmarks()) {
+    if (!bench::glob_match(a.benchmark, name)) continue;
+    const auto points = h.series(name, a.branch_filter, a.last);
+    if (points.empty()) continue;
+    ++shown;
+    std::vector<double> medians;
+    for (const auto& p : points) medians.push_back(p.median_seconds);
+    const auto cps = bench::detect_change_points(medians, cpo);
+    if (!cps.empty() && cps.back().detected + cpo.reference_points >= medians.size() - 1) {
+      recent_change = true;
+    }
+    nlohmann::json x = nlohmann::json::array(), y = nlohmann::json::array(),
+                   pts = nlohmann::json::array(), cpj = nlohmann::json::array();
+    table << name << "\n";
+    table << "  run   time                  git sha   branch          median        vs prev  "
+             "vs first\n";
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      const auto& p = points[i];
+      x.push_back(p.time_utc);
+      y.push_back(p.median_seconds);
+      pts.push_back({{"run_id", p.run_id},
+                     {"time_utc", p.time_utc},
+                     {"git_sha", p.git_sha},
+                     {"branch", p.branch},
+                     {"median_seconds", p.median_seconds},
+                     {"iqr_seconds", p.iqr_seconds},
+                     {"count", p.count}});
+      char line[256];
+      const std::string prev =
+          i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1) : "";
+      const std::string first =
+          i > 0 ? format_percent(p.median_seconds / points[0].median_seconds - 1) : "";
+      std::snprintf(line, sizeof line, "  %-5lld %-21s %-9.9s %-15.15s %-13s %-8s %-8s",
+                    static_cast<long long>(p.run_id), p.time_utc.c_str(), p.git_sha.c_str(),
+                    p.branch.c_str(), format_seconds(p.median_seconds).c_str(), prev.c_str(),
+                    first.c_str());
+      std::string row(line);
+      row.erase(row.find_last_not_of(' ') + 1);
+      table << row;
+      for (const auto& cp : cps) {
+        if (cp.start == i) table << "  <- " << cp.kind << " starts";
+        if (cp.detected == i) {
+          table << "  <- " << cp.kind << " detected: " << format_seconds(cp.before) << " -> "
+                << format_seconds(cp.after) << " (" << format_percent(cp.relative_change) << ")";
+        }
+      }
+      table << "\n";
+    }
+    for (const auto& cp : cps) {
+      cpj.push_back({{"start_index", cp.start},
+                     {"detected_index", cp.detected},
+                     {"start_run_id", points[cp.start].run_id},
+                     {"start_git_sha", points[cp.start].git_sha},
+                     {"detected_run_id", points[cp.detected].run_id},
+                     {"before_seconds", cp.before},
+                     {"after_seconds", cp.after},
+                     {"relative_change", cp.relative_change},
+                     {"kind", cp.kind}});
+    }
+    if (cps.empty()) table << "  no change point (threshold " << a.threshold * 100 << "%)\n";
+    table << "\n";
+    chart["benchmarks"].push_back({{"name", name},
+                                   {"x_time_utc", x},
+                                   {"y_median_seconds", y},
+                                   {"points", pts},
+                                   {"change_points", cpj}});
+  }
+  if (shown == 0) {
+    throw std::invalid_argument("history " + a.db + ": no benchmark matches '" + a.benchmark + "'" +
+                                (a.branch_filter.empty() ? "" : " on branch " + a.branch_filter));
+  }
+  const std::string chart_text = chart.dump(2) + "\n";
+  if (!a.output.empty()) write_atomically(a.output, chart_text);
+  ctx.out << (a.json ? chart_text : table.str());
+  if (a.fail_on_change_point && recent_change) {
+    throw regression_found("a change point was detected in the newest runs");
+  }
+}
+
+void run_export(const history_args& a, context& ctx) {
+  bench::history h(a.db, {true, a.busy_timeout_ms});
+  bench::change_point_options cpo;
+  cpo.threshold = a.threshold;
+  const auto points = bench::latest_points(h, a.branch_filter, cpo);
+  if (points.empty()) throw std::invalid_argument("history " + a.db + ": nothing to export");
+  if (a.print || a.pushgateway.empty()) {
+    ctx.out << bench::latest_points_text(points);
+    if (a.pushgateway.empty()) return;
+  }
+  bench::push_latest_points(points, a.pushgateway, a.job);
+  ctx.out << "pushed " << points.size() << " benchmarks to " << a.pushgateway << " (job " << a.job
+          << ")\n";
+}
+
+}  // namespace
+
+void register_history(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<history_args>();
+  auto* cmd = app.add_subcommand("history", "Results history in SQLite: add, show trends, export");
+  cmd->require_subcommand(1);
+  cmd->fallthrough();
+  cmd->add_option("--db", a->db,
+                  "History file (default $RIDGELINE_HISTORY or ridgeline-history.db)")
+      ->capture_default_str();
+  cmd->add_option("--busy-timeout", a->busy_timeout_ms,
+                  "Milliseconds to wait for another writer before giving up")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  cmd->footer(
+      "Examples:\n"
+      "  ridgeline history add out/ci.json --branch main\n"
+      "  ridgeline history show --benchmark 'BM_engine_*' --last 50\n"
+      "  ridgeline history show --json -o trend.json     chart data (x, y, change points)\n"
+      "  ridgeline history export --pushgateway http://localhost:9091");
+
+  auto* add = cmd->add_subcommand("add", "Add result files, each as one run (one transaction)");
+  add->fallthrough();
+  add->add_option("FILES", a->files, "Google Benchmark JSON or ridgeline result files")->required();
+  add->add_option("--sha", a->sha, "Git sha (default: the result's environment)");
+  add->add_option("--branch", a->branch, "Branch (default $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME)");
+  add->add_option("--time", a->time, "Run time, ISO 8601 (default: the result's time)");
+  add->add_option("--metric", a->metric,
+                  "Google Benchmark time: auto (real_time for /manual_time and /real_time "
+                  "benchmarks, else cpu_time), real_time or cpu_time")
+      ->capture_default_str();
+  add->callback([a, &ctx] { run_add(*a, ctx); });
+
+  auto* show = cmd->add_subcommand("show", "Trend per benchmark with change points");
+  show->fallthrough();
+  show->add_option("--benchmark", a->benchmark, "Glob on benchmark names")->capture_default_str();
+  show->add_option("--branch", a->branch_filter, "Only runs of this branch");
+  show->add_option("--last", a->last, "Only the newest N runs");
+  show->add_option("--threshold", a->threshold, "Relative change that matters (change points)")
+      ->check(CLI::Range(1e-6, 10.0))
+      ->capture_default_str();
+  show->add_flag("--json", a->json, "Print chart data (JSON) instead of the table");
+  show->add_option("-o,--output", a->output, "Write the chart data (JSON) here");
+  show->add_flag("--fail-on-change-point", a->fail_on_change_point,
+                 "Exit 1 when a change point is detected in the newest runs");
+  show->callback([a, &ctx] { run_show(*a, ctx); });
+
+  auto* exp =
+      cmd->add_subcommand("export", "Push the newest point of each benchmark to a pushgateway");
+  exp->fallthrough();
+  exp->add_option("--pushgateway", a->pushgateway, "Pushgateway URL, e.g. http://localhost:9091");
+  exp->add_option("--job", a->job, "Pushgateway job name")->capture_default_str();
+  exp->add_option("--branch", a->branch_filter, "Only runs of this branch");
+  exp->add_option("--threshold", a->threshold, "Relative change that matters (change points)")
+      ->check(CLI::Range(1e-6, 10.0))
+      ->capture_default_str();
+  exp->add_flag("--print", a->print,
+                "Print the exposition text (without --pushgateway: only print)");
+  exp->callback([a, &ctx] { run_export(*a, ctx); });
+}
+
+}  // namespace ridgeline::cli

@@ -1,0 +1,207 @@
+// `ridgeline compare` and `ridgeline history` as a user runs them: exit codes (0 ok, 1 regression,
+// 2 bad input, 4 unreadable file), one-line errors, the files they write.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli.hpp"
+
+using namespace ridgeline;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct result {
+  int code;
+  std::string out, err;
+};
+result run(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  const int code = cli::run(args, out, err);
+  return {code, out.str(), err.str()};
+}
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+struct fixture_dir {
+  fs::path path;
+  fixture_dir() {
+    path = fs::temp_directory_path() /
+           ("rl_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~fixture_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return (path / name).string();
+  }
+};
+
+// Google Benchmark JSON: BM_a and BM_b with 10 repetitions each, BM_a scaled by `a_factor`.
+std::string gbench_text(double a_factor, const std::string& time = "2026-11-21T10:00:00Z",
+                        const std::string& build_type = "Release") {
+  json benchmarks = json::array();
+  for (const auto& [name, base] :
+       std::vector<std::pair<std::string, double>>{{"BM_a", 1000}, {"BM_b", 50}}) {
+    for (int i = 0; i < 10; ++i) {
+      const double t = base * (1 + 0.001 * i) * (name == "BM_a" ? a_factor : 1.0);
+      benchmarks.push_back({{"name", name},
+                            {"run_name", name},
+                            {"run_type", "iteration"},
+                            {"real_time", t},
+                            {"cpu_time", t},
+                            {"time_unit", "ns"}});
+    }
+  }
+  json context = {
+      {"ridgeline_ridgeline", json{{"build_type", build_type}, {"git_sha", "abc"}}.dump()},
+      {"ridgeline_time_utc", time}};
+  return json{{"context", context}, {"benchmarks", benchmarks}}.dump(1);
+}
+
+}  // namespace
+
+TEST(CompareCli, ExitCodes) {
+  fixture_dir d;
+  const auto base = d.write("base.json", gbench_text(1.0));
+  const auto same = d.write("same.json", gbench_text(1.0));
+  const auto slow = d.write("slow.json", gbench_text(1.10));
+  auto r = run({"compare", base, same});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("0 slower, 0 faster, 2 unchanged"), std::string::npos) << r.out;
+
+  const std::string md = (d.path / "comment.md").string();
+  const std::string js = (d.path / "cmp.json").string();
+  r = run({"compare", base, slow, "--markdown", md, "--json-output", js});
+  EXPECT_EQ(r.code, cli::failure) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  EXPECT_NE(r.err.find("1 benchmark(s) slower"), std::string::npos) << r.err;
+  std::ifstream in(md);
+  const std::string comment((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(comment.find("**Regression**"), std::string::npos) << comment;
+  std::ifstream jin(js);
+  EXPECT_EQ(json::parse(jin)["rows"][0]["verdict"], "slower");
+
+  // The same slowdown under a generous per-benchmark threshold passes.
+  r = run({"compare", base, slow, "--threshold-for", "BM_a=15%"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto thresholds = d.write("t.json", R"({"_comment": "why", "BM_*": 0.2})");
+  r = run({"compare", base, slow, "--thresholds", thresholds});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(CompareCli, BadInputsAreOneLineErrors) {
+  fixture_dir d;
+  const auto base = d.write("base.json", gbench_text(1.0));
+  const std::string full = gbench_text(1.0);
+  const auto partial = d.write("partial.json", full.substr(0, full.size() / 3));
+  const auto debug = d.write("debug.json", gbench_text(1.0, "2026-11-21T10:00:00Z", "Debug"));
+  auto r = run({"compare", base, partial});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  r = run({"compare", base, debug});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("ridgeline.build_type 'Release' vs 'Debug'"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"compare", base, debug, "--allow-env-mismatch"}).code, 0);
+  r = run({"compare", base, (d.path / "missing.json").string()});
+  EXPECT_EQ(r.code, cli::io_failure);
+  EXPECT_EQ(lines(r.err), 1);
+  EXPECT_EQ(run({"compare", base, base, "--threshold", "-3"}).code, cli::bad_input);
+  EXPECT_EQ(run({"compare", base, base, "--metric", "wall"}).code, cli::bad_input);
+  EXPECT_EQ(run({"compare", base, base, "--threshold-for", "BM_a"}).code, cli::bad_input);
+  EXPECT_EQ(run({"compare", base}).code, cli::bad_input);
+}
+
+TEST(HistoryCli, AddShowExport) {
+  fixture_dir d;
+  const std::string db = (d.path / "h.db").string();
+  for (int i = 0; i < 8; ++i) {
+    // snprintf rather than string concatenation: GCC 12 raises a false -Wrestrict on the latter.
+    char when[32], file[32], sha[32];
+    std::snprintf(when, sizeof when, "2026-11-21T10:%02d:00Z", i);
+    std::snprintf(file, sizeof file, "r%d.json", i);
+    std::snprintf(sha, sizeof sha, "sha%d", i);
+    const auto f = d.write(file, gbench_text(i < 6 ? 1.0 : 1.3, when));
+    const auto r = run({"history", "--db", db, "add", f, "--branch", "main", "--sha", sha});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  auto r = run({"history", "show", "--db", db, "--benchmark", "BM_a"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("step detected"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("BM_b"), std::string::npos);
+  r = run({"history", "show", "--db", db, "--benchmark", "BM_a", "--fail-on-change-point"});
+  EXPECT_EQ(r.code, cli::failure);
+  const std::string chart = (d.path / "chart.json").string();
+  r = run({"history", "show", "--db", db, "--json", "-o", chart});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["benchmarks"].size(), 2u);
+  EXPECT_EQ(j["benchmarks"][0]["y_median_seconds"].size(), 8u);
+  EXPECT_EQ(j["benchmarks"][0]["change_points"][0]["start_git_sha"], "sha6");
+  EXPECT_TRUE(j["benchmarks"][1]["change_points"].empty());
+  EXPECT_TRUE(fs::exists(chart));
+  r = run({"history", "export", "--db", db});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ridgeline_benchmark_change_point{benchmark=\"BM_a\",branch=\"main\"} 1"),
+            std::string::npos)
+      << r.out;
+  r = run({"history", "export", "--db", db, "--pushgateway", "http://127.0.0.1:1"});
+  EXPECT_EQ(r.code, cli::io_failure);
+  EXPECT_EQ(lines(r.err), 1);
+}
+
+TEST(HistoryCli, BadFilesLeaveTheHistoryAlone) {
+  fixture_dir d;
+  const std::string db = (d.path / "h.db").string();
+  const auto good = d.write("good.json", gbench_text(1.0));
+  ASSERT_EQ(run({"history", "add", "--db", db, good}).code, 0);
+  const std::string full = gbench_text(1.0);
+  const auto partial = d.write("partial.json", full.substr(0, full.size() - 10));
+  // One bad file among good ones: nothing is added.
+  auto r = run({"history", "add", "--db", db, good, partial});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_EQ(lines(r.err), 1);
+  r = run({"history", "show", "--db", db, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["benchmarks"][0]["points"].size(), 1u);
+  const auto corrupt = d.write("corrupt.db", std::string(4096, 'z'));
+  r = run({"history", "add", "--db", corrupt, good});
+  EXPECT_EQ(r.code, cli::io_failure);
+  EXPECT_NE(r.err.find("not an SQLite database"), std::string::npos) << r.err;
+  r = run({"history", "show", "--db", (d.path / "none.db").string()});
+  EXPECT_EQ(r.code, cli::io_failure);
+  EXPECT_EQ(run({"history", "show", "--db", db, "--benchmark", "nothing*"}).code, cli::bad_input);
+}
+
+TEST(CompareCli, SeveralFilesOfOneRunAreMerged) {
+  fixture_dir d;
+  const auto base = d.write("base.json", gbench_text(1.0));
+  json other = json::parse(gbench_text(1.0));
+  for (auto& b : other["benchmarks"]) {
+    std::string name = "X";  // appended, not "X" + name: GCC 12 raises a false -Wrestrict there
+    name += b["name"].get<std::string>();
+    b["name"] = name;
+    b["run_name"] = b["name"];
+  }
+  const auto extra = d.write("extra.json", other.dump());
+  auto r = run({"compare", base + "," + extra, base + "," + extra});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("XBM_a"), std::string::npos) << r.out;
+  r = run({"compare", base + "," + base, base});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("appears in both"), std::string::npos) << r.err;
+  r = run({"compare", base + "," + extra, base});
+  EXPECT_EQ(r.code, cli::bad_input);  // XBM_* missing in NEW
+}
