@@ -9,6 +9,8 @@ packages=(
   libbenchmark-dev libgtest-dev libgmock-dev
   prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
+  libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages
+  chromium                  # headless browser for tests/integration/report_browser_test.sh
 )
 
 missing=()
