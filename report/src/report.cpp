@@ -84,8 +84,9 @@ json roofline_of(const input_file& f, const gpu_profile& p) {
     l2 = std::max(l2, num(r, "bytes_per_second"));
   }
   if (l2 > 0) {
-    memory.push_back(
-        {{"label", "L2 (measured, working set <= L2/2)"}, {"bytes_per_second", l2}, {"measured", true}});
+    memory.push_back({{"label", "L2 (measured, working set <= L2/2)"},
+                      {"bytes_per_second", l2},
+                      {"measured", true}});
   }
   json compute = json::array();
   for (const auto& [t, peak] : p.peaks) {
@@ -104,27 +105,27 @@ json roofline_of(const input_file& f, const gpu_profile& p) {
       const double rate = num(r, "flops_per_second");
       if (!(flops > 0 && bytes > 0 && rate > 0)) continue;
       const double tokens = kind == "linear" ? num(r, "n") : num(r, "tokens");
-      const std::string label = kind == "linear"
-                                    ? str(r, "layer") + ", " + std::to_string(std::lround(tokens)) +
-                                          " tokens"
-                                    : "block, " + std::to_string(std::lround(tokens)) + " tokens";
-      points.push_back({{"series", kind == "linear" ? "linear layers (" + str(r, "model") + ")"
-                                                    : "4 linear layers of a block (" +
-                                                          str(r, "model") + ")"},
-                        {"label", label},
-                        {"intensity_flops_per_byte", flops / bytes},
-                        {"flops_per_second", rate}});
+      const std::string label =
+          kind == "linear"
+              ? str(r, "layer") + ", " + std::to_string(std::lround(tokens)) + " tokens"
+              : "block, " + std::to_string(std::lround(tokens)) + " tokens";
+      points.push_back(
+          {{"series", kind == "linear" ? "linear layers (" + str(r, "model") + ")"
+                                       : "4 linear layers of a block (" + str(r, "model") + ")"},
+           {"label", label},
+           {"intensity_flops_per_byte", flops / bytes},
+           {"flops_per_second", rate}});
     } else if (kind == "gemm") {
       const auto [in, out] = gemm_element_bytes(str(r, "dtype"));
       const double m = num(r, "m"), n = num(r, "n"), k = num(r, "k");
       const double bytes = (m * k + k * n) * in + m * n * out;
       if (!(bytes > 0 && num(r, "flops") > 0)) continue;
-      points.push_back({{"series", "peak GEMMs"},
-                        {"label", str(r, "dtype") + " " + std::to_string(std::lround(m)) + "x" +
-                                      std::to_string(std::lround(n)) + "x" +
-                                      std::to_string(std::lround(k))},
-                        {"intensity_flops_per_byte", num(r, "flops") / bytes},
-                        {"flops_per_second", num(r, "flops_per_second")}});
+      points.push_back(
+          {{"series", "peak GEMMs"},
+           {"label", str(r, "dtype") + " " + std::to_string(std::lround(m)) + "x" +
+                         std::to_string(std::lround(n)) + "x" + std::to_string(std::lround(k))},
+           {"intensity_flops_per_byte", num(r, "flops") / bytes},
+           {"flops_per_second", num(r, "flops_per_second")}});
     }
   }
   return {{"title", (p.key.empty() ? p.name : p.key) + ": " + p.name},
@@ -169,8 +170,11 @@ json sweep_of(const input_file& f) {
     const int context = static_cast<int>(num(r, "context"));
     json& g = groups[{phase, context}];
     if (g.is_null()) {
-      g = {{"phase", phase}, {"context", context}, {"points", json::array()},
-           {"skipped", json::array()}, {"max_sequences", nullptr}};
+      g = {{"phase", phase},
+           {"context", context},
+           {"points", json::array()},
+           {"skipped", json::array()},
+           {"max_sequences", nullptr}};
     }
     if (r.contains("max_sequences") && r["max_sequences"].is_number()) {
       g["max_sequences"] = r["max_sequences"];
@@ -189,12 +193,11 @@ json sweep_of(const input_file& f) {
                            {"step_seconds_p90", num(s, "p90", num(s, "median"))},
                            {"pct_of_floor", num(r, "pct_of_floor")}});
     if (num(r, "intensity_flops_per_byte") > 0 && num(r, "flops_per_second") > 0) {
-      engine_points.push_back(
-          {{"series", "engine " + phase + " steps"},
-           {"label", phase + " batch " + std::to_string(std::lround(batch)) + ", context " +
-                         std::to_string(context)},
-           {"intensity_flops_per_byte", num(r, "intensity_flops_per_byte")},
-           {"flops_per_second", num(r, "flops_per_second")}});
+      engine_points.push_back({{"series", "engine " + phase + " steps"},
+                               {"label", phase + " batch " + std::to_string(std::lround(batch)) +
+                                             ", context " + std::to_string(context)},
+                               {"intensity_flops_per_byte", num(r, "intensity_flops_per_byte")},
+                               {"flops_per_second", num(r, "flops_per_second")}});
     }
   }
   json series = json::array();
@@ -205,7 +208,8 @@ json sweep_of(const input_file& f) {
   }
   const json& cfg = f.doc.contains("config") ? f.doc["config"] : json::object();
   const json& env = f.doc.contains("environment") ? f.doc["environment"] : json::object();
-  const std::string gpu = env.contains("gpu") ? str(env["gpu"], "name", "unknown GPU") : "unknown GPU";
+  const std::string gpu =
+      env.contains("gpu") ? str(env["gpu"], "name", "unknown GPU") : "unknown GPU";
   return {{"title", str(cfg, "model", "model?") + " on " + gpu},
           {"source", f.path},
           {"gpu", gpu},
@@ -256,9 +260,8 @@ json kv_of(const input_file& f) {
                     {"rejected", num(r, "rejected")},
                     {"cdf", cdfs}});
   }
-  std::sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
-    return a["capacity_bytes"] < b["capacity_bytes"];
-  });
+  std::sort(rows.begin(), rows.end(),
+            [](const json& a, const json& b) { return a["capacity_bytes"] < b["capacity_bytes"]; });
   const json& cfg = f.doc.contains("config") ? f.doc["config"] : json::object();
   return {{"title", base_name(str(cfg, "workload", f.path)) + ", " + str(cfg, "model") + " on " +
                         str(cfg, "gpu") + ", blocks of " +
@@ -271,7 +274,8 @@ json kv_of(const input_file& f) {
 // Generic table of any result: rows flattened one level ("a.b"), config as key/value pairs.
 void flatten(const json& j, const std::string& prefix, json& out, int depth) {
   if (j.is_object() && depth < 2) {
-    for (const auto& [k, v] : j.items()) flatten(v, prefix.empty() ? k : prefix + "." + k, out, depth + 1);
+    for (const auto& [k, v] : j.items())
+      flatten(v, prefix.empty() ? k : prefix + "." + k, out, depth + 1);
     return;
   }
   if (j.is_array() || j.is_object()) {
@@ -300,19 +304,16 @@ json table_of(const input_file& f, const std::string& kind) {
   json cells = json::array();
   for (const auto& r : rows) {
     json line = json::array();
-    for (const auto& c : columns) line.push_back(r.contains(c.get<std::string>()) ? r[c.get<std::string>()] : json());
+    for (const auto& c : columns)
+      line.push_back(r.contains(c.get<std::string>()) ? r[c.get<std::string>()] : json());
     cells.push_back(line);
   }
   json config = json::object();
   if (f.doc.contains("config")) flatten(f.doc["config"], "", config, 0);
-  return {{"kind", kind},
-          {"title", kind + ": " + base_name(f.path)},
-          {"source", f.path},
-          {"schema", str(f.doc, "schema")},
-          {"config", config},
-          {"columns", columns},
-          {"rows", cells},
-          {"raw_rows", f.doc.contains("rows") ? f.doc["rows"] : json::array()}};
+  return {{"kind", kind},     {"title", kind + ": " + base_name(f.path)},
+          {"source", f.path}, {"schema", str(f.doc, "schema")},
+          {"config", config}, {"columns", columns},
+          {"rows", cells},    {"raw_rows", f.doc.contains("rows") ? f.doc["rows"] : json::array()}};
 }
 
 // A plot of a divergence audit when its rows carry a step-like x and divergence-like numbers.
@@ -351,7 +352,9 @@ json divergence_plot_of(const input_file& f) {
     }
     series.push_back({{"label", y}, {"points", pts}});
   }
-  return {{"title", "divergence: " + base_name(f.path)}, {"source", f.path}, {"x", x_key},
+  return {{"title", "divergence: " + base_name(f.path)},
+          {"source", f.path},
+          {"x", x_key},
           {"series", series}};
 }
 
@@ -361,17 +364,19 @@ json environment_of(const input_file& f) {
   const json gpu = env.contains("gpu") ? env["gpu"] : json::object();
   const json rl = env.contains("ridgeline") ? env["ridgeline"] : json::object();
   const json host = env.contains("host") ? env["host"] : json::object();
-  json summary = {{"gpu", str(gpu, "name", "-")},
-                  {"driver", str(gpu, "driver_version", "-")},
-                  {"cuda", str(gpu, "cuda_runtime_version", "-")},
-                  {"sm_clock_mhz", num(gpu, "sm_clock_mhz")},
-                  {"throttled", gpu.contains("throttle_reasons") && gpu["throttle_reasons"].is_array() &&
-                                    !gpu["throttle_reasons"].empty()},
-                  {"host", str(host, "hostname", "-")},
-                  {"git_sha", str(rl, "git_sha", "-").substr(0, 12)},
-                  {"git_dirty", rl.value("git_dirty", false)},
-                  {"time_utc", str(env, "time_utc", "-")}};
-  return {{"source", f.path}, {"schema", str(f.doc, "schema")}, {"summary", summary}, {"full", env}};
+  json summary = {
+      {"gpu", str(gpu, "name", "-")},
+      {"driver", str(gpu, "driver_version", "-")},
+      {"cuda", str(gpu, "cuda_runtime_version", "-")},
+      {"sm_clock_mhz", num(gpu, "sm_clock_mhz")},
+      {"throttled", gpu.contains("throttle_reasons") && gpu["throttle_reasons"].is_array() &&
+                        !gpu["throttle_reasons"].empty()},
+      {"host", str(host, "hostname", "-")},
+      {"git_sha", str(rl, "git_sha", "-").substr(0, 12)},
+      {"git_dirty", rl.value("git_dirty", false)},
+      {"time_utc", str(env, "time_utc", "-")}};
+  return {
+      {"source", f.path}, {"schema", str(f.doc, "schema")}, {"summary", summary}, {"full", env}};
 }
 
 }  // namespace
@@ -394,10 +399,10 @@ input_file load_input(const std::string& path) {
   if (std::find(k.begin(), k.end(), schema) == k.end()) {
     std::string list;
     for (const auto& s : k) list += (list.empty() ? "" : ", ") + s;
-    throw std::invalid_argument(path + ": " +
-                                (schema.empty() ? std::string("no \"schema\" field")
-                                                : "unknown schema '" + schema + "'") +
-                                " (report reads " + list + ")");
+    throw std::invalid_argument(
+        path + ": " +
+        (schema.empty() ? std::string("no \"schema\" field") : "unknown schema '" + schema + "'") +
+        " (report reads " + list + ")");
   }
   return f;
 }
@@ -465,10 +470,9 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
            {"gpu", s["gpu"]},
            {"source", s["source"]},
            {"profile_source", "sweep config"},
-           {"memory_roofs",
-            json::array({{{"label", "floor bandwidth"},
-                          {"bytes_per_second", s["floor_bytes_per_second"]},
-                          {"measured", true}}})},
+           {"memory_roofs", json::array({{{"label", "floor bandwidth"},
+                                          {"bytes_per_second", s["floor_bytes_per_second"]},
+                                          {"measured", true}}})},
            {"compute_roofs", compute},
            {"points", json::array()}});
       target = &roofline.back();
@@ -508,7 +512,8 @@ std::string load_chart_js(const std::string& path) {
   }
   std::string js = read_text_file(p);
   if (js.find("Chart") == std::string::npos) {
-    throw io_error("report: " + p + " does not look like Chart.js (from " + k_chart_js_package + ")");
+    throw io_error("report: " + p + " does not look like Chart.js (from " + k_chart_js_package +
+                   ")");
   }
   return js;
 }
@@ -528,13 +533,18 @@ std::string render_html(const json& data, std::string_view chart_js) {
   // Placeholders in the order they appear; each is replaced once, so text inserted for one is
   // never searched for the next.
   const std::vector<std::pair<std::string, std::string>> parts = {
-      {"{{TITLE}}", [&] {
+      {"{{TITLE}}",
+       [&] {
          std::string t = data.value("title", "ridgeline report"), out;
          for (char c : t) {
-           if (c == '<') out += "&lt;";
-           else if (c == '>') out += "&gt;";
-           else if (c == '&') out += "&amp;";
-           else out += c;
+           if (c == '<')
+             out += "&lt;";
+           else if (c == '>')
+             out += "&gt;";
+           else if (c == '&')
+             out += "&amp;";
+           else
+             out += c;
          }
          return out;
        }()},

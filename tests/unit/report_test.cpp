@@ -24,11 +24,15 @@ result run(std::vector<std::string> args) {
   const int code = cli::run(args, out, err);
   return {code, out.str(), err.str()};
 }
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("ridgeline_report_test_" + name)).string();
 }
-bool have_chart_js() { return std::filesystem::exists(report::k_chart_js_path); }
+bool have_chart_js() {
+  return std::filesystem::exists(report::k_chart_js_path);
+}
 }  // namespace
 
 TEST(Report, EscapeForScriptBreaksEveryClosingTag) {
@@ -130,8 +134,8 @@ TEST(Report, PageIsSelfContained) {
   if (!have_chart_js()) GTEST_SKIP() << "libjs-chart.js not installed (scripts/setup.sh)";
   const std::string out = temp_path("page.html");
   auto r = run({"report", k_fixtures + "h100-sxm_profile_trimmed.json",
-                k_fixtures + "sweep_synthetic_fixture.json", "--title", "a </script> title",
-                "-o", out, "--json"});
+                k_fixtures + "sweep_synthetic_fixture.json", "--title", "a </script> title", "-o",
+                out, "--json"});
   ASSERT_EQ(r.code, cli::ok) << r.err;
   const auto summary = nlohmann::json::parse(r.out);
   EXPECT_EQ(summary["sections"]["roofline"], 1);
