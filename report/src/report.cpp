@@ -4,6 +4,7 @@
 #include "ridgeline/report/report.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
