@@ -1,9 +1,12 @@
 // Argument parsing and error mapping for the `ridgeline` command (see cli.hpp).
 #include "cli.hpp"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -41,6 +44,12 @@ std::uint64_t parse_bytes(std::string_view text) {
   return static_cast<std::uint64_t>(std::llround(bytes));
 }
 
+bool progress_bar_wanted(const context& ctx) {
+  const char* ci = std::getenv("CI");
+  const bool in_ci = ci != nullptr && *ci != '\0' && std::string_view(ci) != "false";
+  return ctx.progress && !in_ci && isatty(STDERR_FILENO) != 0;
+}
+
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app{"ridgeline: benchmarking and profiling for LLM inference on NVIDIA GPUs", "ridgeline"};
   app.require_subcommand(1);
@@ -55,6 +64,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   register_plan(app, ctx);
   register_compare(app, ctx);
   register_history(app, ctx);
+  register_report(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {

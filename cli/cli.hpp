@@ -29,9 +29,13 @@ struct context {
   std::ostream& err;
   bool progress = true;  // progress lines on stderr
 };
+// Redrawn progress bars only when stderr is a terminal, progress is on and CI is not set.
+bool progress_bar_wanted(const context& ctx);
+
 void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
+void register_report(CLI::App& app, context& ctx);
 void register_plan(CLI::App& app, context& ctx);
 void register_compare(CLI::App& app, context& ctx);
 void register_history(CLI::App& app, context& ctx);

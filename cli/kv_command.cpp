@@ -3,8 +3,6 @@
 // (tokens and blocks) against capacity, what hits saved and misses recomputed, and latency
 // distributions per capacity. JSON (schema ridgeline.kv/v1), CSV and a table. docs/kv.md.
 // With --metrics-address the replay feeds live Prometheus metrics (docs/metrics.md).
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -132,6 +130,17 @@ nlohmann::json dist_json(std::vector<double>& v) {
   j["p90"] = bench::quantile_sorted(v, 0.9);
   j["p99"] = bench::quantile_sorted(v, 0.99);
   j["max"] = v.back();
+  // [quantile, seconds] pairs for a CDF plot (ridgeline report): every 5% plus the tail.
+  nlohmann::json cdf = nlohmann::json::array();
+  for (int i = 0; i <= 20; ++i) {
+    const double q = i / 20.0;
+    cdf.push_back({q, bench::quantile_sorted(v, q)});
+    if (i == 19) {
+      cdf.push_back({0.99, bench::quantile_sorted(v, 0.99)});
+      cdf.push_back({0.999, bench::quantile_sorted(v, 0.999)});
+    }
+  }
+  j["cdf"] = cdf;
   return j;
 }
 
@@ -339,7 +348,7 @@ void run_kv_command(const kv_args& a, context& ctx) {
                        gpu.peak_flops_per_second(ro.compute_dtype), gpu.dram_bytes_per_second());
   }
 
-  const bool bar = ctx.progress && isatty(STDERR_FILENO);
+  const bool bar = progress_bar_wanted(ctx);
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < caps.size(); ++i) {
     simulation_config c;

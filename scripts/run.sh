@@ -1,20 +1,82 @@
 #!/usr/bin/env bash
-# The main job: setup, build, then measure this GPU (`ridgeline probe`). Without a GPU it says what
-# still works and exits 0 after checking the build.
-#   scripts/run.sh [probe args...]
+# The main job: setup, build, then measure and report.
+#   On a GPU machine: probe this GPU (ceilings, ridge points), the measured roofline when the
+#   `roofline` command exists, a short decode sweep, the KV simulation of the bundled Mooncake
+#   trace on the measured profile, a capacity plan when the `plan` command exists.
+#   Without a GPU: the KV simulation and the plan from the embedded H100 profile
+#   (planner/profiles/h100-sxm.json, measured).
+# Either way it ends with one self-contained HTML report, out/report.html, and prints its path.
+#   scripts/run.sh
+# RIDGELINE_BUILD_DIR picks the build folder (build); RIDGELINE_METRICS_PORT the port of the live
+# /metrics endpoint during the sweep when the sweep command offers one (9400).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 bin=${RIDGELINE_BUILD_DIR:-build}/cli/ridgeline
-mkdir -p out
+out=out
+mkdir -p "$out"
+results=()
+has_command() { "$bin" --help 2>/dev/null | grep -qE "^ +$1( |$)"; }
+
+gpu=planner/profiles/h100-sxm.json
+on_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  "$bin" probe -o out/gpu-profile.json "$@"
-  echo "run: profile written to out/gpu-profile.json"
-else
-  echo "run: no NVIDIA GPU here, so nothing is measured. What works without one:"
-  echo "  $bin --help                  every command"
-  echo "  scripts/test.sh              all CPU tests (GPU tests skip with a reason)"
-  echo "  planner/profiles/*.json      measured GPU profiles, e.g. the H100's"
-  "$bin" probe -o "" --no-progress || true
+  echo "run: probing this GPU (ridgeline probe)"
+  code=0
+  "$bin" probe -o "$out/gpu-profile.json" || code=$?
+  if [ $code -eq 0 ]; then
+    on_gpu=1
+    gpu=$out/gpu-profile.json
+  elif [ $code -eq 3 ]; then
+    echo "run: the GPU is not usable by this build (see above); going on without it"
+  else
+    exit $code
+  fi
 fi
+results+=("$gpu")
+
+if [ $on_gpu -eq 1 ]; then
+  if has_command roofline; then
+    echo "run: measured roofline (ridgeline roofline)"
+    if "$bin" roofline -o "$out/roofline.json"; then results+=("$out/roofline.json"); fi
+  fi
+  metrics=()
+  if "$bin" sweep --help 2>/dev/null | grep -q -- '--metrics-port'; then
+    port=${RIDGELINE_METRICS_PORT:-9400}
+    metrics=(--metrics-port "$port")
+    echo "run: live metrics during the sweep at http://localhost:$port/metrics"
+  fi
+  echo "run: short decode sweep (ridgeline sweep)"
+  "$bin" sweep --gpu "$gpu" --batch 1,8,64 --context 512 --phase decode "${metrics[@]}" \
+    -o "$out/sweep.json"
+  results+=("$out/sweep.json")
+else
+  echo "run: no usable NVIDIA GPU here: nothing is measured; the KV simulation (and the plan) use"
+  echo "run: the embedded H100 profile ($gpu, measured on an H100 SXM)"
+fi
+
+# Two KV runs: the bundled Mooncake trace (a cluster's trace replayed on one GPU: its point is the
+# hit rate against capacity, as in the Mooncake paper) and a multi-turn chat workload sized for
+# one GPU, whose latency CDFs show what a small cache costs.
+echo "run: KV cache simulation of the bundled Mooncake trace (ridgeline kv)"
+"$bin" kv --trace data/traces/mooncake_synthetic_trace.jsonl --block-size 512 --model llama-3-70b \
+  --max-model-len 0 --gpu "$gpu" --capacity unlimited,50%,20%,10%,5%,2%,1% -o "$out/kv-mooncake.json"
+results+=("$out/kv-mooncake.json")
+echo "run: KV cache simulation of a generated multi-turn chat workload (ridgeline kv)"
+"$bin" kv --generator sessions=400,turns=uniform:2:8,think=exp:30,message=lognormal:300:0.8,output=lognormal:200:0.6,system=1024,system_prompts=4,rate=2,seed=1 \
+  --model llama-3-8b --gpu "$gpu" --capacity 1GiB,2GiB,4GiB,8GiB,16GiB,32GiB -o "$out/kv-chat.json"
+results+=("$out/kv-chat.json")
+
+if has_command plan; then
+  echo "run: capacity plan (ridgeline plan)"
+  if "$bin" plan -o "$out/plan.json"; then
+    results+=("$out/plan.json")
+  else
+    echo "run: ridgeline plan failed (above); the report goes on without it"
+  fi
+fi
+
+"$bin" report "${results[@]}" --title "ridgeline report: $(basename "$gpu" .json)" \
+  -o "$out/report.html"
+echo "run: report at $(cd "$out" && pwd)/report.html"
