@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build git pkg-config
   libbenchmark-dev libgtest-dev libgmock-dev
-  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
+  prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
   libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages

@@ -1,13 +1,24 @@
-// HTTP exposer (civetweb, the server prometheus-cpp's pull library uses) and Pushgateway client
-// (prometheus-cpp's push library, libcurl underneath); see exporter.hpp.
+// HTTP exposer (a small POSIX-socket server, see below) and Pushgateway client (prometheus-cpp's
+// push library, libcurl underneath); see exporter.hpp.
 #include "ridgeline/metrics/exporter.hpp"
 
-#include <CivetServer.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <prometheus/gateway.h>
 #include <prometheus/registry.h>
 
+#include <cerrno>
 #include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <stdexcept>
 
 namespace ridgeline::metrics {
@@ -89,39 +100,180 @@ listen_address parse_listen_address(std::string_view text) {
   return a;
 }
 
-struct exporter::handler : CivetHandler {
-  explicit handler(const metrics_registry& r) : registry(r) {}
-  bool handleGet(CivetServer*, mg_connection* conn) override {
-    const std::string body = registry.exposition();
-    mg_printf(conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-              body.size());
-    mg_write(conn, body.data(), body.size());
-    return true;  // handled; other methods fall through to civetweb's 405
-  }
+// A small HTTP/1.x server over POSIX sockets rather than civetweb: civetweb (1.15, Debian) starts
+// its threads with a fixed 100 KB stack, and in a process that also loads cuBLASLt (94 KB of
+// static TLS, which glibc places in every thread's stack) pthread_create then fails with EINVAL,
+// so the exporter could not start in a CUDA build. One acceptor thread hands connections to four
+// workers (default stacks); each request is read with a 3 s timeout and a 16 KiB limit, answered
+// and closed. GET /metrics (a query string is ignored) -> 200; other paths -> 404; other methods
+// -> 405; oversized or malformed -> 400.
+struct exporter::server {
   const metrics_registry& registry;
+  int listen_fd = -1;
+  int wake[2] = {-1, -1};  // self-pipe that stops the acceptor
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<int> queue;
+  bool stopping = false;
+  std::thread acceptor;
+  std::vector<std::thread> workers;
+
+  explicit server(const metrics_registry& r) : registry(r) {}
+
+  static void respond(int fd, const char* status, const std::string& body, bool text) {
+    std::string head = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
+                       (text ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain") +
+                       "\r\nContent-Length: " + std::to_string(body.size()) +
+                       "\r\nConnection: close\r\n\r\n";
+    const std::string all = head + body;
+    std::size_t sent = 0;
+    while (sent < all.size()) {
+      const ssize_t n = ::send(fd, all.data() + sent, all.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  void serve(int fd) {
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string req;
+    char buf[4096];
+    constexpr std::size_t k_limit = 16 * 1024;
+    while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return;  // closed, timed out or failed: nothing to answer
+      req.append(buf, static_cast<std::size_t>(n));
+      if (req.size() > k_limit) return respond(fd, "400 Bad Request", "request too large\n", false);
+    }
+    // The head (up to the blank line) must be printable text: no NUL or other control bytes.
+    const auto head_end = req.find("\n\n") != std::string::npos && req.find("\r\n\r\n") == std::string::npos
+                              ? req.find("\n\n")
+                              : req.find("\r\n\r\n");
+    for (std::size_t i = 0; i < head_end; ++i) {
+      const auto c = static_cast<unsigned char>(req[i]);
+      if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f) {
+        return respond(fd, "400 Bad Request", "control byte in request head\n", false);
+      }
+    }
+    const auto line_end = req.find_first_of("\r\n");
+    const std::string line = req.substr(0, line_end);
+    const auto sp1 = line.find(' ');
+    const auto sp2 = sp1 == std::string::npos ? std::string::npos : line.find(' ', sp1 + 1);
+    if (sp1 == std::string::npos || sp2 == std::string::npos) {
+      return respond(fd, "400 Bad Request", "malformed request line\n", false);
+    }
+    const std::string version = line.substr(sp2 + 1);
+    if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+      return respond(fd, "400 Bad Request", "HTTP/1.0 or HTTP/1.1 only\n", false);
+    }
+    const std::string method = line.substr(0, sp1);
+    std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    if (path != "/metrics") return respond(fd, "404 Not Found", "see /metrics\n", false);
+    if (method != "GET") return respond(fd, "405 Method Not Allowed", "GET only\n", false);
+    respond(fd, "200 OK", registry.exposition(), true);
+  }
+
+  void work() {
+    for (;;) {
+      int fd = -1;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        ready.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;  // stopping and drained
+        fd = queue.front();
+        queue.pop_front();
+      }
+      serve(fd);
+      ::close(fd);
+    }
+  }
+
+  void accept_loop() {
+    pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (fds[1].revents) return;
+      if (!(fds[0].revents & POLLIN)) continue;
+      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard<std::mutex> lock(mutex);
+      if (queue.size() >= 1024) {  // overloaded: shed the connection rather than grow without bound
+        ::close(fd);
+        continue;
+      }
+      queue.push_back(fd);
+      ready.notify_one();
+    }
+  }
 };
 
 exporter::exporter(const metrics_registry& registry, const listen_address& address)
-    : m_handler(std::make_unique<handler>(registry)), m_address(address) {
-  // Bounded workers, a request timeout so slow or silent clients cannot hold a worker for long,
-  // no keep-alive (Prometheus opens one connection per scrape anyway), no file serving.
-  const std::vector<std::string> options = {"listening_ports",    address.to_string(),
-                                            "num_threads",        "4",
-                                            "request_timeout_ms", "3000",
-                                            "enable_keep_alive",  "no"};
-  try {
-    m_server = std::make_unique<CivetServer>(options);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot serve metrics on " + address.to_string() + ": " + e.what());
+    : m_server(std::make_unique<server>(registry)), m_address(address) {
+  auto fail = [&address](const std::string& why) {
+    throw std::runtime_error("cannot serve metrics on " + address.to_string() + ": " + why);
+  };
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (address.ipv6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<std::uint16_t>(address.port));
+    inet_pton(AF_INET6, address.host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(address.port));
+    inet_pton(AF_INET, address.host.c_str(), &a->sin_addr);
+    len = sizeof *a;
   }
-  m_server->addHandler("/metrics$", m_handler.get());
-  const auto ports = m_server->getListeningPorts();
-  m_port = ports.empty() ? address.port : ports.front();
+  server& sv = *m_server;
+  sv.listen_fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sv.listen_fd < 0) fail(std::strerror(errno));
+  const int one = 1;
+  ::setsockopt(sv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(sv.listen_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+      ::listen(sv.listen_fd, 256) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(sv.listen_fd);
+    fail(why);
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  ::getsockname(sv.listen_fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  m_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  if (::pipe2(sv.wake, O_CLOEXEC) != 0) {
+    ::close(sv.listen_fd);
+    fail(std::strerror(errno));
+  }
+  for (int i = 0; i < 4; ++i) sv.workers.emplace_back([&sv] { sv.work(); });
+  sv.acceptor = std::thread([&sv] { sv.accept_loop(); });
 }
 
-exporter::~exporter() = default;
+exporter::~exporter() {
+  server& sv = *m_server;
+  const char c = 0;
+  [[maybe_unused]] const ssize_t n = ::write(sv.wake[1], &c, 1);
+  sv.acceptor.join();
+  {
+    std::lock_guard<std::mutex> lock(sv.mutex);
+    sv.stopping = true;
+  }
+  sv.ready.notify_all();
+  for (auto& w : sv.workers) w.join();
+  for (int fd : sv.queue) ::close(fd);
+  ::close(sv.listen_fd);
+  ::close(sv.wake[0]);
+  ::close(sv.wake[1]);
+}
+
 
 std::string exporter::url() const {
   listen_address a = m_address;

@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
   };
 
   // Warm-up: a concurrent burst and a tenth of the barrage, so thread stacks, malloc arenas and
-  // civetweb's buffers exist before the baseline is taken.
+  // the server's buffers exist before the baseline is taken.
   concurrent_scrapes(port, concurrent, scrapes);
   barrage(0, malformed / 10);
   const double rss_base = rss_mib();

@@ -11,7 +11,6 @@
 
 #include "ridgeline/metrics/registry.hpp"
 
-class CivetServer;
 
 namespace ridgeline::metrics {
 
@@ -32,11 +31,10 @@ listen_address parse_listen_address(std::string_view text);
 
 class exporter {
  public:
-  // Starts serving GET /metrics (and nothing else: other paths 404, other methods 405) on
-  // `address`; throws std::runtime_error when it cannot be bound. Four worker threads; requests
-  // time out after 3 s. Only the registry's own metrics are served (prometheus-cpp's Exposer
-  // would add its exposer_* self-metrics, which lack the ridgeline_ prefix). The registry must
-  // outlive the exporter.
+  // Starts serving GET /metrics (and nothing else: other paths 404, other methods 405, malformed
+  // or oversized requests 400) on `address`; throws std::runtime_error when it cannot be bound.
+  // One acceptor and four worker threads; requests time out after 3 s. Only the registry's own
+  // metrics are served. The registry must outlive the exporter.
   exporter(const metrics_registry& registry, const listen_address& address);
   ~exporter();
   exporter(const exporter&) = delete;
@@ -45,9 +43,8 @@ class exporter {
   std::string url() const;             // http://host:port/metrics
 
  private:
-  struct handler;
-  std::unique_ptr<handler> m_handler;  // declared first: destroyed after the server stops
-  std::unique_ptr<CivetServer> m_server;
+  struct server;
+  std::unique_ptr<server> m_server;
   listen_address m_address;
   int m_port = 0;
 };
