@@ -53,6 +53,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   register_kv(app, ctx);
   register_sweep(app, ctx);
   register_plan(app, ctx);
+  register_diverge(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {

@@ -32,5 +32,6 @@ void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
 void register_plan(CLI::App& app, context& ctx);
+void register_diverge(CLI::App& app, context& ctx);
 
 }  // namespace ridgeline::cli

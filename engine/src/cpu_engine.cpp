@@ -30,10 +30,18 @@ struct cpu_backend {
 
 cpu_engine::cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, int num_kv_blocks,
                        int block_tokens, int top_logprobs)
-    : m_cfg(make_decoder_config(m, block_tokens)),
+    : cpu_engine(make_decoder_config(m, block_tokens), std::move(weights), num_kv_blocks,
+                 top_logprobs) {}
+
+cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
+                       int top_logprobs)
+    : m_cfg(c),
       m_weights(std::move(weights)),
       m_num_blocks(num_kv_blocks),
       m_top_logprobs(top_logprobs) {
+  const model_preset& m = m_cfg.model;
+  const int block_tokens = m_cfg.block_tokens;
+  validate(m);
   const auto tensors = weight_tensors(m);
   std::int64_t total = 0;
   for (const auto& t : tensors) total += t.elements;

@@ -638,6 +638,7 @@ struct cpu_backend {
   void rms_norm(const rms_norm_params& p) { cpu::rms_norm(p); }
   void linear(const linear_params& p) { cpu::linear(p); }
   void gather_rows(const gather_rows_params& p) { cpu::gather_rows(p); }
+  void qkv_rope_append(const qkv_rope_append_params& p) { cpu::qkv_rope_append(p); }
   void rope(const rope_params& p) { cpu::rope(p); }
   void kv_append(const kv_append_params& p) { cpu::kv_append(p); }
   void attention(const attention_params& p) { cpu::attention(p); }

@@ -25,6 +25,10 @@ class cpu_engine {
   // cuda_engine::download_weights()).
   cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, int num_kv_blocks,
              int block_tokens = 16, int top_logprobs = 0);
+  // With a decoder configuration of its own (rope and norm settings of a checkpoint's
+  // config.json); its block_tokens is used.
+  cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
+             int top_logprobs = 0);
   const decoder_config& config() const { return m_cfg; }
   cpu_step_result step(std::span<const step_sequence> seqs);
   std::vector<bf16_bits>& kv() { return m_kv; }
