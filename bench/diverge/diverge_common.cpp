@@ -521,13 +521,13 @@ void validate_fingerprint(const json& doc, const std::string& source) {
   for (const char* f : {"model", "weights"}) {
     if (!c.contains(f) || !c[f].is_string()) bad(std::string("config.") + f + " missing");
   }
-  if (!c.contains("steps") || !c["steps"].is_number_unsigned() || c["steps"].get<long long>() <= 0) {
+  if (!c.contains("steps") || !c["steps"].is_number_integer() || c["steps"].get<long long>() <= 0) {
     bad("config.steps missing");
   }
   if (!c.contains("prompt_set") || !c["prompt_set"].is_object() ||
       !c["prompt_set"].contains("hash") || !c["prompt_set"]["hash"].is_string() ||
       !c["prompt_set"].contains("id") || !c["prompt_set"]["id"].is_string() ||
-      !c["prompt_set"].contains("prompts") || !c["prompt_set"]["prompts"].is_number_unsigned() ||
+      !c["prompt_set"].contains("prompts") || !c["prompt_set"]["prompts"].is_number_integer() ||
       c["prompt_set"]["prompts"].get<long long>() <= 0) {
     bad("config.prompt_set missing");
   }
