@@ -101,7 +101,8 @@ void run_diverge_run(diverge_run_args& a, context& ctx) {
   }
   bench::validate_diverge_options(o);
   if (!a.output.empty()) check_writable(a.output);
-  if (ctx.progress) o.progress = [&ctx](const std::string& s) { ctx.err << "diverge: " << s << "\n"; };
+  if (ctx.progress)
+    o.progress = [&ctx](const std::string& s) { ctx.err << "diverge: " << s << "\n"; };
   const json doc = bench::run_diverge(o);
   const std::string text = doc.dump(1) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
@@ -150,7 +151,8 @@ void register_diverge(CLI::App& app, context& ctx) {
       "top-1/top-2 margin and a 64-bit hash of the fp32 logits row. Each prompt runs at slot 0\n"
       "of a batch of --batch sequences (the others are seeded random co-runners).\n"
       "Examples:\n"
-      "  ridgeline diverge run --model llama-2-7b --prompt-set random:32:128:1 --steps 64 -o a.json\n"
+      "  ridgeline diverge run --model llama-2-7b --prompt-set random:32:128:1 --steps 64 -o "
+      "a.json\n"
       "  ridgeline diverge run --checkpoint ~/Llama-2-7b-hf --prompts prompts.txt --steps 64 \\\n"
       "      --batch 64 --co-runners random:7 --deterministic -o b.json\n"
       "  ridgeline diverge run --executor cpu --model tiny --prompt-set random:2:8:1 --steps 8 \\\n"

@@ -103,8 +103,7 @@ void check_token(long long t, int vocab, const std::string& where) {
 class cpu_executor final : public detail::diverge_executor {
  public:
   explicit cpu_executor(const detail::executor_setup& s)
-      : m_engine(s.decoder,
-                 s.weights ? *s.weights : random_weights(s.decoder.model, s.weight_seed),
+      : m_engine(s.decoder, s.weights ? *s.weights : random_weights(s.decoder.model, s.weight_seed),
                  s.num_kv_blocks, s.top_k) {}
   detail::diverge_step_output step(std::span<const step_sequence> seqs) override {
     cpu_step_result r = m_engine.step(seqs);
@@ -313,8 +312,8 @@ json run_diverge(const diverge_options& o) {
     if (fc["prompt_set"]["hash"] != ps.hash) {
       throw std::invalid_argument(src + ": made from prompt set " +
                                   fc["prompt_set"]["id"].get<std::string>() + " (hash " +
-                                  fc["prompt_set"]["hash"].get<std::string>() + "), this run uses " +
-                                  ps.id + " (hash " + ps.hash + ")");
+                                  fc["prompt_set"]["hash"].get<std::string>() +
+                                  "), this run uses " + ps.id + " (hash " + ps.hash + ")");
     }
     if (fc["model"] != m.name) {
       throw std::invalid_argument(src + ": from model " + fc["model"].get<std::string>() +
@@ -327,7 +326,8 @@ json run_diverge(const diverge_options& o) {
     }
     forced = index_rows(*o.force);
   }
-  // What the forcing run fed at (prompt, step): its "fed" when it was forced itself, else its token.
+  // What the forcing run fed at (prompt, step): its "fed" when it was forced itself, else its
+  // token.
   auto forced_token = [&](std::size_t p, std::size_t s) {
     const json& r = row_at(forced, forced_steps, p, s);
     return (r.contains("fed") ? r["fed"] : r["token"]).get<token_id>();
@@ -399,9 +399,8 @@ json run_diverge(const diverge_options& o) {
     // The tokens of step `step` join the histories: the forced one for the prompt under test.
     auto feed = [&](int step) {
       for (std::size_t i = 0; i < seqs.size(); ++i) {
-        seqs[i].tokens.push_back(i == 0 && o.force
-                                     ? forced_token(p, static_cast<std::size_t>(step))
-                                     : chosen[i]);
+        seqs[i].tokens.push_back(i == 0 && o.force ? forced_token(p, static_cast<std::size_t>(step))
+                                                   : chosen[i]);
       }
     };
     // Step 0: the prefills, chunked into steps of at most max_tokens tokens; a sequence samples
@@ -495,9 +494,8 @@ json run_diverge(const diverge_options& o) {
       {"max_step_tokens", setup.max_tokens},
       {"logits_hash", "fnv1a64 over the fp32 bit patterns of the step's logits row"},
       {"margin", "top_logprobs[0] - top_logprobs[1] (log-softmax of the raw logits)"},
-      {"teacher_forced", o.force ? json{{"source", o.force_source},
-                                        {"prompt_set_hash", ps.hash}}
-                                 : json(nullptr)}};
+      {"teacher_forced",
+       o.force ? json{{"source", o.force_source}, {"prompt_set_hash", ps.hash}} : json(nullptr)}};
   if (o.checkpoint.empty()) cfg["random_weights_caveat"] = k_random_weights_caveat;
   return {{"schema", k_diverge_schema},
           {"environment", metrics::environment_block(on_gpu ? std::optional<int>(o.device)
@@ -510,11 +508,12 @@ json run_diverge(const diverge_options& o) {
 
 void validate_fingerprint(const json& doc, const std::string& source) {
   auto bad = [&](const std::string& what) {
-    throw std::invalid_argument(source + ": not a usable ridgeline.diverge/v1 fingerprint (" + what +
-                                ")");
+    throw std::invalid_argument(source + ": not a usable ridgeline.diverge/v1 fingerprint (" +
+                                what + ")");
   };
   if (!doc.is_object()) bad("not a JSON object");
-  if (!doc.contains("schema") || doc["schema"] != k_diverge_schema) bad("schema is not " + std::string(k_diverge_schema));
+  if (!doc.contains("schema") || doc["schema"] != k_diverge_schema)
+    bad("schema is not " + std::string(k_diverge_schema));
   if (!doc.contains("config") || !doc["config"].is_object()) bad("no config");
   if (!doc.contains("rows") || !doc["rows"].is_array()) bad("no rows");
   const json& c = doc["config"];
@@ -562,7 +561,8 @@ void validate_fingerprint(const json& doc, const std::string& source) {
       if (!x.is_number()) bad(at + ": top_logprobs holds a non-number (NaN?)");
     }
     if (!r.contains("margin") || !r["margin"].is_number()) bad(at + ": margin missing");
-    if (!r.contains("logits_hash") || !r["logits_hash"].is_string()) bad(at + ": logits_hash missing");
+    if (!r.contains("logits_hash") || !r["logits_hash"].is_string())
+      bad(at + ": logits_hash missing");
     if (r.contains("fed") && !r["fed"].is_number_integer()) bad(at + ": fed is not a token id");
   }
   if (doc["rows"].size() != steps * prompts) {
@@ -645,7 +645,8 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
   validate_fingerprint(a, name_a);
   validate_fingerprint(b, name_b);
   const json &ca = a["config"], &cb = b["config"];
-  if (ca["model"] != cb["model"] || ca.value("model_shape", json()) != cb.value("model_shape", json())) {
+  if (ca["model"] != cb["model"] ||
+      ca.value("model_shape", json()) != cb.value("model_shape", json())) {
     throw std::invalid_argument("cannot compare " + name_a + " and " + name_b +
                                 ": different models (" + ca["model"].get<std::string>() + " vs " +
                                 cb["model"].get<std::string>() + ")");
@@ -747,10 +748,8 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
       verdict = "diverged at step " + std::to_string(*div);
       ++prompts_diverged;
       bins.diverged[bins.bin(margin_at)]++;
-      divergences.push_back({{"prompt", p},
-                             {"step", *div},
-                             {"margin_a", margin_at},
-                             {"margin_b", margin_b_at}});
+      divergences.push_back(
+          {{"prompt", p}, {"step", *div}, {"margin_a", margin_at}, {"margin_b", margin_b_at}});
       if (!earliest || *div < *earliest) earliest = div;
       all_bitwise = false;
     } else if (compared < steps) {
@@ -846,16 +845,13 @@ std::string compare_table(const json& r) {
   const json& c = r["config"];
   auto describe = [&](const char* label, const json& side) {
     const json& sc = side["config"];
-    std::snprintf(line, sizeof line,
-                  "%s: %s  gpu %s, executor %s, batch %d, split %d, graphs %s, deterministic %s%s\n",
-                  label, side["file"].get<std::string>().c_str(),
-                  side["gpu"].get<std::string>().c_str(),
-                  sc.value("executor", "?").c_str(), sc.value("batch", 0),
-                  sc.value("split_tokens", 0), sc.value("graphs", false) ? "on" : "off",
-                  sc.value("deterministic", false) ? "on" : "off",
-                  sc.contains("teacher_forced") && !sc["teacher_forced"].is_null()
-                      ? ", teacher-forced"
-                      : "");
+    std::snprintf(
+        line, sizeof line,
+        "%s: %s  gpu %s, executor %s, batch %d, split %d, graphs %s, deterministic %s%s\n", label,
+        side["file"].get<std::string>().c_str(), side["gpu"].get<std::string>().c_str(),
+        sc.value("executor", "?").c_str(), sc.value("batch", 0), sc.value("split_tokens", 0),
+        sc.value("graphs", false) ? "on" : "off", sc.value("deterministic", false) ? "on" : "off",
+        sc.contains("teacher_forced") && !sc["teacher_forced"].is_null() ? ", teacher-forced" : "");
     out << line;
   };
   const json& ca = c["a"]["config"];
@@ -866,8 +862,8 @@ std::string compare_table(const json& r) {
   describe("B", c["b"]);
   if (c.contains("note")) out << "note: " << c["note"].get<std::string>() << "\n";
   out << "\n";
-  std::snprintf(line, sizeof line, "%6s  %-40s %10s %9s %10s %10s %10s %8s\n", "prompt",
-                "verdict", "margin(A)", "compared", "KL mean", "KL max", "max|dlp|", "same top1");
+  std::snprintf(line, sizeof line, "%6s  %-40s %10s %9s %10s %10s %10s %8s\n", "prompt", "verdict",
+                "margin(A)", "compared", "KL mean", "KL max", "max|dlp|", "same top1");
   out << line;
   auto num = [](const json& v, const char* fmt) {
     if (v.is_null()) return std::string("-");
@@ -886,15 +882,15 @@ std::string compare_table(const json& r) {
     out << line;
   }
   const json& s = r["summary"];
-  out << "\nverdict: " << s["verdict"].get<std::string>() << " (" << s["prompts_diverged"]
-      << " of " << s["prompts"] << " prompts diverged)\n";
-  std::snprintf(line, sizeof line,
-                "KL on the top-k over %lld compared steps: mean %.3g, p99 %.3g, max %.3g; max "
-                "|delta log-prob| %.3g; same top-1 %.1f%%; logits bitwise equal %.1f%%\n",
-                s["steps_compared"].get<long long>(), s["kl_mean"].get<double>(),
-                s["kl_p99"].get<double>(), s["kl_max"].get<double>(),
-                s["max_abs_delta_logprob"].get<double>(), 100.0 * s["same_top1_share"].get<double>(),
-                100.0 * s["logits_equal_share"].get<double>());
+  out << "\nverdict: " << s["verdict"].get<std::string>() << " (" << s["prompts_diverged"] << " of "
+      << s["prompts"] << " prompts diverged)\n";
+  std::snprintf(
+      line, sizeof line,
+      "KL on the top-k over %lld compared steps: mean %.3g, p99 %.3g, max %.3g; max "
+      "|delta log-prob| %.3g; same top-1 %.1f%%; logits bitwise equal %.1f%%\n",
+      s["steps_compared"].get<long long>(), s["kl_mean"].get<double>(), s["kl_p99"].get<double>(),
+      s["kl_max"].get<double>(), s["max_abs_delta_logprob"].get<double>(),
+      100.0 * s["same_top1_share"].get<double>(), 100.0 * s["logits_equal_share"].get<double>());
   out << line;
   out << "margins of A (log-prob, all steps) and where divergences happened:\n";
   for (const auto& b : r["margin_histogram"]) {

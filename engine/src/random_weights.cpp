@@ -24,13 +24,16 @@ float random_weight_scale(const weight_tensor& t, std::size_t index) {
   return std::sqrt(3.0f / static_cast<float>(t.cols));
 }
 
-float random_weight_offset(const weight_tensor& t) { return t.norm ? 1.0f : 0.0f; }
+float random_weight_offset(const weight_tensor& t) {
+  return t.norm ? 1.0f : 0.0f;
+}
 
 std::uint64_t random_tensor_seed(std::uint64_t seed, std::size_t index) {
   return seed * 1000003 + index;
 }
 
-float random_uniform_element(std::uint64_t tensor_seed, std::uint64_t i, float scale, float offset) {
+float random_uniform_element(std::uint64_t tensor_seed, std::uint64_t i, float scale,
+                             float offset) {
   const std::uint64_t r = mix(tensor_seed * 0x9e3779b97f4a7c15ULL + i);
   const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;  // exact
   // nvcc contracts `offset + scale * u` into one FMA by default; std::fma rounds once as well.

@@ -28,8 +28,9 @@ struct temp_dir {
   fs::path path;
   temp_dir()
       : path(fs::temp_directory_path() /
-             ("ridgeline_diverge_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-              "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+             ("ridgeline_diverge_" +
+              std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -50,9 +51,13 @@ cli_result run_cli(std::vector<std::string> args) {
   const int code = cli::run(args, out, err);
   return {code, out.str(), err.str()};
 }
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
-void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 // A synthetic fingerprint: token (3p + 5s) % 100 chosen with log-probs -0.5, -1.5, -2, -2.5, ...
 // (margin 1), a hash per (prompt, step).
@@ -182,7 +187,7 @@ TEST(Diverge, TeacherForcedRunsAreComparedAfterTheDivergence) {
   json b = a;
   b["config"]["teacher_forced"] = {{"source", "a.json"}};
   for (auto& r : b["rows"]) r["fed"] = r["token"];  // B was fed A's tokens
-  row(b, 0, 5)["token"] = 99;                        // and would have chosen otherwise at 5
+  row(b, 0, 5)["token"] = 99;                       // and would have chosen otherwise at 5
   row(b, 0, 5)["logits_hash"] = "other";
   const json r = bench::compare_fingerprints(a, b, "a", "b");
   EXPECT_EQ(r["rows"][0]["verdict"], "diverged at step 5");
@@ -195,8 +200,9 @@ TEST(Diverge, RefusesTruncatedOrMismatchedFingerprints) {
   const json a = synthetic(2, 10);
   json cut = a;
   cut["rows"].erase(cut["rows"].end() - 1);
-  EXPECT_NE(invalid_message([&] { bench::compare_fingerprints(a, cut, "a", "cut.json"); })
-                .find("cut.json: not a usable ridgeline.diverge/v1 fingerprint (truncated"),
+  EXPECT_NE(invalid_message([&] {
+              bench::compare_fingerprints(a, cut, "a", "cut.json");
+            }).find("cut.json: not a usable ridgeline.diverge/v1 fingerprint (truncated"),
             std::string::npos);
   json dup = a;
   dup["rows"][1] = dup["rows"][0];
@@ -211,8 +217,8 @@ TEST(Diverge, RefusesTruncatedOrMismatchedFingerprints) {
             }).find("different models (tiny vs tiny-mha)"),
             std::string::npos);
   EXPECT_NE(invalid_message([&] {
-              bench::compare_fingerprints(a, synthetic(2, 10, "tiny", "random weights seed 2"),
-                                          "a", "b");
+              bench::compare_fingerprints(a, synthetic(2, 10, "tiny", "random weights seed 2"), "a",
+                                          "b");
             }).find("different weights"),
             std::string::npos);
   EXPECT_NE(invalid_message([&] {
@@ -278,8 +284,9 @@ TEST(Diverge, PromptSets) {
   EXPECT_EQ(t.hash, j.hash);  // same tokens, same identity
   EXPECT_EQ(t.id, "file:p.txt");
   write(dir.file("bad.txt"), "1 2\n3 10\n");
-  EXPECT_NE(invalid_message([&] { bench::read_prompt_file(dir.file("bad.txt"), 10); })
-                .find("bad.txt:2: token id 10 outside [0, 10)"),
+  EXPECT_NE(invalid_message([&] {
+              bench::read_prompt_file(dir.file("bad.txt"), 10);
+            }).find("bad.txt:2: token id 10 outside [0, 10)"),
             std::string::npos);
 }
 
@@ -348,9 +355,9 @@ TEST(Diverge, CpuExecutorRunsAreBitwiseIdentical) {
 
 TEST(Diverge, CliRunAndCompare) {
   temp_dir dir;
-  const std::vector<std::string> base{"diverge", "run",    "--executor", "cpu",  "--model",
-                                      "tiny",    "--prompt-set", "random:2:8:1", "--steps", "5",
-                                      "--batch", "2"};
+  const std::vector<std::string> base{"diverge", "run",  "--executor",   "cpu",
+                                      "--model", "tiny", "--prompt-set", "random:2:8:1",
+                                      "--steps", "5",    "--batch",      "2"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> v = base;
     v.insert(v.end(), extra.begin(), extra.end());
@@ -361,8 +368,8 @@ TEST(Diverge, CliRunAndCompare) {
   EXPECT_NE(r.out.find("fingerprint written to"), std::string::npos);
   EXPECT_NE(r.out.find("caveat: random weights"), std::string::npos);
   ASSERT_EQ(run_cli(with({"-o", dir.file("b.json")})).code, 0);
-  r = run_cli({"diverge", "compare", dir.file("a.json"), dir.file("b.json"), "-o",
-               dir.file("r.json")});
+  r = run_cli(
+      {"diverge", "compare", dir.file("a.json"), dir.file("b.json"), "-o", dir.file("r.json")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("verdict: bitwise identical"), std::string::npos) << r.out;
   const json report = json::parse(read_text_file(dir.file("r.json")));

@@ -40,9 +40,9 @@ struct diverge_options {
   std::uint64_t co_runner_seed = 1;  // --co-runners random:SEED
   int split_tokens = 0;              // attention split size (0: the launcher's choice)
   bool cuda_graphs = true;
-  bool deterministic = false;  // fixed attention split (k_deterministic_split_tokens if 0)
-  std::string executor = "cuda";  // "cuda" or "cpu" (tiny models; tests)
-  std::uint64_t weight_seed = 1;  // random weights
+  bool deterministic = false;           // fixed attention split (k_deterministic_split_tokens if 0)
+  std::string executor = "cuda";        // "cuda" or "cpu" (tiny models; tests)
+  std::uint64_t weight_seed = 1;        // random weights
   std::optional<nlohmann::json> force;  // fingerprint whose tokens are fed (teacher forcing)
   std::string force_source;             // its file name, for the config
   int max_step_tokens = 8192;           // prefill budget per step (longer prefills are chunked)
