@@ -123,6 +123,12 @@ struct sequence_state {
   std::int64_t prompt_len = 0, computed = 0;
 };
 
+json shape_json(const model_preset& m) {
+  return {{"layers", m.layers},     {"hidden", m.hidden},     {"heads", m.heads},
+          {"kv_heads", m.kv_heads}, {"head_dim", m.head_dim}, {"intermediate", m.intermediate},
+          {"vocab", m.vocab}};
+}
+
 std::int64_t blocks_for(std::int64_t tokens, int block_tokens) {
   return (tokens + block_tokens - 1) / block_tokens;
 }
@@ -315,9 +321,9 @@ json run_diverge(const diverge_options& o) {
                                   fc["prompt_set"]["hash"].get<std::string>() +
                                   "), this run uses " + ps.id + " (hash " + ps.hash + ")");
     }
-    if (fc["model"] != m.name) {
+    if (fc.value("model_shape", json()) != shape_json(m)) {
       throw std::invalid_argument(src + ": from model " + fc["model"].get<std::string>() +
-                                  ", this run uses " + m.name);
+                                  " of another shape than " + m.name);
     }
     forced_steps = fc["steps"].get<std::size_t>();
     if (forced_steps < static_cast<std::size_t>(o.steps)) {
@@ -465,14 +471,7 @@ json run_diverge(const diverge_options& o) {
   for (const auto& p : ps.prompts) total_tokens += static_cast<std::int64_t>(p.size());
   json cfg = {
       {"model", m.name},
-      {"model_shape",
-       {{"layers", m.layers},
-        {"hidden", m.hidden},
-        {"heads", m.heads},
-        {"kv_heads", m.kv_heads},
-        {"head_dim", m.head_dim},
-        {"intermediate", m.intermediate},
-        {"vocab", m.vocab}}},
+      {"model_shape", shape_json(m)},
       {"checkpoint", o.checkpoint.empty() ? json(nullptr) : json(o.checkpoint)},
       {"weights", weights_id},
       {"prompt_set",
@@ -645,7 +644,11 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
   validate_fingerprint(a, name_a);
   validate_fingerprint(b, name_b);
   const json &ca = a["config"], &cb = b["config"];
-  if (ca["model"] != cb["model"] ||
+  // A checkpoint's model is named after its folder, which may differ between machines: the shape
+  // and the weights' hash identify it.
+  const bool both_presets =
+      ca.value("checkpoint", json()).is_null() && cb.value("checkpoint", json()).is_null();
+  if ((both_presets && ca["model"] != cb["model"]) ||
       ca.value("model_shape", json()) != cb.value("model_shape", json())) {
     throw std::invalid_argument("cannot compare " + name_a + " and " + name_b +
                                 ": different models (" + ca["model"].get<std::string>() + " vs " +

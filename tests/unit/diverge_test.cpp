@@ -13,6 +13,7 @@
 
 #include "cli.hpp"
 #include "ridgeline/bench/diverge.hpp"
+#include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/metrics/device.hpp"
@@ -351,6 +352,41 @@ TEST(Diverge, CpuExecutorRunsAreBitwiseIdentical) {
   o.force.reset();
   o.weight_seed = 2;
   EXPECT_NE(bench::run_diverge(o)["rows"][0]["logits_hash"], a["rows"][0]["logits_hash"]);
+}
+
+TEST(Diverge, CheckpointRunEqualsThePresetWithTheSameWeights) {
+  // A checkpoint folder holding tiny's seed-1 random weights, its config.json written from tiny's
+  // decoder config: the CPU executor must compute the same logits as from the preset.
+  temp_dir dir;
+  const model_preset& m = model_preset_by_name("tiny");
+  fs::create_directories(dir.path / "ckpt");
+  write_hf_config(dir.path / "ckpt" / "config.json", make_decoder_config(m));
+  save_checkpoint(dir.path / "ckpt" / "model.safetensors", m, random_weights(m, 1));
+  bench::diverge_options o;
+  o.executor = "cpu";
+  o.prompt_set = "random:2:9:3";
+  o.steps = 4;
+  o.batch = 2;
+  o.model = "tiny";
+  const json preset = bench::run_diverge(o);
+  o.checkpoint = (dir.path / "ckpt").string();
+  const json ckpt = bench::run_diverge(o);
+  ASSERT_EQ(ckpt["rows"].size(), preset["rows"].size());
+  for (std::size_t i = 0; i < ckpt["rows"].size(); ++i) {
+    EXPECT_EQ(ckpt["rows"][i]["logits_hash"], preset["rows"][i]["logits_hash"]) << i;
+  }
+  EXPECT_EQ(ckpt["config"]["weights"].get<std::string>().rfind("checkpoint fnv1a64:", 0), 0u);
+  EXPECT_FALSE(ckpt["config"].contains("random_weights_caveat"));
+  // Same weights under another id scheme: compare refuses rather than guess.
+  EXPECT_NE(invalid_message([&] {
+              bench::compare_fingerprints(preset, ckpt, "a", "b");
+            }).find("different weights"),
+            std::string::npos);
+  // A checkpoint is identified by shape and weights, not by its folder's name.
+  json renamed = ckpt;
+  renamed["config"]["model"] = "elsewhere";
+  EXPECT_EQ(bench::compare_fingerprints(ckpt, renamed, "a", "b")["summary"]["verdict"],
+            "bitwise identical");
 }
 
 TEST(Diverge, CliRunAndCompare) {
