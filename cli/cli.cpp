@@ -65,6 +65,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   register_compare(app, ctx);
   register_history(app, ctx);
   register_report(app, ctx);
+  register_diverge(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {

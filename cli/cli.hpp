@@ -37,6 +37,7 @@ void register_kv(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
 void register_report(CLI::App& app, context& ctx);
 void register_plan(CLI::App& app, context& ctx);
+void register_diverge(CLI::App& app, context& ctx);
 void register_compare(CLI::App& app, context& ctx);
 void register_history(CLI::App& app, context& ctx);
 

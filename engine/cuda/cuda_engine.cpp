@@ -23,6 +23,7 @@
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
+#include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/metrics/device.hpp"
 #include "ridgeline/metrics/errors.hpp"
 
@@ -275,6 +276,12 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
 
 cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
     : m(std::make_unique<impl>(c, o)) {
+  if (c.block_tokens != o.block_tokens) {
+    throw std::invalid_argument("cuda_engine: decoder block_tokens " +
+                                std::to_string(c.block_tokens) + " differs from the options' " +
+                                std::to_string(o.block_tokens));
+  }
+  validate(c.model);
   const model_preset& model = c.model;
   // Read a checkpoint (and check every shape) before anything is allocated on the GPU.
   std::vector<bf16_bits> host_weights;
@@ -304,12 +311,10 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
   }
   for (std::size_t i = 0; i < tensors.size() && host_weights.empty(); ++i) {
     const auto& t = tensors[i];
-    // Linear weights uniform with variance 1 / in_features keep activations at unit scale; norm
-    // weights near 1; the embedding uniform in [-1, 1).
-    const float scale = t.norm ? 0.1f : (i == 0 ? 1.0f : std::sqrt(3.0f / float(t.cols)));
+    // The rule of random_weights.hpp (shared with the host-side fill of the CPU executor).
     cuda::fill_uniform(base + m->tensor_offsets[i].first, dtype::bf16,
-                       static_cast<std::size_t>(t.elements), o.seed * 1000003 + i, scale,
-                       m->stream.get(), t.norm ? 1.0f : 0.0f);
+                       static_cast<std::size_t>(t.elements), random_tensor_seed(o.seed, i),
+                       random_weight_scale(t, i), m->stream.get(), random_weight_offset(t));
   }
   std::size_t ti = 0;
   auto next = [&] { return base + m->tensor_offsets[ti++].first; };
@@ -450,6 +455,22 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
 void cuda_engine::fill_kv_random(std::uint64_t seed) {
   cuda::fill_uniform(m->kv.data(), dtype::bf16, m->kv.bytes() / 2, seed, 1.0f, m->stream.get());
   m->stream.synchronize();
+}
+
+void cuda_engine::load_weights(std::span<const bf16_bits> weights) {
+  std::int64_t total = 0;
+  for (const auto& [off, count] : m->tensor_offsets) total += count;
+  if (static_cast<std::int64_t>(weights.size()) != total) {
+    throw std::invalid_argument("cuda_engine: " + std::to_string(weights.size()) +
+                                " weight elements given, " + m->cfg.model.name + " has " +
+                                std::to_string(total));
+  }
+  std::size_t at = 0;
+  for (const auto& [off, count] : m->tensor_offsets) {
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(m->weights.data<bf16_bits>() + off, weights.data() + at,
+                                    static_cast<std::size_t>(count) * 2, cudaMemcpyHostToDevice));
+    at += static_cast<std::size_t>(count);
+  }
 }
 
 std::vector<bf16_bits> cuda_engine::download_weights() const {

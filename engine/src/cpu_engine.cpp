@@ -35,10 +35,13 @@ cpu_engine::cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, in
 
 cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
                        int top_logprobs)
-    : m_cfg(c), m_weights(std::move(weights)), m_num_blocks(num_kv_blocks),
+    : m_cfg(c),
+      m_weights(std::move(weights)),
+      m_num_blocks(num_kv_blocks),
       m_top_logprobs(top_logprobs) {
   const model_preset& m = m_cfg.model;
   const int block_tokens = m_cfg.block_tokens;
+  validate(m);
   const auto tensors = weight_tensors(m);
   std::int64_t total = 0;
   for (const auto& t : tensors) total += t.elements;

@@ -25,7 +25,8 @@ class cpu_engine {
   // cuda_engine::download_weights()).
   cpu_engine(const model_preset& m, std::vector<bf16_bits> weights, int num_kv_blocks,
              int block_tokens = 16, int top_logprobs = 0);
-  // Any decoder configuration (RoPE and norm settings of a checkpoint's config.json).
+  // With a decoder configuration of its own (rope and norm settings of a checkpoint's
+  // config.json); its block_tokens is used.
   cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
              int top_logprobs = 0);
   const decoder_config& config() const { return m_cfg; }

@@ -56,7 +56,8 @@ struct step_result {
 class cuda_engine {
  public:
   cuda_engine(const model_preset& m, const engine_options& o);
-  // Any decoder configuration (e.g. decoder_config_from_hf for a checkpoint's config.json).
+  // With a decoder configuration of its own (a checkpoint's rope and norm settings); its
+  // block_tokens must equal o.block_tokens. Weights: o.checkpoint, else seeded random.
   cuda_engine(const decoder_config& c, const engine_options& o);
   ~cuda_engine();
   cuda_engine(const cuda_engine&) = delete;
@@ -75,6 +76,10 @@ class cuda_engine {
 
   // Fills the whole KV pool with random values (benchmarks of decode at a context length).
   void fill_kv_random(std::uint64_t seed);
+  // Replaces the weights: every tensor of weight_tensors(), in order, concatenated (a checkpoint
+  // from load_checkpoint_weights, or random_weights()). Throws std::invalid_argument on a size
+  // mismatch.
+  void load_weights(std::span<const bf16_bits> weights);
   // Copies every weight tensor, in weight_tensors() order, to the host (tests).
   std::vector<bf16_bits> download_weights() const;
   // Copies the KV pool of every layer to the host (tests).

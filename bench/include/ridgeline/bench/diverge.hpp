@@ -1,0 +1,125 @@
+// `ridgeline diverge`: do two configurations (GPUs, batch sizes, graph/eager, split sizes) produce
+// the same tokens? `run` decodes a prompt set greedily and records, per prompt and step, the chosen
+// token, the top-8 ids and log-probabilities, the top-1/top-2 margin and a hash of the fp32 logits
+// row (a ridgeline.diverge/v1 fingerprint); `compare` reads two fingerprints and reports the first
+// divergence per prompt, the margin there, per-step KL on the top-k and a verdict
+// (ridgeline.diverge_compare/v1). docs/diverge.md has the method.
+//   diverge_options o; o.model = "tiny"; o.executor = "cpu"; o.prompt_set = "random:4:16:7";
+//   nlohmann::json a = run_diverge(o);            // CUDA executor: diverge/diverge_run.cpp
+//   nlohmann::json r = compare_fingerprints(a, b, "a.json", "b.json");
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/step_batch.hpp"
+
+namespace ridgeline::bench {
+
+inline constexpr const char* k_diverge_schema = "ridgeline.diverge/v1";
+inline constexpr const char* k_diverge_compare_schema = "ridgeline.diverge_compare/v1";
+inline constexpr int k_diverge_top_k = 8;
+inline constexpr const char* k_random_weights_caveat =
+    "random weights: logits are flatter than a trained model's (small top-1/top-2 margins), so "
+    "tokens flip at smaller numerical differences than they would with real weights";
+
+struct diverge_options {
+  std::string model = "llama-2-7b";  // preset (ignored when checkpoint is set)
+  std::string checkpoint;            // Hugging Face folder: config.json + safetensors
+  std::string prompts_file;          // one prompt per line (token ids) or a JSON array of arrays
+  std::string prompt_set;            // "random:N:LEN:SEED" (when no prompts_file)
+  int steps = 32;                    // tokens generated per prompt (step 0 comes from the prefill)
+  int batch = 1;                     // the prompt under test plus batch - 1 co-runners
+  std::uint64_t co_runner_seed = 1;  // --co-runners random:SEED
+  int split_tokens = 0;              // attention split size (0: the launcher's choice)
+  bool cuda_graphs = true;
+  bool deterministic = false;           // fixed attention split (k_deterministic_split_tokens if 0)
+  std::string executor = "cuda";        // "cuda" or "cpu" (tiny models; tests)
+  std::uint64_t weight_seed = 1;        // random weights
+  std::optional<nlohmann::json> force;  // fingerprint whose tokens are fed (teacher forcing)
+  std::string force_source;             // its file name, for the config
+  int max_step_tokens = 8192;           // prefill budget per step (longer prefills are chunked)
+  int device = 0;
+  std::function<void(const std::string&)> progress;
+};
+inline constexpr int k_deterministic_split_tokens = 64;
+
+// A set of prompts and its identity: id ("random:4:16:7" or "file:NAME") and a hash of the tokens.
+struct prompt_set {
+  std::string id;
+  std::vector<std::vector<token_id>> prompts;
+  std::string hash;  // fnv1a64 over lengths and token ids, 16 hex digits
+};
+// "random:N:LEN:SEED": N prompts of LEN tokens in [0, vocab), from a seeded generator.
+prompt_set random_prompt_set(const std::string& spec, int vocab);
+// A file of token ids: one prompt per non-empty line (whitespace- or comma-separated), or a JSON
+// array of arrays. Ids outside [0, vocab) are rejected naming the line.
+prompt_set read_prompt_file(const std::string& path, int vocab);
+
+// 64-bit FNV-1a over the bit patterns of a fp32 logits row, as 16 hex digits.
+std::string hash_logits(std::span<const float> row);
+
+// Checks options that need no device; throws std::invalid_argument.
+void validate_diverge_options(const diverge_options& o);
+
+// Runs the fingerprint on the executor of o.executor; returns a ridgeline.diverge/v1 document.
+// The CUDA executor throws no_device_error without a GPU.
+nlohmann::json run_diverge(const diverge_options& o);
+
+// Checks a fingerprint document: schema, config fields, one row per (prompt, step) with top-k
+// arrays of equal length; throws std::invalid_argument naming `source` ("truncated or malformed").
+void validate_fingerprint(const nlohmann::json& doc, const std::string& source);
+
+// KL(P || Q) estimated on top-k lists: over the ids present in both lists, each side's
+// probabilities exp(logprob) renormalized to sum to 1 on that shared set. nullopt when no id is
+// shared. (An approximation: the tail beyond the top-k and ids in only one list are ignored.)
+std::optional<double> topk_kl(std::span<const std::int32_t> ids_p, std::span<const float> lp_p,
+                              std::span<const std::int32_t> ids_q, std::span<const float> lp_q);
+
+// Compares fingerprint b against a (the reference); throws std::invalid_argument when they cannot
+// be compared (other model, weights or prompt set). Returns ridgeline.diverge_compare/v1.
+nlohmann::json compare_fingerprints(const nlohmann::json& a, const nlohmann::json& b,
+                                    const std::string& name_a, const std::string& name_b);
+// Human-readable table of a compare document (with the random-weights caveat when it applies).
+std::string compare_table(const nlohmann::json& report);
+
+namespace detail {
+
+// One step's outputs, as either executor returns them: [samples] tokens, [samples][k] top-k,
+// [samples][vocab] fp32 logits.
+struct diverge_step_output {
+  std::vector<token_id> tokens;
+  std::vector<float> top_logprobs;
+  std::vector<std::int32_t> top_ids;
+  std::vector<float> logits;
+};
+
+class diverge_executor {
+ public:
+  virtual ~diverge_executor() = default;
+  virtual diverge_step_output step(std::span<const step_sequence> seqs) = 0;
+};
+
+struct executor_setup {
+  decoder_config decoder;
+  std::optional<std::vector<bf16_bits>> weights;  // checkpoint; else seeded random (weight_seed)
+  std::uint64_t weight_seed = 1;
+  int num_kv_blocks = 0, max_seqs = 1, max_tokens = 1, top_k = k_diverge_top_k;
+  int split_tokens = 0;
+  bool cuda_graphs = true;
+  int device = 0;
+};
+
+// diverge/diverge_run.cpp (CUDA builds) or diverge_nocuda.cpp (throws no_device_error).
+std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setup& s);
+
+}  // namespace detail
+
+}  // namespace ridgeline::bench
