@@ -46,6 +46,8 @@ const std::vector<model_preset>& model_presets() {
       // Test shapes: small enough for the CPU reference executor, odd sizes on purpose.
       {"tiny", 2, 64, 4, 2, 16, 176, 256, 512, false},
       {"tiny-mha", 3, 96, 6, 6, 16, 256, 311, 256, false},
+      // The smallest shape the GPU attention kernels take (head_dim 64): GPU tests of whole runs.
+      {"tiny-gpu", 2, 256, 4, 2, 64, 520, 777, 1024, false},
   };
   return table;
 }

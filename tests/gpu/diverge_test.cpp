@@ -11,7 +11,7 @@ using namespace ridgeline;
 
 TEST(Diverge, HostRandomWeightsEqualGpuInit) {
   RIDGELINE_REQUIRE_GPU();
-  for (const char* name : {"tiny", "tiny-mha"}) {
+  for (const char* name : {"tiny-gpu"}) {
     const model_preset& m = model_preset_by_name(name);
     engine_options o;
     o.num_kv_blocks = 8;
@@ -40,7 +40,7 @@ TEST(Diverge, HostRandomWeightsEqualGpuInit) {
 TEST(Diverge, CudaExecutorIsRepeatableAndGraphsMatchEager) {
   RIDGELINE_REQUIRE_GPU();
   bench::diverge_options o;
-  o.model = "tiny";
+  o.model = "tiny-gpu";
   o.executor = "cuda";
   o.prompt_set = "random:3:20:4";
   o.steps = 12;
