@@ -24,7 +24,7 @@ struct sweep_args {
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
   int device = 0;
-  bool full = false, json = false, no_graphs = false;
+  bool full = false, json = false, no_graphs = false, no_pdl = false;
   metrics_options live;
 };
 
@@ -69,6 +69,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.max_prefill_tokens = a.max_prefill_tokens;
   o.cuda_graphs = !a.no_graphs;
   o.split_tokens = a.split_tokens;
+  o.pdl = !a.no_pdl;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -130,6 +131,7 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_option("--device", a->device, "CUDA device index")->capture_default_str();
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
+  cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
   cmd->add_flag("--json", a->json, "Print the result JSON instead of the table");
   add_metrics_options(cmd, a->live, "ridgeline_sweep", false);
   cmd->callback([a, &ctx] { run_sweep_command(*a, ctx); });

@@ -70,6 +70,7 @@ json run_sweep(const sweep_options& o) {
   eo.device = o.device;
   eo.cuda_graphs = o.cuda_graphs;
   eo.split_tokens = o.split_tokens;
+  eo.pdl = o.pdl;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
   if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
@@ -193,6 +194,7 @@ json run_sweep(const sweep_options& o) {
               {"sampling", "greedy"},
               {"cuda_graphs", o.cuda_graphs},
               {"split_tokens", o.split_tokens},
+              {"pdl", o.pdl},
               {"kv_blocks", engine.num_kv_blocks()},
               {"block_tokens", block_tokens},
               {"max_prefill_tokens", o.max_prefill_tokens},

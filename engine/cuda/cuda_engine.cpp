@@ -147,6 +147,7 @@ struct cuda_engine::impl {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
     linear_runner.set_gemv_options({4, 0, o.pdl});
+    cuda::pdl_enabled() = o.pdl;
   }
 
   ~impl() {

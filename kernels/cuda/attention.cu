@@ -144,7 +144,8 @@ struct decode_args {
 
 template <int D, int G, int U>
 __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   constexpr int L = D / 8, T = 32 / L, NG = 4 * T;
   const int s = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
   const int len = a.seq_lens[s];
@@ -313,7 +314,8 @@ __global__ void merge_splits_kernel(const float* __restrict__ ws_o,
                                     const std::int32_t* __restrict__ q_offsets,
                                     bf16_bits* __restrict__ out, int num_q_heads, int head_dim,
                                     int split_tokens, int max_splits) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   const int s = blockIdx.x, hq = blockIdx.y, d = threadIdx.x;
   const int splits = (seq_lens[s] + split_tokens - 1) / split_tokens;
   const std::int64_t first = std::int64_t{s} * max_splits * num_q_heads + hq;
@@ -370,7 +372,8 @@ constexpr int prefill_smem_bytes() {
 
 template <int D>
 __global__ void __launch_bounds__(128) prefill_kernel(prefill_args a) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   constexpr int BQ = k_prefill_bq, BK = k_prefill_bk, CH = D / 8, KD = D / 16;
   extern __shared__ int4 smem[];  // [2 buffers][K, V][BK rows][CH chunks], swizzled
   __shared__ int s_seq, s_tile;
@@ -705,7 +708,7 @@ void launch_decode(const decode_args& args, int num_seqs, int num_kv_heads, int 
   constexpr int U = G >= 8 ? 2 : 4;  // tokens in flight per lane; G = 8 is register-bound
   const dim3 grid(static_cast<unsigned>(num_seqs), static_cast<unsigned>(num_kv_heads),
                   static_cast<unsigned>(splits));
-  decode_kernel<D, G, U><<<grid, k_decode_threads, 0, stream>>>(args);
+  launch_pdl(decode_kernel<D, G, U>, grid, dim3(k_decode_threads), 0, stream, args);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
@@ -811,7 +814,7 @@ void attention(const attention_params& p, cudaStream_t stream) {
     }
     if (plan.split_tokens > 0) {
       const dim3 grid(static_cast<unsigned>(kv.num_seqs), static_cast<unsigned>(p.num_q_heads));
-      merge_splits_kernel<<<grid, kv.head_dim, 0, stream>>>(
+      launch_pdl(merge_splits_kernel, grid, dim3(kv.head_dim), 0, stream, 
           p.workspace, args.ws_lse, kv.seq_lens, p.q_offsets, p.out, p.num_q_heads, kv.head_dim,
           plan.split_tokens, plan.max_splits);
       RIDGELINE_CUDA_CHECK_LAUNCH();

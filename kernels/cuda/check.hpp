@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ridgeline::cuda::detail {
 
@@ -56,6 +57,12 @@ namespace ridgeline::cuda::detail {
     }                                                                                    \
   } while (false)
 
+namespace ridgeline::cuda {
+// Process-wide switch for launch_pdl (the engine sets it from engine_options::pdl); off, kernels
+// launch normally and pdl_wait returns at once. Defined in gemm_lt.cpp.
+bool& pdl_enabled();
+}  // namespace ridgeline::cuda
+
 // Programmatic dependent launch: lets the next kernel on the stream, when it was launched with
 // programmatic stream serialization (the GEMV), be scheduled now; it still waits
 // (griddepcontrol.wait) for this grid's completion before reading what this grid writes. No effect
@@ -67,5 +74,33 @@ __device__ __forceinline__ void pdl_trigger() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+// Waits until the grids this one depends on have completed and their writes are visible; returns
+// at once when the kernel was launched normally. Must precede any read of a predecessor's output.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 }  // namespace ridgeline::cuda::detail
+
+namespace ridgeline::cuda {
+// Launches with programmatic stream serialization: the kernel may be scheduled while the previous
+// kernel on the stream finishes (hiding launch latency between the short kernels of a decode
+// step). Only for kernels that call detail::pdl_wait() before reading anything a predecessor wrote.
+template <class... KernelArgs, class... Args>
+void launch_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, std::size_t smem,
+                cudaStream_t s, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+}  // namespace ridgeline::cuda
 #endif

@@ -19,6 +19,8 @@ constexpr int k_threads = 256;
 template <class V>
 __global__ void embedding_kernel(const std::int32_t* __restrict__ ids, const V* __restrict__ table,
                                  V* __restrict__ out, std::size_t per_row, std::size_t total) {
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
@@ -32,7 +34,7 @@ void launch(const embedding_params& p, std::size_t per_row, cudaStream_t s) {
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * per_row;
   const int grid =
       static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
-  embedding_kernel<V><<<grid, k_threads, 0, s>>>(p.ids, reinterpret_cast<const V*>(p.table),
+  launch_pdl(embedding_kernel<V>, dim3(grid), dim3(k_threads), 0, s, p.ids, reinterpret_cast<const V*>(p.table),
                                                  reinterpret_cast<V*>(p.out), per_row, total);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }

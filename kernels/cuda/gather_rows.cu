@@ -16,6 +16,8 @@ struct windows {
 
 template <bool Vec>
 __global__ void gather_rows_kernel(windows ws) {
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   const gather_rows_params& p = ws.w[blockIdx.y];
   const int r = blockIdx.x;
   if (r >= p.num_rows) return;
@@ -55,8 +57,8 @@ void launch(const windows& ws, cudaStream_t s) {
   }
   if (rows == 0) return;
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(ws.count));
-  if (vec) gather_rows_kernel<true><<<grid, 128, 0, s>>>(ws);
-  else gather_rows_kernel<false><<<grid, 128, 0, s>>>(ws);
+  if (vec) launch_pdl(gather_rows_kernel<true>, grid, dim3(128), 0, s, ws);
+  else launch_pdl(gather_rows_kernel<false>, grid, dim3(128), 0, s, ws);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -8,6 +8,12 @@
 #include "check.hpp"
 
 namespace ridgeline::cuda {
+
+bool& pdl_enabled() {
+  static bool on = true;
+  return on;
+}
+
 namespace {
 
 struct lt_types {

@@ -25,7 +25,8 @@ template <int V>
 __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8* residual,
                                     const detail::bf16x8* __restrict__ weight, detail::bf16x8* out,
                                     int nvec, float inv_hidden, float eps) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * nvec;
   float r[V][8];
@@ -70,7 +71,8 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8*
 __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16* residual,
                                        const __nv_bfloat16* __restrict__ weight, __nv_bfloat16* out,
                                        int hidden, float eps) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * hidden;
   float sum_sq = 0;
@@ -95,7 +97,7 @@ __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16
 template <int V>
 void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s) {
   const int threads = ((nvec + V - 1) / V + 31) / 32 * 32;
-  rms_norm_vec_kernel<V><<<p.num_tokens, threads, 0, s>>>(
+  launch_pdl(rms_norm_vec_kernel<V>, dim3(p.num_tokens), dim3(threads), 0, s, 
       reinterpret_cast<const detail::bf16x8*>(p.input),
       reinterpret_cast<detail::bf16x8*>(p.residual),
       reinterpret_cast<const detail::bf16x8*>(p.weight), reinterpret_cast<detail::bf16x8*>(p.out),
@@ -130,7 +132,7 @@ void rms_norm(const rms_norm_params& p, cudaStream_t s) {
     return;
   }
   const int threads = p.hidden >= 1024 ? 512 : (p.hidden + 31) / 32 * 32;
-  rms_norm_scalar_kernel<<<p.num_tokens, threads, 0, s>>>(
+  launch_pdl(rms_norm_scalar_kernel, dim3(p.num_tokens), dim3(threads), 0, s, 
       reinterpret_cast<const __nv_bfloat16*>(p.input), reinterpret_cast<__nv_bfloat16*>(p.residual),
       reinterpret_cast<const __nv_bfloat16*>(p.weight), reinterpret_cast<__nv_bfloat16*>(p.out),
       p.hidden, p.eps);

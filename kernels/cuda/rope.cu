@@ -105,6 +105,8 @@ struct rope_append_args {
 
 template <int W>
 __global__ void qkv_rope_append_kernel(rope_append_args a) {
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   __shared__ float cos_s[k_max_head_dim / 2], sin_s[k_max_head_dim / 2];
   const rope_args& r = a.r;
   const int t = blockIdx.x;
@@ -237,9 +239,9 @@ void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s) {
   const bool vec = r.head_dim % 16 == 0 && detail::aligned16(p.qkv) && detail::aligned16(p.q) &&
                    detail::aligned16(kv.data);
   if (vec)
-    qkv_rope_append_kernel<8><<<r.num_tokens, k_threads, 0, s>>>(a);
+    launch_pdl(qkv_rope_append_kernel<8>, dim3(r.num_tokens), dim3(k_threads), 0, s, a);
   else
-    qkv_rope_append_kernel<1><<<r.num_tokens, k_threads, 0, s>>>(a);
+    launch_pdl(qkv_rope_append_kernel<1>, dim3(r.num_tokens), dim3(k_threads), 0, s, a);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -182,6 +182,8 @@ __device__ u64 block_sum_u64(u64 v, u64* scratch) {
 }
 
 __global__ void __launch_bounds__(k_threads) sampling_kernel(sampling_params p, bool vec4) {
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   extern __shared__ std::uint32_t penalized[];  // [ceil(vocab / 32)] when a penalty applies
   __shared__ search_shared sh;
   const int r = blockIdx.x;
@@ -284,7 +286,7 @@ void sampling(const sampling_params& p, cudaStream_t s) {
     RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(
         sampling_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  sampling_kernel<<<p.num_rows, k_threads, smem, s>>>(p, vec4);
+  launch_pdl(sampling_kernel, dim3(p.num_rows), dim3(k_threads), smem, s, p, vec4);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -28,7 +28,8 @@ template <int W>
 __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gate_up,
                               __nv_bfloat16* __restrict__ out, std::size_t inter,
                               std::size_t total_vectors) {
-  detail::pdl_trigger();  // the GEMV after this may start streaming weights
+  detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   const std::size_t per_row = inter / W;
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t v = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -55,7 +56,7 @@ void launch(const swiglu_params& p, cudaStream_t s) {
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * (inter / W);
   const int grid =
       static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
-  swiglu_kernel<W><<<grid, k_threads, 0, s>>>(reinterpret_cast<const __nv_bfloat16*>(p.gate_up),
+  launch_pdl(swiglu_kernel<W>, dim3(grid), dim3(k_threads), 0, s, reinterpret_cast<const __nv_bfloat16*>(p.gate_up),
                                               reinterpret_cast<__nv_bfloat16*>(p.out), inter,
                                               total);
   RIDGELINE_CUDA_CHECK_LAUNCH();

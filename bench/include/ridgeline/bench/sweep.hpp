@@ -27,6 +27,7 @@ struct sweep_options {
   int max_prefill_tokens = 8192;  // a prefill point runs batch x context tokens in one step
   bool cuda_graphs = true;
   int split_tokens = 0;  // attention split size (0: the launcher's choice)
+  bool pdl = true;       // programmatic dependent launch between the step's kernels
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)

@@ -24,7 +24,8 @@ struct engine_options {
   int num_kv_blocks = 0;     // 0: as many as fit in memory_fraction of free memory
   double memory_fraction = 0.90;
   bool cuda_graphs = true;   // decode steps replayed as graphs
-  bool pdl = true;           // programmatic dependent launch of the GEMVs (Hopper+)
+  bool pdl = true;           // programmatic dependent launch (Hopper+): each kernel of a step may
+                             // be scheduled while the one before finishes
   int split_tokens = 0;      // attention split size (0: launcher's choice)
   std::uint64_t seed = 1;    // random weights
   std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
