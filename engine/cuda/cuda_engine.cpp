@@ -317,21 +317,9 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
                        static_cast<std::size_t>(t.elements), random_tensor_seed(o.seed, i),
                        random_weight_scale(t, i), m->stream.get(), random_weight_offset(t));
   }
-  std::size_t ti = 0;
-  auto next = [&] { return base + m->tensor_offsets[ti++].first; };
-  m->w.embedding = next();
-  for (int l = 0; l < mp.layers; ++l) {
-    layer_weights lw;
-    lw.attn_norm = next();
-    lw.qkv = next();
-    lw.o = next();
-    lw.mlp_norm = next();
-    lw.gate_up = next();
-    lw.down = next();
-    m->w.layers.push_back(lw);
-  }
-  m->w.final_norm = next();
-  m->w.lm_head = next();
+  std::vector<const bf16_bits*> tensor_ptrs;
+  for (const auto& [off, count] : m->tensor_offsets) tensor_ptrs.push_back(base + off);
+  m->w = bind_weights(mp, tensor_ptrs);
 
   // KV pool.
   m->kv_view.num_blocks = m->plan.kv_blocks;

@@ -23,6 +23,7 @@
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/metrics/errors.hpp"
 #include "ridgeline/metrics/files.hpp"
+#include "ridgeline/metrics/text.hpp"
 
 namespace ridgeline {
 namespace fs = std::filesystem;
@@ -36,28 +37,10 @@ namespace {
 constexpr std::uint64_t k_max_header_bytes = 100ULL << 20;  // the format's own limit
 constexpr std::int32_t k_max_int = std::numeric_limits<std::int32_t>::max();
 
-// Input text quoted in a message: control bytes escaped and at most `max` characters, so the
-// message stays one readable line whatever the file holds.
-std::string printable(std::string_view text, std::size_t max = 64) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > max) out += "...";
-  return out;
-}
 
 // A JSON value quoted in a message (never throws on odd strings).
 std::string quoted(const json& v) {
-  return printable(v.dump(-1, ' ', false, json::error_handler_t::replace));
+  return printable(v.dump(-1, ' ', false, json::error_handler_t::replace), 64);
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
@@ -288,7 +271,7 @@ class checkpoint_reader {
     for (const auto& [name, file] : map->items()) {
       const std::string f = file.is_string() ? file.get<std::string>() : std::string();
       if (f.empty() || f == "." || f == ".." || fs::path(f).filename().string() != f) {
-        throw std::invalid_argument(src + ": weight_map sends " + printable(name) + " to " +
+        throw std::invalid_argument(src + ": weight_map sends " + printable(name, 64) + " to " +
                                     quoted(file) + ", not a file name in the index's folder");
       }
       auto it = shard_of_file.find(f);
@@ -296,8 +279,8 @@ class checkpoint_reader {
         it = shard_of_file.emplace(f, add_shard(index.parent_path() / f)).first;
       }
       if (!m_shards[it->second].header.tensors.contains(name)) {
-        throw std::invalid_argument(src + ": weight_map puts " + printable(name) + " in " +
-                                    printable(f) + ", whose header has no such tensor");
+        throw std::invalid_argument(src + ": weight_map puts " + printable(name, 64) + " in " +
+                                    printable(f, 64) + ", whose header has no such tensor");
       }
       m_where[name] = it->second;
     }
@@ -385,7 +368,7 @@ hf_config read_hf_config(const fs::path& config_json, int block_tokens) {
   }
   out.architecture = (*arch)[0].get<std::string>();
   if (out.architecture != "LlamaForCausalLM" && out.architecture != "MistralForCausalLM") {
-    f.fail("architecture '" + printable(out.architecture) +
+    f.fail("architecture '" + printable(out.architecture, 64) +
            "' is not supported (LlamaForCausalLM or MistralForCausalLM)");
   }
 
@@ -411,7 +394,7 @@ hf_config read_hf_config(const fs::path& config_json, int block_tokens) {
 
   // What the engine computes: SiLU-gated MLP, no biases, full causal attention.
   if (const auto act = f.string("hidden_act"); act && *act != "silu") {
-    f.fail("hidden_act '" + printable(*act) + "' is not supported (silu)");
+    f.fail("hidden_act '" + printable(*act, 64) + "' is not supported (silu)");
   }
   if (f.boolean("attention_bias", false)) f.fail("attention_bias is true; ridgeline has no biases");
   if (f.boolean("mlp_bias", false)) f.fail("mlp_bias is true; ridgeline has no biases");
@@ -451,7 +434,7 @@ hf_config read_hf_config(const fs::path& config_json, int block_tokens) {
         f.fail("rope_scaling: high_freq_factor must be greater than low_freq_factor");
       }
     } else if (*type != "default") {
-      f.fail("rope_scaling type '" + printable(*type) +
+      f.fail("rope_scaling type '" + printable(*type, 64) +
              "' is not supported (only 'llama3' and 'default')");
     }
   }
@@ -510,7 +493,7 @@ safetensors_header parse_safetensors_header(std::string_view header_json, std::u
     throw std::invalid_argument(source + ": the safetensors header is not a JSON object");
   }
   auto fail = [&](const std::string& name, const std::string& what) {
-    throw std::invalid_argument(source + ": tensor '" + printable(name) + "' " + what);
+    throw std::invalid_argument(source + ": tensor '" + printable(name, 64) + "' " + what);
   };
   safetensors_header h;
   h.data_bytes = data_bytes;
@@ -533,7 +516,7 @@ safetensors_header parse_safetensors_header(std::string_view header_json, std::u
     t.dtype = dtype->get<std::string>();
     const std::uint64_t width = dtype_bytes(t.dtype);
     if (width == 0) {
-      fail(name, "has dtype " + printable(t.dtype) + "; ridgeline reads BF16, F16 and F32");
+      fail(name, "has dtype " + printable(t.dtype, 64) + "; ridgeline reads BF16, F16 and F32");
     }
     if (shape == v.end() || !shape->is_array()) fail(name, "has no shape list");
     std::uint64_t elements = 1;

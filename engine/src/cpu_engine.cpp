@@ -51,26 +51,13 @@ cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, 
                                 std::to_string(total));
   }
   if (num_kv_blocks <= 0) throw std::invalid_argument("cpu_engine: no KV blocks");
-  const bf16_bits* p = m_weights.data();
-  std::size_t i = 0;
-  auto next = [&] {
-    const bf16_bits* r = p;
-    p += tensors[i++].elements;
-    return r;
-  };
-  m_w.embedding = next();
-  for (int l = 0; l < m.layers; ++l) {
-    layer_weights lw;
-    lw.attn_norm = next();
-    lw.qkv = next();
-    lw.o = next();
-    lw.mlp_norm = next();
-    lw.gate_up = next();
-    lw.down = next();
-    m_w.layers.push_back(lw);
+  std::vector<const bf16_bits*> tensor_ptrs;
+  const bf16_bits* at = m_weights.data();
+  for (const auto& t : tensors) {
+    tensor_ptrs.push_back(at);
+    at += t.elements;
   }
-  m_w.final_norm = next();
-  m_w.lm_head = next();
+  m_w = bind_weights(m, tensor_ptrs);
   m_kv.assign(static_cast<std::size_t>(kv_layer_elements(m, num_kv_blocks, block_tokens) * m.layers),
               0);
 }

@@ -1,6 +1,8 @@
 // Decoder configuration, weight tensor list and buffer sizes (see decoder.hpp).
 #include "ridgeline/engine/decoder.hpp"
 
+#include <stdexcept>
+
 namespace ridgeline {
 
 decoder_config make_decoder_config(const model_preset& m, int block_tokens) {
@@ -38,6 +40,30 @@ std::vector<weight_tensor> weight_tensors(const model_preset& m) {
   v.push_back(t("final_norm", 1, H, true));
   v.push_back(t("lm_head", m.vocab, H));
   return v;
+}
+
+decoder_weights bind_weights(const model_preset& m, std::span<const bf16_bits* const> tensors) {
+  if (tensors.size() != static_cast<std::size_t>(6 * m.layers + 3)) {
+    throw std::invalid_argument("bind_weights: " + std::to_string(tensors.size()) +
+                                " tensors given, " + m.name + " has " +
+                                std::to_string(6 * m.layers + 3));
+  }
+  std::size_t i = 0;
+  decoder_weights w;
+  w.embedding = tensors[i++];
+  for (int l = 0; l < m.layers; ++l) {
+    layer_weights lw;
+    lw.attn_norm = tensors[i++];
+    lw.qkv = tensors[i++];
+    lw.o = tensors[i++];
+    lw.mlp_norm = tensors[i++];
+    lw.gate_up = tensors[i++];
+    lw.down = tensors[i++];
+    w.layers.push_back(lw);
+  }
+  w.final_norm = tensors[i++];
+  w.lm_head = tensors[i++];
+  return w;
 }
 
 std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens) {

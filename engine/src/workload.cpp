@@ -1,4 +1,5 @@
 // Trace loaders and workload generators (see workload.hpp).
+#include "ridgeline/metrics/text.hpp"
 #include "ridgeline/engine/workload.hpp"
 
 #include <algorithm>
@@ -33,24 +34,6 @@ constexpr std::uint64_t k_tag_output = 0x4f75747075747321ULL;
 constexpr std::uint64_t k_tag_system = 0x53797374656d5021ULL;
 constexpr std::uint64_t k_tag_message = 0x4d65737361676521ULL;
 
-// Input text quoted in an error message: control bytes escaped, at most `max` characters, so the
-// message stays one readable line whatever the input holds.
-std::string printable(std::string_view text, std::size_t max = 48) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > max) out += "...";
-  return out;
-}
 
 [[noreturn]] void fail_at(const std::string& source, std::int64_t line, const std::string& what) {
   throw std::invalid_argument(source + ":" + std::to_string(line) + ": " + what);
@@ -168,11 +151,11 @@ std::int64_t json_length(const nlohmann::json& obj, const char* key, std::int64_
   if (it == obj.end()) fail_at(source, line, std::string("missing field '") + key + "'");
   if (!it->is_number_integer()) {
     fail_at(source, line,
-            std::string("field '") + key + "' must be an integer, got " + printable(it->dump()));
+            std::string("field '") + key + "' must be an integer, got " + printable(it->dump(), 48));
   }
   if (it->is_number_unsigned() && it->get<std::uint64_t>() > std::uint64_t(k_max_trace_tokens)) {
     fail_at(source, line,
-            std::string("field '") + key + "' is absurd: " + printable(it->dump()) + " (at most " +
+            std::string("field '") + key + "' is absurd: " + printable(it->dump(), 48) + " (at most " +
                 std::to_string(k_max_trace_tokens) + ")");
   }
   const auto v = it->get<std::int64_t>();
@@ -250,7 +233,7 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     if (!ts->is_number()) fail_at(source, line_no, "field 'timestamp' must be a number");
     const double ms = ts->get<double>();
     if (!std::isfinite(ms) || ms < 0 || ms > 1e13) {
-      fail_at(source, line_no, "field 'timestamp' out of range: " + printable(ts->dump()));
+      fail_at(source, line_no, "field 'timestamp' out of range: " + printable(ts->dump(), 48));
     }
     r.arrival_seconds = ms / 1000.0;
     r.prompt_tokens = json_length(j, "input_length", 1, source, line_no);
@@ -272,7 +255,7 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
       if (!id.is_number_integer() ||
           (id.is_number_integer() && !id.is_number_unsigned() && id.get<std::int64_t>() < 0)) {
         fail_at(source, line_no,
-                "hash_ids must hold non-negative integers, got " + printable(id.dump()));
+                "hash_ids must hold non-negative integers, got " + printable(id.dump(), 48));
       }
       const auto len = static_cast<std::int32_t>(std::min<std::int64_t>(left, block_tokens));
       r.prompt.push_back({mix2(k_tag_mooncake, id.get<std::uint64_t>()), len});
@@ -329,7 +312,7 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
     if (!t) {
       fail_at(
           source, line_no,
-          "bad TIMESTAMP '" + printable(fields[0]) + "' (expected YYYY-MM-DD hh:mm:ss.fffffff)");
+          "bad TIMESTAMP '" + printable(fields[0], 48) + "' (expected YYYY-MM-DD hh:mm:ss.fffffff)");
     }
     std::int64_t context = 0, generated = 0;
     for (int k = 1; k <= 2; ++k) {
@@ -337,7 +320,7 @@ workload parse_azure_trace(std::istream& in, const std::string& source) {
       const char* name = k == 1 ? "ContextTokens" : "GeneratedTokens";
       if (!parse_number(fields[k], value)) {
         fail_at(source, line_no,
-                std::string(name) + " is not an integer: '" + printable(fields[k]) + "'");
+                std::string(name) + " is not an integer: '" + printable(fields[k], 48) + "'");
       }
       if (value < 1 || value > k_max_trace_tokens) {
         fail_at(source, line_no,
@@ -389,8 +372,8 @@ length_distribution parse_length_distribution(const std::string& text) {
   auto num = [&](std::size_t i) {
     double v = 0;
     if (!parse_number(std::string_view(parts[i]), v) || !std::isfinite(v) || v < 0) {
-      throw std::invalid_argument("bad number '" + printable(parts[i]) + "' in distribution '" +
-                                  printable(text) + "'");
+      throw std::invalid_argument("bad number '" + printable(parts[i], 48) + "' in distribution '" +
+                                  printable(text, 48) + "'");
     }
     return v;
   };
@@ -398,7 +381,7 @@ length_distribution parse_length_distribution(const std::string& text) {
   const std::string& k = parts[0];
   auto want = [&](std::size_t n) {
     if (parts.size() != n) {
-      throw std::invalid_argument("distribution '" + printable(text) + "' needs " +
+      throw std::invalid_argument("distribution '" + printable(text, 48) + "' needs " +
                                   std::to_string(n - 1) +
                                   " parameters (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, "
                                   "exp:MEAN)");
@@ -414,7 +397,7 @@ length_distribution parse_length_distribution(const std::string& text) {
     d.a = num(1);
     d.b = num(2);
     if (d.b < d.a)
-      throw std::invalid_argument("uniform:A:B needs A <= B in '" + printable(text) + "'");
+      throw std::invalid_argument("uniform:A:B needs A <= B in '" + printable(text, 48) + "'");
   } else if (k == "lognormal") {
     want(3);
     d.shape = length_distribution::kind::lognormal;
@@ -425,12 +408,12 @@ length_distribution parse_length_distribution(const std::string& text) {
     d.shape = length_distribution::kind::exponential;
     d.a = num(1);
   } else {
-    throw std::invalid_argument("unknown distribution '" + printable(text) +
+    throw std::invalid_argument("unknown distribution '" + printable(text, 48) +
                                 "' (fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, exp:MEAN)");
   }
   if (d.a > static_cast<double>(k_max_trace_tokens) ||
       d.b > static_cast<double>(k_max_trace_tokens)) {
-    throw std::invalid_argument("distribution '" + printable(text) + "' is absurd (values above " +
+    throw std::invalid_argument("distribution '" + printable(text, 48) + "' is absurd (values above " +
                                 std::to_string(k_max_trace_tokens) + ")");
   }
   return d;
@@ -442,7 +425,7 @@ generator_config parse_generator_spec(const std::string& spec) {
   auto number = [&](const std::string& key, const std::string& v, double lo, double hi) {
     double x = 0;
     if (!parse_number(std::string_view(v), x) || !std::isfinite(x) || x < lo || x > hi) {
-      throw std::invalid_argument("generator: " + printable(key) + "=" + printable(v) +
+      throw std::invalid_argument("generator: " + printable(key, 48) + "=" + printable(v, 48) +
                                   " is not a number in [" + std::to_string(lo) + ", " +
                                   std::to_string(hi) + "]");
     }
@@ -461,7 +444,7 @@ generator_config parse_generator_spec(const std::string& spec) {
     if (item.empty()) continue;
     const auto eq = item.find('=');
     if (eq == std::string::npos) {
-      throw std::invalid_argument("generator: expected key=value, got '" + printable(item) + "'");
+      throw std::invalid_argument("generator: expected key=value, got '" + printable(item, 48) + "'");
     }
     const std::string key = item.substr(0, eq), v = item.substr(eq + 1);
     if (key == "arrival") {
@@ -471,7 +454,7 @@ generator_config parse_generator_spec(const std::string& spec) {
         c.arrival = generator_config::arrival_kind::gamma;
       else
         throw std::invalid_argument("generator: arrival must be poisson or gamma, got '" +
-                                    printable(v) + "'");
+                                    printable(v, 48) + "'");
     } else if (key == "rate") {
       c.rate_per_second = number(key, v, 1e-9, 1e9);
     } else if (key == "cv") {
@@ -498,7 +481,7 @@ generator_config parse_generator_spec(const std::string& spec) {
       c.system_prompts = static_cast<std::int32_t>(number(key, v, 1, 1e6));
     } else {
       throw std::invalid_argument(
-          "generator: unknown key '" + printable(key) +
+          "generator: unknown key '" + printable(key, 48) +
           "' (arrival, rate, cv, requests, seed, prompt, output, sessions, turns, think, message, "
           "system, system_prompts)");
     }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,8 @@ struct weight_tensor {
   bool norm = false;
 };
 std::vector<weight_tensor> weight_tensors(const model_preset& m);
+// The decoder's view of its weights, from one pointer per tensor of weight_tensors(m), in order.
+decoder_weights bind_weights(const model_preset& m, std::span<const bf16_bits* const> tensors);
 
 // The KV cache: one pool per layer, [num_blocks][2][kv_heads][block_tokens][head_dim] each.
 struct kv_pool_view {
