@@ -42,10 +42,10 @@ if [ $on_gpu -eq 1 ]; then
     if "$bin" roofline -o "$out/roofline.json"; then results+=("$out/roofline.json"); fi
   fi
   metrics=()
-  if "$bin" sweep --help 2>/dev/null | grep -q -- '--metrics-port'; then
-    port=${RIDGELINE_METRICS_PORT:-9400}
-    metrics=(--metrics-port "$port")
-    echo "run: live metrics during the sweep at http://localhost:$port/metrics"
+  if "$bin" sweep --help 2>/dev/null | grep -q -- '--metrics-address'; then
+    port=${RIDGELINE_METRICS_PORT:-9464}
+    metrics=(--metrics-address "127.0.0.1:$port")
+    echo "run: live metrics during the sweep at http://127.0.0.1:$port/metrics"
   fi
   echo "run: short decode sweep (ridgeline sweep)"
   "$bin" sweep --gpu "$gpu" --batch 1,8,64 --context 512 --phase decode "${metrics[@]}" \
@@ -70,7 +70,11 @@ results+=("$out/kv-chat.json")
 
 if has_command plan; then
   echo "run: capacity plan (ridgeline plan)"
-  if "$bin" plan -o "$out/plan.json"; then
+  # Llama-3-8B on the Azure conversation trace, 2 s TTFT and 50 ms TPOT at p99, 20 requests/s.
+  if "$bin" plan --model llama-3-8b --gpu h100-sxm,h200,a100-80gb,l40s,l4 \
+      --workload data/traces/azure_llm_2023_conv.csv --slo ttft_p99=2s,tpot_p99=50ms --qps 20 \
+      --price h100-sxm=2.5,h200=3.5,a100-80gb=1.8,l40s=1.2,l4=0.8 --requests 600 \
+      -o "$out/plan.json"; then
     results+=("$out/plan.json")
   else
     echo "run: ridgeline plan failed (above); the report goes on without it"

@@ -27,6 +27,7 @@ constexpr const char* k_sweep = "ridgeline.sweep/v1";
 constexpr const char* k_kv = "ridgeline.kv/v1";
 constexpr const char* k_plan = "ridgeline.plan/v1";
 constexpr const char* k_diverge = "ridgeline.diverge/v1";
+constexpr const char* k_diverge_compare = "ridgeline.diverge_compare/v1";
 
 std::string base_name(const std::string& path) {
   return std::filesystem::path(path).filename().string();
@@ -383,7 +384,8 @@ json environment_of(const input_file& f) {
 }  // namespace
 
 const std::vector<std::string>& known_schemas() {
-  static const std::vector<std::string> k = {k_profile, k_sweep, k_kv, k_plan, k_diverge};
+  static const std::vector<std::string> k = {k_profile, k_sweep, k_kv, k_plan, k_diverge,
+                                             k_diverge_compare};
   return k;
 }
 
@@ -441,6 +443,26 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
           slo = num(cfg, k);
           slo_source = f.path;
         }
+      }
+    } else if (schema == k_diverge_compare) {
+      // `ridgeline diverge compare`: the per-prompt verdicts as a table, and each divergence as
+      // a point (step, top-1/top-2 margin where it happened).
+      divergence.push_back(table_of(f, "divergence"));
+      json pts = json::array();
+      if (f.doc.contains("divergences") && f.doc["divergences"].is_array()) {
+        for (const auto& d : f.doc["divergences"]) {
+          const char* m = d.contains("margin_a") ? "margin_a" : "margin";  // A's margin
+          if (d.contains("step") && d.contains(m) && d["step"].is_number() && d[m].is_number()) {
+            pts.push_back({{"x", d["step"]}, {"y", d[m]}});
+          }
+        }
+      }
+      if (!pts.empty()) {
+        divergence_plots.push_back({{"title", "divergence step against margin: " + base_name(f.path)},
+                                    {"source", f.path},
+                                    {"x", "step"},
+                                    {"series", json::array({{{"label", "margin (log-prob) at divergence"},
+                                                             {"points", pts}}})}});
       }
     } else if (schema == k_diverge) {
       divergence.push_back(table_of(f, "divergence"));
