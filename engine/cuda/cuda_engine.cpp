@@ -92,7 +92,7 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   p.free_bytes = free_bytes;
   for (const auto& t : weight_tensors(m)) p.weight_bytes += t.elements * 2;
   const auto s = step_buffer_elements(m, o.max_tokens, o.max_seqs);
-  p.scratch_bytes = 2 * (3 * s.residual + s.qkv + 2 * s.q + 2 * s.kv + s.attn + s.mlp + s.act) +
+  p.scratch_bytes = 2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) +
                     4 * s.logits + attention_workspace_for(m, o) + (64LL << 20);
   p.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, o.block_tokens) * m.layers;
   const auto budget = static_cast<std::int64_t>(o.memory_fraction * double(free_bytes));
@@ -330,7 +330,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
   // Scratch.
   const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
   const std::int64_t ws = attention_workspace_for(mp, o);
-  std::int64_t bf16_elems = 3 * s.residual + s.qkv + 2 * s.q + 2 * s.kv + s.attn + s.mlp + s.act;
+  std::int64_t bf16_elems = 3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act;
   m->scratch = cuda::device_buffer(static_cast<std::size_t>(bf16_elems * 2 + s.logits * 4 + ws + 4096));
   auto* p = m->scratch.data<unsigned char>();
   auto carve = [&p](std::int64_t bytes) {
@@ -344,8 +344,6 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
   m->buf.qkv = reinterpret_cast<bf16_bits*>(carve(s.qkv * 2));
   m->buf.q = reinterpret_cast<bf16_bits*>(carve(s.q * 2));
   m->buf.attn = reinterpret_cast<bf16_bits*>(carve(s.attn * 2));
-  m->buf.k = reinterpret_cast<bf16_bits*>(carve(s.kv * 2));
-  m->buf.v = reinterpret_cast<bf16_bits*>(carve(s.kv * 2));
   m->buf.mlp = reinterpret_cast<bf16_bits*>(carve(s.mlp * 2));
   m->buf.act = reinterpret_cast<bf16_bits*>(carve(s.act * 2));
   m->buf.xs = m->buf.q;  // the LM head's gathered rows reuse q's space (free by then)

@@ -67,9 +67,9 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
   const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
   std::vector<bf16_bits> residual(sz.residual), xn(sz.residual), out(sz.residual), qkv(sz.qkv),
-      q(sz.q), attn(sz.attn), k(sz.kv), v(sz.kv), mlp(sz.mlp), act(sz.act), xs(sz.residual);
+      q(sz.q), attn(sz.attn), mlp(sz.mlp), act(sz.act), xs(sz.residual);
   std::vector<float> logits(static_cast<std::size_t>(sz.logits));
-  step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(), k.data(), v.data(),
+  step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
                  attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
                  nullptr, 0};
   cpu_step_result r;

@@ -76,7 +76,6 @@ step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, in
   s.residual = T * m.hidden;
   s.qkv = T * (m.heads + 2 * m.kv_heads) * m.head_dim;
   s.q = T * m.heads * m.head_dim;
-  s.kv = T * m.kv_heads * m.head_dim;
   s.attn = s.q;
   s.mlp = T * 2 * m.intermediate;
   s.act = T * m.intermediate;

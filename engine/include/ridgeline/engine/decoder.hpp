@@ -65,13 +65,13 @@ std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_
 
 // Scratch elements for max_tokens tokens (rows of each buffer) and max_samples logit rows.
 struct step_buffer_sizes {
-  std::int64_t residual, qkv, q, kv, attn, mlp, act, logits;
+  std::int64_t residual, qkv, q, attn, mlp, act, logits;
 };
 step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples);
 
 // Scratch for one step of up to max_tokens tokens and max_seqs sequences.
 struct step_buffers {
-  bf16_bits *residual, *xn, *qkv, *q, *k, *v, *attn, *out, *mlp, *act, *xs;
+  bf16_bits *residual, *xn, *qkv, *q, *attn, *out, *mlp, *act, *xs;
   float* logits;          // [max_seqs][vocab]
   float* workspace;       // attention scratch
   std::int64_t workspace_bytes;
