@@ -24,7 +24,7 @@ struct sweep_args {
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
   int device = 0;
-  bool full = false, json = false, no_graphs = false, no_pdl = false;
+  bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
 };
 
@@ -70,6 +70,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.cuda_graphs = !a.no_graphs;
   o.split_tokens = a.split_tokens;
   o.pdl = !a.no_pdl;
+  o.batch_invariant = a.deterministic;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -132,6 +133,9 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
+  cmd->add_flag("--deterministic", a->deterministic,
+                "Batch-invariant mode: fixed GEMM algorithm without split-K, fixed attention split "
+                "(its cost against the default)");
   cmd->add_flag("--json", a->json, "Print the result JSON instead of the table");
   add_metrics_options(cmd, a->live, "ridgeline_sweep", false);
   cmd->callback([a, &ctx] { run_sweep_command(*a, ctx); });

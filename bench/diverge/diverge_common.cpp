@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "ridgeline/bench/diverge.hpp"
+#include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/random_weights.hpp"
@@ -361,8 +362,10 @@ json run_diverge(const diverge_options& o) {
       std::max<std::int64_t>(o.batch, std::min<std::int64_t>(max_prefill, o.max_step_tokens)));
   setup.top_k = k_diverge_top_k;
   setup.weight_seed = o.weight_seed;
+  // Deterministic: the CUDA engine's batch-invariant mode, with its split size when none is given.
   setup.split_tokens =
-      o.deterministic && o.split_tokens == 0 ? k_deterministic_split_tokens : o.split_tokens;
+      o.deterministic && o.split_tokens == 0 ? k_batch_invariant_split_tokens : o.split_tokens;
+  setup.batch_invariant = o.deterministic;
   setup.cuda_graphs = on_gpu && o.cuda_graphs;
   setup.device = o.device;
   if (o.progress) {

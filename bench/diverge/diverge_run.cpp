@@ -41,6 +41,7 @@ std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setu
   o.num_kv_blocks = s.num_kv_blocks;
   o.cuda_graphs = s.cuda_graphs;
   o.split_tokens = s.split_tokens;
+  o.batch_invariant = s.batch_invariant;
   o.seed = s.weight_seed;
   o.top_logprobs = s.top_k;
   o.return_logits = true;

@@ -17,6 +17,7 @@
 #include "ridgeline/metrics/device.hpp"
 #include "ridgeline/metrics/environment.hpp"
 #include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/metrics/nvtx.hpp"
 
 namespace ridgeline::bench {
 namespace {
@@ -98,6 +99,7 @@ class prober {
     quick.warmup = 1;
     quick.stop = stopping_rule{5, 5, 0.0, 10.0};
     for (const auto& op : ops) {
+      const metrics::nvtx_range range(std::string("probe bandwidth ") + op.op);
       const double moved = op.factor * double(bytes);
       auto timed = [&](const cuda::bandwidth_launch& l) {
         return [&, l] {
@@ -192,6 +194,7 @@ class prober {
       p.copy_bytes_per_second = std::max(p.copy_bytes_per_second, memcpy_bps);
     }
     // Working-set sweep, hot: each launch moves the buffer enough times for >= 1 GiB of traffic.
+    const metrics::nvtx_range range("probe working set");
     for (std::uint64_t size = 256 << 10; size <= bytes; size *= 2) {
       const std::uint64_t passes = std::max<std::uint64_t>(1, (1ULL << 30) / size);
       for (const auto& op : ops) {
@@ -254,6 +257,7 @@ class prober {
   void gemm_peaks(gpu_profile& p) {
     const std::size_t n = m_opt.gemm_size;
     for (dtype t : m_opt.dtypes) {
+      const metrics::nvtx_range range("probe gemm " + std::string(name(t)));
       cuda::lt_gemm g(m_handle.get(), t, n, n, n, m_workspace.bytes());
       cuda::device_buffer a(g.a_bytes()), b(g.b_bytes()), d(g.d_bytes());
       cuda::fill_uniform(a.data(), t, n * n, 11, 1.0f, m_stream.get());
@@ -278,6 +282,7 @@ class prober {
   }
 
   void linear_layers(gpu_profile& p) {
+    const metrics::nvtx_range range("probe linear layers");
     const dtype t = dtype::bf16;
     std::vector<std::size_t> tokens;
     for (std::size_t n = 1; n <= 4096; n *= 2) {

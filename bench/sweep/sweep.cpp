@@ -15,6 +15,7 @@
 #include "ridgeline/metrics/device.hpp"
 #include "ridgeline/metrics/environment.hpp"
 #include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/metrics/nvtx.hpp"
 
 namespace ridgeline::bench {
 namespace {
@@ -71,6 +72,7 @@ json run_sweep(const sweep_options& o) {
   eo.cuda_graphs = o.cuda_graphs;
   eo.split_tokens = o.split_tokens;
   eo.pdl = o.pdl;
+  eo.batch_invariant = o.batch_invariant;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
   if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
@@ -144,6 +146,8 @@ json run_sweep(const sweep_options& o) {
             batch,
             w.flops,
             w.bytes()};
+        const metrics::nvtx_range range("sweep " + phase + " batch " + std::to_string(batch) +
+                                        " context " + std::to_string(context));
         const measurement meas = measure(
             [&] {
               const double step_s = engine.timed_step(seqs);
@@ -193,8 +197,9 @@ json run_sweep(const sweep_options& o) {
               {"weights", o.checkpoint.empty() ? std::string("seeded random") : o.checkpoint},
               {"sampling", "greedy"},
               {"cuda_graphs", o.cuda_graphs},
-              {"split_tokens", o.split_tokens},
+              {"split_tokens", effective_options(eo).split_tokens},
               {"pdl", o.pdl},
+              {"deterministic", o.batch_invariant},
               {"kv_blocks", engine.num_kv_blocks()},
               {"block_tokens", block_tokens},
               {"max_prefill_tokens", o.max_prefill_tokens},

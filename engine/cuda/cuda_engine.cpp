@@ -8,7 +8,6 @@
 #include "ridgeline/engine/cuda_engine.hpp"
 
 #include <cuda_runtime_api.h>
-#include <nvtx3/nvToolsExt.h>
 
 #include <algorithm>
 #include <cmath>
@@ -26,6 +25,7 @@
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/metrics/device.hpp"
 #include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/metrics/nvtx.hpp"
 
 namespace ridgeline {
 namespace {
@@ -49,9 +49,13 @@ struct cuda_backend {
   void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
   void attention(const attention_params& p) { cuda::attention(p, s); }
   void swiglu(const swiglu_params& p) { cuda::swiglu(p, s); }
+  // Fused on the GEMV path (one launch, bitwise the same act), else GEMM then swiglu.
+  void linear_swiglu(const linear_params& l, const swiglu_params& p) {
+    linear_runner.run_swiglu(l, p, s);
+  }
   void sampling(const sampling_params& p) { cuda::sampling(p, s); }
-  void range_push(const char* name) { nvtxRangePushA(name); }
-  void range_pop() { nvtxRangePop(); }
+  void range_push(const char* name) { metrics::nvtx_push(name); }
+  void range_pop() { metrics::nvtx_pop(); }
 };
 
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
@@ -79,8 +83,14 @@ std::int64_t attention_workspace_for(const model_preset& m, const engine_options
 
 }  // namespace
 
-engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
+engine_options effective_options(engine_options o) {
+  if (o.batch_invariant && o.split_tokens == 0) o.split_tokens = k_batch_invariant_split_tokens;
+  return o;
+}
+
+engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& options,
                                       std::int64_t free_bytes) {
+  const engine_options o = effective_options(options);
   validate(m);
   if (m.planning_only) {
     throw std::invalid_argument(m.name + " is for planning only: its weights do not fit one GPU");
@@ -147,6 +157,7 @@ struct cuda_engine::impl {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
     linear_runner.set_gemv_options({4, 0, o.pdl});
+    linear_runner.set_batch_invariant(o.batch_invariant);
     cuda::pdl_enabled() = o.pdl;
   }
 
@@ -241,6 +252,9 @@ struct cuda_engine::impl {
   bool run_forward(const host_step& h, const layout& l, double& seconds) {
     const step_inputs in = inputs_for(h, l);
     const bool decode_only = h.num_tokens == h.num_seqs;
+    // The step's phase for timelines: "decode" when every sequence brings one token, else
+    // "prefill" (chunked prefill, possibly mixed with decodes). Graph replays keep the outer range.
+    metrics::nvtx_range phase(decode_only ? "decode" : "prefill");
     if (!(opt.cuda_graphs && decode_only)) {
       timer.start(stream.get());
       forward(in);
@@ -275,8 +289,9 @@ struct cuda_engine::impl {
 cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
     : cuda_engine(make_decoder_config(model, o.block_tokens), o) {}
 
-cuda_engine::cuda_engine(const decoder_config& c, const engine_options& o)
-    : m(std::make_unique<impl>(c, o)) {
+cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
+    : m(std::make_unique<impl>(c, effective_options(options))) {
+  const engine_options& o = m->opt;
   if (c.block_tokens != o.block_tokens) {
     throw std::invalid_argument("cuda_engine: decoder block_tokens " +
                                 std::to_string(c.block_tokens) + " differs from the options' " +

@@ -21,6 +21,10 @@ struct cpu_backend {
   void kv_append(const kv_append_params& p) { cpu::kv_append(p); }
   void attention(const attention_params& p) { cpu::attention(p); }
   void swiglu(const swiglu_params& p) { cpu::swiglu(p); }
+  void linear_swiglu(const linear_params& l, const swiglu_params& p) {
+    cpu::linear(l);
+    cpu::swiglu(p);
+  }
   void sampling(const sampling_params& p) { cpu::sampling(p); }
   void range_push(const char*) {}
   void range_pop() {}

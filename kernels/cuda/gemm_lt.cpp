@@ -36,7 +36,8 @@ lt_types types_of(dtype t) {
 }  // namespace
 
 lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
-                 std::size_t workspace_bytes, int max_algorithms, bool fp32_output)
+                 std::size_t workspace_bytes, int max_algorithms, bool fp32_output,
+                 bool no_split_k)
     : m_handle(handle), m_type(t), m_m(m), m_n(n), m_k(k), m_workspace(workspace_bytes),
       m_fp32_output(fp32_output && (t == dtype::bf16 || t == dtype::fp16)) {
   if (m == 0 || n == 0 || k == 0) {
@@ -66,6 +67,11 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &m_workspace, sizeof m_workspace));
+  if (no_split_k) {
+    const std::uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none));
+  }
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<std::size_t>(max_algorithms));
   int found = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
@@ -77,9 +83,21 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
                                 std::to_string(n) + " k=" + std::to_string(k));
   }
   for (int i = 0; i < found; ++i) {
-    if (results[static_cast<std::size_t>(i)].state == CUBLAS_STATUS_SUCCESS) {
-      m_algorithms.push_back(results[static_cast<std::size_t>(i)].algo);
+    const auto& r = results[static_cast<std::size_t>(i)];
+    if (r.state != CUBLAS_STATUS_SUCCESS) continue;
+    if (no_split_k) {
+      std::int32_t splits = 1;
+      RIDGELINE_CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(
+          &r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof splits, nullptr));
+      if (splits > 1) continue;
     }
+    m_algorithms.push_back(r.algo);
+  }
+  if (m_algorithms.empty()) {
+    throw std::invalid_argument("gemm: cuBLASLt has no usable " + std::string(name(t)) +
+                                " algorithm for m=" + std::to_string(m) + " n=" +
+                                std::to_string(n) + " k=" + std::to_string(k) +
+                                (no_split_k ? " without split-K" : ""));
   }
 }
 
@@ -94,19 +112,35 @@ double lt_gemm::min_bytes() const {
   return static_cast<double>(a_bytes() + b_bytes() + d_bytes());
 }
 
-void lt_gemm::run(int algorithm, const void* a, const void* b, void* d, void* workspace,
-                  cudaStream_t s) const {
-  if (algorithm < 0 || algorithm >= algorithm_count()) {
+const cublasLtMatmulAlgo_t& lt_gemm::algorithm(int i) const {
+  if (i < 0 || i >= algorithm_count()) {
     throw std::invalid_argument("gemm: algorithm index out of range");
   }
+  return m_algorithms[static_cast<std::size_t>(i)];
+}
+
+bool lt_gemm::supports(const cublasLtMatmulAlgo_t& algo) const {
+  cublasLtMatmulHeuristicResult_t result{};
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoCheck(m_handle, m_desc, m_a, m_b, m_d, m_d, &algo, &result);
+  return st == CUBLAS_STATUS_SUCCESS && result.state == CUBLAS_STATUS_SUCCESS &&
+         result.workspaceSize <= m_workspace;
+}
+
+void lt_gemm::run(int algorithm, const void* a, const void* b, void* d, void* workspace,
+                  cudaStream_t s) const {
+  run_with(this->algorithm(algorithm), a, b, d, workspace, s);
+}
+
+void lt_gemm::run_with(const cublasLtMatmulAlgo_t& algo, const void* a, const void* b, void* d,
+                       void* workspace, cudaStream_t s) const {
   const float alpha_f = 1.0f, beta_f = 0.0f;
   const std::int32_t alpha_i = 1, beta_i = 0;
   const bool integer = m_type == dtype::int8;
   const void* alpha = integer ? static_cast<const void*>(&alpha_i) : &alpha_f;
   const void* beta = integer ? static_cast<const void*>(&beta_i) : &beta_f;
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmul(m_handle, m_desc, alpha, a, m_a, b, m_b, beta, d, m_d, d,
-                                        m_d, &m_algorithms[static_cast<std::size_t>(algorithm)],
-                                        workspace, m_workspace, s));
+                                        m_d, &algo, workspace, m_workspace, s));
 }
 
 }  // namespace ridgeline::cuda

@@ -20,8 +20,11 @@ class lt_gemm {
   // Throws std::invalid_argument for empty shapes, for fp8/int8 with m or k not a multiple of 16,
   // or when cuBLASLt offers no algorithm.
   // fp32_output: bf16/fp16 operands with an fp32 D (logits); other dtypes ignore it.
+  // no_split_k: only candidates that reduce each output over k in one CTA, in order (no split-K
+  // partials, no reduction kernel): what a batch-invariant GEMM needs.
   lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
-          std::size_t workspace_bytes, int max_algorithms = 8, bool fp32_output = false);
+          std::size_t workspace_bytes, int max_algorithms = 8, bool fp32_output = false,
+          bool no_split_k = false);
   ~lt_gemm();
   lt_gemm(const lt_gemm&) = delete;
   lt_gemm& operator=(const lt_gemm&) = delete;
@@ -29,6 +32,12 @@ class lt_gemm {
   int algorithm_count() const { return static_cast<int>(m_algorithms.size()); }
   void run(int algorithm, const void* a, const void* b, void* d, void* workspace,
            cudaStream_t s) const;
+  const cublasLtMatmulAlgo_t& algorithm(int i) const;
+  // An algorithm found for another shape (the batch-invariant path fixes one per weight matrix):
+  // supports() asks cuBLASLt whether it can run this shape; run_with() throws when it cannot.
+  bool supports(const cublasLtMatmulAlgo_t& algo) const;
+  void run_with(const cublasLtMatmulAlgo_t& algo, const void* a, const void* b, void* d,
+                void* workspace, cudaStream_t s) const;
   double flops() const {
     return 2.0 * static_cast<double>(m_m) * static_cast<double>(m_n) * static_cast<double>(m_k);
   }

@@ -15,6 +15,8 @@
 
 #include "check.hpp"
 #include "linear.hpp"
+#include "ops.hpp"
+#include "ops_common.cuh"
 
 namespace ridgeline::cuda {
 namespace {
@@ -51,59 +53,89 @@ __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restric
 // memory in a fixed order. With programmatic dependent launch the kernel may start while the
 // kernel before it (which writes x) still runs: the first group of weight loads is issued before
 // griddepcontrol.wait, which then blocks until that kernel has completed and its writes are
-// visible. Without PDL the wait returns at once.
-template <int N, bool OutF32, int U, int KS>
+// visible. Without PDL the wait returns at once. Once a warp has streamed its slice it lets the
+// next kernel be scheduled (that kernel waits for this grid to finish before it reads y).
+// Glu: the weight has 2m rows (gate rows, then up rows, as gate_up); each warp streams gate row
+// r and up row m + r together, rounds both sums to bf16 as the plain GEMV would store them and
+// writes swiglu(gate, up) = bf16(silu(g) * u) (swiglu.cu's formula) to y[t][r]: the same bits as
+// the GEMV followed by the swiglu kernel, without the intermediate round trip or second launch.
+template <int N, bool OutF32, int U, int KS, bool Glu = false>
 __global__ void __launch_bounds__(k_warps_per_block * 32)
     gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ y,
                 int k8, int m, int tokens) {
+  constexpr int R = Glu ? 2 : 1;  // weight rows per warp
   constexpr int rows_per_block = k_warps_per_block / KS;
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = threadIdx.x & 31;
   const int row = blockIdx.x * rows_per_block + warp / KS;
   const int slice = warp % KS;
   const int per = (k8 + KS - 1) / KS;
   const int k_begin = slice * per, k_end = min(k8, k_begin + per);
-  float acc[N];
+  float acc[R][N];
 #pragma unroll
-  for (int t = 0; t < N; ++t) acc[t] = 0.0f;
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
+  }
   bool waited = false;
   if (row < m) {
-    const uint4* wr = w + static_cast<std::size_t>(row) * k8;
+    const uint4* wr[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wr[r] = w + (static_cast<std::size_t>(row) + r * m) * k8;
     int i = k_begin + lane;
     for (; i + 32 * (U - 1) < k_end; i += 32 * U) {
-      uint4 wv[U];
+      uint4 wv[R][U];
 #pragma unroll
-      for (int u = 0; u < U; ++u) wv[u] = __ldcs(wr + i + 32 * u);
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) wv[r][u] = __ldcs(wr[r] + i + 32 * u);
+      }
       if (!waited) {
         asm volatile("griddepcontrol.wait;" ::: "memory");
         waited = true;
       }
 #pragma unroll
-      for (int u = 0; u < U; ++u) fma_block<N>(wv[u], x, k8, i + 32 * u, tokens, acc);
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
+      }
     }
     if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
-    for (; i < k_end; i += 32) fma_block<N>(__ldcs(wr + i), x, k8, i, tokens, acc);
+    for (; i < k_end; i += 32) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) fma_block<N>(__ldcs(wr[r] + i), x, k8, i, tokens, acc[r]);
+    }
   } else {
     asm volatile("griddepcontrol.wait;" ::: "memory");
   }
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #pragma unroll
-  for (int t = 0; t < N; ++t) {
+  for (int r = 0; r < R; ++r) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    for (int t = 0; t < N; ++t) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
+    }
   }
   if constexpr (KS > 1) {
-    __shared__ float part[k_warps_per_block][N];
+    __shared__ float part[R][k_warps_per_block][N];
     if (lane == 0) {
 #pragma unroll
-      for (int t = 0; t < N; ++t) part[warp][t] = acc[t];
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int t = 0; t < N; ++t) part[r][warp][t] = acc[r][t];
+      }
     }
     __syncthreads();
     if (slice != 0) return;
 #pragma unroll
-    for (int t = 0; t < N; ++t) {
-      float sum = 0.0f;
+    for (int r = 0; r < R; ++r) {
 #pragma unroll
-      for (int k = 0; k < KS; ++k) sum += part[warp + k][t];
-      acc[t] = sum;
+      for (int t = 0; t < N; ++t) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < KS; ++k) sum += part[r][warp + k][t];
+        acc[r][t] = sum;
+      }
     }
   }
   if (lane == 0 && row < m) {
@@ -111,8 +143,14 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
     for (int t = 0; t < N; ++t) {
       if (t < tokens) {
         const std::size_t at = static_cast<std::size_t>(t) * m + row;
-        if constexpr (OutF32) static_cast<float*>(y)[at] = acc[t];
-        else static_cast<__nv_bfloat16*>(y)[at] = __float2bfloat16_rn(acc[t]);
+        if constexpr (Glu) {
+          static_cast<__nv_bfloat16*>(y)[at] =
+              detail::swiglu_one(__float2bfloat16_rn(acc[0][t]), __float2bfloat16_rn(acc[1][t]));
+        } else if constexpr (OutF32) {
+          static_cast<float*>(y)[at] = acc[0][t];
+        } else {
+          static_cast<__nv_bfloat16*>(y)[at] = __float2bfloat16_rn(acc[0][t]);
+        }
       }
     }
   }
@@ -126,12 +164,15 @@ int k_splits_for(const linear_params& p, const gemv_options& o) {
   return 4;
 }
 
-template <int N>
-void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s) {
+// Glu: p.out_features = 2 m rows of gate_up; writes swiglu into act [tokens][m].
+template <int N, bool Glu = false>
+void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s,
+                 void* act = nullptr) {
   const int ks = k_splits_for(p, o);
+  const int m = Glu ? p.out_features / 2 : p.out_features;
   cudaLaunchConfig_t cfg{};
   const int rows_per_block = k_warps_per_block / ks;
-  cfg.gridDim = dim3((p.out_features + rows_per_block - 1) / rows_per_block);
+  cfg.gridDim = dim3((m + rows_per_block - 1) / rows_per_block);
   cfg.blockDim = dim3(k_warps_per_block * 32);
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
@@ -142,14 +183,21 @@ void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s) 
   const auto* x = reinterpret_cast<const uint4*>(p.x);
   const auto* w = reinterpret_cast<const uint4*>(p.w);
   const int k8 = p.in_features / 8;
+  void* y = Glu ? act : p.y;
   auto go = [&](auto kernel) {
-    RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, p.y, k8, p.out_features, p.num_tokens));
+    RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, y, k8, m, p.num_tokens));
   };
   auto by_ks = [&](auto u) {
     constexpr int U = decltype(u)::value;
-    if (ks == 4) return p.y_fp32 ? go(gemv_kernel<N, true, U, 4>) : go(gemv_kernel<N, false, U, 4>);
-    if (ks == 2) return p.y_fp32 ? go(gemv_kernel<N, true, U, 2>) : go(gemv_kernel<N, false, U, 2>);
-    return p.y_fp32 ? go(gemv_kernel<N, true, U, 1>) : go(gemv_kernel<N, false, U, 1>);
+    if constexpr (Glu) {
+      if (ks == 4) return go(gemv_kernel<N, false, U, 4, true>);
+      if (ks == 2) return go(gemv_kernel<N, false, U, 2, true>);
+      return go(gemv_kernel<N, false, U, 1, true>);
+    } else {
+      if (ks == 4) return p.y_fp32 ? go(gemv_kernel<N, true, U, 4>) : go(gemv_kernel<N, false, U, 4>);
+      if (ks == 2) return p.y_fp32 ? go(gemv_kernel<N, true, U, 2>) : go(gemv_kernel<N, false, U, 2>);
+      return p.y_fp32 ? go(gemv_kernel<N, true, U, 1>) : go(gemv_kernel<N, false, U, 1>);
+    }
   };
   if (o.unroll == 8) by_ks(std::integral_constant<int, 8>{});
   else by_ks(std::integral_constant<int, 4>{});
@@ -188,6 +236,31 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
   return launch_gemv<8>(p, o, s);
 }
 
+void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
+                 const gemv_options& o) {
+  validate(p, "gemv_swiglu");
+  if (o.unroll != 4 && o.unroll != 8) {
+    throw std::invalid_argument("gemv_swiglu: unroll must be 4 or 8");
+  }
+  if (o.k_splits != 0 && o.k_splits != 1 && o.k_splits != 2 && o.k_splits != 4) {
+    throw std::invalid_argument("gemv_swiglu: k_splits must be 0 (auto), 1, 2 or 4");
+  }
+  if (p.y_fp32 || p.out_features != 2 * act.intermediate || act.num_tokens != p.num_tokens ||
+      !act.out) {
+    throw std::invalid_argument("gemv_swiglu: needs bf16 output, out_features = 2 x intermediate "
+                                "and matching tokens (out=" + std::to_string(p.out_features) +
+                                " intermediate=" + std::to_string(act.intermediate) + ")");
+  }
+  if (p.num_tokens > k_gemv_max_tokens) {
+    throw std::invalid_argument("gemv_swiglu: at most " + std::to_string(k_gemv_max_tokens) +
+                                " tokens, got " + std::to_string(p.num_tokens));
+  }
+  if (p.num_tokens == 1) return launch_gemv<1, true>(p, o, s, act.out);
+  if (p.num_tokens == 2) return launch_gemv<2, true>(p, o, s, act.out);
+  if (p.num_tokens <= 4) return launch_gemv<4, true>(p, o, s, act.out);
+  return launch_gemv<8, true>(p, o, s, act.out);
+}
+
 linear_runner::linear_runner(std::size_t workspace_bytes)
     : m_workspace(workspace_bytes), m_skinny_workspace(64u << 20) {
   int device = 0;
@@ -196,6 +269,7 @@ linear_runner::linear_runner(std::size_t workspace_bytes)
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
+  if (m_invariant) return path::cublas;
   if (m_path != path::automatic) return m_path;
   // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens on
   // cuBLASLt beats both the GEMV and the skinny tensor-core kernel.
@@ -203,11 +277,38 @@ linear_runner::path linear_runner::choose(const linear_params& p) const {
   return path::cublas;
 }
 
+const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p) {
+  const auto key = std::make_tuple(p.in_features, p.out_features, p.y_fp32);
+  auto it = m_invariant_algos.find(key);
+  if (it != m_invariant_algos.end()) return it->second;
+  const lt_gemm reference(m_handle.get(), dtype::bf16, static_cast<std::size_t>(p.out_features),
+                          static_cast<std::size_t>(k_invariant_tokens),
+                          static_cast<std::size_t>(p.in_features), m_workspace.bytes(), 8,
+                          p.y_fp32, /*no_split_k=*/true);
+  return m_invariant_algos.emplace(key, reference.algorithm(0)).first->second;
+}
+
 linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_t s) {
-  const auto key = std::make_tuple(p.num_tokens, p.in_features, p.out_features, p.y_fp32);
+  const auto key =
+      std::make_tuple(p.num_tokens, p.in_features, p.out_features, p.y_fp32, m_invariant);
   auto it = m_plans.find(key);
   if (it != m_plans.end()) return it->second;
   plan pl;
+  if (m_invariant) {
+    pl.gemm = std::make_unique<lt_gemm>(
+        m_handle.get(), dtype::bf16, static_cast<std::size_t>(p.out_features),
+        static_cast<std::size_t>(p.num_tokens), static_cast<std::size_t>(p.in_features),
+        m_workspace.bytes(), 1, p.y_fp32);
+    pl.fixed = true;
+    pl.fixed_algo = invariant_algo(p);
+    if (!pl.gemm->supports(pl.fixed_algo)) {
+      throw std::invalid_argument(
+          "batch-invariant linear: the algorithm fixed for in=" + std::to_string(p.in_features) +
+          " out=" + std::to_string(p.out_features) + " cannot run " +
+          std::to_string(p.num_tokens) + " tokens");
+    }
+    return m_plans.emplace(key, std::move(pl)).first->second;
+  }
   pl.gemm = std::make_unique<lt_gemm>(m_handle.get(), dtype::bf16,
                                       static_cast<std::size_t>(p.out_features),
                                       static_cast<std::size_t>(p.num_tokens),
@@ -238,6 +339,14 @@ void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   if (choose(p) == path::cublas) plan_for(p, s);
 }
 
+void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
+                               cudaStream_t s) {
+  validate(p, "linear");
+  if (choose(p) == path::gemv) return gemv_swiglu(p, act, s, m_gemv);
+  run(p, s);
+  swiglu(act, s);
+}
+
 void linear_runner::run(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
   const path chosen = choose(p);
@@ -251,6 +360,7 @@ void linear_runner::run(const linear_params& p, cudaStream_t s) {
   }
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
+  if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);
   pl.gemm->run(pl.algorithm, p.w, p.x, p.y, m_workspace.data(), s);
 }
 

@@ -27,6 +27,11 @@ struct gemv_options {
 
 // The GEMV path alone (1 <= num_tokens <= k_gemv_max_tokens); throws std::invalid_argument.
 void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
+// gate_up GEMV with SwiGLU fused into its epilogue: p is the gate_up layer (out_features = 2 x
+// act.intermediate, bf16 y unused); writes act.out = swiglu(p's output), bitwise what gemv() then
+// swiglu() give, in one launch. 1 ... k_gemv_max_tokens tokens.
+void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
+                 const gemv_options& o = {});
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
 // in_features a multiple of 64; fp32 partials in `workspace` (skinny_gemm_workspace_bytes).
 int skinny_gemm_splits(const linear_params& p, int sm_count);
@@ -44,22 +49,37 @@ class linear_runner {
   // the candidate algorithms, so make it outside CUDA-graph capture (prepare() does just that).
   void run(const linear_params& p, cudaStream_t s);
   void prepare(const linear_params& p, cudaStream_t s);
+  // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
+  void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
   // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM is measured slower than
   // cuBLASLt at every batch; it stays selectable for comparisons). Forcing one is for tests.
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
+  // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
+  // per weight matrix (in, out, output type): the heuristic's first candidate without split-K for
+  // k_invariant_tokens tokens, chosen without timing so that every process picks the same one.
+  // Each output element is then reduced over k by the same kernel in the same order whatever the
+  // number of tokens in the GEMM, so a token's row is bitwise the same alone or in a batch.
+  void set_batch_invariant(bool on) { m_invariant = on; }
+  bool batch_invariant() const { return m_invariant; }
+  static constexpr int k_invariant_tokens = 64;
 
  private:
   struct plan {
     std::unique_ptr<lt_gemm> gemm;
     int algorithm = 0;
+    bool fixed = false;  // batch-invariant: run m_invariant_algos' entry for the matrix
+    cublasLtMatmulAlgo_t fixed_algo{};
   };
   plan& plan_for(const linear_params& p, cudaStream_t s);
   cublaslt_handle m_handle;
   device_buffer m_workspace;
-  std::map<std::tuple<int, int, int, bool>, plan> m_plans;
+  std::map<std::tuple<int, int, int, bool, bool>, plan> m_plans;  // tokens, in, out, fp32, inv.
+  std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
+  const cublasLtMatmulAlgo_t& invariant_algo(const linear_params& p);
+  bool m_invariant = false;
   path choose(const linear_params& p) const;
   path m_path = path::automatic;
   gemv_options m_gemv;

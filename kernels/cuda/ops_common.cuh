@@ -19,6 +19,14 @@ inline bool aligned16(const void* p) {
   return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0;
 }
 
+// SwiGLU of one element (swiglu.cu, and the fused gate_up GEMV in linear.cu): bf16(silu(g) * u),
+// silu(g) = g / (1 + exp(-g)) in fp32 with the accurate expf.
+__device__ __forceinline__ __nv_bfloat16 swiglu_one(__nv_bfloat16 g_bf, __nv_bfloat16 u_bf) {
+  const float g = __bfloat162float(g_bf), u = __bfloat162float(u_bf);
+  const float silu = g / (1.0f + expf(-g));  // expf(+large) = inf gives -0: silu's limit
+  return __float2bfloat16_rn(silu * u);
+}
+
 // Throws std::invalid_argument("<op>: <what>") when cond is false.
 inline void require(bool cond, const char* op, const std::string& what) {
   if (!cond) throw std::invalid_argument(std::string(op) + ": " + what);

@@ -17,12 +17,6 @@ namespace {
 
 constexpr int k_threads = 256;
 
-__device__ __forceinline__ __nv_bfloat16 swiglu_one(__nv_bfloat16 g_bf, __nv_bfloat16 u_bf) {
-  const float g = __bfloat162float(g_bf), u = __bfloat162float(u_bf);
-  const float silu = g / (1.0f + expf(-g));  // expf(+large) = inf gives -0: silu's limit
-  return __float2bfloat16_rn(silu * u);
-}
-
 // W = 8: one 16-byte vector per step; W = 1: one element.
 template <int W>
 __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gate_up,
@@ -42,10 +36,10 @@ __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gate_up,
       const auto uv = *reinterpret_cast<const detail::bf16x8*>(g + inter);
       detail::bf16x8 ov;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) ov.v[k] = swiglu_one(gv.v[k], uv.v[k]);
+      for (int k = 0; k < 8; ++k) ov.v[k] = detail::swiglu_one(gv.v[k], uv.v[k]);
       *reinterpret_cast<detail::bf16x8*>(o) = ov;
     } else {
-      *o = swiglu_one(g[0], g[inter]);
+      *o = detail::swiglu_one(g[0], g[inter]);
     }
   }
 }

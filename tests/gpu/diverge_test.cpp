@@ -52,3 +52,39 @@ TEST(Diverge, CudaExecutorIsRepeatableAndGraphsMatchEager) {
   EXPECT_EQ(bench::compare_fingerprints(a, eager, "graphs", "eager")["summary"]["verdict"],
             "bitwise identical");
 }
+
+// The batch-invariant (deterministic) mode: the request under test gets bitwise-identical fp32
+// logits at every step alone and in batches of 8, 32 and 64 with different random co-runners
+// (prompts of other lengths, prefilled in the same step). Realistic shapes (TinyLlama: GQA 32/4,
+// hidden 2048, 22 layers) so that cuBLASLt runs its production kernels. The default mode is
+// checked to differ between batch 1 and 64 on the same prompts: the comparison can fail.
+TEST(Diverge, DeterministicModeGivesBitwiseIdenticalLogitsAtEveryBatchSize) {
+  RIDGELINE_REQUIRE_GPU();
+  bench::diverge_options o;
+  o.model = "tinyllama-1.1b";
+  o.executor = "cuda";
+  o.prompt_set = "random:3:24:11";
+  o.steps = 12;
+  o.deterministic = true;
+  o.batch = 1;
+  const auto alone = bench::run_diverge(o);
+  for (int batch : {8, 32, 64}) {
+    o.batch = batch;
+    o.co_runner_seed = static_cast<std::uint64_t>(100 + batch);
+    const auto in_batch = bench::run_diverge(o);
+    const auto report = bench::compare_fingerprints(alone, in_batch, "batch 1", "batch N");
+    EXPECT_EQ(report["summary"]["verdict"], "bitwise identical")
+        << "batch " << batch << ": " << report["summary"].dump();
+    EXPECT_DOUBLE_EQ(report["summary"]["logits_equal_share"].get<double>(), 1.0)
+        << "batch " << batch;
+  }
+  o.deterministic = false;
+  o.batch = 1;
+  const auto default_alone = bench::run_diverge(o);
+  o.batch = 64;
+  o.co_runner_seed = 164;
+  const auto default_64 = bench::run_diverge(o);
+  EXPECT_NE(bench::compare_fingerprints(default_alone, default_64, "1", "64")["summary"]["verdict"],
+            "bitwise identical")
+      << "the default mode (GEMV at batch 1, cuBLASLt's fastest algorithm at 64) should differ";
+}

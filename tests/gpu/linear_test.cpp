@@ -7,9 +7,11 @@
 #include <tuple>
 
 #include "cuda/linear.hpp"
+#include "cuda/ops.hpp"
 #include "gpu_test_util.hpp"
 #include "ridgeline/kernels/linear_reference.hpp"
 #include "ridgeline/kernels/numeric.hpp"
+#include "ridgeline/kernels/reference.hpp"
 
 using namespace ridgeline;
 
@@ -143,6 +145,96 @@ TEST(GatherRows, MatchesReference) {
       std::vector<bf16_bits> ref(std::size_t(rows) * cols);
       cpu::gather_rows({src.data(), stride, col, mapped ? map.data() : nullptr, ref.data(), rows, cols});
       EXPECT_EQ(test::download<bf16_bits>(out, 0, ref.size()), ref) << "mapped " << mapped;
+    }
+  }
+}
+
+// The gate_up GEMV with SwiGLU in its epilogue: against the CPU reference (linear then swiglu,
+// within the bf16 tolerance) and bit for bit against the unfused GEMV + swiglu kernel, at odd
+// intermediate sizes, every k split and 1 ... 8 tokens. Output poisoned with NaN beforehand.
+TEST(Linear, GemvSwigluMatchesReferenceAndUnfusedBits) {
+  RIDGELINE_REQUIRE_GPU();
+  for (int ks : {1, 2, 4}) {
+    for (int tokens : {1, 3, 8}) {
+      for (auto [in, inter] : {std::pair{136, 7}, std::pair{1032, 45}, std::pair{4096, 259}}) {
+        SCOPED_TRACE("ks=" + std::to_string(ks) + " tokens=" + std::to_string(tokens) +
+                     " in=" + std::to_string(in) + " inter=" + std::to_string(inter));
+        std::mt19937 rng(static_cast<unsigned>(ks * 7919 + tokens * 131 + in + inter));
+        const int out = 2 * inter;
+        const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
+        const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
+        std::vector<bf16_bits> gu(std::size_t(tokens) * out), ref(std::size_t(tokens) * inter);
+        cpu::linear({x.data(), w.data(), gu.data(), false, tokens, in, out});
+        cpu::swiglu({gu.data(), ref.data(), tokens, inter});
+
+        auto dx = test::upload(x), dw = test::upload(w);
+        std::vector<bf16_bits> poison(std::size_t(tokens) * out, 0x7fc1);
+        auto dgu = test::upload(poison), dfused = test::upload(poison),
+             dplain = test::upload(poison);
+        cuda::stream s;
+        const cuda::gemv_options o{4, ks, false};
+        const linear_params lp{dx.data<bf16_bits>(), dw.data<bf16_bits>(), dgu.data<bf16_bits>(),
+                               false, tokens, in, out};
+        cuda::gemv_swiglu(lp, {dgu.data<bf16_bits>(), dfused.data<bf16_bits>(), tokens, inter},
+                          s.get(), o);
+        cuda::gemv(lp, s.get(), o);
+        cuda::swiglu({dgu.data<bf16_bits>(), dplain.data<bf16_bits>(), tokens, inter}, s.get());
+        s.synchronize();
+        const auto fused = test::download<bf16_bits>(dfused, 0, ref.size());
+        const auto plain = test::download<bf16_bits>(dplain, 0, ref.size());
+        EXPECT_EQ(fused, plain);
+        int bad = 0;
+        const double acc_tol = std::ldexp(1.0, -16) * in * 0.5 * 4;
+        for (std::size_t i = 0; i < ref.size(); ++i) {
+          const double g = cpu::bf16_to_float(fused[i]), r = cpu::bf16_to_float(ref[i]);
+          const double tol = std::ldexp(1.0, -6) * std::fabs(r) + acc_tol;
+          if (!(std::fabs(g - r) <= tol) && bad++ < 5) {
+            ADD_FAILURE() << "element " << i << ": got " << g << ", reference " << r;
+          }
+        }
+        EXPECT_EQ(bad, 0);
+      }
+    }
+  }
+}
+
+// Batch-invariant mode: a token's output row is bitwise the same whether it is multiplied alone
+// or with 7, 31 or 63 other tokens (one fixed cuBLASLt algorithm per weight, no split-K), for a
+// bf16 and an fp32 (logits) output at Llama-like and odd shapes. The default runner (GEMV at one
+// token, the fastest cuBLASLt algorithm per token count above) is not required to be.
+TEST(Linear, BatchInvariantRowsDoNotDependOnTokenCount) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  runner.set_batch_invariant(true);
+  for (auto [in, out, fp32] : {std::tuple{4096, 12288, false}, std::tuple{2048, 32000, true},
+                               std::tuple{1032, 520, false}}) {
+    SCOPED_TRACE("in=" + std::to_string(in) + " out=" + std::to_string(out));
+    std::mt19937 rng(static_cast<unsigned>(in + out));
+    const int max_tokens = 64;
+    const auto x = random_bf16(std::size_t(max_tokens) * in, rng, 1.0f);
+    const auto w = random_bf16(std::size_t(out) * in, rng, 0.05f);
+    auto dx = test::upload(x), dw = test::upload(w);
+    const std::size_t elem = fp32 ? 4 : 2, row_bytes = std::size_t(out) * elem;
+    cuda::device_buffer dy(row_bytes * max_tokens);
+    cuda::stream s;
+    // Token 0 of x in every batch; the other rows differ per batch size (x shifted).
+    std::vector<unsigned char> alone;
+    for (int tokens : {1, 8, 32, 64}) {
+      std::vector<bf16_bits> xb(x.begin(), x.begin() + std::ptrdiff_t(tokens) * in);
+      for (int t = 1; t < tokens; ++t) {
+        const std::size_t src = std::size_t((t * 7 + tokens) % max_tokens) * in;
+        for (int k = 0; k < in; ++k) xb[std::size_t(t) * in + k] = x[src + k];
+      }
+      auto dxb = test::upload(xb);
+      runner.run({dxb.data<bf16_bits>(), dw.data<bf16_bits>(), dy.data(), fp32, tokens, in, out},
+                 s.get());
+      s.synchronize();
+      const auto row = test::download<unsigned char>(dy, 0, row_bytes);
+      if (tokens == 1) {
+        alone = row;
+      } else {
+        EXPECT_TRUE(row == alone) << "token 0's row differs at " << tokens << " tokens";
+      }
     }
   }
 }

@@ -40,7 +40,7 @@ struct diverge_options {
   std::uint64_t co_runner_seed = 1;  // --co-runners random:SEED
   int split_tokens = 0;              // attention split size (0: the launcher's choice)
   bool cuda_graphs = true;
-  bool deterministic = false;           // fixed attention split (k_deterministic_split_tokens if 0)
+  bool deterministic = false;  // the engine's batch-invariant mode (engine_options::batch_invariant)
   std::string executor = "cuda";        // "cuda" or "cpu" (tiny models; tests)
   std::uint64_t weight_seed = 1;        // random weights
   std::optional<nlohmann::json> force;  // fingerprint whose tokens are fed (teacher forcing)
@@ -49,7 +49,6 @@ struct diverge_options {
   int device = 0;
   std::function<void(const std::string&)> progress;
 };
-inline constexpr int k_deterministic_split_tokens = 64;
 
 // A set of prompts and its identity: id ("random:4:16:7" or "file:NAME") and a hash of the tokens.
 struct prompt_set {
@@ -114,6 +113,7 @@ struct executor_setup {
   int num_kv_blocks = 0, max_seqs = 1, max_tokens = 1, top_k = k_diverge_top_k;
   int split_tokens = 0;
   bool cuda_graphs = true;
+  bool batch_invariant = false;
   int device = 0;
 };
 

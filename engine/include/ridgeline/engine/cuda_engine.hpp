@@ -26,13 +26,22 @@ struct engine_options {
   bool cuda_graphs = true;   // decode steps replayed as graphs
   bool pdl = true;           // programmatic dependent launch (Hopper+): each kernel of a step may
                              // be scheduled while the one before finishes
-  int split_tokens = 0;      // attention split size (0: launcher's choice)
+  int split_tokens = 0;      // attention split size (0: launcher's choice, or
+                             // k_batch_invariant_split_tokens when batch_invariant)
+  bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
+                                 // whatever else is in the batch (every GEMM through one fixed
+                                 // cuBLASLt algorithm per weight matrix without split-K, attention
+                                 // with a fixed split size; docs/diverge.md)
   std::uint64_t seed = 1;    // random weights
   std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
   int top_logprobs = 0;      // per sampled token, for fingerprints
   bool return_logits = false;  // copy each step's fp32 logits to the host (tests, audits)
   int device = 0;
 };
+
+inline constexpr int k_batch_invariant_split_tokens = 64;
+// The options as the engine runs them (batch_invariant fills in the fixed split size).
+engine_options effective_options(engine_options o);
 
 // What the engine will allocate, checked against free memory before anything is allocated.
 struct engine_memory_plan {

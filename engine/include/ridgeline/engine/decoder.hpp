@@ -3,7 +3,8 @@
 // same ops in the same order on the same layout. No CUDA types: a backend is any type with
 //   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
 // taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp,
-//   qkv_rope_append     (the attention prologue: split, rope, cache append), plus
+//   qkv_rope_append     (the attention prologue: split, rope, cache append),
+//   linear_swiglu(linear, swiglu)   (gate_up then SwiGLU: a backend may fuse them), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
 #pragma once
 
@@ -135,8 +136,7 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     b.range_pop();
     b.range_push("mlp");
     b.rms_norm({buf.out, buf.residual, lw.mlp_norm, buf.xn, T, H, c.rms_eps});
-    b.linear({buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I});
-    b.swiglu({buf.mlp, buf.act, T, I});
+    b.linear_swiglu({buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I}, {buf.mlp, buf.act, T, I});
     b.linear({buf.act, lw.down, buf.out, false, T, I, H});
     b.range_pop();
     norm_in = buf.out;

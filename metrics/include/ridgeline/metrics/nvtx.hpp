@@ -1,0 +1,24 @@
+// NVTX3 ranges in the `ridgeline` domain, so Nsight Systems (and CUPTI) timelines show the probe's
+// measurements, the sweep's points and every phase of an engine step (prefill, decode, attention,
+// MLP, sampling) under one domain. Without a tool attached a range costs one predictable branch
+// (NVTX3's injection pointer is null); in a build without CUDA the calls do nothing.
+//   { metrics::nvtx_range r("decode"); ... }   // or nvtx_push("mlp"); ...; nvtx_pop();
+#pragma once
+
+#include <string>
+
+namespace ridgeline::metrics {
+
+void nvtx_push(const char* name) noexcept;
+void nvtx_pop() noexcept;
+
+class nvtx_range {
+ public:
+  explicit nvtx_range(const char* name) noexcept { nvtx_push(name); }
+  explicit nvtx_range(const std::string& name) noexcept { nvtx_push(name.c_str()); }
+  ~nvtx_range() { nvtx_pop(); }
+  nvtx_range(const nvtx_range&) = delete;
+  nvtx_range& operator=(const nvtx_range&) = delete;
+};
+
+}  // namespace ridgeline::metrics
