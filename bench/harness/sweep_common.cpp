@@ -1,4 +1,5 @@
 // Host half of the sweep: option checks, counted work, table and CSV.
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -41,6 +42,35 @@ step_work count_step_work(const model_preset& m, int batch, int context, bool pr
             double(batch) * 2.0 * static_cast<double>(m.lm_head_parameters()) +
             m.attention_flops(pairs);
   return w;
+}
+
+std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens) {
+  const std::int64_t seq_tokens = prefill ? context : context + 1;
+  return (seq_tokens + block_tokens - 1) / block_tokens;
+}
+
+void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
+                         int context, bool prefill, std::mt19937& rng) {
+  const std::int64_t seq_tokens = prefill ? context : context + 1;
+  const std::int64_t blocks_per_seq = synthetic_step_blocks(context, prefill, block_tokens);
+  out.pool.resize(static_cast<std::size_t>(batch * blocks_per_seq));
+  for (std::size_t i = 0; i < out.pool.size(); ++i) out.pool[i] = static_cast<block_id>(i);
+  std::shuffle(out.pool.begin(), out.pool.end(), rng);
+  out.tokens.assign(static_cast<std::size_t>(batch), {});
+  out.seqs.assign(static_cast<std::size_t>(batch), {});
+  std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+  for (int b = 0; b < batch; ++b) {
+    auto& t = out.tokens[static_cast<std::size_t>(b)];
+    t.resize(static_cast<std::size_t>(seq_tokens));
+    for (auto& x : t) x = tok(rng);
+    auto& s = out.seqs[static_cast<std::size_t>(b)];
+    s.tokens = t;
+    s.context_before = prefill ? 0 : context;
+    s.new_tokens = prefill ? context : 1;
+    s.blocks = std::span<const block_id>(out.pool.data() + b * blocks_per_seq,
+                                         static_cast<std::size_t>(blocks_per_seq));
+    s.samples = true;
+  }
 }
 
 namespace {

@@ -96,7 +96,7 @@ json run_sweep(const sweep_options& o) {
         json row = {{"phase", phase}, {"batch", batch}, {"context", context},
                     {"kv_bytes_per_token", kv_token}};
         const std::int64_t seq_tokens = prefill ? context : context + 1;
-        const std::int64_t blocks_per_seq = (seq_tokens + block_tokens - 1) / block_tokens;
+        const std::int64_t blocks_per_seq = synthetic_step_blocks(context, prefill, block_tokens);
         const std::int64_t fit = engine.num_kv_blocks() / blocks_per_seq;
         row["max_sequences"] = fit;
         std::string skip;
@@ -117,25 +117,9 @@ json run_sweep(const sweep_options& o) {
           rows.push_back(row);
           continue;
         }
-        // Sequences with disjoint blocks, shuffled so tables are not contiguous.
-        std::vector<block_id> pool(static_cast<std::size_t>(batch * blocks_per_seq));
-        for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<block_id>(i);
-        std::shuffle(pool.begin(), pool.end(), rng);
-        std::vector<std::vector<token_id>> tokens(static_cast<std::size_t>(batch));
-        std::vector<step_sequence> seqs(static_cast<std::size_t>(batch));
-        std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
-        for (int b = 0; b < batch; ++b) {
-          auto& t = tokens[static_cast<std::size_t>(b)];
-          t.resize(static_cast<std::size_t>(seq_tokens));
-          for (auto& x : t) x = tok(rng);
-          auto& s = seqs[static_cast<std::size_t>(b)];
-          s.tokens = t;
-          s.context_before = prefill ? 0 : context;
-          s.new_tokens = prefill ? context : 1;
-          s.blocks = std::span<const block_id>(pool.data() + b * blocks_per_seq,
-                                               static_cast<std::size_t>(blocks_per_seq));
-          s.samples = true;
-        }
+        synthetic_step step;
+        make_synthetic_step(step, m, block_tokens, batch, context, prefill, rng);
+        const auto& seqs = step.seqs;
         const step_work w = count_step_work(m, batch, context, prefill);
         const metrics::step_sample live_step{
             prefill ? metrics::step_phase::prefill : metrics::step_phase::decode,

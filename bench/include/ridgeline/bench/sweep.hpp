@@ -7,11 +7,13 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "ridgeline/engine/gpu_profile.hpp"
 #include "ridgeline/engine/model.hpp"
+#include "ridgeline/engine/step_batch.hpp"
 #include "ridgeline/metrics/live_metrics.hpp"
 
 namespace ridgeline::bench {
@@ -54,6 +56,23 @@ struct step_work {
   double bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
 };
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
+
+// The step a sweep point times: `batch` sequences of random tokens with disjoint KV blocks drawn
+// from a shuffled pool (tables not contiguous), each decoding one token at `context` tokens of
+// cache, or prefilling `context` tokens from position 0. seqs point into the other members: keep
+// the object alive (and unmoved) while seqs is used.
+struct synthetic_step {
+  std::vector<block_id> pool;
+  std::vector<std::vector<token_id>> tokens;
+  std::vector<step_sequence> seqs;
+  synthetic_step() = default;
+  synthetic_step(const synthetic_step&) = delete;
+  synthetic_step& operator=(const synthetic_step&) = delete;
+};
+// KV blocks one sequence of the step needs.
+std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens);
+void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
+                         int context, bool prefill, std::mt19937& rng);
 
 // Table and CSV of a sweep document.
 std::string sweep_table(const nlohmann::json& doc);
