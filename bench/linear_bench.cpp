@@ -34,8 +34,7 @@ void BM_kernels_linear_block(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
   // path: 0 GEMV (4 loads in flight), 1 GEMV (8), 2 GEMV (8) with programmatic dependent
-  // launch, 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic (what the engine uses), 6 the
-  // persistent GEMV with programmatic dependent launch.
+  // launch, 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic (what the engine uses).
   const int path = static_cast<int>(state.range(1));
   const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
@@ -53,12 +52,9 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
   cuda::linear_runner runner;
   using P = cuda::linear_runner::path;
-  runner.set_path(path <= 2 || path == 6 ? P::gemv
-                  : path == 3           ? P::cublas
-                  : path == 4           ? P::skinny
-                                        : P::automatic);
-  // path 0: GEMV with k_splits from range(3) (0 = auto); 2: GEMV with PDL; 6: persistent + PDL.
-  runner.set_gemv_options({4, static_cast<int>(state.range(3)), path == 2 || path == 6, path == 6});
+  runner.set_path(path <= 2 ? P::gemv : path == 3 ? P::cublas : path == 4 ? P::skinny : P::automatic);
+  // path 0: GEMV with k_splits from range(3) (0 = auto); 2: GEMV with PDL.
+  runner.set_gemv_options({4, static_cast<int>(state.range(3)), path == 2});
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
@@ -87,8 +83,7 @@ void BM_kernels_linear_block(benchmark::State& state) {
 BENCHMARK(BM_kernels_linear_block)
     ->ArgNames({"tokens", "path", "layer", "ksplit"})
     ->ArgsProduct({{1}, {0}, {-1, 0, 1, 2, 3}, {0, 1, 2, 4}})
-    ->ArgsProduct({{1}, {2, 3, 4, 6}, {-1}, {0}})
-    ->ArgsProduct({{1}, {6}, {0, 1, 2, 3}, {0}})
+    ->ArgsProduct({{1}, {2, 3, 4}, {-1}, {0}})
     ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}, {0}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();

@@ -24,8 +24,7 @@ struct sweep_args {
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
   int device = 0;
-  bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false,
-       plain_gemv = false;
+  bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
 };
 
@@ -72,7 +71,6 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.split_tokens = a.split_tokens;
   o.pdl = !a.no_pdl;
   o.batch_invariant = a.deterministic;
-  o.persistent_gemv = !a.plain_gemv;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -135,8 +133,6 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
-  cmd->add_flag("--plain-gemv", a->plain_gemv,
-                "Single-token GEMV as one block per row group instead of a resident grid");
   cmd->add_flag("--deterministic", a->deterministic,
                 "Batch-invariant mode: fixed GEMM algorithm without split-K, fixed attention split "
                 "(its cost against the default)");

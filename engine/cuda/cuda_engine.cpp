@@ -156,7 +156,7 @@ struct cuda_engine::impl {
   impl(const decoder_config& c, const engine_options& o) : cfg(c), opt(o) {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
-    linear_runner.set_gemv_options({4, 0, o.pdl, o.persistent_gemv});
+    linear_runner.set_gemv_options({4, 0, o.pdl});
     linear_runner.set_batch_invariant(o.batch_invariant);
     cuda::pdl_enabled() = o.pdl;
   }

@@ -156,130 +156,6 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
   }
 }
 
-// The persistent variant of gemv_kernel: the grid holds as many blocks as are resident at once
-// and each block walks row groups gridDim.x apart. A warp's first U loads of its next row are in
-// flight while it reduces the current one, so the weight stream does not pause between rows the
-// way it does between short-lived blocks. Each row is summed in gemv_kernel's order (first group,
-// full groups, remainder; the same k slices), so the results are bitwise the same.
-template <int N, bool OutF32, int U, int KS, bool Glu = false>
-__global__ void __launch_bounds__(k_warps_per_block * 32)
-    gemv_persistent_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w,
-                           void* __restrict__ y, int k8, int m, int tokens) {
-  constexpr int R = Glu ? 2 : 1;
-  constexpr int rows_per_block = k_warps_per_block / KS;
-  const int warp = static_cast<int>(threadIdx.x >> 5), lane = threadIdx.x & 31;
-  const int slice = warp % KS;
-  const int per = (k8 + KS - 1) / KS;
-  const int k_begin = slice * per, k_end = min(k8, k_begin + per);
-  const int first = k_begin + lane;  // this lane's first vector; group u is first + 32 u
-  const int stride = gridDim.x * rows_per_block;
-  __shared__ float part[R][k_warps_per_block][N];
-
-  uint4 head[R][U];  // the first group of the row about to be summed
-  auto load_head = [&](int row) {
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const uint4* wr = w + (static_cast<std::size_t>(row) + r * m) * k8;
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (first + 32 * u < k_end) head[r][u] = __ldcs(wr + first + 32 * u);
-      }
-    }
-  };
-  int row = blockIdx.x * rows_per_block + warp / KS;
-  if (row < m) load_head(row);
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  for (int base = blockIdx.x * rows_per_block; base < m; base += stride, row += stride) {
-    float acc[R][N];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-#pragma unroll
-      for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
-    }
-    if (row < m) {
-      // The head group in order (its vectors past k_end are skipped, as gemv_kernel's
-      // remainder loop would never reach them), then the rest of the row as gemv_kernel does.
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          if (first + 32 * u < k_end) fma_block<N>(head[r][u], x, k8, first + 32 * u, tokens, acc[r]);
-        }
-      }
-      const uint4* wr[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) wr[r] = w + (static_cast<std::size_t>(row) + r * m) * k8;
-      int i = first + 32 * U;
-      for (; i + 32 * (U - 1) < k_end; i += 32 * U) {
-        uint4 wv[R][U];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int u = 0; u < U; ++u) wv[r][u] = __ldcs(wr[r] + i + 32 * u);
-        }
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int u = 0; u < U; ++u) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
-        }
-      }
-      for (; i < k_end; i += 32) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) fma_block<N>(__ldcs(wr[r] + i), x, k8, i, tokens, acc[r]);
-      }
-    }
-    if (row + stride < m) load_head(row + stride);  // in flight during the reduction below
-    else if (base + stride >= m) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-#pragma unroll
-      for (int t = 0; t < N; ++t) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
-      }
-    }
-    if constexpr (KS > 1) {
-      if (lane == 0) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int t = 0; t < N; ++t) part[r][warp][t] = acc[r][t];
-        }
-      }
-      __syncthreads();
-      if (slice == 0) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int t = 0; t < N; ++t) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int k = 0; k < KS; ++k) sum += part[r][warp + k][t];
-            acc[r][t] = sum;
-          }
-        }
-      }
-      __syncthreads();  // part is rewritten by the next row group
-    }
-    if (slice == 0 && lane == 0 && row < m) {
-#pragma unroll
-      for (int t = 0; t < N; ++t) {
-        if (t < tokens) {
-          const std::size_t at = static_cast<std::size_t>(t) * m + row;
-          if constexpr (Glu) {
-            static_cast<__nv_bfloat16*>(y)[at] = detail::swiglu_one(
-                __float2bfloat16_rn(acc[0][t]), __float2bfloat16_rn(acc[1][t]));
-          } else if constexpr (OutF32) {
-            static_cast<float*>(y)[at] = acc[0][t];
-          } else {
-            static_cast<__nv_bfloat16*>(y)[at] = __float2bfloat16_rn(acc[0][t]);
-          }
-        }
-      }
-    }
-  }
-}
-
 int k_splits_for(const linear_params& p, const gemv_options& o) {
   if (o.k_splits > 0) return o.k_splits;
   // Measured on an H100 (bench/linear_bench.cpp, 1 token, Llama-2-7B block): 4 splits 147 us,
@@ -308,39 +184,20 @@ void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s,
   const auto* w = reinterpret_cast<const uint4*>(p.w);
   const int k8 = p.in_features / 8;
   void* y = Glu ? act : p.y;
-  const unsigned row_groups = cfg.gridDim.x;
   auto go = [&](auto kernel) {
-    if (o.persistent) {  // as many blocks as fit at once, at most one per row group
-      static int sms = 0;
-      if (sms == 0) {
-        int device = 0;
-        RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-        RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      }
-      int per_sm = 0;
-      RIDGELINE_CUDA_CHECK(
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, cfg.blockDim.x, 0));
-      cfg.gridDim.x = std::min<unsigned>(row_groups, static_cast<unsigned>(std::max(1, per_sm) * sms));
-    }
     RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, y, k8, m, p.num_tokens));
-  };
-  auto pick = [&](auto plain, auto persistent) {
-    return o.persistent ? go(persistent) : go(plain);
   };
   auto by_ks = [&](auto u) {
     constexpr int U = decltype(u)::value;
-#define RIDGELINE_GEMV(F32, KS, GLU) \
-  pick(gemv_kernel<N, F32, U, KS, GLU>, gemv_persistent_kernel<N, F32, U, KS, GLU>)
     if constexpr (Glu) {
-      if (ks == 4) return RIDGELINE_GEMV(false, 4, true);
-      if (ks == 2) return RIDGELINE_GEMV(false, 2, true);
-      return RIDGELINE_GEMV(false, 1, true);
+      if (ks == 4) return go(gemv_kernel<N, false, U, 4, true>);
+      if (ks == 2) return go(gemv_kernel<N, false, U, 2, true>);
+      return go(gemv_kernel<N, false, U, 1, true>);
     } else {
-      if (ks == 4) return p.y_fp32 ? RIDGELINE_GEMV(true, 4, false) : RIDGELINE_GEMV(false, 4, false);
-      if (ks == 2) return p.y_fp32 ? RIDGELINE_GEMV(true, 2, false) : RIDGELINE_GEMV(false, 2, false);
-      return p.y_fp32 ? RIDGELINE_GEMV(true, 1, false) : RIDGELINE_GEMV(false, 1, false);
+      if (ks == 4) return p.y_fp32 ? go(gemv_kernel<N, true, U, 4>) : go(gemv_kernel<N, false, U, 4>);
+      if (ks == 2) return p.y_fp32 ? go(gemv_kernel<N, true, U, 2>) : go(gemv_kernel<N, false, U, 2>);
+      return p.y_fp32 ? go(gemv_kernel<N, true, U, 1>) : go(gemv_kernel<N, false, U, 1>);
     }
-#undef RIDGELINE_GEMV
   };
   if (o.unroll == 8) by_ks(std::integral_constant<int, 8>{});
   else by_ks(std::integral_constant<int, 4>{});

@@ -23,8 +23,6 @@ struct gemv_options {
   int k_splits = 0;  // warps per output feature, each a slice of k: 1, 2, 4; 0 picks by shape
   bool pdl = false;  // programmatic dependent launch: start streaming weights before the
                      // previous kernel on the stream has finished (Hopper+)
-  bool persistent = false;  // a resident grid whose warps loop over rows, issuing the next row's
-                            // first loads before reducing the current one (same sums, same bits)
 };
 
 // The GEMV path alone (1 <= num_tokens <= k_gemv_max_tokens); throws std::invalid_argument.

@@ -31,7 +31,6 @@ struct sweep_options {
   int split_tokens = 0;  // attention split size (0: the launcher's choice)
   bool pdl = true;       // programmatic dependent launch between the step's kernels
   bool batch_invariant = false;  // the engine's deterministic mode (engine_options)
-  bool persistent_gemv = true;   // engine_options::persistent_gemv
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
