@@ -66,6 +66,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   register_history(app, ctx);
   register_report(app, ctx);
   register_diverge(app, ctx);
+  register_roofline(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -105,6 +106,37 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return failure;
   }
   return ok;
+}
+
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const auto end = s.find(sep, start);
+    std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!item.empty()) out.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::vector<int> int_list(const std::string& s, const char* what) {
+  std::vector<int> out;
+  for (const auto& item : split_list(s)) {
+    std::size_t pos = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    if (pos != item.size()) {
+      throw std::invalid_argument(std::string("--") + what + ": '" + item + "' is not an integer");
+    }
+    out.push_back(v);
+  }
+  return out;
 }
 
 }  // namespace ridgeline::cli

@@ -23,6 +23,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 // "4GiB", "256KiB", "1e9", "512" -> bytes; throws std::invalid_argument with the offending text.
 std::uint64_t parse_bytes(std::string_view text);
 
+// "a,b,,c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
+// "1,8,64" -> {1, 8, 64}; throws std::invalid_argument("--<what>: 'x' is not an integer").
+std::vector<int> int_list(const std::string& s, const char* what);
+
 // Each subcommand registers itself on the app; its callback runs the command.
 struct context {
   std::ostream& out;
@@ -40,6 +45,7 @@ void register_plan(CLI::App& app, context& ctx);
 void register_diverge(CLI::App& app, context& ctx);
 void register_compare(CLI::App& app, context& ctx);
 void register_history(CLI::App& app, context& ctx);
+void register_roofline(CLI::App& app, context& ctx);
 
 // Thrown by a command whose work succeeded but found a problem the exit code must report
 // (`compare` found a regression): exit 1, after the command has written its output.

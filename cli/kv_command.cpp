@@ -51,22 +51,12 @@ struct capacity_point {
   std::int64_t blocks = 0;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep)) {
-    if (!cur.empty()) out.push_back(cur);
-  }
-  return out;
-}
-
 // "unlimited", "25%" (of unlimited), "4096" (blocks) or "8GiB" (bytes of KV).
 std::vector<capacity_point> parse_capacities(const std::string& list, std::int64_t unlimited,
                                              const model_preset& m, dtype kv_dtype,
                                              std::int32_t block_tokens) {
   std::vector<capacity_point> out;
-  for (const auto& item : split(list, ',')) {
+  for (const auto& item : split_list(list, ',')) {
     capacity_point p{item, 0};
     if (item == "unlimited" || item == "inf") {
       p.blocks = unlimited;

@@ -52,15 +52,6 @@ struct plan_args {
   bool json_out = false;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep))
-    if (!cur.empty()) out.push_back(cur);
-  return out;
-}
-
 std::string fixed(double v, int digits) {
   std::ostringstream o;
   o << std::fixed << std::setprecision(digits) << v;
@@ -78,7 +69,7 @@ std::string gpu_label(const std::string& key) {
 // "2.5" for every GPU, or "h100-sxm=2.5,l40s=1.1".
 std::map<std::string, double> parse_prices(const std::string& text) {
   std::map<std::string, double> out;
-  for (const auto& item : split(text, ',')) {
+  for (const auto& item : split_list(text, ',')) {
     const auto eq = item.find('=');
     const std::string key = eq == std::string::npos ? "*" : item.substr(0, eq);
     const std::string v = eq == std::string::npos ? item : item.substr(eq + 1);
@@ -237,7 +228,7 @@ void run_plan(const plan_args& a, context& ctx) {
   mo.max_batched_tokens = a.max_batched_tokens;
   mo.max_running = a.max_running;
   std::vector<resolved_gpu> gpus;
-  for (const auto& key : split(a.gpus, ',')) gpus.push_back(resolve_gpu(key));
+  for (const auto& key : split_list(a.gpus, ',')) gpus.push_back(resolve_gpu(key));
   if (gpus.empty()) throw std::invalid_argument("plan: --gpu lists no GPU");
   std::optional<fitted_parameters> fit_file;
   if (!a.fit.empty()) fit_file = fitted_parameters_from_json(json::parse(read_text_file(a.fit)));

@@ -28,44 +28,13 @@ struct sweep_args {
   metrics_options live;
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const auto end = s.find(',', start);
-    std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!item.empty()) out.push_back(item);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return out;
-}
-
-std::vector<int> int_list(const std::string& s, const char* what) {
-  std::vector<int> out;
-  for (const auto& item : split(s)) {
-    std::size_t pos = 0;
-    int v = 0;
-    try {
-      v = std::stoi(item, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    if (pos != item.size()) {
-      throw std::invalid_argument(std::string("--") + what + ": '" + item + "' is not an integer");
-    }
-    out.push_back(v);
-  }
-  return out;
-}
-
 void run_sweep_command(const sweep_args& a, context& ctx) {
   bench::sweep_options o;
   o.model = a.model;
   o.checkpoint = a.checkpoint;
   o.batches = int_list(a.batches, "batch");
   o.contexts = int_list(a.contexts, "context");
-  o.phases = split(a.phases);
+  o.phases = split_list(a.phases);
   o.max_prefill_tokens = a.max_prefill_tokens;
   o.cuda_graphs = !a.no_graphs;
   o.split_tokens = a.split_tokens;

@@ -454,6 +454,8 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
   return s;
 }
 
+void cuda_engine::set_cuda_graphs(bool on) { m->opt.cuda_graphs = on; }
+
 void cuda_engine::fill_kv_random(std::uint64_t seed) {
   cuda::fill_uniform(m->kv.data(), dtype::bf16, m->kv.bytes() / 2, seed, 1.0f, m->stream.get());
   m->stream.synchronize();

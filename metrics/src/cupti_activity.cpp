@@ -16,6 +16,7 @@
 
 #include "cupti_check.hpp"
 #include "ridgeline/metrics/cupti.hpp"
+#include "ridgeline/metrics/nvtx.hpp"
 #include "ridgeline/metrics/device.hpp"
 
 namespace ridgeline::metrics {
@@ -164,6 +165,10 @@ void activity_tracer::start() {
     throw;
   }
   detail::g_tracing.store(true);
+  // NVTX ranges (metrics/nvtx.hpp: the engine's prefill/decode, attention_block, mlp, sampling)
+  // become phases while the trace runs.
+  static const detail::range_listener ranges{detail::push_phase, detail::pop_phase};
+  detail::set_range_listener(&ranges);
   m_running = true;
   m_dropped = 0;
 }
@@ -171,6 +176,7 @@ void activity_tracer::start() {
 std::vector<kernel_record> activity_tracer::stop() {
   if (!m_running) throw std::logic_error("activity_tracer::stop: no trace is running");
   m_running = false;
+  detail::set_range_listener(nullptr);
   detail::g_tracing.store(false);
   // Kernel records exist once the kernels have completed.
   const cudaError_t synced = cudaDeviceSynchronize();

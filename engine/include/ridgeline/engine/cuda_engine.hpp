@@ -84,6 +84,10 @@ class cuda_engine {
   // of the new tokens is rewritten in place, so repeating the same step measures the same work.
   double timed_step(std::span<const step_sequence> seqs);
 
+  // Decode steps replayed from CUDA graphs or launched eagerly from now on (per-kernel traces and
+  // kernel-replay counters need eager launches).
+  void set_cuda_graphs(bool on);
+
   // Fills the whole KV pool with random values (benchmarks of decode at a context length).
   void fill_kv_random(std::uint64_t seed);
   // Replaces the weights: every tensor of weight_tensors(), in order, concatenated (a checkpoint

@@ -12,6 +12,17 @@ namespace ridgeline::metrics {
 void nvtx_push(const char* name) noexcept;
 void nvtx_pop() noexcept;
 
+namespace detail {
+// Something that also wants every range (the CUPTI kernel tracer turns each into a phase of the
+// kernels launched inside it). Set while a trace runs; a range pushed before it was set is popped
+// without it. Without a listener a range costs one atomic load more.
+struct range_listener {
+  void (*push)(const char* name);
+  void (*pop)();
+};
+void set_range_listener(const range_listener* listener) noexcept;  // nullptr: none
+}  // namespace detail
+
 class nvtx_range {
  public:
   explicit nvtx_range(const char* name) noexcept { nvtx_push(name); }

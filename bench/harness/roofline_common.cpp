@@ -1,0 +1,258 @@
+// Host half of `ridgeline roofline` (see roofline.hpp): option checks, the ceilings and crossing
+// blocks, the decode crossing arithmetic, table and CSV. The GPU half is roofline/roofline_run.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "ridgeline/bench/roofline.hpp"
+#include "ridgeline/bench/sweep.hpp"
+
+namespace ridgeline::bench {
+
+using nlohmann::json;
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+void require_positive(const std::vector<int>& v, const char* what) {
+  for (int x : v) {
+    if (x <= 0) throw std::invalid_argument(std::string(what) + " must be positive, got " + std::to_string(x));
+  }
+}
+
+constexpr dtype k_roof_dtypes[] = {dtype::fp32, dtype::tf32, dtype::fp16, dtype::bf16,
+                                   dtype::fp8_e4m3, dtype::int8};
+
+}  // namespace
+
+void validate_roofline_options(const roofline_options& o) {
+  model_preset_by_name(o.model);  // throws for an unknown preset
+  if (o.context <= 0) throw std::invalid_argument("--context must be positive");
+  if (o.prefill_context <= 0) throw std::invalid_argument("--prefill-context must be positive");
+  require_positive(o.decode_batches, "--batch");
+  require_positive(o.prefill_batches, "--prefill-batch");
+  require_positive(o.kernel_batches, "--kernel-batch");
+  if (o.intensity_sweep) validate_intensity_sweep_options(o.sweep);
+}
+
+double decode_intensity_limit(const model_preset& m, int context) {
+  // Per sequence: its share of the linear layers and LM head, its attention, its KV read and
+  // the new token's KV write; the weights are shared and vanish per sequence.
+  const step_work one = count_step_work(m, 1, context, false);
+  const step_work two = count_step_work(m, 2, context, false);
+  const double flops = two.flops - one.flops;
+  const double bytes = (two.kv_read_bytes + two.kv_write_bytes) -
+                       (one.kv_read_bytes + one.kv_write_bytes);
+  return bytes > 0 ? flops / bytes : INFINITY;
+}
+
+std::optional<int> decode_ridge_crossing(const model_preset& m, int context, double ridge,
+                                         int max_batch) {
+  if (!(ridge > 0)) return std::nullopt;
+  auto intensity = [&](int b) {
+    const step_work w = count_step_work(m, b, context, false);
+    return w.flops / w.bytes();
+  };
+  // Intensity grows monotonically with the batch toward its limit: bisect on [1, max_batch].
+  if (intensity(1) >= ridge) return 1;
+  if (intensity(max_batch) < ridge) return std::nullopt;
+  int lo = 1, hi = max_batch;  // intensity(lo) < ridge <= intensity(hi)
+  while (hi - lo > 1) {
+    const int mid = lo + (hi - lo) / 2;
+    (intensity(mid) >= ridge ? hi : lo) = mid;
+  }
+  return hi;
+}
+
+json roofline_ceilings(const gpu_profile& p, const std::string& source) {
+  json dtypes = json::array();
+  const double bw = p.dram_bytes_per_second();
+  for (dtype t : k_roof_dtypes) {
+    auto it = p.peaks.find(t);
+    if (it == p.peaks.end()) continue;
+    const auto ridge = p.ridge_point(t);
+    const auto ds_ridge = p.datasheet_ridge_point(t);
+    dtypes.push_back({{"dtype", std::string(name(t))},
+                      {"peak_flops_per_second", it->second.flops_per_second},
+                      {"datasheet_flops_per_second", it->second.datasheet_flops_per_second},
+                      {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
+                      {"datasheet_ridge_flops_per_byte", ds_ridge ? json(*ds_ridge) : json(nullptr)}});
+  }
+  return {{"gpu", p.name},
+          {"source", source},
+          {"profile_source", p.source},
+          {"dram_read_bytes_per_second", bw},
+          {"dram_copy_bytes_per_second", p.copy_bytes_per_second},
+          {"datasheet_dram_bytes_per_second", p.datasheet_bytes_per_second},
+          {"ridge_definition", "peak FLOP/s / DRAM read bytes/s, both measured by the probe"},
+          {"dtypes", dtypes}};
+}
+
+json roofline_crossings(const model_preset& m, const gpu_profile& p,
+                        const std::vector<int>& contexts) {
+  json rows = json::array();
+  const auto ridge = p.ridge_point(dtype::bf16);
+  for (int c : contexts) {
+    json r = {{"context", c}, {"intensity_limit_flops_per_byte", decode_intensity_limit(m, c)},
+              {"intensity_at_batch_1", [&] {
+                 const step_work w = count_step_work(m, 1, c, false);
+                 return w.flops / w.bytes();
+               }()}};
+    if (ridge) {
+      const auto b = decode_ridge_crossing(m, c, *ridge);
+      r["crossing_batch"] = b ? json(*b) : json(nullptr);
+      r["crossing"] = b ? "decode is compute-bound from batch " + std::to_string(*b)
+                        : "never: decode stays memory-bound at every batch (its intensity tends to " +
+                              fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
+    }
+    rows.push_back(r);
+  }
+  return {{"model", m.name},
+          {"dtype", "bf16"},
+          {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
+          {"counted", "decode step: 2 FLOPs per weight per token plus attention, over weight bytes "
+                      "once plus KV read and written (count_step_work)"},
+          {"contexts", rows}};
+}
+
+std::string roofline_table(const json& doc) {
+  std::ostringstream out;
+  const json& c = doc.at("ceilings");
+  const double bw = c.value("dram_read_bytes_per_second", 0.0);
+  out << "ridgeline roofline: " << c.value("gpu", std::string("?")) << "  (ceilings: "
+      << c.value("source", std::string("")) << ")\n";
+  out << "DRAM read " << fmt("%.2f", bw / 1e12) << " TB/s\n";
+  out << "  dtype      peak TFLOP/s  ridge FLOP/B  (datasheet ridge)\n";
+  for (const auto& d : c.at("dtypes")) {
+    out << "  " << d.value("dtype", std::string()) << std::string(9 - std::min<std::size_t>(9, d.value("dtype", std::string()).size()), ' ')
+        << fmt("%12.1f", d.value("peak_flops_per_second", 0.0) / 1e12)
+        << (d["ridge_flops_per_byte"].is_null() ? std::string("            -")
+                                                : fmt("%14.1f", d["ridge_flops_per_byte"].get<double>()))
+        << (d["datasheet_ridge_flops_per_byte"].is_null()
+                ? std::string("")
+                : fmt("  (%.1f)", d["datasheet_ridge_flops_per_byte"].get<double>()))
+        << "\n";
+  }
+  if (doc.contains("intensity_sweep") && doc["intensity_sweep"].contains("against_probe")) {
+    out << "\nIntensity sweep plateaus against the probe:\n"
+        << "  kernel        memory TB/s  % of read   compute TFLOP/s  probe TFLOP/s  ratio\n";
+    for (const auto& r : doc["intensity_sweep"]["against_probe"]) {
+      out << "  " << r.value("kernel", std::string()) << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()), ' ')
+          << fmt("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
+          << fmt("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
+          << fmt("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
+          << (r["probe_peak_flops_per_second"].is_null()
+                  ? std::string("              -       -")
+                  : fmt("%15.1f", r["probe_peak_flops_per_second"].get<double>() / 1e12) +
+                        fmt("%7.3f", r.value("compute_ratio", 0.0)))
+          << "\n";
+    }
+  }
+  if (doc.contains("engine")) {
+    out << "\nEngine steps (" << doc["config"].value("model", std::string()) << "; time: CUDA events; "
+        << "measured: CUPTI counters in a separate pass):\n"
+        << "  phase    batch  ctx    ms      counted FLOP/B  measured FLOP/B  ratio  "
+           "measured GB  TFLOP/s  TB/s   % of roof\n";
+    for (const auto& r : doc["engine"]) {
+      if (r.contains("skipped")) {
+        out << "  " << r.value("phase", std::string()) << " batch " << r.value("batch", 0)
+            << ": skipped: " << r["skipped"].get<std::string>() << "\n";
+        continue;
+      }
+      const bool m = r.contains("measured") && !r["measured"].is_null();
+      out << "  " << r.value("phase", std::string()) << std::string(8 - std::min<std::size_t>(8, r.value("phase", std::string()).size()), ' ')
+          << fmt("%5.0f", r.value("batch", 0.0)) << fmt("%5.0f", r.value("context", 0.0))
+          << fmt("%9.3f", r.value("seconds", 0.0) * 1e3)
+          << fmt("%13.2f", r["counted"].value("intensity_flops_per_byte", 0.0))
+          << (m ? fmt("%17.2f", r["measured"].value("intensity_flops_per_byte", 0.0)) +
+                      fmt("%7.3f", r.value("intensity_ratio", 0.0)) +
+                      fmt("%13.2f", r["measured"].value("dram_bytes", 0.0) / 1e9)
+                : std::string("                -      -            -"))
+          << fmt("%9.1f", r.value("flops_per_second", 0.0) / 1e12)
+          << fmt("%7.2f", r.value("bytes_per_second", 0.0) / 1e12)
+          << fmt("%9.1f%%", r.value("pct_of_roof", 0.0)) << "\n";
+    }
+  }
+  if (doc.contains("decode_kernels")) {
+    for (const auto& k : doc["decode_kernels"]) {
+      out << "\nDecode step at batch " << k.value("batch", 0) << ", per kernel (summed over layers; "
+          << k.value("traced_steps", 0) << " traced eager steps):\n"
+          << "  phase            kernel                                      calls  us/step  "
+             "FLOP/B   TFLOP/s   TB/s  % of roof\n";
+      for (const auto& r : k["kernels"]) {
+        std::string name = r.value("kernel", std::string());
+        if (name.size() > 42) name = name.substr(0, 39) + "...";
+        std::string phase = r.value("phase", std::string());
+        out << "  " << phase << std::string(17 - std::min<std::size_t>(17, phase.size()), ' ') << name
+            << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
+            << fmt("%5.0f", r.value("calls", 0.0)) << fmt("%9.1f", r.value("seconds", 0.0) * 1e6)
+            << (r.contains("intensity_flops_per_byte")
+                    ? fmt("%9.2f", r["intensity_flops_per_byte"].get<double>()) +
+                          fmt("%10.2f", r.value("flops_per_second", 0.0) / 1e12) +
+                          fmt("%7.2f", r.value("bytes_per_second", 0.0) / 1e12) +
+                          fmt("%10.1f%%", r.value("pct_of_roof", 0.0))
+                    : std::string(""))
+            << "\n";
+      }
+    }
+  }
+  if (doc.contains("crossing")) {
+    const json& x = doc["crossing"];
+    out << "\nbf16 ridge " << (x["ridge_flops_per_byte"].is_null() ? std::string("?") : fmt("%.1f", x["ridge_flops_per_byte"].get<double>()))
+        << " FLOP/byte; decode of " << x.value("model", std::string()) << " crosses it:\n";
+    for (const auto& r : x["contexts"]) {
+      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?")) << "\n";
+    }
+  }
+  return out.str();
+}
+
+std::string roofline_csv(const json& doc) {
+  std::ostringstream out;
+  out << "kind,name,phase,batch,context,intensity_flops_per_byte,flops_per_second,bytes_per_second,"
+         "pct_of_roof,seconds\n";
+  auto row = [&](const std::string& kind, const std::string& n, const std::string& phase, int batch,
+                 int context, double i, double f, double b, double pct, double s) {
+    std::string q = n;
+    std::replace(q.begin(), q.end(), ',', ';');
+    out << kind << ',' << q << ',' << phase << ',' << batch << ',' << context << ','
+        << fmt("%.6g", i) << ',' << fmt("%.6g", f) << ',' << fmt("%.6g", b) << ','
+        << fmt("%.4g", pct) << ',' << fmt("%.6g", s) << '\n';
+  };
+  if (doc.contains("intensity_sweep")) {
+    for (const auto& p : doc["intensity_sweep"].value("points", json::array())) {
+      const double s = p.value("seconds", 0.0);
+      row("intensity_sweep", p.value("kernel", std::string()), "", 0, 0,
+          p.value("flop_per_byte", 0.0), p.value("flop_per_second", 0.0),
+          p.value("bytes_per_second", 0.0), p.value("pct_of_roof", 0.0), s);
+    }
+  }
+  for (const auto& r : doc.value("engine", json::array())) {
+    if (r.contains("skipped")) continue;
+    const bool m = r.contains("measured") && !r["measured"].is_null();
+    row("engine_step", r.value("phase", std::string()), r.value("phase", std::string()),
+        r.value("batch", 0), r.value("context", 0),
+        m ? r["measured"].value("intensity_flops_per_byte", 0.0)
+          : r["counted"].value("intensity_flops_per_byte", 0.0),
+        r.value("flops_per_second", 0.0), r.value("bytes_per_second", 0.0),
+        r.value("pct_of_roof", 0.0), r.value("seconds", 0.0));
+  }
+  for (const auto& k : doc.value("decode_kernels", json::array())) {
+    for (const auto& r : k.value("kernels", json::array())) {
+      row("decode_kernel", r.value("kernel", std::string()), r.value("phase", std::string()),
+          k.value("batch", 0), k.value("context", 0), r.value("intensity_flops_per_byte", 0.0),
+          r.value("flops_per_second", 0.0), r.value("bytes_per_second", 0.0),
+          r.value("pct_of_roof", 0.0), r.value("seconds", 0.0));
+    }
+  }
+  return out.str();
+}
+
+}  // namespace ridgeline::bench

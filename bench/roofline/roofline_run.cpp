@@ -1,0 +1,341 @@
+// GPU half of `ridgeline roofline` (see roofline.hpp). Order of work, so that nothing measured
+// shares a pass with counter collection: the intensity sweep (its own buffers, freed after), then
+// one engine; per step its CUDA-event time (bench::measure), then the CUPTI range profiler over
+// the same step (user replay: the step runs once per pass), then for the per-kernel breakdown a
+// kernel trace of eager steps and, separately, per-kernel counters (kernel replay).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+
+#include "ridgeline/bench/roofline.hpp"
+#include "ridgeline/bench/sweep.hpp"
+#include "ridgeline/engine/cuda_engine.hpp"
+#ifdef RIDGELINE_HAVE_CUPTI
+#include "ridgeline/metrics/cupti.hpp"
+#endif
+#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/environment.hpp"
+#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/metrics/nvtx.hpp"
+
+namespace ridgeline::bench {
+
+using nlohmann::json;
+
+namespace {
+
+// FLOP/s the roof allows at this intensity: min(peak, intensity x bandwidth).
+double roof_at(double intensity, double peak, double bw) { return std::min(peak, intensity * bw); }
+
+// The probe's ceiling a sweep kernel should reach: its GEMM peak of the same dtype (the vector
+// HFMA2 kernels have none: the probe measures no non-tensor half-precision rate).
+std::optional<dtype> probe_dtype(intensity_kernel k) {
+  switch (k) {
+    case intensity_kernel::ffma_fp32: return dtype::fp32;
+    case intensity_kernel::mma_bf16: return dtype::bf16;
+    case intensity_kernel::mma_fp8: return dtype::fp8_e4m3;
+    default: return std::nullopt;
+  }
+}
+
+json counters_json(const metrics::counter_values& v) {
+  return {{"dram_read_bytes", v.dram_read_bytes},
+          {"dram_write_bytes", v.dram_write_bytes},
+          {"dram_bytes", v.dram_bytes()},
+          {"flops", v.flops()},
+          {"tensor_flops", v.tensor_flops()},
+          {"fp32_flops", v.fp32_flops},
+          {"half_flops", v.half_flops},
+          {"tensor_bf16_flops", v.tensor_bf16_flops},
+          {"intensity_flops_per_byte", v.intensity()},
+          {"passes", v.passes}};
+}
+
+json sweep_block(const roofline_options& o, const gpu_profile& p) {
+  const double bw = p.dram_bytes_per_second();
+  const intensity_sweep_result r = run_intensity_sweep(o.sweep);
+  json doc = to_json(r);
+  for (std::size_t i = 0; i < r.points.size(); ++i) {
+    const auto& pt = r.points[i];
+    const auto d = probe_dtype(pt.kernel);
+    const double peak = d ? p.peak_flops_per_second(*d) : 0;
+    if (peak > 0) {
+      doc["points"][i]["pct_of_roof"] =
+          100.0 * pt.flop_per_second() / roof_at(pt.flop_per_byte, peak, bw);
+    }
+  }
+  json against = json::array();
+  for (intensity_kernel k : o.sweep.kernels) {
+    const intensity_plateau pl = plateau(r.points, k);
+    if (pl.compute_flop_per_second <= 0) continue;
+    const auto d = probe_dtype(k);
+    const double peak = d ? p.peak_flops_per_second(*d) : 0;
+    against.push_back(
+        {{"kernel", std::string(name(k))},
+         {"memory_bytes_per_second", pl.memory_bytes_per_second},
+         {"probe_read_bytes_per_second", bw},
+         {"memory_ratio", bw > 0 ? pl.memory_bytes_per_second / bw : 0.0},
+         {"compute_flops_per_second", pl.compute_flop_per_second},
+         {"compute_flops_per_second_median_top3", pl.compute_flop_per_second_median},
+         {"probe_dtype", d ? json(std::string(name(*d))) : json(nullptr)},
+         {"probe_peak_flops_per_second", peak > 0 ? json(peak) : json(nullptr)},
+         {"compute_ratio", peak > 0 ? json(pl.compute_flop_per_second / peak) : json(nullptr)},
+         {"measured_ridge_flops_per_byte", pl.ridge_flop_per_byte}});
+  }
+  doc["against_probe"] = against;
+  doc["plateau_definition"] =
+      "memory: median bytes/s of the lowest-intensity points within 5% of the kernel's best "
+      "bytes/s; compute: the best FLOP/s (median of the three best beside it)";
+  return doc;
+}
+
+#ifdef RIDGELINE_HAVE_CUPTI
+// Kernels of one traced step grouped by (phase, kernel): calls and time per step, and the
+// per-kernel counters summed over the group.
+json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int steps,
+                      const std::vector<metrics::kernel_counters>* counters, double peak,
+                      double bw) {
+  struct group {
+    std::string phase, kernel;
+    int calls = 0;
+    std::vector<double> step_ns;  // summed per step
+    double dram = 0, flops = 0;
+    bool measured = true;
+  };
+  std::map<std::pair<std::string, std::string>, group> groups;
+  std::vector<std::pair<std::string, std::string>> order;
+  const std::size_t per_step = steps > 0 ? trace.size() / static_cast<std::size_t>(steps) : 0;
+  const bool counters_match = counters && counters->size() == per_step;
+  for (std::size_t i = 0; i < trace.size(); ++i) {
+    const auto& k = trace[i];
+    const std::size_t step = per_step ? i / per_step : 0, at = per_step ? i % per_step : i;
+    const auto key = std::make_pair(k.phase, k.name);
+    auto [it, fresh] = groups.try_emplace(key);
+    group& g = it->second;
+    if (fresh) {
+      g.phase = k.phase;
+      g.kernel = k.name;
+      g.step_ns.assign(static_cast<std::size_t>(std::max(steps, 1)), 0.0);
+      order.push_back(key);
+    }
+    if (step == 0) ++g.calls;
+    if (step < g.step_ns.size()) g.step_ns[step] += static_cast<double>(k.duration_ns());
+    if (step == 0) {
+      if (counters_match) {
+        const auto& v = (*counters)[at].values;
+        g.dram += v.dram_bytes();
+        g.flops += v.flops();
+      } else {
+        g.measured = false;
+      }
+    }
+  }
+  json rows = json::array();
+  for (const auto& key : order) {
+    group& g = groups[key];
+    std::sort(g.step_ns.begin(), g.step_ns.end());
+    const double s = g.step_ns[g.step_ns.size() / 2] * 1e-9;
+    json r = {{"phase", g.phase}, {"kernel", g.kernel}, {"calls", g.calls}, {"seconds", s}};
+    if (g.measured && g.dram > 0 && s > 0) {
+      const double i = g.flops / g.dram;
+      r["dram_bytes"] = g.dram;
+      r["flops"] = g.flops;
+      r["intensity_flops_per_byte"] = i;
+      r["flops_per_second"] = g.flops / s;
+      r["bytes_per_second"] = g.dram / s;
+      const double roof = roof_at(i, peak, bw);
+      // Kernels doing (nearly) no arithmetic sit on the bandwidth roof: % of it by bytes.
+      r["pct_of_roof"] = i * bw < peak ? 100.0 * (g.dram / s) / bw : 100.0 * (g.flops / s) / roof;
+    }
+    rows.push_back(r);
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
+    return a["seconds"].get<double>() > b["seconds"].get<double>();
+  });
+  return rows;
+}
+#endif
+
+}  // namespace
+
+json run_roofline(const roofline_options& o) {
+  validate_roofline_options(o);
+  if (metrics::device_count() == 0) {
+    throw no_device_error("ridgeline roofline needs a CUDA GPU: " + metrics::no_device_reason());
+  }
+  if (!o.profile) {
+    throw std::invalid_argument(
+        "ridgeline roofline needs the probe's ceilings: --gpu PROFILE.json (from `ridgeline probe "
+        "-o`) or an embedded profile key");
+  }
+#ifndef RIDGELINE_HAVE_CUPTI
+  if (o.counters) {
+    throw std::invalid_argument("this build has no CUPTI (-DRIDGELINE_CUPTI=OFF): run with "
+                                "--no-counters for counted intensities only");
+  }
+#endif
+  const gpu_profile& p = *o.profile;
+  const double bw = p.dram_bytes_per_second();
+  const double peak = p.peak_flops_per_second(dtype::bf16);
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+
+  json doc = {{"schema", k_roofline_schema},
+              {"environment", metrics::environment_block(o.device)}};
+  doc["ceilings"] = roofline_ceilings(p, p.source == "measured" ? "probe profile of " + p.name
+                                                                : "datasheet of " + p.name);
+
+  if (o.intensity_sweep) {
+    say("intensity sweep");
+    const metrics::nvtx_range range("roofline intensity sweep");
+    doc["intensity_sweep"] = sweep_block(o, p);
+  }
+
+  const model_preset& m = model_preset_by_name(o.model);
+  const decoder_config dc = make_decoder_config(m);
+  engine_options eo;
+  eo.device = o.device;
+  eo.max_seqs = std::max({*std::max_element(o.decode_batches.begin(), o.decode_batches.end()),
+                          *std::max_element(o.prefill_batches.begin(), o.prefill_batches.end()),
+                          *std::max_element(o.kernel_batches.begin(), o.kernel_batches.end())});
+  eo.max_tokens = std::max(eo.max_seqs, *std::max_element(o.prefill_batches.begin(),
+                                                          o.prefill_batches.end()) *
+                                            o.prefill_context);
+  say("loading " + m.name + " (random weights)");
+  cuda_engine engine(dc, eo);
+  engine.fill_kv_random(7);
+  const int block_tokens = eo.block_tokens;
+
+  measure_options mo;
+  mo.device = o.device;
+  mo.warmup = 3;
+  mo.stop = o.full ? stopping_rule{20, 200, 0.005, 3.0} : stopping_rule{10, 50, 0.01, 1.0};
+  std::mt19937 rng(11);
+
+  auto fits = [&](int batch, int context, bool prefill) -> std::string {
+    const std::int64_t need = batch * synthetic_step_blocks(context, prefill, block_tokens);
+    if (need > engine.num_kv_blocks()) {
+      return "needs " + std::to_string(need) + " KV blocks; the pool holds " +
+             std::to_string(engine.num_kv_blocks());
+    }
+    if ((prefill ? context : context + 1) > m.max_context) {
+      return "context beyond " + m.name + "'s limit of " + std::to_string(m.max_context);
+    }
+    return {};
+  };
+
+  json engine_rows = json::array();
+  auto engine_point = [&](bool prefill, int batch, int context) {
+    json r = {{"phase", prefill ? "prefill" : "decode"}, {"batch", batch}, {"context", context}};
+    if (const std::string why = fits(batch, context, prefill); !why.empty()) {
+      r["skipped"] = why;
+      engine_rows.push_back(r);
+      return;
+    }
+    say(std::string(prefill ? "prefill" : "decode") + " batch " + std::to_string(batch));
+    synthetic_step step;
+    make_synthetic_step(step, m, block_tokens, batch, context, prefill, rng);
+    const step_work w = count_step_work(m, batch, context, prefill);
+    const metrics::nvtx_range range(std::string("roofline ") + (prefill ? "prefill" : "decode") +
+                                    " batch " + std::to_string(batch));
+    const measurement meas = measure([&] { return engine.timed_step(step.seqs); }, mo);
+    const double t = meas.stats.median;
+    r["seconds"] = t;
+    r["step_seconds"] = to_json(meas.stats);
+    r["throttled"] = meas.throttled;
+    r["counted"] = {{"bytes", w.bytes()},
+                    {"weight_bytes", w.weight_bytes},
+                    {"kv_read_bytes", w.kv_read_bytes},
+                    {"kv_write_bytes", w.kv_write_bytes},
+                    {"flops", w.flops},
+                    {"intensity_flops_per_byte", w.flops / w.bytes()}};
+    double intensity = w.flops / w.bytes(), flops = w.flops, bytes = w.bytes();
+#ifdef RIDGELINE_HAVE_CUPTI
+    if (o.counters) {
+      // A separate pass: the same step, once per counter pass; nothing here is timed.
+      const metrics::counter_values v =
+          metrics::profile_range([&] { engine.timed_step(step.seqs); }, {o.device, {}});
+      r["measured"] = counters_json(v);
+      r["intensity_ratio"] = v.intensity() / (w.flops / w.bytes());
+      intensity = v.intensity();
+      flops = v.flops();
+      bytes = v.dram_bytes();
+    } else {
+      r["measured"] = nullptr;
+    }
+#else
+    r["measured"] = nullptr;
+#endif
+    r["flops_per_second"] = flops / t;
+    r["bytes_per_second"] = bytes / t;
+    r["intensity_flops_per_byte"] = intensity;
+    r["roof_flops_per_second"] = roof_at(intensity, peak, bw);
+    r["pct_of_roof"] = 100.0 * (flops / t) / roof_at(intensity, peak, bw);
+    r["bound"] = intensity * bw < peak ? "memory" : "compute";
+    engine_rows.push_back(r);
+  };
+  for (int b : o.decode_batches) engine_point(false, b, o.context);
+  for (int b : o.prefill_batches) engine_point(true, b, o.prefill_context);
+  doc["engine"] = engine_rows;
+
+  json kernels = json::array();
+#ifdef RIDGELINE_HAVE_CUPTI
+  engine.set_cuda_graphs(false);
+  for (int batch : o.kernel_batches) {
+    json k = {{"batch", batch}, {"context", o.context}};
+    if (const std::string why = fits(batch, o.context, false); !why.empty()) {
+      k["skipped"] = why;
+      kernels.push_back(k);
+      continue;
+    }
+    say("decode batch " + std::to_string(batch) + ": kernel trace and per-kernel counters");
+    synthetic_step step;
+    make_synthetic_step(step, m, block_tokens, batch, o.context, false, rng);
+    for (int i = 0; i < 3; ++i) engine.timed_step(step.seqs);  // warm-up, plans
+    constexpr int traced = 5;
+    metrics::activity_tracer tracer;
+    tracer.start();
+    for (int i = 0; i < traced; ++i) engine.timed_step(step.seqs);
+    const std::vector<metrics::kernel_record> trace = tracer.stop();
+    std::optional<std::vector<metrics::kernel_counters>> per_kernel;
+    if (o.counters) {
+      per_kernel = metrics::profile_kernels([&] { engine.timed_step(step.seqs); }, {o.device, {}});
+    }
+    k["traced_steps"] = traced;
+    k["kernels_per_step"] = trace.size() / traced;
+    k["dropped_records"] = tracer.dropped_records();
+    if (per_kernel && per_kernel->size() != trace.size() / traced) {
+      k["counters_note"] = "per-kernel counters saw " + std::to_string(per_kernel->size()) +
+                           " kernels, the trace " + std::to_string(trace.size() / traced) +
+                           " per step: not matched";
+    }
+    k["kernels"] = kernel_breakdown(trace, traced, per_kernel ? &*per_kernel : nullptr, peak, bw);
+    kernels.push_back(k);
+  }
+  engine.set_cuda_graphs(true);
+#endif
+  doc["decode_kernels"] = kernels;
+
+  std::set<int> contexts{1, 128, 512, 2048, 8192, o.context};
+  doc["crossing"] = roofline_crossings(m, p, std::vector<int>(contexts.begin(), contexts.end()));
+  doc["config"] = {{"model", m.name},
+                   {"dtype", "bf16"},
+                   {"weights", "seeded random"},
+                   {"context", o.context},
+                   {"decode_batches", o.decode_batches},
+                   {"prefill_batches", o.prefill_batches},
+                   {"prefill_context", o.prefill_context},
+                   {"kernel_batches", o.kernel_batches},
+                   {"intensity_sweep", o.intensity_sweep},
+                   {"counters", o.counters},
+                   {"timing", "CUDA events around the forward pass (CUDA graphs for decode), median "
+                              "after 3 warm-ups; counters in separate passes"},
+                   {"roof", "min(peak bf16 FLOP/s, intensity x DRAM read bytes/s) of the ceilings"}};
+  return doc;
+}
+
+}  // namespace ridgeline::bench
