@@ -155,9 +155,11 @@ TEST(CuptiCounters, FfmaChainFp32FlopsAreExact) {
   EXPECT_EQ(v.half_flops + v.tensor_flops(), 0);
 }
 
-// HFMA2 chain: the hfma counter counts a packed HFMA2 once per thread instruction, which is what
-// counter_values::half_flops assumes (k_half_lanes = 2). If this fails with twice the count, the
-// counter counts lanes and k_half_lanes must become 1.
+// HFMA2 chain: the half-precision counters count a packed HFMA2/HADD2 once per thread
+// instruction, which is what counter_values::half_flops assumes (k_half_lanes = 2); counting lanes
+// would double the total. The kernel issues 4 HFMA2 per step and 3 HADD2 at the end, but ptxas
+// turns one of the adds into an HFMA2 (measured on an H100: hfma = 4001 n, hadd = 2 n), so the
+// check is on the total of half-precision instructions and on the FLOPs derived from the split.
 TEST(CuptiCounters, Hfma2ChainCountsPackedInstructionsOnce) {
   RIDGELINE_REQUIRE_GPU();
   constexpr int blocks = 264, threads = 256, iters = 1000;
@@ -168,11 +170,13 @@ TEST(CuptiCounters, Hfma2ChainCountsPackedInstructionsOnce) {
   ASSERT_TRUE(
       profile([&] { test::launch_hfma2_chain(out.data(), blocks, threads, iters, s.get()); }, v));
   print(v);
-  EXPECT_EQ(v.raw.at(metrics::counter_metric::hfma), 4 * iters * n)
-      << "ratio to thread instructions: "
-      << v.raw.at(metrics::counter_metric::hfma) / (4 * iters * n);
-  EXPECT_EQ(v.raw.at(metrics::counter_metric::hadd), 3 * n);
-  EXPECT_EQ(v.half_flops, 2 * (8 * iters * n + 3 * n));
+  const double hfma = v.raw.at(metrics::counter_metric::hfma);
+  const double hadd = v.raw.at(metrics::counter_metric::hadd);
+  const double hmul = v.raw.at(metrics::counter_metric::hmul);
+  EXPECT_EQ(hfma + hadd + hmul, (4.0 * iters + 3) * n)
+      << "ratio to thread instructions: " << (hfma + hadd + hmul) / ((4.0 * iters + 3) * n);
+  EXPECT_GE(hfma, 4.0 * iters * n);
+  EXPECT_EQ(v.half_flops, 2 * (2 * hfma + hadd + hmul));
   EXPECT_EQ(v.fp32_flops, 0);
 }
 

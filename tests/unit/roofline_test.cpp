@@ -1,0 +1,144 @@
+// Host side of `ridgeline roofline`: the decode ridge crossing against a brute-force scan, the
+// intensity limit, the ceilings and crossing blocks, the table and CSV of a document, and the CLI's
+// errors (bad options exit 2, no GPU exits 3, one line each).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "cli.hpp"
+#include "ridgeline/bench/roofline.hpp"
+#include "ridgeline/bench/sweep.hpp"
+#include "ridgeline/metrics/device.hpp"
+
+using namespace ridgeline;
+using nlohmann::json;
+
+namespace {
+
+double decode_intensity(const model_preset& m, int batch, int context) {
+  const bench::step_work w = bench::count_step_work(m, batch, context, false);
+  return w.flops / w.bytes();
+}
+
+gpu_profile h100_like() {
+  gpu_profile p;
+  p.name = "Test GPU";
+  p.source = "measured";
+  p.read_bytes_per_second = 3.13e12;
+  p.copy_bytes_per_second = 3.03e12;
+  p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks[dtype::bf16] = {803e12, 989.4e12};
+  p.peaks[dtype::fp32] = {49e12, 66.9e12};
+  return p;
+}
+
+}  // namespace
+
+TEST(Roofline, CrossingMatchesABruteForceScan) {
+  const model_preset& m = model_preset_by_name("llama-3-8b");
+  for (int context : {1, 128}) {
+    for (double ridge : {50.0, 150.0, 256.6}) {
+      int scan = 0;
+      for (int b = 1; b <= 1 << 16; ++b) {
+        if (decode_intensity(m, b, context) >= ridge) {
+          scan = b;
+          break;
+        }
+      }
+      const auto got = bench::decode_ridge_crossing(m, context, ridge, 1 << 16);
+      if (scan == 0) {
+        EXPECT_FALSE(got.has_value()) << "context " << context << " ridge " << ridge;
+      } else {
+        ASSERT_TRUE(got.has_value()) << "context " << context << " ridge " << ridge;
+        EXPECT_EQ(*got, scan) << "context " << context << " ridge " << ridge;
+        if (*got > 1) EXPECT_LT(decode_intensity(m, *got - 1, context), ridge);
+      }
+    }
+  }
+}
+
+TEST(Roofline, IntensityLimitBoundsEveryBatchAndIsApproached) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  for (int context : {128, 512, 2048}) {
+    const double limit = bench::decode_intensity_limit(m, context);
+    EXPECT_GT(limit, 0);
+    for (int b : {1, 64, 4096}) EXPECT_LT(decode_intensity(m, b, context), limit);
+    EXPECT_GT(decode_intensity(m, 1 << 20, context), 0.99 * limit);
+    // Above the limit the crossing never comes.
+    EXPECT_FALSE(bench::decode_ridge_crossing(m, context, limit * 1.01).has_value());
+  }
+}
+
+TEST(Roofline, CeilingsAndCrossingBlocks) {
+  const gpu_profile p = h100_like();
+  const json c = bench::roofline_ceilings(p, "test");
+  EXPECT_DOUBLE_EQ(c["dram_read_bytes_per_second"].get<double>(), 3.13e12);
+  bool bf16 = false;
+  for (const auto& d : c["dtypes"]) {
+    if (d["dtype"] == "bf16") {
+      bf16 = true;
+      EXPECT_NEAR(d["ridge_flops_per_byte"].get<double>(), 803e12 / 3.13e12, 1e-9);
+      EXPECT_NEAR(d["datasheet_ridge_flops_per_byte"].get<double>(), 989.4e12 / 3.35e12, 1e-9);
+    }
+  }
+  EXPECT_TRUE(bf16);
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const json x = bench::roofline_crossings(m, p, {1, 512});
+  ASSERT_EQ(x["contexts"].size(), 2u);
+  // Context 1: the weights dominate and decode crosses at a finite batch; context 512 of an MHA
+  // model: KV grows with the batch and it never does.
+  EXPECT_TRUE(x["contexts"][0]["crossing_batch"].is_number());
+  EXPECT_TRUE(x["contexts"][1]["crossing_batch"].is_null());
+  EXPECT_NE(x["contexts"][1]["crossing"].get<std::string>().find("never"), std::string::npos);
+}
+
+TEST(Roofline, TableAndCsvOfADocument) {
+  const gpu_profile p = h100_like();
+  json doc = {{"schema", bench::k_roofline_schema},
+              {"config", {{"model", "llama-2-7b"}}},
+              {"ceilings", bench::roofline_ceilings(p, "test")}};
+  doc["engine"] = json::array(
+      {{{"phase", "decode"}, {"batch", 64}, {"context", 512}, {"seconds", 0.0115},
+        {"counted", {{"intensity_flops_per_byte", 28.1}}},
+        {"measured", {{"intensity_flops_per_byte", 27.0}, {"dram_bytes", 3.0e10}}},
+        {"intensity_ratio", 0.96}, {"flops_per_second", 7.0e13}, {"bytes_per_second", 2.6e12},
+        {"pct_of_roof", 83.0}},
+       {{"phase", "decode"}, {"batch", 512}, {"context", 512}, {"skipped", "needs 9000 KV blocks"}}});
+  doc["decode_kernels"] = json::array({{{"batch", 1}, {"context", 512}, {"traced_steps", 5},
+                                        {"kernels", json::array({{{"phase", "mlp"},
+                                                                  {"kernel", "gemv_kernel, x"},
+                                                                  {"calls", 64},
+                                                                  {"seconds", 0.003},
+                                                                  {"intensity_flops_per_byte", 1.0},
+                                                                  {"flops_per_second", 2.8e12},
+                                                                  {"bytes_per_second", 2.8e12},
+                                                                  {"pct_of_roof", 89.0}}})}}});
+  doc["crossing"] = bench::roofline_crossings(model_preset_by_name("llama-2-7b"), p, {512});
+  const std::string t = bench::roofline_table(doc);
+  EXPECT_NE(t.find("bf16"), std::string::npos);
+  EXPECT_NE(t.find("skipped: needs 9000 KV blocks"), std::string::npos) << t;
+  EXPECT_NE(t.find("never"), std::string::npos) << t;
+  const std::string csv = bench::roofline_csv(doc);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);  // header, one step, one kernel
+  EXPECT_NE(csv.find("decode_kernel,gemv_kernel; x,mlp,1,512"), std::string::npos) << csv;
+}
+
+TEST(Roofline, CliErrorsAreOneLine) {
+  std::ostringstream out, err;
+  int code = cli::run({"roofline", "--batch", "1,x", "-o", ""}, out, err);
+  EXPECT_EQ(code, cli::bad_input);
+  EXPECT_NE(err.str().find("'x' is not an integer"), std::string::npos) << err.str();
+  std::ostringstream out2, err2;
+  code = cli::run({"roofline", "--kernels", "ffma_fp64", "-o", ""}, out2, err2);
+  EXPECT_EQ(code, cli::bad_input) << err2.str();
+  EXPECT_EQ(std::count(err2.str().begin(), err2.str().end(), '\n'), 1);
+  if (metrics::device_count() == 0) {
+    std::ostringstream out3, err3;
+    code = cli::run({"roofline", "-o", "", "--no-progress"}, out3, err3);
+    EXPECT_EQ(code, cli::no_device);
+    EXPECT_NE(err3.str().find("needs a CUDA GPU"), std::string::npos) << err3.str();
+    EXPECT_EQ(std::count(err3.str().begin(), err3.str().end(), '\n'), 1);
+  }
+}
