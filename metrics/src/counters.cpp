@@ -2,7 +2,11 @@
 // meaning of CUPTI's result codes. No CUPTI calls (tests/unit/counters_test.cpp runs it anywhere).
 #include "ridgeline/metrics/counters.hpp"
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <tuple>
 
 namespace ridgeline::metrics {
@@ -166,6 +170,28 @@ std::vector<kernel_summary> summarize_by_phase(const std::vector<kernel_record>&
 
 std::vector<kernel_summary> summarize_by_kernel(const std::vector<kernel_record>& records) {
   return summarize(records, [](const kernel_record& r) { return r.name; });
+}
+
+std::string demangle_kernel_name(const char* mangled) {
+  if (!mangled) return {};
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+}
+
+std::vector<std::string> name_kernel_ranges(const std::vector<std::string>& range_names,
+                                            const std::vector<std::string>& launch_names) {
+  const bool paired = range_names.size() == launch_names.size();
+  std::vector<std::string> names;
+  names.reserve(range_names.size());
+  for (std::size_t i = 0; i < range_names.size(); ++i) {
+    const std::string& r = range_names[i];
+    const bool is_index =
+        !r.empty() && std::all_of(r.begin(), r.end(), [](char c) { return c >= '0' && c <= '9'; });
+    names.push_back(demangle_kernel_name(is_index && paired ? launch_names[i].c_str() : r.c_str()));
+  }
+  return names;
 }
 
 std::string cupti_result_name(int code) {

@@ -6,11 +6,9 @@
 // correlation id}; stop() joins them to the kernels through the launching call's correlation id.
 #include <cuda_runtime_api.h>
 #include <cupti_activity.h>
-#include <cxxabi.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <mutex>
 #include <unordered_map>
 
@@ -51,14 +49,6 @@ trace_state& state() {
   return s;
 }
 
-std::string demangle(const char* mangled) {
-  if (!mangled) return {};
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> out(
-      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
-}
-
 void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(k_buffer_align, k_buffer_bytes));
   *size = *buffer ? k_buffer_bytes : 0;
@@ -77,7 +67,7 @@ void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream_id, uint8_t* buffe
         const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
         kernel_record r;
         r.mangled_name = k->name ? k->name : "";
-        r.name = demangle(k->name);
+        r.name = demangle_kernel_name(k->name);
         r.grid[0] = k->gridX;
         r.grid[1] = k->gridY;
         r.grid[2] = k->gridZ;

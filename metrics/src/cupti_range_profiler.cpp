@@ -1,26 +1,37 @@
-// Counters for a region of work with the CUDA 13 Range Profiler (cupti_range_profiler.h), the
-// host API (cupti_profiler_host.h) for the config image and evaluation, and the target API
+// Counters with the CUDA 13 Range Profiler (cupti_range_profiler.h), the host API
+// (cupti_profiler_host.h) for the config image and evaluation, and the target API
 // (cupti_profiler_target.h) for cuptiProfilerInitialize and counter availability.
 //
-// User range, user replay: the whole callable is one range, and we call it once per pass the
-// metric set needs. Why not auto range with kernel replay: that gives one range per kernel (cuBLAS
-// or the engine launch many) and replays each kernel with its memory saved and restored by CUPTI,
-// which adds save/restore traffic around every kernel and needs summing ranges afterwards; user
-// replay keeps launches as the caller makes them and the sum over the region is what we want.
-// The cost: the callable must be replayable (documented in cupti.hpp).
+// profile_range: user range, user replay. The whole callable is one range, and we call it once per
+// pass the metric set needs. Why not auto range with kernel replay there: that gives one range per
+// kernel (cuBLAS or the engine launch many) and replays each kernel with its memory saved and
+// restored by CUPTI, which adds save/restore traffic around every kernel and needs summing ranges
+// afterwards; user replay keeps launches as the caller makes them and the sum over the region is
+// what we want. The cost: the callable must be replayable (documented in cupti.hpp).
 //
-// Order: initialise the profiler, read the chip name and counter availability, build the config
-// image on the host (how many passes), enable the range profiler on the context, size and
-// initialise the counter data image, set the config, run passes until CUPTI says all are
-// submitted, decode, evaluate range 0 on the host, then tear down in reverse (RAII owners below).
+// profile_kernels: auto range, kernel replay, for when the per-kernel split is the point. The
+// callable runs once; CUPTI makes each kernel launch a range and replays it per pass. CUPTI names
+// auto ranges by launch index, so the kernel names come from CUPTI callbacks on the launch calls
+// (launch_recorder), paired with the ranges in order.
+//
+// Order (both): initialise the profiler, read the chip name and counter availability, build the
+// config image on the host (how many passes), enable the range profiler on the context, size and
+// initialise the counter data image, set the config, run until CUPTI says all passes are
+// submitted, decode, evaluate each range on the host, then tear down in reverse (RAII owners).
 #include <cuda.h>
 #include <cuda_runtime_api.h>
+#include <cupti_callbacks.h>
+#include <cupti_driver_cbid.h>
 #include <cupti_profiler_host.h>
 #include <cupti_profiler_target.h>
 #include <cupti_range_profiler.h>
+#include <cupti_runtime_cbid.h>
 #include <cupti_target.h>
 
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <mutex>
 #include <utility>
 
 #include "cupti_check.hpp"
@@ -172,51 +183,240 @@ std::size_t passes_of(std::vector<std::uint8_t>& config) {
   return p.numOfPasses;
 }
 
-std::vector<std::uint8_t> counter_data_image(const range_profiler& rp,
-                                             std::vector<const char*>& names) {
-  auto size = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataSize_Params);
-  size.pRangeProfilerObject = rp.get();
-  size.pMetricNames = names.data();
-  size.numMetrics = names.size();
-  size.maxNumOfRanges = 1;
-  size.maxNumRangeTreeNodes = 1;
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerGetCounterDataSize(&size));
-  std::vector<std::uint8_t> image(size.counterDataSize);
-  auto init = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_CounterDataImage_Initialize_Params);
-  init.pRangeProfilerObject = rp.get();
-  init.counterDataSize = image.size();
-  init.pCounterData = image.data();
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerCounterDataImageInitialize(&init));
-  return image;
+// Every metric profile_range and profile_kernels collect: ridgeline's list and the extra ones.
+std::vector<std::string> metric_list(const host_object& host, const std::string& chip,
+                                     const std::vector<std::string>& extra, const char* what) {
+  std::vector<std::string> metrics = counter_metric_names();
+  for (const auto& m : extra) {
+    if (!host.knows_metric(m.c_str())) {
+      throw std::invalid_argument(std::string(what) + ": metric '" + m +
+                                  "' is not known for chip " + chip);
+    }
+    metrics.push_back(m);
+  }
+  return metrics;
 }
 
-// One pass: the work inside the range, the device idle at both ends so that the range holds
-// exactly this pass's work. Returns whether CUPTI has every pass it needs.
-bool run_pass(const range_profiler& rp, const std::function<void()>& work) {
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize before a pass");
-  auto start = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_Start_Params);
-  start.pRangeProfilerObject = rp.get();
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerStart(&start));
-  auto push = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_PushRange_Params);
-  push.pRangeProfilerObject = rp.get();
-  push.pRangeName = k_range_name;
-  auto pop = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_PopRange_Params);
-  pop.pRangeProfilerObject = rp.get();
-  auto stop = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_Stop_Params);
-  stop.pRangeProfilerObject = rp.get();
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerPushRange(&push));
-  try {
-    work();
-    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize after the work");
-  } catch (...) {
-    RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiRangeProfilerPopRange(&pop));
-    RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiRangeProfilerStop(&stop));
-    throw;
-  }
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerPopRange(&pop));
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerStop(&stop));
-  return stop.isAllPassSubmitted != 0;
+std::vector<const char*> c_names(const std::vector<std::string>& metrics) {
+  std::vector<const char*> names;
+  for (const auto& m : metrics) names.push_back(m.c_str());
+  return names;
 }
+
+// The range profiler set up for one collection on `ctx`: config image set, counter data image of
+// `max_ranges` ranges. Owns the counter data image, which outlives the profiler object (CUPTI
+// writes it until Disable).
+class collection {
+ public:
+  collection(CUcontext ctx, std::vector<std::uint8_t>& config, std::vector<const char*>& names,
+             CUpti_ProfilerRange range, CUpti_ProfilerReplayMode replay, std::size_t max_ranges)
+      : m_rp(ctx) {
+    auto size = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataSize_Params);
+    size.pRangeProfilerObject = m_rp.get();
+    size.pMetricNames = names.data();
+    size.numMetrics = names.size();
+    size.maxNumOfRanges = max_ranges;
+    size.maxNumRangeTreeNodes = static_cast<std::uint32_t>(max_ranges);  // one level: one each
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerGetCounterDataSize(&size));
+    m_counter_data.resize(size.counterDataSize);
+    auto init = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_CounterDataImage_Initialize_Params);
+    init.pRangeProfilerObject = m_rp.get();
+    init.counterDataSize = m_counter_data.size();
+    init.pCounterData = m_counter_data.data();
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerCounterDataImageInitialize(&init));
+
+    auto set = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_SetConfig_Params);
+    set.pRangeProfilerObject = m_rp.get();
+    set.configSize = config.size();
+    set.pConfig = config.data();
+    set.counterDataImageSize = m_counter_data.size();
+    set.pCounterDataImage = m_counter_data.data();
+    set.range = range;
+    set.replayMode = replay;
+    set.maxRangesPerPass = max_ranges;
+    set.numNestingLevels = 1;  // auto range needs 1; user range: the one range we push
+    set.minNestingLevel = 1;
+    set.passIndex = 0;
+    set.targetNestingLevel = 1;
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerSetConfig(&set));
+  }
+
+  // Runs `work` once between Start and Stop (inside a range named `user_range` when not null),
+  // with the device idle at both ends so that the ranges hold exactly this run's work. Returns
+  // whether CUPTI has every pass it needs.
+  bool run(const std::function<void()>& work, const char* user_range) {
+    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize before the work");
+    auto start = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_Start_Params);
+    start.pRangeProfilerObject = m_rp.get();
+    auto push = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_PushRange_Params);
+    push.pRangeProfilerObject = m_rp.get();
+    push.pRangeName = user_range;
+    auto pop = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_PopRange_Params);
+    pop.pRangeProfilerObject = m_rp.get();
+    auto stop = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_Stop_Params);
+    stop.pRangeProfilerObject = m_rp.get();
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerStart(&start));
+    if (user_range) RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerPushRange(&push));
+    try {
+      work();
+      check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize after the work");
+    } catch (...) {
+      if (user_range) RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiRangeProfilerPopRange(&pop));
+      RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiRangeProfilerStop(&stop));
+      throw;
+    }
+    if (user_range) RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerPopRange(&pop));
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerStop(&stop));
+    return stop.isAllPassSubmitted != 0;
+  }
+
+  // Decodes what the runs collected into the counter data image; returns the number of ranges.
+  // `what` names the caller in errors; `dropped_hint` says what to do when ranges were dropped.
+  std::size_t decode(const char* what, const std::string& dropped_hint) {
+    auto decode = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_DecodeData_Params);
+    decode.pRangeProfilerObject = m_rp.get();
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerDecodeData(&decode));
+    if (decode.numOfRangeDropped != 0) {
+      throw std::runtime_error(std::string(what) + ": CUPTI dropped " +
+                               std::to_string(decode.numOfRangeDropped) + " range(s)" +
+                               dropped_hint);
+    }
+    auto info = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataInfo_Params);
+    info.pCounterDataImage = m_counter_data.data();
+    info.counterDataImageSize = m_counter_data.size();
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerGetCounterDataInfo(&info));
+    return info.numTotalRanges;
+  }
+
+  // CUPTI's name for range `index` (decoded data). Copied at once: the string is CUPTI's.
+  std::string range_name(std::size_t index) const {
+    auto p = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_CounterData_GetRangeInfo_Params);
+    p.pCounterDataImage = m_counter_data.data();
+    p.counterDataImageSize = m_counter_data.size();
+    p.rangeIndex = index;
+    p.rangeDelimiter = "/";
+    RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerCounterDataGetRangeInfo(&p));
+    return p.rangeName ? p.rangeName : "";
+  }
+
+  // Range `index` evaluated on the host into counter values (passes left 0 for the caller).
+  counter_values evaluate(const host_object& host, const std::vector<std::string>& metrics,
+                          std::vector<const char*>& names, std::size_t index) const {
+    std::vector<double> values(names.size(), 0.0);
+    auto eval = RIDGELINE_CUPTI_PARAMS(CUpti_Profiler_Host_EvaluateToGpuValues_Params);
+    eval.pHostObject = host.get();
+    eval.pCounterDataImage = m_counter_data.data();
+    eval.counterDataImageSize = m_counter_data.size();
+    eval.rangeIndex = index;
+    eval.ppMetricNames = names.data();
+    eval.numMetrics = names.size();
+    eval.pMetricValues = values.data();
+    RIDGELINE_CUPTI_CHECK(cuptiProfilerHostEvaluateToGpuValues(&eval));
+    std::map<std::string, double> raw;
+    for (std::size_t i = 0; i < metrics.size(); ++i) raw[metrics[i]] = values[i];
+    return derive_counter_values(raw);
+  }
+
+ private:
+  std::vector<std::uint8_t> m_counter_data;  // declared before m_rp: destroyed after Disable
+  range_profiler m_rp;
+};
+
+// Kernel names in launch order, from CUPTI callbacks on the launch calls while it lives. A launch
+// call may make others inside it (the runtime calls the driver; CUDA 13's <<<>>> entry
+// __cudaLaunchKernel may call cudaLaunchKernel), so only the outermost launch call on a thread
+// counts, named by the first symbol name seen inside it; a launch that returns an error made no
+// kernel and is left out. Host-function launches and graph launches are not kernels and are not
+// enabled. One CUPTI subscriber may exist per process: another one makes this counters_unavailable.
+class launch_recorder {
+ public:
+  launch_recorder() {
+    RIDGELINE_CUPTI_CHECK(cuptiSubscribe(&m_subscriber, &on_callback, this));
+    try {
+      for (const auto id : k_runtime_launches) {
+        RIDGELINE_CUPTI_CHECK(
+            cuptiEnableCallback(1, m_subscriber, CUPTI_CB_DOMAIN_RUNTIME_API, id));
+      }
+      for (const auto id : k_driver_launches) {
+        RIDGELINE_CUPTI_CHECK(cuptiEnableCallback(1, m_subscriber, CUPTI_CB_DOMAIN_DRIVER_API, id));
+      }
+    } catch (...) {
+      RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiUnsubscribe(m_subscriber));
+      throw;
+    }
+  }
+  ~launch_recorder() { RIDGELINE_CUPTI_WARN_NOEXCEPT(cuptiUnsubscribe(m_subscriber)); }
+  launch_recorder(const launch_recorder&) = delete;
+  launch_recorder& operator=(const launch_recorder&) = delete;
+
+  // Names of the launches that succeeded, mangled as the launch call gives them.
+  std::vector<std::string> names() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::string> out;
+    for (const auto& l : m_launches) {
+      if (l.ok) out.push_back(l.name);
+    }
+    return out;
+  }
+
+ private:
+  struct launch {
+    std::string name;
+    bool ok = true;
+  };
+  // The outermost launch call in progress on this thread.
+  struct thread_state {
+    int depth = 0;
+    std::size_t index = 0;
+  };
+
+  static constexpr CUpti_CallbackId k_runtime_launches[] = {
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunch_v3020,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunch_ptsz_v7000,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_v11060,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_ptsz_v11060,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000,
+      CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000,
+      CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000,
+      CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_ptsz_v13000};
+  static constexpr CUpti_CallbackId k_driver_launches[] = {
+      CUPTI_DRIVER_TRACE_CBID_cuLaunch,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchGrid,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchGridAsync,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
+      CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz};
+
+  static void CUPTIAPI on_callback(void* self, CUpti_CallbackDomain, CUpti_CallbackId,
+                                   const void* data) {
+    static thread_local thread_state t;
+    auto& r = *static_cast<launch_recorder*>(self);
+    const auto& d = *static_cast<const CUpti_CallbackData*>(data);
+    std::lock_guard<std::mutex> lock(r.m_mutex);
+    if (d.callbackSite == CUPTI_API_ENTER) {
+      if (t.depth++ == 0) {
+        t.index = r.m_launches.size();
+        r.m_launches.emplace_back();
+      }
+      auto& name = r.m_launches[t.index].name;
+      if (name.empty() && d.symbolName) name = d.symbolName;
+    } else if (t.depth > 0 && --t.depth == 0) {
+      // cudaError_t or CUresult: both enums with 0 for success.
+      int result = 0;
+      if (d.functionReturnValue) std::memcpy(&result, d.functionReturnValue, sizeof(result));
+      if (result != 0) r.m_launches[t.index].ok = false;
+    }
+  }
+
+  CUpti_SubscriberHandle m_subscriber = nullptr;
+  mutable std::mutex m_mutex;
+  std::vector<launch> m_launches;
+};
 
 // The device's primary context, made current. cuCtxGetCurrent is reached through the runtime's
 // driver entry point so that nothing links libcuda: binaries with ridgeline_cupti still start (and
@@ -249,6 +449,31 @@ void require_device(int device) {
   }
 }
 
+// What both collections share: the device's context made current, a profiler session, the host
+// object, the metric names and the config image (and so the number of passes).
+struct profiling_setup {
+  // `what`: the caller, for errors.
+  profiling_setup(const counter_options& options, const char* what)
+      : ctx(primary_context(options.device)),
+        chip(chip_name_of(options.device)),
+        availability(counter_availability(ctx)),
+        host(chip, availability),
+        metrics(metric_list(host, chip, options.extra_metrics, what)),
+        names(c_names(metrics)),
+        config(host.config_image(names)),
+        planned_passes(passes_of(config)) {}
+
+  CUcontext ctx;
+  profiler_session session;  // before everything below that calls the profiler
+  std::string chip;
+  std::vector<std::uint8_t> availability;  // outlives the host object that was given it
+  host_object host;
+  std::vector<std::string> metrics;
+  std::vector<const char*> names;  // into metrics
+  std::vector<std::uint8_t> config;
+  std::size_t planned_passes;
+};
+
 }  // namespace
 
 std::string cupti_chip_name(int device) {
@@ -260,86 +485,85 @@ std::string cupti_chip_name(int device) {
 
 counter_values profile_range(const std::function<void()>& work, const counter_options& options) {
   require_device(options.device);
-  CUcontext ctx = primary_context(options.device);
-  profiler_session session;
-  const std::string chip = chip_name_of(options.device);
-  const auto availability = counter_availability(ctx);
-  host_object host(chip, availability);
-
-  std::vector<std::string> metrics = counter_metric_names();
-  for (const auto& m : options.extra_metrics) {
-    if (!host.knows_metric(m.c_str())) {
-      throw std::invalid_argument("profile_range: metric '" + m + "' is not known for chip " +
-                                  chip);
-    }
-    metrics.push_back(m);
-  }
-  std::vector<const char*> names;
-  for (const auto& m : metrics) names.push_back(m.c_str());
-
-  auto config = host.config_image(names);
-  const std::size_t planned = passes_of(config);
-
-  std::vector<std::uint8_t> counter_data;  // outlives rp: CUPTI writes it until Disable
-  range_profiler rp(ctx);
-  counter_data = counter_data_image(rp, names);
-  auto set = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_SetConfig_Params);
-  set.pRangeProfilerObject = rp.get();
-  set.configSize = config.size();
-  set.pConfig = config.data();
-  set.counterDataImageSize = counter_data.size();
-  set.pCounterDataImage = counter_data.data();
-  set.range = CUPTI_UserRange;
-  set.replayMode = CUPTI_UserReplay;
-  set.maxRangesPerPass = 1;
-  set.numNestingLevels = 1;
-  set.minNestingLevel = 1;
-  set.passIndex = 0;
-  set.targetNestingLevel = 1;
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerSetConfig(&set));
+  profiling_setup s(options, "profile_range");
+  collection c(s.ctx, s.config, s.names, CUPTI_UserRange, CUPTI_UserReplay, 1);
 
   int passes = 0;
   for (bool all_submitted = false; !all_submitted;) {
-    if (static_cast<std::size_t>(passes) > planned) {
+    if (static_cast<std::size_t>(passes) > s.planned_passes) {
       throw std::runtime_error("profile_range: CUPTI wants more than the " +
-                               std::to_string(planned) + " passes its config image planned");
+                               std::to_string(s.planned_passes) +
+                               " passes its config image planned");
     }
-    all_submitted = run_pass(rp, work);
+    all_submitted = c.run(work, k_range_name);
     ++passes;
   }
 
-  auto decode = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_DecodeData_Params);
-  decode.pRangeProfilerObject = rp.get();
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerDecodeData(&decode));
-  if (decode.numOfRangeDropped != 0) {
-    throw std::runtime_error("profile_range: CUPTI dropped " +
-                             std::to_string(decode.numOfRangeDropped) + " range(s)");
-  }
-  auto info = RIDGELINE_CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataInfo_Params);
-  info.pCounterDataImage = counter_data.data();
-  info.counterDataImageSize = counter_data.size();
-  RIDGELINE_CUPTI_CHECK(cuptiRangeProfilerGetCounterDataInfo(&info));
-  if (info.numTotalRanges != 1) {
+  const std::size_t ranges = c.decode("profile_range", "");
+  if (ranges != 1) {
     throw std::runtime_error("profile_range: expected 1 range in the counter data, found " +
-                             std::to_string(info.numTotalRanges));
+                             std::to_string(ranges));
   }
-
-  std::vector<double> values(names.size(), 0.0);
-  auto eval = RIDGELINE_CUPTI_PARAMS(CUpti_Profiler_Host_EvaluateToGpuValues_Params);
-  eval.pHostObject = host.get();
-  eval.pCounterDataImage = counter_data.data();
-  eval.counterDataImageSize = counter_data.size();
-  eval.rangeIndex = 0;
-  eval.ppMetricNames = names.data();
-  eval.numMetrics = names.size();
-  eval.pMetricValues = values.data();
-  RIDGELINE_CUPTI_CHECK(cuptiProfilerHostEvaluateToGpuValues(&eval));
-
-  std::map<std::string, double> raw;
-  for (std::size_t i = 0; i < metrics.size(); ++i) raw[metrics[i]] = values[i];
-  counter_values v = derive_counter_values(raw);
+  counter_values v = c.evaluate(s.host, s.metrics, s.names, 0);
   v.passes = passes;
   return v;
+}
+
+std::vector<kernel_counters> profile_kernels(const std::function<void()>& work,
+                                             const counter_options& options) {
+  if (options.max_kernels == 0 || options.max_kernels > std::numeric_limits<std::uint32_t>::max()) {
+    throw std::invalid_argument("profile_kernels: counter_options::max_kernels must be in 1.." +
+                                std::to_string(std::numeric_limits<std::uint32_t>::max()) +
+                                ", not " + std::to_string(options.max_kernels));
+  }
+  require_device(options.device);
+  profiling_setup s(options, "profile_kernels");
+  collection c(s.ctx, s.config, s.names, CUPTI_AutoRange, CUPTI_KernelReplay, options.max_kernels);
+
+  const auto too_many = [&](std::size_t launched) {
+    return "profile_kernels: the work launched " + std::to_string(launched) +
+           " kernels, more than counter_options::max_kernels (" +
+           std::to_string(options.max_kernels) + "): raise max_kernels or profile less at a time";
+  };
+  std::vector<std::string> launches;
+  bool all_submitted = false;
+  {
+    launch_recorder recorder;
+    try {
+      all_submitted = c.run(work, nullptr);
+    } catch (const std::exception& e) {
+      // CUPTI may refuse a launch past the ranges it was given: say why first.
+      const std::size_t launched = recorder.names().size();
+      if (launched > options.max_kernels) {
+        throw std::runtime_error(too_many(launched) + " (then: " + e.what() + ")");
+      }
+      throw;
+    }
+    launches = recorder.names();
+  }
+  if (launches.size() > options.max_kernels) throw std::runtime_error(too_many(launches.size()));
+  if (!all_submitted) {
+    throw std::runtime_error(
+        "profile_kernels: CUPTI kernel replay did not submit every pass in one run of the work");
+  }
+
+  const std::size_t ranges =
+      c.decode("profile_kernels", ", more than counter_options::max_kernels (" +
+                                      std::to_string(options.max_kernels) + "): raise max_kernels");
+  std::vector<std::string> range_names;
+  for (std::size_t i = 0; i < ranges; ++i) range_names.push_back(c.range_name(i));
+  const auto names = name_kernel_ranges(range_names, launches);
+
+  std::vector<kernel_counters> out;
+  out.reserve(ranges);
+  for (std::size_t i = 0; i < ranges; ++i) {
+    kernel_counters k;
+    k.name = names[i];
+    k.values = c.evaluate(s.host, s.metrics, s.names, i);
+    k.values.passes = static_cast<int>(s.planned_passes);
+    out.push_back(std::move(k));
+  }
+  return out;
 }
 
 }  // namespace ridgeline::metrics

@@ -1,5 +1,6 @@
 // CUPTI on the GPU: range-profiler counters against work whose FLOPs and bytes are known (a bf16
-// cuBLASLt GEMM, a 4 GiB device copy, FFMA and HFMA2 chains), and the kernel tracer with phases.
+// cuBLASLt GEMM, a 4 GiB device copy, FFMA and HFMA2 chains), the same per kernel (kernel replay),
+// and the kernel tracer with phases.
 // Only "no device" skips: when the machine refuses counters (not permitted, held by another
 // profiler) the tests fail with counters_unavailable's one line, since then nothing was checked.
 //   ./ridgeline_gpu_tests --gtest_filter='Cupti*'
@@ -8,6 +9,8 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "cuda/gemm_lt.hpp"
 #include "cuda/memory.hpp"
@@ -178,6 +181,80 @@ TEST(CuptiCounters, Hfma2ChainCountsPackedInstructionsOnce) {
   EXPECT_GE(hfma, 4.0 * iters * n);
   EXPECT_EQ(v.half_flops, 2 * (2 * hfma + hadd + hmul));
   EXPECT_EQ(v.fp32_flops, 0);
+}
+
+// Per kernel (auto range, kernel replay): two FFMA chains of different lengths and a 4 GiB copy,
+// launched once. One entry per launch, in order, named after its kernel, each with its own exact
+// FFMA count; the copy moves 2x its size through DRAM within 2% (4 GiB for the same reason as
+// above: what stays dirty in the 50 MB L2 when the kernel ends is at most 1.2% of the writes).
+TEST(CuptiKernels, ThreeKernelsInLaunchOrderWithTheirOwnCounts) {
+  RIDGELINE_REQUIRE_GPU();
+  constexpr int threads = 256;
+  constexpr int blocks[2] = {132, 264};
+  constexpr int iters[2] = {100, 300};
+  constexpr std::size_t copy_bytes = std::size_t{4} << 30;
+  cuda::stream s;
+  cuda::device_buffer out(std::size_t{264} * threads * sizeof(float));
+  cuda::device_buffer src(copy_bytes), dst(copy_bytes);
+  RIDGELINE_CUDA_CHECK(cudaMemset(src.data(), 1, copy_bytes));
+  cuda::bandwidth_launch l;
+  l.bytes = copy_bytes;
+  std::vector<metrics::kernel_counters> k;
+  try {
+    k = metrics::profile_kernels(
+        [&] {
+          for (int i = 0; i < 2; ++i) {
+            test::launch_ffma_chain(out.data<float>(), blocks[i], threads, iters[i], s.get());
+          }
+          cuda::launch_copy(dst.data(), src.data(), l, s.get());
+        },
+        {});
+  } catch (const metrics::counters_unavailable& e) {
+    FAIL() << "GPU counters unavailable: " << e.what();
+  }
+  for (const auto& e : k) {
+    std::printf("  %s\n", e.name.c_str());
+    print(e.values);
+  }
+  ASSERT_EQ(k.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE("kernel " + std::to_string(i) + ": " + k[i].name);
+    EXPECT_NE(k[i].name.find("ffma_chain_kernel"), std::string::npos);
+    EXPECT_EQ(k[i].name.find("_Z"), std::string::npos) << "not demangled";
+    const double n = static_cast<double>(blocks[i]) * threads;
+    EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::ffma), 4.0 * iters[i] * n);
+    EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::fadd), 3 * n);
+    EXPECT_GE(k[i].values.passes, 1);
+  }
+  EXPECT_NE(k[2].name.find("copy_kernel"), std::string::npos) << k[2].name;
+  const double b = static_cast<double>(copy_bytes);
+  EXPECT_NEAR(k[2].values.dram_bytes(), 2 * b, 0.02 * 2 * b);
+  EXPECT_EQ(k[2].values.flops(), 0);
+}
+
+// More launches than max_kernels: an error that says so and what to do, not a short list.
+TEST(CuptiKernels, MoreLaunchesThanMaxKernelsIsAClearError) {
+  RIDGELINE_REQUIRE_GPU();
+  constexpr int n = 1000;
+  cuda::stream s;
+  cuda::device_buffer data(n * sizeof(float));
+  RIDGELINE_CUDA_CHECK(cudaMemset(data.data(), 0, data.bytes()));
+  metrics::counter_options o;
+  o.max_kernels = 2;
+  try {
+    metrics::profile_kernels(
+        [&] {
+          for (int i = 0; i < 3; ++i) test::launch_add_one(data.data<float>(), n, s.get());
+        },
+        o);
+    ADD_FAILURE() << "no exception";
+  } catch (const metrics::counters_unavailable& e) {
+    FAIL() << "GPU counters unavailable: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_kernels (2)"), std::string::npos) << e.what();
+  }
+  o.max_kernels = 0;
+  EXPECT_THROW(metrics::profile_kernels([] {}, o), std::invalid_argument);
 }
 
 TEST(CuptiCounters, UnknownExtraMetricIsInvalidArgument) {

@@ -1,5 +1,6 @@
 // Host side of GPU counters without a GPU: raw metric values -> bytes, FLOPs and intensity; kernel
-// summaries by phase and by name; CUPTI result codes -> counters_unavailable with one clear line.
+// summaries by phase and by name; names for per-kernel ranges; CUPTI result codes ->
+// counters_unavailable with one clear line.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -174,4 +175,26 @@ TEST(Counters, OtherFailuresAreRuntimeErrorsWithFileAndLine) {
   }
   EXPECT_EQ(cupti_result_name(17), "CUPTI_ERROR_INVALID_METRIC_NAME");
   EXPECT_EQ(cupti_result_name(12345), "CUPTI result 12345");
+}
+
+TEST(Counters, DemanglesKernelNamesAndKeepsOthers) {
+  EXPECT_EQ(demangle_kernel_name("_Z3addPfi"), "add(float*, int)");
+  EXPECT_EQ(demangle_kernel_name("copy_kernel"), "copy_kernel");  // extern "C" or already plain
+  EXPECT_EQ(demangle_kernel_name("_Znot a name"), "_Znot a name");
+  EXPECT_EQ(demangle_kernel_name(nullptr), "");
+}
+
+// CUPTI numbers auto ranges; launch names replace the numbers only when they pair one to one.
+TEST(Counters, KernelRangesTakeLaunchNamesInOrder) {
+  const std::vector<std::string> ranges = {"0", "1", "2"};
+  EXPECT_EQ(name_kernel_ranges(ranges, {"_Z1av", "b_kernel", "_Z1cPf"}),
+            (std::vector<std::string>{"a()", "b_kernel", "c(float*)"}));
+  // One launch CUPTI did not make a range of (or the other way round): which is which is unknown.
+  EXPECT_EQ(name_kernel_ranges(ranges, {"_Z1av", "b_kernel"}), ranges);
+  EXPECT_EQ(name_kernel_ranges(ranges, {"_Z1av", "b_kernel", "_Z1cPf", "_Z1dv"}), ranges);
+  // A range CUPTI named itself keeps its name, demangled.
+  EXPECT_EQ(name_kernel_ranges({"_Z4gemmv", "1"}, {"x", "_Z1yv"}),
+            (std::vector<std::string>{"gemm()", "y()"}));
+  EXPECT_EQ(name_kernel_ranges({""}, {"_Z1av"}), (std::vector<std::string>{""}));
+  EXPECT_TRUE(name_kernel_ranges({}, {}).empty());
 }

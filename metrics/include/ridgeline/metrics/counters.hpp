@@ -88,6 +88,18 @@ struct counter_values {
 // Values from raw metric values (missing metrics read as 0); keeps `raw`.
 counter_values derive_counter_values(const std::map<std::string, double>& raw);
 
+// A kernel symbol as people read it: demangled when `mangled` is an Itanium C++ name, else as
+// given ("" for null).
+std::string demangle_kernel_name(const char* mangled);
+
+// Names for profile_kernels' ranges, by range index. CUPTI names auto ranges by launch index ("0",
+// "1", ...), not by kernel, so the names come from the kernel launches CUPTI's callbacks saw, in
+// order: a range named by an index takes launch_names[i] when there are as many launches as
+// ranges (else it keeps the index: which launch is which is then unknown); a range CUPTI gave
+// another name keeps it. Demangled either way.
+std::vector<std::string> name_kernel_ranges(const std::vector<std::string>& range_names,
+                                            const std::vector<std::string>& launch_names);
+
 // One kernel execution as the activity tracer saw it.
 struct kernel_record {
   std::string name;          // demangled when possible

@@ -18,12 +18,21 @@
 // replayable: same launches each call, and no input it overwrites changes what it does. Counters
 // are collected only while profile_range runs, by construction a separate run from any timing.
 //
-// Both throw counters_unavailable (one line: what happened, what to do) when counters cannot be
-// used here: not permitted, held by another profiler (ncu, nsys, DCGM), unsupported device or
-// configuration, no device, libnvperf missing. Other failures throw std::runtime_error.
+// Counters per kernel (auto range, kernel replay):
+//   for (const kernel_counters& k : metrics::profile_kernels([&] { run_step(); }, {}))
+//     k.name, k.values.dram_bytes(), k.values.fp32_flops ...
+// `work` runs once; CUPTI serializes its kernels and replays each one as many times as the metrics
+// need (saving and restoring the device memory it touches), so `work` need not be replayable, but
+// it is slow and every kernel runs alone. Kernel replay does not see into CUDA graphs: run the
+// work eagerly (no cudaGraphLaunch), from the calling thread so that names match launches.
+//
+// All of these throw counters_unavailable (one line: what happened, what to do) when counters
+// cannot be used here: not permitted, held by another profiler (ncu, nsys, DCGM), unsupported
+// device or configuration, no device, libnvperf missing. Other failures throw std::runtime_error.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -87,6 +96,15 @@ class scoped_phase {
 struct counter_options {
   int device = 0;                          // CUDA device index the work runs on
   std::vector<std::string> extra_metrics;  // more metric names (with rollup, e.g. ".sum"), in raw
+  // profile_kernels only: kernel launches the counter data holds (its size grows with this); more
+  // launches in `work` is an error that says so.
+  std::size_t max_kernels = 2048;
+};
+
+// One kernel launch's counters. values.passes: how many times CUPTI ran the kernel.
+struct kernel_counters {
+  std::string name;  // the kernel's symbol, demangled; CUPTI's range index ("3") when unknown
+  counter_values values;
 };
 
 // Runs `work` (enqueueing GPU work on any stream of `device`) once per pass inside one user range,
@@ -94,6 +112,14 @@ struct counter_options {
 // must make `device` current for `work` (profile_range sets it). Throws counters_unavailable (see
 // above); std::invalid_argument for an unknown extra metric name.
 counter_values profile_range(const std::function<void()>& work, const counter_options& options);
+
+// Runs `work` once with every kernel it launches on `device` profiled on its own (CUPTI auto range,
+// kernel replay), and returns one entry per kernel launch, in launch order. Kernels inside CUDA
+// graphs are not profiled (launch eagerly). Throws counters_unavailable (see above);
+// std::invalid_argument for an unknown extra metric or max_kernels of 0; std::runtime_error when
+// `work` launched more than options.max_kernels kernels.
+std::vector<kernel_counters> profile_kernels(const std::function<void()>& work,
+                                             const counter_options& options);
 
 // The chip name CUPTI reports for `device` ("GH100"); throws counters_unavailable without one.
 std::string cupti_chip_name(int device);
