@@ -7,6 +7,7 @@
 #include "cli.hpp"
 #include "ridgeline/bench/roofline.hpp"
 #include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/errors.hpp"
 #include "ridgeline/metrics/files.hpp"
 #include "ridgeline/planner/profiles.hpp"
 

@@ -13,6 +13,7 @@
 #include "ridgeline/bench/roofline.hpp"
 #include "ridgeline/bench/sweep.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
+#include "ridgeline/metrics/counters.hpp"
 #ifdef RIDGELINE_HAVE_CUPTI
 #include "ridgeline/metrics/cupti.hpp"
 #endif

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <tuple>
 
 #include "cli.hpp"
 #include "ridgeline/bench/roofline.hpp"
@@ -53,7 +54,9 @@ TEST(Roofline, CrossingMatchesABruteForceScan) {
       } else {
         ASSERT_TRUE(got.has_value()) << "context " << context << " ridge " << ridge;
         EXPECT_EQ(*got, scan) << "context " << context << " ridge " << ridge;
-        if (*got > 1) EXPECT_LT(decode_intensity(m, *got - 1, context), ridge);
+        if (*got > 1) {
+          EXPECT_LT(decode_intensity(m, *got - 1, context), ridge);
+        }
       }
     }
   }
@@ -126,19 +129,26 @@ TEST(Roofline, TableAndCsvOfADocument) {
 }
 
 TEST(Roofline, CliErrorsAreOneLine) {
-  std::ostringstream out, err;
-  int code = cli::run({"roofline", "--batch", "1,x", "-o", ""}, out, err);
+  auto run = [](std::vector<std::string> args) {
+    std::ostringstream out, err;
+    const int code = cli::run(args, out, err);
+    return std::pair{code, err.str()};
+  };
+  auto lines = [](const std::string& s) { return std::count(s.begin(), s.end(), '\n'); };
+  auto [code, err] = run({"roofline", "--batch", "1,x", "-o", ""});
   EXPECT_EQ(code, cli::bad_input);
-  EXPECT_NE(err.str().find("'x' is not an integer"), std::string::npos) << err.str();
-  std::ostringstream out2, err2;
-  code = cli::run({"roofline", "--kernels", "ffma_fp64", "-o", ""}, out2, err2);
-  EXPECT_EQ(code, cli::bad_input) << err2.str();
-  EXPECT_EQ(std::count(err2.str().begin(), err2.str().end(), '\n'), 1);
+  EXPECT_NE(err.find("'x' is not an integer"), std::string::npos) << err;
+  EXPECT_EQ(lines(err), 1);
+  std::tie(code, err) = run({"roofline", "--kernels", "ffma_fp64", "-o", ""});
+  EXPECT_EQ(code, cli::bad_input) << err;
+  EXPECT_EQ(lines(err), 1);
+  std::tie(code, err) = run({"roofline", "--context", "0", "-o", ""});
+  EXPECT_EQ(code, cli::bad_input) << err;
+  EXPECT_EQ(lines(err), 1);
   if (metrics::device_count() == 0) {
-    std::ostringstream out3, err3;
-    code = cli::run({"roofline", "-o", "", "--no-progress"}, out3, err3);
+    std::tie(code, err) = run({"roofline", "-o", "", "--no-progress"});
     EXPECT_EQ(code, cli::no_device);
-    EXPECT_NE(err3.str().find("needs a CUDA GPU"), std::string::npos) << err3.str();
-    EXPECT_EQ(std::count(err3.str().begin(), err3.str().end(), '\n'), 1);
+    EXPECT_NE(err.find("needs a CUDA GPU"), std::string::npos) << err;
+    EXPECT_EQ(lines(err), 1);
   }
 }
