@@ -104,18 +104,22 @@ void run_roofline_command(const roofline_args& a, context& ctx) {
 void register_roofline(CLI::App& app, context& ctx) {
   auto a = std::make_shared<roofline_args>();
   auto* cmd = app.add_subcommand(
-      "roofline", "Measured roofline of this GPU, with the engine's steps and kernels placed on it");
+      "roofline",
+      "Measured roofline of this GPU, with the engine's steps and kernels placed on it");
   cmd->footer(
       "Examples:\n"
       "  ridgeline roofline --gpu planner/profiles/h100-sxm.json -o roofline.json --csv r.csv\n"
       "  ridgeline roofline --no-sweep --batch 1,64 --kernel-batch 1   (engine points only)\n"
       "  ridgeline roofline --kernels mma_bf16 --intensity 1,64,1024 --no-counters");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
-  cmd->add_option("--gpu", a->gpu,
-                  "Ceilings: a probe profile JSON or key (default: the embedded profile of this GPU)");
+  cmd->add_option(
+      "--gpu", a->gpu,
+      "Ceilings: a probe profile JSON or key (default: the embedded profile of this GPU)");
   cmd->add_option("--batch", a->batches, "Decode batch sizes")->capture_default_str();
-  cmd->add_option("--context", a->context, "Decode context (tokens of cache)")->capture_default_str();
-  cmd->add_option("--prefill-batch", a->prefill_batches, "Prefill batch sizes")->capture_default_str();
+  cmd->add_option("--context", a->context, "Decode context (tokens of cache)")
+      ->capture_default_str();
+  cmd->add_option("--prefill-batch", a->prefill_batches, "Prefill batch sizes")
+      ->capture_default_str();
   cmd->add_option("--prefill-context", a->prefill_context, "Prefill tokens per sequence")
       ->capture_default_str();
   cmd->add_option("--kernel-batch", a->kernel_batches, "Decode batches broken down per kernel")

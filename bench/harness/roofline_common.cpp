@@ -23,12 +23,14 @@ std::string fmt(const char* f, double v) {
 
 void require_positive(const std::vector<int>& v, const char* what) {
   for (int x : v) {
-    if (x <= 0) throw std::invalid_argument(std::string(what) + " must be positive, got " + std::to_string(x));
+    if (x <= 0)
+      throw std::invalid_argument(std::string(what) + " must be positive, got " +
+                                  std::to_string(x));
   }
 }
 
-constexpr dtype k_roof_dtypes[] = {dtype::fp32, dtype::tf32, dtype::fp16, dtype::bf16,
-                                   dtype::fp8_e4m3, dtype::int8};
+constexpr dtype k_roof_dtypes[] = {dtype::fp32, dtype::tf32,     dtype::fp16,
+                                   dtype::bf16, dtype::fp8_e4m3, dtype::int8};
 
 }  // namespace
 
@@ -48,8 +50,8 @@ double decode_intensity_limit(const model_preset& m, int context) {
   const step_work one = count_step_work(m, 1, context, false);
   const step_work two = count_step_work(m, 2, context, false);
   const double flops = two.flops - one.flops;
-  const double bytes = (two.kv_read_bytes + two.kv_write_bytes) -
-                       (one.kv_read_bytes + one.kv_write_bytes);
+  const double bytes =
+      (two.kv_read_bytes + two.kv_write_bytes) - (one.kv_read_bytes + one.kv_write_bytes);
   return bytes > 0 ? flops / bytes : INFINITY;
 }
 
@@ -79,11 +81,12 @@ json roofline_ceilings(const gpu_profile& p, const std::string& source) {
     if (it == p.peaks.end()) continue;
     const auto ridge = p.ridge_point(t);
     const auto ds_ridge = p.datasheet_ridge_point(t);
-    dtypes.push_back({{"dtype", std::string(name(t))},
-                      {"peak_flops_per_second", it->second.flops_per_second},
-                      {"datasheet_flops_per_second", it->second.datasheet_flops_per_second},
-                      {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
-                      {"datasheet_ridge_flops_per_byte", ds_ridge ? json(*ds_ridge) : json(nullptr)}});
+    dtypes.push_back(
+        {{"dtype", std::string(name(t))},
+         {"peak_flops_per_second", it->second.flops_per_second},
+         {"datasheet_flops_per_second", it->second.datasheet_flops_per_second},
+         {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
+         {"datasheet_ridge_flops_per_byte", ds_ridge ? json(*ds_ridge) : json(nullptr)}});
   }
   return {{"gpu", p.name},
           {"source", source},
@@ -100,7 +103,8 @@ json roofline_crossings(const model_preset& m, const gpu_profile& p,
   json rows = json::array();
   const auto ridge = p.ridge_point(dtype::bf16);
   for (int c : contexts) {
-    json r = {{"context", c}, {"intensity_limit_flops_per_byte", decode_intensity_limit(m, c)},
+    json r = {{"context", c},
+              {"intensity_limit_flops_per_byte", decode_intensity_limit(m, c)},
               {"intensity_at_batch_1", [&] {
                  const step_work w = count_step_work(m, 1, c, false);
                  return w.flops / w.bytes();
@@ -108,17 +112,19 @@ json roofline_crossings(const model_preset& m, const gpu_profile& p,
     if (ridge) {
       const auto b = decode_ridge_crossing(m, c, *ridge);
       r["crossing_batch"] = b ? json(*b) : json(nullptr);
-      r["crossing"] = b ? "decode is compute-bound from batch " + std::to_string(*b)
-                        : "never: decode stays memory-bound at every batch (its intensity tends to " +
-                              fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
+      r["crossing"] =
+          b ? "decode is compute-bound from batch " + std::to_string(*b)
+            : "never: decode stays memory-bound at every batch (its intensity tends to " +
+                  fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
     }
     rows.push_back(r);
   }
   return {{"model", m.name},
           {"dtype", "bf16"},
           {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
-          {"counted", "decode step: 2 FLOPs per weight per token plus attention, over weight bytes "
-                      "once plus KV read and written (count_step_work)"},
+          {"counted",
+           "decode step: 2 FLOPs per weight per token plus attention, over weight bytes "
+           "once plus KV read and written (count_step_work)"},
           {"contexts", rows}};
 }
 
@@ -126,15 +132,17 @@ std::string roofline_table(const json& doc) {
   std::ostringstream out;
   const json& c = doc.at("ceilings");
   const double bw = c.value("dram_read_bytes_per_second", 0.0);
-  out << "ridgeline roofline: " << c.value("gpu", std::string("?")) << "  (ceilings: "
-      << c.value("source", std::string("")) << ")\n";
+  out << "ridgeline roofline: " << c.value("gpu", std::string("?"))
+      << "  (ceilings: " << c.value("source", std::string("")) << ")\n";
   out << "DRAM read " << fmt("%.2f", bw / 1e12) << " TB/s\n";
   out << "  dtype      peak TFLOP/s  ridge FLOP/B  (datasheet ridge)\n";
   for (const auto& d : c.at("dtypes")) {
-    out << "  " << d.value("dtype", std::string()) << std::string(9 - std::min<std::size_t>(9, d.value("dtype", std::string()).size()), ' ')
+    out << "  " << d.value("dtype", std::string())
+        << std::string(9 - std::min<std::size_t>(9, d.value("dtype", std::string()).size()), ' ')
         << fmt("%12.1f", d.value("peak_flops_per_second", 0.0) / 1e12)
-        << (d["ridge_flops_per_byte"].is_null() ? std::string("            -")
-                                                : fmt("%14.1f", d["ridge_flops_per_byte"].get<double>()))
+        << (d["ridge_flops_per_byte"].is_null()
+                ? std::string("            -")
+                : fmt("%14.1f", d["ridge_flops_per_byte"].get<double>()))
         << (d["datasheet_ridge_flops_per_byte"].is_null()
                 ? std::string("")
                 : fmt("  (%.1f)", d["datasheet_ridge_flops_per_byte"].get<double>()))
@@ -144,7 +152,9 @@ std::string roofline_table(const json& doc) {
     out << "\nIntensity sweep plateaus against the probe:\n"
         << "  kernel        memory TB/s  % of read   compute TFLOP/s  probe TFLOP/s  ratio\n";
     for (const auto& r : doc["intensity_sweep"]["against_probe"]) {
-      out << "  " << r.value("kernel", std::string()) << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()), ' ')
+      out << "  " << r.value("kernel", std::string())
+          << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()),
+                         ' ')
           << fmt("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
           << fmt("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
           << fmt("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
@@ -156,7 +166,8 @@ std::string roofline_table(const json& doc) {
     }
   }
   if (doc.contains("engine")) {
-    out << "\nEngine steps (" << doc["config"].value("model", std::string()) << "; time: CUDA events; "
+    out << "\nEngine steps (" << doc["config"].value("model", std::string())
+        << "; time: CUDA events; "
         << "measured: CUPTI counters in a separate pass):\n"
         << "  phase    batch  ctx    ms      counted FLOP/B  measured FLOP/B  ratio  "
            "measured GB  TFLOP/s  TB/s   % of roof\n";
@@ -167,7 +178,8 @@ std::string roofline_table(const json& doc) {
         continue;
       }
       const bool m = r.contains("measured") && !r["measured"].is_null();
-      out << "  " << r.value("phase", std::string()) << std::string(8 - std::min<std::size_t>(8, r.value("phase", std::string()).size()), ' ')
+      out << "  " << r.value("phase", std::string())
+          << std::string(8 - std::min<std::size_t>(8, r.value("phase", std::string()).size()), ' ')
           << fmt("%5.0f", r.value("batch", 0.0)) << fmt("%5.0f", r.value("context", 0.0))
           << fmt("%9.3f", r.value("seconds", 0.0) * 1e3)
           << fmt("%13.2f", r["counted"].value("intensity_flops_per_byte", 0.0))
@@ -182,16 +194,17 @@ std::string roofline_table(const json& doc) {
   }
   if (doc.contains("decode_kernels")) {
     for (const auto& k : doc["decode_kernels"]) {
-      out << "\nDecode step at batch " << k.value("batch", 0) << ", per kernel (summed over layers; "
-          << k.value("traced_steps", 0) << " traced eager steps):\n"
+      out << "\nDecode step at batch " << k.value("batch", 0)
+          << ", per kernel (summed over layers; " << k.value("traced_steps", 0)
+          << " traced eager steps):\n"
           << "  phase            kernel                                      calls  us/step  "
              "FLOP/B   TFLOP/s   TB/s  % of roof\n";
       for (const auto& r : k["kernels"]) {
         std::string name = r.value("kernel", std::string());
         if (name.size() > 42) name = name.substr(0, 39) + "...";
         std::string phase = r.value("phase", std::string());
-        out << "  " << phase << std::string(17 - std::min<std::size_t>(17, phase.size()), ' ') << name
-            << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
+        out << "  " << phase << std::string(17 - std::min<std::size_t>(17, phase.size()), ' ')
+            << name << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
             << fmt("%5.0f", r.value("calls", 0.0)) << fmt("%9.1f", r.value("seconds", 0.0) * 1e6)
             << (r.contains("intensity_flops_per_byte")
                     ? fmt("%9.2f", r["intensity_flops_per_byte"].get<double>()) +
@@ -205,10 +218,14 @@ std::string roofline_table(const json& doc) {
   }
   if (doc.contains("crossing")) {
     const json& x = doc["crossing"];
-    out << "\nbf16 ridge " << (x["ridge_flops_per_byte"].is_null() ? std::string("?") : fmt("%.1f", x["ridge_flops_per_byte"].get<double>()))
+    out << "\nbf16 ridge "
+        << (x["ridge_flops_per_byte"].is_null()
+                ? std::string("?")
+                : fmt("%.1f", x["ridge_flops_per_byte"].get<double>()))
         << " FLOP/byte; decode of " << x.value("model", std::string()) << " crosses it:\n";
     for (const auto& r : x["contexts"]) {
-      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?")) << "\n";
+      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?"))
+          << "\n";
     }
   }
   return out.str();

@@ -29,16 +29,22 @@ using nlohmann::json;
 namespace {
 
 // FLOP/s the roof allows at this intensity: min(peak, intensity x bandwidth).
-double roof_at(double intensity, double peak, double bw) { return std::min(peak, intensity * bw); }
+double roof_at(double intensity, double peak, double bw) {
+  return std::min(peak, intensity * bw);
+}
 
 // The probe's ceiling a sweep kernel should reach: its GEMM peak of the same dtype (the vector
 // HFMA2 kernels have none: the probe measures no non-tensor half-precision rate).
 std::optional<dtype> probe_dtype(intensity_kernel k) {
   switch (k) {
-    case intensity_kernel::ffma_fp32: return dtype::fp32;
-    case intensity_kernel::mma_bf16: return dtype::bf16;
-    case intensity_kernel::mma_fp8: return dtype::fp8_e4m3;
-    default: return std::nullopt;
+    case intensity_kernel::ffma_fp32:
+      return dtype::fp32;
+    case intensity_kernel::mma_bf16:
+      return dtype::bf16;
+    case intensity_kernel::mma_fp8:
+      return dtype::fp8_e4m3;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -174,8 +180,9 @@ json run_roofline(const roofline_options& o) {
   }
 #ifndef RIDGELINE_HAVE_CUPTI
   if (o.counters) {
-    throw std::invalid_argument("this build has no CUPTI (-DRIDGELINE_CUPTI=OFF): run with "
-                                "--no-counters for counted intensities only");
+    throw std::invalid_argument(
+        "this build has no CUPTI (-DRIDGELINE_CUPTI=OFF): run with "
+        "--no-counters for counted intensities only");
   }
 #endif
   const gpu_profile& p = *o.profile;
@@ -185,10 +192,9 @@ json run_roofline(const roofline_options& o) {
     if (o.progress) o.progress(s);
   };
 
-  json doc = {{"schema", k_roofline_schema},
-              {"environment", metrics::environment_block(o.device)}};
-  doc["ceilings"] = roofline_ceilings(p, p.source == "measured" ? "probe profile of " + p.name
-                                                                : "datasheet of " + p.name);
+  json doc = {{"schema", k_roofline_schema}, {"environment", metrics::environment_block(o.device)}};
+  doc["ceilings"] = roofline_ceilings(
+      p, p.source == "measured" ? "probe profile of " + p.name : "datasheet of " + p.name);
 
   if (o.intensity_sweep) {
     say("intensity sweep");
@@ -203,9 +209,23 @@ json run_roofline(const roofline_options& o) {
   eo.max_seqs = std::max({*std::max_element(o.decode_batches.begin(), o.decode_batches.end()),
                           *std::max_element(o.prefill_batches.begin(), o.prefill_batches.end()),
                           *std::max_element(o.kernel_batches.begin(), o.kernel_batches.end())});
-  eo.max_tokens = std::max(eo.max_seqs, *std::max_element(o.prefill_batches.begin(),
-                                                          o.prefill_batches.end()) *
-                                            o.prefill_context);
+  eo.max_tokens =
+      std::max(eo.max_seqs, *std::max_element(o.prefill_batches.begin(), o.prefill_batches.end()) *
+                                o.prefill_context);
+  // A KV pool of what the points need (capped by what fits): smaller than the engine's default of
+  // 90% of free memory, and less for the counters' passes to walk over.
+  std::int64_t need = 0;
+  for (int b : o.decode_batches)
+    need = std::max(need, b * synthetic_step_blocks(o.context, false, eo.block_tokens));
+  for (int b : o.kernel_batches)
+    need = std::max(need, b * synthetic_step_blocks(o.context, false, eo.block_tokens));
+  for (int b : o.prefill_batches) {
+    need = std::max(need, b * synthetic_step_blocks(o.prefill_context, true, eo.block_tokens));
+  }
+  if (const auto dev = metrics::query_device(o.device)) {
+    const engine_memory_plan fit = plan_engine_memory(m, eo, dev->memory_free_bytes);
+    eo.num_kv_blocks = static_cast<int>(std::min<std::int64_t>(need, fit.kv_blocks));
+  }
   say("loading " + m.name + " (random weights)");
   cuda_engine engine(dc, eo);
   engine.fill_kv_random(7);
@@ -304,7 +324,12 @@ json run_roofline(const roofline_options& o) {
     const std::vector<metrics::kernel_record> trace = tracer.stop();
     std::optional<std::vector<metrics::kernel_counters>> per_kernel;
     if (o.counters) {
-      per_kernel = metrics::profile_kernels([&] { engine.timed_step(step.seqs); }, {o.device, {}});
+      // User replay: the eager step runs once per pass (it is replayable), so CUPTI need not save
+      // and restore the weights and the KV pool around every kernel.
+      metrics::counter_options co;
+      co.device = o.device;
+      co.kernel_replay = false;
+      per_kernel = metrics::profile_kernels([&] { engine.timed_step(step.seqs); }, co);
     }
     k["traced_steps"] = traced;
     k["kernels_per_step"] = trace.size() / traced;
@@ -323,19 +348,21 @@ json run_roofline(const roofline_options& o) {
 
   std::set<int> contexts{1, 128, 512, 2048, 8192, o.context};
   doc["crossing"] = roofline_crossings(m, p, std::vector<int>(contexts.begin(), contexts.end()));
-  doc["config"] = {{"model", m.name},
-                   {"dtype", "bf16"},
-                   {"weights", "seeded random"},
-                   {"context", o.context},
-                   {"decode_batches", o.decode_batches},
-                   {"prefill_batches", o.prefill_batches},
-                   {"prefill_context", o.prefill_context},
-                   {"kernel_batches", o.kernel_batches},
-                   {"intensity_sweep", o.intensity_sweep},
-                   {"counters", o.counters},
-                   {"timing", "CUDA events around the forward pass (CUDA graphs for decode), median "
-                              "after 3 warm-ups; counters in separate passes"},
-                   {"roof", "min(peak bf16 FLOP/s, intensity x DRAM read bytes/s) of the ceilings"}};
+  doc["config"] = {
+      {"model", m.name},
+      {"dtype", "bf16"},
+      {"weights", "seeded random"},
+      {"context", o.context},
+      {"decode_batches", o.decode_batches},
+      {"prefill_batches", o.prefill_batches},
+      {"prefill_context", o.prefill_context},
+      {"kernel_batches", o.kernel_batches},
+      {"intensity_sweep", o.intensity_sweep},
+      {"counters", o.counters},
+      {"timing",
+       "CUDA events around the forward pass (CUDA graphs for decode), median "
+       "after 3 warm-ups; counters in separate passes"},
+      {"roof", "min(peak bf16 FLOP/s, intensity x DRAM read bytes/s) of the ceilings"}};
   return doc;
 }
 

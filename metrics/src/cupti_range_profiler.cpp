@@ -518,7 +518,8 @@ std::vector<kernel_counters> profile_kernels(const std::function<void()>& work,
   }
   require_device(options.device);
   profiling_setup s(options, "profile_kernels");
-  collection c(s.ctx, s.config, s.names, CUPTI_AutoRange, CUPTI_KernelReplay, options.max_kernels);
+  collection c(s.ctx, s.config, s.names, CUPTI_AutoRange,
+               options.kernel_replay ? CUPTI_KernelReplay : CUPTI_UserReplay, options.max_kernels);
 
   const auto too_many = [&](std::size_t launched) {
     return "profile_kernels: the work launched " + std::to_string(launched) +
@@ -527,7 +528,13 @@ std::vector<kernel_counters> profile_kernels(const std::function<void()>& work,
   };
   std::vector<std::string> launches;
   bool all_submitted = false;
-  {
+  // Kernel replay: one run of the work. User replay: one run per pass, the same launches each.
+  for (int run = 0; !all_submitted; ++run) {
+    if (run > 0 && (options.kernel_replay || static_cast<std::size_t>(run) > s.planned_passes)) {
+      throw std::runtime_error(
+          "profile_kernels: CUPTI did not submit every pass (" + std::to_string(run) +
+          " runs of the work, " + std::to_string(s.planned_passes) + " passes planned)");
+    }
     launch_recorder recorder;
     try {
       all_submitted = c.run(work, nullptr);
@@ -539,12 +546,14 @@ std::vector<kernel_counters> profile_kernels(const std::function<void()>& work,
       }
       throw;
     }
-    launches = recorder.names();
-  }
-  if (launches.size() > options.max_kernels) throw std::runtime_error(too_many(launches.size()));
-  if (!all_submitted) {
-    throw std::runtime_error(
-        "profile_kernels: CUPTI kernel replay did not submit every pass in one run of the work");
+    if (run == 0) {
+      launches = recorder.names();
+    } else if (recorder.names() != launches) {
+      throw std::runtime_error("profile_kernels: the work launched other kernels in pass " +
+                               std::to_string(run + 1) + " than in pass 1; user replay needs the "
+                               "same launches every run");
+    }
+    if (launches.size() > options.max_kernels) throw std::runtime_error(too_many(launches.size()));
   }
 
   const std::size_t ranges =

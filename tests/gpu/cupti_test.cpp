@@ -199,37 +199,43 @@ TEST(CuptiKernels, ThreeKernelsInLaunchOrderWithTheirOwnCounts) {
   RIDGELINE_CUDA_CHECK(cudaMemset(src.data(), 1, copy_bytes));
   cuda::bandwidth_launch l;
   l.bytes = copy_bytes;
-  std::vector<metrics::kernel_counters> k;
-  try {
-    k = metrics::profile_kernels(
-        [&] {
-          for (int i = 0; i < 2; ++i) {
-            test::launch_ffma_chain(out.data<float>(), blocks[i], threads, iters[i], s.get());
-          }
-          cuda::launch_copy(dst.data(), src.data(), l, s.get());
-        },
-        {});
-  } catch (const metrics::counters_unavailable& e) {
-    FAIL() << "GPU counters unavailable: " << e.what();
+  // Kernel replay (the work once), then user replay (the work once per pass).
+  for (bool kernel_replay : {true, false}) {
+    SCOPED_TRACE(kernel_replay ? "kernel replay" : "user replay");
+    std::vector<metrics::kernel_counters> k;
+    metrics::counter_options co;
+    co.kernel_replay = kernel_replay;
+    try {
+      k = metrics::profile_kernels(
+          [&] {
+            for (int i = 0; i < 2; ++i) {
+              test::launch_ffma_chain(out.data<float>(), blocks[i], threads, iters[i], s.get());
+            }
+            cuda::launch_copy(dst.data(), src.data(), l, s.get());
+          },
+          co);
+    } catch (const metrics::counters_unavailable& e) {
+      FAIL() << "GPU counters unavailable: " << e.what();
+    }
+    for (const auto& e : k) {
+      std::printf("  %s\n", e.name.c_str());
+      print(e.values);
+    }
+    ASSERT_EQ(k.size(), 3u);
+    for (int i = 0; i < 2; ++i) {
+      SCOPED_TRACE("kernel " + std::to_string(i) + ": " + k[i].name);
+      EXPECT_NE(k[i].name.find("ffma_chain_kernel"), std::string::npos);
+      EXPECT_EQ(k[i].name.find("_Z"), std::string::npos) << "not demangled";
+      const double n = static_cast<double>(blocks[i]) * threads;
+      EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::ffma), 4.0 * iters[i] * n);
+      EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::fadd), 3 * n);
+      EXPECT_GE(k[i].values.passes, 1);
+    }
+    EXPECT_NE(k[2].name.find("copy_kernel"), std::string::npos) << k[2].name;
+    const double b = static_cast<double>(copy_bytes);
+    EXPECT_NEAR(k[2].values.dram_bytes(), 2 * b, 0.02 * 2 * b);
+    EXPECT_EQ(k[2].values.flops(), 0);
   }
-  for (const auto& e : k) {
-    std::printf("  %s\n", e.name.c_str());
-    print(e.values);
-  }
-  ASSERT_EQ(k.size(), 3u);
-  for (int i = 0; i < 2; ++i) {
-    SCOPED_TRACE("kernel " + std::to_string(i) + ": " + k[i].name);
-    EXPECT_NE(k[i].name.find("ffma_chain_kernel"), std::string::npos);
-    EXPECT_EQ(k[i].name.find("_Z"), std::string::npos) << "not demangled";
-    const double n = static_cast<double>(blocks[i]) * threads;
-    EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::ffma), 4.0 * iters[i] * n);
-    EXPECT_EQ(k[i].values.raw.at(metrics::counter_metric::fadd), 3 * n);
-    EXPECT_GE(k[i].values.passes, 1);
-  }
-  EXPECT_NE(k[2].name.find("copy_kernel"), std::string::npos) << k[2].name;
-  const double b = static_cast<double>(copy_bytes);
-  EXPECT_NEAR(k[2].values.dram_bytes(), 2 * b, 0.02 * 2 * b);
-  EXPECT_EQ(k[2].values.flops(), 0);
 }
 
 // More launches than max_kernels: an error that says so and what to do, not a short list.

@@ -102,14 +102,24 @@ TEST(Roofline, TableAndCsvOfADocument) {
   json doc = {{"schema", bench::k_roofline_schema},
               {"config", {{"model", "llama-2-7b"}}},
               {"ceilings", bench::roofline_ceilings(p, "test")}};
-  doc["engine"] = json::array(
-      {{{"phase", "decode"}, {"batch", 64}, {"context", 512}, {"seconds", 0.0115},
-        {"counted", {{"intensity_flops_per_byte", 28.1}}},
-        {"measured", {{"intensity_flops_per_byte", 27.0}, {"dram_bytes", 3.0e10}}},
-        {"intensity_ratio", 0.96}, {"flops_per_second", 7.0e13}, {"bytes_per_second", 2.6e12},
-        {"pct_of_roof", 83.0}},
-       {{"phase", "decode"}, {"batch", 512}, {"context", 512}, {"skipped", "needs 9000 KV blocks"}}});
-  doc["decode_kernels"] = json::array({{{"batch", 1}, {"context", 512}, {"traced_steps", 5},
+  doc["engine"] =
+      json::array({{{"phase", "decode"},
+                    {"batch", 64},
+                    {"context", 512},
+                    {"seconds", 0.0115},
+                    {"counted", {{"intensity_flops_per_byte", 28.1}}},
+                    {"measured", {{"intensity_flops_per_byte", 27.0}, {"dram_bytes", 3.0e10}}},
+                    {"intensity_ratio", 0.96},
+                    {"flops_per_second", 7.0e13},
+                    {"bytes_per_second", 2.6e12},
+                    {"pct_of_roof", 83.0}},
+                   {{"phase", "decode"},
+                    {"batch", 512},
+                    {"context", 512},
+                    {"skipped", "needs 9000 KV blocks"}}});
+  doc["decode_kernels"] = json::array({{{"batch", 1},
+                                        {"context", 512},
+                                        {"traced_steps", 5},
                                         {"kernels", json::array({{{"phase", "mlp"},
                                                                   {"kernel", "gemv_kernel, x"},
                                                                   {"calls", 64},

@@ -99,6 +99,11 @@ struct counter_options {
   // profile_kernels only: kernel launches the counter data holds (its size grows with this); more
   // launches in `work` is an error that says so.
   std::size_t max_kernels = 2048;
+  // profile_kernels only: true, CUPTI replays each kernel (saving and restoring the memory it may
+  // write; `work` runs once). false, `work` runs once per pass like profile_range (it must then be
+  // replayable: the same launches every call), which avoids copying large allocations (an
+  // engine's weights and KV pool) around every kernel of every pass.
+  bool kernel_replay = true;
 };
 
 // One kernel launch's counters. values.passes: how many times CUPTI ran the kernel.
