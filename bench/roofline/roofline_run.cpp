@@ -238,9 +238,9 @@ json run_roofline(const roofline_options& o) {
   std::mt19937 rng(11);
 
   auto fits = [&](int batch, int context, bool prefill) -> std::string {
-    const std::int64_t need = batch * synthetic_step_blocks(context, prefill, block_tokens);
-    if (need > engine.num_kv_blocks()) {
-      return "needs " + std::to_string(need) + " KV blocks; the pool holds " +
+    const std::int64_t blocks = batch * synthetic_step_blocks(context, prefill, block_tokens);
+    if (blocks > engine.num_kv_blocks()) {
+      return "needs " + std::to_string(blocks) + " KV blocks; the pool holds " +
              std::to_string(engine.num_kv_blocks());
     }
     if ((prefill ? context : context + 1) > m.max_context) {
