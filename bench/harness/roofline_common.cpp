@@ -34,6 +34,31 @@ constexpr dtype k_roof_dtypes[] = {dtype::fp32, dtype::tf32,     dtype::fp16,
 
 }  // namespace
 
+std::string short_kernel_name(const std::string& n) {
+  std::string s = n.rfind("void ", 0) == 0 ? n.substr(5) : n;
+  // Cut the parameter list: the first '(' outside template brackets that does not open
+  // "(anonymous namespace)".
+  static const std::string anon = "(anonymous namespace)";
+  int depth = 0;
+  std::size_t last_scope = std::string::npos;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '<') ++depth;
+    if (c == '>' && depth > 0) --depth;
+    if (depth != 0) continue;
+    if (c == '(') {
+      if (s.compare(i, anon.size(), anon) == 0) {
+        i += anon.size() - 1;
+        continue;
+      }
+      s.resize(i);
+      break;
+    }
+    if (c == ':' && i + 1 < s.size() && s[i + 1] == ':') last_scope = ++i;
+  }
+  return last_scope == std::string::npos ? s : s.substr(last_scope + 1);
+}
+
 void validate_roofline_options(const roofline_options& o) {
   model_preset_by_name(o.model);  // throws for an unknown preset
   if (o.context <= 0) throw std::invalid_argument("--context must be positive");

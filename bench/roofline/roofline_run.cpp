@@ -145,7 +145,11 @@ json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int step
     group& g = groups[key];
     std::sort(g.step_ns.begin(), g.step_ns.end());
     const double s = g.step_ns[g.step_ns.size() / 2] * 1e-9;
-    json r = {{"phase", g.phase}, {"kernel", g.kernel}, {"calls", g.calls}, {"seconds", s}};
+    json r = {{"phase", g.phase},
+              {"kernel", short_kernel_name(g.kernel)},
+              {"kernel_full", g.kernel},
+              {"calls", g.calls},
+              {"seconds", s}};
     if (g.measured && g.dram > 0 && s > 0) {
       const double i = g.flops / g.dram;
       r["dram_bytes"] = g.dram;
@@ -277,9 +281,13 @@ json run_roofline(const roofline_options& o) {
     double intensity = w.flops / w.bytes(), flops = w.flops, bytes = w.bytes();
 #ifdef RIDGELINE_HAVE_CUPTI
     if (o.counters) {
-      // A separate pass: the same step, once per counter pass; nothing here is timed.
+      // A separate pass: the same step, once per counter pass; nothing here is timed. Launched
+      // eagerly: the same kernels on the same data, but the SASS instruction counters (FFMA and
+      // friends) read zero for kernels replayed from a CUDA graph (measured on an H100).
+      engine.set_cuda_graphs(false);
       const metrics::counter_values v =
           metrics::profile_range([&] { engine.timed_step(step.seqs); }, {o.device, {}});
+      engine.set_cuda_graphs(true);
       r["measured"] = counters_json(v);
       r["intensity_ratio"] = v.intensity() / (w.flops / w.bytes());
       intensity = v.intensity();
@@ -295,7 +303,9 @@ json run_roofline(const roofline_options& o) {
     r["bytes_per_second"] = bytes / t;
     r["intensity_flops_per_byte"] = intensity;
     r["roof_flops_per_second"] = roof_at(intensity, peak, bw);
-    r["pct_of_roof"] = 100.0 * (flops / t) / roof_at(intensity, peak, bw);
+    // Below the ridge the roof is the bandwidth: % of it by bytes (also when no FLOP was counted).
+    r["pct_of_roof"] = intensity * bw < peak ? 100.0 * (bytes / t) / bw
+                                             : 100.0 * (flops / t) / roof_at(intensity, peak, bw);
     r["bound"] = intensity * bw < peak ? "memory" : "compute";
     engine_rows.push_back(r);
   };

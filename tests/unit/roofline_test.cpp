@@ -138,6 +138,19 @@ TEST(Roofline, TableAndCsvOfADocument) {
   EXPECT_NE(csv.find("decode_kernel,gemv_kernel; x,mlp,1,512"), std::string::npos) << csv;
 }
 
+TEST(Roofline, ShortKernelNames) {
+  EXPECT_EQ(bench::short_kernel_name("void ridgeline::cuda::(anonymous namespace)::gemv_kernel<1, "
+                                     "false, 4, 4, true>(uint4 const*, uint4 const*, void*, int)"),
+            "gemv_kernel<1, false, 4, 4, true>");
+  EXPECT_EQ(bench::short_kernel_name("ridgeline::cuda::(anonymous namespace)::merge_kernel(float "
+                                     "const*, int)"),
+            "merge_kernel");
+  EXPECT_EQ(bench::short_kernel_name("void a::f<b::c<int>, (d::e)1>(int)"),
+            "f<b::c<int>, (d::e)1>");
+  EXPECT_EQ(bench::short_kernel_name("nvjet_sm90_tst_96x64_64x10_4x1_v_bz_TNN"),
+            "nvjet_sm90_tst_96x64_64x10_4x1_v_bz_TNN");
+}
+
 TEST(Roofline, CliErrorsAreOneLine) {
   auto run = [](std::vector<std::string> args) {
     std::ostringstream out, err;

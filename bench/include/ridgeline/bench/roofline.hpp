@@ -64,6 +64,11 @@ nlohmann::json roofline_ceilings(const gpu_profile& p, const std::string& source
 nlohmann::json roofline_crossings(const model_preset& m, const gpu_profile& p,
                                   const std::vector<int>& contexts);
 
+// A demangled kernel name without its return type, namespaces and parameter list:
+// "void ridgeline::cuda::(anonymous namespace)::gemv_kernel<1, false>(uint4 const*, int)" ->
+// "gemv_kernel<1, false>". Names that are not C++ (cuBLAS's nvjet_...) come back unchanged.
+std::string short_kernel_name(const std::string& demangled);
+
 // Human-readable summary and a flat CSV of every point (kind, name, intensity, FLOP/s, bytes/s,
 // % of the roof at that intensity).
 std::string roofline_table(const nlohmann::json& doc);
