@@ -48,6 +48,7 @@ std::optional<dtype> probe_dtype(intensity_kernel k) {
   }
 }
 
+#ifdef RIDGELINE_HAVE_CUPTI
 json counters_json(const metrics::counter_values& v) {
   return {{"dram_read_bytes", v.dram_read_bytes},
           {"dram_write_bytes", v.dram_write_bytes},
@@ -60,6 +61,7 @@ json counters_json(const metrics::counter_values& v) {
           {"intensity_flops_per_byte", v.intensity()},
           {"passes", v.passes}};
 }
+#endif
 
 json sweep_block(const roofline_options& o, const gpu_profile& p) {
   const double bw = p.dram_bytes_per_second();
