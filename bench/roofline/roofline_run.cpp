@@ -317,7 +317,10 @@ json run_roofline(const roofline_options& o) {
 
   json kernels = json::array();
 #ifdef RIDGELINE_HAVE_CUPTI
+  // Eager (kernel-replay-free per-kernel counters need it) and without PDL (a PDL kernel's traced
+  // span includes its wait for the kernel before): each kernel timed alone.
   engine.set_cuda_graphs(false);
+  engine.set_pdl(false);
   for (int batch : o.kernel_batches) {
     json k = {{"batch", batch}, {"context", o.context}};
     if (const std::string why = fits(batch, o.context, false); !why.empty()) {
@@ -344,6 +347,7 @@ json run_roofline(const roofline_options& o) {
       per_kernel = metrics::profile_kernels([&] { engine.timed_step(step.seqs); }, co);
     }
     k["traced_steps"] = traced;
+    k["launch"] = "eager, without programmatic dependent launch: each kernel timed alone";
     k["kernels_per_step"] = trace.size() / traced;
     k["dropped_records"] = tracer.dropped_records();
     if (per_kernel && per_kernel->size() != trace.size() / traced) {
@@ -355,6 +359,7 @@ json run_roofline(const roofline_options& o) {
     kernels.push_back(k);
   }
   engine.set_cuda_graphs(true);
+  engine.set_pdl(eo.pdl);
 #endif
   doc["decode_kernels"] = kernels;
 

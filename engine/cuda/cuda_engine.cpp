@@ -456,6 +456,17 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
 
 void cuda_engine::set_cuda_graphs(bool on) { m->opt.cuda_graphs = on; }
 
+void cuda_engine::set_pdl(bool on) {
+  m->opt.pdl = on;
+  m->linear_runner.set_gemv_options({4, 0, on});
+  cuda::pdl_enabled() = on;
+  // Captured graphs hold the launch attributes of their capture.
+  for (auto& [k, g] : m->graphs) {
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+  }
+  m->graphs.clear();
+}
+
 void cuda_engine::fill_kv_random(std::uint64_t seed) {
   cuda::fill_uniform(m->kv.data(), dtype::bf16, m->kv.bytes() / 2, seed, 1.0f, m->stream.get());
   m->stream.synchronize();

@@ -234,7 +234,7 @@ std::vector<float> intensity_scalar(const intensity_plan& p, std::span<const std
   std::vector<float> out(output_floats(p));
   for (int block = 0; block < p.grid; ++block) {
     for (int t = 0; t < k_scalar_threads; ++t) {
-      chain pc[k_scalar_loads], qc[k_scalar_loads];
+      chain pc[k_scalar_loads], qc[k_scalar_loads], cc[8];
       for (std::uint64_t c = static_cast<std::uint64_t>(block); c < n_chunks;
            c += static_cast<std::uint64_t>(p.grid)) {
         for (int u = 0; u < k_scalar_loads; ++u) {
@@ -243,6 +243,14 @@ std::vector<float> intensity_scalar(const intensity_plan& p, std::span<const std
           const std::uint32_t* w = &src[4 * v];
           if (p.fma_per_vector == 1) {
             fma(pc[u], w[0] ^ (w[2] & mantissa), w[1] ^ (w[3] & mantissa));
+            continue;
+          }
+          if (p.fma_per_vector % 16 == 0) {
+            for (int pair = 0; pair < 2; ++pair) {
+              for (std::uint32_t r = 0; r < p.fma_per_vector / 16; ++r) {
+                for (auto& k : cc) fma(k, w[2 * pair], w[2 * pair + 1]);
+              }
+            }
             continue;
           }
           for (std::uint32_t i = 0; i < p.fma_per_vector / 2; ++i) {
@@ -257,6 +265,10 @@ std::vector<float> intensity_scalar(const intensity_plan& p, std::span<const std
         if (!fp32) s += pc[u].hi;
         s += qc[u].lo;
         if (!fp32) s += qc[u].hi;
+      }
+      for (const auto& k : cc) {
+        s += k.lo;
+        if (!fp32) s += k.hi;
       }
       out[static_cast<std::size_t>(block) * k_scalar_threads + t] = s;
     }

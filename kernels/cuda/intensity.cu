@@ -65,6 +65,7 @@ struct scalar_traits<intensity_kernel::hfma2_fp16> {
 };
 
 constexpr int k_unroll = 16;
+constexpr int k_shared_chains = 8;
 
 template <intensity_kernel K>
 __global__ void __launch_bounds__(k_scalar_threads)
@@ -73,9 +74,13 @@ __global__ void __launch_bounds__(k_scalar_threads)
   using tr = scalar_traits<K>;
   using T = typename tr::type;
   constexpr int U = k_scalar_loads;
-  T p[U], q[U];
+  T p[U], q[U], c8[k_shared_chains];
 #pragma unroll
   for (int u = 0; u < U; ++u) p[u] = q[u] = tr::zero();
+#pragma unroll
+  for (int k = 0; k < k_shared_chains; ++k) c8[k] = tr::zero();
+  const bool shared = fma_per_vector % 16 == 0;  // same for every thread: no divergence
+  const std::uint32_t reps = fma_per_vector / 16;
   const std::uint32_t pairs = fma_per_vector / 2;
   for (std::uint64_t c = blockIdx.x; c < n_chunks; c += gridDim.x) {
     const int4* base = src + c * (k_scalar_threads * U) + threadIdx.x;
@@ -90,6 +95,22 @@ __global__ void __launch_bounds__(k_scalar_threads)
         const auto z = static_cast<std::uint32_t>(v[u].z), w = static_cast<std::uint32_t>(v[u].w);
         p[u] = tr::fma(p[u], from_bits<T>(x ^ (z & tr::mantissa)),
                        from_bits<T>(y ^ (w & tr::mantissa)));
+      }
+      continue;
+    }
+    if (shared) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          const T a = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].z : v[u].x));
+          const T b = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].w : v[u].y));
+#pragma unroll 4
+          for (std::uint32_t r = 0; r < reps; ++r) {
+#pragma unroll
+            for (int k = 0; k < k_shared_chains; ++k) c8[k] = tr::fma(c8[k], a, b);
+          }
+        }
       }
       continue;
     }
@@ -125,6 +146,8 @@ __global__ void __launch_bounds__(k_scalar_threads)
     s = tr::add_to(s, p[u]);
     s = tr::add_to(s, q[u]);
   }
+#pragma unroll
+  for (int k = 0; k < k_shared_chains; ++k) s = tr::add_to(s, c8[k]);
   out[blockIdx.x * k_scalar_threads + threadIdx.x] = s;
 }
 

@@ -2,7 +2,8 @@
 // the FFMA/HFMA2 kernels bit for bit, the wgmma kernels within a per-dtype tolerance of the exact
 // matrix products, which is what checks the A-fragment, B-descriptor and accumulator layouts.
 // Small grids (1, 3, 5, 7 blocks) over chunk counts that do not divide evenly, every
-// fma_per_vector branch (folded 1, unrolled 16 and the remainder), every MMA width, MMA ratios
+// fma_per_vector branch (folded 1, shared operands at multiples of 16, unrolled 16 and the
+// remainder), every MMA width, MMA ratios
 // both ways, leftover chunks after the last MMA, tile and per-thread outputs. Outputs are poisoned
 // and followed by a guard band.
 #include <cmath>
@@ -105,7 +106,7 @@ TEST(Intensity, ScalarKernelsMatchCpuReferenceBitForBit) {
     const auto host =
         random_words(max_chunks * k_intensity_chunk_bytes / 4, 17 + static_cast<unsigned>(k), k);
     auto src = test::upload(host);
-    for (std::uint32_t f : {1u, 2u, 6u, 40u}) {
+    for (std::uint32_t f : {1u, 2u, 6u, 16u, 40u, 48u}) {
       for (const auto& sh : shapes) {
         intensity_plan p;
         p.kernel = k;

@@ -87,6 +87,10 @@ class cuda_engine {
   // Decode steps replayed from CUDA graphs or launched eagerly from now on (per-kernel traces and
   // kernel-replay counters need eager launches).
   void set_cuda_graphs(bool on);
+  // Programmatic dependent launch between the step's kernels from now on. Off, each kernel starts
+  // after the one before has finished, so a kernel trace times each alone (a PDL kernel's span
+  // includes its wait for the one before).
+  void set_pdl(bool on);
 
   // Fills the whole KV pool with random values (benchmarks of decode at a context length).
   void fill_kv_random(std::uint64_t seed);
