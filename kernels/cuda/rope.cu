@@ -106,11 +106,13 @@ struct rope_append_args {
 template <int W>
 __global__ void qkv_rope_append_kernel(rope_append_args a) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
-  detail::pdl_wait();  // before reading what the previous kernel wrote
   __shared__ float cos_s[k_max_head_dim / 2], sin_s[k_max_head_dim / 2];
   const rope_args& r = a.r;
   const int t = blockIdx.x;
   const int half = r.head_dim / 2, d = r.head_dim, nq = r.num_q_heads, nkv = r.num_kv_heads;
+  // The rotation table needs only the positions, which the host wrote before the step's first
+  // kernel: its double-precision sincos (the kernel's longest latency at one token) runs while the
+  // QKV projection before it finishes.
   const double pos = r.positions[t];
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     double sn, cs;
@@ -118,6 +120,7 @@ __global__ void qkv_rope_append_kernel(rope_append_args a) {
     cos_s[i] = static_cast<float>(cs);
     sin_s[i] = static_cast<float>(sn);
   }
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   __syncthreads();
   const __nv_bfloat16* row = a.qkv + static_cast<std::size_t>(t) * (nq + 2 * nkv) * d;
   const int slot = a.slots[t];
