@@ -145,9 +145,8 @@ struct decode_args {
 template <int D, int G, int U>
 __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   constexpr int L = D / 8, T = 32 / L, NG = 4 * T;
-  // Sequence lengths and block tables come from the host, written before the step's first kernel:
-  // they may be read before the wait.
   const int s = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
   const int len = a.seq_lens[s];
   const int t0 = split * a.split_tokens;
@@ -156,29 +155,6 @@ __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int sub = lane / L, li = lane % L, gi = warp * T + sub;
-  {
-    // While the kernel before finishes (it appends this step's K and V), ask L2 for this CTA's K
-    // and V rows: one request per 128-byte line from the first lane of each row. L2 is where the
-    // predecessor's writes land, so nothing stale can be read; L1 is not filled.
-    const int bs = 1 << a.log2_bs;
-    const std::int64_t head_elems = std::int64_t{bs} * D;
-    const std::int64_t block_elems = 2 * a.num_kv_heads * head_elems;
-    const bf16_bits* k_row0 = a.cache + hk * head_elems;
-    const std::int32_t* table = a.block_tables + std::int64_t{s} * a.max_blocks_per_seq;
-    if (li == 0) {
-      for (int tok = t0 + gi; tok < t1; tok += NG) {
-        const bf16_bits* k = k_row0 + std::int64_t{table[tok >> a.log2_bs]} * block_elems +
-                             std::int64_t{tok & (bs - 1)} * D;
-        const bf16_bits* v = k + a.num_kv_heads * head_elems;
-#pragma unroll
-        for (int line = 0; line < D * 2; line += 128) {
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(k) + line));
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(v) + line));
-        }
-      }
-    }
-  }
-  detail::pdl_wait();  // before reading what the previous kernel wrote
   const std::int64_t q_row = a.q_offsets[s];
 
   float qf[G][8];
