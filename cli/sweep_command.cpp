@@ -23,6 +23,7 @@ struct sweep_args {
   std::string csv;
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
+  int gemm_candidates = 32;
   int device = 0;
   bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
@@ -40,6 +41,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.split_tokens = a.split_tokens;
   o.pdl = !a.no_pdl;
   o.batch_invariant = a.deterministic;
+  o.gemm_candidates = a.gemm_candidates;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -102,6 +104,9 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
+  cmd->add_option("--gemm-candidates", a->gemm_candidates,
+                  "cuBLASLt heuristic candidates timed per linear-layer shape")
+      ->capture_default_str();
   cmd->add_flag("--deterministic", a->deterministic,
                 "Batch-invariant mode: fixed GEMM algorithm without split-K, fixed attention split "
                 "(its cost against the default)");

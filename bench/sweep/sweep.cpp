@@ -73,6 +73,7 @@ json run_sweep(const sweep_options& o) {
   eo.split_tokens = o.split_tokens;
   eo.pdl = o.pdl;
   eo.batch_invariant = o.batch_invariant;
+  eo.gemm_candidates = o.gemm_candidates;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
   if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
@@ -184,6 +185,7 @@ json run_sweep(const sweep_options& o) {
               {"split_tokens", effective_options(eo).split_tokens},
               {"pdl", o.pdl},
               {"deterministic", o.batch_invariant},
+              {"gemm_candidates", o.gemm_candidates},
               {"kv_blocks", engine.num_kv_blocks()},
               {"block_tokens", block_tokens},
               {"max_prefill_tokens", o.max_prefill_tokens},

@@ -158,6 +158,7 @@ struct cuda_engine::impl {
     // attention and swiglu trigger their dependents at entry).
     linear_runner.set_gemv_options({4, 0, o.pdl});
     linear_runner.set_batch_invariant(o.batch_invariant);
+    linear_runner.set_gemm_candidates(o.gemm_candidates);
     cuda::pdl_enabled() = o.pdl;
   }
 

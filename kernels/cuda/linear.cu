@@ -313,7 +313,7 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.out_features),
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
-                                      32, p.y_fp32);
+                                      m_candidates, p.y_fp32);
   // Fastest of up to 32 heuristic candidates (split-K variants included) on these very buffers,
   // each timed three times after one warm-up.
   if (pl.gemm->algorithm_count() > 1) {

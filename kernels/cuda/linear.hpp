@@ -65,6 +65,9 @@ class linear_runner {
   void set_batch_invariant(bool on) { m_invariant = on; }
   bool batch_invariant() const { return m_invariant; }
   static constexpr int k_invariant_tokens = 64;
+  // cuBLASLt heuristic candidates timed per shape (the fastest is kept); applies to plans made
+  // after the call.
+  void set_gemm_candidates(int n) { m_candidates = n; }
 
  private:
   struct plan {
@@ -80,6 +83,7 @@ class linear_runner {
   std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
   const cublasLtMatmulAlgo_t& invariant_algo(const linear_params& p);
   bool m_invariant = false;
+  int m_candidates = 32;
   path choose(const linear_params& p) const;
   path m_path = path::automatic;
   gemv_options m_gemv;
