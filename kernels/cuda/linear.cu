@@ -99,11 +99,31 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
         for (int u = 0; u < U; ++u) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
       }
     }
-    if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
-    for (; i < k_end; i += 32) {
+    // The remainder (fewer than 32 U vectors, e.g. 88 of a 344-vector slice of the 11008-wide
+    // down projection): one predicated group, its loads all in flight at once rather than one
+    // dependent load per pass. Each accumulator still sums its vectors in ascending order.
+    if (i < k_end) {
+      uint4 wv[R][U] = {};
 #pragma unroll
-      for (int r = 0; r < R; ++r) fma_block<N>(__ldcs(wr[r] + i), x, k8, i, tokens, acc[r]);
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (i + 32 * u < k_end) wv[r][u] = __ldcs(wr[r] + i + 32 * u);
+        }
+      }
+      if (!waited) {
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+        waited = true;
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (i + 32 * u < k_end) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
+        }
+      }
     }
+    if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
   } else {
     asm volatile("griddepcontrol.wait;" ::: "memory");
   }
