@@ -219,12 +219,17 @@ std::string roofline_table(const json& doc) {
   }
   if (doc.contains("decode_kernels")) {
     for (const auto& k : doc["decode_kernels"]) {
+      if (k.contains("skipped")) {
+        out << "\nDecode step at batch " << k.value("batch", 0)
+            << ", per kernel: skipped: " << k["skipped"].get<std::string>() << "\n";
+        continue;
+      }
       out << "\nDecode step at batch " << k.value("batch", 0)
           << ", per kernel (summed over layers; " << k.value("traced_steps", 0)
           << " traced eager steps):\n"
           << "  phase            kernel                                      calls  us/step  "
              "FLOP/B   TFLOP/s   TB/s  % of roof\n";
-      for (const auto& r : k["kernels"]) {
+      for (const auto& r : k.value("kernels", json::array())) {
         std::string name = r.value("kernel", std::string());
         if (name.size() > 42) name = name.substr(0, 39) + "...";
         std::string phase = r.value("phase", std::string());

@@ -3,6 +3,8 @@
 // one engine; per step its CUDA-event time (bench::measure), then the CUPTI range profiler over
 // the same step (user replay: the step runs once per pass), then for the per-kernel breakdown a
 // kernel trace of eager steps and, separately, per-kernel counters (kernel replay).
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -202,6 +204,25 @@ json run_roofline(const roofline_options& o) {
   doc["ceilings"] = roofline_ceilings(
       p, p.source == "measured" ? "probe profile of " + p.name : "datasheet of " + p.name);
 
+#ifdef RIDGELINE_HAVE_CUPTI
+  if (o.counters) {
+    // Before minutes of sweeping: can this process read the counters at all (permission, another
+    // profiler)? counters_unavailable says why in one line.
+    void* bytes = nullptr;
+    if (cudaSetDevice(o.device) != cudaSuccess || cudaMalloc(&bytes, 1 << 20) != cudaSuccess) {
+      cudaGetLastError();
+      throw std::runtime_error("roofline: cannot allocate 1 MiB on device " +
+                               std::to_string(o.device));
+    }
+    try {
+      metrics::profile_range([&] { cudaMemsetAsync(bytes, 1, 1 << 20); }, {o.device, {}});
+    } catch (...) {
+      cudaFree(bytes);
+      throw;
+    }
+    cudaFree(bytes);
+  }
+#endif
   if (o.intensity_sweep) {
     say("intensity sweep");
     const metrics::nvtx_range range("roofline intensity sweep");
@@ -212,12 +233,12 @@ json run_roofline(const roofline_options& o) {
   const decoder_config dc = make_decoder_config(m);
   engine_options eo;
   eo.device = o.device;
-  eo.max_seqs = std::max({*std::max_element(o.decode_batches.begin(), o.decode_batches.end()),
-                          *std::max_element(o.prefill_batches.begin(), o.prefill_batches.end()),
-                          *std::max_element(o.kernel_batches.begin(), o.kernel_batches.end())});
-  eo.max_tokens =
-      std::max(eo.max_seqs, *std::max_element(o.prefill_batches.begin(), o.prefill_batches.end()) *
-                                o.prefill_context);
+  // Any of the lists may be empty (that part is skipped).
+  auto most = [](const std::vector<int>& v) { return v.empty() ? 1 : *std::max_element(v.begin(), v.end()); };
+  eo.max_seqs = std::max({most(o.decode_batches), most(o.prefill_batches), most(o.kernel_batches)});
+  eo.max_tokens = std::max(eo.max_seqs, o.prefill_batches.empty()
+                                            ? 1
+                                            : most(o.prefill_batches) * o.prefill_context);
   // A KV pool of what the points need (capped by what fits): smaller than the engine's default of
   // 90% of free memory, and less for the counters' passes to walk over.
   std::int64_t need = 0;
@@ -363,7 +384,10 @@ json run_roofline(const roofline_options& o) {
 #endif
   doc["decode_kernels"] = kernels;
 
-  std::set<int> contexts{1, 128, 512, 2048, 8192, o.context};
+  std::set<int> contexts;
+  for (int c : {1, 128, 512, 2048, 8192, o.context}) {
+    if (c <= m.max_context) contexts.insert(c);
+  }
   doc["crossing"] = roofline_crossings(m, p, std::vector<int>(contexts.begin(), contexts.end()));
   doc["config"] = {
       {"model", m.name},

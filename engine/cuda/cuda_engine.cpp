@@ -128,6 +128,16 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
 }
 
 struct cuda_engine::impl {
+  // First member: the stream, cuBLASLt handle and workspaces below belong to the device current
+  // when they are made, so o.device is selected (and a missing GPU reported) before them.
+  struct device_select {
+    explicit device_select(int device) {
+      if (metrics::device_count() == 0) {
+        throw no_device_error("the CUDA engine needs a GPU: " + metrics::no_device_reason());
+      }
+      RIDGELINE_CUDA_CHECK(cudaSetDevice(device));
+    }
+  } selected;
   decoder_config cfg;
   engine_options opt;
   engine_memory_plan plan;
@@ -153,7 +163,7 @@ struct cuda_engine::impl {
   };
   std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
 
-  impl(const decoder_config& c, const engine_options& o) : cfg(c), opt(o) {
+  impl(const decoder_config& c, const engine_options& o) : selected(o.device), cfg(c), opt(o) {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
     linear_runner.set_gemv_options({4, 0, o.pdl});

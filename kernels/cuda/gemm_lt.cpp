@@ -2,6 +2,8 @@
 #include "gemm_lt.hpp"
 
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 
@@ -49,6 +51,17 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
                                 " needs m and k multiples of 16, got m=" + std::to_string(m) +
                                 " k=" + std::to_string(k));
   }
+  try {
+    build(max_algorithms, no_split_k);
+  } catch (...) {
+    release();  // no destructor runs for a constructor that throws
+    throw;
+  }
+}
+
+void lt_gemm::build(int max_algorithms, bool no_split_k) {
+  const dtype t = m_type;
+  const std::size_t m = m_m, n = m_n, k = m_k;
   lt_types ty = types_of(t);
   if (m_fp32_output) ty.d = CUDA_R_32F;
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&m_desc, ty.compute, ty.scale));
@@ -65,6 +78,9 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
 
   cublasLtMatmulPreference_t pref = nullptr;
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                        decltype(&cublasLtMatmulPreferenceDestroy)>
+      pref_owner(pref, cublasLtMatmulPreferenceDestroy);
   RIDGELINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &m_workspace, sizeof m_workspace));
   if (no_split_k) {
@@ -76,7 +92,6 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
   int found = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
       m_handle, m_desc, m_a, m_b, m_d, m_d, pref, max_algorithms, results.data(), &found);
-  cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     throw std::invalid_argument("gemm: cuBLASLt has no " + std::string(name(t)) +
                                 " algorithm for m=" + std::to_string(m) + " n=" +
@@ -101,11 +116,15 @@ lt_gemm::lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n,
   }
 }
 
-lt_gemm::~lt_gemm() {
+lt_gemm::~lt_gemm() { release(); }
+
+void lt_gemm::release() noexcept {
   if (m_a) cublasLtMatrixLayoutDestroy(m_a);
   if (m_b) cublasLtMatrixLayoutDestroy(m_b);
   if (m_d) cublasLtMatrixLayoutDestroy(m_d);
   if (m_desc) cublasLtMatmulDescDestroy(m_desc);
+  m_a = m_b = m_d = nullptr;
+  m_desc = nullptr;
 }
 
 double lt_gemm::min_bytes() const {

@@ -48,6 +48,8 @@ class lt_gemm {
   std::size_t d_bytes() const { return m_m * m_n * (m_fp32_output ? 4 : output_bytes(m_type)); }
 
  private:
+  void build(int max_algorithms, bool no_split_k);  // descriptors, layouts, candidates
+  void release() noexcept;
   cublasLtHandle_t m_handle;
   dtype m_type;
   std::size_t m_m, m_n, m_k, m_workspace;

@@ -2,7 +2,6 @@
 #include "ridgeline/metrics/nvtx.hpp"
 
 #include <atomic>
-#include <cstdint>
 
 #ifdef RIDGELINE_HAVE_CUDA
 #include <nvtx3/nvToolsExt.h>
@@ -14,36 +13,33 @@ namespace {
 std::atomic<const detail::range_listener*> g_listener{nullptr};
 
 #ifdef RIDGELINE_RANGE_LISTENER
-// Per thread: range depth and which of the innermost 64 ranges went to the listener, so that a
-// pop reaches it only for a push that did.
+// Per thread: range depth and, for each of the innermost 64 ranges, the listener that got its
+// push (null: none), so that its pop reaches that listener even after it was unset.
 thread_local int t_depth = 0;
-thread_local std::uint64_t t_listened = 0;
+thread_local const detail::range_listener* t_listener[64] = {};
 
 void listener_push(const char* name) noexcept {
   const int d = t_depth++;
   if (d >= 64) return;
+  t_listener[d] = nullptr;
   const detail::range_listener* l = g_listener.load(std::memory_order_acquire);
-  if (l) {
-    try {
-      l->push(name);
-      t_listened |= std::uint64_t{1} << d;
-      return;
-    } catch (...) {  // a range must never throw; the kernels just carry no phase
-    }
+  if (!l) return;
+  try {
+    l->push(name);
+    t_listener[d] = l;
+  } catch (...) {  // a range must never throw; the kernels just carry no phase
   }
-  t_listened &= ~(std::uint64_t{1} << d);
 }
 
 void listener_pop() noexcept {
   if (t_depth == 0) return;
   const int d = --t_depth;
-  if (d >= 64 || !(t_listened & (std::uint64_t{1} << d))) return;
-  t_listened &= ~(std::uint64_t{1} << d);
-  if (const detail::range_listener* l = g_listener.load(std::memory_order_acquire)) {
-    try {
-      l->pop();
-    } catch (...) {
-    }
+  if (d >= 64 || !t_listener[d]) return;
+  const detail::range_listener* l = t_listener[d];
+  t_listener[d] = nullptr;
+  try {
+    l->pop();
+  } catch (...) {
   }
 }
 #else

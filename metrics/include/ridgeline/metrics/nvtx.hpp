@@ -15,7 +15,8 @@ void nvtx_pop() noexcept;
 namespace detail {
 // Something that also wants every range (the CUPTI kernel tracer turns each into a phase of the
 // kernels launched inside it). Set while a trace runs; a range pushed before it was set is popped
-// without it. Without a listener a range costs one atomic load more.
+// without it, one pushed while it was set is popped to it (listeners must outlive that: ridgeline's
+// is static). Without a listener a range costs one atomic load more.
 struct range_listener {
   void (*push)(const char* name);
   void (*pop)();
