@@ -28,6 +28,7 @@ constexpr const char* k_kv = "ridgeline.kv/v1";
 constexpr const char* k_plan = "ridgeline.plan/v1";
 constexpr const char* k_diverge = "ridgeline.diverge/v1";
 constexpr const char* k_diverge_compare = "ridgeline.diverge_compare/v1";
+constexpr const char* k_roofline = "ridgeline.roofline/v1";
 
 std::string base_name(const std::string& path) {
   return std::filesystem::path(path).filename().string();
@@ -134,6 +135,72 @@ json roofline_of(const input_file& f, const gpu_profile& p) {
           {"gpu", p.name},
           {"source", f.path},
           {"profile_source", p.source},
+          {"memory_roofs", memory},
+          {"compute_roofs", compute},
+          {"points", points}};
+}
+
+// `ridgeline roofline`: a roofline from the document's own ceilings, with its measured points:
+// intensity-sweep kernels, engine steps at their measured (else counted) intensity, and each
+// kernel of the traced decode steps.
+json roofline_doc_of(const input_file& f) {
+  const json& c = f.doc.contains("ceilings") ? f.doc["ceilings"] : json::object();
+  if (!c.is_object() || num(c, "dram_read_bytes_per_second") <= 0) {
+    malformed(f, "a roofline document lacks ceilings.dram_read_bytes_per_second");
+  }
+  json memory = json::array({{{"label", "HBM read (measured)"},
+                              {"bytes_per_second", num(c, "dram_read_bytes_per_second")},
+                              {"measured", true}}});
+  if (num(c, "datasheet_dram_bytes_per_second") > 0) {
+    memory.push_back({{"label", "HBM (datasheet)"},
+                      {"bytes_per_second", num(c, "datasheet_dram_bytes_per_second")},
+                      {"measured", false}});
+  }
+  json compute = json::array();
+  for (const auto& d : c.value("dtypes", json::array())) {
+    json roof = {{"dtype", str(d, "dtype")},
+                 {"flops_per_second", num(d, "peak_flops_per_second")},
+                 {"datasheet_flops_per_second", num(d, "datasheet_flops_per_second")}};
+    if (d.contains("ridge_flops_per_byte") && d["ridge_flops_per_byte"].is_number()) {
+      roof["ridge_flops_per_byte"] = d["ridge_flops_per_byte"];
+    }
+    compute.push_back(roof);
+  }
+  json points = json::array();
+  auto add = [&](const std::string& series, const std::string& label, double i, double rate) {
+    if (i > 0 && rate > 0) {
+      points.push_back({{"series", series},
+                        {"label", label},
+                        {"intensity_flops_per_byte", i},
+                        {"flops_per_second", rate}});
+    }
+  };
+  if (f.doc.contains("intensity_sweep")) {
+    for (const auto& p : f.doc["intensity_sweep"].value("points", json::array())) {
+      add("intensity sweep: " + str(p, "kernel"),
+          str(p, "kernel") + " at " + std::to_string(num(p, "flop_per_byte")).substr(0, 6) +
+              " FLOP/B",
+          num(p, "flop_per_byte"), num(p, "flop_per_second"));
+    }
+  }
+  for (const auto& r : f.doc.value("engine", json::array())) {
+    if (r.contains("skipped")) continue;
+    const bool measured = r.contains("measured") && r["measured"].is_object();
+    add(std::string("engine steps (") + (measured ? "measured" : "counted") + " intensity)",
+        str(r, "phase") + " batch " + std::to_string(std::lround(num(r, "batch"))),
+        num(r, "intensity_flops_per_byte"), num(r, "flops_per_second"));
+  }
+  for (const auto& k : f.doc.value("decode_kernels", json::array())) {
+    const std::string batch = std::to_string(std::lround(num(k, "batch")));
+    for (const auto& r : k.value("kernels", json::array())) {
+      add("decode kernels, batch " + batch, str(r, "phase") + ": " + str(r, "kernel"),
+          num(r, "intensity_flops_per_byte"), num(r, "flops_per_second"));
+    }
+  }
+  return {{"title", str(c, "gpu") + ": measured roofline (" + base_name(f.path) + ")"},
+          {"gpu", str(c, "gpu")},
+          {"source", f.path},
+          {"profile_source", str(c, "source")},
           {"memory_roofs", memory},
           {"compute_roofs", compute},
           {"points", points}};
@@ -384,8 +451,9 @@ json environment_of(const input_file& f) {
 }  // namespace
 
 const std::vector<std::string>& known_schemas() {
-  static const std::vector<std::string> k = {k_profile, k_sweep, k_kv, k_plan, k_diverge,
-                                             k_diverge_compare};
+  static const std::vector<std::string> k = {k_profile, k_sweep,   k_kv,
+                                             k_plan,    k_diverge, k_diverge_compare,
+                                             k_roofline};
   return k;
 }
 
@@ -431,6 +499,8 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
       roofline.push_back(roofline_of(f, p));
       json ws = working_set_of(f, p);
       if (!ws["series"].empty()) working_set.push_back(ws);
+    } else if (schema == k_roofline) {
+      roofline.push_back(roofline_doc_of(f));
     } else if (schema == k_sweep) {
       sweeps.push_back(sweep_of(f));
     } else if (schema == k_kv) {

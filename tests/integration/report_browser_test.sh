@@ -34,10 +34,11 @@ check() {  # check NAME CONDITION-RESULT MESSAGE
   if [ "$2" = ok ]; then echo "ok: $1"; else echo "FAIL: $1: $3"; fail=1; fi
 }
 
-# 1. The report from every fixture kind (profile, sweep, kv, plan, divergence).
+# 1. The report from every fixture kind (profile, sweep, kv, plan, divergence, roofline).
 "$bin" report --no-progress "$fixtures"/h100-sxm_profile_trimmed.json \
   "$fixtures"/sweep_synthetic_fixture.json "$fixtures"/kv_generated_fixture.json \
   "$fixtures"/plan_synthetic_fixture.json "$fixtures"/diverge_synthetic_fixture.json \
+  "$fixtures"/roofline_fixture.json \
   --title "ridgeline report (test fixtures)" -o "$art/report.html" --data "$art/report_data.json"
 
 # Chromium flags: headless without a sandbox (CI runs as root), no GPU, no first-run chatter,

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "cli.hpp"
@@ -128,6 +129,31 @@ TEST(Report, DataFromEveryFixture) {
   EXPECT_EQ(d["plans"][0]["rows"].size(), 4u);
   EXPECT_EQ(d["divergence_plots"].size(), 1u);
   EXPECT_EQ(d["environments"].size(), 5u);
+}
+
+// `ridgeline roofline`'s document: its own roofline (ceilings from the document) with the sweep's
+// kernels, the engine steps at their measured intensity and the decode kernels as points.
+TEST(Report, RooflineDocumentBecomesARoofline) {
+  const auto d = report::build_report_data({report::load_input(k_fixtures + "roofline_fixture.json")},
+                                           {});
+  ASSERT_EQ(d["roofline"].size(), 1u);
+  const auto& r = d["roofline"][0];
+  EXPECT_EQ(r["gpu"], "NVIDIA H100 80GB HBM3");
+  EXPECT_NEAR(r["memory_roofs"][0]["bytes_per_second"].get<double>(), 3.13e12, 1e10);
+  std::map<std::string, int> series;
+  for (const auto& p : r["points"]) {
+    EXPECT_GT(p["intensity_flops_per_byte"].get<double>(), 0);
+    EXPECT_GT(p["flops_per_second"].get<double>(), 0);
+    ++series[p["series"].get<std::string>()];
+  }
+  EXPECT_EQ(series["intensity sweep: ffma_fp32"], 15);
+  EXPECT_EQ(series["intensity sweep: mma_bf16"], 15);
+  EXPECT_EQ(series["engine steps (measured intensity)"], 6);
+  EXPECT_GT(series["decode kernels, batch 1"], 3);
+  // A roofline document without ceilings is malformed input, named.
+  auto bad = report::load_input(k_fixtures + "roofline_fixture.json");
+  bad.doc.erase("ceilings");
+  EXPECT_THROW(report::build_report_data({bad}, {}), std::invalid_argument);
 }
 
 TEST(Report, PageIsSelfContained) {
