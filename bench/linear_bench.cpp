@@ -33,8 +33,9 @@ double read_ceiling() {
 void BM_kernels_linear_block(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
-  // path: 0 GEMV (4 loads in flight), 1 GEMV (8), 2 GEMV (8) with programmatic dependent
-  // launch, 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic (what the engine uses).
+  // path: 0 GEMV (4 loads in flight per lane), 1 GEMV (8), 2 GEMV (4) with programmatic
+  // dependent launch (the engine's), 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic, 6 GEMV
+  // (8) with programmatic dependent launch.
   const int path = static_cast<int>(state.range(1));
   const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
@@ -52,9 +53,13 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
   cuda::linear_runner runner;
   using P = cuda::linear_runner::path;
-  runner.set_path(path <= 2 ? P::gemv : path == 3 ? P::cublas : path == 4 ? P::skinny : P::automatic);
-  // path 0: GEMV with k_splits from range(3) (0 = auto); 2: GEMV with PDL.
-  runner.set_gemv_options({4, static_cast<int>(state.range(3)), path == 2});
+  runner.set_path(path <= 2 || path == 6 ? P::gemv
+                  : path == 3           ? P::cublas
+                  : path == 4           ? P::skinny
+                                        : P::automatic);
+  // k_splits from range(3) (0 = auto).
+  runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, static_cast<int>(state.range(3)),
+                           path == 2 || path == 6});
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
@@ -83,7 +88,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
 BENCHMARK(BM_kernels_linear_block)
     ->ArgNames({"tokens", "path", "layer", "ksplit"})
     ->ArgsProduct({{1}, {0}, {-1, 0, 1, 2, 3}, {0, 1, 2, 4}})
-    ->ArgsProduct({{1}, {2, 3, 4}, {-1}, {0}})
+    ->ArgsProduct({{1}, {2, 3, 4, 6}, {-1}, {0}})
+    ->ArgsProduct({{1}, {1}, {-1, 0, 1, 2, 3}, {0}})
     ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}, {0}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
