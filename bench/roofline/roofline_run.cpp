@@ -2,7 +2,7 @@
 // shares a pass with counter collection: the intensity sweep (its own buffers, freed after), then
 // one engine; per step its CUDA-event time (bench::measure), then the CUPTI range profiler over
 // the same step (user replay: the step runs once per pass), then for the per-kernel breakdown a
-// kernel trace of eager steps and, separately, per-kernel counters (kernel replay).
+// kernel trace of eager steps and, separately, per-kernel counters (auto range, user replay).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>

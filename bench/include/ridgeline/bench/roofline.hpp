@@ -6,7 +6,7 @@
 //   3. engine steps (decode at several batch sizes, prefill): CUDA-event time first, then in a
 //      separate pass the CUPTI range profiler's DRAM bytes and FLOPs, beside the counted ones;
 //   4. each kernel of a decode step: time from a CUPTI kernel trace, bytes and FLOPs from
-//      per-kernel counters (kernel replay), with its phase (attention_block, mlp, sampling);
+//      per-kernel counters (auto range, user replay), with its phase (attention_block, mlp, ...);
 //   5. the batch at which decode's counted intensity crosses the bf16 ridge, per context.
 // Output: ridgeline.roofline/v1 JSON (also the report's chart data), a table and a CSV of points.
 #pragma once
