@@ -9,7 +9,8 @@
 #   scripts/perf_gate.sh --measure-noise N    run N times, print each benchmark's largest change
 #                                             and spread against the baseline, and thresholds
 # Environment: RIDGELINE_BUILD_DIR (default build), RIDGELINE_PERF_GATE=0 skips the gate,
-# RIDGELINE_PERF_GATE_REPETITIONS (default 10).
+# RIDGELINE_PERF_GATE_REPETITIONS (default 10), RIDGELINE_PERF_GATE_RETRY_PAUSE (seconds before the
+# one retry of a gate that found a regression; default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,12 +103,26 @@ if [ "$mode" = noise ]; then
   exit 0
 fi
 
-run_gate_benchmarks "$out/new"
-set +e
-"$ridgeline" compare "$(files_in bench/baselines)" "$(files_in "$out/new")" "${compare_args[@]}" \
-  --markdown "$out/summary.md" --json-output "$out/compare.json"
-status=$?
-set -e
+gate_run() {  # dir -> compare's exit status (0 ok, 1 regression, other: error)
+  run_gate_benchmarks "$1"
+  set +e
+  "$ridgeline" compare "$(files_in bench/baselines)" "$(files_in "$1")" "${compare_args[@]}" \
+    --markdown "$out/summary.md" --json-output "$out/compare.json"
+  local s=$?
+  set -e
+  return "$s"
+}
+status=0
+gate_run "$out/new" || status=$?
+if [ "$status" -eq 1 ]; then
+  # One retry after a pause: right after the ASan tests this 2-core VM has been seen running
+  # allocation-heavy code 40-70 % slower for about a minute (docs/compare.md). A real regression
+  # fails again; the verdict is the retry's, and both runs stay in out/perf-gate/.
+  echo "perf_gate: regression on the first run; retrying once in ${RIDGELINE_PERF_GATE_RETRY_PAUSE:-60} s"
+  sleep "${RIDGELINE_PERF_GATE_RETRY_PAUSE:-60}"
+  status=0
+  gate_run "$out/retry" || status=$?
+fi
 echo "perf_gate: $(( $(date +%s) - start )) s; Markdown summary in $out/summary.md"
 if [ "$status" -eq 1 ]; then
   echo "perf_gate: REGRESSION against bench/baselines/ (if intended: scripts/perf_gate.sh --update-baseline)" >&2
