@@ -53,6 +53,26 @@ std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens) 
   return (seq_tokens + block_tokens - 1) / block_tokens;
 }
 
+std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
+                                       std::int64_t pool_blocks, int batch, int context,
+                                       bool prefill) {
+  const std::int64_t seq_tokens = prefill ? context : context + 1;
+  const std::int64_t blocks_per_seq = synthetic_step_blocks(context, prefill, block_tokens);
+  const std::int64_t fit = pool_blocks / blocks_per_seq;
+  if (seq_tokens > m.max_context) {
+    return "context " + std::to_string(seq_tokens) + " is beyond " + m.name + "'s limit of " +
+           std::to_string(m.max_context) + " tokens";
+  }
+  if (batch > fit) {
+    const double gib = double(batch) * double(seq_tokens) *
+                       double(m.kv_bytes_per_token(dtype::bf16)) / double(1ULL << 30);
+    return "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
+           std::to_string(gib).substr(0, 5) + " GiB); the pool holds " +
+           std::to_string(pool_blocks) + " (" + std::to_string(fit) + " sequences at this context)";
+  }
+  return {};
+}
+
 void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
                          int context, bool prefill, std::mt19937& rng) {
   const std::int64_t seq_tokens = prefill ? context : context + 1;

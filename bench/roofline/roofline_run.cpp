@@ -264,16 +264,9 @@ json run_roofline(const roofline_options& o) {
   mo.stop = o.full ? stopping_rule{20, 200, 0.005, 3.0} : stopping_rule{10, 50, 0.01, 1.0};
   std::mt19937 rng(11);
 
-  auto fits = [&](int batch, int context, bool prefill) -> std::string {
-    const std::int64_t blocks = batch * synthetic_step_blocks(context, prefill, block_tokens);
-    if (blocks > engine.num_kv_blocks()) {
-      return "needs " + std::to_string(blocks) + " KV blocks; the pool holds " +
-             std::to_string(engine.num_kv_blocks());
-    }
-    if ((prefill ? context : context + 1) > m.max_context) {
-      return "context beyond " + m.name + "'s limit of " + std::to_string(m.max_context);
-    }
-    return {};
+  auto fits = [&](int batch, int context, bool prefill) {
+    return synthetic_step_skip_reason(m, block_tokens, engine.num_kv_blocks(), batch, context,
+                                      prefill);
   };
 
   json engine_rows = json::array();

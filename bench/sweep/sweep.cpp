@@ -96,20 +96,11 @@ json run_sweep(const sweep_options& o) {
       for (int batch : o.batches) {
         json row = {{"phase", phase}, {"batch", batch}, {"context", context},
                     {"kv_bytes_per_token", kv_token}};
-        const std::int64_t seq_tokens = prefill ? context : context + 1;
-        const std::int64_t blocks_per_seq = synthetic_step_blocks(context, prefill, block_tokens);
-        const std::int64_t fit = engine.num_kv_blocks() / blocks_per_seq;
-        row["max_sequences"] = fit;
-        std::string skip;
-        if (seq_tokens > m.max_context) {
-          skip = "context " + std::to_string(seq_tokens) + " is beyond " + m.name + "'s limit of " +
-                 std::to_string(m.max_context) + " tokens";
-        } else if (batch > fit) {
-          skip = "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
-                 std::to_string(double(batch) * double(seq_tokens) * kv_token / double(1ULL << 30)).substr(0, 5) +
-                 " GiB); the pool holds " + std::to_string(engine.num_kv_blocks()) + " (" +
-                 std::to_string(fit) + " sequences at this context)";
-        } else if (prefill && std::int64_t(batch) * context > o.max_prefill_tokens) {
+        row["max_sequences"] =
+            engine.num_kv_blocks() / synthetic_step_blocks(context, prefill, block_tokens);
+        std::string skip = synthetic_step_skip_reason(m, block_tokens, engine.num_kv_blocks(),
+                                                      batch, context, prefill);
+        if (skip.empty() && prefill && std::int64_t(batch) * context > o.max_prefill_tokens) {
           skip = "prefill of " + std::to_string(std::int64_t(batch) * context) +
                  " tokens exceeds the step budget of " + std::to_string(o.max_prefill_tokens);
         }

@@ -166,10 +166,16 @@ struct cuda_engine::impl {
   impl(const decoder_config& c, const engine_options& o) : selected(o.device), cfg(c), opt(o) {
     // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
     // attention and swiglu trigger their dependents at entry).
-    linear_runner.set_gemv_options({4, 0, o.pdl});
+    apply_pdl(o.pdl);
     linear_runner.set_batch_invariant(o.batch_invariant);
     linear_runner.set_gemm_candidates(o.gemm_candidates);
-    cuda::pdl_enabled() = o.pdl;
+  }
+
+  // The GEMVs' launch attribute and the process-wide switch of the other launchers.
+  void apply_pdl(bool on) {
+    opt.pdl = on;
+    linear_runner.set_gemv_options({4, 0, on});
+    cuda::pdl_enabled() = on;
   }
 
   ~impl() {
@@ -468,9 +474,7 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
 void cuda_engine::set_cuda_graphs(bool on) { m->opt.cuda_graphs = on; }
 
 void cuda_engine::set_pdl(bool on) {
-  m->opt.pdl = on;
-  m->linear_runner.set_gemv_options({4, 0, on});
-  cuda::pdl_enabled() = on;
+  m->apply_pdl(on);
   // Captured graphs hold the launch attributes of their capture.
   for (auto& [k, g] : m->graphs) {
     if (g.exec) cudaGraphExecDestroy(g.exec);

@@ -72,6 +72,11 @@ struct synthetic_step {
 };
 // KV blocks one sequence of the step needs.
 std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens);
+// Why such a step cannot run on an engine whose KV pool holds pool_blocks blocks (the context is
+// beyond the model's limit, or the batch does not fit the pool); empty when it can.
+std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
+                                       std::int64_t pool_blocks, int batch, int context,
+                                       bool prefill);
 void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
                          int context, bool prefill, std::mt19937& rng);
 
