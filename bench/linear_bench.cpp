@@ -34,8 +34,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
   // path: 0 GEMV (4 loads in flight per lane), 1 GEMV (8), 2 GEMV (4) with programmatic
-  // dependent launch (the engine's), 3 cuBLASLt, 4 tensor-core skinny GEMM, 5 automatic, 6 GEMV
-  // (8) with programmatic dependent launch.
+  // dependent launch (the engine's), 3 cuBLASLt, 4 tensor-core skinny GEMM (with PDL), 5
+  // automatic (with PDL, as the engine runs it), 6 GEMV (8) with programmatic dependent launch.
   const int path = static_cast<int>(state.range(1));
   const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
@@ -57,9 +57,11 @@ void BM_kernels_linear_block(benchmark::State& state) {
                   : path == 3           ? P::cublas
                   : path == 4           ? P::skinny
                                         : P::automatic);
-  // k_splits from range(3) (0 = auto).
-  runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, static_cast<int>(state.range(3)),
-                           path == 2 || path == 6});
+  // range(3): the GEMV's k splits, or the skinny GEMM's splits (0 = the launcher's choice).
+  const int splits = static_cast<int>(state.range(3));
+  runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, path == 4 ? 0 : splits,
+                           path == 2 || path == 6 || path == 4 || path == 5});
+  runner.set_skinny_splits(path == 4 ? splits : 0);
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
@@ -90,7 +92,10 @@ BENCHMARK(BM_kernels_linear_block)
     ->ArgsProduct({{1}, {0}, {-1, 0, 1, 2, 3}, {0, 1, 2, 4}})
     ->ArgsProduct({{1}, {2, 3, 4, 6}, {-1}, {0}})
     ->ArgsProduct({{1}, {1}, {-1, 0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 4}, {-1}, {0}})
+    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 5}, {-1}, {0}})
+    ->ArgsProduct({{2, 8, 16, 32, 64}, {4}, {-1}, {0}})
+    ->ArgsProduct({{64}, {3, 5}, {0, 1, 2, 3}, {0}})
+    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {1, 2, 4, 8}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
 

@@ -281,21 +281,30 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
   return launch_gemv<8, true>(p, o, s, act.out);
 }
 
-linear_runner::linear_runner(std::size_t workspace_bytes)
-    : m_workspace(workspace_bytes), m_skinny_workspace(64u << 20) {
+linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_cc_major, cudaDevAttrComputeCapabilityMajor, device));
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
   if (m_invariant) return path::cublas;
   if (m_path != path::automatic) return m_path;
-  // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens on
-  // cuBLASLt beats both the GEMV and the skinny tensor-core kernel.
+  // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens the plan
+  // times cuBLASLt against the skinny GEMM.
   if (p.num_tokens == 1) return path::gemv;
-  return path::cublas;
+  return path::automatic;
 }
+
+namespace {
+
+bool skinny_fits(const linear_params& p, int cc_major) {
+  return cc_major >= 9 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
+         detail::aligned16(p.x) && detail::aligned16(p.w);
+}
+
+}  // namespace
 
 const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p) {
   const auto key = std::make_tuple(p.in_features, p.out_features, p.y_fp32);
@@ -334,29 +343,60 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
                                       m_candidates, p.y_fp32);
-  // Fastest of up to 32 heuristic candidates (split-K variants included) on these very buffers,
-  // each timed three times after one warm-up.
-  if (pl.gemm->algorithm_count() > 1) {
+  const bool skinny = m_path == path::automatic && skinny_fits(p, m_cc_major);
+  if (pl.gemm->algorithm_count() > 1 || skinny) {
+    // Every candidate on these very buffers: one warm-up, then the best of three runs, each after
+    // L2 has been overwritten, so that the weights come from DRAM as they do in a decode step.
+    int l2_bytes = 0, device = 0;
+    RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
+    RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
+    device_buffer flush(2 * static_cast<std::size_t>(std::max(l2_bytes, 1 << 20)));
     event_timer timer;
-    double best = std::numeric_limits<double>::infinity();
-    for (int a = 0; a < pl.gemm->algorithm_count(); ++a) {
-      pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s);
+    auto best_of_three = [&](auto&& launch) {
+      launch();
       double t = std::numeric_limits<double>::infinity();
       for (int r = 0; r < 3; ++r) {
+        RIDGELINE_CUDA_CHECK(cudaMemsetAsync(flush.data(), r + 1, flush.bytes(), s));
         timer.start(s);
-        pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s);
+        launch();
         timer.stop(s);
         t = std::min(t, timer.seconds());
       }
+      return t;
+    };
+    double best = std::numeric_limits<double>::infinity();
+    for (int a = 0; a < pl.gemm->algorithm_count(); ++a) {
+      const double t = best_of_three(
+          [&] { pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s); });
       if (t < best) best = t, pl.algorithm = a;
+    }
+    if (skinny) {
+      for (int sp : {1, 2, 4, 8}) {
+        const double t = best_of_three([&] { skinny_gemm(p, sp, m_gemv.pdl, s); });
+        if (t < best) best = t, pl.skinny_splits = sp;
+      }
     }
   }
   return m_plans.emplace(key, std::move(pl)).first->second;
 }
 
+std::pair<linear_runner::path, int> linear_runner::planned(const linear_params& p,
+                                                           cudaStream_t s) {
+  validate(p, "linear");
+  const path chosen = choose(p);
+  if (chosen == path::gemv) return {path::gemv, 0};
+  if (chosen == path::skinny) {
+    return {path::skinny, m_skinny_splits > 0 ? m_skinny_splits : skinny_gemm_splits(p, m_sm_count)};
+  }
+  const plan& pl = plan_for(p, s);
+  if (pl.skinny_splits > 0) return {path::skinny, pl.skinny_splits};
+  return {path::cublas, 0};
+}
+
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  if (choose(p) == path::cublas) plan_for(p, s);
+  const path chosen = choose(p);
+  if (chosen == path::cublas || chosen == path::automatic) plan_for(p, s);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
@@ -368,16 +408,9 @@ void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
 }
 
 void linear_runner::run(const linear_params& p, cudaStream_t s) {
-  validate(p, "linear");
-  const path chosen = choose(p);
+  const auto [chosen, splits] = planned(p, s);
   if (chosen == path::gemv) return gemv(p, s, m_gemv);
-  if (chosen == path::skinny) {
-    // Split-K for ~16 streaming warps per SM, capped by the partials' workspace.
-    const std::size_t per_split = skinny_gemm_workspace_bytes(p, 1);
-    const int cap = static_cast<int>(std::max<std::size_t>(1, m_skinny_workspace.bytes() / per_split));
-    const int splits = std::min(skinny_gemm_splits(p, m_sm_count), cap);
-    return skinny_gemm(p, m_skinny_workspace.data<float>(), m_skinny_workspace.bytes(), splits, s);
-  }
+  if (chosen == path::skinny) return skinny_gemm(p, splits, m_gemv.pdl, s);
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <utility>
 
 #include "gemm_lt.hpp"
 #include "raii.hpp"
@@ -16,7 +17,8 @@
 namespace ridgeline::cuda {
 
 inline constexpr int k_gemv_max_tokens = 8;
-inline constexpr int k_skinny_max_tokens = 128;
+inline constexpr int k_skinny_max_tokens = 64;
+inline constexpr int k_skinny_max_splits = 8;  // split-K over a cluster of at most 8 CTAs
 
 struct gemv_options {
   int unroll = 4;    // 16-byte weight loads in flight per lane: 4 or 8
@@ -33,11 +35,10 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o = {});
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
-// in_features a multiple of 64; fp32 partials in `workspace` (skinny_gemm_workspace_bytes).
+// in_features a multiple of 8, x and w 16-byte aligned; split-K over `splits` (1 ... 8) CTAs of a
+// cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Hopper+.
 int skinny_gemm_splits(const linear_params& p, int sm_count);
-std::size_t skinny_gemm_workspace_bytes(const linear_params& p, int splits);
-void skinny_gemm(const linear_params& p, float* workspace, std::size_t workspace_bytes, int splits,
-                 cudaStream_t s);
+void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s);
 
 // Row gather / column window copy (gather_rows_params in ops.hpp).
 void gather_rows(const gather_rows_params& p, cudaStream_t s);
@@ -51,10 +52,16 @@ class linear_runner {
   void prepare(const linear_params& p, cudaStream_t s);
   // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
-  // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM is measured slower than
-  // cuBLASLt at every batch; it stays selectable for comparisons). Forcing one is for tests.
+  // Paths: GEMV for 1 token; from 2 tokens the faster, per shape, of cuBLASLt (its heuristic's
+  // candidates) and, up to k_skinny_max_tokens tokens, the skinny tensor-core GEMM (1, 2, 4 or 8
+  // splits), each timed on the plan's buffers with L2 flushed before every run. Forcing one is for
+  // tests and benchmarks.
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
+  // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).
+  void set_skinny_splits(int n) { m_skinny_splits = n; }
+  // The path and splits the plan for this shape chose (builds the plan if needed).
+  std::pair<path, int> planned(const linear_params& p, cudaStream_t s);
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
   // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
@@ -75,6 +82,7 @@ class linear_runner {
     int algorithm = 0;
     bool fixed = false;  // batch-invariant: run m_invariant_algos' entry for the matrix
     cublasLtMatmulAlgo_t fixed_algo{};
+    int skinny_splits = 0;  // > 0: the skinny GEMM with this many splits beat cuBLASLt
   };
   plan& plan_for(const linear_params& p, cudaStream_t s);
   cublaslt_handle m_handle;
@@ -88,7 +96,8 @@ class linear_runner {
   path m_path = path::automatic;
   gemv_options m_gemv;
   int m_sm_count = 0;
-  device_buffer m_skinny_workspace;
+  int m_cc_major = 0;
+  int m_skinny_splits = 0;
 };
 
 }  // namespace ridgeline::cuda

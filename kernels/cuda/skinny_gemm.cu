@@ -1,23 +1,25 @@
-// Weight-streaming GEMM for decode batches (2 ... 128 tokens) on tensor cores, mma.sync m16n8k16
-// bf16 -> fp32. y[t][o] = sum_i x[t][i] w[o][i]: the weights W [out][in] are the MMA's A operand
-// (rows = output features), the activations X [tokens][in] its B operand.
+// Weight-streaming GEMM for decode batches (1 ... k_skinny_max_tokens tokens) on tensor cores,
+// mma.sync m16n8k16 bf16 -> fp32. y[t][o] = sum_i x[t][i] w[o][i]: the weights W [out][in] are the
+// MMA's A operand (rows = output features), the activations X [tokens][in] its B operand.
 //
-// Loads straight from global memory into fragment registers, no shared memory: because a dot
-// product may sum its k terms in any order, the k index inside each 64-wide block is permuted so
-// that every thread's fragment elements are 32 contiguous bytes of one row. Thread (g = lane / 4,
-// t = lane % 4) holds W[row0 + g][kb + 16t .. 16t + 15] and W[row0 + g + 8][...] (two 16-byte
-// loads each), and the same k window of X for token g of each 8-token tile; k-step s of the block
-// uses elements 4s .. 4s + 3 of that window: logical k (2t, 2t+1) -> physical 16t + 4s + (0, 1),
-// logical k (2t + 8, 2t + 9) -> 16t + 4s + (2, 3), identically for A and B. The 4 threads of a
-// group cover a row's 128 contiguous bytes, so every weight load is a full 128-byte line.
-//
-// A warp owns 16 output features and a k range (split-K over the grid so that ~16 warps per SM
-// stream weights); partial sums go to an fp32 workspace [splits][tokens][out] and a second kernel
-// adds them in a fixed order (deterministic) and converts. Napkin, Llama-2-7B block at 64 tokens:
-// 405 MB of weights (~130 us at 3.1 TB/s), 52 GFLOP (~90 us at 600 TFLOP/s of mma.sync).
+// At 64 tokens a Llama-2-7B layer is still bound by its weight bytes (64 FLOP per weight byte, far
+// below the bf16 ridge), so the kernel is built to keep HBM busy:
+// - a CTA owns 128 output features and a k range; four warps of 32 features each;
+// - weights and activations go through shared memory in a 4-stage cp.async pipeline of 64-wide k
+//   tiles (16 KB of weights per stage, 48 KB in flight per CTA, two CTAs per SM), the weights with
+//   an L2 evict-first hint since each byte is read once;
+// - rows are 128 bytes, stored with the 16-byte chunk index XORed with (row mod 8), so the
+//   ldmatrix reads of 8 rows at one chunk hit 8 different bank groups;
+// - with programmatic dependent launch the weight tiles of the first stages are requested before
+//   griddepcontrol.wait (they do not depend on the previous kernel), the activations after;
+// - split-K over a thread-block cluster (1 x splits): each CTA leaves its fp32 tile in its shared
+//   memory and the cluster adds the tiles through distributed shared memory, in rank order, each
+//   CTA a slice of the outputs. No workspace, no second kernel, and the sums are deterministic.
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -27,159 +29,259 @@
 namespace ridgeline::cuda {
 namespace {
 
-constexpr int k_warps = 4;  // per block, each its own 16 output features
+namespace cg = cooperative_groups;
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], unsigned a0, unsigned a1, unsigned a2,
-                                         unsigned a3, unsigned b0, unsigned b1) {
+constexpr int k_bn = 128;      // output features per CTA
+constexpr int k_bk = 64;       // k per pipeline stage: one 128-byte row
+constexpr int k_stages = 4;
+constexpr int k_threads = 128; // four warps of 32 features
+constexpr int k_acc_pitch = k_bn + 4;  // floats per token row of the fp32 tile (bank spread)
+
+template <int NT>  // 8-token tiles: 2, 4 or 8
+struct tile_shape {
+  static constexpr int tokens = NT * 8;
+  static constexpr int w_bytes = k_bn * k_bk * 2;
+  static constexpr int x_bytes = tokens * k_bk * 2;
+  static constexpr int stage_bytes = w_bytes + x_bytes;
+  static constexpr int smem_bytes = k_stages * stage_bytes;
+  static_assert(tokens * k_acc_pitch * 4 <= smem_bytes, "the fp32 tile reuses the pipeline");
+};
+
+// Byte offset of 16-byte chunk c (0..7) of row r in a swizzled [rows][64] bf16 tile.
+__device__ __forceinline__ std::uint32_t swz(int r, int c) {
+  return static_cast<std::uint32_t>(r * 128 + ((c ^ (r & 7)) << 4));
+}
+
+__device__ __forceinline__ void cp_async16(std::uint32_t dst, const void* src, bool full) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(full ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async16_evict_first(std::uint32_t dst, const void* src,
+                                                       bool full, std::uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
+               "l"(src), "r"(full ? 16 : 0), "l"(policy));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const std::uint32_t (&a)[4],
+                                         std::uint32_t b0, std::uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
+      "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) { return __ldcs(p); }
+// 128 weight rows x 64 k of k tile kt into the stage at s_w. Rows past m and k past k read as
+// zeros (k is a multiple of 8, so a 16-byte chunk is either all in or all out).
+__device__ __forceinline__ void load_w(std::uint32_t s_w, const bf16_bits* __restrict__ w,
+                                       int n0, int m, int k, int kt, std::uint64_t policy) {
+#pragma unroll
+  for (int i = 0; i < k_bn * 8 / k_threads; ++i) {
+    const int idx = static_cast<int>(threadIdx.x) + i * k_threads;
+    const int r = idx >> 3, c = idx & 7;
+    const int gk = kt * k_bk + c * 8;
+    const bool in = n0 + r < m && gk < k;
+    const bf16_bits* src = in ? w + static_cast<std::size_t>(n0 + r) * k + gk : w;
+    cp_async16_evict_first(s_w + swz(r, c), src, in, policy);
+  }
+}
 
-// NT 8-token tiles. w, x: 16-byte aligned; k (in_features) a multiple of 64 for the main loop
-// (the launcher checks); blocks of 64 beyond k_end are not touched.
 template <int NT>
-__global__ void __launch_bounds__(k_warps * 32)
+__device__ __forceinline__ void load_x(std::uint32_t s_x, const bf16_bits* __restrict__ x,
+                                       int tokens, int k, int kt) {
+#pragma unroll
+  for (int i = 0; i < NT * 64 / k_threads; ++i) {
+    const int idx = static_cast<int>(threadIdx.x) + i * k_threads;
+    const int r = idx >> 3, c = idx & 7;
+    const int gk = kt * k_bk + c * 8;
+    const bool in = r < tokens && gk < k;
+    const bf16_bits* src = in ? x + static_cast<std::size_t>(r) * k + gk : x;
+    cp_async16(s_x + swz(r, c), src, in);
+  }
+}
+
+// grid (ceil(m / 128), splits), cluster (1, splits): CTA (n, s) multiplies k tiles
+// [s * kt_per_split, (s + 1) * kt_per_split) of features [128 n, 128 n + 128).
+template <int NT>
+__global__ void __launch_bounds__(k_threads, 2)
     skinny_kernel(const bf16_bits* __restrict__ x, const bf16_bits* __restrict__ w,
-                  float* __restrict__ partial, int tokens, int k, int m, int k_blocks_per_split) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3;
-  const int row0 = (blockIdx.x * k_warps + warp) * 16;
-  const int split = blockIdx.y;
-  const int kb_begin = split * k_blocks_per_split;
-  const int kb_end = min(kb_begin + k_blocks_per_split, k / 64);
-  float acc[NT][4];
+                  void* __restrict__ y, bool y_fp32, int tokens, int k, int m, int kt_per_split) {
+  using shape = tile_shape<NT>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  cg::cluster_group cluster = cg::this_cluster();
+  const int splits = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  const int n0 = static_cast<int>(blockIdx.x) * k_bn;
+  const int k_tiles = (k + k_bk - 1) / k_bk;
+  const int kt0 = rank * kt_per_split;
+  const int nk = max(0, min(kt_per_split, k_tiles - kt0));
+  const std::uint32_t s0 = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
+  std::uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+
+  // Weights first (independent of the previous kernel), then the activations it writes.
 #pragma unroll
-  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-  if (row0 < m) {
-    // Rows past m (m not a multiple of 16) read row m - 1 and are not stored.
-    const int r_lo = min(row0 + g, m - 1), r_hi = min(row0 + g + 8, m - 1);
-    const uint4* w_lo = reinterpret_cast<const uint4*>(w + static_cast<std::size_t>(r_lo) * k) + 2 * t;
-    const uint4* w_hi = reinterpret_cast<const uint4*>(w + static_cast<std::size_t>(r_hi) * k) + 2 * t;
-    // Token rows past `tokens` read token 0 (their results are discarded).
-    const uint4* x_row[NT];
+  for (int st = 0; st < k_stages - 1; ++st) {
+    if (st < nk) load_w(s0 + st * shape::stage_bytes, w, n0, m, k, kt0 + st, policy);
+  }
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int tok = j * 8 + g < tokens ? j * 8 + g : 0;
-      x_row[j] = reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(tok) * k) + 2 * t;
+  for (int st = 0; st < k_stages - 1; ++st) {
+    if (st < nk) load_x<NT>(s0 + st * shape::stage_bytes + shape::w_bytes, x, tokens, k, kt0 + st);
+    cp_async_commit();
+  }
+
+  float acc[2][NT][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
+
+  for (int it = 0; it < nk; ++it) {
+    cp_async_wait<k_stages - 2>();
+    __syncthreads();  // stage `it` is visible to all warps; stage it - 1 is free to refill
+    const int next = it + k_stages - 1;
+    if (next < nk) {
+      const std::uint32_t sn = s0 + (next % k_stages) * shape::stage_bytes;
+      load_w(sn, w, n0, m, k, kt0 + next, policy);
+      load_x<NT>(sn + shape::w_bytes, x, tokens, k, kt0 + next);
     }
-    // Double-buffered weights: block kb + 1 is in flight while kb is multiplied.
-    uint4 wa[2][4];
-    int kb = kb_begin;
-    if (kb < kb_end) {
-      wa[0][0] = ld_stream(w_lo + kb * 8);
-      wa[0][1] = ld_stream(w_lo + kb * 8 + 1);
-      wa[0][2] = ld_stream(w_hi + kb * 8);
-      wa[0][3] = ld_stream(w_hi + kb * 8 + 1);
-    }
-    int cur = 0;
-    for (; kb < kb_end; ++kb) {
-      if (kb + 1 < kb_end) {
-        wa[cur ^ 1][0] = ld_stream(w_lo + (kb + 1) * 8);
-        wa[cur ^ 1][1] = ld_stream(w_lo + (kb + 1) * 8 + 1);
-        wa[cur ^ 1][2] = ld_stream(w_hi + (kb + 1) * 8);
-        wa[cur ^ 1][3] = ld_stream(w_hi + (kb + 1) * 8 + 1);
+    cp_async_commit();
+    const std::uint32_t sw = s0 + (it % k_stages) * shape::stage_bytes;
+    const std::uint32_t sx = sw + shape::w_bytes;
+#pragma unroll
+    for (int kk = 0; kk < k_bk / 16; ++kk) {
+      std::uint32_t a[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        ldmatrix_x4(a[mi], sw + swz(warp * 32 + mi * 16 + (lane & 15), kk * 2 + (lane >> 4)));
       }
-      const unsigned* lo = reinterpret_cast<const unsigned*>(&wa[cur][0]);  // 8 regs, row g
-      const unsigned* hi = reinterpret_cast<const unsigned*>(&wa[cur][2]);  // 8 regs, row g + 8
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        uint4 xb[2];
-        xb[0] = __ldg(x_row[j] + kb * 8);
-        xb[1] = __ldg(x_row[j] + kb * 8 + 1);
-        const unsigned* xr = reinterpret_cast<const unsigned*>(xb);
+      for (int jp = 0; jp < NT / 2; ++jp) {
+        std::uint32_t b[4];
+        ldmatrix_x4(b, sx + swz(jp * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                kk * 2 + ((lane >> 3) & 1)));
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          mma_bf16(acc[j], lo[2 * s], hi[2 * s], lo[2 * s + 1], hi[2 * s + 1], xr[2 * s],
-                   xr[2 * s + 1]);
+        for (int mi = 0; mi < 2; ++mi) {
+          mma_bf16(acc[mi][2 * jp], a[mi], b[0], b[1]);
+          mma_bf16(acc[mi][2 * jp + 1], a[mi], b[2], b[3]);
         }
       }
-      cur ^= 1;
     }
   }
-  if (row0 >= m) return;
-  // c0, c1: row g, tokens 8j + 2t, + 1; c2, c3: row g + 8, same tokens.
-  float* out = partial + static_cast<std::size_t>(split) * tokens * m;
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int tok = j * 8 + 2 * t + (e & 1);
-      const int row = row0 + g + (e >= 2 ? 8 : 0);
-      if (tok < tokens && row < m) out[static_cast<std::size_t>(tok) * m + row] = acc[j][e];
-    }
-  }
-}
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with the pipeline: its memory becomes the fp32 tile
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-// y[t][o] = sum over splits of partial[s][t][o], in split order.
-__global__ void reduce_kernel(const float* __restrict__ partial, void* __restrict__ y, bool y_fp32,
-                              int splits, std::size_t n) {
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    float s = 0.0f;
-    for (int p = 0; p < splits; ++p) s += partial[static_cast<std::size_t>(p) * n + i];
-    if (y_fp32) static_cast<float*>(y)[i] = s;
-    else static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(s);
+  // acc[mi][j][e]: feature warp*32 + mi*16 + g (+8 for e >= 2), token 8j + 2t + (e & 1).
+  float* tile = reinterpret_cast<float*>(smem);
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int f = warp * 32 + mi * 16 + g + (e >= 2 ? 8 : 0);
+        const int tok = j * 8 + 2 * t + (e & 1);
+        tile[tok * k_acc_pitch + f] = acc[mi][j][e];
+      }
+  cluster.sync();
+  // Each rank sums a slice of the [tokens][128] outputs over the cluster's tiles, rank 0 first.
+  const int outputs = tokens * k_bn;
+  for (int idx = rank * k_threads + static_cast<int>(threadIdx.x); idx < outputs;
+       idx += splits * k_threads) {
+    const int tok = idx / k_bn, f = idx % k_bn;
+    if (n0 + f >= m) continue;
+    float v = 0.0f;
+    for (int q = 0; q < splits; ++q) v += cluster.map_shared_rank(tile, q)[tok * k_acc_pitch + f];
+    const std::size_t o = static_cast<std::size_t>(tok) * m + n0 + f;
+    if (y_fp32) static_cast<float*>(y)[o] = v;
+    else static_cast<__nv_bfloat16*>(y)[o] = __float2bfloat16_rn(v);
   }
+  cluster.sync();  // no CTA leaves while another still reads its tile
 }
 
 template <int NT>
-void launch(const linear_params& p, float* partial, int splits, int kbps, cudaStream_t s) {
-  const dim3 grid((p.out_features + 16 * k_warps - 1) / (16 * k_warps), splits);
-  skinny_kernel<NT><<<grid, k_warps * 32, 0, s>>>(p.x, p.w, partial, p.num_tokens,
-                                                   p.in_features, p.out_features, kbps);
-  RIDGELINE_CUDA_CHECK_LAUNCH();
+void launch(const linear_params& p, int splits, int kt_per_split, bool pdl, cudaStream_t s) {
+  constexpr int smem = tile_shape<NT>::smem_bytes;
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      skinny_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  RIDGELINE_CUDA_CHECK(configured);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3((p.out_features + k_bn - 1) / k_bn, splits);
+  cfg.blockDim = dim3(k_threads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(splits);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 2 : 1;
+  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<NT>, p.x, p.w, p.y, p.y_fp32,
+                                          p.num_tokens, p.in_features, p.out_features,
+                                          kt_per_split));
 }
 
 }  // namespace
 
 int skinny_gemm_splits(const linear_params& p, int sm_count) {
-  const int m_tiles = (p.out_features + 15) / 16;
-  const int k_blocks = p.in_features / 64;
-  // About 16 streaming warps per SM.
-  const int want = std::max(1, (16 * sm_count + m_tiles - 1) / m_tiles);
-  return std::min({want, k_blocks, 32});
+  // Two CTAs per SM. Estimated time in k tiles per CTA slot: full waves of CTAs times the k tiles
+  // each one streams; the fewest splits among the best (each split adds a tile to reduce).
+  const int n_tiles = (p.out_features + k_bn - 1) / k_bn;
+  const int k_tiles = (p.in_features + k_bk - 1) / k_bk;
+  const int slots = 2 * std::max(1, sm_count);
+  int best = 1;
+  long best_cost = -1;
+  for (int sp = 1; sp <= std::min(k_skinny_max_splits, k_tiles); ++sp) {
+    const long waves = (static_cast<long>(n_tiles) * sp + slots - 1) / slots;
+    const long cost = waves * ((k_tiles + sp - 1) / sp);
+    if (best_cost < 0 || cost < best_cost) best = sp, best_cost = cost;
+  }
+  return best;
 }
 
-std::size_t skinny_gemm_workspace_bytes(const linear_params& p, int splits) {
-  return static_cast<std::size_t>(splits) * p.num_tokens * p.out_features * sizeof(float);
-}
-
-void skinny_gemm(const linear_params& p, float* workspace, std::size_t workspace_bytes, int splits,
-                 cudaStream_t s) {
-  if (!p.x || !p.w || !p.y || !workspace) throw std::invalid_argument("skinny_gemm: null pointer");
-  if (p.num_tokens < 1 || p.num_tokens > k_skinny_max_tokens || p.in_features % 64 != 0 ||
-      p.out_features < 1 || splits < 1) {
-    throw std::invalid_argument("skinny_gemm: needs 1..." + std::to_string(k_skinny_max_tokens) +
-                                " tokens and in_features a multiple of 64 (tokens=" +
-                                std::to_string(p.num_tokens) + " in=" +
-                                std::to_string(p.in_features) + " out=" +
-                                std::to_string(p.out_features) + ")");
+void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
+  if (!p.x || !p.w || !p.y) throw std::invalid_argument("skinny_gemm: null pointer");
+  if (p.num_tokens < 1 || p.num_tokens > k_skinny_max_tokens || p.in_features < 8 ||
+      p.in_features % 8 != 0 || p.out_features < 1 || splits < 1 ||
+      splits > k_skinny_max_splits) {
+    throw std::invalid_argument(
+        "skinny_gemm: needs 1..." + std::to_string(k_skinny_max_tokens) +
+        " tokens, in_features a multiple of 8 and 1..." + std::to_string(k_skinny_max_splits) +
+        " splits (tokens=" + std::to_string(p.num_tokens) + " in=" +
+        std::to_string(p.in_features) + " out=" + std::to_string(p.out_features) +
+        " splits=" + std::to_string(splits) + ")");
   }
   if ((reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 != 0) {
     throw std::invalid_argument("skinny_gemm: x and w must be 16-byte aligned");
   }
-  if (skinny_gemm_workspace_bytes(p, splits) > workspace_bytes) {
-    throw std::invalid_argument("skinny_gemm: workspace too small");
-  }
-  const int k_blocks = p.in_features / 64;
-  splits = std::min(splits, k_blocks);
-  const int kbps = (k_blocks + splits - 1) / splits;
-  splits = (k_blocks + kbps - 1) / kbps;
-  const int nt = (p.num_tokens + 7) / 8;
-  if (nt <= 1) launch<1>(p, workspace, splits, kbps, s);
-  else if (nt <= 2) launch<2>(p, workspace, splits, kbps, s);
-  else if (nt <= 4) launch<4>(p, workspace, splits, kbps, s);
-  else if (nt <= 8) launch<8>(p, workspace, splits, kbps, s);
-  else launch<16>(p, workspace, splits, kbps, s);
-  const std::size_t n = static_cast<std::size_t>(p.num_tokens) * p.out_features;
-  const int grid = static_cast<int>(std::min<std::size_t>((n + 255) / 256, 1024));
-  reduce_kernel<<<grid, 256, 0, s>>>(workspace, p.y, p.y_fp32, splits, n);
-  RIDGELINE_CUDA_CHECK_LAUNCH();
+  const int k_tiles = (p.in_features + k_bk - 1) / k_bk;
+  splits = std::min(splits, k_tiles);
+  const int kt_per_split = (k_tiles + splits - 1) / splits;
+  splits = (k_tiles + kt_per_split - 1) / kt_per_split;  // no empty split
+  if (p.num_tokens <= 16) launch<2>(p, splits, kt_per_split, pdl, s);
+  else if (p.num_tokens <= 32) launch<4>(p, splits, kt_per_split, pdl, s);
+  else launch<8>(p, splits, kt_per_split, pdl, s);
 }
 
 }  // namespace ridgeline::cuda

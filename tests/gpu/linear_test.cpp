@@ -104,15 +104,57 @@ TEST(Linear, CublasPathMatchesReference) {
 TEST(Linear, SkinnyGemmMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
   cuda::linear_runner runner;
-  // Every token tile count (1, 2, 4, 8, 16 tiles of 8), partial tiles, out not a multiple of 16,
-  // one and several k blocks per split.
-  for (int tokens : {1, 2, 7, 8, 9, 17, 33, 64, 100, 128}) {
-    for (auto [in, out] : {std::pair{64, 1}, std::pair{192, 23}, std::pair{1088, 40}, std::pair{4096, 257}}) {
-      check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
+  // Every token tile (16, 32, 64 tokens) with partial tiles; out not a multiple of the 128-feature
+  // CTA tile; k not a multiple of the 64-wide stage (136, 1032), shorter than the 4-stage pipeline
+  // (8, 136) and longer (4096, 11008); 1 to 8 splits, more splits than k tiles included.
+  for (int splits : {1, 2, 3, 8}) {
+    runner.set_skinny_splits(splits);
+    for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
+      for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
+                             std::pair{4096, 257}}) {
+        check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
+      }
     }
   }
+  runner.set_skinny_splits(0);  // the estimate
   check(5, 4096, 517, true, cuda::linear_runner::path::skinny, runner);
-  check(128, 11008, 64, false, cuda::linear_runner::path::skinny, runner);
+  check(64, 11008, 300, false, cuda::linear_runner::path::skinny, runner);
+  check(64, 11008, 300, true, cuda::linear_runner::path::skinny, runner);
+}
+
+TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
+  RIDGELINE_REQUIRE_GPU();
+  std::mt19937 rng(5);
+  const int tokens = 37, in = 4104, out = 389;
+  const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
+  const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
+  auto dx = test::upload(x), dw = test::upload(w);
+  cuda::device_buffer y1(std::size_t(tokens) * out * 4), y2(y1.bytes());
+  cuda::stream s;
+  const linear_params p1{dx.data<bf16_bits>(), dw.data<bf16_bits>(), y1.data(), true, tokens, in, out};
+  linear_params p2 = p1;
+  p2.y = y2.data();
+  cuda::skinny_gemm(p1, 8, false, s.get());
+  cuda::skinny_gemm(p2, 8, true, s.get());
+  s.synchronize();
+  EXPECT_EQ(test::download<float>(y1, 0, std::size_t(tokens) * out),
+            test::download<float>(y2, 0, std::size_t(tokens) * out));
+  linear_params bad = p1;
+  bad.num_tokens = cuda::k_skinny_max_tokens + 1;
+  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
+  bad = p1;
+  bad.in_features = 4100;
+  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(p1, 9, false, s.get()), std::invalid_argument);
+}
+
+TEST(Linear, AutomaticPathMatchesReferenceAtDecodeBatches) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  // Whatever the plan picks (cuBLASLt or the skinny GEMM) must be right.
+  for (int tokens : {2, 24, 64, 65}) {
+    check(tokens, 4096, 1000, false, cuda::linear_runner::path::automatic, runner);
+  }
 }
 
 TEST(Linear, RejectsBadShapes) {
