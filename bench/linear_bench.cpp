@@ -95,7 +95,7 @@ BENCHMARK(BM_kernels_linear_block)
     ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 5}, {-1}, {0}})
     ->ArgsProduct({{2, 8, 16, 32, 64}, {4}, {-1}, {0}})
     ->ArgsProduct({{64}, {3, 5}, {0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {1, 2, 4, 8}})
+    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {0, 1, 2, 3, 4, 8}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
 

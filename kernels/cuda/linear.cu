@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "check.hpp"
 #include "linear.hpp"
@@ -285,7 +286,10 @@ linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspac
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  int major = 0, minor = 0;
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  m_cc = 10 * major + minor;
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
@@ -299,8 +303,9 @@ linear_runner::path linear_runner::choose(const linear_params& p) const {
 
 namespace {
 
-bool skinny_fits(const linear_params& p, int cc_major) {
-  return cc_major >= 9 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
+// The skinny GEMM is built for sm_90a alone (wgmma): compute capability 9.0.
+bool skinny_fits(const linear_params& p, int cc) {
+  return cc == 90 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
          detail::aligned16(p.x) && detail::aligned16(p.w);
 }
 
@@ -343,7 +348,7 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
                                       m_candidates, p.y_fp32);
-  const bool skinny = m_path == path::automatic && skinny_fits(p, m_cc_major);
+  const bool skinny = m_path == path::automatic && skinny_fits(p, m_cc);
   if (pl.gemm->algorithm_count() > 1 || skinny) {
     // Every candidate on these very buffers: one warm-up, then the best of three runs, each after
     // L2 has been overwritten, so that the weights come from DRAM as they do in a decode step.
@@ -371,7 +376,11 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
       if (t < best) best = t, pl.algorithm = a;
     }
     if (skinny) {
+      std::vector<int> candidates{skinny_gemm_splits(p, m_sm_count)};
       for (int sp : {1, 2, 4, 8}) {
+        if (sp != candidates.front()) candidates.push_back(sp);
+      }
+      for (int sp : candidates) {
         const double t = best_of_three([&] { skinny_gemm(p, sp, m_gemv.pdl, s); });
         if (t < best) best = t, pl.skinny_splits = sp;
       }

@@ -36,7 +36,8 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
                  const gemv_options& o = {});
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
 // in_features a multiple of 8, x and w 16-byte aligned; split-K over `splits` (1 ... 8) CTAs of a
-// cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Hopper+.
+// cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Compute
+// capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
 int skinny_gemm_splits(const linear_params& p, int sm_count);
 void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s);
 
@@ -53,8 +54,8 @@ class linear_runner {
   // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
   // Paths: GEMV for 1 token; from 2 tokens the faster, per shape, of cuBLASLt (its heuristic's
-  // candidates) and, up to k_skinny_max_tokens tokens, the skinny tensor-core GEMM (1, 2, 4 or 8
-  // splits), each timed on the plan's buffers with L2 flushed before every run. Forcing one is for
+  // candidates) and, up to k_skinny_max_tokens tokens, the skinny tensor-core GEMM (its split
+  // estimate, 1, 2, 4 or 8 splits), each timed on the plan's buffers with L2 flushed before every run. Forcing one is for
   // tests and benchmarks.
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
@@ -96,7 +97,7 @@ class linear_runner {
   path m_path = path::automatic;
   gemv_options m_gemv;
   int m_sm_count = 0;
-  int m_cc_major = 0;
+  int m_cc = 0;  // compute capability, 10 major + minor
   int m_skinny_splits = 0;
 };
 

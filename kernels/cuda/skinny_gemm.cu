@@ -1,21 +1,32 @@
-// Weight-streaming GEMM for decode batches (1 ... k_skinny_max_tokens tokens) on tensor cores,
-// mma.sync m16n8k16 bf16 -> fp32. y[t][o] = sum_i x[t][i] w[o][i]: the weights W [out][in] are the
-// MMA's A operand (rows = output features), the activations X [tokens][in] its B operand.
+// Weight-streaming GEMM for decode batches (1 ... k_skinny_max_tokens tokens) on tensor cores:
+// TMA copies and wgmma (bf16 -> fp32), so this file is built for sm_90a only (kernels/
+// CMakeLists.txt); linear_runner uses it on compute capability 9.0 devices alone.
+// y[t][o] = sum_i x[t][i] w[o][i]: the weights W [out][in] are the MMA's A operand (rows = output
+// features), the activations X [tokens][in] its B operand (N = tokens rounded up to 16, 32 or 64).
 //
 // At 64 tokens a Llama-2-7B layer is still bound by its weight bytes (64 FLOP per weight byte, far
 // below the bf16 ridge), so the kernel is built to keep HBM busy:
-// - a CTA owns 128 output features and a k range; four warps of 32 features each;
-// - weights and activations go through shared memory in a 4-stage cp.async pipeline of 64-wide k
-//   tiles (16 KB of weights per stage, 48 KB in flight per CTA, two CTAs per SM), the weights with
-//   an L2 evict-first hint since each byte is read once;
-// - rows are 128 bytes, stored with the 16-byte chunk index XORed with (row mod 8), so the
-//   ldmatrix reads of 8 rows at one chunk hit 8 different bank groups;
+// - a CTA (one warpgroup) owns 128 output features (two m64 wgmma tiles) and a k range;
+// - weights and activations go through shared memory in a 4-stage pipeline of 64-wide k tiles
+//   (16 KB of weights per stage, 48 KB in flight per CTA, two CTAs per SM), copied by the tensor
+//   memory accelerator: one thread issues a 2-D bulk copy per operand and stage, completion is
+//   counted in bytes on an mbarrier, with the 128-byte swizzle the wgmma descriptors name; rows
+//   and k past the matrix read as zeros;
 // - with programmatic dependent launch the weight tiles of the first stages are requested before
 //   griddepcontrol.wait (they do not depend on the previous kernel), the activations after;
 // - split-K over a thread-block cluster (1 x splits): each CTA leaves its fp32 tile in its shared
 //   memory and the cluster adds the tiles through distributed shared memory, in rank order, each
 //   CTA a slice of the outputs. No workspace, no second kernel, and the sums are deterministic.
+//
+// Where it stands (bench/linear_bench.cpp, H200, 64 tokens, docs/engine.md): slower than cuBLASLt.
+// The Llama-2-7B block takes ~156 us at the best splits per layer against cuBLASLt's ~123 us; it
+// streams about 2.4 TB/s whatever was tried: mma.sync with ldmatrix (per-thread cp.async) 196 us;
+// 256-feature CTAs; 6 or 8 stages; L2 promotion off, 128 or 256 bytes; k tiles walked from a
+// per-CTA rotation. linear_runner therefore times it against cuBLASLt for each shape and keeps
+// whichever is faster (it wins some layers at 2 tokens).
 #include <cooperative_groups.h>
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -31,8 +42,8 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int k_bn = 128;      // output features per CTA
-constexpr int k_threads = 128; // four warps of 32 features
+constexpr int k_bn = 128;       // output features per CTA
+constexpr int k_threads = 128;  // one warpgroup: two m64 wgmma tiles
 constexpr int k_acc_pitch = k_bn + 4;  // floats per token row of the fp32 tile (bank spread)
 
 // NT: 8-token tiles (2, 4 or 8); BK: k per pipeline stage (64: 128-byte rows, or 128);
@@ -43,90 +54,129 @@ struct tile_shape {
   static constexpr int w_bytes = k_bn * BK * 2;
   static constexpr int x_bytes = tokens * BK * 2;
   static constexpr int stage_bytes = w_bytes + x_bytes;
-  static constexpr int smem_bytes = S * stage_bytes;
-  static_assert(tokens * k_acc_pitch * 4 <= smem_bytes, "the fp32 tile reuses the pipeline");
+  static constexpr int pipeline_bytes = S * stage_bytes;
+  // + 1 KB to align the stages to the 128-byte swizzle's 1024-byte period, + the mbarriers.
+  static constexpr int smem_bytes = pipeline_bytes + 1024 + 8 * S;
+  static_assert(w_bytes % 1024 == 0 && x_bytes % 1024 == 0, "stages keep the swizzle alignment");
+  static_assert(tokens * k_acc_pitch * 4 <= pipeline_bytes, "the fp32 tile reuses the pipeline");
 };
 
-// Byte offset of 16-byte chunk c of row r in a swizzled [rows][BK] bf16 tile.
-template <int BK>
-__device__ __forceinline__ std::uint32_t swz(int r, int c) {
-  return static_cast<std::uint32_t>(r * BK * 2 + ((c ^ (r & 7)) << 4));
+__device__ __forceinline__ void mbar_init(std::uint32_t bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
 
-__device__ __forceinline__ void cp_async16(std::uint32_t dst, const void* src, bool full) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(full ? 16 : 0));
+__device__ __forceinline__ void mbar_expect_tx(std::uint32_t bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
 }
 
-__device__ __forceinline__ void cp_async16_evict_first(std::uint32_t dst, const void* src,
-                                                       bool full, std::uint64_t policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
-               "l"(src), "r"(full ? 16 : 0), "l"(policy));
+__device__ __forceinline__ void mbar_wait(std::uint32_t bar, unsigned parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
 }
 
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Box (64 k x rows) of a 2-D tensor map at (k0, row0) into shared memory at dst.
+__device__ __forceinline__ void tma_load(std::uint32_t dst, const CUtensorMap* map, int k0,
+                                         int row0, std::uint32_t bar, std::uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(k0), "r"(row0), "r"(bar), "l"(policy)
+      : "memory");
+}
 
+// D[64 x N] += A[64 x 16] B[16 x N], both from shared memory (K-major, 128-byte swizzle): rows of
+// A are weight rows, rows of B tokens. N / 2 fp32 accumulators per thread: register 4j + e holds
+// row 16 warp + lane / 4 (+ 8 for e >= 2), column 8j + 2 (lane % 4) + (e & 1).
 template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], std::uint64_t a, std::uint64_t b);
+
+template <>
+__device__ __forceinline__ void wgmma_ss<16>(float (&d)[8], std::uint64_t a, std::uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7"
+      "}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
+        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+      : "l"(a), "l"(b), "r"(1));
 }
 
-__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+template <>
+__device__ __forceinline__ void wgmma_ss<32>(float (&d)[16], std::uint64_t a, std::uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7,"
+      "%8, %9, %10, %11, %12, %13, %14, %15"
+      "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
+        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(a), "l"(b), "r"(1));
 }
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const std::uint32_t (&a)[4],
-                                         std::uint32_t b0, std::uint32_t b1) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+template <>
+__device__ __forceinline__ void wgmma_ss<64>(float (&d)[32], std::uint64_t a, std::uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7,"
+      "%8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23,"
+      "%24, %25, %26, %27, %28, %29, %30, %31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
+        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),
+        "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(1));
 }
 
-// 128 weight rows x BK k of k tile kt into the stage at s_w. Rows past m and k past k read as
-// zeros (k is a multiple of 8, so a 16-byte chunk is either all in or all out).
-template <int BK>
-__device__ __forceinline__ void load_w(std::uint32_t s_w, const bf16_bits* __restrict__ w,
-                                       int n0, int m, int k, int kt, std::uint64_t policy) {
-  constexpr int cpr = BK / 8;  // chunks per row
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+template <int R>
+__device__ __forceinline__ void fence_operands(float (&d)[R]) {
 #pragma unroll
-  for (int i = 0; i < k_bn * cpr / k_threads; ++i) {
-    const int idx = static_cast<int>(threadIdx.x) + i * k_threads;
-    const int r = idx / cpr, c = idx % cpr;
-    const int gk = kt * BK + c * 8;
-    const bool in = n0 + r < m && gk < k;
-    const bf16_bits* src = in ? w + static_cast<std::size_t>(n0 + r) * k + gk : w;
-    cp_async16_evict_first(s_w + swz<BK>(r, c), src, in, policy);
-  }
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-template <int NT, int BK>
-__device__ __forceinline__ void load_x(std::uint32_t s_x, const bf16_bits* __restrict__ x,
-                                       int tokens, int k, int kt) {
-  constexpr int cpr = BK / 8;
-#pragma unroll
-  for (int i = 0; i < NT * 8 * cpr / k_threads; ++i) {
-    const int idx = static_cast<int>(threadIdx.x) + i * k_threads;
-    const int r = idx / cpr, c = idx % cpr;
-    const int gk = kt * BK + c * 8;
-    const bool in = r < tokens && gk < k;
-    const bf16_bits* src = in ? x + static_cast<std::size_t>(r) * k + gk : x;
-    cp_async16(s_x + swz<BK>(r, c), src, in);
-  }
+// Descriptor of a K-major tile with the 128-byte swizzle at shared address `addr` (1024-byte
+// aligned): start address >> 4, leading byte offset unused (1), stride byte offset 1024 (eight
+// 128-byte rows) >> 4, layout 1 (128B swizzle). The k-th 16-wide step of a 64-wide row starts 32
+// bytes further: + 2 in the start-address field.
+__device__ __forceinline__ std::uint64_t sw128_desc(std::uint32_t addr) {
+  return static_cast<std::uint64_t>((addr & 0x3FFFFu) >> 4) | (std::uint64_t{1} << 16) |
+         (std::uint64_t{64} << 32) | (std::uint64_t{1} << 62);
 }
 
 // grid (ceil(m / 128), splits), cluster (1, splits): CTA (n, s) multiplies k tiles
 // [s * kt_per_split, (s + 1) * kt_per_split) of features [128 n, 128 n + 128).
 template <int NT, int BK, int S>
 __global__ void __launch_bounds__(k_threads, 2)
-    skinny_kernel(const bf16_bits* __restrict__ x, const bf16_bits* __restrict__ w,
+    skinny_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap x_map,
                   void* __restrict__ y, bool y_fp32, int tokens, int k, int m, int kt_per_split) {
   using shape = tile_shape<NT, BK, S>;
   constexpr int k_stages = S;
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
   cg::cluster_group cluster = cg::this_cluster();
   const int splits = static_cast<int>(cluster.num_blocks());
   const int rank = static_cast<int>(cluster.block_rank());
@@ -135,87 +185,87 @@ __global__ void __launch_bounds__(k_threads, 2)
   const int k_tiles = (k + BK - 1) / BK;
   const int kt0 = rank * kt_per_split;
   const int nk = max(0, min(kt_per_split, k_tiles - kt0));
-  const std::uint32_t s0 = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
-  std::uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  const std::uint32_t raw = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_raw));
+  const std::uint32_t s0 = (raw + 1023u) & ~1023u;
+  unsigned char* smem = smem_raw + (s0 - raw);
+  const std::uint32_t bars = s0 + shape::pipeline_bytes;  // k_stages mbarriers, 8 bytes each
+  const bool issuer = threadIdx.x == 0;
+  auto k_at = [&](int i) { return (kt0 + i) * BK; };
+  std::uint64_t w_policy, x_policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(w_policy));
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(x_policy));
+  if (issuer) {
+    for (int st = 0; st < k_stages; ++st) mbar_init(bars + 8 * st, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
 
   // Weights first (independent of the previous kernel), then the activations it writes.
-#pragma unroll
-  for (int st = 0; st < k_stages - 1; ++st) {
-    if (st < nk) load_w<BK>(s0 + st * shape::stage_bytes, w, n0, m, k, kt0 + st, policy);
+  if (issuer) {
+    for (int st = 0; st < k_stages - 1 && st < nk; ++st) {
+      mbar_expect_tx(bars + 8 * st, shape::stage_bytes);
+      tma_load(s0 + st * shape::stage_bytes, &w_map, k_at(st), n0, bars + 8 * st, w_policy);
+    }
   }
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#pragma unroll
-  for (int st = 0; st < k_stages - 1; ++st) {
-    if (st < nk) {
-      load_x<NT, BK>(s0 + st * shape::stage_bytes + shape::w_bytes, x, tokens, k, kt0 + st);
+  if (issuer) {
+    for (int st = 0; st < k_stages - 1 && st < nk; ++st) {
+      tma_load(s0 + st * shape::stage_bytes + shape::w_bytes, &x_map, k_at(st), 0,
+               bars + 8 * st, x_policy);
     }
-    cp_async_commit();
   }
 
-  float acc[2][NT][4];
+  constexpr int N = NT * 8;
+  float acc[2][N / 2];
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int j = 0; j < NT; ++j) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
+    for (int i = 0; i < N / 2; ++i) acc[mi][i] = 0.0f;
 
   for (int it = 0; it < nk; ++it) {
-    cp_async_wait<k_stages - 2>();
-    __syncthreads();  // stage `it` is visible to all warps; stage it - 1 is free to refill
+    __syncthreads();  // stage it - 1's wgmmas are done (waited below): its slot may be refilled
     const int next = it + k_stages - 1;
-    if (next < nk) {
-      const std::uint32_t sn = s0 + (next % k_stages) * shape::stage_bytes;
-      load_w<BK>(sn, w, n0, m, k, kt0 + next, policy);
-      load_x<NT, BK>(sn + shape::w_bytes, x, tokens, k, kt0 + next);
+    if (issuer && next < nk) {
+      const int slot = next % k_stages;
+      const std::uint32_t sn = s0 + slot * shape::stage_bytes;
+      mbar_expect_tx(bars + 8 * slot, shape::stage_bytes);
+      tma_load(sn, &w_map, k_at(next), n0, bars + 8 * slot, w_policy);
+      tma_load(sn + shape::w_bytes, &x_map, k_at(next), 0, bars + 8 * slot, x_policy);
     }
-    cp_async_commit();
+    mbar_wait(bars + 8 * (it % k_stages), static_cast<unsigned>(it / k_stages) & 1u);
     const std::uint32_t sw = s0 + (it % k_stages) * shape::stage_bytes;
-    const std::uint32_t sx = sw + shape::w_bytes;
-    // Fragments of k step kk + 1 are read while the MMAs of step kk run (the asm statements keep
-    // their order, so the overlap has to be written out).
-    std::uint32_t a[2][2][4], b[2][NT / 2][4];
-    auto load_frags = [&](int kk, std::uint32_t (&fa)[2][4], std::uint32_t (&fb)[NT / 2][4]) {
+    const std::uint64_t a0 = sw128_desc(sw), a1 = sw128_desc(sw + 64 * BK * 2);
+    const std::uint64_t b = sw128_desc(sw + shape::w_bytes);
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        ldmatrix_x4(fa[mi], sw + swz<BK>(warp * 32 + mi * 16 + (lane & 15), kk * 2 + (lane >> 4)));
-      }
-#pragma unroll
-      for (int jp = 0; jp < NT / 2; ++jp) {
-        ldmatrix_x4(fb[jp], sx + swz<BK>(jp * 16 + (lane & 7) + ((lane >> 4) << 3),
-                                         kk * 2 + ((lane >> 3) & 1)));
-      }
-    };
-    load_frags(0, a[0], b[0]);
+    for (int mi = 0; mi < 2; ++mi) fence_operands(acc[mi]);
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      if (kk + 1 < BK / 16) load_frags(kk + 1, a[(kk + 1) & 1], b[(kk + 1) & 1]);
-#pragma unroll
-      for (int jp = 0; jp < NT / 2; ++jp) {
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-          mma_bf16(acc[mi][2 * jp], a[kk & 1][mi], b[kk & 1][jp][0], b[kk & 1][jp][1]);
-          mma_bf16(acc[mi][2 * jp + 1], a[kk & 1][mi], b[kk & 1][jp][2], b[kk & 1][jp][3]);
-        }
-      }
+      wgmma_ss<N>(acc[0], a0 + 2 * kk, b + 2 * kk);
+      wgmma_ss<N>(acc[1], a1 + 2 * kk, b + 2 * kk);
     }
+    wgmma_commit();
+    wgmma_wait_all();
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) fence_operands(acc[mi]);
   }
-  cp_async_wait<0>();
-  __syncthreads();  // every warp is done with the pipeline: its memory becomes the fp32 tile
+  __syncthreads();  // every warp is done with the pipeline (all copies landed): its memory
+                    // becomes the fp32 tile
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-  // acc[mi][j][e]: feature warp*32 + mi*16 + g (+8 for e >= 2), token 8j + 2t + (e & 1).
+  // acc[mi][4j + e]: feature 64 mi + 16 warp + lane / 4 (+ 8 for e >= 2), token 8j + 2 (lane % 4)
+  // + (e & 1).
   float* tile = reinterpret_cast<float*>(smem);
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int f = warp * 32 + mi * 16 + g + (e >= 2 ? 8 : 0);
-        const int tok = j * 8 + 2 * t + (e & 1);
-        tile[tok * k_acc_pitch + f] = acc[mi][j][e];
-      }
+    for (int i = 0; i < N / 2; ++i) {
+      const int j = i >> 2, e = i & 3;
+      const int f = mi * 64 + warp * 16 + g + (e >= 2 ? 8 : 0);
+      const int tok = j * 8 + 2 * t + (e & 1);
+      tile[tok * k_acc_pitch + f] = acc[mi][i];
+    }
   cluster.sync();
   // Each rank sums a slice of the [tokens][128] outputs over the cluster's tiles, rank 0 first.
   const int outputs = tokens * k_bn;
@@ -232,8 +282,41 @@ __global__ void __launch_bounds__(k_threads, 2)
   cluster.sync();  // no CTA leaves while another still reads its tile
 }
 
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    RIDGELINE_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
+                                                          cudaEnableDefault, &q));
+    if (q != cudaDriverEntryPointSuccess || !f) {
+      throw std::runtime_error("skinny_gemm: the driver has no cuTensorMapEncodeTiled");
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// [rows][k] bf16, row-major: boxes of 64 k x box_rows, 128-byte swizzle, zeros out of bounds.
+CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k) * 2};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16_bits*>(p), dims, strides, box,
+      elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    throw std::runtime_error("skinny_gemm: cuTensorMapEncodeTiled failed (" + std::to_string(r) +
+                             ") for " + std::to_string(rows) + " x " + std::to_string(k));
+  }
+  return map;
+}
+
 template <int NT, int BK, int S>
 void launch(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
+  static_assert(BK == 64, "the tensor maps' boxes are 64 wide (128 bytes, the swizzle's span)");
   constexpr int smem = tile_shape<NT, BK, S>::smem_bytes;
   static const cudaError_t configured = cudaFuncSetAttribute(
       skinny_kernel<NT, BK, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -242,6 +325,8 @@ void launch(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
   splits = std::min(splits, k_tiles);
   const int kt_per_split = (k_tiles + splits - 1) / splits;
   splits = (k_tiles + kt_per_split - 1) / kt_per_split;  // no empty split
+  const CUtensorMap w_map = tensor_map(p.w, p.out_features, p.in_features, k_bn);
+  const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, NT * 8);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3((p.out_features + k_bn - 1) / k_bn, splits);
   cfg.blockDim = dim3(k_threads);
@@ -256,7 +341,7 @@ void launch(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 2 : 1;
-  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<NT, BK, S>, p.x, p.w, p.y,
+  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<NT, BK, S>, w_map, x_map, p.y,
                                           p.y_fp32, p.num_tokens, p.in_features, p.out_features,
                                           kt_per_split));
 }
@@ -293,6 +378,14 @@ void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
   }
   if ((reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 != 0) {
     throw std::invalid_argument("skinny_gemm: x and w must be 16-byte aligned");
+  }
+  int device = 0, major = 0, minor = 0;
+  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major != 9 || minor != 0) {
+    throw std::invalid_argument("skinny_gemm: built for sm_90a (wgmma); this device is sm_" +
+                                std::to_string(10 * major + minor));
   }
   // 64-wide k stages, 4 deep, two CTAs per SM. Measured on an H200 at 64 tokens, 128-wide stages
   // (4 or 3 deep, one CTA per SM) and 64-wide ones 6 deep were no faster
