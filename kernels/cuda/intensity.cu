@@ -5,8 +5,10 @@
 // thread, 8 blocks of 256 threads per SM, a block's 4 loads covering one contiguous 16 KiB chunk.
 // At fma_per_vector = 2 (fp32 1/4 FLOP/byte) a vector costs 2 FFMAs, fewer instructions than the
 // read kernel's XOR fold, so it is bound by DRAM alone. The compute side: 8 independent chains per
-// thread (p[u], q[u]) x 64 warps per SM, the inner loop unrolled 16 x 8 FMAs so that loop
-// overhead stays under 3% of issue slots. Napkin: 60 TFLOP/s of FFMA at 2 GiB and 4096 FLOP/byte
+// thread (p[u], q[u], or c[0..7] sharing an operand pair) x 64 warps per SM, each loop unrolled to
+// 128 FMAs per trip so that its counter, compare and branch take under 3% of the issue slots (the
+// shared form unrolled 4 x 8 = 32 FMAs per trip ran at 32 / 35 of the FFMA rate: 60.8 of 66.9
+// TFLOP/s on an H100). Napkin: 60 TFLOP/s of FFMA at 2 GiB and 4096 FLOP/byte
 // would take 150 s, so the sweep reads a prefix for compute-bound points (intensity_sweep.cpp).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(k_scalar_threads)
         for (int pair = 0; pair < 2; ++pair) {
           const T a = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].z : v[u].x));
           const T b = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].w : v[u].y));
-#pragma unroll 4
+#pragma unroll 16
           for (std::uint32_t r = 0; r < reps; ++r) {
 #pragma unroll
             for (int k = 0; k < k_shared_chains; ++k) c8[k] = tr::fma(c8[k], a, b);
