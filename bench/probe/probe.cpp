@@ -2,6 +2,7 @@
 // repetitions after warm-up (bench::measure), with NVML clocks and throttle reasons sampled around
 // it. Cold numbers: the DRAM peaks use a buffer far larger than L2 with evict-first accesses; the
 // linear layers flush L2 before every repetition; the 8192^3 GEMM peaks are compute-bound and hot.
+// The instruction peaks (instruction_peaks.cpp) follow the GEMM peaks.
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -408,6 +409,11 @@ gpu_profile run_probe(const probe_options& o) {
   prober pr(o, *dev);
   pr.bandwidth(p);
   pr.gemm_peaks(p);
+  instruction_peak_options io;
+  io.device = o.device;
+  io.full = o.full;
+  io.progress = o.progress;
+  p.instruction_peaks = measure_instruction_peaks(io);
   if (o.linear_layers) pr.linear_layers(p);
   p.environment["gpu_after"] = metrics::environment_block(o.device)["gpu"];
   return p;
