@@ -162,9 +162,15 @@ TEST(InstructionPeakUpdate, TablesShowInstructionBesideGemmPeaks) {
   EXPECT_EQ(bench::probe_table(p).find("Instruction peaks"), std::string::npos);
   p.instruction_peaks = s;
   EXPECT_NE(bench::probe_table(p).find("Instruction peaks"), std::string::npos);
-  EXPECT_THROW(bench::validate_instruction_peak_options({.kinds = {}}), std::invalid_argument);
   bench::instruction_peak_options o;
+  EXPECT_NO_THROW(bench::validate_instruction_peak_options(o));
+  o.kinds.clear();
+  EXPECT_THROW(bench::validate_instruction_peak_options(o), std::invalid_argument);
+  o = {};
   o.launch_seconds = 0;
+  EXPECT_THROW(bench::validate_instruction_peak_options(o), std::invalid_argument);
+  o = {};
+  o.sustain_seconds = -1;
   EXPECT_THROW(bench::validate_instruction_peak_options(o), std::invalid_argument);
 }
 
