@@ -62,24 +62,17 @@ void run_instruction_peaks_only(const probe_args& a, context& ctx) {
     }
     check_writable(a.update);
   }
-  if (metrics::device_count() == 0) {
-    throw no_device_error("ridgeline probe needs a CUDA GPU: " + metrics::no_device_reason());
-  }
-  const auto dev = metrics::query_device(a.device);
-  if (!dev) {
-    throw std::invalid_argument("--device " + std::to_string(a.device) + " does not exist (" +
-                                std::to_string(metrics::device_count()) + " visible)");
-  }
+  const metrics::device_info dev = metrics::require_device(a.device, "ridgeline probe");
   if (profile) {
     try {
-      bench::require_same_gpu(*profile, dev->name);
+      bench::require_same_gpu(*profile, dev.name);
     } catch (const std::invalid_argument& e) {
       throw refuse(e);
     }
   }
   if (ctx.progress) o.progress = [&ctx](const std::string& s) { ctx.err << "probe: " << s << "\n"; };
   const instruction_peak_section s = bench::measure_instruction_peaks(o);
-  if (profile) write_atomically(a.update, bench::with_instruction_peaks(text, s, dev->name));
+  if (profile) write_atomically(a.update, bench::with_instruction_peaks(text, s, dev.name));
   if (a.json) {
     ctx.out << to_json(s).dump(2) << "\n";
     return;

@@ -89,17 +89,9 @@ class peak_runner {
 
 instruction_peak_section measure_instruction_peaks(const instruction_peak_options& o) {
   validate_instruction_peak_options(o);
-  if (metrics::device_count() == 0) {
-    throw no_device_error("measuring instruction peaks needs a CUDA GPU: " +
-                          metrics::no_device_reason());
-  }
-  const auto dev = metrics::query_device(o.device);
-  if (!dev) {
-    throw std::invalid_argument("--device " + std::to_string(o.device) + " does not exist (" +
-                                std::to_string(metrics::device_count()) + " visible)");
-  }
+  const metrics::device_info dev = metrics::require_device(o.device, "measuring instruction peaks");
   RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
-  const datasheet_entry* ds = datasheet_for_device(dev->name);
+  const datasheet_entry* ds = datasheet_for_device(dev.name);
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
@@ -119,16 +111,16 @@ instruction_peak_section measure_instruction_peaks(const instruction_peak_option
                "first"}};
   for (instruction_peak_kind k : o.kinds) {
     const std::string kname(name(k));
-    if (is_mma(k) && (dev->compute_major != 9 || dev->compute_minor != 0)) {
-      s.skipped.push_back(kname + ": wgmma kernels are built for sm_90a only, " + dev->name +
-                          " is compute capability " + std::to_string(dev->compute_major) + "." +
-                          std::to_string(dev->compute_minor));
+    if (is_mma(k) && (dev.compute_major != 9 || dev.compute_minor != 0)) {
+      s.skipped.push_back(kname + ": wgmma kernels are built for sm_90a only, " + dev.name +
+                          " is compute capability " + std::to_string(dev.compute_major) + "." +
+                          std::to_string(dev.compute_minor));
       say(s.skipped.back());
       continue;
     }
     const metrics::nvtx_range range("probe instruction peak " + kname);
     const int per_sm = cuda::instruction_peak_blocks_per_sm(k);
-    peak_runner run({k, per_sm * dev->sm_count, 1});
+    peak_runner run({k, per_sm * dev.sm_count, 1});
     run.check_against_reference();
     // Calibration: a launch long enough to time (~0.1 ms on an H100) after one that loads the
     // module, scaled to launch_seconds.
@@ -136,8 +128,7 @@ instruction_peak_section measure_instruction_peaks(const instruction_peak_option
     run.time(probe_iterations);
     const double probe_s = std::max(run.time(probe_iterations), 1e-6);
     const double want = o.launch_seconds / probe_s * probe_iterations;
-    const auto iterations =
-        static_cast<std::uint32_t>(std::clamp(want, 1.0, double(1u << 31)));
+    const auto iterations = static_cast<std::uint32_t>(std::clamp(want, 1.0, double(1u << 31)));
     const measurement m = measure([&] { return run.time(iterations); }, mo);
     const auto f = static_cast<double>(flops(run.plan()));
     instruction_peak pk;
