@@ -10,6 +10,7 @@
 // operands (read once) and one float per thread touches memory. Napkin: an H100 SXM issues
 // 132 SMs x 128 lanes x 2 FLOP x 1.98 GHz = 66.9 TFLOP/s of FFMA; the probe sizes `iterations` so
 // that a launch takes a few milliseconds.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
