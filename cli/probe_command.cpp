@@ -3,9 +3,12 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli.hpp"
 #include "ridgeline/bench/probe.hpp"
+#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/metrics/errors.hpp"
 #include "ridgeline/metrics/files.hpp"
 
 namespace ridgeline::cli {
@@ -20,6 +23,8 @@ struct probe_args {
   std::uint64_t gemm_size = 8192;
   int device = 0;
   bool no_linear = false;
+  std::string only;    // "instruction-peaks": measure those alone
+  std::string update;  // with --only: the profile file to write them into
 };
 
 std::vector<dtype> parse_dtype_list(const std::string& list) {
@@ -35,7 +40,49 @@ std::vector<dtype> parse_dtype_list(const std::string& list) {
   return out;
 }
 
+// --only instruction-peaks [--update PROFILE]: the instruction peaks alone, printed, and with
+// --update spliced into an existing profile of this GPU (every other byte kept). The profile is
+// read and checked before anything is measured, and written only after everything succeeded.
+void run_instruction_peaks_only(const probe_args& a, context& ctx) {
+  bench::instruction_peak_options o;
+  o.full = a.full;
+  o.device = a.device;
+  bench::validate_instruction_peak_options(o);
+  std::string text;
+  std::optional<gpu_profile> profile;
+  auto refuse = [&](const std::exception& e) {
+    return std::invalid_argument(a.update + ": " + e.what() + "; left unchanged");
+  };
+  if (!a.update.empty()) {
+    text = read_text_file(a.update);
+    try {
+      profile = bench::check_instruction_peak_update(text);
+    } catch (const std::invalid_argument& e) {
+      throw refuse(e);
+    }
+    check_writable(a.update);
+  }
+  const metrics::device_info dev = metrics::require_device(a.device, "ridgeline probe");
+  if (profile) {
+    try {
+      bench::require_same_gpu(*profile, dev.name);
+    } catch (const std::invalid_argument& e) {
+      throw refuse(e);
+    }
+  }
+  if (ctx.progress) o.progress = [&ctx](const std::string& s) { ctx.err << "probe: " << s << "\n"; };
+  const instruction_peak_section s = bench::measure_instruction_peaks(o);
+  if (profile) write_atomically(a.update, bench::with_instruction_peaks(text, s, dev.name));
+  if (a.json) {
+    ctx.out << to_json(s).dump(2) << "\n";
+    return;
+  }
+  ctx.out << bench::instruction_peak_table(s, profile ? &*profile : nullptr);
+  if (profile) ctx.out << "\ninstruction_peaks written into " << a.update << " (nothing else changed)\n";
+}
+
 void run_probe_command(const probe_args& a, context& ctx) {
+  if (!a.only.empty()) return run_instruction_peaks_only(a, ctx);
   bench::probe_options o;
   o.full = a.full;
   o.dtypes = parse_dtype_list(a.dtypes);
@@ -67,18 +114,31 @@ void register_probe(CLI::App& app, context& ctx) {
       "Examples:\n"
       "  ridgeline probe                         quick probe, table on stdout\n"
       "  ridgeline probe --full -o planner/profiles/h100-sxm.json\n"
-      "  ridgeline probe --dtypes bf16,fp8 --no-linear --json");
+      "  ridgeline probe --dtypes bf16,fp8 --no-linear --json\n"
+      "  ridgeline probe --only instruction-peaks --update planner/profiles/h100-sxm.json");
   cmd->add_flag("--full", args->full, "More repetitions and every token count of the linear sweep");
   cmd->add_flag("--quick{false}", args->full, "Fewer repetitions (default)");
-  cmd->add_option("-o,--output", args->output, "Profile JSON path ('' to skip)")->capture_default_str();
+  auto* output = cmd->add_option("-o,--output", args->output, "Profile JSON path ('' to skip)")
+                     ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the profile JSON on stdout instead of the table");
-  cmd->add_option("--dtypes", args->dtypes, "GEMM dtypes, comma-separated")->capture_default_str();
-  cmd->add_option("--max-bytes", args->max_bytes,
-                  "Cold bandwidth buffer and top of the working-set sweep (power of two)")
-      ->capture_default_str();
-  cmd->add_option("--gemm-size", args->gemm_size, "M = N = K of the peak GEMMs")->capture_default_str();
+  auto* dtypes =
+      cmd->add_option("--dtypes", args->dtypes, "GEMM dtypes, comma-separated")->capture_default_str();
+  auto* max_bytes = cmd->add_option("--max-bytes", args->max_bytes,
+                                    "Cold bandwidth buffer and top of the working-set sweep (power of two)")
+                        ->capture_default_str();
+  auto* gemm_size = cmd->add_option("--gemm-size", args->gemm_size, "M = N = K of the peak GEMMs")
+                        ->capture_default_str();
   cmd->add_option("--device", args->device, "CUDA device index")->capture_default_str();
-  cmd->add_flag("--no-linear", args->no_linear, "Skip the Llama-2-7B linear-layer sweep");
+  auto* no_linear = cmd->add_flag("--no-linear", args->no_linear, "Skip the Llama-2-7B linear-layer sweep");
+  auto* only = cmd->add_option("--only", args->only,
+                               "Measure one part alone: instruction-peaks (printed; --json: the "
+                               "profile's instruction_peaks object)")
+                   ->check(CLI::IsMember({"instruction-peaks"}));
+  for (auto* other : {output, dtypes, max_bytes, gemm_size, no_linear}) only->excludes(other);
+  cmd->add_option("--update", args->update,
+                  "With --only instruction-peaks: write them into this existing profile of this "
+                  "GPU, every other byte unchanged")
+      ->needs(only);
   cmd->callback([args, &ctx] { run_probe_command(*args, ctx); });
 }
 

@@ -1,4 +1,5 @@
-// Host-only half of the probe: option checks, memory needs, and the readable table.
+// Host-only half of the probe: option checks, memory needs, the readable tables, and the update of
+// a profile file's instruction peaks.
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -135,6 +136,7 @@ std::string probe_table(const gpu_profile& p) {
                                        : std::string("-"))
         << "\n";
   }
+  if (p.instruction_peaks) out << "\n" << instruction_peak_table(*p.instruction_peaks, &p);
   bool have_linear = false;
   for (const auto& r : p.rows) have_linear = have_linear || r.value("kind", "") == "linear_block";
   if (have_linear) {
@@ -164,6 +166,82 @@ std::string probe_table(const gpu_profile& p) {
     }
   }
   return out.str();
+}
+
+void validate_instruction_peak_options(const instruction_peak_options& o) {
+  if (o.kinds.empty()) throw std::invalid_argument("instruction peaks: no kind to measure");
+  if (!(o.launch_seconds > 0 && o.launch_seconds <= 10)) {
+    throw std::invalid_argument("instruction peaks: launch_seconds must be in (0, 10], got " +
+                                std::to_string(o.launch_seconds));
+  }
+  if (!(o.sustain_seconds >= 0 && o.sustain_seconds <= 600)) {
+    throw std::invalid_argument("instruction peaks: sustain_seconds must be in [0, 600], got " +
+                                std::to_string(o.sustain_seconds));
+  }
+}
+
+std::string instruction_peak_table(const instruction_peak_section& s, const gpu_profile* gemm) {
+  std::ostringstream out;
+  const auto& env = s.environment;
+  out << "Instruction peaks (compute-only kernels, operands in registers and shared memory; timed "
+         "after "
+      << fmt("%g", s.config.value("sustain_seconds", 0.0)) << " s of launches)";
+  if (env.contains("ridgeline") && env.contains("time_utc")) {
+    out << ", measured " << env["time_utc"].get<std::string>() << " at git "
+        << env["ridgeline"].value("git_sha", std::string("?"));
+  }
+  out << "\n  peak         TFLOP/s   p10-p90 TFLOP/s   datasheet  % of ds    GEMM  GEMM/instr.  "
+         "instruction\n";
+  for (const auto& [k, pk] : s.peaks) {
+    const std::string n(name(k));
+    const double ds = pk.datasheet_flops_per_second;
+    const auto gd = gemm_dtype(k);
+    const double g = gemm && gd && gemm->peaks.count(*gd) ? gemm->peaks.at(*gd).flops_per_second : 0;
+    out << "  " << n << std::string(11 - std::min<std::size_t>(11, n.size()), ' ')
+        << fmt("%8.1f", pk.flops_per_second / 1e12) << fmt("   %7.1f", pk.p10_flops_per_second / 1e12)
+        << fmt("-%-7.1f", pk.p90_flops_per_second / 1e12)
+        << (ds > 0 ? fmt("   %9.1f", ds / 1e12) + fmt("   %5.1f%%", 100 * pk.flops_per_second / ds)
+                   : std::string("           -        -"))
+        << (g > 0 ? fmt("  %6.1f", g / 1e12) + fmt("  %11.3f", g / pk.flops_per_second)
+                  : std::string("       -            -"))
+        << "  " << pk.instruction << "\n";
+  }
+  for (const auto& r : s.skipped) out << "  skipped: " << r << "\n";
+  return out.str();
+}
+
+gpu_profile check_instruction_peak_update(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw std::invalid_argument(std::string("not valid JSON (") + e.what() + ")");
+  }
+  gpu_profile p = gpu_profile_from_json(j);
+  if (j.dump(2) + "\n" != text) {
+    throw std::invalid_argument(
+        "not laid out as ridgeline writes profiles (2-space indent, sorted keys, a final newline), "
+        "so rewriting it would change more than its instruction_peaks: run the whole probe "
+        "(ridgeline probe --full -o PROFILE) instead");
+  }
+  return p;
+}
+
+void require_same_gpu(const gpu_profile& p, const std::string& device_name) {
+  if (p.name != device_name) {
+    throw std::invalid_argument("a profile of the " + p.name + ", but this device is the " +
+                                device_name + ": pick its --device, or another profile");
+  }
+}
+
+std::string with_instruction_peaks(const std::string& text, const instruction_peak_section& s,
+                                   const std::string& device_name) {
+  require_same_gpu(check_instruction_peak_update(text), device_name);
+  // Keys are sorted and the layout is nlohmann's, as the check made sure: the new object's lines
+  // go in alphabetical place and no other line changes.
+  nlohmann::json j = nlohmann::json::parse(text);
+  j["instruction_peaks"] = to_json(s);
+  return j.dump(2) + "\n";
 }
 
 }  // namespace ridgeline::bench

@@ -98,35 +98,127 @@ std::optional<int> decode_ridge_crossing(const model_preset& m, int context, dou
   return hi;
 }
 
-json roofline_ceilings(const gpu_profile& p, const std::string& source) {
+std::optional<instruction_peak_kind> instruction_peak_of(intensity_kernel k) {
+  switch (k) {
+    case intensity_kernel::ffma_fp32:
+      return instruction_peak_kind::fp32;
+    case intensity_kernel::hfma2_bf16:
+      return instruction_peak_kind::bf16_hfma2;
+    case intensity_kernel::mma_bf16:
+      return instruction_peak_kind::bf16;
+    case intensity_kernel::mma_fp8:
+      return instruction_peak_kind::fp8_e4m3;
+    case intensity_kernel::hfma2_fp16:
+      break;
+  }
+  return std::nullopt;
+}
+
+compute_ceiling select_compute_ceiling(std::optional<instruction_peak_kind> k,
+                                       std::optional<dtype> gemm, const gpu_profile& p,
+                                       const instruction_peak_section* same_run) {
+  compute_ceiling c;
+  if (k) {
+    c.same_run_flops_per_second = same_run ? same_run->flops_per_second(*k) : 0;
+    c.profile_flops_per_second = p.instruction_peak_flops_per_second(*k);
+  }
+  const double datasheet = gemm ? p.peak_flops_per_second(*gemm) : 0;  // measured, else datasheet
+  if (gemm && p.peaks.count(*gemm)) c.gemm_flops_per_second = p.peaks.at(*gemm).flops_per_second;
+  const std::pair<double, const char*> order[] = {
+      {c.same_run_flops_per_second, "instruction peak, this run"},
+      {c.profile_flops_per_second, "instruction peak, profile"},
+      {c.gemm_flops_per_second, "GEMM peak (no instruction peak)"},
+      {datasheet, "datasheet (nothing measured)"}};
+  c.source = "none";
+  for (const auto& [v, src] : order) {
+    if (v > 0) {
+      c.flops_per_second = v;
+      c.source = src;
+      break;
+    }
+  }
+  return c;
+}
+
+compute_ceiling select_compute_ceiling(dtype t, const gpu_profile& p,
+                                       const instruction_peak_section* same_run) {
+  std::optional<instruction_peak_kind> kind;
+  for (auto k : k_all_instruction_peak_kinds) {
+    if (gemm_dtype(k) == t) kind = k;
+  }
+  return select_compute_ceiling(kind, t, p, same_run);
+}
+
+compute_ceiling select_compute_ceiling(intensity_kernel k, const gpu_profile& p,
+                                       const instruction_peak_section* same_run) {
+  const auto kind = instruction_peak_of(k);
+  return select_compute_ceiling(kind, kind ? gemm_dtype(*kind) : std::nullopt, p, same_run);
+}
+
+json roofline_ceilings(const gpu_profile& p, const std::string& source,
+                       const instruction_peak_section* same_run) {
   json dtypes = json::array();
   const double bw = p.dram_bytes_per_second();
+  auto or_null = [](double v) { return v > 0 ? json(v) : json(nullptr); };
   for (dtype t : k_roof_dtypes) {
     auto it = p.peaks.find(t);
     if (it == p.peaks.end()) continue;
-    const auto ridge = p.ridge_point(t);
+    const compute_ceiling c = select_compute_ceiling(t, p, same_run);
+    const auto gemm_ridge = p.ridge_point(t);
     const auto ds_ridge = p.datasheet_ridge_point(t);
     dtypes.push_back(
         {{"dtype", std::string(name(t))},
-         {"peak_flops_per_second", it->second.flops_per_second},
+         {"peak_flops_per_second", c.flops_per_second},
+         {"peak_source", c.source},
+         {"instruction_peak_flops_per_second", or_null(c.same_run_flops_per_second)},
+         {"instruction_peak_profile_flops_per_second", or_null(c.profile_flops_per_second)},
+         {"gemm_peak_flops_per_second", c.gemm_flops_per_second},
          {"datasheet_flops_per_second", it->second.datasheet_flops_per_second},
-         {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
+         {"ridge_flops_per_byte", or_null(p.read_bytes_per_second > 0
+                                              ? c.flops_per_second / p.read_bytes_per_second
+                                              : 0.0)},
+         {"gemm_ridge_flops_per_byte", gemm_ridge ? json(*gemm_ridge) : json(nullptr)},
          {"datasheet_ridge_flops_per_byte", ds_ridge ? json(*ds_ridge) : json(nullptr)}});
   }
-  return {{"gpu", p.name},
-          {"source", source},
-          {"profile_source", p.source},
-          {"dram_read_bytes_per_second", bw},
-          {"dram_copy_bytes_per_second", p.copy_bytes_per_second},
-          {"datasheet_dram_bytes_per_second", p.datasheet_bytes_per_second},
-          {"ridge_definition", "peak FLOP/s / DRAM read bytes/s, both measured by the probe"},
-          {"dtypes", dtypes}};
+  json c = {{"gpu", p.name},
+            {"source", source},
+            {"profile_source", p.source},
+            {"dram_read_bytes_per_second", bw},
+            {"dram_copy_bytes_per_second", p.copy_bytes_per_second},
+            {"datasheet_dram_bytes_per_second", p.datasheet_bytes_per_second},
+            {"compute_ceiling_definition",
+             "the instruction peak of the dtype's instruction (FFMA for fp32, wgmma for bf16 and "
+             "fp8_e4m3: the probe's compute-only kernels), measured in this run; else the "
+             "profile's; else the probe's cuBLASLt GEMM peak"},
+            {"ridge_definition",
+             "compute ceiling / DRAM read bytes/s, both measured (gemm_ridge: the probe's GEMM "
+             "peak instead)"},
+            {"dtypes", dtypes}};
+  if (same_run && !p.instruction_peaks) {
+    c["note"] =
+        "the profile has no instruction peaks (written before the probe measured them): the "
+        "compute ceilings are this run's measurement; `ridgeline probe --only instruction-peaks "
+        "--update PROFILE` adds them";
+  }
+  return c;
 }
 
 json roofline_crossings(const model_preset& m, const gpu_profile& p,
-                        const std::vector<int>& contexts) {
+                        const std::vector<int>& contexts,
+                        const instruction_peak_section* same_run) {
   json rows = json::array();
-  const auto ridge = p.ridge_point(dtype::bf16);
+  const double ceiling = select_compute_ceiling(dtype::bf16, p, same_run).flops_per_second;
+  std::optional<double> ridge;
+  if (ceiling > 0 && p.read_bytes_per_second > 0) ridge = ceiling / p.read_bytes_per_second;
+  const auto gemm_ridge = p.ridge_point(dtype::bf16);
+  auto crossing = [&](int c, std::optional<double> at, const char* key, json& r) {
+    if (!at) return;
+    const auto b = decode_ridge_crossing(m, c, *at);
+    r[std::string(key) + "_batch"] = b ? json(*b) : json(nullptr);
+    r[key] = b ? "decode is compute-bound from batch " + std::to_string(*b)
+               : "never: decode stays memory-bound at every batch (its intensity tends to " +
+                     fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
+  };
   for (int c : contexts) {
     json r = {{"context", c},
               {"intensity_limit_flops_per_byte", decode_intensity_limit(m, c)},
@@ -134,19 +226,14 @@ json roofline_crossings(const model_preset& m, const gpu_profile& p,
                  const step_work w = count_step_work(m, 1, c, false);
                  return w.flops / w.bytes();
                }()}};
-    if (ridge) {
-      const auto b = decode_ridge_crossing(m, c, *ridge);
-      r["crossing_batch"] = b ? json(*b) : json(nullptr);
-      r["crossing"] =
-          b ? "decode is compute-bound from batch " + std::to_string(*b)
-            : "never: decode stays memory-bound at every batch (its intensity tends to " +
-                  fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
-    }
+    crossing(c, ridge, "crossing", r);
+    crossing(c, gemm_ridge, "gemm_crossing", r);
     rows.push_back(r);
   }
   return {{"model", m.name},
           {"dtype", "bf16"},
           {"ridge_flops_per_byte", ridge ? json(*ridge) : json(nullptr)},
+          {"gemm_ridge_flops_per_byte", gemm_ridge ? json(*gemm_ridge) : json(nullptr)},
           {"counted",
            "decode step: 2 FLOPs per weight per token plus attention, over weight bytes "
            "once plus KV read and written (count_step_work)"},
@@ -159,23 +246,31 @@ std::string roofline_table(const json& doc) {
   const double bw = c.value("dram_read_bytes_per_second", 0.0);
   out << "ridgeline roofline: " << c.value("gpu", std::string("?"))
       << "  (ceilings: " << c.value("source", std::string("")) << ")\n";
+  // A number of a JSON object, or "-" when it is absent or null, right-aligned in `f`'s width.
+  auto num = [](const json& o, const char* key, const char* f, double scale = 1.0) {
+    const bool have = o.contains(key) && o[key].is_number();
+    const std::string s = have ? fmt(f, o[key].get<double>() / scale) : "-";
+    const std::string width = fmt(f, 0.0);
+    return std::string(width.size() > s.size() ? width.size() - s.size() : 0, ' ') + s;
+  };
   out << "DRAM read " << fmt("%.2f", bw / 1e12) << " TB/s\n";
-  out << "  dtype      peak TFLOP/s  ridge FLOP/B  (datasheet ridge)\n";
+  out << "  dtype     ceiling TFLOP/s  GEMM TFLOP/s  ridge FLOP/B  GEMM ridge  datasheet ridge  "
+         "ceiling from\n";
   for (const auto& d : c.at("dtypes")) {
     out << "  " << d.value("dtype", std::string())
         << std::string(9 - std::min<std::size_t>(9, d.value("dtype", std::string()).size()), ' ')
-        << fmt("%12.1f", d.value("peak_flops_per_second", 0.0) / 1e12)
-        << (d["ridge_flops_per_byte"].is_null()
-                ? std::string("            -")
-                : fmt("%14.1f", d["ridge_flops_per_byte"].get<double>()))
-        << (d["datasheet_ridge_flops_per_byte"].is_null()
-                ? std::string("")
-                : fmt("  (%.1f)", d["datasheet_ridge_flops_per_byte"].get<double>()))
-        << "\n";
+        << num(d, "peak_flops_per_second", "%15.1f", 1e12)
+        << num(d, "gemm_peak_flops_per_second", "%14.1f", 1e12)
+        << num(d, "ridge_flops_per_byte", "%14.1f") << num(d, "gemm_ridge_flops_per_byte", "%12.1f")
+        << num(d, "datasheet_ridge_flops_per_byte", "%17.1f") << "  "
+        << d.value("peak_source", std::string("GEMM peak")) << "\n";
   }
+  if (c.contains("note")) out << "  note: " << c["note"].get<std::string>() << "\n";
   if (doc.contains("intensity_sweep") && doc["intensity_sweep"].contains("against_probe")) {
-    out << "\nIntensity sweep plateaus against the probe:\n"
-        << "  kernel        memory TB/s  % of read   compute TFLOP/s  probe TFLOP/s  ratio\n";
+    out << "\nIntensity sweep plateaus against the ceilings (compute ceiling: the instruction peak "
+           "measured in this run; ratio = plateau / ceiling):\n"
+        << "  kernel        memory TB/s  % of read   compute TFLOP/s  ceiling  ratio  "
+           "instr. (profile)  ratio    GEMM  ratio\n";
     for (const auto& r : doc["intensity_sweep"]["against_probe"]) {
       out << "  " << r.value("kernel", std::string())
           << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()),
@@ -183,11 +278,15 @@ std::string roofline_table(const json& doc) {
           << fmt("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
           << fmt("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
           << fmt("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
-          << (r["probe_peak_flops_per_second"].is_null()
-                  ? std::string("              -       -")
-                  : fmt("%15.1f", r["probe_peak_flops_per_second"].get<double>() / 1e12) +
-                        fmt("%7.3f", r.value("compute_ratio", 0.0)))
-          << "\n";
+          << num(r, "compute_ceiling_flops_per_second", "%9.1f", 1e12)
+          << num(r, "compute_ratio", "%7.3f")
+          << num(r, "instruction_peak_profile_flops_per_second", "%18.1f", 1e12)
+          << num(r, "profile_instruction_ratio", "%7.3f")
+          << num(r, "probe_peak_flops_per_second", "%8.1f", 1e12) << num(r, "gemm_ratio", "%7.3f");
+      if (r.contains("compute_within_5_percent") && r["compute_within_5_percent"].is_boolean()) {
+        out << (r["compute_within_5_percent"].get<bool>() ? "  within 5%" : "  missed (5%)");
+      }
+      out << "\n";
     }
   }
   if (doc.contains("engine")) {
@@ -248,14 +347,25 @@ std::string roofline_table(const json& doc) {
   }
   if (doc.contains("crossing")) {
     const json& x = doc["crossing"];
+    const bool gemm = x.contains("gemm_ridge_flops_per_byte") &&
+                      x["gemm_ridge_flops_per_byte"].is_number();
     out << "\nbf16 ridge "
         << (x["ridge_flops_per_byte"].is_null()
                 ? std::string("?")
                 : fmt("%.1f", x["ridge_flops_per_byte"].get<double>()))
-        << " FLOP/byte; decode of " << x.value("model", std::string()) << " crosses it:\n";
+        << " FLOP/byte"
+        << (gemm ? fmt(" (cuBLASLt GEMM peak's: %.1f)", x["gemm_ridge_flops_per_byte"].get<double>())
+                 : std::string())
+        << "; decode of " << x.value("model", std::string()) << " crosses it:\n";
     for (const auto& r : x["contexts"]) {
-      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?"))
-          << "\n";
+      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?"));
+      if (r.contains("gemm_crossing_batch")) {
+        out << (r["gemm_crossing_batch"].is_number()
+                    ? "; the GEMM's ridge from batch " +
+                          std::to_string(r["gemm_crossing_batch"].get<int>())
+                    : std::string("; the GEMM's ridge never"));
+      }
+      out << "\n";
     }
   }
   return out.str();

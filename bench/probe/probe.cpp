@@ -2,6 +2,7 @@
 // repetitions after warm-up (bench::measure), with NVML clocks and throttle reasons sampled around
 // it. Cold numbers: the DRAM peaks use a buffer far larger than L2 with evict-first accesses; the
 // linear layers flush L2 before every repetition; the 8192^3 GEMM peaks are compute-bound and hot.
+// The instruction peaks (instruction_peaks.cpp) follow the GEMM peaks.
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -364,30 +365,23 @@ class prober {
 
 gpu_profile run_probe(const probe_options& o) {
   validate_probe_options(o);
-  if (metrics::device_count() == 0) {
-    throw no_device_error("ridgeline probe needs a CUDA GPU: " + metrics::no_device_reason());
-  }
-  const auto dev = metrics::query_device(o.device);
-  if (!dev) {
-    throw std::invalid_argument("--device " + std::to_string(o.device) + " does not exist (" +
-                                std::to_string(metrics::device_count()) + " visible)");
-  }
+  const metrics::device_info dev = metrics::require_device(o.device, "ridgeline probe");
   const std::uint64_t need = probe_memory_bytes(o);
-  if (need > static_cast<std::uint64_t>(dev->memory_free_bytes)) {
+  if (need > static_cast<std::uint64_t>(dev.memory_free_bytes)) {
     throw std::invalid_argument("the probe needs " + gib(double(need)) +
                                 " of device memory with these options (--max-bytes " +
                                 gib(double(o.max_bytes)) + " is allocated twice for the copy), but " +
-                                dev->name + " has " + gib(double(dev->memory_free_bytes)) + " free");
+                                dev.name + " has " + gib(double(dev.memory_free_bytes)) + " free");
   }
   RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
 
   gpu_profile p;
-  p.name = dev->name;
+  p.name = dev.name;
   p.source = "measured";
-  p.sm_count = dev->sm_count;
-  p.l2_bytes = dev->l2_bytes;
-  p.memory_bytes = dev->memory_bytes;
-  const datasheet_entry* ds = datasheet_for_device(dev->name);
+  p.sm_count = dev.sm_count;
+  p.l2_bytes = dev.l2_bytes;
+  p.memory_bytes = dev.memory_bytes;
+  const datasheet_entry* ds = datasheet_for_device(dev.name);
   p.key = ds ? ds->key : "";
   p.datasheet_bytes_per_second = ds ? ds->dram_bytes_per_second : 0;
   for (dtype t : o.dtypes) {
@@ -399,15 +393,20 @@ gpu_profile run_probe(const probe_options& o) {
               {"max_bytes", o.max_bytes},
               {"gemm_size", o.gemm_size},
               {"linear_layers", o.linear_layers},
-              {"theoretical_dram_bytes_per_second", dev->theoretical_dram_bytes_per_second()},
+              {"theoretical_dram_bytes_per_second", dev.theoretical_dram_bytes_per_second()},
               {"timing", "CUDA events, median over repetitions after 3 warm-ups"}};
   json dts = json::array();
   for (dtype t : o.dtypes) dts.push_back(name(t));
   p.config["dtypes"] = dts;
 
-  prober pr(o, *dev);
+  prober pr(o, dev);
   pr.bandwidth(p);
   pr.gemm_peaks(p);
+  instruction_peak_options io;
+  io.device = o.device;
+  io.full = o.full;
+  io.progress = o.progress;
+  p.instruction_peaks = measure_instruction_peaks(io);
   if (o.linear_layers) pr.linear_layers(p);
   p.environment["gpu_after"] = metrics::environment_block(o.device)["gpu"];
   return p;

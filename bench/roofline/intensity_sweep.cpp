@@ -212,26 +212,19 @@ class sweeper {
 
 intensity_sweep_result run_intensity_sweep(const intensity_sweep_options& o) {
   validate_intensity_sweep_options(o);
-  if (metrics::device_count() == 0) {
-    throw no_device_error("the intensity sweep needs a CUDA GPU: " + metrics::no_device_reason());
-  }
-  const auto dev = metrics::query_device(o.device);
-  if (!dev) {
-    throw std::invalid_argument("device " + std::to_string(o.device) + " does not exist (" +
-                                std::to_string(metrics::device_count()) + " visible)");
-  }
+  const metrics::device_info dev = metrics::require_device(o.device, "the intensity sweep");
   const std::uint64_t need = o.buffer_bytes + (64ULL << 20);
-  if (need > static_cast<std::uint64_t>(dev->memory_free_bytes)) {
+  if (need > static_cast<std::uint64_t>(dev.memory_free_bytes)) {
     throw std::invalid_argument("the intensity sweep needs " + std::to_string(need >> 20) +
-                                " MiB of device memory, " + dev->name + " has " +
-                                std::to_string(dev->memory_free_bytes >> 20) + " MiB free");
+                                " MiB of device memory, " + dev.name + " has " +
+                                std::to_string(dev.memory_free_bytes >> 20) + " MiB free");
   }
   RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
   intensity_sweep_result r;
-  r.device_name = dev->name;
-  r.sm_count = dev->sm_count;
+  r.device_name = dev.name;
+  r.sm_count = dev.sm_count;
   r.buffer_bytes = o.buffer_bytes;
-  sweeper(o, *dev).run(r);
+  sweeper(o, dev).run(r);
   return r;
 }
 

@@ -1,8 +1,11 @@
 // GPU half of `ridgeline roofline` (see roofline.hpp). Order of work, so that nothing measured
-// shares a pass with counter collection: the intensity sweep (its own buffers, freed after), then
-// one engine; per step its CUDA-event time (bench::measure), then the CUPTI range profiler over
-// the same step (user replay: the step runs once per pass), then for the per-kernel breakdown a
-// kernel trace of eager steps and, separately, per-kernel counters (auto range, user replay).
+// shares a pass with counter collection: the instruction peaks (the probe's routine,
+// measure_instruction_peaks) of the dtypes whose kernels the sweep does not run; the intensity
+// sweep one kernel at a time, each right after the instruction peak it is compared with (its own
+// buffers, freed after); then one engine; per step its CUDA-event time (bench::measure), then the
+// CUPTI range profiler over the same step (user replay: the step runs once per pass), then for
+// the per-kernel breakdown a kernel trace of eager steps and, separately, per-kernel counters
+// (auto range, user replay).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "ridgeline/bench/probe.hpp"
 #include "ridgeline/bench/roofline.hpp"
 #include "ridgeline/bench/sweep.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
@@ -35,21 +39,6 @@ double roof_at(double intensity, double peak, double bw) {
   return std::min(peak, intensity * bw);
 }
 
-// The probe's ceiling a sweep kernel should reach: its GEMM peak of the same dtype (the vector
-// HFMA2 kernels have none: the probe measures no non-tensor half-precision rate).
-std::optional<dtype> probe_dtype(intensity_kernel k) {
-  switch (k) {
-    case intensity_kernel::ffma_fp32:
-      return dtype::fp32;
-    case intensity_kernel::mma_bf16:
-      return dtype::bf16;
-    case intensity_kernel::mma_fp8:
-      return dtype::fp8_e4m3;
-    default:
-      return std::nullopt;
-  }
-}
-
 #ifdef RIDGELINE_HAVE_CUPTI
 json counters_json(const metrics::counter_values& v) {
   return {{"dram_read_bytes", v.dram_read_bytes},
@@ -65,25 +54,73 @@ json counters_json(const metrics::counter_values& v) {
 }
 #endif
 
-json sweep_block(const roofline_options& o, const gpu_profile& p) {
+// The instruction peaks this run measured, each kind once (the probe's routine).
+class same_run_peaks {
+ public:
+  explicit same_run_peaks(const roofline_options& o) : m_opt(o) {}
+  void measure(std::vector<instruction_peak_kind> kinds) {
+    std::erase_if(kinds, [&](instruction_peak_kind k) { return !m_tried.insert(k).second; });
+    if (kinds.empty()) return;
+    instruction_peak_options io;
+    io.kinds = kinds;
+    io.device = m_opt.device;
+    io.full = m_opt.full;
+    io.progress = m_opt.progress;
+    instruction_peak_section s = measure_instruction_peaks(io);
+    if (m_section.environment.empty()) {
+      m_section.environment = s.environment;
+      m_section.config = s.config;
+      m_section.config["when"] =
+          "right before the intensity sweep's points of each kernel (the others before the sweep)";
+    }
+    m_section.peaks.insert(s.peaks.begin(), s.peaks.end());
+    m_section.skipped.insert(m_section.skipped.end(), s.skipped.begin(), s.skipped.end());
+  }
+  const instruction_peak_section& section() const { return m_section; }
+
+ private:
+  const roofline_options& m_opt;
+  std::set<instruction_peak_kind> m_tried;
+  instruction_peak_section m_section;
+};
+
+json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks& peaks) {
   const double bw = p.dram_bytes_per_second();
-  const intensity_sweep_result r = run_intensity_sweep(o.sweep);
+  intensity_sweep_result r;
+  for (intensity_kernel k : o.sweep.kernels) {
+    if (const auto kind = instruction_peak_of(k)) peaks.measure({*kind});
+    intensity_sweep_options one = o.sweep;
+    one.kernels = {k};
+    intensity_sweep_result part = run_intensity_sweep(one);
+    r.device_name = part.device_name;
+    r.sm_count = part.sm_count;
+    r.buffer_bytes = part.buffer_bytes;
+    r.points.insert(r.points.end(), part.points.begin(), part.points.end());
+    r.skipped.insert(r.skipped.end(), part.skipped.begin(), part.skipped.end());
+  }
+  const instruction_peak_section& same_run = peaks.section();
   json doc = to_json(r);
   for (std::size_t i = 0; i < r.points.size(); ++i) {
     const auto& pt = r.points[i];
-    const auto d = probe_dtype(pt.kernel);
-    const double peak = d ? p.peak_flops_per_second(*d) : 0;
-    if (peak > 0) {
+    const double ceiling = select_compute_ceiling(pt.kernel, p, &same_run).flops_per_second;
+    if (ceiling > 0) {
       doc["points"][i]["pct_of_roof"] =
-          100.0 * pt.flop_per_second() / roof_at(pt.flop_per_byte, peak, bw);
+          100.0 * pt.flop_per_second() / roof_at(pt.flop_per_byte, ceiling, bw);
     }
   }
+  auto or_null = [](double v) { return v > 0 ? json(v) : json(nullptr); };
   json against = json::array();
   for (intensity_kernel k : o.sweep.kernels) {
     const intensity_plateau pl = plateau(r.points, k);
     if (pl.compute_flop_per_second <= 0) continue;
-    const auto d = probe_dtype(k);
-    const double peak = d ? p.peak_flops_per_second(*d) : 0;
+    const compute_ceiling c = select_compute_ceiling(k, p, &same_run);
+    const auto kind = instruction_peak_of(k);
+    const auto gemm = kind ? gemm_dtype(*kind) : std::nullopt;
+    auto ratio = [&](double v) {
+      return v > 0 ? json(pl.compute_flop_per_second / v) : json(nullptr);
+    };
+    const double checked = c.flops_per_second > 0 ? pl.compute_flop_per_second / c.flops_per_second
+                                                  : 0.0;
     against.push_back(
         {{"kernel", std::string(name(k))},
          {"memory_bytes_per_second", pl.memory_bytes_per_second},
@@ -91,15 +128,28 @@ json sweep_block(const roofline_options& o, const gpu_profile& p) {
          {"memory_ratio", bw > 0 ? pl.memory_bytes_per_second / bw : 0.0},
          {"compute_flops_per_second", pl.compute_flop_per_second},
          {"compute_flops_per_second_median_top3", pl.compute_flop_per_second_median},
-         {"probe_dtype", d ? json(std::string(name(*d))) : json(nullptr)},
-         {"probe_peak_flops_per_second", peak > 0 ? json(peak) : json(nullptr)},
-         {"compute_ratio", peak > 0 ? json(pl.compute_flop_per_second / peak) : json(nullptr)},
+         {"instruction_peak", kind ? json(std::string(name(*kind))) : json(nullptr)},
+         {"compute_ceiling_flops_per_second", or_null(c.flops_per_second)},
+         {"compute_ceiling_source", c.source},
+         {"compute_ratio", ratio(c.flops_per_second)},
+         {"compute_within_5_percent",
+          c.flops_per_second > 0 ? json(std::fabs(checked - 1) <= 0.05) : json(nullptr)},
+         {"instruction_peak_flops_per_second", or_null(c.same_run_flops_per_second)},
+         {"instruction_peak_profile_flops_per_second", or_null(c.profile_flops_per_second)},
+         {"profile_instruction_ratio", ratio(c.profile_flops_per_second)},
+         {"probe_dtype", gemm ? json(std::string(name(*gemm))) : json(nullptr)},
+         {"probe_peak_flops_per_second", or_null(c.gemm_flops_per_second)},
+         {"gemm_ratio", ratio(c.gemm_flops_per_second)},
          {"measured_ridge_flops_per_byte", pl.ridge_flop_per_byte}});
   }
   doc["against_probe"] = against;
   doc["plateau_definition"] =
       "memory: median bytes/s of the lowest-intensity points within 5% of the kernel's best "
       "bytes/s; compute: the best FLOP/s (median of the three best beside it)";
+  doc["ceiling_definition"] =
+      "compute_ceiling: the instruction peak of the kernel's instruction measured in this run "
+      "right before its points (compute_ratio = plateau / it; target within 5%); beside it the "
+      "profile's instruction peak and the probe's cuBLASLt GEMM peak (probe_peak, gemm_ratio)";
   return doc;
 }
 
@@ -195,14 +245,11 @@ json run_roofline(const roofline_options& o) {
 #endif
   const gpu_profile& p = *o.profile;
   const double bw = p.dram_bytes_per_second();
-  const double peak = p.peak_flops_per_second(dtype::bf16);
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
 
   json doc = {{"schema", k_roofline_schema}, {"environment", metrics::environment_block(o.device)}};
-  doc["ceilings"] = roofline_ceilings(
-      p, p.source == "measured" ? "probe profile of " + p.name : "datasheet of " + p.name);
 
 #ifdef RIDGELINE_HAVE_CUPTI
   if (o.counters) {
@@ -223,11 +270,34 @@ json run_roofline(const roofline_options& o) {
     cudaFree(bytes);
   }
 #endif
+  // The compute ceilings: instruction peaks measured in this run, with the probe's routine. Those
+  // of the swept kernels right before each kernel's points, the others (the roofs of fp32, bf16
+  // and fp8) first.
+  same_run_peaks peaks(o);
+  {
+    std::vector<instruction_peak_kind> first;
+    for (auto kind : k_all_instruction_peak_kinds) {
+      bool swept = false;
+      for (auto k : o.sweep.kernels) swept = swept || instruction_peak_of(k) == kind;
+      if (gemm_dtype(kind) && !(o.intensity_sweep && swept)) first.push_back(kind);
+    }
+    if (!first.empty()) {
+      say("instruction peaks");
+      const metrics::nvtx_range range("roofline instruction peaks");
+      peaks.measure(first);
+    }
+  }
   if (o.intensity_sweep) {
     say("intensity sweep");
     const metrics::nvtx_range range("roofline intensity sweep");
-    doc["intensity_sweep"] = sweep_block(o, p);
+    doc["intensity_sweep"] = sweep_block(o, p, peaks);
   }
+  const instruction_peak_section& same_run = peaks.section();
+  doc["instruction_peaks"] = to_json(same_run);
+  doc["ceilings"] = roofline_ceilings(
+      p, p.source == "measured" ? "probe profile of " + p.name : "datasheet of " + p.name,
+      &same_run);
+  const double peak = select_compute_ceiling(dtype::bf16, p, &same_run).flops_per_second;
 
   const model_preset& m = model_preset_by_name(o.model);
   const decoder_config dc = make_decoder_config(m);
@@ -381,7 +451,8 @@ json run_roofline(const roofline_options& o) {
   for (int c : {1, 128, 512, 2048, 8192, o.context}) {
     if (c <= m.max_context) contexts.insert(c);
   }
-  doc["crossing"] = roofline_crossings(m, p, std::vector<int>(contexts.begin(), contexts.end()));
+  doc["crossing"] =
+      roofline_crossings(m, p, std::vector<int>(contexts.begin(), contexts.end()), &same_run);
   doc["config"] = {
       {"model", m.name},
       {"dtype", "bf16"},
@@ -396,7 +467,9 @@ json run_roofline(const roofline_options& o) {
       {"timing",
        "CUDA events around the forward pass (CUDA graphs for decode), median "
        "after 3 warm-ups; counters in separate passes"},
-      {"roof", "min(peak bf16 FLOP/s, intensity x DRAM read bytes/s) of the ceilings"}};
+      {"roof",
+       "min(bf16 compute ceiling (its instruction peak), intensity x DRAM read bytes/s) of the "
+       "ceilings"}};
   return doc;
 }
 

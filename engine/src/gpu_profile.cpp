@@ -128,6 +128,72 @@ std::optional<double> gpu_profile::datasheet_ridge_point(dtype t) const {
   return it->second.datasheet_flops_per_second / datasheet_bytes_per_second;
 }
 
+double instruction_peak_section::flops_per_second(instruction_peak_kind k) const {
+  auto it = peaks.find(k);
+  return it == peaks.end() ? 0 : it->second.flops_per_second;
+}
+
+double gpu_profile::instruction_peak_flops_per_second(instruction_peak_kind k) const {
+  return instruction_peaks ? instruction_peaks->flops_per_second(k) : 0;
+}
+
+double gpu_profile::instruction_peak_flops_per_second(dtype t) const {
+  for (auto k : k_all_instruction_peak_kinds) {
+    if (gemm_dtype(k) == t) return instruction_peak_flops_per_second(k);
+  }
+  return 0;
+}
+
+nlohmann::json to_json(const instruction_peak_section& s) {
+  nlohmann::json peaks = nlohmann::json::object();
+  for (const auto& [k, pk] : s.peaks) {
+    peaks[std::string(name(k))] = {{"instruction", pk.instruction},
+                                   {"flops_per_second", pk.flops_per_second},
+                                   {"p10_flops_per_second", pk.p10_flops_per_second},
+                                   {"p90_flops_per_second", pk.p90_flops_per_second},
+                                   {"datasheet_flops_per_second", pk.datasheet_flops_per_second},
+                                   {"launch", pk.launch},
+                                   {"measurement", pk.measurement}};
+  }
+  return {{"peaks", peaks},
+          {"skipped", s.skipped},
+          {"environment", s.environment},
+          {"config", s.config}};
+}
+
+instruction_peak_section instruction_peak_section_from_json(const nlohmann::json& j) {
+  const std::string where = "instruction_peaks";
+  if (!j.is_object() || !j.contains("peaks") || !j["peaks"].is_object()) {
+    throw std::invalid_argument(where + " must be an object with an object \"peaks\"");
+  }
+  instruction_peak_section s;
+  for (const auto& [k, v] : j["peaks"].items()) {
+    const instruction_peak_kind kind = parse_instruction_peak_kind(k);
+    const std::string at = where + ".peaks." + k;
+    if (!v.is_object()) throw std::invalid_argument(at + " must be an object");
+    instruction_peak pk;
+    pk.instruction = v.value("instruction", std::string(instruction_name(kind)));
+    pk.flops_per_second = positive_number(v, "flops_per_second", at);
+    pk.p10_flops_per_second = positive_number(v, "p10_flops_per_second", at);
+    pk.p90_flops_per_second = positive_number(v, "p90_flops_per_second", at);
+    pk.datasheet_flops_per_second = positive_number(v, "datasheet_flops_per_second", at);
+    if (pk.flops_per_second <= 0) throw std::invalid_argument(at + ".flops_per_second must be > 0");
+    if (v.contains("launch")) pk.launch = v["launch"];
+    if (v.contains("measurement")) pk.measurement = v["measurement"];
+    s.peaks[kind] = pk;
+  }
+  if (j.contains("skipped")) {
+    if (!j["skipped"].is_array()) throw std::invalid_argument(where + ".skipped must be an array");
+    for (const auto& r : j["skipped"]) {
+      if (!r.is_string()) throw std::invalid_argument(where + ".skipped must hold strings");
+      s.skipped.push_back(r.get<std::string>());
+    }
+  }
+  if (j.contains("environment")) s.environment = j["environment"];
+  if (j.contains("config")) s.config = j["config"];
+  return s;
+}
+
 nlohmann::json to_json(const gpu_profile& p) {
   nlohmann::json peaks = nlohmann::json::object();
   for (const auto& [t, pk] : p.peaks) {
@@ -137,23 +203,25 @@ nlohmann::json to_json(const gpu_profile& p) {
     if (auto r = p.datasheet_ridge_point(t)) e["datasheet_ridge_point_flops_per_byte"] = *r;
     peaks[std::string(name(t))] = e;
   }
-  return {{"schema", k_gpu_profile_schema},
-          {"gpu",
-           {{"name", p.name},
-            {"key", p.key},
-            {"sm_count", p.sm_count},
-            {"l2_bytes", p.l2_bytes},
-            {"memory_bytes", p.memory_bytes}}},
-          {"source", p.source},
-          {"bandwidth",
-           {{"read_bytes_per_second", p.read_bytes_per_second},
-            {"write_bytes_per_second", p.write_bytes_per_second},
-            {"copy_bytes_per_second", p.copy_bytes_per_second},
-            {"datasheet_bytes_per_second", p.datasheet_bytes_per_second}}},
-          {"peaks", peaks},
-          {"environment", p.environment},
-          {"config", p.config},
-          {"rows", p.rows}};
+  nlohmann::json j = {{"schema", k_gpu_profile_schema},
+                      {"gpu",
+                       {{"name", p.name},
+                        {"key", p.key},
+                        {"sm_count", p.sm_count},
+                        {"l2_bytes", p.l2_bytes},
+                        {"memory_bytes", p.memory_bytes}}},
+                      {"source", p.source},
+                      {"bandwidth",
+                       {{"read_bytes_per_second", p.read_bytes_per_second},
+                        {"write_bytes_per_second", p.write_bytes_per_second},
+                        {"copy_bytes_per_second", p.copy_bytes_per_second},
+                        {"datasheet_bytes_per_second", p.datasheet_bytes_per_second}}},
+                      {"peaks", peaks},
+                      {"environment", p.environment},
+                      {"config", p.config},
+                      {"rows", p.rows}};
+  if (p.instruction_peaks) j["instruction_peaks"] = to_json(*p.instruction_peaks);
+  return j;
 }
 
 gpu_profile gpu_profile_from_json(const nlohmann::json& j) {
@@ -200,6 +268,13 @@ gpu_profile gpu_profile_from_json(const nlohmann::json& j) {
   if (j.contains("rows")) {
     if (!j["rows"].is_array()) throw std::invalid_argument("GPU profile: rows must be an array");
     p.rows = j["rows"];
+  }
+  if (j.contains("instruction_peaks")) {
+    try {
+      p.instruction_peaks = instruction_peak_section_from_json(j["instruction_peaks"]);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("GPU profile: ") + e.what());
+    }
   }
   return p;
 }

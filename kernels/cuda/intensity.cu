@@ -5,64 +5,23 @@
 // thread, 8 blocks of 256 threads per SM, a block's 4 loads covering one contiguous 16 KiB chunk.
 // At fma_per_vector = 2 (fp32 1/4 FLOP/byte) a vector costs 2 FFMAs, fewer instructions than the
 // read kernel's XOR fold, so it is bound by DRAM alone. The compute side: 8 independent chains per
-// thread (p[u], q[u]) x 64 warps per SM, the inner loop unrolled 16 x 8 FMAs so that loop
-// overhead stays under 3% of issue slots. Napkin: 60 TFLOP/s of FFMA at 2 GiB and 4096 FLOP/byte
+// thread (p[u], q[u], or c[0..7] sharing an operand pair) x 64 warps per SM, each loop unrolled to
+// 128 FMAs per trip so that its counter, compare and branch take under 3% of the issue slots (the
+// shared form unrolled 4 x 8 = 32 FMAs per trip ran at 32 / 35 of the FFMA rate: 60.8 of 66.9
+// TFLOP/s on an H100). Napkin: 60 TFLOP/s of FFMA at 2 GiB and 4096 FLOP/byte
 // would take 150 s, so the sweep reads a prefix for compute-bound points (intensity_sweep.cpp).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "check.hpp"
 #include "intensity.hpp"
+#include "scalar_fma.cuh"
 
 namespace ridgeline::cuda {
 namespace {
 
-template <class T>
-__device__ __forceinline__ T from_bits(std::uint32_t w) {
-  T v;
-  std::memcpy(&v, &w, sizeof v);
-  return v;
-}
-
-template <intensity_kernel K>
-struct scalar_traits;
-
-template <>
-struct scalar_traits<intensity_kernel::ffma_fp32> {
-  using type = float;
-  static constexpr std::uint32_t mantissa = 0x007fffffu;
-  static __device__ __forceinline__ float zero() { return 0.0f; }
-  static __device__ __forceinline__ float fma(float p, float a, float b) { return fmaf(p, a, b); }
-  static __device__ __forceinline__ float add_to(float s, float p) { return s + p; }
-};
-
-template <>
-struct scalar_traits<intensity_kernel::hfma2_bf16> {
-  using type = __nv_bfloat162;
-  static constexpr std::uint32_t mantissa = 0x007f007fu;
-  static __device__ __forceinline__ type zero() { return __float2bfloat162_rn(0.0f); }
-  static __device__ __forceinline__ type fma(type p, type a, type b) { return __hfma2(p, a, b); }
-  static __device__ __forceinline__ float add_to(float s, type p) {
-    s += __low2float(p);
-    return s + __high2float(p);
-  }
-};
-
-template <>
-struct scalar_traits<intensity_kernel::hfma2_fp16> {
-  using type = __half2;
-  static constexpr std::uint32_t mantissa = 0x03ff03ffu;
-  static __device__ __forceinline__ type zero() { return __float2half2_rn(0.0f); }
-  static __device__ __forceinline__ type fma(type p, type a, type b) { return __hfma2(p, a, b); }
-  static __device__ __forceinline__ float add_to(float s, type p) {
-    s += __low2float(p);
-    return s + __high2float(p);
-  }
-};
+using detail::from_bits;
+using detail::scalar_traits;
 
 constexpr int k_unroll = 16;
 constexpr int k_shared_chains = 8;
@@ -105,7 +64,7 @@ __global__ void __launch_bounds__(k_scalar_threads)
         for (int pair = 0; pair < 2; ++pair) {
           const T a = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].z : v[u].x));
           const T b = from_bits<T>(static_cast<std::uint32_t>(pair ? v[u].w : v[u].y));
-#pragma unroll 4
+#pragma unroll 16
           for (std::uint32_t r = 0; r < reps; ++r) {
 #pragma unroll
             for (int k = 0; k < k_shared_chains; ++k) c8[k] = tr::fma(c8[k], a, b);
@@ -166,6 +125,10 @@ int compute_capability(int* minor) {
   return major;
 }
 
+}  // namespace
+
+namespace detail {
+
 void require_sm90(const char* what) {
   int minor = 0;
   const int major = compute_capability(&minor);
@@ -176,7 +139,7 @@ void require_sm90(const char* what) {
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 void launch_intensity(const intensity_plan& p, const void* src, const void* a, const void* b,
                       float* out, std::uint32_t* fold, cudaStream_t s) {
@@ -191,7 +154,7 @@ void launch_intensity(const intensity_plan& p, const void* src, const void* a, c
         reinterpret_cast<std::uintptr_t>(b) % 16 != 0) {
       throw std::invalid_argument("launch_intensity: MMA operands must be 16-byte aligned");
     }
-    require_sm90(std::string(name(p.kernel)).c_str());
+    detail::require_sm90(std::string(name(p.kernel)).c_str());
     detail::launch_intensity_mma(p, src, a, b, out, fold, s);
     return;
   }
@@ -209,7 +172,7 @@ void launch_intensity(const intensity_plan& p, const void* src, const void* a, c
 
 int intensity_blocks_per_sm(intensity_kernel k, int mma_n) {
   if (is_mma(k)) {
-    require_sm90(std::string(name(k)).c_str());
+    detail::require_sm90(std::string(name(k)).c_str());
     return detail::intensity_mma_blocks_per_sm(k, mma_n);
   }
   int blocks = 0;

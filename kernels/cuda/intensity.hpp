@@ -24,6 +24,9 @@ void launch_intensity(const intensity_plan& p, const void* src, const void* a, c
 int intensity_blocks_per_sm(intensity_kernel k, int mma_n);
 
 namespace detail {
+// Throws std::invalid_argument("<what> needs compute capability 9.0 ...") unless the current
+// device is 9.0: the wgmma kernels are built for sm_90a only.
+void require_sm90(const char* what);
 // In intensity_mma.cu (built for sm_90a only).
 void launch_intensity_mma(const intensity_plan& p, const void* src, const void* a, const void* b,
                           float* out, std::uint32_t* fold, cudaStream_t s);

@@ -1,6 +1,10 @@
 // Device facts through the CUDA runtime; compiled without CUDA it reports no devices.
 #include "ridgeline/metrics/device.hpp"
 
+#include <stdexcept>
+
+#include "ridgeline/metrics/errors.hpp"
+
 #ifdef RIDGELINE_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -84,6 +88,13 @@ std::optional<device_info> query_device(int index) {
   (void)index;
   return std::nullopt;
 #endif
+}
+
+device_info require_device(int index, const std::string& what) {
+  if (device_count() == 0) throw no_device_error(what + " needs a CUDA GPU: " + no_device_reason());
+  if (auto d = query_device(index)) return *d;
+  throw std::invalid_argument("--device " + std::to_string(index) + " does not exist (" +
+                              std::to_string(device_count()) + " visible)");
 }
 
 }  // namespace ridgeline::metrics

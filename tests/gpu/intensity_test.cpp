@@ -18,8 +18,7 @@
 using namespace ridgeline;
 
 namespace {
-constexpr std::size_t k_guard_floats = 64;
-constexpr std::uint32_t k_poison = 0x7fc0dead;  // a NaN
+using test::poisoned_output;
 
 // Words of valid values of the kernel's dtype in [-1, 1) (never NaN/Inf): fp32, or pairs of
 // bf16 / fp16. The MMA kernels only XOR-fold the stream, so they get raw random bits.
@@ -73,23 +72,6 @@ std::string describe(const intensity_plan& p) {
          " store_tile=" + std::to_string(p.store_tile);
 }
 
-// Output with poison and a guard band after it.
-struct poisoned_output {
-  explicit poisoned_output(std::size_t n)
-      : count(n), buffer(test::upload(std::vector<std::uint32_t>(n + k_guard_floats, k_poison))) {}
-  std::vector<float> values() const {
-    const auto all = test::download<std::uint32_t>(buffer, 0, count + k_guard_floats);
-    for (std::size_t i = count; i < all.size(); ++i) {
-      EXPECT_EQ(all[i], k_poison) << "guard word " << i - count << " overwritten";
-    }
-    std::vector<float> v(count);
-    std::memcpy(v.data(), all.data(), count * 4);
-    return v;
-  }
-  std::size_t count;
-  cuda::device_buffer buffer;
-};
-
 struct shape {
   int grid;
   std::uint64_t chunks;
@@ -118,20 +100,7 @@ TEST(Intensity, ScalarKernelsMatchCpuReferenceBitForBit) {
         cuda::launch_intensity(p, src.data(), nullptr, nullptr, out.buffer.data<float>(), nullptr,
                                s.get());
         s.synchronize();
-        const auto gpu = out.values();
-        const auto ref = cpu::intensity_scalar(p, host);
-        ASSERT_EQ(gpu.size(), ref.size());
-        int reported = 0;
-        for (std::size_t i = 0; i < ref.size(); ++i) {
-          std::uint32_t g = 0, r = 0;
-          std::memcpy(&g, &gpu[i], 4);
-          std::memcpy(&r, &ref[i], 4);
-          ASSERT_TRUE(std::isfinite(ref[i])) << "reference thread " << i;
-          if (g != r && reported++ < 5) {
-            ADD_FAILURE() << "thread " << i << ": gpu " << gpu[i] << " ref " << ref[i];
-          }
-        }
-        ASSERT_EQ(reported, 0);
+        ASSERT_TRUE(test::bitwise_equal(out.values(), cpu::intensity_scalar(p, host)));
       }
     }
   }
@@ -192,22 +161,7 @@ TEST(Intensity, MmaKernelsMatchExactMatrixProducts) {
               std::memcpy(&g, &gpu_fold[i], 4);
               ASSERT_EQ(g, ref.fold[i]) << "fold of thread " << i;
             }
-            double worst = 0;
-            std::size_t worst_i = 0;
-            int reported = 0;
-            for (std::size_t i = 0; i < ref.value.size(); ++i) {
-              const double err = std::fabs(gpu[i] - ref.value[i]);
-              const double allowed = 1e-6 + t.rtol * ref.magnitude[i];
-              if (!(err <= allowed) && reported++ < 5) {
-                ADD_FAILURE() << "output " << i << ": gpu " << gpu[i] << " ref " << ref.value[i]
-                              << " |a*b| sum " << ref.magnitude[i];
-              }
-              if (ref.magnitude[i] > 0 && err / ref.magnitude[i] > worst) {
-                worst = err / ref.magnitude[i];
-                worst_i = i;
-              }
-            }
-            ASSERT_EQ(reported, 0) << "worst relative error " << worst << " at " << worst_i;
+            ASSERT_TRUE(test::within_magnitude(gpu, ref.value, ref.magnitude, t.rtol));
           }
         }
       }

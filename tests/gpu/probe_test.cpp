@@ -1,6 +1,6 @@
 // The probe end to end at reduced size: every reported figure inside physical bounds (positive,
-// finite, under the device's theoretical DRAM bandwidth and the datasheet peak), and the profile
-// survives a JSON round trip.
+// finite, under the device's theoretical DRAM bandwidth and the datasheet peak; GEMM peaks under
+// the instruction peaks), and the profile survives a JSON round trip.
 #include <cmath>
 
 #include "gpu_test_util.hpp"
@@ -41,6 +41,22 @@ TEST(Probe, FiguresInsidePhysicalBounds) {
     EXPECT_TRUE(std::isfinite(pk.flops_per_second) && pk.flops_per_second > 0) << name(t);
     if (pk.datasheet_flops_per_second > 0) {
       EXPECT_LT(pk.flops_per_second, 1.05 * pk.datasheet_flops_per_second) << name(t);
+    }
+  }
+  // Instruction peaks: every kind this device runs, positive, under the datasheet (5% for clock
+  // boosts above the datasheet's), and no GEMM faster than the instruction it is made of.
+  ASSERT_TRUE(p.instruction_peaks.has_value());
+  const bool sm90 = dev->compute_major == 9 && dev->compute_minor == 0;
+  EXPECT_EQ(p.instruction_peaks->peaks.size(), sm90 ? 4u : 2u);
+  for (const auto& [k, pk] : p.instruction_peaks->peaks) {
+    EXPECT_TRUE(std::isfinite(pk.flops_per_second) && pk.flops_per_second > 0) << name(k);
+    EXPECT_LE(pk.p10_flops_per_second, pk.flops_per_second) << name(k);
+    EXPECT_GE(pk.p90_flops_per_second, pk.flops_per_second) << name(k);
+    if (pk.datasheet_flops_per_second > 0) {
+      EXPECT_LT(pk.flops_per_second, 1.05 * pk.datasheet_flops_per_second) << name(k);
+    }
+    if (const auto d = gemm_dtype(k)) {
+      EXPECT_LT(p.peaks.at(*d).flops_per_second, 1.05 * pk.flops_per_second) << name(k);
     }
   }
   const gpu_profile q = gpu_profile_from_json(to_json(p));

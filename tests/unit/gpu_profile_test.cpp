@@ -44,6 +44,42 @@ TEST(GpuProfile, JsonRoundTrip) {
   EXPECT_EQ(to_json(q), to_json(p));
 }
 
+TEST(GpuProfile, InstructionPeaksRoundTripAndAccessors) {
+  gpu_profile p = sample_profile();
+  // Older profiles have no instruction_peaks: none written, none read back, accessors give 0.
+  EXPECT_FALSE(to_json(p).contains("instruction_peaks"));
+  EXPECT_FALSE(gpu_profile_from_json(to_json(p)).instruction_peaks.has_value());
+  EXPECT_DOUBLE_EQ(p.instruction_peak_flops_per_second(dtype::bf16), 0);
+  EXPECT_DOUBLE_EQ(p.instruction_peak_flops_per_second(instruction_peak_kind::fp32), 0);
+
+  instruction_peak_section s;
+  s.peaks[instruction_peak_kind::fp32] = {"FFMA", 62e12, 61e12, 63e12, 66.9e12, {{"grid", 1056}},
+                                          {{"repetitions", 10}}};
+  s.peaks[instruction_peak_kind::bf16] = {"HGMMA", 900e12, 890e12, 905e12, 989.4e12, {}, {}};
+  s.peaks[instruction_peak_kind::bf16_hfma2] = {"HFMA2.BF16", 125e12, 124e12, 126e12, 0, {}, {}};
+  s.skipped.push_back("fp8_e4m3: not measured");
+  s.environment = {{"ridgeline", {{"git_sha", "abc1234"}}}};
+  s.config = {{"target_launch_seconds", 0.005}};
+  p.instruction_peaks = s;
+  const nlohmann::json j = to_json(p);
+  ASSERT_TRUE(j.contains("instruction_peaks"));
+  EXPECT_DOUBLE_EQ(j["instruction_peaks"]["peaks"]["bf16_hfma2"]["flops_per_second"].get<double>(),
+                   125e12);
+  const gpu_profile q = gpu_profile_from_json(nlohmann::json::parse(j.dump()));
+  ASSERT_TRUE(q.instruction_peaks.has_value());
+  EXPECT_EQ(to_json(q), j);
+  EXPECT_EQ(q.instruction_peaks->peaks.at(instruction_peak_kind::fp32).launch["grid"], 1056);
+  EXPECT_EQ(q.instruction_peaks->skipped, s.skipped);
+  EXPECT_DOUBLE_EQ(q.instruction_peak_flops_per_second(dtype::fp32), 62e12);
+  EXPECT_DOUBLE_EQ(q.instruction_peak_flops_per_second(dtype::bf16), 900e12);
+  EXPECT_DOUBLE_EQ(q.instruction_peak_flops_per_second(instruction_peak_kind::bf16_hfma2), 125e12);
+  // Not measured, or no instruction peak for the dtype: 0.
+  EXPECT_DOUBLE_EQ(q.instruction_peak_flops_per_second(dtype::fp8_e4m3), 0);
+  EXPECT_DOUBLE_EQ(q.instruction_peak_flops_per_second(dtype::fp16), 0);
+  // The GEMM peaks the planner reads are untouched by it.
+  EXPECT_DOUBLE_EQ(q.peak_flops_per_second(dtype::bf16), 780e12);
+}
+
 TEST(GpuProfile, RidgePointsFromMeasuredAndDatasheet) {
   const gpu_profile p = sample_profile();
   ASSERT_TRUE(p.ridge_point(dtype::bf16));
@@ -76,6 +112,16 @@ TEST(GpuProfile, RejectsMalformed) {
   auto b6 = j; b6["source"] = "guessed";
   expect_bad(b6, "source");
   expect_bad(nlohmann::json::array(), "object");
+  auto b7 = j; b7["instruction_peaks"] = nlohmann::json::array();
+  expect_bad(b7, "instruction_peaks");
+  auto b8 = j; b8["instruction_peaks"] = {{"peaks", {{"fp64", {{"flops_per_second", 1}}}}}};
+  expect_bad(b8, "unknown instruction peak 'fp64'");
+  auto b9 = j; b9["instruction_peaks"] = {{"peaks", {{"fp32", {{"flops_per_second", -1}}}}}};
+  expect_bad(b9, "instruction_peaks.peaks.fp32.flops_per_second");
+  auto b10 = j; b10["instruction_peaks"] = {{"peaks", {{"bf16", {{"instruction", "HGMMA"}}}}}};
+  expect_bad(b10, "instruction_peaks.peaks.bf16.flops_per_second must be > 0");
+  auto b11 = j; b11["instruction_peaks"] = {{"peaks", nlohmann::json::object()}, {"skipped", 3}};
+  expect_bad(b11, "instruction_peaks.skipped");
 }
 
 TEST(GpuProfile, LoadErrorsNameTheFile) {

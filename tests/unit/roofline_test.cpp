@@ -97,6 +97,88 @@ TEST(Roofline, CeilingsAndCrossingBlocks) {
   EXPECT_NE(x["contexts"][1]["crossing"].get<std::string>().find("never"), std::string::npos);
 }
 
+TEST(Roofline, ComputeCeilingIsTheInstructionPeakOfThisRun) {
+  gpu_profile p = h100_like();
+  p.peaks[dtype::fp8_e4m3] = {1413e12, 1978.9e12};
+  p.peaks[dtype::fp16] = {760e12, 989.4e12};
+  instruction_peak_section same_run;
+  same_run.peaks[instruction_peak_kind::bf16] = {"HGMMA", 905e12, 900e12, 910e12, 989.4e12, {}, {}};
+  same_run.peaks[instruction_peak_kind::bf16_hfma2] = {"HFMA2.BF16", 120e12, 0, 0, 0, {}, {}};
+  // Profile without instruction peaks: this run's, else the GEMM peak.
+  auto c = bench::select_compute_ceiling(intensity_kernel::mma_bf16, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 905e12);
+  EXPECT_EQ(c.source, "instruction peak, this run");
+  EXPECT_DOUBLE_EQ(c.profile_flops_per_second, 0);
+  EXPECT_DOUBLE_EQ(c.gemm_flops_per_second, 803e12);
+  c = bench::select_compute_ceiling(intensity_kernel::mma_fp8, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 1413e12);
+  EXPECT_EQ(c.source, "GEMM peak (no instruction peak)");
+  // HFMA2: an instruction peak and no GEMM; fp16 HFMA2: nothing to compare with.
+  c = bench::select_compute_ceiling(intensity_kernel::hfma2_bf16, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 120e12);
+  EXPECT_DOUBLE_EQ(c.gemm_flops_per_second, 0);
+  c = bench::select_compute_ceiling(intensity_kernel::hfma2_fp16, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 0);
+  EXPECT_EQ(c.source, "none");
+  // A profile with instruction peaks: this run's still wins, the profile's is reported beside it
+  // and is the ceiling where this run measured none.
+  instruction_peak_section prof;
+  prof.peaks[instruction_peak_kind::bf16] = {"HGMMA", 880e12, 0, 0, 989.4e12, {}, {}};
+  prof.peaks[instruction_peak_kind::fp32] = {"FFMA", 62e12, 0, 0, 66.9e12, {}, {}};
+  p.instruction_peaks = prof;
+  c = bench::select_compute_ceiling(dtype::bf16, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 905e12);
+  EXPECT_DOUBLE_EQ(c.profile_flops_per_second, 880e12);
+  c = bench::select_compute_ceiling(dtype::fp32, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 62e12);
+  EXPECT_EQ(c.source, "instruction peak, profile");
+  c = bench::select_compute_ceiling(dtype::bf16, p, nullptr);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 880e12);
+  // fp16 has no instruction peak: its GEMM; a datasheet-only dtype: the datasheet, said so.
+  EXPECT_EQ(bench::select_compute_ceiling(dtype::fp16, p, &same_run).source,
+            "GEMM peak (no instruction peak)");
+  p.peaks[dtype::int8] = {0, 1978.9e12};
+  c = bench::select_compute_ceiling(dtype::int8, p, &same_run);
+  EXPECT_DOUBLE_EQ(c.flops_per_second, 1978.9e12);
+  EXPECT_EQ(c.source, "datasheet (nothing measured)");
+  EXPECT_EQ(bench::instruction_peak_of(intensity_kernel::ffma_fp32), instruction_peak_kind::fp32);
+  EXPECT_FALSE(bench::instruction_peak_of(intensity_kernel::hfma2_fp16).has_value());
+}
+
+TEST(Roofline, CeilingsAndCrossingWithInstructionPeaks) {
+  const gpu_profile p = h100_like();
+  instruction_peak_section same_run;
+  same_run.peaks[instruction_peak_kind::bf16] = {"HGMMA", 939e12, 0, 0, 989.4e12, {}, {}};
+  const json c = bench::roofline_ceilings(p, "test", &same_run);
+  EXPECT_TRUE(c.contains("note")) << c.dump(2);  // the profile has none: this run's, said so
+  for (const auto& d : c["dtypes"]) {
+    if (d["dtype"] == "bf16") {
+      EXPECT_DOUBLE_EQ(d["peak_flops_per_second"].get<double>(), 939e12);
+      EXPECT_EQ(d["peak_source"], "instruction peak, this run");
+      EXPECT_DOUBLE_EQ(d["instruction_peak_flops_per_second"].get<double>(), 939e12);
+      EXPECT_TRUE(d["instruction_peak_profile_flops_per_second"].is_null());
+      EXPECT_DOUBLE_EQ(d["gemm_peak_flops_per_second"].get<double>(), 803e12);
+      EXPECT_NEAR(d["ridge_flops_per_byte"].get<double>(), 939e12 / 3.13e12, 1e-9);
+      EXPECT_NEAR(d["gemm_ridge_flops_per_byte"].get<double>(), 803e12 / 3.13e12, 1e-9);
+    } else {
+      EXPECT_EQ(d["peak_source"], "GEMM peak (no instruction peak)");
+    }
+  }
+  gpu_profile with = p;
+  with.instruction_peaks = same_run;
+  EXPECT_FALSE(bench::roofline_ceilings(with, "test", &same_run).contains("note"));
+  // The crossing at the roof's ridge (300 FLOP/byte) and at the GEMM's (256.5).
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const json x = bench::roofline_crossings(m, p, {1}, &same_run);
+  EXPECT_NEAR(x["ridge_flops_per_byte"].get<double>(), 300, 1e-9);
+  const auto& r = x["contexts"][0];
+  ASSERT_TRUE(r["crossing_batch"].is_number() && r["gemm_crossing_batch"].is_number()) << r.dump();
+  EXPECT_EQ(*bench::decode_ridge_crossing(m, 1, 300), r["crossing_batch"].get<int>());
+  EXPECT_EQ(*bench::decode_ridge_crossing(m, 1, 803e12 / 3.13e12),
+            r["gemm_crossing_batch"].get<int>());
+  EXPECT_GT(r["crossing_batch"].get<int>(), r["gemm_crossing_batch"].get<int>());
+}
+
 TEST(Roofline, TableAndCsvOfADocument) {
   const gpu_profile p = h100_like();
   json doc = {{"schema", bench::k_roofline_schema},
@@ -129,8 +211,30 @@ TEST(Roofline, TableAndCsvOfADocument) {
                                                                   {"bytes_per_second", 2.8e12},
                                                                   {"pct_of_roof", 89.0}}})}}});
   doc["crossing"] = bench::roofline_crossings(model_preset_by_name("llama-2-7b"), p, {512});
+  doc["intensity_sweep"] = {
+      {"points", json::array()},
+      {"against_probe",
+       json::array({{{"kernel", "mma_bf16"},
+                     {"memory_bytes_per_second", 3.11e12},
+                     {"memory_ratio", 0.994},
+                     {"compute_flops_per_second", 911.2e12},
+                     {"compute_ceiling_flops_per_second", 939e12},
+                     {"compute_ratio", 911.2 / 939},
+                     {"instruction_peak_profile_flops_per_second", nullptr},
+                     {"profile_instruction_ratio", nullptr},
+                     {"probe_peak_flops_per_second", 803.1e12},
+                     {"gemm_ratio", 911.2 / 803.1}},
+                    {{"kernel", "hfma2_fp16"},
+                     {"memory_bytes_per_second", 3.1e12},
+                     {"memory_ratio", 0.99},
+                     {"compute_flops_per_second", 115.2e12},
+                     {"compute_ceiling_flops_per_second", nullptr},
+                     {"probe_peak_flops_per_second", nullptr}}})}};
   const std::string t = bench::roofline_table(doc);
   EXPECT_NE(t.find("bf16"), std::string::npos);
+  EXPECT_NE(t.find("  0.970"), std::string::npos) << t;  // plateau / ceiling
+  EXPECT_NE(t.find("  1.135"), std::string::npos) << t;  // plateau / GEMM peak
+  EXPECT_NE(t.find("GEMM peak (no instruction peak)"), std::string::npos) << t;
   EXPECT_NE(t.find("skipped: needs 9000 KV blocks"), std::string::npos) << t;
   EXPECT_NE(t.find("never"), std::string::npos) << t;
   const std::string csv = bench::roofline_csv(doc);

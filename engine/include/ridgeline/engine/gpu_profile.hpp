@@ -1,6 +1,8 @@
 // A GPU profile (schema ridgeline.gpu_profile/v1): measured ceilings of one GPU (DRAM bandwidth,
-// GEMM peak per dtype) beside its datasheet figures, as written by `ridgeline probe` and read by
-// the simulated executor and the planner. Datasheet-only profiles have source "datasheet".
+// GEMM peak per dtype, and optionally the instruction peaks) beside its datasheet figures, as
+// written by `ridgeline probe` and read by the simulated executor, the planner (GEMM peaks and
+// bandwidth only) and `ridgeline roofline` (instruction peaks as its compute ceilings).
+// Datasheet-only profiles have source "datasheet".
 #pragma once
 
 #include <filesystem>
@@ -8,8 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/kernels/instruction_peak_plan.hpp"
 
 namespace ridgeline {
 
@@ -19,6 +23,37 @@ struct dtype_peak {
   double flops_per_second = 0;            // measured (0 when not measured)
   double datasheet_flops_per_second = 0;  // dense, vendor figure (0 when unknown)
 };
+
+// One instruction's measured throughput (the probe's compute-only kernels,
+// kernels/include/ridgeline/kernels/instruction_peak_plan.hpp): the median launch and the p10/p90
+// of the launches in FLOP/s (p10 from the slower p90 time).
+struct instruction_peak {
+  std::string instruction;  // instruction_name(kind): "FFMA", "HGMMA (wgmma m64n256k16 ...)", ...
+  double flops_per_second = 0;
+  double p10_flops_per_second = 0;
+  double p90_flops_per_second = 0;
+  double datasheet_flops_per_second = 0;                  // 0 when the datasheet has none
+  nlohmann::json launch = nlohmann::json::object();       // grid, threads, iterations, FLOPs
+  nlohmann::json measurement = nlohmann::json::object();  // repetitions, clocks, throttling
+};
+
+// The profile's "instruction_peaks" object: measured by `ridgeline probe`, or alone into an
+// existing profile (`ridgeline probe --only instruction-peaks --update PROFILE`), so it carries
+// the environment (git sha, driver, time) of the run that measured it. Kinds a device cannot run
+// (wgmma off sm_90a) are listed in `skipped` with the reason.
+struct instruction_peak_section {
+  std::map<instruction_peak_kind, instruction_peak> peaks;
+  std::vector<std::string> skipped;
+  nlohmann::json environment = nlohmann::json::object();
+  nlohmann::json config = nlohmann::json::object();
+
+  // The median FLOP/s of kind k; 0 when it was not measured.
+  double flops_per_second(instruction_peak_kind k) const;
+};
+
+nlohmann::json to_json(const instruction_peak_section& s);
+// Validates the object; throws std::invalid_argument naming what is wrong.
+instruction_peak_section instruction_peak_section_from_json(const nlohmann::json& j);
 
 struct gpu_profile {
   std::string name;    // device name as the driver reports it
@@ -36,6 +71,8 @@ struct gpu_profile {
   nlohmann::json environment = nlohmann::json::object();
   nlohmann::json config = nlohmann::json::object();
   nlohmann::json rows = nlohmann::json::array();  // the probe's raw measurements
+  // Absent in profiles written before the probe measured instruction peaks.
+  std::optional<instruction_peak_section> instruction_peaks;
 
   // DRAM bandwidth the roofline uses: the measured read plateau, else the datasheet figure.
   double dram_bytes_per_second() const;
@@ -44,6 +81,10 @@ struct gpu_profile {
   // Ridge point (FLOP/byte) from measured ceilings; nullopt when either is missing.
   std::optional<double> ridge_point(dtype t) const;
   std::optional<double> datasheet_ridge_point(dtype t) const;
+  // Measured instruction peak of kind k, or of the tensor-core (bf16, fp8_e4m3) or FFMA (fp32)
+  // instruction of dtype t; 0 when the profile has none.
+  double instruction_peak_flops_per_second(instruction_peak_kind k) const;
+  double instruction_peak_flops_per_second(dtype t) const;
 };
 
 nlohmann::json to_json(const gpu_profile& p);

@@ -38,5 +38,9 @@ int device_count();
 std::string no_device_reason();
 // Facts about device `index`; std::nullopt when it does not exist.
 std::optional<device_info> query_device(int index);
+// Facts about device `index` for a command that needs one: throws no_device_error("<what> needs a
+// CUDA GPU: <no_device_reason()>") without any device, std::invalid_argument("--device N does not
+// exist (M visible)") for an index out of range.
+device_info require_device(int index, const std::string& what);
 
 }  // namespace ridgeline::metrics
