@@ -25,8 +25,7 @@ struct sweep_args {
   int split_tokens = 0;
   int gemm_candidates = 32;
   int device = 0;
-  bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false,
-       no_fused_norm = false;
+  bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
 };
 
@@ -43,7 +42,6 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.pdl = !a.no_pdl;
   o.batch_invariant = a.deterministic;
   o.gemm_candidates = a.gemm_candidates;
-  o.fused_norm = !a.no_fused_norm;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -106,9 +104,6 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
-  cmd->add_flag("--no-fused-norm", a->no_fused_norm,
-                "Run each RMSNorm as its own kernel on the GEMV path instead of in the prologue of "
-                "the GEMV after it (for comparisons)");
   cmd->add_option("--gemm-candidates", a->gemm_candidates,
                   "cuBLASLt heuristic candidates timed per linear-layer shape")
       ->capture_default_str();

@@ -53,15 +53,6 @@ struct cuda_backend {
   void linear_swiglu(const linear_params& l, const swiglu_params& p) {
     linear_runner.run_swiglu(l, p, s);
   }
-  // The norm in the GEMV's prologue on the GEMV path (one launch, the same bits; n.out unwritten),
-  // else rms_norm then the linear layer.
-  void norm_linear(const rms_norm_params& n, const linear_params& l) {
-    linear_runner.run_norm(n, l, s);
-  }
-  void norm_linear_swiglu(const rms_norm_params& n, const linear_params& l,
-                          const swiglu_params& p) {
-    linear_runner.run_norm_swiglu(n, l, p, s);
-  }
   void sampling(const sampling_params& p) { cuda::sampling(p, s); }
   void range_push(const char* name) { metrics::nvtx_push(name); }
   void range_pop() { metrics::nvtx_pop(); }
@@ -111,8 +102,8 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   p.free_bytes = free_bytes;
   for (const auto& t : weight_tensors(m)) p.weight_bytes += t.elements * 2;
   const auto s = step_buffer_elements(m, o.max_tokens, o.max_seqs);
-  p.scratch_bytes = 2 * (4 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) + 4 * s.logits +
-                    attention_workspace_for(m, o) + (64LL << 20);
+  p.scratch_bytes = 2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) +
+                    4 * s.logits + attention_workspace_for(m, o) + (64LL << 20);
   p.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, o.block_tokens) * m.layers;
   const auto budget = static_cast<std::int64_t>(o.memory_fraction * double(free_bytes));
   if (p.weight_bytes > budget) {
@@ -178,7 +169,6 @@ struct cuda_engine::impl {
     apply_pdl(o.pdl);
     linear_runner.set_batch_invariant(o.batch_invariant);
     linear_runner.set_gemm_candidates(o.gemm_candidates);
-    linear_runner.set_fuse_norm(o.fused_norm);
   }
 
   // The GEMVs' launch attribute and the process-wide switch of the other launchers.
@@ -372,7 +362,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   // Scratch.
   const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
   const std::int64_t ws = attention_workspace_for(mp, o);
-  std::int64_t bf16_elems = 4 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act;
+  std::int64_t bf16_elems = 3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act;
   m->scratch = cuda::device_buffer(static_cast<std::size_t>(bf16_elems * 2 + s.logits * 4 + ws + 4096));
   auto* p = m->scratch.data<unsigned char>();
   auto carve = [&p](std::int64_t bytes) {
@@ -381,7 +371,6 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
     return r;
   };
   m->buf.residual = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
-  m->buf.residual_alt = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
   m->buf.xn = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
   m->buf.out = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
   m->buf.qkv = reinterpret_cast<bf16_bits*>(carve(s.qkv * 2));

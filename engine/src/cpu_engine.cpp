@@ -25,15 +25,6 @@ struct cpu_backend {
     cpu::linear(l);
     cpu::swiglu(p);
   }
-  void norm_linear(const rms_norm_params& n, const linear_params& l) {
-    cpu::rms_norm(n);
-    cpu::linear(l);
-  }
-  void norm_linear_swiglu(const rms_norm_params& n, const linear_params& l,
-                          const swiglu_params& p) {
-    cpu::rms_norm(n);
-    linear_swiglu(l, p);
-  }
   void sampling(const sampling_params& p) { cpu::sampling(p); }
   void range_push(const char*) {}
   void range_pop() {}
@@ -79,11 +70,10 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   const model_preset& m = m_cfg.model;
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
   const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
-  std::vector<bf16_bits> residual(sz.residual), residual_alt(sz.residual), xn(sz.residual),
-      out(sz.residual), qkv(sz.qkv), q(sz.q), attn(sz.attn), mlp(sz.mlp), act(sz.act),
-      xs(sz.residual);
+  std::vector<bf16_bits> residual(sz.residual), xn(sz.residual), out(sz.residual), qkv(sz.qkv),
+      q(sz.q), attn(sz.attn), mlp(sz.mlp), act(sz.act), xs(sz.residual);
   std::vector<float> logits(static_cast<std::size_t>(sz.logits));
-  step_buffers b{residual.data(), residual_alt.data(), xn.data(), qkv.data(), q.data(),
+  step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
                  attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
                  nullptr, 0};
   cpu_step_result r;

@@ -1,6 +1,5 @@
 // CPU reference of RMSNorm fused with the residual add (see ops.hpp): the residual sum is rounded
-// to bf16 (it is what the next layer reads; stored to residual_out, or in place), the mean of
-// squares and the scaling are in double.
+// to bf16 (it is what the next layer reads), the mean of squares and the scaling are in double.
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -20,7 +19,7 @@ void rms_norm(const rms_norm_params& p) {
       if (p.residual) {
         // bf16(a + b): the fp32 sum of two bf16 values rounds to bf16 as the exact sum would.
         const bf16_bits sum = float_to_bf16(bf16_to_float(p.residual[row + i]) + x);
-        (p.residual_out ? p.residual_out : p.residual)[row + i] = sum;
+        p.residual[row + i] = sum;
         r[i] = bf16_to_float(sum);
       } else {
         r[i] = x;

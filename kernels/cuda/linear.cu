@@ -5,9 +5,6 @@
 // L1, they are shared by every warp) and reduces with shuffles. Bytes: the weights, once (a
 // Llama-2-7B block's four layers: 405 MB, ~130 us at 3.1 TB/s); FLOPs: 2 per weight per token,
 // at most 16 per 2 bytes, well inside what the FMA units give at that bandwidth.
-//
-// gemv_norm: the same GEMV with the residual add + RMSNorm before it (rms_norm.cu) recomputed in
-// every block's prologue, so the decoder's two norms per layer need no launch of their own.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -36,8 +33,7 @@ __device__ __forceinline__ void unpack8(const uint4 v, float (&f)[8]) {
   }
 }
 
-// FromShared: x is the block's normalized rows in shared memory (gemv_norm), else global.
-template <int N, bool FromShared = false>
+template <int N>
 __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restrict__ x, int k8,
                                           int i, int tokens, float (&acc)[N]) {
   float wf[8];
@@ -46,121 +42,12 @@ __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restric
   for (int t = 0; t < N; ++t) {
     if (t < tokens) {
       float xf[8];
-      const uint4* xv = x + static_cast<std::size_t>(t) * k8 + i;
-      unpack8(FromShared ? *xv : __ldg(xv), xf);
+      unpack8(__ldg(x + static_cast<std::size_t>(t) * k8 + i), xf);
 #pragma unroll
       for (int j = 0; j < 8; ++j) acc[t] = fmaf(wf[j], xf[j], acc[t]);
     }
   }
 }
-
-// What a gemv_norm block needs to recompute rms_norm (ops.hpp, rms_norm_params) of its input rows,
-// as 16-byte vectors, with the shape of rms_norm.cu's vector path whose reduction it reproduces.
-struct norm_prologue {
-  const detail::bf16x8* input = nullptr;     // [tokens][k8] rms_norm's input (the layer's output)
-  const detail::bf16x8* residual = nullptr;  // [tokens][k8] the old residual, or null
-  detail::bf16x8* residual_out = nullptr;    // [tokens][k8] the new residual (block 0 stores it)
-  const detail::bf16x8* weight = nullptr;    // [k8] the norm's weight
-  int vec_threads = 32, vec_per_thread = 1;  // detail::rms_norm_vec_shape_for(k8)
-  float inv_hidden = 0, eps = 0;
-};
-
-// The gemv_norm prologue, run by every thread of the block after griddepcontrol.wait: xs[t][i] =
-// rms_norm's out for the block's `tokens` rows, bitwise. Four steps, a barrier after each:
-//  1. h = bf16(residual + input) (or input) into xs: every load of the rows independent, so all
-//     are in flight at once; block 0 alone stores h as the new residual (the other blocks read the
-//     old one, which must live in another buffer). The norm weight is asked into L1 for step 4.
-//  2. The sums of squares as rms_norm.cu's vector kernel forms them with vec_threads threads:
-//     thread v over its vectors v, v + vec_threads, ... in order, then 32 consecutive threads by
-//     xor shuffles; its thread v is played here by thread v mod blockDim.x (both multiples of 32,
-//     so the lanes of our warp are the lanes of its warp).
-//  3. The warps' sums in order, then 1 / rms per row.
-//  4. xs = bf16(h * inv_rms * weight).
-// The add, the squares, rsqrt and the scaling are ops_common.cuh's helpers, as in rms_norm.cu.
-// Napkin (hidden 4096, 1 token): 8 KB of input, 8 KB of residual and 8 KB of weight per block from
-// L2 (L1 once an earlier block on the SM has read them), 8 KB of shared memory.
-template <int N>
-__device__ __forceinline__ void norm_rows(const norm_prologue& a, uint4* xs, int k8, int tokens) {
-  __shared__ float warp_sums[N][32];
-  __shared__ float inv_rms[N];
-  auto* h_rows = reinterpret_cast<detail::bf16x8*>(xs);
-  const int lane = threadIdx.x & 31;
-  const bool store_residual = blockIdx.x == 0 && a.residual_out != nullptr;
-  // Step 1 in batches of B vectors per thread, each batch's loads issued before any is used.
-  constexpr int B = 4;
-  const int n = tokens * k8;
-  for (int base = threadIdx.x; base < n; base += B * blockDim.x) {
-    detail::bf16x8 h[B], res[B];
-#pragma unroll
-    for (int b = 0; b < B; ++b) {
-      const int at = base + b * blockDim.x;
-      if (at < n) {
-        h[b] = a.input[at];
-        if (a.residual) res[b] = a.residual[at];
-      }
-    }
-#pragma unroll
-    for (int b = 0; b < B; ++b) {
-      const int at = base + b * blockDim.x;
-      if (at < k8) asm volatile("prefetch.L1 [%0];" ::"l"(a.weight + at));
-    }
-#pragma unroll
-    for (int b = 0; b < B; ++b) {
-      const int at = base + b * blockDim.x;
-      if (at < n) {
-        if (a.residual) {
-#pragma unroll
-          for (int k = 0; k < 8; ++k) h[b].v[k] = detail::rms_residual_add(res[b].v[k], h[b].v[k]);
-          if (store_residual) a.residual_out[at] = h[b];
-        }
-        h_rows[at] = h[b];
-      }
-    }
-  }
-  __syncthreads();
-  for (int t = 0; t < tokens; ++t) {
-    const detail::bf16x8* row = h_rows + static_cast<std::size_t>(t) * k8;
-    for (int v = threadIdx.x; v < a.vec_threads; v += blockDim.x) {
-      float sum_sq = 0;
-      for (int j = 0; j < a.vec_per_thread; ++j) {
-        const int i = v + j * a.vec_threads;
-        if (i < k8) {
-          const detail::bf16x8 h = row[i];
-          float r[8];
-#pragma unroll
-          for (int k = 0; k < 8; ++k) r[k] = __bfloat162float(h.v[k]);
-          sum_sq = detail::rms_sum_squares(r, sum_sq);
-        }
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
-      if (lane == 0) warp_sums[t][v >> 5] = sum_sq;
-    }
-  }
-  __syncthreads();
-  if (static_cast<int>(threadIdx.x) < tokens) {
-    float total = 0;
-    for (int w = 0; w < a.vec_threads / 32; ++w) total += warp_sums[threadIdx.x][w];
-    inv_rms[threadIdx.x] = detail::rms_inv(total, a.inv_hidden, a.eps);
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < k8; i += blockDim.x) {
-    const detail::bf16x8 w = a.weight[i];
-    for (int t = 0; t < tokens; ++t) {
-      const std::size_t at = static_cast<std::size_t>(t) * k8 + i;
-      detail::bf16x8 x = h_rows[at];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        x.v[k] = detail::rms_scale(__bfloat162float(x.v[k]), inv_rms[t], w.v[k]);
-      }
-      h_rows[at] = x;
-    }
-  }
-  __syncthreads();
-}
-
-// gemv_norm's normalized rows, [tokens][k8] (dynamic shared memory).
-extern __shared__ uint4 gemv_norm_rows[];
 
 // KS warps share one output feature, each summing a 1/KS slice of its k range (short rows of
 // few output features get more parallel weight streams); their partial sums meet in shared
@@ -173,13 +60,10 @@ extern __shared__ uint4 gemv_norm_rows[];
 // r and up row m + r together, rounds both sums to bf16 as the plain GEMV would store them and
 // writes swiglu(gate, up) = bf16(silu(g) * u) (swiglu.cu's formula) to y[t][r]: the same bits as
 // the GEMV followed by the swiglu kernel, without the intermediate round trip or second launch.
-// Norm (gemv_norm): x is not read; each warp issues its first group of weight loads, then the
-// whole block waits and computes rms_norm's rows into shared memory (norm_rows), and the GEMV
-// reads x from there. Every accumulator sums the same products in the same order as without Norm.
-template <int N, bool OutF32, int U, int KS, bool Glu, bool Norm>
-__device__ __forceinline__ void gemv_body(const uint4* __restrict__ x, const uint4* __restrict__ w,
-                                          void* __restrict__ y, int k8, int m, int tokens,
-                                          const norm_prologue& np) {
+template <int N, bool OutF32, int U, int KS, bool Glu = false>
+__global__ void __launch_bounds__(k_warps_per_block * 32)
+    gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ y,
+                int k8, int m, int tokens) {
   constexpr int R = Glu ? 2 : 1;  // weight rows per warp
   constexpr int rows_per_block = k_warps_per_block / KS;
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -194,43 +78,11 @@ __device__ __forceinline__ void gemv_body(const uint4* __restrict__ x, const uin
     for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
   }
   bool waited = false;
-  int i_first = k_begin + lane;  // where the loop below starts
-  if constexpr (Norm) {
-    // The first group as the remainder below does it (predicated, all loads in flight), split by
-    // the block-wide prologue between its loads and its FMAs.
-    uint4 wv[R][U] = {};
-    if (row < m) {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const uint4* wr = w + (static_cast<std::size_t>(row) + r * m) * k8;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          if (i_first + 32 * u < k_end) wv[r][u] = __ldcs(wr + i_first + 32 * u);
-        }
-      }
-    }
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    waited = true;
-    norm_rows<N>(np, gemv_norm_rows, k8, tokens);
-    x = gemv_norm_rows;
-    if (row < m) {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          if (i_first + 32 * u < k_end) {
-            fma_block<N, true>(wv[r][u], x, k8, i_first + 32 * u, tokens, acc[r]);
-          }
-        }
-      }
-    }
-    i_first += 32 * U;
-  }
   if (row < m) {
     const uint4* wr[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) wr[r] = w + (static_cast<std::size_t>(row) + r * m) * k8;
-    int i = i_first;
+    int i = k_begin + lane;
     for (; i + 32 * (U - 1) < k_end; i += 32 * U) {
       uint4 wv[R][U];
 #pragma unroll
@@ -245,7 +97,7 @@ __device__ __forceinline__ void gemv_body(const uint4* __restrict__ x, const uin
 #pragma unroll
       for (int r = 0; r < R; ++r) {
 #pragma unroll
-        for (int u = 0; u < U; ++u) fma_block<N, Norm>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
+        for (int u = 0; u < U; ++u) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
       }
     }
     // The remainder (fewer than 32 U vectors, e.g. 88 of a 344-vector slice of the 11008-wide
@@ -268,12 +120,12 @@ __device__ __forceinline__ void gemv_body(const uint4* __restrict__ x, const uin
       for (int r = 0; r < R; ++r) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          if (i + 32 * u < k_end) fma_block<N, Norm>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
+          if (i + 32 * u < k_end) fma_block<N>(wv[r][u], x, k8, i + 32 * u, tokens, acc[r]);
         }
       }
     }
     if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
-  } else if (!waited) {
+  } else {
     asm volatile("griddepcontrol.wait;" ::: "memory");
   }
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -325,21 +177,6 @@ __device__ __forceinline__ void gemv_body(const uint4* __restrict__ x, const uin
   }
 }
 
-template <int N, bool OutF32, int U, int KS, bool Glu = false>
-__global__ void __launch_bounds__(k_warps_per_block * 32)
-    gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ y,
-                int k8, int m, int tokens) {
-  gemv_body<N, OutF32, U, KS, Glu, false>(x, w, y, k8, m, tokens, norm_prologue{});
-}
-
-// gemv_norm (bf16 output): dynamic shared memory of tokens x k8 x 16 bytes.
-template <int N, int U, int KS, bool Glu>
-__global__ void __launch_bounds__(k_warps_per_block * 32)
-    gemv_norm_kernel(const norm_prologue np, const uint4* __restrict__ w, void* __restrict__ y,
-                     int k8, int m, int tokens) {
-  gemv_body<N, false, U, KS, Glu, true>(nullptr, w, y, k8, m, tokens, np);
-}
-
 int k_splits_for(const linear_params& p, const gemv_options& o) {
   if (o.k_splits > 0) return o.k_splits;
   // Measured on an H100 (bench/linear_bench.cpp, 1 token, Llama-2-7B block): 4 splits 147 us,
@@ -348,11 +185,10 @@ int k_splits_for(const linear_params& p, const gemv_options& o) {
   return 4;
 }
 
-// Glu: p.out_features = 2 m rows of gate_up; writes swiglu into act [tokens][m]. Norm: the
-// gemv_norm kernel with np (p.x unused), tokens x k8 x 16 bytes of dynamic shared memory.
-template <int N, bool Glu = false, bool Norm = false>
-void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s, void* act = nullptr,
-                 const norm_prologue* np = nullptr) {
+// Glu: p.out_features = 2 m rows of gate_up; writes swiglu into act [tokens][m].
+template <int N, bool Glu = false>
+void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s,
+                 void* act = nullptr) {
   const int ks = k_splits_for(p, o);
   const int m = Glu ? p.out_features / 2 : p.out_features;
   cudaLaunchConfig_t cfg{};
@@ -372,22 +208,9 @@ void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s, 
   auto go = [&](auto kernel) {
     RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x, w, y, k8, m, p.num_tokens));
   };
-  auto go_norm = [&](auto kernel) {
-    cfg.dynamicSmemBytes = static_cast<std::size_t>(p.num_tokens) * k8 * sizeof(uint4);
-    if (cfg.dynamicSmemBytes > 48 * 1024) {  // above the default limit (gemv_norm_unsupported
-                                             // checked the device's opt-in limit)
-      RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(cfg.dynamicSmemBytes)));
-    }
-    RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, *np, w, y, k8, m, p.num_tokens));
-  };
   auto by_ks = [&](auto u) {
     constexpr int U = decltype(u)::value;
-    if constexpr (Norm) {
-      if (ks == 4) return go_norm(gemv_norm_kernel<N, U, 4, Glu>);
-      if (ks == 2) return go_norm(gemv_norm_kernel<N, U, 2, Glu>);
-      return go_norm(gemv_norm_kernel<N, U, 1, Glu>);
-    } else if constexpr (Glu) {
+    if constexpr (Glu) {
       if (ks == 4) return go(gemv_kernel<N, false, U, 4, true>);
       if (ks == 2) return go(gemv_kernel<N, false, U, 2, true>);
       return go(gemv_kernel<N, false, U, 1, true>);
@@ -399,15 +222,6 @@ void launch_gemv(const linear_params& p, const gemv_options& o, cudaStream_t s, 
   };
   if (o.unroll == 8) by_ks(std::integral_constant<int, 8>{});
   else by_ks(std::integral_constant<int, 4>{});
-}
-
-void check_options(const gemv_options& o, const char* who) {
-  if (o.unroll != 4 && o.unroll != 8) {
-    throw std::invalid_argument(std::string(who) + ": unroll must be 4 or 8");
-  }
-  if (o.k_splits != 0 && o.k_splits != 1 && o.k_splits != 2 && o.k_splits != 4) {
-    throw std::invalid_argument(std::string(who) + ": k_splits must be 0 (auto), 1, 2 or 4");
-  }
 }
 
 void validate(const linear_params& p, const char* who) {
@@ -429,7 +243,10 @@ void validate(const linear_params& p, const char* who) {
 
 void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
   validate(p, "gemv");
-  check_options(o, "gemv");
+  if (o.unroll != 4 && o.unroll != 8) throw std::invalid_argument("gemv: unroll must be 4 or 8");
+  if (o.k_splits != 0 && o.k_splits != 1 && o.k_splits != 2 && o.k_splits != 4) {
+    throw std::invalid_argument("gemv: k_splits must be 0 (auto), 1, 2 or 4");
+  }
   if (p.num_tokens > k_gemv_max_tokens) {
     throw std::invalid_argument("gemv: at most " + std::to_string(k_gemv_max_tokens) +
                                 " tokens, got " + std::to_string(p.num_tokens));
@@ -443,7 +260,12 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o) {
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o) {
   validate(p, "gemv_swiglu");
-  check_options(o, "gemv_swiglu");
+  if (o.unroll != 4 && o.unroll != 8) {
+    throw std::invalid_argument("gemv_swiglu: unroll must be 4 or 8");
+  }
+  if (o.k_splits != 0 && o.k_splits != 1 && o.k_splits != 2 && o.k_splits != 4) {
+    throw std::invalid_argument("gemv_swiglu: k_splits must be 0 (auto), 1, 2 or 4");
+  }
   if (p.y_fp32 || p.out_features != 2 * act.intermediate || act.num_tokens != p.num_tokens ||
       !act.out) {
     throw std::invalid_argument("gemv_swiglu: needs bf16 output, out_features = 2 x intermediate "
@@ -458,92 +280,6 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
   if (p.num_tokens == 2) return launch_gemv<2, true>(p, o, s, act.out);
   if (p.num_tokens <= 4) return launch_gemv<4, true>(p, o, s, act.out);
   return launch_gemv<8, true>(p, o, s, act.out);
-}
-
-std::string gemv_norm_unsupported(const rms_norm_params& n, const linear_params& l) {
-  const std::string shape =
-      " (tokens=" + std::to_string(l.num_tokens) + " in=" + std::to_string(l.in_features) +
-      " out=" + std::to_string(l.out_features) + " hidden=" + std::to_string(n.hidden) + ")";
-  if (!l.w || !l.y || !n.input || !n.weight) return "null weight, output, input or norm weight";
-  if (l.num_tokens < 1 || l.num_tokens > k_gemv_max_tokens || l.out_features <= 0) {
-    return "needs 1 ... " + std::to_string(k_gemv_max_tokens) + " tokens" + shape;
-  }
-  if (l.y_fp32) return "needs a bf16 output";
-  if (n.num_tokens != l.num_tokens || n.hidden != l.in_features) {
-    return "the norm's tokens and hidden must be the linear layer's tokens and in_features" + shape;
-  }
-  // rms_norm.cu's vector path, whose reduction the prologue reproduces.
-  if (l.in_features % 8 != 0 || l.in_features > 32768) {
-    return "in_features must be a multiple of 8, at most 32768" + shape;
-  }
-  if (!detail::aligned16(l.w) || !detail::aligned16(n.input) || !detail::aligned16(n.weight) ||
-      (n.residual && !detail::aligned16(n.residual)) ||
-      (n.residual_out && !detail::aligned16(n.residual_out))) {
-    return "weight, input, norm weight and residual buffers must be 16-byte aligned";
-  }
-  if (n.residual && (!n.residual_out || n.residual_out == n.residual)) {
-    return "the new residual must go to a buffer other than the old one (residual_out)";
-  }
-  if (!n.residual && n.residual_out) return "residual_out without residual";
-  if (n.residual && (n.residual == n.input || n.residual_out == n.input)) {
-    return "the residual buffers must not alias the input";
-  }
-  int device = 0, optin = 0;
-  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  RIDGELINE_CUDA_CHECK(
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  const long long rows_bytes = 2LL * l.num_tokens * l.in_features;
-  if (rows_bytes + 4096 > optin) {  // 4 KB for the kernel's static shared memory
-    return "the normalized rows (" + std::to_string(rows_bytes) +
-           " bytes) do not fit the block's shared memory" + shape;
-  }
-  return {};
-}
-
-namespace {
-
-// The GEMV (Glu: with SwiGLU into act) with the norm in its prologue; n and l checked.
-template <bool Glu>
-void launch_gemv_norm(const rms_norm_params& n, const linear_params& l, const gemv_options& o,
-                      cudaStream_t s, void* act) {
-  norm_prologue np;
-  np.input = reinterpret_cast<const detail::bf16x8*>(n.input);
-  np.residual = reinterpret_cast<const detail::bf16x8*>(n.residual);
-  np.residual_out = reinterpret_cast<detail::bf16x8*>(n.residual_out);
-  np.weight = reinterpret_cast<const detail::bf16x8*>(n.weight);
-  const auto shape = detail::rms_norm_vec_shape_for(n.hidden / 8);
-  np.vec_threads = shape.threads;
-  np.vec_per_thread = shape.per_thread;
-  np.inv_hidden = 1.0f / static_cast<float>(n.hidden);  // as rms_norm.cu's launcher
-  np.eps = n.eps;
-  if (l.num_tokens == 1) return launch_gemv<1, Glu, true>(l, o, s, act, &np);
-  if (l.num_tokens == 2) return launch_gemv<2, Glu, true>(l, o, s, act, &np);
-  if (l.num_tokens <= 4) return launch_gemv<4, Glu, true>(l, o, s, act, &np);
-  return launch_gemv<8, Glu, true>(l, o, s, act, &np);
-}
-
-}  // namespace
-
-void gemv_norm(const rms_norm_params& n, const linear_params& l, cudaStream_t s,
-               const gemv_options& o) {
-  check_options(o, "gemv_norm");
-  const std::string why = gemv_norm_unsupported(n, l);
-  if (!why.empty()) throw std::invalid_argument("gemv_norm: " + why);
-  launch_gemv_norm<false>(n, l, o, s, nullptr);
-}
-
-void gemv_norm_swiglu(const rms_norm_params& n, const linear_params& l, const swiglu_params& act,
-                      cudaStream_t s, const gemv_options& o) {
-  check_options(o, "gemv_norm_swiglu");
-  const std::string why = gemv_norm_unsupported(n, l);
-  if (!why.empty()) throw std::invalid_argument("gemv_norm_swiglu: " + why);
-  if (l.out_features != 2 * act.intermediate || act.num_tokens != l.num_tokens || !act.out) {
-    throw std::invalid_argument(
-        "gemv_norm_swiglu: needs out_features = 2 x intermediate and "
-        "matching tokens (out=" +
-        std::to_string(l.out_features) + " intermediate=" + std::to_string(act.intermediate) + ")");
-  }
-  launch_gemv_norm<true>(n, l, o, s, act.out);
 }
 
 linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {
@@ -670,29 +406,6 @@ void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
   const path chosen = choose(p);
   if (chosen == path::cublas || chosen == path::automatic) plan_for(p, s);
-}
-
-bool linear_runner::fuses_norm(const rms_norm_params& n, const linear_params& p) const {
-  if (p.x != n.out || p.in_features != n.hidden || p.num_tokens != n.num_tokens) {
-    throw std::invalid_argument(
-        "linear with norm: the layer must read the norm's output (x = out, in_features = hidden, "
-        "same tokens; in=" +
-        std::to_string(p.in_features) + " hidden=" + std::to_string(n.hidden) + ")");
-  }
-  return m_fuse_norm && choose(p) == path::gemv && gemv_norm_unsupported(n, p).empty();
-}
-
-void linear_runner::run_norm(const rms_norm_params& n, const linear_params& p, cudaStream_t s) {
-  if (fuses_norm(n, p)) return gemv_norm(n, p, s, m_gemv);
-  rms_norm(n, s);
-  run(p, s);
-}
-
-void linear_runner::run_norm_swiglu(const rms_norm_params& n, const linear_params& p,
-                                    const swiglu_params& act, cudaStream_t s) {
-  if (fuses_norm(n, p)) return gemv_norm_swiglu(n, p, act, s, m_gemv);
-  rms_norm(n, s);
-  run_swiglu(p, act, s);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,

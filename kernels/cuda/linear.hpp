@@ -7,7 +7,6 @@
 
 #include <map>
 #include <memory>
-#include <string>
 #include <tuple>
 #include <utility>
 
@@ -35,25 +34,6 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
 // swiglu() give, in one launch. 1 ... k_gemv_max_tokens tokens.
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o = {});
-// The GEMV with rms_norm (n) fused into its prologue: l.y = linear(l) with x = rms_norm(n)'s out,
-// in one launch. Each block issues its first weight loads, waits for the previous kernel, then
-// recomputes the residual add and the norm of the n.num_tokens rows (L2-resident: 8 KB per row
-// and operand at hidden 4096) into shared memory, reproducing rms_norm's roundings and reduction
-// order, so l.y is bitwise what rms_norm then gemv give (rms_norm's vector path). Block 0 stores
-// the new residual to n.residual_out, which must be another buffer than n.residual (every block
-// reads the old one); without n.residual there is no residual (x = norm(input)). n.out and l.x are
-// not used and nothing writes n.out. Throws std::invalid_argument with gemv_norm_unsupported's
-// reason.
-void gemv_norm(const rms_norm_params& n, const linear_params& l, cudaStream_t s,
-               const gemv_options& o = {});
-// gemv_norm of the gate_up layer with gemv_swiglu's epilogue: act.out = swiglu(l's output).
-void gemv_norm_swiglu(const rms_norm_params& n, const linear_params& l, const swiglu_params& act,
-                      cudaStream_t s, const gemv_options& o = {});
-// Why gemv_norm cannot run n and l, or "" when it can: 1 ... k_gemv_max_tokens tokens, bf16
-// output, n.hidden = l.in_features a multiple of 8 up to 32768, 16-byte aligned operands,
-// n.residual_out set and distinct from n.residual (when n.residual is), the rows within the
-// device's shared memory per block.
-std::string gemv_norm_unsupported(const rms_norm_params& n, const linear_params& l);
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
 // in_features a multiple of 8, x and w 16-byte aligned; split-K over `splits` (1 ... 8) CTAs of a
 // cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Compute
@@ -73,23 +53,10 @@ class linear_runner {
   void prepare(const linear_params& p, cudaStream_t s);
   // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
-  // rms_norm(n) then run(p) (p.x must be n.out): one gemv_norm launch on the GEMV path when
-  // gemv_norm supports n and p (n.residual_out a buffer of its own) and fusion is on, else the
-  // two ops as they are. Either way the same bits in p.y and n's residual; n.out is written only
-  // when unfused.
-  void run_norm(const rms_norm_params& n, const linear_params& p, cudaStream_t s);
-  // rms_norm(n) then run_swiglu(p, act), fused likewise (gemv_norm_swiglu).
-  void run_norm_swiglu(const rms_norm_params& n, const linear_params& p, const swiglu_params& act,
-                       cudaStream_t s);
-  // Whether run_norm and run_norm_swiglu fuse on the GEMV path (default on; off for comparisons).
-  void set_fuse_norm(bool on) { m_fuse_norm = on; }
-  // Whether run_norm(n, p) would launch gemv_norm; throws std::invalid_argument when p does not
-  // read n's output.
-  bool fuses_norm(const rms_norm_params& n, const linear_params& p) const;
   // Paths: GEMV for 1 token; from 2 tokens the faster, per shape, of cuBLASLt (its heuristic's
   // candidates) and, up to k_skinny_max_tokens tokens, the skinny tensor-core GEMM (its split
-  // estimate, 1, 2, 4 or 8 splits), each timed on the plan's buffers with L2 flushed before every
-  // run. Forcing one is for tests and benchmarks.
+  // estimate, 1, 2, 4 or 8 splits), each timed on the plan's buffers with L2 flushed before every run. Forcing one is for
+  // tests and benchmarks.
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
   // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).
@@ -125,7 +92,6 @@ class linear_runner {
   std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
   const cublasLtMatmulAlgo_t& invariant_algo(const linear_params& p);
   bool m_invariant = false;
-  bool m_fuse_norm = true;
   int m_candidates = 32;
   path choose(const linear_params& p) const;
   path m_path = path::automatic;

@@ -8,8 +8,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "ridgeline/kernels/ops.hpp"
-
 namespace ridgeline::cuda::detail {
 
 // Eight bf16 in one 16-byte access.
@@ -27,48 +25,6 @@ __device__ __forceinline__ __nv_bfloat16 swiglu_one(__nv_bfloat16 g_bf, __nv_bfl
   const float g = __bfloat162float(g_bf), u = __bfloat162float(u_bf);
   const float silu = g / (1.0f + expf(-g));  // expf(+large) = inf gives -0: silu's limit
   return __float2bfloat16_rn(silu * u);
-}
-
-// RMSNorm arithmetic, shared by rms_norm.cu and the GEMV with the norm in its prologue (linear.cu,
-// gemv_norm) so that both round and contract alike: the fused GEMV's input is bitwise rms_norm's.
-// The residual add, rounded to bf16 (the new residual).
-__device__ __forceinline__ __nv_bfloat16 rms_residual_add(__nv_bfloat16 residual,
-                                                          __nv_bfloat16 input) {
-  return __float2bfloat16_rn(__bfloat162float(residual) + __bfloat162float(input));
-}
-// A thread's running sum of squares over 8 more elements, in order, one fused multiply-add each.
-__device__ __forceinline__ float rms_sum_squares(const float (&r)[8], float acc) {
-#pragma unroll
-  for (int k = 0; k < 8; ++k) acc = fmaf(r[k], r[k], acc);
-  return acc;
-}
-// 1 / rms from the block's sum of squares: rsqrt(sum * (1 / hidden) + eps).
-__device__ __forceinline__ float rms_inv(float sum_sq, float inv_hidden, float eps) {
-  return rsqrtf(fmaf(sum_sq, inv_hidden, eps));
-}
-// One output element: bf16(r * inv_rms * weight).
-__device__ __forceinline__ __nv_bfloat16 rms_scale(float r, float inv_rms, __nv_bfloat16 w) {
-  return __float2bfloat16_rn(r * inv_rms * __bfloat162float(w));
-}
-
-// The vector path of rms_norm.cu: one block per token row of nvec = hidden / 8 vectors, each
-// thread `per_thread` vectors (thread i: vectors i, i + threads, ...). Its fp32 sum of squares is
-// reduced in that fixed order (per thread, then warp shuffles, then warps in order), which
-// gemv_norm reproduces.
-struct rms_norm_vec_shape {
-  int per_thread = 1, threads = 32;
-};
-inline rms_norm_vec_shape rms_norm_vec_shape_for(int nvec) {
-  rms_norm_vec_shape v;
-  v.per_thread = nvec <= 512 ? 1 : nvec <= 1024 ? 2 : nvec <= 2048 ? 4 : 8;
-  v.threads = ((nvec + v.per_thread - 1) / v.per_thread + 31) / 32 * 32;
-  return v;
-}
-// Whether rms_norm takes its vector path for p (else its scalar two-pass path).
-inline bool rms_norm_vec_path(const rms_norm_params& p) {
-  return p.hidden % 8 == 0 && p.hidden <= 32768 && aligned16(p.input) && aligned16(p.weight) &&
-         aligned16(p.out) && (!p.residual || aligned16(p.residual)) &&
-         (!p.residual_out || aligned16(p.residual_out));
 }
 
 // Throws std::invalid_argument("<op>: <what>") when cond is false.

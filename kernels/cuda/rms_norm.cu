@@ -2,12 +2,10 @@
 //
 // Vector path (hidden % 8 == 0, 16-byte aligned pointers, hidden <= 32768): each thread loads up to
 // V 16-byte vectors of the row into registers (V = 1 up to hidden 4096 with 512 threads, 2 up to
-// 8192, ...), adds the residual and stores the bf16 sum (to residual_out, or back in place),
-// reduces the sum of squares over the block in fp32, then scales from registers: every byte is
-// read once and written once. Its arithmetic and reduction order are shared with the GEMV that
-// fuses this norm into its prologue (ops_common.cuh, linear.cu). Scalar path (any other shape):
-// two passes over global memory, the second re-reading what the same thread wrote or read in the
-// first, so out == input stays safe.
+// 8192, ...), adds the residual and stores the bf16 sum back, reduces the sum of squares over the
+// block in fp32, then scales from registers: every byte is read once and written once. Scalar path
+// (any other shape): two passes over global memory, the second re-reading what the same thread
+// wrote or read in the first, so out == input stays safe.
 //
 // Napkin (Llama, hidden 4096, residual): 64 tokens move 64 x 4096 x 2 B x (input + residual read,
 // residual + out written) = 2 MiB, ~0.7 us at 3 TB/s; 1024 tokens 32 MiB, ~11 us. One block per
@@ -22,10 +20,9 @@
 namespace ridgeline::cuda {
 namespace {
 
-// input and out may alias, residual and residual_out too (in place): no __restrict__ on them.
+// input and out may alias: no __restrict__ on them.
 template <int V>
-__global__ void rms_norm_vec_kernel(const detail::bf16x8* input, const detail::bf16x8* residual,
-                                    detail::bf16x8* residual_out,
+__global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8* residual,
                                     const detail::bf16x8* __restrict__ weight, detail::bf16x8* out,
                                     int nvec, float inv_hidden, float eps) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
@@ -43,18 +40,19 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, const detail::b
         detail::bf16x8 res = residual[row + i];
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
-          res.v[k] = detail::rms_residual_add(res.v[k], x.v[k]);
+          res.v[k] = __float2bfloat16_rn(__bfloat162float(res.v[k]) + __bfloat162float(x.v[k]));
           r[j][k] = __bfloat162float(res.v[k]);
         }
-        residual_out[row + i] = res;
+        residual[row + i] = res;
       } else {
 #pragma unroll
         for (int k = 0; k < 8; ++k) r[j][k] = __bfloat162float(x.v[k]);
       }
-      sum_sq = detail::rms_sum_squares(r[j], sum_sq);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) sum_sq += r[j][k] * r[j][k];
     }
   }
-  const float inv_rms = detail::rms_inv(detail::block_sum(sum_sq, scratch), inv_hidden, eps);
+  const float inv_rms = rsqrtf(detail::block_sum(sum_sq, scratch) * inv_hidden + eps);
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
@@ -62,14 +60,15 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, const detail::b
       const detail::bf16x8 w = weight[i];
       detail::bf16x8 o;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) o.v[k] = detail::rms_scale(r[j][k], inv_rms, w.v[k]);
+      for (int k = 0; k < 8; ++k) {
+        o.v[k] = __float2bfloat16_rn(r[j][k] * inv_rms * __bfloat162float(w.v[k]));
+      }
       out[row + i] = o;
     }
   }
 }
 
-__global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, const __nv_bfloat16* residual,
-                                       __nv_bfloat16* residual_out,
+__global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16* residual,
                                        const __nv_bfloat16* __restrict__ weight, __nv_bfloat16* out,
                                        int hidden, float eps) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
@@ -81,7 +80,7 @@ __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, const __nv_bf
     float r = __bfloat162float(input[row + i]);
     if (residual) {
       const __nv_bfloat16 sum = __float2bfloat16_rn(__bfloat162float(residual[row + i]) + r);
-      residual_out[row + i] = sum;
+      residual[row + i] = sum;
       r = __bfloat162float(sum);
     }
     sum_sq += r * r;
@@ -89,27 +88,20 @@ __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, const __nv_bf
   const float inv_rms =
       rsqrtf(detail::block_sum(sum_sq, scratch) / static_cast<float>(hidden) + eps);
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    // The same thread wrote residual_out[row + i] (or read input[row + i]) above.
-    const float r = __bfloat162float(residual ? residual_out[row + i] : input[row + i]);
+    // The same thread wrote residual[row + i] (or read input[row + i]) above.
+    const float r = __bfloat162float(residual ? residual[row + i] : input[row + i]);
     out[row + i] = __float2bfloat16_rn(r * inv_rms * __bfloat162float(weight[i]));
   }
 }
 
-// The residual's destination: residual_out, or the residual itself (in place).
-bf16_bits* residual_dst(const rms_norm_params& p) {
-  return p.residual_out ? p.residual_out : p.residual;
-}
-
 template <int V>
 void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s) {
-  const int threads = detail::rms_norm_vec_shape_for(nvec).threads;
-  launch_pdl(rms_norm_vec_kernel<V>, dim3(p.num_tokens), dim3(threads), 0, s,
-             reinterpret_cast<const detail::bf16x8*>(p.input),
-             reinterpret_cast<const detail::bf16x8*>(p.residual),
-             reinterpret_cast<detail::bf16x8*>(residual_dst(p)),
-             reinterpret_cast<const detail::bf16x8*>(p.weight),
-             reinterpret_cast<detail::bf16x8*>(p.out), nvec, 1.0f / static_cast<float>(p.hidden),
-             p.eps);
+  const int threads = ((nvec + V - 1) / V + 31) / 32 * 32;
+  launch_pdl(rms_norm_vec_kernel<V>, dim3(p.num_tokens), dim3(threads), 0, s, 
+      reinterpret_cast<const detail::bf16x8*>(p.input),
+      reinterpret_cast<detail::bf16x8*>(p.residual),
+      reinterpret_cast<const detail::bf16x8*>(p.weight), reinterpret_cast<detail::bf16x8*>(p.out),
+      nvec, 1.0f / static_cast<float>(p.hidden), p.eps);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
@@ -124,29 +116,26 @@ void rms_norm(const rms_norm_params& p, cudaStream_t s) {
   detail::require(p.input && p.weight && p.out, "rms_norm", "null input, weight or out");
   detail::require(!p.residual || (p.residual != p.input && p.residual != p.out), "rms_norm",
                   "residual must not alias input or out");
-  detail::require(!p.residual_out || p.residual, "rms_norm", "residual_out without residual");
-  detail::require(!p.residual_out || (p.residual_out != p.input && p.residual_out != p.out),
-                  "rms_norm", "residual_out must not alias input or out");
-  if (detail::rms_norm_vec_path(p)) {
+  const bool vec = p.hidden % 8 == 0 && p.hidden <= 32768 && detail::aligned16(p.input) &&
+                   detail::aligned16(p.weight) && detail::aligned16(p.out) &&
+                   (!p.residual || detail::aligned16(p.residual));
+  if (vec) {
     const int nvec = p.hidden / 8;
-    switch (detail::rms_norm_vec_shape_for(nvec).per_thread) {
-      case 1:
-        return launch_vec<1>(p, nvec, s);
-      case 2:
-        return launch_vec<2>(p, nvec, s);
-      case 4:
-        return launch_vec<4>(p, nvec, s);
-      default:
-        return launch_vec<8>(p, nvec, s);
-    }
+    if (nvec <= 512)
+      launch_vec<1>(p, nvec, s);
+    else if (nvec <= 1024)
+      launch_vec<2>(p, nvec, s);
+    else if (nvec <= 2048)
+      launch_vec<4>(p, nvec, s);
+    else
+      launch_vec<8>(p, nvec, s);
+    return;
   }
   const int threads = p.hidden >= 1024 ? 512 : (p.hidden + 31) / 32 * 32;
-  launch_pdl(rms_norm_scalar_kernel, dim3(p.num_tokens), dim3(threads), 0, s,
-             reinterpret_cast<const __nv_bfloat16*>(p.input),
-             reinterpret_cast<const __nv_bfloat16*>(p.residual),
-             reinterpret_cast<__nv_bfloat16*>(residual_dst(p)),
-             reinterpret_cast<const __nv_bfloat16*>(p.weight),
-             reinterpret_cast<__nv_bfloat16*>(p.out), p.hidden, p.eps);
+  launch_pdl(rms_norm_scalar_kernel, dim3(p.num_tokens), dim3(threads), 0, s, 
+      reinterpret_cast<const __nv_bfloat16*>(p.input), reinterpret_cast<__nv_bfloat16*>(p.residual),
+      reinterpret_cast<const __nv_bfloat16*>(p.weight), reinterpret_cast<__nv_bfloat16*>(p.out),
+      p.hidden, p.eps);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -32,7 +32,6 @@ struct sweep_options {
   bool pdl = true;       // programmatic dependent launch between the step's kernels
   bool batch_invariant = false;  // the engine's deterministic mode (engine_options)
   int gemm_candidates = 32;      // engine_options::gemm_candidates
-  bool fused_norm = true;        // engine_options::fused_norm (RMSNorm in the GEMV's prologue)
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)

@@ -29,8 +29,6 @@ struct engine_options {
   int split_tokens = 0;      // attention split size (0: launcher's choice, or
                              // k_batch_invariant_split_tokens when batch_invariant)
   int gemm_candidates = 32;   // cuBLASLt heuristic candidates timed per linear-layer shape
-  bool fused_norm = true;     // on the GEMV path (decode of one sequence), each RMSNorm runs in the
-                              // prologue of the GEMV after it (same bits, one launch less)
   bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
                                  // whatever else is in the batch (every GEMM through one fixed
                                  // cuBLASLt algorithm per weight matrix without split-K, attention

@@ -4,21 +4,14 @@
 //   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
 // taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp,
 //   qkv_rope_append     (the attention prologue: split, rope, cache append),
-//   linear_swiglu(linear, swiglu)   (gate_up then SwiGLU: a backend may fuse them),
-//   norm_linear(rms_norm, linear)   (rms_norm then linear reading its out: a backend may fuse
-//                                    them and leave the norm's out unwritten),
-//   norm_linear_swiglu(rms_norm, linear, swiglu)   (rms_norm then linear_swiglu, likewise), plus
+//   linear_swiglu(linear, swiglu)   (gate_up then SwiGLU: a backend may fuse them), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
-// The residual stream alternates between two buffers (residual, residual_alt): each norm that adds
-// a layer's output reads the residual from one and writes the sum to the other, never in place, so
-// a fused norm whose every block reads the old residual can have one block write the new one.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "ridgeline/engine/model.hpp"
@@ -77,10 +70,9 @@ struct step_buffer_sizes {
 };
 step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples);
 
-// Scratch for one step of up to max_tokens tokens and max_seqs sequences. residual and
-// residual_alt hold the residual stream in turn (step_buffer_sizes::residual elements each).
+// Scratch for one step of up to max_tokens tokens and max_seqs sequences.
 struct step_buffers {
-  bf16_bits *residual, *residual_alt, *xn, *qkv, *q, *attn, *out, *mlp, *act, *xs;
+  bf16_bits *residual, *xn, *qkv, *q, *attn, *out, *mlp, *act, *xs;
   float* logits;          // [max_seqs][vocab]
   float* workspace;       // attention scratch
   std::int64_t workspace_bytes;
@@ -117,27 +109,15 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
   b.range_push("embedding");
   b.embedding({in.ids, w.embedding, buf.residual, T, H, m.vocab});
   b.range_pop();
-  // The residual stream: the embedding in buf.residual, then, after each norm that adds a layer's
-  // output to it, the other buffer (such a norm reads `residual` and writes `spare`, then the two
-  // swap). layer_out is the output of the last layer (null before layer 0's attention: its norm
-  // reads the embedding, nothing to add).
-  bf16_bits* residual = buf.residual;
-  bf16_bits* spare = buf.residual_alt;
-  const bf16_bits* layer_out = nullptr;
-  auto add_norm = [&](const bf16_bits* out, const bf16_bits* weight) {
-    const rms_norm_params p =
-        out ? rms_norm_params{out, residual, weight, buf.xn, T, H, c.rms_eps, spare}
-            : rms_norm_params{residual, nullptr, weight, buf.xn, T, H, c.rms_eps, nullptr};
-    if (out) std::swap(residual, spare);
-    return p;
-  };
+  const bf16_bits* norm_in = buf.residual;
+  bf16_bits* residual = nullptr;  // layer 0's norm reads the embedding, which is the residual
   for (int l = 0; l < m.layers; ++l) {
     const layer_weights& lw = w.layers[static_cast<std::size_t>(l)];
     paged_kv_view view{kv.data + l * kv.layer_stride, kv.num_blocks, c.block_tokens, nkv, d,
                        in.block_tables, in.max_blocks_per_seq, in.seq_lens, in.num_seqs};
     b.range_push("attention_block");
-    b.norm_linear(add_norm(layer_out, lw.attn_norm),
-                  {buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
+    b.rms_norm({norm_in, residual, lw.attn_norm, buf.xn, T, H, c.rms_eps});
+    b.linear({buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
     qkv_rope_append_params pre;
     pre.qkv = buf.qkv;
     pre.q = buf.q;
@@ -155,18 +135,15 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
     b.range_pop();
     b.range_push("mlp");
-    b.norm_linear_swiglu(add_norm(buf.out, lw.mlp_norm),
-                         {buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I},
-                         {buf.mlp, buf.act, T, I});
+    b.rms_norm({buf.out, buf.residual, lw.mlp_norm, buf.xn, T, H, c.rms_eps});
+    b.linear_swiglu({buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I}, {buf.mlp, buf.act, T, I});
     b.linear({buf.act, lw.down, buf.out, false, T, I, H});
     b.range_pop();
-    layer_out = buf.out;
+    norm_in = buf.out;
+    residual = buf.residual;
   }
   b.range_push("sampling");
-  // Nothing reads the residual after the final norm: it adds in place.
-  rms_norm_params final_norm = add_norm(layer_out, w.final_norm);
-  final_norm.residual_out = nullptr;
-  b.rms_norm(final_norm);
+  b.rms_norm({norm_in, residual, w.final_norm, buf.xn, T, H, c.rms_eps});
   if (in.num_samples > 0) {
     b.gather_rows({buf.xn, H, 0, in.sample_rows, buf.xs, in.num_samples, H});
     b.linear({buf.xs, w.lm_head, buf.logits, true, in.num_samples, H, m.vocab});

@@ -23,13 +23,9 @@ struct embedding_params {
 };
 
 // RMSNorm fused with the residual add (pre-norm decoder):
-//   if residual: h = bf16(residual[t] + input[t]) is the new residual, stored to residual_out[t]
-//                (back into residual[t] when residual_out is null), r = h
+//   if residual: residual[t] += input[t]  (in place; bf16 rounding of the sum), r = residual[t]
 //   else:        r = input[t]
 //   out[t][i] = bf16(r[i] * rsqrt(mean(r^2) + eps) * weight[i])   (mean over hidden, in fp32)
-// residual_out lets the decoder alternate two residual buffers: the GEMV with this norm fused into
-// its prologue (kernels/cuda/linear.hpp, gemv_norm) reads the old residual in every block while
-// one block writes the new one, so it cannot update in place.
 struct rms_norm_params {
   const bf16_bits* input = nullptr;  // [num_tokens][hidden]
   bf16_bits* residual = nullptr;     // [num_tokens][hidden] or null
@@ -37,8 +33,6 @@ struct rms_norm_params {
   bf16_bits* out = nullptr;          // [num_tokens][hidden]; may alias input
   int num_tokens = 0, hidden = 0;
   float eps = 1e-5f;
-  bf16_bits* residual_out = nullptr;  // [num_tokens][hidden] or null (in place); only with
-                                      // residual, aliasing neither input nor out
 };
 
 // Rotary position embedding, rotate-half ("neox") convention as in Hugging Face Llama, in place on
