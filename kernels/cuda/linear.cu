@@ -12,7 +12,6 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 #include "check.hpp"
 #include "linear.hpp"
@@ -286,30 +285,17 @@ linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspac
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
-  int major = 0, minor = 0;
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  m_cc = 10 * major + minor;
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
   if (m_invariant) return path::cublas;
   if (m_path != path::automatic) return m_path;
-  // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens the plan
-  // times cuBLASLt against the skinny GEMM.
+  // Measured on an H100 (bench/linear_bench.cpp): the GEMV wins at 1 token; from 2 tokens
+  // cuBLASLt beats both the GEMV and the skinny tensor-core GEMM (on an H200 at 64 tokens the
+  // skinny GEMM takes ~156 us for the Llama-2-7B block against cuBLASLt's ~123 us).
   if (p.num_tokens == 1) return path::gemv;
-  return path::automatic;
+  return path::cublas;
 }
-
-namespace {
-
-// The skinny GEMM is built for sm_90a alone (wgmma): compute capability 9.0.
-bool skinny_fits(const linear_params& p, int cc) {
-  return cc == 90 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
-         detail::aligned16(p.x) && detail::aligned16(p.w);
-}
-
-}  // namespace
 
 const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p) {
   const auto key = std::make_tuple(p.in_features, p.out_features, p.y_fp32);
@@ -348,64 +334,29 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
                                       m_candidates, p.y_fp32);
-  const bool skinny = m_path == path::automatic && skinny_fits(p, m_cc);
-  if (pl.gemm->algorithm_count() > 1 || skinny) {
-    // Every candidate on these very buffers: one warm-up, then the best of three runs, each after
-    // L2 has been overwritten, so that the weights come from DRAM as they do in a decode step.
-    int l2_bytes = 0, device = 0;
-    RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-    RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
-    device_buffer flush(2 * static_cast<std::size_t>(std::max(l2_bytes, 1 << 20)));
+  // Fastest of up to 32 heuristic candidates (split-K variants included) on these very buffers,
+  // each timed three times after one warm-up.
+  if (pl.gemm->algorithm_count() > 1) {
     event_timer timer;
-    auto best_of_three = [&](auto&& launch) {
-      launch();
+    double best = std::numeric_limits<double>::infinity();
+    for (int a = 0; a < pl.gemm->algorithm_count(); ++a) {
+      pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s);
       double t = std::numeric_limits<double>::infinity();
       for (int r = 0; r < 3; ++r) {
-        RIDGELINE_CUDA_CHECK(cudaMemsetAsync(flush.data(), r + 1, flush.bytes(), s));
         timer.start(s);
-        launch();
+        pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s);
         timer.stop(s);
         t = std::min(t, timer.seconds());
       }
-      return t;
-    };
-    double best = std::numeric_limits<double>::infinity();
-    for (int a = 0; a < pl.gemm->algorithm_count(); ++a) {
-      const double t = best_of_three(
-          [&] { pl.gemm->run(a, p.w, p.x, p.y, m_workspace.data(), s); });
       if (t < best) best = t, pl.algorithm = a;
-    }
-    if (skinny) {
-      std::vector<int> candidates{skinny_gemm_splits(p, m_sm_count)};
-      for (int sp : {1, 2, 4, 8}) {
-        if (sp != candidates.front()) candidates.push_back(sp);
-      }
-      for (int sp : candidates) {
-        const double t = best_of_three([&] { skinny_gemm(p, sp, m_gemv.pdl, s); });
-        if (t < best) best = t, pl.skinny_splits = sp;
-      }
     }
   }
   return m_plans.emplace(key, std::move(pl)).first->second;
 }
 
-std::pair<linear_runner::path, int> linear_runner::planned(const linear_params& p,
-                                                           cudaStream_t s) {
-  validate(p, "linear");
-  const path chosen = choose(p);
-  if (chosen == path::gemv) return {path::gemv, 0};
-  if (chosen == path::skinny) {
-    return {path::skinny, m_skinny_splits > 0 ? m_skinny_splits : skinny_gemm_splits(p, m_sm_count)};
-  }
-  const plan& pl = plan_for(p, s);
-  if (pl.skinny_splits > 0) return {path::skinny, pl.skinny_splits};
-  return {path::cublas, 0};
-}
-
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  const path chosen = choose(p);
-  if (chosen == path::cublas || chosen == path::automatic) plan_for(p, s);
+  if (choose(p) == path::cublas) plan_for(p, s);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
@@ -417,9 +368,13 @@ void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
 }
 
 void linear_runner::run(const linear_params& p, cudaStream_t s) {
-  const auto [chosen, splits] = planned(p, s);
+  validate(p, "linear");
+  const path chosen = choose(p);
   if (chosen == path::gemv) return gemv(p, s, m_gemv);
-  if (chosen == path::skinny) return skinny_gemm(p, splits, m_gemv.pdl, s);
+  if (chosen == path::skinny) {
+    const int splits = m_skinny_splits > 0 ? m_skinny_splits : skinny_gemm_splits(p, m_sm_count);
+    return skinny_gemm(p, splits, m_gemv.pdl, s);
+  }
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);

@@ -8,7 +8,6 @@
 #include <map>
 #include <memory>
 #include <tuple>
-#include <utility>
 
 #include "gemm_lt.hpp"
 #include "raii.hpp"
@@ -61,8 +60,6 @@ class linear_runner {
   void set_path(path p) { m_path = p; }
   // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).
   void set_skinny_splits(int n) { m_skinny_splits = n; }
-  // The path and splits the plan for this shape chose (builds the plan if needed).
-  std::pair<path, int> planned(const linear_params& p, cudaStream_t s);
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
   // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
@@ -83,7 +80,6 @@ class linear_runner {
     int algorithm = 0;
     bool fixed = false;  // batch-invariant: run m_invariant_algos' entry for the matrix
     cublasLtMatmulAlgo_t fixed_algo{};
-    int skinny_splits = 0;  // > 0: the skinny GEMM with this many splits beat cuBLASLt
   };
   plan& plan_for(const linear_params& p, cudaStream_t s);
   cublaslt_handle m_handle;
@@ -97,7 +93,6 @@ class linear_runner {
   path m_path = path::automatic;
   gemv_options m_gemv;
   int m_sm_count = 0;
-  int m_cc = 0;  // compute capability, 10 major + minor
   int m_skinny_splits = 0;
 };
 
