@@ -70,9 +70,11 @@ TEST(InstructionPeak, MmaKernelsMatchExactMatrixProducts) {
   RIDGELINE_REQUIRE_GPU();
   if (!is_sm90()) GTEST_SKIP() << "wgmma kernels need compute capability 9.0 (sm_90a)";
   // Tolerance relative to sum |a * b| of each output, as in the intensity test. bf16: fp32
-  // accumulation, ~2^-24 per wgmma; fp8 relaxed to 1e-2: Hopper accumulates e4m3 products with
-  // fewer than fp32's mantissa bits. A layout error moves whole products (errors ~0.3 of the
-  // magnitude); one wgmma too many or too few in 8 moves a typical output by 2 to 3% of it.
+  // accumulation, ~2^-24 per wgmma; fp8 relaxed to 1e-2 at 1 and 2 iterations and 2.5e-2 at 5:
+  // Hopper accumulates e4m3 products with fewer than fp32's mantissa bits, so the error grows
+  // with the accumulator (measured on an H100: 1.05% of the magnitude at 5 iterations, within 1%
+  // at 1 and 2). A layout error moves whole products (errors ~0.3 of the magnitude); one wgmma
+  // too many or too few in 8 moves a typical output by 2 to 3% of it (caught at 1 iteration).
   struct tol {
     instruction_peak_kind kind;
     double rtol;
@@ -87,8 +89,10 @@ TEST(InstructionPeak, MmaKernelsMatchExactMatrixProducts) {
         const auto operands = cpu::make_instruction_peak_operands(p, 41);
         const auto ref = cpu::instruction_peak_mma(p, operands);
         // Output i is block i / (64 * 256), row i / 256 % 64, column i % 256.
+        const double rtol =
+            t.kind == instruction_peak_kind::fp8_e4m3 && iterations > 2 ? 2.5 * t.rtol : t.rtol;
         ASSERT_TRUE(
-            test::within_magnitude(run_kernel(p, operands), ref.value, ref.magnitude, t.rtol));
+            test::within_magnitude(run_kernel(p, operands), ref.value, ref.magnitude, rtol));
       }
     }
   }
