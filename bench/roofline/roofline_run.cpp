@@ -1,7 +1,7 @@
 // GPU half of `ridgeline roofline` (see roofline.hpp). Order of work, so that nothing measured
 // shares a pass with counter collection: the instruction peaks (the probe's routine,
 // measure_instruction_peaks) of the dtypes whose kernels the sweep does not run; the intensity
-// sweep one kernel at a time, each right after the instruction peak it is compared with (its own
+// sweep one kernel at a time, each followed by the instruction peak it is compared with (its own
 // buffers, freed after); then one engine; per step its CUDA-event time (bench::measure), then the
 // CUPTI range profiler over the same step (user replay: the step runs once per pass), then for
 // the per-kernel breakdown a kernel trace of eager steps and, separately, per-kernel counters
@@ -58,11 +58,13 @@ json counters_json(const metrics::counter_values& v) {
 class same_run_peaks {
  public:
   explicit same_run_peaks(const roofline_options& o) : m_opt(o) {}
-  void measure(std::vector<instruction_peak_kind> kinds) {
+  // warmup_launches >= 0: that many warm-up launches instead of the probe's sustained second.
+  void measure(std::vector<instruction_peak_kind> kinds, int warmup_launches = -1) {
     std::erase_if(kinds, [&](instruction_peak_kind k) { return !m_tried.insert(k).second; });
     if (kinds.empty()) return;
     instruction_peak_options io;
     io.kinds = kinds;
+    if (warmup_launches >= 0) io.sustain_seconds = warmup_launches * io.launch_seconds;
     io.device = m_opt.device;
     io.full = m_opt.full;
     io.progress = m_opt.progress;
@@ -71,7 +73,8 @@ class same_run_peaks {
       m_section.environment = s.environment;
       m_section.config = s.config;
       m_section.config["when"] =
-          "right before the intensity sweep's points of each kernel (the others before the sweep)";
+          "right after the intensity sweep's points of each kernel, with the sweep's warm-up "
+          "launches instead of a sustained second (the other kinds before the sweep)";
     }
     m_section.peaks.insert(s.peaks.begin(), s.peaks.end());
     m_section.skipped.insert(m_section.skipped.end(), s.skipped.begin(), s.skipped.end());
@@ -88,10 +91,12 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
   const double bw = p.dram_bytes_per_second();
   intensity_sweep_result r;
   for (intensity_kernel k : o.sweep.kernels) {
-    if (const auto kind = instruction_peak_of(k)) peaks.measure({*kind});
     intensity_sweep_options one = o.sweep;
     one.kernels = {k};
     intensity_sweep_result part = run_intensity_sweep(one);
+    // Right after the kernel's points, which leave the GPU where their top points ran it (power
+    // cap, clocks), and timed as they are: the sweep's warm-up launches, no extra sustained second.
+    if (const auto kind = instruction_peak_of(k)) peaks.measure({*kind}, o.sweep.warmup);
     r.device_name = part.device_name;
     r.sm_count = part.sm_count;
     r.buffer_bytes = part.buffer_bytes;
@@ -148,7 +153,8 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
       "bytes/s; compute: the best FLOP/s (median of the three best beside it)";
   doc["ceiling_definition"] =
       "compute_ceiling: the instruction peak of the kernel's instruction measured in this run "
-      "right before its points (compute_ratio = plateau / it; target within 5%); beside it the "
+      "right after its points, with their warm-up (compute_ratio = plateau / it; target within "
+      "5%); beside it the "
       "profile's instruction peak and the probe's cuBLASLt GEMM peak (probe_peak, gemm_ratio)";
   return doc;
 }
@@ -271,7 +277,7 @@ json run_roofline(const roofline_options& o) {
   }
 #endif
   // The compute ceilings: instruction peaks measured in this run, with the probe's routine. Those
-  // of the swept kernels right before each kernel's points, the others (the roofs of fp32, bf16
+  // of the swept kernels right after each kernel's points, the others (the roofs of fp32, bf16
   // and fp8) first.
   same_run_peaks peaks(o);
   {
