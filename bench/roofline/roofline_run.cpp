@@ -142,6 +142,7 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
          {"instruction_peak_flops_per_second", or_null(c.same_run_flops_per_second)},
          {"instruction_peak_profile_flops_per_second", or_null(c.profile_flops_per_second)},
          {"profile_instruction_ratio", ratio(c.profile_flops_per_second)},
+         {"same_run_instruction_ratio", ratio(c.same_run_flops_per_second)},
          {"probe_dtype", gemm ? json(std::string(name(*gemm))) : json(nullptr)},
          {"probe_peak_flops_per_second", or_null(c.gemm_flops_per_second)},
          {"gemm_ratio", ratio(c.gemm_flops_per_second)},
@@ -152,9 +153,10 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
       "memory: median bytes/s of the lowest-intensity points within 5% of the kernel's best "
       "bytes/s; compute: the best FLOP/s (median of the three best beside it)";
   doc["ceiling_definition"] =
-      "compute_ceiling: the instruction peak of the kernel's instruction measured in this run "
-      "right after its points, with their warm-up (compute_ratio = plateau / it; target within "
-      "5%); beside it the "
+      "compute_ceiling: the probe's instruction peak of the kernel's instruction, from the "
+      "profile (compute_ratio = plateau / it; target within 5%), else the same instruction "
+      "measured in this run; beside it this run's measurement (right after the kernel's points, "
+      "with their warm-up: same_run_instruction_ratio), the "
       "profile's instruction peak and the probe's cuBLASLt GEMM peak (probe_peak, gemm_ratio)";
   return doc;
 }
