@@ -23,6 +23,7 @@ struct roofline_args {
   std::string kernels = "ffma_fp32,hfma2_bf16,hfma2_fp16,mma_bf16,mma_fp8";
   std::string intensities;
   std::string buffer = "2GiB";
+  double sustain = 1.0;
   std::string output = "ridgeline-roofline.json";
   std::string csv;
   int context = 512;
@@ -60,6 +61,7 @@ void run_roofline_command(const roofline_args& a, context& ctx) {
   o.device = a.device;
   o.sweep.device = a.device;
   o.sweep.buffer_bytes = parse_bytes(a.buffer);
+  o.sweep.sustain_seconds = a.sustain;
   o.sweep.kernels.clear();
   for (const auto& k : split_list(a.kernels)) o.sweep.kernels.push_back(parse_intensity_kernel(k));
   if (!a.intensities.empty()) {
@@ -128,6 +130,10 @@ void register_roofline(CLI::App& app, context& ctx) {
   cmd->add_option("--intensity", a->intensities,
                   "Intensity-sweep FLOP/byte values (default 1/4 ... 4096, powers of two)");
   cmd->add_option("--buffer", a->buffer, "Intensity-sweep source buffer")->capture_default_str();
+  cmd->add_option("--sustain", a->sustain,
+                  "Seconds of back-to-back launches before each intensity-sweep point (and this "
+                  "run's instruction peaks) is timed")
+      ->capture_default_str();
   cmd->add_flag("--no-sweep", a->no_sweep, "Skip the intensity sweep");
   cmd->add_flag("--no-counters", a->no_counters,
                 "Skip CUPTI counters (counted intensities only, no per-kernel breakdown counters)");

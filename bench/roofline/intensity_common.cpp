@@ -34,6 +34,10 @@ void validate_intensity_sweep_options(const intensity_sweep_options& o) {
     throw std::invalid_argument("intensity sweep: target launch seconds must be positive");
   }
   if (o.warmup < 0) throw std::invalid_argument("intensity sweep: warmup must be >= 0");
+  if (!(o.sustain_seconds >= 0 && o.sustain_seconds <= 600)) {
+    throw std::invalid_argument("intensity sweep: sustain seconds must be in [0, 600], got " +
+                                std::to_string(o.sustain_seconds));
+  }
 }
 
 intensity_plateau plateau(std::span<const intensity_point> points, intensity_kernel k) {

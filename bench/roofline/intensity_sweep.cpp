@@ -191,7 +191,13 @@ class sweeper {
     pt.blocks_per_sm = per_sm[best];
     pt.bytes = plans[best].bytes;
     pt.flops = flops(plans[best]);
-    pt.m = time(plans[best], m_mopt);
+    measure_options mo = m_mopt;
+    if (m_opt.sustain_seconds > 0) {
+      const double launch = std::max(time(plans[best], m_quick).stats.median, 1e-7);
+      mo.warmup = std::max(mo.warmup, static_cast<int>(std::min(
+                                          1e6, std::ceil(m_opt.sustain_seconds / launch))));
+    }
+    pt.m = time(plans[best], mo);
     char line[200];
     std::snprintf(line, sizeof line, "%s %g FLOP/byte: %.3f TB/s, %.2f TFLOP/s (%s)",
                   std::string(name(k)).c_str(), intensity, pt.bytes_per_second() / 1e12,

@@ -58,13 +58,13 @@ json counters_json(const metrics::counter_values& v) {
 class same_run_peaks {
  public:
   explicit same_run_peaks(const roofline_options& o) : m_opt(o) {}
-  // warmup_launches >= 0: that many warm-up launches instead of the probe's sustained second.
-  void measure(std::vector<instruction_peak_kind> kinds, int warmup_launches = -1) {
+  // sustain_seconds >= 0: that long of warm-up launches instead of the probe's default.
+  void measure(std::vector<instruction_peak_kind> kinds, double sustain_seconds = -1) {
     std::erase_if(kinds, [&](instruction_peak_kind k) { return !m_tried.insert(k).second; });
     if (kinds.empty()) return;
     instruction_peak_options io;
     io.kinds = kinds;
-    if (warmup_launches >= 0) io.sustain_seconds = warmup_launches * io.launch_seconds;
+    if (sustain_seconds >= 0) io.sustain_seconds = sustain_seconds;
     io.device = m_opt.device;
     io.full = m_opt.full;
     io.progress = m_opt.progress;
@@ -73,8 +73,8 @@ class same_run_peaks {
       m_section.environment = s.environment;
       m_section.config = s.config;
       m_section.config["when"] =
-          "right after the intensity sweep's points of each kernel, with the sweep's warm-up "
-          "launches instead of a sustained second (the other kinds before the sweep)";
+          "right after the intensity sweep's points of each kernel, after the sweep's "
+          "sustain_seconds of launches as its points (the other kinds before the sweep)";
     }
     m_section.peaks.insert(s.peaks.begin(), s.peaks.end());
     m_section.skipped.insert(m_section.skipped.end(), s.skipped.begin(), s.skipped.end());
@@ -94,9 +94,9 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
     intensity_sweep_options one = o.sweep;
     one.kernels = {k};
     intensity_sweep_result part = run_intensity_sweep(one);
-    // Right after the kernel's points, which leave the GPU where their top points ran it (power
-    // cap, clocks), and timed as they are: the sweep's warm-up launches, no extra sustained second.
-    if (const auto kind = instruction_peak_of(k)) peaks.measure({*kind}, o.sweep.warmup);
+    // Right after the kernel's points, timed as they are: after o.sweep.sustain_seconds of
+    // launches.
+    if (const auto kind = instruction_peak_of(k)) peaks.measure({*kind}, o.sweep.sustain_seconds);
     r.device_name = part.device_name;
     r.sm_count = part.sm_count;
     r.buffer_bytes = part.buffer_bytes;

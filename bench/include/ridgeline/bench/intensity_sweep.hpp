@@ -30,6 +30,10 @@ struct intensity_sweep_options {
   // kernel's nominal peak (see intensity_sweep.cpp); memory-bound points read the whole buffer.
   double target_launch_seconds = 0.02;
   int warmup = 3;
+  // Each point's measured launches come after at least this long of back-to-back launches of the
+  // same configuration (the probe's instruction peaks are timed the same way), so that the
+  // compute plateau is a sustained rate under the power cap, not a cold burst's.
+  double sustain_seconds = 1.0;
   stopping_rule stop{10, 100, 0.01, 1.0};
   int device = 0;
   std::function<void(const std::string&)> progress;  // one line per point; may be empty
