@@ -124,11 +124,11 @@ compute_ceiling select_compute_ceiling(std::optional<instruction_peak_kind> k,
   }
   const double datasheet = gemm ? p.peak_flops_per_second(*gemm) : 0;  // measured, else datasheet
   if (gemm && p.peaks.count(*gemm)) c.gemm_flops_per_second = p.peaks.at(*gemm).flops_per_second;
-  // The probe's instruction peak (the profile: a --full median after a sustained second) first;
-  // this run's re-measurement where the profile has none.
+  // The probe's routine run in this run (sustained as the sweep's points, so both see the power
+  // cap alike) first; the profile's where this run measured none.
   const std::pair<double, const char*> order[] = {
-      {c.profile_flops_per_second, "instruction peak, probe profile"},
       {c.same_run_flops_per_second, "instruction peak, this run"},
+      {c.profile_flops_per_second, "instruction peak, probe profile"},
       {c.gemm_flops_per_second, "GEMM peak (no instruction peak)"},
       {datasheet, "datasheet (nothing measured)"}};
   c.source = "none";
@@ -269,12 +269,12 @@ std::string roofline_table(const json& doc) {
   }
   if (c.contains("note")) out << "  note: " << c["note"].get<std::string>() << "\n";
   if (doc.contains("intensity_sweep") && doc["intensity_sweep"].contains("against_probe")) {
-    out << "\nIntensity sweep plateaus against the ceilings (compute ceiling: the probe's "
-           "instruction peak from the profile; ratio = plateau / ceiling; beside it the same "
-           "instruction re-measured in this run right after the kernel's points, and the GEMM "
-           "peak):\n"
+    out << "\nIntensity sweep plateaus against the ceilings (compute ceiling: the instruction "
+           "peak measured in this run by the probe's routine right after the kernel's points, "
+           "both sustained alike; ratio = plateau / ceiling; beside it the profile's instruction "
+           "peak and the GEMM peak):\n"
         << "  kernel        memory TB/s  % of read   compute TFLOP/s  ceiling  ratio  "
-           "instr. (this run)  ratio    GEMM  ratio\n";
+           "instr. (profile)  ratio    GEMM  ratio\n";
     for (const auto& r : doc["intensity_sweep"]["against_probe"]) {
       out << "  " << r.value("kernel", std::string())
           << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()),
@@ -284,8 +284,8 @@ std::string roofline_table(const json& doc) {
           << fmt("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
           << num(r, "compute_ceiling_flops_per_second", "%9.1f", 1e12)
           << num(r, "compute_ratio", "%7.3f")
-          << num(r, "instruction_peak_flops_per_second", "%19.1f", 1e12)
-          << num(r, "same_run_instruction_ratio", "%7.3f")
+          << num(r, "instruction_peak_profile_flops_per_second", "%18.1f", 1e12)
+          << num(r, "profile_instruction_ratio", "%7.3f")
           << num(r, "probe_peak_flops_per_second", "%8.1f", 1e12) << num(r, "gemm_ratio", "%7.3f");
       if (r.contains("compute_within_5_percent") && r["compute_within_5_percent"].is_boolean()) {
         out << (r["compute_within_5_percent"].get<bool>() ? "  within 5%" : "  missed (5%)");

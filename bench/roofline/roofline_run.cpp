@@ -153,10 +153,10 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
       "memory: median bytes/s of the lowest-intensity points within 5% of the kernel's best "
       "bytes/s; compute: the best FLOP/s (median of the three best beside it)";
   doc["ceiling_definition"] =
-      "compute_ceiling: the probe's instruction peak of the kernel's instruction, from the "
-      "profile (compute_ratio = plateau / it; target within 5%), else the same instruction "
-      "measured in this run; beside it this run's measurement (right after the kernel's points, "
-      "with their warm-up: same_run_instruction_ratio), the "
+      "compute_ceiling: the instruction peak of the kernel's instruction measured in this run "
+      "by the probe's routine right after the kernel's points, after the same sustain_seconds "
+      "of launches as each point (compute_ratio = plateau / it; target within 5%), else the "
+      "profile's; beside it the profile's instruction peak (profile_instruction_ratio), the "
       "profile's instruction peak and the probe's cuBLASLt GEMM peak (probe_peak, gemm_ratio)";
   return doc;
 }

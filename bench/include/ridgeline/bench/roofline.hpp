@@ -63,12 +63,12 @@ std::optional<int> decode_ridge_crossing(const model_preset& m, int context, dou
 // per sequence (the weights' bytes vanish per sequence).
 double decode_intensity_limit(const model_preset& m, int context);
 
-// The roofline's compute ceiling of one instruction: the probe's instruction peak (profile), else
-// the one measured in this run, else the probe's GEMM peak of the dtype (measured, else
-// datasheet); the others beside it. 0 where there is none.
+// The roofline's compute ceiling of one instruction: the instruction peak measured in this run
+// (the probe's routine), else the profile's, else the probe's GEMM peak of the dtype (measured,
+// else datasheet); the others beside it. 0 where there is none.
 struct compute_ceiling {
   double flops_per_second = 0;  // what the roof and the plateau check use
-  std::string source;           // "instruction peak, probe profile", "instruction peak, this run",
+  std::string source;           // "instruction peak, this run", "instruction peak, probe profile",
                                 // "GEMM peak (no instruction peak)", "none"
   double same_run_flops_per_second = 0;  // instruction peak measured by this run
   double profile_flops_per_second = 0;   // instruction peak in the profile
