@@ -36,6 +36,7 @@
 
 #include "check.hpp"
 #include "linear.hpp"
+#include "wgmma.cuh"
 
 namespace ridgeline::cuda {
 namespace {
@@ -90,73 +91,6 @@ __device__ __forceinline__ void tma_load(std::uint32_t dst, const CUtensorMap* m
       " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
       "l"(reinterpret_cast<std::uint64_t>(map)), "r"(k0), "r"(row0), "r"(bar), "l"(policy)
       : "memory");
-}
-
-// D[64 x N] += A[64 x 16] B[16 x N], both from shared memory (K-major, 128-byte swizzle): rows of
-// A are weight rows, rows of B tokens. N / 2 fp32 accumulators per thread: register 4j + e holds
-// row 16 warp + lane / 4 (+ 8 for e >= 2), column 8j + 2 (lane % 4) + (e & 1).
-template <int N>
-__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], std::uint64_t a, std::uint64_t b);
-
-template <>
-__device__ __forceinline__ void wgmma_ss<16>(float (&d)[8], std::uint64_t a, std::uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7"
-      "}, %8, %9, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
-        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-      : "l"(a), "l"(b), "r"(1));
-}
-
-template <>
-__device__ __forceinline__ void wgmma_ss<32>(float (&d)[16], std::uint64_t a, std::uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7,"
-      "%8, %9, %10, %11, %12, %13, %14, %15"
-      "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
-        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(1));
-}
-
-template <>
-__device__ __forceinline__ void wgmma_ss<64>(float (&d)[32], std::uint64_t a, std::uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7,"
-      "%8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23,"
-      "%24, %25, %26, %27, %28, %29, %30, %31"
-      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
-        "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),
-        "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(a), "l"(b), "r"(1));
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-template <int R>
-__device__ __forceinline__ void fence_operands(float (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 // Descriptor of a K-major tile with the 128-byte swizzle at shared address `addr` (1024-byte
@@ -237,17 +171,17 @@ __global__ void __launch_bounds__(k_threads, 2)
     const std::uint64_t a0 = sw128_desc(sw), a1 = sw128_desc(sw + 64 * BK * 2);
     const std::uint64_t b = sw128_desc(sw + shape::w_bytes);
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi) fence_operands(acc[mi]);
-    wgmma_fence();
+    for (int mi = 0; mi < 2; ++mi) detail::pin(acc[mi]);
+    detail::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      wgmma_ss<N>(acc[0], a0 + 2 * kk, b + 2 * kk);
-      wgmma_ss<N>(acc[1], a1 + 2 * kk, b + 2 * kk);
+      detail::wgmma_ss<N>(acc[0], a0 + 2 * kk, b + 2 * kk);
+      detail::wgmma_ss<N>(acc[1], a1 + 2 * kk, b + 2 * kk);
     }
-    wgmma_commit();
-    wgmma_wait_all();
+    detail::wgmma_commit();
+    detail::wgmma_wait_all();
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi) fence_operands(acc[mi]);
+    for (int mi = 0; mi < 2; ++mi) detail::pin(acc[mi]);
   }
   __syncthreads();  // every warp is done with the pipeline (all copies landed): its memory
                     // becomes the fp32 tile

@@ -1,5 +1,6 @@
 // wgmma (sm_90a) building blocks shared by the tensor-core kernels: the intensity sweep's
-// (intensity_mma.cu) and the probe's instruction-peak kernel (instruction_peak_mma.cu). Include
+// (intensity_mma.cu), the probe's instruction-peak kernel (instruction_peak_mma.cu) and the
+// skinny GEMM (skinny_gemm.cu, both operands from shared memory). Include
 // only from files built for sm_90a (kernels/CMakeLists.txt: ridgeline_kernels_sm90a).
 //
 // Layouts, one warpgroup of 128 threads, fp32 accumulators:
@@ -42,6 +43,16 @@ __device__ __forceinline__ void wgmma(float (&d)[N / 2], const std::uint32_t (&a
     "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
 #define RIDGELINE_WGMMA_R4 \
   "%0, %1, %2, %3"
+#define RIDGELINE_WGMMA_D8 \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define RIDGELINE_WGMMA_R8 \
+  "%0, %1, %2, %3, %4, %5, %6, %7"
+#define RIDGELINE_WGMMA_D16 \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), \
+    "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
+    "+f"(d[14]), "+f"(d[15])
+#define RIDGELINE_WGMMA_R16 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
 #define RIDGELINE_WGMMA_D32 \
     "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), \
     "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
@@ -112,6 +123,35 @@ RIDGELINE_WGMMA(mma_e4m3, 256, "m64n256k32.f32.e4m3.e4m3", "%128, %129, %130, %1
 
 #undef RIDGELINE_WGMMA
 
+// Both operands from shared memory through descriptors (bf16, K-major): D[64 x N] += A[64 x 16]
+// B[16 x N], rows of B being columns of the product (skinny_gemm.cu: A = weight rows, B = tokens).
+template <int N>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], std::uint64_t a_desc,
+                                         std::uint64_t b_desc);
+
+// A_DESC, B_DESC, PRED: the operand numbers after the N / 2 accumulators.
+#define RIDGELINE_WGMMA_SS(N, A_DESC, B_DESC, PRED)                                              \
+  template <>                                                                                  \
+  __device__ __forceinline__ void wgmma_ss<N>(float(&d)[N / 2], std::uint64_t a_desc,          \
+                                              std::uint64_t b_desc) {                          \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n"                            \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" RIDGELINE_WGMMA_R_##N \
+                 "}, " A_DESC ", " B_DESC ", p, 1, 1, 0, 0;\n}\n"                               \
+                 : RIDGELINE_WGMMA_D_##N                                                        \
+                 : "l"(a_desc), "l"(b_desc), "r"(1));                                          \
+  }
+
+#define RIDGELINE_WGMMA_R_16 RIDGELINE_WGMMA_R8
+#define RIDGELINE_WGMMA_D_16 RIDGELINE_WGMMA_D8
+#define RIDGELINE_WGMMA_R_32 RIDGELINE_WGMMA_R16
+#define RIDGELINE_WGMMA_D_32 RIDGELINE_WGMMA_D16
+
+RIDGELINE_WGMMA_SS(16, "%8", "%9", "%10")
+RIDGELINE_WGMMA_SS(32, "%16", "%17", "%18")
+RIDGELINE_WGMMA_SS(64, "%32", "%33", "%34")
+
+#undef RIDGELINE_WGMMA_SS
+
 template <int Pending>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
@@ -179,6 +219,14 @@ __device__ __forceinline__ void store_tile(const float (&d)[N / 2], float* __res
 
 #undef RIDGELINE_WGMMA_D4
 #undef RIDGELINE_WGMMA_R4
+#undef RIDGELINE_WGMMA_D8
+#undef RIDGELINE_WGMMA_R8
+#undef RIDGELINE_WGMMA_D16
+#undef RIDGELINE_WGMMA_R16
+#undef RIDGELINE_WGMMA_R_16
+#undef RIDGELINE_WGMMA_D_16
+#undef RIDGELINE_WGMMA_R_32
+#undef RIDGELINE_WGMMA_D_32
 #undef RIDGELINE_WGMMA_D32
 #undef RIDGELINE_WGMMA_R32
 #undef RIDGELINE_WGMMA_D128
