@@ -52,10 +52,8 @@ class linear_runner {
   void prepare(const linear_params& p, cudaStream_t s);
   // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
-  // Paths: GEMV for 1 token; from 2 tokens the faster, per shape, of cuBLASLt (its heuristic's
-  // candidates) and, up to k_skinny_max_tokens tokens, the skinny tensor-core GEMM (its split
-  // estimate, 1, 2, 4 or 8 splits), each timed on the plan's buffers with L2 flushed before every run. Forcing one is for
-  // tests and benchmarks.
+  // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM measured slower than
+  // cuBLASLt at decode batches, docs/engine.md; it stays selectable for tests and benchmarks).
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
   // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).

@@ -102,7 +102,7 @@ TEST(Counters, SummarizesByPhaseAndByKernel) {
   EXPECT_TRUE(summarize_by_phase({}).empty());
 }
 
-TEST(Counters, InsufficientPrivilegesIsOneLineSayingWhatToDo) {
+TEST(Counters, InsufficientPrivilegesIsOneLineSayingHowToFixIt) {
   const auto msg =
       cupti_error_message(cupti_code::insufficient_privileges, "cuptiRangeProfilerEnable(&p)");
   EXPECT_NE(msg.find("restricted to admin users"), std::string::npos) << msg;

@@ -150,4 +150,12 @@ TEST(IntensitySweep, PlateauReadsMemoryAndComputeCeilings) {
   EXPECT_NO_THROW(bench::validate_intensity_sweep_options(o));
   o.intensities = {3};
   EXPECT_THROW(bench::validate_intensity_sweep_options(o), std::invalid_argument);
+  // --sustain: seconds of launches before each point, 0 ... 600.
+  o = {};
+  o.sustain_seconds = 0;
+  EXPECT_NO_THROW(bench::validate_intensity_sweep_options(o));
+  for (double bad : {-1.0, 601.0, std::nan("")}) {
+    o.sustain_seconds = bad;
+    EXPECT_THROW(bench::validate_intensity_sweep_options(o), std::invalid_argument) << bad;
+  }
 }
