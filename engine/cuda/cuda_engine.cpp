@@ -48,6 +48,10 @@ struct cuda_backend {
   void rope(const rope_params& p) { cuda::rope(p, s); }
   void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
   void attention(const attention_params& p) { cuda::attention(p, s); }
+  // One decode kernel when the attention takes the decode path (bitwise the same as the two).
+  void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p) {
+    cuda::rope_append_attention(pre, p, s);
+  }
   void swiglu(const swiglu_params& p) { cuda::swiglu(p, s); }
   // Fused on the GEMV path (one launch, bitwise the same act), else GEMM then swiglu.
   void linear_swiglu(const linear_params& l, const swiglu_params& p) {
@@ -363,7 +367,8 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
   const std::int64_t ws = attention_workspace_for(mp, o);
   std::int64_t bf16_elems = 3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act;
-  m->scratch = cuda::device_buffer(static_cast<std::size_t>(bf16_elems * 2 + s.logits * 4 + ws + 4096));
+  m->scratch = cuda::device_buffer(static_cast<std::size_t>(
+      bf16_elems * 2 + s.logits * 4 + ws + std::int64_t{o.max_seqs} * mp.kv_heads * 4 + 4096));
   auto* p = m->scratch.data<unsigned char>();
   auto carve = [&p](std::int64_t bytes) {
     auto* r = p;
@@ -382,6 +387,9 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   m->buf.logits = reinterpret_cast<float*>(carve(s.logits * 4));
   m->buf.workspace = reinterpret_cast<float*>(carve(ws));
   m->buf.workspace_bytes = ws;
+  const std::int64_t counters = std::int64_t{o.max_seqs} * mp.kv_heads * 4;
+  m->buf.split_counters = reinterpret_cast<std::int32_t*>(carve(counters));
+  RIDGELINE_CUDA_CHECK(cudaMemset(m->buf.split_counters, 0, static_cast<std::size_t>(counters)));
   (void)carve;
 
   // Inputs: generous bound on ints per step (tables at full context for every sequence).

@@ -20,6 +20,10 @@ struct cpu_backend {
   void rope(const rope_params& p) { cpu::rope(p); }
   void kv_append(const kv_append_params& p) { cpu::kv_append(p); }
   void attention(const attention_params& p) { cpu::attention(p); }
+  void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p) {
+    qkv_rope_append(pre);
+    attention(p);
+  }
   void swiglu(const swiglu_params& p) { cpu::swiglu(p); }
   void linear_swiglu(const linear_params& l, const swiglu_params& p) {
     cpu::linear(l);
@@ -75,7 +79,7 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   std::vector<float> logits(static_cast<std::size_t>(sz.logits));
   step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
                  attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
-                 nullptr, 0};
+                 nullptr, 0, nullptr};
   cpu_step_result r;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);

@@ -13,6 +13,9 @@
 
 #include "attention.hpp"
 #include "check.hpp"
+#include "ops.hpp"
+#include "ops_common.cuh"
+#include "rope.cuh"
 
 namespace ridgeline::cuda {
 namespace {
@@ -128,10 +131,10 @@ __global__ void kv_append_kernel(const int4* __restrict__ k, const int4* __restr
 // lane, well under the ~13 B/clk/SM the DRAM share allows.
 
 struct decode_args {
-  const bf16_bits* q;                // [num_q_tokens][num_q_heads][D]
+  const bf16_bits* q;                // [num_q_tokens][num_q_heads][D] (Rope: unused)
   bf16_bits* out;                    // [num_q_tokens][num_q_heads][D]
   const std::int32_t* q_offsets;     // [num_seqs + 1]
-  const bf16_bits* cache;            // paged K/V
+  bf16_bits* cache;                  // paged K/V (written only by the Rope prologue)
   const std::int32_t* block_tables;  // [num_seqs][max_blocks_per_seq]
   const std::int32_t* seq_lens;      // [num_seqs]
   int num_q_heads, num_kv_heads, log2_bs, max_blocks_per_seq;
@@ -140,28 +143,89 @@ struct decode_args {
   float* ws_o;       // [num_seqs][max_splits][num_q_heads][D]
   float* ws_lse;     // [num_seqs][max_splits][num_q_heads], log2 domain
   int max_splits;
+  std::int32_t* counters;  // [num_seqs][num_kv_heads]: splits done; zero between calls
+  // Rope prologue (the fused qkv_rope_append): q, k and v of each sequence's query token are read
+  // from its QKV row; q and k rotated for positions[q_row]; k and v written to slots[q_row].
+  const bf16_bits* qkv;  // [num_q_tokens][(num_q_heads + 2 num_kv_heads) D]
+  const std::int32_t* slots;
+  detail::rope_args rope;
 };
 
-template <int D, int G, int U>
+// The 8 dims [8 li, 8 li + 8) of a head's row after rotation: chunk li and its rotate-half partner
+// li ^ L/2 are read, and the pairs (i, i + D/2) rotated exactly as qkv_rope_append does.
+template <int D>
+__device__ __forceinline__ int4 rotated_chunk(const bf16_bits* row, int li, const float* cos_t,
+                                              const float* sin_t) {
+  constexpr int L = D / 8;
+  const bool lo = li < L / 2;
+  const int4 mine = __ldg(reinterpret_cast<const int4*>(row) + li);
+  const int4 other = __ldg(reinterpret_cast<const int4*>(row) + (li ^ (L / 2)));
+  detail::bf16x8 x1 = *reinterpret_cast<const detail::bf16x8*>(lo ? &mine : &other);
+  detail::bf16x8 x2 = *reinterpret_cast<const detail::bf16x8*>(lo ? &other : &mine);
+  const int i0 = (li % (L / 2)) * 8;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) detail::rope_rotate(x1.v[j], x2.v[j], cos_t[i0 + j], sin_t[i0 + j]);
+  return *reinterpret_cast<const int4*>(lo ? &x1 : &x2);
+}
+
+template <int D, int G, int U, bool Rope>
 __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
-  detail::pdl_wait();  // before reading what the previous kernel wrote
   constexpr int L = D / 8, T = 32 / L, NG = 4 * T;
   const int s = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int sub = lane / L, li = lane % L, gi = warp * T + sub;
+  // Step inputs (written by the host before the step's first kernel) may be read before the wait.
+  const std::int64_t q_row = a.q_offsets[s];
+  __shared__ float cos_t[Rope ? D / 2 : 1], sin_t[Rope ? D / 2 : 1];
+  __shared__ int4 s_new[2][L];  // Rope: the query token's rotated K and its V, as 16-byte chunks
+  if constexpr (Rope) {
+    // The rotation table (double sincos, the prologue's longest latency) overlaps the QKV
+    // projection still running before this kernel.
+    detail::rope_table(a.rope, a.rope.positions[q_row], cos_t, sin_t);
+  }
+  detail::pdl_wait();  // before reading what the previous kernel wrote
   const int len = a.seq_lens[s];
   const int t0 = split * a.split_tokens;
   const int t1 = a.split_tokens ? min(len, t0 + a.split_tokens) : len;
   if (t0 >= t1) return;  // uniform: a split past this sequence's end
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int sub = lane / L, li = lane % L, gi = warp * T + sub;
-  const std::int64_t q_row = a.q_offsets[s];
+  // The query token is the sequence's last (position len - 1): the CTA whose range holds it
+  // appends its K/V to the cache and takes that token from shared memory rather than the cache.
+  bool owns_new = false;
+  const std::int64_t qkv_row = q_row * (a.num_q_heads + 2 * a.num_kv_heads) * D;
+  if constexpr (Rope) {
+    __syncthreads();  // the table
+    const int slot = a.slots[q_row];
+    owns_new = slot >= 0 && t1 == len;
+    if (owns_new && tid < L) {
+      const int4 k = rotated_chunk<D>(a.qkv + qkv_row + (a.num_q_heads + hk) * D, tid, cos_t,
+                                      sin_t);
+      const int4 v = __ldg(reinterpret_cast<const int4*>(
+                               a.qkv + qkv_row + (a.num_q_heads + a.num_kv_heads + hk) * D) +
+                           tid);
+      const std::int64_t head = std::int64_t{1 << a.log2_bs} * D;
+      bf16_bits* dst = a.cache + ((std::int64_t{slot >> a.log2_bs} * 2) * a.num_kv_heads + hk) *
+                                     head +
+                       std::int64_t{slot & ((1 << a.log2_bs) - 1)} * D + tid * 8;
+      *reinterpret_cast<int4*>(dst) = k;
+      *reinterpret_cast<int4*>(dst + a.num_kv_heads * head) = v;
+      s_new[0][tid] = k;
+      s_new[1][tid] = v;
+    }
+    __syncthreads();
+  }
 
   float qf[G][8];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    const int4 r =
-        __ldg(reinterpret_cast<const int4*>(a.q + (q_row * a.num_q_heads + hk * G + g) * D) + li);
+    int4 r;
+    if constexpr (Rope) {
+      r = rotated_chunk<D>(a.qkv + qkv_row + (hk * G + g) * D, li, cos_t, sin_t);
+    } else {
+      r = __ldg(reinterpret_cast<const int4*>(a.q + (q_row * a.num_q_heads + hk * G + g) * D) +
+                li);
+    }
     unpack8(r, qf[g]);
 #pragma unroll
     for (int i = 0; i < 8; ++i) qf[g][i] *= a.scale_log2;
@@ -188,7 +252,10 @@ __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int tok = base + u * NG + gi;
-      if (tok < t1) {
+      if (Rope && owns_new && tok == len - 1) {
+        kr[u] = s_new[0][li];
+        vr[u] = s_new[1][li];
+      } else if (tok < t1) {
         const std::int64_t off = std::int64_t{__ldg(table + (tok >> a.log2_bs))} * block_elems +
                                  std::int64_t{tok & (bs - 1)} * D;
         kr[u] = __ldg(reinterpret_cast<const int4*>(k_base + off));
@@ -303,32 +370,39 @@ __global__ void __launch_bounds__(128) decode_kernel(decode_args a) {
       if (d == 0) a.ws_lse[w] = mx + log2f(sum);
     }
   }
-}
+  if (a.split_tokens == 0) return;
 
-// Merges a sequence's split partials: out = sum_j o_j 2^(lse_j - M) / sum_j 2^(lse_j - M).
-// Grid (num_seqs, num_q_heads), D threads, one per dim. Reads splits x (D + 1) floats: noise next
-// to the KV bytes. With one split it returns o_0 exactly (weight 1, sum 1).
-__global__ void merge_splits_kernel(const float* __restrict__ ws_o,
-                                    const float* __restrict__ ws_lse,
-                                    const std::int32_t* __restrict__ seq_lens,
-                                    const std::int32_t* __restrict__ q_offsets,
-                                    bf16_bits* __restrict__ out, int num_q_heads, int head_dim,
-                                    int split_tokens, int max_splits) {
-  detail::pdl_trigger();  // the kernel after this may be scheduled now
-  detail::pdl_wait();  // before reading what the previous kernel wrote
-  const int s = blockIdx.x, hq = blockIdx.y, d = threadIdx.x;
-  const int splits = (seq_lens[s] + split_tokens - 1) / split_tokens;
-  const std::int64_t first = std::int64_t{s} * max_splits * num_q_heads + hq;
-  float mx = -INFINITY;
-  for (int j = 0; j < splits; ++j) mx = fmaxf(mx, ws_lse[first + std::int64_t{j} * num_q_heads]);
-  float o = 0, sum = 0;
-  for (int j = 0; j < splits; ++j) {
-    const std::int64_t w = first + std::int64_t{j} * num_q_heads;
-    const float f = exp2f(ws_lse[w] - mx);
-    sum += f;
-    o += f * ws_o[w * head_dim + d];
+  // Split: the last of this (sequence, kv head)'s splits to finish merges them, in split order
+  // (the same bits whichever CTA comes last): out = sum_j o_j 2^(lse_j - M) / sum_j 2^(lse_j - M).
+  __shared__ bool s_last;
+  __threadfence();  // this CTA's partials are visible device-wide before it is counted
+  __syncthreads();
+  if (tid == 0) {
+    const int splits = (len + a.split_tokens - 1) / a.split_tokens;
+    std::int32_t* counter = a.counters + std::int64_t{s} * a.num_kv_heads + hk;
+    s_last = atomicAdd(counter, 1) == splits - 1;
+    if (s_last) *counter = 0;  // every split has arrived: ready for the next call
   }
-  out[(std::int64_t{q_offsets[s]} * num_q_heads + hq) * head_dim + d] = to_bf16_bits(o / sum);
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const int splits = (len + a.split_tokens - 1) / a.split_tokens;
+  for (int idx = tid; idx < G * D; idx += 128) {
+    const int g = idx / D, d = idx % D;
+    const std::int64_t first = std::int64_t{s} * a.max_splits * a.num_q_heads + hk * G + g;
+    float mx = -INFINITY;
+    for (int j = 0; j < splits; ++j) {
+      mx = fmaxf(mx, __ldcg(a.ws_lse + first + std::int64_t{j} * a.num_q_heads));
+    }
+    float o = 0, sum = 0;
+    for (int j = 0; j < splits; ++j) {
+      const std::int64_t w = first + std::int64_t{j} * a.num_q_heads;
+      const float f = exp2f(__ldcg(a.ws_lse + w) - mx);
+      sum += f;
+      o += f * __ldcg(a.ws_o + w * D + d);
+    }
+    a.out[(q_row * a.num_q_heads + hk * G + g) * D + d] = to_bf16_bits(o / sum);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,28 +776,28 @@ void validate_attention(const attention_params& p) {
   if (p.num_q_heads > 65535) invalid("num_q_heads " + std::to_string(p.num_q_heads));
 }
 
-template <int D, int G>
+template <int D, int G, bool Rope>
 void launch_decode(const decode_args& args, int num_seqs, int num_kv_heads, int splits,
                    cudaStream_t stream) {
   constexpr int U = G >= 8 ? 2 : 4;  // tokens in flight per lane; G = 8 is register-bound
   const dim3 grid(static_cast<unsigned>(num_seqs), static_cast<unsigned>(num_kv_heads),
                   static_cast<unsigned>(splits));
-  launch_pdl(decode_kernel<D, G, U>, grid, dim3(k_decode_threads), 0, stream, args);
+  launch_pdl(decode_kernel<D, G, U, Rope>, grid, dim3(k_decode_threads), 0, stream, args);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
-template <int D>
+template <int D, bool Rope>
 void launch_decode_group(const decode_args& args, int group, int num_seqs, int num_kv_heads,
                          int splits, cudaStream_t stream) {
   switch (group) {
     case 1:
-      return launch_decode<D, 1>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 1, Rope>(args, num_seqs, num_kv_heads, splits, stream);
     case 2:
-      return launch_decode<D, 2>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 2, Rope>(args, num_seqs, num_kv_heads, splits, stream);
     case 4:
-      return launch_decode<D, 4>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 4, Rope>(args, num_seqs, num_kv_heads, splits, stream);
     case 8:
-      return launch_decode<D, 8>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 8, Rope>(args, num_seqs, num_kv_heads, splits, stream);
     default:
       invalid("decode group size " + std::to_string(group));
   }
@@ -767,68 +841,125 @@ std::int64_t attention_workspace_bytes(const attention_params& p) {
   return plan_of(p).workspace_bytes;
 }
 
+namespace {
+
+// Checks the split workspace and counters that plan needs; returns the decode kernel's arguments
+// (everything but the Rope prologue's fields).
+decode_args decode_args_for(const attention_params& p, const attention_plan& plan) {
+  const auto& kv = p.kv;
+  decode_args args{};
+  args.q = p.q;
+  args.out = p.out;
+  args.q_offsets = p.q_offsets;
+  args.cache = kv.data;
+  args.block_tables = kv.block_tables;
+  args.seq_lens = kv.seq_lens;
+  args.num_q_heads = p.num_q_heads;
+  args.num_kv_heads = kv.num_kv_heads;
+  args.log2_bs = log2_int(kv.block_size);
+  args.max_blocks_per_seq = kv.max_blocks_per_seq;
+  args.scale_log2 = p.scale * k_log2e;
+  args.split_tokens = plan.split_tokens;
+  args.max_splits = plan.max_splits;
+  if (plan.split_tokens > 0) {
+    // ws_o then ws_lse, both inside the workspace the plan sized.
+    args.ws_o = p.workspace;
+    args.ws_lse =
+        p.workspace + std::int64_t{kv.num_seqs} * plan.max_splits * p.num_q_heads * kv.head_dim;
+    args.counters = p.split_counters;
+  }
+  return args;
+}
+
+void check_split_buffers(const attention_params& p, const attention_plan& plan) {
+  if (plan.workspace_bytes == 0) return;
+  if (!p.workspace || p.workspace_bytes < plan.workspace_bytes) {
+    invalid("workspace of " + std::to_string(p.workspace_bytes) + " bytes at " +
+            (p.workspace ? "non-null" : "null") + " pointer; this call needs " +
+            std::to_string(plan.workspace_bytes) + " (split_tokens " +
+            std::to_string(plan.split_tokens) + ", " + std::to_string(plan.max_splits) +
+            " splits per sequence)");
+  }
+  if (plan.max_splits > 65535) invalid("splits per sequence " + std::to_string(plan.max_splits));
+  if (!p.split_counters) {
+    invalid("null split_counters: this call splits (split_tokens " +
+            std::to_string(plan.split_tokens) + ") and needs num_seqs x num_kv_heads zeroed ints");
+  }
+}
+
+template <bool Rope>
+void launch_decode_any(const decode_args& args, const attention_params& p,
+                       const attention_plan& plan, cudaStream_t stream) {
+  const auto& kv = p.kv;
+  const int group = p.num_q_heads / kv.num_kv_heads;
+  const int splits = plan.split_tokens > 0 ? plan.max_splits : 1;
+  if (kv.head_dim == 64) {
+    launch_decode_group<64, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
+  } else {
+    launch_decode_group<128, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
+  }
+}
+
+}  // namespace
+
 void attention(const attention_params& p, cudaStream_t stream) {
   validate_attention(p);
   const auto& kv = p.kv;
   const attention_plan plan = plan_of(p);
-  if (plan.workspace_bytes > 0) {
-    if (!p.workspace || p.workspace_bytes < plan.workspace_bytes) {
-      invalid("workspace of " + std::to_string(p.workspace_bytes) + " bytes at " +
-              (p.workspace ? "non-null" : "null") + " pointer; this call needs " +
-              std::to_string(plan.workspace_bytes) + " (split_tokens " +
-              std::to_string(plan.split_tokens) + ", " + std::to_string(plan.max_splits) +
-              " splits per sequence)");
-    }
-    if (plan.max_splits > 65535) invalid("splits per sequence " + std::to_string(plan.max_splits));
-  }
+  check_split_buffers(p, plan);
   if (p.num_q_tokens == 0) return;
-  const int log2_bs = log2_int(kv.block_size);
-  const float scale_log2 = p.scale * k_log2e;
-  if (plan.decode) {
-    decode_args args{p.q,
-                     p.out,
-                     p.q_offsets,
-                     kv.data,
-                     kv.block_tables,
-                     kv.seq_lens,
-                     p.num_q_heads,
-                     kv.num_kv_heads,
-                     log2_bs,
-                     kv.max_blocks_per_seq,
-                     scale_log2,
-                     plan.split_tokens,
-                     p.workspace,
-                     nullptr,
-                     plan.max_splits};
-    if (plan.split_tokens > 0) {
-      // ws_o then ws_lse, both inside the workspace the plan sized.
-      args.ws_lse =
-          p.workspace + std::int64_t{kv.num_seqs} * plan.max_splits * p.num_q_heads * kv.head_dim;
-    }
-    const int group = p.num_q_heads / kv.num_kv_heads;
-    const int splits = plan.split_tokens > 0 ? plan.max_splits : 1;
-    if (kv.head_dim == 64) {
-      launch_decode_group<64>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
-    } else {
-      launch_decode_group<128>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
-    }
-    if (plan.split_tokens > 0) {
-      const dim3 grid(static_cast<unsigned>(kv.num_seqs), static_cast<unsigned>(p.num_q_heads));
-      launch_pdl(merge_splits_kernel, grid, dim3(kv.head_dim), 0, stream, 
-          p.workspace, args.ws_lse, kv.seq_lens, p.q_offsets, p.out, p.num_q_heads, kv.head_dim,
-          plan.split_tokens, plan.max_splits);
-      RIDGELINE_CUDA_CHECK_LAUNCH();
-    }
-    return;
-  }
-  const prefill_args args{
-      p.q,         p.out,         p.q_offsets,     kv.data, kv.block_tables,       kv.seq_lens,
-      kv.num_seqs, p.num_q_heads, kv.num_kv_heads, log2_bs, kv.max_blocks_per_seq, scale_log2};
+  if (plan.decode) return launch_decode_any<false>(decode_args_for(p, plan), p, plan, stream);
+  const prefill_args args{p.q,
+                          p.out,
+                          p.q_offsets,
+                          kv.data,
+                          kv.block_tables,
+                          kv.seq_lens,
+                          kv.num_seqs,
+                          p.num_q_heads,
+                          kv.num_kv_heads,
+                          log2_int(kv.block_size),
+                          kv.max_blocks_per_seq,
+                          p.scale * k_log2e};
   if (kv.head_dim == 64) {
     launch_prefill<64>(args, p.num_q_tokens, stream);
   } else {
     launch_prefill<128>(args, p.num_q_tokens, stream);
   }
+}
+
+bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p) {
+  validate_attention(p);
+  const auto& r = pre.rope;
+  const auto& a = pre.kv;
+  const auto& b = p.kv;
+  return plan_of(p).decode && r.num_tokens == p.num_q_tokens && r.num_q_heads == p.num_q_heads &&
+         r.num_kv_heads == b.num_kv_heads && r.head_dim == b.head_dim && a.data == b.data &&
+         a.block_size == b.block_size && a.num_kv_heads == b.num_kv_heads &&
+         a.head_dim == b.head_dim && pre.q == p.q && aligned16(pre.qkv) && aligned16(b.data);
+}
+
+void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
+                           cudaStream_t stream) {
+  if (!rope_append_attention_fuses(pre, p)) {
+    qkv_rope_append(pre, stream);
+    attention(p, stream);
+    return;
+  }
+  rope_params r = pre.rope;
+  r.q = pre.q;
+  const detail::rope_args rope = detail::make_rope_args(r, "rope_append_attention");
+  const attention_plan plan = plan_of(p);
+  check_split_buffers(p, plan);
+  if (p.num_q_tokens == 0) return;
+  if (!pre.qkv || !pre.slot_mapping || !r.positions) {
+    invalid("rope_append_attention: null qkv, slot_mapping or positions");
+  }
+  decode_args args = decode_args_for(p, plan);
+  args.qkv = pre.qkv;
+  args.slots = pre.slot_mapping;
+  args.rope = rope;
+  launch_decode_any<true>(args, p, plan, stream);
 }
 
 }  // namespace ridgeline::cuda

@@ -7,7 +7,8 @@
 //  - decode, when num_q_tokens == num_seqs (every sequence has one query; see the precondition
 //    below) and the group size num_q_heads / num_kv_heads is 1, 2, 4 or 8: one CTA per
 //    (sequence, kv head, split) serves all query heads of the group, so K and V are read once;
-//    splits are merged by a second kernel through their log-sum-exp.
+//    splits are merged through their log-sum-exp by the last CTA of a (sequence, kv head) to
+//    finish (counted in split_counters), in split order, so the bits do not depend on which.
 //  - prefill otherwise (any n_s, any group size): tensor cores (mma.sync m16n8k16 bf16), one
 //    CTA per (64-query tile, query head); never splits (each CTA owns its rows' whole context, so the
 //    result cannot depend on the batch either).
@@ -38,5 +39,17 @@ void kv_append(const kv_append_params& p, cudaStream_t stream);
 std::int64_t attention_workspace_bytes(const attention_params& p);
 
 void attention(const attention_params& p, cudaStream_t stream);
+
+// qkv_rope_append(pre) then attention(p) (the decoder's attention block), as one decode kernel
+// when p takes the decode path over the cache pre appends to (same data, heads, head_dim, block
+// size; pre.q == p.q; pre.qkv 16-byte aligned): each CTA rotates its query heads straight from
+// the QKV rows, and the CTA holding a sequence's last position appends that token's rotated K and
+// V to the cache and uses them from shared memory. Same bits as the two calls, except that pre.q
+// is not written. Extra precondition of the fused path: each sequence's query token is its last,
+// at position seq_lens[s] - 1, with slot_mapping its slot (-1: already in the cache). Otherwise
+// the two launchers run in turn.
+bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p);
+void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
+                           cudaStream_t stream);
 
 }  // namespace ridgeline::cuda

@@ -68,8 +68,8 @@ class linear_runner {
   void set_batch_invariant(bool on) { m_invariant = on; }
   bool batch_invariant() const { return m_invariant; }
   static constexpr int k_invariant_tokens = 64;
-  // cuBLASLt heuristic candidates timed per shape (the fastest is kept); applies to plans made
-  // after the call.
+  // cuBLASLt heuristic candidates timed per shape, cold (L2 flushed), once per process: the
+  // fastest is kept and shared by every runner; applies to plans made after the call.
   void set_gemm_candidates(int n) { m_candidates = n; }
 
  private:
@@ -80,6 +80,7 @@ class linear_runner {
     cublasLtMatmulAlgo_t fixed_algo{};
   };
   plan& plan_for(const linear_params& p, cudaStream_t s);
+  int timed_choice(const linear_params& p, const lt_gemm& gemm, cudaStream_t s);
   cublaslt_handle m_handle;
   device_buffer m_workspace;
   std::map<std::tuple<int, int, int, bool, bool>, plan> m_plans;  // tokens, in, out, fp32, inv.

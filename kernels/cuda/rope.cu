@@ -19,54 +19,21 @@
 #include "check.hpp"
 #include "ops.hpp"
 #include "ops_common.cuh"
+#include "rope.cuh"
 
 namespace ridgeline::cuda {
 namespace {
 
 constexpr int k_threads = 128;
-constexpr int k_max_head_dim = 1024;
-
-struct rope_args {
-  __nv_bfloat16* q;
-  __nv_bfloat16* k;
-  const std::int32_t* positions;
-  int num_q_heads, num_kv_heads, head_dim;
-  double theta;
-  bool llama3;
-  double factor, low_freq_factor, high_freq_factor, original_max_position;
-};
-
-__device__ double inv_freq(const rope_args& a, int i) {
-  const double f = pow(a.theta, -2.0 * i / a.head_dim);
-  if (!a.llama3) return f;
-  const double wavelen = 2.0 * 3.141592653589793238 / f;
-  const double high_freq_wavelen = a.original_max_position / a.high_freq_factor;
-  const double low_freq_wavelen = a.original_max_position / a.low_freq_factor;
-  if (wavelen < high_freq_wavelen) return f;
-  if (wavelen > low_freq_wavelen) return f / a.factor;
-  const double smooth = (a.original_max_position / wavelen - a.low_freq_factor) /
-                        (a.high_freq_factor - a.low_freq_factor);
-  return (1.0 - smooth) * f / a.factor + smooth * f;
-}
-
-__device__ __forceinline__ void rotate(__nv_bfloat16& x1, __nv_bfloat16& x2, float c, float s) {
-  const float a = __bfloat162float(x1), b = __bfloat162float(x2);
-  x1 = __float2bfloat16_rn(a * c - b * s);
-  x2 = __float2bfloat16_rn(b * c + a * s);
-}
+constexpr int k_max_head_dim = detail::k_rope_max_head_dim;
+using detail::rope_args;
 
 template <int W>
 __global__ void rope_kernel(rope_args a) {
   __shared__ float cos_s[k_max_head_dim / 2], sin_s[k_max_head_dim / 2];
   const int t = blockIdx.x;
   const int half = a.head_dim / 2;
-  const double pos = a.positions[t];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double sn, cs;
-    sincos(pos * inv_freq(a, i), &sn, &cs);
-    cos_s[i] = static_cast<float>(cs);
-    sin_s[i] = static_cast<float>(sn);
-  }
+  detail::rope_table(a, a.positions[t], cos_s, sin_s);
   __syncthreads();
   const int runs = half / W;
   const int items = (a.num_q_heads + a.num_kv_heads) * runs;
@@ -82,11 +49,11 @@ __global__ void rope_kernel(rope_args a) {
       auto* p2 = reinterpret_cast<detail::bf16x8*>(x + half + i0);
       detail::bf16x8 v1 = *p1, v2 = *p2;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) rotate(v1.v[j], v2.v[j], cos_s[i0 + j], sin_s[i0 + j]);
+      for (int j = 0; j < 8; ++j) detail::rope_rotate(v1.v[j], v2.v[j], cos_s[i0 + j], sin_s[i0 + j]);
       *p1 = v1;
       *p2 = v2;
     } else {
-      rotate(x[i0], x[half + i0], cos_s[i0], sin_s[i0]);
+      detail::rope_rotate(x[i0], x[half + i0], cos_s[i0], sin_s[i0]);
     }
   }
 }
@@ -113,13 +80,7 @@ __global__ void qkv_rope_append_kernel(rope_append_args a) {
   // The rotation table needs only the positions, which the host wrote before the step's first
   // kernel: its double-precision sincos (the kernel's longest latency at one token) runs while the
   // QKV projection before it finishes.
-  const double pos = r.positions[t];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double sn, cs;
-    sincos(pos * inv_freq(r, i), &sn, &cs);
-    cos_s[i] = static_cast<float>(cs);
-    sin_s[i] = static_cast<float>(sn);
-  }
+  detail::rope_table(r, r.positions[t], cos_s, sin_s);
   detail::pdl_wait();  // before reading what the previous kernel wrote
   __syncthreads();
   const __nv_bfloat16* row = a.qkv + static_cast<std::size_t>(t) * (nq + 2 * nkv) * d;
@@ -141,12 +102,12 @@ __global__ void qkv_rope_append_kernel(rope_append_args a) {
       detail::bf16x8 v1 = *reinterpret_cast<const detail::bf16x8*>(src + i0);
       detail::bf16x8 v2 = *reinterpret_cast<const detail::bf16x8*>(src + half + i0);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) rotate(v1.v[j], v2.v[j], cos_s[i0 + j], sin_s[i0 + j]);
+      for (int j = 0; j < 8; ++j) detail::rope_rotate(v1.v[j], v2.v[j], cos_s[i0 + j], sin_s[i0 + j]);
       *reinterpret_cast<detail::bf16x8*>(dst + i0) = v1;
       *reinterpret_cast<detail::bf16x8*>(dst + half + i0) = v2;
     } else {
       __nv_bfloat16 x1 = src[i0], x2 = src[half + i0];
-      rotate(x1, x2, cos_s[i0], sin_s[i0]);
+      detail::rope_rotate(x1, x2, cos_s[i0], sin_s[i0]);
       dst[i0] = x1;
       dst[half + i0] = x2;
     }
@@ -167,9 +128,8 @@ __global__ void qkv_rope_append_kernel(rope_append_args a) {
 
 }  // namespace
 
-namespace {
+namespace detail {
 
-// Validates the rope fields shared by rope() and qkv_rope_append(); builds the kernel arguments.
 rope_args make_rope_args(const rope_params& p, const char* who) {
   detail::require(p.num_tokens >= 0 && p.num_q_heads >= 0 && p.num_kv_heads >= 0 &&
                       p.head_dim > 0 && p.head_dim % 2 == 0 && p.head_dim <= k_max_head_dim,
@@ -205,10 +165,10 @@ rope_args make_rope_args(const rope_params& p, const char* who) {
                    static_cast<double>(p.original_max_position)};
 }
 
-}  // namespace
+}  // namespace detail
 
 void rope(const rope_params& p, cudaStream_t s) {
-  const rope_args a = make_rope_args(p, "rope");
+  const rope_args a = detail::make_rope_args(p, "rope");
   if (p.num_tokens == 0 || p.num_q_heads + p.num_kv_heads == 0) return;
   detail::require(p.positions != nullptr, "rope", "null positions");
   detail::require(p.num_q_heads == 0 || p.q, "rope", "null q with num_q_heads > 0");
@@ -225,7 +185,7 @@ void rope(const rope_params& p, cudaStream_t s) {
 void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s) {
   rope_params r = p.rope;
   r.q = p.q;
-  const rope_args args = make_rope_args(r, "qkv_rope_append");
+  const rope_args args = detail::make_rope_args(r, "qkv_rope_append");
   const auto& kv = p.kv;
   detail::require(kv.num_kv_heads == r.num_kv_heads && kv.head_dim == r.head_dim,
                   "qkv_rope_append", "cache heads/head_dim differ from the rope's");

@@ -159,8 +159,13 @@ struct host_case {
     if (ws > 0) RIDGELINE_CUDA_CHECK(cudaMemset(d_ws.data(), 0xff, d_ws.bytes()));  // NaN floats
     p.workspace = d_ws.data<float>();
     p.workspace_bytes = ws;
+    const std::vector<std::int32_t> zeros(lens.size() * spec.num_kv_heads, 0);
+    auto d_counters = test::upload(zeros);
+    p.split_counters = d_counters.data<std::int32_t>();
     cuda::attention(p, stream);
     RIDGELINE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(test::download<std::int32_t>(d_counters, 0, zeros.size()) == zeros)
+        << "split counters not left at zero";
     auto all = test::download<bf16_bits>(d_out, 0, n + 2 * k_guard);
     for (std::size_t i = 0; i < k_guard; ++i) {
       EXPECT_EQ(all[i], k_poison) << "guard band before the output, element " << i;
@@ -410,6 +415,10 @@ TEST(Attention, LaunchersRejectBadArguments) {
   p.workspace_bytes = 64;
   expect_invalid(p, "workspace too small");
   EXPECT_GT(cuda::attention_workspace_bytes(p), 64);
+  cuda::device_buffer big_ws(static_cast<std::size_t>(cuda::attention_workspace_bytes(p)));
+  p.workspace = big_ws.data<float>();
+  p.workspace_bytes = cuda::attention_workspace_bytes(p);
+  expect_invalid(p, "split without split_counters");
 
   kv_append_params a;
   a.num_tokens = 1;

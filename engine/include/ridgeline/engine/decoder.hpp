@@ -4,6 +4,7 @@
 //   embedding, rms_norm, linear, gather_rows, rope, kv_append, attention, swiglu, sampling
 // taking the parameter views of kernels/include/ridgeline/kernels/ops.hpp,
 //   qkv_rope_append     (the attention prologue: split, rope, cache append),
+//   rope_append_attention(qkv_rope_append, attention)   (the two in turn: a backend may fuse them),
 //   linear_swiglu(linear, swiglu)   (gate_up then SwiGLU: a backend may fuse them), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
 #pragma once
@@ -76,6 +77,7 @@ struct step_buffers {
   float* logits;          // [max_seqs][vocab]
   float* workspace;       // attention scratch
   std::int64_t workspace_bytes;
+  std::int32_t* split_counters;  // [max_seqs][kv_heads], zeroed once (attention_params)
 };
 
 // One step's inputs in the backend's memory.
@@ -129,9 +131,9 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     pre.rope.head_dim = d;
     pre.slot_mapping = in.slot_mapping;
     pre.kv = view;
-    b.qkv_rope_append(pre);
-    b.attention({buf.q, buf.attn, in.q_offsets, T, nq, 1.0f / std::sqrt(static_cast<float>(d)),
-                 view, in.split_tokens, buf.workspace, buf.workspace_bytes});
+    b.rope_append_attention(
+        pre, {buf.q, buf.attn, in.q_offsets, T, nq, 1.0f / std::sqrt(static_cast<float>(d)), view,
+              in.split_tokens, buf.workspace, buf.workspace_bytes, buf.split_counters});
     b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
     b.range_pop();
     b.range_push("mlp");

@@ -97,6 +97,9 @@ struct attention_params {
   int split_tokens = 0;
   float* workspace = nullptr;
   std::int64_t workspace_bytes = 0;
+  // Split decode (GPU): [num_seqs][num_kv_heads] ints, zero before the first call; each call
+  // counts the splits of a (sequence, kv head) that are done and leaves them zero again.
+  std::int32_t* split_counters = nullptr;
 };
 
 // Sampling of one next token per row of logits. temperature == 0 is greedy (lowest id wins ties).

@@ -1,0 +1,65 @@
+// Rotary-embedding pieces shared by rope.cu (rope, qkv_rope_append) and attention.cu (the decode
+// kernel's fused prologue), so that every kernel rotating q or k produces the same bits:
+// the per-token table (inv_freq and sincos in double, rounded to fp32 once) and the rotation
+// (fp32, one explicit fma per output, one bf16 rounding).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "ridgeline/kernels/ops.hpp"
+
+namespace ridgeline::cuda::detail {
+
+inline constexpr int k_rope_max_head_dim = 1024;
+
+struct rope_args {
+  __nv_bfloat16* q;
+  __nv_bfloat16* k;
+  const std::int32_t* positions;
+  int num_q_heads, num_kv_heads, head_dim;
+  double theta;
+  bool llama3;
+  double factor, low_freq_factor, high_freq_factor, original_max_position;
+};
+
+// Validates the rope fields of p (counts, head_dim, theta, Llama 3 scaling) and builds the kernel
+// arguments; throws std::invalid_argument naming `who` and the offending values. In rope.cu.
+rope_args make_rope_args(const rope_params& p, const char* who);
+
+#ifdef __CUDACC__
+// theta^(-2i/d), with the Llama 3.1 frequency rescaling when enabled; in double.
+__device__ inline double rope_inv_freq(const rope_args& a, int i) {
+  const double f = pow(a.theta, -2.0 * i / a.head_dim);
+  if (!a.llama3) return f;
+  const double wavelen = 2.0 * 3.141592653589793238 / f;
+  const double high_freq_wavelen = a.original_max_position / a.high_freq_factor;
+  const double low_freq_wavelen = a.original_max_position / a.low_freq_factor;
+  if (wavelen < high_freq_wavelen) return f;
+  if (wavelen > low_freq_wavelen) return f / a.factor;
+  const double smooth = (a.original_max_position / wavelen - a.low_freq_factor) /
+                        (a.high_freq_factor - a.low_freq_factor);
+  return (1.0 - smooth) * f / a.factor + smooth * f;
+}
+
+// cos and sin of pos * inv_freq(i), i in [0, head_dim / 2), into the two tables, by the threads of
+// a block (stride blockDim.x). The caller synchronizes before reading them.
+__device__ inline void rope_table(const rope_args& a, double pos, float* cos_t, float* sin_t) {
+  for (int i = threadIdx.x; i < a.head_dim / 2; i += blockDim.x) {
+    double sn, cs;
+    sincos(pos * rope_inv_freq(a, i), &sn, &cs);
+    cos_t[i] = static_cast<float>(cs);
+    sin_t[i] = static_cast<float>(sn);
+  }
+}
+
+// (x1, x2) <- (x1 c - x2 s, x2 c + x1 s), rounded to bf16 once each. The fma is written out so
+// that the result does not depend on how a kernel's compiler contracts the expression.
+__device__ __forceinline__ void rope_rotate(__nv_bfloat16& x1, __nv_bfloat16& x2, float c,
+                                            float s) {
+  const float a = __bfloat162float(x1), b = __bfloat162float(x2);
+  x1 = __float2bfloat16_rn(__fmaf_rn(a, c, -__fmul_rn(b, s)));
+  x2 = __float2bfloat16_rn(__fmaf_rn(b, c, __fmul_rn(a, s)));
+}
+#endif
+
+}  // namespace ridgeline::cuda::detail
