@@ -313,6 +313,7 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
 cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
     : m(std::make_unique<impl>(c, effective_options(options))) {
   const engine_options& o = m->opt;
+  m->cfg.l2_prefetch = o.l2_prefetch;
   if (c.block_tokens != o.block_tokens) {
     throw std::invalid_argument("cuda_engine: decoder block_tokens " +
                                 std::to_string(c.block_tokens) + " differs from the options' " +

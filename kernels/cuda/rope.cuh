@@ -52,13 +52,21 @@ __device__ inline void rope_table(const rope_args& a, double pos, float* cos_t, 
   }
 }
 
-// (x1, x2) <- (x1 c - x2 s, x2 c + x1 s), rounded to bf16 once each. The fma is written out so
-// that the result does not depend on how a kernel's compiler contracts the expression.
+// The rotated pair before rounding: (a c - b s, b c + a s). The fma is written out so that the
+// result does not depend on how a kernel's compiler contracts the expression.
+__device__ __forceinline__ float rope_first(float a, float b, float c, float s) {
+  return __fmaf_rn(a, c, -__fmul_rn(b, s));
+}
+__device__ __forceinline__ float rope_second(float a, float b, float c, float s) {
+  return __fmaf_rn(b, c, __fmul_rn(a, s));
+}
+
+// (x1, x2) <- (x1 c - x2 s, x2 c + x1 s), rounded to bf16 once each.
 __device__ __forceinline__ void rope_rotate(__nv_bfloat16& x1, __nv_bfloat16& x2, float c,
                                             float s) {
   const float a = __bfloat162float(x1), b = __bfloat162float(x2);
-  x1 = __float2bfloat16_rn(__fmaf_rn(a, c, -__fmul_rn(b, s)));
-  x2 = __float2bfloat16_rn(__fmaf_rn(b, c, __fmul_rn(a, s)));
+  x1 = __float2bfloat16_rn(rope_first(a, b, c, s));
+  x2 = __float2bfloat16_rn(rope_second(a, b, c, s));
 }
 #endif
 

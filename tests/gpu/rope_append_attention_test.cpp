@@ -2,8 +2,9 @@
 // launchers it replaces (qkv_rope_append, then attention): the same output and the same cache, bit
 // for bit, with and without splits (the split partials merged by the last CTA to finish), group
 // sizes 1, 2, 4, 8, head_dim 64 and 128, Llama 3 rope scaling, and a sequence whose token is
-// already in the cache (slot -1). The output is also checked against the CPU attention reference
-// over the rotated q and the appended cache, and the split counters must be left at zero.
+// already in the cache (slot -1); the fused runs also ask L2 for a buffer (l2_prefetch, a hint).
+// The output is also checked against the CPU attention reference over the rotated q and the
+// appended cache, and the split counters must be left at zero.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -116,6 +117,8 @@ void check_block(const block_case& c, unsigned seed) {
     p.workspace_bytes = ws;
     p.split_counters = d_counters.data<std::int32_t>();
     if (fused) {
+      p.l2_prefetch = d_qkv.data();  // a hint: the results must not change
+      p.l2_prefetch_bytes = static_cast<std::int64_t>(d_qkv.bytes()) / 16 * 16;
       EXPECT_TRUE(cuda::rope_append_attention_fuses(pre, p));
       cuda::rope_append_attention(pre, p, st.get());
     } else {

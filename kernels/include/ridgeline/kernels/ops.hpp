@@ -100,6 +100,10 @@ struct attention_params {
   // Split decode (GPU): [num_seqs][num_kv_heads] ints, zero before the first call; each call
   // counts the splits of a (sequence, kv head) that are done and leaves them zero again.
   std::int32_t* split_counters = nullptr;
+  // Decode (GPU), a hint with no effect on results: bytes at l2_prefetch (the next layer's weights)
+  // that the CTAs ask L2 to fetch as they start, a slice each, while they stream the cache.
+  const void* l2_prefetch = nullptr;
+  std::int64_t l2_prefetch_bytes = 0;
 };
 
 // Sampling of one next token per row of logits. temperature == 0 is greedy (lowest id wins ties).
