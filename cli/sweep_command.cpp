@@ -26,7 +26,6 @@ struct sweep_args {
   int gemm_candidates = 32;
   int device = 0;
   bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
-  bool l2_prefetch = false;
   metrics_options live;
 };
 
@@ -41,7 +40,6 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.cuda_graphs = !a.no_graphs;
   o.split_tokens = a.split_tokens;
   o.pdl = !a.no_pdl;
-  o.l2_prefetch = a.l2_prefetch;
   o.batch_invariant = a.deterministic;
   o.gemm_candidates = a.gemm_candidates;
   o.full = a.full;
@@ -106,8 +104,6 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--full", a->full, "More repetitions per point");
   cmd->add_flag("--no-graphs", a->no_graphs, "Run decode eagerly instead of replaying CUDA graphs");
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
-  cmd->add_flag("--l2-prefetch", a->l2_prefetch,
-                "Decode attention asks L2 for the o projection's weights while it reads the cache");
   cmd->add_option("--gemm-candidates", a->gemm_candidates,
                   "cuBLASLt heuristic candidates timed per linear-layer shape")
       ->capture_default_str();

@@ -72,7 +72,6 @@ json run_sweep(const sweep_options& o) {
   eo.cuda_graphs = o.cuda_graphs;
   eo.split_tokens = o.split_tokens;
   eo.pdl = o.pdl;
-  eo.l2_prefetch = o.l2_prefetch;
   eo.batch_invariant = o.batch_invariant;
   eo.gemm_candidates = o.gemm_candidates;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
@@ -176,7 +175,6 @@ json run_sweep(const sweep_options& o) {
               {"cuda_graphs", o.cuda_graphs},
               {"split_tokens", effective_options(eo).split_tokens},
               {"pdl", o.pdl},
-              {"l2_prefetch", o.l2_prefetch},
               {"deterministic", o.batch_invariant},
               {"gemm_candidates", o.gemm_candidates},
               {"kv_blocks", engine.num_kv_blocks()},

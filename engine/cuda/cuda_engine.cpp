@@ -62,6 +62,10 @@ struct cuda_backend {
   void range_pop() { metrics::nvtx_pop(); }
 };
 
+std::size_t rope_table_bytes(const model_preset& m) {
+  return static_cast<std::size_t>(m.max_context) * static_cast<std::size_t>(m.head_dim) * 4;
+}
+
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
   // The largest split workspace over the decode batch sizes this engine can run, at full context
   // (the launcher sizes splits from the block-table width). Shapes only: pointers are placeholders.
@@ -107,7 +111,8 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   for (const auto& t : weight_tensors(m)) p.weight_bytes += t.elements * 2;
   const auto s = step_buffer_elements(m, o.max_tokens, o.max_seqs);
   p.scratch_bytes = 2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) +
-                    4 * s.logits + attention_workspace_for(m, o) + (64LL << 20);
+                    4 * s.logits + attention_workspace_for(m, o) +
+                    static_cast<std::int64_t>(rope_table_bytes(m)) + (64LL << 20);
   p.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, o.block_tokens) * m.layers;
   const auto budget = static_cast<std::int64_t>(o.memory_fraction * double(free_bytes));
   if (p.weight_bytes > budget) {
@@ -147,7 +152,7 @@ struct cuda_engine::impl {
   engine_memory_plan plan;
   cuda::stream stream;
   cuda::linear_runner linear_runner;
-  cuda::device_buffer weights, kv, scratch, inputs;
+  cuda::device_buffer weights, kv, scratch, inputs, rope_table;
   std::vector<std::pair<std::int64_t, std::int64_t>> tensor_offsets;  // element offset, count
   decoder_weights w;
   kv_pool_view kv_view;
@@ -313,7 +318,6 @@ cuda_engine::cuda_engine(const model_preset& model, const engine_options& o)
 cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
     : m(std::make_unique<impl>(c, effective_options(options))) {
   const engine_options& o = m->opt;
-  m->cfg.l2_prefetch = o.l2_prefetch;
   if (c.block_tokens != o.block_tokens) {
     throw std::invalid_argument("cuda_engine: decoder block_tokens " +
                                 std::to_string(c.block_tokens) + " differs from the options' " +
@@ -391,6 +395,14 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   const std::int64_t counters = std::int64_t{o.max_seqs} * mp.kv_heads * 4;
   m->buf.split_counters = reinterpret_cast<std::int32_t*>(carve(counters));
   RIDGELINE_CUDA_CHECK(cudaMemset(m->buf.split_counters, 0, static_cast<std::size_t>(counters)));
+
+  // RoPE cos/sin for every position the model can reach, built once: the step's kernels copy a
+  // row instead of computing head_dim / 2 double sincos per token (per CTA in decode attention).
+  m->rope_table = cuda::device_buffer(rope_table_bytes(mp));
+  cuda::rope_table_build(m->cfg.rope, m->rope_table.data<float>(), mp.max_context,
+                         m->stream.get());
+  m->cfg.rope.table = m->rope_table.data<float>();
+  m->cfg.rope.table_positions = mp.max_context;
   (void)carve;
 
   // Inputs: generous bound on ints per step (tables at full context for every sequence).

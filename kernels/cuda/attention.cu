@@ -149,27 +149,7 @@ struct decode_args {
   const bf16_bits* qkv;  // [num_q_tokens][(num_q_heads + 2 num_kv_heads) D]
   const std::int32_t* slots;
   detail::rope_args rope;
-  const char* prefetch;  // bytes the grid asks L2 for (attention_params::l2_prefetch)
-  std::int64_t prefetch_bytes;
 };
-
-// This CTA's slice of [p, p + bytes), 128-byte aligned, requested into L2 by one bulk prefetch
-// (asynchronous: nothing waits for it). The bytes are read-only weights, never written by a kernel
-// of the step, so the request may precede pdl_wait.
-__device__ __forceinline__ void prefetch_slice_l2(const char* p, std::int64_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const std::int64_t n = std::int64_t{gridDim.x} * gridDim.y * gridDim.z;
-  const std::int64_t cta =
-      (std::int64_t{blockIdx.z} * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  const std::int64_t chunk = ((bytes + n - 1) / n + 127) / 128 * 128;
-  const std::int64_t off = cta * chunk;
-  if (off >= bytes) return;
-  const auto len = static_cast<std::uint32_t>(min(chunk, bytes - off) / 16 * 16);
-  if (len > 0) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + off), "r"(len) : "memory");
-  }
-#endif
-}
 
 // The 8 dims [8 li, 8 li + 8) of a head's row after rotation: chunk li and its rotate-half partner
 // li ^ L/2 are read, and the pairs (i, i + D/2) rotated exactly as qkv_rope_append does (on
@@ -224,7 +204,6 @@ __global__ void __launch_bounds__(128, decode_min_blocks<G>()) decode_kernel(dec
   const std::int64_t q_row = a.q_offsets[s];
   __shared__ float cos_t[Rope ? D / 2 : 1], sin_t[Rope ? D / 2 : 1];
   __shared__ int4 s_new[2][L];  // Rope: the query token's rotated K and its V, as 16-byte chunks
-  if (a.prefetch_bytes > 0 && tid == 0) prefetch_slice_l2(a.prefetch, a.prefetch_bytes);
   if constexpr (Rope) {
     // The rotation table (double sincos, the prologue's longest latency) overlaps the QKV
     // projection still running before this kernel.
@@ -304,8 +283,7 @@ __global__ void __launch_bounds__(128, decode_min_blocks<G>()) decode_kernel(dec
       } else if (tok < t1) {
         const std::int64_t off = std::int64_t{__ldg(table + (tok >> a.log2_bs))} * block_elems +
                                  std::int64_t{tok & (bs - 1)} * D;
-        // Streaming loads (evict first): each row is read once per step, and the weights the
-        // grid prefetches for the next layer should outlive it in L2.
+        // Streaming loads (evict first): each row is read once per step.
         kr[u] = __ldcs(reinterpret_cast<const int4*>(k_base + off));
         vr[u] = __ldcs(reinterpret_cast<const int4*>(v_base + off));
       } else {
@@ -819,10 +797,6 @@ void validate_attention(const attention_params& p) {
     invalid("max_blocks_per_seq " + std::to_string(kv.max_blocks_per_seq));
   }
   if (p.split_tokens < 0) invalid("split_tokens " + std::to_string(p.split_tokens));
-  if (p.l2_prefetch_bytes < 0 || (p.l2_prefetch && !aligned16(p.l2_prefetch))) {
-    invalid("l2_prefetch must be 16-byte aligned with bytes >= 0; got " +
-            std::to_string(p.l2_prefetch_bytes) + " bytes");
-  }
   if (!(std::isfinite(p.scale) && p.scale > 0)) invalid("scale " + std::to_string(p.scale));
   if (kv.num_kv_heads > 65535) invalid("num_kv_heads " + std::to_string(kv.num_kv_heads));
   if (p.num_q_heads > 65535) invalid("num_q_heads " + std::to_string(p.num_q_heads));
@@ -920,8 +894,6 @@ decode_args decode_args_for(const attention_params& p, const attention_plan& pla
         p.workspace + std::int64_t{kv.num_seqs} * plan.max_splits * p.num_q_heads * kv.head_dim;
     args.counters = p.split_counters;
   }
-  args.prefetch = static_cast<const char*>(p.l2_prefetch);
-  args.prefetch_bytes = p.l2_prefetch ? p.l2_prefetch_bytes : 0;
   return args;
 }
 

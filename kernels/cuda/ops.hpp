@@ -21,6 +21,9 @@ void rms_norm(const rms_norm_params& p, cudaStream_t s);
 void rope(const rope_params& p, cudaStream_t s);
 // Split of the QKV projection + rope + kv_append in one launch (qkv_rope_append_params).
 void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s);
+// Fills table ([positions][head_dim] floats: cos then sin of each pair) for rope_params::table,
+// with the same bits the kernels compute on the fly.
+void rope_table_build(const rope_params& p, float* table, int positions, cudaStream_t s);
 void swiglu(const swiglu_params& p, cudaStream_t s);
 void sampling(const sampling_params& p, cudaStream_t s);
 

@@ -126,6 +126,16 @@ __global__ void qkv_rope_append_kernel(rope_append_args a) {
   }
 }
 
+// One row per position of the prebuilt cos/sin table: rope_angle, the very function the kernels
+// fall back to, so a table row and an on-the-fly table hold the same bits.
+__global__ void rope_table_kernel(rope_args a, float* table) {
+  const int pos = blockIdx.x, half = a.head_dim / 2;
+  float* row = table + static_cast<std::int64_t>(pos) * a.head_dim;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    detail::rope_angle(a, pos, i, row[i], row[half + i]);
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -140,6 +150,8 @@ rope_args make_rope_args(const rope_params& p, const char* who) {
                       " num_q_heads=" + std::to_string(p.num_q_heads) + " num_kv_heads=" +
                       std::to_string(p.num_kv_heads) + " head_dim=" + std::to_string(p.head_dim));
   detail::require(p.theta > 0, who, "theta must be > 0; got " + std::to_string(p.theta));
+  detail::require(p.table_positions >= 0, who,
+                  "table_positions must be >= 0; got " + std::to_string(p.table_positions));
   if (p.llama3_scaling) {
     detail::require(p.scaling_factor > 0 && p.low_freq_factor > 0 &&
                         p.high_freq_factor > p.low_freq_factor && p.original_max_position > 0,
@@ -162,10 +174,24 @@ rope_args make_rope_args(const rope_params& p, const char* who) {
                    static_cast<double>(p.scaling_factor),
                    static_cast<double>(p.low_freq_factor),
                    static_cast<double>(p.high_freq_factor),
-                   static_cast<double>(p.original_max_position)};
+                   static_cast<double>(p.original_max_position),
+                   p.table,
+                   p.table ? p.table_positions : 0};
 }
 
 }  // namespace detail
+
+void rope_table_build(const rope_params& p, float* table, int positions, cudaStream_t s) {
+  rope_params r = p;
+  r.table = nullptr;
+  const rope_args a = detail::make_rope_args(r, "rope_table_build");
+  detail::require(positions >= 0, "rope_table_build",
+                  "positions must be >= 0; got " + std::to_string(positions));
+  if (positions == 0) return;
+  detail::require(table != nullptr, "rope_table_build", "null table");
+  rope_table_kernel<<<positions, k_threads, 0, s>>>(a, table);
+  RIDGELINE_CUDA_CHECK_LAUNCH();
+}
 
 void rope(const rope_params& p, cudaStream_t s) {
   const rope_args a = detail::make_rope_args(p, "rope");

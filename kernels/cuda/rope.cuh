@@ -20,6 +20,8 @@ struct rope_args {
   double theta;
   bool llama3;
   double factor, low_freq_factor, high_freq_factor, original_max_position;
+  const float* table;  // rope_params::table: [position][cos, sin][head_dim / 2], or null
+  int table_positions;
 };
 
 // Validates the rope fields of p (counts, head_dim, theta, Llama 3 scaling) and builds the kernel
@@ -41,15 +43,28 @@ __device__ inline double rope_inv_freq(const rope_args& a, int i) {
   return (1.0 - smooth) * f / a.factor + smooth * f;
 }
 
-// cos and sin of pos * inv_freq(i), i in [0, head_dim / 2), into the two tables, by the threads of
-// a block (stride blockDim.x). The caller synchronizes before reading them.
-__device__ inline void rope_table(const rope_args& a, double pos, float* cos_t, float* sin_t) {
-  for (int i = threadIdx.x; i < a.head_dim / 2; i += blockDim.x) {
-    double sn, cs;
-    sincos(pos * rope_inv_freq(a, i), &sn, &cs);
-    cos_t[i] = static_cast<float>(cs);
-    sin_t[i] = static_cast<float>(sn);
+// cos and sin of pos * inv_freq(i), i in [0, head_dim / 2), rounded to fp32 once.
+__device__ inline void rope_angle(const rope_args& a, int pos, int i, float& c, float& s) {
+  double sn, cs;
+  sincos(static_cast<double>(pos) * rope_inv_freq(a, i), &sn, &cs);
+  c = static_cast<float>(cs);
+  s = static_cast<float>(sn);
+}
+
+// A position's cos and sin, i in [0, head_dim / 2), into the two shared tables, by the threads of a
+// block (stride blockDim.x): copied from the prebuilt table when it covers pos, else computed. The
+// caller synchronizes before reading them.
+__device__ inline void rope_table(const rope_args& a, int pos, float* cos_t, float* sin_t) {
+  const int half = a.head_dim / 2;
+  if (a.table && pos >= 0 && pos < a.table_positions) {
+    const float* row = a.table + static_cast<std::int64_t>(pos) * a.head_dim;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+      cos_t[i] = __ldg(row + i);
+      sin_t[i] = __ldg(row + half + i);
+    }
+    return;
   }
+  for (int i = threadIdx.x; i < half; i += blockDim.x) rope_angle(a, pos, i, cos_t[i], sin_t[i]);
 }
 
 // The rotated pair before rounding: (a c - b s, b c + a s). The fma is written out so that the

@@ -419,13 +419,6 @@ TEST(Attention, LaunchersRejectBadArguments) {
   p.workspace = big_ws.data<float>();
   p.workspace_bytes = cuda::attention_workspace_bytes(p);
   expect_invalid(p, "split without split_counters");
-  p = good();
-  p.l2_prefetch = q.data();
-  p.l2_prefetch_bytes = -16;
-  expect_invalid(p, "negative l2_prefetch_bytes");
-  p.l2_prefetch = q.data<char>() + 8;
-  p.l2_prefetch_bytes = 1024;
-  expect_invalid(p, "misaligned l2_prefetch");
 
   kv_append_params a;
   a.num_tokens = 1;

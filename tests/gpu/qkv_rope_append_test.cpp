@@ -103,3 +103,81 @@ TEST(QkvRopeAppend, MatchesReferenceAndUnfusedOps) {
     EXPECT_EQ(bad, 0);
   }
 }
+
+// The prebuilt cos/sin table (rope_params::table) gives the kernels the bits they compute on the
+// fly, within and past its end (positions beyond table_positions fall back), for plain and Llama 3
+// settings; its entries are the cos/sin of the double-precision angles to fp32 rounding.
+TEST(RopeTable, GivesTheOnTheFlyBits) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::stream s;
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (const bool llama3 : {false, true}) {
+    SCOPED_TRACE(llama3 ? "llama3" : "plain");
+    const int tokens = 37, nq = 4, nkv = 2, d = 128, bs = 16, blocks = 4, positions = 3001;
+    rope_params r;
+    r.num_tokens = tokens;
+    r.num_q_heads = nq;
+    r.num_kv_heads = nkv;
+    r.head_dim = d;
+    r.llama3_scaling = llama3;
+    r.theta = llama3 ? 500000.0f : 10000.0f;
+    cuda::device_buffer d_table(std::size_t(positions) * d * 4);
+    cuda::rope_table_build(r, d_table.data<float>(), positions, s.get());
+    const auto table = test::download<float>(d_table, 0, std::size_t(positions) * d);
+    double worst = 0;
+    for (int pos : {0, 1, 17, 1000, 3000}) {
+      for (int i = 0; i < d / 2; ++i) {
+        double f = std::pow(double(r.theta), -2.0 * i / d);
+        if (llama3) {
+          const double wavelen = 2 * M_PI / f, hi = 8192.0 / 4.0, lo = 8192.0 / 1.0;
+          if (wavelen > lo) {
+            f /= 8.0;
+          } else if (wavelen >= hi) {
+            const double sm = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
+            f = (1 - sm) * f / 8.0 + sm * f;
+          }
+        }
+        worst = std::max({worst, std::fabs(table[pos * d + i] - std::cos(pos * f)),
+                          std::fabs(table[pos * d + d / 2 + i] - std::sin(pos * f))});
+      }
+    }
+    EXPECT_LT(worst, 1e-6) << "table entries against double cos/sin";
+
+    const int cols = (nq + 2 * nkv) * d;
+    std::vector<bf16_bits> qkv(std::size_t(tokens) * cols);
+    for (auto& x : qkv) x = cpu::float_to_bf16(u(rng));
+    std::vector<std::int32_t> pos(tokens), slots(tokens);
+    for (int t = 0; t < tokens; ++t) {
+      pos[t] = t < 30 ? static_cast<std::int32_t>(rng() % positions) : positions + t;  // 7 past
+      slots[t] = t;
+    }
+    std::vector<bf16_bits> cache0(std::size_t(blocks) * 2 * nkv * bs * d);
+    for (auto& x : cache0) x = cpu::float_to_bf16(u(rng));
+    auto d_qkv = test::upload(qkv);
+    auto d_pos = test::upload(pos);
+    auto d_slots = test::upload(slots);
+    std::vector<std::vector<bf16_bits>> q(2), cache(2);
+    for (int with_table = 0; with_table < 2; ++with_table) {
+      auto d_cache = test::upload(cache0);
+      cuda::device_buffer d_q(std::size_t(tokens) * nq * d * 2);
+      qkv_rope_append_params p;
+      p.qkv = d_qkv.data<bf16_bits>();
+      p.q = d_q.data<bf16_bits>();
+      p.rope = r;
+      p.rope.positions = d_pos.data<std::int32_t>();
+      if (with_table) {
+        p.rope.table = d_table.data<float>();
+        p.rope.table_positions = positions;
+      }
+      p.slot_mapping = d_slots.data<std::int32_t>();
+      p.kv = {d_cache.data<bf16_bits>(), blocks, bs, nkv, d, nullptr, 0, nullptr, 0};
+      cuda::qkv_rope_append(p, s.get());
+      s.synchronize();
+      q[with_table] = test::download<bf16_bits>(d_q, 0, std::size_t(tokens) * nq * d);
+      cache[with_table] = test::download<bf16_bits>(d_cache, 0, cache0.size());
+    }
+    EXPECT_TRUE(q[0] == q[1]) << "q differs with the table";
+    EXPECT_TRUE(cache[0] == cache[1]) << "k differs with the table";
+  }
+}

@@ -2,7 +2,7 @@
 // launchers it replaces (qkv_rope_append, then attention): the same output and the same cache, bit
 // for bit, with and without splits (the split partials merged by the last CTA to finish), group
 // sizes 1, 2, 4, 8, head_dim 64 and 128, Llama 3 rope scaling, and a sequence whose token is
-// already in the cache (slot -1); the fused runs also ask L2 for a buffer (l2_prefetch, a hint).
+// already in the cache (slot -1), and the prebuilt rope table.
 // The output is also checked against the CPU attention reference over the rotated q and the
 // appended cache, and the split counters must be left at zero.
 #include <algorithm>
@@ -26,10 +26,12 @@ struct block_case {
   std::vector<int> lens;
   int split_tokens;
   bool llama3;
+  bool table = false;  // both runs read the prebuilt cos/sin table
   std::string describe() const {
     std::ostringstream os;
     os << "hq=" << nq << " hkv=" << nkv << " d=" << d << " bs=" << bs
-       << " split=" << split_tokens << " llama3=" << llama3 << " seqs=" << lens.size();
+       << " split=" << split_tokens << " llama3=" << llama3 << " table=" << table
+       << " seqs=" << lens.size();
     return os.str();
   }
 };
@@ -81,6 +83,8 @@ void check_block(const block_case& c, unsigned seed) {
   const std::vector<std::int32_t> zeros(std::size_t(seqs) * c.nkv, 0);
   auto d_counters = test::upload(zeros);
   const std::size_t out_elems = std::size_t(seqs) * c.nq * c.d;
+  const int table_positions = *std::max_element(c.lens.begin(), c.lens.end());
+  cuda::device_buffer d_table(std::size_t(table_positions) * c.d * 4);
 
   // One run over its own cache copy; returns the output and the cache afterwards.
   auto run = [&](bool fused, std::vector<bf16_bits>* q_out) {
@@ -100,6 +104,11 @@ void check_block(const block_case& c, unsigned seed) {
     pre.rope.head_dim = c.d;
     pre.rope.theta = c.llama3 ? 500000.0f : 10000.0f;
     pre.rope.llama3_scaling = c.llama3;
+    if (c.table) {
+      cuda::rope_table_build(pre.rope, d_table.data<float>(), table_positions, st.get());
+      pre.rope.table = d_table.data<float>();
+      pre.rope.table_positions = table_positions;
+    }
     pre.slot_mapping = d_slots.data<std::int32_t>();
     pre.kv = kv;
     attention_params p;
@@ -117,8 +126,6 @@ void check_block(const block_case& c, unsigned seed) {
     p.workspace_bytes = ws;
     p.split_counters = d_counters.data<std::int32_t>();
     if (fused) {
-      p.l2_prefetch = d_qkv.data();  // a hint: the results must not change
-      p.l2_prefetch_bytes = static_cast<std::int64_t>(d_qkv.bytes()) / 16 * 16;
       EXPECT_TRUE(cuda::rope_append_attention_fuses(pre, p));
       cuda::rope_append_attention(pre, p, st.get());
     } else {
@@ -178,11 +185,11 @@ TEST(RopeAppendAttention, FusedDecodeMatchesTheTwoLaunchersBitwise) {
   for (auto& len : many) len = 1 + static_cast<int>(rng() % 600);
   const std::vector<block_case> cases = {
       {32, 32, 128, 16, {1, 17, 512, 1009}, 0, false},  // the launcher splits (few CTAs)
-      {32, 32, 128, 16, many, 0, false},                // batch 64: no split
+      {32, 32, 128, 16, many, 0, false, true},          // batch 64: no split; rope table
       {32, 8, 128, 32, {3, 700, 64}, 64, true},         // group 4, fixed split, Llama 3 rope
       {8, 2, 64, 16, {1, 2, 31, 32, 33}, 0, false},     // group 4, head_dim 64
       {16, 2, 128, 16, {300, 45}, 100, false},          // group 8, split not a block multiple
-      {8, 4, 64, 32, {257, 5, 4001}, 0, true},          // group 2, long context
+      {8, 4, 64, 32, {257, 5, 4001}, 0, true, true},    // group 2, long context; rope table
   };
   unsigned seed = 1;
   for (const auto& c : cases) check_block(c, seed++);

@@ -30,7 +30,6 @@ struct sweep_options {
   bool cuda_graphs = true;
   int split_tokens = 0;  // attention split size (0: the launcher's choice)
   bool pdl = true;       // programmatic dependent launch between the step's kernels
-  bool l2_prefetch = false;  // decode attention prefetches the o projection into L2
   bool batch_invariant = false;  // the engine's deterministic mode (engine_options)
   int gemm_candidates = 32;      // engine_options::gemm_candidates
   bool full = false;  // more repetitions

@@ -28,7 +28,6 @@ struct engine_options {
                              // be scheduled while the one before finishes
   int split_tokens = 0;      // attention split size (0: launcher's choice, or
                              // k_batch_invariant_split_tokens when batch_invariant)
-  bool l2_prefetch = false;  // decode attention prefetches the o projection's weights into L2
   int gemm_candidates = 32;   // cuBLASLt heuristic candidates timed per linear-layer shape
   bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
                                  // whatever else is in the batch (every GEMM through one fixed

@@ -25,9 +25,6 @@ struct decoder_config {
   float rms_eps = 1e-5f;
   rope_params rope;  // theta and scaling; pointers and counts are filled per step
   int block_tokens = 16;
-  // Decode attention asks L2 for the o projection's weights while it streams the cache (a hint to
-  // the backend; results do not change).
-  bool l2_prefetch = false;
 };
 
 // RoPE and norm settings of a preset (Llama 3: theta 500000 with Llama 3.1 scaling).
@@ -140,10 +137,6 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
                          view,            in.split_tokens,
                          buf.workspace,   buf.workspace_bytes,
                          buf.split_counters};
-    if (c.l2_prefetch) {
-      att.l2_prefetch = lw.o;
-      att.l2_prefetch_bytes = std::int64_t{H} * nq * d * 2;
-    }
     b.rope_append_attention(pre, att);
     b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
     b.range_pop();

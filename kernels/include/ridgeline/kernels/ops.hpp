@@ -48,6 +48,12 @@ struct rope_params {
   bool llama3_scaling = false;
   float scaling_factor = 8.0f, low_freq_factor = 1.0f, high_freq_factor = 4.0f;
   int original_max_position = 8192;
+  // GPU only, optional: the cos/sin table of these settings for positions [0, table_positions),
+  // [position][cos: head_dim / 2, sin: head_dim / 2] floats, built by cuda::rope_table_build.
+  // Kernels read it instead of computing double sincos per token (the same bits); positions past
+  // its end are computed. CPU references ignore it.
+  const float* table = nullptr;
+  int table_positions = 0;
 };
 
 // SwiGLU of the fused gate/up projection: out[t][i] = silu(gu[t][i]) * gu[t][inter + i].
@@ -100,10 +106,6 @@ struct attention_params {
   // Split decode (GPU): [num_seqs][num_kv_heads] ints, zero before the first call; each call
   // counts the splits of a (sequence, kv head) that are done and leaves them zero again.
   std::int32_t* split_counters = nullptr;
-  // Decode (GPU), a hint with no effect on results: bytes at l2_prefetch (the next layer's weights)
-  // that the CTAs ask L2 to fetch as they start, a slice each, while they stream the cache.
-  const void* l2_prefetch = nullptr;
-  std::int64_t l2_prefetch_bytes = 0;
 };
 
 // Sampling of one next token per row of logits. temperature == 0 is greedy (lowest id wins ties).
