@@ -399,7 +399,11 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   // RoPE cos/sin for every position the model can reach, built once: the step's kernels copy a
   // row instead of computing head_dim / 2 double sincos per token (per CTA in decode attention).
   m->rope_table = cuda::device_buffer(rope_table_bytes(mp));
-  cuda::rope_table_build(m->cfg.rope, m->rope_table.data<float>(), mp.max_context,
+  rope_params table_rope = m->cfg.rope;  // theta and scaling; the counts are the decoder's
+  table_rope.num_q_heads = mp.heads;
+  table_rope.num_kv_heads = mp.kv_heads;
+  table_rope.head_dim = mp.head_dim;
+  cuda::rope_table_build(table_rope, m->rope_table.data<float>(), mp.max_context,
                          m->stream.get());
   m->cfg.rope.table = m->rope_table.data<float>();
   m->cfg.rope.table_positions = mp.max_context;
