@@ -401,10 +401,10 @@ __global__ void __launch_bounds__(128, decode_min_blocks<G>()) decode_kernel(dec
   // Split: the last of this (sequence, kv head)'s splits to finish merges them, in split order
   // (the same bits whichever CTA comes last): out = sum_j o_j 2^(lse_j - M) / sum_j 2^(lse_j - M).
   __shared__ bool s_last;
+  const int splits = (len + a.split_tokens - 1) / a.split_tokens;
   __threadfence();  // this CTA's partials are visible device-wide before it is counted
   __syncthreads();
   if (tid == 0) {
-    const int splits = (len + a.split_tokens - 1) / a.split_tokens;
     std::int32_t* counter = a.counters + std::int64_t{s} * a.num_kv_heads + hk;
     s_last = atomicAdd(counter, 1) == splits - 1;
     if (s_last) *counter = 0;  // every split has arrived: ready for the next call
@@ -412,7 +412,6 @@ __global__ void __launch_bounds__(128, decode_min_blocks<G>()) decode_kernel(dec
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  const int splits = (len + a.split_tokens - 1) / a.split_tokens;
   for (int idx = tid; idx < G * D; idx += 128) {
     const int g = idx / D, d = idx % D;
     const std::int64_t first = std::int64_t{s} * a.max_splits * a.num_q_heads + hk * G + g;
@@ -709,9 +708,7 @@ int log2_int(int x) {
   return r;
 }
 
-bool aligned16(const void* p) {
-  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
-}
+using detail::aligned16;
 
 int sm_count() {
   int dev = 0, n = 0;
@@ -954,20 +951,33 @@ void attention(const attention_params& p, cudaStream_t stream) {
   }
 }
 
-bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p) {
-  validate_attention(p);
+namespace {
+
+// Whether the decode kernel can take pre's work: p (validated) takes the decode path (plan) over
+// the cache pre appends to.
+bool fusable(const qkv_rope_append_params& pre, const attention_params& p,
+             const attention_plan& plan) {
   const auto& r = pre.rope;
   const auto& a = pre.kv;
   const auto& b = p.kv;
-  return plan_of(p).decode && r.num_tokens == p.num_q_tokens && r.num_q_heads == p.num_q_heads &&
+  return plan.decode && r.num_tokens == p.num_q_tokens && r.num_q_heads == p.num_q_heads &&
          r.num_kv_heads == b.num_kv_heads && r.head_dim == b.head_dim && a.data == b.data &&
          a.block_size == b.block_size && a.num_kv_heads == b.num_kv_heads &&
          a.head_dim == b.head_dim && pre.q == p.q && aligned16(pre.qkv) && aligned16(b.data);
 }
 
+}  // namespace
+
+bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p) {
+  validate_attention(p);
+  return fusable(pre, p, plan_of(p));
+}
+
 void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
                            cudaStream_t stream) {
-  if (!rope_append_attention_fuses(pre, p)) {
+  validate_attention(p);
+  const attention_plan plan = plan_of(p);
+  if (!fusable(pre, p, plan)) {
     qkv_rope_append(pre, stream);
     attention(p, stream);
     return;
@@ -975,7 +985,6 @@ void rope_append_attention(const qkv_rope_append_params& pre, const attention_pa
   rope_params r = pre.rope;
   r.q = pre.q;
   const detail::rope_args rope = detail::make_rope_args(r, "rope_append_attention");
-  const attention_plan plan = plan_of(p);
   check_split_buffers(p, plan);
   if (p.num_q_tokens == 0) return;
   if (!pre.qkv || !pre.slot_mapping || !r.positions) {
