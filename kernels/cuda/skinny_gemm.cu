@@ -182,36 +182,28 @@ __global__ void __launch_bounds__(k_threads, 1)
     std::uint64_t w_policy, x_policy;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(w_policy));
     asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(x_policy));
-    // (feature tile, k tile) of the next unit to copy, advanced without divisions: one lane
-    // issues every copy, so its loop must stay far shorter than a stage's transfer time.
-    int c_nt = static_cast<int>(u0 / kt), c_k = static_cast<int>(u0 % kt);
     auto w_copy = [&](int i) {
+      const long long u = u0 + i;
       const std::uint32_t bar = full + 8 * (i % S);
       mbar_expect_tx(bar, shape::stage_bytes);
-      tma_load(s0 + (i % S) * shape::stage_bytes, &w_map, c_k * k_bk, c_nt * k_bn, bar, w_policy);
+      tma_load(s0 + (i % S) * shape::stage_bytes, &w_map, static_cast<int>(u % kt) * k_bk,
+               static_cast<int>(u / kt) * k_bn, bar, w_policy);
     };
-    auto x_copy = [&](int i, int k_tile) {
-      tma_load(s0 + (i % S) * shape::stage_bytes + shape::w_bytes, &x_map, k_tile * k_bk, 0,
-               full + 8 * (i % S), x_policy);
-    };
-    auto advance = [&] {
-      if (++c_k == kt) c_k = 0, ++c_nt;
+    auto x_copy = [&](int i) {
+      const long long u = u0 + i;
+      tma_load(s0 + (i % S) * shape::stage_bytes + shape::w_bytes, &x_map,
+               static_cast<int>(u % kt) * k_bk, 0, full + 8 * (i % S), x_policy);
     };
     // The first stages' weights do not depend on the previous kernel: requested before
     // griddepcontrol.wait, the activations (which it writes) after.
     const int pre = min(S, n);
-    const int k_first = c_k;
-    for (int i = 0; i < pre; ++i) w_copy(i), advance();
+    for (int i = 0; i < pre; ++i) w_copy(i);
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    for (int i = 0, k = k_first; i < pre; ++i) {
-      x_copy(i, k);
-      if (++k == kt) k = 0;
-    }
+    for (int i = 0; i < pre; ++i) x_copy(i);
     for (int i = pre; i < n; ++i) {
       mbar_wait(empty + 8 * (i % S), static_cast<unsigned>((i / S) & 1) ^ 1u);
       w_copy(i);
-      x_copy(i, c_k);
-      advance();
+      x_copy(i);
     }
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
     return;
@@ -226,11 +218,7 @@ __global__ void __launch_bounds__(k_threads, 1)
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) acc[mi][i] = 0.0f;
   long long seg = u0;  // first unit of the tile segment being summed
-  int nt = static_cast<int>(u0 / kt), k_idx = static_cast<int>(u0 % kt);  // unit u0 + i's
-  auto next_unit = [&] {
-    if (++k_idx == kt) k_idx = 0, ++nt;
-  };
-  for (int i = 0; i < n; ++i, next_unit()) {
+  for (int i = 0; i < n; ++i) {
     const long long u = u0 + i;
     const int slot = i % S;
     mbar_wait(full + 8 * slot, static_cast<unsigned>(i / S) & 1u);
@@ -250,9 +238,11 @@ __global__ void __launch_bounds__(k_threads, 1)
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) detail::pin(acc[mi]);
     mbar_arrive(empty + 8 * slot);
+    const int k_idx = static_cast<int>(u % kt);
     if (k_idx != kt - 1 && i != n - 1) continue;
     // The segment [seg, u] of feature tile nt is summed.
-    if (seg == static_cast<long long>(nt) * kt && k_idx == kt - 1) {
+    const int nt = static_cast<int>(u / kt);
+    if (seg % kt == 0 && k_idx == kt - 1) {
       store_tile<N>(acc, nt, a, t);  // the whole k range in this CTA
     } else {
       // Slot 0 holds a CTA's first tile, slot 1 its last (a CTA has at most these two partial).

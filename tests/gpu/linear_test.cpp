@@ -107,9 +107,9 @@ TEST(Linear, SkinnyGemmMatchesReference) {
   // Every token tile (16, 32, 64 tokens) with partial tiles; out not a multiple of the 128-feature
   // tile; k not a multiple of the 64-wide k tile (136, 1032), shorter than the pipeline (8, 136)
   // and longer (4096). CTA counts: 1 (everything in one CTA), 7 and 33 (tiles split between CTAs
-  // at uneven points, 8-stage pipeline), 264 (4 stages) and 300 (more CTAs than units: some own
+  // at uneven points, 8-stage pipeline), 264 (4 stages) and 1000 (more CTAs than units: some own
   // none).
-  for (int ctas : {1, 7, 33, 264, 300}) {
+  for (int ctas : {1, 7, 33, 264, 1000}) {
     runner.set_skinny_ctas(ctas);
     for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
       for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
