@@ -57,13 +57,11 @@ void BM_kernels_linear_block(benchmark::State& state) {
                   : path == 3           ? P::cublas
                   : path == 4           ? P::skinny
                                         : P::automatic);
-  // range(3): the GEMV's k splits, or the skinny GEMM's CTAs per SM (0 = the runner's choice).
+  // range(3): the GEMV's k splits, or the skinny GEMM's splits (0 = the launcher's choice).
   const int splits = static_cast<int>(state.range(3));
   runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, path == 4 ? 0 : splits,
                            path == 2 || path == 6 || path == 4 || path == 5});
-  int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-  runner.set_skinny_ctas(path == 4 && splits > 0 ? splits * sms : 0);
+  runner.set_skinny_splits(path == 4 ? splits : 0);
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
@@ -97,7 +95,7 @@ BENCHMARK(BM_kernels_linear_block)
     ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 5}, {-1}, {0}})
     ->ArgsProduct({{2, 8, 16, 32, 64}, {4}, {-1}, {0}})
     ->ArgsProduct({{64}, {3, 5}, {0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{64}, {4}, {-1, 0, 1, 2, 3}, {1, 2}})
+    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {0, 1, 2, 3, 4, 8}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
 

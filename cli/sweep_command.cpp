@@ -24,7 +24,6 @@ struct sweep_args {
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
   int gemm_candidates = 32;
-  std::string decode_gemm = "auto";
   int device = 0;
   bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
@@ -43,7 +42,6 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.pdl = !a.no_pdl;
   o.batch_invariant = a.deterministic;
   o.gemm_candidates = a.gemm_candidates;
-  o.decode_gemm = a.decode_gemm;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -108,11 +106,6 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
   cmd->add_option("--gemm-candidates", a->gemm_candidates,
                   "cuBLASLt heuristic candidates timed per linear-layer shape")
-      ->capture_default_str();
-  cmd->add_option("--decode-gemm", a->decode_gemm,
-                  "Linear layers of 2-64 tokens: auto, cublas or skinny (stream-K tensor-core "
-                  "GEMM, compute capability 9.0)")
-      ->check(CLI::IsMember({"auto", "cublas", "skinny"}))
       ->capture_default_str();
   cmd->add_flag("--deterministic", a->deterministic,
                 "Batch-invariant mode: fixed GEMM algorithm without split-K, fixed attention split "

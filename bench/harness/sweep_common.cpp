@@ -25,10 +25,6 @@ void validate_sweep_options(const sweep_options& o) {
     }
   }
   if (o.max_prefill_tokens <= 0) throw std::invalid_argument("sweep: --max-prefill-tokens must be positive");
-  if (o.decode_gemm != "auto" && o.decode_gemm != "cublas" && o.decode_gemm != "skinny") {
-    throw std::invalid_argument("sweep: --decode-gemm must be auto, cublas or skinny, got '" +
-                                o.decode_gemm + "'");
-  }
   if (o.gemm_candidates < 1 || o.gemm_candidates > 1024) {
     throw std::invalid_argument("sweep: --gemm-candidates " + std::to_string(o.gemm_candidates) +
                                 " out of range [1, 1024]");

@@ -287,17 +287,6 @@ linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspac
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
-  int major = 0, minor = 0;
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  m_sm90 = major == 9 && minor == 0;
-}
-
-linear_runner::path parse_decode_gemm(const std::string& name) {
-  if (name == "auto") return linear_runner::path::automatic;
-  if (name == "cublas") return linear_runner::path::cublas;
-  if (name == "skinny") return linear_runner::path::skinny;
-  throw std::invalid_argument("decode GEMM must be auto, cublas or skinny, got '" + name + "'");
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
@@ -307,9 +296,6 @@ linear_runner::path linear_runner::choose(const linear_params& p) const {
   // cuBLASLt beats both the GEMV and the skinny tensor-core GEMM (on an H200 at 64 tokens the
   // skinny GEMM takes ~156 us for the Llama-2-7B block against cuBLASLt's ~123 us).
   if (p.num_tokens == 1) return path::gemv;
-  if (m_decode == path::skinny && m_sm90 && p.num_tokens <= k_skinny_max_tokens) {
-    return path::skinny;
-  }
   return path::cublas;
 }
 
@@ -394,28 +380,9 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
   return m_plans.emplace(key, std::move(pl)).first->second;
 }
 
-// The skinny path's partial sums share the cuBLASLt workspace (the two never run at once: both
-// wait for the kernel before them); its counters are allocated and zeroed on first use, which
-// prepare() makes happen outside graph capture.
-skinny_workspace linear_runner::skinny_ws(cudaStream_t s) {
-  if (m_skinny_counters.bytes() == 0) {
-    m_skinny_counters = device_buffer(k_skinny_counter_count * sizeof(int));
-    RIDGELINE_CUDA_CHECK(
-        cudaMemsetAsync(m_skinny_counters.data(), 0, m_skinny_counters.bytes(), s));
-  }
-  skinny_workspace ws;
-  ws.partials = m_workspace.data<float>();
-  ws.partial_bytes = m_workspace.bytes();
-  ws.counters = m_skinny_counters.data<int>();
-  ws.counter_count = k_skinny_counter_count;
-  return ws;
-}
-
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  const path chosen = choose(p);
-  if (chosen == path::cublas) plan_for(p, s);
-  if (chosen == path::skinny) skinny_ws(s);
+  if (choose(p) == path::cublas) plan_for(p, s);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
@@ -431,8 +398,8 @@ void linear_runner::run(const linear_params& p, cudaStream_t s) {
   const path chosen = choose(p);
   if (chosen == path::gemv) return gemv(p, s, m_gemv);
   if (chosen == path::skinny) {
-    const int ctas = m_skinny_ctas > 0 ? m_skinny_ctas : 2 * m_sm_count;
-    return skinny_gemm(p, ctas, skinny_ws(s), m_gemv.pdl, s);
+    const int splits = m_skinny_splits > 0 ? m_skinny_splits : skinny_gemm_splits(p, m_sm_count);
+    return skinny_gemm(p, splits, m_gemv.pdl, s);
   }
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].

@@ -7,7 +7,6 @@
 
 #include <map>
 #include <memory>
-#include <string>
 #include <tuple>
 
 #include "gemm_lt.hpp"
@@ -18,8 +17,7 @@ namespace ridgeline::cuda {
 
 inline constexpr int k_gemv_max_tokens = 8;
 inline constexpr int k_skinny_max_tokens = 64;
-inline constexpr int k_skinny_max_ctas = 4096;
-inline constexpr int k_skinny_counter_count = 1 << 14;  // the runner's: 2 M output features
+inline constexpr int k_skinny_max_splits = 8;  // split-K over a cluster of at most 8 CTAs
 
 struct gemv_options {
   int unroll = 4;    // 16-byte weight loads in flight per lane: 4 or 8
@@ -35,23 +33,12 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
 // swiglu() give, in one launch. 1 ... k_gemv_max_tokens tokens.
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o = {});
-// Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu): a
-// persistent stream-K kernel of `ctas` CTAs (1 ... k_skinny_max_ctas) that split the (128-feature
-// tile, 64-wide k tile) units evenly; a tile spread over several CTAs is summed in a fixed order
-// through `ws`: skinny_partial_bytes(ctas, tokens) bytes of partials and skinny_counters(p) ints,
-// zero before the launch and left zero after it. in_features a multiple of 8, x and w 16-byte
-// aligned. pdl: launched with programmatic dependent launch. Compute capability 9.0 only (sm_90a
-// code); throws std::invalid_argument elsewhere or on bad shapes.
-struct skinny_workspace {
-  float* partials = nullptr;
-  std::size_t partial_bytes = 0;
-  int* counters = nullptr;
-  int counter_count = 0;
-};
-std::size_t skinny_partial_bytes(int ctas, int tokens);
-int skinny_counters(const linear_params& p);
-void skinny_gemm(const linear_params& p, int ctas, const skinny_workspace& ws, bool pdl,
-                 cudaStream_t s);
+// Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
+// in_features a multiple of 8, x and w 16-byte aligned; split-K over `splits` (1 ... 8) CTAs of a
+// cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Compute
+// capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
+int skinny_gemm_splits(const linear_params& p, int sm_count);
+void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s);
 
 // Row gather / column window copy (gather_rows_params in ops.hpp).
 void gather_rows(const gather_rows_params& p, cudaStream_t s);
@@ -68,12 +55,9 @@ class linear_runner {
   // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM measured slower than
   // cuBLASLt at decode batches, docs/engine.md; it stays selectable for tests and benchmarks).
   enum class path { automatic, gemv, skinny, cublas };
-  // The automatic path's choice for 2 ... k_skinny_max_tokens tokens: automatic (the measured
-  // default), cublas, or skinny (where the device is compute capability 9.0; cuBLASLt elsewhere).
-  void set_decode_gemm(path p) { m_decode = p; }
   void set_path(path p) { m_path = p; }
-  // CTAs of the skinny path (0: two per SM).
-  void set_skinny_ctas(int n) { m_skinny_ctas = n; }
+  // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).
+  void set_skinny_splits(int n) { m_skinny_splits = n; }
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
   // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
@@ -96,7 +80,6 @@ class linear_runner {
     cublasLtMatmulAlgo_t fixed_algo{};
   };
   plan& plan_for(const linear_params& p, cudaStream_t s);
-  skinny_workspace skinny_ws(cudaStream_t s);
   int timed_choice(const linear_params& p, const lt_gemm& gemm, cudaStream_t s);
   cublaslt_handle m_handle;
   device_buffer m_workspace;
@@ -109,13 +92,7 @@ class linear_runner {
   path m_path = path::automatic;
   gemv_options m_gemv;
   int m_sm_count = 0;
-  int m_skinny_ctas = 0;
-  path m_decode = path::automatic;
-  bool m_sm90 = false;
-  device_buffer m_skinny_counters;  // zeroed once; every skinny launch leaves them zero
+  int m_skinny_splits = 0;
 };
-
-// "auto", "cublas" or "skinny" (engine_options::decode_gemm); throws std::invalid_argument.
-linear_runner::path parse_decode_gemm(const std::string& name);
 
 }  // namespace ridgeline::cuda

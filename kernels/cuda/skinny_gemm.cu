@@ -43,22 +43,23 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int k_bn = 128;             // output features per tile: two m64 wgmma tiles
-constexpr int k_bk = 64;              // k per tile: 128-byte rows, the swizzle's span
-constexpr int k_consumers = 128;      // one warpgroup
-constexpr int k_threads = k_consumers + 32;  // + the producer warp
+constexpr int k_bn = 128;       // output features per CTA
+constexpr int k_threads = 128;  // one warpgroup: two m64 wgmma tiles
+constexpr int k_acc_pitch = k_bn + 4;  // floats per token row of the fp32 tile (bank spread)
 
-// N: tokens rounded up to 16, 32 or 64 (the wgmma's N); S: pipeline stages.
-template <int N, int S>
+// NT: 8-token tiles (2, 4 or 8); BK: k per pipeline stage (64: 128-byte rows, or 128);
+// S: pipeline stages.
+template <int NT, int BK, int S>
 struct tile_shape {
-  static constexpr int w_bytes = k_bn * k_bk * 2;
-  static constexpr int x_bytes = N * k_bk * 2;
+  static constexpr int tokens = NT * 8;
+  static constexpr int w_bytes = k_bn * BK * 2;
+  static constexpr int x_bytes = tokens * BK * 2;
   static constexpr int stage_bytes = w_bytes + x_bytes;
   static constexpr int pipeline_bytes = S * stage_bytes;
-  // + 1 KB to align the stages to the 128-byte swizzle's 1024-byte period, + 2 S mbarriers and
-  // the last-arrival flag.
-  static constexpr int smem_bytes = pipeline_bytes + 1024 + 16 * S + 16;
+  // + 1 KB to align the stages to the 128-byte swizzle's 1024-byte period, + the mbarriers.
+  static constexpr int smem_bytes = pipeline_bytes + 1024 + 8 * S;
   static_assert(w_bytes % 1024 == 0 && x_bytes % 1024 == 0, "stages keep the swizzle alignment");
+  static_assert(tokens * k_acc_pitch * 4 <= pipeline_bytes, "the fp32 tile reuses the pipeline");
 };
 
 __device__ __forceinline__ void mbar_init(std::uint32_t bar, unsigned count) {
@@ -101,135 +102,79 @@ __device__ __forceinline__ std::uint64_t sw128_desc(std::uint32_t addr) {
          (std::uint64_t{64} << 32) | (std::uint64_t{1} << 62);
 }
 
-__device__ __forceinline__ void mbar_arrive(std::uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-
-// Barrier 1 among the consumer warpgroup's 128 threads (barrier 0 is __syncthreads').
-__device__ __forceinline__ void consumers_sync() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(k_consumers) : "memory");
-}
-
-// Units are (feature tile, k tile) pairs, k fastest; CTA c owns units [begin(c), begin(c + 1)).
-__device__ __forceinline__ long long unit_begin(int c, long long units, int ctas) {
-  return static_cast<long long>(c) * units / ctas;
-}
-// The CTA whose range holds unit u.
-__device__ __forceinline__ int cta_of(long long u, long long units, int ctas) {
-  return static_cast<int>(((u + 1) * ctas - 1) / units);
-}
-
-struct skinny_args {
-  void* y;
-  float* partials;  // [cta][2][N / 4][128 threads][4]: a CTA's first and last tile, if partial
-  int* counters;    // [feature tiles], zero between launches
-  int tokens, m, k_tiles, n_tiles;
-  bool y_fp32;
-};
-
-// Thread t's accumulators (feature tile nt) into y: acc[mi][i] is feature 128 nt + 64 mi +
-// 16 warp + lane / 4 (+ 8 for i % 4 >= 2), token 8 (i / 4) + 2 (lane % 4) + i % 2.
-template <int N>
-__device__ __forceinline__ void store_tile(const float (&acc)[2][N / 2], int nt,
-                                           const skinny_args& a, int t) {
-  const int warp = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) {
-      const int f = nt * k_bn + mi * 64 + warp * 16 + g + ((i & 3) >= 2 ? 8 : 0);
-      const int tok = (i >> 2) * 8 + 2 * q + (i & 1);
-      if (tok >= a.tokens || f >= a.m) continue;
-      const std::size_t o = static_cast<std::size_t>(tok) * a.m + f;
-      if (a.y_fp32) static_cast<float*>(a.y)[o] = acc[mi][i];
-      else static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(acc[mi][i]);
-    }
-  }
-}
-
-// Persistent stream-K kernel: ctas CTAs of one producer warp (TMA) and one consumer warpgroup
-// (wgmma) split the units evenly, so every SM streams the same number of weight bytes whatever
-// the shape (no partial last wave). A feature tile whose k range spans several CTAs is summed by
-// the last of them to finish, in CTA (= k) order: deterministic, whichever finishes last.
-template <int N, int S>
-__global__ void __launch_bounds__(k_threads, 1)
-    skinny_kernel(const __grid_constant__ CUtensorMap w_map,
-                  const __grid_constant__ CUtensorMap x_map, const skinny_args a) {
-  using shape = tile_shape<N, S>;
+// grid (ceil(m / 128), splits), cluster (1, splits): CTA (n, s) multiplies k tiles
+// [s * kt_per_split, (s + 1) * kt_per_split) of features [128 n, 128 n + 128).
+template <int NT, int BK, int S>
+__global__ void __launch_bounds__(k_threads, 2)
+    skinny_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap x_map,
+                  void* __restrict__ y, bool y_fp32, int tokens, int k, int m, int kt_per_split) {
+  using shape = tile_shape<NT, BK, S>;
+  constexpr int k_stages = S;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const int ctas = static_cast<int>(gridDim.x), c = static_cast<int>(blockIdx.x);
-  const int t = static_cast<int>(threadIdx.x);
-  const int kt = a.k_tiles;
-  const long long units = static_cast<long long>(a.n_tiles) * kt;
-  const long long u0 = unit_begin(c, units, ctas);
-  const int n = static_cast<int>(unit_begin(c + 1, units, ctas) - u0);
+  cg::cluster_group cluster = cg::this_cluster();
+  const int splits = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  const int n0 = static_cast<int>(blockIdx.x) * k_bn;
+  const int k_tiles = (k + BK - 1) / BK;
+  const int kt0 = rank * kt_per_split;
+  const int nk = max(0, min(kt_per_split, k_tiles - kt0));
   const std::uint32_t raw = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_raw));
   const std::uint32_t s0 = (raw + 1023u) & ~1023u;
-  const std::uint32_t full = s0 + shape::pipeline_bytes;  // S mbarriers: stage landed
-  const std::uint32_t empty = full + 8 * S;              // S mbarriers: stage consumed
-  int* flag = reinterpret_cast<int*>(smem_raw + (s0 - raw) + shape::pipeline_bytes + 16 * S);
-  if (t == 0) {
-    for (int st = 0; st < S; ++st) {
-      mbar_init(full + 8 * st, 1);
-      mbar_init(empty + 8 * st, k_consumers);
-    }
+  unsigned char* smem = smem_raw + (s0 - raw);
+  const std::uint32_t bars = s0 + shape::pipeline_bytes;  // k_stages mbarriers, 8 bytes each
+  const bool issuer = threadIdx.x == 0;
+  auto k_at = [&](int i) { return (kt0 + i) * BK; };
+  std::uint64_t w_policy, x_policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(w_policy));
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(x_policy));
+  if (issuer) {
+    for (int st = 0; st < k_stages; ++st) mbar_init(bars + 8 * st, 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  if (t >= k_consumers) {  // the producer warp: one lane issues every copy
-    if (t != k_consumers) return;
-    std::uint64_t w_policy, x_policy;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(w_policy));
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(x_policy));
-    auto w_copy = [&](int i) {
-      const long long u = u0 + i;
-      const std::uint32_t bar = full + 8 * (i % S);
-      mbar_expect_tx(bar, shape::stage_bytes);
-      tma_load(s0 + (i % S) * shape::stage_bytes, &w_map, static_cast<int>(u % kt) * k_bk,
-               static_cast<int>(u / kt) * k_bn, bar, w_policy);
-    };
-    auto x_copy = [&](int i) {
-      const long long u = u0 + i;
-      tma_load(s0 + (i % S) * shape::stage_bytes + shape::w_bytes, &x_map,
-               static_cast<int>(u % kt) * k_bk, 0, full + 8 * (i % S), x_policy);
-    };
-    // The first stages' weights do not depend on the previous kernel: requested before
-    // griddepcontrol.wait, the activations (which it writes) after.
-    const int pre = min(S, n);
-    for (int i = 0; i < pre; ++i) w_copy(i);
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    for (int i = 0; i < pre; ++i) x_copy(i);
-    for (int i = pre; i < n; ++i) {
-      mbar_wait(empty + 8 * (i % S), static_cast<unsigned>((i / S) & 1) ^ 1u);
-      w_copy(i);
-      x_copy(i);
+  // Weights first (independent of the previous kernel), then the activations it writes.
+  if (issuer) {
+    for (int st = 0; st < k_stages - 1 && st < nk; ++st) {
+      mbar_expect_tx(bars + 8 * st, shape::stage_bytes);
+      tma_load(s0 + st * shape::stage_bytes, &w_map, k_at(st), n0, bars + 8 * st, w_policy);
     }
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    return;
+  }
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  if (issuer) {
+    for (int st = 0; st < k_stages - 1 && st < nk; ++st) {
+      tma_load(s0 + st * shape::stage_bytes + shape::w_bytes, &x_map, k_at(st), 0,
+               bars + 8 * st, x_policy);
+    }
   }
 
-  // The consumer warpgroup. y, the partials and the counters may still be in use by the previous
-  // kernel until it completes.
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  constexpr int N = NT * 8;
   float acc[2][N / 2];
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) acc[mi][i] = 0.0f;
-  long long seg = u0;  // first unit of the tile segment being summed
-  for (int i = 0; i < n; ++i) {
-    const long long u = u0 + i;
-    const int slot = i % S;
-    mbar_wait(full + 8 * slot, static_cast<unsigned>(i / S) & 1u);
-    const std::uint32_t sw = s0 + slot * shape::stage_bytes;
-    const std::uint64_t a0 = sw128_desc(sw), a1 = sw128_desc(sw + 64 * k_bk * 2);
+
+  for (int it = 0; it < nk; ++it) {
+    __syncthreads();  // stage it - 1's wgmmas are done (waited below): its slot may be refilled
+    const int next = it + k_stages - 1;
+    if (issuer && next < nk) {
+      const int slot = next % k_stages;
+      const std::uint32_t sn = s0 + slot * shape::stage_bytes;
+      mbar_expect_tx(bars + 8 * slot, shape::stage_bytes);
+      tma_load(sn, &w_map, k_at(next), n0, bars + 8 * slot, w_policy);
+      tma_load(sn + shape::w_bytes, &x_map, k_at(next), 0, bars + 8 * slot, x_policy);
+    }
+    mbar_wait(bars + 8 * (it % k_stages), static_cast<unsigned>(it / k_stages) & 1u);
+    const std::uint32_t sw = s0 + (it % k_stages) * shape::stage_bytes;
+    const std::uint64_t a0 = sw128_desc(sw), a1 = sw128_desc(sw + 64 * BK * 2);
     const std::uint64_t b = sw128_desc(sw + shape::w_bytes);
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) detail::pin(acc[mi]);
     detail::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < k_bk / 16; ++kk) {
+    for (int kk = 0; kk < BK / 16; ++kk) {
       detail::wgmma_ss<N>(acc[0], a0 + 2 * kk, b + 2 * kk);
       detail::wgmma_ss<N>(acc[1], a1 + 2 * kk, b + 2 * kk);
     }
@@ -237,65 +182,38 @@ __global__ void __launch_bounds__(k_threads, 1)
     detail::wgmma_wait_all();
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) detail::pin(acc[mi]);
-    mbar_arrive(empty + 8 * slot);
-    const int k_idx = static_cast<int>(u % kt);
-    if (k_idx != kt - 1 && i != n - 1) continue;
-    // The segment [seg, u] of feature tile nt is summed.
-    const int nt = static_cast<int>(u / kt);
-    if (seg % kt == 0 && k_idx == kt - 1) {
-      store_tile<N>(acc, nt, a, t);  // the whole k range in this CTA
-    } else {
-      // Slot 0 holds a CTA's first tile, slot 1 its last (a CTA has at most these two partial).
-      auto piece = [&](int cta) {
-        const int which = unit_begin(cta, units, ctas) / kt == nt ? 0 : 1;
-        return reinterpret_cast<float4*>(a.partials) +
-               static_cast<std::size_t>(2 * cta + which) * (N / 4) * k_consumers;
-      };
-      float4* mine = piece(c);
-#pragma unroll
-      for (int q = 0; q < N / 4; ++q) {
-        const int mi = q / (N / 8), i0 = 4 * (q % (N / 8));
-        __stcg(mine + q * k_consumers + t,
-               make_float4(acc[mi][i0], acc[mi][i0 + 1], acc[mi][i0 + 2], acc[mi][i0 + 3]));
-      }
-      __threadfence();
-      consumers_sync();
-      const long long tile_u = static_cast<long long>(nt) * kt;
-      const int first = cta_of(tile_u, units, ctas), last = cta_of(tile_u + kt - 1, units, ctas);
-      if (t == 0) {
-        const int arrived = atomicAdd(a.counters + nt, 1);
-        const bool done = arrived == last - first;
-        if (done) a.counters[nt] = 0;  // every piece is in: leave the counter at zero
-        *flag = done;
-      }
-      consumers_sync();
-      if (*flag) {
-        __threadfence();
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int j = 0; j < N / 2; ++j) acc[mi][j] = 0.0f;
-        for (int cta = first; cta <= last; ++cta) {
-          const float4* p = piece(cta);
-#pragma unroll
-          for (int q = 0; q < N / 4; ++q) {
-            const int mi = q / (N / 8), i0 = 4 * (q % (N / 8));
-            const float4 v = __ldcg(p + q * k_consumers + t);
-            acc[mi][i0] += v.x;
-            acc[mi][i0 + 1] += v.y;
-            acc[mi][i0 + 2] += v.z;
-            acc[mi][i0 + 3] += v.w;
-          }
-        }
-        store_tile<N>(acc, nt, a, t);
-      }
-    }
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-      for (int j = 0; j < N / 2; ++j) acc[mi][j] = 0.0f;
-    seg = u + 1;
   }
+  __syncthreads();  // every warp is done with the pipeline (all copies landed): its memory
+                    // becomes the fp32 tile
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+
+  // acc[mi][4j + e]: feature 64 mi + 16 warp + lane / 4 (+ 8 for e >= 2), token 8j + 2 (lane % 4)
+  // + (e & 1).
+  float* tile = reinterpret_cast<float*>(smem);
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const int j = i >> 2, e = i & 3;
+      const int f = mi * 64 + warp * 16 + g + (e >= 2 ? 8 : 0);
+      const int tok = j * 8 + 2 * t + (e & 1);
+      tile[tok * k_acc_pitch + f] = acc[mi][i];
+    }
+  cluster.sync();
+  // Each rank sums a slice of the [tokens][128] outputs over the cluster's tiles, rank 0 first.
+  const int outputs = tokens * k_bn;
+  for (int idx = rank * k_threads + static_cast<int>(threadIdx.x); idx < outputs;
+       idx += splits * k_threads) {
+    const int tok = idx / k_bn, f = idx % k_bn;
+    if (n0 + f >= m) continue;
+    float v = 0.0f;
+    for (int q = 0; q < splits; ++q) v += cluster.map_shared_rank(tile, q)[tok * k_acc_pitch + f];
+    const std::size_t o = static_cast<std::size_t>(tok) * m + n0 + f;
+    if (y_fp32) static_cast<float*>(y)[o] = v;
+    else static_cast<__nv_bfloat16*>(y)[o] = __float2bfloat16_rn(v);
+  }
+  cluster.sync();  // no CTA leaves while another still reads its tile
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
@@ -330,69 +248,70 @@ CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
   return map;
 }
 
-template <int N, int S>
-void launch(const linear_params& p, int ctas, const skinny_workspace& ws, bool pdl,
-            cudaStream_t s) {
-  constexpr int smem = tile_shape<N, S>::smem_bytes;
+template <int NT, int BK, int S>
+void launch(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
+  static_assert(BK == 64, "the tensor maps' boxes are 64 wide (128 bytes, the swizzle's span)");
+  constexpr int smem = tile_shape<NT, BK, S>::smem_bytes;
   static const cudaError_t configured = cudaFuncSetAttribute(
-      skinny_kernel<N, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      skinny_kernel<NT, BK, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   RIDGELINE_CUDA_CHECK(configured);
+  const int k_tiles = (p.in_features + BK - 1) / BK;
+  splits = std::min(splits, k_tiles);
+  const int kt_per_split = (k_tiles + splits - 1) / splits;
+  splits = (k_tiles + kt_per_split - 1) / kt_per_split;  // no empty split
   const CUtensorMap w_map = tensor_map(p.w, p.out_features, p.in_features, k_bn);
-  const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, N);
-  skinny_args a{};
-  a.y = p.y;
-  a.partials = ws.partials;
-  a.counters = ws.counters;
-  a.tokens = p.num_tokens;
-  a.m = p.out_features;
-  a.k_tiles = (p.in_features + k_bk - 1) / k_bk;
-  a.n_tiles = (p.out_features + k_bn - 1) / k_bn;
-  a.y_fp32 = p.y_fp32;
+  const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, NT * 8);
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.gridDim = dim3((p.out_features + k_bn - 1) / k_bn, splits);
   cfg.blockDim = dim3(k_threads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(splits);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<N, S>, w_map, x_map, a));
+  cfg.numAttrs = pdl ? 2 : 1;
+  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<NT, BK, S>, w_map, x_map, p.y,
+                                          p.y_fp32, p.num_tokens, p.in_features, p.out_features,
+                                          kt_per_split));
 }
-
-int tokens_tile(int tokens) { return tokens <= 16 ? 16 : tokens <= 32 ? 32 : 64; }
 
 }  // namespace
 
-std::size_t skinny_partial_bytes(int ctas, int tokens) {
-  return static_cast<std::size_t>(ctas) * 2 * k_bn * tokens_tile(tokens) * sizeof(float);
+int skinny_gemm_splits(const linear_params& p, int sm_count) {
+  // Two CTAs per SM. Estimated time in k tiles per CTA slot: full waves of CTAs times the k tiles
+  // each one streams; the fewest splits among the best (each split adds a tile to reduce).
+  const int n_tiles = (p.out_features + k_bn - 1) / k_bn;
+  const int k_tiles = (p.in_features + 63) / 64;
+  const int slots = 2 * std::max(1, sm_count);
+  int best = 1;
+  long best_cost = -1;
+  for (int sp = 1; sp <= std::min(k_skinny_max_splits, k_tiles); ++sp) {
+    const long waves = (static_cast<long>(n_tiles) * sp + slots - 1) / slots;
+    const long cost = waves * ((k_tiles + sp - 1) / sp);
+    if (best_cost < 0 || cost < best_cost) best = sp, best_cost = cost;
+  }
+  return best;
 }
 
-int skinny_counters(const linear_params& p) { return (p.out_features + k_bn - 1) / k_bn; }
-
-void skinny_gemm(const linear_params& p, int ctas, const skinny_workspace& ws, bool pdl,
-                 cudaStream_t s) {
+void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s) {
   if (!p.x || !p.w || !p.y) throw std::invalid_argument("skinny_gemm: null pointer");
   if (p.num_tokens < 1 || p.num_tokens > k_skinny_max_tokens || p.in_features < 8 ||
-      p.in_features % 8 != 0 || p.out_features < 1 || ctas < 1 || ctas > k_skinny_max_ctas) {
+      p.in_features % 8 != 0 || p.out_features < 1 || splits < 1 ||
+      splits > k_skinny_max_splits) {
     throw std::invalid_argument(
         "skinny_gemm: needs 1..." + std::to_string(k_skinny_max_tokens) +
-        " tokens, in_features a multiple of 8 and 1..." + std::to_string(k_skinny_max_ctas) +
-        " CTAs (tokens=" + std::to_string(p.num_tokens) + " in=" +
+        " tokens, in_features a multiple of 8 and 1..." + std::to_string(k_skinny_max_splits) +
+        " splits (tokens=" + std::to_string(p.num_tokens) + " in=" +
         std::to_string(p.in_features) + " out=" + std::to_string(p.out_features) +
-        " ctas=" + std::to_string(ctas) + ")");
+        " splits=" + std::to_string(splits) + ")");
   }
   if ((reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 != 0) {
     throw std::invalid_argument("skinny_gemm: x and w must be 16-byte aligned");
-  }
-  if (!ws.partials || !ws.counters || ws.partial_bytes < skinny_partial_bytes(ctas, p.num_tokens) ||
-      ws.counter_count < skinny_counters(p)) {
-    throw std::invalid_argument(
-        "skinny_gemm: the workspace needs " +
-        std::to_string(skinny_partial_bytes(ctas, p.num_tokens)) + " bytes of partials and " +
-        std::to_string(skinny_counters(p)) + " zeroed counters (has " +
-        std::to_string(ws.partial_bytes) + " and " + std::to_string(ws.counter_count) + ")");
   }
   int device = 0, major = 0, minor = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
@@ -402,15 +321,12 @@ void skinny_gemm(const linear_params& p, int ctas, const skinny_workspace& ws, b
     throw std::invalid_argument("skinny_gemm: built for sm_90a (wgmma); this device is sm_" +
                                 std::to_string(10 * major + minor));
   }
-  // One CTA per SM with 8 stages in flight, or two with 4 each.
-  int sms = 0;
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const bool deep = ctas <= sms;
-  switch (tokens_tile(p.num_tokens)) {
-    case 16: return deep ? launch<16, 8>(p, ctas, ws, pdl, s) : launch<16, 4>(p, ctas, ws, pdl, s);
-    case 32: return deep ? launch<32, 8>(p, ctas, ws, pdl, s) : launch<32, 4>(p, ctas, ws, pdl, s);
-    default: return deep ? launch<64, 8>(p, ctas, ws, pdl, s) : launch<64, 4>(p, ctas, ws, pdl, s);
-  }
+  // 64-wide k stages, 4 deep, two CTAs per SM. Measured on an H200 at 64 tokens, 128-wide stages
+  // (4 or 3 deep, one CTA per SM) and 64-wide ones 6 deep were no faster
+  // (bench/linear_bench.cpp, docs/engine.md).
+  if (p.num_tokens <= 16) launch<2, 64, 4>(p, splits, pdl, s);
+  else if (p.num_tokens <= 32) launch<4, 64, 4>(p, splits, pdl, s);
+  else launch<8, 64, 4>(p, splits, pdl, s);
 }
 
 }  // namespace ridgeline::cuda

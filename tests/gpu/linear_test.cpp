@@ -105,12 +105,10 @@ TEST(Linear, SkinnyGemmMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
   cuda::linear_runner runner;
   // Every token tile (16, 32, 64 tokens) with partial tiles; out not a multiple of the 128-feature
-  // tile; k not a multiple of the 64-wide k tile (136, 1032), shorter than the pipeline (8, 136)
-  // and longer (4096). CTA counts: 1 (everything in one CTA), 7 and 33 (tiles split between CTAs
-  // at uneven points, 8-stage pipeline), 264 (4 stages) and 1000 (more CTAs than units: some own
-  // none).
-  for (int ctas : {1, 7, 33, 264, 1000}) {
-    runner.set_skinny_ctas(ctas);
+  // CTA tile; k not a multiple of the 64-wide stage (136, 1032), shorter than the 4-stage pipeline
+  // (8, 136) and longer (4096, 11008); 1 to 8 splits, more splits than k tiles included.
+  for (int splits : {1, 2, 3, 8}) {
+    runner.set_skinny_splits(splits);
     for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
       for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
                              std::pair{4096, 257}}) {
@@ -118,54 +116,36 @@ TEST(Linear, SkinnyGemmMatchesReference) {
       }
     }
   }
-  runner.set_skinny_ctas(0);  // two per SM
+  runner.set_skinny_splits(0);  // the estimate
   check(5, 4096, 517, true, cuda::linear_runner::path::skinny, runner);
   check(64, 11008, 300, false, cuda::linear_runner::path::skinny, runner);
   check(64, 11008, 300, true, cuda::linear_runner::path::skinny, runner);
-  check(64, 4096, 4096, false, cuda::linear_runner::path::skinny, runner);
 }
 
 TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
   RIDGELINE_REQUIRE_GPU();
   std::mt19937 rng(5);
-  const int tokens = 37, in = 4104, out = 389, ctas = 29;
+  const int tokens = 37, in = 4104, out = 389;
   const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
   const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
   auto dx = test::upload(x), dw = test::upload(w);
-  const std::size_t y_elems = std::size_t(tokens) * out;
-  cuda::device_buffer y1(y_elems * 4), y2(y1.bytes());
-  cuda::device_buffer partials(cuda::skinny_partial_bytes(ctas, tokens));
-  const std::vector<int> zeros(64, 0);
-  auto counters = test::upload(zeros);
-  cuda::skinny_workspace ws{partials.data<float>(), partials.bytes(), counters.data<int>(), 64};
+  cuda::device_buffer y1(std::size_t(tokens) * out * 4), y2(y1.bytes());
   cuda::stream s;
   const linear_params p1{dx.data<bf16_bits>(), dw.data<bf16_bits>(), y1.data(), true, tokens, in, out};
   linear_params p2 = p1;
   p2.y = y2.data();
-  // The tiles split between CTAs are summed by whichever CTA finishes last, in a fixed order: the
-  // bits are the same every time, with or without programmatic dependent launch.
-  cuda::skinny_gemm(p1, ctas, ws, false, s.get());
-  const auto first = test::download<float>(y1, 0, y_elems);
-  for (int rep = 0; rep < 3; ++rep) {
-    cuda::skinny_gemm(p2, ctas, ws, rep % 2 == 1, s.get());
-    s.synchronize();
-    EXPECT_EQ(first, test::download<float>(y2, 0, y_elems));
-  }
-  EXPECT_EQ(test::download<int>(counters, 0, zeros.size()), zeros);  // left at zero
+  cuda::skinny_gemm(p1, 8, false, s.get());
+  cuda::skinny_gemm(p2, 8, true, s.get());
+  s.synchronize();
+  EXPECT_EQ(test::download<float>(y1, 0, std::size_t(tokens) * out),
+            test::download<float>(y2, 0, std::size_t(tokens) * out));
   linear_params bad = p1;
   bad.num_tokens = cuda::k_skinny_max_tokens + 1;
-  EXPECT_THROW(cuda::skinny_gemm(bad, ctas, ws, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
   bad = p1;
   bad.in_features = 4100;
-  EXPECT_THROW(cuda::skinny_gemm(bad, ctas, ws, false, s.get()), std::invalid_argument);
-  EXPECT_THROW(cuda::skinny_gemm(p1, 0, ws, false, s.get()), std::invalid_argument);
-  EXPECT_THROW(cuda::skinny_gemm(p1, cuda::k_skinny_max_ctas + 1, ws, false, s.get()),
-               std::invalid_argument);
-  // Partials for fewer CTAs than asked for, and fewer counters than output tiles.
-  EXPECT_THROW(cuda::skinny_gemm(p1, ctas + 1, ws, false, s.get()), std::invalid_argument);
-  cuda::skinny_workspace few = ws;
-  few.counter_count = 3;  // 389 features: 4 tiles
-  EXPECT_THROW(cuda::skinny_gemm(p1, ctas, few, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(p1, 9, false, s.get()), std::invalid_argument);
 }
 
 TEST(Linear, RejectsBadShapes) {

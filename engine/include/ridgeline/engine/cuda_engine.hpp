@@ -29,9 +29,6 @@ struct engine_options {
   int split_tokens = 0;      // attention split size (0: launcher's choice, or
                              // k_batch_invariant_split_tokens when batch_invariant)
   int gemm_candidates = 32;   // cuBLASLt heuristic candidates timed per linear-layer shape
-  // Linear layers of 2 ... 64 tokens: "auto" (the measured default, docs/engine.md), "cublas"
-  // (cuBLASLt) or "skinny" (the stream-K tensor-core GEMM, compute capability 9.0 only).
-  std::string decode_gemm = "auto";
   bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
                                  // whatever else is in the batch (every GEMM through one fixed
                                  // cuBLASLt algorithm per weight matrix without split-K, attention
