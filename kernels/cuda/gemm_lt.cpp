@@ -2,7 +2,6 @@
 #include "gemm_lt.hpp"
 
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <type_traits>
 #include <stdexcept>
@@ -19,7 +18,10 @@ bool& pdl_enabled() {
 
 namespace {
 
-using lt_types = lt_gemm::lt_types_view;
+struct lt_types {
+  cudaDataType_t ab, d, scale;
+  cublasComputeType_t compute;
+};
 
 lt_types types_of(dtype t) {
   switch (t) {
@@ -106,80 +108,11 @@ void lt_gemm::build(int max_algorithms, bool no_split_k) {
     }
     m_algorithms.push_back(r.algo);
   }
-  if (!no_split_k && static_cast<int>(m_algorithms.size()) < max_algorithms) {
-    enumerate(max_algorithms, ty);
-  }
   if (m_algorithms.empty()) {
     throw std::invalid_argument("gemm: cuBLASLt has no usable " + std::string(name(t)) +
                                 " algorithm for m=" + std::to_string(m) + " n=" +
                                 std::to_string(n) + " k=" + std::to_string(k) +
                                 (no_split_k ? " without split-K" : ""));
-  }
-}
-
-// Beyond the heuristic: every algorithm id cuBLASLt has for these types, with each tile and stage
-// count it lists and split-K of 1 to 4 where supported, kept when cuBLASLt accepts it for this shape
-// within the workspace (cublasLtMatmulAlgoCheck), until max_algorithms candidates in all.
-void lt_gemm::enumerate(int max_algorithms, const lt_types_view& ty) {
-  constexpr int k_max_ids = 256;
-  std::vector<int> ids(k_max_ids);
-  int n_ids = 0;
-  if (cublasLtMatmulAlgoGetIds(m_handle, ty.compute, ty.scale, ty.ab, ty.ab, ty.d, ty.d, k_max_ids,
-                               ids.data(), &n_ids) != CUBLAS_STATUS_SUCCESS) {
-    return;
-  }
-  const auto cap_list = [](const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoCapAttributes_t a) {
-    std::size_t bytes = 0;
-    std::vector<std::uint32_t> v;
-    if (cublasLtMatmulAlgoCapGetAttribute(&algo, a, nullptr, 0, &bytes) != CUBLAS_STATUS_SUCCESS ||
-        bytes == 0) {
-      return std::vector<std::uint32_t>{0};
-    }
-    v.resize(bytes / sizeof(std::uint32_t));
-    if (cublasLtMatmulAlgoCapGetAttribute(&algo, a, v.data(), bytes, &bytes) !=
-        CUBLAS_STATUS_SUCCESS) {
-      return std::vector<std::uint32_t>{0};
-    }
-    return v;
-  };
-  const auto same = [](const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
-    return std::memcmp(&x, &y, sizeof x) == 0;
-  };
-  for (int i = 0; i < n_ids; ++i) {
-    cublasLtMatmulAlgo_t base{};
-    if (cublasLtMatmulAlgoInit(m_handle, ty.compute, ty.scale, ty.ab, ty.ab, ty.d, ty.d,
-                               ids[static_cast<std::size_t>(i)], &base) != CUBLAS_STATUS_SUCCESS) {
-      continue;
-    }
-    std::int32_t splitk_support = 0;
-    cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &splitk_support,
-                                      sizeof splitk_support, nullptr);
-    const std::vector<std::uint32_t> tiles = cap_list(base, CUBLASLT_ALGO_CAP_TILE_IDS);
-    const std::vector<std::uint32_t> stages = cap_list(base, CUBLASLT_ALGO_CAP_STAGES_IDS);
-    for (const std::uint32_t tile : tiles) {
-      for (const std::uint32_t stage : stages) {
-        for (std::int32_t splits = 1; splits <= (splitk_support ? 4 : 1); ++splits) {
-          cublasLtMatmulAlgo_t algo = base;
-          cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
-                                               sizeof tile);
-          cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stage,
-                                               sizeof stage);
-          cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
-                                               sizeof splits);
-          if (splits > 1) {
-            const std::uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
-            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
-                                                 &scheme, sizeof scheme);
-          }
-          if (!supports(algo)) continue;
-          bool dup = false;
-          for (const auto& a : m_algorithms) dup = dup || same(a, algo);
-          if (dup) continue;
-          m_algorithms.push_back(algo);
-          if (static_cast<int>(m_algorithms.size()) >= max_algorithms) return;
-        }
-      }
-    }
   }
 }
 

@@ -20,8 +20,6 @@ class lt_gemm {
   // Throws std::invalid_argument for empty shapes, for fp8/int8 with m or k not a multiple of 16,
   // or when cuBLASLt offers no algorithm.
   // fp32_output: bf16/fp16 operands with an fp32 D (logits); other dtypes ignore it.
-  // max_algorithms: the heuristic's candidates first, then (without no_split_k) configurations
-  // enumerated from every algorithm id cuBLASLt lists, up to max_algorithms in all.
   // no_split_k: only candidates that reduce each output over k in one CTA, in order (no split-K
   // partials, no reduction kernel): what a batch-invariant GEMM needs.
   lt_gemm(cublasLtHandle_t handle, dtype t, std::size_t m, std::size_t n, std::size_t k,
@@ -49,14 +47,8 @@ class lt_gemm {
   std::size_t b_bytes() const { return m_n * m_k * operand_bytes(m_type); }
   std::size_t d_bytes() const { return m_m * m_n * (m_fp32_output ? 4 : output_bytes(m_type)); }
 
-  struct lt_types_view {
-    cudaDataType_t ab, d, scale;
-    cublasComputeType_t compute;
-  };
-
  private:
   void build(int max_algorithms, bool no_split_k);  // descriptors, layouts, candidates
-  void enumerate(int max_algorithms, const lt_types_view& ty);
   void release() noexcept;
   cublasLtHandle_t m_handle;
   dtype m_type;

@@ -16,9 +16,6 @@
 #include <type_traits>
 
 #include "check.hpp"
-#include "memory.hpp"
-#include <cstdio>
-#include <cstdlib>
 #include "linear.hpp"
 #include "ops.hpp"
 #include "ops_common.cuh"
@@ -320,7 +317,7 @@ const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p
 // warm-up; the median counts. Ties go to the heuristic's order: a later candidate must be at least
 // k_choice_margin faster, so run-to-run noise does not flip the choice.
 int linear_runner::timed_choice(const linear_params& p, const lt_gemm& gemm, cudaStream_t s) {
-  constexpr int k_choice_reps = 9;
+  constexpr int k_choice_reps = 5;
   constexpr double k_choice_margin = 0.01;
   static std::mutex mutex;
   static std::map<std::tuple<int, int, int, int, bool, int>, int> chosen;
@@ -333,13 +330,6 @@ int linear_runner::timed_choice(const linear_params& p, const lt_gemm& gemm, cud
   int l2 = 0;
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
   const l2_flusher flusher(static_cast<std::size_t>(l2));
-  const char* mode_env = std::getenv("RIDGELINE_CHOICE_FLUSH");
-  const bool read_flush = mode_env && std::string(mode_env) == "read";
-  const bool verbose = std::getenv("RIDGELINE_CHOICE_VERBOSE") != nullptr;
-  const std::size_t flush_bytes = 2 * static_cast<std::size_t>(l2);
-  device_buffer clean(read_flush ? flush_bytes : 16);
-  device_buffer sink(16);
-  if (read_flush) RIDGELINE_CUDA_CHECK(cudaMemsetAsync(clean.data(), 0x5a, flush_bytes, s));
   event_timer timer;
   int best = 0;
   double best_t = std::numeric_limits<double>::infinity();
@@ -347,14 +337,7 @@ int linear_runner::timed_choice(const linear_params& p, const lt_gemm& gemm, cud
     gemm.run(a, p.w, p.x, p.y, m_workspace.data(), s);
     std::array<double, k_choice_reps> t{};
     for (double& ti : t) {
-      if (read_flush) {
-        bandwidth_launch bl;
-        bl.bytes = flush_bytes;
-        bl.hint = cache_hint::l2;
-        launch_read(clean.data(), static_cast<std::uint32_t*>(sink.data()), bl, s);
-      } else {
-        flusher.flush(s);
-      }
+      flusher.flush(s);
       timer.start(s);
       gemm.run(a, p.w, p.x, p.y, m_workspace.data(), s);
       timer.stop(s);
@@ -362,20 +345,8 @@ int linear_runner::timed_choice(const linear_params& p, const lt_gemm& gemm, cud
     }
     std::nth_element(t.begin(), t.begin() + k_choice_reps / 2, t.end());
     const double median = t[k_choice_reps / 2];
-    if (verbose) {
-      std::int32_t id = 0, tile = 0, stages = 0, splits = 0, cluster = 0;
-      const auto& al = gemm.algorithm(a);
-      cublasLtMatmulAlgoConfigGetAttribute(&al, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, nullptr);
-      cublasLtMatmulAlgoConfigGetAttribute(&al, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, nullptr);
-      cublasLtMatmulAlgoConfigGetAttribute(&al, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, nullptr);
-      cublasLtMatmulAlgoConfigGetAttribute(&al, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof splits, nullptr);
-      cublasLtMatmulAlgoConfigGetAttribute(&al, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster, sizeof cluster, nullptr);
-      std::fprintf(stderr, "choice tokens=%d in=%d out=%d cand=%d id=%d tile=%d stages=%d splitk=%d cluster=%d us=%.2f\n",
-                   p.num_tokens, p.in_features, p.out_features, a, id, tile, stages, splits, cluster, median * 1e6);
-    }
     if (median < best_t * (1.0 - k_choice_margin)) best_t = median, best = a;
   }
-  if (verbose) std::fprintf(stderr, "choice tokens=%d in=%d out=%d chosen=%d\n", p.num_tokens, p.in_features, p.out_features, best);
   return chosen.emplace(key, best).first->second;
 }
 
