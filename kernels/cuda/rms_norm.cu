@@ -26,14 +26,6 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8*
                                     const detail::bf16x8* __restrict__ weight, detail::bf16x8* out,
                                     int nvec, float inv_hidden, float eps) {
   detail::pdl_trigger();  // the kernel after this may be scheduled now
-  // The norm's weights are no kernel's output: their loads leave before the wait, and their
-  // latency overlaps the previous kernel's tail and this row's loads and reduction.
-  detail::bf16x8 w[V];
-#pragma unroll
-  for (int j = 0; j < V; ++j) {
-    const int i = threadIdx.x + j * blockDim.x;
-    if (i < nvec) w[j] = weight[i];
-  }
   detail::pdl_wait();  // before reading what the previous kernel wrote
   __shared__ float scratch[32];
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * nvec;
@@ -65,10 +57,11 @@ __global__ void rms_norm_vec_kernel(const detail::bf16x8* input, detail::bf16x8*
   for (int j = 0; j < V; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
     if (i < nvec) {
+      const detail::bf16x8 w = weight[i];
       detail::bf16x8 o;
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        o.v[k] = __float2bfloat16_rn(r[j][k] * inv_rms * __bfloat162float(w[j].v[k]));
+        o.v[k] = __float2bfloat16_rn(r[j][k] * inv_rms * __bfloat162float(w.v[k]));
       }
       out[row + i] = o;
     }
