@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/check.hpp"
 #include "cuda/linear.hpp"
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
@@ -35,7 +36,8 @@ void BM_kernels_linear_block(benchmark::State& state) {
   const int tokens = static_cast<int>(state.range(0));
   // path: 0 GEMV (4 loads in flight per lane), 1 GEMV (8), 2 GEMV (4) with programmatic
   // dependent launch (the engine's), 3 cuBLASLt, 4 tensor-core skinny GEMM (with PDL), 5
-  // automatic (with PDL, as the engine runs it), 6 GEMV (8) with programmatic dependent launch.
+  // automatic (with PDL, as the engine runs it), 6 GEMV (8) with programmatic dependent launch,
+  // 7 skinny GEMM with SwiGLU fused into gate_up (with PDL), 8 cuBLASLt gate_up + swiglu kernel.
   const int path = static_cast<int>(state.range(1));
   const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
@@ -54,23 +56,29 @@ void BM_kernels_linear_block(benchmark::State& state) {
   cuda::linear_runner runner;
   using P = cuda::linear_runner::path;
   runner.set_path(path <= 2 || path == 6 ? P::gemv
-                  : path == 3           ? P::cublas
-                  : path == 4           ? P::skinny
+                  : path == 3 || path == 8 ? P::cublas
+                  : path == 4 || path == 7 ? P::skinny
                                         : P::automatic);
-  // range(3): the GEMV's k splits, or the skinny GEMM's splits (0 = the launcher's choice).
+  // range(3): the GEMV's k splits (0 = the launcher's choice).
   const int splits = static_cast<int>(state.range(3));
   runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, path == 4 ? 0 : splits,
-                           path == 2 || path == 6 || path == 4 || path == 5});
-  runner.set_skinny_splits(path == 4 ? splits : 0);
+                           path == 2 || path == 6 || path == 4 || path == 5 || path == 7});
+  cuda::pdl_enabled() = path == 7 || path == 8 || path == 5;
+  const bool fused = path == 7 || path == 8;
+  cuda::device_buffer act(std::size_t(tokens) * 11008 * 2);
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
   }
   auto run_block = [&](int c) {
     for (int l = 0; l < 4; ++l) {
       if (layer_only >= 0 && l != layer_only) continue;
-      runner.run({x.data<bf16_bits>(), weights[c * 4 + l].data<bf16_bits>(), y.data(), false, tokens,
-                  k_layers[l].in, k_layers[l].out},
-                 s.get());
+      const linear_params p{x.data<bf16_bits>(), weights[c * 4 + l].data<bf16_bits>(), y.data(),
+                            false, tokens, k_layers[l].in, k_layers[l].out};
+      if (fused && l == 2) {
+        runner.run_swiglu(p, {y.data<bf16_bits>(), act.data<bf16_bits>(), tokens, 11008}, s.get());
+      } else {
+        runner.run(p, s.get());
+      }
     }
   };
   for (int c = 0; c < copies; ++c) run_block(c);  // warm-up, plans
@@ -95,7 +103,8 @@ BENCHMARK(BM_kernels_linear_block)
     ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 5}, {-1}, {0}})
     ->ArgsProduct({{2, 8, 16, 32, 64}, {4}, {-1}, {0}})
     ->ArgsProduct({{64}, {3, 5}, {0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {0, 1, 2, 3, 4, 8}})
+    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {0}})
+    ->ArgsProduct({{16, 32, 64}, {7, 8}, {-1, 2}, {0}})
     ->ArgsProduct({{256}, {3}, {-1}, {0}})
     ->UseManualTime();
 

@@ -382,13 +382,17 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
 
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
-  if (choose(p) == path::cublas) plan_for(p, s);
+  const path chosen = choose(p);
+  if (chosen == path::cublas) plan_for(p, s);
+  if (chosen == path::skinny) skinny_gemm_plan(p, false);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
                                cudaStream_t s) {
   validate(p, "linear");
-  if (choose(p) == path::gemv) return gemv_swiglu(p, act, s, m_gemv);
+  const path chosen = choose(p);
+  if (chosen == path::gemv) return gemv_swiglu(p, act, s, m_gemv);
+  if (chosen == path::skinny) return skinny_gemm_swiglu(p, act, m_gemv.pdl, s);
   run(p, s);
   swiglu(act, s);
 }
@@ -397,10 +401,7 @@ void linear_runner::run(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
   const path chosen = choose(p);
   if (chosen == path::gemv) return gemv(p, s, m_gemv);
-  if (chosen == path::skinny) {
-    const int splits = m_skinny_splits > 0 ? m_skinny_splits : skinny_gemm_splits(p, m_sm_count);
-    return skinny_gemm(p, splits, m_gemv.pdl, s);
-  }
+  if (chosen == path::skinny) return skinny_gemm(p, m_gemv.pdl, s);
   const plan& pl = plan_for(p, s);
   // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);

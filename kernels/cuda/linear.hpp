@@ -17,7 +17,6 @@ namespace ridgeline::cuda {
 
 inline constexpr int k_gemv_max_tokens = 8;
 inline constexpr int k_skinny_max_tokens = 64;
-inline constexpr int k_skinny_max_splits = 8;  // split-K over a cluster of at most 8 CTAs
 
 struct gemv_options {
   int unroll = 4;    // 16-byte weight loads in flight per lane: 4 or 8
@@ -33,12 +32,24 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
 // swiglu() give, in one launch. 1 ... k_gemv_max_tokens tokens.
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o = {});
-// Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu):
-// in_features a multiple of 8, x and w 16-byte aligned; split-K over `splits` (1 ... 8) CTAs of a
-// cluster, reduced in a fixed order. pdl: launched with programmatic dependent launch. Compute
-// capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
-int skinny_gemm_splits(const linear_params& p, int sm_count);
-void skinny_gemm(const linear_params& p, int splits, bool pdl, cudaStream_t s);
+// Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu): one
+// CTA per SM, each owning a slice of the output features over the whole k range, activations
+// multicast over a cluster; in_features a multiple of 8, x and w 16-byte aligned. pdl: launched
+// with programmatic dependent launch (weights stream before the previous kernel has finished).
+// Compute capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
+struct skinny_gemm_config {
+  int features_per_cta = 0;  // weight rows per CTA (gate + up rows for the SwiGLU form)
+  int ctas = 0;
+  int cluster = 1;  // CTAs sharing each activation tile
+};
+// The launch skinny_gemm (glu = false) or skinny_gemm_swiglu (glu = true) makes for p's shape;
+// the first call per shape configures the kernel (call it outside CUDA-graph capture).
+skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu);
+void skinny_gemm(const linear_params& p, bool pdl, cudaStream_t s);
+// p is the gate_up layer (out_features = 2 x act.intermediate); writes act.out = swiglu of its
+// output (gate and up sums rounded to bf16 first, as swiglu() reads them), p.y unused.
+void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act, bool pdl,
+                        cudaStream_t s);
 
 // Row gather / column window copy (gather_rows_params in ops.hpp).
 void gather_rows(const gather_rows_params& p, cudaStream_t s);
@@ -56,8 +67,6 @@ class linear_runner {
   // cuBLASLt at decode batches, docs/engine.md; it stays selectable for tests and benchmarks).
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
-  // Splits of a forced skinny path (0: skinny_gemm_splits' estimate).
-  void set_skinny_splits(int n) { m_skinny_splits = n; }
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
   // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
@@ -92,7 +101,6 @@ class linear_runner {
   path m_path = path::automatic;
   gemv_options m_gemv;
   int m_sm_count = 0;
-  int m_skinny_splits = 0;
 };
 
 }  // namespace ridgeline::cuda

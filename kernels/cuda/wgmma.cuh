@@ -124,33 +124,163 @@ RIDGELINE_WGMMA(mma_e4m3, 256, "m64n256k32.f32.e4m3.e4m3", "%128, %129, %130, %1
 #undef RIDGELINE_WGMMA
 
 // Both operands from shared memory through descriptors (bf16, K-major): D[64 x N] += A[64 x 16]
-// B[16 x N], rows of B being columns of the product (skinny_gemm.cu: A = weight rows, B = tokens).
+// B[16 x N], rows of B being columns of the product (skinny_gemm.cu: A = the tokens' activations,
+// B = weight rows, so N = output features). N / 2 accumulators per thread.
 template <int N>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], std::uint64_t a_desc,
                                          std::uint64_t b_desc);
 
-// A_DESC, B_DESC, PRED: the operand numbers after the N / 2 accumulators.
-#define RIDGELINE_WGMMA_SS(N, A_DESC, B_DESC, PRED)                                              \
+// Blocks of eight accumulator operands: their "%i" text (RB) and their constraints (DB).
+#define RIDGELINE_WGMMA_RB0 "%0, %1, %2, %3, %4, %5, %6, %7"
+#define RIDGELINE_WGMMA_RB1 "%8, %9, %10, %11, %12, %13, %14, %15"
+#define RIDGELINE_WGMMA_RB2 "%16, %17, %18, %19, %20, %21, %22, %23"
+#define RIDGELINE_WGMMA_RB3 "%24, %25, %26, %27, %28, %29, %30, %31"
+#define RIDGELINE_WGMMA_RB4 "%32, %33, %34, %35, %36, %37, %38, %39"
+#define RIDGELINE_WGMMA_RB5 "%40, %41, %42, %43, %44, %45, %46, %47"
+#define RIDGELINE_WGMMA_RB6 "%48, %49, %50, %51, %52, %53, %54, %55"
+#define RIDGELINE_WGMMA_RB7 "%56, %57, %58, %59, %60, %61, %62, %63"
+#define RIDGELINE_WGMMA_RB8 "%64, %65, %66, %67, %68, %69, %70, %71"
+#define RIDGELINE_WGMMA_RB9 "%72, %73, %74, %75, %76, %77, %78, %79"
+#define RIDGELINE_WGMMA_RB10 "%80, %81, %82, %83, %84, %85, %86, %87"
+#define RIDGELINE_WGMMA_RB11 "%88, %89, %90, %91, %92, %93, %94, %95"
+#define RIDGELINE_WGMMA_RB12 "%96, %97, %98, %99, %100, %101, %102, %103"
+#define RIDGELINE_WGMMA_RB13 "%104, %105, %106, %107, %108, %109, %110, %111"
+#define RIDGELINE_WGMMA_DB0 \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), \
+    "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define RIDGELINE_WGMMA_DB1 \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), \
+    "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define RIDGELINE_WGMMA_DB2 \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), \
+    "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+#define RIDGELINE_WGMMA_DB3 \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
+    "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define RIDGELINE_WGMMA_DB4 \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), \
+    "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39])
+#define RIDGELINE_WGMMA_DB5 \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), \
+    "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+#define RIDGELINE_WGMMA_DB6 \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), \
+    "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55])
+#define RIDGELINE_WGMMA_DB7 \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), \
+    "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define RIDGELINE_WGMMA_DB8 \
+    "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), \
+    "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
+#define RIDGELINE_WGMMA_DB9 \
+    "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), \
+    "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+#define RIDGELINE_WGMMA_DB10 \
+    "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), \
+    "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+#define RIDGELINE_WGMMA_DB11 \
+    "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), \
+    "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+#define RIDGELINE_WGMMA_DB12 \
+    "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), \
+    "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103])
+#define RIDGELINE_WGMMA_DB13 \
+    "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), \
+    "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111])
+
+// RLIST: the accumulators' text; A_DESC, B_DESC, PRED: the operand numbers after them; the
+// variadic tail: the accumulators' constraints.
+#define RIDGELINE_WGMMA_SS(N, RLIST, A_DESC, B_DESC, PRED, ...)                                \
   template <>                                                                                  \
   __device__ __forceinline__ void wgmma_ss<N>(float(&d)[N / 2], std::uint64_t a_desc,          \
                                               std::uint64_t b_desc) {                          \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n"                            \
-                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" RIDGELINE_WGMMA_R_##N \
-                 "}, " A_DESC ", " B_DESC ", p, 1, 1, 0, 0;\n}\n"                               \
-                 : RIDGELINE_WGMMA_D_##N                                                        \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" RLIST "}, "     \
+                 A_DESC ", " B_DESC ", p, 1, 1, 0, 0;\n}\n"                                    \
+                 : __VA_ARGS__                                                              \
                  : "l"(a_desc), "l"(b_desc), "r"(1));                                          \
   }
 
-#define RIDGELINE_WGMMA_R_16 RIDGELINE_WGMMA_R8
-#define RIDGELINE_WGMMA_D_16 RIDGELINE_WGMMA_D8
-#define RIDGELINE_WGMMA_R_32 RIDGELINE_WGMMA_R16
-#define RIDGELINE_WGMMA_D_32 RIDGELINE_WGMMA_D16
-
-RIDGELINE_WGMMA_SS(16, "%8", "%9", "%10")
-RIDGELINE_WGMMA_SS(32, "%16", "%17", "%18")
-RIDGELINE_WGMMA_SS(64, "%32", "%33", "%34")
+RIDGELINE_WGMMA_SS(32,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1,
+                   "%16", "%17", "%18",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1)
+RIDGELINE_WGMMA_SS(48,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2,
+                   "%24", "%25", "%26",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2)
+RIDGELINE_WGMMA_SS(64,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2 ", "
+                   RIDGELINE_WGMMA_RB3,
+                   "%32", "%33", "%34",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2,
+                   RIDGELINE_WGMMA_DB3)
+RIDGELINE_WGMMA_SS(96,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2 ", "
+                   RIDGELINE_WGMMA_RB3 ", " RIDGELINE_WGMMA_RB4 ", " RIDGELINE_WGMMA_RB5,
+                   "%48", "%49", "%50",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2,
+                   RIDGELINE_WGMMA_DB3, RIDGELINE_WGMMA_DB4, RIDGELINE_WGMMA_DB5)
+RIDGELINE_WGMMA_SS(128,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2 ", "
+                   RIDGELINE_WGMMA_RB3 ", " RIDGELINE_WGMMA_RB4 ", " RIDGELINE_WGMMA_RB5 ", "
+                   RIDGELINE_WGMMA_RB6 ", " RIDGELINE_WGMMA_RB7,
+                   "%64", "%65", "%66",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2,
+                   RIDGELINE_WGMMA_DB3, RIDGELINE_WGMMA_DB4, RIDGELINE_WGMMA_DB5,
+                   RIDGELINE_WGMMA_DB6, RIDGELINE_WGMMA_DB7)
+RIDGELINE_WGMMA_SS(176,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2 ", "
+                   RIDGELINE_WGMMA_RB3 ", " RIDGELINE_WGMMA_RB4 ", " RIDGELINE_WGMMA_RB5 ", "
+                   RIDGELINE_WGMMA_RB6 ", " RIDGELINE_WGMMA_RB7 ", " RIDGELINE_WGMMA_RB8 ", "
+                   RIDGELINE_WGMMA_RB9 ", " RIDGELINE_WGMMA_RB10,
+                   "%88", "%89", "%90",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2,
+                   RIDGELINE_WGMMA_DB3, RIDGELINE_WGMMA_DB4, RIDGELINE_WGMMA_DB5,
+                   RIDGELINE_WGMMA_DB6, RIDGELINE_WGMMA_DB7, RIDGELINE_WGMMA_DB8,
+                   RIDGELINE_WGMMA_DB9, RIDGELINE_WGMMA_DB10)
+RIDGELINE_WGMMA_SS(224,
+                   RIDGELINE_WGMMA_RB0 ", " RIDGELINE_WGMMA_RB1 ", " RIDGELINE_WGMMA_RB2 ", "
+                   RIDGELINE_WGMMA_RB3 ", " RIDGELINE_WGMMA_RB4 ", " RIDGELINE_WGMMA_RB5 ", "
+                   RIDGELINE_WGMMA_RB6 ", " RIDGELINE_WGMMA_RB7 ", " RIDGELINE_WGMMA_RB8 ", "
+                   RIDGELINE_WGMMA_RB9 ", " RIDGELINE_WGMMA_RB10 ", " RIDGELINE_WGMMA_RB11 ", "
+                   RIDGELINE_WGMMA_RB12 ", " RIDGELINE_WGMMA_RB13,
+                   "%112", "%113", "%114",
+                   RIDGELINE_WGMMA_DB0, RIDGELINE_WGMMA_DB1, RIDGELINE_WGMMA_DB2,
+                   RIDGELINE_WGMMA_DB3, RIDGELINE_WGMMA_DB4, RIDGELINE_WGMMA_DB5,
+                   RIDGELINE_WGMMA_DB6, RIDGELINE_WGMMA_DB7, RIDGELINE_WGMMA_DB8,
+                   RIDGELINE_WGMMA_DB9, RIDGELINE_WGMMA_DB10, RIDGELINE_WGMMA_DB11,
+                   RIDGELINE_WGMMA_DB12, RIDGELINE_WGMMA_DB13)
 
 #undef RIDGELINE_WGMMA_SS
+#undef RIDGELINE_WGMMA_RB0
+#undef RIDGELINE_WGMMA_DB0
+#undef RIDGELINE_WGMMA_RB1
+#undef RIDGELINE_WGMMA_DB1
+#undef RIDGELINE_WGMMA_RB2
+#undef RIDGELINE_WGMMA_DB2
+#undef RIDGELINE_WGMMA_RB3
+#undef RIDGELINE_WGMMA_DB3
+#undef RIDGELINE_WGMMA_RB4
+#undef RIDGELINE_WGMMA_DB4
+#undef RIDGELINE_WGMMA_RB5
+#undef RIDGELINE_WGMMA_DB5
+#undef RIDGELINE_WGMMA_RB6
+#undef RIDGELINE_WGMMA_DB6
+#undef RIDGELINE_WGMMA_RB7
+#undef RIDGELINE_WGMMA_DB7
+#undef RIDGELINE_WGMMA_RB8
+#undef RIDGELINE_WGMMA_DB8
+#undef RIDGELINE_WGMMA_RB9
+#undef RIDGELINE_WGMMA_DB9
+#undef RIDGELINE_WGMMA_RB10
+#undef RIDGELINE_WGMMA_DB10
+#undef RIDGELINE_WGMMA_RB11
+#undef RIDGELINE_WGMMA_DB11
+#undef RIDGELINE_WGMMA_RB12
+#undef RIDGELINE_WGMMA_DB12
+#undef RIDGELINE_WGMMA_RB13
+#undef RIDGELINE_WGMMA_DB13
 
 template <int Pending>
 __device__ __forceinline__ void wgmma_wait() {
@@ -223,10 +353,6 @@ __device__ __forceinline__ void store_tile(const float (&d)[N / 2], float* __res
 #undef RIDGELINE_WGMMA_R8
 #undef RIDGELINE_WGMMA_D16
 #undef RIDGELINE_WGMMA_R16
-#undef RIDGELINE_WGMMA_R_16
-#undef RIDGELINE_WGMMA_D_16
-#undef RIDGELINE_WGMMA_R_32
-#undef RIDGELINE_WGMMA_D_32
 #undef RIDGELINE_WGMMA_D32
 #undef RIDGELINE_WGMMA_R32
 #undef RIDGELINE_WGMMA_D128

@@ -104,22 +104,73 @@ TEST(Linear, CublasPathMatchesReference) {
 TEST(Linear, SkinnyGemmMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
   cuda::linear_runner runner;
-  // Every token tile (16, 32, 64 tokens) with partial tiles; out not a multiple of the 128-feature
-  // CTA tile; k not a multiple of the 64-wide stage (136, 1032), shorter than the 4-stage pipeline
-  // (8, 136) and longer (4096, 11008); 1 to 8 splits, more splits than k tiles included.
-  for (int splits : {1, 2, 3, 8}) {
-    runner.set_skinny_splits(splits);
-    for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
-      for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
-                             std::pair{4096, 257}}) {
-        check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
-      }
+  // Token counts below, at and between the cluster's activation slices (16 rows each for four
+  // CTAs), out not a multiple of any tile width (and wide enough to pick each of them), k not a
+  // multiple of the 64-wide slot (136, 1032), shorter than the pipeline (8, 136) and longer (4096,
+  // 11008).
+  for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
+    for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
+                           std::pair{4096, 257}}) {
+      check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
     }
   }
-  runner.set_skinny_splits(0);  // the estimate
+  for (int out : {4100, 6150, 8200, 12290, 16390}) {
+    check(37, 520, out, false, cuda::linear_runner::path::skinny, runner);
+  }
   check(5, 4096, 517, true, cuda::linear_runner::path::skinny, runner);
   check(64, 11008, 300, false, cuda::linear_runner::path::skinny, runner);
   check(64, 11008, 300, true, cuda::linear_runner::path::skinny, runner);
+}
+
+// The SwiGLU form against the CPU GEMM followed by the CPU SwiGLU (the GPU rounds the gate and up
+// sums to bf16 before the SwiGLU, as the reference's bf16 GEMM output does): one bf16 unit of the
+// sums may differ, so the tolerance is the GEMM's, carried through the SwiGLU's slope.
+TEST(Linear, SkinnyGemmSwigluMatchesReference) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::linear_runner runner;
+  runner.set_path(cuda::linear_runner::path::skinny);
+  for (auto [tokens, in, inter] : {std::tuple{1, 8, 1}, std::tuple{7, 136, 23},
+                                   std::tuple{33, 1032, 129}, std::tuple{64, 4096, 700},
+                                   std::tuple{64, 520, 11008}, std::tuple{19, 264, 14336}}) {
+    SCOPED_TRACE("tokens=" + std::to_string(tokens) + " in=" + std::to_string(in) +
+                 " inter=" + std::to_string(inter));
+    std::mt19937 rng(static_cast<unsigned>(tokens * 31 + in + inter));
+    const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
+    const auto w = random_bf16(std::size_t(2 * inter) * in, rng, 0.5f);
+    std::vector<bf16_bits> gate_up(std::size_t(tokens) * 2 * inter);
+    std::vector<bf16_bits> ref(std::size_t(tokens) * inter);
+    cpu::linear({x.data(), w.data(), gate_up.data(), false, tokens, in, 2 * inter});
+    cpu::swiglu({gate_up.data(), ref.data(), tokens, inter});
+    auto dx = test::upload(x), dw = test::upload(w);
+    std::vector<bf16_bits> init(ref.size() + 256, 0xffff);  // NaN poison, a guard after
+    auto dout = test::upload(init);
+    cuda::device_buffer scratch(std::size_t(tokens) * 2 * inter * 2);
+    cuda::stream s;
+    const linear_params p{dx.data<bf16_bits>(), dw.data<bf16_bits>(), scratch.data(), false,
+                          tokens, in, 2 * inter};
+    runner.run_swiglu(p, {nullptr, dout.data<bf16_bits>(), tokens, inter}, s.get());
+    s.synchronize();
+    const auto got = test::download<bf16_bits>(dout, 0, init.size());
+    for (std::size_t i = ref.size(); i < init.size(); ++i) ASSERT_EQ(got[i], 0xffff);
+    const double acc_tol = std::ldexp(1.0, -16) * in * 0.5;
+    int bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      const double gv = cpu::bf16_to_float(got[i]), r = cpu::bf16_to_float(ref[i]);
+      const std::size_t t = i / inter, j = i % inter;
+      const double g = cpu::bf16_to_float(gate_up[t * 2 * inter + j]);
+      const double u = cpu::bf16_to_float(gate_up[t * 2 * inter + inter + j]);
+      // |d swiglu| <= 1.1 |u| dg + (|g| + 0.3) du, each sum off by a bf16 unit plus accumulation.
+      const double dg = std::ldexp(1.0, -7) * std::fabs(g) + acc_tol;
+      const double du = std::ldexp(1.0, -7) * std::fabs(u) + acc_tol;
+      const double tol =
+          std::ldexp(1.0, -7) * std::fabs(r) + 1.1 * std::fabs(u) * dg + (std::fabs(g) + 0.3) * du;
+      if (!(std::fabs(gv - r) <= tol) && bad++ < 5) {
+        ADD_FAILURE() << "element " << i << " (token " << t << ", column " << j << "): got " << gv
+                      << ", reference " << r << ", tolerance " << tol;
+      }
+    }
+    EXPECT_EQ(bad, 0);
+  }
 }
 
 TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
@@ -134,18 +185,28 @@ TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
   const linear_params p1{dx.data<bf16_bits>(), dw.data<bf16_bits>(), y1.data(), true, tokens, in, out};
   linear_params p2 = p1;
   p2.y = y2.data();
-  cuda::skinny_gemm(p1, 8, false, s.get());
-  cuda::skinny_gemm(p2, 8, true, s.get());
+  cuda::skinny_gemm(p1, false, s.get());
+  cuda::skinny_gemm(p2, true, s.get());
   s.synchronize();
   EXPECT_EQ(test::download<float>(y1, 0, std::size_t(tokens) * out),
             test::download<float>(y2, 0, std::size_t(tokens) * out));
+  // A token's row does not depend on the other rows of the batch.
+  linear_params p3 = p1;
+  p3.num_tokens = 1;
+  p3.x = dx.data<bf16_bits>() + std::size_t(11) * in;
+  cuda::skinny_gemm(p3, false, s.get());
+  s.synchronize();
+  EXPECT_EQ(test::download<float>(y1, 0, std::size_t(out)),
+            test::download<float>(y2, std::size_t(11) * out * 4, std::size_t(out)));
   linear_params bad = p1;
   bad.num_tokens = cuda::k_skinny_max_tokens + 1;
-  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(bad, false, s.get()), std::invalid_argument);
   bad = p1;
   bad.in_features = 4100;
-  EXPECT_THROW(cuda::skinny_gemm(bad, 1, false, s.get()), std::invalid_argument);
-  EXPECT_THROW(cuda::skinny_gemm(p1, 9, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(bad, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm_swiglu(p1, {nullptr, y2.data<bf16_bits>(), tokens, 100}, false,
+                                        s.get()),
+               std::invalid_argument);
 }
 
 TEST(Linear, RejectsBadShapes) {
