@@ -24,6 +24,7 @@ struct sweep_args {
   int max_prefill_tokens = 8192;
   int split_tokens = 0;
   int gemm_candidates = 32;
+  std::string gemm = "auto";
   int device = 0;
   bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
@@ -42,6 +43,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.pdl = !a.no_pdl;
   o.batch_invariant = a.deterministic;
   o.gemm_candidates = a.gemm_candidates;
+  o.gemm = a.gemm;
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
@@ -106,6 +108,10 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_flag("--no-pdl", a->no_pdl, "Launch kernels without programmatic dependent launch");
   cmd->add_option("--gemm-candidates", a->gemm_candidates,
                   "cuBLASLt heuristic candidates timed per linear-layer shape")
+      ->capture_default_str();
+  cmd->add_option("--gemm", a->gemm,
+                  "Linear layers above one token: auto, cublas or skinny (the tensor-core "
+                  "weight-streaming GEMM, up to 64 tokens, H100/H200)")
       ->capture_default_str();
   cmd->add_flag("--deterministic", a->deterministic,
                 "Batch-invariant mode: fixed GEMM algorithm without split-K, fixed attention split "

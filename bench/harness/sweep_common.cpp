@@ -25,6 +25,9 @@ void validate_sweep_options(const sweep_options& o) {
     }
   }
   if (o.max_prefill_tokens <= 0) throw std::invalid_argument("sweep: --max-prefill-tokens must be positive");
+  if (o.gemm != "auto" && o.gemm != "cublas" && o.gemm != "skinny") {
+    throw std::invalid_argument("sweep: --gemm " + o.gemm + ": expected auto, cublas or skinny");
+  }
   if (o.gemm_candidates < 1 || o.gemm_candidates > 1024) {
     throw std::invalid_argument("sweep: --gemm-candidates " + std::to_string(o.gemm_candidates) +
                                 " out of range [1, 1024]");

@@ -74,6 +74,7 @@ json run_sweep(const sweep_options& o) {
   eo.pdl = o.pdl;
   eo.batch_invariant = o.batch_invariant;
   eo.gemm_candidates = o.gemm_candidates;
+  eo.gemm = o.gemm;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
   if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
@@ -177,6 +178,7 @@ json run_sweep(const sweep_options& o) {
               {"pdl", o.pdl},
               {"deterministic", o.batch_invariant},
               {"gemm_candidates", o.gemm_candidates},
+              {"gemm", o.gemm},
               {"kv_blocks", engine.num_kv_blocks()},
               {"block_tokens", block_tokens},
               {"max_prefill_tokens", o.max_prefill_tokens},

@@ -178,6 +178,7 @@ struct cuda_engine::impl {
     apply_pdl(o.pdl);
     linear_runner.set_batch_invariant(o.batch_invariant);
     linear_runner.set_gemm_candidates(o.gemm_candidates);
+    linear_runner.set_gemm_path(o.gemm);
   }
 
   // The GEMVs' launch attribute and the process-wide switch of the other launchers.

@@ -287,6 +287,17 @@ linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspac
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
+  int major = 0, minor = 0;
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  m_sm90 = major == 9 && minor == 0;
+}
+
+void linear_runner::set_gemm_path(const std::string& name) {
+  if (name == "auto") m_gemm = path::automatic;
+  else if (name == "cublas") m_gemm = path::cublas;
+  else if (name == "skinny") m_gemm = path::skinny;
+  else throw std::invalid_argument("linear: unknown GEMM path '" + name + "' (auto, cublas, skinny)");
 }
 
 linear_runner::path linear_runner::choose(const linear_params& p) const {
@@ -296,7 +307,11 @@ linear_runner::path linear_runner::choose(const linear_params& p) const {
   // cuBLASLt beats both the GEMV and the skinny tensor-core GEMM (on an H200 at 64 tokens the
   // skinny GEMM takes ~156 us for the Llama-2-7B block against cuBLASLt's ~123 us).
   if (p.num_tokens == 1) return path::gemv;
-  return path::cublas;
+  const bool skinny_fits =
+      m_sm90 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
+      (reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 == 0;
+  if (m_gemm == path::cublas || !skinny_fits) return path::cublas;
+  return path::skinny;
 }
 
 const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p) {

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 
 #include "gemm_lt.hpp"
@@ -68,6 +69,10 @@ class linear_runner {
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
+  // The automatic path's GEMM from 2 tokens: "auto", "cublas", or "skinny" (skinny_gemm where it
+  // applies: up to k_skinny_max_tokens tokens on compute capability 9.0; cuBLASLt elsewhere).
+  // Throws std::invalid_argument for any other name.
+  void set_gemm_path(const std::string& name);
   void set_gemv_options(const gemv_options& o) { m_gemv = o; }
   // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
   // per weight matrix (in, out, output type): the heuristic's first candidate without split-K for
@@ -99,6 +104,8 @@ class linear_runner {
   int m_candidates = 32;
   path choose(const linear_params& p) const;
   path m_path = path::automatic;
+  path m_gemm = path::automatic;  // set_gemm_path: automatic, cublas or skinny
+  bool m_sm90 = false;            // skinny_gemm runs here
   gemv_options m_gemv;
   int m_sm_count = 0;
 };

@@ -35,6 +35,8 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -83,14 +85,14 @@ __device__ __forceinline__ void mbar_expect_tx(std::uint32_t bar, unsigned bytes
                : "memory");
 }
 
-// Waits for the phase of parity `parity` to complete. Cluster scope: the empty barriers are
-// released by the consumers of other CTAs.
+// Waits for the phase of parity `parity` to complete (default acquire at CTA scope: a cluster-
+// scope acquire or release on every slot costs about half a microsecond per k tile).
 __device__ __forceinline__ void mbar_wait(std::uint32_t bar, unsigned parity) {
   asm volatile(
       "{\n"
       ".reg .pred done;\n"
       "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
       "@!done bra WAIT_%=;\n"
       "}\n" ::"r"(bar),
       "r"(parity)
@@ -101,8 +103,7 @@ __device__ __forceinline__ void mbar_wait(std::uint32_t bar, unsigned parity) {
 __device__ __forceinline__ void mbar_arrive_remote(std::uint32_t bar, unsigned rank) {
   std::uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote)
-               : "memory");
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 
 __device__ __forceinline__ void cluster_sync() {
@@ -244,8 +245,9 @@ __global__ void __launch_bounds__(k_threads, 1)
       detail::wgmma_wait<1>();  // the previous slot's wgmmas are done: release it
       detail::pin(acc);
       const int done = it - 1;
-      if (threadIdx.x == 0 && done >= 0 && done + S < nk) {
-        for (unsigned q = 0; q < csize; ++q) mbar_arrive_remote(empty + 8 * (done % S), q);
+      // Thread q releases the slot in cluster CTA q.
+      if (threadIdx.x < csize && done >= 0 && done + S < nk) {
+        mbar_arrive_remote(empty + 8 * (done % S), threadIdx.x);
       }
     }
     detail::wgmma_wait<0>();
@@ -306,7 +308,9 @@ CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
   const CUresult r = tensor_map_encoder()(
       &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16_bits*>(p), dims, strides, box,
       elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      std::getenv("RIDGELINE_SKINNY_NOPROMO") ? CU_TENSOR_MAP_L2_PROMOTION_NONE
+                                              : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) {
     throw std::runtime_error("skinny_gemm: cuTensorMapEncodeTiled failed (" + std::to_string(r) +
                              ") for " + std::to_string(rows) + " x " + std::to_string(k));
@@ -373,7 +377,8 @@ const launch_plan& plan_for(int outputs, bool glu) {
   }
   RIDGELINE_CUDA_CHECK(
       cudaFuncSetAttribute(best.v->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, best.v->smem));
-  for (int c = k_max_cluster; c >= 1; c /= 2) {
+  const char* env_c = std::getenv("RIDGELINE_SKINNY_CLUSTER");  // experiment knob
+  for (int c = env_c ? std::atoi(env_c) : k_max_cluster; c >= 1; c /= 2) {
     const int grid = (best.ctas + c - 1) / c * c;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(grid);
@@ -439,7 +444,12 @@ void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu,
   attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 2 : 1;
+  cfg.numAttrs = pdl && !std::getenv("RIDGELINE_SKINNY_NOPDL") ? 2 : 1;
+  static const bool verbose = std::getenv("RIDGELINE_SKINNY_VERBOSE") != nullptr;
+  if (verbose) {
+    std::fprintf(stderr, "skinny: out=%d glu=%d bn=%d ctas=%d cluster=%d smem=%d\n", outputs,
+                 glu, pl.v->bn, pl.ctas, pl.cluster, pl.v->smem);
+  }
   RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, pl.v->fn, w_map, x_map, y, y_fp32, p.num_tokens,
                                           p.in_features, outputs));
 }

@@ -32,6 +32,7 @@ struct sweep_options {
   bool pdl = true;       // programmatic dependent launch between the step's kernels
   bool batch_invariant = false;  // the engine's deterministic mode (engine_options)
   int gemm_candidates = 32;      // engine_options::gemm_candidates
+  std::string gemm = "auto";     // engine_options::gemm
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)

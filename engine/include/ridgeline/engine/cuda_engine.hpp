@@ -29,6 +29,9 @@ struct engine_options {
   int split_tokens = 0;      // attention split size (0: launcher's choice, or
                              // k_batch_invariant_split_tokens when batch_invariant)
   int gemm_candidates = 32;   // cuBLASLt heuristic candidates timed per linear-layer shape
+  std::string gemm = "auto";  // linear layers above one token: "auto" (the runner's choice by
+                              // token count and device), "cublas" or "skinny" (the tensor-core
+                              // weight-streaming GEMM, up to 64 tokens, compute capability 9.0)
   bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
                                  // whatever else is in the batch (every GEMM through one fixed
                                  // cuBLASLt algorithm per weight matrix without split-K, attention
