@@ -34,14 +34,13 @@ void gemv(const linear_params& p, cudaStream_t s, const gemv_options& o = {});
 void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                  const gemv_options& o = {});
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu): one
-// CTA per SM, each owning a slice of the output features over the whole k range, activations
-// multicast over a cluster; in_features a multiple of 8, x and w 16-byte aligned. pdl: launched
+// CTA per SM, each owning a slice of the output features over the whole k range; in_features a
+// multiple of 8, x and w 16-byte aligned. pdl: launched
 // with programmatic dependent launch (weights stream before the previous kernel has finished).
 // Compute capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
 struct skinny_gemm_config {
   int features_per_cta = 0;  // weight rows per CTA (gate + up rows for the SwiGLU form)
   int ctas = 0;
-  int cluster = 1;  // CTAs sharing each activation tile
 };
 // The launch skinny_gemm (glu = false) or skinny_gemm_swiglu (glu = true) makes for p's shape;
 // the first call per shape configures the kernel (call it outside CUDA-graph capture).

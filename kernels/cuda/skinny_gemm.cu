@@ -2,34 +2,31 @@
 // TMA copies and wgmma (bf16 -> fp32), so this file is built for sm_90a only (kernels/
 // CMakeLists.txt); linear_runner uses it on compute capability 9.0 devices alone.
 // y[t][o] = sum_i x[t][i] w[o][i]: the activations X [tokens][in] are the MMA's A operand (M = 64
-// token rows, rows past `tokens` read as zeros), the weights W [out][in] its B operand (N = the
-// CTA's BN output features).
+// token rows), the weights W [out][in] its B operand (N = the CTA's BN output features).
 //
 // At 64 tokens a Llama-2-7B layer is bound by its weight bytes (64 FLOP per weight byte, far below
 // the bf16 ridge). The kernel is built to keep HBM streaming from the first to the last cycle:
 // - one CTA per SM and no split-K: each CTA owns BN output features over the whole k range, BN
 //   chosen per shape so that the CTAs fill one wave (4096 outputs: 128 CTAs of 32 features;
 //   12288: 128 of 96). No partial sums, no second kernel, and each output is one CTA's fixed
-//   sequence of wgmmas (deterministic, the same for every token count);
+//   sequence of wgmmas whatever the token count (a token's row is the same alone or in a batch);
 // - a producer warp streams 64-wide k tiles into a pipeline of `stages` slots (up to 200 KB of
 //   shared memory): per slot one 2-D TMA copy of the BN x 64 weight tile (128-byte swizzle,
-//   evict-first) and the 64 x 64 activation tile; a consumer warpgroup waits on the slot's full
-//   mbarrier, issues four m64nBNk16 wgmmas, and frees the slot once they are done (one wgmma group
-//   stays in flight);
-// - the activation tile is the same for every CTA: the CTAs of a cluster (2 or 4, as many as fit
-//   in one wave) each copy a 64 / cluster-row slice of it and multicast it to all, so L2 serves
-//   each activation byte to a cluster once instead of to every CTA (at 32 features per CTA the
-//   activations would otherwise be twice the weight bytes). A slot is free for the next multicast
-//   once the consumers of every CTA in the cluster have released it;
+//   evict-first) and of the tokens' 64-wide activation rows (rounded up to 8 rows; the rows
+//   above them hold stale data that only reaches output rows that are never stored). A consumer
+//   warpgroup waits on the slot's full mbarrier, issues four m64nBNk16 wgmmas, and frees the slot
+//   once they are done (one wgmma group stays in flight);
 // - programmatic dependent launch: the producer requests the weight tiles of every slot before
 //   griddepcontrol.wait (weights are no kernel's output), so they stream while the previous kernel
-//   finishes; activations follow the wait. The consumers let the next kernel be scheduled once
-//   their main loop is done.
+//   finishes; activations follow the wait. The next kernel may be scheduled from the start (it
+//   waits for this grid's completion before it reads y), so its CTAs take each SM as soon as this
+//   kernel's CTA leaves it.
 // Glu: the layer is gate_up (2 x inter rows: gate rows, then up rows) and the CTA's BN features are
 // BN / 2 gate rows and the matching up rows (two TMA boxes per slot); the epilogue writes
 // swiglu(gate, up) with the gate and up sums rounded to bf16 first, as the GEMM + swiglu kernel
 // pair would store and read them.
-#include <cooperative_groups.h>
+// Measured and not kept (docs/engine.md): the activation tile multicast over clusters of 2 CTAs
+// (each copying half of it): the batch-64 decode step took 11.11 ms against 11.06 without.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -58,7 +55,6 @@ constexpr int k_consumers = 128;           // one warpgroup
 constexpr int k_threads = k_consumers + 32;  // + the producer warp
 constexpr int k_x_bytes = k_rows * k_bk * 2;  // 8 KB of activations per slot
 constexpr int k_smem_budget = 200 * 1024;  // pipeline + barriers, one CTA per SM
-constexpr int k_max_cluster = 4;
 
 template <int BN>
 struct tile {
@@ -85,8 +81,8 @@ __device__ __forceinline__ void mbar_expect_tx(std::uint32_t bar, unsigned bytes
                : "memory");
 }
 
-// Waits for the phase of parity `parity` to complete (default acquire at CTA scope: a cluster-
-// scope acquire or release on every slot costs about half a microsecond per k tile).
+// Waits for the phase of parity `parity` to complete (acquire at CTA scope; with clusters, a
+// cluster-scope acquire or release on every slot measured about half a microsecond per k tile).
 __device__ __forceinline__ void mbar_wait(std::uint32_t bar, unsigned parity) {
   asm volatile(
       "{\n"
@@ -99,28 +95,8 @@ __device__ __forceinline__ void mbar_wait(std::uint32_t bar, unsigned parity) {
       : "memory");
 }
 
-// Arrives on the mbarrier at the same shared offset in cluster CTA `rank`.
-__device__ __forceinline__ void mbar_arrive_remote(std::uint32_t bar, unsigned rank) {
-  std::uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
-}
-
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
-                   : "memory");
-}
-
-__device__ __forceinline__ unsigned cluster_rank() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-
-__device__ __forceinline__ unsigned cluster_size() {
-  unsigned n;
-  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(n));
-  return n;
+__device__ __forceinline__ void mbar_arrive(std::uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 
 // Box of a 2-D tensor map at (k0, row0) into this CTA's shared memory at dst.
@@ -133,16 +109,12 @@ __device__ __forceinline__ void tma_load(std::uint32_t dst, const CUtensorMap* m
       : "memory");
 }
 
-// The same box into every CTA of `mask` at the same shared offsets, each one's mbarrier at `bar`.
-__device__ __forceinline__ void tma_load_multicast(std::uint32_t dst, const CUtensorMap* map,
-                                                   int k0, int row0, std::uint32_t bar,
-                                                   std::uint16_t mask, std::uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::"
-      "cluster.L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5, %6;\n" ::"r"(dst),
-      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(k0), "r"(row0), "r"(bar), "h"(mask),
-      "l"(policy)
-      : "memory");
+// Asks L2 for a box of a 2-D tensor map at (k0, row0), without a shared-memory destination.
+__device__ __forceinline__ void tma_prefetch_l2(const CUtensorMap* map, int k0, int row0) {
+  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
+                   reinterpret_cast<std::uint64_t>(map)),
+               "r"(k0), "r"(row0)
+               : "memory");
 }
 
 // Descriptor of a K-major tile with the 128-byte swizzle at shared address `addr` (1024-byte
@@ -154,13 +126,15 @@ __device__ __forceinline__ std::uint64_t sw128_desc(std::uint32_t addr) {
          (std::uint64_t{64} << 32) | (std::uint64_t{1} << 62);
 }
 
-// grid: ceil(outputs / (Glu ? BN / 2 : BN)) rounded up to the cluster size, cluster (c, 1, 1).
-// outputs: out_features, or the intermediate size for Glu (whose weight has 2 x outputs rows).
+// grid: ceil(outputs / (Glu ? BN / 2 : BN)) CTAs. outputs: out_features, or the intermediate
+// size for Glu (whose weight has 2 x outputs rows). x_rows: the tokens rounded up to 8 (the
+// activation box's rows). prefetch: weight tiles asked of L2 this many k tiles beyond the last
+// one copied (0: none).
 template <int BN, bool Glu>
 __global__ void __launch_bounds__(k_threads, 1)
     skinny_kernel(const __grid_constant__ CUtensorMap w_map,
                   const __grid_constant__ CUtensorMap x_map, void* __restrict__ y, bool y_fp32,
-                  int tokens, int k, int outputs) {
+                  int tokens, int k, int outputs, int x_rows, int prefetch) {
   using T = tile<BN>;
   constexpr int S = T::stages;
   constexpr int cols = Glu ? BN / 2 : BN;  // output columns per CTA
@@ -168,20 +142,19 @@ __global__ void __launch_bounds__(k_threads, 1)
   const std::uint32_t raw = smem_addr(smem_raw);
   const std::uint32_t s0 = (raw + 1023u) & ~1023u;
   const std::uint32_t full = s0 + S * T::slot_bytes, empty = full + 8 * S;
-  const unsigned csize = cluster_size(), crank = cluster_rank();
-  const int slice_rows = k_rows / static_cast<int>(csize);
   const int n0 = static_cast<int>(blockIdx.x) * cols;
   const int nk = (k + k_bk - 1) / k_bk;
   const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  detail::pdl_trigger();  // the next kernel may be scheduled now (it waits for this grid)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) {
-      mbar_init(full + 8 * s, 1);       // the local producer's arrive + the copies' bytes
-      mbar_init(empty + 8 * s, csize);  // one release per consumer warpgroup of the cluster
+      mbar_init(full + 8 * s, 1);   // the producer's arrive + the copies' bytes
+      mbar_init(empty + 8 * s, 1);  // the consumers' release
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  cluster_sync();  // every CTA's barriers exist before any multicast lands in them
+  __syncthreads();
 
   if (warp == k_consumers / 32) {
     // Producer: lane 0 issues every copy.
@@ -189,44 +162,42 @@ __global__ void __launch_bounds__(k_threads, 1)
       std::uint64_t w_policy, x_policy;
       asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(w_policy));
       asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(x_policy));
-      const std::uint16_t mask = static_cast<std::uint16_t>((1u << csize) - 1u);
+      const unsigned slot_bytes = static_cast<unsigned>(x_rows * k_bk * 2 + T::w_bytes);
       auto load_w = [&](int it) {
         const std::uint32_t slot = s0 + (it % S) * T::slot_bytes + k_x_bytes;
         const std::uint32_t bar = full + 8 * (it % S);
+        tma_load(slot, &w_map, it * k_bk, n0, bar, w_policy);
         if constexpr (Glu) {
-          tma_load(slot, &w_map, it * k_bk, n0, bar, w_policy);
           tma_load(slot + (BN / 2) * k_bk * 2, &w_map, it * k_bk, outputs + n0, bar, w_policy);
-        } else {
-          tma_load(slot, &w_map, it * k_bk, n0, bar, w_policy);
         }
       };
+      auto prefetch_w = [&](int it) {
+        if (it >= nk) return;
+        tma_prefetch_l2(&w_map, it * k_bk, n0);
+        if constexpr (Glu) tma_prefetch_l2(&w_map, it * k_bk, outputs + n0);
+      };
       auto load_x = [&](int it) {
-        const std::uint32_t dst =
-            s0 + (it % S) * T::slot_bytes + crank * static_cast<unsigned>(slice_rows) * k_bk * 2;
-        const int row0 = static_cast<int>(crank) * slice_rows;
-        if (csize == 1) {
-          tma_load(dst, &x_map, it * k_bk, row0, full + 8 * (it % S), x_policy);
-        } else {
-          tma_load_multicast(dst, &x_map, it * k_bk, row0, full + 8 * (it % S), mask, x_policy);
-        }
+        tma_load(s0 + (it % S) * T::slot_bytes, &x_map, it * k_bk, 0, full + 8 * (it % S),
+                 x_policy);
       };
       const int pre = min(S, nk);
       for (int it = 0; it < pre; ++it) {
-        mbar_expect_tx(full + 8 * it, T::slot_bytes);
+        mbar_expect_tx(full + 8 * it, slot_bytes);
         load_w(it);
       }
+      for (int it = pre; it < pre + prefetch; ++it) prefetch_w(it);
       detail::pdl_wait();  // the activations are the previous kernel's output
       for (int it = 0; it < pre; ++it) load_x(it);
       for (int it = pre; it < nk; ++it) {
         const int s = it % S;
         mbar_wait(empty + 8 * s, static_cast<unsigned>(it / S + 1) & 1u);
-        mbar_expect_tx(full + 8 * s, T::slot_bytes);
+        mbar_expect_tx(full + 8 * s, slot_bytes);
         load_w(it);
         load_x(it);
+        if (prefetch > 0) prefetch_w(it + prefetch);
       }
     }
     __syncwarp();
-    detail::pdl_trigger();
   } else {
     detail::pdl_wait();  // y may still be read by a kernel before this one
     float acc[BN / 2];
@@ -245,14 +216,10 @@ __global__ void __launch_bounds__(k_threads, 1)
       detail::wgmma_wait<1>();  // the previous slot's wgmmas are done: release it
       detail::pin(acc);
       const int done = it - 1;
-      // Thread q releases the slot in cluster CTA q.
-      if (threadIdx.x < csize && done >= 0 && done + S < nk) {
-        mbar_arrive_remote(empty + 8 * (done % S), threadIdx.x);
-      }
+      if (threadIdx.x == 0 && done >= 0 && done + S < nk) mbar_arrive(empty + 8 * (done % S));
     }
     detail::wgmma_wait<0>();
     detail::pin(acc);
-    detail::pdl_trigger();
 
     // acc[i]: token 16 warp + lane / 4 (+ 8 when i % 4 >= 2), column 8 (i / 4) + 2 (lane % 4)
     // + i % 2 of the CTA's BN.
@@ -281,7 +248,6 @@ __global__ void __launch_bounds__(k_threads, 1)
       }
     }
   }
-  cluster_sync();  // no CTA leaves while a cluster peer may still signal its barriers
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
@@ -318,53 +284,44 @@ CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
   return map;
 }
 
-using kernel_fn = void (*)(CUtensorMap, CUtensorMap, void*, bool, int, int, int);
+using kernel_fn = void (*)(CUtensorMap, CUtensorMap, void*, bool, int, int, int, int, int);
 
 // One compiled tile: its kernel, BN and shared memory.
 struct variant {
   kernel_fn fn;
   int bn;
   int smem;
-  bool glu;
 };
 
 template <int BN, bool Glu>
 variant make_variant() {
-  return {skinny_kernel<BN, Glu>, BN, tile<BN>::smem_bytes, Glu};
+  return {skinny_kernel<BN, Glu>, BN, tile<BN>::smem_bytes};
 }
 
 // Tile widths compiled: plain layers pick among the first five, gate_up + SwiGLU among the rest.
 const variant k_plain[] = {make_variant<32, false>(), make_variant<48, false>(),
-                               make_variant<64, false>(), make_variant<96, false>(),
-                               make_variant<128, false>()};
+                           make_variant<64, false>(), make_variant<96, false>(),
+                           make_variant<128, false>()};
 const variant k_glu[] = {make_variant<64, true>(), make_variant<176, true>(),
-                             make_variant<224, true>()};
+                         make_variant<224, true>()};
 
 struct launch_plan {
   const variant* v = nullptr;
   int ctas = 0;
-  int cluster = 1;
 };
-
-int sm_count() {
-  int device = 0, n = 0;
-  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-  return n;
-}
 
 // Per (device, outputs, glu): the tile whose CTAs fill the fewest waves of one CTA per SM times
 // its width (the k tiles a CTA streams are the same for every width), wider on ties (fewer copies
-// of the activations); then the largest cluster (4, 2, 1) whose clusters all fit at once.
+// of the activations).
 const launch_plan& plan_for(int outputs, bool glu) {
   static std::mutex mutex;
   static std::map<std::tuple<int, int, bool>, launch_plan> plans;
-  int device = 0;
+  int device = 0, sms = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   const std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_tuple(device, outputs, glu);
   if (auto it = plans.find(key); it != plans.end()) return it->second;
-  const int sms = sm_count();
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   launch_plan best;
   long best_cost = -1;
   const variant* begin = glu ? std::begin(k_glu) : std::begin(k_plain);
@@ -377,28 +334,6 @@ const launch_plan& plan_for(int outputs, bool glu) {
   }
   RIDGELINE_CUDA_CHECK(
       cudaFuncSetAttribute(best.v->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, best.v->smem));
-  const char* env_c = std::getenv("RIDGELINE_SKINNY_CLUSTER");  // experiment knob
-  for (int c = env_c ? std::atoi(env_c) : k_max_cluster; c >= 1; c /= 2) {
-    const int grid = (best.ctas + c - 1) / c * c;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(k_threads);
-    cfg.dynamicSmemBytes = best.v->smem;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = static_cast<unsigned>(c);
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    int clusters = 0;
-    RIDGELINE_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, best.v->fn, &cfg));
-    if (c == 1 || (clusters > 0 && clusters * c >= std::min(grid, sms))) {
-      best.cluster = c;
-      best.ctas = grid;
-      break;
-    }
-  }
   return plans.emplace(key, best).first->second;
 }
 
@@ -429,29 +364,25 @@ void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu,
             cudaStream_t s) {
   const launch_plan& pl = plan_for(outputs, glu);
   const int w_box = glu ? pl.v->bn / 2 : pl.v->bn;
+  const int x_rows = std::min(k_rows, (p.num_tokens + 7) / 8 * 8);
   const CUtensorMap w_map = tensor_map(p.w, p.out_features, p.in_features, w_box);
-  const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, k_rows / pl.cluster);
+  const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, x_rows);
+  static const int prefetch = [] {
+    const char* e = std::getenv("RIDGELINE_SKINNY_PREFETCH");  // experiment knob
+    return e ? std::atoi(e) : 0;
+  }();
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(pl.ctas);
   cfg.blockDim = dim3(k_threads);
   cfg.dynamicSmemBytes = pl.v->smem;
   cfg.stream = s;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(pl.cluster);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl && !std::getenv("RIDGELINE_SKINNY_NOPDL") ? 2 : 1;
-  static const bool verbose = std::getenv("RIDGELINE_SKINNY_VERBOSE") != nullptr;
-  if (verbose) {
-    std::fprintf(stderr, "skinny: out=%d glu=%d bn=%d ctas=%d cluster=%d smem=%d\n", outputs,
-                 glu, pl.v->bn, pl.ctas, pl.cluster, pl.v->smem);
-  }
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
   RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, pl.v->fn, w_map, x_map, y, y_fp32, p.num_tokens,
-                                          p.in_features, outputs));
+                                          p.in_features, outputs, x_rows, prefetch));
 }
 
 }  // namespace
@@ -459,7 +390,7 @@ void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu,
 skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu) {
   check_shape(p, "skinny_gemm");
   const launch_plan& pl = plan_for(glu ? p.out_features / 2 : p.out_features, glu);
-  return {pl.v->bn, pl.ctas, pl.cluster};
+  return {pl.v->bn, pl.ctas};
 }
 
 void skinny_gemm(const linear_params& p, bool pdl, cudaStream_t s) {
