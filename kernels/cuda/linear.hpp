@@ -1,6 +1,7 @@
 // Linear layers of the engine (linear_params in ops.hpp) on the GPU: a weight-streaming GEMV for
-// decode batches of up to k_gemv_max_tokens tokens, cuBLASLt above that, with one plan (and its
-// fastest heuristic algorithm) cached per shape.
+// decode batches of up to k_gemv_max_tokens tokens, a weight-streaming tensor-core GEMM up to
+// k_skinny_max_tokens (Hopper), cuBLASLt above that, with one plan (and its fastest heuristic
+// algorithm) cached per shape.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -63,8 +64,9 @@ class linear_runner {
   void prepare(const linear_params& p, cudaStream_t s);
   // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
-  // Paths: GEMV for 1 token, cuBLASLt above (the skinny tensor-core GEMM measured slower than
-  // cuBLASLt at decode batches, docs/engine.md; it stays selectable for tests and benchmarks).
+  // Paths: GEMV for 1 token, the skinny tensor-core GEMM from 2 to k_skinny_max_tokens tokens on
+  // compute capability 9.0 (cuBLASLt elsewhere), cuBLASLt above; set_path forces one for tests
+  // and benchmarks.
   enum class path { automatic, gemv, skinny, cublas };
   void set_path(path p) { m_path = p; }
   void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }

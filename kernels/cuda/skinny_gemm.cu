@@ -26,14 +26,13 @@
 // swiglu(gate, up) with the gate and up sums rounded to bf16 first, as the GEMM + swiglu kernel
 // pair would store and read them.
 // Measured and not kept (docs/engine.md): the activation tile multicast over clusters of 2 CTAs
-// (each copying half of it): the batch-64 decode step took 11.11 ms against 11.06 without.
+// (each copying half of it): the batch-64 decode step took 11.11 ms against 11.06 without;
+// weight tiles asked of L2 4 to 16 k tiles ahead of the pipeline: 11.83 to 12.68 ms against 10.92.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -109,14 +108,6 @@ __device__ __forceinline__ void tma_load(std::uint32_t dst, const CUtensorMap* m
       : "memory");
 }
 
-// Asks L2 for a box of a 2-D tensor map at (k0, row0), without a shared-memory destination.
-__device__ __forceinline__ void tma_prefetch_l2(const CUtensorMap* map, int k0, int row0) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
-                   reinterpret_cast<std::uint64_t>(map)),
-               "r"(k0), "r"(row0)
-               : "memory");
-}
-
 // Descriptor of a K-major tile with the 128-byte swizzle at shared address `addr` (1024-byte
 // aligned): start address >> 4, leading byte offset unused (1), stride byte offset 1024 (eight
 // 128-byte rows) >> 4, layout 1 (128B swizzle). The k-th 16-wide step of a 64-wide row starts 32
@@ -128,13 +119,12 @@ __device__ __forceinline__ std::uint64_t sw128_desc(std::uint32_t addr) {
 
 // grid: ceil(outputs / (Glu ? BN / 2 : BN)) CTAs. outputs: out_features, or the intermediate
 // size for Glu (whose weight has 2 x outputs rows). x_rows: the tokens rounded up to 8 (the
-// activation box's rows). prefetch: weight tiles asked of L2 this many k tiles beyond the last
-// one copied (0: none).
+// activation box's rows).
 template <int BN, bool Glu>
 __global__ void __launch_bounds__(k_threads, 1)
     skinny_kernel(const __grid_constant__ CUtensorMap w_map,
                   const __grid_constant__ CUtensorMap x_map, void* __restrict__ y, bool y_fp32,
-                  int tokens, int k, int outputs, int x_rows, int prefetch) {
+                  int tokens, int k, int outputs, int x_rows) {
   using T = tile<BN>;
   constexpr int S = T::stages;
   constexpr int cols = Glu ? BN / 2 : BN;  // output columns per CTA
@@ -171,11 +161,6 @@ __global__ void __launch_bounds__(k_threads, 1)
           tma_load(slot + (BN / 2) * k_bk * 2, &w_map, it * k_bk, outputs + n0, bar, w_policy);
         }
       };
-      auto prefetch_w = [&](int it) {
-        if (it >= nk) return;
-        tma_prefetch_l2(&w_map, it * k_bk, n0);
-        if constexpr (Glu) tma_prefetch_l2(&w_map, it * k_bk, outputs + n0);
-      };
       auto load_x = [&](int it) {
         tma_load(s0 + (it % S) * T::slot_bytes, &x_map, it * k_bk, 0, full + 8 * (it % S),
                  x_policy);
@@ -185,7 +170,6 @@ __global__ void __launch_bounds__(k_threads, 1)
         mbar_expect_tx(full + 8 * it, slot_bytes);
         load_w(it);
       }
-      for (int it = pre; it < pre + prefetch; ++it) prefetch_w(it);
       detail::pdl_wait();  // the activations are the previous kernel's output
       for (int it = 0; it < pre; ++it) load_x(it);
       for (int it = pre; it < nk; ++it) {
@@ -194,7 +178,6 @@ __global__ void __launch_bounds__(k_threads, 1)
         mbar_expect_tx(full + 8 * s, slot_bytes);
         load_w(it);
         load_x(it);
-        if (prefetch > 0) prefetch_w(it + prefetch);
       }
     }
     __syncwarp();
@@ -274,9 +257,7 @@ CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
   const CUresult r = tensor_map_encoder()(
       &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16_bits*>(p), dims, strides, box,
       elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      std::getenv("RIDGELINE_SKINNY_NOPROMO") ? CU_TENSOR_MAP_L2_PROMOTION_NONE
-                                              : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) {
     throw std::runtime_error("skinny_gemm: cuTensorMapEncodeTiled failed (" + std::to_string(r) +
                              ") for " + std::to_string(rows) + " x " + std::to_string(k));
@@ -284,7 +265,7 @@ CUtensorMap tensor_map(const bf16_bits* p, int rows, int k, int box_rows) {
   return map;
 }
 
-using kernel_fn = void (*)(CUtensorMap, CUtensorMap, void*, bool, int, int, int, int, int);
+using kernel_fn = void (*)(CUtensorMap, CUtensorMap, void*, bool, int, int, int, int);
 
 // One compiled tile: its kernel, BN and shared memory.
 struct variant {
@@ -367,10 +348,6 @@ void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu,
   const int x_rows = std::min(k_rows, (p.num_tokens + 7) / 8 * 8);
   const CUtensorMap w_map = tensor_map(p.w, p.out_features, p.in_features, w_box);
   const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, x_rows);
-  static const int prefetch = [] {
-    const char* e = std::getenv("RIDGELINE_SKINNY_PREFETCH");  // experiment knob
-    return e ? std::atoi(e) : 0;
-  }();
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(pl.ctas);
   cfg.blockDim = dim3(k_threads);
@@ -382,7 +359,7 @@ void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu,
   cfg.attrs = &attr;
   cfg.numAttrs = pdl ? 1 : 0;
   RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, pl.v->fn, w_map, x_map, y, y_fp32, p.num_tokens,
-                                          p.in_features, outputs, x_rows, prefetch));
+                                          p.in_features, outputs, x_rows));
 }
 
 }  // namespace

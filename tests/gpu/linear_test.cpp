@@ -209,6 +209,42 @@ TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
                std::invalid_argument);
 }
 
+// The automatic path from 2 to 64 tokens is the skinny GEMM on compute capability 9.0 (same bits
+// as the forced path), cuBLASLt above 64 tokens and with set_gemm_path("cublas").
+TEST(Linear, AutomaticPathPicksSkinnyGemmUpTo64Tokens) {
+  RIDGELINE_REQUIRE_GPU();
+  int device = 0, major = 0, minor = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  std::mt19937 rng(11);
+  const int in = 1032, out = 389;
+  const auto x = random_bf16(std::size_t(65) * in, rng, 1.0f);
+  const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
+  auto dx = test::upload(x), dw = test::upload(w);
+  cuda::device_buffer y1(std::size_t(65) * out * 4), y2(y1.bytes());
+  cuda::stream s;
+  auto run = [&](cuda::linear_runner& r, int tokens, cuda::device_buffer& y) {
+    r.run({dx.data<bf16_bits>(), dw.data<bf16_bits>(), y.data(), true, tokens, in, out}, s.get());
+    s.synchronize();
+    return test::download<float>(y, 0, std::size_t(tokens) * out);
+  };
+  cuda::linear_runner automatic, forced, cublas;
+  forced.set_path(cuda::linear_runner::path::skinny);
+  cublas.set_gemm_path("cublas");
+  for (int tokens : {2, 37, 64}) {
+    SCOPED_TRACE("tokens=" + std::to_string(tokens));
+    const auto a = run(automatic, tokens, y1);
+    if (major == 9 && minor == 0) {
+      EXPECT_EQ(a, run(forced, tokens, y2));
+    }
+    const auto c = run(cublas, tokens, y2);
+    if (major == 9 && minor == 0) EXPECT_NE(a, c);  // another kernel: other rounding somewhere
+  }
+  EXPECT_EQ(run(automatic, 65, y1), run(cublas, 65, y2));
+  EXPECT_THROW(automatic.set_gemm_path("fast"), std::invalid_argument);
+}
+
 TEST(Linear, RejectsBadShapes) {
   RIDGELINE_REQUIRE_GPU();
   cuda::device_buffer b(1 << 12);
