@@ -286,7 +286,6 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
 linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&m_sm_count, cudaDevAttrMultiProcessorCount, device));
   int major = 0, minor = 0;
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));

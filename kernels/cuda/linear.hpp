@@ -36,8 +36,8 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
                  const gemv_options& o = {});
 // Tensor-core weight-streaming GEMM for 1 ... k_skinny_max_tokens tokens (skinny_gemm.cu): one
 // CTA per SM, each owning a slice of the output features over the whole k range; in_features a
-// multiple of 8, x and w 16-byte aligned. pdl: launched
-// with programmatic dependent launch (weights stream before the previous kernel has finished).
+// multiple of 8, x and w 16-byte aligned. pdl: launched with programmatic dependent launch
+// (weights stream before the previous kernel has finished).
 // Compute capability 9.0 only (sm_90a code); throws std::invalid_argument elsewhere.
 struct skinny_gemm_config {
   int features_per_cta = 0;  // weight rows per CTA (gate + up rows for the SwiGLU form)
@@ -62,7 +62,8 @@ class linear_runner {
   // the candidate algorithms, so make it outside CUDA-graph capture (prepare() does just that).
   void run(const linear_params& p, cudaStream_t s);
   void prepare(const linear_params& p, cudaStream_t s);
-  // The gate_up layer and SwiGLU: fused (gemv_swiglu) on the GEMV path, else run() then swiglu().
+  // The gate_up layer and SwiGLU: fused on the GEMV and skinny paths (gemv_swiglu,
+  // skinny_gemm_swiglu), else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
   // Paths: GEMV for 1 token, the skinny tensor-core GEMM from 2 to k_skinny_max_tokens tokens on
   // compute capability 9.0 (cuBLASLt elsewhere), cuBLASLt above; set_path forces one for tests
@@ -108,7 +109,6 @@ class linear_runner {
   path m_gemm = path::automatic;  // set_gemm_path: automatic, cublas or skinny
   bool m_sm90 = false;            // skinny_gemm runs here
   gemv_options m_gemv;
-  int m_sm_count = 0;
 };
 
 }  // namespace ridgeline::cuda

@@ -293,7 +293,7 @@ struct launch_plan {
 
 // Per (device, outputs, glu): the tile whose CTAs fill the fewest waves of one CTA per SM times
 // its width (the k tiles a CTA streams are the same for every width), wider on ties (fewer copies
-// of the activations).
+// of the activations). The device is checked here, once per shape (sm_90a code only).
 const launch_plan& plan_for(int outputs, bool glu) {
   static std::mutex mutex;
   static std::map<std::tuple<int, int, bool>, launch_plan> plans;
@@ -302,6 +302,13 @@ const launch_plan& plan_for(int outputs, bool glu) {
   const std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_tuple(device, outputs, glu);
   if (auto it = plans.find(key); it != plans.end()) return it->second;
+  int major = 0, minor = 0;
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major != 9 || minor != 0) {
+    throw std::invalid_argument("skinny_gemm: built for sm_90a (wgmma); this device is sm_" +
+                                std::to_string(10 * major + minor));
+  }
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   launch_plan best;
   long best_cost = -1;
@@ -329,15 +336,6 @@ void check_shape(const linear_params& p, const char* what) {
   }
   if ((reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 != 0) {
     throw std::invalid_argument(std::string(what) + ": x and w must be 16-byte aligned");
-  }
-  int device = 0, major = 0, minor = 0;
-  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  if (major != 9 || minor != 0) {
-    throw std::invalid_argument(std::string(what) +
-                                ": built for sm_90a (wgmma); this device is sm_" +
-                                std::to_string(10 * major + minor));
   }
 }
 

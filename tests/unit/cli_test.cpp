@@ -61,6 +61,11 @@ TEST(Cli, ImpossibleSizes) {
   r = run({"probe", "--gemm-size", "100000000", "-o", ""});
   EXPECT_EQ(r.code, cli::bad_input);
   EXPECT_NE(r.err.find("absurd"), std::string::npos) << r.err;
+  // Checked before any GPU is touched: the same answer with or without one.
+  r = run({"sweep", "--gemm", "fast", "--batch", "1", "--context", "128", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--gemm fast: expected auto, cublas or skinny"), std::string::npos) << r.err;
 }
 
 TEST(Cli, UnwritableOutput) {
