@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "ridgeline/bench/gbench.hpp"
-#include "ridgeline/bench/measure.hpp"
-#include "ridgeline/bench/statistics.hpp"
-#include "ridgeline/engine/gpu_profile.hpp"
-#include "ridgeline/metrics/environment.hpp"
+#include "ridgeline/telemetry/measure.hpp"
+#include "ridgeline/core/statistics.hpp"
+#include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/telemetry/environment.hpp"
 
 namespace {
 

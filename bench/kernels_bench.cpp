@@ -12,8 +12,8 @@
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
 #include "ridgeline/bench/gbench.hpp"
-#include "ridgeline/engine/gpu_profile.hpp"
-#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/telemetry/device.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // of a 4k-token prompt, and a full replay of the Azure conversation trace through scheduler, KV
 // manager and simulated executor.
 //   taskset -c 0 build-cpu/bench/ridgeline_kv_bench --benchmark_repetitions=5
-//       --benchmark_out=bench/results/kv_cpu.json --benchmark_out_format=json
+//       --benchmark_out=docs/results/kv_cpu.json --benchmark_out_format=json
 // Targets (issue 3): >= 20 M allocate+free pairs/s, <= 5 us per 4k lookup, replay < 3 s.
 #include <benchmark/benchmark.h>
 

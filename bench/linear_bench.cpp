@@ -13,7 +13,7 @@
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
 #include "ridgeline/bench/gbench.hpp"
-#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/telemetry/device.hpp"
 
 namespace {
 
@@ -26,7 +26,7 @@ constexpr layer_shape k_layers[] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, 
 
 double read_ceiling() {
   const char* e = std::getenv("RIDGELINE_READ_BW");
-  return e ? std::atof(e) : 3.13e12;  // planner/profiles/h100-sxm.json, read plateau
+  return e ? std::atof(e) : 3.13e12;  // perfmodel/profiles/h100-sxm.json, read plateau
 }
 
 // One block's four linear layers, cycling over `copies` distinct weight sets so nothing is reused

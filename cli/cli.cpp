@@ -10,8 +10,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "ridgeline/metrics/build_info.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/core/build_info.hpp"
+#include "ridgeline/core/errors.hpp"
 
 namespace ridgeline::cli {
 

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
-#include "ridgeline/bench/compare.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/regress/compare.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {

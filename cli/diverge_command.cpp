@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
-#include "ridgeline/bench/diverge.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/diverge/diverge.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {

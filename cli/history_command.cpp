@@ -7,11 +7,11 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/bench/change_points.hpp"
-#include "ridgeline/bench/compare.hpp"
-#include "ridgeline/bench/history.hpp"
-#include "ridgeline/metrics/environment.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/regress/change_points.hpp"
+#include "ridgeline/regress/compare.hpp"
+#include "ridgeline/regress/history.hpp"
+#include "ridgeline/telemetry/environment.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {

@@ -16,10 +16,10 @@
 
 #include "cli.hpp"
 #include "metrics_options.hpp"
-#include "ridgeline/bench/statistics.hpp"
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/engine/simulator.hpp"
-#include "ridgeline/metrics/environment.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/telemetry/environment.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {

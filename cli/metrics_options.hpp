@@ -14,8 +14,8 @@
 #include <string>
 
 #include "cli.hpp"
-#include "ridgeline/metrics/exporter.hpp"
-#include "ridgeline/metrics/live_metrics.hpp"
+#include "ridgeline/telemetry/exporter.hpp"
+#include "ridgeline/telemetry/live_metrics.hpp"
 
 namespace ridgeline::cli {
 

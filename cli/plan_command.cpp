@@ -3,7 +3,7 @@
 // manager), GPUs needed for a target load and cost per million tokens; one side-by-side table.
 //   ridgeline plan --model llama-3-8b --gpu h100-sxm,l40s,a10g --workload SPEC|TRACE (continued)
 //       --slo ttft_p99=2s,tpot_p99=50ms --qps 20 --price 2.5
-//   ridgeline plan fit --sweep bench/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json
+//   ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json
 //   ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json] | --run
 //   ridgeline plan gpus
 // Works without a GPU from the embedded profiles. docs/plan.md has the model and its fit.
@@ -19,12 +19,12 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/bench/sweep.hpp"
-#include "ridgeline/metrics/environment.hpp"
-#include "ridgeline/metrics/files.hpp"
-#include "ridgeline/planner/capacity.hpp"
-#include "ridgeline/planner/fitted_step_time_model.hpp"
-#include "ridgeline/planner/profiles.hpp"
+#include "ridgeline/sweep/sweep.hpp"
+#include "ridgeline/telemetry/environment.hpp"
+#include "ridgeline/core/files.hpp"
+#include "ridgeline/plan/capacity.hpp"
+#include "ridgeline/perfmodel/fitted_step_time_model.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -599,7 +599,7 @@ void register_plan(CLI::App& app, context& ctx) {
       "      --workload rate=4,requests=500,prompt=lognormal:1024:0.8,output=lognormal:256:0.8 \\\n"
       "      --slo ttft_p99=2s,tpot_p99=50ms --qps 40 --price h100-sxm=2.5,h200=3.5,l40s=1.2\n"
       "  ridgeline plan gpus            # the GPUs it knows and where their figures come from\n"
-      "  ridgeline plan fit --sweep bench/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json\n"
+      "  ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json\n"
       "  ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json]\n"
       "docs/plan.md: the model, its fit, and what datasheet-derated means");
   cmd->add_option("--model", a->model, "Model preset");

@@ -6,10 +6,10 @@
 #include <optional>
 
 #include "cli.hpp"
-#include "ridgeline/bench/probe.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/probe/probe.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -113,9 +113,9 @@ void register_probe(CLI::App& app, context& ctx) {
   cmd->footer(
       "Examples:\n"
       "  ridgeline probe                         quick probe, table on stdout\n"
-      "  ridgeline probe --full -o planner/profiles/h100-sxm.json\n"
+      "  ridgeline probe --full -o perfmodel/profiles/h100-sxm.json\n"
       "  ridgeline probe --dtypes bf16,fp8 --no-linear --json\n"
-      "  ridgeline probe --only instruction-peaks --update planner/profiles/h100-sxm.json");
+      "  ridgeline probe --only instruction-peaks --update perfmodel/profiles/h100-sxm.json");
   cmd->add_flag("--full", args->full, "More repetitions and every token count of the linear sweep");
   cmd->add_flag("--quick{false}", args->full, "Fewer repetitions (default)");
   auto* output = cmd->add_option("-o,--output", args->output, "Profile JSON path ('' to skip)")

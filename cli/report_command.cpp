@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/report/report.hpp"
 
 namespace ridgeline::cli {
@@ -72,7 +72,7 @@ void register_report(CLI::App& app, context& ctx) {
       "report", "One self-contained HTML page with charts from result files (no network to view)");
   cmd->footer(
       "Examples:\n"
-      "  ridgeline report planner/profiles/h100-sxm.json -o report.html\n"
+      "  ridgeline report perfmodel/profiles/h100-sxm.json -o report.html\n"
       "  ridgeline report out/gpu-profile.json out/sweep.json out/kv.json --slo-tpot-ms 40 \\\n"
       "      --title 'H100 decode' -o out/report.html\n"
       "  ridgeline report out/*.json --json            (summary as JSON on stdout)\n"

@@ -1,15 +1,15 @@
 // `ridgeline roofline`: the measured roofline of this GPU and the engine placed on it
-// (bench/include/ridgeline/bench/roofline.hpp; docs/roofline.md).
+// (bench/include/ridgeline/roofline/roofline.hpp; docs/roofline.md).
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
 #include "cli.hpp"
-#include "ridgeline/bench/roofline.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/files.hpp"
-#include "ridgeline/planner/profiles.hpp"
+#include "ridgeline/roofline/roofline.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -110,7 +110,7 @@ void register_roofline(CLI::App& app, context& ctx) {
       "Measured roofline of this GPU, with the engine's steps and kernels placed on it");
   cmd->footer(
       "Examples:\n"
-      "  ridgeline roofline --gpu planner/profiles/h100-sxm.json -o roofline.json --csv r.csv\n"
+      "  ridgeline roofline --gpu perfmodel/profiles/h100-sxm.json -o roofline.json --csv r.csv\n"
       "  ridgeline roofline --no-sweep --batch 1,64 --kernel-batch 1   (engine points only)\n"
       "  ridgeline roofline --kernels mma_bf16 --intensity 1,64,1024 --no-counters");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();

@@ -5,8 +5,8 @@
 
 #include "cli.hpp"
 #include "metrics_options.hpp"
-#include "ridgeline/bench/sweep.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/sweep/sweep.hpp"
+#include "ridgeline/core/files.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -85,7 +85,7 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->footer(
       "Examples:\n"
       "  ridgeline sweep --model llama-2-7b --batch 1,64,128 --context 512 --phase decode\n"
-      "  ridgeline sweep --gpu planner/profiles/h100-sxm.json -o bench/results/sweep.json --csv s.csv\n"
+      "  ridgeline sweep --gpu perfmodel/profiles/h100-sxm.json -o docs/results/sweep.json --csv s.csv\n"
       "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
   cmd->add_option("--checkpoint", a->checkpoint,

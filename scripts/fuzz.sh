@@ -9,10 +9,10 @@ seconds=${1:-120}
 out=build-fuzz
 mkdir -p "$out" fuzz/crashes
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-       -Iengine/include -Ikernels/include -Imetrics/include)
-sources=(engine/src/workload.cpp engine/src/kv_cache.cpp engine/src/model.cpp kernels/cpu/dtype.cpp
+       -Iengine/include -Ikernels/include -Icore/include -Iperfmodel/include)
+sources=(engine/src/workload.cpp engine/src/kv_cache.cpp perfmodel/src/model.cpp core/src/dtype.cpp
          engine/src/checkpoint.cpp engine/src/decoder.cpp kernels/cpu/numeric.cpp
-         metrics/src/files.cpp)
+         core/src/files.cpp core/src/text.cpp)
 for target in fuzz/*_fuzz.cpp; do
   name=$(basename "$target" .cpp)
   clang++ "${flags[@]}" "$target" "${sources[@]}" -o "$out/$name"

@@ -4,7 +4,7 @@
 #   `roofline` command exists, a short decode sweep, the KV simulation of the bundled Mooncake
 #   trace on the measured profile, a capacity plan when the `plan` command exists.
 #   Without a GPU: the KV simulation and the plan from the embedded H100 profile
-#   (planner/profiles/h100-sxm.json, measured).
+#   (perfmodel/profiles/h100-sxm.json, measured).
 # Either way it ends with one self-contained HTML report, out/report.html, and prints its path.
 #   scripts/run.sh
 # RIDGELINE_BUILD_DIR picks the build folder (build); RIDGELINE_METRICS_PORT the port of the live
@@ -19,7 +19,7 @@ mkdir -p "$out"
 results=()
 has_command() { "$bin" --help 2>/dev/null | grep -qE "^ +$1( |$)"; }
 
-gpu=planner/profiles/h100-sxm.json
+gpu=perfmodel/profiles/h100-sxm.json
 on_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "run: probing this GPU (ridgeline probe)"

@@ -23,9 +23,9 @@
 #include "cuda/random.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/random_weights.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/nvtx.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline {
 namespace {

@@ -21,9 +21,9 @@
 #include <stdexcept>
 
 #include "ridgeline/kernels/numeric.hpp"
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/files.hpp"
-#include "ridgeline/metrics/text.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 
 namespace ridgeline {
 namespace fs = std::filesystem;

@@ -1,5 +1,5 @@
 // Trace loaders and workload generators (see workload.hpp).
-#include "ridgeline/metrics/text.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/workload.hpp"
 
 #include <algorithm>
@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/core/errors.hpp"
 
 namespace ridgeline {
 namespace {

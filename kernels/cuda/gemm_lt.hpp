@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/core/dtype.hpp"
 
 namespace ridgeline::cuda {
 

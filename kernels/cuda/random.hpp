@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/core/dtype.hpp"
 
 namespace ridgeline::cuda {
 

@@ -16,7 +16,7 @@
 #include "cuda/memory.hpp"
 #include "cupti_kernels.hpp"
 #include "gpu_test_util.hpp"
-#include "ridgeline/metrics/cupti.hpp"
+#include "ridgeline/telemetry/cupti.hpp"
 
 using namespace ridgeline;
 

@@ -2,7 +2,7 @@
 // equal the CUDA engine's seeded init bit for bit (so `--executor cpu` runs the GPU's model), the
 // CUDA executor gives the same fingerprint twice, a loaded weight vector round-trips, and graph
 // replay matches eager execution bit for bit (the same kernels on the same inputs).
-#include "ridgeline/bench/diverge.hpp"
+#include "ridgeline/diverge/diverge.hpp"
 #include "gpu_test_util.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/random_weights.hpp"

@@ -15,7 +15,7 @@
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline;
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cuda/raii.hpp"
-#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/telemetry/device.hpp"
 
 #define RIDGELINE_REQUIRE_GPU()                                                     \
   do {                                                                              \

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "gpu_test_util.hpp"
-#include "ridgeline/bench/probe.hpp"
+#include "ridgeline/probe/probe.hpp"
 
 using namespace ridgeline;
 

@@ -23,8 +23,8 @@
 #include <thread>
 #include <vector>
 
-#include "ridgeline/metrics/exporter.hpp"
-#include "ridgeline/metrics/live_metrics.hpp"
+#include "ridgeline/telemetry/exporter.hpp"
+#include "ridgeline/telemetry/live_metrics.hpp"
 
 namespace rm = ridgeline::metrics;
 

@@ -25,8 +25,8 @@
 #include "ridgeline/kernels/linear_reference.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/kernels/reference.hpp"
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
 namespace fs = std::filesystem;

@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
 

@@ -8,9 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "ridgeline/bench/compare.hpp"
-#include "ridgeline/bench/results.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/regress/compare.hpp"
+#include "ridgeline/regress/results.hpp"
+#include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline::bench;
 using nlohmann::json;

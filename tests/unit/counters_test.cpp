@@ -5,7 +5,7 @@
 
 #include <set>
 
-#include "ridgeline/metrics/counters.hpp"
+#include "ridgeline/telemetry/counters.hpp"
 
 using namespace ridgeline::metrics;
 

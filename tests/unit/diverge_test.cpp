@@ -13,12 +13,12 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/bench/diverge.hpp"
+#include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/kernels/numeric.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
 using nlohmann::json;

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ridgeline/metrics/errors.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
 namespace fs = std::filesystem;

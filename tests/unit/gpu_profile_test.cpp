@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ridgeline/engine/gpu_profile.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline;
 
@@ -146,7 +146,7 @@ TEST(GpuProfile, DatasheetLookupByDeviceName) {
 }
 
 TEST(GpuProfile, CommittedProfilesLoad) {
-  const std::filesystem::path dir = std::filesystem::path(RIDGELINE_SOURCE_DIR) / "planner/profiles";
+  const std::filesystem::path dir = std::filesystem::path(RIDGELINE_SOURCE_DIR) / "perfmodel/profiles";
   if (!std::filesystem::is_directory(dir)) {
     GTEST_SKIP() << "source tree not found at " << RIDGELINE_SOURCE_DIR << " (binary moved?)";
   }
@@ -163,5 +163,5 @@ TEST(GpuProfile, CommittedProfilesLoad) {
     }
     ++loaded;
   }
-  if (loaded == 0) GTEST_SKIP() << "no profiles committed under planner/profiles yet";
+  if (loaded == 0) GTEST_SKIP() << "no profiles committed under perfmodel/profiles yet";
 }

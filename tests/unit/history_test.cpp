@@ -11,9 +11,9 @@
 #include <fstream>
 #include <random>
 
-#include "ridgeline/bench/change_points.hpp"
-#include "ridgeline/bench/history.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/regress/change_points.hpp"
+#include "ridgeline/regress/history.hpp"
+#include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline::bench;
 namespace fs = std::filesystem;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "ridgeline/bench/intensity_sweep.hpp"
+#include "ridgeline/roofline/intensity_sweep.hpp"
 #include "ridgeline/kernels/intensity_reference.hpp"
 
 using namespace ridgeline;

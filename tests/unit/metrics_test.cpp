@@ -13,9 +13,9 @@
 #include <cmath>
 #include <string>
 
-#include "ridgeline/metrics/exporter.hpp"
-#include "ridgeline/metrics/live_metrics.hpp"
-#include "ridgeline/metrics/registry.hpp"
+#include "ridgeline/telemetry/exporter.hpp"
+#include "ridgeline/telemetry/live_metrics.hpp"
+#include "ridgeline/telemetry/registry.hpp"
 
 namespace rm = ridgeline::metrics;
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/core/dtype.hpp"
 #include "ridgeline/kernels/gemm_reference.hpp"
 #include "ridgeline/kernels/memory_reference.hpp"
 #include "ridgeline/kernels/numeric.hpp"

@@ -6,10 +6,10 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/planner/capacity.hpp"
-#include "ridgeline/planner/fitted_step_time_model.hpp"
-#include "ridgeline/planner/memory_model.hpp"
-#include "ridgeline/planner/profiles.hpp"
+#include "ridgeline/plan/capacity.hpp"
+#include "ridgeline/perfmodel/fitted_step_time_model.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::planner {
 namespace {

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "cli.hpp"
-#include "ridgeline/bench/probe.hpp"
-#include "ridgeline/metrics/device.hpp"
-#include "ridgeline/metrics/files.hpp"
+#include "ridgeline/probe/probe.hpp"
+#include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
 
@@ -123,7 +123,7 @@ TEST(InstructionPeakUpdate, RefusesWhatItCannotUpdateExactly) {
 
 TEST(InstructionPeakUpdate, CommittedProfilesCanBeUpdated) {
   const std::filesystem::path dir =
-      std::filesystem::path(RIDGELINE_SOURCE_DIR) / "planner/profiles";
+      std::filesystem::path(RIDGELINE_SOURCE_DIR) / "perfmodel/profiles";
   if (!std::filesystem::is_directory(dir)) {
     GTEST_SKIP() << "source tree not found at " << RIDGELINE_SOURCE_DIR << " (binary moved?)";
   }

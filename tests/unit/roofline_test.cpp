@@ -9,9 +9,9 @@
 #include <tuple>
 
 #include "cli.hpp"
-#include "ridgeline/bench/roofline.hpp"
-#include "ridgeline/bench/sweep.hpp"
-#include "ridgeline/metrics/device.hpp"
+#include "ridgeline/roofline/roofline.hpp"
+#include "ridgeline/sweep/sweep.hpp"
+#include "ridgeline/telemetry/device.hpp"
 
 using namespace ridgeline;
 using nlohmann::json;

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <random>
 
-#include "ridgeline/bench/measure.hpp"
-#include "ridgeline/bench/statistics.hpp"
+#include "ridgeline/telemetry/measure.hpp"
+#include "ridgeline/core/statistics.hpp"
 
 using namespace ridgeline::bench;
 

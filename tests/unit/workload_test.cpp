@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "ridgeline/engine/workload.hpp"
-#include "ridgeline/metrics/errors.hpp"
+#include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline;
 

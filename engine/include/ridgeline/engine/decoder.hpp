@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "ridgeline/engine/model.hpp"
+#include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/kernels/ops.hpp"
 
 namespace ridgeline {

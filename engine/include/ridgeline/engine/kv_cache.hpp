@@ -20,8 +20,8 @@
 #include <span>
 #include <vector>
 
-#include "ridgeline/engine/model.hpp"
-#include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/core/dtype.hpp"
 
 namespace ridgeline {
 

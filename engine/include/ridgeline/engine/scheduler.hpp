@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "ridgeline/engine/kv_cache.hpp"
-#include "ridgeline/engine/step_time_model.hpp"
+#include "ridgeline/perfmodel/step_time_model.hpp"
 
 namespace ridgeline {
 

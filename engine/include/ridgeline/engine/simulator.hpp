@@ -14,7 +14,7 @@
 
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/scheduler.hpp"
-#include "ridgeline/engine/step_time_model.hpp"
+#include "ridgeline/perfmodel/step_time_model.hpp"
 #include "ridgeline/engine/workload.hpp"
 
 namespace ridgeline {

@@ -28,7 +28,7 @@
 #include <optional>
 #include <string_view>
 
-#include "ridgeline/kernels/dtype.hpp"
+#include "ridgeline/core/dtype.hpp"
 #include "ridgeline/kernels/intensity_plan.hpp"  // k_mma_threads, k_mma_m, k_mma_k_bytes
 
 namespace ridgeline {

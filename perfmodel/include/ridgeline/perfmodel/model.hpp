@@ -1,0 +1,51 @@
+// Model presets: the shapes of the decoder-only transformers ridgeline runs and plans for, in one
+// table (llama-2-7b, llama-3-8b, mistral-7b, tinyllama-1.1b, llama-3-70b, tiny test shapes), plus
+// the counts derived from a shape that the KV cache and the step-time models need: KV bytes per
+// token, parameters, weight bytes and FLOPs per token.
+//   const model_preset& m = model_preset_by_name("llama-3-8b");
+//   m.kv_bytes_per_token(dtype::bf16);   // 2 * layers * kv_heads * head_dim * 2 bytes
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ridgeline/core/dtype.hpp"
+
+namespace ridgeline {
+
+struct model_preset {
+  std::string name;
+  std::int32_t layers = 0;
+  std::int32_t hidden = 0;
+  std::int32_t heads = 0;
+  std::int32_t kv_heads = 0;  // < heads for grouped-query attention
+  std::int32_t head_dim = 0;
+  std::int32_t intermediate = 0;  // gated MLP (gate, up, down)
+  std::int32_t vocab = 0;
+  std::int32_t max_context = 0;  // tokens
+  bool planning_only = false;    // too large for one GPU's weights; the planner still uses it
+
+  // Bytes of K and V for one token over all layers.
+  std::int64_t kv_bytes_per_token(dtype kv_dtype) const;
+  // Parameters of the linear layers of all blocks (q, k, v, o, gate, up, down).
+  std::int64_t block_linear_parameters() const;
+  // Parameters of the output projection (lm head), used once per sampled token.
+  std::int64_t lm_head_parameters() const;
+  // Bytes a step reads for weights: block linears + lm head (embedding rows are negligible).
+  std::int64_t weight_bytes(dtype weight_dtype) const;
+  // FLOPs of the linear layers for one token (2 per multiply-add), excluding the lm head.
+  double linear_flops_per_token() const;
+  // FLOPs of attention (QK^T and PV) for one query token attending to `context` tokens.
+  double attention_flops(double query_tokens_times_context) const;
+};
+
+// Every preset, in table order.
+const std::vector<model_preset>& model_presets();
+// The preset with that name; throws std::invalid_argument listing the known names.
+const model_preset& model_preset_by_name(const std::string& name);
+// Throws std::invalid_argument naming the first field that is not positive or not consistent
+// (heads a multiple of kv_heads).
+void validate(const model_preset& m);
+
+}  // namespace ridgeline

@@ -1,0 +1,88 @@
+// `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU, with counted
+// bytes and FLOPs per step, achieved bytes/s and FLOP/s, % of the HBM floor and of peak, KV bytes
+// per token and how many sequences fit. Points that cannot run are kept with the reason.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/engine/step_batch.hpp"
+#include "ridgeline/telemetry/live_metrics.hpp"
+
+namespace ridgeline::bench {
+
+inline constexpr const char* k_sweep_schema = "ridgeline.sweep/v1";
+
+struct sweep_options {
+  std::string model = "llama-2-7b";
+  std::string checkpoint;  // a Hugging Face folder (config.json + safetensors): shapes and weights
+  std::vector<int> batches{1, 2, 4, 8, 16, 32, 64, 128, 256};
+  std::vector<int> contexts{128, 512, 2048, 8192};
+  std::vector<std::string> phases{"decode", "prefill"};
+  int max_prefill_tokens = 8192;  // a prefill point runs batch x context tokens in one step
+  bool cuda_graphs = true;
+  int split_tokens = 0;  // attention split size (0: the launcher's choice)
+  bool pdl = true;       // programmatic dependent launch between the step's kernels
+  bool batch_invariant = false;  // the engine's deterministic mode (engine_options)
+  int gemm_candidates = 32;      // engine_options::gemm_candidates
+  std::string gemm = "auto";     // engine_options::gemm
+  bool full = false;  // more repetitions
+  int device = 0;
+  std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
+  std::optional<nlohmann::json> peer;      // ridgeline.peer/v1 results to compare with
+  std::function<void(const std::string&)> progress;
+  // When set, every timed step is observed (after its CUDA events, outside the timed region) and
+  // GPU telemetry is sampled after each configuration: `sweep --metrics-address` serves it live.
+  // Compare decode at batch 1 with and without it for the exporter's overhead.
+  metrics::live_metrics* live = nullptr;
+};
+
+// Validates options that need no GPU (phases, positive sizes); throws std::invalid_argument.
+void validate_sweep_options(const sweep_options& o);
+
+// Runs the sweep; throws no_device_error without a GPU. Returns a ridgeline.sweep/v1 document.
+nlohmann::json run_sweep(const sweep_options& o);
+
+// Counted work of one step of `batch` sequences: decode (one new token each at `context` tokens
+// of cache) or prefill (`context` new tokens each from position 0). Bytes: weights once, KV read
+// and written; FLOPs: 2 per weight per token (LM head per sampled token) plus attention.
+struct step_work {
+  double weight_bytes = 0, kv_read_bytes = 0, kv_write_bytes = 0, flops = 0;
+  double bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
+};
+step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
+
+// The step a sweep point times: `batch` sequences of random tokens with disjoint KV blocks drawn
+// from a shuffled pool (tables not contiguous), each decoding one token at `context` tokens of
+// cache, or prefilling `context` tokens from position 0. seqs point into the other members: keep
+// the object alive (and unmoved) while seqs is used.
+struct synthetic_step {
+  std::vector<block_id> pool;
+  std::vector<std::vector<token_id>> tokens;
+  std::vector<step_sequence> seqs;
+  synthetic_step() = default;
+  synthetic_step(const synthetic_step&) = delete;
+  synthetic_step& operator=(const synthetic_step&) = delete;
+};
+// KV blocks one sequence of the step needs.
+std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens);
+// Why such a step cannot run on an engine whose KV pool holds pool_blocks blocks (the context is
+// beyond the model's limit, or the batch does not fit the pool); empty when it can.
+std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
+                                       std::int64_t pool_blocks, int batch, int context,
+                                       bool prefill);
+void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
+                         int context, bool prefill, std::mt19937& rng);
+
+// Table and CSV of a sweep document.
+std::string sweep_table(const nlohmann::json& doc);
+std::string sweep_csv(const nlohmann::json& doc);
+
+}  // namespace ridgeline::bench
