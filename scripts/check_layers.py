@@ -10,7 +10,9 @@ header to the folder that owns it (ridgeline/<x>/... through the folders' includ
 other quoted paths next to the including file or by their unique place in the tree), and (2) every
 target_link_libraries in every CMakeLists.txt, mapping each target to the folder whose
 CMakeLists.txt defines it. One line per forbidden edge (file:line: from -> to: what), exit 1;
-exit 0 when every edge is allowed. It also checks that the table drawn in docs/architecture.md
+exit 0 when every edge is allowed. It also holds the CUDA-optional rule: no header under a
+folder's include/ may name a CUDA type or include a CUDA header (those live in kernels/cuda/,
+engine/cuda/ and the tools' CUDA halves). It also checks that the table drawn in docs/architecture.md
 (between the layers:begin and layers:end markers) is this table, so the two cannot drift.
 Standard library only; runs as the CTest test `check_layers` (label unit).
 """
@@ -48,6 +50,9 @@ SOURCE_SUFFIXES = (".cpp", ".hpp", ".cu", ".cuh", ".h", ".cc", ".cxx", ".inl")
 DOC = os.path.join("docs", "architecture.md")
 
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+# What a public header must not name: CUDA runtime/driver types, CUDA library headers, kernels.
+CUDA_RE = re.compile(r"#\s*include\s*[<\"](cuda|cublas|cupti|curand|nvml|nvtx)|"
+                     r"\b(cuda[A-Z]\w*_t|CU[a-z]\w*|cublas\w*_t|__device__|__global__|__host__)\b")
 COMMAND_RE = re.compile(r"\b(add_library|add_executable|target_link_libraries)\s*\(", re.I)
 
 
@@ -128,6 +133,19 @@ def include_edges(t):
                     yield path, n, src, dst, '#include "%s"' % m.group(1)
 
 
+def cuda_in_public_headers(t):
+    for path in t.files:
+        rel = os.path.relpath(path, t.root).replace(os.sep, "/")
+        if "/include/" not in "/" + rel:
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                code = line.split("//", 1)[0]
+                m = CUDA_RE.search(code)
+                if m:
+                    yield path, n, m.group(0)
+
+
 def cmake_commands(text):
     """(command, line, arguments) of add_library/add_executable/target_link_libraries."""
     clean = re.sub(r"#[^\n]*", "", text)
@@ -201,6 +219,9 @@ def main(argv):
         if not allowed(src, dst):
             bad.append("%s:%d: %s -> %s not allowed: %s" %
                        (os.path.relpath(path, root), line, src, dst, what))
+    for path, line, what in cuda_in_public_headers(t):
+        bad.append("%s:%d: CUDA in a public header (CUDA is optional): %s" %
+                   (os.path.relpath(path, root), line, what))
     if not a.skip_doc:
         path, drawn = doc_table(root) if os.path.isfile(os.path.join(root, DOC)) else (DOC, None)
         if drawn is None:

@@ -128,6 +128,21 @@ class layer_check_test(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("docs/architecture.md: the drawn table differs", r.stdout)
 
+    def test_cuda_type_in_a_public_header_fails(self):
+        # Fine in kernels/cuda/ and in comments; not in an include/ header.
+        write(self.root, "kernels/cuda/launch.hpp", "#include <cuda_runtime.h>\nvoid f(cudaStream_t s);\n")
+        write(self.root, "engine/include/ridgeline/engine/doc.hpp",
+              "#pragma once\n// the cuda executor takes a cudaStream_t of its own\n")
+        code, out = self.check()
+        self.assertEqual((code, out), (0, ""))
+        write(self.root, "kernels/include/ridgeline/kernels/plan.hpp",
+              "#pragma once\n#include <cstdint>\nstruct plan { cudaStream_t stream; };\n")
+        write(self.root, "engine/include/ridgeline/engine/run.hpp", "#include <cublasLt.h>\n")
+        code, out = self.check()
+        self.assertEqual(code, 1)
+        self.assertIn("kernels/include/ridgeline/kernels/plan.hpp:3: CUDA in a public header", out)
+        self.assertIn("engine/include/ridgeline/engine/run.hpp:1: CUDA in a public header", out)
+
     def test_allowed_rules(self):
         allowed = check_layers.allowed
         self.assertTrue(allowed("engine", "perfmodel"))
