@@ -5,7 +5,7 @@ docs/architecture.md do not allow.
   python3 scripts/check_layers.py              # the repository this script lives in
   python3 scripts/check_layers.py --root DIR   # another tree (the unit test uses temp trees)
 
-It reads (1) every #include "..." in the C++/CUDA sources of the checked folders, resolving the
+It reads (1) every #include "..." (and <ridgeline/...>) in the C++/CUDA sources of the checked folders, resolving the
 header to the folder that owns it (ridgeline/<x>/... through the folders' include/ directories,
 other quoted paths next to the including file or by their unique place in the tree), and (2) every
 target_link_libraries in every CMakeLists.txt, mapping each target to the folder whose
@@ -49,7 +49,8 @@ CHECKED = ["core", "telemetry", "kernels", "perfmodel", "engine", "tools", "cli"
 SOURCE_SUFFIXES = (".cpp", ".hpp", ".cu", ".cuh", ".h", ".cc", ".cxx", ".inl")
 DOC = os.path.join("docs", "architecture.md")
 
-INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+# "any/path.hpp", and <ridgeline/...> in case someone writes our headers with angle brackets.
+INCLUDE_RE = re.compile(r'^\s*#\s*include\s*(?:"([^"]+)"|<(ridgeline/[^>]+)>)')
 # What a public header must not name: CUDA runtime/driver/library types and CUDA headers.
 # (__host__ __device__ qualifiers behind #ifdef __CUDACC__ are allowed: they name no type.)
 CUDA_RE = re.compile(r"#\s*include\s*[<\"](cuda|cublas|cupti|curand|nvml|nvtx)|"
@@ -129,9 +130,11 @@ def include_edges(t):
                 m = INCLUDE_RE.match(line)
                 if not m:
                     continue
-                dst = t.owner(path, m.group(1))
+                header = m.group(1) or m.group(2)
+                written = '"%s"' % header if m.group(1) else "<%s>" % header
+                dst = t.owner(path, header)
                 if dst is not None and dst != src:
-                    yield path, n, src, dst, '#include "%s"' % m.group(1)
+                    yield path, n, src, dst, "#include " + written
 
 
 def cuda_in_public_headers(t):

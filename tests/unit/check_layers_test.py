@@ -74,8 +74,14 @@ class layer_check_test(unittest.TestCase):
               '// leaf\n#include "ridgeline/core/errors.hpp"\n#include "ridgeline/engine/scheduler.hpp"\n')
         code, out = self.check()
         self.assertEqual(code, 1)
-        self.assertIn("core/src/bad.cpp:3: core -> engine not allowed", out)
+        self.assertIn('core/src/bad.cpp:3: core -> engine not allowed: '
+                      '#include "ridgeline/engine/scheduler.hpp"', out)
         self.assertEqual(len(out.splitlines()), 1, out)
+        # Angle brackets are the same edge.
+        write(self.root, "telemetry/src/t.cpp", "#include <vector>\n#include <ridgeline/kernels/ops.hpp>\n")
+        code, out = self.check()
+        self.assertIn("telemetry/src/t.cpp:2: telemetry -> kernels not allowed: "
+                      "#include <ridgeline/kernels/ops.hpp>", out)
 
     def test_forbidden_link_fails_with_both_targets(self):
         write(self.root, "core/CMakeLists.txt",
