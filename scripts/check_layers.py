@@ -5,15 +5,16 @@ docs/architecture.md do not allow.
   python3 scripts/check_layers.py              # the repository this script lives in
   python3 scripts/check_layers.py --root DIR   # another tree (the unit test uses temp trees)
 
-It reads (1) every #include "..." (and <ridgeline/...>) in the C++/CUDA sources of the checked folders, resolving the
-header to the folder that owns it (ridgeline/<x>/... through the folders' include/ directories,
-other quoted paths next to the including file or by their unique place in the tree), and (2) every
-target_link_libraries in every CMakeLists.txt, mapping each target to the folder whose
-CMakeLists.txt defines it. One line per forbidden edge (file:line: from -> to: what), exit 1;
-exit 0 when every edge is allowed. It also holds the CUDA-optional rule: no header under a
-folder's include/ may name a CUDA type or include a CUDA header (those live in kernels/cuda/,
-engine/cuda/ and the tools' CUDA halves). It also checks that the table drawn in docs/architecture.md
-(between the layers:begin and layers:end markers) is this table, so the two cannot drift.
+It reads (1) every #include "..." (and <ridgeline/...>) in the C++/CUDA sources of the checked
+folders, resolving the header to the folder that owns it (ridgeline/<x>/... through the folders'
+include/ directories, other quoted paths next to the including file or by their unique place in
+the tree), and (2) every target_link_libraries in every CMakeLists.txt, mapping each target to
+the folder whose CMakeLists.txt defines it. One line per forbidden edge (file:line: from -> to:
+what), exit 1; exit 0 when every edge is allowed. It also holds the CUDA-optional rule: no header
+under a folder's include/ may name a CUDA type or include a CUDA header (those live in
+kernels/cuda/, engine/cuda/ and the tools' CUDA halves). And it checks that the table drawn in
+docs/architecture.md (between the layers:begin and layers:end markers) is this table, so the two
+cannot drift.
 Standard library only; runs as the CTest test `check_layers` (label unit).
 """
 
@@ -236,7 +237,7 @@ def main(argv):
     for b in bad:
         print(b)
     if bad:
-        print("check_layers: %d forbidden edge(s) (allowed arrows: docs/architecture.md)" % len(bad),
+        print("check_layers: %d problem(s); allowed arrows: docs/architecture.md" % len(bad),
               file=sys.stderr)
         return 1
     return 0

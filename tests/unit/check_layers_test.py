@@ -71,14 +71,16 @@ class layer_check_test(unittest.TestCase):
 
     def test_upward_include_fails_with_file_and_line(self):
         write(self.root, "core/src/bad.cpp",
-              '// leaf\n#include "ridgeline/core/errors.hpp"\n#include "ridgeline/engine/scheduler.hpp"\n')
+              '// leaf\n#include "ridgeline/core/errors.hpp"\n'
+              '#include "ridgeline/engine/scheduler.hpp"\n')
         code, out = self.check()
         self.assertEqual(code, 1)
         self.assertIn('core/src/bad.cpp:3: core -> engine not allowed: '
                       '#include "ridgeline/engine/scheduler.hpp"', out)
         self.assertEqual(len(out.splitlines()), 1, out)
         # Angle brackets are the same edge.
-        write(self.root, "telemetry/src/t.cpp", "#include <vector>\n#include <ridgeline/kernels/ops.hpp>\n")
+        write(self.root, "telemetry/src/t.cpp",
+              "#include <vector>\n#include <ridgeline/kernels/ops.hpp>\n")
         code, out = self.check()
         self.assertIn("telemetry/src/t.cpp:2: telemetry -> kernels not allowed: "
                       "#include <ridgeline/kernels/ops.hpp>", out)
@@ -128,7 +130,8 @@ class layer_check_test(unittest.TestCase):
                            capture_output=True, text=True)
         self.assertEqual((r.returncode, r.stdout), (0, ""))
         write(self.root, "docs/architecture.md",
-              "<!-- layers:begin -->\n```\n" + table + "\ncore -> engine\n```\n<!-- layers:end -->\n")
+              "<!-- layers:begin -->\n```\n" + table +
+              "\ncore -> engine\n```\n<!-- layers:end -->\n")
         r = subprocess.run([sys.executable, SCRIPT, "--root", self.root],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 1)
@@ -136,7 +139,8 @@ class layer_check_test(unittest.TestCase):
 
     def test_cuda_type_in_a_public_header_fails(self):
         # Fine in kernels/cuda/ and in comments; not in an include/ header.
-        write(self.root, "kernels/cuda/launch.hpp", "#include <cuda_runtime.h>\nvoid f(cudaStream_t s);\n")
+        write(self.root, "kernels/cuda/launch.hpp",
+              "#include <cuda_runtime.h>\nvoid f(cudaStream_t s);\n")
         write(self.root, "engine/include/ridgeline/engine/doc.hpp",
               "#pragma once\n// the cuda executor takes a cudaStream_t of its own\n"
               "#ifdef __CUDACC__\n#define RIDGELINE_HD __host__ __device__\n#endif\n")
