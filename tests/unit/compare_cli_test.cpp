@@ -247,9 +247,10 @@ TEST(HistoryTrend, StepInTheNewestRunsIsRecent) {
     char when[32], file[32];
     std::snprintf(when, sizeof when, "2026-11-21T10:%02d:00Z", i);
     std::snprintf(file, sizeof file, "r%d.json", i);
-    ASSERT_EQ(run({"history", "--db", db, "add", d.write(file, gbench_text(i < 6 ? 1.0 : 1.3, when))})
-                  .code,
-              0);
+    ASSERT_EQ(
+        run({"history", "--db", db, "add", d.write(file, gbench_text(i < 6 ? 1.0 : 1.3, when))})
+            .code,
+        0);
   }
   const bench::history h(db, {true, 1000});
   const bench::trend t = bench::history_trend(h, {"BM_a", "", 0, 0.05});

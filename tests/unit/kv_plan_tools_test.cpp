@@ -14,7 +14,9 @@
 namespace ridgeline {
 namespace {
 
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
 kv::kv_options small_kv(const std::string& gpu) {
   kv::kv_options o;
@@ -115,8 +117,7 @@ TEST(PlanTool, PlanDocumentForOneGpu) {
     EXPECT_NE(std::string(e.what()).find("neither a trace file"), std::string::npos);
   }
   const auto gpus = planner::resolve_gpus({"h100-sxm", "t4"});
-  const workload w =
-      planner::load_plan_workload("rate=2,prompt=fixed:512,output=fixed:64", 100);
+  const workload w = planner::load_plan_workload("rate=2,prompt=fixed:512,output=fixed:64", 100);
   EXPECT_EQ(w.requests.size(), 100u);
   planner::plan_options o;
   o.s = planner::parse_slo("ttft_p99=2s,tpot_p99=60ms");
