@@ -10,6 +10,7 @@
 
 #include "ridgeline/bench/gbench.hpp"
 #include "ridgeline/engine/simulator.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 namespace {
 
@@ -73,12 +74,8 @@ void BM_engine_replay_azure_conv(benchmark::State& state) {
       std::string(RIDGELINE_SOURCE_DIR) + "/data/traces/azure_llm_2023_conv.csv";
   const workload w = load_azure_trace(path);
   const auto& m = model_preset_by_name("llama-2-7b");
-  const datasheet_entry* ds = datasheet_by_key("h100-sxm");
-  gpu_profile g;
-  g.key = ds->key;
-  g.source = "datasheet";
-  g.datasheet_bytes_per_second = ds->dram_bytes_per_second;
-  for (const auto& [t, f] : ds->flops_per_second) g.peaks[t].datasheet_flops_per_second = f;
+  // The datasheet entry on purpose (not resolve_gpu's measured profile): kv_cpu.json's figures.
+  const gpu_profile g = planner::datasheet_profile(*datasheet_by_key("h100-sxm"));
   const roofline_step_time_model model(m, g);
   simulation_config c;
   c.kv =

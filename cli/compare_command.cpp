@@ -5,8 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
-#include "ridgeline/regress/compare.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/regress/compare.hpp"
+#include "ridgeline/regress/compare_inputs.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -28,48 +29,6 @@ struct compare_args {
   bool json = false;
 };
 
-double parse_threshold(const std::string& text, const std::string& what) {
-  std::size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  if (pos == 0) throw std::invalid_argument(what + ": '" + text + "' is not a number");
-  if (pos < text.size() && text.substr(pos) == "%")
-    v /= 100.0;
-  else if (pos != text.size())
-    throw std::invalid_argument(what + ": '" + text + "' is not a number");
-  if (!(v > 0 && v < 10)) throw std::invalid_argument(what + ": '" + text + "' must be in (0, 10)");
-  return v;
-}
-
-// "a.json,b.json": several files of one run (e.g. one per benchmark binary) read as one result;
-// their environments must agree.
-bench::result_set load_side(const std::string& list, bench::time_metric metric) {
-  std::vector<bench::result_set> parts;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    const auto comma = list.find(',', start);
-    const std::string file = list.substr(start, comma == std::string::npos ? comma : comma - start);
-    if (!file.empty()) parts.push_back(bench::load_results(file, metric));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  if (parts.empty()) throw std::invalid_argument("no result file in '" + list + "'");
-  for (std::size_t i = 1; i < parts.size(); ++i) {
-    for (const auto& d :
-         bench::environment_differences(parts[0].environment, parts[i].environment)) {
-      if (d.blocking) {
-        throw std::invalid_argument(parts[0].source + " and " + parts[i].source +
-                                    " come from different environments (" + d.field + ")");
-      }
-    }
-  }
-  return bench::merge_results(std::move(parts));
-}
-
 void run_compare_command(const compare_args& a, context& ctx) {
   bench::compare_options o;
   o.threshold = a.threshold;
@@ -78,32 +37,20 @@ void run_compare_command(const compare_args& a, context& ctx) {
   o.allow_missing = a.allow_missing;
   if (!a.normalize_by.empty()) o.normalize_by = a.normalize_by;
   if (!a.filter.empty()) o.filter = a.filter;
-  if (!a.thresholds_file.empty()) {
-    // {"BM_name": 0.1, "BM_prefix*": 0.2, ...}; keys starting with '_' are comments.
-    const auto j = nlohmann::json::parse(read_text_file(a.thresholds_file), nullptr, false);
-    if (!j.is_object()) {
-      throw std::invalid_argument(a.thresholds_file +
-                                  ": expected a JSON object of name: threshold");
-    }
-    for (const auto& [name, v] : j.items()) {
-      if (!name.empty() && name[0] == '_') continue;
-      if (!v.is_number())
-        throw std::invalid_argument(a.thresholds_file + ": '" + name + "' is not a number");
-      o.thresholds[name] = parse_threshold(v.dump(), a.thresholds_file + ": " + name);
-    }
-  }
+  if (!a.thresholds_file.empty()) o.thresholds = bench::load_thresholds(a.thresholds_file);
   for (const auto& item : a.threshold_for) {
     const auto eq = item.rfind('=');
     if (eq == std::string::npos || eq == 0) {
       throw std::invalid_argument("--threshold-for expects NAME=VALUE, got '" + item + "'");
     }
-    o.thresholds[item.substr(0, eq)] = parse_threshold(item.substr(eq + 1), "--threshold-for");
+    o.thresholds[item.substr(0, eq)] =
+        bench::parse_threshold(item.substr(eq + 1), "--threshold-for");
   }
   const auto metric = bench::parse_time_metric(a.metric);
   if (!a.markdown.empty()) check_writable(a.markdown);
   if (!a.json_output.empty()) check_writable(a.json_output);
-  const auto base = load_side(a.base, metric);
-  const auto next = load_side(a.next, metric);
+  const auto base = bench::load_result_list(a.base, metric);
+  const auto next = bench::load_result_list(a.next, metric);
   const bench::comparison c = bench::compare_results(base, next, o);
   if (!a.markdown.empty()) write_atomically(a.markdown, bench::to_markdown(c));
   if (!a.json_output.empty()) write_atomically(a.json_output, bench::to_json(c).dump(2) + "\n");
@@ -140,7 +87,8 @@ void register_compare(CLI::App& app, context& ctx) {
   cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")
       ->required();
   cmd->add_option("-t,--threshold", a->threshold, "Relative median change that counts (0.05 or 5%)")
-      ->transform([](std::string s) { return std::to_string(parse_threshold(s, "--threshold")); })
+      ->transform(
+          [](std::string s) { return std::to_string(bench::parse_threshold(s, "--threshold")); })
       ->capture_default_str();
   cmd->add_option("--threshold-for", a->threshold_for,
                   "Per-benchmark threshold NAME=VALUE (NAME may be a glob; repeatable)");

@@ -1,4 +1,4 @@
-// Live-metrics options shared by the long-running commands (kv now; sweep and plan can reuse it):
+// Live-metrics options shared by the long-running commands (kv and sweep):
 //   --metrics-address 127.0.0.1:9464   serve GET /metrics while the command runs (loopback unless
 //                                      0.0.0.0 or [::] is written out)
 //   --hold SECONDS                     keep serving after the run so Prometheus scrapes the end

@@ -29,14 +29,7 @@ struct probe_args {
 
 std::vector<dtype> parse_dtype_list(const std::string& list) {
   std::vector<dtype> out;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    const auto end = list.find(',', start);
-    const std::string item = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!item.empty()) out.push_back(parse_dtype(item));
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
+  for (const auto& item : split_list(list, ',')) out.push_back(parse_dtype(item));
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include "metrics_options.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {
 namespace {
@@ -46,7 +47,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.gemm = a.gemm;
   o.full = a.full;
   o.device = a.device;
-  if (!a.gpu.empty()) o.profile = load_gpu_profile(a.gpu);
+  if (!a.gpu.empty()) o.profile = planner::resolve_gpu(a.gpu).profile;
   if (!a.peer.empty()) {
     try {
       o.peer = nlohmann::json::parse(read_text_file(a.peer));
@@ -95,7 +96,7 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_option("--phase", a->phases, "decode, prefill or both")->capture_default_str();
   cmd->add_option("--max-prefill-tokens", a->max_prefill_tokens, "Largest prefill step (batch x context)")
       ->capture_default_str();
-  cmd->add_option("--gpu", a->gpu, "GPU profile JSON for the ceilings (default: datasheet)");
+  cmd->add_option("--gpu", a->gpu, "GPU key or profile JSON for the ceilings (default: datasheet)");
   cmd->add_option("--peer", a->peer, "ridgeline.peer/v1 results (bench/peers/torch_decode.py)");
   cmd->add_option("-o,--output", a->output, "Result JSON ('' to skip)")->capture_default_str();
   cmd->add_option("--csv", a->csv, "Also write CSV here");

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The main job: setup, build, then measure and report.
-#   On a GPU machine: probe this GPU (ceilings, ridge points), the measured roofline when the
-#   `roofline` command exists, a short decode sweep, the KV simulation of the bundled Mooncake
-#   trace on the measured profile, a capacity plan when the `plan` command exists.
+#   On a GPU machine: probe this GPU (ceilings, ridge points), the measured roofline, a short
+#   decode sweep with live /metrics, the KV simulation of the bundled Mooncake trace on the
+#   measured profile, and a capacity plan.
 #   Without a GPU: the KV simulation and the plan from the embedded H100 profile
 #   (perfmodel/profiles/h100-sxm.json, measured).
 # Either way it ends with one self-contained HTML report, out/report.html, and prints its path.
 #   scripts/run.sh
 # RIDGELINE_BUILD_DIR picks the build folder (build); RIDGELINE_METRICS_PORT the port of the live
-# /metrics endpoint during the sweep when the sweep command offers one (9400).
+# /metrics endpoint during the sweep (9464, the port every command's --metrics-address examples
+# and dashboards/prometheus.yml use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,7 +18,6 @@ bin=${RIDGELINE_BUILD_DIR:-build}/cli/ridgeline
 out=out
 mkdir -p "$out"
 results=()
-has_command() { "$bin" --help 2>/dev/null | grep -qE "^ +$1( |$)"; }
 
 gpu=perfmodel/profiles/h100-sxm.json
 on_gpu=0
@@ -37,16 +37,15 @@ fi
 results+=("$gpu")
 
 if [ $on_gpu -eq 1 ]; then
-  if has_command roofline; then
-    echo "run: measured roofline (ridgeline roofline)"
-    if "$bin" roofline -o "$out/roofline.json"; then results+=("$out/roofline.json"); fi
+  echo "run: measured roofline (ridgeline roofline)"
+  if "$bin" roofline -o "$out/roofline.json"; then
+    results+=("$out/roofline.json")
+  else
+    echo "run: ridgeline roofline failed (above); the report goes on without it"
   fi
-  metrics=()
-  if "$bin" sweep --help 2>/dev/null | grep -q -- '--metrics-address'; then
-    port=${RIDGELINE_METRICS_PORT:-9464}
-    metrics=(--metrics-address "127.0.0.1:$port")
-    echo "run: live metrics during the sweep at http://127.0.0.1:$port/metrics"
-  fi
+  port=${RIDGELINE_METRICS_PORT:-9464}
+  metrics=(--metrics-address "127.0.0.1:$port")
+  echo "run: live metrics during the sweep at http://127.0.0.1:$port/metrics"
   echo "run: short decode sweep (ridgeline sweep)"
   "$bin" sweep --gpu "$gpu" --batch 1,8,64 --context 512 --phase decode "${metrics[@]}" \
     -o "$out/sweep.json"
@@ -68,17 +67,15 @@ echo "run: KV cache simulation of a generated multi-turn chat workload (ridgelin
   --model llama-3-8b --gpu "$gpu" --capacity 1GiB,2GiB,4GiB,8GiB,16GiB,32GiB -o "$out/kv-chat.json"
 results+=("$out/kv-chat.json")
 
-if has_command plan; then
-  echo "run: capacity plan (ridgeline plan)"
-  # Llama-3-8B on the Azure conversation trace, 2 s TTFT and 50 ms TPOT at p99, 20 requests/s.
-  if "$bin" plan --model llama-3-8b --gpu h100-sxm,h200,a100-80gb,l40s,l4 \
-      --workload data/traces/azure_llm_2023_conv.csv --slo ttft_p99=2s,tpot_p99=50ms --qps 20 \
-      --price h100-sxm=2.5,h200=3.5,a100-80gb=1.8,l40s=1.2,l4=0.8 --requests 600 \
-      -o "$out/plan.json"; then
-    results+=("$out/plan.json")
-  else
-    echo "run: ridgeline plan failed (above); the report goes on without it"
-  fi
+echo "run: capacity plan (ridgeline plan)"
+# Llama-3-8B on the Azure conversation trace, 2 s TTFT and 50 ms TPOT at p99, 20 requests/s.
+if "$bin" plan --model llama-3-8b --gpu h100-sxm,h200,a100-80gb,l40s,l4 \
+    --workload data/traces/azure_llm_2023_conv.csv --slo ttft_p99=2s,tpot_p99=50ms --qps 20 \
+    --price h100-sxm=2.5,h200=3.5,a100-80gb=1.8,l40s=1.2,l4=0.8 --requests 600 \
+    -o "$out/plan.json"; then
+  results+=("$out/plan.json")
+else
+  echo "run: ridgeline plan failed (above); the report goes on without it"
 fi
 
 "$bin" report "${results[@]}" --title "ridgeline report: $(basename "$gpu" .json)" \

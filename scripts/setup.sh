@@ -10,6 +10,7 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
+  python3                   # scripts/check_layers.py (the layer check, a unit test)
   libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages
   chromium                  # headless browser for tests/integration/report_browser_test.sh
 )

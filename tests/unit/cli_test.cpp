@@ -68,6 +68,18 @@ TEST(Cli, ImpossibleSizes) {
   EXPECT_NE(r.err.find("--gemm fast: expected auto, cublas or skinny"), std::string::npos) << r.err;
 }
 
+// sweep takes --gpu keys like plan, kv and roofline (planner::resolve_gpu), checked before the GPU.
+TEST(Cli, SweepGpuKeysResolveLikeEveryCommand) {
+  auto r = run({"sweep", "--gpu", "b300", "--batch", "1", "--context", "128", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("unknown GPU 'b300'"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  if (metrics::device_count() > 0) return;  // the key is accepted; the run itself needs a GPU
+  r = run({"sweep", "--gpu", "h100-sxm", "--batch", "1", "--context", "128", "-o", "",
+           "--no-progress"});
+  EXPECT_EQ(r.code, cli::no_device) << r.err;
+}
+
 TEST(Cli, UnwritableOutput) {
   auto r = run({"probe", "-o", "/nonexistent-dir/profile.json"});
   EXPECT_EQ(r.code, cli::io_failure);

@@ -1,5 +1,6 @@
 // `ridgeline compare` and `ridgeline history` as a user runs them: exit codes (0 ok, 1 regression,
-// 2 bad input, 4 unreadable file), one-line errors, the files they write.
+// 2 bad input, 4 unreadable file), one-line errors, the files they write; and the tools/regress
+// functions the two commands call (compare_inputs.hpp, trend.hpp).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/regress/compare_inputs.hpp"
+#include "ridgeline/regress/trend.hpp"
 
 using namespace ridgeline;
 namespace fs = std::filesystem;
@@ -204,4 +207,64 @@ TEST(CompareCli, SeveralFilesOfOneRunAreMerged) {
   EXPECT_NE(r.err.find("appears in both"), std::string::npos) << r.err;
   r = run({"compare", base + "," + extra, base});
   EXPECT_EQ(r.code, cli::bad_input);  // XBM_* missing in NEW
+}
+
+// The inputs compare reads (tools/regress/compare_inputs.hpp), called as a library.
+TEST(CompareInputs, ThresholdsAndResultLists) {
+  EXPECT_DOUBLE_EQ(bench::parse_threshold("5%", "t"), 0.05);
+  EXPECT_DOUBLE_EQ(bench::parse_threshold("0.2", "t"), 0.2);
+  EXPECT_THROW(bench::parse_threshold("0", "t"), std::invalid_argument);
+  EXPECT_THROW(bench::parse_threshold("5x", "t"), std::invalid_argument);
+  fixture_dir d;
+  const auto t = d.write("t.json", R"({"_comment": "x", "BM_a": 0.1, "BM_b*": 0.25})");
+  const auto thresholds = bench::load_thresholds(t);
+  ASSERT_EQ(thresholds.size(), 2u);
+  EXPECT_DOUBLE_EQ(thresholds.at("BM_b*"), 0.25);
+  const auto bad = d.write("bad.json", R"({"BM_a": "fast"})");
+  try {
+    bench::load_thresholds(bad);
+    FAIL() << "a non-number threshold was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'BM_a' is not a number"), std::string::npos) << e.what();
+  }
+  // Two files of one run merge; a blocking environment difference names both files.
+  const auto a = d.write("a.json", gbench_text(1.0));
+  const auto debug = d.write("debug.json", gbench_text(1.0, "2026-11-21T10:00:00Z", "Debug"));
+  EXPECT_THROW(bench::load_result_list(",", bench::time_metric::automatic), std::invalid_argument);
+  try {
+    bench::load_result_list(a + "," + debug, bench::time_metric::automatic);
+    FAIL() << "different build types were merged";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("different environments"), std::string::npos) << e.what();
+  }
+}
+
+// history show's trend (tools/regress/trend.hpp): table, chart data and the recent-change flag.
+TEST(HistoryTrend, StepInTheNewestRunsIsRecent) {
+  fixture_dir d;
+  const std::string db = (d.path / "h.db").string();
+  for (int i = 0; i < 8; ++i) {
+    char when[32], file[32];
+    std::snprintf(when, sizeof when, "2026-11-21T10:%02d:00Z", i);
+    std::snprintf(file, sizeof file, "r%d.json", i);
+    ASSERT_EQ(
+        run({"history", "--db", db, "add", d.write(file, gbench_text(i < 6 ? 1.0 : 1.3, when))})
+            .code,
+        0);
+  }
+  const bench::history h(db, {true, 1000});
+  const bench::trend t = bench::history_trend(h, {"BM_a", "", 0, 0.05});
+  EXPECT_TRUE(t.recent_change);
+  EXPECT_EQ(t.chart.at("schema"), "ridgeline.history_trend/v1");
+  ASSERT_EQ(t.chart.at("benchmarks").size(), 1u);
+  EXPECT_NE(t.table.find("step detected"), std::string::npos) << t.table;
+  EXPECT_FALSE(bench::history_trend(h, {"BM_b", "", 0, 0.05}).recent_change);
+  try {
+    bench::history_trend(h, {"nothing*", "main", 0, 0.05});
+    FAIL() << "an unmatched glob was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("no benchmark matches 'nothing*' on branch main"),
+              std::string::npos)
+        << e.what();
+  }
 }

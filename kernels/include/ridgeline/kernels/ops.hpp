@@ -1,6 +1,8 @@
 // Parameter views of the decoder's ops, shared by the CPU references (kernels/cpu) and the CUDA
 // launchers (kernels/cuda): one struct per op describes the memory both sides read and write, so
-// the two cannot disagree about shapes, strides or epsilon. Non-owning; no CUDA types.
+// the two cannot disagree about shapes, strides or epsilon. Non-owning; no CUDA types. A few
+// fields only steer the GPU launchers (rope_params::table, attention_params' split_tokens,
+// workspace and split_counters; each says so): the references ignore them.
 //
 // Storage: activations, weights and the KV cache are bf16 (held here as their 16-bit patterns,
 // `bf16_bits`); accumulation is fp32 on the GPU and at least fp32 in the references. A "ragged
@@ -92,7 +94,8 @@ struct kv_append_params {
 //   out = softmax(q . K^T * scale) . V, fp32 softmax and accumulation.
 // split_tokens > 0 splits each sequence's context into chunks of that many tokens (a fixed split
 // size, so results do not depend on the batch), reduced with their log-sum-exp; 0 lets the
-// launcher choose. workspace: float scratch for the partial results (see the launcher).
+// launcher choose. workspace: float scratch for the partial results (see the launcher). GPU only:
+// the CPU reference computes the unsplit softmax and ignores these three fields.
 struct attention_params {
   const bf16_bits* q = nullptr;             // [num_q_tokens][num_q_heads][head_dim]
   bf16_bits* out = nullptr;                 // [num_q_tokens][num_q_heads][head_dim]

@@ -1,0 +1,111 @@
+// `ridgeline kv`'s logic: replays a trace or a generated workload through the engine's scheduler,
+// the paged KV cache and the simulated executor once per cache capacity, and reports the
+// prefix-cache hit rate (tokens and blocks) against capacity, what hits saved and misses
+// recomputed, and latency distributions per capacity (schema ridgeline.kv/v1, docs/kv.md).
+// The CLI parses the arguments into kv_options and prints; the steps, in the order it calls them:
+//   const kv::kv_setup s = kv::configure(options);       // validates, resolves model and GPU
+//   const kv::kv_inputs in = kv::load_inputs(s);          // reads or generates the workload
+//   const nlohmann::json rows = kv::run_capacities(s, in, hooks);
+//   const nlohmann::json doc = kv::kv_document(s, in, rows);
+//   kv::table_of(doc), kv::csv_of(rows)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ridgeline/core/dtype.hpp"
+#include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/engine/workload.hpp"
+#include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
+#include "ridgeline/perfmodel/step_time_model.hpp"
+
+namespace ridgeline::metrics {
+class live_metrics;
+}
+
+namespace ridgeline::kv {
+
+// One item of --capacity, as written: "unlimited", "25%" (of unlimited), "4096" (blocks) or a
+// size of KV memory in bytes ("8GiB"; the CLI parses the size).
+struct capacity_spec {
+  enum class kind { unlimited, percent, blocks, bytes };
+  std::string label;  // the item as the user wrote it
+  kind type = kind::unlimited;
+  double value = 0;  // percent in (0, 100], blocks, or bytes
+};
+
+struct kv_options {
+  std::string trace;      // .jsonl Mooncake or .csv Azure; exactly one of trace and generator
+  std::string generator;  // key=value,... (docs/kv.md)
+  std::string model = "llama-3-8b";
+  std::string gpu = "h100-sxm";  // a key or a profile path, as every command takes it
+  std::vector<capacity_spec> capacities;
+  std::int32_t block_tokens = 16;
+  std::string kv_dtype = "bf16";
+  std::int64_t host_memory_bytes = 0;  // second tier; 0: none
+  double pcie_gb_per_second = 25;
+  std::int32_t max_running = 256;
+  std::int64_t max_batched_tokens = 8192;
+  bool chunked_prefill = true;
+  std::int64_t max_model_len = -1;  // -1: the model's context; 0: no limit
+  std::int32_t mooncake_block = 512;
+  double overhead_us = 0;
+};
+
+// The options validated and resolved: what every capacity's replay shares.
+struct kv_setup {
+  kv_options options;
+  const model_preset* model = nullptr;
+  dtype kv_dtype = dtype::bf16;
+  planner::resolved_gpu gpu;  // planner::resolve_gpu: the same resolution as plan and roofline
+  roofline_options step_options;
+  std::optional<roofline_step_time_model> step_model;
+  scheduler_config scheduler;
+};
+// Throws std::invalid_argument naming the bad option (or the unknown GPU and the known keys).
+kv_setup configure(const kv_options& o);
+
+struct capacity_point {
+  std::string label;
+  std::int64_t blocks = 0;
+};
+// Capacities in blocks: percentages of `unlimited`, sizes through the model's KV bytes per block.
+std::vector<capacity_point> resolve_capacities(const std::vector<capacity_spec>& specs,
+                                               std::int64_t unlimited, const model_preset& m,
+                                               dtype kv_dtype, std::int32_t block_tokens);
+
+struct kv_inputs {
+  workload requests;
+  std::int64_t unlimited = 0;  // blocks that hold every prompt of the workload at once
+  std::vector<capacity_point> capacities;
+};
+// Reads the trace (or generates the workload) and resolves the capacities.
+kv_inputs load_inputs(const kv_setup& s);
+
+// What a replay reports while it runs; every member may be left empty.
+struct kv_hooks {
+  // (capacity index, fraction of its requests done in [0, 1]).
+  std::function<void(std::size_t, double)> progress;
+  // Fed every step and request when set; its ceilings are set before the first replay.
+  metrics::live_metrics* live = nullptr;
+  std::function<void()> begin_run;   // with `live`: before each capacity's replay
+  std::function<void(double)> pace;  // with `live`: after each step, simulated seconds
+};
+// One row (ridgeline.kv/v1) per capacity, in order.
+nlohmann::json run_capacities(const kv_setup& s, const kv_inputs& in, const kv_hooks& hooks = {});
+
+// The whole result document: schema, environment (host only), config with definitions, rows.
+nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in, const nlohmann::json& rows);
+// The rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
+std::string csv_of(const nlohmann::json& rows);
+// The Markdown table the command prints.
+std::string table_of(const nlohmann::json& doc);
+
+}  // namespace ridgeline::kv
