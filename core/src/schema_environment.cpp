@@ -38,4 +38,9 @@ environment parse_environment(const node& block) {
   return e;
 }
 
+environment environment_from_block(const nlohmann::json& block) {
+  const document_context ctx{"environment block", ""};
+  return parse_environment(node(block, ctx, "environment"));
+}
+
 }  // namespace ridgeline::schema

@@ -37,6 +37,8 @@ struct environment {
 };
 
 environment parse_environment(const node& block);
+// A producer's own block (telemetry::environment_block), checked as a reader would.
+environment environment_from_block(const nlohmann::json& block);
 inline nlohmann::json to_json(const environment& e) { return e.raw; }
 
 }  // namespace ridgeline::schema
