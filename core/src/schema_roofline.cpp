@@ -27,8 +27,16 @@ roofline_ceilings parse_ceilings(const node& c) {
     t.datasheet_flops_per_second = d.number("datasheet_flops_per_second");
     t.ridge_flops_per_byte = d.nullable_number("ridge_flops_per_byte");
     t.datasheet_ridge_flops_per_byte = d.nullable_number("datasheet_ridge_flops_per_byte");
-    t.peak_source = d.optional_string("peak_source");
-    t.gemm_peak_flops_per_second = d.optional_number("gemm_peak_flops_per_second");
+    if (d.has("peak_source")) {
+      roofline_peak_sources p;
+      p.peak_source = d.string("peak_source");
+      p.instruction_peak_flops_per_second = d.nullable_number("instruction_peak_flops_per_second");
+      p.instruction_peak_profile_flops_per_second =
+          d.nullable_number("instruction_peak_profile_flops_per_second");
+      p.gemm_peak_flops_per_second = d.number("gemm_peak_flops_per_second");
+      p.gemm_ridge_flops_per_byte = d.nullable_number("gemm_ridge_flops_per_byte");
+      t.sources = std::move(p);
+    }
     o.dtypes.push_back(std::move(t));
   }
   return o;
@@ -98,6 +106,38 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
     out.instruction_peaks = parse_instruction_peaks(*ip);
   }
   return out;
+}
+
+json to_json(const roofline_ceilings& c) {
+  json dtypes = json::array();
+  for (const auto& t : c.dtypes) {
+    json d = {{"dtype", t.dtype},
+              {"peak_flops_per_second", t.peak_flops_per_second},
+              {"datasheet_flops_per_second", t.datasheet_flops_per_second},
+              {"ridge_flops_per_byte", nullable(t.ridge_flops_per_byte)},
+              {"datasheet_ridge_flops_per_byte", nullable(t.datasheet_ridge_flops_per_byte)}};
+    if (t.sources) {
+      const auto& p = *t.sources;
+      d["peak_source"] = p.peak_source;
+      d["instruction_peak_flops_per_second"] = nullable(p.instruction_peak_flops_per_second);
+      d["instruction_peak_profile_flops_per_second"] =
+          nullable(p.instruction_peak_profile_flops_per_second);
+      d["gemm_peak_flops_per_second"] = p.gemm_peak_flops_per_second;
+      d["gemm_ridge_flops_per_byte"] = nullable(p.gemm_ridge_flops_per_byte);
+    }
+    dtypes.push_back(d);
+  }
+  json j = {{"gpu", c.gpu},
+            {"source", c.source},
+            {"profile_source", c.profile_source},
+            {"dram_read_bytes_per_second", c.dram_read_bytes_per_second},
+            {"dram_copy_bytes_per_second", c.dram_copy_bytes_per_second},
+            {"datasheet_dram_bytes_per_second", c.datasheet_dram_bytes_per_second},
+            {"ridge_definition", c.ridge_definition},
+            {"dtypes", dtypes}};
+  put_optional(j, "compute_ceiling_definition", c.compute_ceiling_definition);
+  put_optional(j, "note", c.note);
+  return j;
 }
 
 roofline_document read_roofline(const std::filesystem::path& path) {

@@ -132,6 +132,19 @@ TEST(Schema, WritersReproduceCommittedFiles) {
   }
 }
 
+// The roofline's ceilings block (the part its producer builds from typed fields), old and new.
+TEST(Schema, RooflineCeilingsWriterReproducesCommittedBlocks) {
+  int n = 0;
+  for (const auto& p : committed_json()) {
+    const json d = load(p);
+    if (schema::schema_of(d) != schema::k_roofline_schema) continue;
+    SCOPED_TRACE(p.string());
+    EXPECT_EQ(to_json(schema::parse_roofline(d, p.string()).ceilings), d["ceilings"]);
+    ++n;
+  }
+  EXPECT_EQ(n, 4);
+}
+
 TEST(Schema, HistoryTrendRoundTrips) {
   const json doc = {
       {"schema", "ridgeline.history_trend/v1"},

@@ -21,13 +21,21 @@ namespace ridgeline::schema {
 
 inline constexpr const char* k_roofline_schema = "ridgeline.roofline/v1";
 
+// Where a dtype's compute ceiling came from; written since the instruction peaks (absent in
+// h200_roofline.json, whose ceilings were the probe's GEMM peaks).
+struct roofline_peak_sources {
+  std::string peak_source;
+  std::optional<double> instruction_peak_flops_per_second;          // null: not measured
+  std::optional<double> instruction_peak_profile_flops_per_second;  // null: not in the profile
+  double gemm_peak_flops_per_second = 0;
+  std::optional<double> gemm_ridge_flops_per_byte;  // null: GEMM peak or bandwidth unknown
+};
+
 struct roofline_dtype {
   std::string dtype;
   double peak_flops_per_second = 0, datasheet_flops_per_second = 0;
   std::optional<double> ridge_flops_per_byte, datasheet_ridge_flops_per_byte;  // null if unknown
-  // Since the instruction peaks (absent in h200_roofline.json).
-  std::optional<std::string> peak_source;
-  std::optional<double> gemm_peak_flops_per_second;
+  std::optional<roofline_peak_sources> sources;
 };
 
 struct roofline_ceilings {
@@ -83,6 +91,9 @@ struct roofline_document {
 
 roofline_document parse_roofline(const nlohmann::json& doc, std::string_view source);
 roofline_document read_roofline(const std::filesystem::path& path);
+nlohmann::json to_json(const roofline_ceilings& c);
+// The document as written; its ceilings block is the one part built from typed fields by the
+// producer (tools/roofline), through to_json(roofline_ceilings).
 inline nlohmann::json to_json(const roofline_document& doc) { return doc.document; }
 
 }  // namespace ridgeline::schema
