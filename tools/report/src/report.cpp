@@ -258,7 +258,6 @@ json sweep_of(const std::string& path, const schema::sweep_document& s) {
           {"model", s.config.model},
           {"floor_bytes_per_second", s.config.floor_bytes_per_second},
           {"peak_flops_per_second", s.config.peak_bf16_flops_per_second},
-          {"note", ""},
           {"series", series},
           {"engine_points", engine_points}};
 }
