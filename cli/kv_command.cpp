@@ -115,13 +115,13 @@ void run_kv_command(const kv_args& a, context& ctx) {
     hooks.begin_run = [&session] { session.begin_run(); };
     hooks.pace = [&session](double now_seconds) { session.pace(now_seconds); };
   }
-  const nlohmann::json rows = kv::run_capacities(setup, inputs, hooks);
+  auto rows = kv::run_capacities(setup, inputs, hooks);
   if (hooks.progress) ctx.err << "\n";
 
-  const nlohmann::json doc = kv::kv_document(setup, inputs, rows);
+  const nlohmann::json doc = kv::kv_document(setup, inputs, std::move(rows));
   const std::string text = doc.dump(2) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
-  if (!a.csv.empty()) write_atomically(a.csv, kv::csv_of(rows));
+  if (!a.csv.empty()) write_atomically(a.csv, kv::csv_of(doc.at("rows")));
   if (a.json) {
     ctx.out << text;
   } else {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Browser test of `ridgeline report`: builds a report from the fixtures in tests/fixtures/report/,
-# opens it in headless Chromium (Debian's `chromium`), and checks what the page recorded on its
+# Browser test of `ridgeline report`: builds a report from real outputs (`ridgeline kv` and
+# `ridgeline plan` run here on small inputs, and the committed GPU results), opens it in headless Chromium (Debian's `chromium`), and checks what the page recorded on its
 # <body> after drawing: no errors (window.onerror, unhandled rejections, console.error), every
 # chart created, and every chart canvas with rendered points and ink. Also fails on "Uncaught"
 # or console errors in Chromium's own log. Screenshots and the DOM are kept as test artifacts.
@@ -12,7 +12,6 @@ set -euo pipefail
 bin=${1:?usage: report_browser_test.sh RIDGELINE_BINARY SOURCE_DIR ARTIFACT_DIR}
 src=${2:?source dir}
 art=${3:?artifact dir}
-fixtures="$src/tests/fixtures/report"
 
 browser=""
 for b in chromium chromium-browser; do
@@ -34,12 +33,18 @@ check() {  # check NAME CONDITION-RESULT MESSAGE
   if [ "$2" = ok ]; then echo "ok: $1"; else echo "FAIL: $1: $3"; fail=1; fi
 }
 
-# 1. The report from every fixture kind (profile, sweep, kv, plan, divergence, roofline).
-"$bin" report --no-progress "$fixtures"/h100-sxm_profile_trimmed.json \
-  "$fixtures"/sweep_synthetic_fixture.json "$fixtures"/kv_generated_fixture.json \
-  "$fixtures"/plan_synthetic_fixture.json "$fixtures"/diverge_synthetic_fixture.json \
-  "$fixtures"/roofline_fixture.json \
-  --title "ridgeline report (test fixtures)" -o "$art/report.html" --data "$art/report_data.json"
+# 1. The report from every result kind: a GPU profile, a sweep, a kv run, a plan, a divergence
+# comparison and a roofline document. kv and plan run here (CPU, seconds); the rest are the
+# committed H100 results.
+"$bin" kv --no-progress --generator requests=300,system=1024,system_prompts=3,rate=20,seed=5 \
+  --model llama-3-8b --gpu h100-sxm --capacity unlimited,20%,5%,2%,1% -o "$art/kv.json" >/dev/null
+"$bin" plan --no-progress --model llama-3-8b --gpu h100-sxm,l40s,t4 \
+  --workload rate=2,requests=150,prompt=fixed:512,output=fixed:64 \
+  --slo ttft_p99=2s,tpot_p99=60ms --qps 20 --price 2.5 -o "$art/plan.json" >/dev/null
+"$bin" report --no-progress "$src"/perfmodel/profiles/h100-sxm.json \
+  "$src"/docs/results/h100-sxm_sweep.json "$art/kv.json" "$art/plan.json" \
+  "$src"/docs/results/diverge/h100_vs_h200_b1.json "$src"/docs/results/h100-sxm_roofline.json \
+  --title "ridgeline report (test)" -o "$art/report.html" --data "$art/report_data.json"
 
 # Chromium flags: headless without a sandbox (CI runs as root), no GPU, no first-run chatter,
 # a private profile, a virtual time budget so the page's scripts finish before the DOM is dumped.
@@ -119,7 +124,7 @@ check "unknown schema exits 2 with one line" \
 #    no rendered charts.
 echo 'var Chart = function () { throw new Error("stub Chart.js for the test"); };
 Chart.register = function () {};' >"$art/broken_chart.js"
-"$bin" report "$fixtures"/sweep_synthetic_fixture.json --chart-js "$art/broken_chart.js" \
+"$bin" report "$src"/docs/results/h100-sxm_sweep.json --chart-js "$art/broken_chart.js" \
   -o "$art/broken.html" >/dev/null
 timeout 120 "$browser" "${flags[@]}" --dump-dom "file://$art/broken.html" \
   >"$art/broken.dom.html" 2>>"$art/chromium.log" || true

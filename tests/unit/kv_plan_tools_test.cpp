@@ -39,7 +39,7 @@ TEST(KvTool, ResolvesTheGpuLikePlan) {
   EXPECT_EQ(s.gpu.profile.dram_bytes_per_second(), plan_gpu.profile.dram_bytes_per_second());
   EXPECT_NE(s.gpu.profile.dram_bytes_per_second(), s.gpu.profile.datasheet_bytes_per_second);
   const kv::kv_inputs in = kv::load_inputs(s);
-  const auto doc = kv::kv_document(s, in, nlohmann::json::array());
+  const auto doc = kv::kv_document(s, in, {});
   EXPECT_EQ(doc.at("config").at("gpu_source"), "measured");
   // A GPU without a measured profile falls back to its datasheet entry, as in plan.
   EXPECT_FALSE(kv::configure(small_kv("l40s")).gpu.measured);
@@ -95,13 +95,13 @@ TEST(KvTool, ReplaysEveryCapacityAndReportsProgress) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(last_index, 1u);
   EXPECT_DOUBLE_EQ(last_fraction, 1.0);
-  EXPECT_EQ(rows[0].at("finished"), 20);
-  EXPECT_EQ(rows[1].at("capacity_blocks"), 4);
+  EXPECT_EQ(rows[0].finished, 20);
+  EXPECT_EQ(rows[1].capacity_blocks, 4);
   // 4 blocks of 16 tokens cannot hold a 264-token request.
-  EXPECT_EQ(rows[1].at("rejected"), 20);
+  EXPECT_EQ(rows[1].rejected, 20);
   const auto doc = kv::kv_document(s, in, rows);
   EXPECT_EQ(doc.at("schema"), "ridgeline.kv/v1");
-  EXPECT_EQ(lines(kv::csv_of(rows)), 3);
+  EXPECT_EQ(lines(kv::csv_of(doc.at("rows"))), 3);
   EXPECT_NE(kv::table_of(doc).find("| unlimited |"), std::string::npos);
   kv::kv_options neither = small_kv("h100-sxm");
   neither.generator.clear();

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/plan/capacity.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
@@ -73,27 +74,39 @@ gpu_profile synthetic_gpu() {
   return g;
 }
 
+// A complete sweep document (its reader is strict): the committed H100 sweep's environment, config
+// and a measured and a skipped row of it as templates, with this model's step times.
 nlohmann::json synthetic_sweep(const std::string& model, const fitted_parameters& f) {
   const auto& m = model_preset_by_name(model);
   const fitted_step_time_model sim(m, ceilings_of(synthetic_gpu(), dtype::bf16), f);
+  nlohmann::json doc = nlohmann::json::parse(
+      read_text_file(std::string(RIDGELINE_SOURCE_DIR) + "/docs/results/h100-sxm_sweep.json"));
+  nlohmann::json measured, skipped;
+  for (const auto& r : doc["rows"]) (r.contains("skipped") ? skipped : measured) = r;
   nlohmann::json rows = nlohmann::json::array();
   for (const char* phase : {"decode", "prefill"}) {
     for (int context : {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}) {
       for (int batch : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
         const bool prefill = std::string(phase) == "prefill";
-        nlohmann::json r = {{"phase", phase}, {"batch", batch}, {"context", context}};
+        nlohmann::json r;
         if (prefill && batch * context > 16384) {
+          r = skipped;
           r["skipped"] = "over the step budget";
         } else {
-          const double t = sim.step_seconds(prefill ? prefill_shape(batch, context)
-                                                    : decode_shape(batch, context));
-          r["step_seconds"] = {{"median", t}};
+          r = measured;
+          r["step_seconds"]["median"] = sim.step_seconds(prefill ? prefill_shape(batch, context)
+                                                                 : decode_shape(batch, context));
         }
+        r["phase"] = phase;
+        r["batch"] = batch;
+        r["context"] = context;
         rows.push_back(r);
       }
     }
   }
-  return {{"schema", "ridgeline.sweep/v1"}, {"config", {{"model", model}}}, {"rows", rows}};
+  doc["config"]["model"] = model;
+  doc["rows"] = rows;
+  return doc;
 }
 
 TEST(PlannerFit, RecoversKnownEfficienciesFromSyntheticSweeps) {
@@ -155,8 +168,14 @@ TEST(PlannerSweep, RejectsMalformedDocuments) {
   nlohmann::json d = {{"schema", "ridgeline.sweep/v1"},
                       {"config", {{"model", "llama-2-7b"}}},
                       {"rows", {{{"phase", "decode"}, {"batch", 1}, {"context", 128}}}}};
-  EXPECT_THROW(sweep_points(d), std::invalid_argument);  // no step_seconds
-  d["rows"][0]["skipped"] = "too big";
+  EXPECT_THROW(sweep_points(d), std::invalid_argument);  // not a whole sweep
+  d = synthetic_sweep("llama-2-7b", truth());
+  d["rows"][3]["step_seconds"].erase("median");
+  EXPECT_THROW(sweep_points(d), std::invalid_argument);  // no step_seconds.median
+  d = synthetic_sweep("llama-2-7b", truth());
+  for (auto& r : d["rows"]) r = {{"phase", r["phase"]}, {"batch", r["batch"]},
+                                 {"context", r["context"]}, {"kv_bytes_per_token", 0},
+                                 {"max_sequences", 1}, {"skipped", "too big"}};
   EXPECT_THROW(sweep_points(d), std::invalid_argument);  // nothing measured
 }
 

@@ -1,6 +1,8 @@
-// `ridgeline report`: schema dispatch and errors, the data blob built from the fixtures in
-// tests/fixtures/report/, script-safe embedding, and the page as written. The browser half
-// (does the page draw?) is tests/integration/report_browser_test.sh.
+// `ridgeline report`: schema dispatch and errors, the data blob built from real outputs (the
+// `ridgeline kv` and `ridgeline plan` commands run here on small inputs, and the committed GPU
+// results in docs/results and perfmodel/profiles), every charted field checked by removing it,
+// script-safe embedding, and the page as written. The browser half (does the page draw?) is
+// tests/integration/report_browser_test.sh.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,12 +11,21 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/report/report.hpp"
 
 using namespace ridgeline;
+using nlohmann::json;
 
 namespace {
-const std::string k_fixtures = std::string(RIDGELINE_SOURCE_DIR) + "/tests/fixtures/report/";
+const std::string k_source = std::string(RIDGELINE_SOURCE_DIR) + "/";
+// Committed GPU results the report is tested on.
+const std::string k_profile = k_source + "perfmodel/profiles/h100-sxm.json";
+const std::string k_sweep = k_source + "docs/results/h100-sxm_sweep.json";
+const std::string k_roofline = k_source + "docs/results/h100-sxm_roofline.json";
+const std::string k_old_roofline = k_source + "docs/results/h200_roofline.json";
+const std::string k_fingerprint = k_source + "docs/results/diverge/h200_b1.json";
+const std::string k_diverge_compare = k_source + "docs/results/diverge/h100_vs_h200_b1.json";
 
 struct result {
   int code;
@@ -33,6 +44,57 @@ std::string temp_path(const std::string& name) {
 }
 bool have_chart_js() {
   return std::filesystem::exists(report::k_chart_js_path);
+}
+
+// The real CPU commands' outputs, made once per test binary: a kv run over five capacities of a
+// generated chat workload with shared system prompts, and a plan of llama-3-8b on a measured, a
+// datasheet-derated and a too-small GPU (its TPOT SLO, 60 ms, is not the report's default).
+const std::string& kv_output() {
+  static const std::string path = [] {
+    const std::string p = temp_path("kv.json");
+    const auto r = run({"kv", "--generator",
+                        "requests=300,system=1024,system_prompts=3,rate=20,seed=5", "--model",
+                        "llama-3-8b", "--gpu", "h100-sxm", "--capacity",
+                        "unlimited,20%,5%,2%,1%", "-o", p, "--no-progress"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
+const std::string& plan_output() {
+  static const std::string path = [] {
+    const std::string p = temp_path("plan.json");
+    const auto r = run({"plan", "--model", "llama-3-8b", "--gpu", "h100-sxm,l40s,t4",
+                        "--workload", "rate=2,requests=150,prompt=fixed:512,output=fixed:64",
+                        "--slo", "ttft_p99=2s,tpot_p99=60ms", "--qps", "20", "--price", "2.5",
+                        "-o", p, "--no-progress"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
+
+// "/rows/3/step_seconds/median" -> "rows[3].step_seconds.median", as the readers name fields.
+std::string field_name(const std::string& pointer) {
+  std::string out, token;
+  std::istringstream in(pointer.substr(1));
+  while (std::getline(in, token, '/')) {
+    if (!token.empty() && std::all_of(token.begin(), token.end(), ::isdigit)) {
+      out += "[" + token + "]";
+    } else {
+      out += (out.empty() ? "" : ".") + token;
+    }
+  }
+  return out;
+}
+
+// Index of the first row of `kind` in a GPU profile.
+std::string first_row(const json& doc, const std::string& kind) {
+  for (std::size_t i = 0; i < doc["rows"].size(); ++i) {
+    if (doc["rows"][i]["kind"] == kind) return "/rows/" + std::to_string(i);
+  }
+  ADD_FAILURE() << "no " << kind << " row";
+  return "/rows/0";
 }
 }  // namespace
 
@@ -68,19 +130,18 @@ TEST(Report, UnknownSchemaAndNotJsonAreBadInput) {
 }
 
 TEST(Report, MissingChartLibraryNamesThePackage) {
-  auto r = run({"report", k_fixtures + "sweep_synthetic_fixture.json", "--chart-js",
-                temp_path("no_such_chart.js"), "-o", temp_path("c.html")});
+  auto r = run({"report", k_sweep, "--chart-js", temp_path("no_such_chart.js"), "-o",
+                temp_path("c.html")});
   EXPECT_EQ(r.code, cli::io_failure);
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("libjs-chart.js"), std::string::npos) << r.err;
 }
 
-TEST(Report, DataFromEveryFixture) {
+TEST(Report, DataFromRealOutputs) {
   std::vector<report::input_file> in;
-  for (const char* f : {"h100-sxm_profile_trimmed.json", "sweep_synthetic_fixture.json",
-                        "kv_generated_fixture.json", "plan_synthetic_fixture.json",
-                        "diverge_synthetic_fixture.json"}) {
-    in.push_back(report::load_input(k_fixtures + f));
+  for (const auto& f : {k_profile, k_sweep, kv_output(), plan_output(), k_fingerprint,
+                        k_diverge_compare}) {
+    in.push_back(report::load_input(f));
   }
   const auto d = report::build_report_data(in, {});
   ASSERT_EQ(d["roofline"].size(), 1u);
@@ -95,19 +156,22 @@ TEST(Report, DataFromEveryFixture) {
     }
   }
   EXPECT_TRUE(bf16);
-  // Kernels (linear layers at ~1 FLOP/B for one token) and the sweep's engine steps join it.
-  int linear = 0, engine = 0;
+  EXPECT_EQ(roof["compute_roofs"][0]["dtype"], "fp32");  // dtype order, not alphabetical
+  // Kernels (52 linear layers, 13 blocks, 6 GEMMs) and the sweep's engine steps join it.
+  std::map<std::string, int> series;
   for (const auto& p : roof["points"]) {
     EXPECT_GT(p["intensity_flops_per_byte"].get<double>(), 0);
     EXPECT_GT(p["flops_per_second"].get<double>(), 0);
-    if (p["series"].get<std::string>().rfind("linear layers", 0) == 0) ++linear;
-    if (p["series"].get<std::string>().rfind("engine", 0) == 0) ++engine;
+    ++series[p["series"].get<std::string>()];
   }
-  EXPECT_GT(linear, 10);
-  EXPECT_GT(engine, 3);
-  EXPECT_EQ(d["working_set"].size(), 1u);
+  EXPECT_EQ(series["linear layers (llama-2-7b)"], 52);
+  EXPECT_EQ(series["4 linear layers of a block (llama-2-7b)"], 13);
+  EXPECT_EQ(series["peak GEMMs"], 6);
+  EXPECT_EQ(series["engine decode steps"] + series["engine prefill steps"], 72 - 32);
+  ASSERT_EQ(d["working_set"].size(), 1u);
   // Sweep: groups per (phase, context), batches ascending, skipped points with reasons.
   ASSERT_EQ(d["sweeps"].size(), 1u);
+  EXPECT_EQ(d["sweeps"][0]["series"].size(), 8u);
   int skipped = 0;
   for (const auto& g : d["sweeps"][0]["series"]) {
     double last = 0;
@@ -117,29 +181,53 @@ TEST(Report, DataFromEveryFixture) {
     }
     skipped += static_cast<int>(g["skipped"].size());
   }
-  EXPECT_GT(skipped, 0);
-  // KV: rows by capacity with full CDFs; plan's SLO replaces the default.
+  EXPECT_EQ(skipped, 32);
+  // KV: rows by capacity with full CDFs (every 5% plus p99 and p99.9).
   ASSERT_EQ(d["kv"].size(), 1u);
   const auto& rows = d["kv"][0]["rows"];
-  ASSERT_GE(rows.size(), 3u);
-  EXPECT_LE(rows[0]["capacity_bytes"].get<double>(), rows[1]["capacity_bytes"].get<double>());
-  EXPECT_GT(rows[0]["cdf"]["ttft_seconds"].size(), 10u);
-  EXPECT_DOUBLE_EQ(d["slo_tpot_seconds"].get<double>(), 0.04);
-  EXPECT_EQ(d["plans"].size(), 1u);
-  EXPECT_EQ(d["plans"][0]["rows"].size(), 4u);
-  EXPECT_EQ(d["divergence_plots"].size(), 1u);
-  EXPECT_EQ(d["environments"].size(), 5u);
+  ASSERT_EQ(rows.size(), 5u);
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_LE(rows[i - 1]["capacity_bytes"].get<double>(), rows[i]["capacity_bytes"].get<double>());
+  }
+  EXPECT_EQ(rows[4]["capacity"], "unlimited");
+  EXPECT_GT(rows[4]["token_hit_rate"].get<double>(), rows[0]["token_hit_rate"].get<double>());
+  EXPECT_EQ(rows[0]["cdf"]["ttft_seconds"].size(), 23u);
+  // Plan: its own TPOT SLO (config.slo.tpot_seconds) replaces the default, naming the file.
+  EXPECT_DOUBLE_EQ(d["slo_tpot_seconds"].get<double>(), 0.06);
+  EXPECT_EQ(d["slo_source"], plan_output());
+  ASSERT_EQ(d["plans"].size(), 1u);
+  EXPECT_EQ(d["plans"][0]["rows"].size(), 3u);
+  EXPECT_EQ(d["plans"][0]["config"]["slo.tpot_seconds"], 0.06);
+  // Divergence: the fingerprint's margins by step; the comparison's 14 divergences.
+  ASSERT_EQ(d["divergence"].size(), 2u);
+  ASSERT_EQ(d["divergence_plots"].size(), 2u);
+  EXPECT_EQ(d["divergence_plots"][0]["series"][0]["points"].size(), 1024u);
+  EXPECT_EQ(d["divergence_plots"][1]["series"][0]["points"].size(), 14u);
+  EXPECT_EQ(d["environments"].size(), 6u);
+  EXPECT_EQ(d["environments"][0]["summary"]["gpu"], "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(d["environments"][2]["summary"]["gpu"], "-");  // kv runs on the host
+}
+
+// Without a plan, the TPOT SLO is the option's.
+TEST(Report, SloFromOptionWithoutAPlan) {
+  report::report_options o;
+  o.slo_tpot_seconds = 0.03;
+  const auto d = report::build_report_data({report::load_input(kv_output())}, o);
+  EXPECT_DOUBLE_EQ(d["slo_tpot_seconds"].get<double>(), 0.03);
+  EXPECT_EQ(d["slo_source"], "--slo-tpot-ms");
 }
 
 // `ridgeline roofline`'s document: its own roofline (ceilings from the document) with the sweep's
-// kernels, the engine steps at their measured intensity and the decode kernels as points.
+// kernels, the engine steps at their measured intensity and the decode kernels as points. The
+// oldest committed run (h200_roofline.json, before the instruction peaks) still reads.
 TEST(Report, RooflineDocumentBecomesARoofline) {
-  const auto d = report::build_report_data({report::load_input(k_fixtures + "roofline_fixture.json")},
-                                           {});
-  ASSERT_EQ(d["roofline"].size(), 1u);
+  const auto d = report::build_report_data(
+      {report::load_input(k_roofline), report::load_input(k_old_roofline)}, {});
+  ASSERT_EQ(d["roofline"].size(), 2u);
   const auto& r = d["roofline"][0];
   EXPECT_EQ(r["gpu"], "NVIDIA H100 80GB HBM3");
-  EXPECT_NEAR(r["memory_roofs"][0]["bytes_per_second"].get<double>(), 3.13e12, 1e10);
+  EXPECT_EQ(r["profile_source"], "measured");
+  EXPECT_NEAR(r["memory_roofs"][0]["bytes_per_second"].get<double>(), 3.129e12, 1e10);
   std::map<std::string, int> series;
   for (const auto& p : r["points"]) {
     EXPECT_GT(p["intensity_flops_per_byte"].get<double>(), 0);
@@ -149,19 +237,110 @@ TEST(Report, RooflineDocumentBecomesARoofline) {
   EXPECT_EQ(series["intensity sweep: ffma_fp32"], 15);
   EXPECT_EQ(series["intensity sweep: mma_bf16"], 15);
   EXPECT_EQ(series["engine steps (measured intensity)"], 6);
-  EXPECT_GT(series["decode kernels, batch 1"], 3);
-  // A roofline document without ceilings is malformed input, named.
-  auto bad = report::load_input(k_fixtures + "roofline_fixture.json");
-  bad.doc.erase("ceilings");
-  EXPECT_THROW(report::build_report_data({bad}, {}), std::invalid_argument);
+  EXPECT_EQ(series["decode kernels, batch 1"], 11);
+  EXPECT_EQ(series["decode kernels, batch 64"], 13);
+  EXPECT_GT(d["roofline"][1]["points"].size(), 30u);
+}
+
+// Every field a chart or table of the report draws, removed in turn from a real output, is an
+// error naming the file, the field and the schema with its version (never a default).
+TEST(Report, EachChartedFieldRemovedIsAnError) {
+  const json profile = json::parse(read_text_file(k_profile));
+  const std::string ws = first_row(profile, "working_set"), lin = first_row(profile, "linear"),
+                    blk = first_row(profile, "linear_block"), gemm = first_row(profile, "gemm");
+  const std::string env = "/environment";
+  const std::vector<std::string> env_fields = {
+      env + "/time_utc", env + "/host/hostname", env + "/ridgeline/git_sha",
+      env + "/ridgeline/git_dirty"};
+  const std::vector<std::string> gpu_env = {env + "/gpu/name", env + "/gpu/cuda_runtime_version"};
+  struct file_fields {
+    std::string path, schema;
+    std::vector<std::string> fields;
+  };
+  std::vector<file_fields> cases = {
+      {k_profile, "ridgeline.gpu_profile/v1",
+       {"/gpu/name", "/gpu/key", "/gpu/l2_bytes", "/source", "/bandwidth/read_bytes_per_second",
+        "/bandwidth/datasheet_bytes_per_second", "/peaks/bf16/flops_per_second",
+        "/peaks/bf16/datasheet_flops_per_second", ws + "/op", ws + "/buffer_bytes",
+        ws + "/bytes_per_second", lin + "/model", lin + "/layer", lin + "/n", lin + "/flops",
+        lin + "/bytes", lin + "/flops_per_second", blk + "/model", blk + "/tokens",
+        blk + "/flops", blk + "/bytes", blk + "/flops_per_second", gemm + "/dtype", gemm + "/m",
+        gemm + "/n", gemm + "/k", gemm + "/flops", gemm + "/flops_per_second"}},
+      {k_sweep, "ridgeline.sweep/v1",
+       {"/config/model", "/config/floor_bytes_per_second", "/config/peak_bf16_flops_per_second",
+        "/rows/0/phase", "/rows/0/batch", "/rows/0/context", "/rows/0/max_sequences",
+        "/rows/0/step_seconds/median", "/rows/0/step_seconds/p10", "/rows/0/step_seconds/p90",
+        "/rows/0/tokens_per_second", "/rows/0/pct_of_floor", "/rows/0/intensity_flops_per_byte",
+        "/rows/0/flops_per_second"}},
+      {kv_output(), "ridgeline.kv/v1",
+       {"/config/workload", "/config/model", "/config/gpu", "/config/block_tokens",
+        "/config/requests", "/rows/0/capacity", "/rows/0/capacity_bytes",
+        "/rows/0/capacity_blocks", "/rows/0/token_hit_rate", "/rows/0/block_hit_rate",
+        "/rows/0/recomputed_tokens", "/rows/0/preemptions", "/rows/0/rejected",
+        "/rows/0/ttft_seconds/count", "/rows/0/ttft_seconds/cdf", "/rows/0/tpot_seconds/cdf",
+        "/rows/0/itl_seconds/cdf", "/rows/0/e2e_seconds/cdf"}},
+      {plan_output(), "ridgeline.plan/v1",
+       {"/config/slo/tpot_seconds", "/config/model", "/config/workload", "/rows/0/gpu",
+        "/rows/0/memory_bytes", "/rows/0/kv_budget_bytes", "/rows/0/max_batch_fit",
+        "/rows/0/max_batch_slo", "/rows/0/slo_tokens_per_second", "/rows/0/max_rate_per_gpu",
+        "/rows/0/goodput_fraction", "/rows/0/ttft_p99_seconds", "/rows/0/tpot_p99_seconds",
+        "/rows/0/gpus_needed", "/rows/0/cost_per_million_output_tokens"}},
+      {k_roofline, "ridgeline.roofline/v1",
+       {"/ceilings/gpu", "/ceilings/profile_source", "/ceilings/dram_read_bytes_per_second",
+        "/ceilings/datasheet_dram_bytes_per_second", "/ceilings/dtypes/0/dtype",
+        "/ceilings/dtypes/0/peak_flops_per_second",
+        "/ceilings/dtypes/0/datasheet_flops_per_second", "/ceilings/dtypes/0/ridge_flops_per_byte",
+        "/intensity_sweep/points/0/kernel", "/intensity_sweep/points/0/flop_per_byte",
+        "/intensity_sweep/points/0/flop_per_second", "/engine/0/phase", "/engine/0/batch",
+        "/engine/0/intensity_flops_per_byte", "/engine/0/flops_per_second", "/engine/0/measured",
+        "/decode_kernels/0/batch", "/decode_kernels/0/kernels/0/phase",
+        "/decode_kernels/0/kernels/0/kernel"}},
+      {k_fingerprint, "ridgeline.diverge/v1",
+       {"/config/model", "/rows/0/step", "/rows/0/margin"}},
+      {k_diverge_compare, "ridgeline.diverge_compare/v1",
+       {"/divergences/0/step", "/divergences/0/margin_a", "/rows/0/verdict", "/rows/0/kl_mean",
+        "/rows/0/divergence_step", "/config/a", "/summary/verdict"}},
+  };
+  for (auto& c : cases) {
+    c.fields.insert(c.fields.end(), env_fields.begin(), env_fields.end());
+    if (c.path == k_profile || c.path == k_sweep || c.path == k_roofline) {
+      c.fields.insert(c.fields.end(), gpu_env.begin(), gpu_env.end());
+    }
+  }
+  int checked = 0;
+  for (const auto& c : cases) {
+    const json doc = json::parse(read_text_file(c.path));
+    for (const auto& field : c.fields) {
+      SCOPED_TRACE(c.path + " without " + field);
+      json broken = doc;
+      const json::json_pointer ptr(field);
+      ASSERT_TRUE(broken.contains(ptr));
+      broken[ptr.parent_pointer()].erase(ptr.back());
+      const std::string file = temp_path("without_" + std::to_string(checked++) + ".json");
+      write_atomically(file, broken.dump());
+      try {
+        report::build_report_data({report::load_input(file)}, {});
+        ADD_FAILURE() << "no error";
+      } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        EXPECT_EQ(what, file + ": " + field_name(field) + ": missing (schema " + c.schema + ")");
+      }
+      // The CLI says it in one line and exits with bad input.
+      if (checked % 16 == 1) {
+        const auto r = run({"report", file, "-o", temp_path("broken.html")});
+        EXPECT_EQ(r.code, cli::bad_input);
+        EXPECT_EQ(lines(r.err), 1) << r.err;
+      }
+    }
+  }
+  EXPECT_GT(checked, 120);
 }
 
 TEST(Report, PageIsSelfContained) {
   if (!have_chart_js()) GTEST_SKIP() << "libjs-chart.js not installed (scripts/setup.sh)";
   const std::string out = temp_path("page.html");
-  auto r = run({"report", k_fixtures + "h100-sxm_profile_trimmed.json",
-                k_fixtures + "sweep_synthetic_fixture.json", "--title", "a </script> title", "-o",
-                out, "--json"});
+  auto r = run({"report", k_profile, k_sweep, "--title", "a </script> title", "-o", out,
+                "--json"});
   ASSERT_EQ(r.code, cli::ok) << r.err;
   const auto summary = nlohmann::json::parse(r.out);
   EXPECT_EQ(summary["sections"]["roofline"], 1);

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/statistics.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
@@ -18,37 +19,38 @@
 namespace ridgeline::kv {
 namespace {
 
-nlohmann::json dist_json(std::vector<double>& v) {
-  nlohmann::json j = {{"count", v.size()}};
-  if (v.empty()) return j;
+schema::latency_distribution dist_of(std::vector<double>& v) {
+  schema::latency_distribution d;
+  d.count = static_cast<std::int64_t>(v.size());
+  if (v.empty()) return d;
   std::sort(v.begin(), v.end());
   double sum = 0;
   for (double x : v) sum += x;
-  j["mean"] = sum / static_cast<double>(v.size());
-  j["p50"] = bench::quantile_sorted(v, 0.5);
-  j["p90"] = bench::quantile_sorted(v, 0.9);
-  j["p99"] = bench::quantile_sorted(v, 0.99);
-  j["max"] = v.back();
+  schema::latency_quantiles q;
+  q.mean = sum / static_cast<double>(v.size());
+  q.p50 = bench::quantile_sorted(v, 0.5);
+  q.p90 = bench::quantile_sorted(v, 0.9);
+  q.p99 = bench::quantile_sorted(v, 0.99);
+  q.max = v.back();
   // [quantile, seconds] pairs for a CDF plot (ridgeline report): every 5% plus the tail.
-  nlohmann::json cdf = nlohmann::json::array();
   for (int i = 0; i <= 20; ++i) {
-    const double q = i / 20.0;
-    cdf.push_back({q, bench::quantile_sorted(v, q)});
+    const double at = i / 20.0;
+    q.cdf.emplace_back(at, bench::quantile_sorted(v, at));
     if (i == 19) {
-      cdf.push_back({0.99, bench::quantile_sorted(v, 0.99)});
-      cdf.push_back({0.999, bench::quantile_sorted(v, 0.999)});
+      q.cdf.emplace_back(0.99, bench::quantile_sorted(v, 0.99));
+      q.cdf.emplace_back(0.999, bench::quantile_sorted(v, 0.999));
     }
   }
-  j["cdf"] = cdf;
-  return j;
+  d.quantiles = std::move(q);
+  return d;
 }
 
 double ratio(std::int64_t a, std::int64_t b) {
   return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
 }
 
-nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
-                        simulation_result& r) {
+schema::serving_row row_of(const capacity_point& cap, const kv_cache_config& kvc,
+                          simulation_result& r) {
   const auto& k = r.kv;
   std::vector<double> ttft, tpot, e2e;
   for (const auto& q : r.requests) {
@@ -57,53 +59,50 @@ nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
     e2e.push_back(q.e2e_seconds());
     if (q.has_tpot()) tpot.push_back(q.tpot_seconds());
   }
-  std::map<std::string, std::int64_t> reasons;
+  schema::serving_row j;
   for (const auto& q : r.requests) {
-    if (q.outcome == request_outcome::rejected) ++reasons[q.reject_kind];
+    if (q.outcome == request_outcome::rejected) ++j.rejected_by_reason[q.reject_kind];
   }
-  nlohmann::json j = {
-      {"capacity", cap.label},
-      {"capacity_blocks", cap.blocks},
-      {"capacity_tokens", cap.blocks * kvc.block_tokens},
-      {"capacity_bytes", cap.blocks * kvc.bytes_per_block},
-      {"requests", r.requests.size()},
-      {"finished", r.finished},
-      {"rejected", r.rejected},
-      {"rejected_by_reason", reasons},
-      {"lookup_tokens", k.lookup_tokens},
-      {"hit_tokens", k.hit_tokens_tier1 + k.hit_tokens_tier2},
-      {"hit_tokens_tier1", k.hit_tokens_tier1},
-      {"hit_tokens_tier2", k.hit_tokens_tier2},
-      {"token_hit_rate", ratio(k.hit_tokens_tier1 + k.hit_tokens_tier2, k.lookup_tokens)},
-      {"lookup_blocks", k.lookup_blocks},
-      {"hit_blocks", k.hit_blocks_tier1 + k.hit_blocks_tier2},
-      {"block_hit_rate", ratio(k.hit_blocks_tier1 + k.hit_blocks_tier2, k.lookup_blocks)},
-      {"evictions_tier1", k.evictions_tier1},
-      {"evictions_tier2", k.evictions_tier2},
-      {"tier2_blocks_loaded", k.tier2_blocks_loaded},
-      {"preemptions", k.preemptions},
-      {"recomputed_tokens", k.recomputed_tokens},
-      {"preempted_tokens_recomputed", k.preempted_tokens_recomputed},
-      {"flops_saved", r.flops_saved},
-      {"seconds_saved", r.seconds_saved},
-      {"recompute_flops", r.recompute_flops},
-      {"recompute_seconds", r.recompute_seconds},
-      {"prefill_tokens_computed", r.prefill_tokens_computed},
-      {"decode_tokens", r.decode_tokens},
-      {"steps", r.steps},
-      {"simulated_seconds", r.simulated_seconds},
-      {"busy_seconds", r.busy_seconds},
-      {"output_tokens_per_second",
-       r.simulated_seconds > 0
-           ? static_cast<double>(r.decode_tokens + r.finished) / r.simulated_seconds
-           : 0.0},
-      {"peak_used_blocks", r.peak_used_blocks},
-      {"peak_running", r.peak_running},
-      {"ttft_seconds", dist_json(ttft)},
-      {"tpot_seconds", dist_json(tpot)},
-      {"itl_seconds", dist_json(r.itl_seconds)},
-      {"e2e_seconds", dist_json(e2e)},
-  };
+  j.capacity = cap.label;
+  j.capacity_blocks = cap.blocks;
+  j.capacity_tokens = cap.blocks * kvc.block_tokens;
+  j.capacity_bytes = cap.blocks * kvc.bytes_per_block;
+  j.requests = static_cast<std::int64_t>(r.requests.size());
+  j.finished = r.finished;
+  j.rejected = r.rejected;
+  j.lookup_tokens = k.lookup_tokens;
+  j.hit_tokens = k.hit_tokens_tier1 + k.hit_tokens_tier2;
+  j.hit_tokens_tier1 = k.hit_tokens_tier1;
+  j.hit_tokens_tier2 = k.hit_tokens_tier2;
+  j.token_hit_rate = ratio(k.hit_tokens_tier1 + k.hit_tokens_tier2, k.lookup_tokens);
+  j.lookup_blocks = k.lookup_blocks;
+  j.hit_blocks = k.hit_blocks_tier1 + k.hit_blocks_tier2;
+  j.block_hit_rate = ratio(k.hit_blocks_tier1 + k.hit_blocks_tier2, k.lookup_blocks);
+  j.evictions_tier1 = k.evictions_tier1;
+  j.evictions_tier2 = k.evictions_tier2;
+  j.tier2_blocks_loaded = k.tier2_blocks_loaded;
+  j.preemptions = k.preemptions;
+  j.recomputed_tokens = k.recomputed_tokens;
+  j.preempted_tokens_recomputed = k.preempted_tokens_recomputed;
+  j.flops_saved = r.flops_saved;
+  j.seconds_saved = r.seconds_saved;
+  j.recompute_flops = r.recompute_flops;
+  j.recompute_seconds = r.recompute_seconds;
+  j.prefill_tokens_computed = r.prefill_tokens_computed;
+  j.decode_tokens = r.decode_tokens;
+  j.steps = r.steps;
+  j.simulated_seconds = r.simulated_seconds;
+  j.busy_seconds = r.busy_seconds;
+  j.output_tokens_per_second =
+      r.simulated_seconds > 0
+          ? static_cast<double>(r.decode_tokens + r.finished) / r.simulated_seconds
+          : 0.0;
+  j.peak_used_blocks = r.peak_used_blocks;
+  j.peak_running = r.peak_running;
+  j.ttft_seconds = dist_of(ttft);
+  j.tpot_seconds = dist_of(tpot);
+  j.itl_seconds = dist_of(r.itl_seconds);
+  j.e2e_seconds = dist_of(e2e);
   return j;
 }
 
@@ -209,7 +208,8 @@ kv_inputs load_inputs(const kv_setup& s) {
   return in;
 }
 
-nlohmann::json run_capacities(const kv_setup& s, const kv_inputs& in, const kv_hooks& hooks) {
+std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inputs& in,
+                                                const kv_hooks& hooks) {
   const kv_options& a = s.options;
   const model_preset& m = *s.model;
   const roofline_options& ro = s.step_options;
@@ -222,7 +222,7 @@ nlohmann::json run_capacities(const kv_setup& s, const kv_inputs& in, const kv_h
                        s.gpu.profile.peak_flops_per_second(ro.compute_dtype),
                        s.gpu.profile.dram_bytes_per_second());
   }
-  nlohmann::json rows = nlohmann::json::array();
+  std::vector<schema::serving_row> rows;
   for (std::size_t i = 0; i < caps.size(); ++i) {
     simulation_config c;
     c.kv = make_kv_cache_config(m, s.kv_dtype, a.block_tokens,
@@ -256,12 +256,13 @@ nlohmann::json run_capacities(const kv_setup& s, const kv_inputs& in, const kv_h
       };
     }
     simulation_result r = simulate(w, c, model);
-    rows.push_back(row_json(caps[i], c.kv, r));
+    rows.push_back(row_of(caps[i], c.kv, r));
   }
   return rows;
 }
 
-nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in, const nlohmann::json& rows) {
+nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
+                           std::vector<schema::serving_row> rows) {
   const kv_options& a = s.options;
   const model_preset& m = *s.model;
   const gpu_profile& gpu = s.gpu.profile;
@@ -272,32 +273,31 @@ nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in, const nlohman
   const std::int64_t unlimited = in.unlimited;
   const std::int64_t host_bytes = a.host_memory_bytes;
   const roofline_step_time_model& model = *s.step_model;
-  nlohmann::json config = {
-      {"workload", a.trace.empty() ? "generator:" + a.generator : a.trace},
-      {"requests", w.requests.size()},
-      {"prompt_tokens", w.total_prompt_tokens()},
-      {"output_tokens", w.total_output_tokens()},
-      {"model", m.name},
-      {"gpu", gpu.key.empty() ? gpu.name : gpu.key},
-      {"gpu_source", gpu.source},
-      {"step_time_model", model.description()},
-      {"block_tokens", a.block_tokens},
-      {"kv_dtype", std::string(name(kv_dtype))},
-      {"bytes_per_block", m.kv_bytes_per_token(kv_dtype) * a.block_tokens},
-      {"unlimited_blocks", unlimited},
-      {"host_memory_bytes", host_bytes},
-      {"pcie_bytes_per_second", ro.pcie_bytes_per_second},
-      {"max_running", sc.max_running},
-      {"max_batched_tokens", sc.max_batched_tokens},
-      {"chunked_prefill", sc.chunked_prefill},
-      {"max_model_len", sc.max_model_len},
-      {"mooncake_block_tokens", a.mooncake_block},
-      {"definitions", definitions()},
-  };
-  const nlohmann::json doc = {{"schema", "ridgeline.kv/v1"},
-                              {"environment", metrics::environment_block(std::nullopt)},
-                              {"config", config},
-                              {"rows", rows}};
+  schema::serving_results result;
+  result.env = schema::environment_from_block(metrics::environment_block(std::nullopt));
+  schema::serving_config& config = result.config;
+  config.workload = a.trace.empty() ? "generator:" + a.generator : a.trace;
+  config.requests = static_cast<std::int64_t>(w.requests.size());
+  config.prompt_tokens = w.total_prompt_tokens();
+  config.output_tokens = w.total_output_tokens();
+  config.model = m.name;
+  config.gpu = gpu.key.empty() ? gpu.name : gpu.key;
+  config.gpu_source = gpu.source;
+  config.step_time_model = model.description();
+  config.block_tokens = a.block_tokens;
+  config.kv_dtype = std::string(name(kv_dtype));
+  config.bytes_per_block = m.kv_bytes_per_token(kv_dtype) * a.block_tokens;
+  config.unlimited_blocks = unlimited;
+  config.host_memory_bytes = host_bytes;
+  config.pcie_bytes_per_second = ro.pcie_bytes_per_second;
+  config.max_running = sc.max_running;
+  config.max_batched_tokens = sc.max_batched_tokens;
+  config.chunked_prefill = sc.chunked_prefill;
+  config.max_model_len = sc.max_model_len;
+  config.mooncake_block_tokens = a.mooncake_block;
+  config.definitions = definitions().get<std::map<std::string, std::string>>();
+  result.rows = std::move(rows);
+  const nlohmann::json doc = schema::to_json(result);
   return doc;
 }
 

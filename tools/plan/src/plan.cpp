@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/plan.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/telemetry/environment.hpp"
@@ -275,39 +276,43 @@ json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus,
     for (const auto& f : failures) msg += "\n  " + f;
     throw std::invalid_argument(msg);
   }
-  const json config = {
-      {"model", m.name},
-      {"weights", std::string(name(mo.weights))},
-      {"kv_dtype", std::string(name(mo.kv_dtype))},
-      {"workload", w.source},
-      {"requests", w.requests.size()},
-      {"mean_prompt_tokens", mean_prompt},
-      {"mean_output_tokens", mean_output},
-      {"workload_rate_per_second", arrival_rate(w)},
-      {"slo", {{"ttft_seconds", s.ttft_seconds}, {"tpot_seconds", s.tpot_seconds}}},
-      {"qps", a.qps},
-      {"headroom", a.headroom},
-      {"goodput_target", a.goodput_target},
-      {"max_running", a.max_running},
-      {"max_batched_tokens", a.max_batched_tokens},
-      {"block_tokens", a.block_tokens},
-      {"efficiencies", efficiencies},
-      {"definitions",
-       {{"max_batch_fit", "largest batch whose KV (mean prompt + output tokens each) fits"},
-        {"max_batch_slo",
-         "largest decode batch with step time <= TPOT SLO at context mean "
-         "prompt + mean output / 2"},
-        {"max_rate_per_gpu",
-         "highest arrival rate (bisection) with goodput >= target x "
-         "arrivals, simulated with the engine's scheduler and KV manager"},
-        {"goodput", "finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot"},
-        {"derated",
-         "true: datasheet-only GPU, ceilings = datasheet x measured/datasheet ratios "
-         "of measured GPUs"}}}};
-  const json doc = {{"schema", "ridgeline.plan/v1"},
-                    {"environment", metrics::environment_block(std::nullopt)},
-                    {"config", config},
-                    {"rows", rows}};
+  schema::plan_config config;
+  config.model = m.name;
+  config.weights = std::string(name(mo.weights));
+  config.kv_dtype = std::string(name(mo.kv_dtype));
+  config.workload = w.source;
+  config.requests = static_cast<std::int64_t>(w.requests.size());
+  config.mean_prompt_tokens = mean_prompt;
+  config.mean_output_tokens = mean_output;
+  config.workload_rate_per_second = arrival_rate(w);
+  config.slo = {s.ttft_seconds, s.tpot_seconds};
+  config.qps = a.qps;
+  config.headroom = a.headroom;
+  config.goodput_target = a.goodput_target;
+  config.max_running = a.max_running;
+  config.max_batched_tokens = a.max_batched_tokens;
+  config.block_tokens = a.block_tokens;
+  config.efficiencies = efficiencies;
+  config.definitions = {
+      {"max_batch_fit", "largest batch whose KV (mean prompt + output tokens each) fits"},
+      {"max_batch_slo",
+       "largest decode batch with step time <= TPOT SLO at context mean "
+       "prompt + mean output / 2"},
+      {"max_rate_per_gpu",
+       "highest arrival rate (bisection) with goodput >= target x "
+       "arrivals, simulated with the engine's scheduler and KV manager"},
+      {"goodput", "finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot"},
+      {"derated",
+       "true: datasheet-only GPU, ceilings = datasheet x measured/datasheet ratios "
+       "of measured GPUs"}};
+  // The rows go through the plan reader, so what is written is what readers accept, and the
+  // document comes from the format's one writer.
+  const json doc = schema::to_json(
+      schema::parse_plan({{"schema", schema::k_plan_schema},
+                          {"environment", metrics::environment_block(std::nullopt)},
+                          {"config", schema::to_json(config)},
+                          {"rows", rows}},
+                         "ridgeline plan"));
   return doc;
 }
 

@@ -1,59 +1,31 @@
-// Condenses result files into the report's data blob and writes the page (see report.hpp). Each
-// known schema has one function that picks what its charts need, in the units the axes show;
-// plans and divergence audits, whose formats are still moving, become generic tables.
+// Condenses result files into the report's data blob and writes the page (see report.hpp). Every
+// file is read through its format's typed reader (core/schemas), so a missing or mistyped field is
+// an error naming the file, the field and the schema; each format has one function that picks
+// what its charts need, in the units the axes show. Plans and divergence audits also become
+// generic tables, built from the typed documents.
 #include "ridgeline/report/report.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
 
-#include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/core/build_info.hpp"
-#include "ridgeline/telemetry/environment.hpp"
+#include "ridgeline/core/dtype.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas.hpp"
+#include "ridgeline/telemetry/environment.hpp"
 
 namespace ridgeline::report {
 namespace {
 
 using nlohmann::json;
 
-constexpr const char* k_profile = "ridgeline.gpu_profile/v1";
-constexpr const char* k_sweep = "ridgeline.sweep/v1";
-constexpr const char* k_kv = "ridgeline.kv/v1";
-constexpr const char* k_plan = "ridgeline.plan/v1";
-constexpr const char* k_diverge = "ridgeline.diverge/v1";
-constexpr const char* k_diverge_compare = "ridgeline.diverge_compare/v1";
-constexpr const char* k_roofline = "ridgeline.roofline/v1";
-
 std::string base_name(const std::string& path) {
   return std::filesystem::path(path).filename().string();
-}
-
-double num(const json& j, const char* key, double fallback = 0) {
-  if (!j.is_object()) return fallback;
-  const auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
-}
-
-std::string str(const json& j, const char* key, const std::string& fallback = "") {
-  if (!j.is_object()) return fallback;
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-
-[[noreturn]] void malformed(const input_file& f, const std::string& what) {
-  throw std::invalid_argument(f.path + ": " + what);
-}
-
-const json& rows_of(const input_file& f) {
-  const auto it = f.doc.find("rows");
-  if (it == f.doc.end() || !it->is_array()) malformed(f, "has no \"rows\" array");
-  return *it;
 }
 
 // Input and output bytes per element of the probe's peak GEMMs (fp8 writes bf16, int8 int32).
@@ -65,10 +37,18 @@ std::pair<double, double> gemm_element_bytes(const std::string& t) {
   return {0, 0};
 }
 
+// Position of a dtype name in ridgeline's dtype order (fp32 ... int8), unknown names last.
+std::size_t dtype_rank(const std::string& t) {
+  for (std::size_t i = 0; i < k_all_dtypes.size(); ++i) {
+    if (name(k_all_dtypes[i]) == t) return i;
+  }
+  return k_all_dtypes.size();
+}
+
 // One roofline per GPU profile: measured memory roofs (HBM read plateau, L2 from the working-set
 // sweep), measured compute roofs per dtype with their ridge points, the datasheet beside, and the
 // probe's kernels (linear layers, whole blocks, peak GEMMs) at their counted intensity.
-json roofline_of(const input_file& f, const gpu_profile& p) {
+json roofline_of(const std::string& path, const schema::profile_document& p) {
   json memory = json::array();
   if (p.read_bytes_per_second > 0) {
     memory.push_back({{"label", "HBM read (measured)"},
@@ -81,59 +61,73 @@ json roofline_of(const input_file& f, const gpu_profile& p) {
                       {"measured", false}});
   }
   double l2 = 0;
-  for (const auto& r : p.rows) {
-    if (str(r, "kind") != "working_set") continue;
-    if (p.l2_bytes > 0 && num(r, "buffer_bytes") > static_cast<double>(p.l2_bytes) / 2) continue;
-    l2 = std::max(l2, num(r, "bytes_per_second"));
+  for (const auto& r : p.working_set) {
+    if (p.l2_bytes > 0 && static_cast<double>(r.buffer_bytes) > static_cast<double>(p.l2_bytes) / 2)
+      continue;
+    l2 = std::max(l2, r.bytes_per_second);
   }
   if (l2 > 0) {
     memory.push_back({{"label", "L2 (measured, working set <= L2/2)"},
                       {"bytes_per_second", l2},
                       {"measured", true}});
   }
+  std::vector<std::pair<std::string, schema::profile_peak>> peaks(p.peaks.begin(), p.peaks.end());
+  std::stable_sort(peaks.begin(), peaks.end(), [](const auto& a, const auto& b) {
+    return dtype_rank(a.first) < dtype_rank(b.first);
+  });
   json compute = json::array();
-  for (const auto& [t, peak] : p.peaks) {
-    json c = {{"dtype", std::string(name(t))},
+  for (const auto& [t, peak] : peaks) {
+    json c = {{"dtype", t},
               {"flops_per_second", peak.flops_per_second},
               {"datasheet_flops_per_second", peak.datasheet_flops_per_second}};
-    if (auto r = p.ridge_point(t)) c["ridge_flops_per_byte"] = *r;
-    if (auto r = p.datasheet_ridge_point(t)) c["datasheet_ridge_flops_per_byte"] = *r;
+    if (peak.flops_per_second > 0 && p.read_bytes_per_second > 0) {
+      c["ridge_flops_per_byte"] = peak.flops_per_second / p.read_bytes_per_second;
+    }
+    if (peak.datasheet_flops_per_second > 0 && p.datasheet_bytes_per_second > 0) {
+      c["datasheet_ridge_flops_per_byte"] =
+          peak.datasheet_flops_per_second / p.datasheet_bytes_per_second;
+    }
     compute.push_back(c);
   }
+  // Kernels in the order the probe wrote them: linear layers, blocks, GEMMs interleave by kind.
   json points = json::array();
-  for (const auto& r : p.rows) {
-    const std::string kind = str(r, "kind");
-    if (kind == "linear" || kind == "linear_block") {
-      const double flops = num(r, "flops"), bytes = num(r, "bytes");
-      const double rate = num(r, "flops_per_second");
-      if (!(flops > 0 && bytes > 0 && rate > 0)) continue;
-      const double tokens = kind == "linear" ? num(r, "n") : num(r, "tokens");
-      const std::string label =
-          kind == "linear"
-              ? str(r, "layer") + ", " + std::to_string(std::lround(tokens)) + " tokens"
-              : "block, " + std::to_string(std::lround(tokens)) + " tokens";
-      points.push_back(
-          {{"series", kind == "linear" ? "linear layers (" + str(r, "model") + ")"
-                                       : "4 linear layers of a block (" + str(r, "model") + ")"},
-           {"label", label},
-           {"intensity_flops_per_byte", flops / bytes},
-           {"flops_per_second", rate}});
+  auto add_linear = [&](const std::string& series, const std::string& label, double flops,
+                        double bytes, double rate) {
+    if (!(flops > 0 && bytes > 0 && rate > 0)) return;
+    points.push_back({{"series", series},
+                      {"label", label},
+                      {"intensity_flops_per_byte", flops / bytes},
+                      {"flops_per_second", rate}});
+  };
+  std::size_t li = 0, bi = 0, gi = 0;
+  for (const auto& raw : p.rows) {
+    const std::string kind = raw.at("kind").get<std::string>();
+    if (kind == "linear") {
+      const auto& r = p.linear[li++];
+      add_linear("linear layers (" + r.model + ")", r.layer + ", " + std::to_string(r.n) + " tokens",
+                 r.flops, r.bytes, r.flops_per_second);
+    } else if (kind == "linear_block") {
+      const auto& r = p.linear_block[bi++];
+      add_linear("4 linear layers of a block (" + r.model + ")",
+                 "block, " + std::to_string(r.tokens) + " tokens", r.flops, r.bytes,
+                 r.flops_per_second);
     } else if (kind == "gemm") {
-      const auto [in, out] = gemm_element_bytes(str(r, "dtype"));
-      const double m = num(r, "m"), n = num(r, "n"), k = num(r, "k");
+      const auto& r = p.gemm[gi++];
+      const auto [in, out] = gemm_element_bytes(r.dtype);
+      const double m = static_cast<double>(r.m), n = static_cast<double>(r.n),
+                   k = static_cast<double>(r.k);
       const double bytes = (m * k + k * n) * in + m * n * out;
-      if (!(bytes > 0 && num(r, "flops") > 0)) continue;
-      points.push_back(
-          {{"series", "peak GEMMs"},
-           {"label", str(r, "dtype") + " " + std::to_string(std::lround(m)) + "x" +
-                         std::to_string(std::lround(n)) + "x" + std::to_string(std::lround(k))},
-           {"intensity_flops_per_byte", num(r, "flops") / bytes},
-           {"flops_per_second", num(r, "flops_per_second")}});
+      if (!(bytes > 0 && r.flops > 0)) continue;
+      points.push_back({{"series", "peak GEMMs"},
+                        {"label", r.dtype + " " + std::to_string(r.m) + "x" + std::to_string(r.n) +
+                                      "x" + std::to_string(r.k)},
+                        {"intensity_flops_per_byte", r.flops / bytes},
+                        {"flops_per_second", r.flops_per_second}});
     }
   }
-  return {{"title", (p.key.empty() ? p.name : p.key) + ": " + p.name},
-          {"gpu", p.name},
-          {"source", f.path},
+  return {{"title", (p.gpu_key.empty() ? p.gpu_name : p.gpu_key) + ": " + p.gpu_name},
+          {"gpu", p.gpu_name},
+          {"source", path},
           {"profile_source", p.source},
           {"memory_roofs", memory},
           {"compute_roofs", compute},
@@ -143,27 +137,22 @@ json roofline_of(const input_file& f, const gpu_profile& p) {
 // `ridgeline roofline`: a roofline from the document's own ceilings, with its measured points:
 // intensity-sweep kernels, engine steps at their measured (else counted) intensity, and each
 // kernel of the traced decode steps.
-json roofline_doc_of(const input_file& f) {
-  const json& c = f.doc.contains("ceilings") ? f.doc["ceilings"] : json::object();
-  if (!c.is_object() || num(c, "dram_read_bytes_per_second") <= 0) {
-    malformed(f, "a roofline document lacks ceilings.dram_read_bytes_per_second");
-  }
+json roofline_doc_of(const std::string& path, const schema::roofline_document& d) {
+  const auto& c = d.ceilings;
   json memory = json::array({{{"label", "HBM read (measured)"},
-                              {"bytes_per_second", num(c, "dram_read_bytes_per_second")},
+                              {"bytes_per_second", c.dram_read_bytes_per_second},
                               {"measured", true}}});
-  if (num(c, "datasheet_dram_bytes_per_second") > 0) {
+  if (c.datasheet_dram_bytes_per_second > 0) {
     memory.push_back({{"label", "HBM (datasheet)"},
-                      {"bytes_per_second", num(c, "datasheet_dram_bytes_per_second")},
+                      {"bytes_per_second", c.datasheet_dram_bytes_per_second},
                       {"measured", false}});
   }
   json compute = json::array();
-  for (const auto& d : c.value("dtypes", json::array())) {
-    json roof = {{"dtype", str(d, "dtype")},
-                 {"flops_per_second", num(d, "peak_flops_per_second")},
-                 {"datasheet_flops_per_second", num(d, "datasheet_flops_per_second")}};
-    if (d.contains("ridge_flops_per_byte") && d["ridge_flops_per_byte"].is_number()) {
-      roof["ridge_flops_per_byte"] = d["ridge_flops_per_byte"];
-    }
+  for (const auto& t : c.dtypes) {
+    json roof = {{"dtype", t.dtype},
+                 {"flops_per_second", t.peak_flops_per_second},
+                 {"datasheet_flops_per_second", t.datasheet_flops_per_second}};
+    if (t.ridge_flops_per_byte) roof["ridge_flops_per_byte"] = *t.ridge_flops_per_byte;
     compute.push_back(roof);
   }
   json points = json::array();
@@ -175,43 +164,40 @@ json roofline_doc_of(const input_file& f) {
                         {"flops_per_second", rate}});
     }
   };
-  if (f.doc.contains("intensity_sweep")) {
-    for (const auto& p : f.doc["intensity_sweep"].value("points", json::array())) {
-      add("intensity sweep: " + str(p, "kernel"),
-          str(p, "kernel") + " at " + std::to_string(num(p, "flop_per_byte")).substr(0, 6) +
-              " FLOP/B",
-          num(p, "flop_per_byte"), num(p, "flop_per_second"));
+  if (d.intensity_sweep) {
+    for (const auto& p : *d.intensity_sweep) {
+      add("intensity sweep: " + p.kernel,
+          p.kernel + " at " + std::to_string(p.flop_per_byte).substr(0, 6) + " FLOP/B",
+          p.flop_per_byte, p.flop_per_second);
     }
   }
-  for (const auto& r : f.doc.value("engine", json::array())) {
-    if (r.contains("skipped")) continue;
-    const bool measured = r.contains("measured") && r["measured"].is_object();
-    add(std::string("engine steps (") + (measured ? "measured" : "counted") + " intensity)",
-        str(r, "phase") + " batch " + std::to_string(std::lround(num(r, "batch"))),
-        num(r, "intensity_flops_per_byte"), num(r, "flops_per_second"));
+  for (const auto& r : d.engine) {
+    if (r.skipped) continue;
+    add(std::string("engine steps (") + (r.counters_measured ? "measured" : "counted") +
+            " intensity)",
+        r.phase + " batch " + std::to_string(r.batch), r.intensity_flops_per_byte,
+        r.flops_per_second);
   }
-  for (const auto& k : f.doc.value("decode_kernels", json::array())) {
-    const std::string batch = std::to_string(std::lround(num(k, "batch")));
-    for (const auto& r : k.value("kernels", json::array())) {
-      add("decode kernels, batch " + batch, str(r, "phase") + ": " + str(r, "kernel"),
-          num(r, "intensity_flops_per_byte"), num(r, "flops_per_second"));
+  for (const auto& b : d.decode_kernels) {
+    for (const auto& k : b.kernels) {
+      if (!k.intensity_flops_per_byte) continue;
+      add("decode kernels, batch " + std::to_string(b.batch), k.phase + ": " + k.kernel,
+          *k.intensity_flops_per_byte, k.flops_per_second.value_or(0));
     }
   }
-  return {{"title", str(c, "gpu") + ": measured roofline (" + base_name(f.path) + ")"},
-          {"gpu", str(c, "gpu")},
-          {"source", f.path},
-          {"profile_source", str(c, "source")},
+  return {{"title", c.gpu + ": measured roofline (" + base_name(path) + ")"},
+          {"gpu", c.gpu},
+          {"source", path},
+          {"profile_source", c.profile_source},
           {"memory_roofs", memory},
           {"compute_roofs", compute},
           {"points", points}};
 }
 
-json working_set_of(const input_file& f, const gpu_profile& p) {
+json working_set_of(const std::string& path, const schema::profile_document& p) {
   std::map<std::string, json> by_op;
-  for (const auto& r : p.rows) {
-    if (str(r, "kind") != "working_set") continue;
-    by_op[str(r, "op", "read")].push_back(
-        {{"bytes", num(r, "buffer_bytes")}, {"bytes_per_second", num(r, "bytes_per_second")}});
+  for (const auto& r : p.working_set) {
+    by_op[r.op].push_back({{"bytes", r.buffer_bytes}, {"bytes_per_second", r.bytes_per_second}});
   }
   json series = json::array();
   for (auto& [op, pts] : by_op) {
@@ -219,54 +205,44 @@ json working_set_of(const input_file& f, const gpu_profile& p) {
               [](const json& a, const json& b) { return a["bytes"] < b["bytes"]; });
     series.push_back({{"op", op}, {"points", pts}});
   }
-  return {{"title", (p.key.empty() ? p.name : p.key) + ": bandwidth against working set"},
-          {"source", f.path},
+  return {{"title", (p.gpu_key.empty() ? p.gpu_name : p.gpu_key) + ": bandwidth against working set"},
+          {"source", path},
           {"l2_bytes", p.l2_bytes},
           {"series", series}};
 }
 
 // Sweep rows grouped by (phase, context), batches ascending; skipped points keep their reason and
 // the memory limit (max_sequences) of each context.
-json sweep_of(const input_file& f) {
-  const json& rows = rows_of(f);
-  std::map<std::pair<std::string, int>, json> groups;
+json sweep_of(const std::string& path, const schema::sweep_document& s) {
+  std::map<std::pair<std::string, std::int64_t>, json> groups;
   json engine_points = json::array();
-  for (const auto& r : rows) {
-    if (!r.is_object() || !r.contains("phase") || !r.contains("batch") || !r.contains("context")) {
-      malformed(f, "a sweep row lacks phase, batch or context");
-    }
-    const std::string phase = str(r, "phase");
-    const int context = static_cast<int>(num(r, "context"));
-    json& g = groups[{phase, context}];
+  for (const auto& r : s.rows) {
+    json& g = groups[{r.phase, r.context}];
     if (g.is_null()) {
-      g = {{"phase", phase},
-           {"context", context},
+      g = {{"phase", r.phase},
+           {"context", r.context},
            {"points", json::array()},
            {"skipped", json::array()},
            {"max_sequences", nullptr}};
     }
-    if (r.contains("max_sequences") && r["max_sequences"].is_number()) {
-      g["max_sequences"] = r["max_sequences"];
-    }
-    const double batch = num(r, "batch");
-    if (r.contains("skipped")) {
-      g["skipped"].push_back({{"batch", batch}, {"reason", str(r, "skipped")}});
+    g["max_sequences"] = r.max_sequences;
+    if (r.skipped) {
+      g["skipped"].push_back({{"batch", r.batch}, {"reason", *r.skipped}});
       continue;
     }
-    const json& s = r.contains("step_seconds") ? r["step_seconds"] : json::object();
-    if (!(num(s, "median") > 0)) malformed(f, "a sweep row lacks step_seconds.median");
-    g["points"].push_back({{"batch", batch},
-                           {"tokens_per_second", num(r, "tokens_per_second")},
-                           {"step_seconds", num(s, "median")},
-                           {"step_seconds_p10", num(s, "p10", num(s, "median"))},
-                           {"step_seconds_p90", num(s, "p90", num(s, "median"))},
-                           {"pct_of_floor", num(r, "pct_of_floor")}});
-    if (num(r, "intensity_flops_per_byte") > 0 && num(r, "flops_per_second") > 0) {
-      engine_points.push_back({{"series", "engine " + phase + " steps"},
-                               {"label", phase + " batch " + std::to_string(std::lround(batch)) +
-                                             ", context " + std::to_string(context)},
-                               {"intensity_flops_per_byte", num(r, "intensity_flops_per_byte")},
-                               {"flops_per_second", num(r, "flops_per_second")}});
+    const auto& m = *r.measured;
+    g["points"].push_back({{"batch", r.batch},
+                           {"tokens_per_second", m.tokens_per_second},
+                           {"step_seconds", m.step_seconds.median},
+                           {"step_seconds_p10", m.step_seconds.p10},
+                           {"step_seconds_p90", m.step_seconds.p90},
+                           {"pct_of_floor", m.pct_of_floor}});
+    if (m.intensity_flops_per_byte > 0 && m.flops_per_second > 0) {
+      engine_points.push_back({{"series", "engine " + r.phase + " steps"},
+                               {"label", r.phase + " batch " + std::to_string(r.batch) +
+                                             ", context " + std::to_string(r.context)},
+                               {"intensity_flops_per_byte", m.intensity_flops_per_byte},
+                               {"flops_per_second", m.flops_per_second}});
     }
   }
   json series = json::array();
@@ -275,72 +251,53 @@ json sweep_of(const input_file& f) {
               [](const json& a, const json& b) { return a["batch"] < b["batch"]; });
     series.push_back(g);
   }
-  const json& cfg = f.doc.contains("config") ? f.doc["config"] : json::object();
-  const json& env = f.doc.contains("environment") ? f.doc["environment"] : json::object();
-  const std::string gpu =
-      env.contains("gpu") ? str(env["gpu"], "name", "unknown GPU") : "unknown GPU";
-  return {{"title", str(cfg, "model", "model?") + " on " + gpu},
-          {"source", f.path},
+  const std::string gpu = s.env.gpu ? s.env.gpu->name : "unknown GPU";
+  return {{"title", s.config.model + " on " + gpu},
+          {"source", path},
           {"gpu", gpu},
-          {"model", str(cfg, "model")},
-          {"floor_bytes_per_second", num(cfg, "floor_bytes_per_second")},
-          {"peak_flops_per_second", num(cfg, "peak_bf16_flops_per_second")},
-          {"note", str(cfg, "note")},
+          {"model", s.config.model},
+          {"floor_bytes_per_second", s.config.floor_bytes_per_second},
+          {"peak_flops_per_second", s.config.peak_bf16_flops_per_second},
           {"series", series},
           {"engine_points", engine_points}};
 }
 
-// Quantile points of one latency distribution: the full "cdf" when kv wrote one, else p50, p90,
-// p99 and max.
-json cdf_of(const json& d) {
+// Quantile points of one latency distribution: every 5% plus p99 and p99.9 ("cdf").
+json cdf_of(const schema::latency_distribution& d) {
   json pts = json::array();
-  if (!d.is_object()) return pts;
-  if (d.contains("cdf") && d["cdf"].is_array()) {
-    for (const auto& q : d["cdf"]) {
-      if (q.is_array() && q.size() == 2 && q[0].is_number() && q[1].is_number()) {
-        pts.push_back({{"q", q[0]}, {"seconds", q[1]}});
-      }
-    }
-    return pts;
-  }
-  for (const auto& [key, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"max", 1.0}}) {
-    if (d.contains(key) && d[key].is_number()) pts.push_back({{"q", q}, {"seconds", d[key]}});
-  }
+  if (!d.quantiles) return pts;
+  for (const auto& [q, seconds] : d.quantiles->cdf) pts.push_back({{"q", q}, {"seconds", seconds}});
   return pts;
 }
 
-json kv_of(const input_file& f) {
+json kv_of(const std::string& path, const schema::serving_results& k) {
   json rows = json::array();
-  for (const auto& r : rows_of(f)) {
-    if (!r.is_object() || !r.contains("capacity_bytes") || !r.contains("token_hit_rate")) {
-      malformed(f, "a kv row lacks capacity_bytes or token_hit_rate");
-    }
-    json cdfs = json::object();
-    for (const char* m : {"ttft_seconds", "tpot_seconds", "itl_seconds", "e2e_seconds"}) {
-      cdfs[m] = cdf_of(r.contains(m) ? r[m] : json());
-    }
-    rows.push_back({{"capacity", str(r, "capacity")},
-                    {"capacity_bytes", num(r, "capacity_bytes")},
-                    {"capacity_blocks", num(r, "capacity_blocks")},
-                    {"token_hit_rate", num(r, "token_hit_rate")},
-                    {"block_hit_rate", num(r, "block_hit_rate")},
-                    {"recomputed_tokens", num(r, "recomputed_tokens")},
-                    {"preemptions", num(r, "preemptions")},
-                    {"rejected", num(r, "rejected")},
-                    {"cdf", cdfs}});
+  for (const auto& r : k.rows) {
+    rows.push_back({{"capacity", r.capacity},
+                    {"capacity_bytes", r.capacity_bytes},
+                    {"capacity_blocks", r.capacity_blocks},
+                    {"token_hit_rate", r.token_hit_rate},
+                    {"block_hit_rate", r.block_hit_rate},
+                    {"recomputed_tokens", r.recomputed_tokens},
+                    {"preemptions", r.preemptions},
+                    {"rejected", r.rejected},
+                    {"cdf",
+                     {{"ttft_seconds", cdf_of(r.ttft_seconds)},
+                      {"tpot_seconds", cdf_of(r.tpot_seconds)},
+                      {"itl_seconds", cdf_of(r.itl_seconds)},
+                      {"e2e_seconds", cdf_of(r.e2e_seconds)}}}});
   }
   std::sort(rows.begin(), rows.end(),
             [](const json& a, const json& b) { return a["capacity_bytes"] < b["capacity_bytes"]; });
-  const json& cfg = f.doc.contains("config") ? f.doc["config"] : json::object();
-  return {{"title", base_name(str(cfg, "workload", f.path)) + ", " + str(cfg, "model") + " on " +
-                        str(cfg, "gpu") + ", blocks of " +
-                        std::to_string(std::lround(num(cfg, "block_tokens"))) + " tokens"},
-          {"source", f.path},
-          {"requests", num(cfg, "requests")},
+  const auto& c = k.config;
+  return {{"title", base_name(c.workload) + ", " + c.model + " on " + c.gpu + ", blocks of " +
+                        std::to_string(c.block_tokens) + " tokens"},
+          {"source", path},
+          {"requests", c.requests},
           {"rows", rows}};
 }
 
-// Generic table of any result: rows flattened one level ("a.b"), config as key/value pairs.
+// Generic table of a typed document: rows flattened two levels ("a.b"), config as key/value pairs.
 void flatten(const json& j, const std::string& prefix, json& out, int depth) {
   if (j.is_object() && depth < 2) {
     for (const auto& [k, v] : j.items())
@@ -356,19 +313,18 @@ void flatten(const json& j, const std::string& prefix, json& out, int depth) {
   }
 }
 
-json table_of(const input_file& f, const std::string& kind) {
+json table_of(const std::string& path, const std::string& kind, const std::string& schema_id,
+              const json& config_doc, const json& row_docs) {
   json columns = json::array();
   std::set<std::string> seen;
   json rows = json::array();
-  if (f.doc.contains("rows") && f.doc["rows"].is_array()) {
-    for (const auto& r : f.doc["rows"]) {
-      json flat = json::object();
-      flatten(r, r.is_object() ? "" : "value", flat, 0);
-      for (const auto& [k, v] : flat.items()) {
-        if (seen.insert(k).second) columns.push_back(k);
-      }
-      rows.push_back(flat);
+  for (const auto& r : row_docs) {
+    json flat = json::object();
+    flatten(r, "", flat, 0);
+    for (const auto& [k, v] : flat.items()) {
+      if (seen.insert(k).second) columns.push_back(k);
     }
+    rows.push_back(flat);
   }
   json cells = json::array();
   for (const auto& r : rows) {
@@ -378,82 +334,97 @@ json table_of(const input_file& f, const std::string& kind) {
     cells.push_back(line);
   }
   json config = json::object();
-  if (f.doc.contains("config")) flatten(f.doc["config"], "", config, 0);
-  return {{"kind", kind},     {"title", kind + ": " + base_name(f.path)},
-          {"source", f.path}, {"schema", str(f.doc, "schema")},
+  flatten(config_doc, "", config, 0);
+  return {{"kind", kind},     {"title", kind + ": " + base_name(path)},
+          {"source", path},   {"schema", schema_id},
           {"config", config}, {"columns", columns},
-          {"rows", cells},    {"raw_rows", f.doc.contains("rows") ? f.doc["rows"] : json::array()}};
+          {"rows", cells},    {"raw_rows", row_docs}};
 }
 
-// A plot of a divergence audit when its rows carry a step-like x and divergence-like numbers.
-json divergence_plot_of(const input_file& f) {
-  if (!f.doc.contains("rows") || !f.doc["rows"].is_array() || f.doc["rows"].empty()) return nullptr;
-  const json& rows = f.doc["rows"];
-  std::string x_key;
-  for (const char* k : {"step", "position", "token", "token_index", "index", "batch"}) {
-    const bool all = std::all_of(rows.begin(), rows.end(), [&](const json& r) {
-      return r.is_object() && r.contains(k) && r[k].is_number();
-    });
-    if (all) {
-      x_key = k;
-      break;
-    }
+json plan_table_of(const std::string& path, const schema::plan_document& p) {
+  json rows = json::array();
+  for (const auto& r : p.rows) rows.push_back(to_json(r));
+  return table_of(path, "plan", schema::k_plan_schema, to_json(p.config), rows);
+}
+
+// A fingerprint: its rows as a table, and the top-1/top-2 margin of every row against its step.
+std::pair<json, json> fingerprint_of(const std::string& path, const schema::fingerprint_document& f) {
+  json rows = json::array(), pts = json::array();
+  for (const auto& r : f.rows) {
+    json row = {{"prompt", r.prompt},   {"step", r.step},
+                {"token", r.token},     {"top_ids", r.top_ids},
+                {"top_logprobs", r.top_logprobs}, {"margin", r.margin},
+                {"logits_hash", r.logits_hash}};
+    if (r.fed) row["fed"] = *r.fed;
+    rows.push_back(row);
+    pts.push_back({{"x", r.step}, {"y", r.margin}});
   }
-  if (x_key.empty()) return nullptr;
-  std::vector<std::string> y_keys;
-  for (const auto& [k, v] : rows[0].items()) {
-    if (k == x_key || !v.is_number()) continue;
-    std::string lower = k;
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    for (const char* w : {"kl", "margin", "diverg", "diff", "error", "distance", "mismatch"}) {
-      if (lower.find(w) != std::string::npos) {
-        y_keys.push_back(k);
-        break;
-      }
-    }
+  json plot = nullptr;
+  if (!pts.empty()) {
+    plot = {{"title", "divergence: " + base_name(path)},
+            {"source", path},
+            {"x", "step"},
+            {"series", json::array({{{"label", "margin"}, {"points", pts}}})}};
   }
-  if (y_keys.empty()) return nullptr;
-  json series = json::array();
-  for (const auto& y : y_keys) {
-    json pts = json::array();
-    for (const auto& r : rows) {
-      if (r.contains(y) && r[y].is_number()) pts.push_back({{"x", r[x_key]}, {"y", r[y]}});
-    }
-    series.push_back({{"label", y}, {"points", pts}});
+  return {table_of(path, "divergence", schema::k_diverge_schema, f.config.raw, rows), plot};
+}
+
+// `ridgeline diverge compare`: the per-prompt verdicts as a table, and each divergence as a point
+// (step, A's top-1/top-2 margin where it happened).
+std::pair<json, json> diverge_compare_of(const std::string& path,
+                                         const schema::diverge_compare_document& d) {
+  json rows = json::array();
+  for (const auto& r : d.rows) {
+    rows.push_back({{"prompt", r.prompt},
+                    {"verdict", r.verdict},
+                    {"divergence_step", schema::nullable(r.divergence_step)},
+                    {"margin_at_divergence", schema::nullable(r.margin_at_divergence)},
+                    {"margin_b_at_divergence", schema::nullable(r.margin_b_at_divergence)},
+                    {"steps_compared", r.steps_compared},
+                    {"token_mismatches", r.token_mismatches},
+                    {"kl_mean", schema::nullable(r.kl_mean)},
+                    {"kl_max", schema::nullable(r.kl_max)},
+                    {"max_abs_delta_logprob", r.max_abs_delta_logprob},
+                    {"same_top1_share", r.same_top1_share},
+                    {"logits_equal_share", r.logits_equal_share}});
   }
-  return {{"title", "divergence: " + base_name(f.path)},
-          {"source", f.path},
-          {"x", x_key},
-          {"series", series}};
+  json pts = json::array();
+  for (const auto& v : d.divergences) pts.push_back({{"x", v.step}, {"y", v.margin_a}});
+  json plot = nullptr;
+  if (!pts.empty()) {
+    plot = {{"title", "divergence step against margin: " + base_name(path)},
+            {"source", path},
+            {"x", "step"},
+            {"series",
+             json::array({{{"label", "margin (log-prob) at divergence"}, {"points", pts}}})}};
+  }
+  return {table_of(path, "divergence", schema::k_diverge_compare_schema, d.config, rows), plot};
 }
 
 // Environment summary (the fields a reader checks first) plus the whole block.
-json environment_of(const input_file& f) {
-  const json env = f.doc.contains("environment") ? f.doc["environment"] : json::object();
-  const json gpu = env.contains("gpu") ? env["gpu"] : json::object();
-  const json rl = env.contains("ridgeline") ? env["ridgeline"] : json::object();
-  const json host = env.contains("host") ? env["host"] : json::object();
+json environment_of(const std::string& path, const std::string& schema_id,
+                    const schema::environment& env) {
+  const auto& g = env.gpu;
   json summary = {
-      {"gpu", str(gpu, "name", "-")},
-      {"driver", str(gpu, "driver_version", "-")},
-      {"cuda", str(gpu, "cuda_runtime_version", "-")},
-      {"sm_clock_mhz", num(gpu, "sm_clock_mhz")},
-      {"throttled", gpu.contains("throttle_reasons") && gpu["throttle_reasons"].is_array() &&
-                        !gpu["throttle_reasons"].empty()},
-      {"host", str(host, "hostname", "-")},
-      {"git_sha", str(rl, "git_sha", "-").substr(0, 12)},
-      {"git_dirty", rl.value("git_dirty", false)},
-      {"time_utc", str(env, "time_utc", "-")}};
-  return {
-      {"source", f.path}, {"schema", str(f.doc, "schema")}, {"summary", summary}, {"full", env}};
+      {"gpu", g ? g->name : "-"},
+      {"driver", g && g->driver_version ? *g->driver_version : "-"},
+      {"cuda", g ? g->cuda_runtime_version : "-"},
+      {"sm_clock_mhz", g && g->sm_clock_mhz ? *g->sm_clock_mhz : 0},
+      {"throttled", g && g->throttle_reasons && !g->throttle_reasons->empty()},
+      {"host", env.hostname},
+      {"git_sha", env.git_sha.substr(0, 12)},
+      {"git_dirty", env.git_dirty},
+      {"time_utc", env.time_utc}};
+  return {{"source", path}, {"schema", schema_id}, {"summary", summary}, {"full", env.raw}};
 }
 
 }  // namespace
 
 const std::vector<std::string>& known_schemas() {
-  static const std::vector<std::string> k = {k_profile, k_sweep,   k_kv,
-                                             k_plan,    k_diverge, k_diverge_compare,
-                                             k_roofline};
+  static const std::vector<std::string> k = {
+      schema::k_gpu_profile_schema, schema::k_sweep_schema,   schema::k_serving_results_schema,
+      schema::k_plan_schema,        schema::k_diverge_schema, schema::k_diverge_compare_schema,
+      schema::k_roofline_schema};
   return k;
 }
 
@@ -465,14 +436,14 @@ input_file load_input(const std::string& path) {
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(path + ": not valid JSON (" + e.what() + ")");
   }
-  const std::string schema = f.doc.is_object() ? str(f.doc, "schema") : "";
+  const std::string id = schema::schema_of(f.doc);
   const auto& k = known_schemas();
-  if (std::find(k.begin(), k.end(), schema) == k.end()) {
+  if (std::find(k.begin(), k.end(), id) == k.end()) {
     std::string list;
     for (const auto& s : k) list += (list.empty() ? "" : ", ") + s;
     throw std::invalid_argument(
         path + ": " +
-        (schema.empty() ? std::string("no \"schema\" field") : "unknown schema '" + schema + "'") +
+        (id.empty() ? std::string("no \"schema\" field") : "unknown schema '" + id + "'") +
         " (report reads " + list + ")");
   }
   return f;
@@ -486,58 +457,47 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
   double slo = o.slo_tpot_seconds;
   std::string slo_source = "--slo-tpot-ms";
   for (const auto& f : inputs) {
-    const std::string schema = str(f.doc, "schema");
-    sources.push_back({{"path", f.path}, {"schema", schema}});
-    environments.push_back(environment_of(f));
-    if (schema == k_profile) {
-      gpu_profile p;
-      try {
-        p = gpu_profile_from_json(f.doc);
-      } catch (const std::invalid_argument& e) {
-        malformed(f, e.what());
-      }
-      roofline.push_back(roofline_of(f, p));
-      json ws = working_set_of(f, p);
+    const std::string id = schema::schema_of(f.doc);
+    sources.push_back({{"path", f.path}, {"schema", id}});
+    if (id == schema::k_gpu_profile_schema) {
+      const auto p = schema::parse_gpu_profile(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, p.env));
+      roofline.push_back(roofline_of(f.path, p));
+      json ws = working_set_of(f.path, p);
       if (!ws["series"].empty()) working_set.push_back(ws);
-    } else if (schema == k_roofline) {
-      roofline.push_back(roofline_doc_of(f));
-    } else if (schema == k_sweep) {
-      sweeps.push_back(sweep_of(f));
-    } else if (schema == k_kv) {
-      kv.push_back(kv_of(f));
-    } else if (schema == k_plan) {
-      plans.push_back(table_of(f, "plan"));
-      const json& cfg = f.doc.contains("config") ? f.doc["config"] : json::object();
-      for (const char* k : {"slo_tpot_seconds", "tpot_slo_seconds"}) {
-        if (num(cfg, k) > 0) {
-          slo = num(cfg, k);
-          slo_source = f.path;
-        }
-      }
-    } else if (schema == k_diverge_compare) {
-      // `ridgeline diverge compare`: the per-prompt verdicts as a table, and each divergence as
-      // a point (step, top-1/top-2 margin where it happened).
-      divergence.push_back(table_of(f, "divergence"));
-      json pts = json::array();
-      if (f.doc.contains("divergences") && f.doc["divergences"].is_array()) {
-        for (const auto& d : f.doc["divergences"]) {
-          const char* m = d.contains("margin_a") ? "margin_a" : "margin";  // A's margin
-          if (d.contains("step") && d.contains(m) && d["step"].is_number() && d[m].is_number()) {
-            pts.push_back({{"x", d["step"]}, {"y", d[m]}});
-          }
-        }
-      }
-      if (!pts.empty()) {
-        divergence_plots.push_back({{"title", "divergence step against margin: " + base_name(f.path)},
-                                    {"source", f.path},
-                                    {"x", "step"},
-                                    {"series", json::array({{{"label", "margin (log-prob) at divergence"},
-                                                             {"points", pts}}})}});
-      }
-    } else if (schema == k_diverge) {
-      divergence.push_back(table_of(f, "divergence"));
-      json plot = divergence_plot_of(f);
+    } else if (id == schema::k_roofline_schema) {
+      const auto r = schema::parse_roofline(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, r.env));
+      roofline.push_back(roofline_doc_of(f.path, r));
+    } else if (id == schema::k_sweep_schema) {
+      const auto s = schema::parse_sweep(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, s.env));
+      sweeps.push_back(sweep_of(f.path, s));
+    } else if (id == schema::k_serving_results_schema) {
+      const auto k = schema::parse_serving_results(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, k.env));
+      kv.push_back(kv_of(f.path, k));
+    } else if (id == schema::k_plan_schema) {
+      const auto p = schema::parse_plan(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, p.env));
+      plans.push_back(plan_table_of(f.path, p));
+      // The plan's own TPOT SLO replaces --slo-tpot-ms (the last plan given wins).
+      slo = p.config.slo.tpot_seconds;
+      slo_source = f.path;
+    } else if (id == schema::k_diverge_compare_schema) {
+      const auto d = schema::parse_diverge_compare(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, d.env));
+      auto [table, plot] = diverge_compare_of(f.path, d);
+      divergence.push_back(table);
       if (!plot.is_null()) divergence_plots.push_back(plot);
+    } else if (id == schema::k_diverge_schema) {
+      const auto d = schema::parse_fingerprint(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, d.env));
+      auto [table, plot] = fingerprint_of(f.path, d);
+      divergence.push_back(table);
+      if (!plot.is_null()) divergence_plots.push_back(plot);
+    } else {
+      throw std::invalid_argument(f.path + ": the report does not read schema '" + id + "'");
     }
   }
   // Engine steps join the roofline of the GPU they ran on; without a profile of that GPU, the

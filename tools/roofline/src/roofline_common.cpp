@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/roofline.hpp"
 #include "ridgeline/roofline/roofline.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
@@ -159,50 +160,47 @@ compute_ceiling select_compute_ceiling(intensity_kernel k, const gpu_profile& p,
 
 json roofline_ceilings(const gpu_profile& p, const std::string& source,
                        const instruction_peak_section* same_run) {
-  json dtypes = json::array();
+  // Built as the roofline format's typed ceilings and written by its writer
+  // (core/schemas/roofline.hpp).
+  schema::roofline_ceilings c;
   const double bw = p.dram_bytes_per_second();
-  auto or_null = [](double v) { return v > 0 ? json(v) : json(nullptr); };
+  auto positive = [](double v) { return v > 0 ? std::optional<double>(v) : std::nullopt; };
   for (dtype t : k_roof_dtypes) {
     auto it = p.peaks.find(t);
     if (it == p.peaks.end()) continue;
-    const compute_ceiling c = select_compute_ceiling(t, p, same_run);
-    const auto gemm_ridge = p.ridge_point(t);
-    const auto ds_ridge = p.datasheet_ridge_point(t);
-    dtypes.push_back(
-        {{"dtype", std::string(name(t))},
-         {"peak_flops_per_second", c.flops_per_second},
-         {"peak_source", c.source},
-         {"instruction_peak_flops_per_second", or_null(c.same_run_flops_per_second)},
-         {"instruction_peak_profile_flops_per_second", or_null(c.profile_flops_per_second)},
-         {"gemm_peak_flops_per_second", c.gemm_flops_per_second},
-         {"datasheet_flops_per_second", it->second.datasheet_flops_per_second},
-         {"ridge_flops_per_byte", or_null(p.read_bytes_per_second > 0
-                                              ? c.flops_per_second / p.read_bytes_per_second
-                                              : 0.0)},
-         {"gemm_ridge_flops_per_byte", gemm_ridge ? json(*gemm_ridge) : json(nullptr)},
-         {"datasheet_ridge_flops_per_byte", ds_ridge ? json(*ds_ridge) : json(nullptr)}});
+    const compute_ceiling cc = select_compute_ceiling(t, p, same_run);
+    schema::roofline_dtype d;
+    d.dtype = std::string(name(t));
+    d.peak_flops_per_second = cc.flops_per_second;
+    d.datasheet_flops_per_second = it->second.datasheet_flops_per_second;
+    d.ridge_flops_per_byte = positive(
+        p.read_bytes_per_second > 0 ? cc.flops_per_second / p.read_bytes_per_second : 0.0);
+    d.datasheet_ridge_flops_per_byte = p.datasheet_ridge_point(t);
+    d.sources = schema::roofline_peak_sources{cc.source, positive(cc.same_run_flops_per_second),
+                                              positive(cc.profile_flops_per_second),
+                                              cc.gemm_flops_per_second, p.ridge_point(t)};
+    c.dtypes.push_back(std::move(d));
   }
-  json c = {{"gpu", p.name},
-            {"source", source},
-            {"profile_source", p.source},
-            {"dram_read_bytes_per_second", bw},
-            {"dram_copy_bytes_per_second", p.copy_bytes_per_second},
-            {"datasheet_dram_bytes_per_second", p.datasheet_bytes_per_second},
-            {"compute_ceiling_definition",
-             "the instruction peak of the dtype's instruction (FFMA for fp32, wgmma for bf16 and "
-             "fp8_e4m3: the probe's compute-only kernels), measured in this run; else the "
-             "profile's; else the probe's cuBLASLt GEMM peak"},
-            {"ridge_definition",
-             "compute ceiling / DRAM read bytes/s, both measured (gemm_ridge: the probe's GEMM "
-             "peak instead)"},
-            {"dtypes", dtypes}};
+  c.gpu = p.name;
+  c.source = source;
+  c.profile_source = p.source;
+  c.dram_read_bytes_per_second = bw;
+  c.dram_copy_bytes_per_second = p.copy_bytes_per_second;
+  c.datasheet_dram_bytes_per_second = p.datasheet_bytes_per_second;
+  c.compute_ceiling_definition =
+      "the instruction peak of the dtype's instruction (FFMA for fp32, wgmma for bf16 and "
+      "fp8_e4m3: the probe's compute-only kernels), measured in this run; else the "
+      "profile's; else the probe's cuBLASLt GEMM peak";
+  c.ridge_definition =
+      "compute ceiling / DRAM read bytes/s, both measured (gemm_ridge: the probe's GEMM "
+      "peak instead)";
   if (same_run && !p.instruction_peaks) {
-    c["note"] =
+    c.note =
         "the profile has no instruction peaks (written before the probe measured them): the "
         "compute ceilings are this run's measurement; `ridgeline probe --only instruction-peaks "
         "--update PROFILE` adds them";
   }
-  return c;
+  return schema::to_json(c);
 }
 
 json roofline_crossings(const model_preset& m, const gpu_profile& p,

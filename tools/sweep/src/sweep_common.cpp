@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
 namespace ridgeline::bench {
@@ -108,37 +109,37 @@ std::string f(const char* fmt, double v) {
 }
 }  // namespace
 
+// Both read the document through the sweep format's reader (core/schemas/sweep.hpp).
 std::string sweep_table(const nlohmann::json& doc) {
+  const schema::sweep_document sweep = schema::parse_sweep(doc, "sweep");
+  const auto& cfg = sweep.config;
   std::ostringstream out;
-  const auto& cfg = doc["config"];
-  out << "ridgeline sweep: " << cfg.value("model", "") << " on "
-      << doc["environment"]["gpu"].value("name", "?") << " (bf16, random weights, greedy"
-      << (cfg.value("cuda_graphs", false) ? ", CUDA graphs for decode" : "") << ")\n";
-  out << "floor = counted bytes / " << f("%.2f", cfg.value("floor_bytes_per_second", 0.0) / 1e12)
-      << " TB/s (" << cfg.value("floor_source", "") << ")\n\n";
+  out << "ridgeline sweep: " << cfg.model << " on " << (sweep.env.gpu ? sweep.env.gpu->name : "?")
+      << " (bf16, random weights, greedy" << (cfg.cuda_graphs ? ", CUDA graphs for decode" : "")
+      << ")\n";
+  out << "floor = counted bytes / " << f("%.2f", cfg.floor_bytes_per_second / 1e12) << " TB/s ("
+      << cfg.floor_source << ")\n\n";
   out << "  phase    batch  context   median ms    p90 ms      tok/s   GB/step  floor ms  "
          "% floor  TFLOP/s  % peak";
-  const bool peer = cfg.contains("peer");
+  const bool peer = cfg.peer.has_value();
   if (peer) out << "  peer ms  peer/ours";
   out << "\n";
-  for (const auto& r : doc["rows"]) {
-    out << "  " << r["phase"].get<std::string>() << std::string(9 - r["phase"].get<std::string>().size(), ' ')
-        << f("%5.0f", r["batch"].get<double>()) << f("  %7.0f", r["context"].get<double>());
-    if (r.contains("skipped")) {
-      out << "   skipped: " << r["skipped"].get<std::string>() << "\n";
+  for (const auto& r : sweep.rows) {
+    out << "  " << r.phase << std::string(9 - r.phase.size(), ' ')
+        << f("%5.0f", static_cast<double>(r.batch))
+        << f("  %7.0f", static_cast<double>(r.context));
+    if (r.skipped) {
+      out << "   skipped: " << *r.skipped << "\n";
       continue;
     }
-    out << f("  %10.3f", r["step_seconds"]["median"].get<double>() * 1e3)
-        << f("  %8.3f", r["step_seconds"]["p90"].get<double>() * 1e3)
-        << f("  %9.0f", r["tokens_per_second"].get<double>())
-        << f("  %8.2f", r["bytes_per_step"].get<double>() / 1e9)
-        << f("  %8.3f", r["floor_seconds"].get<double>() * 1e3)
-        << f("  %6.1f%%", r["pct_of_floor"].get<double>())
-        << f("  %7.1f", r["flops_per_second"].get<double>() / 1e12)
-        << f("  %5.1f%%", r["pct_of_peak_flops"].get<double>());
-    if (peer && r.contains("peer_seconds")) {
-      out << f("  %7.3f", r["peer_seconds"].get<double>() * 1e3)
-          << f("  %8.3fx", r["peer_seconds"].get<double>() / r["step_seconds"]["median"].get<double>());
+    const auto& m = *r.measured;
+    out << f("  %10.3f", m.step_seconds.median * 1e3) << f("  %8.3f", m.step_seconds.p90 * 1e3)
+        << f("  %9.0f", m.tokens_per_second) << f("  %8.2f", m.bytes_per_step / 1e9)
+        << f("  %8.3f", m.floor_seconds * 1e3) << f("  %6.1f%%", m.pct_of_floor)
+        << f("  %7.1f", m.flops_per_second / 1e12) << f("  %5.1f%%", m.pct_of_peak_flops);
+    if (peer && m.peer_seconds) {
+      out << f("  %7.3f", *m.peer_seconds * 1e3)
+          << f("  %8.3fx", *m.peer_seconds / m.step_seconds.median);
     }
     out << "\n";
   }
@@ -146,23 +147,26 @@ std::string sweep_table(const nlohmann::json& doc) {
 }
 
 std::string sweep_csv(const nlohmann::json& doc) {
+  const schema::sweep_document sweep = schema::parse_sweep(doc, "sweep");
+  using j = nlohmann::json;  // numbers as the JSON has them (shortest round-trip text)
   std::ostringstream out;
   out << "phase,batch,context,median_seconds,p10_seconds,p90_seconds,tokens_per_second,"
          "bytes_per_step,flops_per_step,bytes_per_second,flops_per_second,floor_seconds,"
          "pct_of_floor,pct_of_peak_flops,kv_bytes_per_token,max_sequences,skipped\n";
-  for (const auto& r : doc["rows"]) {
-    out << r["phase"].get<std::string>() << "," << r["batch"] << "," << r["context"] << ",";
-    if (r.contains("skipped")) {
-      out << ",,,,,,,,,,,," << r.value("kv_bytes_per_token", 0.0) << "," << r.value("max_sequences", 0) << ",\""
-          << r["skipped"].get<std::string>() << "\"\n";
+  for (const auto& r : sweep.rows) {
+    out << r.phase << "," << r.batch << "," << r.context << ",";
+    if (r.skipped) {
+      out << ",,,,,,,,,,,," << r.kv_bytes_per_token << "," << r.max_sequences << ",\""
+          << *r.skipped << "\"\n";
       continue;
     }
-    const auto& s = r["step_seconds"];
-    out << s["median"] << "," << s["p10"] << "," << s["p90"] << "," << r["tokens_per_second"] << ","
-        << r["bytes_per_step"] << "," << r["flops_per_step"] << "," << r["bytes_per_second"] << ","
-        << r["flops_per_second"] << "," << r["floor_seconds"] << "," << r["pct_of_floor"] << ","
-        << r["pct_of_peak_flops"] << "," << r["kv_bytes_per_token"] << "," << r["max_sequences"]
-        << ",\n";
+    const auto& m = *r.measured;
+    const auto& s = m.step_seconds;
+    out << j(s.median) << "," << j(s.p10) << "," << j(s.p90) << "," << j(m.tokens_per_second)
+        << "," << j(m.bytes_per_step) << "," << j(m.flops_per_step) << ","
+        << j(m.bytes_per_second) << "," << j(m.flops_per_second) << "," << j(m.floor_seconds)
+        << "," << j(m.pct_of_floor) << "," << j(m.pct_of_peak_flops) << ","
+        << j(r.kv_bytes_per_token) << "," << r.max_sequences << ",\n";
   }
   return out.str();
 }

@@ -5,9 +5,9 @@
 // The CLI parses the arguments into kv_options and prints; the steps, in the order it calls them:
 //   const kv::kv_setup s = kv::configure(options);       // validates, resolves model and GPU
 //   const kv::kv_inputs in = kv::load_inputs(s);          // reads or generates the workload
-//   const nlohmann::json rows = kv::run_capacities(s, in, hooks);
-//   const nlohmann::json doc = kv::kv_document(s, in, rows);
-//   kv::table_of(doc), kv::csv_of(rows)
+//   auto rows = kv::run_capacities(s, in, hooks);
+//   const nlohmann::json doc = kv::kv_document(s, in, std::move(rows));
+//   kv::table_of(doc), kv::csv_of(doc.at("rows"))
 #pragma once
 
 #include <cstddef>
@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ridgeline/core/dtype.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/engine/scheduler.hpp"
 #include "ridgeline/engine/workload.hpp"
 #include "ridgeline/perfmodel/model.hpp"
@@ -99,11 +100,14 @@ struct kv_hooks {
   std::function<void(double)> pace;  // with `live`: after each step, simulated seconds
 };
 // One row (ridgeline.kv/v1) per capacity, in order.
-nlohmann::json run_capacities(const kv_setup& s, const kv_inputs& in, const kv_hooks& hooks = {});
+std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inputs& in,
+                                                const kv_hooks& hooks = {});
 
 // The whole result document: schema, environment (host only), config with definitions, rows.
-nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in, const nlohmann::json& rows);
-// The rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
+// Written through the format's one writer (ridgeline/core/schemas/serving_results.hpp).
+nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
+                           std::vector<schema::serving_row> rows);
+// The document's rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
 std::string csv_of(const nlohmann::json& rows);
 // The Markdown table the command prints.
 std::string table_of(const nlohmann::json& doc);

@@ -1,0 +1,78 @@
+// ridgeline.kv/v1, the serving-results format: per-capacity rows of a serving run (hit rates,
+// recompute, latency distributions). `ridgeline kv` writes it today (simulated executor); replay
+// and load are to write the same format. docs/results-formats.md lists every field.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ridgeline/core/schemas/environment.hpp"
+
+namespace ridgeline::schema {
+
+inline constexpr const char* k_serving_results_schema = "ridgeline.kv/v1";
+
+// One latency distribution over requests (or inter-token gaps). The quantiles are written only
+// when count > 0.
+struct latency_quantiles {
+  double mean = 0, p50 = 0, p90 = 0, p99 = 0, max = 0;
+  std::vector<std::pair<double, double>> cdf;  // [quantile, seconds], quantiles ascending
+};
+struct latency_distribution {
+  std::int64_t count = 0;
+  std::optional<latency_quantiles> quantiles;  // present exactly when count > 0
+};
+
+struct serving_config {
+  std::string workload;  // "generator:<spec>" or the trace path
+  std::int64_t requests = 0, prompt_tokens = 0, output_tokens = 0;
+  std::string model, gpu, gpu_source, step_time_model;
+  std::int64_t block_tokens = 0;
+  std::string kv_dtype;
+  std::int64_t bytes_per_block = 0, unlimited_blocks = 0, host_memory_bytes = 0;
+  double pcie_bytes_per_second = 0;
+  std::int64_t max_running = 0, max_batched_tokens = 0;
+  bool chunked_prefill = false;
+  std::int64_t max_model_len = 0, mooncake_block_tokens = 0;
+  std::map<std::string, std::string> definitions;
+};
+
+struct serving_row {
+  std::string capacity;  // the label asked for (unlimited, 50%, 8GiB, ...)
+  std::int64_t capacity_blocks = 0, capacity_tokens = 0, capacity_bytes = 0;
+  std::int64_t requests = 0, finished = 0, rejected = 0;
+  std::map<std::string, std::int64_t> rejected_by_reason;
+  std::int64_t lookup_tokens = 0, hit_tokens = 0, hit_tokens_tier1 = 0, hit_tokens_tier2 = 0;
+  double token_hit_rate = 0;
+  std::int64_t lookup_blocks = 0, hit_blocks = 0;
+  double block_hit_rate = 0;
+  std::int64_t evictions_tier1 = 0, evictions_tier2 = 0, tier2_blocks_loaded = 0;
+  std::int64_t preemptions = 0, recomputed_tokens = 0, preempted_tokens_recomputed = 0;
+  double flops_saved = 0, seconds_saved = 0, recompute_flops = 0, recompute_seconds = 0;
+  std::int64_t prefill_tokens_computed = 0, decode_tokens = 0, steps = 0;
+  double simulated_seconds = 0, busy_seconds = 0, output_tokens_per_second = 0;
+  std::int64_t peak_used_blocks = 0, peak_running = 0;
+  latency_distribution ttft_seconds, tpot_seconds, itl_seconds, e2e_seconds;
+};
+
+struct serving_results {
+  environment env;
+  serving_config config;
+  std::vector<serving_row> rows;
+};
+
+serving_results parse_serving_results(const nlohmann::json& doc, std::string_view source);
+serving_results read_serving_results(const std::filesystem::path& path);
+nlohmann::json to_json(const latency_distribution& d);
+nlohmann::json to_json(const serving_config& c);
+nlohmann::json to_json(const serving_row& r);
+nlohmann::json to_json(const serving_results& doc);
+
+}  // namespace ridgeline::schema

@@ -1,0 +1,229 @@
+// The typed result-format readers (core/schemas): every committed result file parses; writers give
+// back the committed text; a missing or mistyped field is an error naming the file, the field's
+// path and the schema with its version.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas.hpp"
+#include "ridgeline/perfmodel/fitted_step_time_model.hpp"
+
+using namespace ridgeline;
+using nlohmann::json;
+
+namespace {
+
+const std::filesystem::path k_root = RIDGELINE_SOURCE_DIR;
+
+std::vector<std::filesystem::path> committed_json() {
+  std::vector<std::filesystem::path> out;
+  for (const char* dir : {"docs/results", "perfmodel/profiles", "bench/baselines", "docs/report"}) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(k_root / dir)) {
+      if (e.is_regular_file() && e.path().extension() == ".json") out.push_back(e.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+json load(const std::filesystem::path& p) { return json::parse(read_text_file(p)); }
+
+// The reader of each ridgeline schema, on a parsed document.
+const std::map<std::string, std::function<void(const json&, const std::string&)>>& readers() {
+  static const std::map<std::string, std::function<void(const json&, const std::string&)>> r = {
+      {schema::k_gpu_profile_schema, [](const json& d, const std::string& s) { schema::parse_gpu_profile(d, s); }},
+      {schema::k_sweep_schema, [](const json& d, const std::string& s) { schema::parse_sweep(d, s); }},
+      {schema::k_serving_results_schema, [](const json& d, const std::string& s) { schema::parse_serving_results(d, s); }},
+      {schema::k_plan_schema, [](const json& d, const std::string& s) { schema::parse_plan(d, s); }},
+      {schema::k_roofline_schema, [](const json& d, const std::string& s) { schema::parse_roofline(d, s); }},
+      {schema::k_diverge_schema, [](const json& d, const std::string& s) { schema::parse_fingerprint(d, s); }},
+      {schema::k_diverge_compare_schema, [](const json& d, const std::string& s) { schema::parse_diverge_compare(d, s); }},
+      {schema::k_history_trend_schema, [](const json& d, const std::string& s) { schema::parse_history_trend(d, s); }},
+      {schema::k_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_accuracy(d, s); }},
+      {schema::k_peer_schema, [](const json& d, const std::string& s) { schema::parse_peer(d, s); }},
+      {"ridgeline.fit/v1", [](const json& d, const std::string&) { planner::fitted_parameters_from_json(d); }},
+  };
+  return r;
+}
+
+// Committed JSON that is not a ridgeline result format, each with what it is instead.
+bool is_foreign_format(const json& d) {
+  if (!d.is_object()) return false;
+  if (d.contains("benchmarks") && d.contains("context")) return true;  // Google Benchmark output
+  if (d.contains("testsuites")) return true;                            // GoogleTest output
+  return false;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const schema::schema_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Schema, EveryCommittedResultFileParses) {
+  const auto files = committed_json();
+  ASSERT_GT(files.size(), 50u);
+  std::map<std::string, int> parsed;
+  for (const auto& p : files) {
+    SCOPED_TRACE(p.string());
+    const json d = load(p);
+    const std::string id = schema::schema_of(d);
+    if (id.empty()) {
+      // cpu_thresholds.json: compare's per-benchmark thresholds (read by `ridgeline compare`).
+      EXPECT_TRUE(is_foreign_format(d) || p.filename() == "cpu_thresholds.json")
+          << "a committed JSON file with no schema and no known foreign format";
+      continue;
+    }
+    const auto it = readers().find(id);
+    ASSERT_NE(it, readers().end()) << "no typed reader for " << id;
+    EXPECT_NO_THROW(it->second(d, p.string()));
+    ++parsed[id];
+  }
+  EXPECT_EQ(parsed[schema::k_sweep_schema], 28);
+  EXPECT_EQ(parsed[schema::k_diverge_schema], 10);
+  EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
+  EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
+  EXPECT_EQ(parsed[schema::k_gpu_profile_schema], 3);
+  EXPECT_EQ(parsed[schema::k_serving_results_schema], 2);
+  EXPECT_EQ(parsed[schema::k_plan_schema], 1);
+  EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
+  EXPECT_EQ(parsed[schema::k_peer_schema], 1);
+  EXPECT_EQ(parsed["ridgeline.fit/v1"], 1);
+}
+
+// The writers give back exactly what the producers wrote (same keys, same number types), so a
+// producer switched to them writes the same bytes.
+TEST(Schema, WritersReproduceCommittedFiles) {
+  const std::vector<std::pair<std::string, std::function<json(const json&, const std::string&)>>>
+      cases = {
+          {"docs/results/h100-sxm_kv_chat.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_serving_results(d, s)); }},
+          {"docs/results/h100-sxm_kv_mooncake.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_serving_results(d, s)); }},
+          {"docs/results/plan_llama-3-8b_azure-conv.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_plan(d, s)); }},
+          {"docs/results/h100-sxm_sweep.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_sweep(d, s)); }},
+          {"docs/results/h200_sweep.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_sweep(d, s)); }},
+          {"docs/results/gemm64_streamk/h100-sxm_sweep_decode512_cublas.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_sweep(d, s)); }},
+          {"docs/results/h100-sxm_accuracy.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_accuracy(d, s)); }},
+          {"perfmodel/profiles/h100-sxm.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_gpu_profile(d, s)); }},
+          {"perfmodel/profiles/h200.json",
+           [](const json& d, const std::string& s) { return to_json(schema::parse_gpu_profile(d, s)); }},
+      };
+  for (const auto& [file, round_trip] : cases) {
+    SCOPED_TRACE(file);
+    const std::string text = read_text_file(k_root / file);
+    EXPECT_EQ(schema::to_text(round_trip(json::parse(text), file)), text);
+  }
+}
+
+// The roofline's ceilings block (the part its producer builds from typed fields), old and new.
+TEST(Schema, RooflineCeilingsWriterReproducesCommittedBlocks) {
+  int n = 0;
+  for (const auto& p : committed_json()) {
+    const json d = load(p);
+    if (schema::schema_of(d) != schema::k_roofline_schema) continue;
+    SCOPED_TRACE(p.string());
+    EXPECT_EQ(to_json(schema::parse_roofline(d, p.string()).ceilings), d["ceilings"]);
+    ++n;
+  }
+  EXPECT_EQ(n, 4);
+}
+
+TEST(Schema, HistoryTrendRoundTrips) {
+  const json doc = {
+      {"schema", "ridgeline.history_trend/v1"},
+      {"history", "h.db"},
+      {"threshold", 0.05},
+      {"benchmarks",
+       {{{"name", "BM_x"},
+         {"x_time_utc", {"2026-01-01T00:00:00Z"}},
+         {"y_median_seconds", {0.5}},
+         {"points",
+          {{{"run_id", 1},
+            {"time_utc", "2026-01-01T00:00:00Z"},
+            {"git_sha", "abc"},
+            {"branch", "main"},
+            {"median_seconds", 0.5},
+            {"iqr_seconds", 0.01},
+            {"count", 10}}}},
+         {"change_points", json::array()}}}}};
+  EXPECT_EQ(to_json(schema::parse_history_trend(doc, "t.json")), doc);
+  json bad = doc;
+  bad["benchmarks"][0]["points"][0].erase("median_seconds");
+  const std::string e = error_of([&] { schema::parse_history_trend(bad, "t.json"); });
+  EXPECT_EQ(e,
+            "t.json: benchmarks[0].points[0].median_seconds: missing "
+            "(schema ridgeline.history_trend/v1)");
+}
+
+TEST(Schema, ErrorsNameFileFieldAndSchema) {
+  const std::string file = "docs/results/h100-sxm_sweep.json";
+  const json good = load(k_root / file);
+  json d = good;
+  d["rows"][3]["step_seconds"].erase("median");
+  EXPECT_EQ(error_of([&] { schema::parse_sweep(d, file); }),
+            file + ": rows[3].step_seconds.median: missing (schema ridgeline.sweep/v1)");
+  d = good;
+  d["rows"][0]["batch"] = "one";
+  EXPECT_EQ(error_of([&] { schema::parse_sweep(d, file); }),
+            file + ": rows[0].batch: expected an integer, found a string (schema ridgeline.sweep/v1)");
+  d = good;
+  d["config"]["floor_bytes_per_second"] = nullptr;
+  EXPECT_EQ(error_of([&] { schema::parse_sweep(d, file); }),
+            file + ": config.floor_bytes_per_second: expected a finite number, found null "
+                   "(schema ridgeline.sweep/v1)");
+  d = good;
+  d["environment"]["ridgeline"].erase("git_sha");
+  EXPECT_EQ(error_of([&] { schema::parse_sweep(d, file); }),
+            file + ": environment.ridgeline.git_sha: missing (schema ridgeline.sweep/v1)");
+  // The wrong schema, and no schema at all.
+  EXPECT_EQ(error_of([&] { schema::parse_plan(good, file); }),
+            file + ": schema: expected \"ridgeline.plan/v1\", found \"ridgeline.sweep/v1\" "
+                   "(schema ridgeline.plan/v1)");
+  EXPECT_EQ(error_of([&] { schema::parse_plan(json::array(), file); }),
+            file + ": expected a JSON object, found an array (schema ridgeline.plan/v1)");
+  // A schema_error is bad input (std::invalid_argument), so the CLI exits 2.
+  EXPECT_THROW(schema::parse_plan(json::object(), file), std::invalid_argument);
+}
+
+TEST(Schema, ReadFileNamesTheFile) {
+  const auto p = std::filesystem::temp_directory_path() / "ridgeline_schema_test_not_json.json";
+  std::ofstream(p) << "{ not json";
+  const std::string e = error_of([&] { schema::read_plan(p); });
+  EXPECT_NE(e.find(p.string() + ": not valid JSON"), std::string::npos) << e;
+  EXPECT_NE(e.find("(schema ridgeline.plan/v1)"), std::string::npos) << e;
+  EXPECT_THROW(schema::read_plan(p.string() + ".missing"), io_error);
+}
+
+// Optional fields are optional only where producers omit them: a plan row that failed at the SLO
+// stage has no rate fields, but one that reached the rate stage must have all of them.
+TEST(Schema, PlanRowStagesAreStrict) {
+  const std::string file = "docs/results/plan_llama-3-8b_azure-conv.json";
+  const json good = load(k_root / file);
+  const auto plan = schema::parse_plan(good, file);
+  ASSERT_EQ(plan.rows.size(), 5u);
+  EXPECT_TRUE(plan.rows[0].max_rate_per_gpu.has_value());
+  EXPECT_FALSE(plan.rows[4].max_rate_per_gpu.has_value());
+  EXPECT_TRUE(plan.rows[4].error.has_value());
+  EXPECT_GT(plan.config.slo.tpot_seconds, 0);
+  json d = good;
+  d["rows"][0].erase("tpot_p99_seconds");
+  EXPECT_EQ(error_of([&] { schema::parse_plan(d, file); }),
+            file + ": rows[0].tpot_p99_seconds: missing (schema ridgeline.plan/v1)");
+}
