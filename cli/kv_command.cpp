@@ -172,9 +172,9 @@ nlohmann::json row_json(const capacity_point& cap, const kv_cache_config& kvc,
       {"evictions_tier1", k.evictions_tier1},
       {"evictions_tier2", k.evictions_tier2},
       {"tier2_blocks_loaded", k.tier2_blocks_loaded},
-      {"preemptions", k.preemptions},
+      {"preemptions", r.scheduling.preemptions},
       {"recomputed_tokens", k.recomputed_tokens},
-      {"preempted_tokens_recomputed", k.preempted_tokens_recomputed},
+      {"preempted_tokens_recomputed", r.scheduling.preempted_tokens_recomputed},
       {"flops_saved", r.flops_saved},
       {"seconds_saved", r.seconds_saved},
       {"recompute_flops", r.recompute_flops},
@@ -373,7 +373,7 @@ void run_kv_command(const kv_args& a, context& ctx) {
         const auto& k = st.kv.counters();
         live->set_kv({pool.num_used(), pool.num_cached(), pool.num_free(), k.lookup_tokens,
                       k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
-                      k.preemptions});
+                      st.sched.counters().preemptions});
         session.pace(st.now_seconds);
       };
       c.on_request = [live](const request_record& q) {

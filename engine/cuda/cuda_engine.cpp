@@ -441,7 +441,7 @@ const decoder_config& cuda_engine::config() const { return m->cfg; }
 const engine_memory_plan& cuda_engine::memory() const { return m->plan; }
 int cuda_engine::num_kv_blocks() const { return m->plan.kv_blocks; }
 
-step_result cuda_engine::step(std::span<const step_sequence> seqs) {
+step_output cuda_engine::step(std::span<const step_sequence> seqs) {
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
   if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
     throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
@@ -465,7 +465,7 @@ step_result cuda_engine::step(std::span<const step_sequence> seqs) {
   }
   const auto l = m->layout_for(h);
   m->upload(h, l);
-  step_result r;
+  step_output r;
   r.graph = m->run_forward(h, l, r.forward_seconds);
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,

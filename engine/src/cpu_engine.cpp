@@ -1,6 +1,7 @@
 // The CPU executor (see cpu_engine.hpp).
 #include "ridgeline/engine/cpu_engine.hpp"
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -70,7 +71,7 @@ cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, 
               0);
 }
 
-cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
+step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   const model_preset& m = m_cfg.model;
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
   const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
@@ -80,7 +81,7 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
                  attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
                  nullptr, 0, nullptr};
-  cpu_step_result r;
+  step_output r;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);
   r.top_ids.resize(r.top_logprobs.size());
@@ -105,7 +106,10 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   in.top_logprobs = m_top_logprobs;
   kv_pool_view kv{m_kv.data(), m_num_blocks, kv_layer_elements(m, m_num_blocks, m_cfg.block_tokens)};
   cpu_backend backend;
+  const auto start = std::chrono::steady_clock::now();
   decoder_forward(backend, m_cfg, m_w, kv, b, in);
+  r.forward_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   logits.resize(static_cast<std::size_t>(h.num_samples) * m.vocab);
   r.logits = std::move(logits);
   return r;

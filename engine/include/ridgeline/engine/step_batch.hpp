@@ -1,6 +1,7 @@
-// Turns the sequences of one step (what the scheduler planned, or what a benchmark builds) into the
-// flat arrays the decoder's kernels read: token ids and positions of the ragged batch, KV slots,
-// per-sequence query offsets, context lengths and block tables, and the rows to sample.
+// Turns the sequences of one step (a scheduler's plan, or a benchmark's batch built through the KV
+// cache manager) into the flat arrays the decoder's kernels read: token ids and positions of the
+// ragged batch, KV slots, per-sequence query offsets, context lengths and block tables, and the
+// rows to sample.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,9 @@ struct step_sequence {
   std::span<const block_id> blocks;  // block table covering context_before + new_tokens
   bool samples = false;              // the last new token's logits produce a token
   sampling_row sampling;
+  bool prefill = false;  // prompt (or recompute) tokens, even when only one (several new tokens
+                         // are prefill anyway). Executors that compute ignore it; step-time
+                         // models count it (shape_of in executor.hpp)
 };
 
 struct host_step {
