@@ -6,6 +6,7 @@
 //   ctest --test-dir build-cpu -R Checkpoint
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
+#include "ridgeline/engine/safetensors.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -678,4 +679,42 @@ TEST(Checkpoint, CpuDecoderFromCheckpointFolderGivesSameLogits) {
   decoder_config no_scaling = loaded_c;
   no_scaling.rope.llama3_scaling = false;
   EXPECT_FALSE(same_bits(ref, prompt_logits(no_scaling, loaded_w, prompt)));
+}
+
+// The safetensors layer alone (no model): what write_bf16_safetensors writes, safetensors_reader
+// finds and reads back by name, in the order and shapes given.
+TEST(Safetensors, WriterAndReaderRoundTripByName) {
+  temp_dir dir("safetensors_only");
+  const std::vector<bf16_bits> a = {1, 2, 3, 4, 5, 6}, b = {0x3f80, 0xbf80, 7};
+  const std::vector<safetensors_entry> entries = {{"first", {2, 3}, a.data()},
+                                                  {"second.weight", {3}, b.data()}};
+  const fs::path file = dir.path / "x.safetensors";
+  write_bf16_safetensors(file, entries);
+  const safetensors_header h = read_safetensors_header(file);
+  EXPECT_EQ(h.metadata.at("format"), "pt");
+  EXPECT_EQ(h.data_offset % 8, 0u);  // the data section is 8-byte aligned
+  ASSERT_EQ(h.tensors.size(), 2u);
+  EXPECT_EQ(h.tensors.at("first").begin, 0u);
+  EXPECT_EQ(h.tensors.at("second.weight").begin, 12u);  // after the first's 6 x 2 bytes
+  safetensors_reader r(file);
+  EXPECT_EQ(r.folder(), dir.path);
+  const safetensors_tensor* t = r.find("second.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->dtype, "BF16");
+  EXPECT_EQ(shape_text(t->shape), "[3]");
+  std::vector<bf16_bits> got(3, 0xffff);
+  r.read("second.weight", got.data());
+  EXPECT_EQ(got, b);
+  got.assign(6, 0xffff);
+  r.read("first", got.data());
+  EXPECT_EQ(got, a);
+  EXPECT_EQ(r.find("third"), nullptr);
+  try {
+    r.missing("third");
+    FAIL() << "missing() returned";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string() + ": missing tensor third"),
+              std::string::npos)
+        << e.what();
+  }
 }
