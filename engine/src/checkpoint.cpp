@@ -349,8 +349,7 @@ void save_checkpoint(const fs::path& file, const model_preset& m,
                      std::span<const bf16_bits> weights, bool tie_embeddings) {
   validate(m);
   const std::vector<weight_tensor> tensors = weight_tensors(m);
-  std::int64_t total = 0;
-  for (const auto& t : tensors) total += t.elements;
+  const std::int64_t total = total_weight_elements(m);
   if (total != std::int64_t(weights.size())) {
     throw std::invalid_argument("save_checkpoint " + file.string() + ": model " + m.name + " has " +
                                 std::to_string(total) + " weight elements, got " +

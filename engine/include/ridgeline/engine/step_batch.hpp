@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/kernels/ops.hpp"
 
@@ -37,5 +38,20 @@ struct host_step {
 // graphs captured for a width can be replayed); the table is padded with block 0.
 host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int vocab,
                      int min_blocks_per_seq = 0);
+
+// Where a step's arrays live in the backend's memory: the host_step's own vectors (cpu), or the
+// engine's fixed device arrays the host_step was uploaded to (cuda). Outputs: [num_samples]
+// tokens, [num_samples][top_logprobs] log-probabilities and ids.
+struct step_arrays {
+  const std::int32_t *ids, *positions, *slot_mapping, *q_offsets, *seq_lens, *block_tables;
+  const std::int32_t *sample_rows, *prev_tokens, *prev_offsets;
+  const sampling_row* sampling;
+  std::int32_t* out_tokens;
+  float* out_logprobs;
+  std::int32_t* out_top_ids;
+};
+// The decoder's inputs for step h over those arrays; the top-k outputs only when top_logprobs > 0.
+step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,
+                             int split_tokens);
 
 }  // namespace ridgeline
