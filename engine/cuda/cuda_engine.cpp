@@ -247,27 +247,12 @@ struct cuda_engine::impl {
   }
 
   step_inputs inputs_for(const host_step& h, const layout& l) const {
-    step_inputs in;
-    in.num_tokens = h.num_tokens;
-    in.num_seqs = h.num_seqs;
-    in.ids = d_ints + l.ids;
-    in.positions = d_ints + l.positions;
-    in.slot_mapping = d_ints + l.slots;
-    in.q_offsets = d_ints + l.q_offsets;
-    in.seq_lens = d_ints + l.seq_lens;
-    in.block_tables = d_ints + l.tables;
-    in.max_blocks_per_seq = h.max_blocks_per_seq;
-    in.split_tokens = opt.split_tokens;
-    in.num_samples = h.num_samples;
-    in.sample_rows = d_ints + l.sample_rows;
-    in.sampling = d_sampling;
-    in.prev_tokens = d_ints + l.prev;
-    in.prev_offsets = d_ints + l.prev_off;
-    in.out_tokens = d_out_tokens;
-    in.out_logprobs = opt.top_logprobs > 0 ? d_out_logprobs : nullptr;
-    in.out_top_ids = opt.top_logprobs > 0 ? d_out_top_ids : nullptr;
-    in.top_logprobs = opt.top_logprobs;
-    return in;
+    return bind_step_inputs(h,
+                            {d_ints + l.ids, d_ints + l.positions, d_ints + l.slots,
+                             d_ints + l.q_offsets, d_ints + l.seq_lens, d_ints + l.tables,
+                             d_ints + l.sample_rows, d_ints + l.prev, d_ints + l.prev_off,
+                             d_sampling, d_out_tokens, d_out_logprobs, d_out_top_ids},
+                            opt.top_logprobs, opt.split_tokens);
   }
 
   void forward(const step_inputs& in) {
@@ -338,13 +323,12 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   const model_preset& mp = m->cfg.model;
 
   // Weights: one allocation, tensors in weight_tensors() order, 256-byte aligned each.
-  std::int64_t elems = 0;
   const auto tensors = weight_tensors(mp);
-  for (const auto& t : tensors) {
-    m->tensor_offsets.emplace_back(elems, t.elements);
-    elems += (t.elements + 127) / 128 * 128;
+  const auto offsets = weight_offsets(mp, 128);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    m->tensor_offsets.emplace_back(offsets[i], tensors[i].elements);
   }
-  m->weights = cuda::device_buffer(static_cast<std::size_t>(elems) * 2);
+  m->weights = cuda::device_buffer(static_cast<std::size_t>(offsets.back()) * 2);
   auto* base = m->weights.data<bf16_bits>();
   for (std::size_t i = 0, at = 0; i < tensors.size() && !host_weights.empty(); ++i) {
     RIDGELINE_CUDA_CHECK(cudaMemcpy(base + m->tensor_offsets[i].first, host_weights.data() + at,
@@ -359,9 +343,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
                        static_cast<std::size_t>(t.elements), random_tensor_seed(o.seed, i),
                        random_weight_scale(t, i), m->stream.get(), random_weight_offset(t));
   }
-  std::vector<const bf16_bits*> tensor_ptrs;
-  for (const auto& [off, count] : m->tensor_offsets) tensor_ptrs.push_back(base + off);
-  m->w = bind_weights(mp, tensor_ptrs);
+  m->w = bind_weights(mp, tensor_pointers(mp, base, 128));
 
   // KV pool.
   m->kv_view.num_blocks = m->plan.kv_blocks;
@@ -441,7 +423,7 @@ const decoder_config& cuda_engine::config() const { return m->cfg; }
 const engine_memory_plan& cuda_engine::memory() const { return m->plan; }
 int cuda_engine::num_kv_blocks() const { return m->plan.kv_blocks; }
 
-step_result cuda_engine::step(std::span<const step_sequence> seqs) {
+step_output cuda_engine::step(std::span<const step_sequence> seqs) {
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
   if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
     throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
@@ -465,7 +447,7 @@ step_result cuda_engine::step(std::span<const step_sequence> seqs) {
   }
   const auto l = m->layout_for(h);
   m->upload(h, l);
-  step_result r;
+  step_output r;
   r.graph = m->run_forward(h, l, r.forward_seconds);
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,
@@ -514,8 +496,7 @@ void cuda_engine::fill_kv_random(std::uint64_t seed) {
 }
 
 void cuda_engine::load_weights(std::span<const bf16_bits> weights) {
-  std::int64_t total = 0;
-  for (const auto& [off, count] : m->tensor_offsets) total += count;
+  const std::int64_t total = total_weight_elements(m->cfg.model);
   if (static_cast<std::int64_t>(weights.size()) != total) {
     throw std::invalid_argument("cuda_engine: " + std::to_string(weights.size()) +
                                 " weight elements given, " + m->cfg.model.name + " has " +

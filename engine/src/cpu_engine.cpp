@@ -1,6 +1,7 @@
 // The CPU executor (see cpu_engine.hpp).
 #include "ridgeline/engine/cpu_engine.hpp"
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -50,27 +51,19 @@ cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, 
   const model_preset& m = m_cfg.model;
   const int block_tokens = m_cfg.block_tokens;
   validate(m);
-  const auto tensors = weight_tensors(m);
-  std::int64_t total = 0;
-  for (const auto& t : tensors) total += t.elements;
+  const std::int64_t total = total_weight_elements(m);
   if (static_cast<std::int64_t>(m_weights.size()) != total) {
     throw std::invalid_argument("cpu_engine: " + std::to_string(m_weights.size()) +
                                 " weight elements given, " + m.name + " has " +
                                 std::to_string(total));
   }
   if (num_kv_blocks <= 0) throw std::invalid_argument("cpu_engine: no KV blocks");
-  std::vector<const bf16_bits*> tensor_ptrs;
-  const bf16_bits* at = m_weights.data();
-  for (const auto& t : tensors) {
-    tensor_ptrs.push_back(at);
-    at += t.elements;
-  }
-  m_w = bind_weights(m, tensor_ptrs);
+  m_w = bind_weights(m, tensor_pointers(m, m_weights.data(), 1));
   m_kv.assign(static_cast<std::size_t>(kv_layer_elements(m, num_kv_blocks, block_tokens) * m.layers),
               0);
 }
 
-cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
+step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   const model_preset& m = m_cfg.model;
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
   const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
@@ -80,32 +73,23 @@ cpu_step_result cpu_engine::step(std::span<const step_sequence> seqs) {
   step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
                  attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
                  nullptr, 0, nullptr};
-  cpu_step_result r;
+  step_output r;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);
   r.top_ids.resize(r.top_logprobs.size());
-  step_inputs in;
-  in.num_tokens = h.num_tokens;
-  in.num_seqs = h.num_seqs;
-  in.ids = h.ids.data();
-  in.positions = h.positions.data();
-  in.slot_mapping = h.slot_mapping.data();
-  in.q_offsets = h.q_offsets.data();
-  in.seq_lens = h.seq_lens.data();
-  in.block_tables = h.block_tables.data();
-  in.max_blocks_per_seq = h.max_blocks_per_seq;
-  in.num_samples = h.num_samples;
-  in.sample_rows = h.sample_rows.data();
-  in.sampling = h.sampling.data();
-  in.prev_tokens = h.prev_tokens.data();
-  in.prev_offsets = h.prev_offsets.data();
-  in.out_tokens = r.tokens.data();
-  in.out_logprobs = m_top_logprobs > 0 ? r.top_logprobs.data() : nullptr;
-  in.out_top_ids = m_top_logprobs > 0 ? r.top_ids.data() : nullptr;
-  in.top_logprobs = m_top_logprobs;
+  const step_inputs in = bind_step_inputs(
+      h,
+      {h.ids.data(), h.positions.data(), h.slot_mapping.data(), h.q_offsets.data(),
+       h.seq_lens.data(), h.block_tables.data(), h.sample_rows.data(), h.prev_tokens.data(),
+       h.prev_offsets.data(), h.sampling.data(), r.tokens.data(), r.top_logprobs.data(),
+       r.top_ids.data()},
+      m_top_logprobs, 0);
   kv_pool_view kv{m_kv.data(), m_num_blocks, kv_layer_elements(m, m_num_blocks, m_cfg.block_tokens)};
   cpu_backend backend;
+  const auto start = std::chrono::steady_clock::now();
   decoder_forward(backend, m_cfg, m_w, kv, b, in);
+  r.forward_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   logits.resize(static_cast<std::size_t>(h.num_samples) * m.vocab);
   r.logits = std::move(logits);
   return r;

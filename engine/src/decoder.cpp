@@ -66,6 +66,30 @@ decoder_weights bind_weights(const model_preset& m, std::span<const bf16_bits* c
   return w;
 }
 
+std::int64_t total_weight_elements(const model_preset& m) {
+  std::int64_t total = 0;
+  for (const auto& t : weight_tensors(m)) total += t.elements;
+  return total;
+}
+
+std::vector<std::int64_t> weight_offsets(const model_preset& m, std::int64_t align_elements) {
+  if (align_elements < 1) throw std::invalid_argument("weight_offsets: alignment below 1");
+  std::vector<std::int64_t> offsets{0};
+  for (const auto& t : weight_tensors(m)) {
+    offsets.push_back(offsets.back() +
+                      (t.elements + align_elements - 1) / align_elements * align_elements);
+  }
+  return offsets;
+}
+
+std::vector<const bf16_bits*> tensor_pointers(const model_preset& m, const bf16_bits* base,
+                                              std::int64_t align_elements) {
+  const auto offsets = weight_offsets(m, align_elements);
+  std::vector<const bf16_bits*> out;
+  for (std::size_t i = 0; i + 1 < offsets.size(); ++i) out.push_back(base + offsets[i]);
+  return out;
+}
+
 std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens) {
   return std::int64_t(num_blocks) * 2 * m.kv_heads * block_tokens * m.head_dim;
 }

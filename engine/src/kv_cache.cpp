@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -150,10 +151,27 @@ void lru_list::remove(std::int32_t i) {
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
-block_pool::block_pool(std::int32_t num_blocks) : m_total(num_blocks), m_lru(0) {
+block_pool::block_pool(std::int32_t num_blocks, block_placement placement,
+                       std::uint64_t placement_seed)
+    : m_total(num_blocks), m_lru(0) {
   if (num_blocks <= 0) {
     throw std::invalid_argument("KV cache needs at least one block, got " +
                                 std::to_string(num_blocks));
+  }
+  if (placement == block_placement::shuffled) {
+    // Every block exists from the start, free, in a seeded random order: order[0] is handed out
+    // first, so the stack holds the permutation reversed.
+    std::vector<block_id> order(static_cast<std::size_t>(num_blocks));
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<block_id>(i);
+    std::mt19937_64 rng(placement_seed);
+    for (std::size_t i = order.size() - 1; i > 0; --i) {
+      const auto j = static_cast<std::size_t>(rng() % (i + 1));
+      std::swap(order[i], order[j]);
+    }
+    m_ref.assign(order.size(), 0);
+    m_hash.assign(order.size(), 0);
+    m_lru.resize(num_blocks);
+    m_free.assign(order.rbegin(), order.rend());
   }
 }
 
@@ -349,7 +367,7 @@ kv_cache_config checked(const kv_cache_config& c) {
 
 kv_cache_manager::kv_cache_manager(const kv_cache_config& config)
     : m_config(checked(config)),
-      m_pool(config.num_blocks),
+      m_pool(config.num_blocks, config.placement, config.placement_seed),
       m_tier2(config.prefix_caching ? config.host_blocks : 0),
       m_seen(config.track_recompute && config.prefix_caching ? 1024 : 0) {}
 
@@ -411,6 +429,7 @@ seq_id kv_cache_manager::create_sequence() {
   q.partial.clear();
   q.parent = k_root_block_hash;
   q.num_tokens = 0;
+  q.reserved_tokens = 0;
   q.live = true;
   ++m_live;
   return s;
@@ -434,7 +453,8 @@ block_id kv_cache_manager::allocate_block() {
 bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens,
                                       const prefix_match& m, std::int32_t reserve_tokens) {
   auto& q = m_seqs[s];
-  if (!q.live || q.num_tokens != 0) broken("acquire_prefix needs a new, empty sequence");
+  if (!q.live || q.num_tokens != 0 || !q.blocks.empty())
+    broken("acquire_prefix needs a new, empty sequence");
   const std::int64_t bs = m_config.block_tokens;
   if (std::ssize(m.hashes) != m.blocks() || m.blocks() * bs > std::ssize(tokens)) {
     throw std::invalid_argument("acquire_prefix: match does not belong to these tokens");
@@ -476,8 +496,8 @@ bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens
 std::int32_t kv_cache_manager::blocks_needed(seq_id s, std::int64_t n) const {
   const auto& q = m_seqs[s];
   const std::int64_t bs = m_config.block_tokens;
-  return static_cast<std::int32_t>((q.num_tokens + n + bs - 1) / bs -
-                                   static_cast<std::int64_t>(q.blocks.size()));
+  return static_cast<std::int32_t>(std::max<std::int64_t>(
+      0, (q.num_tokens + n + bs - 1) / bs - static_cast<std::int64_t>(q.blocks.size())));
 }
 
 void kv_cache_manager::seal_block(sequence& q, block_id b, std::uint64_t hash) {
@@ -494,14 +514,14 @@ bool kv_cache_manager::append(seq_id s, std::span<const token_id> tokens) {
   const std::size_t bs = static_cast<std::size_t>(m_config.block_tokens);
   std::size_t i = 0;
   while (i < tokens.size()) {
-    if (q.partial.empty() && q.num_tokens == std::ssize(q.blocks) * static_cast<std::int64_t>(bs)) {
-      q.blocks.push_back(allocate_block());
-    }
+    // The block of the next token: a reserved one, else a new one.
+    const auto at = static_cast<std::size_t>(q.num_tokens / static_cast<std::int64_t>(bs));
+    if (at == q.blocks.size()) q.blocks.push_back(allocate_block());
     if (q.partial.empty() && tokens.size() - i >= bs) {
       // A whole block straight from the input: hash without copying.
       q.num_tokens += static_cast<std::int64_t>(bs);
       if (m_config.prefix_caching) {
-        seal_block(q, q.blocks.back(), block_hash(q.parent, tokens.subspan(i, bs)));
+        seal_block(q, q.blocks[at], block_hash(q.parent, tokens.subspan(i, bs)));
       }
       i += bs;
       continue;
@@ -512,19 +532,33 @@ bool kv_cache_manager::append(seq_id s, std::span<const token_id> tokens) {
     q.num_tokens += static_cast<std::int64_t>(take);
     i += take;
     if (q.partial.size() == bs) {
-      if (m_config.prefix_caching) seal_block(q, q.blocks.back(), block_hash(q.parent, q.partial));
+      if (m_config.prefix_caching) seal_block(q, q.blocks[at], block_hash(q.parent, q.partial));
       q.partial.clear();
     }
   }
   return true;
 }
 
+bool kv_cache_manager::reserve(seq_id s, std::int64_t tokens) {
+  auto& q = m_seqs[s];
+  if (!q.live) broken("reserve on a freed sequence");
+  if (tokens < 0) throw std::invalid_argument("reserve: negative token count");
+  const std::int64_t bs = m_config.block_tokens;
+  const std::int64_t more = (tokens + bs - 1) / bs - std::ssize(q.blocks);
+  if (more > m_pool.num_available()) return false;
+  for (std::int64_t i = 0; i < more; ++i) q.blocks.push_back(allocate_block());
+  q.reserved_tokens = std::max(q.reserved_tokens, tokens);
+  return true;
+}
+
 bool kv_cache_manager::fork(seq_id from, seq_id to) {
   auto& dst = m_seqs[to];
-  if (!dst.live || dst.num_tokens != 0) broken("fork needs a new, empty target sequence");
+  if (!dst.live || dst.num_tokens != 0 || !dst.blocks.empty())
+    broken("fork needs a new, empty target sequence");
   const auto& src = m_seqs[from];
   if (!src.partial.empty() && m_pool.num_available() < 1) return false;
-  const std::size_t full = src.blocks.size() - (src.partial.empty() ? 0 : 1);
+  // The full blocks (a reserved tail of src stays src's own).
+  const auto full = static_cast<std::size_t>(src.num_tokens / m_config.block_tokens);
   for (std::size_t i = 0; i < full; ++i) {
     m_pool.ref(src.blocks[i]);
     dst.blocks.push_back(src.blocks[i]);
@@ -544,6 +578,7 @@ void kv_cache_manager::free_sequence(seq_id s) {
   q.blocks.clear();
   q.partial.clear();
   q.num_tokens = 0;
+  q.reserved_tokens = 0;
   q.live = false;
   --m_live;
   m_free_seqs.push_back(s);
@@ -561,9 +596,11 @@ void kv_cache_manager::check_invariants() const {
       continue;
     }
     ++live;
-    if (std::ssize(q.blocks) != (q.num_tokens + bs - 1) / bs) {
+    const std::int64_t covered = std::max(q.num_tokens, q.reserved_tokens);
+    if (std::ssize(q.blocks) != (covered + bs - 1) / bs) {
       broken("sequence " + std::to_string(s) + " has " + std::to_string(q.blocks.size()) +
-             " blocks for " + std::to_string(q.num_tokens) + " tokens");
+             " blocks for " + std::to_string(q.num_tokens) + " tokens (" +
+             std::to_string(q.reserved_tokens) + " reserved)");
     }
     if (std::ssize(q.partial) != q.num_tokens % bs) broken("partial block size");
     for (block_id b : q.blocks) ++refs[b];

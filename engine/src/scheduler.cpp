@@ -128,7 +128,7 @@ void scheduler::preempt(request_handle h) {
   r.computed_max = std::max(r.computed_max, r.computed);
   r.computed = 0;
   ++r.record.preemptions;
-  ++m_kv.counters().preemptions;
+  ++m_counters.preemptions;
   ++m_plan.preemptions;
   auto at = m_waiting.begin();
   while (at != m_waiting.end() && before(*at, h)) ++at;
@@ -201,7 +201,7 @@ const step_plan& scheduler::schedule() {
     } else {
       const std::int64_t again = std::max<std::int64_t>(0, r.computed_max - cached);
       r.record.preempted_tokens_recomputed += again;
-      m_kv.counters().preempted_tokens_recomputed += again;
+      m_counters.preempted_tokens_recomputed += again;
     }
     m_plan.shape.tier2_blocks_loaded += match.tier2_blocks;
     m_kv.append(s, all.subspan(static_cast<std::size_t>(cached), static_cast<std::size_t>(n)));

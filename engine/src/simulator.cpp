@@ -1,5 +1,8 @@
-// Simulated executor (see simulator.hpp).
+// The simulation loop (see simulator.hpp): workload arrivals, the scheduler and KV manager, and
+// the simulated executor (executor.hpp) for step times and output tokens.
 #include "ridgeline/engine/simulator.hpp"
+
+#include "ridgeline/engine/executor.hpp"
 
 #include <algorithm>
 #include <queue>
@@ -19,6 +22,8 @@ simulation_result simulate(const workload& w, const simulation_config& c,
                            const step_time_model& model) {
   kv_cache_manager kv(c.kv);
   scheduler sched(c.scheduler, kv);
+  simulated_executor exec(model);
+  std::vector<step_sequence> seqs;
   simulation_result out;
   out.requests.resize(w.requests.size());
   std::vector<std::uint8_t> done(w.requests.size(), 0);
@@ -35,7 +40,6 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     pending.push({r.arrival_seconds, i});
   }
 
-  std::vector<token_id> sampled;
   std::vector<request_record> left;
   std::vector<std::uint64_t> output_seed_of;  // by request handle
   double now = 0;
@@ -84,7 +88,16 @@ simulation_result simulate(const workload& w, const simulation_config& c,
       continue;
     }
     const step_plan& plan = sched.schedule();
-    const double dt = model.step_seconds(plan.shape);
+    plan_sequences(plan, sched, kv, seqs);
+    // A request's output token k is segment_token(output_seed, k): the executor "samples" it.
+    for (std::size_t j = 0; j < seqs.size(); ++j) {
+      const request_handle h = plan.sequences[j].request;
+      seqs[j].sampling.seed = output_seed_of[static_cast<std::size_t>(h)];
+      seqs[j].sampling.step = static_cast<std::uint64_t>(sched.generated(h));
+    }
+    exec.load_host_blocks(plan.shape.tier2_blocks_loaded);
+    const step_output step = exec.step(seqs);
+    const double dt = step.forward_seconds;
     if (!(dt > 0)) throw std::logic_error("step-time model gave a non-positive step time");
     now += dt;
     out.busy_seconds += dt;
@@ -92,14 +105,8 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     out.decode_tokens += plan.shape.decode_tokens;
     out.peak_running = std::max(out.peak_running, sched.num_running());
     out.peak_used_blocks = std::max(out.peak_used_blocks, kv.pool().num_used());
-    sampled.clear();
-    for (const auto& e : plan.sequences) {
-      if (!e.samples) continue;
-      sampled.push_back(segment_token(output_seed_of[static_cast<std::size_t>(e.request)],
-                                      sched.generated(e.request)));
-    }
     const std::size_t itl_before = sched.itl_seconds().size();
-    sched.complete(sampled, now);
+    sched.complete(step.tokens, now);
     if (c.on_step) {
       const auto& itl = sched.itl_seconds();
       c.on_step(simulation_step{plan, dt, now, sched, kv,
@@ -122,6 +129,7 @@ simulation_result simulate(const workload& w, const simulation_config& c,
   out.simulated_seconds = now;
   out.steps = sched.steps();
   out.kv = kv.counters();
+  out.scheduling = sched.counters();
   out.itl_seconds = sched.itl_seconds();
   for (const auto& r : out.requests) {
     if (r.outcome != request_outcome::finished) continue;

@@ -63,4 +63,29 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
   return h;
 }
 
+step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,
+                             int split_tokens) {
+  step_inputs in;
+  in.num_tokens = h.num_tokens;
+  in.num_seqs = h.num_seqs;
+  in.ids = a.ids;
+  in.positions = a.positions;
+  in.slot_mapping = a.slot_mapping;
+  in.q_offsets = a.q_offsets;
+  in.seq_lens = a.seq_lens;
+  in.block_tables = a.block_tables;
+  in.max_blocks_per_seq = h.max_blocks_per_seq;
+  in.split_tokens = split_tokens;
+  in.num_samples = h.num_samples;
+  in.sample_rows = a.sample_rows;
+  in.sampling = a.sampling;
+  in.prev_tokens = a.prev_tokens;
+  in.prev_offsets = a.prev_offsets;
+  in.out_tokens = a.out_tokens;
+  in.out_logprobs = top_logprobs > 0 ? a.out_logprobs : nullptr;
+  in.out_top_ids = top_logprobs > 0 ? a.out_top_ids : nullptr;
+  in.top_logprobs = top_logprobs;
+  return in;
+}
+
 }  // namespace ridgeline

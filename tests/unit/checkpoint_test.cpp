@@ -6,6 +6,7 @@
 //   ctest --test-dir build-cpu -R Checkpoint
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
+#include "ridgeline/engine/safetensors.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -678,4 +679,99 @@ TEST(Checkpoint, CpuDecoderFromCheckpointFolderGivesSameLogits) {
   decoder_config no_scaling = loaded_c;
   no_scaling.rope.llama3_scaling = false;
   EXPECT_FALSE(same_bits(ref, prompt_logits(no_scaling, loaded_w, prompt)));
+}
+
+// The safetensors layer alone (no model): what write_bf16_safetensors writes, safetensors_reader
+// finds and reads back by name, in the order and shapes given.
+TEST(Safetensors, WriterAndReaderRoundTripByName) {
+  temp_dir dir("safetensors_only");
+  const std::vector<bf16_bits> a = {1, 2, 3, 4, 5, 6}, b = {0x3f80, 0xbf80, 7};
+  const std::vector<safetensors_entry> entries = {{"first", {2, 3}, a.data()},
+                                                  {"second.weight", {3}, b.data()}};
+  const fs::path file = dir.path / "x.safetensors";
+  write_bf16_safetensors(file, entries);
+  const safetensors_header h = read_safetensors_header(file);
+  EXPECT_EQ(h.metadata.at("format"), "pt");
+  EXPECT_EQ(h.data_offset % 8, 0u);  // the data section is 8-byte aligned
+  ASSERT_EQ(h.tensors.size(), 2u);
+  EXPECT_EQ(h.tensors.at("first").begin, 0u);
+  EXPECT_EQ(h.tensors.at("second.weight").begin, 12u);  // after the first's 6 x 2 bytes
+  safetensors_reader r(file);
+  EXPECT_EQ(r.folder(), dir.path);
+  const safetensors_tensor* t = r.find("second.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->dtype, "BF16");
+  EXPECT_EQ(shape_text(t->shape), "[3]");
+  std::vector<bf16_bits> got(3, 0xffff);
+  r.read("second.weight", got.data());
+  EXPECT_EQ(got, b);
+  got.assign(6, 0xffff);
+  r.read("first", got.data());
+  EXPECT_EQ(got, a);
+  EXPECT_EQ(r.find("third"), nullptr);
+  try {
+    r.missing("third");
+    FAIL() << "missing() returned";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string() + ": missing tensor third"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// The layout helpers both executors use: one allocation of every weight tensor, each starting at
+// a multiple of the alignment (128 elements = 256 bytes on the GPU, 1 on the CPU).
+TEST(Decoder, WeightOffsetsAndTensorPointers) {
+  const model_preset& m = model_preset_by_name("tiny-mha");
+  const auto tensors = weight_tensors(m);
+  const auto packed = weight_offsets(m, 1);
+  const auto aligned = weight_offsets(m, 128);
+  ASSERT_EQ(packed.size(), tensors.size() + 1);
+  ASSERT_EQ(aligned.size(), tensors.size() + 1);
+  EXPECT_EQ(packed.back(), total_weight_elements(m));
+  std::int64_t sum = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    EXPECT_EQ(packed[i], sum);
+    sum += tensors[i].elements;
+    EXPECT_EQ(aligned[i] % 128, 0);
+    EXPECT_GE(aligned[i + 1] - aligned[i], tensors[i].elements);
+    EXPECT_LT(aligned[i + 1] - aligned[i], tensors[i].elements + 128);
+  }
+  EXPECT_EQ(sum, total_weight_elements(m));
+  std::vector<bf16_bits> storage(static_cast<std::size_t>(aligned.back()));
+  const auto ptrs = tensor_pointers(m, storage.data(), 128);
+  ASSERT_EQ(ptrs.size(), tensors.size());
+  for (std::size_t i = 0; i < ptrs.size(); ++i) EXPECT_EQ(ptrs[i], storage.data() + aligned[i]);
+  EXPECT_THROW(weight_offsets(m, 0), std::invalid_argument);
+}
+
+TEST(Decoder, BindStepInputsTakesCountsFromTheStepAndPointersFromTheArrays) {
+  const std::vector<token_id> a = {1, 2, 3, 4, 5}, b = {6, 7};
+  const std::vector<block_id> ta = {3, 1}, tb = {0};
+  std::vector<step_sequence> seqs(2);
+  seqs[0] = {a, 2, 3, ta, true, {}};
+  seqs[1] = {b, 0, 2, tb, false, {}};
+  const host_step h = build_step(seqs, 4, 16);
+  std::vector<std::int32_t> out_tokens(1), out_ids(3);
+  std::vector<float> out_lp(3);
+  const step_arrays arrays{h.ids.data(),         h.positions.data(),    h.slot_mapping.data(),
+                           h.q_offsets.data(),   h.seq_lens.data(),     h.block_tables.data(),
+                           h.sample_rows.data(), h.prev_tokens.data(),  h.prev_offsets.data(),
+                           h.sampling.data(),    out_tokens.data(),     out_lp.data(),
+                           out_ids.data()};
+  const step_inputs in = bind_step_inputs(h, arrays, 3, 64);
+  EXPECT_EQ(in.num_tokens, 5);
+  EXPECT_EQ(in.num_seqs, 2);
+  EXPECT_EQ(in.num_samples, 1);
+  EXPECT_EQ(in.max_blocks_per_seq, 2);
+  EXPECT_EQ(in.split_tokens, 64);
+  EXPECT_EQ(in.top_logprobs, 3);
+  EXPECT_EQ(in.block_tables, h.block_tables.data());
+  EXPECT_EQ(in.slot_mapping, h.slot_mapping.data());
+  EXPECT_EQ(in.out_logprobs, out_lp.data());
+  EXPECT_EQ(in.out_top_ids, out_ids.data());
+  const step_inputs no_topk = bind_step_inputs(h, arrays, 0, 0);
+  EXPECT_EQ(no_topk.out_logprobs, nullptr);
+  EXPECT_EQ(no_topk.out_top_ids, nullptr);
+  EXPECT_EQ(no_topk.out_tokens, out_tokens.data());
 }

@@ -474,3 +474,31 @@ TEST(Diverge, CudaExecutorWithoutGpuIsAClearError) {
   EXPECT_NE(r.err.find("needs a CUDA GPU"), std::string::npos) << r.err;
   EXPECT_EQ(lines(r.err), 1);
 }
+
+// The run loop's batches come from the KV cache manager (reserved tables, ascending blocks).
+// These tokens were recorded before it did (hand-built tables, blocks handed out with
+// next_block++): the same prompts, co-runners and weights must still give them.
+TEST(Diverge, CpuRunGivesTheTokensRecordedBeforeTheKvManagerBuiltItsTables) {
+  bench::diverge_options o;
+  o.model = "tiny";
+  o.executor = "cpu";
+  o.prompt_set = "random:3:40:5";
+  o.steps = 12;
+  o.batch = 4;
+  const json a = bench::run_diverge(o);
+  EXPECT_EQ(a["config"]["prompt_set"]["hash"], "25903eae1cc707fd");
+  const std::vector<int> recorded = {133, 2,   25,  80,  239, 218, 235, 99,  14,  131, 197, 90,
+                                     138, 80,  223, 126, 16,  224, 200, 93,  167, 167, 167, 167,
+                                     153, 87,  102, 133, 178, 84,  98,  221, 233, 251, 245, 149};
+  std::vector<int> tokens;
+  for (const auto& r : a["rows"]) tokens.push_back(r["token"].get<int>());
+  EXPECT_EQ(tokens, recorded);
+
+  // Prefill chunked into steps of at most 50 tokens (the batch's prompts hold 40 + 3 co-runners
+  // of 20 to 80): each chunk's tokens are appended to the reserved tables before it runs. The
+  // CPU reference computes every row alone, so the fingerprint is bitwise the unchunked one.
+  o.max_step_tokens = 50;
+  const json c = bench::run_diverge(o);
+  EXPECT_EQ(c["config"]["max_step_tokens"], 50);
+  EXPECT_EQ(c["rows"], a["rows"]);
+}

@@ -3,11 +3,14 @@
 // (run under ASan + UBSan in CI through the build-asan unit tests).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <unordered_set>
 
 #include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/step_batch.hpp"
+#include "ridgeline/sweep/sweep.hpp"
 
 using namespace ridgeline;
 
@@ -334,5 +337,142 @@ TEST(KvCacheProperty, RandomOperationsKeepInvariants) {
     EXPECT_GT(kv.counters().hit_tokens_tier1, 0);
     EXPECT_GT(kv.counters().evictions_tier1, 0);
     EXPECT_GT(preemptions, 0);
+  }
+}
+
+TEST(KvCache, AscendingPlacementHandsOutIdsInOrder) {
+  kv_cache_manager kv(config(16));
+  const seq_id a = kv.create_sequence(), b = kv.create_sequence();
+  ASSERT_TRUE(kv.append(a, tokens_from(1, 9)));  // 3 blocks of 4
+  ASSERT_TRUE(kv.append(b, tokens_from(2, 5)));  // 2 blocks
+  EXPECT_EQ(std::vector<block_id>(kv.block_table(a).begin(), kv.block_table(a).end()),
+            (std::vector<block_id>{0, 1, 2}));
+  EXPECT_EQ(std::vector<block_id>(kv.block_table(b).begin(), kv.block_table(b).end()),
+            (std::vector<block_id>{3, 4}));
+}
+
+TEST(KvCache, ShuffledPlacementIsASeededPermutationOfThePool) {
+  // The sweep's batches: one sequence after another takes its blocks from a shuffled pool.
+  auto tables = [](std::uint64_t seed) {
+    kv_cache_config c = config(64);
+    c.placement = block_placement::shuffled;
+    c.placement_seed = seed;
+    c.prefix_caching = false;
+    kv_cache_manager kv(c);
+    EXPECT_EQ(kv.pool().num_free(), 64);
+    std::vector<block_id> all;
+    for (int s = 0; s < 8; ++s) {
+      const seq_id q = kv.create_sequence();
+      EXPECT_TRUE(kv.append(q, tokens_from(s, 32)));  // 8 blocks each: the whole pool
+      EXPECT_EQ(kv.block_table(q).size(), 8u);
+      all.insert(all.end(), kv.block_table(q).begin(), kv.block_table(q).end());
+    }
+    EXPECT_EQ(kv.pool().num_free(), 0);
+    EXPECT_FALSE(kv.can_append(0, 1));
+    kv.check_invariants();
+    return all;
+  };
+  const auto a = tables(11), b = tables(11), c = tables(12);
+  EXPECT_EQ(a, b);  // seeded
+  EXPECT_NE(a, c);
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(sorted[static_cast<std::size_t>(i)], i);  // a permutation
+  // Scattered, not contiguous: few neighbours in a table are consecutive ids.
+  int consecutive = 0;
+  for (std::size_t i = 0; i + 1 < a.size(); ++i) {
+    if (i % 8 != 7 && a[i + 1] == a[i] + 1) ++consecutive;
+  }
+  EXPECT_LT(consecutive, 8) << "of 56 neighbouring pairs";
+  // Freed blocks come back first (most recently freed), as with the ascending placement.
+  kv_cache_config cfg = config(8);
+  cfg.placement = block_placement::shuffled;
+  cfg.placement_seed = 3;
+  kv_cache_manager kv(cfg);
+  const seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, tokens_from(1, 3)));
+  const block_id first = kv.block_table(s)[0];
+  kv.free_sequence(s);
+  const seq_id t = kv.create_sequence();
+  ASSERT_TRUE(kv.append(t, tokens_from(9, 3)));
+  EXPECT_EQ(kv.block_table(t)[0], first);
+  kv.check_invariants();
+}
+
+TEST(KvCache, ReserveCoversFutureTokensAndAppendFillsTheReservedBlocks) {
+  kv_cache_manager kv(config(10));
+  const seq_id a = kv.create_sequence(), b = kv.create_sequence();
+  ASSERT_TRUE(kv.reserve(a, 9));  // 3 blocks up front: 0, 1, 2
+  ASSERT_TRUE(kv.reserve(b, 4));  // 1 block: 3
+  EXPECT_EQ(kv.block_table(a).size(), 3u);
+  EXPECT_EQ(kv.num_tokens(a), 0);
+  EXPECT_EQ(kv.pool().num_used(), 4);
+  kv.check_invariants();
+  // Appends inside the reservation allocate nothing; the table does not change.
+  const auto prompt = tokens_from(5, 9);
+  EXPECT_EQ(kv.blocks_needed(a, 9), 0);
+  ASSERT_TRUE(kv.append(a, std::span(prompt).first(6)));
+  ASSERT_TRUE(kv.append(a, std::span(prompt).subspan(6)));
+  EXPECT_EQ(std::vector<block_id>(kv.block_table(a).begin(), kv.block_table(a).end()),
+            (std::vector<block_id>{0, 1, 2}));
+  EXPECT_EQ(kv.pool().num_used(), 4);
+  kv.check_invariants();
+  // Full reserved blocks are hashed like any other: a new sequence finds the prefix.
+  const auto m = kv.lookup(prompt, 9);
+  EXPECT_EQ(m.tier1_blocks, 2);
+  // Past the reservation, append allocates again.
+  ASSERT_TRUE(kv.append(a, tokens_from(6, 4)));
+  EXPECT_EQ(kv.block_table(a).size(), 4u);
+  EXPECT_EQ(kv.block_table(a)[3], 4);
+  kv.check_invariants();
+  // Not enough blocks: false, nothing changes.
+  EXPECT_FALSE(kv.reserve(b, 4 * 10));
+  EXPECT_EQ(kv.block_table(b).size(), 1u);
+  kv.check_invariants();
+  // A fork shares the full blocks only, never the reserved tail.
+  ASSERT_TRUE(kv.reserve(b, 12));
+  ASSERT_TRUE(kv.append(b, tokens_from(7, 5)));
+  const seq_id c = kv.create_sequence();
+  ASSERT_TRUE(kv.fork(b, c));
+  EXPECT_EQ(kv.block_table(c).size(), 2u);
+  EXPECT_EQ(kv.block_table(c)[0], kv.block_table(b)[0]);
+  EXPECT_NE(kv.block_table(c)[1], kv.block_table(b)[1]);
+  kv.check_invariants();
+  for (seq_id s : {a, b, c}) kv.free_sequence(s);
+  EXPECT_EQ(kv.pool().num_used(), 0);
+  kv.check_invariants();
+}
+
+TEST(KvCache, SweepStepTakesShuffledBlocksOfAPoolOfExactlyItsSize) {
+  // What `ridgeline sweep` and `roofline` time: B sequences whose tables are scattered over a
+  // pool of exactly the blocks they need, the same block counts and table width as before the
+  // KV manager built them.
+  const model_preset m = model_preset_by_name("tiny");
+  std::mt19937 rng(11);
+  for (const bool prefill : {false, true}) {
+    bench::synthetic_step step;
+    const int batch = 5, context = 100, block_tokens = 16;
+    bench::make_synthetic_step(step, m, block_tokens, batch, context, prefill, rng);
+    const auto per_seq = static_cast<std::size_t>(
+        bench::synthetic_step_blocks(context, prefill, block_tokens));
+    EXPECT_EQ(per_seq, prefill ? 7u : 7u);  // ceil(100 / 16), ceil(101 / 16)
+    ASSERT_EQ(step.seqs.size(), 5u);
+    std::vector<block_id> all;
+    for (const auto& s : step.seqs) {
+      EXPECT_EQ(s.blocks.size(), per_seq);
+      EXPECT_EQ(s.context_before, prefill ? 0 : context);
+      EXPECT_EQ(s.new_tokens, prefill ? context : 1);
+      EXPECT_EQ(s.prefill, prefill);
+      EXPECT_TRUE(s.samples);
+      all.insert(all.end(), s.blocks.begin(), s.blocks.end());
+    }
+    std::vector<block_id> sorted = all;
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], static_cast<block_id>(i));
+    EXPECT_NE(all, sorted) << "blocks handed out in order: the placement is not shuffled";
+    const host_step h = build_step(step.seqs, block_tokens, m.vocab);
+    EXPECT_EQ(h.max_blocks_per_seq, static_cast<int>(per_seq));
+    EXPECT_EQ(h.num_tokens, prefill ? batch * context : batch);
+    step.kv->check_invariants();
   }
 }

@@ -6,7 +6,9 @@
 #include <random>
 #include <set>
 
+#include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/engine/workload.hpp"
 
 using namespace ridgeline;
 
@@ -187,7 +189,7 @@ TEST(Scheduler, PreemptsYoungestWhenBlocksRunOutAndRecomputes) {
   EXPECT_EQ(young.outcome, request_outcome::finished);
   EXPECT_GE(young.preemptions, 1);
   EXPECT_EQ(young.output_tokens, 9);
-  EXPECT_GE(kv.counters().preemptions, 1);
+  EXPECT_GE(s.counters().preemptions, 1);
   // What it had computed is computed again, less what the prefix cache still held.
   EXPECT_GT(young.preempted_tokens_recomputed + young.cached_tokens, 0);
   EXPECT_EQ(kv.pool().num_used(), 0);
@@ -257,8 +259,98 @@ TEST(SchedulerProperty, NoRequestIsLost) {
       }
     }
     EXPECT_GT(rejected, 0);  // prompts up to 150 + 40 tokens against 160 tokens of cache
-    EXPECT_GT(kv.counters().preemptions, 0);
+    EXPECT_GT(s.counters().preemptions, 0);
+    // The scheduler's counters are the sums of what the records say.
+    std::int64_t preemptions = 0, recomputed = 0;
+    for (const auto& r : recs) {
+      preemptions += r.preemptions;
+      recomputed += r.preempted_tokens_recomputed;
+    }
+    EXPECT_EQ(s.counters().preemptions, preemptions);
+    EXPECT_EQ(s.counters().preempted_tokens_recomputed, recomputed);
     EXPECT_EQ(kv.pool().num_used(), 0);
     kv.check_invariants();
   }
+}
+
+namespace {
+
+// Seconds = a linear function of every field of the shape, so two different shapes (almost
+// surely) give different times.
+struct shape_model final : step_time_model {
+  double step_seconds(const step_shape& s) const override {
+    return 1e-3 * s.sequences + 1e-5 * static_cast<double>(s.prefill_tokens) +
+           1e-4 * static_cast<double>(s.decode_tokens) + 1e-6 * s.sampled_tokens +
+           1e-8 * static_cast<double>(s.context_tokens) + 1e-9 * s.attention_pairs +
+           1e-2 * s.tier2_blocks_loaded;
+  }
+  std::string description() const override { return "shape"; }
+  double prefill_flops(std::int64_t t) const override { return static_cast<double>(t); }
+  double prefill_seconds(std::int64_t t) const override { return static_cast<double>(t) * 1e-6; }
+};
+
+}  // namespace
+
+// The executor seam: a plan's sequences carry the KV manager's block tables and the scheduler's
+// tokens, their shape is the plan's, and the simulated executor times and "samples" them.
+TEST(Executor, PlanSequencesMatchThePlanAndTheSimulatedExecutorRunsThem) {
+  kv_cache_manager kv(kv_config(40, 4));
+  scheduler_config c;
+  c.max_batched_tokens = 24;  // chunked prefills beside decodes
+  scheduler s(c, kv);
+  for (int i = 0; i < 6; ++i) s.submit(static_cast<std::uint64_t>(i), 0.0, prompt_of(i, 5 + 7 * i), 4 + i);
+  const shape_model model;
+  simulated_executor exec(model);
+  std::vector<step_sequence> seqs;
+  double now = 0;
+  int decode_entries = 0;
+  std::vector<request_record> recs;
+  while (s.has_work()) {
+    const step_plan& p = s.schedule();
+    plan_sequences(p, s, kv, seqs);
+    ASSERT_EQ(seqs.size(), p.sequences.size());
+    for (std::size_t j = 0; j < seqs.size(); ++j) {
+      const auto& e = p.sequences[j];
+      const auto& q = seqs[j];
+      EXPECT_EQ(q.context_before, e.context_before);
+      EXPECT_EQ(q.new_tokens, e.new_tokens);
+      EXPECT_EQ(q.samples, e.samples);
+      EXPECT_EQ(q.prefill, e.prefill);
+      EXPECT_EQ(q.blocks.data(), kv.block_table(e.sequence).data());
+      EXPECT_GE(static_cast<std::int64_t>(q.blocks.size()) * 4, q.context_before + q.new_tokens);
+      EXPECT_EQ(q.tokens.data(), s.tokens(e.request).data());
+      decode_entries += !e.prefill;
+      seqs[j].sampling.seed = 100 + e.id;
+      seqs[j].sampling.step = static_cast<std::uint64_t>(s.generated(e.request));
+    }
+    const step_shape shape = shape_of(seqs);
+    EXPECT_EQ(shape.sequences, p.shape.sequences);
+    EXPECT_EQ(shape.prefill_tokens, p.shape.prefill_tokens);
+    EXPECT_EQ(shape.decode_tokens, p.shape.decode_tokens);
+    EXPECT_EQ(shape.sampled_tokens, p.shape.sampled_tokens);
+    EXPECT_EQ(shape.context_tokens, p.shape.context_tokens);
+    EXPECT_EQ(shape.attention_pairs, p.shape.attention_pairs);
+    exec.load_host_blocks(2);
+    const step_output out = exec.step(seqs);
+    step_shape with_copies = p.shape;
+    with_copies.tier2_blocks_loaded = 2;
+    EXPECT_EQ(out.forward_seconds, model.step_seconds(with_copies));
+    std::size_t k = 0;
+    for (std::size_t j = 0; j < seqs.size(); ++j) {
+      if (!seqs[j].samples) continue;
+      ASSERT_LT(k, out.tokens.size());
+      EXPECT_EQ(out.tokens[k++], segment_token(seqs[j].sampling.seed, static_cast<std::int64_t>(seqs[j].sampling.step)));
+    }
+    EXPECT_EQ(k, out.tokens.size());
+    s.complete(out.tokens, now += out.forward_seconds);
+    s.take_finished(recs);
+  }
+  EXPECT_EQ(recs.size(), 6u);
+  EXPECT_GT(decode_entries, 0);
+  // The host-tier copies are announced once: the next step is back to the model's time alone.
+  s.submit(99, now, prompt_of(9, 3), 1);
+  const step_plan& p = s.schedule();
+  plan_sequences(p, s, kv, seqs);
+  EXPECT_EQ(exec.step(seqs).forward_seconds, model.step_seconds(p.shape));
+  EXPECT_THROW(exec.step({}), std::invalid_argument);
 }

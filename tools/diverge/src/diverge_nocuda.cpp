@@ -6,7 +6,7 @@
 
 namespace ridgeline::bench::detail {
 
-std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setup&) {
+std::unique_ptr<executor> make_cuda_diverge_executor(const executor_setup&) {
   throw no_device_error(
       "ridgeline diverge run needs a CUDA GPU (or --executor cpu for tiny models): " +
       metrics::no_device_reason());

@@ -1,32 +1,14 @@
-// GPU half of `ridgeline diverge run` (see diverge.hpp): the CUDA engine as the fingerprint's
-// executor, with top-k log-probabilities and the fp32 logits of every sampled row copied back.
-// The run loop, prompts and JSON are host code in diverge_common.cpp.
+// GPU half of `ridgeline diverge run` (see diverge.hpp): the CUDA engine as the run's executor,
+// with top-k log-probabilities and the fp32 logits of every sampled row copied back. The run
+// loop, prompts and JSON are host code (run_loop.cpp and its neighbours).
+#include "ridgeline/core/errors.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/telemetry/device.hpp"
-#include "ridgeline/core/errors.hpp"
 
 namespace ridgeline::bench::detail {
-namespace {
 
-class cuda_executor final : public diverge_executor {
- public:
-  cuda_executor(const executor_setup& s, const engine_options& o) : m_engine(s.decoder, o) {
-    if (s.weights) m_engine.load_weights(*s.weights);
-  }
-  diverge_step_output step(std::span<const step_sequence> seqs) override {
-    step_result r = m_engine.step(seqs);
-    return {std::move(r.tokens), std::move(r.top_logprobs), std::move(r.top_ids),
-            std::move(r.logits)};
-  }
-
- private:
-  cuda_engine m_engine;
-};
-
-}  // namespace
-
-std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setup& s) {
+std::unique_ptr<executor> make_cuda_diverge_executor(const executor_setup& s) {
   if (metrics::device_count() == 0) {
     throw no_device_error("ridgeline diverge run needs a CUDA GPU (or --executor cpu): " +
                           metrics::no_device_reason());
@@ -46,7 +28,9 @@ std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setu
   o.top_logprobs = s.top_k;
   o.return_logits = true;
   o.device = s.device;
-  return std::make_unique<cuda_executor>(s, o);
+  auto engine = std::make_unique<cuda_engine>(s.decoder, o);
+  if (s.weights) engine->load_weights(*s.weights);
+  return engine;
 }
 
 }  // namespace ridgeline::bench::detail

@@ -81,9 +81,9 @@ schema::serving_row row_of(const capacity_point& cap, const kv_cache_config& kvc
   j.evictions_tier1 = k.evictions_tier1;
   j.evictions_tier2 = k.evictions_tier2;
   j.tier2_blocks_loaded = k.tier2_blocks_loaded;
-  j.preemptions = k.preemptions;
+  j.preemptions = r.scheduling.preemptions;
   j.recomputed_tokens = k.recomputed_tokens;
-  j.preempted_tokens_recomputed = k.preempted_tokens_recomputed;
+  j.preempted_tokens_recomputed = r.scheduling.preempted_tokens_recomputed;
   j.flops_saved = r.flops_saved;
   j.seconds_saved = r.seconds_saved;
   j.recompute_flops = r.recompute_flops;
@@ -246,7 +246,8 @@ std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inpu
         const auto& pool = st.kv.pool();
         const auto& k = st.kv.counters();
         live->set_kv({pool.num_used(), pool.num_cached(), pool.num_free(), k.lookup_tokens,
-                      k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1, k.preemptions});
+                      k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
+                      st.sched.counters().preemptions});
         if (hooks.pace) hooks.pace(st.now_seconds);
       };
       c.on_request = [live](const request_record& q) {

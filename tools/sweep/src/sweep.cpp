@@ -1,7 +1,8 @@
 // GPU half of `ridgeline sweep` (see sweep.hpp). One engine (random weights, KV pool filled with
 // random values) serves every point. A decode point is B sequences at `context` cached tokens
 // computing one new token each; a prefill point is B prompts of `context` tokens in one step.
-// Each point repeats the same step (its new KV overwrites the same slots) under the harness's
+// The batch comes from make_synthetic_step: block tables from a KV cache manager with the
+// shuffled placement (sweep_common.cpp). Each point repeats the same step (its new KV overwrites the same slots) under the harness's
 // stopping rule; decode replays a CUDA graph.
 #include <algorithm>
 #include <filesystem>

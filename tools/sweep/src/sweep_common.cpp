@@ -1,4 +1,5 @@
-// Host half of the sweep: option checks, counted work, table and CSV.
+// Host half of the sweep: option checks, counted work, the synthetic step's batch (built through
+// the KV cache manager), table and CSV.
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -81,23 +82,39 @@ void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_t
                          int context, bool prefill, std::mt19937& rng) {
   const std::int64_t seq_tokens = prefill ? context : context + 1;
   const std::int64_t blocks_per_seq = synthetic_step_blocks(context, prefill, block_tokens);
-  out.pool.resize(static_cast<std::size_t>(batch * blocks_per_seq));
-  for (std::size_t i = 0; i < out.pool.size(); ++i) out.pool[i] = static_cast<block_id>(i);
-  std::shuffle(out.pool.begin(), out.pool.end(), rng);
+  kv_cache_config c;
+  c.block_tokens = block_tokens;
+  c.num_blocks = static_cast<std::int32_t>(batch * blocks_per_seq);
+  c.prefix_caching = false;  // random tokens share nothing
+  c.track_recompute = false;
+  c.placement = block_placement::shuffled;
+  c.placement_seed = rng();
+  out.seqs.clear();  // they point into the manager replaced here
+  out.kv.emplace(c);
   out.tokens.assign(static_cast<std::size_t>(batch), {});
-  out.seqs.assign(static_cast<std::size_t>(batch), {});
   std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+  std::vector<seq_id> ids;
   for (int b = 0; b < batch; ++b) {
     auto& t = out.tokens[static_cast<std::size_t>(b)];
     t.resize(static_cast<std::size_t>(seq_tokens));
     for (auto& x : t) x = tok(rng);
+    // Decode: the context and the token computed this step hold KV slots (as the scheduler
+    // appends a step's tokens before running it); prefill: the prompt.
+    const seq_id s = out.kv->create_sequence();
+    if (!out.kv->append(s, t)) {
+      throw std::logic_error("synthetic step: the KV pool sized for the step is too small");
+    }
+    ids.push_back(s);
+  }
+  out.seqs.assign(static_cast<std::size_t>(batch), {});
+  for (int b = 0; b < batch; ++b) {
     auto& s = out.seqs[static_cast<std::size_t>(b)];
-    s.tokens = t;
+    s.tokens = out.tokens[static_cast<std::size_t>(b)];
     s.context_before = prefill ? 0 : context;
     s.new_tokens = prefill ? context : 1;
-    s.blocks = std::span<const block_id>(out.pool.data() + b * blocks_per_seq,
-                                         static_cast<std::size_t>(blocks_per_seq));
+    s.blocks = out.kv->block_table(ids[static_cast<std::size_t>(b)]);
     s.samples = true;
+    s.prefill = prefill;
   }
 }
 

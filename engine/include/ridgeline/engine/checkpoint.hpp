@@ -2,6 +2,7 @@
 // model.safetensors, or shards listed by model.safetensors.index.json) read into the engine's
 // weight layout (weight_tensors() order, bf16, q/k/v and gate/up fused), and a writer of the same
 // format for tests and for exporting random models. docs/checkpoints.md has the name mapping.
+// This file maps names and reads config.json; the safetensors format is safetensors.hpp.
 //   const decoder_config c = decoder_config_from_hf("Llama-3.1-8B/config.json");
 //   std::vector<bf16_bits> w = load_checkpoint_weights("Llama-3.1-8B", c.model);
 // Bad or inconsistent input throws std::invalid_argument, files that cannot be read or written
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/safetensors.hpp"
 
 namespace ridgeline {
 
@@ -41,29 +43,6 @@ decoder_config decoder_config_from_hf(const std::filesystem::path& config_json,
 // Hugging Face transformers.
 void write_hf_config(const std::filesystem::path& config_json, const decoder_config& c,
                      bool tie_word_embeddings = false);
-
-// One tensor of a safetensors header.
-struct safetensors_tensor {
-  std::string dtype;  // "BF16", "F16", "F32" (others are rejected)
-  std::vector<std::int64_t> shape;
-  std::uint64_t begin = 0, end = 0;  // byte range in the data section
-};
-
-struct safetensors_header {
-  std::uint64_t data_offset = 0;  // where the data section starts in the file: 8 + header length
-  std::uint64_t data_bytes = 0;   // bytes of the data section present in the file
-  std::map<std::string, safetensors_tensor> tensors;
-  std::map<std::string, std::string> metadata;  // "__metadata__" (string values)
-};
-
-// Parses and checks the JSON header of a safetensors file whose data section holds data_bytes
-// bytes: every tensor has a supported dtype, a shape of non-negative integers and data_offsets
-// [begin, end] with end - begin = elements * dtype size and end <= data_bytes (else: truncated).
-// `source` names the file in messages. For tests and fuzzing; read_safetensors_header uses it.
-safetensors_header parse_safetensors_header(std::string_view header_json, std::uint64_t data_bytes,
-                                            const std::string& source);
-// Reads the 8-byte little-endian header length and the header of a file, then parses it.
-safetensors_header read_safetensors_header(const std::filesystem::path& file);
 
 // Every tensor of weight_tensors(m), in order, concatenated, read from a checkpoint: a folder
 // (model.safetensors.index.json if present, else model.safetensors), a .safetensors file or an

@@ -1,6 +1,7 @@
 // The CPU executor: the same decoder_forward as the CUDA engine, over the naive references of
 // kernels/cpu. For tiny shapes (tests, the reference side of end-to-end comparisons); far too slow
-// for real models.
+// for real models. Its step output has every sampled row's fp32 logits and, when asked, top-k
+// log-probabilities; forward_seconds is host wall time.
 #pragma once
 
 #include <cstdint>
@@ -8,18 +9,12 @@
 #include <vector>
 
 #include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 
 namespace ridgeline {
 
-struct cpu_step_result {
-  std::vector<token_id> tokens;       // one per sampled sequence
-  std::vector<float> logits;          // [samples][vocab], fp32
-  std::vector<float> top_logprobs;    // [samples][top_logprobs]
-  std::vector<std::int32_t> top_ids;  // [samples][top_logprobs]
-};
-
-class cpu_engine {
+class cpu_engine final : public executor {
  public:
   // weights: every tensor of weight_tensors(m), in order, concatenated (e.g. from
   // cuda_engine::download_weights()).
@@ -30,7 +25,7 @@ class cpu_engine {
   cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
              int top_logprobs = 0);
   const decoder_config& config() const { return m_cfg; }
-  cpu_step_result step(std::span<const step_sequence> seqs);
+  step_output step(std::span<const step_sequence> seqs) override;
   std::vector<bf16_bits>& kv() { return m_kv; }
 
  private:

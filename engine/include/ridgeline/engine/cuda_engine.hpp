@@ -1,9 +1,11 @@
 // The CUDA executor: a Llama-family decoder on one GPU (decoder_forward over the CUDA launchers),
 // its weights (seeded random, scaled so activations stay finite) and paged KV pool, ragged batches
 // of sequences at different lengths, decode steps captured as CUDA graphs per (batch, table width),
-// weights seeded random or read from a safetensors checkpoint,
-// per-step timing with CUDA events. No CUDA types here (pimpl); a build without CUDA throws
-// no_device_error from the constructor.
+// weights seeded random or read from a safetensors checkpoint, per-step timing with CUDA events.
+// No CUDA types here (pimpl). It is built only in CUDA builds (the ridgeline_engine_cuda
+// library); a build without CUDA has no cuda executor, and the commands that need one link their
+// *_nocuda.cpp twin instead, which throws no_device_error. The constructor throws
+// no_device_error when the machine has no GPU.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 
 namespace ridgeline {
@@ -58,16 +61,7 @@ struct engine_memory_plan {
 engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
                                       std::int64_t free_bytes);
 
-struct step_result {
-  std::vector<token_id> tokens;        // one per sampled sequence, in order
-  std::vector<float> top_logprobs;     // [samples][top_logprobs]
-  std::vector<std::int32_t> top_ids;   // [samples][top_logprobs]
-  std::vector<float> logits;           // [samples][vocab] when engine_options::return_logits
-  double forward_seconds = 0;          // GPU time of the forward pass (CUDA events)
-  bool graph = false;                  // replayed from a CUDA graph
-};
-
-class cuda_engine {
+class cuda_engine final : public executor {
  public:
   cuda_engine(const model_preset& m, const engine_options& o);
   // With a decoder configuration of its own (a checkpoint's rope and norm settings); its
@@ -81,8 +75,10 @@ class cuda_engine {
   const engine_memory_plan& memory() const;
   int num_kv_blocks() const;
 
-  // One step over these sequences (their blocks index this engine's KV pool).
-  step_result step(std::span<const step_sequence> seqs);
+  // One step over these sequences (their blocks index this engine's KV pool): sampled tokens,
+  // top-k when engine_options::top_logprobs, fp32 logits when return_logits, the CUDA-event time
+  // of the forward pass and whether a graph replayed it.
+  step_output step(std::span<const step_sequence> seqs) override;
   // Uploads the step's inputs and runs its forward pass only (graph when enabled and all decode;
   // the first call of a shape captures it), returning the CUDA-event time. For benchmarks: the KV
   // of the new tokens is rewritten in place, so repeating the same step measures the same work.

@@ -56,6 +56,14 @@ struct weight_tensor {
 std::vector<weight_tensor> weight_tensors(const model_preset& m);
 // The decoder's view of its weights, from one pointer per tensor of weight_tensors(m), in order.
 decoder_weights bind_weights(const model_preset& m, std::span<const bf16_bits* const> tensors);
+// Elements of every weight tensor together (the size of a concatenated weight vector).
+std::int64_t total_weight_elements(const model_preset& m);
+// Where each tensor of weight_tensors(m) starts in one allocation when every tensor starts at a
+// multiple of align_elements: [tensors + 1] element offsets, the last one the allocation's size.
+std::vector<std::int64_t> weight_offsets(const model_preset& m, std::int64_t align_elements);
+// One pointer per tensor into an allocation laid out by weight_offsets(m, align_elements).
+std::vector<const bf16_bits*> tensor_pointers(const model_preset& m, const bf16_bits* base,
+                                              std::int64_t align_elements);
 
 // The KV cache: one pool per layer, [num_blocks][2][kv_heads][block_tokens][head_dim] each.
 struct kv_pool_view {

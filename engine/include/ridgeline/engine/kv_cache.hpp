@@ -3,7 +3,8 @@
 // (hash of the parent block's hash and the block's token ids), LRU eviction of unreferenced cached
 // blocks, and an optional second tier in host memory whose hits cost a PCIe transfer.
 //
-// Every executor (cpu, cuda, simulated) uses this one manager through the scheduler:
+// The scheduler allocates through it (and so does every batch a benchmark builds: sweep, diverge);
+// executors only read its block tables (executor.hpp):
 //   kv_cache_manager kv(kv_cache_config{.block_tokens = 16, .num_blocks = 4096});
 //   auto match = kv.lookup(prompt, prompt.size() - 1);     // longest cached prefix (pure)
 //   seq_id s = kv.create_sequence();
@@ -76,11 +77,22 @@ class lru_list {
 
 }  // namespace detail
 
+// Which free block an allocation gets.
+//   ascending: fresh ids 0, 1, 2, ... until blocks come back, then the most recently freed one.
+//   shuffled:  the whole pool as a seeded random permutation (every block is materialized up
+//              front), then the most recently freed one. Benchmarks use it so that a batch's
+//              block tables are scattered over the pool, as after a long time serving, and decode
+//              is not flattered by contiguous blocks. The permutation is a Fisher-Yates shuffle
+//              driven by std::mt19937_64(seed): the same on every platform.
+enum class block_placement { ascending, shuffled };
+
 // Tier 1: the GPU blocks. Allocation takes a free block, else evicts the least recently used
 // cached one (calling the eviction hook with its hash, which the manager sends to tier 2).
 class block_pool {
  public:
-  explicit block_pool(std::int32_t num_blocks);
+  explicit block_pool(std::int32_t num_blocks,
+                      block_placement placement = block_placement::ascending,
+                      std::uint64_t placement_seed = 0);
 
   std::int32_t total() const { return m_total; }
   std::int32_t num_used() const { return m_used; }
@@ -152,6 +164,8 @@ struct kv_cache_config {
   std::int32_t host_blocks = 0;         // tier-2 capacity; 0 disables the tier
   double pcie_bytes_per_second = 25e9;  // host -> GPU, for tier-2 hits
   std::int64_t bytes_per_block = 0;     // KV bytes of one block (for transfer cost and reports)
+  block_placement placement = block_placement::ascending;  // which free block comes next
+  std::uint64_t placement_seed = 0;                        // of the shuffled placement
   // Remember every block hash ever computed so a miss on a block seen before counts as
   // recomputed tokens (costs one set insert per full block).
   bool track_recompute = true;
@@ -185,8 +199,6 @@ struct kv_counters {
   std::int64_t evictions_tier1 = 0;    // cached blocks reused for other content
   std::int64_t evictions_tier2 = 0;
   std::int64_t tier2_blocks_loaded = 0;
-  std::int64_t preemptions = 0;  // kept here so one struct reports the cache's story
-  std::int64_t preempted_tokens_recomputed = 0;
 };
 
 class kv_cache_manager {
@@ -197,7 +209,6 @@ class kv_cache_manager {
   const block_pool& pool() const { return m_pool; }
   const host_tier& tier2() const { return m_tier2; }
   const kv_counters& counters() const { return m_counters; }
-  kv_counters& counters() { return m_counters; }
 
   // Longest cached prefix of `tokens` in full blocks, at most `max_tokens` tokens (the scheduler
   // passes prompt length - 1: the last prompt token is always computed to get logits). Tier 1
@@ -220,12 +231,18 @@ class kv_cache_manager {
   // Appends tokens to s, allocating blocks and hashing each block that becomes full. Returns
   // false and changes nothing when the blocks are not there.
   bool append(seq_id s, std::span<const token_id> tokens);
+  // Allocates now the blocks that `tokens` tokens of s need in all, so that its block table
+  // covers them before they are appended (an executor that keeps a table's width fixed over a
+  // run; appends then fill the reserved blocks). Returns false and changes nothing when the
+  // blocks are not there. A sequence with reserved blocks cannot take a prefix or be forked into.
+  bool reserve(seq_id s, std::int64_t tokens);
   // Makes `to` (empty) share every full block of `from` and copies its partial last block into a
   // new block (the executor copies that block's KV). False, unchanged, when no block is left.
   bool fork(seq_id from, seq_id to);
   // Drops the sequence's references (last block first, so prefixes outlive suffixes in LRU).
   void free_sequence(seq_id s);
 
+  // The sequence's blocks in token order: ceil(max(tokens, reserved) / block_tokens) of them.
   std::span<const block_id> block_table(seq_id s) const { return m_seqs[s].blocks; }
   std::int64_t num_tokens(seq_id s) const { return m_seqs[s].num_tokens; }
   std::int32_t live_sequences() const { return m_live; }
@@ -241,6 +258,7 @@ class kv_cache_manager {
     std::vector<token_id> partial;  // tokens of the last, not yet full block
     std::uint64_t parent = k_root_block_hash;
     std::int64_t num_tokens = 0;
+    std::int64_t reserved_tokens = 0;  // reserve(): the table covers at least this many
     bool live = false;
   };
   block_id allocate_block();

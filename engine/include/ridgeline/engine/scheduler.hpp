@@ -1,12 +1,14 @@
 // Continuous-batching scheduler: FCFS admission, limits on running sequences and on tokens per
 // step, chunked prefill, prefix-cache lookup at admission, preemption by recompute (youngest
-// arrival first) when KV blocks run out. The same scheduler drives every executor:
+// arrival first) when KV blocks run out. It plans steps for any executor (executor.hpp); today
+// the simulator runs it with the simulated executor:
 //   scheduler s(config, kv);
 //   s.submit(id, arrival, prompt_tokens, max_output_tokens);
 //   while (s.has_work()) {
 //     const step_plan& p = s.schedule();      // what to compute this step
-//     ... executor runs p, samples one token per entry with samples == true ...
-//     s.complete(sampled_tokens, now_seconds);
+//     plan_sequences(p, s, kv, seqs);         // its sequences over the KV manager's tables
+//     step_output out = exec.step(seqs);      // one token per entry with samples == true
+//     s.complete(out.tokens, now_seconds);
 //     s.take_finished(records);               // finished or rejected, each with its times
 //   }
 // A submitted request always comes back through take_finished: finished, or rejected with a
@@ -75,6 +77,12 @@ struct scheduled_sequence {
   bool samples = false;             // produces a token this step
 };
 
+// What the scheduler did over a run (the KV manager counts the cache's side: kv_counters).
+struct scheduler_counters {
+  std::int64_t preemptions = 0;                  // sequences preempted (freed for recompute)
+  std::int64_t preempted_tokens_recomputed = 0;  // tokens computed again at resume, less hits
+};
+
 struct step_plan {
   std::vector<scheduled_sequence> sequences;
   step_shape shape;
@@ -107,6 +115,7 @@ class scheduler {
   const step_plan& last_plan() const { return m_plan; }
   const scheduler_config& config() const { return m_config; }
   std::int64_t steps() const { return m_steps; }
+  const scheduler_counters& counters() const { return m_counters; }
 
  private:
   struct request_state {
@@ -137,6 +146,7 @@ class scheduler {
   std::vector<double> m_itl;
   step_plan m_plan;
   std::int64_t m_steps = 0;
+  scheduler_counters m_counters;
 };
 
 }  // namespace ridgeline

@@ -1,5 +1,5 @@
-// The simulated executor: replays a workload through the scheduler and KV cache manager in
-// simulated time, each step lasting what a step-time model says. Yields per-request TTFT, TPOT,
+// Simulation: replays a workload through the scheduler and KV cache manager in simulated time,
+// the steps run by the simulated executor (executor.hpp): each lasts what a step-time model says. Yields per-request TTFT, TPOT,
 // E2E, every inter-token gap (ITL), and the cache's counters.
 //   simulation_config c;  c.kv = make_kv_cache_config(model, dtype::bf16, 16, 8192);
 //   simulation_result r = simulate(w, c, roofline_step_time_model(model, gpu));
@@ -43,6 +43,7 @@ struct simulation_result {
   std::vector<request_record> requests;  // in workload order
   std::vector<double> itl_seconds;       // every gap between consecutive tokens of a request
   kv_counters kv;
+  scheduler_counters scheduling;  // preemptions
   std::int64_t steps = 0;
   double simulated_seconds = 0;              // last event time
   double busy_seconds = 0;                   // sum of step times

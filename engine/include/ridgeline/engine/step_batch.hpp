@@ -1,12 +1,14 @@
-// Turns the sequences of one step (what the scheduler planned, or what a benchmark builds) into the
-// flat arrays the decoder's kernels read: token ids and positions of the ragged batch, KV slots,
-// per-sequence query offsets, context lengths and block tables, and the rows to sample.
+// Turns the sequences of one step (a scheduler's plan, or a benchmark's batch built through the KV
+// cache manager) into the flat arrays the decoder's kernels read: token ids and positions of the
+// ragged batch, KV slots, per-sequence query offsets, context lengths and block tables, and the
+// rows to sample.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/kernels/ops.hpp"
 
@@ -19,6 +21,9 @@ struct step_sequence {
   std::span<const block_id> blocks;  // block table covering context_before + new_tokens
   bool samples = false;              // the last new token's logits produce a token
   sampling_row sampling;
+  bool prefill = false;  // prompt (or recompute) tokens, even when only one (several new tokens
+                         // are prefill anyway). Executors that compute ignore it; step-time
+                         // models count it (shape_of in executor.hpp)
 };
 
 struct host_step {
@@ -33,5 +38,20 @@ struct host_step {
 // graphs captured for a width can be replayed); the table is padded with block 0.
 host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int vocab,
                      int min_blocks_per_seq = 0);
+
+// Where a step's arrays live in the backend's memory: the host_step's own vectors (cpu), or the
+// engine's fixed device arrays the host_step was uploaded to (cuda). Outputs: [num_samples]
+// tokens, [num_samples][top_logprobs] log-probabilities and ids.
+struct step_arrays {
+  const std::int32_t *ids, *positions, *slot_mapping, *q_offsets, *seq_lens, *block_tables;
+  const std::int32_t *sample_rows, *prev_tokens, *prev_offsets;
+  const sampling_row* sampling;
+  std::int32_t* out_tokens;
+  float* out_logprobs;
+  std::int32_t* out_top_ids;
+};
+// The decoder's inputs for step h over those arrays; the top-k outputs only when top_logprobs > 0.
+step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,
+                             int split_tokens);
 
 }  // namespace ridgeline

@@ -3,9 +3,10 @@
 // token, the top-8 ids and log-probabilities, the top-1/top-2 margin and a hash of the fp32 logits
 // row (a ridgeline.diverge/v1 fingerprint); `compare` reads two fingerprints and reports the first
 // divergence per prompt, the margin there, per-step KL on the top-k and a verdict
-// (ridgeline.diverge_compare/v1). docs/diverge.md has the method.
+// (ridgeline.diverge_compare/v1). docs/diverge.md has the method. Sources: prompts.cpp (prompt
+// sets, hashes), run_loop.cpp (run), fingerprint.cpp (validation), compare.cpp (compare, table).
 //   diverge_options o; o.model = "tiny"; o.executor = "cpu"; o.prompt_set = "random:4:16:7";
-//   nlohmann::json a = run_diverge(o);            // CUDA executor: diverge/diverge_run.cpp
+//   nlohmann::json a = run_diverge(o);            // CUDA executor: src/diverge_run.cpp
 //   nlohmann::json r = compare_fingerprints(a, b, "a.json", "b.json");
 #pragma once
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 
 namespace ridgeline::bench {
@@ -91,21 +93,6 @@ std::string compare_table(const nlohmann::json& report);
 
 namespace detail {
 
-// One step's outputs, as either executor returns them: [samples] tokens, [samples][k] top-k,
-// [samples][vocab] fp32 logits.
-struct diverge_step_output {
-  std::vector<token_id> tokens;
-  std::vector<float> top_logprobs;
-  std::vector<std::int32_t> top_ids;
-  std::vector<float> logits;
-};
-
-class diverge_executor {
- public:
-  virtual ~diverge_executor() = default;
-  virtual diverge_step_output step(std::span<const step_sequence> seqs) = 0;
-};
-
 struct executor_setup {
   decoder_config decoder;
   std::optional<std::vector<bf16_bits>> weights;  // checkpoint; else seeded random (weight_seed)
@@ -117,8 +104,9 @@ struct executor_setup {
   int device = 0;
 };
 
-// diverge/diverge_run.cpp (CUDA builds) or diverge_nocuda.cpp (throws no_device_error).
-std::unique_ptr<diverge_executor> make_cuda_diverge_executor(const executor_setup& s);
+// The CUDA engine as the run's executor, with top-k log-probabilities and fp32 logits returned:
+// diverge_run.cpp (CUDA builds) or diverge_nocuda.cpp (throws no_device_error).
+std::unique_ptr<executor> make_cuda_diverge_executor(const executor_setup& s);
 
 }  // namespace detail
 

@@ -13,6 +13,7 @@
 
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 #include "ridgeline/telemetry/live_metrics.hpp"
 
@@ -59,12 +60,14 @@ struct step_work {
 };
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
 
-// The step a sweep point times: `batch` sequences of random tokens with disjoint KV blocks drawn
-// from a shuffled pool (tables not contiguous), each decoding one token at `context` tokens of
-// cache, or prefilling `context` tokens from position 0. seqs point into the other members: keep
-// the object alive (and unmoved) while seqs is used.
+// The step a sweep point times: `batch` sequences of random tokens, each decoding one token at
+// `context` tokens of cache, or prefilling `context` tokens from position 0. Their blocks come
+// from a KV cache manager of exactly the blocks the step needs, with the shuffled placement
+// (kv_cache.hpp): block tables are scattered over the pool, not contiguous, so decode is not
+// flattered. seqs point into the other members: keep the object alive (and unmoved) while seqs
+// is used.
 struct synthetic_step {
-  std::vector<block_id> pool;
+  std::optional<kv_cache_manager> kv;
   std::vector<std::vector<token_id>> tokens;
   std::vector<step_sequence> seqs;
   synthetic_step() = default;
@@ -78,6 +81,7 @@ std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens);
 std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
                                        std::int64_t pool_blocks, int batch, int context,
                                        bool prefill);
+// The placement's seed and the tokens come from rng.
 void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_tokens, int batch,
                          int context, bool prefill, std::mt19937& rng);
 
