@@ -13,6 +13,7 @@
 
 #include "attention.hpp"
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 #include "rope.cuh"
@@ -26,15 +27,8 @@ constexpr float k_neg_big = -1e30f;
 // ---------------------------------------------------------------------------------------------
 // Small device helpers.
 
-__device__ __forceinline__ void unpack8(int4 r, float (&f)[8]) {
-  const std::uint32_t w[4] = {static_cast<std::uint32_t>(r.x), static_cast<std::uint32_t>(r.y),
-                              static_cast<std::uint32_t>(r.z), static_cast<std::uint32_t>(r.w)};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
+using detail::smem_addr;
+using detail::unpack8;
 
 __device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x = lo (low 16 bits)
@@ -44,10 +38,6 @@ __device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
 __device__ __forceinline__ bf16_bits to_bf16_bits(float x) {
   const __nv_bfloat16 h = __float2bfloat16_rn(x);
   return *reinterpret_cast<const bf16_bits*>(&h);
-}
-
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -801,26 +791,26 @@ void validate_attention(const attention_params& p) {
 
 template <int D, int G, bool Rope>
 void launch_decode(const decode_args& args, int num_seqs, int num_kv_heads, int splits,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool pdl) {
   constexpr int U = G >= 8 ? 2 : 4;  // tokens in flight per lane; G = 8 is register-bound
   const dim3 grid(static_cast<unsigned>(num_seqs), static_cast<unsigned>(num_kv_heads),
                   static_cast<unsigned>(splits));
-  launch_pdl(decode_kernel<D, G, U, Rope>, grid, dim3(k_decode_threads), 0, stream, args);
+  launch_kernel(decode_kernel<D, G, U, Rope>, grid, dim3(k_decode_threads), 0, stream, pdl, args);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 template <int D, bool Rope>
 void launch_decode_group(const decode_args& args, int group, int num_seqs, int num_kv_heads,
-                         int splits, cudaStream_t stream) {
+                         int splits, cudaStream_t stream, bool pdl) {
   switch (group) {
     case 1:
-      return launch_decode<D, 1, Rope>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 1, Rope>(args, num_seqs, num_kv_heads, splits, stream, pdl);
     case 2:
-      return launch_decode<D, 2, Rope>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 2, Rope>(args, num_seqs, num_kv_heads, splits, stream, pdl);
     case 4:
-      return launch_decode<D, 4, Rope>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 4, Rope>(args, num_seqs, num_kv_heads, splits, stream, pdl);
     case 8:
-      return launch_decode<D, 8, Rope>(args, num_seqs, num_kv_heads, splits, stream);
+      return launch_decode<D, 8, Rope>(args, num_seqs, num_kv_heads, splits, stream, pdl);
     default:
       invalid("decode group size " + std::to_string(group));
   }
@@ -912,26 +902,28 @@ void check_split_buffers(const attention_params& p, const attention_plan& plan) 
 
 template <bool Rope>
 void launch_decode_any(const decode_args& args, const attention_params& p,
-                       const attention_plan& plan, cudaStream_t stream) {
+                       const attention_plan& plan, cudaStream_t stream, bool pdl) {
   const auto& kv = p.kv;
   const int group = p.num_q_heads / kv.num_kv_heads;
   const int splits = plan.split_tokens > 0 ? plan.max_splits : 1;
   if (kv.head_dim == 64) {
-    launch_decode_group<64, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
+    launch_decode_group<64, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream, pdl);
   } else {
-    launch_decode_group<128, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream);
+    launch_decode_group<128, Rope>(args, group, kv.num_seqs, kv.num_kv_heads, splits, stream, pdl);
   }
 }
 
 }  // namespace
 
-void attention(const attention_params& p, cudaStream_t stream) {
+void attention(const attention_params& p, cudaStream_t stream, bool pdl) {
   validate_attention(p);
   const auto& kv = p.kv;
   const attention_plan plan = plan_of(p);
   check_split_buffers(p, plan);
   if (p.num_q_tokens == 0) return;
-  if (plan.decode) return launch_decode_any<false>(decode_args_for(p, plan), p, plan, stream);
+  if (plan.decode) {
+    return launch_decode_any<false>(decode_args_for(p, plan), p, plan, stream, pdl);
+  }
   const prefill_args args{p.q,
                           p.out,
                           p.q_offsets,
@@ -974,12 +966,12 @@ bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attent
 }
 
 void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, bool pdl) {
   validate_attention(p);
   const attention_plan plan = plan_of(p);
   if (!fusable(pre, p, plan)) {
-    qkv_rope_append(pre, stream);
-    attention(p, stream);
+    qkv_rope_append(pre, stream, pdl);
+    attention(p, stream, pdl);
     return;
   }
   rope_params r = pre.rope;
@@ -994,7 +986,7 @@ void rope_append_attention(const qkv_rope_append_params& pre, const attention_pa
   args.qkv = pre.qkv;
   args.slots = pre.slot_mapping;
   args.rope = rope;
-  launch_decode_any<true>(args, p, plan, stream);
+  launch_decode_any<true>(args, p, plan, stream, pdl);
 }
 
 }  // namespace ridgeline::cuda

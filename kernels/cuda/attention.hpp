@@ -38,7 +38,9 @@ void kv_append(const kv_append_params& p, cudaStream_t stream);
 // max_blocks_per_seq * block_size and split_tokens only.
 std::int64_t attention_workspace_bytes(const attention_params& p);
 
-void attention(const attention_params& p, cudaStream_t stream);
+// pdl: the decode kernel is launched with programmatic dependent launch (see ops.hpp); prefill
+// always launches normally.
+void attention(const attention_params& p, cudaStream_t stream, bool pdl = false);
 
 // qkv_rope_append(pre) then attention(p) (the decoder's attention block), as one decode kernel
 // when p takes the decode path over the cache pre appends to (same data, heads, head_dim, block
@@ -50,6 +52,6 @@ void attention(const attention_params& p, cudaStream_t stream);
 // the two launchers run in turn.
 bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p);
 void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
-                           cudaStream_t stream);
+                           cudaStream_t stream, bool pdl = false);
 
 }  // namespace ridgeline::cuda

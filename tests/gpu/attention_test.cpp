@@ -162,7 +162,7 @@ struct host_case {
     const std::vector<std::int32_t> zeros(lens.size() * spec.num_kv_heads, 0);
     auto d_counters = test::upload(zeros);
     p.split_counters = d_counters.data<std::int32_t>();
-    cuda::attention(p, stream);
+    cuda::attention(p, stream, /*pdl=*/true);  // PDL changes scheduling only, never bits
     RIDGELINE_CUDA_CHECK(cudaStreamSynchronize(stream));
     EXPECT_TRUE(test::download<std::int32_t>(d_counters, 0, zeros.size()) == zeros)
         << "split counters not left at zero";
