@@ -1,12 +1,14 @@
 // GPU microbenchmarks of the probe's kernels, in Google Benchmark form with manual (CUDA-event)
 // time and the environment in the JSON context:
 //   build/bench/ridgeline_kernels_bench --benchmark_format=json --benchmark_repetitions=10
-// Bandwidth: cold, buffers of 1-4 GiB (far above L2). GEMM: hot, best heuristic algorithm.
+// Bandwidth: cold, buffers of 1-4 GiB (far above L2). GEMM: hot, the algorithm cuda::gemm_chooser
+// picks under the peak policy (the probe's GEMM peaks use the same; the label names it).
 #include <benchmark/benchmark.h>
 
-#include <limits>
 #include <memory>
+#include <string>
 
+#include "cuda/gemm_chooser.hpp"
 #include "cuda/gemm_lt.hpp"
 #include "cuda/memory.hpp"
 #include "cuda/raii.hpp"
@@ -63,25 +65,17 @@ void BM_kernels_gemm(benchmark::State& state) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const auto t = static_cast<dtype>(state.range(0));
   const auto n = static_cast<std::size_t>(state.range(1));
-  state.SetLabel(std::string(name(t)));
+  const auto chooser = cuda::shared_gemm_chooser(k_peak_gemm_policy);
+  state.SetLabel(std::string(name(t)) + ", algorithm: " + describe(chooser->policy()));
   cuda::stream s;
   cuda::cublaslt_handle h;
   cuda::device_buffer ws(32u << 20);
-  cuda::lt_gemm g(h.get(), t, n, n, n, ws.bytes());
+  cuda::lt_gemm g(h.get(), t, n, n, n, ws.bytes(), chooser->candidates());
   cuda::device_buffer a(g.a_bytes()), b(g.b_bytes()), d(g.d_bytes());
   cuda::fill_uniform(a.data(), t, n * n, 1, 1.0f, s.get());
   cuda::fill_uniform(b.data(), t, n * n, 2, 1.0f, s.get());
   cuda::event_timer timer;
-  // Fastest heuristic candidate, each timed once after one warm-up.
-  int best = 0;
-  double best_s = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < g.algorithm_count(); ++i) {
-    g.run(i, a.data(), b.data(), d.data(), ws.data(), s.get());
-    timer.start(s.get());
-    g.run(i, a.data(), b.data(), d.data(), ws.data(), s.get());
-    timer.stop(s.get());
-    if (timer.seconds() < best_s) best_s = timer.seconds(), best = i;
-  }
+  const int best = chooser->choose(g, a.data(), b.data(), d.data(), ws.data(), s.get()).index;
   for (auto _ : state) {
     timer.start(s.get());
     g.run(best, a.data(), b.data(), d.data(), ws.data(), s.get());

@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <vector>
 
-#include "cuda/check.hpp"
 #include "cuda/linear.hpp"
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
@@ -53,17 +52,21 @@ void BM_kernels_linear_block(benchmark::State& state) {
   }
   cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
-  cuda::linear_runner runner;
-  using P = cuda::linear_runner::path;
-  runner.set_path(path <= 2 || path == 6 ? P::gemv
-                  : path == 3 || path == 8 ? P::cublas
-                  : path == 4 || path == 7 ? P::skinny
-                                        : P::automatic);
-  // range(3): the GEMV's k splits (0 = the launcher's choice).
+  using P = cuda::linear_path;
+  const bool gemv_only = path <= 2 || path == 6;
+  cuda::linear_options lo;
+  lo.force = gemv_only                  ? P::gemv
+             : path == 3 || path == 8   ? P::cublas
+             : path == 4 || path == 7   ? P::skinny
+                                        : P::automatic;
+  cuda::linear_runner runner(lo);
+  // range(3): the GEMV's k splits (0 = the launcher's choice); the GEMV paths call cuda::gemv
+  // directly with their unroll and splits.
   const int splits = static_cast<int>(state.range(3));
-  runner.set_gemv_options({path == 1 || path == 6 ? 8 : 4, path == 4 ? 0 : splits,
-                           path == 2 || path == 6 || path == 4 || path == 5 || path == 7});
-  cuda::pdl_enabled() = path == 7 || path == 8 || path == 5;
+  // Programmatic dependent launch: the GEMV (paths 2, 6), skinny GEMM (4, 7), automatic (5, as the
+  // engine runs it) and the swiglu kernel after cuBLASLt's gate_up (8).
+  const bool pdl = path == 2 || path == 6 || path == 4 || path == 5 || path == 7 || path == 8;
+  const cuda::gemv_options gemv{path == 1 || path == 6 ? 8 : 4, splits, pdl};
   const bool fused = path == 7 || path == 8;
   cuda::device_buffer act(std::size_t(tokens) * 11008 * 2);
   if (layer_only >= 0) {
@@ -75,9 +78,12 @@ void BM_kernels_linear_block(benchmark::State& state) {
       const linear_params p{x.data<bf16_bits>(), weights[c * 4 + l].data<bf16_bits>(), y.data(),
                             false, tokens, k_layers[l].in, k_layers[l].out};
       if (fused && l == 2) {
-        runner.run_swiglu(p, {y.data<bf16_bits>(), act.data<bf16_bits>(), tokens, 11008}, s.get());
+        runner.run_swiglu(p, {y.data<bf16_bits>(), act.data<bf16_bits>(), tokens, 11008}, s.get(),
+                          pdl);
+      } else if (gemv_only) {
+        cuda::gemv(p, s.get(), gemv);
       } else {
-        runner.run(p, s.get());
+        runner.run(p, s.get(), pdl);
       }
     }
   };

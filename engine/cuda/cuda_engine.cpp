@@ -36,28 +36,30 @@ std::string gib(double b) {
   return buf;
 }
 
-// The CUDA backend of decoder_forward: every op on one stream.
+// The CUDA backend of decoder_forward: every op on one stream; pdl is this engine's
+// engine_options::pdl, passed to every launcher that supports it.
 struct cuda_backend {
   cudaStream_t s;
   cuda::linear_runner& linear_runner;
-  void embedding(const embedding_params& p) { cuda::embedding(p, s); }
-  void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s); }
-  void linear(const linear_params& p) { linear_runner.run(p, s); }
-  void gather_rows(const gather_rows_params& p) { cuda::gather_rows(p, s); }
-  void qkv_rope_append(const qkv_rope_append_params& p) { cuda::qkv_rope_append(p, s); }
+  bool pdl;
+  void embedding(const embedding_params& p) { cuda::embedding(p, s, pdl); }
+  void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s, pdl); }
+  void linear(const linear_params& p) { linear_runner.run(p, s, pdl); }
+  void gather_rows(const gather_rows_params& p) { cuda::gather_rows(p, s, pdl); }
+  void qkv_rope_append(const qkv_rope_append_params& p) { cuda::qkv_rope_append(p, s, pdl); }
   void rope(const rope_params& p) { cuda::rope(p, s); }
   void kv_append(const kv_append_params& p) { cuda::kv_append(p, s); }
-  void attention(const attention_params& p) { cuda::attention(p, s); }
+  void attention(const attention_params& p) { cuda::attention(p, s, pdl); }
   // One decode kernel when the attention takes the decode path (bitwise the same as the two).
   void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p) {
-    cuda::rope_append_attention(pre, p, s);
+    cuda::rope_append_attention(pre, p, s, pdl);
   }
-  void swiglu(const swiglu_params& p) { cuda::swiglu(p, s); }
+  void swiglu(const swiglu_params& p) { cuda::swiglu(p, s, pdl); }
   // Fused on the GEMV path (one launch, bitwise the same act), else GEMM then swiglu.
   void linear_swiglu(const linear_params& l, const swiglu_params& p) {
-    linear_runner.run_swiglu(l, p, s);
+    linear_runner.run_swiglu(l, p, s, pdl);
   }
-  void sampling(const sampling_params& p) { cuda::sampling(p, s); }
+  void sampling(const sampling_params& p) { cuda::sampling(p, s, pdl); }
   void range_push(const char* name) { metrics::nvtx_push(name); }
   void range_pop() { metrics::nvtx_pop(); }
 };
@@ -172,21 +174,15 @@ struct cuda_engine::impl {
   };
   std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
 
-  impl(const decoder_config& c, const engine_options& o) : selected(o.device), cfg(c), opt(o) {
-    // GEMVs start streaming weights while the kernel before them finishes (PDL; rms_norm,
-    // attention and swiglu trigger their dependents at entry).
-    apply_pdl(o.pdl);
-    linear_runner.set_batch_invariant(o.batch_invariant);
-    linear_runner.set_gemm_candidates(o.gemm_candidates);
-    linear_runner.set_gemm_path(o.gemm);
-  }
+  // With opt.pdl the GEMVs start streaming weights while the kernel before them finishes (rms_norm,
+  // attention and swiglu trigger their dependents at entry); cuda_backend passes it per launch.
+  impl(const decoder_config& c, const engine_options& o)
+      : selected(o.device), cfg(c), opt(o),
+        linear_runner(cuda::linear_options{.gemm = o.gemm,
+                                           .batch_invariant = o.batch_invariant,
+                                           .gemm_candidates = o.gemm_candidates}) {}
 
-  // The GEMVs' launch attribute and the process-wide switch of the other launchers.
-  void apply_pdl(bool on) {
-    opt.pdl = on;
-    linear_runner.set_gemv_options({4, 0, on});
-    cuda::pdl_enabled() = on;
-  }
+  void apply_pdl(bool on) { opt.pdl = on; }
 
   ~impl() {
     for (auto& [k, g] : graphs) {
@@ -256,7 +252,7 @@ struct cuda_engine::impl {
   }
 
   void forward(const step_inputs& in) {
-    cuda_backend b{stream.get(), linear_runner};
+    cuda_backend b{stream.get(), linear_runner, opt.pdl};
     decoder_forward(b, cfg, w, kv_view, buf, in);
   }
 

@@ -33,12 +33,33 @@ namespace ridgeline::cuda {
 
 void kv_append(const kv_append_params& p, cudaStream_t stream);
 
-// Bytes of float workspace attention(p) needs for these shapes and split_tokens on the current
-// device (0 when it will not split). Depends on num_seqs, num_q_heads, head_dim, num_q_tokens,
-// max_blocks_per_seq * block_size and split_tokens only.
+// What attention() decides from (attention_params without pointers, the scale or the buffers).
+struct attention_shape {
+  int num_seqs = 0, num_q_tokens = 0, num_q_heads = 0;
+  int num_kv_heads = 0, head_dim = 0, block_size = 16, max_blocks_per_seq = 0;
+  int split_tokens = 0;  // attention_params::split_tokens: 0 automatic, > 0 fixed
+};
+attention_shape shape_of(const attention_params& p);
+
+// How attention() runs a shape on the current device (the automatic split depends on its SM
+// count): the kernel, the split, and the buffers the caller provides.
+struct attention_plan {
+  bool decode = false;               // the decode kernel (else prefill)
+  int split_tokens = 0;              // tokens per split; 0: no split
+  int max_splits = 0;                // splits per sequence when split
+  std::int64_t workspace_bytes = 0;  // attention_params::workspace (floats); 0 when not split
+  std::int64_t split_counters = 0;   // ints of attention_params::split_counters; 0 when not split
+};
+// From shapes alone (no pointers): size buffers with it before they exist. Throws
+// std::invalid_argument for a shape attention() would reject.
+attention_plan plan_attention(const attention_shape& s);
+
+// plan_attention(shape_of(p)).workspace_bytes, after validating all of p (pointers included).
 std::int64_t attention_workspace_bytes(const attention_params& p);
 
-void attention(const attention_params& p, cudaStream_t stream);
+// pdl: the decode kernel is launched with programmatic dependent launch (see ops.hpp); prefill
+// always launches normally.
+void attention(const attention_params& p, cudaStream_t stream, bool pdl = false);
 
 // qkv_rope_append(pre) then attention(p) (the decoder's attention block), as one decode kernel
 // when p takes the decode path over the cache pre appends to (same data, heads, head_dim, block
@@ -50,6 +71,6 @@ void attention(const attention_params& p, cudaStream_t stream);
 // the two launchers run in turn.
 bool rope_append_attention_fuses(const qkv_rope_append_params& pre, const attention_params& p);
 void rope_append_attention(const qkv_rope_append_params& pre, const attention_params& p,
-                           cudaStream_t stream);
+                           cudaStream_t stream, bool pdl = false);
 
 }  // namespace ridgeline::cuda

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 
@@ -30,18 +31,18 @@ __global__ void embedding_kernel(const std::int32_t* __restrict__ ids, const V* 
 }
 
 template <class V>
-void launch(const embedding_params& p, std::size_t per_row, cudaStream_t s) {
+void launch(const embedding_params& p, std::size_t per_row, cudaStream_t s, bool pdl) {
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * per_row;
   const int grid =
       static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
-  launch_pdl(embedding_kernel<V>, dim3(grid), dim3(k_threads), 0, s, p.ids, reinterpret_cast<const V*>(p.table),
+  launch_kernel(embedding_kernel<V>, dim3(grid), dim3(k_threads), 0, s, pdl, p.ids, reinterpret_cast<const V*>(p.table),
                                                  reinterpret_cast<V*>(p.out), per_row, total);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void embedding(const embedding_params& p, cudaStream_t s) {
+void embedding(const embedding_params& p, cudaStream_t s, bool pdl) {
   using detail::require;
   require(p.num_tokens >= 0 && p.hidden > 0 && p.vocab > 0, "embedding",
           "need num_tokens >= 0, hidden > 0, vocab > 0; got num_tokens=" +
@@ -50,9 +51,9 @@ void embedding(const embedding_params& p, cudaStream_t s) {
   if (p.num_tokens == 0) return;
   require(p.ids && p.table && p.out, "embedding", "null ids, table or out");
   if (p.hidden % 8 == 0 && detail::aligned16(p.table) && detail::aligned16(p.out)) {
-    launch<detail::bf16x8>(p, static_cast<std::size_t>(p.hidden / 8), s);
+    launch<detail::bf16x8>(p, static_cast<std::size_t>(p.hidden / 8), s, pdl);
   } else {
-    launch<bf16_bits>(p, static_cast<std::size_t>(p.hidden), s);
+    launch<bf16_bits>(p, static_cast<std::size_t>(p.hidden), s, pdl);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "linear.hpp"
 
 namespace ridgeline::cuda {
@@ -47,7 +48,7 @@ bool vectorizable(const gather_rows_params& p) {
          (reinterpret_cast<std::uintptr_t>(p.src) | reinterpret_cast<std::uintptr_t>(p.dst)) % 16 == 0;
 }
 
-void launch(const windows& ws, cudaStream_t s) {
+void launch(const windows& ws, cudaStream_t s, bool pdl) {
   int rows = 0;
   bool vec = true;
   for (int i = 0; i < ws.count; ++i) {
@@ -57,13 +58,15 @@ void launch(const windows& ws, cudaStream_t s) {
   }
   if (rows == 0) return;
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(ws.count));
-  if (vec) launch_pdl(gather_rows_kernel<true>, grid, dim3(128), 0, s, ws);
-  else launch_pdl(gather_rows_kernel<false>, grid, dim3(128), 0, s, ws);
+  if (vec) launch_kernel(gather_rows_kernel<true>, grid, dim3(128), 0, s, pdl, ws);
+  else launch_kernel(gather_rows_kernel<false>, grid, dim3(128), 0, s, pdl, ws);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void gather_rows(const gather_rows_params& p, cudaStream_t s) { launch({{p, {}, {}}, 1}, s); }
+void gather_rows(const gather_rows_params& p, cudaStream_t s, bool pdl) {
+  launch({{p, {}, {}}, 1}, s, pdl);
+}
 
 }  // namespace ridgeline::cuda

@@ -11,11 +11,6 @@
 
 namespace ridgeline::cuda {
 
-bool& pdl_enabled() {
-  static bool on = true;
-  return on;
-}
-
 namespace {
 
 struct lt_types {

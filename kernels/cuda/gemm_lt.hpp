@@ -46,6 +46,13 @@ class lt_gemm {
   std::size_t a_bytes() const { return m_m * m_k * operand_bytes(m_type); }
   std::size_t b_bytes() const { return m_n * m_k * operand_bytes(m_type); }
   std::size_t d_bytes() const { return m_m * m_n * (m_fp32_output ? 4 : output_bytes(m_type)); }
+  // What the heuristic was asked (the key of a cached algorithm choice, gemm_chooser.hpp).
+  dtype type() const { return m_type; }
+  std::size_t m() const { return m_m; }
+  std::size_t n() const { return m_n; }
+  std::size_t k() const { return m_k; }
+  bool fp32_output() const { return m_fp32_output; }
+  std::size_t workspace_bytes() const { return m_workspace; }
 
  private:
   void build(int max_algorithms, bool no_split_k);  // descriptors, layouts, candidates

@@ -8,14 +8,12 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
-#include <array>
-#include <mutex>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "linear.hpp"
 #include "ops.hpp"
 #include "ops_common.cuh"
@@ -25,14 +23,7 @@ namespace {
 
 constexpr int k_warps_per_block = 8;
 
-__device__ __forceinline__ void unpack8(const uint4 v, float (&f)[8]) {
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
+using detail::unpack8;
 
 template <int N>
 __device__ __forceinline__ void fma_block(const uint4 wv, const uint4* __restrict__ x, int k8,
@@ -92,7 +83,7 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
         for (int u = 0; u < U; ++u) wv[r][u] = __ldcs(wr[r] + i + 32 * u);
       }
       if (!waited) {
-        asm volatile("griddepcontrol.wait;" ::: "memory");
+        detail::pdl_wait();
         waited = true;
       }
 #pragma unroll
@@ -114,7 +105,7 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
         }
       }
       if (!waited) {
-        asm volatile("griddepcontrol.wait;" ::: "memory");
+        detail::pdl_wait();
         waited = true;
       }
 #pragma unroll
@@ -125,11 +116,11 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
         }
       }
     }
-    if (!waited) asm volatile("griddepcontrol.wait;" ::: "memory");
+    if (!waited) detail::pdl_wait();
   } else {
-    asm volatile("griddepcontrol.wait;" ::: "memory");
+    detail::pdl_wait();
   }
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  detail::pdl_trigger();
 #pragma unroll
   for (int r = 0; r < R; ++r) {
 #pragma unroll
@@ -283,7 +274,15 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
   return launch_gemv<8, true>(p, o, s, act.out);
 }
 
-linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspace_bytes) {
+linear_runner::linear_runner(const linear_options& o)
+    : m_workspace(o.workspace_bytes), m_invariant(o.batch_invariant), m_force(o.force) {
+  if (o.gemm == "cublas") m_gemm_cublas = true;
+  else if (o.gemm != "auto" && o.gemm != "skinny") {
+    throw std::invalid_argument("linear: unknown GEMM path '" + o.gemm + "' (auto, cublas, skinny)");
+  }
+  gemm_choice_policy policy = k_engine_gemm_policy;
+  policy.candidates = o.gemm_candidates;
+  m_chooser = shared_gemm_chooser(policy);  // validates the candidate count
   int device = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
   int major = 0, minor = 0;
@@ -292,16 +291,9 @@ linear_runner::linear_runner(std::size_t workspace_bytes) : m_workspace(workspac
   m_sm90 = major == 9 && minor == 0;
 }
 
-void linear_runner::set_gemm_path(const std::string& name) {
-  if (name == "auto") m_gemm = path::automatic;
-  else if (name == "cublas") m_gemm = path::cublas;
-  else if (name == "skinny") m_gemm = path::skinny;
-  else throw std::invalid_argument("linear: unknown GEMM path '" + name + "' (auto, cublas, skinny)");
-}
-
 linear_runner::path linear_runner::choose(const linear_params& p) const {
   if (m_invariant) return path::cublas;
-  if (m_path != path::automatic) return m_path;
+  if (m_force != path::automatic) return m_force;
   // Measured on an H100 (docs/engine.md): the GEMV wins at 1 token; from 2 to 64 tokens the
   // skinny tensor-core GEMM beats cuBLASLt (Llama-2-7B decode at context 512: 10.91 ms against
   // 11.32 at batch 64, 5.19 against 5.59 at batch 2), cuBLASLt above.
@@ -309,7 +301,7 @@ linear_runner::path linear_runner::choose(const linear_params& p) const {
   const bool skinny_fits =
       m_sm90 && p.num_tokens <= k_skinny_max_tokens && p.in_features % 8 == 0 &&
       (reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.w)) % 16 == 0;
-  if (m_gemm == path::cublas || !skinny_fits) return path::cublas;
+  if (m_gemm_cublas || !skinny_fits) return path::cublas;
   return path::skinny;
 }
 
@@ -324,49 +316,18 @@ const cublasLtMatmulAlgo_t& linear_runner::invariant_algo(const linear_params& p
   return m_invariant_algos.emplace(key, reference.algorithm(0)).first->second;
 }
 
-// The candidate a shape runs, timed once per process and device: every runner (every engine) in
-// the process then runs the same kernel for the same shape, so their results are bitwise alike.
-// Each candidate is timed cold, as the decoder runs it: weights stream from DRAM once per step, so
-// the L2 is flushed (a write of twice its size) before each of k_choice_reps runs, after one
-// warm-up; the median counts. Ties go to the heuristic's order: a later candidate must be at least
-// k_choice_margin faster, so run-to-run noise does not flip the choice.
-int linear_runner::timed_choice(const linear_params& p, const lt_gemm& gemm, cudaStream_t s) {
-  constexpr int k_choice_reps = 5;
-  constexpr double k_choice_margin = 0.01;
-  static std::mutex mutex;
-  static std::map<std::tuple<int, int, int, int, bool, int>, int> chosen;
-  int device = 0;
-  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(device, p.num_tokens, p.in_features, p.out_features, p.y_fp32,
-                                   gemm.algorithm_count());
-  const std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = chosen.find(key); it != chosen.end()) return it->second;
-  int l2 = 0;
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
-  const l2_flusher flusher(static_cast<std::size_t>(l2));
-  event_timer timer;
-  int best = 0;
-  double best_t = std::numeric_limits<double>::infinity();
-  for (int a = 0; a < gemm.algorithm_count(); ++a) {
-    gemm.run(a, p.w, p.x, p.y, m_workspace.data(), s);
-    std::array<double, k_choice_reps> t{};
-    for (double& ti : t) {
-      flusher.flush(s);
-      timer.start(s);
-      gemm.run(a, p.w, p.x, p.y, m_workspace.data(), s);
-      timer.stop(s);
-      ti = timer.seconds();
-    }
-    std::nth_element(t.begin(), t.begin() + k_choice_reps / 2, t.end());
-    const double median = t[k_choice_reps / 2];
-    if (median < best_t * (1.0 - k_choice_margin)) best_t = median, best = a;
-  }
-  return chosen.emplace(key, best).first->second;
+linear_runner::plan_key linear_runner::key_of(const linear_params& p, bool invariant) {
+  return std::make_tuple(p.num_tokens, p.in_features, p.out_features, p.y_fp32, invariant);
 }
 
+// The algorithm a shape runs comes from the process's engine-policy chooser (gemm_chooser.hpp):
+// timed once per process and device, so every runner (every engine) in the process runs the same
+// kernel for the same shape and their results are bitwise alike. The engine's policy times each
+// candidate cold, as the decoder runs it (weights stream from DRAM once per step): one warm-up,
+// then the L2 is flushed before each of 5 runs and the median counts; a later candidate must be
+// at least 1% faster than the best so far, so run-to-run noise does not flip the choice.
 linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_t s) {
-  const auto key =
-      std::make_tuple(p.num_tokens, p.in_features, p.out_features, p.y_fp32, m_invariant);
+  const plan_key key = key_of(p, m_invariant);
   auto it = m_plans.find(key);
   if (it != m_plans.end()) return it->second;
   plan pl;
@@ -389,9 +350,16 @@ linear_runner::plan& linear_runner::plan_for(const linear_params& p, cudaStream_
                                       static_cast<std::size_t>(p.out_features),
                                       static_cast<std::size_t>(p.num_tokens),
                                       static_cast<std::size_t>(p.in_features), m_workspace.bytes(),
-                                      m_candidates, p.y_fp32);
-  if (pl.gemm->algorithm_count() > 1) pl.algorithm = timed_choice(p, *pl.gemm, s);
+                                      m_chooser->candidates(), p.y_fp32);
+  // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
+  pl.choice = &m_chooser->choose(*pl.gemm, p.w, p.x, p.y, m_workspace.data(), s);
   return m_plans.emplace(key, std::move(pl)).first->second;
+}
+
+const gemm_choice* linear_runner::gemm_choice_for(const linear_params& p) const {
+  if (m_invariant) return nullptr;
+  const auto it = m_plans.find(key_of(p, false));
+  return it == m_plans.end() ? nullptr : it->second.choice;
 }
 
 void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
@@ -401,25 +369,24 @@ void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   if (chosen == path::skinny) skinny_gemm_plan(p, false);
 }
 
-void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
-                               cudaStream_t s) {
+void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
+                               bool pdl) {
   validate(p, "linear");
   const path chosen = choose(p);
-  if (chosen == path::gemv) return gemv_swiglu(p, act, s, m_gemv);
-  if (chosen == path::skinny) return skinny_gemm_swiglu(p, act, m_gemv.pdl, s);
-  run(p, s);
-  swiglu(act, s);
+  if (chosen == path::gemv) return gemv_swiglu(p, act, s, {4, 0, pdl});
+  if (chosen == path::skinny) return skinny_gemm_swiglu(p, act, pdl, s);
+  run(p, s, pdl);
+  swiglu(act, s, pdl);
 }
 
-void linear_runner::run(const linear_params& p, cudaStream_t s) {
+void linear_runner::run(const linear_params& p, cudaStream_t s, bool pdl) {
   validate(p, "linear");
   const path chosen = choose(p);
-  if (chosen == path::gemv) return gemv(p, s, m_gemv);
-  if (chosen == path::skinny) return skinny_gemm(p, m_gemv.pdl, s);
+  if (chosen == path::gemv) return gemv(p, s, {4, 0, pdl});
+  if (chosen == path::skinny) return skinny_gemm(p, pdl, s);
   const plan& pl = plan_for(p, s);
-  // lt_gemm's A is the weight [out][in], B the activations [tokens][in]: D = y [tokens][out].
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);
-  pl.gemm->run(pl.algorithm, p.w, p.x, p.y, m_workspace.data(), s);
+  pl.gemm->run(pl.choice->index, p.w, p.x, p.y, m_workspace.data(), s);
 }
 
 }  // namespace ridgeline::cuda

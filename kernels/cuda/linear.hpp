@@ -1,7 +1,7 @@
 // Linear layers of the engine (linear_params in ops.hpp) on the GPU: a weight-streaming GEMV for
 // decode batches of up to k_gemv_max_tokens tokens, a weight-streaming tensor-core GEMM up to
-// k_skinny_max_tokens (Hopper), cuBLASLt above that, with one plan (and its fastest heuristic
-// algorithm) cached per shape.
+// k_skinny_max_tokens (Hopper), cuBLASLt above that, with one plan per shape whose algorithm
+// comes from the engine-policy gemm_chooser (gemm_chooser.hpp).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "gemm_chooser.hpp"
 #include "gemm_lt.hpp"
 #include "raii.hpp"
 #include "ridgeline/kernels/ops.hpp"
@@ -53,62 +54,73 @@ void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act, bool p
                         cudaStream_t s);
 
 // Row gather / column window copy (gather_rows_params in ops.hpp).
-void gather_rows(const gather_rows_params& p, cudaStream_t s);
+// pdl: see ops.hpp.
+void gather_rows(const gather_rows_params& p, cudaStream_t s, bool pdl = false);
+
+// Paths of a linear layer: the GEMV (1 ... k_gemv_max_tokens tokens), the skinny tensor-core GEMM
+// (1 ... k_skinny_max_tokens tokens, compute capability 9.0), cuBLASLt (any).
+enum class linear_path { automatic, gemv, skinny, cublas };
+
+struct linear_options {
+  // The automatic path's GEMM from 2 tokens (the user's --gemm): "auto" or "skinny" (the skinny
+  // GEMM where it applies: up to k_skinny_max_tokens tokens on compute capability 9.0; cuBLASLt
+  // elsewhere), or "cublas". The runner's constructor throws std::invalid_argument for any other.
+  std::string gemm = "auto";
+  // Every token count, 1 included, through cuBLASLt with one algorithm per weight matrix (in, out,
+  // output type): the heuristic's first candidate without split-K for k_invariant_tokens tokens,
+  // chosen without timing so that every process picks the same one. Each output element is then
+  // reduced over k by the same kernel in the same order whatever the number of tokens in the
+  // GEMM, so a token's row is bitwise the same alone or in a batch.
+  bool batch_invariant = false;
+  // cuBLASLt heuristic candidates timed per shape under the engine's policy (gemm_choice.hpp).
+  int gemm_candidates = k_engine_gemm_policy.candidates;
+  std::size_t workspace_bytes = 32u << 20;
+  // Tests and benchmarks only: one path for every token count instead of the choice by shape.
+  linear_path force = linear_path::automatic;
+};
 
 class linear_runner {
  public:
-  explicit linear_runner(std::size_t workspace_bytes = 32u << 20);
+  using path = linear_path;
+  // cuBLASLt algorithms come from the process's engine-policy chooser (shared_gemm_chooser with
+  // o.gemm_candidates), so every runner runs the same algorithm for the same shape.
+  explicit linear_runner(const linear_options& o = {});
   // Picks the path by token count. The first call for a shape builds its cuBLASLt plan and times
   // the candidate algorithms, so make it outside CUDA-graph capture (prepare() does just that).
-  void run(const linear_params& p, cudaStream_t s);
+  // pdl: the GEMV and skinny GEMM (and the swiglu kernel of run_swiglu's unfused form) launch with
+  // programmatic dependent launch (ops.hpp); cuBLASLt launches normally.
+  void run(const linear_params& p, cudaStream_t s, bool pdl = false);
   void prepare(const linear_params& p, cudaStream_t s);
   // The gate_up layer and SwiGLU: fused on the GEMV and skinny paths (gemv_swiglu,
   // skinny_gemm_swiglu), else run() then swiglu().
-  void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s);
-  // Paths: GEMV for 1 token, the skinny tensor-core GEMM from 2 to k_skinny_max_tokens tokens on
-  // compute capability 9.0 (cuBLASLt elsewhere), cuBLASLt above; set_path forces one for tests
-  // and benchmarks.
-  enum class path { automatic, gemv, skinny, cublas };
-  void set_path(path p) { m_path = p; }
-  void set_force_cublas(bool on) { m_path = on ? path::cublas : path::automatic; }
-  // The automatic path's GEMM from 2 tokens: "auto", "cublas", or "skinny" (skinny_gemm where it
-  // applies: up to k_skinny_max_tokens tokens on compute capability 9.0; cuBLASLt elsewhere).
-  // Throws std::invalid_argument for any other name.
-  void set_gemm_path(const std::string& name);
-  void set_gemv_options(const gemv_options& o) { m_gemv = o; }
-  // Batch-invariant mode: every token count, 1 included, goes through cuBLASLt with one algorithm
-  // per weight matrix (in, out, output type): the heuristic's first candidate without split-K for
-  // k_invariant_tokens tokens, chosen without timing so that every process picks the same one.
-  // Each output element is then reduced over k by the same kernel in the same order whatever the
-  // number of tokens in the GEMM, so a token's row is bitwise the same alone or in a batch.
-  void set_batch_invariant(bool on) { m_invariant = on; }
-  bool batch_invariant() const { return m_invariant; }
+  void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
+                  bool pdl = false);
+  // The timed cuBLASLt choice p's shape runs, once prepare() or run() has planned it on the
+  // cuBLASLt path; null otherwise (other paths, not planned yet, batch-invariant mode).
+  const gemm_choice* gemm_choice_for(const linear_params& p) const;
   static constexpr int k_invariant_tokens = 64;
-  // cuBLASLt heuristic candidates timed per shape, cold (L2 flushed), once per process: the
-  // fastest is kept and shared by every runner; applies to plans made after the call.
-  void set_gemm_candidates(int n) { m_candidates = n; }
 
  private:
   struct plan {
     std::unique_ptr<lt_gemm> gemm;
-    int algorithm = 0;
+    const gemm_choice* choice = nullptr;  // owned by m_chooser
     bool fixed = false;  // batch-invariant: run m_invariant_algos' entry for the matrix
     cublasLtMatmulAlgo_t fixed_algo{};
   };
+  using plan_key = std::tuple<int, int, int, bool, bool>;  // tokens, in, out, fp32, invariant
+  static plan_key key_of(const linear_params& p, bool invariant);
   plan& plan_for(const linear_params& p, cudaStream_t s);
-  int timed_choice(const linear_params& p, const lt_gemm& gemm, cudaStream_t s);
+  const cublasLtMatmulAlgo_t& invariant_algo(const linear_params& p);
+  path choose(const linear_params& p) const;
   cublaslt_handle m_handle;
   device_buffer m_workspace;
-  std::map<std::tuple<int, int, int, bool, bool>, plan> m_plans;  // tokens, in, out, fp32, inv.
+  std::shared_ptr<gemm_chooser> m_chooser;
+  std::map<plan_key, plan> m_plans;
   std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
-  const cublasLtMatmulAlgo_t& invariant_algo(const linear_params& p);
   bool m_invariant = false;
-  int m_candidates = 32;
-  path choose(const linear_params& p) const;
-  path m_path = path::automatic;
-  path m_gemm = path::automatic;  // set_gemm_path: automatic, cublas or skinny
-  bool m_sm90 = false;            // skinny_gemm runs here
-  gemv_options m_gemv;
+  path m_force = path::automatic;
+  bool m_gemm_cublas = false;  // linear_options::gemm == "cublas"
+  bool m_sm90 = false;         // skinny_gemm runs here
 };
 
 }  // namespace ridgeline::cuda

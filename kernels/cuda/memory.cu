@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "memory.hpp"
 
 namespace ridgeline::cuda {
@@ -144,9 +145,7 @@ __global__ void copy_kernel(int4* __restrict__ dst, const int4* __restrict__ src
 // tail is copied by threads 1..15 of block 0.
 constexpr int k_bulk_stages = 4;
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
+using detail::smem_addr;
 
 __global__ void bulk_copy_kernel(unsigned char* __restrict__ dst,
                                  const unsigned char* __restrict__ src, std::uint64_t bytes16,

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 
@@ -95,9 +96,9 @@ __global__ void rms_norm_scalar_kernel(const __nv_bfloat16* input, __nv_bfloat16
 }
 
 template <int V>
-void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s) {
+void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s, bool pdl) {
   const int threads = ((nvec + V - 1) / V + 31) / 32 * 32;
-  launch_pdl(rms_norm_vec_kernel<V>, dim3(p.num_tokens), dim3(threads), 0, s, 
+  launch_kernel(rms_norm_vec_kernel<V>, dim3(p.num_tokens), dim3(threads), 0, s, pdl,
       reinterpret_cast<const detail::bf16x8*>(p.input),
       reinterpret_cast<detail::bf16x8*>(p.residual),
       reinterpret_cast<const detail::bf16x8*>(p.weight), reinterpret_cast<detail::bf16x8*>(p.out),
@@ -107,7 +108,7 @@ void launch_vec(const rms_norm_params& p, int nvec, cudaStream_t s) {
 
 }  // namespace
 
-void rms_norm(const rms_norm_params& p, cudaStream_t s) {
+void rms_norm(const rms_norm_params& p, cudaStream_t s, bool pdl) {
   detail::require(
       p.num_tokens >= 0 && p.hidden > 0 && p.eps >= 0, "rms_norm",
       "need num_tokens >= 0, hidden > 0, eps >= 0; got num_tokens=" + std::to_string(p.num_tokens) +
@@ -122,17 +123,17 @@ void rms_norm(const rms_norm_params& p, cudaStream_t s) {
   if (vec) {
     const int nvec = p.hidden / 8;
     if (nvec <= 512)
-      launch_vec<1>(p, nvec, s);
+      launch_vec<1>(p, nvec, s, pdl);
     else if (nvec <= 1024)
-      launch_vec<2>(p, nvec, s);
+      launch_vec<2>(p, nvec, s, pdl);
     else if (nvec <= 2048)
-      launch_vec<4>(p, nvec, s);
+      launch_vec<4>(p, nvec, s, pdl);
     else
-      launch_vec<8>(p, nvec, s);
+      launch_vec<8>(p, nvec, s, pdl);
     return;
   }
   const int threads = p.hidden >= 1024 ? 512 : (p.hidden + 31) / 32 * 32;
-  launch_pdl(rms_norm_scalar_kernel, dim3(p.num_tokens), dim3(threads), 0, s, 
+  launch_kernel(rms_norm_scalar_kernel, dim3(p.num_tokens), dim3(threads), 0, s, pdl,
       reinterpret_cast<const __nv_bfloat16*>(p.input), reinterpret_cast<__nv_bfloat16*>(p.residual),
       reinterpret_cast<const __nv_bfloat16*>(p.weight), reinterpret_cast<__nv_bfloat16*>(p.out),
       p.hidden, p.eps);

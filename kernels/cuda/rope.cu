@@ -17,6 +17,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 #include "rope.cuh"
@@ -208,7 +209,7 @@ void rope(const rope_params& p, cudaStream_t s) {
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
-void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s) {
+void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s, bool pdl) {
   rope_params r = p.rope;
   r.q = p.q;
   const rope_args args = detail::make_rope_args(r, "qkv_rope_append");
@@ -228,9 +229,9 @@ void qkv_rope_append(const qkv_rope_append_params& p, cudaStream_t s) {
   const bool vec = r.head_dim % 16 == 0 && detail::aligned16(p.qkv) && detail::aligned16(p.q) &&
                    detail::aligned16(kv.data);
   if (vec)
-    launch_pdl(qkv_rope_append_kernel<8>, dim3(r.num_tokens), dim3(k_threads), 0, s, a);
+    launch_kernel(qkv_rope_append_kernel<8>, dim3(r.num_tokens), dim3(k_threads), 0, s, pdl, a);
   else
-    launch_pdl(qkv_rope_append_kernel<1>, dim3(r.num_tokens), dim3(k_threads), 0, s, a);
+    launch_kernel(qkv_rope_append_kernel<1>, dim3(r.num_tokens), dim3(k_threads), 0, s, pdl, a);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

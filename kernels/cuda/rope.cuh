@@ -1,5 +1,5 @@
-// Rotary-embedding pieces shared by rope.cu (rope, qkv_rope_append) and attention.cu (the decode
-// kernel's fused prologue), so that every kernel rotating q or k produces the same bits:
+// Rotary-embedding pieces shared by rope.cu (rope, qkv_rope_append) and attention_decode.cu (the
+// decode kernel's fused prologue), so that every kernel rotating q or k produces the same bits:
 // the per-token table (inv_freq and sincos in double, rounded to fp32 once) and the rotation
 // (fp32, one explicit fma per output, one bf16 rounding).
 #pragma once

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 
@@ -267,7 +268,7 @@ __global__ void __launch_bounds__(k_threads) sampling_kernel(sampling_params p, 
 
 }  // namespace
 
-void sampling(const sampling_params& p, cudaStream_t s) {
+void sampling(const sampling_params& p, cudaStream_t s, bool pdl) {
   detail::require(p.num_rows >= 0 && p.vocab > 0 && p.vocab <= k_sampling_max_vocab, "sampling",
                   "need num_rows >= 0 and vocab in [1, " + std::to_string(k_sampling_max_vocab) +
                       "]; got num_rows=" + std::to_string(p.num_rows) +
@@ -286,7 +287,7 @@ void sampling(const sampling_params& p, cudaStream_t s) {
     RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(
         sampling_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  launch_pdl(sampling_kernel, dim3(p.num_rows), dim3(k_threads), smem, s, p, vec4);
+  launch_kernel(sampling_kernel, dim3(p.num_rows), dim3(k_threads), smem, s, pdl, p, vec4);
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 

@@ -41,6 +41,7 @@
 #include <tuple>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "linear.hpp"
 #include "ops_common.cuh"
 #include "wgmma.cuh"
@@ -67,9 +68,7 @@ struct tile {
   static_assert(stages >= 2, "at least two slots");
 };
 
-__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
-}
+using detail::smem_addr;
 
 __device__ __forceinline__ void mbar_init(std::uint32_t bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");

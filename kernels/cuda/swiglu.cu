@@ -9,6 +9,7 @@
 #include <string>
 
 #include "check.hpp"
+#include "device_utils.cuh"
 #include "ops.hpp"
 #include "ops_common.cuh"
 
@@ -45,12 +46,12 @@ __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gate_up,
 }
 
 template <int W>
-void launch(const swiglu_params& p, cudaStream_t s) {
+void launch(const swiglu_params& p, cudaStream_t s, bool pdl) {
   const std::size_t inter = static_cast<std::size_t>(p.intermediate);
   const std::size_t total = static_cast<std::size_t>(p.num_tokens) * (inter / W);
   const int grid =
       static_cast<int>(std::min<std::size_t>((total + k_threads - 1) / k_threads, 8192));
-  launch_pdl(swiglu_kernel<W>, dim3(grid), dim3(k_threads), 0, s, reinterpret_cast<const __nv_bfloat16*>(p.gate_up),
+  launch_kernel(swiglu_kernel<W>, dim3(grid), dim3(k_threads), 0, s, pdl, reinterpret_cast<const __nv_bfloat16*>(p.gate_up),
                                               reinterpret_cast<__nv_bfloat16*>(p.out), inter,
                                               total);
   RIDGELINE_CUDA_CHECK_LAUNCH();
@@ -58,7 +59,7 @@ void launch(const swiglu_params& p, cudaStream_t s) {
 
 }  // namespace
 
-void swiglu(const swiglu_params& p, cudaStream_t s) {
+void swiglu(const swiglu_params& p, cudaStream_t s, bool pdl) {
   detail::require(
       p.num_tokens >= 0 && p.intermediate > 0, "swiglu",
       "need num_tokens >= 0 and intermediate > 0; got num_tokens=" + std::to_string(p.num_tokens) +
@@ -66,9 +67,9 @@ void swiglu(const swiglu_params& p, cudaStream_t s) {
   if (p.num_tokens == 0) return;
   detail::require(p.gate_up && p.out, "swiglu", "null gate_up or out");
   if (p.intermediate % 8 == 0 && detail::aligned16(p.gate_up) && detail::aligned16(p.out)) {
-    launch<8>(p, s);
+    launch<8>(p, s, pdl);
   } else {
-    launch<1>(p, s);
+    launch<1>(p, s, pdl);
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "device_utils.cuh"  // smem_addr
 #include "ridgeline/kernels/intensity_plan.hpp"  // k_mma_threads, k_mma_m, k_mma_k_bytes
 
 namespace ridgeline::cuda::detail {
@@ -303,7 +304,7 @@ __device__ __forceinline__ void pin(float (&d)[R]) {
 // Shared-memory matrix descriptor, no swizzle: start address, leading byte offset 128 (the next
 // core matrix along K), stride byte offset 256 (the next 8 rows along N), each >> 4.
 __device__ __forceinline__ std::uint64_t b_descriptor(const void* smem) {
-  const auto addr = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
+  const std::uint32_t addr = smem_addr(smem);
   return std::uint64_t{(addr & 0x3ffffu) >> 4} | std::uint64_t{128 >> 4} << 16 |
          std::uint64_t{256 >> 4} << 32;
 }

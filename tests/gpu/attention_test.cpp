@@ -162,7 +162,7 @@ struct host_case {
     const std::vector<std::int32_t> zeros(lens.size() * spec.num_kv_heads, 0);
     auto d_counters = test::upload(zeros);
     p.split_counters = d_counters.data<std::int32_t>();
-    cuda::attention(p, stream);
+    cuda::attention(p, stream, /*pdl=*/true);  // PDL changes scheduling only, never bits
     RIDGELINE_CUDA_CHECK(cudaStreamSynchronize(stream));
     EXPECT_TRUE(test::download<std::int32_t>(d_counters, 0, zeros.size()) == zeros)
         << "split counters not left at zero";
@@ -424,4 +424,82 @@ TEST(Attention, LaunchersRejectBadArguments) {
   a.num_tokens = 1;
   a.kv = good().kv;
   EXPECT_THROW(cuda::kv_append(a, s.get()), std::invalid_argument) << "null k, v, slots";
+}
+
+// The plan from shapes alone (no pointers): decode or prefill, the split, and the buffers, the
+// same workspace the launcher asks a pointer-carrying call for; bad shapes throw.
+TEST(Attention, PlanFromShapesAlone) {
+  RIDGELINE_REQUIRE_GPU();  // the automatic split depends on the device's SM count
+  cuda::attention_shape s;
+  s.num_seqs = 1;
+  s.num_q_tokens = 1;
+  s.num_q_heads = 32;
+  s.num_kv_heads = 32;
+  s.head_dim = 128;
+  s.block_size = 16;
+  s.max_blocks_per_seq = 4096 / 16;
+  // 32 CTAs leave any GPU under-filled (4 per SM): the automatic split.
+  const cuda::attention_plan a = cuda::plan_attention(s);
+  EXPECT_TRUE(a.decode);
+  ASSERT_GT(a.split_tokens, 0);
+  EXPECT_EQ(a.split_tokens % 64, 0);
+  EXPECT_EQ(a.max_splits, (4096 + a.split_tokens - 1) / a.split_tokens);
+  EXPECT_EQ(a.workspace_bytes, std::int64_t{a.max_splits} * 32 * (128 + 1) * 4);
+  EXPECT_EQ(a.split_counters, 32);
+
+  // The launcher's query with (placeholder) pointers agrees.
+  auto* fake = reinterpret_cast<bf16_bits*>(std::uintptr_t{256});
+  const auto* ifake = reinterpret_cast<const std::int32_t*>(std::uintptr_t{256});
+  attention_params p;
+  p.q = fake;
+  p.out = fake;
+  p.q_offsets = ifake;
+  p.num_q_tokens = s.num_q_tokens;
+  p.num_q_heads = s.num_q_heads;
+  p.scale = 1.0f;
+  p.kv = {fake, 1, s.block_size, s.num_kv_heads, s.head_dim, ifake, s.max_blocks_per_seq, ifake,
+          s.num_seqs};
+  EXPECT_EQ(cuda::attention_workspace_bytes(p), a.workspace_bytes);
+  const cuda::attention_shape back = cuda::shape_of(p);
+  EXPECT_EQ(cuda::plan_attention(back).workspace_bytes, a.workspace_bytes);
+
+  // A fixed split splits every sequence, into ceil(context / split) pieces.
+  s.split_tokens = 64;
+  const cuda::attention_plan fixed = cuda::plan_attention(s);
+  EXPECT_TRUE(fixed.decode);
+  EXPECT_EQ(fixed.split_tokens, 64);
+  EXPECT_EQ(fixed.max_splits, 64);
+  EXPECT_EQ(fixed.workspace_bytes, 64LL * 32 * 129 * 4);
+
+  // Several queries per sequence, or a group size the decode kernel lacks: prefill, no buffers.
+  s.split_tokens = 0;
+  s.num_q_tokens = 7;
+  cuda::attention_plan pre = cuda::plan_attention(s);
+  EXPECT_FALSE(pre.decode);
+  EXPECT_EQ(pre.workspace_bytes, 0);
+  EXPECT_EQ(pre.split_counters, 0);
+  s.num_q_tokens = 1;
+  s.num_q_heads = 96;  // group 3
+  pre = cuda::plan_attention(s);
+  EXPECT_FALSE(pre.decode);
+  // Many sequences fill the GPU: decode without a split.
+  s.num_q_heads = 32;
+  s.num_seqs = s.num_q_tokens = 4096;
+  const cuda::attention_plan full = cuda::plan_attention(s);
+  EXPECT_TRUE(full.decode);
+  EXPECT_EQ(full.split_tokens, 0);
+  EXPECT_EQ(full.workspace_bytes, 0);
+
+  s = back;
+  s.head_dim = 96;
+  EXPECT_THROW(cuda::plan_attention(s), std::invalid_argument);
+  s = back;
+  s.num_q_heads = 33;
+  EXPECT_THROW(cuda::plan_attention(s), std::invalid_argument);
+  s = back;
+  s.block_size = 12;
+  EXPECT_THROW(cuda::plan_attention(s), std::invalid_argument);
+  s = back;
+  s.num_seqs = 0;
+  EXPECT_THROW(cuda::plan_attention(s), std::invalid_argument);
 }

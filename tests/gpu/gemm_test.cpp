@@ -2,11 +2,14 @@
 // Tolerance per element: |gpu - ref| <= (u_in + k * u_acc + u_out) * sum_k |a * b|, a rounding
 // bound for any summation order (one table below), so wrong indexing fails by orders of magnitude.
 // Outputs are poisoned before the run and sit between guard bands that must stay untouched.
+// Also: the algorithm chooser (gemm_chooser.hpp) applies its policy's rule and caches per shape.
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "cuda/gemm_chooser.hpp"
 #include "cuda/gemm_lt.hpp"
+#include "cuda/random.hpp"
 #include "gpu_test_util.hpp"
 #include "ridgeline/kernels/gemm_reference.hpp"
 #include "ridgeline/kernels/numeric.hpp"
@@ -166,4 +169,49 @@ TEST(Gemm, RejectsUnsupportedShapes) {
   EXPECT_THROW(cuda::lt_gemm(h.get(), dtype::bf16, 0, 4, 4, 1 << 20), std::invalid_argument);
   EXPECT_THROW(cuda::lt_gemm(h.get(), dtype::fp8_e4m3, 7, 4, 16, 1 << 20), std::invalid_argument);
   EXPECT_THROW(cuda::lt_gemm(h.get(), dtype::int8, 16, 4, 12, 1 << 20), std::invalid_argument);
+}
+
+// The chooser's winner is pick_fastest over its own medians with the policy's margin, for a cold
+// (engine) and a hot (peak) policy; a second choose() for the shape is the cached entry, untimed;
+// the process-wide chooser is one object per policy.
+TEST(GemmChooser, AppliesItsPolicyAndCachesPerShape) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::cublaslt_handle h;
+  cuda::stream st;
+  cuda::device_buffer ws(32u << 20);
+  const std::size_t m = 1024, n = 128, k = 1024;
+  cuda::device_buffer a(m * k * 2), b(n * k * 2), d(m * n * 2);
+  cuda::fill_uniform(a.data(), dtype::bf16, m * k, 1, 0.05f, st.get());
+  cuda::fill_uniform(b.data(), dtype::bf16, n * k, 2, 1.0f, st.get());
+  for (const gemm_choice_policy& policy : {k_engine_gemm_policy, k_peak_gemm_policy}) {
+    SCOPED_TRACE(describe(policy));
+    cuda::gemm_chooser chooser(policy);
+    const cuda::lt_gemm g(h.get(), dtype::bf16, m, n, k, ws.bytes(), chooser.candidates());
+    EXPECT_EQ(chooser.find(g), nullptr);
+    const cuda::gemm_choice& c = chooser.choose(g, a.data(), b.data(), d.data(), ws.data(), st.get());
+    EXPECT_EQ(c.candidates, g.algorithm_count());
+    EXPECT_LE(c.candidates, policy.candidates);
+    if (c.candidates > 1) {
+      ASSERT_EQ(c.medians.size(), static_cast<std::size_t>(c.candidates));
+      for (double t : c.medians) EXPECT_TRUE(std::isfinite(t) && t > 0) << t;
+      EXPECT_EQ(c.index, pick_fastest(c.medians, policy.margin));
+    } else {
+      EXPECT_EQ(c.index, 0);
+      EXPECT_TRUE(c.medians.empty());
+    }
+    EXPECT_EQ(std::memcmp(&c.algo, &g.algorithm(c.index), sizeof c.algo), 0);
+    EXPECT_EQ(cuda::describe(c.algo).rfind("algo ", 0), 0u) << cuda::describe(c.algo);
+    EXPECT_EQ(&chooser.choose(g, a.data(), b.data(), d.data(), ws.data(), st.get()), &c);
+    EXPECT_EQ(chooser.find(g), &c);
+    // Another shape (tokens) is another entry.
+    const cuda::lt_gemm other(h.get(), dtype::bf16, m, n / 2, k, ws.bytes(), chooser.candidates());
+    EXPECT_EQ(chooser.find(other), nullptr);
+  }
+  EXPECT_EQ(cuda::shared_gemm_chooser(k_engine_gemm_policy),
+            cuda::shared_gemm_chooser(k_engine_gemm_policy));
+  EXPECT_NE(cuda::shared_gemm_chooser(k_engine_gemm_policy),
+            cuda::shared_gemm_chooser(k_peak_gemm_policy));
+  gemm_choice_policy even = k_engine_gemm_policy;
+  even.repetitions = 4;
+  EXPECT_THROW(cuda::gemm_chooser{even}, std::invalid_argument);
 }

@@ -3,6 +3,7 @@
 // bf16 output (both sides round to bf16, so they may differ by one unit in the last place near a
 // rounding boundary, plus fp32 accumulation); for fp32 output the second term alone.
 #include <cmath>
+#include <functional>
 #include <random>
 #include <tuple>
 
@@ -24,11 +25,21 @@ std::vector<bf16_bits> random_bf16(std::size_t n, std::mt19937& rng, float scale
   return v;
 }
 
-void check(int tokens, int in, int out, bool fp32, cuda::linear_runner::path path,
-           cuda::linear_runner& runner) {
+using linear_op = std::function<void(const linear_params&, cudaStream_t)>;
+
+// Runs p through a runner (built with options that may force one path).
+linear_op through(cuda::linear_runner& runner) {
+  return [&runner](const linear_params& p, cudaStream_t s) { runner.run(p, s); };
+}
+cuda::linear_options force(cuda::linear_path path) {
+  cuda::linear_options o;
+  o.force = path;
+  return o;
+}
+
+void check(int tokens, int in, int out, bool fp32, const linear_op& op) {
   SCOPED_TRACE("tokens=" + std::to_string(tokens) + " in=" + std::to_string(in) + " out=" +
-               std::to_string(out) + " fp32=" + std::to_string(fp32) +
-               " path=" + std::to_string(static_cast<int>(path)));
+               std::to_string(out) + " fp32=" + std::to_string(fp32));
   std::mt19937 rng(static_cast<unsigned>(tokens * 131 + in * 7 + out));
   const auto x = random_bf16(std::size_t(tokens) * in, rng, 1.0f);
   const auto w = random_bf16(std::size_t(out) * in, rng, 0.5f);
@@ -41,10 +52,9 @@ void check(int tokens, int in, int out, bool fp32, cuda::linear_runner::path pat
   std::vector<unsigned char> init(y_bytes + 2 * guard, 0xff);  // NaN poison
   auto dy = test::upload(init);
   cuda::stream s;
-  runner.set_path(path);
-  runner.run({dx.data<bf16_bits>(), dw.data<bf16_bits>(), dy.data<unsigned char>() + guard, fp32,
-              tokens, in, out},
-             s.get());
+  op({dx.data<bf16_bits>(), dw.data<bf16_bits>(), dy.data<unsigned char>() + guard, fp32, tokens,
+      in, out},
+     s.get());
   s.synchronize();
   const auto got = test::download<unsigned char>(dy, 0, init.size());
   for (std::size_t i = 0; i < guard; ++i) {
@@ -75,35 +85,39 @@ void check(int tokens, int in, int out, bool fp32, cuda::linear_runner::path pat
 
 TEST(Linear, GemvMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
-  cuda::linear_runner runner;
-  // Every k split (including slices shorter than a warp's 32 vectors) and unroll.
+  // Every k split (including slices shorter than a warp's 32 vectors), unroll and PDL setting.
   for (int ks : {1, 2, 4}) {
     for (int unroll : {4, 8}) {
-      runner.set_gemv_options({unroll, ks, false});
+      const cuda::gemv_options o{unroll, ks, unroll == 8};
+      const linear_op gemv = [&](const linear_params& p, cudaStream_t s) { cuda::gemv(p, s, o); };
       for (int tokens : {1, 2, 3, 5, 8}) {
         for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 7}, std::pair{1032, 33}, std::pair{4096, 131}}) {
-          check(tokens, in, out, false, cuda::linear_runner::path::gemv, runner);
-          check(tokens, in, out, true, cuda::linear_runner::path::gemv, runner);
+          check(tokens, in, out, false, gemv);
+          check(tokens, in, out, true, gemv);
         }
       }
     }
   }
+  // The runner's GEMV path (1 token automatically, up to 8 forced).
+  cuda::linear_runner automatic, gemv(force(cuda::linear_path::gemv));
+  check(1, 1032, 33, false, through(automatic));
+  check(7, 1032, 33, true, through(gemv));
 }
 
 TEST(Linear, CublasPathMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
-  cuda::linear_runner runner;
+  cuda::linear_runner runner(force(cuda::linear_path::cublas));
   for (int tokens : {1, 9, 17, 64}) {
     for (auto [in, out] : {std::pair{136, 8}, std::pair{1032, 40}}) {
-      check(tokens, in, out, false, cuda::linear_runner::path::cublas, runner);
-      check(tokens, in, out, true, cuda::linear_runner::path::cublas, runner);
+      check(tokens, in, out, false, through(runner));
+      check(tokens, in, out, true, through(runner));
     }
   }
 }
 
 TEST(Linear, SkinnyGemmMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
-  cuda::linear_runner runner;
+  cuda::linear_runner runner(force(cuda::linear_path::skinny));
   // Token counts below, at and between the cluster's activation slices (16 rows each for four
   // CTAs), out not a multiple of any tile width (and wide enough to pick each of them), k not a
   // multiple of the 64-wide slot (136, 1032), shorter than the pipeline (8, 136) and longer (4096,
@@ -111,15 +125,15 @@ TEST(Linear, SkinnyGemmMatchesReference) {
   for (int tokens : {1, 2, 9, 16, 17, 33, 63, 64}) {
     for (auto [in, out] : {std::pair{8, 1}, std::pair{136, 23}, std::pair{1032, 129},
                            std::pair{4096, 257}}) {
-      check(tokens, in, out, false, cuda::linear_runner::path::skinny, runner);
+      check(tokens, in, out, false, through(runner));
     }
   }
   for (int out : {4100, 6150, 8200, 12290, 16390}) {
-    check(37, 520, out, false, cuda::linear_runner::path::skinny, runner);
+    check(37, 520, out, false, through(runner));
   }
-  check(5, 4096, 517, true, cuda::linear_runner::path::skinny, runner);
-  check(64, 11008, 300, false, cuda::linear_runner::path::skinny, runner);
-  check(64, 11008, 300, true, cuda::linear_runner::path::skinny, runner);
+  check(5, 4096, 517, true, through(runner));
+  check(64, 11008, 300, false, through(runner));
+  check(64, 11008, 300, true, through(runner));
 }
 
 // The SwiGLU form against the CPU GEMM followed by the CPU SwiGLU (the GPU rounds the gate and up
@@ -127,8 +141,7 @@ TEST(Linear, SkinnyGemmMatchesReference) {
 // sums may differ, so the tolerance is the GEMM's, carried through the SwiGLU's slope.
 TEST(Linear, SkinnyGemmSwigluMatchesReference) {
   RIDGELINE_REQUIRE_GPU();
-  cuda::linear_runner runner;
-  runner.set_path(cuda::linear_runner::path::skinny);
+  cuda::linear_runner runner(force(cuda::linear_path::skinny));
   for (auto [tokens, in, inter] : {std::tuple{1, 8, 1}, std::tuple{7, 136, 23},
                                    std::tuple{33, 1032, 129}, std::tuple{64, 4096, 700},
                                    std::tuple{64, 520, 11008}, std::tuple{19, 264, 14336}}) {
@@ -210,7 +223,7 @@ TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
 }
 
 // The automatic path from 2 to 64 tokens is the skinny GEMM on compute capability 9.0 (same bits
-// as the forced path), cuBLASLt above 64 tokens and with set_gemm_path("cublas").
+// as the forced path), cuBLASLt above 64 tokens and with linear_options::gemm = "cublas".
 TEST(Linear, AutomaticPathPicksSkinnyGemmUpTo64Tokens) {
   RIDGELINE_REQUIRE_GPU();
   int device = 0, major = 0, minor = 0;
@@ -229,9 +242,9 @@ TEST(Linear, AutomaticPathPicksSkinnyGemmUpTo64Tokens) {
     s.synchronize();
     return test::download<float>(y, 0, std::size_t(tokens) * out);
   };
-  cuda::linear_runner automatic, forced, cublas;
-  forced.set_path(cuda::linear_runner::path::skinny);
-  cublas.set_gemm_path("cublas");
+  cuda::linear_options cublas_options;
+  cublas_options.gemm = "cublas";
+  cuda::linear_runner automatic, forced(force(cuda::linear_path::skinny)), cublas(cublas_options);
   for (int tokens : {2, 37, 64}) {
     SCOPED_TRACE("tokens=" + std::to_string(tokens));
     const auto a = run(automatic, tokens, y1);
@@ -244,7 +257,12 @@ TEST(Linear, AutomaticPathPicksSkinnyGemmUpTo64Tokens) {
     }
   }
   EXPECT_EQ(run(automatic, 65, y1), run(cublas, 65, y2));
-  EXPECT_THROW(automatic.set_gemm_path("fast"), std::invalid_argument);
+  cuda::linear_options bad;
+  bad.gemm = "fast";
+  EXPECT_THROW(cuda::linear_runner{bad}, std::invalid_argument);
+  bad = {};
+  bad.gemm_candidates = 0;
+  EXPECT_THROW(cuda::linear_runner{bad}, std::invalid_argument);
 }
 
 TEST(Linear, RejectsBadShapes) {
@@ -336,8 +354,9 @@ TEST(Linear, GemvSwigluMatchesReferenceAndUnfusedBits) {
 // token, the fastest cuBLASLt algorithm per token count above) is not required to be.
 TEST(Linear, BatchInvariantRowsDoNotDependOnTokenCount) {
   RIDGELINE_REQUIRE_GPU();
-  cuda::linear_runner runner;
-  runner.set_batch_invariant(true);
+  cuda::linear_options o;
+  o.batch_invariant = true;
+  cuda::linear_runner runner(o);
   for (auto [in, out, fp32] : {std::tuple{4096, 12288, false}, std::tuple{2048, 32000, true},
                                std::tuple{1032, 520, false}}) {
     SCOPED_TRACE("in=" + std::to_string(in) + " out=" + std::to_string(out));

@@ -127,10 +127,10 @@ void check_block(const block_case& c, unsigned seed) {
     p.split_counters = d_counters.data<std::int32_t>();
     if (fused) {
       EXPECT_TRUE(cuda::rope_append_attention_fuses(pre, p));
-      cuda::rope_append_attention(pre, p, st.get());
+      cuda::rope_append_attention(pre, p, st.get(), /*pdl=*/true);  // as the engine launches it
     } else {
-      cuda::qkv_rope_append(pre, st.get());
-      cuda::attention(p, st.get());
+      cuda::qkv_rope_append(pre, st.get(), /*pdl=*/true);
+      cuda::attention(p, st.get(), /*pdl=*/true);
     }
     st.synchronize();
     EXPECT_TRUE(test::download<std::int32_t>(d_counters, 0, zeros.size()) == zeros)

@@ -2,13 +2,17 @@
 // repetitions after warm-up (bench::measure), with NVML clocks and throttle reasons sampled around
 // it. Cold numbers: the DRAM peaks use a buffer far larger than L2 with evict-first accesses; the
 // linear layers flush L2 before every repetition; the 8192^3 GEMM peaks are compute-bound and hot.
-// The instruction peaks (instruction_peaks.cpp) follow the GEMM peaks.
+// cuBLASLt algorithms are chosen by cuda::gemm_chooser: the GEMM peaks under the peak policy (hot),
+// the linear layers under the engine's policy through the chooser the engine shares, so a linear
+// row times the algorithm the engine runs for that shape. The instruction peaks
+// (instruction_peaks.cpp) follow the GEMM peaks.
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 
+#include "cuda/gemm_chooser.hpp"
 #include "cuda/gemm_lt.hpp"
 #include "cuda/memory.hpp"
 #include "cuda/raii.hpp"
@@ -215,70 +219,59 @@ class prober {
     }
   }
 
-  // Times every heuristic candidate briefly and returns the fastest one's index.
-  int pick_algorithm(const cuda::lt_gemm& g, const void* a, const void* b, void* d, bool flush) {
-    int best = 0;
-    double best_s = INFINITY;
-    measure_options quick = m_mopt;
-    quick.warmup = 1;
-    quick.stop = stopping_rule{5, 5, 0.0, 10.0};
-    for (int i = 0; i < g.algorithm_count(); ++i) {
-      const auto m = measure(
-          [&] {
-            if (flush) m_flush.flush(m_stream.get());
-            m_timer.start(m_stream.get());
-            g.run(i, a, b, d, m_workspace.data(), m_stream.get());
-            m_timer.stop(m_stream.get());
-            return m_timer.seconds();
-          },
-          quick);
-      if (m.stats.median < best_s) {
-        best_s = m.stats.median;
-        best = i;
-      }
-    }
-    return best;
-  }
-
   struct gemm_result {
     measurement m;
-    int algorithm = 0;
-    int candidates = 0;
+    const cuda::gemm_choice* choice = nullptr;
   };
 
-  gemm_result time_gemm(const cuda::lt_gemm& g, const void* a, const void* b, void* d, bool flush) {
+  // The chooser picks g's algorithm (cached per shape); the winner is then measured in full, cold
+  // (L2 flushed before each repetition) when the chooser's policy is.
+  gemm_result time_gemm(const cuda::lt_gemm& g, const void* a, const void* b, void* d,
+                        cuda::gemm_chooser& chooser) {
     gemm_result r;
-    r.candidates = g.algorithm_count();
-    r.algorithm = pick_algorithm(g, a, b, d, flush);
-    r.m = time_gpu([&](cudaStream_t s) { g.run(r.algorithm, a, b, d, m_workspace.data(), s); },
-                   flush);
+    r.choice = &chooser.choose(g, a, b, d, m_workspace.data(), m_stream.get());
+    const int algorithm = r.choice->index;
+    r.m = time_gpu([&](cudaStream_t s) { g.run(algorithm, a, b, d, m_workspace.data(), s); },
+                   chooser.policy().cold);
     return r;
+  }
+
+  // The chosen algorithm and the policy that chose it. The strings sit in an object so that
+  // regress's row names (top-level strings, integers and booleans) stay what they were.
+  static json choice_fields(const gemm_result& r, const cuda::gemm_chooser& chooser) {
+    return {{"algorithm_index", r.choice->index},
+            {"algorithm_candidates", r.choice->candidates},
+            {"gemm_choice",
+             {{"algorithm", cuda::describe(r.choice->algo)},
+              {"policy", ridgeline::describe(chooser.policy())}}}};
   }
 
   void gemm_peaks(gpu_profile& p) {
     const std::size_t n = m_opt.gemm_size;
+    const auto chooser = cuda::shared_gemm_chooser(k_peak_gemm_policy);
+    p.config["gemm_peak_choice"] = ridgeline::describe(chooser->policy());
     for (dtype t : m_opt.dtypes) {
       const metrics::nvtx_range range("probe gemm " + std::string(name(t)));
-      cuda::lt_gemm g(m_handle.get(), t, n, n, n, m_workspace.bytes());
+      cuda::lt_gemm g(m_handle.get(), t, n, n, n, m_workspace.bytes(), chooser->candidates());
       cuda::device_buffer a(g.a_bytes()), b(g.b_bytes()), d(g.d_bytes());
       cuda::fill_uniform(a.data(), t, n * n, 11, 1.0f, m_stream.get());
       cuda::fill_uniform(b.data(), t, n * n, 12, 1.0f, m_stream.get());
-      const gemm_result r = time_gemm(g, a.data(), b.data(), d.data(), false);
+      const gemm_result r = time_gemm(g, a.data(), b.data(), d.data(), *chooser);
       const double rate = g.flops() / r.m.stats.median;
       p.peaks[t].flops_per_second = rate;
       say("gemm " + std::string(name(t)) + " " + std::to_string(n) + "^3: " +
           std::to_string(rate / 1e12).substr(0, 6) + " " + std::string(rate_unit(t)));
-      p.rows.push_back({{"kind", "gemm"},
-                        {"dtype", name(t)},
-                        {"m", n},
-                        {"n", n},
-                        {"k", n},
-                        {"flops", g.flops()},
-                        {"flops_per_second", rate},
-                        {"algorithm_index", r.algorithm},
-                        {"algorithm_candidates", r.candidates},
-                        {"cold_l2", false},
-                        {"measurement", to_json(r.m)}});
+      json row = {{"kind", "gemm"},
+                  {"dtype", name(t)},
+                  {"m", n},
+                  {"n", n},
+                  {"k", n},
+                  {"flops", g.flops()},
+                  {"flops_per_second", rate},
+                  {"cold_l2", chooser->policy().cold},
+                  {"measurement", to_json(r.m)}};
+      row.update(choice_fields(r, *chooser));
+      p.rows.push_back(std::move(row));
     }
   }
 
@@ -304,30 +297,35 @@ class prober {
     const double bw = p.read_bytes_per_second > 0 ? p.read_bytes_per_second : 1;
     const double peak = p.peaks.count(t) ? p.peaks[t].flops_per_second : 0;
     std::optional<double> crossover;
+    // The engine's chooser (same policy, same cache): each row times what the engine would run.
+    const auto chooser = cuda::shared_gemm_chooser(k_engine_gemm_policy);
+    p.config["linear_choice"] = ridgeline::describe(chooser->policy());
     for (std::size_t n : tokens) {
       json layer_seconds = json::object();
       double total_s = 0, total_flops = 0, total_bytes = 0;
       for (const auto& L : k_llama2_7b_layers) {
-        cuda::lt_gemm g(m_handle.get(), t, L.out_features, n, L.in_features, m_workspace.bytes());
-        const gemm_result r = time_gemm(g, w.data(), x.data(), y.data(), true);
+        cuda::lt_gemm g(m_handle.get(), t, L.out_features, n, L.in_features, m_workspace.bytes(),
+                        chooser->candidates());
+        const gemm_result r = time_gemm(g, w.data(), x.data(), y.data(), *chooser);
         layer_seconds[L.name] = r.m.stats.median;
         total_s += r.m.stats.median;
         total_flops += g.flops();
         total_bytes += g.min_bytes();
-        p.rows.push_back({{"kind", "linear"},
-                          {"model", "llama-2-7b"},
-                          {"layer", L.name},
-                          {"dtype", name(t)},
-                          {"m", L.out_features},
-                          {"n", n},
-                          {"k", L.in_features},
-                          {"flops", g.flops()},
-                          {"bytes", g.min_bytes()},
-                          {"flops_per_second", g.flops() / r.m.stats.median},
-                          {"bytes_per_second", g.min_bytes() / r.m.stats.median},
-                          {"algorithm_index", r.algorithm},
-                          {"cold_l2", true},
-                          {"measurement", to_json(r.m)}});
+        json row = {{"kind", "linear"},
+                    {"model", "llama-2-7b"},
+                    {"layer", L.name},
+                    {"dtype", name(t)},
+                    {"m", L.out_features},
+                    {"n", n},
+                    {"k", L.in_features},
+                    {"flops", g.flops()},
+                    {"bytes", g.min_bytes()},
+                    {"flops_per_second", g.flops() / r.m.stats.median},
+                    {"bytes_per_second", g.min_bytes() / r.m.stats.median},
+                    {"cold_l2", chooser->policy().cold},
+                    {"measurement", to_json(r.m)}};
+        row.update(choice_fields(r, *chooser));
+        p.rows.push_back(std::move(row));
       }
       const double intensity = total_flops / total_bytes;
       const bool memory_bound = peak <= 0 || intensity < peak / bw;
