@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/scheduler.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/perfmodel/step_time_model.hpp"
@@ -83,6 +84,44 @@ TEST(StepWork, AddSequenceBuildsTheSweepShapes) {
   add_sequence(c, 50, 100, true, false);
   EXPECT_DOUBLE_EQ(c.attention_pairs, 100 * 50 + 100 * 101 / 2.0);
   EXPECT_EQ(c.sampled_tokens, 0);
+}
+
+// The scheduler builds each step's shape itself; it must be the sum of add_sequence over the
+// sequences it planned (chunked prefill next to decodes, sampling or not).
+TEST(StepWork, SchedulerShapesAreSumsOfAddSequence) {
+  kv_cache_config kc;
+  kc.block_tokens = 4;
+  kc.num_blocks = 256;
+  kv_cache_manager kv(kc);
+  scheduler_config c;
+  c.max_batched_tokens = 8;
+  scheduler s(c, kv);
+  auto prompt = [](int seed, int n) {
+    std::vector<token_id> t(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (seed * 131 + i * 17) % 32000;
+    return t;
+  };
+  s.submit(1, 0.0, prompt(1, 3), 5);
+  s.submit(2, 0.1, prompt(2, 20), 2);
+  int steps = 0;
+  for (double now = 1; s.has_work() && steps < 50; now += 1, ++steps) {
+    const step_plan& p = s.schedule();
+    step_shape sum;
+    std::vector<token_id> sampled;
+    for (const auto& e : p.sequences) {
+      add_sequence(sum, e.context_before, e.new_tokens, e.prefill, e.samples);
+      if (e.samples) sampled.push_back(7);
+    }
+    EXPECT_EQ(p.shape.sequences, sum.sequences) << "step " << steps;
+    EXPECT_EQ(p.shape.prefill_tokens, sum.prefill_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.decode_tokens, sum.decode_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.sampled_tokens, sum.sampled_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.context_tokens, sum.context_tokens) << "step " << steps;
+    EXPECT_DOUBLE_EQ(p.shape.attention_pairs, sum.attention_pairs) << "step " << steps;
+    s.complete(sampled, now);
+  }
+  EXPECT_GE(steps, 4);  // a chunked prompt beside decodes, then decodes alone
+  EXPECT_FALSE(s.has_work());
 }
 
 TEST(StepWork, BothStepTimeModelsCountTheSameWork) {
