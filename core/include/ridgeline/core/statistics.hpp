@@ -1,8 +1,8 @@
 // Statistics over repeated measurements: the one quantile definition of the project (linear
-// interpolation between order statistics, numpy's default "linear" method: every median, p90 and
-// p99 that ridgeline prints goes through it), summary (median, spread, percentiles), the
-// noise-based stopping rule the harness uses, and the Mann-Whitney U test `ridgeline compare` runs
-// over the repetitions of two results. Host-only, no CUDA.
+// interpolation between order statistics, numpy's default "linear" method: the medians, p90s and
+// p99s ridgeline prints go through it; docs/measurement.md lists the exception), summary (median,
+// spread, percentiles), the noise-based stopping rule the harness uses, and the Mann-Whitney U
+// test `ridgeline compare` runs over the repetitions of two results. Host-only, no CUDA.
 //   quantile(samples, 0.99);   // any order; throws on an empty sample
 //   median(samples);           // quantile(samples, 0.5): the mean of the middle two when n is even
 #pragma once
