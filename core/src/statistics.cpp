@@ -18,6 +18,23 @@ double quantile_sorted(std::span<const double> sorted, double q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * frac;
 }
 
+std::vector<double> quantiles(std::span<const double> values, std::span<const double> qs) {
+  std::vector<double> sorted(values.begin(), values.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<double> out;
+  out.reserve(qs.size());
+  for (double q : qs) out.push_back(quantile_sorted(sorted, q));
+  return out;
+}
+
+double quantile(std::span<const double> values, double q) {
+  return quantiles(values, std::span<const double>(&q, 1)).front();
+}
+
+double median(std::span<const double> values) {
+  return quantile(values, 0.5);
+}
+
 summary summarize(std::span<const double> values) {
   summary s;
   s.count = values.size();
@@ -41,11 +58,11 @@ summary summarize(std::span<const double> values) {
   for (std::size_t i = 0; i < v.size(); ++i) dev[i] = std::abs(v[i] - s.median);
   std::sort(dev.begin(), dev.end());
   s.mad = quantile_sorted(dev, 0.5);
+  s.iqr = quantile_sorted(v, 0.75) - quantile_sorted(v, 0.25);
   if (s.median != 0) {
     // Robust sigma: the larger of the MAD and IQR estimates, so that a two-mode sample (where the
     // MAD can be zero) still reads as noisy.
-    const double iqr = quantile_sorted(v, 0.75) - quantile_sorted(v, 0.25);
-    const double sigma = std::max(1.4826 * s.mad, iqr / 1.349);
+    const double sigma = std::max(1.4826 * s.mad, s.iqr / 1.349);
     s.noise = 1.2533 * sigma / std::sqrt(static_cast<double>(v.size())) / std::abs(s.median);
   }
   return s;

@@ -23,18 +23,13 @@
 #include "cuda/random.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/random_weights.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline {
 namespace {
-
-std::string gib(double b) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", b / double(1ULL << 30));
-  return buf;
-}
 
 // The CUDA backend of decoder_forward: every op on one stream; pdl is this engine's
 // engine_options::pdl, passed to every launcher that supports it.
@@ -64,10 +59,6 @@ struct cuda_backend {
   void range_pop() { metrics::nvtx_pop(); }
 };
 
-std::size_t rope_table_bytes(const model_preset& m) {
-  return static_cast<std::size_t>(m.max_context) * static_cast<std::size_t>(m.head_dim) * 4;
-}
-
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
   // The largest split workspace over the decode batch sizes this engine can run, at full context
   // (the launcher sizes splits from the block-table width). Shapes only: pointers are placeholders.
@@ -84,7 +75,7 @@ std::int64_t attention_workspace_for(const model_preset& m, const engine_options
     p.scale = 1.0f;
     p.split_tokens = o.split_tokens;
     p.kv = {fake, 1, o.block_tokens, m.kv_heads, m.head_dim, ifake,
-            (m.max_context + o.block_tokens - 1) / o.block_tokens, ifake, seqs};
+            static_cast<int>(blocks_for(m.max_context, o.block_tokens)), ifake, seqs};
     most = std::max(most, cuda::attention_workspace_bytes(p));
     if (seqs == o.max_seqs) break;
   }
@@ -108,32 +99,25 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   if (o.max_tokens <= 0 || o.max_seqs <= 0 || o.block_tokens <= 0) {
     throw std::invalid_argument("engine: max_tokens, max_seqs and block_tokens must be positive");
   }
+  // The one memory planner (perfmodel/memory_model.hpp), from free memory, bf16 weights and KV.
+  planner::memory_options mo;
+  mo.block_tokens = o.block_tokens;
+  mo.max_batched_tokens = o.max_tokens;
+  mo.max_running = o.max_seqs;
+  mo.memory_fraction = o.memory_fraction;
+  mo.context_reserve_bytes = 0;
+  mo.attention_workspace_bytes = attention_workspace_for(m, o);
+  mo.num_kv_blocks = o.num_kv_blocks;
+  mo.binary_units = true;
+  const planner::memory_plan plan =
+      planner::plan_memory(m, static_cast<double>(free_bytes), mo, "the GPU (free memory)");
+  if (!plan.fits) throw std::invalid_argument(plan.why_not);
   engine_memory_plan p;
   p.free_bytes = free_bytes;
-  for (const auto& t : weight_tensors(m)) p.weight_bytes += t.elements * 2;
-  const auto s = step_buffer_elements(m, o.max_tokens, o.max_seqs);
-  p.scratch_bytes = 2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) +
-                    4 * s.logits + attention_workspace_for(m, o) +
-                    static_cast<std::int64_t>(rope_table_bytes(m)) + (64LL << 20);
-  p.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, o.block_tokens) * m.layers;
-  const auto budget = static_cast<std::int64_t>(o.memory_fraction * double(free_bytes));
-  if (p.weight_bytes > budget) {
-    throw std::invalid_argument(m.name + ": weights alone need " + gib(double(p.weight_bytes)) +
-                                "; the GPU has " + gib(double(free_bytes)) + " free (" +
-                                std::to_string(int(o.memory_fraction * 100)) + "% usable)");
-  }
-  const std::int64_t left = budget - p.weight_bytes - p.scratch_bytes;
-  const std::int64_t one_seq_blocks = (m.max_context + o.block_tokens - 1) / o.block_tokens;
-  const std::int64_t want = o.num_kv_blocks > 0 ? o.num_kv_blocks : left / p.kv_bytes_per_block;
-  if (want * p.kv_bytes_per_block > left || want < std::min<std::int64_t>(one_seq_blocks, 1)) {
-    throw std::invalid_argument(m.name + ": weights (" + gib(double(p.weight_bytes)) +
-                                ") and step scratch (" + gib(double(p.scratch_bytes)) +
-                                ") leave " + gib(double(std::max<std::int64_t>(left, 0))) +
-                                " for the KV cache, too little for " +
-                                std::to_string(std::max<std::int64_t>(want, 1)) + " blocks of " +
-                                gib(double(p.kv_bytes_per_block)));
-  }
-  p.kv_blocks = static_cast<int>(std::min<std::int64_t>(want, 1LL << 30));
+  p.weight_bytes = static_cast<std::int64_t>(plan.weight_bytes);
+  p.scratch_bytes = static_cast<std::int64_t>(plan.workspace_bytes);
+  p.kv_bytes_per_block = plan.kv_bytes_per_block;
+  p.kv_blocks = static_cast<int>(plan.kv_blocks);
   p.kv_bytes = p.kv_blocks * p.kv_bytes_per_block;
   return p;
 }
@@ -377,7 +361,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
 
   // RoPE cos/sin for every position the model can reach, built once: the step's kernels copy a
   // row instead of computing head_dim / 2 double sincos per token (per CTA in decode attention).
-  m->rope_table = cuda::device_buffer(rope_table_bytes(mp));
+  m->rope_table = cuda::device_buffer(static_cast<std::size_t>(planner::rope_table_bytes(mp)));
   rope_params table_rope = m->cfg.rope;  // theta and scaling; the counts are the decoder's
   table_rope.num_q_heads = mp.heads;
   table_rope.num_kv_heads = mp.kv_heads;
@@ -389,7 +373,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   (void)carve;
 
   // Inputs: generous bound on ints per step (tables at full context for every sequence).
-  const std::int64_t max_table = (mp.max_context + o.block_tokens - 1) / o.block_tokens;
+  const std::int64_t max_table = blocks_for(mp.max_context, o.block_tokens);
   m->ints_capacity = 4LL * o.max_tokens + 3LL * o.max_seqs + o.max_seqs * max_table +
                      std::int64_t(o.max_seqs) * mp.max_context + 64;
   m->ints_capacity = (m->ints_capacity + 63) / 64 * 64;  // keeps what follows 256-byte aligned

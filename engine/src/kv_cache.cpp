@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "ridgeline/perfmodel/memory_model.hpp"
+
 namespace ridgeline {
 namespace {
 
@@ -331,7 +333,7 @@ std::int32_t blocks_for_budget(const model_preset& m, dtype kv_dtype, std::int32
                                 " bytes (" + m.name + ", " + std::string(name(kv_dtype)) + ", " +
                                 std::to_string(block_tokens) + " tokens)");
   }
-  if (blocks > (1LL << 30)) {
+  if (blocks > k_max_kv_blocks) {
     throw std::invalid_argument("a KV budget of " + std::to_string(budget_bytes) + " bytes is " +
                                 std::to_string(blocks) + " blocks: absurd (at most 2^30)");
   }

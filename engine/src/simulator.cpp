@@ -8,12 +8,14 @@
 #include <queue>
 #include <stdexcept>
 
+#include "ridgeline/perfmodel/memory_model.hpp"
+
 namespace ridgeline {
 
 std::int64_t unlimited_blocks(const workload& w, std::int32_t block_tokens) {
   std::int64_t blocks = 1;
   for (const auto& r : w.requests) {
-    blocks += (r.prompt_tokens + r.output_tokens + block_tokens - 1) / block_tokens;
+    blocks += blocks_for(r.prompt_tokens + r.output_tokens, block_tokens);
   }
   return blocks;
 }

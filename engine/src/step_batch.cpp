@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "ridgeline/perfmodel/memory_model.hpp"
+
 namespace ridgeline {
 
 host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int vocab,
@@ -16,7 +18,7 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
   for (const auto& s : seqs) {
     const std::int64_t len = s.context_before + s.new_tokens;
     h.max_blocks_per_seq =
-        std::max<int>(h.max_blocks_per_seq, static_cast<int>((len + block_tokens - 1) / block_tokens));
+        std::max<int>(h.max_blocks_per_seq, static_cast<int>(blocks_for(len, block_tokens)));
   }
   h.q_offsets.push_back(0);
   h.prev_offsets.push_back(0);

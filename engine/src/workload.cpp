@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
 
 namespace ridgeline {
 namespace {
@@ -242,7 +243,7 @@ workload parse_mooncake_trace(std::istream& in, const std::string& source,
     const auto ids = j.find("hash_ids");
     if (ids == j.end()) fail_at(source, line_no, "missing field 'hash_ids'");
     if (!ids->is_array()) fail_at(source, line_no, "field 'hash_ids' must be an array");
-    const std::int64_t want = (r.prompt_tokens + block_tokens - 1) / block_tokens;
+    const std::int64_t want = blocks_for(r.prompt_tokens, block_tokens);
     if (std::ssize(*ids) != want) {
       fail_at(source, line_no,
               "hash_ids has " + std::to_string(ids->size()) + " ids but input_length " +

@@ -21,11 +21,6 @@ std::int64_t model_preset::lm_head_parameters() const {
   return std::int64_t{hidden} * vocab;
 }
 
-std::int64_t model_preset::weight_bytes(dtype weight_dtype) const {
-  return (block_linear_parameters() + lm_head_parameters()) *
-         static_cast<std::int64_t>(operand_bytes(weight_dtype));
-}
-
 double model_preset::linear_flops_per_token() const {
   return 2.0 * static_cast<double>(block_linear_parameters());
 }

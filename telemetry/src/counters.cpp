@@ -9,6 +9,8 @@
 #include <memory>
 #include <tuple>
 
+#include "ridgeline/core/statistics.hpp"
+
 namespace ridgeline::metrics {
 
 const std::vector<std::string>& counter_metric_names() {
@@ -44,16 +46,6 @@ counter_values derive_counter_values(const std::map<std::string, double>& raw) {
 
 namespace {
 
-double median_of(std::vector<double>& v) {
-  if (v.empty()) return 0;
-  const std::size_t mid = v.size() / 2;
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-  const double upper = v[mid];
-  if (v.size() % 2) return upper;
-  const double lower = *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid));
-  return (lower + upper) / 2;
-}
-
 template <class KeyOf>
 std::vector<kernel_summary> summarize(const std::vector<kernel_record>& records, KeyOf key_of) {
   std::map<std::string, std::vector<double>> durations;
@@ -69,7 +61,7 @@ std::vector<kernel_summary> summarize(const std::vector<kernel_record>& records,
     for (double x : d) s.total_ns += x;
     s.min_ns = *std::min_element(d.begin(), d.end());
     s.max_ns = *std::max_element(d.begin(), d.end());
-    s.median_ns = median_of(d);
+    s.median_ns = bench::median(d);
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(), [](const kernel_summary& a, const kernel_summary& b) {

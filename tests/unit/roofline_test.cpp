@@ -19,7 +19,7 @@ using nlohmann::json;
 namespace {
 
 double decode_intensity(const model_preset& m, int batch, int context) {
-  const bench::step_work w = bench::count_step_work(m, batch, context, false);
+  const step_work w = step_work_of(m, decode_shape(batch, context));
   return w.flops / w.bytes();
 }
 

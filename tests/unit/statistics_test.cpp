@@ -38,6 +38,52 @@ TEST(Statistics, EmptyAndSingle) {
   EXPECT_THROW(quantile_sorted(std::vector<double>{1}, 1.5), std::invalid_argument);
 }
 
+// The one quantile of the project, checked against numpy.quantile(v, q) (method "linear").
+TEST(Quantile, LinearInterpolationMatchesNumpy) {
+  const std::vector<double> v = {7, 1, 3, 10};  // sorted: 1 3 7 10
+  EXPECT_DOUBLE_EQ(quantile(v, 0.0), 1);
+  EXPECT_DOUBLE_EQ(quantile(v, 1.0), 10);
+  EXPECT_DOUBLE_EQ(quantile(v, 0.5), 5);        // between 3 and 7
+  EXPECT_NEAR(quantile(v, 0.99), 9.91, 1e-12);  // 7 + 0.97 * 3
+  EXPECT_NEAR(quantile(v, 0.25), 2.5, 1e-12);   // position 0.75: 1 + 0.75 * 2
+  EXPECT_DOUBLE_EQ(median(v), 5);
+  // Not nearest rank: 100 values 1..100 give p99 = 99.01 (nearest rank would give 99).
+  std::vector<double> hundred;
+  for (int i = 100; i >= 1; --i) hundred.push_back(i);
+  EXPECT_NEAR(quantile(hundred, 0.99), 99.01, 1e-9);
+  EXPECT_DOUBLE_EQ(median(hundred), 50.5);
+}
+
+TEST(Quantile, EdgeCases) {
+  EXPECT_THROW(quantile(std::vector<double>{}, 0.5), std::invalid_argument);
+  EXPECT_THROW(median(std::vector<double>{}), std::invalid_argument);
+  EXPECT_THROW(quantile(std::vector<double>{1, 2}, -0.01), std::invalid_argument);
+  EXPECT_THROW(quantile(std::vector<double>{1, 2}, 1.01), std::invalid_argument);
+  EXPECT_THROW(quantile(std::vector<double>{1, 2}, std::nan("")), std::invalid_argument);
+  // One value: every quantile is that value.
+  for (double q : {0.0, 0.1, 0.5, 0.99, 1.0})
+    EXPECT_DOUBLE_EQ(quantile(std::vector<double>{4}, q), 4);
+  // Ties and duplicates.
+  EXPECT_DOUBLE_EQ(median(std::vector<double>{2, 2, 2, 9}), 2);
+  // The input is not reordered.
+  const std::vector<double> v = {3, 1, 2};
+  median(v);
+  EXPECT_EQ(v, (std::vector<double>{3, 1, 2}));
+}
+
+TEST(Quantile, SeveralWithOneSortAgreeWithOneAtATime) {
+  const std::vector<double> v = {0.3, 0.1, 0.7, 0.2, 0.9, 0.4};
+  const std::vector<double> qs = {0.99, 0.5, 0.9, 0.0};
+  const std::vector<double> all = quantiles(v, qs);
+  ASSERT_EQ(all.size(), qs.size());
+  for (std::size_t i = 0; i < qs.size(); ++i) EXPECT_DOUBLE_EQ(all[i], quantile(v, qs[i]));
+  const summary s = summarize(v);
+  EXPECT_DOUBLE_EQ(s.median, quantile(v, 0.5));
+  EXPECT_DOUBLE_EQ(s.p90, quantile(v, 0.9));
+  EXPECT_DOUBLE_EQ(s.iqr, quantile(v, 0.75) - quantile(v, 0.25));
+  EXPECT_GT(s.iqr, 0);
+}
+
 TEST(Statistics, NoiseShrinksWithSamples) {
   std::mt19937_64 rng(1);
   std::normal_distribution<double> d(1.0, 0.05);

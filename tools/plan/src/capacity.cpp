@@ -7,48 +7,20 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/statistics.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 
 namespace ridgeline::planner {
 namespace {
 
-double parse_seconds(const std::string& key, const std::string& v) {
-  std::size_t pos = 0;
-  double x = 0;
+// One SLO time ("500ms", "0.05"): core's duration parser, with the key in the message.
+double slo_seconds(const std::string& key, const std::string& v) {
   try {
-    x = std::stod(v, &pos);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("--slo: " + key + " needs a time, got '" + v + "'");
+    return parse_seconds(v);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("--slo: " + key + ": " + e.what());
   }
-  const std::string unit = v.substr(pos);
-  double scale = 1;
-  if (unit.empty() || unit == "s")
-    scale = 1;
-  else if (unit == "ms")
-    scale = 1e-3;
-  else if (unit == "us")
-    scale = 1e-6;
-  else
-    throw std::invalid_argument("--slo: unknown unit in '" + v + "' (use s, ms or us)");
-  x *= scale;
-  if (!(x > 0) || !std::isfinite(x))
-    throw std::invalid_argument("--slo: " + key + " must be positive, got '" + v + "'");
-  return x;
-}
-
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto i = static_cast<std::size_t>(pos);
-  const double f = pos - static_cast<double>(i);
-  return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
-}
-
-std::string ms(double s) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f ms", s * 1e3);
-  return b;
 }
 
 }  // namespace
@@ -64,9 +36,9 @@ slo parse_slo(const std::string& text) {
       throw std::invalid_argument("--slo: expected key=value, got '" + item + "'");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
     if (k == "ttft_p99" || k == "ttft")
-      s.ttft_seconds = parse_seconds(k, v);
+      s.ttft_seconds = slo_seconds(k, v);
     else if (k == "tpot_p99" || k == "tpot")
-      s.tpot_seconds = parse_seconds(k, v);
+      s.tpot_seconds = slo_seconds(k, v);
     else
       throw std::invalid_argument("--slo: unknown key '" + k + "' (ttft_p99, tpot_p99)");
   }
@@ -101,7 +73,7 @@ batch_limits find_batch_limits(const step_time_model& model, const memory_plan& 
   // Step time grows with the batch: bisect for the largest batch within the SLO.
   if (point(1).step_seconds > tpot_slo) {
     out.why = "a decode step of batch 1 at " + std::to_string(ctx) + " tokens of context takes " +
-              ms(point(1).step_seconds) + ", over the TPOT SLO of " + ms(tpot_slo);
+              format_ms(point(1).step_seconds) + ", over the TPOT SLO of " + format_ms(tpot_slo);
     return out;
   }
   std::int64_t lo = 1, hi = fit;
@@ -168,8 +140,9 @@ goodput_eval evaluate(const workload& w, const simulation_config& c, const step_
   e.fraction = r.requests.empty() ? 0 : double(good) / double(r.requests.size());
   e.goodput = r.simulated_seconds > 0 ? double(good) / r.simulated_seconds : 0;
   e.output_tokens_per_second = r.simulated_seconds > 0 ? double(output) / r.simulated_seconds : 0;
-  e.ttft_p99 = quantile(ttft, 0.99);
-  e.tpot_p99 = quantile(tpot, 0.99);
+  // No finished request (or none with two tokens): 0, which meets any SLO; `fraction` is 0 then.
+  e.ttft_p99 = ttft.empty() ? 0 : bench::quantile(ttft, 0.99);
+  e.tpot_p99 = tpot.empty() ? 0 : bench::quantile(tpot, 0.99);
   return e;
 }
 
@@ -190,9 +163,9 @@ rate_result max_goodput_rate(const workload& w, const simulation_config& c,
   if (light.fraction < target) {
     std::ostringstream why;
     why << "even at " << light.rate << " req/s (nearly idle) only " << 100 * light.fraction
-        << "% of requests meet the SLO (p99 TTFT " << ms(light.ttft_p99) << " vs "
-        << ms(s.ttft_seconds) << ", p99 TPOT " << ms(light.tpot_p99) << " vs "
-        << ms(s.tpot_seconds);
+        << "% of requests meet the SLO (p99 TTFT " << format_ms(light.ttft_p99) << " vs "
+        << format_ms(s.ttft_seconds) << ", p99 TPOT " << format_ms(light.tpot_p99) << " vs "
+        << format_ms(s.tpot_seconds);
     if (light.rejected > 0) why << ", " << light.rejected << " rejected";
     why << ")";
     out.why = why.str();

@@ -6,18 +6,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/probe/probe.hpp"
 
 namespace ridgeline::bench {
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string gib(double bytes) { return fmt("%.1f GiB", bytes / double(1ULL << 30)); }
 
 bool is_pow2(std::uint64_t v) { return v && (v & (v - 1)) == 0; }
 
@@ -50,7 +43,7 @@ void validate_probe_options(const probe_options& o) {
   if (o.gemm_size > (1ULL << 20)) {
     throw std::invalid_argument("--gemm-size " + std::to_string(o.gemm_size) +
                                 " is absurd: its operands alone would need " +
-                                gib(3.0 * double(o.gemm_size) * double(o.gemm_size) * 4));
+                                format_gib(3.0 * double(o.gemm_size) * double(o.gemm_size) * 4));
   }
   if (o.dtypes.empty()) throw std::invalid_argument("--dtypes must name at least one dtype");
 }
@@ -59,44 +52,45 @@ std::string probe_table(const gpu_profile& p) {
   std::ostringstream out;
   const auto& gpu = p.environment.contains("gpu") ? p.environment["gpu"] : nlohmann::json();
   out << "ridgeline probe: " << p.name << " (" << p.sm_count << " SMs, L2 "
-      << fmt("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ", " << gib(double(p.memory_bytes))
-      << ")";
+      << format("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ", "
+      << format_gib(double(p.memory_bytes)) << ")";
   if (gpu.is_object() && gpu.contains("driver_version")) {
     out << ", driver " << gpu["driver_version"].get<std::string>();
   }
   out << "\n\n";
   const double ds_bw = p.datasheet_bytes_per_second;
-  out << "DRAM bandwidth (" << gib(p.config.value("max_bytes", 0.0))
+  out << "DRAM bandwidth (" << format_gib(p.config.value("max_bytes", 0.0))
       << " buffer, cold; best launch configuration of our kernels; copy counts read + write)\n";
-  out << "  op      TB/s   p10-p90 TB/s     % of datasheet" << (ds_bw > 0 ? fmt(" %.2f", ds_bw / 1e12) : "") << "\n";
+  out << "  op      TB/s   p10-p90 TB/s     % of datasheet"
+      << (ds_bw > 0 ? format(" %.2f", ds_bw / 1e12) : "") << "\n";
   for (const auto& r : p.rows) {
     if (r.value("kind", "") != "bandwidth") continue;
     const double b = r["bytes_moved"].get<double>();
     const auto& s = r["measurement"]["seconds"];
     out << "  " << r["op"].get<std::string>()
         << std::string(8 - r["op"].get<std::string>().size(), ' ')
-        << fmt("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
-        << fmt("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
-        << fmt("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
-        << (ds_bw > 0 ? fmt("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
+        << format("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
+        << format("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
+        << format("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
+        << (ds_bw > 0 ? format("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
         << (r["measurement"]["throttled"].get<bool>() ? "  [throttled]" : "") << "\n";
   }
   for (const auto& r : p.rows) {
     if (r.value("kind", "") != "bandwidth_reference") continue;
     const double b = r["bytes_moved"].get<double>();
     const auto& s = r["measurement"]["seconds"];
-    out << "  memcpy  " << fmt("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
-        << fmt("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
-        << fmt("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
-        << (ds_bw > 0 ? fmt("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
+    out << "  memcpy  " << format("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
+        << format("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
+        << format("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
+        << (ds_bw > 0 ? format("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
         << "   (cudaMemcpyAsync device-to-device: copy engines)\n";
   }
   if (p.config.contains("copy_method")) {
-    out << "  copy ceiling " << fmt("%.2f", p.copy_bytes_per_second / 1e12) << " TB/s ("
+    out << "  copy ceiling " << format("%.2f", p.copy_bytes_per_second / 1e12) << " TB/s ("
         << p.config["copy_method"].get<std::string>() << ")\n";
   }
   out << "\nWorking-set sweep (hot, L2-only loads; L2 is "
-      << fmt("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ")\n";
+      << format("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ")\n";
   out << "  size          read TB/s  write TB/s  copy TB/s\n";
   std::map<double, std::map<std::string, double>> sweep;
   for (const auto& r : p.rows) {
@@ -105,13 +99,11 @@ std::string probe_table(const gpu_profile& p) {
         r["bytes_per_second"].get<double>();
   }
   for (const auto& [size, ops] : sweep) {
-    const std::string label = size >= (1 << 30)   ? fmt("%.0f GiB", size / (1 << 30))
-                              : size >= (1 << 20) ? fmt("%.0f MiB", size / (1 << 20))
-                                                  : fmt("%.0f KiB", size / 1024);
+    const std::string label = format_bytes(size);
     out << "  " << label << std::string(14 - label.size(), ' ');
     for (const char* op : {"read", "write", "copy"}) {
       auto it = ops.find(op);
-      out << (it == ops.end() ? std::string("      -    ") : fmt("%8.2f   ", it->second / 1e12));
+      out << (it == ops.end() ? std::string("      -    ") : format("%8.2f   ", it->second / 1e12));
     }
     out << "\n";
   }
@@ -122,17 +114,17 @@ std::string probe_table(const gpu_profile& p) {
     if (pk.flops_per_second <= 0) continue;
     const std::string unit(rate_unit(t));
     out << "  " << name(t) << std::string(10 - name(t).size(), ' ')
-        << fmt("%7.1f ", pk.flops_per_second / 1e12) << unit
-        << std::string(8 - unit.size(), ' ')
-        << (pk.datasheet_flops_per_second > 0 ? fmt("%7.1f", pk.datasheet_flops_per_second / 1e12)
-                                              : std::string("      -"))
+        << format("%7.1f ", pk.flops_per_second / 1e12) << unit << std::string(8 - unit.size(), ' ')
+        << (pk.datasheet_flops_per_second > 0
+                ? format("%7.1f", pk.datasheet_flops_per_second / 1e12)
+                : std::string("      -"))
         << "   "
         << (pk.datasheet_flops_per_second > 0
-                ? fmt("%5.1f%%", 100 * pk.flops_per_second / pk.datasheet_flops_per_second)
+                ? format("%5.1f%%", 100 * pk.flops_per_second / pk.datasheet_flops_per_second)
                 : std::string("     -"))
-        << "    " << (p.ridge_point(t) ? fmt("%6.1f", *p.ridge_point(t)) : std::string("     -"))
+        << "    " << (p.ridge_point(t) ? format("%6.1f", *p.ridge_point(t)) : std::string("     -"))
         << " / "
-        << (p.datasheet_ridge_point(t) ? fmt("%.1f", *p.datasheet_ridge_point(t))
+        << (p.datasheet_ridge_point(t) ? format("%.1f", *p.datasheet_ridge_point(t))
                                        : std::string("-"))
         << "\n";
   }
@@ -147,16 +139,17 @@ std::string probe_table(const gpu_profile& p) {
     for (const auto& r : p.rows) {
       if (r.value("kind", "") != "linear_block") continue;
       const auto& lay = r["layer_seconds"];
-      out << fmt("  %6.0f", r["tokens"].get<double>())
-          << fmt("  %7.1f", lay["qkv"].get<double>() * 1e6)
-          << fmt(" %7.1f", lay["o"].get<double>() * 1e6)
-          << fmt("  %10.1f", lay["gate_up"].get<double>() * 1e6)
-          << fmt(" %8.1f", lay["down"].get<double>() * 1e6)
-          << fmt("  %9.1f", r["seconds"].get<double>() * 1e6)
-          << fmt("  %7.1f", r["flops_per_second"].get<double>() / 1e12)
-          << fmt("  %5.1f%%", peak > 0 ? 100 * r["flops_per_second"].get<double>() / peak : 0.0)
-          << fmt("  %5.2f", r["bytes_per_second"].get<double>() / 1e12)
-          << fmt("  %8.1f%%", 100 * r["bytes_per_second"].get<double>() / p.dram_bytes_per_second())
+      out << format("  %6.0f", r["tokens"].get<double>())
+          << format("  %7.1f", lay["qkv"].get<double>() * 1e6)
+          << format(" %7.1f", lay["o"].get<double>() * 1e6)
+          << format("  %10.1f", lay["gate_up"].get<double>() * 1e6)
+          << format(" %8.1f", lay["down"].get<double>() * 1e6)
+          << format("  %9.1f", r["seconds"].get<double>() * 1e6)
+          << format("  %7.1f", r["flops_per_second"].get<double>() / 1e12)
+          << format("  %5.1f%%", peak > 0 ? 100 * r["flops_per_second"].get<double>() / peak : 0.0)
+          << format("  %5.2f", r["bytes_per_second"].get<double>() / 1e12)
+          << format("  %8.1f%%",
+                    100 * r["bytes_per_second"].get<double>() / p.dram_bytes_per_second())
           << "  " << r["bound"].get<std::string>() << "\n";
     }
     if (p.config.contains("linear_crossover_tokens")) {
@@ -185,7 +178,7 @@ std::string instruction_peak_table(const instruction_peak_section& s, const gpu_
   const auto& env = s.environment;
   out << "Instruction peaks (compute-only kernels, operands in registers and shared memory; timed "
          "after "
-      << fmt("%g", s.config.value("sustain_seconds", 0.0)) << " s of launches)";
+      << format("%g", s.config.value("sustain_seconds", 0.0)) << " s of launches)";
   if (env.contains("ridgeline") && env.contains("time_utc")) {
     out << ", measured " << env["time_utc"].get<std::string>() << " at git "
         << env["ridgeline"].value("git_sha", std::string("?"));
@@ -198,11 +191,13 @@ std::string instruction_peak_table(const instruction_peak_section& s, const gpu_
     const auto gd = gemm_dtype(k);
     const double g = gemm && gd && gemm->peaks.count(*gd) ? gemm->peaks.at(*gd).flops_per_second : 0;
     out << "  " << n << std::string(11 - std::min<std::size_t>(11, n.size()), ' ')
-        << fmt("%8.1f", pk.flops_per_second / 1e12) << fmt("   %7.1f", pk.p10_flops_per_second / 1e12)
-        << fmt("-%-7.1f", pk.p90_flops_per_second / 1e12)
-        << (ds > 0 ? fmt("   %9.1f", ds / 1e12) + fmt("   %5.1f%%", 100 * pk.flops_per_second / ds)
+        << format("%8.1f", pk.flops_per_second / 1e12)
+        << format("   %7.1f", pk.p10_flops_per_second / 1e12)
+        << format("-%-7.1f", pk.p90_flops_per_second / 1e12)
+        << (ds > 0 ? format("   %9.1f", ds / 1e12) +
+                         format("   %5.1f%%", 100 * pk.flops_per_second / ds)
                    : std::string("           -        -"))
-        << (g > 0 ? fmt("  %6.1f", g / 1e12) + fmt("  %11.3f", g / pk.flops_per_second)
+        << (g > 0 ? format("  %6.1f", g / 1e12) + format("  %11.3f", g / pk.flops_per_second)
                   : std::string("       -            -"))
         << "  " << pk.instruction << "\n";
   }

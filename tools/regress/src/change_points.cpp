@@ -11,10 +11,6 @@ namespace ridgeline::bench {
 
 namespace {
 
-double median_of(std::span<const double> v) {
-  return summarize(v).median;
-}
-
 // Least-squares slope of v against its index.
 double slope(std::span<const double> v) {
   const double n = static_cast<double>(v.size());
@@ -70,7 +66,7 @@ std::vector<change_point> detect_change_points(std::span<const double> values,
     cp.detected = i;
     cp.before = level;
     const auto segment = values.subspan(cp.start, cp.detected - cp.start + 1);
-    cp.after = median_of(segment);
+    cp.after = median(segment);
     cp.relative_change = cp.after / level - 1.0;
     // A step leaves the new values flat; a drift keeps them moving: compare the movement along
     // the segment with the distance from the old level.

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/text.hpp"
+
 namespace ridgeline::bench {
 using nlohmann::json;
 
@@ -70,21 +72,6 @@ const json* find_path(const json& j, const std::string& dotted) {
   return cur;
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  const double a = std::abs(s);
-  if (a == 0) return "0 s";
-  if (a < 1e-6)
-    std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
-  else if (a < 1e-3)
-    std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
-  else if (a < 1)
-    std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%.4g s", s);
-  return buf;
-}
-
 // Normalised values are ratios to the reference benchmark's median, not times.
 std::string format_ratio(double r) {
   char buf[32];
@@ -94,12 +81,6 @@ std::string format_ratio(double r) {
 
 std::string format_value(const comparison& c, double v) {
   return c.reference_change ? format_ratio(v) : format_seconds(v);
-}
-
-std::string format_percent(double x, bool sign) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, sign ? "%+.1f%%" : "%.1f%%", x * 100);
-  return buf;
 }
 
 std::string format_p(double p) {

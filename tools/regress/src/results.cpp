@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 
 namespace ridgeline::bench {
 using nlohmann::json;
@@ -32,11 +33,7 @@ std::string to_string(time_metric m) {
 benchmark_series make_series(std::vector<double> seconds) {
   benchmark_series s;
   s.stats = summarize(seconds);
-  if (!seconds.empty()) {
-    std::vector<double> sorted = seconds;
-    std::sort(sorted.begin(), sorted.end());
-    s.iqr_seconds = quantile_sorted(sorted, 0.75) - quantile_sorted(sorted, 0.25);
-  }
+  s.iqr_seconds = s.stats.iqr;
   s.seconds = std::move(seconds);
   return s;
 }
@@ -48,11 +45,9 @@ namespace {
 }
 
 double unit_seconds(const std::string& source, const std::string& unit) {
-  if (unit == "ns") return 1e-9;
-  if (unit == "us") return 1e-6;
-  if (unit == "ms") return 1e-3;
-  if (unit == "s") return 1.0;
-  fail(source, "unknown time_unit '" + unit + "'");
+  const double s = seconds_per_unit(unit);
+  if (s == 0) fail(source, "unknown time_unit '" + unit + "'");
+  return s;
 }
 
 double number_field(const json& j, const char* key, const std::string& where) {

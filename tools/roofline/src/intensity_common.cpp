@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/roofline/intensity_sweep.hpp"
 
 namespace ridgeline::bench {
@@ -57,19 +58,14 @@ intensity_plateau plateau(std::span<const intensity_point> points, intensity_ker
     if (p->bytes_per_second() < 0.95 * best_bps) break;
     mem.push_back(p->bytes_per_second());
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  };
   r.memory_points = static_cast<int>(mem.size());
-  r.memory_bytes_per_second = mem.empty() ? 0 : median(mem);
+  r.memory_bytes_per_second = mem.empty() ? 0 : bench::median(mem);
   std::vector<double> fps;
   for (const auto* p : mine) fps.push_back(p->flop_per_second());
   std::sort(fps.begin(), fps.end(), std::greater<>());
   r.compute_flop_per_second = fps.front();
   fps.resize(std::min<std::size_t>(fps.size(), 3));
-  r.compute_flop_per_second_median = median(fps);
+  r.compute_flop_per_second_median = bench::median(fps);
   r.ridge_flop_per_byte =
       r.memory_bytes_per_second > 0 ? r.compute_flop_per_second / r.memory_bytes_per_second : 0;
   return r;

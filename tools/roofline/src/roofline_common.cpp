@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "ridgeline/core/schemas/roofline.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/roofline/roofline.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
@@ -15,12 +16,6 @@ namespace ridgeline::bench {
 using nlohmann::json;
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 
 void require_positive(const std::vector<int>& v, const char* what) {
   for (int x : v) {
@@ -217,7 +212,7 @@ json roofline_crossings(const model_preset& m, const gpu_profile& p,
     r[std::string(key) + "_batch"] = b ? json(*b) : json(nullptr);
     r[key] = b ? "decode is compute-bound from batch " + std::to_string(*b)
                : "never: decode stays memory-bound at every batch (its intensity tends to " +
-                     fmt("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
+                     format("%.1f", decode_intensity_limit(m, c)) + " FLOP/byte)";
   };
   for (int c : contexts) {
     json r = {{"context", c},
@@ -249,11 +244,11 @@ std::string roofline_table(const json& doc) {
   // A number of a JSON object, or "-" when it is absent or null, right-aligned in `f`'s width.
   auto num = [](const json& o, const char* key, const char* f, double scale = 1.0) {
     const bool have = o.contains(key) && o[key].is_number();
-    const std::string s = have ? fmt(f, o[key].get<double>() / scale) : "-";
-    const std::string width = fmt(f, 0.0);
+    const std::string s = have ? format(f, o[key].get<double>() / scale) : "-";
+    const std::string width = format(f, 0.0);
     return std::string(width.size() > s.size() ? width.size() - s.size() : 0, ' ') + s;
   };
-  out << "DRAM read " << fmt("%.2f", bw / 1e12) << " TB/s\n";
+  out << "DRAM read " << format("%.2f", bw / 1e12) << " TB/s\n";
   out << "  dtype     ceiling TFLOP/s  GEMM TFLOP/s  ridge FLOP/B  GEMM ridge  datasheet ridge  "
          "ceiling from\n";
   for (const auto& d : c.at("dtypes")) {
@@ -277,9 +272,9 @@ std::string roofline_table(const json& doc) {
       out << "  " << r.value("kernel", std::string())
           << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()),
                          ' ')
-          << fmt("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
-          << fmt("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
-          << fmt("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
+          << format("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
+          << format("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
+          << format("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
           << num(r, "compute_ceiling_flops_per_second", "%9.1f", 1e12)
           << num(r, "compute_ratio", "%7.3f")
           << num(r, "instruction_peak_profile_flops_per_second", "%18.1f", 1e12)
@@ -306,16 +301,16 @@ std::string roofline_table(const json& doc) {
       const bool m = r.contains("measured") && !r["measured"].is_null();
       out << "  " << r.value("phase", std::string())
           << std::string(8 - std::min<std::size_t>(8, r.value("phase", std::string()).size()), ' ')
-          << fmt("%5.0f", r.value("batch", 0.0)) << fmt("%5.0f", r.value("context", 0.0))
-          << fmt("%9.3f", r.value("seconds", 0.0) * 1e3)
-          << fmt("%13.2f", r["counted"].value("intensity_flops_per_byte", 0.0))
-          << (m ? fmt("%17.2f", r["measured"].value("intensity_flops_per_byte", 0.0)) +
-                      fmt("%7.3f", r.value("intensity_ratio", 0.0)) +
-                      fmt("%13.2f", r["measured"].value("dram_bytes", 0.0) / 1e9)
+          << format("%5.0f", r.value("batch", 0.0)) << format("%5.0f", r.value("context", 0.0))
+          << format("%9.3f", r.value("seconds", 0.0) * 1e3)
+          << format("%13.2f", r["counted"].value("intensity_flops_per_byte", 0.0))
+          << (m ? format("%17.2f", r["measured"].value("intensity_flops_per_byte", 0.0)) +
+                      format("%7.3f", r.value("intensity_ratio", 0.0)) +
+                      format("%13.2f", r["measured"].value("dram_bytes", 0.0) / 1e9)
                 : std::string("                -      -            -"))
-          << fmt("%9.1f", r.value("flops_per_second", 0.0) / 1e12)
-          << fmt("%7.2f", r.value("bytes_per_second", 0.0) / 1e12)
-          << fmt("%9.1f%%", r.value("pct_of_roof", 0.0)) << "\n";
+          << format("%9.1f", r.value("flops_per_second", 0.0) / 1e12)
+          << format("%7.2f", r.value("bytes_per_second", 0.0) / 1e12)
+          << format("%9.1f%%", r.value("pct_of_roof", 0.0)) << "\n";
     }
   }
   if (doc.contains("decode_kernels")) {
@@ -336,12 +331,13 @@ std::string roofline_table(const json& doc) {
         std::string phase = r.value("phase", std::string());
         out << "  " << phase << std::string(17 - std::min<std::size_t>(17, phase.size()), ' ')
             << name << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
-            << fmt("%5.0f", r.value("calls", 0.0)) << fmt("%9.1f", r.value("seconds", 0.0) * 1e6)
+            << format("%5.0f", r.value("calls", 0.0))
+            << format("%9.1f", r.value("seconds", 0.0) * 1e6)
             << (r.contains("intensity_flops_per_byte")
-                    ? fmt("%9.2f", r["intensity_flops_per_byte"].get<double>()) +
-                          fmt("%10.2f", r.value("flops_per_second", 0.0) / 1e12) +
-                          fmt("%7.2f", r.value("bytes_per_second", 0.0) / 1e12) +
-                          fmt("%10.1f%%", r.value("pct_of_roof", 0.0))
+                    ? format("%9.2f", r["intensity_flops_per_byte"].get<double>()) +
+                          format("%10.2f", r.value("flops_per_second", 0.0) / 1e12) +
+                          format("%7.2f", r.value("bytes_per_second", 0.0) / 1e12) +
+                          format("%10.1f%%", r.value("pct_of_roof", 0.0))
                     : std::string(""))
             << "\n";
       }
@@ -354,9 +350,10 @@ std::string roofline_table(const json& doc) {
     out << "\nbf16 ridge "
         << (x["ridge_flops_per_byte"].is_null()
                 ? std::string("?")
-                : fmt("%.1f", x["ridge_flops_per_byte"].get<double>()))
+                : format("%.1f", x["ridge_flops_per_byte"].get<double>()))
         << " FLOP/byte"
-        << (gemm ? fmt(" (cuBLASLt GEMM peak's: %.1f)", x["gemm_ridge_flops_per_byte"].get<double>())
+        << (gemm ? format(" (cuBLASLt GEMM peak's: %.1f)",
+                          x["gemm_ridge_flops_per_byte"].get<double>())
                  : std::string())
         << "; decode of " << x.value("model", std::string()) << " crosses it:\n";
     for (const auto& r : x["contexts"]) {
@@ -382,8 +379,8 @@ std::string roofline_csv(const json& doc) {
     std::string q = n;
     std::replace(q.begin(), q.end(), ',', ';');
     out << kind << ',' << q << ',' << phase << ',' << batch << ',' << context << ','
-        << fmt("%.6g", i) << ',' << fmt("%.6g", f) << ',' << fmt("%.6g", b) << ','
-        << fmt("%.4g", pct) << ',' << fmt("%.6g", s) << '\n';
+        << format("%.6g", i) << ',' << format("%.6g", f) << ',' << format("%.6g", b) << ','
+        << format("%.4g", pct) << ',' << format("%.6g", s) << '\n';
   };
   if (doc.contains("intensity_sweep")) {
     for (const auto& p : doc["intensity_sweep"].value("points", json::array())) {

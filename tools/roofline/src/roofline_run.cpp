@@ -23,9 +23,10 @@
 #ifdef RIDGELINE_HAVE_CUPTI
 #include "ridgeline/telemetry/cupti.hpp"
 #endif
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/telemetry/environment.hpp"
-#include "ridgeline/core/errors.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline::bench {
@@ -205,8 +206,7 @@ json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int step
   json rows = json::array();
   for (const auto& key : order) {
     group& g = groups[key];
-    std::sort(g.step_ns.begin(), g.step_ns.end());
-    const double s = g.step_ns[g.step_ns.size() / 2] * 1e-9;
+    const double s = bench::median(g.step_ns) * 1e-9;
     json r = {{"phase", g.phase},
               {"kernel", short_kernel_name(g.kernel)},
               {"kernel_full", g.kernel},

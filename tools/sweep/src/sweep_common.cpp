@@ -1,11 +1,13 @@
-// Host half of the sweep: option checks, counted work, the synthetic step's batch (built through
-// the KV cache manager), table and CSV.
+// Host half of the sweep: option checks, counted work (perfmodel's step_work_of), the synthetic
+// step's batch (built through the KV cache manager), table and CSV.
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
 #include "ridgeline/core/schemas/sweep.hpp"
+#include "ridgeline/core/text.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
 namespace ridgeline::bench {
@@ -37,25 +39,11 @@ void validate_sweep_options(const sweep_options& o) {
 }
 
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill) {
-  step_work w;
-  const double kv_token = static_cast<double>(m.kv_bytes_per_token(dtype::bf16));
-  w.weight_bytes = static_cast<double>(m.weight_bytes(dtype::bf16));
-  const double new_tokens = prefill ? double(batch) * context : double(batch);
-  w.kv_write_bytes = new_tokens * kv_token;
-  // Decode reads the whole cache (context + the new token); prefill's attention reads its own
-  // freshly written keys, which we count once as written.
-  w.kv_read_bytes = prefill ? 0.0 : double(batch) * (context + 1) * kv_token;
-  const double pairs = prefill ? double(batch) * context * (context + 1) / 2.0
-                               : double(batch) * (context + 1);
-  w.flops = new_tokens * m.linear_flops_per_token() +
-            double(batch) * 2.0 * static_cast<double>(m.lm_head_parameters()) +
-            m.attention_flops(pairs);
-  return w;
+  return step_work_of(m, prefill ? prefill_shape(batch, context) : decode_shape(batch, context));
 }
 
 std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens) {
-  const std::int64_t seq_tokens = prefill ? context : context + 1;
-  return (seq_tokens + block_tokens - 1) / block_tokens;
+  return blocks_for(prefill ? context : context + 1, block_tokens);
 }
 
 std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
@@ -69,10 +57,10 @@ std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
            std::to_string(m.max_context) + " tokens";
   }
   if (batch > fit) {
-    const double gib = double(batch) * double(seq_tokens) *
-                       double(m.kv_bytes_per_token(dtype::bf16)) / double(1ULL << 30);
+    const double bytes =
+        double(batch) * double(seq_tokens) * double(m.kv_bytes_per_token(dtype::bf16));
     return "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
-           std::to_string(gib).substr(0, 5) + " GiB); the pool holds " +
+           std::to_string(bytes / double(1ULL << 30)).substr(0, 5) + " GiB); the pool holds " +
            std::to_string(pool_blocks) + " (" + std::to_string(fit) + " sequences at this context)";
   }
   return {};
@@ -118,14 +106,6 @@ void make_synthetic_step(synthetic_step& out, const model_preset& m, int block_t
   }
 }
 
-namespace {
-std::string f(const char* fmt, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, fmt, v);
-  return b;
-}
-}  // namespace
-
 // Both read the document through the sweep format's reader (core/schemas/sweep.hpp).
 std::string sweep_table(const nlohmann::json& doc) {
   const schema::sweep_document sweep = schema::parse_sweep(doc, "sweep");
@@ -134,7 +114,7 @@ std::string sweep_table(const nlohmann::json& doc) {
   out << "ridgeline sweep: " << cfg.model << " on " << (sweep.env.gpu ? sweep.env.gpu->name : "?")
       << " (bf16, random weights, greedy" << (cfg.cuda_graphs ? ", CUDA graphs for decode" : "")
       << ")\n";
-  out << "floor = counted bytes / " << f("%.2f", cfg.floor_bytes_per_second / 1e12) << " TB/s ("
+  out << "floor = counted bytes / " << format("%.2f", cfg.floor_bytes_per_second / 1e12) << " TB/s ("
       << cfg.floor_source << ")\n\n";
   out << "  phase    batch  context   median ms    p90 ms      tok/s   GB/step  floor ms  "
          "% floor  TFLOP/s  % peak";
@@ -143,20 +123,20 @@ std::string sweep_table(const nlohmann::json& doc) {
   out << "\n";
   for (const auto& r : sweep.rows) {
     out << "  " << r.phase << std::string(9 - r.phase.size(), ' ')
-        << f("%5.0f", static_cast<double>(r.batch))
-        << f("  %7.0f", static_cast<double>(r.context));
+        << format("%5.0f", static_cast<double>(r.batch))
+        << format("  %7.0f", static_cast<double>(r.context));
     if (r.skipped) {
       out << "   skipped: " << *r.skipped << "\n";
       continue;
     }
     const auto& m = *r.measured;
-    out << f("  %10.3f", m.step_seconds.median * 1e3) << f("  %8.3f", m.step_seconds.p90 * 1e3)
-        << f("  %9.0f", m.tokens_per_second) << f("  %8.2f", m.bytes_per_step / 1e9)
-        << f("  %8.3f", m.floor_seconds * 1e3) << f("  %6.1f%%", m.pct_of_floor)
-        << f("  %7.1f", m.flops_per_second / 1e12) << f("  %5.1f%%", m.pct_of_peak_flops);
+    out << format("  %10.3f", m.step_seconds.median * 1e3) << format("  %8.3f", m.step_seconds.p90 * 1e3)
+        << format("  %9.0f", m.tokens_per_second) << format("  %8.2f", m.bytes_per_step / 1e9)
+        << format("  %8.3f", m.floor_seconds * 1e3) << format("  %6.1f%%", m.pct_of_floor)
+        << format("  %7.1f", m.flops_per_second / 1e12) << format("  %5.1f%%", m.pct_of_peak_flops);
     if (peer && m.peer_seconds) {
-      out << f("  %7.3f", *m.peer_seconds * 1e3)
-          << f("  %8.3fx", *m.peer_seconds / m.step_seconds.median);
+      out << format("  %7.3f", *m.peer_seconds * 1e3)
+          << format("  %8.3fx", *m.peer_seconds / m.step_seconds.median);
     }
     out << "\n";
   }

@@ -1,6 +1,10 @@
-// Statistics over repeated measurements: summary (median, spread, percentiles), the noise-based
-// stopping rule the harness uses, and the Mann-Whitney U test `ridgeline compare` runs over the
-// repetitions of two results. Host-only, no CUDA.
+// Statistics over repeated measurements: the one quantile definition of the project (linear
+// interpolation between order statistics, numpy's default "linear" method: the medians, p90s and
+// p99s ridgeline prints go through it; docs/measurement.md lists the exception), summary (median,
+// spread, percentiles), the noise-based stopping rule the harness uses, and the Mann-Whitney U
+// test `ridgeline compare` runs over the repetitions of two results. Host-only, no CUDA.
+//   quantile(samples, 0.99);   // any order; throws on an empty sample
+//   median(samples);           // quantile(samples, 0.5): the mean of the middle two when n is even
 #pragma once
 
 #include <cstddef>
@@ -20,6 +24,7 @@ struct summary {
   double stddev = 0;  // sample standard deviation (n - 1)
   double p10 = 0;
   double p90 = 0;
+  double iqr = 0;  // interquartile range: quantile 0.75 - quantile 0.25
   double mad = 0;  // median absolute deviation from the median
   // Relative standard error of the median, estimated robustly:
   // 1.2533 * sigma / sqrt(n) / median, sigma = max(1.4826 * MAD, IQR / 1.349)
@@ -27,8 +32,16 @@ struct summary {
   double noise = 0;
 };
 
-// Linear-interpolated quantile q in [0, 1] of sorted values (numpy's default "linear" method).
+// Quantile q in [0, 1] of sorted values by linear interpolation: position q (n - 1), between the
+// order statistics either side of it (numpy's default "linear" method; q = 0 is the minimum,
+// q = 1 the maximum). Throws std::invalid_argument on an empty sample and on q outside [0, 1].
 double quantile_sorted(std::span<const double> sorted, double q);
+// The same quantile of values in any order (sorts a copy).
+double quantile(std::span<const double> values, double q);
+// quantile(values, 0.5).
+double median(std::span<const double> values);
+// Several quantiles of the same values with one sort, in the order of qs.
+std::vector<double> quantiles(std::span<const double> values, std::span<const double> qs);
 // Summary of values (any order); an empty span gives a zero summary with count 0.
 summary summarize(std::span<const double> values);
 nlohmann::json to_json(const summary& s);

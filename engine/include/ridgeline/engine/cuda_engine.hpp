@@ -17,6 +17,7 @@
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
 
 namespace ridgeline {
 
@@ -25,7 +26,7 @@ struct engine_options {
   int max_tokens = 8192;     // tokens per step (prefill chunk budget)
   int max_seqs = 256;        // sequences per step
   int num_kv_blocks = 0;     // 0: as many as fit in memory_fraction of free memory
-  double memory_fraction = 0.90;
+  double memory_fraction = k_default_memory_fraction;  // perfmodel/memory_model.hpp
   bool cuda_graphs = true;   // decode steps replayed as graphs
   bool pdl = true;           // programmatic dependent launch (Hopper+): each kernel of a step may
                              // be scheduled while the one before finishes
@@ -56,8 +57,9 @@ struct engine_memory_plan {
   int kv_blocks = 0;
   std::int64_t kv_bytes_per_block = 0;
 };
-// Throws std::invalid_argument ("weights alone need 13.5 GiB; ... has 7.9 GiB free") when the
-// weights, scratch and at least one sequence's worth of KV do not fit.
+// planner::plan_memory from free memory with the launcher's exact attention workspace. Throws
+// std::invalid_argument (the plan's why_not: "weights alone need 12.6 GiB; ...") when the
+// weights, scratch and at least one KV block (num_kv_blocks when set) do not fit.
 engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
                                       std::int64_t free_bytes);
 

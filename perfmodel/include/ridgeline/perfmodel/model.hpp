@@ -1,7 +1,8 @@
 // Model presets: the shapes of the decoder-only transformers ridgeline runs and plans for, in one
 // table (llama-2-7b, llama-3-8b, mistral-7b, tinyllama-1.1b, llama-3-70b, tiny test shapes), plus
 // the counts derived from a shape that the KV cache and the step-time models need: KV bytes per
-// token, parameters, weight bytes and FLOPs per token.
+// token, parameters and FLOPs per token (weight bytes per format: weights.hpp; a step's FLOPs and
+// bytes: step_work.hpp).
 //   const model_preset& m = model_preset_by_name("llama-3-8b");
 //   m.kv_bytes_per_token(dtype::bf16);   // 2 * layers * kv_heads * head_dim * 2 bytes
 #pragma once
@@ -32,8 +33,6 @@ struct model_preset {
   std::int64_t block_linear_parameters() const;
   // Parameters of the output projection (lm head), used once per sampled token.
   std::int64_t lm_head_parameters() const;
-  // Bytes a step reads for weights: block linears + lm head (embedding rows are negligible).
-  std::int64_t weight_bytes(dtype weight_dtype) const;
   // FLOPs of the linear layers for one token (2 per multiply-add), excluding the lm head.
   double linear_flops_per_token() const;
   // FLOPs of attention (QK^T and PV) for one query token attending to `context` tokens.

@@ -9,21 +9,9 @@
 
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/perfmodel/step_work.hpp"
 
 namespace ridgeline {
-
-// What one step computes, summed over its sequences.
-struct step_shape {
-  std::int32_t sequences = 0;
-  std::int64_t prefill_tokens = 0;  // prompt (or recomputed) tokens processed this step
-  std::int64_t decode_tokens = 0;   // one per decoding sequence
-  std::int32_t sampled_tokens = 0;  // sequences that produce a token (lm head runs for these)
-  std::int64_t context_tokens = 0;  // KV tokens already in cache that the step's queries read
-  // Sum over sequences of new_tokens * (context_before + (new_tokens + 1) / 2): query-key pairs
-  // of causal attention, for the attention FLOPs.
-  double attention_pairs = 0;
-  std::int32_t tier2_blocks_loaded = 0;  // host -> GPU block copies before the step
-};
 
 class step_time_model {
  public:
@@ -37,7 +25,7 @@ class step_time_model {
 };
 
 struct roofline_options {
-  dtype weight_dtype = dtype::bf16;
+  planner::weight_format weights = planner::weight_format::bf16;
   dtype kv_dtype = dtype::bf16;
   dtype compute_dtype = dtype::bf16;
   double overhead_seconds = 0;  // fixed per-step cost (launches, sampling); calibrated later
@@ -46,8 +34,9 @@ struct roofline_options {
 };
 
 // Roofline estimate per step: compute time = FLOPs / peak FLOP/s (profile, compute dtype), memory
-// time = (weight bytes + KV bytes read + KV bytes written) / DRAM bandwidth (profile), step time =
-// max of the two + overhead + tier-2 loads (blocks * block bytes / PCIe bandwidth, not overlapped).
+// time = (weight bytes + KV bytes read + KV bytes written) / DRAM bandwidth (profile), with FLOPs
+// and bytes counted by step_work_of (step_work.hpp), step time = max of the two + overhead +
+// tier-2 loads (blocks * block bytes / PCIe bandwidth, not overlapped).
 class roofline_step_time_model final : public step_time_model {
  public:
   roofline_step_time_model(const model_preset& m, const gpu_profile& gpu, roofline_options o = {});
@@ -68,7 +57,6 @@ class roofline_step_time_model final : public step_time_model {
   roofline_options m_options;
   double m_peak_flops = 0;
   double m_bytes_per_second = 0;
-  double m_weight_bytes = 0;
   double m_kv_bytes_per_token = 0;
   std::string m_gpu;
 };

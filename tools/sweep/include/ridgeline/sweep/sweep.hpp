@@ -14,6 +14,7 @@
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/perfmodel/step_work.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 #include "ridgeline/telemetry/live_metrics.hpp"
 
@@ -52,12 +53,8 @@ void validate_sweep_options(const sweep_options& o);
 nlohmann::json run_sweep(const sweep_options& o);
 
 // Counted work of one step of `batch` sequences: decode (one new token each at `context` tokens
-// of cache) or prefill (`context` new tokens each from position 0). Bytes: weights once, KV read
-// and written; FLOPs: 2 per weight per token (LM head per sampled token) plus attention.
-struct step_work {
-  double weight_bytes = 0, kv_read_bytes = 0, kv_write_bytes = 0, flops = 0;
-  double bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
-};
+// of cache) or prefill (`context` new tokens each from position 0): step_work_of of decode_shape
+// or prefill_shape (perfmodel/step_work.hpp has the counting rules).
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
 
 // The step a sweep point times: `batch` sequences of random tokens, each decoding one token at

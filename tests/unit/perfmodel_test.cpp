@@ -1,0 +1,261 @@
+// perfmodel's single definitions: step work (FLOPs and bytes of decode and prefill steps against
+// numbers worked out by hand from the Llama-2-7B shape, the decode-KV convention, both step-time
+// models reading it), blocks_for, and the memory plan against the CUDA engine's own formula
+// (written out here from the engine's buffer list) for every preset.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "ridgeline/engine/decoder.hpp"
+#include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/perfmodel/fitted_step_time_model.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
+#include "ridgeline/perfmodel/step_time_model.hpp"
+#include "ridgeline/perfmodel/step_work.hpp"
+
+namespace ridgeline {
+namespace {
+
+// Llama-2-7B: 32 layers, hidden 4096, 32 heads (no GQA) of 128, MLP 11008, vocab 32000.
+//   block linear parameters 32 x (4 x 4096^2 + 3 x 4096 x 11008) = 6,476,005,376
+//   LM head 4096 x 32000 = 131,072,000; KV per token 2 x 32 x 32 x 128 x 2 B = 524,288 B
+TEST(StepWork, DecodeMatchesHandCount) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const step_work w = step_work_of(m, decode_shape(64, 512));
+  EXPECT_DOUBLE_EQ(w.block_flops, 828928688128.0);     // 2 x 6476005376 x 64
+  EXPECT_DOUBLE_EQ(w.head_flops, 16777216000.0);       // 2 x 131072000 x 64
+  EXPECT_DOUBLE_EQ(w.attention_flops, 17213423616.0);  // 4 x 32 x 32 x 128 x 64 x 513 pairs
+  EXPECT_DOUBLE_EQ(w.flops, 862919327744.0);
+  EXPECT_DOUBLE_EQ(w.weight_bytes, 13214154752.0);  // 2 x (6476005376 + 131072000)
+  // Decode KV: b(c + 1) rows read (the new token's row read back), b rows written: b(c + 2).
+  EXPECT_DOUBLE_EQ(w.kv_read_bytes, 17213423616.0);  // 64 x 513 x 524288
+  EXPECT_DOUBLE_EQ(w.kv_write_bytes, 33554432.0);    // 64 x 524288
+  EXPECT_DOUBLE_EQ(w.bytes(), 30461132800.0);
+  EXPECT_DOUBLE_EQ(w.kv_bytes(), 64.0 * (512 + 2) * 524288);
+}
+
+TEST(StepWork, PrefillMatchesHandCount) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const step_work w = step_work_of(m, prefill_shape(4, 1024));
+  EXPECT_DOUBLE_EQ(w.block_flops, 53051436040192.0);     // 2 x 6476005376 x 4096 tokens
+  EXPECT_DOUBLE_EQ(w.head_flops, 1048576000.0);          // 4 sampled tokens
+  EXPECT_DOUBLE_EQ(w.attention_flops, 1100585369600.0);  // 4 x 1024 x 1025 / 2 pairs
+  EXPECT_DOUBLE_EQ(w.flops, 54153069985792.0);
+  EXPECT_DOUBLE_EQ(w.kv_read_bytes, 0.0);            // its own keys, counted once as written
+  EXPECT_DOUBLE_EQ(w.kv_write_bytes, 2147483648.0);  // 4096 x 524288
+  EXPECT_DOUBLE_EQ(w.bytes(), 15361638400.0);
+}
+
+TEST(StepWork, HeadOnlyWhenSamplingAndNothingForAnEmptyStep) {
+  const model_preset& m = model_preset_by_name("llama-3-8b");
+  const step_work prefix = step_work_of(m, prefix_shape(300));
+  EXPECT_DOUBLE_EQ(prefix.head_flops, 0);
+  EXPECT_DOUBLE_EQ(prefix.head_weight_bytes, 0);
+  EXPECT_DOUBLE_EQ(prefix.block_flops, step_work_of(m, prefill_shape(1, 300)).block_flops);
+  EXPECT_GT(step_work_of(m, prefill_shape(1, 300)).head_weight_bytes, 0);
+  const step_work none = step_work_of(m, step_shape{});
+  EXPECT_DOUBLE_EQ(none.flops, 0);
+  EXPECT_DOUBLE_EQ(none.bytes(), 0);
+  // int4 block linears stream 0.5 + 4/128 bytes per parameter, the LM head stays 16-bit.
+  const step_work q = step_work_of(m, decode_shape(1, 10), planner::weight_format::int4);
+  EXPECT_DOUBLE_EQ(q.block_weight_bytes,
+                   static_cast<double>(m.block_linear_parameters()) * (0.5 + 4.0 / 128));
+  EXPECT_DOUBLE_EQ(q.head_weight_bytes, static_cast<double>(m.lm_head_parameters()) * 2.0);
+}
+
+TEST(StepWork, AddSequenceBuildsTheSweepShapes) {
+  step_shape d, p;
+  for (int i = 0; i < 3; ++i) {
+    add_sequence(d, 700, 1, false, true);
+    add_sequence(p, 0, 700, true, true);
+  }
+  const step_shape dd = decode_shape(3, 700), pp = prefill_shape(3, 700);
+  EXPECT_EQ(d.sequences, dd.sequences);
+  EXPECT_EQ(d.decode_tokens, dd.decode_tokens);
+  EXPECT_EQ(d.context_tokens, dd.context_tokens);
+  EXPECT_EQ(d.sampled_tokens, dd.sampled_tokens);
+  EXPECT_DOUBLE_EQ(d.attention_pairs, dd.attention_pairs);
+  EXPECT_EQ(p.prefill_tokens, pp.prefill_tokens);
+  EXPECT_EQ(p.context_tokens, 0);
+  EXPECT_DOUBLE_EQ(p.attention_pairs, pp.attention_pairs);
+  // A chunk after cached context: 100 new tokens at 50 cached attend to 50 + (1 .. 100).
+  step_shape c;
+  add_sequence(c, 50, 100, true, false);
+  EXPECT_DOUBLE_EQ(c.attention_pairs, 100 * 50 + 100 * 101 / 2.0);
+  EXPECT_EQ(c.sampled_tokens, 0);
+}
+
+// The scheduler builds each step's shape itself; it must be the sum of add_sequence over the
+// sequences it planned (chunked prefill next to decodes, sampling or not).
+TEST(StepWork, SchedulerShapesAreSumsOfAddSequence) {
+  kv_cache_config kc;
+  kc.block_tokens = 4;
+  kc.num_blocks = 256;
+  kv_cache_manager kv(kc);
+  scheduler_config c;
+  c.max_batched_tokens = 8;
+  scheduler s(c, kv);
+  auto prompt = [](int seed, int n) {
+    std::vector<token_id> t(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (seed * 131 + i * 17) % 32000;
+    return t;
+  };
+  s.submit(1, 0.0, prompt(1, 3), 5);
+  s.submit(2, 0.1, prompt(2, 20), 2);
+  int steps = 0;
+  for (double now = 1; s.has_work() && steps < 50; now += 1, ++steps) {
+    const step_plan& p = s.schedule();
+    step_shape sum;
+    std::vector<token_id> sampled;
+    for (const auto& e : p.sequences) {
+      add_sequence(sum, e.context_before, e.new_tokens, e.prefill, e.samples);
+      if (e.samples) sampled.push_back(7);
+    }
+    EXPECT_EQ(p.shape.sequences, sum.sequences) << "step " << steps;
+    EXPECT_EQ(p.shape.prefill_tokens, sum.prefill_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.decode_tokens, sum.decode_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.sampled_tokens, sum.sampled_tokens) << "step " << steps;
+    EXPECT_EQ(p.shape.context_tokens, sum.context_tokens) << "step " << steps;
+    EXPECT_DOUBLE_EQ(p.shape.attention_pairs, sum.attention_pairs) << "step " << steps;
+    s.complete(sampled, now);
+  }
+  EXPECT_GE(steps, 4);  // a chunked prompt beside decodes, then decodes alone
+  EXPECT_FALSE(s.has_work());
+}
+
+TEST(StepWork, BothStepTimeModelsCountTheSameWork) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  gpu_profile g;
+  g.name = "test";
+  g.key = "test";
+  g.read_bytes_per_second = 3e12;
+  g.peaks[dtype::bf16] = {800e12, 990e12};
+  const roofline_step_time_model roof(m, g);
+  const planner::fitted_step_time_model fit(m, planner::ceilings_of(g, dtype::bf16),
+                                            planner::default_parameters());
+  for (const step_shape& s : {decode_shape(64, 512), prefill_shape(2, 333), prefix_shape(77)}) {
+    const step_work w = step_work_of(m, s);
+    EXPECT_DOUBLE_EQ(roof.flops(s), w.flops);
+    EXPECT_DOUBLE_EQ(roof.bytes(s), w.bytes());
+    EXPECT_DOUBLE_EQ(fit.flops(s), w.flops);
+    const auto parts = fit.base(s);
+    EXPECT_DOUBLE_EQ(parts.attention_memory, w.kv_bytes() / 3e12);
+  }
+  // Decode: weights + b(c + 2) KV rows over the bandwidth is the memory roof of the step.
+  const double kv = 524288;
+  EXPECT_DOUBLE_EQ(roof.step_seconds(decode_shape(8, 100)), (13214154752.0 + 8 * 102 * kv) / 3e12);
+  EXPECT_DOUBLE_EQ(roof.prefill_flops(77), step_work_of(m, prefix_shape(77)).flops);
+  EXPECT_DOUBLE_EQ(fit.prefill_flops(77), roof.prefill_flops(77));
+  // Tier-2 loads: blocks x block tokens x KV bytes per token / PCIe, the same in both models.
+  step_shape t;
+  t.tier2_blocks_loaded = 10;
+  EXPECT_DOUBLE_EQ(roof.step_seconds(t), 10 * 16 * kv / 25e9);
+  EXPECT_DOUBLE_EQ(fit.step_seconds(t), roof.step_seconds(t));
+}
+
+TEST(MemoryPlan, BlocksFor) {
+  EXPECT_EQ(blocks_for(0, 16), 0);
+  EXPECT_EQ(blocks_for(1, 16), 1);
+  EXPECT_EQ(blocks_for(16, 16), 1);
+  EXPECT_EQ(blocks_for(17, 16), 2);
+  EXPECT_EQ(blocks_for(4096, 16), 256);
+  EXPECT_THROW(blocks_for(5, 0), std::invalid_argument);
+}
+
+// The CUDA engine's plan as it sized memory before the planner and the engine shared one: its
+// buffer list (decoder.hpp), bf16 throughout, from free memory with no reserve.
+struct engine_figures {
+  std::int64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes_per_block = 0, kv_blocks = 0;
+};
+engine_figures engine_formula(const model_preset& m, std::int64_t free_bytes, int max_tokens,
+                              int max_seqs, int block_tokens, std::int64_t workspace) {
+  engine_figures e;
+  for (const auto& t : weight_tensors(m)) e.weight_bytes += t.elements * 2;
+  const auto s = step_buffer_elements(m, max_tokens, max_seqs);
+  e.scratch_bytes = 2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) + 4 * s.logits +
+                    workspace + std::int64_t{m.max_context} * m.head_dim * 4 + (64LL << 20);
+  e.kv_bytes_per_block = 2 * kv_layer_elements(m, 1, block_tokens) * m.layers;
+  const auto budget = static_cast<std::int64_t>(0.90 * double(free_bytes));
+  const std::int64_t left = budget - e.weight_bytes - e.scratch_bytes;
+  e.kv_blocks = std::min<std::int64_t>(left / e.kv_bytes_per_block, 1LL << 30);
+  return e;
+}
+
+planner::memory_options engine_like(int max_tokens, int max_seqs, int block_tokens,
+                                    std::int64_t workspace) {
+  planner::memory_options o;
+  o.block_tokens = block_tokens;
+  o.max_batched_tokens = max_tokens;
+  o.max_running = max_seqs;
+  o.context_reserve_bytes = 0;
+  o.attention_workspace_bytes = workspace;
+  o.binary_units = true;
+  return o;
+}
+
+TEST(MemoryPlan, EqualsTheEngineFormulaForEveryPreset) {
+  int checked = 0;
+  for (const model_preset& m : model_presets()) {
+    if (m.planning_only) continue;
+    for (const auto& [free, tokens, seqs, bt, ws] :
+         {std::tuple<std::int64_t, int, int, int, std::int64_t>{79LL << 30, 8192, 256, 16, 528640},
+          {(40LL << 30) + 12345, 2048, 64, 32, 256},
+          {(23LL << 30) + 777, 512, 7, 16, 1 << 20}}) {
+      const engine_figures e = engine_formula(m, free, tokens, seqs, bt, ws);
+      if (e.kv_blocks < 1) continue;  // does not fit this one (the 7B models at 23 GiB do)
+      const planner::memory_plan p =
+          planner::plan_memory(m, double(free), engine_like(tokens, seqs, bt, ws));
+      ASSERT_TRUE(p.fits) << m.name << ": " << p.why_not;
+      EXPECT_EQ(static_cast<std::int64_t>(p.weight_bytes), e.weight_bytes) << m.name;
+      EXPECT_EQ(static_cast<std::int64_t>(p.workspace_bytes), e.scratch_bytes) << m.name;
+      EXPECT_EQ(p.kv_bytes_per_block, e.kv_bytes_per_block) << m.name;
+      EXPECT_EQ(p.kv_blocks, e.kv_blocks) << m.name << " at " << free << " bytes free";
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 12);
+}
+
+TEST(MemoryPlan, ForcedBlocksCapAndRefusals) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  auto o = engine_like(8192, 256, 16, 4096);
+  o.num_kv_blocks = 100;
+  const auto forced = planner::plan_memory(m, double(79LL << 30), o);
+  ASSERT_TRUE(forced.fits) << forced.why_not;
+  EXPECT_EQ(forced.kv_blocks, 100);
+  o.num_kv_blocks = 100000;  // 100000 x 8 MiB: more than 79 GiB
+  const auto too_many = planner::plan_memory(m, double(79LL << 30), o);
+  EXPECT_FALSE(too_many.fits);
+  EXPECT_NE(too_many.why_not.find("too little for 100000 blocks of"), std::string::npos)
+      << too_many.why_not;
+  o.num_kv_blocks = 0;
+  const auto small = planner::plan_memory(m, double(8LL << 30), o, "the GPU (free memory)");
+  EXPECT_FALSE(small.fits);
+  EXPECT_NE(small.why_not.find("weights alone need 12.6 GiB; the GPU (free memory) has 8.0 GiB"),
+            std::string::npos)
+      << small.why_not;
+  // 2^30 blocks at most: the tiny test shape (4 KiB blocks) on 8 TiB.
+  const auto huge = planner::plan_memory(model_preset_by_name("tiny"), double(8LL << 40),
+                                         engine_like(64, 2, 16, 0));
+  ASSERT_TRUE(huge.fits);
+  EXPECT_EQ(huge.kv_blocks, k_max_kv_blocks);
+}
+
+TEST(MemoryPlan, PlannerCountsTheEngineScratch) {
+  // From total memory: 512 MiB reserve, the estimated attention workspace, GB in messages.
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const planner::memory_plan p = planner::plan_memory(m, 80e9, planner::memory_options{});
+  ASSERT_TRUE(p.fits);
+  const double usable = std::floor(0.9 * (80e9 - double(512LL << 20)));
+  EXPECT_DOUBLE_EQ(p.usable_bytes, usable);
+  const double scratch = double(planner::step_activation_bytes(m, 8192, 256) +
+                                planner::estimate_attention_workspace_bytes(m, 256) +
+                                planner::rope_table_bytes(m) + (64LL << 20));
+  EXPECT_DOUBLE_EQ(p.workspace_bytes, scratch);
+  EXPECT_EQ(p.kv_blocks,
+            static_cast<std::int64_t>(usable - p.weight_bytes - scratch) / (16 * 524288));
+}
+
+}  // namespace
+}  // namespace ridgeline
