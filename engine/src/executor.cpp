@@ -51,7 +51,9 @@ step_output simulated_executor::step(std::span<const step_sequence> seqs) {
   step_output out;
   out.forward_seconds = m_model.step_seconds(shape);
   for (const step_sequence& q : seqs) {
-    if (q.samples) out.tokens.push_back(segment_token(q.sampling.seed, static_cast<std::int64_t>(q.sampling.step)));
+    if (q.samples)
+      out.tokens.push_back(
+          segment_token(q.sampling.seed, static_cast<std::int64_t>(q.sampling.step)));
   }
   return out;
 }

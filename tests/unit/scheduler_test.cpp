@@ -298,7 +298,9 @@ TEST(Executor, PlanSequencesMatchThePlanAndTheSimulatedExecutorRunsThem) {
   scheduler_config c;
   c.max_batched_tokens = 24;  // chunked prefills beside decodes
   scheduler s(c, kv);
-  for (int i = 0; i < 6; ++i) s.submit(static_cast<std::uint64_t>(i), 0.0, prompt_of(i, 5 + 7 * i), 4 + i);
+  for (int i = 0; i < 6; ++i) {
+    s.submit(static_cast<std::uint64_t>(i), 0.0, prompt_of(i, 5 + 7 * i), 4 + i);
+  }
   const shape_model model;
   simulated_executor exec(model);
   std::vector<step_sequence> seqs;
@@ -339,7 +341,9 @@ TEST(Executor, PlanSequencesMatchThePlanAndTheSimulatedExecutorRunsThem) {
     for (std::size_t j = 0; j < seqs.size(); ++j) {
       if (!seqs[j].samples) continue;
       ASSERT_LT(k, out.tokens.size());
-      EXPECT_EQ(out.tokens[k++], segment_token(seqs[j].sampling.seed, static_cast<std::int64_t>(seqs[j].sampling.step)));
+      EXPECT_EQ(out.tokens[k++],
+                segment_token(seqs[j].sampling.seed,
+                              static_cast<std::int64_t>(seqs[j].sampling.step)));
     }
     EXPECT_EQ(k, out.tokens.size());
     s.complete(out.tokens, now += out.forward_seconds);

@@ -13,7 +13,7 @@ inline constexpr std::uint64_t k_fnv_offset = 0xcbf29ce484222325ULL;
 
 void fnv_bytes(std::uint64_t& h, const void* data, std::size_t n);
 void fnv_u32(std::uint64_t& h, std::uint32_t v);  // little-endian bytes
-std::string hex64(std::uint64_t h);                // 16 hex digits
+std::string hex64(std::uint64_t h);               // 16 hex digits
 
 // Rows of a validated fingerprint, indexed [prompt * steps + step].
 std::vector<const nlohmann::json*> index_rows(const nlohmann::json& doc);

@@ -1,5 +1,5 @@
 // The CUDA executor of `ridgeline diverge run` for builds without CUDA: a clear error (exit 3);
-// `--executor cpu` still runs (diverge_common.cpp).
+// `--executor cpu` still runs (run_loop.cpp).
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/errors.hpp"

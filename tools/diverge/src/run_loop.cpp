@@ -19,8 +19,8 @@
 namespace ridgeline::bench {
 namespace {
 
-using nlohmann::json;
 using detail::row_at;
+using nlohmann::json;
 
 constexpr int k_block_tokens = 16;
 
@@ -189,9 +189,8 @@ void run_prompt(std::size_t p, const std::vector<token_id>& prompt,
   // The tokens of step `step` join the histories: the forced one for the prompt under test.
   auto feed = [&](int step) {
     for (std::size_t i = 0; i < seqs.size(); ++i) {
-      seqs[i].tokens.push_back(i == 0 && forced.active()
-                                   ? forced.at(p, static_cast<std::size_t>(step))
-                                   : chosen[i]);
+      seqs[i].tokens.push_back(
+          i == 0 && forced.active() ? forced.at(p, static_cast<std::size_t>(step)) : chosen[i]);
     }
   };
   // Step 0: the prefills, chunked into steps of at most max_tokens tokens; a sequence samples

@@ -24,13 +24,13 @@ namespace ridgeline {
 
 // One step's results, in the order of the step's sampling sequences.
 struct step_output {
-  std::vector<token_id> tokens;        // [samples] one per sequence with samples == true
-  std::vector<float> top_logprobs;     // [samples][top_logprobs] when the executor keeps them
-  std::vector<std::int32_t> top_ids;   // [samples][top_logprobs]
-  std::vector<float> logits;           // [samples][vocab] fp32, when the executor returns them
-  double forward_seconds = 0;          // cuda: CUDA-event time of the forward pass; cpu: host
-                                       // wall time; simulated: what the step-time model says
-  bool graph = false;                  // replayed from a CUDA graph (cuda only)
+  std::vector<token_id> tokens;       // [samples] one per sequence with samples == true
+  std::vector<float> top_logprobs;    // [samples][top_logprobs] when the executor keeps them
+  std::vector<std::int32_t> top_ids;  // [samples][top_logprobs]
+  std::vector<float> logits;          // [samples][vocab] fp32, when the executor returns them
+  double forward_seconds = 0;         // cuda: CUDA-event time of the forward pass; cpu: host
+                                      // wall time; simulated: what the step-time model says
+  bool graph = false;                 // replayed from a CUDA graph (cuda only)
 };
 
 class executor {

@@ -7,7 +7,8 @@
 // each tensor name to {dtype, shape, data_offsets: [begin, end]} (bytes from the start of the
 // data section), plus an optional "__metadata__" of strings.
 //   safetensors_reader r("Llama-3.1-8B");               // folder, file or *.index.json
-//   if (const safetensors_tensor* t = r.find("model.norm.weight")) r.read("model.norm.weight", dst);
+//   if (const safetensors_tensor* t = r.find("model.norm.weight")) r.read("model.norm.weight",
+//   dst);
 // Bad input throws std::invalid_argument, unreadable files io_error; one line naming the file.
 #pragma once
 
@@ -92,6 +93,7 @@ struct safetensors_entry {
 // Writes a BF16 safetensors file (atomically: a temporary file renamed over `file`), tensors in
 // the given order, the data section 8-byte aligned, with "__metadata__" {"format": "pt"} (what
 // Hugging Face transformers expects of PyTorch weights).
-void write_bf16_safetensors(const std::filesystem::path& file, std::span<const safetensors_entry> entries);
+void write_bf16_safetensors(const std::filesystem::path& file,
+                            std::span<const safetensors_entry> entries);
 
 }  // namespace ridgeline

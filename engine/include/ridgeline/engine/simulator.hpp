@@ -1,6 +1,7 @@
 // Simulation: replays a workload through the scheduler and KV cache manager in simulated time,
-// the steps run by the simulated executor (executor.hpp): each lasts what a step-time model says. Yields per-request TTFT, TPOT,
-// E2E, every inter-token gap (ITL), and the cache's counters.
+// the steps run by the simulated executor (executor.hpp): each lasts what a step-time model
+// says. Yields per-request TTFT, TPOT, E2E, every inter-token gap (ITL), and the cache's and the
+// scheduler's counters.
 //   simulation_config c;  c.kv = make_kv_cache_config(model, dtype::bf16, 16, 8192);
 //   simulation_result r = simulate(w, c, roofline_step_time_model(model, gpu));
 // Follow-up turns of chat sessions arrive think_seconds after their previous turn finished.
