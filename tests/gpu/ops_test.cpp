@@ -149,7 +149,7 @@ TEST(Embedding, CudaMatchesCpuReference) {
     guarded<bf16_bits> out(std::vector<bf16_bits>(ref.size(), k_poison_bf16), k_poison_bf16);
     cuda::embedding({d_ids.data<std::int32_t>(), d_table.data<bf16_bits>() + off, out.data(),
                      cs.tokens, cs.hidden, cs.vocab},
-                    s.get());
+                    s.get(), /*pdl=*/true);  // as the engine launches it; scheduling only
     s.synchronize();
     expect_bf16_close(out.download_checked("out"), ref, k_embedding_tol, "embedding out");
   }
@@ -201,7 +201,7 @@ TEST(RmsNorm, CudaMatchesCpuReference) {
                               tokens,
                               hidden,
                               eps};
-            cuda::rms_norm(p, s.get());
+            cuda::rms_norm(p, s.get(), /*pdl=*/alias);
             s.synchronize();
             const auto in_back = in.download_checked("input");
             const std::vector<bf16_bits> got =
@@ -302,7 +302,8 @@ TEST(Swiglu, CudaMatchesCpuReference) {
         cpu::swiglu({gu.data() + off, ref.data(), tokens, inter});
         auto d_gu = test::upload(gu);
         guarded<bf16_bits> out(std::vector<bf16_bits>(n, k_poison_bf16), k_poison_bf16);
-        cuda::swiglu({d_gu.data<bf16_bits>() + off, out.data(), tokens, inter}, s.get());
+        cuda::swiglu({d_gu.data<bf16_bits>() + off, out.data(), tokens, inter}, s.get(),
+                     /*pdl=*/off != 0);
         s.synchronize();
         expect_bf16_close(out.download_checked("out"), ref, k_swiglu_tol, "swiglu out");
       }
@@ -348,7 +349,7 @@ void check_sampling(const std::vector<float>& logits, int vocab,
   p.out_tokens = tokens.data();
   p.out_logprobs = top_logprobs ? lp.data() : nullptr;
   p.out_top_ids = top_logprobs ? ids.data() : nullptr;
-  cuda::sampling(p, s);
+  cuda::sampling(p, s, /*pdl=*/true);
   RIDGELINE_CUDA_CHECK(cudaStreamSynchronize(s));
   const auto got = tokens.download_checked("tokens");
   for (int r = 0; r < n; ++r) {

@@ -76,7 +76,7 @@ TEST(QkvRopeAppend, MatchesReferenceAndUnfusedOps) {
     gp.rope.positions = d_pos.data<std::int32_t>();
     gp.slot_mapping = d_slots.data<std::int32_t>();
     gp.kv.data = d_cache.data<bf16_bits>();
-    cuda::qkv_rope_append(gp, s.get());
+    cuda::qkv_rope_append(gp, s.get(), /*pdl=*/true);
     const int qc = sh.nq * sh.d, kc = sh.nkv * sh.d;
     cuda::gather_rows({qkv_dev, cols, 0, nullptr, d_q2.data<bf16_bits>(), sh.tokens, qc}, s.get());
     cuda::gather_rows({qkv_dev, cols, qc, nullptr, d_k.data<bf16_bits>(), sh.tokens, kc}, s.get());
