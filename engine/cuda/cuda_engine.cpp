@@ -61,22 +61,19 @@ struct cuda_backend {
 
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
   // The largest split workspace over the decode batch sizes this engine can run, at full context
-  // (the launcher sizes splits from the block-table width). Shapes only: pointers are placeholders.
-  auto* fake = reinterpret_cast<bf16_bits*>(std::uintptr_t{256});
-  const auto* ifake = reinterpret_cast<const std::int32_t*>(std::uintptr_t{256});
+  // (the launcher sizes splits from the block-table width), from the attention plan of each shape.
   std::int64_t most = 0;
   for (int seqs = 1;; seqs = std::min(seqs * 2, o.max_seqs)) {
-    attention_params p;
-    p.q = fake;
-    p.out = fake;
-    p.q_offsets = ifake;
-    p.num_q_tokens = seqs;
-    p.num_q_heads = m.heads;
-    p.scale = 1.0f;
-    p.split_tokens = o.split_tokens;
-    p.kv = {fake, 1, o.block_tokens, m.kv_heads, m.head_dim, ifake,
-            static_cast<int>(blocks_for(m.max_context, o.block_tokens)), ifake, seqs};
-    most = std::max(most, cuda::attention_workspace_bytes(p));
+    cuda::attention_shape s;
+    s.num_seqs = seqs;
+    s.num_q_tokens = seqs;
+    s.num_q_heads = m.heads;
+    s.num_kv_heads = m.kv_heads;
+    s.head_dim = m.head_dim;
+    s.block_size = o.block_tokens;
+    s.max_blocks_per_seq = static_cast<int>(blocks_for(m.max_context, o.block_tokens));
+    s.split_tokens = o.split_tokens;
+    most = std::max(most, cuda::plan_attention(s).workspace_bytes);
     if (seqs == o.max_seqs) break;
   }
   return most + 256;
