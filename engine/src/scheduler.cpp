@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "ridgeline/perfmodel/step_work.hpp"
+
 namespace ridgeline {
 
 void validate(const scheduler_config& c) {
@@ -108,16 +110,7 @@ void scheduler::add_to_plan(request_handle h, std::int64_t context_before, std::
   e.new_tokens = n;
   e.prefill = !(n == 1 && context_before >= r.prompt_tokens && r.generated > 0);
   e.samples = r.computed == std::ssize(r.tokens);
-  auto& s = m_plan.shape;
-  ++s.sequences;
-  if (e.prefill)
-    s.prefill_tokens += n;
-  else
-    s.decode_tokens += n;
-  if (e.samples) ++s.sampled_tokens;
-  s.context_tokens += context_before;
-  s.attention_pairs += static_cast<double>(n) *
-                       (static_cast<double>(context_before) + (static_cast<double>(n) + 1) / 2);
+  add_sequence(m_plan.shape, context_before, n, e.prefill, e.samples);
   m_plan.sequences.push_back(e);
 }
 

@@ -86,8 +86,8 @@ TEST(StepWork, AddSequenceBuildsTheSweepShapes) {
   EXPECT_EQ(c.sampled_tokens, 0);
 }
 
-// The scheduler builds each step's shape itself; it must be the sum of add_sequence over the
-// sequences it planned (chunked prefill next to decodes, sampling or not).
+// The scheduler builds each step's shape with add_sequence; it must be the sum over exactly the
+// sequences it planned, with their own flags (chunked prefill next to decodes, sampling or not).
 TEST(StepWork, SchedulerShapesAreSumsOfAddSequence) {
   kv_cache_config kc;
   kc.block_tokens = 4;
