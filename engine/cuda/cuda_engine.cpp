@@ -331,9 +331,8 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   // Scratch.
   const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
   const std::int64_t ws = attention_workspace_for(mp, o);
-  std::int64_t bf16_elems = 3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act;
   m->scratch = cuda::device_buffer(static_cast<std::size_t>(
-      bf16_elems * 2 + s.logits * 4 + ws + std::int64_t{o.max_seqs} * mp.kv_heads * 4 + 4096));
+      s.bytes() + ws + std::int64_t{o.max_seqs} * mp.kv_heads * 4 + 4096));
   auto* p = m->scratch.data<unsigned char>();
   auto carve = [&p](std::int64_t bytes) {
     auto* r = p;

@@ -94,17 +94,4 @@ std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_
   return std::int64_t(num_blocks) * 2 * m.kv_heads * block_tokens * m.head_dim;
 }
 
-step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples) {
-  const std::int64_t T = max_tokens;
-  step_buffer_sizes s;
-  s.residual = T * m.hidden;
-  s.qkv = T * (m.heads + 2 * m.kv_heads) * m.head_dim;
-  s.q = T * m.heads * m.head_dim;
-  s.attn = s.q;
-  s.mlp = T * 2 * m.intermediate;
-  s.act = T * m.intermediate;
-  s.logits = std::int64_t(max_samples) * m.vocab;
-  return s;
-}
-
 }  // namespace ridgeline

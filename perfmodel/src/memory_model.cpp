@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "ridgeline/core/text.hpp"
+#include "ridgeline/perfmodel/step_buffers.hpp"
 
 namespace ridgeline {
 
@@ -20,16 +21,7 @@ namespace ridgeline::planner {
 
 std::int64_t step_activation_bytes(const model_preset& m, std::int64_t max_tokens,
                                    std::int64_t max_seqs) {
-  const std::int64_t T = max_tokens;
-  const std::int64_t residual = T * m.hidden;
-  const std::int64_t qkv = T * (m.heads + 2 * m.kv_heads) * m.head_dim;
-  const std::int64_t q = T * m.heads * m.head_dim;
-  const std::int64_t attn = q;
-  const std::int64_t mlp = T * 2 * m.intermediate;
-  const std::int64_t act = T * m.intermediate;
-  const std::int64_t logits = max_seqs * m.vocab;
-  // The LM head's gathered rows reuse q's space: no buffer of their own.
-  return 2 * (3 * residual + qkv + q + attn + mlp + act) + 4 * logits;
+  return step_buffer_elements(m, max_tokens, max_seqs).bytes();
 }
 
 std::int64_t rope_table_bytes(const model_preset& m) {

@@ -11,6 +11,7 @@
 #include "ridgeline/engine/scheduler.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
+#include "ridgeline/perfmodel/step_buffers.hpp"
 #include "ridgeline/perfmodel/step_time_model.hpp"
 #include "ridgeline/perfmodel/step_work.hpp"
 
@@ -163,8 +164,24 @@ TEST(MemoryPlan, BlocksFor) {
   EXPECT_THROW(blocks_for(5, 0), std::invalid_argument);
 }
 
+// The step buffers the engine allocates for Llama-2-7B at 8192 tokens and 256 logit rows, counted
+// by hand; the planner counts the same bytes.
+TEST(StepBuffers, Llama2LayoutCountedByHand) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const step_buffer_sizes s = step_buffer_elements(m, 8192, 256);
+  EXPECT_EQ(s.residual, 8192LL * 4096);
+  EXPECT_EQ(s.qkv, 8192LL * 3 * 4096);
+  EXPECT_EQ(s.q, 8192LL * 4096);
+  EXPECT_EQ(s.attn, 8192LL * 4096);
+  EXPECT_EQ(s.mlp, 8192LL * 2 * 11008);
+  EXPECT_EQ(s.act, 8192LL * 11008);
+  EXPECT_EQ(s.logits, 256LL * 32000);
+  EXPECT_EQ(s.bytes(), 1110704128);  // 2 x 538968064 bf16 elements + 4 x 8192000 logits
+  EXPECT_EQ(planner::step_activation_bytes(m, 8192, 256), s.bytes());
+}
+
 // The CUDA engine's plan as it sized memory before the planner and the engine shared one: its
-// buffer list (decoder.hpp), bf16 throughout, from free memory with no reserve.
+// buffer list (step_buffers.hpp), bf16 throughout, from free memory with no reserve.
 struct engine_figures {
   std::int64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes_per_block = 0, kv_blocks = 0;
 };

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/perfmodel/step_buffers.hpp"
 #include "ridgeline/kernels/ops.hpp"
 
 namespace ridgeline {
@@ -73,13 +74,8 @@ struct kv_pool_view {
 };
 std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens);
 
-// Scratch elements for max_tokens tokens (rows of each buffer) and max_samples logit rows.
-struct step_buffer_sizes {
-  std::int64_t residual, qkv, q, attn, mlp, act, logits;
-};
-step_buffer_sizes step_buffer_elements(const model_preset& m, int max_tokens, int max_samples);
-
-// Scratch for one step of up to max_tokens tokens and max_seqs sequences.
+// Scratch for one step of up to max_tokens tokens and max_seqs sequences, sized by
+// step_buffer_elements (perfmodel/step_buffers.hpp).
 struct step_buffers {
   bf16_bits *residual, *xn, *qkv, *q, *attn, *out, *mlp, *act, *xs;
   float* logits;          // [max_seqs][vocab]

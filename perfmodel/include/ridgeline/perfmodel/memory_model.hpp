@@ -34,9 +34,8 @@ namespace ridgeline::planner {
 // alignment, allocator rounding).
 inline constexpr std::int64_t k_scratch_slack_bytes = 64LL << 20;
 
-// Bytes of one step's 16-bit activations for max_tokens tokens (three residual-sized buffers,
-// q/k/v, q, attention output, gate/up and the SwiGLU product) plus fp32 logits for max_seqs rows:
-// the buffers of the engine's step_buffer_elements.
+// Bytes of one step's buffers for max_tokens tokens and max_seqs logit rows: the layout of
+// step_buffers.hpp that the engine's executors allocate (16-bit activations, fp32 logits).
 std::int64_t step_activation_bytes(const model_preset& m, std::int64_t max_tokens,
                                    std::int64_t max_seqs);
 // Bytes of the engine's RoPE cos/sin table: every position up to max_context, fp32.
