@@ -328,31 +328,13 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   m->kv = cuda::device_buffer(static_cast<std::size_t>(m->plan.kv_bytes));
   m->kv_view.data = m->kv.data<bf16_bits>();
 
-  // Scratch.
-  const auto s = step_buffer_elements(mp, o.max_tokens, o.max_seqs);
+  // Scratch: the step buffers of decoder.hpp's layout, one allocation.
   const std::int64_t ws = attention_workspace_for(mp, o);
-  m->scratch = cuda::device_buffer(static_cast<std::size_t>(
-      s.bytes() + ws + std::int64_t{o.max_seqs} * mp.kv_heads * 4 + 4096));
-  auto* p = m->scratch.data<unsigned char>();
-  auto carve = [&p](std::int64_t bytes) {
-    auto* r = p;
-    p += (bytes + 255) / 256 * 256;
-    return r;
-  };
-  m->buf.residual = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
-  m->buf.xn = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
-  m->buf.out = reinterpret_cast<bf16_bits*>(carve(s.residual * 2));
-  m->buf.qkv = reinterpret_cast<bf16_bits*>(carve(s.qkv * 2));
-  m->buf.q = reinterpret_cast<bf16_bits*>(carve(s.q * 2));
-  m->buf.attn = reinterpret_cast<bf16_bits*>(carve(s.attn * 2));
-  m->buf.mlp = reinterpret_cast<bf16_bits*>(carve(s.mlp * 2));
-  m->buf.act = reinterpret_cast<bf16_bits*>(carve(s.act * 2));
-  m->buf.xs = m->buf.q;  // the LM head's gathered rows reuse q's space (free by then)
-  m->buf.logits = reinterpret_cast<float*>(carve(s.logits * 4));
-  m->buf.workspace = reinterpret_cast<float*>(carve(ws));
-  m->buf.workspace_bytes = ws;
   const std::int64_t counters = std::int64_t{o.max_seqs} * mp.kv_heads * 4;
-  m->buf.split_counters = reinterpret_cast<std::int32_t*>(carve(counters));
+  const step_scratch_layout scratch_layout =
+      step_scratch_of(step_buffer_elements(mp, o.max_tokens, o.max_seqs), ws, counters);
+  m->scratch = cuda::device_buffer(static_cast<std::size_t>(scratch_layout.bytes));
+  m->buf = carve_step_buffers(m->scratch.data<unsigned char>(), scratch_layout);
   RIDGELINE_CUDA_CHECK(cudaMemset(m->buf.split_counters, 0, static_cast<std::size_t>(counters)));
 
   // RoPE cos/sin for every position the model can reach, built once: the step's kernels copy a
@@ -366,7 +348,6 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
                          m->stream.get());
   m->cfg.rope.table = m->rope_table.data<float>();
   m->cfg.rope.table_positions = mp.max_context;
-  (void)carve;
 
   // Inputs: generous bound on ints per step (tables at full context for every sequence).
   const std::int64_t max_table = blocks_for(mp.max_context, o.block_tokens);

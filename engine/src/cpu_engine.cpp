@@ -66,13 +66,12 @@ cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, 
 step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   const model_preset& m = m_cfg.model;
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
-  const auto sz = step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1));
-  std::vector<bf16_bits> residual(sz.residual), xn(sz.residual), out(sz.residual), qkv(sz.qkv),
-      q(sz.q), attn(sz.attn), mlp(sz.mlp), act(sz.act), xs(sz.residual);
-  std::vector<float> logits(static_cast<std::size_t>(sz.logits));
-  step_buffers b{residual.data(), xn.data(), qkv.data(), q.data(),
-                 attn.data(), out.data(), mlp.data(), act.data(), xs.data(), logits.data(),
-                 nullptr, 0, nullptr};
+  // The CUDA executor's layout (xs in q's space when it fits), sized for this step; the reference
+  // attention needs no workspace or split counters.
+  const step_scratch_layout layout =
+      step_scratch_of(step_buffer_elements(m, h.num_tokens, std::max(h.num_samples, 1)), 0, 0);
+  std::vector<unsigned char> scratch(static_cast<std::size_t>(layout.bytes));
+  const step_buffers b = carve_step_buffers(scratch.data(), layout);
   step_output r;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);
@@ -90,8 +89,7 @@ step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   decoder_forward(backend, m_cfg, m_w, kv, b, in);
   r.forward_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  logits.resize(static_cast<std::size_t>(h.num_samples) * m.vocab);
-  r.logits = std::move(logits);
+  r.logits.assign(b.logits, b.logits + static_cast<std::size_t>(h.num_samples) * m.vocab);
   return r;
 }
 

@@ -94,4 +94,54 @@ std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_
   return std::int64_t(num_blocks) * 2 * m.kv_heads * block_tokens * m.head_dim;
 }
 
+step_scratch_layout step_scratch_of(const step_buffer_sizes& sizes, std::int64_t workspace_bytes,
+                                    std::int64_t split_counter_bytes) {
+  step_scratch_layout l;
+  l.sizes = sizes;
+  l.workspace_bytes = workspace_bytes;
+  l.split_counter_bytes = split_counter_bytes;
+  std::int64_t at = 0;
+  auto take = [&at](std::int64_t bytes) {
+    const std::int64_t o = at;
+    at += (bytes + 255) / 256 * 256;
+    return o;
+  };
+  l.residual = take(sizes.residual * 2);
+  l.xn = take(sizes.residual * 2);
+  l.out = take(sizes.residual * 2);
+  l.qkv = take(sizes.qkv * 2);
+  l.q = take(sizes.q * 2);
+  l.attn = take(sizes.attn * 2);
+  l.mlp = take(sizes.mlp * 2);
+  l.act = take(sizes.act * 2);
+  l.xs = sizes.xs_in_q ? l.q : take(sizes.xs * 2);
+  l.logits = take(sizes.logits * 4);
+  l.workspace = take(workspace_bytes);
+  l.split_counters = take(split_counter_bytes);
+  // At most 12 buffers rounded up by less than 256 bytes each: 4096 covers it.
+  l.bytes = sizes.bytes() + workspace_bytes + split_counter_bytes + 4096;
+  return l;
+}
+
+step_buffers carve_step_buffers(unsigned char* base, const step_scratch_layout& l) {
+  auto bf16 = [base](std::int64_t offset) { return reinterpret_cast<bf16_bits*>(base + offset); };
+  step_buffers b{};
+  b.residual = bf16(l.residual);
+  b.xn = bf16(l.xn);
+  b.out = bf16(l.out);
+  b.qkv = bf16(l.qkv);
+  b.q = bf16(l.q);
+  b.attn = bf16(l.attn);
+  b.mlp = bf16(l.mlp);
+  b.act = bf16(l.act);
+  b.xs = bf16(l.xs);
+  b.logits = reinterpret_cast<float*>(base + l.logits);
+  b.workspace = l.workspace_bytes > 0 ? reinterpret_cast<float*>(base + l.workspace) : nullptr;
+  b.workspace_bytes = l.workspace_bytes;
+  b.split_counters = l.split_counter_bytes > 0
+                         ? reinterpret_cast<std::int32_t*>(base + l.split_counters)
+                         : nullptr;
+  return b;
+}
+
 }  // namespace ridgeline

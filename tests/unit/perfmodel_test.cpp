@@ -4,8 +4,12 @@
 // (written out here from the engine's buffer list) for every preset.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/scheduler.hpp"
@@ -178,6 +182,105 @@ TEST(StepBuffers, Llama2LayoutCountedByHand) {
   EXPECT_EQ(s.logits, 256LL * 32000);
   EXPECT_EQ(s.bytes(), 1110704128);  // 2 x 538968064 bf16 elements + 4 x 8192000 logits
   EXPECT_EQ(planner::step_activation_bytes(m, 8192, 256), s.bytes());
+}
+
+// Every buffer of a scratch layout lies inside the allocation, starts at a multiple of 256 bytes
+// and overlaps no other, except xs in q's space when the sizes put it there.
+void expect_sound(const step_scratch_layout& l, const std::string& what) {
+  const step_buffer_sizes& s = l.sizes;
+  struct region {
+    const char* name;
+    std::int64_t offset, bytes;
+  };
+  std::vector<region> r = {{"residual", l.residual, 2 * s.residual},
+                           {"xn", l.xn, 2 * s.residual},
+                           {"out", l.out, 2 * s.residual},
+                           {"qkv", l.qkv, 2 * s.qkv},
+                           {"q", l.q, 2 * s.q},
+                           {"attn", l.attn, 2 * s.attn},
+                           {"mlp", l.mlp, 2 * s.mlp},
+                           {"act", l.act, 2 * s.act},
+                           {"logits", l.logits, 4 * s.logits},
+                           {"workspace", l.workspace, l.workspace_bytes},
+                           {"split_counters", l.split_counters, l.split_counter_bytes}};
+  if (s.xs_in_q) {
+    EXPECT_EQ(l.xs, l.q) << what;
+    EXPECT_LE(s.xs, s.q) << what;
+  } else {
+    r.push_back({"xs", l.xs, 2 * s.xs});
+  }
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    EXPECT_EQ(r[i].offset % 256, 0) << what << ": " << r[i].name;
+    EXPECT_GE(r[i].offset, 0) << what << ": " << r[i].name;
+    EXPECT_LE(r[i].offset + r[i].bytes, l.bytes) << what << ": " << r[i].name;
+    for (std::size_t j = 0; j < i; ++j) {
+      const bool apart = r[i].offset + r[i].bytes <= r[j].offset ||
+                         r[j].offset + r[j].bytes <= r[i].offset;
+      EXPECT_TRUE(apart) << what << ": " << r[i].name << " overlaps " << r[j].name;
+    }
+  }
+}
+
+// Every preset has heads x head_dim >= hidden: the gathered rows share q's space and the scratch
+// is what the CUDA engine allocated before xs was counted (the buffers + workspace + split
+// counters + 4096).
+TEST(StepBuffers, PresetsKeepXsInQ) {
+  for (const model_preset& m : model_presets()) {
+    for (const auto& [tokens, samples] : {std::pair{8192, 256}, {1, 1}, {7, 300}}) {
+      const step_buffer_sizes s = step_buffer_elements(m, tokens, samples);
+      EXPECT_TRUE(s.xs_in_q) << m.name;
+      EXPECT_EQ(s.xs, std::int64_t{std::min(tokens, samples)} * m.hidden) << m.name;
+      const std::int64_t before =
+          2 * (3 * s.residual + s.qkv + s.q + s.attn + s.mlp + s.act) + 4 * s.logits;
+      EXPECT_EQ(s.bytes(), before) << m.name;
+      const step_scratch_layout l = step_scratch_of(s, 528640, 256LL * m.kv_heads * 4);
+      EXPECT_EQ(l.bytes, before + 528640 + 256LL * m.kv_heads * 4 + 4096) << m.name;
+      expect_sound(l, m.name + " at " + std::to_string(tokens) + " tokens");
+    }
+  }
+}
+
+// A Mistral-Nemo-like shape in small: 4 heads x 16 = 64 < hidden 96. With as many sampled rows as
+// tokens the gathered rows (96 each) do not fit in q (64 per token): they get their own buffer,
+// the layout and the planner count it. With few samples they still fit in q.
+TEST(StepBuffers, NarrowHeadsGiveXsItsOwnBuffer) {
+  model_preset m;
+  m.name = "narrow";
+  m.layers = 2;
+  m.hidden = 96;
+  m.heads = 4;
+  m.kv_heads = 2;
+  m.head_dim = 16;
+  m.intermediate = 160;
+  m.vocab = 300;
+  m.max_context = 64;
+  const step_buffer_sizes own = step_buffer_elements(m, 5, 5);
+  EXPECT_FALSE(own.xs_in_q);
+  EXPECT_EQ(own.q, 5 * 64);
+  EXPECT_EQ(own.xs, 5 * 96);
+  EXPECT_EQ(own.bf16_elements(), 3 * 480 + 5 * 128 + 320 + 320 + 5 * 320 + 5 * 160 + 480);
+  EXPECT_EQ(own.bytes(), 2 * own.bf16_elements() + 4 * 5 * 300);
+  EXPECT_EQ(planner::step_activation_bytes(m, 5, 5), own.bytes());
+  const step_scratch_layout l = step_scratch_of(own, 1000, 40);
+  EXPECT_NE(l.xs, l.q);
+  expect_sound(l, "narrow, 5 samples");
+  std::vector<unsigned char> scratch(static_cast<std::size_t>(l.bytes));
+  const step_buffers b = carve_step_buffers(scratch.data(), l);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(b.xs), scratch.data() + l.xs);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(b.logits), scratch.data() + l.logits);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(b.split_counters), scratch.data() + l.split_counters);
+  EXPECT_EQ(b.workspace_bytes, 1000);
+
+  const step_buffer_sizes more = step_buffer_elements(m, 5, 9);  // rows capped at the tokens
+  EXPECT_EQ(more.xs, 5 * 96);
+  EXPECT_FALSE(more.xs_in_q);
+  const step_buffer_sizes few = step_buffer_elements(m, 5, 3);  // 3 x 96 <= 5 x 64
+  EXPECT_TRUE(few.xs_in_q);
+  expect_sound(step_scratch_of(few, 0, 0), "narrow, 3 samples");
+  const step_buffers c = carve_step_buffers(scratch.data(), step_scratch_of(few, 0, 0));
+  EXPECT_EQ(c.xs, c.q);
+  EXPECT_EQ(c.workspace, nullptr);
+  EXPECT_EQ(c.split_counters, nullptr);
 }
 
 // The CUDA engine's plan as it sized memory before the planner and the engine shared one: its

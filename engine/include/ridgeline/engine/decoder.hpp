@@ -75,7 +75,7 @@ struct kv_pool_view {
 std::int64_t kv_layer_elements(const model_preset& m, int num_blocks, int block_tokens);
 
 // Scratch for one step of up to max_tokens tokens and max_seqs sequences, sized by
-// step_buffer_elements (perfmodel/step_buffers.hpp).
+// step_buffer_elements (perfmodel/step_buffers.hpp); xs may share q's space.
 struct step_buffers {
   bf16_bits *residual, *xn, *qkv, *q, *attn, *out, *mlp, *act, *xs;
   float* logits;          // [max_seqs][vocab]
@@ -83,6 +83,23 @@ struct step_buffers {
   std::int64_t workspace_bytes;
   std::int32_t* split_counters;  // [max_seqs][kv_heads], zeroed once (attention_params)
 };
+
+// Where every step buffer starts in one scratch allocation: byte offsets, each a multiple of 256,
+// in the order residual, xn, out, qkv, q, attn, mlp, act, xs (at q's offset when
+// sizes.xs_in_q), logits, attention workspace, split counters. `bytes` is the allocation: the
+// buffers plus 4096 bytes for the rounding. Both executors carve their scratch from it.
+struct step_scratch_layout {
+  step_buffer_sizes sizes;
+  std::int64_t workspace_bytes = 0, split_counter_bytes = 0;
+  std::int64_t residual = 0, xn = 0, out = 0, qkv = 0, q = 0, attn = 0, mlp = 0, act = 0, xs = 0,
+               logits = 0, workspace = 0, split_counters = 0;
+  std::int64_t bytes = 0;
+};
+step_scratch_layout step_scratch_of(const step_buffer_sizes& sizes, std::int64_t workspace_bytes,
+                                    std::int64_t split_counter_bytes);
+// The buffers of an allocation of l.bytes at `base` (the workspace and split counters are null
+// when they have no bytes).
+step_buffers carve_step_buffers(unsigned char* base, const step_scratch_layout& l);
 
 // One step's inputs in the backend's memory.
 struct step_inputs {
