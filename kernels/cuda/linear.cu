@@ -366,7 +366,7 @@ void linear_runner::prepare(const linear_params& p, cudaStream_t s) {
   validate(p, "linear");
   const path chosen = choose(p);
   if (chosen == path::cublas) plan_for(p, s);
-  if (chosen == path::skinny) skinny_gemm_plan(p, false);
+  if (chosen == path::skinny) skinny_gemm_plan(p, false, m_skinny);
 }
 
 void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
@@ -374,7 +374,7 @@ void linear_runner::run_swiglu(const linear_params& p, const swiglu_params& act,
   validate(p, "linear");
   const path chosen = choose(p);
   if (chosen == path::gemv) return gemv_swiglu(p, act, s, {4, 0, pdl});
-  if (chosen == path::skinny) return skinny_gemm_swiglu(p, act, pdl, s);
+  if (chosen == path::skinny) return skinny_gemm_swiglu(p, act, m_skinny, pdl, s);
   run(p, s, pdl);
   swiglu(act, s, pdl);
 }
@@ -383,7 +383,7 @@ void linear_runner::run(const linear_params& p, cudaStream_t s, bool pdl) {
   validate(p, "linear");
   const path chosen = choose(p);
   if (chosen == path::gemv) return gemv(p, s, {4, 0, pdl});
-  if (chosen == path::skinny) return skinny_gemm(p, pdl, s);
+  if (chosen == path::skinny) return skinny_gemm(p, m_skinny, pdl, s);
   const plan& pl = plan_for(p, s);
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);
   pl.gemm->run(pl.choice->index, p.w, p.x, p.y, m_workspace.data(), s);

@@ -44,14 +44,30 @@ struct skinny_gemm_config {
   int features_per_cta = 0;  // weight rows per CTA (gate + up rows for the SwiGLU form)
   int ctas = 0;
 };
+// The skinny GEMM's launch per (device, outputs, glu): a tile width and CTA count, a function of
+// the shape and the SM count alone. Owned by whoever runs the skinny GEMM (the linear runner), not
+// by the process; one owner, one thread.
+class skinny_gemm_plans {
+ public:
+  struct entry {
+    int variant = 0;  // index into skinny_gemm.cu's tile widths (plain or SwiGLU list)
+    int ctas = 0;
+  };
+  // The entry for `outputs` output features on the current device, chosen on first use (which
+  // also checks the device and configures the kernel: outside CUDA-graph capture).
+  const entry& get(int outputs, bool glu);
+
+ private:
+  std::map<std::tuple<int, int, bool>, entry> m_entries;  // (device, outputs, glu)
+};
 // The launch skinny_gemm (glu = false) or skinny_gemm_swiglu (glu = true) makes for p's shape;
 // the first call per shape configures the kernel (call it outside CUDA-graph capture).
-skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu);
-void skinny_gemm(const linear_params& p, bool pdl, cudaStream_t s);
+skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu, skinny_gemm_plans& plans);
+void skinny_gemm(const linear_params& p, skinny_gemm_plans& plans, bool pdl, cudaStream_t s);
 // p is the gate_up layer (out_features = 2 x act.intermediate); writes act.out = swiglu of its
 // output (gate and up sums rounded to bf16 first, as swiglu() reads them), p.y unused.
-void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act, bool pdl,
-                        cudaStream_t s);
+void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act,
+                        skinny_gemm_plans& plans, bool pdl, cudaStream_t s);
 
 // Row gather / column window copy (gather_rows_params in ops.hpp).
 // pdl: see ops.hpp.
@@ -117,6 +133,7 @@ class linear_runner {
   std::shared_ptr<gemm_chooser> m_chooser;
   std::map<plan_key, plan> m_plans;
   std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
+  skinny_gemm_plans m_skinny;  // the skinny GEMM's launch per shape
   bool m_invariant = false;
   path m_force = path::automatic;
   bool m_gemm_cublas = false;  // linear_options::gemm == "cublas"

@@ -35,7 +35,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -285,22 +284,16 @@ const variant k_plain[] = {make_variant<32, false>(), make_variant<48, false>(),
 const variant k_glu[] = {make_variant<64, true>(), make_variant<176, true>(),
                          make_variant<224, true>()};
 
-struct launch_plan {
-  const variant* v = nullptr;
-  int ctas = 0;
-};
+}  // namespace
 
-// Per (device, outputs, glu): the tile whose CTAs fill the fewest waves of one CTA per SM times
-// its width (the k tiles a CTA streams are the same for every width), wider on ties (fewer copies
-// of the activations). The device is checked here, once per shape (sm_90a code only).
-const launch_plan& plan_for(int outputs, bool glu) {
-  static std::mutex mutex;
-  static std::map<std::tuple<int, int, bool>, launch_plan> plans;
+// The tile whose CTAs fill the fewest waves of one CTA per SM times its width (the k tiles a CTA
+// streams are the same for every width), wider on ties (fewer copies of the activations). The
+// device is checked here, once per shape (sm_90a code only).
+const skinny_gemm_plans::entry& skinny_gemm_plans::get(int outputs, bool glu) {
   int device = 0, sms = 0;
   RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  const std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_tuple(device, outputs, glu);
-  if (auto it = plans.find(key); it != plans.end()) return it->second;
+  if (auto it = m_entries.find(key); it != m_entries.end()) return it->second;
   int major = 0, minor = 0;
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
@@ -309,19 +302,30 @@ const launch_plan& plan_for(int outputs, bool glu) {
                                 std::to_string(10 * major + minor));
   }
   RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  launch_plan best;
-  long best_cost = -1;
   const variant* begin = glu ? std::begin(k_glu) : std::begin(k_plain);
   const variant* end = glu ? std::end(k_glu) : std::end(k_plain);
+  entry best;
+  long best_cost = -1;
   for (const variant* v = begin; v != end; ++v) {
     const int cols = glu ? v->bn / 2 : v->bn;
     const int ctas = (outputs + cols - 1) / cols;
     const long cost = static_cast<long>((ctas + sms - 1) / sms) * v->bn;
-    if (best_cost < 0 || cost <= best_cost) best_cost = cost, best.v = v, best.ctas = ctas;
+    if (best_cost < 0 || cost <= best_cost) {
+      best_cost = cost;
+      best.variant = static_cast<int>(v - begin);
+      best.ctas = ctas;
+    }
   }
+  const variant& chosen = begin[best.variant];
   RIDGELINE_CUDA_CHECK(
-      cudaFuncSetAttribute(best.v->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, best.v->smem));
-  return plans.emplace(key, best).first->second;
+      cudaFuncSetAttribute(chosen.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, chosen.smem));
+  return m_entries.emplace(key, best).first->second;
+}
+
+namespace {
+
+const variant& variant_of(const skinny_gemm_plans::entry& e, bool glu) {
+  return glu ? k_glu[e.variant] : k_plain[e.variant];
 }
 
 void check_shape(const linear_params& p, const char* what) {
@@ -338,42 +342,43 @@ void check_shape(const linear_params& p, const char* what) {
   }
 }
 
-void launch(const linear_params& p, void* y, bool y_fp32, int outputs, bool glu, bool pdl,
-            cudaStream_t s) {
-  const launch_plan& pl = plan_for(outputs, glu);
-  const int w_box = glu ? pl.v->bn / 2 : pl.v->bn;
+void launch(const linear_params& p, skinny_gemm_plans& plans, void* y, bool y_fp32, int outputs,
+            bool glu, bool pdl, cudaStream_t s) {
+  const skinny_gemm_plans::entry& pl = plans.get(outputs, glu);
+  const variant& v = variant_of(pl, glu);
+  const int w_box = glu ? v.bn / 2 : v.bn;
   const int x_rows = std::min(k_rows, (p.num_tokens + 7) / 8 * 8);
   const CUtensorMap w_map = tensor_map(p.w, p.out_features, p.in_features, w_box);
   const CUtensorMap x_map = tensor_map(p.x, p.num_tokens, p.in_features, x_rows);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(pl.ctas);
   cfg.blockDim = dim3(k_threads);
-  cfg.dynamicSmemBytes = pl.v->smem;
+  cfg.dynamicSmemBytes = v.smem;
   cfg.stream = s;
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, pl.v->fn, w_map, x_map, y, y_fp32, p.num_tokens,
+  RIDGELINE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, v.fn, w_map, x_map, y, y_fp32, p.num_tokens,
                                           p.in_features, outputs, x_rows));
 }
 
 }  // namespace
 
-skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu) {
+skinny_gemm_config skinny_gemm_plan(const linear_params& p, bool glu, skinny_gemm_plans& plans) {
   check_shape(p, "skinny_gemm");
-  const launch_plan& pl = plan_for(glu ? p.out_features / 2 : p.out_features, glu);
-  return {pl.v->bn, pl.ctas};
+  const skinny_gemm_plans::entry& pl = plans.get(glu ? p.out_features / 2 : p.out_features, glu);
+  return {variant_of(pl, glu).bn, pl.ctas};
 }
 
-void skinny_gemm(const linear_params& p, bool pdl, cudaStream_t s) {
+void skinny_gemm(const linear_params& p, skinny_gemm_plans& plans, bool pdl, cudaStream_t s) {
   check_shape(p, "skinny_gemm");
-  launch(p, p.y, p.y_fp32, p.out_features, false, pdl, s);
+  launch(p, plans, p.y, p.y_fp32, p.out_features, false, pdl, s);
 }
 
-void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act, bool pdl,
-                        cudaStream_t s) {
+void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act,
+                        skinny_gemm_plans& plans, bool pdl, cudaStream_t s) {
   check_shape(p, "skinny_gemm_swiglu");
   if (p.out_features % 2 != 0 || act.intermediate * 2 != p.out_features ||
       act.num_tokens != p.num_tokens || !act.out) {
@@ -381,7 +386,7 @@ void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act, bool p
                                 std::to_string(act.intermediate) + " outputs for " +
                                 std::to_string(act.num_tokens) + " tokens and an output buffer");
   }
-  launch(p, act.out, false, act.intermediate, true, pdl, s);
+  launch(p, plans, act.out, false, act.intermediate, true, pdl, s);
 }
 
 }  // namespace ridgeline::cuda

@@ -195,30 +195,40 @@ TEST(Linear, SkinnyGemmIsDeterministicAndRejectsBadShapes) {
   auto dx = test::upload(x), dw = test::upload(w);
   cuda::device_buffer y1(std::size_t(tokens) * out * 4), y2(y1.bytes());
   cuda::stream s;
+  cuda::skinny_gemm_plans plans;
   const linear_params p1{dx.data<bf16_bits>(), dw.data<bf16_bits>(), y1.data(), true, tokens, in, out};
   linear_params p2 = p1;
   p2.y = y2.data();
-  cuda::skinny_gemm(p1, false, s.get());
-  cuda::skinny_gemm(p2, true, s.get());
+  cuda::skinny_gemm(p1, plans, false, s.get());
+  cuda::skinny_gemm(p2, plans, true, s.get());
   s.synchronize();
   EXPECT_EQ(test::download<float>(y1, 0, std::size_t(tokens) * out),
             test::download<float>(y2, 0, std::size_t(tokens) * out));
+  // The launch is a function of the shape, whoever owns the plans: 389 features fill one wave at
+  // every width, so the narrowest tile wins (13 CTAs of 32 features).
+  cuda::skinny_gemm_plans other;
+  const cuda::skinny_gemm_config c1 = cuda::skinny_gemm_plan(p1, false, plans);
+  const cuda::skinny_gemm_config c2 = cuda::skinny_gemm_plan(p1, false, other);
+  EXPECT_EQ(c1.features_per_cta, 32);
+  EXPECT_EQ(c1.ctas, 13);
+  EXPECT_EQ(c2.features_per_cta, c1.features_per_cta);
+  EXPECT_EQ(c2.ctas, c1.ctas);
   // A token's row does not depend on the other rows of the batch.
   linear_params p3 = p1;
   p3.num_tokens = 1;
   p3.x = dx.data<bf16_bits>() + std::size_t(11) * in;
-  cuda::skinny_gemm(p3, false, s.get());
+  cuda::skinny_gemm(p3, plans, false, s.get());
   s.synchronize();
   EXPECT_EQ(test::download<float>(y1, 0, std::size_t(out)),
             test::download<float>(y2, std::size_t(11) * out * 4, std::size_t(out)));
   linear_params bad = p1;
   bad.num_tokens = cuda::k_skinny_max_tokens + 1;
-  EXPECT_THROW(cuda::skinny_gemm(bad, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm(bad, plans, false, s.get()), std::invalid_argument);
   bad = p1;
   bad.in_features = 4100;
-  EXPECT_THROW(cuda::skinny_gemm(bad, false, s.get()), std::invalid_argument);
-  EXPECT_THROW(cuda::skinny_gemm_swiglu(p1, {nullptr, y2.data<bf16_bits>(), tokens, 100}, false,
-                                        s.get()),
+  EXPECT_THROW(cuda::skinny_gemm(bad, plans, false, s.get()), std::invalid_argument);
+  EXPECT_THROW(cuda::skinny_gemm_swiglu(p1, {nullptr, y2.data<bf16_bits>(), tokens, 100}, plans,
+                                        false, s.get()),
                std::invalid_argument);
 }
 
