@@ -19,19 +19,23 @@ namespace {
 
 const char* k_gpu = "NVIDIA H100 80GB HBM3";
 
+// A complete profile (the reader is strict): the committed H100 profile, its rows and environment
+// kept, its figures replaced and no instruction peaks.
 gpu_profile sample_profile() {
-  gpu_profile p;
+  gpu_profile p = load_gpu_profile(std::filesystem::path(RIDGELINE_SOURCE_DIR) /
+                                   "perfmodel/profiles/h100-sxm.json");
   p.name = k_gpu;
   p.key = "h100-sxm";
   p.source = "measured";
   p.sm_count = 132;
   p.read_bytes_per_second = 3.13e12;
   p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks.clear();
   p.peaks[dtype::fp32] = {49e12, 66.9e12};
   p.peaks[dtype::bf16] = {803.1e12, 989.4e12};
-  p.environment = {{"time_utc", "2026-11-21T10:00:00Z"}};
-  p.config = {{"gemm_size", 8192}, {"max_bytes", 1 << 30}};
-  p.rows.push_back({{"kind", "gemm"}, {"dtype", "bf16"}, {"flops_per_second", 803.1e12}});
+  p.config["gemm_size"] = 8192;
+  p.config["max_bytes"] = 1 << 30;
+  p.instruction_peaks.reset();
   return p;
 }
 
@@ -41,7 +45,8 @@ instruction_peak_section sample_section(double scale) {
       "FFMA",  62e12 * scale,    61e12 * scale,        63e12 * scale,
       66.9e12, {{"grid", 1056}}, {{"repetitions", 10}}};
   s.peaks[instruction_peak_kind::bf16] = {
-      "HGMMA", 900e12 * scale, 890e12 * scale, 905e12 * scale, 989.4e12, {}, {}};
+      "HGMMA",         900e12 * scale,          890e12 * scale,          905e12 * scale,
+      989.4e12,        nlohmann::json::object(), nlohmann::json::object()};
   s.environment = {{"time_utc", "2026-11-30T10:00:00Z"}, {"ridgeline", {{"git_sha", "abc1234"}}}};
   s.config = {{"sustain_seconds", 1.0}};
   return s;
