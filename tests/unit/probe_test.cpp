@@ -230,3 +230,43 @@ TEST(InstructionPeakUpdate, CommandRefusesInOneLineAndLeavesTheFile) {
   EXPECT_EQ(read_text_file(path), canonical(other));
   std::filesystem::remove_all(dir);
 }
+
+// The table reads the rows and options it prints through the profile format's typed reader: one
+// missing is an error naming the field, never a zero in the table.
+TEST(ProbeTable, ReadsRowsThroughTheTypedReader) {
+  gpu_profile p = sample_profile();
+  const std::string t = bench::probe_table(p);
+  EXPECT_NE(t.find("memcpy"), std::string::npos) << t;
+  EXPECT_NE(t.find("Llama-2-7B block"), std::string::npos) << t;
+  EXPECT_NE(t.find("8192^3"), std::string::npos) << t;
+  std::size_t bandwidth = 0;
+  while (p.rows.at(bandwidth)["kind"] != "bandwidth") ++bandwidth;
+  p.rows[bandwidth]["measurement"].erase("throttled");
+  try {
+    bench::probe_table(p);
+    ADD_FAILURE() << "printed a bandwidth row without measurement.throttled";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("rows[" + std::to_string(bandwidth) +
+                                         "].measurement.throttled: missing"),
+              std::string::npos)
+        << e.what();
+  }
+  p = sample_profile();
+  p.config.erase("max_bytes");
+  EXPECT_THROW(bench::probe_table(p), std::invalid_argument);
+}
+
+// The update writes through the format's writer, so a profile with a key the format does not
+// have would lose it: refused, as any other layout is.
+TEST(InstructionPeakUpdate, RefusesKeysTheFormatDoesNotWrite) {
+  nlohmann::json j = to_json(sample_profile());
+  j["notes"] = "hand-written";
+  try {
+    bench::with_instruction_peaks(j.dump(2) + "\n", sample_section(1.0), k_gpu);
+    ADD_FAILURE() << "accepted a key the writer would drop";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("not laid out as ridgeline writes profiles"),
+              std::string::npos)
+        << e.what();
+  }
+}
