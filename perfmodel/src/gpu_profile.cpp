@@ -238,7 +238,9 @@ static schema::profile_document to_document(const gpu_profile& p) {
 
 nlohmann::json to_json(const gpu_profile& p) { return schema::to_json(to_document(p)); }
 
-static gpu_profile from_document(const schema::profile_document& d, std::string_view source) {
+// Takes the document by value: its environment, config and rows (most of a profile's bytes) are
+// moved into the profile, not copied.
+static gpu_profile from_document(schema::profile_document d, std::string_view source) {
   gpu_profile p;
   if (d.gpu_name.empty()) bad(source, "gpu.name", "expected a non-empty string");
   p.name = d.gpu_name;
@@ -274,9 +276,10 @@ static gpu_profile from_document(const schema::profile_document& d, std::string_
                   non_negative(v.datasheet_flops_per_second, source,
                                at + ".datasheet_flops_per_second")};
   }
-  p.environment = d.env.raw;
-  p.config = d.config;
-  p.rows = nlohmann::json(d.rows);
+  p.environment = std::move(d.env.raw);
+  p.config = std::move(d.config);
+  p.rows = nlohmann::json::array();
+  p.rows.get_ref<nlohmann::json::array_t&>() = std::move(d.rows);
   if (d.instruction_peaks) {
     p.instruction_peaks = from_document(*d.instruction_peaks, source, "instruction_peaks");
   }
