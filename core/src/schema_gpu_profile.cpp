@@ -8,7 +8,11 @@ using nlohmann::json;
 
 void read_row(const node& r, profile_document& out) {
   const std::string kind = r.string("kind");
-  if (kind == "working_set") {
+  if (kind == "bandwidth" || kind == "bandwidth_reference") {
+    bandwidth_row b{r.string("op"), r.integer("buffer_bytes"), r.number("bytes_moved"),
+                    r.number("bytes_per_second"), parse_measurement(r.object("measurement"))};
+    (kind == "bandwidth" ? out.bandwidth : out.bandwidth_reference).push_back(std::move(b));
+  } else if (kind == "working_set") {
     out.working_set.push_back(
         {r.string("op"), r.integer("buffer_bytes"), r.number("bytes_per_second")});
   } else if (kind == "gemm") {
@@ -19,11 +23,13 @@ void read_row(const node& r, profile_document& out) {
                           r.integer("n"), r.integer("k"), r.number("flops"), r.number("bytes"),
                           r.number("flops_per_second")});
   } else if (kind == "linear_block") {
+    const node layers = r.object("layer_seconds");
     out.linear_block.push_back({r.string("model"), r.integer("tokens"), r.number("seconds"),
-                                r.number("flops"), r.number("bytes"),
-                                r.number("flops_per_second")});
-  } else if (kind != "bandwidth" && kind != "bandwidth_candidate" &&
-             kind != "bandwidth_reference") {
+                                r.number("flops"), r.number("bytes"), r.number("flops_per_second"),
+                                r.number("bytes_per_second"), layers.number("qkv"),
+                                layers.number("o"), layers.number("gate_up"),
+                                layers.number("down"), r.string("bound")});
+  } else if (kind != "bandwidth_candidate") {
     r.fail_member("kind", "unknown row kind \"" + kind + "\"");
   }
 }

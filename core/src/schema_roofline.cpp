@@ -42,6 +42,28 @@ roofline_ceilings parse_ceilings(const node& c) {
   return o;
 }
 
+// Absent or null -> nullopt; else a finite number.
+std::optional<double> maybe_number(const node& n, std::string_view key) {
+  if (!n.has(key)) return std::nullopt;
+  return n.nullable_number(key);
+}
+
+roofline_crossing parse_crossing(const node& x) {
+  roofline_crossing c;
+  c.model = x.string("model");
+  c.ridge_flops_per_byte = x.nullable_number("ridge_flops_per_byte");
+  c.gemm_ridge_flops_per_byte = maybe_number(x, "gemm_ridge_flops_per_byte");
+  for (const auto& r : x.array("contexts").elements()) {
+    crossing_context cc;
+    cc.context = r.integer("context");
+    cc.crossing = r.optional_string("crossing");
+    cc.has_gemm_crossing = r.has("gemm_crossing_batch");
+    if (cc.has_gemm_crossing) cc.gemm_crossing_batch = r.nullable_integer("gemm_crossing_batch");
+    c.contexts.push_back(std::move(cc));
+  }
+  return c;
+}
+
 }  // namespace
 
 roofline_document parse_roofline(const json& doc, std::string_view source) {
@@ -51,17 +73,38 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
   out.document = doc;
   out.env = parse_environment(top.object("environment"));
   out.ceilings = parse_ceilings(top.object("ceilings"));
-  top.object("config");
-  top.object("crossing");
+  out.model = top.object("config").string("model");
+  out.crossing = parse_crossing(top.object("crossing"));
   if (const auto sweep = top.optional_object("intensity_sweep")) {
     std::vector<intensity_point> points;
     for (const auto& p : sweep->array("points").elements()) {
       points.push_back({p.string("kernel"), p.string("variant"), p.number("intensity"),
                         p.number("flop_per_byte"), p.number("flop_per_second"),
-                        p.number("bytes_per_second"), p.number("seconds")});
+                        p.number("bytes_per_second"), p.number("seconds"),
+                        p.optional_number("pct_of_roof")});
     }
     sweep->array("plateaus");
     out.intensity_sweep = std::move(points);
+    if (const auto against = sweep->optional_array("against_probe")) {
+      for (const auto& r : against->elements()) {
+        against_probe_row a;
+        a.kernel = r.string("kernel");
+        a.memory_bytes_per_second = r.number("memory_bytes_per_second");
+        a.memory_ratio = r.number("memory_ratio");
+        a.compute_flops_per_second = r.number("compute_flops_per_second");
+        a.compute_ceiling_flops_per_second = maybe_number(r, "compute_ceiling_flops_per_second");
+        a.compute_ratio = maybe_number(r, "compute_ratio");
+        a.instruction_peak_profile_flops_per_second =
+            maybe_number(r, "instruction_peak_profile_flops_per_second");
+        a.profile_instruction_ratio = maybe_number(r, "profile_instruction_ratio");
+        a.probe_peak_flops_per_second = maybe_number(r, "probe_peak_flops_per_second");
+        a.gemm_ratio = maybe_number(r, "gemm_ratio");
+        if (r.has("compute_within_5_percent")) {  // null without a compute ceiling
+          a.compute_within_5_percent = r.nullable_boolean("compute_within_5_percent");
+        }
+        out.against_probe.push_back(std::move(a));
+      }
+    }
   }
   for (const auto& r : top.array("engine").elements()) {
     roofline_engine_step s;
@@ -77,8 +120,12 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
       s.roof_flops_per_second = r.number("roof_flops_per_second");
       s.pct_of_roof = r.number("pct_of_roof");
       s.bound = r.string("bound");
-      r.object("counted");
-      s.counters_measured = r.nullable_object("measured").has_value();
+      s.counted_intensity_flops_per_byte = r.object("counted").number("intensity_flops_per_byte");
+      if (const auto m = r.nullable_object("measured")) {
+        s.counters_measured = true;
+        s.measured = engine_counters{m->number("intensity_flops_per_byte"),
+                                     m->number("dram_bytes"), r.number("intensity_ratio")};
+      }
     }
     out.engine.push_back(std::move(s));
   }
@@ -88,6 +135,7 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
     batch.context = b.integer("context");
     batch.skipped = b.optional_string("skipped");
     if (!batch.skipped) {
+      batch.traced_steps = b.integer("traced_steps");
       for (const auto& k : b.array("kernels").elements()) {
         decode_kernel d;
         d.phase = k.string("phase");
@@ -96,7 +144,11 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
         d.calls = k.integer("calls");
         d.seconds = k.number("seconds");
         d.intensity_flops_per_byte = k.optional_number("intensity_flops_per_byte");
-        if (d.intensity_flops_per_byte) d.flops_per_second = k.number("flops_per_second");
+        if (d.intensity_flops_per_byte) {
+          d.flops_per_second = k.number("flops_per_second");
+          d.bytes_per_second = k.number("bytes_per_second");
+          d.pct_of_roof = k.number("pct_of_roof");
+        }
         batch.kernels.push_back(std::move(d));
       }
     }

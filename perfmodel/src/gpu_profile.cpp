@@ -7,6 +7,7 @@
 
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/gpu_profile.hpp"
 
 namespace ridgeline {
 namespace {
@@ -19,14 +20,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-double positive_number(const nlohmann::json& j, const char* field, const std::string& where) {
-  if (!j.contains(field)) return 0;
-  const auto& v = j.at(field);
-  if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0) {
-    throw std::invalid_argument(where + "." + field + " must be a non-negative number");
-  }
-  return v.get<double>();
-}
 
 }  // namespace
 
@@ -144,154 +137,161 @@ double gpu_profile::instruction_peak_flops_per_second(dtype t) const {
   return 0;
 }
 
-nlohmann::json to_json(const instruction_peak_section& s) {
-  nlohmann::json peaks = nlohmann::json::object();
-  for (const auto& [k, pk] : s.peaks) {
-    peaks[std::string(name(k))] = {{"instruction", pk.instruction},
-                                   {"flops_per_second", pk.flops_per_second},
-                                   {"p10_flops_per_second", pk.p10_flops_per_second},
-                                   {"p90_flops_per_second", pk.p90_flops_per_second},
-                                   {"datasheet_flops_per_second", pk.datasheet_flops_per_second},
-                                   {"launch", pk.launch},
-                                   {"measurement", pk.measurement}};
-  }
-  return {{"peaks", peaks},
-          {"skipped", s.skipped},
-          {"environment", s.environment},
-          {"config", s.config}};
+namespace {
+
+static_assert(std::string_view(ridgeline::k_gpu_profile_schema) ==
+              std::string_view(schema::k_gpu_profile_schema));
+
+// The format's reader checks presence and type; what the model also needs (no negative rates, a
+// known dtype, a bandwidth to place rooflines on) fails the same way, naming file, field, schema.
+[[noreturn]] void bad(std::string_view source, const std::string& path, const std::string& what) {
+  throw schema::schema_error(std::string(source), path, what, schema::k_gpu_profile_schema);
 }
 
-instruction_peak_section instruction_peak_section_from_json(const nlohmann::json& j) {
-  const std::string where = "instruction_peaks";
-  if (!j.is_object() || !j.contains("peaks") || !j["peaks"].is_object()) {
-    throw std::invalid_argument(where + " must be an object with an object \"peaks\"");
-  }
+double non_negative(double v, std::string_view source, const std::string& path) {
+  if (v < 0) bad(source, path, "must not be negative, found " + std::to_string(v));
+  return v;
+}
+
+instruction_peak_section from_document(const schema::instruction_peak_section& d,
+                                       std::string_view source, const std::string& where) {
   instruction_peak_section s;
-  for (const auto& [k, v] : j["peaks"].items()) {
-    const instruction_peak_kind kind = parse_instruction_peak_kind(k);
+  for (const auto& [k, v] : d.peaks) {
     const std::string at = where + ".peaks." + k;
-    if (!v.is_object()) throw std::invalid_argument(at + " must be an object");
-    instruction_peak pk;
-    pk.instruction = v.value("instruction", std::string(instruction_name(kind)));
-    pk.flops_per_second = positive_number(v, "flops_per_second", at);
-    pk.p10_flops_per_second = positive_number(v, "p10_flops_per_second", at);
-    pk.p90_flops_per_second = positive_number(v, "p90_flops_per_second", at);
-    pk.datasheet_flops_per_second = positive_number(v, "datasheet_flops_per_second", at);
-    if (pk.flops_per_second <= 0) throw std::invalid_argument(at + ".flops_per_second must be > 0");
-    if (v.contains("launch")) pk.launch = v["launch"];
-    if (v.contains("measurement")) pk.measurement = v["measurement"];
-    s.peaks[kind] = pk;
-  }
-  if (j.contains("skipped")) {
-    if (!j["skipped"].is_array()) throw std::invalid_argument(where + ".skipped must be an array");
-    for (const auto& r : j["skipped"]) {
-      if (!r.is_string()) throw std::invalid_argument(where + ".skipped must hold strings");
-      s.skipped.push_back(r.get<std::string>());
+    instruction_peak_kind kind{};
+    try {
+      kind = parse_instruction_peak_kind(k);
+    } catch (const std::invalid_argument& e) {
+      bad(source, at, e.what());
     }
+    instruction_peak pk;
+    pk.instruction = v.instruction;
+    pk.flops_per_second = v.flops_per_second;
+    if (!(pk.flops_per_second > 0)) bad(source, at + ".flops_per_second", "must be > 0");
+    pk.p10_flops_per_second = non_negative(v.p10_flops_per_second, source, at + ".p10_flops_per_second");
+    pk.p90_flops_per_second = non_negative(v.p90_flops_per_second, source, at + ".p90_flops_per_second");
+    pk.datasheet_flops_per_second =
+        non_negative(v.datasheet_flops_per_second, source, at + ".datasheet_flops_per_second");
+    pk.launch = v.launch;
+    pk.measurement = v.measurement;
+    s.peaks[kind] = std::move(pk);
   }
-  if (j.contains("environment")) s.environment = j["environment"];
-  if (j.contains("config")) s.config = j["config"];
+  s.skipped = d.skipped;
+  s.environment = d.environment;
+  s.config = d.config;
   return s;
 }
 
-nlohmann::json to_json(const gpu_profile& p) {
-  nlohmann::json peaks = nlohmann::json::object();
-  for (const auto& [t, pk] : p.peaks) {
-    nlohmann::json e = {{"flops_per_second", pk.flops_per_second},
-                        {"datasheet_flops_per_second", pk.datasheet_flops_per_second}};
-    if (auto r = p.ridge_point(t)) e["ridge_point_flops_per_byte"] = *r;
-    if (auto r = p.datasheet_ridge_point(t)) e["datasheet_ridge_point_flops_per_byte"] = *r;
-    peaks[std::string(name(t))] = e;
+schema::instruction_peak_section to_document(const instruction_peak_section& s) {
+  schema::instruction_peak_section d;
+  for (const auto& [k, pk] : s.peaks) {
+    d.peaks[std::string(name(k))] = {pk.instruction,
+                                     pk.flops_per_second,
+                                     pk.p10_flops_per_second,
+                                     pk.p90_flops_per_second,
+                                     pk.datasheet_flops_per_second,
+                                     pk.launch,
+                                     pk.measurement};
   }
-  nlohmann::json j = {{"schema", k_gpu_profile_schema},
-                      {"gpu",
-                       {{"name", p.name},
-                        {"key", p.key},
-                        {"sm_count", p.sm_count},
-                        {"l2_bytes", p.l2_bytes},
-                        {"memory_bytes", p.memory_bytes}}},
-                      {"source", p.source},
-                      {"bandwidth",
-                       {{"read_bytes_per_second", p.read_bytes_per_second},
-                        {"write_bytes_per_second", p.write_bytes_per_second},
-                        {"copy_bytes_per_second", p.copy_bytes_per_second},
-                        {"datasheet_bytes_per_second", p.datasheet_bytes_per_second}}},
-                      {"peaks", peaks},
-                      {"environment", p.environment},
-                      {"config", p.config},
-                      {"rows", p.rows}};
-  if (p.instruction_peaks) j["instruction_peaks"] = to_json(*p.instruction_peaks);
-  return j;
+  d.skipped = s.skipped;
+  d.environment = s.environment;
+  d.config = s.config;
+  return d;
 }
 
-gpu_profile gpu_profile_from_json(const nlohmann::json& j) {
-  if (!j.is_object()) throw std::invalid_argument("GPU profile: expected a JSON object");
-  if (!j.contains("schema") || j["schema"] != k_gpu_profile_schema) {
-    throw std::invalid_argument(std::string("GPU profile: schema must be \"") +
-                                k_gpu_profile_schema + "\"");
+}  // namespace
+
+nlohmann::json to_json(const instruction_peak_section& s) {
+  return schema::to_json(to_document(s));
+}
+
+instruction_peak_section instruction_peak_section_from_json(const nlohmann::json& j,
+                                                           std::string_view source) {
+  const schema::document_context ctx{std::string(source), schema::k_gpu_profile_schema};
+  const schema::node n(j, ctx, "instruction_peaks");
+  return from_document(schema::parse_instruction_peaks(n), source, "instruction_peaks");
+}
+
+static schema::profile_document to_document(const gpu_profile& p) {
+  schema::profile_document d;
+  d.gpu_name = p.name;
+  d.gpu_key = p.key;
+  d.sm_count = p.sm_count;
+  d.l2_bytes = p.l2_bytes;
+  d.memory_bytes = p.memory_bytes;
+  d.source = p.source;
+  d.read_bytes_per_second = p.read_bytes_per_second;
+  d.write_bytes_per_second = p.write_bytes_per_second;
+  d.copy_bytes_per_second = p.copy_bytes_per_second;
+  d.datasheet_bytes_per_second = p.datasheet_bytes_per_second;
+  for (const auto& [t, pk] : p.peaks) {
+    d.peaks[std::string(name(t))] = {pk.flops_per_second, pk.datasheet_flops_per_second,
+                                     p.ridge_point(t), p.datasheet_ridge_point(t)};
   }
-  for (const char* f : {"gpu", "bandwidth", "peaks"}) {
-    if (!j.contains(f) || !j[f].is_object()) {
-      throw std::invalid_argument(std::string("GPU profile: missing object \"") + f + "\"");
-    }
-  }
+  d.env.raw = p.environment;
+  d.config = p.config;
+  if (!p.rows.is_array()) throw std::invalid_argument("GPU profile: rows must be an array");
+  d.rows.assign(p.rows.begin(), p.rows.end());
+  if (p.instruction_peaks) d.instruction_peaks = to_document(*p.instruction_peaks);
+  return d;
+}
+
+nlohmann::json to_json(const gpu_profile& p) { return schema::to_json(to_document(p)); }
+
+// Takes the document by value: its environment, config and rows (most of a profile's bytes) are
+// moved into the profile, not copied.
+static gpu_profile from_document(schema::profile_document d, std::string_view source) {
   gpu_profile p;
-  const auto& g = j["gpu"];
-  if (!g.contains("name") || !g["name"].is_string() || g["name"].get<std::string>().empty()) {
-    throw std::invalid_argument("GPU profile: gpu.name must be a non-empty string");
-  }
-  p.name = g["name"];
-  p.key = g.value("key", "");
-  p.sm_count = static_cast<int>(positive_number(g, "sm_count", "gpu"));
-  p.l2_bytes = static_cast<std::int64_t>(positive_number(g, "l2_bytes", "gpu"));
-  p.memory_bytes = static_cast<std::int64_t>(positive_number(g, "memory_bytes", "gpu"));
-  p.source = j.value("source", "measured");
-  if (p.source != "measured" && p.source != "datasheet") {
-    throw std::invalid_argument("GPU profile: source must be \"measured\" or \"datasheet\"");
-  }
-  const auto& b = j["bandwidth"];
-  p.read_bytes_per_second = positive_number(b, "read_bytes_per_second", "bandwidth");
-  p.write_bytes_per_second = positive_number(b, "write_bytes_per_second", "bandwidth");
-  p.copy_bytes_per_second = positive_number(b, "copy_bytes_per_second", "bandwidth");
-  p.datasheet_bytes_per_second = positive_number(b, "datasheet_bytes_per_second", "bandwidth");
+  if (d.gpu_name.empty()) bad(source, "gpu.name", "expected a non-empty string");
+  p.name = d.gpu_name;
+  p.key = d.gpu_key;
+  p.sm_count = static_cast<int>(d.sm_count);
+  p.l2_bytes = d.l2_bytes;
+  p.memory_bytes = d.memory_bytes;
+  if (d.sm_count < 0) bad(source, "gpu.sm_count", "must not be negative");
+  if (d.l2_bytes < 0) bad(source, "gpu.l2_bytes", "must not be negative");
+  if (d.memory_bytes < 0) bad(source, "gpu.memory_bytes", "must not be negative");
+  p.source = d.source;
+  p.read_bytes_per_second =
+      non_negative(d.read_bytes_per_second, source, "bandwidth.read_bytes_per_second");
+  p.write_bytes_per_second =
+      non_negative(d.write_bytes_per_second, source, "bandwidth.write_bytes_per_second");
+  p.copy_bytes_per_second =
+      non_negative(d.copy_bytes_per_second, source, "bandwidth.copy_bytes_per_second");
+  p.datasheet_bytes_per_second =
+      non_negative(d.datasheet_bytes_per_second, source, "bandwidth.datasheet_bytes_per_second");
   if (p.dram_bytes_per_second() <= 0) {
-    throw std::invalid_argument("GPU profile: no DRAM bandwidth (measured or datasheet)");
+    bad(source, "bandwidth",
+        "no DRAM bandwidth (read_bytes_per_second and datasheet_bytes_per_second are both 0)");
   }
-  for (const auto& [k, v] : j["peaks"].items()) {
-    const dtype t = parse_dtype(k);
-    if (!v.is_object()) throw std::invalid_argument("GPU profile: peaks." + k + " must be an object");
-    p.peaks[t] = {positive_number(v, "flops_per_second", "peaks." + k),
-                  positive_number(v, "datasheet_flops_per_second", "peaks." + k)};
-  }
-  if (j.contains("environment")) p.environment = j["environment"];
-  if (j.contains("config")) p.config = j["config"];
-  if (j.contains("rows")) {
-    if (!j["rows"].is_array()) throw std::invalid_argument("GPU profile: rows must be an array");
-    p.rows = j["rows"];
-  }
-  if (j.contains("instruction_peaks")) {
+  for (const auto& [k, v] : d.peaks) {
+    const std::string at = "peaks." + k;
+    dtype t{};
     try {
-      p.instruction_peaks = instruction_peak_section_from_json(j["instruction_peaks"]);
+      t = parse_dtype(k);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string("GPU profile: ") + e.what());
+      bad(source, at, e.what());
     }
+    p.peaks[t] = {non_negative(v.flops_per_second, source, at + ".flops_per_second"),
+                  non_negative(v.datasheet_flops_per_second, source,
+                               at + ".datasheet_flops_per_second")};
+  }
+  p.environment = std::move(d.env.raw);
+  p.config = std::move(d.config);
+  p.rows = nlohmann::json::array();
+  p.rows.get_ref<nlohmann::json::array_t&>() = std::move(d.rows);
+  if (d.instruction_peaks) {
+    p.instruction_peaks = from_document(*d.instruction_peaks, source, "instruction_peaks");
   }
   return p;
 }
 
+gpu_profile gpu_profile_from_json(const nlohmann::json& j, std::string_view source) {
+  return from_document(schema::parse_gpu_profile(j, source), source);
+}
+
 gpu_profile load_gpu_profile(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw std::invalid_argument(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  try {
-    return gpu_profile_from_json(j);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(path.string() + ": " + e.what());
-  }
+  return gpu_profile_from_json(schema::read_json(path, k_gpu_profile_schema), path.string());
 }
 
 }  // namespace ridgeline

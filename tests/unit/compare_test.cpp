@@ -17,6 +17,37 @@ using nlohmann::json;
 
 namespace {
 
+// A complete GPU profile (compare reads profiles with the format's typed reader): the committed
+// H100 profile, whose rows the tests replace.
+json committed_profile() {
+  std::ifstream in(std::filesystem::path(RIDGELINE_SOURCE_DIR) / "perfmodel/profiles/h100-sxm.json");
+  return json::parse(in);
+}
+
+// A complete measurement object with the given summary (no spread beyond mad and noise).
+json measurement(int count, double median, double mad, double noise) {
+  return {{"seconds",
+           {{"count", count},
+            {"median", median},
+            {"mean", median},
+            {"min", median},
+            {"max", median},
+            {"stddev", 0.0},
+            {"p10", median},
+            {"p90", median},
+            {"mad", mad},
+            {"noise", noise}}},
+          {"repetitions", count},
+          {"stop_reason", "noise_reached"},
+          {"throttled", false},
+          {"throttle_reasons", json::array()},
+          {"sm_clock_mhz", {{"min", 1980}, {"max", 1980}}}};
+}
+
+}  // namespace
+
+namespace {
+
 // Google Benchmark JSON with per-repetition entries (times in ns) and the aggregates GB adds.
 json gbench(const std::map<std::string, std::vector<double>>& runs, const std::string& gpu = "",
             const std::string& build_type = "Release") {
@@ -91,22 +122,23 @@ TEST(Results, ErroredBenchmarkIsKeptWithItsError) {
 }
 
 TEST(Results, GpuProfileRows) {
-  json m = {{"seconds",
-             {{"count", 20}, {"median", 2e-3}, {"mean", 2e-3}, {"mad", 1e-5}, {"noise", 0.002}}}};
-  json doc = {
-      {"schema", "ridgeline.gpu_profile/v1"},
-      {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
-      {"rows", json::array({
-                   {{"kind", "gemm"},
-                    {"dtype", "bf16"},
-                    {"m", 8192},
-                    {"n", 8192},
-                    {"k", 8192},
-                    {"algorithm_index", 3},
-                    {"flops_per_second", 7.9e14},
-                    {"measurement", m}},
-                   {{"kind", "linear_block"}, {"seconds", 1.7e-4}},  // no measurement: skipped
-               })}};
+  json doc = committed_profile();
+  json linear_block;
+  for (const auto& r : doc["rows"]) {
+    if (r["kind"] == "linear_block") linear_block = r;
+  }
+  doc["rows"] = json::array({
+      {{"kind", "gemm"},
+       {"dtype", "bf16"},
+       {"m", 8192},
+       {"n", 8192},
+       {"k", 8192},
+       {"algorithm_index", 3},
+       {"flops", 2.0 * 8192 * 8192 * 8192},
+       {"flops_per_second", 7.9e14},
+       {"measurement", measurement(20, 2e-3, 1e-5, 0.002)}},
+      linear_block,  // no measurement: skipped
+  });
   const auto r = parse_results(doc, "p.json", time_metric::real_time);
   ASSERT_EQ(r.benchmarks.size(), 1u);
   const auto& [name, s] = *r.benchmarks.begin();
@@ -115,6 +147,29 @@ TEST(Results, GpuProfileRows) {
   EXPECT_TRUE(s.summary_only);
   EXPECT_EQ(s.stats.count, 20u);
   EXPECT_DOUBLE_EQ(s.iqr_seconds, 2e-5);
+  // A measurement missing a statistic, or a profile missing a field, is an error naming it.
+  auto message = [](const json& j) {
+    try {
+      parse_results(j, "p.json", time_metric::real_time);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  json no_p90 = doc;
+  no_p90["rows"][0]["measurement"]["seconds"].erase("p90");  // once read as the median
+  EXPECT_NE(message(no_p90).find("p.json: rows[0].measurement.seconds.p90: missing (schema "
+                                 "ridgeline.gpu_profile/v1)"),
+            std::string::npos)
+      << message(no_p90);
+  json no_flops = doc;
+  no_flops["rows"][0].erase("flops");
+  EXPECT_NE(message(no_flops).find("rows[0].flops: missing"), std::string::npos)
+      << message(no_flops);
+  json no_bandwidth = doc;
+  no_bandwidth.erase("bandwidth");
+  EXPECT_NE(message(no_bandwidth).find("p.json: bandwidth: missing"), std::string::npos)
+      << message(no_bandwidth);
 }
 
 TEST(Results, CorruptPartialAndForeignFilesAreClearErrors) {
@@ -298,12 +353,14 @@ TEST(Compare, NormalizeByCancelsMachineSpeed) {
 
 TEST(Compare, SummaryOnlyRowsUseAZTestOnMedians) {
   auto profile = [](double median, double noise) {
-    json m = {{"seconds",
-               {{"count", 20}, {"median", median}, {"mad", median * 0.005}, {"noise", noise}}}};
-    return json{
-        {"schema", "ridgeline.gpu_profile/v1"},
-        {"environment", {{"gpu", {{"name", "NVIDIA H100 80GB HBM3"}}}}},
-        {"rows", json::array({{{"kind", "bandwidth"}, {"op", "read"}, {"measurement", m}}})}};
+    json doc = committed_profile();
+    json row;
+    for (const auto& r : doc["rows"]) {
+      if (r["kind"] == "bandwidth" && r["op"] == "read") row = r;
+    }
+    row["measurement"] = measurement(20, median, median * 0.005, noise);
+    doc["rows"] = json::array({row});
+    return doc;
   };
   const auto base = parse_results(profile(1e-3, 0.002), "b", time_metric::real_time);
   const auto slow = parse_results(profile(1.1e-3, 0.002), "n", time_metric::real_time);

@@ -10,8 +10,12 @@
 using namespace ridgeline;
 
 namespace {
+const std::filesystem::path k_committed =
+    std::filesystem::path(RIDGELINE_SOURCE_DIR) / "perfmodel/profiles/h100-sxm.json";
+
+// A complete profile (the reader is strict): the committed H100 profile with its figures replaced.
 gpu_profile sample_profile() {
-  gpu_profile p;
+  gpu_profile p = load_gpu_profile(k_committed);
   p.name = "NVIDIA H100 80GB HBM3";
   p.key = "h100-sxm";
   p.source = "measured";
@@ -22,10 +26,29 @@ gpu_profile sample_profile() {
   p.write_bytes_per_second = 3.2e12;
   p.copy_bytes_per_second = 2.9e12;
   p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks.clear();
   p.peaks[dtype::bf16] = {780e12, 989.4e12};
   p.peaks[dtype::int8] = {1300e12, 1978.9e12};
-  p.rows.push_back({{"kind", "bandwidth"}, {"op", "read"}});
+  p.rows = nlohmann::json::array({p.rows.at(0)});  // one complete row of the committed file
+  p.instruction_peaks.reset();
   return p;
+}
+
+// One complete instruction_peaks.peaks entry.
+nlohmann::json instruction_entry(double flops_per_second) {
+  return {{"instruction", "HGMMA"},
+          {"flops_per_second", flops_per_second},
+          {"p10_flops_per_second", 1e12},
+          {"p90_flops_per_second", 1e12},
+          {"datasheet_flops_per_second", 0},
+          {"launch", nlohmann::json::object()},
+          {"measurement", nlohmann::json::object()}};
+}
+nlohmann::json instruction_section(const std::string& kind, nlohmann::json entry) {
+  return {{"peaks", {{kind, std::move(entry)}}},
+          {"skipped", nlohmann::json::array()},
+          {"environment", nlohmann::json::object()},
+          {"config", nlohmann::json::object()}};
 }
 }  // namespace
 
@@ -55,8 +78,10 @@ TEST(GpuProfile, InstructionPeaksRoundTripAndAccessors) {
   instruction_peak_section s;
   s.peaks[instruction_peak_kind::fp32] = {"FFMA", 62e12, 61e12, 63e12, 66.9e12, {{"grid", 1056}},
                                           {{"repetitions", 10}}};
-  s.peaks[instruction_peak_kind::bf16] = {"HGMMA", 900e12, 890e12, 905e12, 989.4e12, {}, {}};
-  s.peaks[instruction_peak_kind::bf16_hfma2] = {"HFMA2.BF16", 125e12, 124e12, 126e12, 0, {}, {}};
+  const auto none = nlohmann::json::object();
+  s.peaks[instruction_peak_kind::bf16] = {"HGMMA", 900e12, 890e12, 905e12, 989.4e12, none, none};
+  s.peaks[instruction_peak_kind::bf16_hfma2] = {"HFMA2.BF16", 125e12, 124e12, 126e12, 0, none,
+                                                none};
   s.skipped.push_back("fp8_e4m3: not measured");
   s.environment = {{"ridgeline", {{"git_sha", "abc1234"}}}};
   s.config = {{"target_launch_seconds", 0.005}};
@@ -105,8 +130,8 @@ TEST(GpuProfile, RejectsMalformed) {
   expect_bad(b2, "bandwidth");
   auto b3 = j; b3["bandwidth"]["read_bytes_per_second"] = -1;
   expect_bad(b3, "read_bytes_per_second");
-  auto b4 = j; b4["peaks"]["fp4"] = {{"flops_per_second", 1}};
-  expect_bad(b4, "unknown dtype");
+  auto b4 = j; b4["peaks"]["fp4"] = {{"flops_per_second", 1}, {"datasheet_flops_per_second", 0}};
+  expect_bad(b4, "peaks.fp4: unknown dtype");
   auto b5 = j; b5["gpu"]["name"] = "";
   expect_bad(b5, "gpu.name");
   auto b6 = j; b6["source"] = "guessed";
@@ -114,14 +139,45 @@ TEST(GpuProfile, RejectsMalformed) {
   expect_bad(nlohmann::json::array(), "object");
   auto b7 = j; b7["instruction_peaks"] = nlohmann::json::array();
   expect_bad(b7, "instruction_peaks");
-  auto b8 = j; b8["instruction_peaks"] = {{"peaks", {{"fp64", {{"flops_per_second", 1}}}}}};
+  auto b8 = j; b8["instruction_peaks"] = instruction_section("fp64", instruction_entry(1));
   expect_bad(b8, "unknown instruction peak 'fp64'");
-  auto b9 = j; b9["instruction_peaks"] = {{"peaks", {{"fp32", {{"flops_per_second", -1}}}}}};
+  auto b9 = j; b9["instruction_peaks"] = instruction_section("fp32", instruction_entry(-1));
   expect_bad(b9, "instruction_peaks.peaks.fp32.flops_per_second");
-  auto b10 = j; b10["instruction_peaks"] = {{"peaks", {{"bf16", {{"instruction", "HGMMA"}}}}}};
-  expect_bad(b10, "instruction_peaks.peaks.bf16.flops_per_second must be > 0");
+  auto b10 = j; b10["instruction_peaks"] = instruction_section("bf16", instruction_entry(0));
+  expect_bad(b10, "instruction_peaks.peaks.bf16.flops_per_second: must be > 0");
   auto b11 = j; b11["instruction_peaks"] = {{"peaks", nlohmann::json::object()}, {"skipped", 3}};
   expect_bad(b11, "instruction_peaks.skipped");
+}
+
+// Nothing is defaulted: a missing or mistyped field is an error naming the file, the field and
+// the schema with its version.
+TEST(GpuProfile, MissingOrMistypedFieldNamesFileFieldAndSchema) {
+  const auto path = std::filesystem::temp_directory_path() / "ridgeline_incomplete_profile.json";
+  auto expect_error = [&path](const nlohmann::json& doc, const std::string& field) {
+    { std::ofstream(path) << doc.dump(2); }
+    try {
+      load_gpu_profile(path);
+      ADD_FAILURE() << "accepted without " << field;
+    } catch (const std::invalid_argument& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path.string() + ": " + field + ": "), std::string::npos) << m;
+      EXPECT_NE(m.find("(schema ridgeline.gpu_profile/v1)"), std::string::npos) << m;
+    }
+  };
+  const nlohmann::json j = to_json(sample_profile());
+  auto no_sm = j; no_sm["gpu"].erase("sm_count");
+  expect_error(no_sm, "gpu.sm_count");
+  auto no_key = j; no_key["gpu"].erase("key");  // once read as "" when absent
+  expect_error(no_key, "gpu.key");
+  auto no_source = j; no_source.erase("source");  // once read as "measured" when absent
+  expect_error(no_source, "source");
+  auto no_write = j; no_write["bandwidth"].erase("write_bytes_per_second");  // once 0
+  expect_error(no_write, "bandwidth.write_bytes_per_second");
+  auto no_env = j; no_env.erase("environment");
+  expect_error(no_env, "environment");
+  auto text_peak = j; text_peak["peaks"]["bf16"]["flops_per_second"] = "780e12";
+  expect_error(text_peak, "peaks.bf16.flops_per_second");
+  std::filesystem::remove(path);
 }
 
 TEST(GpuProfile, LoadErrorsNameTheFile) {

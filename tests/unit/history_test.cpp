@@ -13,6 +13,8 @@
 
 #include "ridgeline/regress/change_points.hpp"
 #include "ridgeline/regress/history.hpp"
+#include "ridgeline/regress/trend.hpp"
+#include "ridgeline/core/schemas/history_trend.hpp"
 #include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline::bench;
@@ -89,6 +91,27 @@ TEST(History, AddAndReadBackInTimeOrder) {
   EXPECT_EQ(h.series("BM_a_0", "main").size(), 2u);
   EXPECT_EQ(h.series("BM_a_0", "", 1).at(0).git_sha, "sha3");
   EXPECT_TRUE(h.series("BM_none").empty());
+}
+
+// `history show --json` is written by the ridgeline.history_trend/v1 writer: its reader takes it
+// back, field for field, and the writer gives the same document again.
+TEST(History, TrendChartIsTheTypedFormat) {
+  temp_dir d;
+  history h(d.path / "h.db");
+  h.add(make_set("a", 1, 10), {"sha1", "main", "2026-11-21T10:00:00Z"});
+  h.add(make_set("a", 1, 10), {"sha2", "main", "2026-11-21T11:00:00Z"});
+  h.add(make_set("a", 1, 20), {"sha3", "main", "2026-11-21T12:00:00Z"});
+  const trend t = history_trend(h, {});
+  const auto doc = ridgeline::schema::parse_history_trend(t.chart, "trend");
+  EXPECT_EQ(doc.history, (d.path / "h.db").string());
+  ASSERT_EQ(doc.benchmarks.size(), 1u);
+  const auto& b = doc.benchmarks[0];
+  EXPECT_EQ(b.name, "BM_a_0");
+  ASSERT_EQ(b.points.size(), 3u);
+  EXPECT_EQ(b.x_time_utc.size(), 3u);
+  EXPECT_EQ(b.points[2].git_sha, "sha3");
+  EXPECT_EQ(b.points[2].count, 10);
+  EXPECT_EQ(ridgeline::schema::to_json(doc), t.chart);
 }
 
 TEST(History, BadInputWritesNothing) {

@@ -7,6 +7,8 @@
 
 #include "cli.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/accuracy.hpp"
+#include "ridgeline/plan/plan.hpp"
 #include "ridgeline/plan/capacity.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
@@ -308,3 +310,19 @@ TEST(PlanCommand, GpusListsEveryEntry) {
 
 }  // namespace
 }  // namespace ridgeline::planner
+
+// `plan accuracy -o` is written by the ridgeline.accuracy/v1 writer: its reader takes the document
+// back and the writer gives the same JSON again.
+TEST(PlanAccuracy, DocumentIsTheTypedFormat) {
+  const auto sweep = ridgeline::planner::read_json_file(std::string(RIDGELINE_SOURCE_DIR) +
+                                             "/docs/results/h100-sxm_sweep.json");
+  const auto r = ridgeline::planner::plan_accuracy(sweep, "committed", ridgeline::planner::resolve_gpu("h100-sxm"), {});
+  const nlohmann::json j = ridgeline::planner::accuracy_document(r);
+  const auto doc = ridgeline::schema::parse_accuracy(j, "accuracy");
+  EXPECT_EQ(doc.sweep, "committed");
+  EXPECT_EQ(doc.points, static_cast<std::int64_t>(r.report.rows.size()));
+  ASSERT_EQ(doc.rows.size(), r.report.rows.size());
+  EXPECT_DOUBLE_EQ(doc.mape, r.report.mape);
+  EXPECT_FALSE(doc.env.has_gpu_member);  // host-only: no gpu key
+  EXPECT_EQ(ridgeline::schema::to_json(doc), j);
+}

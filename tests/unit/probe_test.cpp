@@ -19,19 +19,23 @@ namespace {
 
 const char* k_gpu = "NVIDIA H100 80GB HBM3";
 
+// A complete profile (the reader is strict): the committed H100 profile, its rows and environment
+// kept, its figures replaced and no instruction peaks.
 gpu_profile sample_profile() {
-  gpu_profile p;
+  gpu_profile p = load_gpu_profile(std::filesystem::path(RIDGELINE_SOURCE_DIR) /
+                                   "perfmodel/profiles/h100-sxm.json");
   p.name = k_gpu;
   p.key = "h100-sxm";
   p.source = "measured";
   p.sm_count = 132;
   p.read_bytes_per_second = 3.13e12;
   p.datasheet_bytes_per_second = 3.35e12;
+  p.peaks.clear();
   p.peaks[dtype::fp32] = {49e12, 66.9e12};
   p.peaks[dtype::bf16] = {803.1e12, 989.4e12};
-  p.environment = {{"time_utc", "2026-11-21T10:00:00Z"}};
-  p.config = {{"gemm_size", 8192}, {"max_bytes", 1 << 30}};
-  p.rows.push_back({{"kind", "gemm"}, {"dtype", "bf16"}, {"flops_per_second", 803.1e12}});
+  p.config["gemm_size"] = 8192;
+  p.config["max_bytes"] = 1 << 30;
+  p.instruction_peaks.reset();
   return p;
 }
 
@@ -41,7 +45,8 @@ instruction_peak_section sample_section(double scale) {
       "FFMA",  62e12 * scale,    61e12 * scale,        63e12 * scale,
       66.9e12, {{"grid", 1056}}, {{"repetitions", 10}}};
   s.peaks[instruction_peak_kind::bf16] = {
-      "HGMMA", 900e12 * scale, 890e12 * scale, 905e12 * scale, 989.4e12, {}, {}};
+      "HGMMA",         900e12 * scale,          890e12 * scale,          905e12 * scale,
+      989.4e12,        nlohmann::json::object(), nlohmann::json::object()};
   s.environment = {{"time_utc", "2026-11-30T10:00:00Z"}, {"ridgeline", {{"git_sha", "abc1234"}}}};
   s.config = {{"sustain_seconds", 1.0}};
   return s;
@@ -224,4 +229,44 @@ TEST(InstructionPeakUpdate, CommandRefusesInOneLineAndLeavesTheFile) {
   EXPECT_EQ(lines(err), 1) << err;
   EXPECT_EQ(read_text_file(path), canonical(other));
   std::filesystem::remove_all(dir);
+}
+
+// The table reads the rows and options it prints through the profile format's typed reader: one
+// missing is an error naming the field, never a zero in the table.
+TEST(ProbeTable, ReadsRowsThroughTheTypedReader) {
+  gpu_profile p = sample_profile();
+  const std::string t = bench::probe_table(p);
+  EXPECT_NE(t.find("memcpy"), std::string::npos) << t;
+  EXPECT_NE(t.find("Llama-2-7B block"), std::string::npos) << t;
+  EXPECT_NE(t.find("8192^3"), std::string::npos) << t;
+  std::size_t bandwidth = 0;
+  while (p.rows.at(bandwidth)["kind"] != "bandwidth") ++bandwidth;
+  p.rows[bandwidth]["measurement"].erase("throttled");
+  try {
+    bench::probe_table(p);
+    ADD_FAILURE() << "printed a bandwidth row without measurement.throttled";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("rows[" + std::to_string(bandwidth) +
+                                         "].measurement.throttled: missing"),
+              std::string::npos)
+        << e.what();
+  }
+  p = sample_profile();
+  p.config.erase("max_bytes");
+  EXPECT_THROW(bench::probe_table(p), std::invalid_argument);
+}
+
+// The update writes through the format's writer, so a profile with a key the format does not
+// have would lose it: refused, as any other layout is.
+TEST(InstructionPeakUpdate, RefusesKeysTheFormatDoesNotWrite) {
+  nlohmann::json j = to_json(sample_profile());
+  j["notes"] = "hand-written";
+  try {
+    bench::with_instruction_peaks(j.dump(2) + "\n", sample_section(1.0), k_gpu);
+    ADD_FAILURE() << "accepted a key the writer would drop";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("not laid out as ridgeline writes profiles"),
+              std::string::npos)
+        << e.what();
+  }
 }

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <tuple>
 
 #include "cli.hpp"
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/roofline/roofline.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 #include "ridgeline/telemetry/device.hpp"
@@ -182,9 +184,11 @@ TEST(Roofline, CeilingsAndCrossingWithInstructionPeaks) {
 
 TEST(Roofline, TableAndCsvOfADocument) {
   const gpu_profile p = h100_like();
-  json doc = {{"schema", bench::k_roofline_schema},
-              {"config", {{"model", "llama-2-7b"}}},
-              {"ceilings", bench::roofline_ceilings(p, "test")}};
+  // A complete document (the reader is strict): the committed H100 run with its parts replaced.
+  json doc = json::parse(read_text_file(std::filesystem::path(RIDGELINE_SOURCE_DIR) /
+                                        "docs/results/h100-sxm_roofline.json"));
+  doc["config"]["model"] = "llama-2-7b";
+  doc["ceilings"] = bench::roofline_ceilings(p, "test");
   doc["engine"] =
       json::array({{{"phase", "decode"},
                     {"batch", 64},
@@ -193,9 +197,12 @@ TEST(Roofline, TableAndCsvOfADocument) {
                     {"counted", {{"intensity_flops_per_byte", 28.1}}},
                     {"measured", {{"intensity_flops_per_byte", 27.0}, {"dram_bytes", 3.0e10}}},
                     {"intensity_ratio", 0.96},
+                    {"intensity_flops_per_byte", 27.0},
                     {"flops_per_second", 7.0e13},
                     {"bytes_per_second", 2.6e12},
-                    {"pct_of_roof", 83.0}},
+                    {"roof_flops_per_second", 8.4e13},
+                    {"pct_of_roof", 83.0},
+                    {"bound", "memory"}},
                    {{"phase", "decode"},
                     {"batch", 512},
                     {"context", 512},
@@ -205,6 +212,7 @@ TEST(Roofline, TableAndCsvOfADocument) {
                                         {"traced_steps", 5},
                                         {"kernels", json::array({{{"phase", "mlp"},
                                                                   {"kernel", "gemv_kernel, x"},
+                                                                  {"kernel_full", "gemv_kernel, x"},
                                                                   {"calls", 64},
                                                                   {"seconds", 0.003},
                                                                   {"intensity_flops_per_byte", 1.0},
@@ -212,9 +220,8 @@ TEST(Roofline, TableAndCsvOfADocument) {
                                                                   {"bytes_per_second", 2.8e12},
                                                                   {"pct_of_roof", 89.0}}})}}});
   doc["crossing"] = bench::roofline_crossings(model_preset_by_name("llama-2-7b"), p, {512});
-  doc["intensity_sweep"] = {
-      {"points", json::array()},
-      {"against_probe",
+  doc["intensity_sweep"]["points"] = json::array();
+  doc["intensity_sweep"]["against_probe"] =
        json::array({{{"kernel", "mma_bf16"},
                      {"memory_bytes_per_second", 3.11e12},
                      {"memory_ratio", 0.994},
@@ -230,7 +237,7 @@ TEST(Roofline, TableAndCsvOfADocument) {
                      {"memory_ratio", 0.99},
                      {"compute_flops_per_second", 115.2e12},
                      {"compute_ceiling_flops_per_second", nullptr},
-                     {"probe_peak_flops_per_second", nullptr}}})}};
+                     {"probe_peak_flops_per_second", nullptr}}});
   const std::string t = bench::roofline_table(doc);
   EXPECT_NE(t.find("bf16"), std::string::npos);
   EXPECT_NE(t.find("  0.970"), std::string::npos) << t;  // plateau / ceiling
@@ -279,4 +286,33 @@ TEST(Roofline, CliErrorsAreOneLine) {
     EXPECT_NE(err.find("needs a CUDA GPU"), std::string::npos) << err;
     EXPECT_EQ(lines(err), 1);
   }
+}
+
+// The table and CSV read the document through the typed roofline reader: a field they print that
+// is missing is an error naming it and the schema, not a zero or a "?" in the output.
+TEST(Roofline, TableAndCsvRefuseAnIncompleteDocument) {
+  const json committed = json::parse(read_text_file(std::filesystem::path(RIDGELINE_SOURCE_DIR) /
+                                                    "docs/results/h100-sxm_roofline.json"));
+  EXPECT_NE(bench::roofline_table(committed).find("Engine steps"), std::string::npos);
+  auto expect_error = [](const json& doc, const std::string& field) {
+    for (auto* f : {&bench::roofline_table, &bench::roofline_csv}) {
+      try {
+        (*f)(doc);
+        ADD_FAILURE() << "accepted without " << field;
+      } catch (const std::invalid_argument& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find(field + ": "), std::string::npos) << m;
+        EXPECT_NE(m.find("(schema ridgeline.roofline/v1)"), std::string::npos) << m;
+      }
+    }
+  };
+  json no_seconds = committed;
+  no_seconds["engine"][0].erase("seconds");
+  expect_error(no_seconds, "engine[0].seconds");
+  json no_traced = committed;
+  no_traced["decode_kernels"][0].erase("traced_steps");
+  expect_error(no_traced, "decode_kernels[0].traced_steps");
+  json text_ratio = committed;
+  text_ratio["intensity_sweep"]["against_probe"][0]["memory_ratio"] = "0.99";
+  expect_error(text_ratio, "intensity_sweep.against_probe[0].memory_ratio");
 }

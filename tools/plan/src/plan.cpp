@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/accuracy.hpp"
 #include "ridgeline/core/schemas/plan.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
@@ -383,36 +384,29 @@ accuracy_result plan_accuracy(const json& sweep, const std::string& sweep_label,
 }
 
 json accuracy_document(const accuracy_result& a) {
+  // Built as the format's typed document and written by its writer (core/schemas/accuracy.hpp).
   const accuracy_report& r = a.report;
-  json rows = json::array();
-  for (const auto& row : r.rows)
-    rows.push_back({{"phase", row.point.phase},
-                    {"batch", row.point.batch},
-                    {"context", row.point.context},
-                    {"measured_seconds", row.point.seconds},
-                    {"predicted_seconds", row.predicted_seconds},
-                    {"error", row.error}});
+  schema::accuracy_document d;
+  d.env = schema::environment_from_block(metrics::environment_block(std::nullopt));
+  d.sweep = a.sweep;
+  d.model = a.model;
+  d.gpu = a.gpu;
+  d.ceilings = a.limits.basis;
+  d.step_time_model = a.step_time_model;
+  d.definitions = {{"error", "(predicted - measured) / measured, median step time"},
+                   {"mape", "mean over points of |error|"}};
+  d.points = static_cast<std::int64_t>(r.rows.size());
+  d.mape = r.mape;
+  d.worst_abs_error = r.worst;
   const auto& w = r.rows[r.worst_index];
-  const json doc = {
-      {"schema", "ridgeline.accuracy/v1"},
-      {"environment", metrics::environment_block(std::nullopt)},
-      {"config",
-       {{"sweep", a.sweep},
-        {"model", a.model},
-        {"gpu", a.gpu},
-        {"ceilings", a.limits.basis},
-        {"step_time_model", a.step_time_model},
-        {"definitions",
-         {{"error", "(predicted - measured) / measured, median step time"},
-          {"mape", "mean over points of |error|"}}}}},
-      {"summary",
-       {{"points", r.rows.size()},
-        {"mape", r.mape},
-        {"worst_abs_error", r.worst},
-        {"worst_point",
-         {{"phase", w.point.phase}, {"batch", w.point.batch}, {"context", w.point.context}}}}},
-      {"rows", rows}};
-  return doc;
+  d.worst_point = {w.point.phase, w.point.batch, w.point.context};
+  for (const auto& row : r.rows) {
+    d.rows.push_back({{row.point.phase, row.point.batch, row.point.context},
+                      row.point.seconds,
+                      row.predicted_seconds,
+                      row.error});
+  }
+  return schema::to_json(d);
 }
 
 std::string accuracy_csv(const accuracy_result& a) {

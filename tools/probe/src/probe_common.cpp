@@ -1,11 +1,13 @@
 // Host-only half of the probe: option checks, memory needs, the readable tables, and the update of
-// a profile file's instruction peaks.
+// a profile file's instruction peaks. Profiles are read and written through the typed
+// ridgeline.gpu_profile/v1 reader and writer (core/schemas/gpu_profile.hpp).
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/gpu_profile.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/probe/probe.hpp"
 
@@ -49,55 +51,46 @@ void validate_probe_options(const probe_options& o) {
 }
 
 std::string probe_table(const gpu_profile& p) {
+  // The rows and config are read through the format's typed reader: a row or option the table
+  // needs that is missing fails naming it, rather than printing a zero.
+  const schema::profile_document d = schema::parse_gpu_profile(to_json(p), "probe profile");
+  const schema::document_context ctx{"probe profile", schema::k_gpu_profile_schema};
+  const schema::node config(d.config, ctx, "config");
   std::ostringstream out;
-  const auto& gpu = p.environment.contains("gpu") ? p.environment["gpu"] : nlohmann::json();
   out << "ridgeline probe: " << p.name << " (" << p.sm_count << " SMs, L2 "
       << format("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ", "
       << format_gib(double(p.memory_bytes)) << ")";
-  if (gpu.is_object() && gpu.contains("driver_version")) {
-    out << ", driver " << gpu["driver_version"].get<std::string>();
-  }
+  if (d.env.gpu && d.env.gpu->driver_version) out << ", driver " << *d.env.gpu->driver_version;
   out << "\n\n";
   const double ds_bw = p.datasheet_bytes_per_second;
-  out << "DRAM bandwidth (" << format_gib(p.config.value("max_bytes", 0.0))
+  out << "DRAM bandwidth (" << format_gib(config.number("max_bytes"))
       << " buffer, cold; best launch configuration of our kernels; copy counts read + write)\n";
   out << "  op      TB/s   p10-p90 TB/s     % of datasheet"
       << (ds_bw > 0 ? format(" %.2f", ds_bw / 1e12) : "") << "\n";
-  for (const auto& r : p.rows) {
-    if (r.value("kind", "") != "bandwidth") continue;
-    const double b = r["bytes_moved"].get<double>();
-    const auto& s = r["measurement"]["seconds"];
-    out << "  " << r["op"].get<std::string>()
-        << std::string(8 - r["op"].get<std::string>().size(), ' ')
-        << format("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
-        << format("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
-        << format("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
-        << (ds_bw > 0 ? format("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
-        << (r["measurement"]["throttled"].get<bool>() ? "  [throttled]" : "") << "\n";
+  // TB/s at the median and over p10-p90 of the times, and the median's share of the datasheet.
+  auto rates = [ds_bw](const schema::bandwidth_row& r) {
+    const double b = r.bytes_moved;
+    const auto& s = r.measurement.seconds;
+    return format("%5.2f", b / s.median / 1e12) + "   " + format("%5.2f", b / s.p90 / 1e12) + "-" +
+           format("%-5.2f", b / s.p10 / 1e12) + "      " +
+           (ds_bw > 0 ? format("%5.1f%%", 100.0 * b / s.median / ds_bw) : "-");
+  };
+  for (const auto& r : d.bandwidth) {
+    out << "  " << r.op << std::string(8 - std::min<std::size_t>(8, r.op.size()), ' ') << rates(r)
+        << (r.measurement.throttled ? "  [throttled]" : "") << "\n";
   }
-  for (const auto& r : p.rows) {
-    if (r.value("kind", "") != "bandwidth_reference") continue;
-    const double b = r["bytes_moved"].get<double>();
-    const auto& s = r["measurement"]["seconds"];
-    out << "  memcpy  " << format("%5.2f", b / s["median"].get<double>() / 1e12) << "   "
-        << format("%5.2f", b / s["p90"].get<double>() / 1e12) << "-"
-        << format("%-5.2f", b / s["p10"].get<double>() / 1e12) << "      "
-        << (ds_bw > 0 ? format("%5.1f%%", 100.0 * b / s["median"].get<double>() / ds_bw) : "-")
-        << "   (cudaMemcpyAsync device-to-device: copy engines)\n";
+  for (const auto& r : d.bandwidth_reference) {
+    out << "  memcpy  " << rates(r) << "   (cudaMemcpyAsync device-to-device: copy engines)\n";
   }
-  if (p.config.contains("copy_method")) {
+  if (const auto method = config.optional_string("copy_method")) {
     out << "  copy ceiling " << format("%.2f", p.copy_bytes_per_second / 1e12) << " TB/s ("
-        << p.config["copy_method"].get<std::string>() << ")\n";
+        << *method << ")\n";
   }
   out << "\nWorking-set sweep (hot, L2-only loads; L2 is "
       << format("%.0f MiB", double(p.l2_bytes) / (1 << 20)) << ")\n";
   out << "  size          read TB/s  write TB/s  copy TB/s\n";
   std::map<double, std::map<std::string, double>> sweep;
-  for (const auto& r : p.rows) {
-    if (r.value("kind", "") != "working_set") continue;
-    sweep[r["buffer_bytes"].get<double>()][r["op"].get<std::string>()] =
-        r["bytes_per_second"].get<double>();
-  }
+  for (const auto& r : d.working_set) sweep[double(r.buffer_bytes)][r.op] = r.bytes_per_second;
   for (const auto& [size, ops] : sweep) {
     const std::string label = format_bytes(size);
     out << "  " << label << std::string(14 - label.size(), ' ');
@@ -107,7 +100,7 @@ std::string probe_table(const gpu_profile& p) {
     }
     out << "\n";
   }
-  out << "\nGEMM peaks (" << p.config.value("gemm_size", 0) << "^3, best of cuBLASLt's heuristic "
+  out << "\nGEMM peaks (" << config.integer("gemm_size") << "^3, best of cuBLASLt's heuristic "
       << "algorithms, TN layout)\n";
   out << "  dtype      measured       datasheet   % of ds   ridge FLOP/B (measured / datasheet)\n";
   for (const auto& [t, pk] : p.peaks) {
@@ -129,33 +122,25 @@ std::string probe_table(const gpu_profile& p) {
         << "\n";
   }
   if (p.instruction_peaks) out << "\n" << instruction_peak_table(*p.instruction_peaks, &p);
-  bool have_linear = false;
-  for (const auto& r : p.rows) have_linear = have_linear || r.value("kind", "") == "linear_block";
-  if (have_linear) {
+  if (!d.linear_block.empty()) {
     const double peak = p.peak_flops_per_second(dtype::bf16);
     out << "\nLlama-2-7B block, four linear layers (bf16, cold L2; tokens = decode batch)\n";
     out << "  tokens   qkv us    o us  gate_up us  down us   total us  TFLOP/s  % peak   TB/s  "
            "% read bw  bound\n";
-    for (const auto& r : p.rows) {
-      if (r.value("kind", "") != "linear_block") continue;
-      const auto& lay = r["layer_seconds"];
-      out << format("  %6.0f", r["tokens"].get<double>())
-          << format("  %7.1f", lay["qkv"].get<double>() * 1e6)
-          << format(" %7.1f", lay["o"].get<double>() * 1e6)
-          << format("  %10.1f", lay["gate_up"].get<double>() * 1e6)
-          << format(" %8.1f", lay["down"].get<double>() * 1e6)
-          << format("  %9.1f", r["seconds"].get<double>() * 1e6)
-          << format("  %7.1f", r["flops_per_second"].get<double>() / 1e12)
-          << format("  %5.1f%%", peak > 0 ? 100 * r["flops_per_second"].get<double>() / peak : 0.0)
-          << format("  %5.2f", r["bytes_per_second"].get<double>() / 1e12)
-          << format("  %8.1f%%",
-                    100 * r["bytes_per_second"].get<double>() / p.dram_bytes_per_second())
-          << "  " << r["bound"].get<std::string>() << "\n";
+    for (const auto& r : d.linear_block) {
+      out << format("  %6.0f", double(r.tokens)) << format("  %7.1f", r.qkv_seconds * 1e6)
+          << format(" %7.1f", r.o_seconds * 1e6) << format("  %10.1f", r.gate_up_seconds * 1e6)
+          << format(" %8.1f", r.down_seconds * 1e6) << format("  %9.1f", r.seconds * 1e6)
+          << format("  %7.1f", r.flops_per_second / 1e12)
+          << format("  %5.1f%%", peak > 0 ? 100 * r.flops_per_second / peak : 0.0)
+          << format("  %5.2f", r.bytes_per_second / 1e12)
+          << format("  %8.1f%%", 100 * r.bytes_per_second / p.dram_bytes_per_second()) << "  "
+          << r.bound << "\n";
     }
-    if (p.config.contains("linear_crossover_tokens")) {
+    if (const auto tokens = config.optional_number("linear_crossover_tokens")) {
       out << "  weights stop being the bottleneck (counted intensity crosses the measured bf16 "
              "ridge) at about "
-          << p.config["linear_crossover_tokens"].get<double>() << " tokens\n";
+          << *tokens << " tokens\n";
     }
   }
   return out.str();
@@ -205,20 +190,37 @@ std::string instruction_peak_table(const instruction_peak_section& s, const gpu_
   return out.str();
 }
 
-gpu_profile check_instruction_peak_update(const std::string& text) {
-  nlohmann::json j;
+namespace {
+
+const char* k_update_label = "GPU profile";
+
+nlohmann::json parse_profile_text(const std::string& text) {
   try {
-    j = nlohmann::json::parse(text);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw std::invalid_argument(std::string("not valid JSON (") + e.what() + ")");
   }
-  gpu_profile p = gpu_profile_from_json(j);
-  if (j.dump(2) + "\n" != text) {
+}
+
+// The profile's typed document; throws std::invalid_argument unless the format's writer gives
+// back `text` byte for byte, so that a rewrite through it changes only what the caller replaced.
+schema::profile_document updatable_document(const std::string& text, const nlohmann::json& j) {
+  schema::profile_document d = schema::parse_gpu_profile(j, k_update_label);
+  if (schema::to_text(schema::to_json(d)) != text) {
     throw std::invalid_argument(
         "not laid out as ridgeline writes profiles (2-space indent, sorted keys, a final newline), "
         "so rewriting it would change more than its instruction_peaks: run the whole probe "
         "(ridgeline probe --full -o PROFILE) instead");
   }
+  return d;
+}
+
+}  // namespace
+
+gpu_profile check_instruction_peak_update(const std::string& text) {
+  const nlohmann::json j = parse_profile_text(text);
+  gpu_profile p = gpu_profile_from_json(j, k_update_label);
+  updatable_document(text, j);
   return p;
 }
 
@@ -232,11 +234,14 @@ void require_same_gpu(const gpu_profile& p, const std::string& device_name) {
 std::string with_instruction_peaks(const std::string& text, const instruction_peak_section& s,
                                    const std::string& device_name) {
   require_same_gpu(check_instruction_peak_update(text), device_name);
-  // Keys are sorted and the layout is nlohmann's, as the check made sure: the new object's lines
+  // The document as the format's writer gives it back (the check made sure that is `text`), with
+  // the new section, itself read back through the format's reader: keys are sorted, so its lines
   // go in alphabetical place and no other line changes.
-  nlohmann::json j = nlohmann::json::parse(text);
-  j["instruction_peaks"] = to_json(s);
-  return j.dump(2) + "\n";
+  schema::profile_document d = updatable_document(text, parse_profile_text(text));
+  const nlohmann::json section = to_json(s);
+  const schema::document_context ctx{"new instruction_peaks", schema::k_gpu_profile_schema};
+  d.instruction_peaks = schema::parse_instruction_peaks(schema::node(section, ctx, "instruction_peaks"));
+  return schema::to_text(schema::to_json(d));
 }
 
 }  // namespace ridgeline::bench

@@ -4,7 +4,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include <optional>
+
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/gpu_profile.hpp"
+#include "ridgeline/core/schemas/measurement.hpp"
+#include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/core/text.hpp"
 
 namespace ridgeline::bench {
@@ -156,32 +161,26 @@ result_set parse_gbench(const json& doc, const std::string& source, time_metric 
   return r;
 }
 
-// A measurement's "seconds" summary (the harness's to_json(summary)).
-benchmark_series series_from_measurement(const json& m, const std::string& where) {
-  if (m.contains("samples") && m["samples"].is_array()) {
-    std::vector<double> v;
-    for (const auto& x : m["samples"]) {
-      if (!x.is_number()) fail(where, "'measurement.samples' holds a non-number");
-      v.push_back(x.get<double>());
-    }
-    if (!v.empty()) return make_series(std::move(v));
-  }
-  if (!m.contains("seconds") || !m["seconds"].is_object()) {
-    fail(where, "'measurement.seconds' is not a summary object");
-  }
-  const json& s = m["seconds"];
+// A row's measurement, read with the format's typed reader (schemas/measurement.hpp): its
+// "seconds" summary with every statistic, repetitions, stop reason and throttling. A field missing
+// is an error naming the file, the row and the field, not a default.
+benchmark_series series_from_measurement(const schema::node& n) {
+  const schema::measurement_block m = schema::parse_measurement(n);
+  const schema::timing_summary& s = m.seconds;
+  if (s.count < 0) n.fail("seconds.count must not be negative");
+  if (s.median < 0) n.fail("seconds.median must not be negative");
   benchmark_series out;
   out.summary_only = true;
-  out.stats.count = static_cast<std::size_t>(number_field(s, "count", where));
-  out.stats.median = number_field(s, "median", where);
-  out.stats.mean = s.value("mean", out.stats.median);
-  out.stats.min = s.value("min", out.stats.median);
-  out.stats.max = s.value("max", out.stats.median);
-  out.stats.stddev = s.value("stddev", 0.0);
-  out.stats.p10 = s.value("p10", out.stats.median);
-  out.stats.p90 = s.value("p90", out.stats.median);
-  out.stats.mad = s.value("mad", 0.0);
-  out.stats.noise = s.value("noise", 0.0);
+  out.stats.count = static_cast<std::size_t>(s.count);
+  out.stats.median = s.median;
+  out.stats.mean = s.mean;
+  out.stats.min = s.min;
+  out.stats.max = s.max;
+  out.stats.stddev = s.stddev;
+  out.stats.p10 = s.p10;
+  out.stats.p90 = s.p90;
+  out.stats.mad = s.mad;
+  out.stats.noise = s.noise;
   out.iqr_seconds = 2.0 * out.stats.mad;  // IQR = 2 MAD for a normal distribution
   return out;
 }
@@ -194,15 +193,31 @@ result_set parse_ridgeline(const json& doc, const std::string& source) {
       r.format.substr(r.format.size() - 3) != "/v1") {
     fail(source, "unknown schema '" + r.format + "' (expected ridgeline.<kind>/v1)");
   }
-  if (doc.contains("environment") && doc["environment"].is_object()) {
-    r.environment = doc["environment"];
+  // The formats whose rows carry measurements are read whole by their typed readers, so a file
+  // that is not a complete profile or sweep is refused naming the field; the environment's sha and
+  // time come from the typed block. Other ridgeline documents: their rows, environment as written.
+  std::optional<schema::environment> env;
+  if (r.format == schema::k_gpu_profile_schema) {
+    env = schema::parse_gpu_profile(doc, source).env;
+  } else if (r.format == schema::k_sweep_schema) {
+    env = schema::parse_sweep(doc, source).env;
   }
-  if (r.environment.contains("ridgeline") && r.environment["ridgeline"].is_object()) {
-    r.git_sha = string_field(r.environment["ridgeline"], "git_sha");
+  if (env) {
+    r.environment = env->raw;
+    r.git_sha = env->git_sha;
+    r.time_utc = env->time_utc;
+  } else {
+    if (doc.contains("environment") && doc["environment"].is_object()) {
+      r.environment = doc["environment"];
+    }
+    if (r.environment.contains("ridgeline") && r.environment["ridgeline"].is_object()) {
+      r.git_sha = string_field(r.environment["ridgeline"], "git_sha");
+    }
+    r.time_utc = string_field(r.environment, "time_utc");
   }
-  r.time_utc = string_field(r.environment, "time_utc");
   if (!doc.contains("rows") || !doc["rows"].is_array())
     fail(source, "'rows' is missing or not an array");
+  const schema::document_context ctx{source, r.format};
   const json& rows = doc["rows"];
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const json& row = rows[i];
@@ -210,14 +225,15 @@ result_set parse_ridgeline(const json& doc, const std::string& source) {
     if (!row.is_object()) fail(where, "not an object");
     if (!row.contains("measurement"))
       continue;  // derived rows (e.g. linear_block) carry no samples
-    if (!row["measurement"].is_object()) fail(where, "'measurement' is not an object");
+    const schema::node measurement(row["measurement"], ctx,
+                                   "rows[" + std::to_string(i) + "].measurement");
     std::string name = row_name(row);
     if (r.benchmarks.count(name)) {
       int k = 2;
       while (r.benchmarks.count(name + "#" + std::to_string(k))) ++k;
       name += "#" + std::to_string(k);
     }
-    r.benchmarks[name] = series_from_measurement(row["measurement"], where);
+    r.benchmarks[name] = series_from_measurement(measurement);
   }
   return r;
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/history_trend.hpp"
 #include "ridgeline/regress/change_points.hpp"
 #include "ridgeline/regress/compare.hpp"
 
@@ -35,10 +36,11 @@ std::string format_percent(double x) {
 trend history_trend(const history& h, const trend_options& o) {
   change_point_options cpo;
   cpo.threshold = o.threshold;
-  nlohmann::json chart = {{"schema", "ridgeline.history_trend/v1"},
-                          {"history", h.path().string()},
-                          {"threshold", o.threshold},
-                          {"benchmarks", nlohmann::json::array()}};
+  // The chart data is built as the format's typed document and written by its writer
+  // (core/schemas/history_trend.hpp).
+  schema::history_trend_document chart;
+  chart.history = h.path().string();
+  chart.threshold = o.threshold;
   std::ostringstream table;
   bool recent_change = false;
   std::size_t shown = 0;
@@ -53,22 +55,17 @@ trend history_trend(const history& h, const trend_options& o) {
     if (!cps.empty() && cps.back().detected + cpo.reference_points >= medians.size() - 1) {
       recent_change = true;
     }
-    nlohmann::json x = nlohmann::json::array(), y = nlohmann::json::array(),
-                   pts = nlohmann::json::array(), cpj = nlohmann::json::array();
+    schema::trend_benchmark b;
+    b.name = name;
     table << name << "\n";
     table << "  run   time                  git sha   branch          median        vs prev  "
              "vs first\n";
     for (std::size_t i = 0; i < points.size(); ++i) {
       const auto& p = points[i];
-      x.push_back(p.time_utc);
-      y.push_back(p.median_seconds);
-      pts.push_back({{"run_id", p.run_id},
-                     {"time_utc", p.time_utc},
-                     {"git_sha", p.git_sha},
-                     {"branch", p.branch},
-                     {"median_seconds", p.median_seconds},
-                     {"iqr_seconds", p.iqr_seconds},
-                     {"count", p.count}});
+      b.x_time_utc.push_back(p.time_utc);
+      b.y_median_seconds.push_back(p.median_seconds);
+      b.points.push_back({p.run_id, p.time_utc, p.git_sha, p.branch, p.median_seconds,
+                          p.iqr_seconds, static_cast<std::int64_t>(p.count)});
       char line[256];
       const std::string prev =
           i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1) : "";
@@ -91,30 +88,28 @@ trend history_trend(const history& h, const trend_options& o) {
       table << "\n";
     }
     for (const auto& cp : cps) {
-      cpj.push_back({{"start_index", cp.start},
-                     {"detected_index", cp.detected},
-                     {"start_run_id", points[cp.start].run_id},
-                     {"start_git_sha", points[cp.start].git_sha},
-                     {"detected_run_id", points[cp.detected].run_id},
-                     {"before_seconds", cp.before},
-                     {"after_seconds", cp.after},
-                     {"relative_change", cp.relative_change},
-                     {"kind", cp.kind}});
+      schema::trend_change_point c;
+      c.start_index = static_cast<std::int64_t>(cp.start);
+      c.detected_index = static_cast<std::int64_t>(cp.detected);
+      c.start_run_id = points[cp.start].run_id;
+      c.start_git_sha = points[cp.start].git_sha;
+      c.detected_run_id = points[cp.detected].run_id;
+      c.before_seconds = cp.before;
+      c.after_seconds = cp.after;
+      c.relative_change = cp.relative_change;
+      c.kind = cp.kind;
+      b.change_points.push_back(std::move(c));
     }
     if (cps.empty()) table << "  no change point (threshold " << o.threshold * 100 << "%)\n";
     table << "\n";
-    chart["benchmarks"].push_back({{"name", name},
-                                   {"x_time_utc", x},
-                                   {"y_median_seconds", y},
-                                   {"points", pts},
-                                   {"change_points", cpj}});
+    chart.benchmarks.push_back(std::move(b));
   }
   if (shown == 0) {
     throw std::invalid_argument("history " + h.path().string() + ": no benchmark matches '" +
                                 o.benchmark + "'" +
                                 (o.branch.empty() ? "" : " on branch " + o.branch));
   }
-  return {chart, table.str(), recent_change};
+  return {schema::to_json(chart), table.str(), recent_change};
 }
 
 }  // namespace ridgeline::bench

@@ -236,176 +236,154 @@ json roofline_crossings(const model_preset& m, const gpu_profile& p,
 }
 
 std::string roofline_table(const json& doc) {
+  // Read through the format's typed reader: a field the table prints that is missing is an error
+  // naming it, never a zero in the table.
+  const schema::roofline_document d = schema::parse_roofline(doc, "roofline results");
+  const schema::roofline_ceilings& c = d.ceilings;
   std::ostringstream out;
-  const json& c = doc.at("ceilings");
-  const double bw = c.value("dram_read_bytes_per_second", 0.0);
-  out << "ridgeline roofline: " << c.value("gpu", std::string("?"))
-      << "  (ceilings: " << c.value("source", std::string("")) << ")\n";
-  // A number of a JSON object, or "-" when it is absent or null, right-aligned in `f`'s width.
-  auto num = [](const json& o, const char* key, const char* f, double scale = 1.0) {
-    const bool have = o.contains(key) && o[key].is_number();
-    const std::string s = have ? format(f, o[key].get<double>() / scale) : "-";
+  const double bw = c.dram_read_bytes_per_second;
+  out << "ridgeline roofline: " << c.gpu << "  (ceilings: " << c.source << ")\n";
+  // A number, or "-" when it is unknown, right-aligned in `f`'s width.
+  auto num = [](const std::optional<double>& v, const char* f, double scale = 1.0) {
+    const std::string s = v ? format(f, *v / scale) : "-";
     const std::string width = format(f, 0.0);
     return std::string(width.size() > s.size() ? width.size() - s.size() : 0, ' ') + s;
   };
   out << "DRAM read " << format("%.2f", bw / 1e12) << " TB/s\n";
   out << "  dtype     ceiling TFLOP/s  GEMM TFLOP/s  ridge FLOP/B  GEMM ridge  datasheet ridge  "
          "ceiling from\n";
-  for (const auto& d : c.at("dtypes")) {
-    out << "  " << d.value("dtype", std::string())
-        << std::string(9 - std::min<std::size_t>(9, d.value("dtype", std::string()).size()), ' ')
-        << num(d, "peak_flops_per_second", "%15.1f", 1e12)
-        << num(d, "gemm_peak_flops_per_second", "%14.1f", 1e12)
-        << num(d, "ridge_flops_per_byte", "%14.1f") << num(d, "gemm_ridge_flops_per_byte", "%12.1f")
-        << num(d, "datasheet_ridge_flops_per_byte", "%17.1f") << "  "
-        << d.value("peak_source", std::string("GEMM peak")) << "\n";
+  for (const auto& t : c.dtypes) {
+    const auto& src = t.sources;
+    out << "  " << t.dtype << std::string(9 - std::min<std::size_t>(9, t.dtype.size()), ' ')
+        << num(t.peak_flops_per_second, "%15.1f", 1e12)
+        << num(src ? std::optional<double>(src->gemm_peak_flops_per_second) : std::nullopt,
+               "%14.1f", 1e12)
+        << num(t.ridge_flops_per_byte, "%14.1f")
+        << num(src ? src->gemm_ridge_flops_per_byte : std::nullopt, "%12.1f")
+        << num(t.datasheet_ridge_flops_per_byte, "%17.1f") << "  "
+        << (src ? src->peak_source : std::string("GEMM peak")) << "\n";
   }
-  if (c.contains("note")) out << "  note: " << c["note"].get<std::string>() << "\n";
-  if (doc.contains("intensity_sweep") && doc["intensity_sweep"].contains("against_probe")) {
+  if (c.note) out << "  note: " << *c.note << "\n";
+  if (d.intensity_sweep && doc.at("intensity_sweep").contains("against_probe")) {
     out << "\nIntensity sweep plateaus against the ceilings (compute ceiling: the instruction "
            "peak measured in this run by the probe's routine right after the kernel's points, "
            "both sustained alike; ratio = plateau / ceiling; beside it the profile's instruction "
            "peak and the GEMM peak):\n"
         << "  kernel        memory TB/s  % of read   compute TFLOP/s  ceiling  ratio  "
            "instr. (profile)  ratio    GEMM  ratio\n";
-    for (const auto& r : doc["intensity_sweep"]["against_probe"]) {
-      out << "  " << r.value("kernel", std::string())
-          << std::string(12 - std::min<std::size_t>(12, r.value("kernel", std::string()).size()),
-                         ' ')
-          << format("%13.3f", r.value("memory_bytes_per_second", 0.0) / 1e12)
-          << format("%10.1f%%", 100.0 * r.value("memory_ratio", 0.0))
-          << format("%17.1f", r.value("compute_flops_per_second", 0.0) / 1e12)
-          << num(r, "compute_ceiling_flops_per_second", "%9.1f", 1e12)
-          << num(r, "compute_ratio", "%7.3f")
-          << num(r, "instruction_peak_profile_flops_per_second", "%18.1f", 1e12)
-          << num(r, "profile_instruction_ratio", "%7.3f")
-          << num(r, "probe_peak_flops_per_second", "%8.1f", 1e12) << num(r, "gemm_ratio", "%7.3f");
-      if (r.contains("compute_within_5_percent") && r["compute_within_5_percent"].is_boolean()) {
-        out << (r["compute_within_5_percent"].get<bool>() ? "  within 5%" : "  missed (5%)");
+    for (const auto& r : d.against_probe) {
+      out << "  " << r.kernel << std::string(12 - std::min<std::size_t>(12, r.kernel.size()), ' ')
+          << format("%13.3f", r.memory_bytes_per_second / 1e12)
+          << format("%10.1f%%", 100.0 * r.memory_ratio)
+          << format("%17.1f", r.compute_flops_per_second / 1e12)
+          << num(r.compute_ceiling_flops_per_second, "%9.1f", 1e12)
+          << num(r.compute_ratio, "%7.3f")
+          << num(r.instruction_peak_profile_flops_per_second, "%18.1f", 1e12)
+          << num(r.profile_instruction_ratio, "%7.3f")
+          << num(r.probe_peak_flops_per_second, "%8.1f", 1e12) << num(r.gemm_ratio, "%7.3f");
+      if (r.compute_within_5_percent) {
+        out << (*r.compute_within_5_percent ? "  within 5%" : "  missed (5%)");
       }
       out << "\n";
     }
   }
-  if (doc.contains("engine")) {
-    out << "\nEngine steps (" << doc["config"].value("model", std::string())
-        << "; time: CUDA events; "
-        << "measured: CUPTI counters in a separate pass):\n"
-        << "  phase    batch  ctx    ms      counted FLOP/B  measured FLOP/B  ratio  "
-           "measured GB  TFLOP/s  TB/s   % of roof\n";
-    for (const auto& r : doc["engine"]) {
-      if (r.contains("skipped")) {
-        out << "  " << r.value("phase", std::string()) << " batch " << r.value("batch", 0)
-            << ": skipped: " << r["skipped"].get<std::string>() << "\n";
-        continue;
-      }
-      const bool m = r.contains("measured") && !r["measured"].is_null();
-      out << "  " << r.value("phase", std::string())
-          << std::string(8 - std::min<std::size_t>(8, r.value("phase", std::string()).size()), ' ')
-          << format("%5.0f", r.value("batch", 0.0)) << format("%5.0f", r.value("context", 0.0))
-          << format("%9.3f", r.value("seconds", 0.0) * 1e3)
-          << format("%13.2f", r["counted"].value("intensity_flops_per_byte", 0.0))
-          << (m ? format("%17.2f", r["measured"].value("intensity_flops_per_byte", 0.0)) +
-                      format("%7.3f", r.value("intensity_ratio", 0.0)) +
-                      format("%13.2f", r["measured"].value("dram_bytes", 0.0) / 1e9)
-                : std::string("                -      -            -"))
-          << format("%9.1f", r.value("flops_per_second", 0.0) / 1e12)
-          << format("%7.2f", r.value("bytes_per_second", 0.0) / 1e12)
-          << format("%9.1f%%", r.value("pct_of_roof", 0.0)) << "\n";
+  out << "\nEngine steps (" << d.model << "; time: CUDA events; "
+      << "measured: CUPTI counters in a separate pass):\n"
+      << "  phase    batch  ctx    ms      counted FLOP/B  measured FLOP/B  ratio  "
+         "measured GB  TFLOP/s  TB/s   % of roof\n";
+  for (const auto& r : d.engine) {
+    if (r.skipped) {
+      out << "  " << r.phase << " batch " << r.batch << ": skipped: " << *r.skipped << "\n";
+      continue;
+    }
+    const auto& m = r.measured;
+    out << "  " << r.phase << std::string(8 - std::min<std::size_t>(8, r.phase.size()), ' ')
+        << format("%5.0f", double(r.batch)) << format("%5.0f", double(r.context))
+        << format("%9.3f", r.seconds * 1e3)
+        << format("%13.2f", r.counted_intensity_flops_per_byte)
+        << (m ? format("%17.2f", m->intensity_flops_per_byte) +
+                    format("%7.3f", m->intensity_ratio) + format("%13.2f", m->dram_bytes / 1e9)
+              : std::string("                -      -            -"))
+        << format("%9.1f", r.flops_per_second / 1e12)
+        << format("%7.2f", r.bytes_per_second / 1e12) << format("%9.1f%%", r.pct_of_roof) << "\n";
+  }
+  for (const auto& k : d.decode_kernels) {
+    if (k.skipped) {
+      out << "\nDecode step at batch " << k.batch << ", per kernel: skipped: " << *k.skipped
+          << "\n";
+      continue;
+    }
+    out << "\nDecode step at batch " << k.batch << ", per kernel (summed over layers; "
+        << k.traced_steps << " traced eager steps):\n"
+        << "  phase            kernel                                      calls  us/step  "
+           "FLOP/B   TFLOP/s   TB/s  % of roof\n";
+    for (const auto& r : k.kernels) {
+      std::string name = r.kernel;
+      if (name.size() > 42) name = name.substr(0, 39) + "...";
+      out << "  " << r.phase << std::string(17 - std::min<std::size_t>(17, r.phase.size()), ' ')
+          << name << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
+          << format("%5.0f", double(r.calls)) << format("%9.1f", r.seconds * 1e6)
+          << (r.intensity_flops_per_byte
+                  ? format("%9.2f", *r.intensity_flops_per_byte) +
+                        format("%10.2f", *r.flops_per_second / 1e12) +
+                        format("%7.2f", *r.bytes_per_second / 1e12) +
+                        format("%10.1f%%", *r.pct_of_roof)
+                  : std::string(""))
+          << "\n";
     }
   }
-  if (doc.contains("decode_kernels")) {
-    for (const auto& k : doc["decode_kernels"]) {
-      if (k.contains("skipped")) {
-        out << "\nDecode step at batch " << k.value("batch", 0)
-            << ", per kernel: skipped: " << k["skipped"].get<std::string>() << "\n";
-        continue;
-      }
-      out << "\nDecode step at batch " << k.value("batch", 0)
-          << ", per kernel (summed over layers; " << k.value("traced_steps", 0)
-          << " traced eager steps):\n"
-          << "  phase            kernel                                      calls  us/step  "
-             "FLOP/B   TFLOP/s   TB/s  % of roof\n";
-      for (const auto& r : k.value("kernels", json::array())) {
-        std::string name = r.value("kernel", std::string());
-        if (name.size() > 42) name = name.substr(0, 39) + "...";
-        std::string phase = r.value("phase", std::string());
-        out << "  " << phase << std::string(17 - std::min<std::size_t>(17, phase.size()), ' ')
-            << name << std::string(44 - std::min<std::size_t>(44, name.size()), ' ')
-            << format("%5.0f", r.value("calls", 0.0))
-            << format("%9.1f", r.value("seconds", 0.0) * 1e6)
-            << (r.contains("intensity_flops_per_byte")
-                    ? format("%9.2f", r["intensity_flops_per_byte"].get<double>()) +
-                          format("%10.2f", r.value("flops_per_second", 0.0) / 1e12) +
-                          format("%7.2f", r.value("bytes_per_second", 0.0) / 1e12) +
-                          format("%10.1f%%", r.value("pct_of_roof", 0.0))
-                    : std::string(""))
-            << "\n";
-      }
+  const schema::roofline_crossing& x = d.crossing;
+  out << "\nbf16 ridge "
+      << (x.ridge_flops_per_byte ? format("%.1f", *x.ridge_flops_per_byte) : std::string("?"))
+      << " FLOP/byte"
+      << (x.gemm_ridge_flops_per_byte
+              ? format(" (cuBLASLt GEMM peak's: %.1f)", *x.gemm_ridge_flops_per_byte)
+              : std::string())
+      << "; decode of " << x.model << " crosses it:\n";
+  for (const auto& r : x.contexts) {
+    out << "  context " << r.context << ": " << r.crossing.value_or("?");
+    if (r.has_gemm_crossing) {
+      out << (r.gemm_crossing_batch
+                  ? "; the GEMM's ridge from batch " + std::to_string(*r.gemm_crossing_batch)
+                  : std::string("; the GEMM's ridge never"));
     }
-  }
-  if (doc.contains("crossing")) {
-    const json& x = doc["crossing"];
-    const bool gemm = x.contains("gemm_ridge_flops_per_byte") &&
-                      x["gemm_ridge_flops_per_byte"].is_number();
-    out << "\nbf16 ridge "
-        << (x["ridge_flops_per_byte"].is_null()
-                ? std::string("?")
-                : format("%.1f", x["ridge_flops_per_byte"].get<double>()))
-        << " FLOP/byte"
-        << (gemm ? format(" (cuBLASLt GEMM peak's: %.1f)",
-                          x["gemm_ridge_flops_per_byte"].get<double>())
-                 : std::string())
-        << "; decode of " << x.value("model", std::string()) << " crosses it:\n";
-    for (const auto& r : x["contexts"]) {
-      out << "  context " << r.value("context", 0) << ": " << r.value("crossing", std::string("?"));
-      if (r.contains("gemm_crossing_batch")) {
-        out << (r["gemm_crossing_batch"].is_number()
-                    ? "; the GEMM's ridge from batch " +
-                          std::to_string(r["gemm_crossing_batch"].get<int>())
-                    : std::string("; the GEMM's ridge never"));
-      }
-      out << "\n";
-    }
+    out << "\n";
   }
   return out.str();
 }
 
 std::string roofline_csv(const json& doc) {
+  const schema::roofline_document d = schema::parse_roofline(doc, "roofline results");
   std::ostringstream out;
   out << "kind,name,phase,batch,context,intensity_flops_per_byte,flops_per_second,bytes_per_second,"
          "pct_of_roof,seconds\n";
-  auto row = [&](const std::string& kind, const std::string& n, const std::string& phase, int batch,
-                 int context, double i, double f, double b, double pct, double s) {
+  auto row = [&](const std::string& kind, const std::string& n, const std::string& phase,
+                 std::int64_t batch, std::int64_t context, double i, double f, double b, double pct,
+                 double s) {
     std::string q = n;
     std::replace(q.begin(), q.end(), ',', ';');
     out << kind << ',' << q << ',' << phase << ',' << batch << ',' << context << ','
         << format("%.6g", i) << ',' << format("%.6g", f) << ',' << format("%.6g", b) << ','
         << format("%.4g", pct) << ',' << format("%.6g", s) << '\n';
   };
-  if (doc.contains("intensity_sweep")) {
-    for (const auto& p : doc["intensity_sweep"].value("points", json::array())) {
-      const double s = p.value("seconds", 0.0);
-      row("intensity_sweep", p.value("kernel", std::string()), "", 0, 0,
-          p.value("flop_per_byte", 0.0), p.value("flop_per_second", 0.0),
-          p.value("bytes_per_second", 0.0), p.value("pct_of_roof", 0.0), s);
+  // A point without a compute ceiling, a kernel the counters did not match: 0 in its columns.
+  if (d.intensity_sweep) {
+    for (const auto& p : *d.intensity_sweep) {
+      row("intensity_sweep", p.kernel, "", 0, 0, p.flop_per_byte, p.flop_per_second,
+          p.bytes_per_second, p.pct_of_roof.value_or(0.0), p.seconds);
     }
   }
-  for (const auto& r : doc.value("engine", json::array())) {
-    if (r.contains("skipped")) continue;
-    const bool m = r.contains("measured") && !r["measured"].is_null();
-    row("engine_step", r.value("phase", std::string()), r.value("phase", std::string()),
-        r.value("batch", 0), r.value("context", 0),
-        m ? r["measured"].value("intensity_flops_per_byte", 0.0)
-          : r["counted"].value("intensity_flops_per_byte", 0.0),
-        r.value("flops_per_second", 0.0), r.value("bytes_per_second", 0.0),
-        r.value("pct_of_roof", 0.0), r.value("seconds", 0.0));
+  for (const auto& r : d.engine) {
+    if (r.skipped) continue;
+    row("engine_step", r.phase, r.phase, r.batch, r.context,
+        r.measured ? r.measured->intensity_flops_per_byte : r.counted_intensity_flops_per_byte,
+        r.flops_per_second, r.bytes_per_second, r.pct_of_roof, r.seconds);
   }
-  for (const auto& k : doc.value("decode_kernels", json::array())) {
-    for (const auto& r : k.value("kernels", json::array())) {
-      row("decode_kernel", r.value("kernel", std::string()), r.value("phase", std::string()),
-          k.value("batch", 0), k.value("context", 0), r.value("intensity_flops_per_byte", 0.0),
-          r.value("flops_per_second", 0.0), r.value("bytes_per_second", 0.0),
-          r.value("pct_of_roof", 0.0), r.value("seconds", 0.0));
+  for (const auto& k : d.decode_kernels) {
+    for (const auto& r : k.kernels) {
+      row("decode_kernel", r.kernel, r.phase, k.batch, k.context,
+          r.intensity_flops_per_byte.value_or(0.0), r.flops_per_second.value_or(0.0),
+          r.bytes_per_second.value_or(0.0), r.pct_of_roof.value_or(0.0), r.seconds);
     }
   }
   return out.str();

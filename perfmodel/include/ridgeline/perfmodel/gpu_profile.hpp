@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ridgeline/core/dtype.hpp"
@@ -51,9 +52,12 @@ struct instruction_peak_section {
   double flops_per_second(instruction_peak_kind k) const;
 };
 
+// Written and read through the typed ridgeline.gpu_profile/v1 format (core/schemas/gpu_profile.hpp).
 nlohmann::json to_json(const instruction_peak_section& s);
-// Validates the object; throws std::invalid_argument naming what is wrong.
-instruction_peak_section instruction_peak_section_from_json(const nlohmann::json& j);
+// Reads the object strictly; throws schema::schema_error (an std::invalid_argument) naming
+// `source`, the field and the schema when a field is missing, mistyped or out of range.
+instruction_peak_section instruction_peak_section_from_json(
+    const nlohmann::json& j, std::string_view source = "instruction_peaks");
 
 struct gpu_profile {
   std::string name;    // device name as the driver reports it
@@ -87,10 +91,15 @@ struct gpu_profile {
   double instruction_peak_flops_per_second(dtype t) const;
 };
 
+// The profile as its format's writer writes it (schema::to_json(profile_document)): ridge points
+// derived from the ceilings, environment, config and rows as held.
 nlohmann::json to_json(const gpu_profile& p);
-// Validates schema and fields; throws std::invalid_argument naming what is wrong.
-gpu_profile gpu_profile_from_json(const nlohmann::json& j);
-// Reads and validates a profile file; io_error when unreadable, invalid_argument when malformed.
+// Reads a profile through the format's typed reader (schema::parse_gpu_profile), then checks what
+// the model needs: a non-empty gpu.name, known dtype and instruction-peak names, no negative
+// rate, a DRAM bandwidth (measured or datasheet). Nothing missing is defaulted: every failure is a
+// schema::schema_error (an std::invalid_argument) "<source>: <field>: <what> (schema ...)".
+gpu_profile gpu_profile_from_json(const nlohmann::json& j, std::string_view source = "GPU profile");
+// Reads a profile file as above, the file named in every error; io_error when unreadable.
 gpu_profile load_gpu_profile(const std::filesystem::path& path);
 
 // Datasheet figures of the GPUs people serve on (dense tensor-core rates, no sparsity). Memory is

@@ -1,7 +1,8 @@
 // ridgeline.gpu_profile/v1: `ridgeline probe`'s measured ceilings of a GPU (bandwidth, peak FLOP/s
 // per dtype, instruction peaks) with the rows they came from. perfmodel::gpu_profile is the model
 // built from it; this is the document. Rows are kept as written (`rows`, so a rewrite keeps every
-// key) and the kinds the report charts are also read into typed views, strictly.
+// key) and the kinds the report charts and the probe's table prints are also read into typed
+// views, strictly.
 // docs/results-formats.md lists every field.
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "ridgeline/core/schemas/environment.hpp"
+#include "ridgeline/core/schemas/measurement.hpp"
 
 namespace ridgeline::schema {
 
@@ -39,7 +41,14 @@ struct instruction_peak_section {
   nlohmann::json environment, config;             // config.when only when roofline measured it
 };
 
-// Typed views of the row kinds the report charts.
+// Typed views of the row kinds the report charts and the probe's table prints.
+// `bandwidth` (op read|write|copy: the cold DRAM plateau) and `bandwidth_reference` (memcpy).
+struct bandwidth_row {
+  std::string op;
+  std::int64_t buffer_bytes = 0;
+  double bytes_moved = 0, bytes_per_second = 0;
+  measurement_block measurement;
+};
 struct working_set_row {
   std::string op;
   std::int64_t buffer_bytes = 0;
@@ -58,7 +67,9 @@ struct linear_row {
 struct linear_block_row {
   std::string model;
   std::int64_t tokens = 0;
-  double seconds = 0, flops = 0, bytes = 0, flops_per_second = 0;
+  double seconds = 0, flops = 0, bytes = 0, flops_per_second = 0, bytes_per_second = 0;
+  double qkv_seconds = 0, o_seconds = 0, gate_up_seconds = 0, down_seconds = 0;  // layer_seconds
+  std::string bound;  // "memory" | "compute"
 };
 
 struct profile_document {
@@ -74,7 +85,9 @@ struct profile_document {
   // Absent in profiles measured before the instruction peaks (h200.json, bench/baselines).
   std::optional<instruction_peak_section> instruction_peaks;
 
-  std::vector<working_set_row> working_set;  // views of `rows`, in file order
+  std::vector<bandwidth_row> bandwidth;  // views of `rows`, in file order
+  std::vector<bandwidth_row> bandwidth_reference;
+  std::vector<working_set_row> working_set;
   std::vector<gemm_row> gemm;
   std::vector<linear_row> linear;
   std::vector<linear_block_row> linear_block;

@@ -52,6 +52,25 @@ struct intensity_point {
   std::string kernel, variant;
   double intensity = 0, flop_per_byte = 0, flop_per_second = 0, bytes_per_second = 0,
          seconds = 0;
+  std::optional<double> pct_of_roof;  // written only where the kernel has a compute ceiling
+};
+
+// One kernel's plateaus against the ceilings (intensity_sweep.against_probe[]). Ratios and
+// ceilings are nullopt where absent or null (unknown ceiling; fields added after
+// h200_roofline.json).
+struct against_probe_row {
+  std::string kernel;
+  double memory_bytes_per_second = 0, memory_ratio = 0, compute_flops_per_second = 0;
+  std::optional<double> compute_ceiling_flops_per_second, compute_ratio,
+      instruction_peak_profile_flops_per_second, profile_instruction_ratio,
+      probe_peak_flops_per_second, gemm_ratio;
+  std::optional<bool> compute_within_5_percent;
+};
+
+// The CUPTI counters of an engine step (`measured` when not null) that the table prints.
+struct engine_counters {
+  double intensity_flops_per_byte = 0, dram_bytes = 0;
+  double intensity_ratio = 0;  // the row's: measured / counted intensity
 };
 
 struct roofline_engine_step {
@@ -62,26 +81,46 @@ struct roofline_engine_step {
          roof_flops_per_second = 0, pct_of_roof = 0;
   std::string bound;  // "memory" | "compute"
   bool counters_measured = false;  // `measured` is an object (CUPTI counters), not null
+  double counted_intensity_flops_per_byte = 0;  // counted.intensity_flops_per_byte
+  std::optional<engine_counters> measured;      // when counters_measured
 };
 
 struct decode_kernel {
   std::string phase, kernel, kernel_full;
   std::int64_t calls = 0;
   double seconds = 0;
-  // Where the counters matched the kernel and it moved DRAM bytes.
-  std::optional<double> intensity_flops_per_byte, flops_per_second;
+  // Where the counters matched the kernel and it moved DRAM bytes (then all four are set).
+  std::optional<double> intensity_flops_per_byte, flops_per_second, bytes_per_second, pct_of_roof;
 };
 
 struct decode_kernel_batch {
   std::int64_t batch = 0, context = 0;
-  std::optional<std::string> skipped;  // then no kernels
+  std::optional<std::string> skipped;  // then no kernels and no traced_steps
+  std::int64_t traced_steps = 0;
   std::vector<decode_kernel> kernels;
+};
+
+// Where decode of the config's model crosses the bf16 ridge, per context.
+struct crossing_context {
+  std::int64_t context = 0;
+  std::optional<std::string> crossing;  // absent when the ridge is unknown
+  bool has_gemm_crossing = false;       // the GEMM ridge was known (absent in h200_roofline.json)
+  std::optional<std::int64_t> gemm_crossing_batch;  // null: never
+};
+struct roofline_crossing {
+  std::string model;
+  std::optional<double> ridge_flops_per_byte;       // null: unknown
+  std::optional<double> gemm_ridge_flops_per_byte;  // absent (h200_roofline.json) or null
+  std::vector<crossing_context> contexts;
 };
 
 struct roofline_document {
   environment env;
+  std::string model;  // config.model
   roofline_ceilings ceilings;
+  roofline_crossing crossing;
   std::optional<std::vector<intensity_point>> intensity_sweep;  // absent with --no-sweep
+  std::vector<against_probe_row> against_probe;  // empty without the sweep
   std::vector<roofline_engine_step> engine;
   std::vector<decode_kernel_batch> decode_kernels;  // empty without CUPTI
   // Absent in h200_roofline.json (measured before the instruction peaks).

@@ -104,7 +104,9 @@ nlohmann::json roofline_crossings(const model_preset& m, const gpu_profile& p,
 std::string short_kernel_name(const std::string& demangled);
 
 // Human-readable summary and a flat CSV of every point (kind, name, intensity, FLOP/s, bytes/s,
-// % of the roof at that intensity).
+// % of the roof at that intensity). Both read the document through the typed
+// ridgeline.roofline/v1 reader (core/schemas/roofline.hpp) and throw its schema_error (an
+// std::invalid_argument naming the field) when a field they print is missing or mistyped.
 std::string roofline_table(const nlohmann::json& doc);
 std::string roofline_csv(const nlohmann::json& doc);
 
