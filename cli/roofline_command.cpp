@@ -9,6 +9,7 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {

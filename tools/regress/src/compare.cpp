@@ -73,11 +73,7 @@ const json* find_path(const json& j, const std::string& dotted) {
 }
 
 // Normalised values are ratios to the reference benchmark's median, not times.
-std::string format_ratio(double r) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g x ref", r);
-  return buf;
-}
+std::string format_ratio(double r) { return format("%.4g x ref", r); }
 
 std::string format_value(const comparison& c, double v) {
   return c.reference_change ? format_ratio(v) : format_seconds(v);

@@ -16,6 +16,7 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline::bench {
@@ -161,7 +162,7 @@ json run_sweep(const sweep_options& o) {
         }
         if (o.progress) {
           o.progress(phase + " batch " + std::to_string(batch) + " context " + std::to_string(context) +
-                     ": " + std::to_string(t * 1e3).substr(0, 6) + " ms");
+                     ": " + format_ms(t, 3));
         }
         rows.push_back(row);
       }

@@ -60,7 +60,7 @@ std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
     const double bytes =
         double(batch) * double(seq_tokens) * double(m.kv_bytes_per_token(dtype::bf16));
     return "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
-           std::to_string(bytes / double(1ULL << 30)).substr(0, 5) + " GiB); the pool holds " +
+           format_gib(bytes, 2) + "); the pool holds " +
            std::to_string(pool_blocks) + " (" + std::to_string(fit) + " sequences at this context)";
   }
   return {};
