@@ -147,6 +147,10 @@ TEST(Diverge, PerturbedLogprobsAreNumericallyDifferent) {
   EXPECT_GT(r["summary"]["kl_max"].get<double>(), 0.0);
   EXPECT_EQ(r["summary"]["steps_compared"], 20);  // same tokens: every step shares its history
   EXPECT_NEAR(r["summary"]["logits_equal_share"].get<double>(), 19.0 / 20.0, 1e-12);
+  // kl_p99 is core's linear quantile: 19 zero KLs and one positive, so position 0.99 x 19 = 18.81
+  // lies 0.81 of the way from 0 to the largest (the nearest rank would give the largest).
+  EXPECT_NEAR(r["summary"]["kl_p99"].get<double>(), 0.81 * r["summary"]["kl_max"].get<double>(),
+              1e-12);
 }
 
 TEST(Diverge, ChangedTokenAtStep5DivergesThereWithItsMargin) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "diverge_detail.hpp"
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
@@ -66,13 +67,6 @@ struct margin_bins {
     return out;
   }
 };
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
 
 json side_summary(const json& doc, const std::string& name) {
   json env = doc.value("environment", json::object());
@@ -255,7 +249,7 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
       {"same_top1_share", compared_all ? double(same_top1_all) / double(compared_all) : 0.0},
       {"logits_equal_share", compared_all ? double(hash_equal_all) / double(compared_all) : 0.0},
       {"kl_mean", kl_mean},
-      {"kl_p99", percentile(kls, 0.99)},
+      {"kl_p99", kls.empty() ? 0.0 : quantile(kls, 0.99)},
       {"kl_max", kls.empty() ? 0.0 : *std::max_element(kls.begin(), kls.end())},
       {"kl_undefined_steps", kl_undefined},
       {"max_abs_delta_logprob", max_delta_all}};
