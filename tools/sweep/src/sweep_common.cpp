@@ -1,5 +1,6 @@
-// Host half of the sweep: option checks, counted work (perfmodel's step_work_of), the synthetic
-// step's batch (built through the KV cache manager), table and CSV.
+// Host half of the sweep: option checks, the peer's step time at a point, counted work
+// (perfmodel's step_work_of), the synthetic step's batch (built through the KV cache manager),
+// table and CSV.
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -36,6 +37,16 @@ void validate_sweep_options(const sweep_options& o) {
     throw std::invalid_argument("sweep: --gemm-candidates " + std::to_string(o.gemm_candidates) +
                                 " out of range [1, 1024]");
   }
+}
+
+std::optional<double> peer_step_seconds(const schema::peer_document& peer, int batch, int context,
+                                        const std::string& phase) {
+  for (const auto& r : peer.rows) {
+    if (r.batch == batch && r.context == context && r.phase == phase && r.step_seconds) {
+      return r.step_seconds->median;
+    }
+  }
+  return std::nullopt;
 }
 
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill) {
