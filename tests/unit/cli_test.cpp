@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/report/report.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/files.hpp"
 
@@ -33,6 +34,14 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("Examples"), std::string::npos);
   EXPECT_EQ(run({"--version"}).code, 0);
+}
+
+TEST(Cli, ReportHelpListsEverySchemaItReads) {
+  const auto r = run({"report", "--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const auto& id : report::known_schemas()) EXPECT_NE(r.out.find(id), std::string::npos) << id;
+  EXPECT_NE(r.out.find("ridgeline.roofline/v1"), std::string::npos);
+  EXPECT_NE(r.out.find("ridgeline.diverge_compare/v1"), std::string::npos);
 }
 
 TEST(Cli, UnknownSubcommandOrFlag) {
