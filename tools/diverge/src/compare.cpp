@@ -9,6 +9,7 @@
 
 #include "diverge_detail.hpp"
 #include "ridgeline/core/statistics.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
@@ -308,10 +309,7 @@ std::string compare_table(const json& r) {
                 "margin(A)", "compared", "KL mean", "KL max", "max|dlp|", "same top1");
   out << line;
   auto num = [](const json& v, const char* fmt) {
-    if (v.is_null()) return std::string("-");
-    char b[64];
-    std::snprintf(b, sizeof b, fmt, v.get<double>());
-    return std::string(b);
+    return v.is_null() ? std::string("-") : format(fmt, v.get<double>());
   };
   for (const auto& row : r["rows"]) {
     std::snprintf(line, sizeof line, "%6lld  %-40s %10s %9lld %10s %10s %10s %7.1f%%\n",
