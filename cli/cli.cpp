@@ -4,8 +4,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cctype>
-#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -14,35 +12,6 @@
 #include "ridgeline/core/errors.hpp"
 
 namespace ridgeline::cli {
-
-std::uint64_t parse_bytes(std::string_view text) {
-  const std::string s(text);
-  std::size_t pos = 0;
-  double value = 0;
-  try {
-    value = std::stod(s, &pos);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("not a size: '" + s + "' (examples: 4GiB, 256KiB, 1e9)");
-  }
-  std::string unit = s.substr(pos);
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  double scale = 1;
-  if (unit.empty() || unit == "b") scale = 1;
-  else if (unit == "kib" || unit == "k") scale = 1024.0;
-  else if (unit == "mib" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "gib" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "tib" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
-  else if (unit == "kb") scale = 1e3;
-  else if (unit == "mb") scale = 1e6;
-  else if (unit == "gb") scale = 1e9;
-  else if (unit == "tb") scale = 1e12;
-  else throw std::invalid_argument("unknown size unit in '" + s + "' (use KiB, MiB, GiB or TiB)");
-  const double bytes = value * scale;
-  if (!std::isfinite(bytes) || bytes <= 0 || bytes > 1.8e19) {
-    throw std::invalid_argument("size out of range: '" + s + "'");
-  }
-  return static_cast<std::uint64_t>(std::llround(bytes));
-}
 
 bool progress_bar_wanted(const context& ctx) {
   const char* ci = std::getenv("CI");

@@ -20,9 +20,6 @@ enum exit_code : int { ok = 0, failure = 1, bad_input = 2, no_device = 3, io_fai
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
-// "4GiB", "256KiB", "1e9", "512" -> bytes; throws std::invalid_argument with the offending text.
-std::uint64_t parse_bytes(std::string_view text);
-
 // "a,b,,c" -> {"a", "b", "c"} (empty items dropped).
 std::vector<std::string> split_list(const std::string& s, char sep = ',');
 // "1,8,64" -> {1, 8, 64}; throws std::invalid_argument("--<what>: 'x' is not an integer").

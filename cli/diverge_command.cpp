@@ -2,8 +2,6 @@
 // configuration (GPU, batch size, graphs, split size), and the comparison of two of them: first
 // divergence per prompt, the margin there, KL on the top-k, a verdict. docs/diverge.md.
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -29,21 +27,6 @@ struct diverge_compare_args {
   bool json_out = false;
 };
 
-// A fingerprint file: unreadable -> io_error (4); not JSON, cut off or not a fingerprint ->
-// std::invalid_argument (2), one line naming the file.
-json read_fingerprint(const std::string& path) {
-  const std::string text = read_text_file(path);
-  json doc;
-  try {
-    doc = json::parse(text);
-  } catch (const json::parse_error&) {
-    throw std::invalid_argument(path + ": truncated or malformed JSON (" +
-                                std::to_string(text.size()) + " bytes)");
-  }
-  bench::validate_fingerprint(doc, path);
-  return doc;
-}
-
 std::uint64_t parse_co_runners(const std::string& spec) {
   const std::string prefix = "random:";
   if (spec.rfind(prefix, 0) != 0 || spec.size() == prefix.size()) {
@@ -63,40 +46,12 @@ std::uint64_t parse_co_runners(const std::string& spec) {
   return v;
 }
 
-std::string run_summary(const json& doc, const std::string& output) {
-  const json& c = doc["config"];
-  double min_margin = 1e30, sum = 0;
-  long long n = 0, small = 0;
-  for (const auto& r : doc["rows"]) {
-    const double m = r["margin"].get<double>();
-    min_margin = std::min(min_margin, m);
-    sum += m;
-    small += m < 0.01;
-    ++n;
-  }
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "%s (%s), prompts %s: %lld prompts x %lld steps at batch %lld on the %s executor\n"
-                "top-1/top-2 margin (log-prob): mean %.4g, smallest %.4g, %lld steps below 0.01\n",
-                c["model"].get<std::string>().c_str(), c["weights"].get<std::string>().c_str(),
-                c["prompt_set"]["id"].get<std::string>().c_str(),
-                c["prompt_set"]["prompts"].get<long long>(), c["steps"].get<long long>(),
-                c["batch"].get<long long>(), c["executor"].get<std::string>().c_str(),
-                n ? sum / double(n) : 0.0, n ? min_margin : 0.0, small);
-  std::string s = line;
-  if (c.contains("random_weights_caveat")) {
-    s += "caveat: " + c["random_weights_caveat"].get<std::string>() + "\n";
-  }
-  if (!output.empty()) s += "fingerprint written to " + output + "\n";
-  return s;
-}
-
 void run_diverge_run(diverge_run_args& a, context& ctx) {
   bench::diverge_options o = a.o;
   o.cuda_graphs = !a.no_graphs;
   o.co_runner_seed = parse_co_runners(a.co_runners);
   if (!a.force_tokens.empty()) {
-    o.force = read_fingerprint(a.force_tokens);
+    o.force = bench::load_fingerprint(a.force_tokens);
     o.force_source = a.force_tokens;
   }
   bench::validate_diverge_options(o);
@@ -109,14 +64,15 @@ void run_diverge_run(diverge_run_args& a, context& ctx) {
   if (a.json_out) {
     ctx.out << text;
   } else {
-    ctx.out << run_summary(doc, a.output);
+    ctx.out << bench::fingerprint_summary(doc);
+    if (!a.output.empty()) ctx.out << "fingerprint written to " << a.output << "\n";
   }
   ctx.out << std::flush;
 }
 
 void run_diverge_compare(const diverge_compare_args& a, context& ctx) {
   if (!a.output.empty()) check_writable(a.output);
-  const json da = read_fingerprint(a.a), db = read_fingerprint(a.b);
+  const json da = bench::load_fingerprint(a.a), db = bench::load_fingerprint(a.b);
   const json report = bench::compare_fingerprints(da, db, a.a, a.b);
   const std::string text = report.dump(1) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);

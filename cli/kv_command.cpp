@@ -10,6 +10,7 @@
 #include "cli.hpp"
 #include "metrics_options.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/kv/kv.hpp"
 
 namespace ridgeline::cli {

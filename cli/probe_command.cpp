@@ -10,6 +10,7 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 
 namespace ridgeline::cli {
 namespace {

@@ -1,6 +1,6 @@
 // `ridgeline report RESULTS... -o report.html`: one self-contained HTML page with the charts of
-// the given result files (GPU profiles, sweeps, KV runs, plans, divergence audits). Needs Debian's
-// libjs-chart.js at run time (inlined into the page). docs/report.md.
+// the given result files (GPU profiles, rooflines, sweeps, KV runs, plans, divergence audits).
+// Needs Debian's libjs-chart.js at run time (inlined into the page). docs/report.md.
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <memory>
@@ -70,14 +70,19 @@ void register_report(CLI::App& app, context& ctx) {
   auto a = std::make_shared<report_args>();
   auto* cmd = app.add_subcommand(
       "report", "One self-contained HTML page with charts from result files (no network to view)");
+  // The schemas listed are the ones load_input accepts, so the help cannot fall behind it.
+  std::string schemas;
+  for (const auto& id : report::known_schemas()) schemas += "\n  " + id;
   cmd->footer(
       "Examples:\n"
       "  ridgeline report perfmodel/profiles/h100-sxm.json -o report.html\n"
       "  ridgeline report out/gpu-profile.json out/sweep.json out/kv.json --slo-tpot-ms 40 \\\n"
       "      --title 'H100 decode' -o out/report.html\n"
       "  ridgeline report out/*.json --json            (summary as JSON on stdout)\n"
-      "Reads ridgeline.gpu_profile/v1, sweep/v1, kv/v1, plan/v1 and diverge/v1 files; needs\n"
-      "Debian's libjs-chart.js (inlined into the page). What each chart shows: docs/report.md");
+      "Reads result files of these schemas:" +
+      schemas +
+      "\nNeeds Debian's libjs-chart.js (inlined into the page). What each chart shows: "
+      "docs/report.md");
   cmd->add_option("results", a->inputs, "Result JSON files")->required();
   cmd->add_option("-o,--output", a->output, "HTML file to write")->capture_default_str();
   cmd->add_option("--title", a->title, "Page title")->capture_default_str();

@@ -9,6 +9,7 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {
@@ -37,12 +38,7 @@ struct roofline_args {
 gpu_profile ceilings_for(const roofline_args& a) {
   if (!a.gpu.empty()) return planner::resolve_gpu(a.gpu).profile;
   if (const auto dev = metrics::query_device(a.device)) {
-    for (const auto& p : planner::measured_profiles()) {
-      if (p.name == dev->name) return p;
-    }
-    throw std::invalid_argument("no measured profile of the " + dev->name +
-                                " is embedded: run `ridgeline probe -o gpu.json` and pass --gpu "
-                                "gpu.json");
+    return planner::measured_profile_for_device(dev->name);
   }
   throw std::invalid_argument("--gpu PROFILE is needed (no GPU to look one up for)");
 }

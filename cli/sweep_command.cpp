@@ -48,16 +48,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   o.full = a.full;
   o.device = a.device;
   if (!a.gpu.empty()) o.profile = planner::resolve_gpu(a.gpu).profile;
-  if (!a.peer.empty()) {
-    try {
-      o.peer = nlohmann::json::parse(read_text_file(a.peer));
-    } catch (const nlohmann::json::parse_error& e) {
-      throw std::invalid_argument(a.peer + ": not valid JSON (" + e.what() + ")");
-    }
-    if (o.peer->value("schema", "") != "ridgeline.peer/v1") {
-      throw std::invalid_argument(a.peer + ": not a ridgeline.peer/v1 document");
-    }
-  }
+  if (!a.peer.empty()) o.peer = schema::read_peer(a.peer);
   bench::validate_sweep_options(o);
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);

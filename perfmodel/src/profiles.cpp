@@ -80,6 +80,15 @@ resolved_gpu resolve_gpu(const std::string& spec) {
   return {p, measured, spec};
 }
 
+const gpu_profile& measured_profile_for_device(const std::string& device_name) {
+  for (const auto& p : measured_profiles()) {
+    if (p.name == device_name) return p;
+  }
+  throw std::invalid_argument("no measured profile of the " + device_name +
+                              " is embedded: run `ridgeline probe -o gpu.json` and pass --gpu "
+                              "gpu.json");
+}
+
 fitted_parameters parameters_for(const gpu_profile& g) {
   const auto& fits = embedded_fits();
   for (const auto& f : fits) {

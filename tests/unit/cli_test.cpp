@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/report/report.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/files.hpp"
 
@@ -33,6 +34,14 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("Examples"), std::string::npos);
   EXPECT_EQ(run({"--version"}).code, 0);
+}
+
+TEST(Cli, ReportHelpListsEverySchemaItReads) {
+  const auto r = run({"report", "--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const auto& id : report::known_schemas()) EXPECT_NE(r.out.find(id), std::string::npos) << id;
+  EXPECT_NE(r.out.find("ridgeline.roofline/v1"), std::string::npos);
+  EXPECT_NE(r.out.find("ridgeline.diverge_compare/v1"), std::string::npos);
 }
 
 TEST(Cli, UnknownSubcommandOrFlag) {
@@ -95,14 +104,12 @@ TEST(Cli, NoGpuIsAClearError) {
   EXPECT_EQ(lines(r.err), 1);
 }
 
-TEST(Cli, ParseBytes) {
-  EXPECT_EQ(cli::parse_bytes("4GiB"), 4ULL << 30);
-  EXPECT_EQ(cli::parse_bytes("256KiB"), 256ULL << 10);
-  EXPECT_EQ(cli::parse_bytes("1e9"), 1000000000ULL);
-  EXPECT_EQ(cli::parse_bytes("2GB"), 2000000000ULL);
-  EXPECT_THROW(cli::parse_bytes("-1GiB"), std::invalid_argument);
-  EXPECT_THROW(cli::parse_bytes("4 parsecs"), std::invalid_argument);
-  EXPECT_THROW(cli::parse_bytes(""), std::invalid_argument);
+TEST(Cli, BadSizeIsOneLine) {
+  // Sizes on the command line go through ridgeline::parse_bytes (text_test.cpp covers its rules).
+  auto r = run({"probe", "--max-bytes", "4 parsecs", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("unknown size unit in '4 parsecs'"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
 }
 
 TEST(CliKv, MooncakeCurveJsonCsvAndTable) {

@@ -18,6 +18,7 @@
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/telemetry/device.hpp"
+#include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/core/files.hpp"
 
 using namespace ridgeline;
@@ -96,7 +97,7 @@ json synthetic(int prompts, int steps, const std::string& model = "tiny",
               {"teacher_forced", nullptr},
               {"random_weights_caveat", bench::k_random_weights_caveat}};
   return {{"schema", bench::k_diverge_schema},
-          {"environment", json::object()},
+          {"environment", metrics::environment_block(std::nullopt)},
           {"config", cfg},
           {"rows", rows}};
 }
@@ -147,6 +148,10 @@ TEST(Diverge, PerturbedLogprobsAreNumericallyDifferent) {
   EXPECT_GT(r["summary"]["kl_max"].get<double>(), 0.0);
   EXPECT_EQ(r["summary"]["steps_compared"], 20);  // same tokens: every step shares its history
   EXPECT_NEAR(r["summary"]["logits_equal_share"].get<double>(), 19.0 / 20.0, 1e-12);
+  // kl_p99 is core's linear quantile: 19 zero KLs and one positive, so position 0.99 x 19 = 18.81
+  // lies 0.81 of the way from 0 to the largest (the nearest rank would give the largest).
+  EXPECT_NEAR(r["summary"]["kl_p99"].get<double>(), 0.81 * r["summary"]["kl_max"].get<double>(),
+              1e-12);
 }
 
 TEST(Diverge, ChangedTokenAtStep5DivergesThereWithItsMargin) {
@@ -213,6 +218,22 @@ TEST(Diverge, RefusesTruncatedOrMismatchedFingerprints) {
   dup["rows"][1] = dup["rows"][0];
   EXPECT_NE(invalid_message([&] { bench::validate_fingerprint(dup, "d"); }).find("twice"),
             std::string::npos);
+  // The shape is core's typed reader's: a missing field is named with its path.
+  json no_margin = a;
+  no_margin["rows"][3].erase("margin");
+  EXPECT_NE(invalid_message([&] { bench::validate_fingerprint(no_margin, "m.json"); })
+                .find("m.json: rows[3].margin: missing"),
+            std::string::npos)
+      << invalid_message([&] { bench::validate_fingerprint(no_margin, "m.json"); });
+  json one_id = a;
+  one_id["rows"][2]["top_ids"] = json::array({1});
+  one_id["rows"][2]["top_logprobs"] = json::array({-0.5});
+  EXPECT_NE(invalid_message([&] { bench::validate_fingerprint(one_id, "o"); })
+                .find("row 2: fewer than 2 top_ids"),
+            std::string::npos);
+  const auto typed = bench::validate_fingerprint(a, "a");
+  EXPECT_EQ(typed.rows.size(), 20u);
+  EXPECT_EQ(typed.config.model, "tiny");
   json no_schema = a;
   no_schema["schema"] = "ridgeline.sweep/v1";
   EXPECT_NE(invalid_message([&] { bench::validate_fingerprint(no_schema, "s"); }).find("schema"),
@@ -236,6 +257,18 @@ TEST(Diverge, RefusesTruncatedOrMismatchedFingerprints) {
   const json r = bench::compare_fingerprints(a, synthetic(2, 7), "a", "b");
   EXPECT_EQ(r["summary"]["steps"], 7);
   EXPECT_TRUE(r["config"].contains("note"));
+}
+
+TEST(Diverge, FingerprintSummary) {
+  json a = synthetic(2, 10);
+  row(a, 0, 4)["margin"] = 0.004;
+  const std::string s = bench::fingerprint_summary(a);
+  EXPECT_NE(s.find("tiny (random weights seed 1), prompts random:2:8:1: 2 prompts x 10 steps at "
+                   "batch 1 on the cpu executor\n"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("mean 0.9502, smallest 0.004, 1 steps below 0.01\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("caveat: "), std::string::npos) << s;
 }
 
 TEST(Diverge, TopkKlOnAHandComputedCase) {

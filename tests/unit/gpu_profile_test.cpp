@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 #include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline;
@@ -199,6 +200,20 @@ TEST(GpuProfile, DatasheetLookupByDeviceName) {
   EXPECT_STREQ(datasheet_for_device("NVIDIA H200")->key, "h200");
   EXPECT_STREQ(datasheet_for_device("NVIDIA H100 PCIe")->key, "h100-pcie");
   EXPECT_EQ(datasheet_for_device("Some Other GPU"), nullptr);
+}
+
+TEST(GpuProfile, MeasuredProfileForDeviceName) {
+  for (const auto& p : planner::measured_profiles()) {
+    EXPECT_EQ(&planner::measured_profile_for_device(p.name), &p) << p.name;
+  }
+  try {
+    planner::measured_profile_for_device("Some Other GPU");
+    ADD_FAILURE() << "no throw for an unknown device";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("no measured profile of the Some Other GPU"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(GpuProfile, CommittedProfilesLoad) {

@@ -8,6 +8,8 @@
 #include <stdexcept>
 
 #include "diverge_detail.hpp"
+#include "ridgeline/core/statistics.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
@@ -66,13 +68,6 @@ struct margin_bins {
     return out;
   }
 };
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
 
 json side_summary(const json& doc, const std::string& name) {
   json env = doc.value("environment", json::object());
@@ -255,7 +250,7 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
       {"same_top1_share", compared_all ? double(same_top1_all) / double(compared_all) : 0.0},
       {"logits_equal_share", compared_all ? double(hash_equal_all) / double(compared_all) : 0.0},
       {"kl_mean", kl_mean},
-      {"kl_p99", percentile(kls, 0.99)},
+      {"kl_p99", kls.empty() ? 0.0 : quantile(kls, 0.99)},
       {"kl_max", kls.empty() ? 0.0 : *std::max_element(kls.begin(), kls.end())},
       {"kl_undefined_steps", kl_undefined},
       {"max_abs_delta_logprob", max_delta_all}};
@@ -314,10 +309,7 @@ std::string compare_table(const json& r) {
                 "margin(A)", "compared", "KL mean", "KL max", "max|dlp|", "same top1");
   out << line;
   auto num = [](const json& v, const char* fmt) {
-    if (v.is_null()) return std::string("-");
-    char b[64];
-    std::snprintf(b, sizeof b, fmt, v.get<double>());
-    return std::string(b);
+    return v.is_null() ? std::string("-") : format(fmt, v.get<double>());
   };
   for (const auto& row : r["rows"]) {
     std::snprintf(line, sizeof line, "%6lld  %-40s %10s %9lld %10s %10s %10s %7.1f%%\n",

@@ -1,79 +1,94 @@
-// Validation of ridgeline.diverge/v1 fingerprints (see diverge.hpp): schema, config fields, one
-// row per (prompt, step) with top-k arrays of equal length. Both `diverge compare` and
-// `--force-tokens` read fingerprints through it.
+// Reading, validating and summarising ridgeline.diverge/v1 fingerprints (see diverge.hpp):
+// schema, config fields, one row per (prompt, step) with top-k arrays of equal length. Both
+// `diverge compare` and `--force-tokens` read fingerprints through load_fingerprint.
+#include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 
 namespace ridgeline::bench {
 
 using nlohmann::json;
 
-void validate_fingerprint(const json& doc, const std::string& source) {
+schema::fingerprint_document validate_fingerprint(const json& doc, const std::string& source) {
+  // The shape (schema string, every field present with its type, top-k arrays of equal length)
+  // is the typed reader's: it throws schema_error naming `source` and the field.
+  schema::fingerprint_document f = schema::parse_fingerprint(doc, source);
   auto bad = [&](const std::string& what) {
     throw std::invalid_argument(source + ": not a usable ridgeline.diverge/v1 fingerprint (" +
                                 what + ")");
   };
-  if (!doc.is_object()) bad("not a JSON object");
-  if (!doc.contains("schema") || doc["schema"] != k_diverge_schema)
-    bad("schema is not " + std::string(k_diverge_schema));
-  if (!doc.contains("config") || !doc["config"].is_object()) bad("no config");
-  if (!doc.contains("rows") || !doc["rows"].is_array()) bad("no rows");
-  const json& c = doc["config"];
-  for (const char* f : {"model", "weights"}) {
-    if (!c.contains(f) || !c[f].is_string()) bad(std::string("config.") + f + " missing");
+  const auto& c = f.config;
+  if (c.steps <= 0) bad("config.steps is not positive");
+  if (c.prompts <= 0) bad("config.prompt_set.prompts is not positive");
+  const auto steps = static_cast<std::size_t>(c.steps);
+  const auto prompts = static_cast<std::size_t>(c.prompts);
+  if (steps > (std::size_t{1} << 32) || steps * prompts > (std::size_t{1} << 32)) {
+    bad("absurd size");
   }
-  if (!c.contains("steps") || !c["steps"].is_number_integer() || c["steps"].get<long long>() <= 0) {
-    bad("config.steps missing");
-  }
-  if (!c.contains("prompt_set") || !c["prompt_set"].is_object() ||
-      !c["prompt_set"].contains("hash") || !c["prompt_set"]["hash"].is_string() ||
-      !c["prompt_set"].contains("id") || !c["prompt_set"]["id"].is_string() ||
-      !c["prompt_set"].contains("prompts") || !c["prompt_set"]["prompts"].is_number_integer() ||
-      c["prompt_set"]["prompts"].get<long long>() <= 0) {
-    bad("config.prompt_set missing");
-  }
-  const auto steps = c["steps"].get<std::size_t>();
-  const auto prompts = c["prompt_set"]["prompts"].get<std::size_t>();
-  if (steps * prompts > (std::size_t{1} << 32)) bad("absurd size");
   std::vector<char> seen(steps * prompts, 0);
   std::size_t i = 0;
-  for (const auto& r : doc["rows"]) {
+  for (const auto& r : f.rows) {
     const std::string at = "row " + std::to_string(i++);
-    if (!r.is_object()) bad(at + " is not an object");
-    for (const char* f : {"prompt", "step", "token"}) {
-      if (!r.contains(f) || !r[f].is_number_integer()) bad(at + ": " + f + " missing");
+    if (r.prompt < 0 || static_cast<std::size_t>(r.prompt) >= prompts || r.step < 0 ||
+        static_cast<std::size_t>(r.step) >= steps) {
+      bad(at + ": prompt " + std::to_string(r.prompt) + " step " + std::to_string(r.step) +
+          " out of range");
     }
-    const long long p = r["prompt"].get<long long>(), s = r["step"].get<long long>();
-    if (p < 0 || static_cast<std::size_t>(p) >= prompts || s < 0 ||
-        static_cast<std::size_t>(s) >= steps) {
-      bad(at + ": prompt " + std::to_string(p) + " step " + std::to_string(s) + " out of range");
+    char& flag = seen[static_cast<std::size_t>(r.prompt) * steps + static_cast<std::size_t>(r.step)];
+    if (flag) {
+      bad(at + ": prompt " + std::to_string(r.prompt) + " step " + std::to_string(r.step) +
+          " twice");
     }
-    char& flag = seen[static_cast<std::size_t>(p) * steps + static_cast<std::size_t>(s)];
-    if (flag) bad(at + ": prompt " + std::to_string(p) + " step " + std::to_string(s) + " twice");
     flag = 1;
-    if (!r.contains("top_ids") || !r["top_ids"].is_array() || !r.contains("top_logprobs") ||
-        !r["top_logprobs"].is_array() || r["top_ids"].size() != r["top_logprobs"].size() ||
-        r["top_ids"].size() < 2) {
-      bad(at + ": top_ids/top_logprobs missing or of different lengths");
-    }
-    for (const auto& x : r["top_ids"]) {
-      if (!x.is_number_integer()) bad(at + ": top_ids holds a non-integer");
-    }
-    for (const auto& x : r["top_logprobs"]) {
-      if (!x.is_number()) bad(at + ": top_logprobs holds a non-number (NaN?)");
-    }
-    if (!r.contains("margin") || !r["margin"].is_number()) bad(at + ": margin missing");
-    if (!r.contains("logits_hash") || !r["logits_hash"].is_string())
-      bad(at + ": logits_hash missing");
-    if (r.contains("fed") && !r["fed"].is_number_integer()) bad(at + ": fed is not a token id");
+    if (r.top_ids.size() < 2) bad(at + ": fewer than 2 top_ids");
   }
-  if (doc["rows"].size() != steps * prompts) {
-    bad("truncated: " + std::to_string(doc["rows"].size()) + " rows, expected " +
+  if (f.rows.size() != steps * prompts) {
+    bad("truncated: " + std::to_string(f.rows.size()) + " rows, expected " +
         std::to_string(prompts) + " prompts x " + std::to_string(steps) + " steps");
   }
+  return f;
+}
+
+json load_fingerprint(const std::string& path) {
+  const std::string text = read_text_file(path);
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error&) {
+    throw std::invalid_argument(path + ": truncated or malformed JSON (" +
+                                std::to_string(text.size()) + " bytes)");
+  }
+  validate_fingerprint(doc, path);
+  return doc;
+}
+
+std::string fingerprint_summary(const json& doc) {
+  const schema::fingerprint_document f = schema::parse_fingerprint(doc, "fingerprint");
+  const auto& c = f.config;
+  double min_margin = 1e30, sum = 0;
+  long long small = 0;
+  for (const auto& r : f.rows) {
+    min_margin = std::min(min_margin, r.margin);
+    sum += r.margin;
+    small += r.margin < 0.01;
+  }
+  const auto n = static_cast<double>(f.rows.size());
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%s (%s), prompts %s: %lld prompts x %lld steps at batch %lld on the %s executor\n"
+                "top-1/top-2 margin (log-prob): mean %.4g, smallest %.4g, %lld steps below 0.01\n",
+                c.model.c_str(), c.weights.c_str(), c.prompt_set_id.c_str(),
+                static_cast<long long>(c.prompts), static_cast<long long>(c.steps),
+                static_cast<long long>(c.batch), c.executor.c_str(), n > 0 ? sum / n : 0.0,
+                n > 0 ? min_margin : 0.0, small);
+  std::string s = line;
+  if (c.random_weights_caveat) s += "caveat: " + *c.random_weights_caveat + "\n";
+  return s;
 }
 
 }  // namespace ridgeline::bench

@@ -14,6 +14,7 @@
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/random_weights.hpp"
+#include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
 namespace ridgeline::bench {
@@ -37,10 +38,6 @@ json shape_json(const model_preset& m) {
   return {{"layers", m.layers},     {"hidden", m.hidden},     {"heads", m.heads},
           {"kv_heads", m.kv_heads}, {"head_dim", m.head_dim}, {"intermediate", m.intermediate},
           {"vocab", m.vocab}};
-}
-
-std::int64_t blocks_for(std::int64_t tokens, int block_tokens) {
-  return (tokens + block_tokens - 1) / block_tokens;
 }
 
 // Co-runner prompts for prompt p: lengths uniform in [len/2, 2 len] (capped so that the
@@ -290,7 +287,7 @@ json run_diverge(const diverge_options& o) {
     kv_blocks = std::max(kv_blocks, blocks);
     max_prefill = std::max(max_prefill, tokens);
   }
-  if (kv_blocks > (1 << 30)) throw std::invalid_argument("diverge: too many KV blocks needed");
+  if (kv_blocks > k_max_kv_blocks) throw std::invalid_argument("diverge: too many KV blocks needed");
   setup.num_kv_blocks = static_cast<int>(kv_blocks);
   setup.max_seqs = o.batch;
   setup.max_tokens = static_cast<int>(

@@ -11,6 +11,7 @@
 
 #include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/statistics.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/telemetry/environment.hpp"
@@ -350,28 +351,22 @@ std::string table_of(const nlohmann::json& doc) {
        "tok | rejected | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | E2E p50 s |\n";
   o << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   auto ms = [](const nlohmann::json& d, const char* q) {
-    std::ostringstream s;
-    if (d.contains(q))
-      s << std::fixed << std::setprecision(1) << d.at(q).get<double>() * 1e3;
-    else
-      s << "-";
-    return s.str();
+    return d.contains(q) ? format("%.1f", d.at(q).get<double>() * 1e3) : std::string("-");
   };
   for (const auto& r : doc.at("rows")) {
-    o << std::fixed;
+    const double kv_bytes = static_cast<double>(r.at("capacity_bytes").get<std::int64_t>());
+    const auto& e2e = r.at("e2e_seconds");
     o << "| " << r.at("capacity").get<std::string>() << " | "
-      << r.at("capacity_blocks").get<std::int64_t>() << " | " << std::setprecision(2)
-      << static_cast<double>(r.at("capacity_bytes").get<std::int64_t>()) / (1LL << 30) << " | "
-      << std::setprecision(1) << 100 * r.at("token_hit_rate").get<double>() << "% | "
-      << 100 * r.at("block_hit_rate").get<double>() << "% | "
+      << r.at("capacity_blocks").get<std::int64_t>() << " | "
+      << format("%.2f", kv_bytes / double(1ULL << 30)) << " | "
+      << format_percent(r.at("token_hit_rate").get<double>()) << " | "
+      << format_percent(r.at("block_hit_rate").get<double>()) << " | "
       << r.at("evictions_tier1").get<std::int64_t>() << " | "
       << r.at("preemptions").get<std::int64_t>() << " | "
       << r.at("recomputed_tokens").get<std::int64_t>() << " | "
       << r.at("rejected").get<std::int64_t>() << " | " << ms(r.at("ttft_seconds"), "p50") << " | "
       << ms(r.at("ttft_seconds"), "p99") << " | " << ms(r.at("tpot_seconds"), "p50") << " | "
-      << std::setprecision(2)
-      << (r.at("e2e_seconds").contains("p50") ? r.at("e2e_seconds").at("p50").get<double>() : 0.0)
-      << " |\n";
+      << format("%.2f", e2e.contains("p50") ? e2e.at("p50").get<double>() : 0.0) << " |\n";
   }
   o << "\ntoken hit = prompt tokens served from cache / prompt tokens looked up (docs/kv.md)\n";
   return o.str();

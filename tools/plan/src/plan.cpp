@@ -12,6 +12,7 @@
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas/accuracy.hpp"
 #include "ridgeline/core/schemas/plan.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/telemetry/environment.hpp"
@@ -21,12 +22,6 @@ namespace ridgeline::planner {
 using nlohmann::json;
 
 namespace {
-
-std::string fixed(double v, int digits) {
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(digits) << v;
-  return o.str();
-}
 
 std::string gpu_label(const std::string& key) {
   std::string up = key;
@@ -118,13 +113,13 @@ std::string plan_markdown(const json& doc) {
     << c["weights"].get<std::string>() << " weights, " << c["kv_dtype"].get<std::string>()
     << " KV), workload " << c["workload"].get<std::string>() << " ("
     << c["requests"].get<std::int64_t>() << " requests, mean prompt "
-    << fixed(c["mean_prompt_tokens"], 0) << ", mean output " << fixed(c["mean_output_tokens"], 0)
-    << "), SLO p99 TTFT <= " << fixed(c["slo"]["ttft_seconds"].get<double>() * 1e3, 0)
-    << " ms, TPOT <= " << fixed(c["slo"]["tpot_seconds"].get<double>() * 1e3, 1) << " ms";
+    << format("%.0f", c["mean_prompt_tokens"].get<double>()) << ", mean output " << format("%.0f", c["mean_output_tokens"].get<double>())
+    << "), SLO p99 TTFT <= " << format("%.0f", c["slo"]["ttft_seconds"].get<double>() * 1e3)
+    << " ms, TPOT <= " << format("%.1f", c["slo"]["tpot_seconds"].get<double>() * 1e3) << " ms";
   if (c["qps"].get<double>() > 0) o << ", target " << c["qps"].get<double>() << " req/s";
   o << "\n\n| GPU | ceilings | max batch (fits) | tok/s | max batch (TPOT SLO) | step ms | tok/s "
        "| max req/s per GPU (goodput >= "
-    << fixed(100 * c["goodput_target"].get<double>(), 0)
+    << format("%.0f", 100 * c["goodput_target"].get<double>())
     << "%) | p99 TTFT ms | p99 TPOT ms | GPUs for target | $/M output tok |\n";
   o << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : doc["rows"]) {
@@ -134,23 +129,23 @@ std::string plan_markdown(const json& doc) {
       o << r["error"].get<std::string>() << " ||||||||||\n";
       continue;
     }
-    o << r["max_batch_fit"] << " | " << fixed(r["fit_tokens_per_second"], 0) << " | ";
+    o << r["max_batch_fit"] << " | " << format("%.0f", r["fit_tokens_per_second"].get<double>()) << " | ";
     if (!r.contains("max_batch_slo")) {
       o << "none: " << r["error"].get<std::string>() << " |||||||\n";
       continue;
     }
-    o << r["max_batch_slo"] << " | " << fixed(r["slo_step_seconds"].get<double>() * 1e3, 2) << " | "
-      << fixed(r["slo_tokens_per_second"], 0) << " | ";
+    o << r["max_batch_slo"] << " | " << format("%.2f", r["slo_step_seconds"].get<double>() * 1e3) << " | "
+      << format("%.0f", r["slo_tokens_per_second"].get<double>()) << " | ";
     if (!r.contains("max_rate_per_gpu")) {
       o << "none: " << r["error"].get<std::string>() << " |||||\n";
       continue;
     }
-    o << fixed(r["max_rate_per_gpu"], 2) << " | "
-      << fixed(r["ttft_p99_seconds"].get<double>() * 1e3, 0) << " | "
-      << fixed(r["tpot_p99_seconds"].get<double>() * 1e3, 1) << " | "
+    o << format("%.2f", r["max_rate_per_gpu"].get<double>()) << " | "
+      << format("%.0f", r["ttft_p99_seconds"].get<double>() * 1e3) << " | "
+      << format("%.1f", r["tpot_p99_seconds"].get<double>() * 1e3) << " | "
       << (r.contains("gpus_needed") ? r["gpus_needed"].dump() : "-") << " | "
       << (r.contains("cost_per_million_output_tokens")
-              ? "$" + fixed(r["cost_per_million_output_tokens"], 3)
+              ? "$" + format("%.3f", r["cost_per_million_output_tokens"].get<double>())
               : "-")
       << " |\n";
   }
@@ -159,7 +154,7 @@ std::string plan_markdown(const json& doc) {
     << "step-time model efficiencies: " << c["efficiencies"].get<std::string>() << "\n"
     << "goodput = finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot; "
        "GPUs for target = ceil(qps / (max req/s x (1 - headroom "
-    << fixed(c["headroom"], 2)
+    << format("%.2f", c["headroom"].get<double>())
     << "))); $/M output tok = $/h / (3600 x output tok/s at max req/s) "
        "x 1e6\n";
   return o.str();
@@ -352,22 +347,22 @@ fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const g
 std::string fit_text(const fitted_parameters& f) {
   std::ostringstream o;
   o << "ridgeline plan fit: " << f.source << ", " << f.stats["points"] << " points\n"
-    << "  fit error: MAPE " << fixed(100 * f.stats["mape"].get<double>(), 2) << "%, worst "
-    << fixed(100 * f.stats["worst_abs_error"].get<double>(), 2) << "%\n"
-    << "  overhead per step: " << fixed(f.overhead_seconds * 1e6, 1) << " us\n"
+    << "  fit error: MAPE " << format("%.2f", 100 * f.stats["mape"].get<double>()) << "%, worst "
+    << format("%.2f", 100 * f.stats["worst_abs_error"].get<double>()) << "%\n"
+    << "  overhead per step: " << format("%.1f", f.overhead_seconds * 1e6) << " us\n"
     << "  efficiency    linear(tokens)   attention memory / compute (context)\n";
   for (std::size_t k = 0; k < std::max(f.linear.log2_x.size(), f.attention_memory.log2_x.size());
        ++k) {
     o << "  ";
     if (k < f.linear.log2_x.size())
       o << std::setw(6) << std::pow(2, f.linear.log2_x[k]) << ": " << std::setw(6)
-        << fixed(1 / f.linear.inverse[k], 3);
+        << format("%.3f", 1 / f.linear.inverse[k]);
     else
       o << std::string(14, ' ');
     if (k < f.attention_memory.log2_x.size())
       o << "      " << std::setw(7) << std::pow(2, f.attention_memory.log2_x[k]) << ": "
-        << fixed(1 / f.attention_memory.inverse[k], 3) << " / "
-        << fixed(1 / f.attention_compute.inverse[k], 3);
+        << format("%.3f", 1 / f.attention_memory.inverse[k]) << " / "
+        << format("%.3f", 1 / f.attention_compute.inverse[k]);
     o << "\n";
   }
   return o.str();
@@ -428,18 +423,18 @@ std::string accuracy_table(const accuracy_result& a) {
     << "|---|---:|---:|---:|---:|---:|\n";
   for (const auto& row : r.rows)
     o << "| " << row.point.phase << " | " << row.point.batch << " | " << row.point.context << " | "
-      << fixed(row.point.seconds * 1e3, 3) << " | " << fixed(row.predicted_seconds * 1e3, 3)
-      << " | " << fixed(100 * row.error, 1) << "% |\n";
-  o << "\nMAPE " << fixed(100 * r.mape, 2) << "% over " << r.rows.size() << " points; worst "
-    << fixed(100 * r.worst, 2) << "% (" << w.point.phase << ", batch " << w.point.batch
+      << format("%.3f", row.point.seconds * 1e3) << " | " << format("%.3f", row.predicted_seconds * 1e3)
+      << " | " << format("%.1f", 100 * row.error) << "% |\n";
+  o << "\nMAPE " << format("%.2f", 100 * r.mape) << "% over " << r.rows.size() << " points; worst "
+    << format("%.2f", 100 * r.worst) << "% (" << w.point.phase << ", batch " << w.point.batch
     << ", context " << w.point.context << ")\n";
   return o.str();
 }
 
 void check_accuracy_limits(const accuracy_report& r, double max_mape, double max_worst) {
   if ((max_mape > 0 && r.mape > max_mape) || (max_worst > 0 && r.worst > max_worst)) {
-    throw std::runtime_error("accuracy: MAPE " + fixed(100 * r.mape, 2) + "% / worst " +
-                             fixed(100 * r.worst, 2) + "% exceed the limits given");
+    throw std::runtime_error("accuracy: MAPE " + format("%.2f", 100 * r.mape) + "% / worst " +
+                             format("%.2f", 100 * r.worst) + "% exceed the limits given");
   }
 }
 
@@ -454,13 +449,13 @@ std::string gpus_table() {
     const auto fp8 = g.peaks.find(dtype::fp8_e4m3);
     const auto pk = g.peaks.find(t);
     out << "| " << g.key << " | " << (c.derated ? "datasheet" : "measured") << " | "
-        << fixed(static_cast<double>(g.memory_bytes) / 1e9, 1) << " | "
-        << fixed(g.datasheet_bytes_per_second / 1e12, 2) << " | "
-        << (pk != g.peaks.end() ? fixed(pk->second.datasheet_flops_per_second / 1e12, 1) : "-")
+        << format("%.1f", static_cast<double>(g.memory_bytes) / 1e9) << " | "
+        << format("%.2f", g.datasheet_bytes_per_second / 1e12) << " | "
+        << (pk != g.peaks.end() ? format("%.1f", pk->second.datasheet_flops_per_second / 1e12) : "-")
         << " | "
-        << (fp8 != g.peaks.end() ? fixed(fp8->second.datasheet_flops_per_second / 1e12, 1) : "-")
-        << " | " << fixed(c.bytes_per_second / 1e12, 2) << " TB/s, "
-        << fixed(c.flops_per_second / 1e12, 0) << " TFLOP/s " << name(t) << " (" << c.basis
+        << (fp8 != g.peaks.end() ? format("%.1f", fp8->second.datasheet_flops_per_second / 1e12) : "-")
+        << " | " << format("%.2f", c.bytes_per_second / 1e12) << " TB/s, "
+        << format("%.0f", c.flops_per_second / 1e12) << " TFLOP/s " << name(t) << " (" << c.basis
         << ") | " << citation << " |\n";
   };
   for (const auto& g : measured_profiles()) {

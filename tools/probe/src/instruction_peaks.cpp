@@ -17,6 +17,7 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline::bench {
@@ -147,7 +148,7 @@ instruction_peak_section measure_instruction_peaks(const instruction_peak_option
     pk.measurement = to_json(m);
     s.peaks[k] = pk;
     say("instruction peak " + kname + " (" + pk.instruction +
-        "): " + std::to_string(pk.flops_per_second / 1e12).substr(0, 7) + " TFLOP/s");
+        "): " + format("%.2f TFLOP/s", pk.flops_per_second / 1e12));
   }
   s.environment["gpu_after"] = metrics::environment_block(o.device)["gpu"];
   return s;

@@ -22,18 +22,13 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline::bench {
 namespace {
 
 using nlohmann::json;
-
-std::string gib(double bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(1ULL << 30));
-  return buf;
-}
 
 struct linear_layer {
   const char* name;
@@ -158,8 +153,8 @@ class prober {
       }
       const measurement m = time_gpu([&](cudaStream_t s) { op.run(best, s); }, false);
       const double bps = moved / m.stats.median;
-      say(std::string("bandwidth ") + op.op + " " + gib(double(bytes)) + ": " +
-          std::to_string(bps / 1e12).substr(0, 5) + " TB/s");
+      say(std::string("bandwidth ") + op.op + " " + format_gib(double(bytes)) + ": " +
+          format("%.3f TB/s", bps / 1e12));
       p.rows.push_back({{"kind", "bandwidth"},
                         {"op", op.op},
                         {"buffer_bytes", bytes},
@@ -260,7 +255,7 @@ class prober {
       const double rate = g.flops() / r.m.stats.median;
       p.peaks[t].flops_per_second = rate;
       say("gemm " + std::string(name(t)) + " " + std::to_string(n) + "^3: " +
-          std::to_string(rate / 1e12).substr(0, 6) + " " + std::string(rate_unit(t)));
+          format("%.2f ", rate / 1e12) + std::string(rate_unit(t)));
       json row = {{"kind", "gemm"},
                   {"dtype", name(t)},
                   {"m", n},
@@ -343,7 +338,7 @@ class prober {
                         {"bytes_per_second", total_bytes / total_s},
                         {"bound", memory_bound ? "memory" : "compute"}});
       say("llama-2-7b linear layers, " + std::to_string(n) + " tokens: " +
-          std::to_string(total_s * 1e6).substr(0, 7) + " us");
+          format("%.2f us", total_s * 1e6));
     }
     if (crossover) p.config["linear_crossover_tokens"] = *crossover;
   }
@@ -366,10 +361,10 @@ gpu_profile run_probe(const probe_options& o) {
   const metrics::device_info dev = metrics::require_device(o.device, "ridgeline probe");
   const std::uint64_t need = probe_memory_bytes(o);
   if (need > static_cast<std::uint64_t>(dev.memory_free_bytes)) {
-    throw std::invalid_argument("the probe needs " + gib(double(need)) +
+    throw std::invalid_argument("the probe needs " + format_gib(double(need)) +
                                 " of device memory with these options (--max-bytes " +
-                                gib(double(o.max_bytes)) + " is allocated twice for the copy), but " +
-                                dev.name + " has " + gib(double(dev.memory_free_bytes)) + " free");
+                                format_gib(double(o.max_bytes)) + " is allocated twice for the copy), but " +
+                                dev.name + " has " + format_gib(double(dev.memory_free_bytes)) + " free");
   }
   RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
 

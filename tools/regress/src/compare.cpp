@@ -73,24 +73,13 @@ const json* find_path(const json& j, const std::string& dotted) {
 }
 
 // Normalised values are ratios to the reference benchmark's median, not times.
-std::string format_ratio(double r) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g x ref", r);
-  return buf;
-}
+std::string format_ratio(double r) { return format("%.4g x ref", r); }
 
 std::string format_value(const comparison& c, double v) {
   return c.reference_change ? format_ratio(v) : format_seconds(v);
 }
 
-std::string format_p(double p) {
-  char buf[32];
-  if (p < 1e-4)
-    std::snprintf(buf, sizeof buf, "<1e-4");
-  else
-    std::snprintf(buf, sizeof buf, "%.4f", p);
-  return buf;
-}
+std::string format_p(double p) { return p < 1e-4 ? "<1e-4" : format("%.4f", p); }
 
 // Summary of values scaled by `scale` (normalisation divides by the reference median).
 benchmark_series scaled(const benchmark_series& s, double scale) {

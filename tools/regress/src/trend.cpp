@@ -6,33 +6,11 @@
 #include <stdexcept>
 
 #include "ridgeline/core/schemas/history_trend.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/regress/change_points.hpp"
 #include "ridgeline/regress/compare.hpp"
 
 namespace ridgeline::bench {
-namespace {
-
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s < 1e-6)
-    std::snprintf(buf, sizeof buf, "%.4g ns", s * 1e9);
-  else if (s < 1e-3)
-    std::snprintf(buf, sizeof buf, "%.4g us", s * 1e6);
-  else if (s < 1)
-    std::snprintf(buf, sizeof buf, "%.4g ms", s * 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%.4g s", s);
-  return buf;
-}
-
-std::string format_percent(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%+.1f%%", x * 100);
-  return buf;
-}
-
-}  // namespace
-
 trend history_trend(const history& h, const trend_options& o) {
   change_point_options cpo;
   cpo.threshold = o.threshold;
@@ -68,9 +46,9 @@ trend history_trend(const history& h, const trend_options& o) {
                           p.iqr_seconds, static_cast<std::int64_t>(p.count)});
       char line[256];
       const std::string prev =
-          i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1) : "";
+          i > 0 ? format_percent(p.median_seconds / points[i - 1].median_seconds - 1, true) : "";
       const std::string first =
-          i > 0 ? format_percent(p.median_seconds / points[0].median_seconds - 1) : "";
+          i > 0 ? format_percent(p.median_seconds / points[0].median_seconds - 1, true) : "";
       std::snprintf(line, sizeof line, "  %-5lld %-21s %-9.9s %-15.15s %-13s %-8s %-8s",
                     static_cast<long long>(p.run_id), p.time_utc.c_str(), p.git_sha.c_str(),
                     p.branch.c_str(), format_seconds(p.median_seconds).c_str(), prev.c_str(),
@@ -82,7 +60,7 @@ trend history_trend(const history& h, const trend_options& o) {
         if (cp.start == i) table << "  <- " << cp.kind << " starts";
         if (cp.detected == i) {
           table << "  <- " << cp.kind << " detected: " << format_seconds(cp.before) << " -> "
-                << format_seconds(cp.after) << " (" << format_percent(cp.relative_change) << ")";
+                << format_seconds(cp.after) << " (" << format_percent(cp.relative_change, true) << ")";
         }
       }
       table << "\n";

@@ -17,6 +17,7 @@
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
 namespace ridgeline::report {
@@ -167,7 +168,7 @@ json roofline_doc_of(const std::string& path, const schema::roofline_document& d
   if (d.intensity_sweep) {
     for (const auto& p : *d.intensity_sweep) {
       add("intensity sweep: " + p.kernel,
-          p.kernel + " at " + std::to_string(p.flop_per_byte).substr(0, 6) + " FLOP/B",
+          p.kernel + " at " + format("%g FLOP/B", p.flop_per_byte),
           p.flop_per_byte, p.flop_per_second);
     }
   }

@@ -16,25 +16,12 @@
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/nvtx.hpp"
 
 namespace ridgeline::bench {
-namespace {
 
 using nlohmann::json;
-
-const json* find_peer(const std::optional<json>& peer, int batch, int context, const std::string& phase) {
-  if (!peer || !peer->contains("rows")) return nullptr;
-  for (const auto& r : (*peer)["rows"]) {
-    if (r.value("batch", -1) == batch && r.value("context", -1) == context &&
-        r.value("phase", "decode") == phase && r.contains("step_seconds")) {
-      return &r;
-    }
-  }
-  return nullptr;
-}
-
-}  // namespace
 
 json run_sweep(const sweep_options& o) {
   validate_sweep_options(o);
@@ -156,12 +143,14 @@ json run_sweep(const sweep_options& o) {
         row["floor_seconds"] = floor_s;
         row["pct_of_floor"] = floor_s > 0 ? 100.0 * floor_s / t : 0.0;
         row["pct_of_peak_flops"] = peak > 0 ? 100.0 * (w.flops / t) / peak : 0.0;
-        if (const json* pr = find_peer(o.peer, batch, context, phase)) {
-          row["peer_seconds"] = (*pr)["step_seconds"]["median"];
+        if (o.peer) {
+          if (const auto ps = peer_step_seconds(*o.peer, batch, context, phase)) {
+            row["peer_seconds"] = *ps;
+          }
         }
         if (o.progress) {
           o.progress(phase + " batch " + std::to_string(batch) + " context " + std::to_string(context) +
-                     ": " + std::to_string(t * 1e3).substr(0, 6) + " ms");
+                     ": " + format_ms(t, 3));
         }
         rows.push_back(row);
       }
@@ -187,7 +176,7 @@ json run_sweep(const sweep_options& o) {
               {"floor_source", floor_source},
               {"peak_bf16_flops_per_second", peak},
               {"timing", "CUDA events around the forward pass, median over repetitions after 3 warm-ups"}};
-  if (o.peer) cfg["peer"] = (*o.peer).value("config", json::object());
+  if (o.peer) cfg["peer"] = o.peer->config;
   return {{"schema", k_sweep_schema},
           {"environment", metrics::environment_block(o.device)},
           {"config", cfg},

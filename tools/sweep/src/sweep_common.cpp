@@ -1,5 +1,6 @@
-// Host half of the sweep: option checks, counted work (perfmodel's step_work_of), the synthetic
-// step's batch (built through the KV cache manager), table and CSV.
+// Host half of the sweep: option checks, the peer's step time at a point, counted work
+// (perfmodel's step_work_of), the synthetic step's batch (built through the KV cache manager),
+// table and CSV.
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -38,6 +39,16 @@ void validate_sweep_options(const sweep_options& o) {
   }
 }
 
+std::optional<double> peer_step_seconds(const schema::peer_document& peer, int batch, int context,
+                                        const std::string& phase) {
+  for (const auto& r : peer.rows) {
+    if (r.batch == batch && r.context == context && r.phase == phase && r.step_seconds) {
+      return r.step_seconds->median;
+    }
+  }
+  return std::nullopt;
+}
+
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill) {
   return step_work_of(m, prefill ? prefill_shape(batch, context) : decode_shape(batch, context));
 }
@@ -60,7 +71,7 @@ std::string synthetic_step_skip_reason(const model_preset& m, int block_tokens,
     const double bytes =
         double(batch) * double(seq_tokens) * double(m.kv_bytes_per_token(dtype::bf16));
     return "needs " + std::to_string(batch * blocks_per_seq) + " KV blocks (" +
-           std::to_string(bytes / double(1ULL << 30)).substr(0, 5) + " GiB); the pool holds " +
+           format_gib(bytes, 2) + "); the pool holds " +
            std::to_string(pool_blocks) + " (" + std::to_string(fit) + " sequences at this context)";
   }
   return {};

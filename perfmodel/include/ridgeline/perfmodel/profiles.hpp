@@ -43,6 +43,9 @@ struct resolved_gpu {
 // naming the known keys.
 resolved_gpu resolve_gpu(const std::string& spec);
 std::string known_gpu_keys();
+// The embedded measured profile of the GPU whose driver name is `device_name` ("NVIDIA H100 80GB
+// HBM3"); throws std::invalid_argument naming the device and how to measure one.
+const gpu_profile& measured_profile_for_device(const std::string& device_name);
 
 // Efficiencies to plan `g` with: a fit embedded for g's key, else a fit from another measured GPU
 // (the efficiencies are relative to each GPU's own ceilings, so they transfer), else defaults

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/schemas/diverge.hpp"
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
@@ -74,9 +75,19 @@ void validate_diverge_options(const diverge_options& o);
 // The CUDA executor throws no_device_error without a GPU.
 nlohmann::json run_diverge(const diverge_options& o);
 
-// Checks a fingerprint document: schema, config fields, one row per (prompt, step) with top-k
-// arrays of equal length; throws std::invalid_argument naming `source` ("truncated or malformed").
-void validate_fingerprint(const nlohmann::json& doc, const std::string& source);
+// Checks a fingerprint document and returns it typed: its shape through core's reader
+// (schema::parse_fingerprint; schema_error naming `source` and the field), then one row per
+// (prompt, step) and at least 2 top ids a row; throws std::invalid_argument naming `source`.
+schema::fingerprint_document validate_fingerprint(const nlohmann::json& doc,
+                                                  const std::string& source);
+// Reads a fingerprint file and validates it: io_error when unreadable; std::invalid_argument
+// naming the file when it is not JSON ("truncated or malformed JSON"), cut off or not a
+// fingerprint.
+nlohmann::json load_fingerprint(const std::string& path);
+// Two lines on a validated fingerprint: model, weights, prompt set, prompts x steps, batch and
+// executor, then the mean and smallest top-1/top-2 margin and the steps below 0.01 (plus the
+// random-weights caveat when the config has one).
+std::string fingerprint_summary(const nlohmann::json& doc);
 
 // KL(P || Q) estimated on top-k lists: over the ids present in both lists, each side's
 // probabilities exp(logprob) renormalized to sum to 1 on that shared set. nullopt when no id is

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/schemas/accuracy.hpp"
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
@@ -38,7 +39,7 @@ struct sweep_options {
   bool full = false;  // more repetitions
   int device = 0;
   std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
-  std::optional<nlohmann::json> peer;      // ridgeline.peer/v1 results to compare with
+  std::optional<schema::peer_document> peer;  // ridgeline.peer/v1 results (schema::read_peer)
   std::function<void(const std::string&)> progress;
   // When set, every timed step is observed (after its CUDA events, outside the timed region) and
   // GPU telemetry is sampled after each configuration: `sweep --metrics-address` serves it live.
@@ -48,6 +49,11 @@ struct sweep_options {
 
 // Validates options that need no GPU (phases, positive sizes); throws std::invalid_argument.
 void validate_sweep_options(const sweep_options& o);
+
+// The peer's median step time at (batch, context, phase); nullopt where it has no timed row
+// there (not measured, or skipped).
+std::optional<double> peer_step_seconds(const schema::peer_document& peer, int batch, int context,
+                                        const std::string& phase);
 
 // Runs the sweep; throws no_device_error without a GPU. Returns a ridgeline.sweep/v1 document.
 nlohmann::json run_sweep(const sweep_options& o);
