@@ -6,6 +6,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "cuda/linear.hpp"
@@ -22,23 +26,46 @@ struct layer_shape {
   int out, in;
 };
 constexpr layer_shape k_layers[] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+constexpr const char* k_layer_names[] = {"qkv", "o", "gate_up", "down"};
+
+// How a block's layers are run; the benchmark's name carries the path's name
+// ("BM_kernels_linear_block/path:skinny_pdl/layer:block/tokens:64/ksplit:0").
+struct path_case {
+  const char* name;
+  cuda::linear_path force;
+  int gemv_unroll;  // loads in flight per lane on the GEMV paths (they call cuda::gemv directly)
+  bool pdl;         // programmatic dependent launch, as the engine runs its kernels
+  bool fused;       // gate_up with SwiGLU: fused into the skinny GEMM, or cuBLASLt + swiglu kernel
+};
+using P = cuda::linear_path;
+constexpr path_case k_paths[] = {
+    {"gemv4", P::gemv, 4, false, false},
+    {"gemv8", P::gemv, 8, false, false},
+    {"gemv4_pdl", P::gemv, 4, true, false},
+    {"gemv8_pdl", P::gemv, 8, true, false},
+    {"cublas", P::cublas, 4, false, false},
+    {"skinny_pdl", P::skinny, 4, true, false},
+    {"auto_pdl", P::automatic, 4, true, false},  // the engine's automatic choice
+    {"skinny_swiglu_pdl", P::skinny, 4, true, true},
+    {"cublas_swiglu_pdl", P::cublas, 4, true, true},
+};
+const path_case& path_named(std::string_view n) {
+  for (const auto& p : k_paths) {
+    if (n == p.name) return p;
+  }
+  throw std::logic_error("linear_bench: no path named " + std::string(n));
+}
 
 double read_ceiling() {
   const char* e = std::getenv("RIDGELINE_READ_BW");
   return e ? std::atof(e) : 3.13e12;  // perfmodel/profiles/h100-sxm.json, read plateau
 }
 
-// One block's four linear layers, cycling over `copies` distinct weight sets so nothing is reused
-// from L2 between iterations.
-void BM_kernels_linear_block(benchmark::State& state) {
+// One block's four linear layers (or one of them: layer >= 0), cycling over `copies` distinct
+// weight sets so nothing is reused from L2 between iterations.
+void BM_kernels_linear_block(benchmark::State& state, const path_case& path, int layer_only) {
   RIDGELINE_BENCH_REQUIRE_GPU(state);
   const int tokens = static_cast<int>(state.range(0));
-  // path: 0 GEMV (4 loads in flight per lane), 1 GEMV (8), 2 GEMV (4) with programmatic
-  // dependent launch (the engine's), 3 cuBLASLt, 4 tensor-core skinny GEMM (with PDL), 5
-  // automatic (with PDL, as the engine runs it), 6 GEMV (8) with programmatic dependent launch,
-  // 7 skinny GEMM with SwiGLU fused into gate_up (with PDL), 8 cuBLASLt gate_up + swiglu kernel.
-  const int path = static_cast<int>(state.range(1));
-  const int layer_only = static_cast<int>(state.range(2));  // -1: all four layers
   constexpr int copies = 8;  // 8 x 405 MB
   cuda::stream s;
   std::vector<cuda::device_buffer> weights;
@@ -52,22 +79,15 @@ void BM_kernels_linear_block(benchmark::State& state) {
   }
   cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
   cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
-  using P = cuda::linear_path;
-  const bool gemv_only = path <= 2 || path == 6;
+  const bool gemv_only = path.force == P::gemv;
   cuda::linear_options lo;
-  lo.force = gemv_only                  ? P::gemv
-             : path == 3 || path == 8   ? P::cublas
-             : path == 4 || path == 7   ? P::skinny
-                                        : P::automatic;
+  lo.force = path.force;
   cuda::linear_runner runner(lo);
-  // range(3): the GEMV's k splits (0 = the launcher's choice); the GEMV paths call cuda::gemv
-  // directly with their unroll and splits.
-  const int splits = static_cast<int>(state.range(3));
-  // Programmatic dependent launch: the GEMV (paths 2, 6), skinny GEMM (4, 7), automatic (5, as the
-  // engine runs it) and the swiglu kernel after cuBLASLt's gate_up (8).
-  const bool pdl = path == 2 || path == 6 || path == 4 || path == 5 || path == 7 || path == 8;
-  const cuda::gemv_options gemv{path == 1 || path == 6 ? 8 : 4, splits, pdl};
-  const bool fused = path == 7 || path == 8;
+  // range(1): the GEMV's k splits (0 = the launcher's choice).
+  const int splits = static_cast<int>(state.range(1));
+  const bool pdl = path.pdl;
+  const cuda::gemv_options gemv{path.gemv_unroll, splits, pdl};
+  const bool fused = path.fused;
   cuda::device_buffer act(std::size_t(tokens) * 11008 * 2);
   if (layer_only >= 0) {
     block_bytes = std::size_t(k_layers[layer_only].out) * k_layers[layer_only].in * 2;
@@ -101,19 +121,48 @@ void BM_kernels_linear_block(benchmark::State& state) {
   state.counters["pct_of_read_bw"] = benchmark::Counter(
       100.0 * double(block_bytes) / read_ceiling(), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_kernels_linear_block)
-    ->ArgNames({"tokens", "path", "layer", "ksplit"})
-    ->ArgsProduct({{1}, {0}, {-1, 0, 1, 2, 3}, {0, 1, 2, 4}})
-    ->ArgsProduct({{1}, {2, 3, 4, 6}, {-1}, {0}})
-    ->ArgsProduct({{1}, {1}, {-1, 0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{2, 4, 8, 16, 32, 64, 128}, {3, 5}, {-1}, {0}})
-    ->ArgsProduct({{2, 8, 16, 32, 64}, {4}, {-1}, {0}})
-    ->ArgsProduct({{64}, {3, 5}, {0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{64}, {4}, {0, 1, 2, 3}, {0}})
-    ->ArgsProduct({{16, 32, 64}, {7, 8}, {-1, 2}, {0}})
-    ->ArgsProduct({{256}, {3}, {-1}, {0}})
-    ->UseManualTime();
+// What is measured: {path, layers (-1: the block), tokens, GEMV k splits}.
+struct linear_case {
+  const char* path;
+  std::vector<int> layers, tokens, splits;
+};
+void register_linear_benchmarks() {
+  const std::vector<int> all_layers = {-1, 0, 1, 2, 3};
+  const linear_case cases[] = {
+      {"gemv4", all_layers, {1}, {0, 1, 2, 4}},
+      {"gemv4_pdl", {-1}, {1}, {0}},
+      {"cublas", {-1}, {1}, {0}},
+      {"skinny_pdl", {-1}, {1}, {0}},
+      {"gemv8_pdl", {-1}, {1}, {0}},
+      {"gemv8", all_layers, {1}, {0}},
+      {"cublas", {-1}, {2, 4, 8, 16, 32, 64, 128}, {0}},
+      {"auto_pdl", {-1}, {2, 4, 8, 16, 32, 64, 128}, {0}},
+      {"skinny_pdl", {-1}, {2, 8, 16, 32, 64}, {0}},
+      {"cublas", {0, 1, 2, 3}, {64}, {0}},
+      {"auto_pdl", {0, 1, 2, 3}, {64}, {0}},
+      {"skinny_pdl", {0, 1, 2, 3}, {64}, {0}},
+      {"skinny_swiglu_pdl", {-1, 2}, {16, 32, 64}, {0}},
+      {"cublas_swiglu_pdl", {-1, 2}, {16, 32, 64}, {0}},
+      {"cublas", {-1}, {256}, {0}},
+  };
+  for (const auto& c : cases) {
+    const path_case& path = path_named(c.path);
+    for (const int layer : c.layers) {
+      const std::string bench_name = std::string("BM_kernels_linear_block/path:") + path.name +
+                                     "/layer:" + (layer < 0 ? "block" : k_layer_names[layer]);
+      benchmark::RegisterBenchmark(bench_name.c_str(), BM_kernels_linear_block, std::cref(path),
+                                   layer)
+          ->ArgNames({"tokens", "ksplit"})
+          ->ArgsProduct({std::vector<std::int64_t>(c.tokens.begin(), c.tokens.end()),
+                         std::vector<std::int64_t>(c.splits.begin(), c.splits.end())})
+          ->UseManualTime();
+    }
+  }
+}
 
 }  // namespace
 
-int main(int argc, char** argv) { return ridgeline::bench::run_benchmarks(argc, argv, 0); }
+int main(int argc, char** argv) {
+  register_linear_benchmarks();
+  return ridgeline::bench::run_benchmarks(argc, argv, 0);
+}
