@@ -89,7 +89,7 @@ TEST(Schema, EveryCommittedResultFileParses) {
     EXPECT_NO_THROW(it->second(d, p.string()));
     ++parsed[id];
   }
-  EXPECT_EQ(parsed[schema::k_sweep_schema], 28);
+  EXPECT_EQ(parsed[schema::k_sweep_schema], 48);
   EXPECT_EQ(parsed[schema::k_diverge_schema], 10);
   EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
   EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
