@@ -150,6 +150,10 @@ struct cuda_engine::impl {
   float* d_out_logprobs = nullptr;
   std::int32_t* d_out_top_ids = nullptr;
   cuda::event_timer timer;
+  // The GPU's idle time between steps: the end of the last forward pass and the start of this one.
+  cuda::event forward_begin, forward_end, last_forward_end;
+  bool have_last_forward = false;
+  double last_gap_seconds = -1;
   struct graph_exec {
     cudaGraphExec_t exec = nullptr;
   };
@@ -238,7 +242,21 @@ struct cuda_engine::impl {
   }
 
   // Runs the step's forward (graph when possible), timed with events; returns whether a graph ran.
+  // Sets last_gap_seconds (the idle time since the previous forward pass ended).
   bool run_forward(const host_step& h, const layout& l, double& seconds) {
+    const bool graph = run_forward_timed(h, l, seconds);
+    float ms = -1;
+    if (have_last_forward) {
+      RIDGELINE_CUDA_CHECK(
+          cudaEventElapsedTime(&ms, last_forward_end.get(), forward_begin.get()));
+    }
+    last_gap_seconds = have_last_forward ? static_cast<double>(ms) * 1e-3 : -1.0;
+    std::swap(last_forward_end, forward_end);
+    have_last_forward = true;
+    return graph;
+  }
+
+  bool run_forward_timed(const host_step& h, const layout& l, double& seconds) {
     const step_inputs in = inputs_for(h, l);
     const bool decode_only = h.num_tokens == h.num_seqs;
     // The step's phase for timelines: "decode" when every sequence brings one token, else
@@ -246,8 +264,10 @@ struct cuda_engine::impl {
     metrics::nvtx_range phase(decode_only ? "decode" : "prefill");
     if (!(opt.cuda_graphs && decode_only)) {
       timer.start(stream.get());
+      forward_begin.record(stream.get());
       forward(in);
       timer.stop(stream.get());
+      forward_end.record(stream.get());
       seconds = timer.seconds();
       return false;
     }
@@ -268,8 +288,10 @@ struct cuda_engine::impl {
       it = graphs.emplace(key, g).first;
     }
     timer.start(stream.get());
+    forward_begin.record(stream.get());
     RIDGELINE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream.get()));
     timer.stop(stream.get());
+    forward_end.record(stream.get());
     seconds = timer.seconds();
     return true;
   }
@@ -381,7 +403,21 @@ const engine_memory_plan& cuda_engine::memory() const { return m->plan; }
 int cuda_engine::num_kv_blocks() const { return m->plan.kv_blocks; }
 
 step_output cuda_engine::step(std::span<const step_sequence> seqs) {
-  const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
+  // Decode steps replayed from graphs: the table width rounded up to graph_table_blocks, so that
+  // a serving run's growing contexts reuse a few graphs per batch size.
+  int min_width = 0;
+  const bool decode_only = std::all_of(seqs.begin(), seqs.end(),
+                                       [](const step_sequence& s) { return s.new_tokens == 1; });
+  if (m->opt.cuda_graphs && decode_only && m->opt.graph_table_blocks > 1) {
+    std::int64_t width = 0;
+    for (const auto& s : seqs) {
+      width = std::max(width, blocks_for(s.context_before + s.new_tokens, m->opt.block_tokens));
+    }
+    const std::int64_t q = m->opt.graph_table_blocks;
+    const std::int64_t max_table = blocks_for(m->cfg.model.max_context, m->opt.block_tokens);
+    min_width = static_cast<int>(std::min((width + q - 1) / q * q, std::max(max_table, width)));
+  }
+  const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab, min_width);
   if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
     throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
                                 std::to_string(h.num_seqs) + " sequences exceeds the limits (" +
@@ -406,6 +442,7 @@ step_output cuda_engine::step(std::span<const step_sequence> seqs) {
   m->upload(h, l);
   step_output r;
   r.graph = m->run_forward(h, l, r.forward_seconds);
+  r.gap_seconds = m->last_gap_seconds;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,
                                        cudaMemcpyDeviceToHost, m->stream.get()));

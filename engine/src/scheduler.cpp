@@ -21,7 +21,12 @@ void validate(const scheduler_config& c) {
 }
 
 std::string_view name(request_outcome o) {
-  return o == request_outcome::finished ? "finished" : "rejected";
+  switch (o) {
+    case request_outcome::finished: return "finished";
+    case request_outcome::rejected: return "rejected";
+    case request_outcome::cancelled: return "cancelled";
+  }
+  return "unknown";
 }
 
 scheduler::scheduler(const scheduler_config& config, kv_cache_manager& kv)
@@ -37,7 +42,8 @@ bool scheduler::before(request_handle a, request_handle b) const {
 }
 
 request_handle scheduler::submit(std::uint64_t id, double arrival_seconds,
-                                 std::vector<token_id> prompt, std::int32_t max_output_tokens) {
+                                 std::vector<token_id> prompt, std::int32_t max_output_tokens,
+                                 std::vector<token_id> stop_tokens) {
   request_handle h;
   if (!m_free_handles.empty()) {
     h = m_free_handles.back();
@@ -51,6 +57,7 @@ request_handle scheduler::submit(std::uint64_t id, double arrival_seconds,
   r.prompt_tokens = std::ssize(prompt);
   r.tokens = std::move(prompt);
   r.max_output = max_output_tokens;
+  r.stop_tokens = std::move(stop_tokens);
   r.live = true;
   r.record.id = id;
   r.record.arrival_seconds = arrival_seconds;
@@ -128,7 +135,29 @@ void scheduler::preempt(request_handle h) {
   m_waiting.insert(at, h);
 }
 
+bool scheduler::cancel(request_handle h, double now_seconds) {
+  if (m_in_step) throw std::logic_error("scheduler::cancel inside a step (before complete())");
+  if (!live(h)) return false;
+  auto& r = m_requests[h];
+  if (r.sequence >= 0) {
+    m_kv.free_sequence(r.sequence);
+    r.sequence = -1;
+  }
+  std::erase(m_running, h);
+  std::erase(m_waiting, h);
+  r.record.outcome = request_outcome::cancelled;
+  r.record.finish_seconds = now_seconds;
+  r.record.output_tokens = r.generated;
+  m_finished.push_back(std::move(r.record));
+  r.live = false;
+  r.tokens = {};
+  r.stop_tokens = {};
+  m_free_handles.push_back(h);
+  return true;
+}
+
 const step_plan& scheduler::schedule() {
+  if (m_in_step) throw std::logic_error("scheduler::schedule before complete() of the last step");
   m_plan.sequences.clear();
   m_plan.shape = step_shape{};
   m_plan.preemptions = 0;
@@ -213,6 +242,7 @@ const step_plan& scheduler::schedule() {
                            " running requests but nothing can run (KV cache or budget too small)");
   }
   ++m_steps;
+  m_in_step = !m_plan.sequences.empty();
   return m_plan;
 }
 
@@ -225,6 +255,7 @@ void scheduler::finish(request_handle h, double now) {
   m_finished.push_back(std::move(r.record));
   r.live = false;
   r.tokens = {};
+  r.stop_tokens = {};
   m_free_handles.push_back(h);
 }
 
@@ -247,7 +278,9 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
     r.last_token_seconds = now_seconds;
     ++r.generated;
     r.tokens.push_back(t);
-    if (r.generated >= r.max_output || (m_config.eos_token >= 0 && t == m_config.eos_token)) {
+    const bool stop = (m_config.eos_token >= 0 && t == m_config.eos_token) ||
+                      std::find(r.stop_tokens.begin(), r.stop_tokens.end(), t) != r.stop_tokens.end();
+    if (r.generated >= r.max_output || stop) {
       finish(e.request, now_seconds);
       any_finished = true;
     }
@@ -259,6 +292,7 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
   if (any_finished) {
     std::erase_if(m_running, [this](request_handle h) { return !m_requests[h].live; });
   }
+  m_in_step = false;
 }
 
 void scheduler::take_finished(std::vector<request_record>& out) {

@@ -32,6 +32,9 @@ struct engine_options {
                              // be scheduled while the one before finishes
   int split_tokens = 0;      // attention split size (0: launcher's choice, or
                              // k_batch_invariant_split_tokens when batch_invariant)
+  int graph_table_blocks = 0;  // > 1: decode graphs keyed by the block-table width rounded up to
+                               // a multiple of this (serving: contexts grow every step, a few
+                               // graphs per batch size); 0 or 1: the exact width (sweeps)
   int gemm_candidates = 32;   // cuBLASLt heuristic candidates timed per linear-layer shape
   std::string gemm = "auto";  // linear layers above one token: "auto" (the runner's choice by
                               // token count and device), "cublas" or "skinny" (the tensor-core

@@ -31,6 +31,10 @@ struct step_output {
   double forward_seconds = 0;         // cuda: CUDA-event time of the forward pass; cpu: host
                                       // wall time; simulated: what the step-time model says
   bool graph = false;                 // replayed from a CUDA graph (cuda only)
+  double gap_seconds = -1;            // cuda: CUDA-event time from the end of the previous
+                                      // step's forward pass to the start of this one (the GPU's
+                                      // idle time between steps, input upload included); -1 on
+                                      // the first step and on executors that do not measure it
 };
 
 class executor {

@@ -11,10 +11,10 @@
 //     s.complete(out.tokens, now_seconds);
 //     s.take_finished(records);               // finished or rejected, each with its times
 //   }
-// A submitted request always comes back through take_finished: finished, or rejected with a
-// reason at submission (it could never run: longer than the whole cache, the context or, without
-// chunked prefill, the token budget). Preempted requests return to the waiting queue and are
-// recomputed; none is dropped.
+// A submitted request always comes back through take_finished: finished, cancelled (cancel(),
+// its blocks freed at once), or rejected with a reason at submission (it could never run: longer
+// than the whole cache, the context or, without chunked prefill, the token budget). Preempted
+// requests return to the waiting queue and are recomputed; none is dropped.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +38,7 @@ struct scheduler_config {
 };
 void validate(const scheduler_config& c);
 
-enum class request_outcome { finished, rejected };
+enum class request_outcome { finished, rejected, cancelled };
 std::string_view name(request_outcome o);
 
 // One request's story, emitted once when it leaves the scheduler. Times in the caller's clock.
@@ -49,7 +49,7 @@ struct request_record {
   std::string reject_kind;    // empty_prompt, no_output, exceeds_context, exceeds_cache,
                               // exceeds_batch_tokens
   double arrival_seconds = 0;
-  double first_token_seconds = 0;  // equal to arrival when rejected
+  double first_token_seconds = 0;  // equal to arrival when rejected; 0 when cancelled before one
   double finish_seconds = 0;
   std::int64_t prompt_tokens = 0;
   std::int32_t output_tokens = 0;             // generated
@@ -95,8 +95,17 @@ class scheduler {
   scheduler(const scheduler_config& config, kv_cache_manager& kv);
 
   // Queues a request (FCFS by arrival, then id) or rejects it at once (take_finished).
+  // `stop_tokens`: this request also finishes when it samples one of them (besides the config's
+  // eos_token and max_output_tokens).
   request_handle submit(std::uint64_t id, double arrival_seconds, std::vector<token_id> prompt,
-                        std::int32_t max_output_tokens);
+                        std::int32_t max_output_tokens, std::vector<token_id> stop_tokens = {});
+  // Ends a live request now (waiting or running): its blocks are freed and its record (outcome
+  // cancelled, finish = now_seconds) goes to take_finished. Only between complete() and the next
+  // schedule() (throws std::logic_error inside a step); false when h is not live.
+  bool cancel(request_handle h, double now_seconds);
+  bool live(request_handle h) const {
+    return h >= 0 && h < std::ssize(m_requests) && m_requests[h].live;
+  }
   // Plans the next step. An empty plan with has_work() means nothing can run (a bug: throws).
   const step_plan& schedule();
   // Records the step's results: `sampled` holds one token per plan entry with samples == true, in
@@ -123,6 +132,7 @@ class scheduler {
     std::int64_t prompt_tokens = 0;
     std::int32_t max_output = 0;
     std::int32_t generated = 0;
+    std::vector<token_id> stop_tokens;
     std::int64_t computed = 0;      // tokens with KV in cache
     std::int64_t computed_max = 0;  // most ever computed (recompute accounting)
     seq_id sequence = -1;
@@ -146,6 +156,7 @@ class scheduler {
   std::vector<double> m_itl;
   step_plan m_plan;
   std::int64_t m_steps = 0;
+  bool m_in_step = false;  // between schedule() and complete()
   scheduler_counters m_counters;
 };
 

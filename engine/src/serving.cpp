@@ -1,0 +1,229 @@
+// The serving loop and the real-time replay of a workload (see serving.hpp).
+#include "ridgeline/engine/serving.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <queue>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "ridgeline/perfmodel/step_work.hpp"
+
+namespace ridgeline {
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+serving_loop::serving_loop(executor& exec, kv_cache_manager& kv, const scheduler_config& config,
+                           const model_preset& model, clock now)
+    : m_exec(exec), m_kv(kv), m_sched(config, kv), m_model(model), m_now(std::move(now)) {
+  if (!m_now) throw std::invalid_argument("serving_loop: no clock");
+}
+
+void serving_loop::submit(serving_request r) {
+  if (m_live.contains(r.id)) {
+    throw std::invalid_argument("serving: request id " + std::to_string(r.id) + " is already live");
+  }
+  const double t = m_now();
+  const request_handle h = m_sched.submit(r.id, r.arrival_seconds, std::move(r.prompt),
+                                          r.max_tokens, std::move(r.stop_tokens));
+  live_request q;
+  q.handle = h;
+  q.submitted = t;
+  q.sampling = r.sampling;
+  q.on_token = std::move(r.on_token);
+  if (static_cast<std::size_t>(h) >= m_id_of_handle.size()) m_id_of_handle.resize(h + 1);
+  m_id_of_handle[static_cast<std::size_t>(h)] = r.id;
+  m_live.emplace(r.id, std::move(q));
+}
+
+bool serving_loop::cancel(std::uint64_t id) {
+  const auto it = m_live.find(id);
+  if (it == m_live.end() || !m_sched.live(it->second.handle)) return false;
+  return m_sched.cancel(it->second.handle, m_now());
+}
+
+const step_record* serving_loop::step() {
+  if (!m_sched.has_work()) return nullptr;
+  step_record rec;
+  rec.index = std::ssize(m_steps);
+  rec.start_seconds = m_now();
+  const std::int64_t hits_before = m_kv.counters().hit_tokens_tier1 +
+                                   m_kv.counters().hit_tokens_tier2;
+  const step_plan& plan = m_sched.schedule();
+  plan_sequences(plan, m_sched, m_kv, m_seqs);
+  for (std::size_t j = 0; j < m_seqs.size(); ++j) {
+    const request_handle h = plan.sequences[j].request;
+    const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(h)]);
+    m_seqs[j].sampling = q.sampling;
+    m_seqs[j].sampling.step = static_cast<std::uint64_t>(m_sched.generated(h));
+  }
+  rec.sequences = plan.shape.sequences;
+  rec.prefill_tokens = plan.shape.prefill_tokens;
+  rec.decode_tokens = plan.shape.decode_tokens;
+  rec.samples = plan.shape.sampled_tokens;
+  rec.running = m_sched.num_running();
+  rec.waiting = m_sched.num_waiting();
+  rec.kv_used = m_kv.pool().num_used();
+  rec.kv_cached = m_kv.pool().num_cached();
+  rec.kv_free = m_kv.pool().num_free();
+  rec.hit_tokens = m_kv.counters().hit_tokens_tier1 + m_kv.counters().hit_tokens_tier2 -
+                   hits_before;
+  rec.admitted = plan.admitted;
+  rec.preemptions = plan.preemptions;
+  const step_work work = step_work_of(m_model, plan.shape);
+  rec.flops = work.flops;
+  rec.bytes = work.bytes();
+
+  const step_output out = m_exec.step(m_seqs);
+  rec.gpu_seconds = out.forward_seconds;
+  rec.gap_seconds = out.gap_seconds;
+  rec.graph = out.graph;
+  const double end = m_now();
+  // Streaming callbacks see each token before the scheduler may finish (and free) its request.
+  std::size_t k = 0;
+  for (const auto& e : plan.sequences) {
+    if (!e.samples) continue;
+    if (k >= out.tokens.size()) break;  // complete() below reports the mismatch
+    const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(e.request)]);
+    if (q.on_token) q.on_token(token_event{e.id, out.tokens[k], m_sched.generated(e.request), end});
+    ++k;
+  }
+  m_sched.complete(out.tokens, end);
+  rec.end_seconds = m_now();
+  rec.host_seconds = std::max(0.0, rec.end_seconds - rec.start_seconds - rec.gpu_seconds);
+  m_steps.push_back(rec);
+  return &m_steps.back();
+}
+
+void serving_loop::take_finished(std::vector<serving_record>& out) {
+  m_left.clear();
+  m_sched.take_finished(m_left);
+  for (auto& r : m_left) {
+    const auto it = m_live.find(r.id);
+    if (it == m_live.end()) throw std::logic_error("serving: a record for an unknown request");
+    serving_record s;
+    s.submitted_seconds = it->second.submitted;
+    s.record = std::move(r);
+    m_live.erase(it);
+    out.push_back(std::move(s));
+  }
+}
+
+replay_result replay_workload(const workload& w, serving_loop& loop, const replay_options& o,
+                              const serving_loop::clock& now) {
+  if (!(o.rate_scale > 0)) throw std::invalid_argument("replay: rate scale must be positive");
+  const auto wait = o.wait_until ? o.wait_until : [&now](double t) {
+    const double dt = t - now();
+    if (dt > 0) std::this_thread::sleep_for(std::chrono::duration<double>(dt));
+  };
+  replay_result out;
+  out.requests.resize(w.requests.size());
+  std::vector<std::uint8_t> done(w.requests.size(), 0);
+  using arrival = std::pair<double, std::size_t>;  // (loop clock, workload index)
+  std::priority_queue<arrival, std::vector<arrival>, std::greater<>> pending;
+  out.start_seconds = now();
+  for (std::size_t i = 0; i < w.requests.size(); ++i) {
+    const auto& r = w.requests[i];
+    if (r.follow_up) continue;
+    if (!(r.arrival_seconds >= 0)) {
+      throw std::invalid_argument("request " + std::to_string(r.id) + " has a negative arrival");
+    }
+    pending.push({out.start_seconds + r.arrival_seconds / o.rate_scale, i});
+  }
+  // Cancels due: (clock time, workload index), set when a request's first token comes.
+  std::priority_queue<arrival, std::vector<arrival>, std::greater<>> cancels;
+  std::vector<std::uint8_t> first_seen(w.requests.size(), 0);
+
+  std::vector<serving_record> left;
+  std::int64_t completed = 0, next_report = 0;
+  const std::int64_t total = std::ssize(w.requests);
+  auto collect = [&] {
+    left.clear();
+    loop.take_finished(left);
+    for (auto& s : left) {
+      const std::size_t i = s.record.id;
+      if (i >= done.size() || done[i]) throw std::logic_error("replay: request lost or repeated");
+      done[i] = 1;
+      ++completed;
+      switch (s.record.outcome) {
+        case request_outcome::finished: ++out.finished; break;
+        case request_outcome::rejected: ++out.rejected; break;
+        case request_outcome::cancelled: ++out.cancelled; break;
+      }
+      const auto& req = w.requests[i];
+      if (req.next_turn >= 0) {
+        // The next turn follows whatever way this one ended.
+        const auto& next = w.requests[static_cast<std::size_t>(req.next_turn)];
+        pending.push({s.record.finish_seconds + next.think_seconds / o.rate_scale,
+                      static_cast<std::size_t>(req.next_turn)});
+      }
+      out.requests[i] = std::move(s);
+    }
+  };
+
+  std::vector<token_id> prompt;
+  for (;;) {
+    const double t = now();
+    while (!pending.empty() && pending.top().first <= t) {
+      const auto [at, i] = pending.top();
+      pending.pop();
+      const auto& req = w.requests[i];
+      materialize_prompt(req, prompt);
+      if (o.vocab > 0) {
+        for (token_id& x : prompt) x %= o.vocab;
+      }
+      serving_request s;
+      s.id = i;  // workload index: follow-ups and results find their request
+      s.arrival_seconds = at;
+      s.prompt = prompt;
+      s.max_tokens = req.output_tokens;
+      s.stop_tokens = o.stop_tokens;
+      s.sampling = o.sampling;
+      s.sampling.seed = req.output_seed;
+      if (o.cancel_after.contains(i)) {
+        s.on_token = [&cancels, &first_seen, &o, i](const token_event& e) {
+          if (e.index == 0 && !first_seen[i]) {
+            first_seen[i] = 1;
+            cancels.push({e.seconds + o.cancel_after.at(i), i});
+          }
+        };
+      }
+      loop.submit(std::move(s));
+    }
+    while (!cancels.empty() && cancels.top().first <= t) {
+      loop.cancel(cancels.top().second);
+      cancels.pop();
+    }
+    collect();
+    if (!loop.has_work()) {
+      if (pending.empty()) break;
+      wait(pending.top().first);
+      continue;
+    }
+    const step_record* rec = loop.step();
+    out.peak_running = std::max(out.peak_running, rec->running);
+    out.peak_used_blocks = std::max(out.peak_used_blocks, rec->kv_used);
+    if (o.on_step) o.on_step(loop, *rec);
+    collect();
+    if (o.progress && completed >= next_report) {
+      o.progress(total > 0 ? static_cast<double>(completed) / static_cast<double>(total) : 1.0);
+      next_report = completed + std::max<std::int64_t>(1, total / 200);
+    }
+  }
+  if (completed != total) {
+    throw std::logic_error("replay: " + std::to_string(total - completed) +
+                           " requests never came back from the scheduler");
+  }
+  if (o.progress) o.progress(1.0);
+  out.end_seconds = now();
+  out.steps = loop.steps();
+  out.kv = loop.kv().counters();
+  out.scheduling = loop.sched().counters();
+  out.itl_seconds = loop.sched().itl_seconds();
+  return out;
+}
+
+}  // namespace ridgeline

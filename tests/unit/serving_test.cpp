@@ -1,0 +1,243 @@
+// The serving loop on the CPU executor (tiny model): every request ends finished, cancelled or
+// rejected and none is lost under random arrivals, cancels and preemptions; a prefix hit is not
+// computed again and gives the same tokens; streaming callbacks see every token in order; a
+// request's greedy tokens are the same alone and inside a served batch (teacher-free, CPU).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "ridgeline/engine/cpu_engine.hpp"
+#include "ridgeline/engine/random_weights.hpp"
+#include "ridgeline/engine/serving.hpp"
+#include "ridgeline/engine/workload.hpp"
+
+using namespace ridgeline;
+
+namespace {
+
+const model_preset& tiny() { return model_preset_by_name("tiny"); }
+
+serving_request request(std::uint64_t id, std::vector<token_id> prompt, std::int32_t max_tokens,
+                        std::vector<token_id> stop_tokens = {}) {
+  serving_request q;
+  q.id = id;
+  q.prompt = std::move(prompt);
+  q.max_tokens = max_tokens;
+  q.stop_tokens = std::move(stop_tokens);
+  return q;
+}
+
+// A clock that moves only when told: 1 ms per reading, and jumps on waits.
+struct fake_clock {
+  double t = 0;
+  double operator()() { return t += 1e-3; }
+};
+
+kv_cache_config kv_config(std::int32_t blocks) {
+  return make_kv_cache_config(tiny(), dtype::bf16, 16, blocks);
+}
+
+workload random_workload(std::uint64_t seed, int requests) {
+  generator_config g;
+  g.seed = seed;
+  g.requests = requests;
+  g.rate_per_second = 200;
+  g.prompt = length_distribution{length_distribution::kind::uniform, 1, 120, 1, 120};
+  g.output = length_distribution{length_distribution::kind::uniform, 1, 24, 1, 24};
+  g.system_tokens = 32;  // shared prefixes: prefix hits and shared blocks under preemption
+  g.system_prompts = 2;
+  workload w = generate_workload(g);
+  return w;
+}
+
+}  // namespace
+
+TEST(Serving, NoRequestLostUnderRandomArrivalsCancelsAndPreemptions) {
+  std::int64_t preemptions = 0, cancelled = 0, hits = 0;
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const workload w = random_workload(seed, 40);
+    // Few blocks: 24 x 16 tokens, while the batch wants far more: preemption by recompute.
+    cpu_engine exec(tiny(), random_weights(tiny(), seed), 24);
+    kv_cache_manager kv(kv_config(24));
+    scheduler_config sc;
+    sc.max_batched_tokens = 96;
+    sc.max_model_len = tiny().max_context;
+    fake_clock clk;
+    serving_loop loop(exec, kv, sc, tiny(), std::ref(clk));
+    replay_options o;
+    o.vocab = tiny().vocab;
+    o.wait_until = [&clk](double t) { clk.t = std::max(clk.t, t); };
+    std::mt19937_64 rng(seed);
+    for (std::size_t i = 0; i < w.requests.size(); ++i) {
+      if (rng() % 4 == 0) o.cancel_after[i] = static_cast<double>(rng() % 20) * 1e-3;
+    }
+    // One request longer than the whole cache: rejected with its reason.
+    workload big = w;
+    big.requests[5].prompt = {prompt_segment{99, 400}};
+    big.requests[5].prompt_tokens = 400;
+    const replay_result r = replay_workload(big, loop, o, std::ref(clk));
+    ASSERT_EQ(r.requests.size(), big.requests.size());
+    EXPECT_EQ(r.finished + r.rejected + r.cancelled, std::ssize(big.requests));
+    EXPECT_EQ(r.requests[5].record.outcome, request_outcome::rejected);
+    EXPECT_EQ(r.requests[5].record.reject_kind, "exceeds_cache");
+    for (std::size_t i = 0; i < r.requests.size(); ++i) {
+      const auto& q = r.requests[i].record;
+      EXPECT_EQ(q.id, i);
+      if (q.outcome == request_outcome::finished) {
+        EXPECT_EQ(q.output_tokens, big.requests[i].output_tokens);
+        EXPECT_GE(q.first_token_seconds, q.arrival_seconds);
+        EXPECT_GE(q.finish_seconds, q.first_token_seconds);
+      } else if (q.outcome == request_outcome::cancelled) {
+        EXPECT_TRUE(o.cancel_after.contains(i));
+        EXPECT_LT(q.output_tokens, big.requests[i].output_tokens);
+      } else {
+        EXPECT_FALSE(q.reject_reason.empty());
+      }
+      EXPECT_GE(r.requests[i].submit_lag_seconds(), 0.0);
+    }
+    EXPECT_NO_THROW(kv.check_invariants());
+    EXPECT_EQ(kv.pool().num_used(), 0) << "blocks still referenced after every request left";
+    EXPECT_EQ(loop.live_requests(), 0);
+    preemptions += r.scheduling.preemptions;
+    cancelled += r.cancelled;
+    hits += r.kv.hit_tokens_tier1;
+    // Every step's record is consistent with the pool.
+    for (const auto& s : r.steps) {
+      EXPECT_EQ(s.kv_used + s.kv_cached + s.kv_free, 24);
+      EXPECT_GT(s.sequences, 0);
+      EXPECT_GE(s.gpu_seconds, 0.0);
+    }
+  }
+  EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
+  EXPECT_GT(cancelled, 0);
+  EXPECT_GT(hits, 0);
+}
+
+TEST(Serving, PrefixHitSkipsTheCachedTokensAndGivesTheSameTokens) {
+  const auto weights = random_weights(tiny(), 3);
+  std::vector<token_id> prompt(70);
+  for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<token_id>((i * 37 + 5) % 256);
+  auto run_twice = [&](bool prefix_caching) {
+    cpu_engine exec(tiny(), weights, 32);
+    kv_cache_config kc = kv_config(32);
+    kc.prefix_caching = prefix_caching;
+    kv_cache_manager kv(kc);
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+    std::vector<std::vector<token_id>> outs(2);
+    std::vector<std::int64_t> prefill(2);
+    for (int k = 0; k < 2; ++k) {
+      serving_request q;
+      q.id = static_cast<std::uint64_t>(k);
+      q.prompt = prompt;
+      q.max_tokens = 6;
+      q.on_token = [&outs, k](const token_event& e) {
+        EXPECT_EQ(e.index, std::ssize(outs[k]));
+        outs[k].push_back(e.token);
+      };
+      loop.submit(q);
+      const auto steps_before = loop.steps().size();
+      while (loop.has_work()) loop.step();
+      for (auto i = steps_before; i < loop.steps().size(); ++i) {
+        prefill[k] += loop.steps()[i].prefill_tokens;
+      }
+    }
+    std::vector<serving_record> recs;
+    loop.take_finished(recs);
+    EXPECT_EQ(recs.size(), 2u);
+    return std::make_tuple(outs, prefill, recs);
+  };
+  const auto [outs, prefill, recs] = run_twice(true);
+  EXPECT_EQ(outs[0], outs[1]);
+  EXPECT_EQ(outs[0].size(), 6u);
+  EXPECT_EQ(prefill[0], 70);
+  EXPECT_EQ(prefill[1], 70 - 64) << "64 tokens (4 full blocks) should come from the cache";
+  EXPECT_EQ(recs[1].record.cached_tokens, 64);
+  // Without prefix caching the second request computes everything and samples the same tokens.
+  const auto [outs_cold, prefill_cold, recs_cold] = run_twice(false);
+  EXPECT_EQ(prefill_cold[1], 70);
+  EXPECT_EQ(outs_cold[1], outs[1]);
+}
+
+TEST(Serving, CancelFreesBlocksAtOnceAndUnknownIdsAreRefused) {
+  cpu_engine exec(tiny(), random_weights(tiny(), 4), 16);
+  kv_cache_manager kv(kv_config(16));
+  fake_clock clk;
+  serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+  serving_request q;
+  q.id = 11;
+  q.prompt.assign(40, 9);
+  q.max_tokens = 100;
+  loop.submit(q);
+  EXPECT_THROW(loop.submit(q), std::invalid_argument);  // the same id while live
+  loop.step();
+  loop.step();
+  EXPECT_GT(kv.pool().num_used(), 0);
+  EXPECT_TRUE(loop.cancel(11));
+  EXPECT_EQ(kv.pool().num_used(), 0);
+  EXPECT_FALSE(loop.cancel(11));
+  EXPECT_FALSE(loop.cancel(12));
+  EXPECT_FALSE(loop.has_work());
+  EXPECT_EQ(loop.step(), nullptr);
+  std::vector<serving_record> recs;
+  loop.take_finished(recs);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].record.outcome, request_outcome::cancelled);
+  EXPECT_EQ(recs[0].record.output_tokens, 2);
+  EXPECT_EQ(name(recs[0].record.outcome), "cancelled");
+}
+
+TEST(Serving, StopTokensEndARequestAndGreedyTokensDoNotDependOnTheBatch) {
+  const auto weights = random_weights(tiny(), 5);
+  std::vector<token_id> prompt(33);
+  for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<token_id>((i * 11 + 1) % 256);
+  // Alone.
+  std::vector<token_id> alone;
+  {
+    cpu_engine exec(tiny(), weights, 64);
+    kv_cache_manager kv(kv_config(64));
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+    serving_request q = request(0, prompt, 12);
+    q.on_token = [&alone](const token_event& e) { alone.push_back(e.token); };
+    loop.submit(q);
+    while (loop.has_work()) loop.step();
+  }
+  ASSERT_EQ(alone.size(), 12u);
+  // Inside a batch of others arriving at different times (the CPU references are exact per row).
+  std::vector<token_id> batched;
+  {
+    cpu_engine exec(tiny(), weights, 64);
+    kv_cache_manager kv(kv_config(64));
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+    for (int k = 1; k <= 3; ++k) {
+      serving_request o = request(static_cast<std::uint64_t>(k),
+                                  std::vector<token_id>(static_cast<std::size_t>(10 * k), k), 20);
+      loop.submit(o);
+    }
+    loop.step();
+    serving_request q = request(0, prompt, 12);
+    q.on_token = [&batched](const token_event& e) { batched.push_back(e.token); };
+    loop.submit(q);
+    while (loop.has_work()) loop.step();
+  }
+  EXPECT_EQ(batched, alone);
+  // A stop token: the request finishes at its first occurrence.
+  {
+    cpu_engine exec(tiny(), weights, 64);
+    kv_cache_manager kv(kv_config(64));
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+    serving_request q = request(0, prompt, 12, {alone[3]});
+    loop.submit(q);
+    while (loop.has_work()) loop.step();
+    std::vector<serving_record> recs;
+    loop.take_finished(recs);
+    ASSERT_EQ(recs.size(), 1u);
+    const auto first = std::find(alone.begin(), alone.end(), alone[3]) - alone.begin();
+    EXPECT_EQ(recs[0].record.output_tokens, first + 1);
+  }
+}
