@@ -29,6 +29,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   app.add_flag("--no-progress{false}", ctx.progress, "Do not print progress lines on stderr");
   register_probe(app, ctx);
   register_kv(app, ctx);
+  register_replay(app, ctx);
   register_sweep(app, ctx);
   register_plan(app, ctx);
   register_compare(app, ctx);

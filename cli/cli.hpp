@@ -36,6 +36,7 @@ bool progress_bar_wanted(const context& ctx);
 
 void register_probe(CLI::App& app, context& ctx);
 void register_kv(CLI::App& app, context& ctx);
+void register_replay(CLI::App& app, context& ctx);
 void register_sweep(CLI::App& app, context& ctx);
 void register_report(CLI::App& app, context& ctx);
 void register_plan(CLI::App& app, context& ctx);

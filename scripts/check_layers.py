@@ -43,6 +43,7 @@ ALLOWED = {
 TOOL_ARROWS = [
     ("tools/roofline", "tools/probe"),
     ("tools/roofline", "tools/sweep"),
+    ("tools/replay", "tools/kv"),
 ]
 
 CHECKED = ["core", "telemetry", "kernels", "perfmodel", "engine", "tools", "cli", "bench", "tests",

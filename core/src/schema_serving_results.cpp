@@ -48,6 +48,70 @@ serving_config parse_config(const node& c) {
   o.max_model_len = c.integer("max_model_len");
   o.mooncake_block_tokens = c.integer("mooncake_block_tokens");
   for (const auto& [k, v] : c.object("definitions").members()) o.definitions[k] = v.as_string();
+  o.executor = c.optional_string("executor");
+  return o;
+}
+
+// Columns of one table: every column has the table's length.
+template <class T>
+void check_length(const node& n, const char* key, const std::vector<T>& v, std::size_t rows) {
+  if (v.size() != rows) {
+    n.fail_member(key, "has " + std::to_string(v.size()) + " entries, expected " +
+                           std::to_string(rows));
+  }
+}
+
+serving_measured parse_measured(const node& m) {
+  serving_measured o;
+  o.executor = m.string("executor");
+  o.device = m.string("device");
+  o.wall_seconds = m.number("wall_seconds");
+  o.cancelled = m.integer("cancelled");
+  o.submit_lag_seconds = parse_distribution(m.object("submit_lag_seconds"));
+  o.step_gpu_seconds = parse_distribution(m.object("step_gpu_seconds"));
+  o.step_host_seconds = parse_distribution(m.object("step_host_seconds"));
+  o.step_gap_seconds = parse_distribution(m.object("step_gap_seconds"));
+  o.mean_running = m.number("mean_running");
+  o.simulated_token_hit_rate = m.number("simulated_token_hit_rate");
+  o.simulated_block_hit_rate = m.number("simulated_block_hit_rate");
+  const node st = m.object("steps");
+  auto& s = o.steps;
+  s.start_seconds = st.numbers("start_seconds");
+  const std::size_t n = s.start_seconds.size();
+#define RIDGELINE_COLUMN(table, node_, field, reader, rows) \
+  table.field = node_.reader(#field);                        \
+  check_length(node_, #field, table.field, rows)
+  RIDGELINE_COLUMN(s, st, gpu_seconds, numbers, n);
+  RIDGELINE_COLUMN(s, st, host_seconds, numbers, n);
+  RIDGELINE_COLUMN(s, st, gap_seconds, numbers, n);
+  RIDGELINE_COLUMN(s, st, flops, numbers, n);
+  RIDGELINE_COLUMN(s, st, bytes, numbers, n);
+  RIDGELINE_COLUMN(s, st, sequences, integers, n);
+  RIDGELINE_COLUMN(s, st, prefill_tokens, integers, n);
+  RIDGELINE_COLUMN(s, st, decode_tokens, integers, n);
+  RIDGELINE_COLUMN(s, st, running, integers, n);
+  RIDGELINE_COLUMN(s, st, waiting, integers, n);
+  RIDGELINE_COLUMN(s, st, kv_used, integers, n);
+  RIDGELINE_COLUMN(s, st, kv_cached, integers, n);
+  RIDGELINE_COLUMN(s, st, kv_free, integers, n);
+  RIDGELINE_COLUMN(s, st, hit_tokens, integers, n);
+  RIDGELINE_COLUMN(s, st, preemptions, integers, n);
+  RIDGELINE_COLUMN(s, st, graph, integers, n);
+  const node rq = m.object("requests");
+  auto& r = o.requests;
+  r.id = rq.integers("id");
+  const std::size_t k = r.id.size();
+  RIDGELINE_COLUMN(r, rq, prompt_tokens, integers, k);
+  RIDGELINE_COLUMN(r, rq, output_tokens, integers, k);
+  RIDGELINE_COLUMN(r, rq, cached_tokens, integers, k);
+  RIDGELINE_COLUMN(r, rq, preemptions, integers, k);
+  RIDGELINE_COLUMN(r, rq, outcome, strings, k);
+  RIDGELINE_COLUMN(r, rq, arrival_seconds, numbers, k);
+  RIDGELINE_COLUMN(r, rq, ttft_seconds, numbers, k);
+  RIDGELINE_COLUMN(r, rq, tpot_seconds, numbers, k);
+  RIDGELINE_COLUMN(r, rq, e2e_seconds, numbers, k);
+  RIDGELINE_COLUMN(r, rq, submit_lag_seconds, numbers, k);
+#undef RIDGELINE_COLUMN
   return o;
 }
 
@@ -93,6 +157,7 @@ serving_row parse_row(const node& r) {
   o.tpot_seconds = parse_distribution(r.object("tpot_seconds"));
   o.itl_seconds = parse_distribution(r.object("itl_seconds"));
   o.e2e_seconds = parse_distribution(r.object("e2e_seconds"));
+  if (const auto m = r.optional_object("measured")) o.measured = parse_measured(*m);
   return o;
 }
 
@@ -128,7 +193,7 @@ json to_json(const latency_distribution& d) {
 }
 
 json to_json(const serving_config& c) {
-  return {{"workload", c.workload},
+  json j = {{"workload", c.workload},
           {"requests", c.requests},
           {"prompt_tokens", c.prompt_tokens},
           {"output_tokens", c.output_tokens},
@@ -148,10 +213,58 @@ json to_json(const serving_config& c) {
           {"max_model_len", c.max_model_len},
           {"mooncake_block_tokens", c.mooncake_block_tokens},
           {"definitions", c.definitions}};
+  put_optional(j, "executor", c.executor);
+  return j;
+}
+
+json to_json(const serving_measured& m) {
+  const auto& s = m.steps;
+  const auto& r = m.requests;
+  return {{"executor", m.executor},
+          {"device", m.device},
+          {"wall_seconds", m.wall_seconds},
+          {"cancelled", m.cancelled},
+          {"submit_lag_seconds", to_json(m.submit_lag_seconds)},
+          {"step_gpu_seconds", to_json(m.step_gpu_seconds)},
+          {"step_host_seconds", to_json(m.step_host_seconds)},
+          {"step_gap_seconds", to_json(m.step_gap_seconds)},
+          {"mean_running", m.mean_running},
+          {"simulated_token_hit_rate", m.simulated_token_hit_rate},
+          {"simulated_block_hit_rate", m.simulated_block_hit_rate},
+          {"steps",
+           {{"start_seconds", s.start_seconds},
+            {"gpu_seconds", s.gpu_seconds},
+            {"host_seconds", s.host_seconds},
+            {"gap_seconds", s.gap_seconds},
+            {"flops", s.flops},
+            {"bytes", s.bytes},
+            {"sequences", s.sequences},
+            {"prefill_tokens", s.prefill_tokens},
+            {"decode_tokens", s.decode_tokens},
+            {"running", s.running},
+            {"waiting", s.waiting},
+            {"kv_used", s.kv_used},
+            {"kv_cached", s.kv_cached},
+            {"kv_free", s.kv_free},
+            {"hit_tokens", s.hit_tokens},
+            {"preemptions", s.preemptions},
+            {"graph", s.graph}}},
+          {"requests",
+           {{"id", r.id},
+            {"outcome", r.outcome},
+            {"prompt_tokens", r.prompt_tokens},
+            {"output_tokens", r.output_tokens},
+            {"cached_tokens", r.cached_tokens},
+            {"preemptions", r.preemptions},
+            {"arrival_seconds", r.arrival_seconds},
+            {"ttft_seconds", r.ttft_seconds},
+            {"tpot_seconds", r.tpot_seconds},
+            {"e2e_seconds", r.e2e_seconds},
+            {"submit_lag_seconds", r.submit_lag_seconds}}}};
 }
 
 json to_json(const serving_row& r) {
-  return {{"capacity", r.capacity},
+  json j = {{"capacity", r.capacity},
           {"capacity_blocks", r.capacity_blocks},
           {"capacity_tokens", r.capacity_tokens},
           {"capacity_bytes", r.capacity_bytes},
@@ -189,6 +302,8 @@ json to_json(const serving_row& r) {
           {"tpot_seconds", to_json(r.tpot_seconds)},
           {"itl_seconds", to_json(r.itl_seconds)},
           {"e2e_seconds", to_json(r.e2e_seconds)}};
+  if (r.measured) j["measured"] = to_json(*r.measured);
+  return j;
 }
 
 json to_json(const serving_results& doc) {

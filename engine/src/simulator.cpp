@@ -20,6 +20,28 @@ std::int64_t unlimited_blocks(const workload& w, std::int32_t block_tokens) {
   return blocks;
 }
 
+void account_cache_work(simulation_result& out, const step_time_model& model) {
+  out.flops_saved = out.seconds_saved = out.recompute_flops = out.recompute_seconds = 0;
+  for (const auto& r : out.requests) {
+    if (r.outcome != request_outcome::finished) continue;
+    if (r.cached_tokens > 0) {
+      out.flops_saved += model.prefill_flops(r.cached_tokens);
+      out.seconds_saved += model.prefill_seconds(r.cached_tokens);
+    }
+    const std::int64_t missed_seen = r.prefix_recomputed_tokens;
+    if (missed_seen > 0) {
+      out.recompute_flops +=
+          model.prefill_flops(r.cached_tokens + missed_seen) - model.prefill_flops(r.cached_tokens);
+      out.recompute_seconds += model.prefill_seconds(r.cached_tokens + missed_seen) -
+                               model.prefill_seconds(r.cached_tokens);
+    }
+    if (r.preempted_tokens_recomputed > 0) {
+      out.recompute_flops += model.prefill_flops(r.preempted_tokens_recomputed);
+      out.recompute_seconds += model.prefill_seconds(r.preempted_tokens_recomputed);
+    }
+  }
+}
+
 simulation_result simulate(const workload& w, const simulation_config& c,
                            const step_time_model& model) {
   kv_cache_manager kv(c.kv);
@@ -133,24 +155,7 @@ simulation_result simulate(const workload& w, const simulation_config& c,
   out.kv = kv.counters();
   out.scheduling = sched.counters();
   out.itl_seconds = sched.itl_seconds();
-  for (const auto& r : out.requests) {
-    if (r.outcome != request_outcome::finished) continue;
-    if (r.cached_tokens > 0) {
-      out.flops_saved += model.prefill_flops(r.cached_tokens);
-      out.seconds_saved += model.prefill_seconds(r.cached_tokens);
-    }
-    const std::int64_t missed_seen = r.prefix_recomputed_tokens;
-    if (missed_seen > 0) {
-      out.recompute_flops +=
-          model.prefill_flops(r.cached_tokens + missed_seen) - model.prefill_flops(r.cached_tokens);
-      out.recompute_seconds += model.prefill_seconds(r.cached_tokens + missed_seen) -
-                               model.prefill_seconds(r.cached_tokens);
-    }
-    if (r.preempted_tokens_recomputed > 0) {
-      out.recompute_flops += model.prefill_flops(r.preempted_tokens_recomputed);
-      out.recompute_seconds += model.prefill_seconds(r.preempted_tokens_recomputed);
-    }
-  }
+  account_cache_work(out, model);
   return out;
 }
 

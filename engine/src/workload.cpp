@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <stdexcept>
@@ -568,6 +569,47 @@ workload generate_workload(const generator_config& c) {
     }
   }
   return w;
+}
+
+workload window_of(const workload& w, double start_seconds, double duration_seconds,
+                   std::int64_t max_requests) {
+  if (!(start_seconds >= 0)) throw std::invalid_argument("window: start must not be negative");
+  if (!(duration_seconds >= 0)) throw std::invalid_argument("window: duration must not be negative");
+  if (max_requests < 0) throw std::invalid_argument("window: request count must not be negative");
+  const double end = duration_seconds > 0 ? start_seconds + duration_seconds
+                                          : std::numeric_limits<double>::infinity();
+  // First turns in the window, in arrival order (ties by index), then their sessions' later turns.
+  std::vector<std::size_t> firsts;
+  for (std::size_t i = 0; i < w.requests.size(); ++i) {
+    const auto& r = w.requests[i];
+    if (!r.follow_up && r.arrival_seconds >= start_seconds && r.arrival_seconds < end) {
+      firsts.push_back(i);
+    }
+  }
+  std::stable_sort(firsts.begin(), firsts.end(), [&w](std::size_t a, std::size_t b) {
+    return w.requests[a].arrival_seconds < w.requests[b].arrival_seconds;
+  });
+  if (max_requests > 0 && std::ssize(firsts) > max_requests) {
+    firsts.resize(static_cast<std::size_t>(max_requests));
+  }
+  workload out;
+  out.source = w.source;
+  std::vector<std::int64_t> new_index(w.requests.size(), -1);
+  std::vector<std::size_t> kept;
+  for (std::size_t f : firsts) {
+    for (std::int64_t i = static_cast<std::int64_t>(f); i >= 0;
+         i = w.requests[static_cast<std::size_t>(i)].next_turn) {
+      new_index[static_cast<std::size_t>(i)] = std::ssize(kept);
+      kept.push_back(static_cast<std::size_t>(i));
+    }
+  }
+  for (std::size_t i : kept) {
+    workload_request r = w.requests[i];
+    if (!r.follow_up) r.arrival_seconds -= start_seconds;
+    if (r.next_turn >= 0) r.next_turn = new_index[static_cast<std::size_t>(r.next_turn)];
+    out.requests.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace ridgeline

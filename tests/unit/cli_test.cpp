@@ -10,6 +10,7 @@
 #include "ridgeline/report/report.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 
 using namespace ridgeline;
 
@@ -181,4 +182,53 @@ TEST(CliKv, GeneratorRunSmallCapacityRejectsWithReason) {
            "tinyllama-1.1b", "--capacity", "1000", "-o", "", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out).at("rows")[0].at("rejected_by_reason").at("exceeds_context"), 5);
+}
+
+TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
+  const auto out = std::filesystem::temp_directory_path() / "ridgeline_replay_cpu.json";
+  auto r = run({"replay", "--cpu", "--generator",
+                "requests=24,rate=40,prompt=uniform:8:120,output=uniform:2:12,system=48,system_prompts=2",
+                "-o", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ridgeline replay:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu executor"), std::string::npos) << r.out;
+  const auto doc = schema::read_serving_results(out);
+  ASSERT_EQ(doc.rows.size(), 1u);
+  const auto& row = doc.rows[0];
+  EXPECT_EQ(doc.config.executor.value_or(""), "cpu");
+  EXPECT_EQ(doc.config.model, "tiny");
+  EXPECT_EQ(row.finished, 24);
+  ASSERT_TRUE(row.measured.has_value());
+  const auto& m = *row.measured;
+  EXPECT_EQ(std::ssize(m.steps.start_seconds), row.steps);
+  EXPECT_EQ(m.requests.id.size(), 24u);
+  EXPECT_GT(row.token_hit_rate, 0.0) << "shared system prompts should hit";
+  EXPECT_GT(m.simulated_token_hit_rate, 0.0);
+  EXPECT_GT(m.mean_running, 0.0);
+  EXPECT_EQ(row.ttft_seconds.count, 24);
+  for (std::size_t i = 0; i < m.requests.id.size(); ++i) {
+    EXPECT_EQ(m.requests.outcome[i], "finished");
+    EXPECT_GT(m.requests.ttft_seconds[i], 0.0);
+    EXPECT_GE(m.requests.submit_lag_seconds[i], 0.0);
+  }
+}
+
+TEST(CliReplay, BadInputsGiveOneLineAndTheRightCode) {
+  auto r = run({"replay", "--cpu", "--generator", "requests=4", "--rate-scale", "0", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  EXPECT_NE(r.err.find("--rate-scale must be positive"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  r = run({"replay", "--cpu", "--generator", "requests=4,rate=1", "--start", "1000", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  EXPECT_NE(r.err.find("holds no request"), std::string::npos) << r.err;
+  r = run({"replay", "--cpu", "--trace", "/nonexistent/t.csv", "-o", ""});
+  EXPECT_EQ(r.code, cli::io_failure) << r.err;
+  r = run({"replay", "--cpu", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  // A pool too small for any request: every request rejected with its reason, none lost.
+  r = run({"replay", "--cpu", "--generator", "requests=5,rate=100,prompt=fixed:100,output=fixed:4",
+           "--kv-blocks", "3", "-o", "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j.at("rows")[0].at("rejected_by_reason").at("exceeds_cache"), 5);
 }

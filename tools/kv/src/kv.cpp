@@ -20,7 +20,9 @@
 namespace ridgeline::kv {
 namespace {
 
-schema::latency_distribution dist_of(std::vector<double>& v) {
+}  // namespace
+
+schema::latency_distribution distribution_of(std::vector<double>& v) {
   schema::latency_distribution d;
   d.count = static_cast<std::int64_t>(v.size());
   if (v.empty()) return d;
@@ -46,12 +48,16 @@ schema::latency_distribution dist_of(std::vector<double>& v) {
   return d;
 }
 
+namespace {
+
 double ratio(std::int64_t a, std::int64_t b) {
   return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
 }
 
-schema::serving_row row_of(const capacity_point& cap, const kv_cache_config& kvc,
-                          simulation_result& r) {
+}  // namespace
+
+schema::serving_row serving_row_of(const capacity_point& cap, const kv_cache_config& kvc,
+                                   simulation_result& r) {
   const auto& k = r.kv;
   std::vector<double> ttft, tpot, e2e;
   for (const auto& q : r.requests) {
@@ -100,12 +106,14 @@ schema::serving_row row_of(const capacity_point& cap, const kv_cache_config& kvc
           : 0.0;
   j.peak_used_blocks = r.peak_used_blocks;
   j.peak_running = r.peak_running;
-  j.ttft_seconds = dist_of(ttft);
-  j.tpot_seconds = dist_of(tpot);
-  j.itl_seconds = dist_of(r.itl_seconds);
-  j.e2e_seconds = dist_of(e2e);
+  j.ttft_seconds = distribution_of(ttft);
+  j.tpot_seconds = distribution_of(tpot);
+  j.itl_seconds = distribution_of(r.itl_seconds);
+  j.e2e_seconds = distribution_of(e2e);
   return j;
 }
+
+namespace {
 
 nlohmann::json definitions() {
   return {
@@ -258,13 +266,14 @@ std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inpu
       };
     }
     simulation_result r = simulate(w, c, model);
-    rows.push_back(row_of(caps[i], c.kv, r));
+    rows.push_back(serving_row_of(caps[i], c.kv, r));
   }
   return rows;
 }
 
 nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
-                           std::vector<schema::serving_row> rows) {
+                           std::vector<schema::serving_row> rows,
+                           std::optional<std::string> executor) {
   const kv_options& a = s.options;
   const model_preset& m = *s.model;
   const gpu_profile& gpu = s.gpu.profile;
@@ -298,6 +307,7 @@ nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
   config.max_model_len = sc.max_model_len;
   config.mooncake_block_tokens = a.mooncake_block;
   config.definitions = definitions().get<std::map<std::string, std::string>>();
+  config.executor = std::move(executor);
   result.rows = std::move(rows);
   const nlohmann::json doc = schema::to_json(result);
   return doc;

@@ -65,6 +65,10 @@ struct simulation_result {
 simulation_result simulate(const workload& w, const simulation_config& c,
                            const step_time_model& model);
 
+// Sets flops_saved, seconds_saved, recompute_flops and recompute_seconds of a result from its
+// finished requests' records (simulate() calls it; a real run's records go through it too).
+void account_cache_work(simulation_result& r, const step_time_model& model);
+
 // Blocks that hold every token of every request at once: "unlimited" capacity for a workload.
 std::int64_t unlimited_blocks(const workload& w, std::int32_t block_tokens);
 

@@ -109,4 +109,10 @@ struct generator_config {
 generator_config parse_generator_spec(const std::string& spec);
 workload generate_workload(const generator_config& c);
 
+// The requests whose (first-turn) arrival lies in [start, start + duration) seconds, at most
+// max_requests of them (0: no limit), with arrivals shifted so the window starts at 0 and every
+// later turn of a kept session kept. duration 0: to the end. Ids stay the trace's.
+workload window_of(const workload& w, double start_seconds, double duration_seconds,
+                   std::int64_t max_requests);
+
 }  // namespace ridgeline

@@ -1,6 +1,8 @@
 // ridgeline.kv/v1, the serving-results format: per-capacity rows of a serving run (hit rates,
-// recompute, latency distributions). `ridgeline kv` writes it today (simulated executor); replay
-// and load are to write the same format. docs/results-formats.md lists every field.
+// recompute, latency distributions). `ridgeline kv` writes it from the simulated executor;
+// `ridgeline replay` from a real run (config.executor "cuda" or "cpu"), whose one row adds a
+// `measured` section: per-step time series, per-request records, submission lag, and what kv's
+// simulation of the same window and capacity says. docs/results-formats.md lists every field.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +44,31 @@ struct serving_config {
   bool chunked_prefill = false;
   std::int64_t max_model_len = 0, mooncake_block_tokens = 0;
   std::map<std::string, std::string> definitions;
+  std::optional<std::string> executor;  // absent: "simulated" (kv); replay: "cuda" or "cpu"
+};
+
+// A real run's measurements (replay): columns of equal length per step and per request.
+struct serving_steps {
+  std::vector<double> start_seconds, gpu_seconds, host_seconds, gap_seconds, flops, bytes;
+  std::vector<std::int64_t> sequences, prefill_tokens, decode_tokens, running, waiting, kv_used,
+      kv_cached, kv_free, hit_tokens, preemptions, graph;
+};
+struct serving_requests {
+  std::vector<std::int64_t> id, prompt_tokens, output_tokens, cached_tokens, preemptions;
+  std::vector<std::string> outcome;
+  std::vector<double> arrival_seconds, ttft_seconds, tpot_seconds, e2e_seconds,
+      submit_lag_seconds;  // tpot -1 where undefined; ttft and e2e -1 unless finished
+};
+struct serving_measured {
+  std::string executor, device;  // "cuda" / "cpu"; the GPU's (or host's) name
+  double wall_seconds = 0;
+  std::int64_t cancelled = 0;
+  latency_distribution submit_lag_seconds, step_gpu_seconds, step_host_seconds, step_gap_seconds;
+  double mean_running = 0;  // time-weighted over the run's steps
+  // kv's simulation (simulated executor) of the same requests, capacity and scheduler settings.
+  double simulated_token_hit_rate = 0, simulated_block_hit_rate = 0;
+  serving_steps steps;
+  serving_requests requests;
 };
 
 struct serving_row {
@@ -60,6 +87,7 @@ struct serving_row {
   double simulated_seconds = 0, busy_seconds = 0, output_tokens_per_second = 0;
   std::int64_t peak_used_blocks = 0, peak_running = 0;
   latency_distribution ttft_seconds, tpot_seconds, itl_seconds, e2e_seconds;
+  std::optional<serving_measured> measured;  // replay only
 };
 
 struct serving_results {
@@ -72,6 +100,7 @@ serving_results parse_serving_results(const nlohmann::json& doc, std::string_vie
 serving_results read_serving_results(const std::filesystem::path& path);
 nlohmann::json to_json(const latency_distribution& d);
 nlohmann::json to_json(const serving_config& c);
+nlohmann::json to_json(const serving_measured& m);
 nlohmann::json to_json(const serving_row& r);
 nlohmann::json to_json(const serving_results& doc);
 

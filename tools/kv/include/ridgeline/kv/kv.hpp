@@ -22,6 +22,7 @@
 #include "ridgeline/core/dtype.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/engine/workload.hpp"
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
@@ -103,10 +104,19 @@ struct kv_hooks {
 std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inputs& in,
                                                 const kv_hooks& hooks = {});
 
+// The row of one capacity from a run's result (simulated here; `ridgeline replay` passes a real
+// run's records through it too).
+schema::serving_row serving_row_of(const capacity_point& cap, const kv_cache_config& kvc,
+                                   simulation_result& r);
+// Count, mean, p50/p90/p99, max and a CDF of the values (sorts them).
+schema::latency_distribution distribution_of(std::vector<double>& v);
+
 // The whole result document: schema, environment (host only), config with definitions, rows.
 // Written through the format's one writer (ridgeline/core/schemas/serving_results.hpp).
+// `executor`: absent for kv's simulated runs; "cuda" or "cpu" for a replay.
 nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
-                           std::vector<schema::serving_row> rows);
+                           std::vector<schema::serving_row> rows,
+                           std::optional<std::string> executor = std::nullopt);
 // The document's rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
 std::string csv_of(const nlohmann::json& rows);
 // The Markdown table the command prints.

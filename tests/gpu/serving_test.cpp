@@ -1,0 +1,146 @@
+// The serving loop on the cuda executor (tiny model, deterministic mode): a request's greedy tokens
+// are bitwise the same alone and inside a served batch of ragged, chunked, mixed steps; a pool
+// sized to force preemption and eviction finishes every request, and its greedy tokens equal
+// those of an ample pool (recompute by prefill gives the bits decode gave); a prefix hit gives the
+// same tokens as the cold computation; cancels free blocks.
+#include <map>
+
+#include "gpu_test_util.hpp"
+#include "ridgeline/engine/cuda_engine.hpp"
+#include "ridgeline/engine/serving.hpp"
+
+using namespace ridgeline;
+
+namespace {
+
+model_preset tiny_model() { return {"tiny-serve", 2, 256, 4, 2, 64, 520, 777, 1024, false}; }
+
+engine_options options(int kv_blocks) {
+  engine_options o;
+  o.num_kv_blocks = kv_blocks;
+  o.batch_invariant = true;
+  o.seed = 7;
+  o.max_tokens = 256;
+  o.max_seqs = 32;
+  o.graph_table_blocks = 8;
+  return o;
+}
+
+std::vector<token_id> prompt_of(int seed, int n) {
+  std::vector<token_id> t(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (seed * 131 + i * 17 + 3) % 777;
+  return t;
+}
+
+// Serves the requests (id -> prompt, max tokens), submitted in order, `stagger` steps apart;
+// returns every request's tokens and the run's preemption count.
+struct served {
+  std::map<std::uint64_t, std::vector<token_id>> tokens;
+  std::int64_t preemptions = 0, evictions = 0, hit_tokens = 0;
+  std::vector<serving_record> records;
+};
+served serve(cuda_engine& exec, int kv_blocks, const std::vector<serving_request>& reqs,
+             int stagger, std::int64_t max_batched_tokens = 256) {
+  const model_preset m = tiny_model();
+  kv_cache_manager kv(make_kv_cache_config(m, dtype::bf16, 16, kv_blocks));
+  scheduler_config sc;
+  sc.max_batched_tokens = max_batched_tokens;
+  sc.max_running = 32;
+  serving_loop loop(exec, kv, sc, m, steady_seconds);
+  served out;
+  std::size_t next = 0;
+  int since = stagger;
+  while (next < reqs.size() || loop.has_work()) {
+    if (next < reqs.size() && since >= stagger) {
+      serving_request q = reqs[next++];
+      q.arrival_seconds = steady_seconds();
+      auto* dst = &out.tokens[q.id];
+      q.on_token = [dst](const token_event& e) { dst->push_back(e.token); };
+      loop.submit(std::move(q));
+      since = 0;
+      continue;
+    }
+    loop.step();
+    ++since;
+    loop.take_finished(out.records);
+  }
+  loop.take_finished(out.records);
+  kv.check_invariants();
+  EXPECT_EQ(kv.pool().num_used(), 0);
+  out.preemptions = loop.sched().counters().preemptions;
+  out.evictions = kv.counters().evictions_tier1;
+  out.hit_tokens = kv.counters().hit_tokens_tier1;
+  return out;
+}
+
+serving_request request(std::uint64_t id, std::vector<token_id> prompt, int max_tokens) {
+  serving_request q;
+  q.id = id;
+  q.prompt = std::move(prompt);
+  q.max_tokens = max_tokens;
+  return q;
+}
+
+}  // namespace
+
+TEST(Serving, GreedyTokensAloneEqualTokensInsideAServedBatch) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda_engine exec(tiny_model(), options(512));
+  const auto target = request(0, prompt_of(1, 77), 40);
+  const served alone = serve(exec, 512, {target}, 0);
+  std::vector<serving_request> batch;
+  for (int k = 1; k <= 12; ++k) batch.push_back(request(k, prompt_of(k + 10, 20 + 37 * k % 300), 30));
+  batch.insert(batch.begin() + 5, target);
+  const served together = serve(exec, 512, batch, 2, 96);  // chunked, mixed, ragged steps
+  ASSERT_EQ(alone.tokens.at(0).size(), 40u);
+  EXPECT_EQ(together.tokens.at(0), alone.tokens.at(0));
+}
+
+TEST(Serving, ForcedPreemptionFinishesEveryRequestWithTheAmplePoolsTokens) {
+  RIDGELINE_REQUIRE_GPU();
+  std::vector<serving_request> reqs;
+  for (int k = 0; k < 16; ++k) reqs.push_back(request(k, prompt_of(k, 60 + 13 * k), 48));
+  cuda_engine ample_exec(tiny_model(), options(512));
+  const served ample = serve(ample_exec, 512, reqs, 0);
+  EXPECT_EQ(ample.preemptions, 0);
+  // 40 blocks of 16 tokens for 16 requests of up to 300 tokens: preemption and eviction.
+  cuda_engine tight_exec(tiny_model(), options(40));
+  const served tight = serve(tight_exec, 40, reqs, 0);
+  EXPECT_GT(tight.preemptions, 0);
+  ASSERT_EQ(tight.records.size(), reqs.size());
+  for (const auto& r : tight.records) {
+    EXPECT_EQ(r.record.outcome, request_outcome::finished) << r.record.reject_reason;
+    EXPECT_EQ(r.record.output_tokens, 48);
+  }
+  int differing = 0;
+  for (const auto& q : reqs) differing += tight.tokens.at(q.id) != ample.tokens.at(q.id);
+  EXPECT_EQ(differing, 0) << "recompute by prefill after preemption changed greedy tokens";
+}
+
+TEST(Serving, PrefixHitGivesTheColdTokensAndCancelFreesBlocks) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda_engine exec(tiny_model(), options(256));
+  const auto p = prompt_of(3, 200);
+  auto extended = p;
+  for (int i = 0; i < 9; ++i) extended.push_back((i * 7) % 777);
+  // Cold: each alone on a fresh engine state (prefix caching cannot help the first request).
+  const served cold = serve(exec, 256, {request(1, extended, 16)}, 0);
+  // Warm: the shared 200-token prompt first, then the extended one hits 12 full blocks.
+  const served warm = serve(exec, 256, {request(0, p, 4), request(1, extended, 16)}, 1000);
+  EXPECT_EQ(warm.hit_tokens, 192);
+  EXPECT_EQ(warm.tokens.at(1), cold.tokens.at(1));
+
+  const model_preset m = tiny_model();
+  kv_cache_manager kv(make_kv_cache_config(m, dtype::bf16, 16, 256));
+  serving_loop loop(exec, kv, scheduler_config{}, m, steady_seconds);
+  loop.submit(request(5, p, 100));
+  loop.step();
+  loop.step();
+  EXPECT_GT(kv.pool().num_used(), 0);
+  EXPECT_TRUE(loop.cancel(5));
+  EXPECT_EQ(kv.pool().num_used(), 0);
+  std::vector<serving_record> recs;
+  loop.take_finished(recs);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].record.outcome, request_outcome::cancelled);
+}

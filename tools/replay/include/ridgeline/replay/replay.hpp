@@ -1,0 +1,80 @@
+// `ridgeline replay`'s logic: serves a trace (or a generated workload) in real time through the
+// engine's serving loop (serving.hpp) on this GPU's cuda executor, or on the cpu executor with the
+// tiny model where there is no GPU (and says so), and writes kv's serving-results format
+// (ridgeline.kv/v1: one row, config.executor "cuda" or "cpu", and a `measured` section with the
+// per-step time series, per-request records and what kv's simulation of the same window and
+// capacity says). docs/serving.md.
+//   replay::replay_setup s = replay::configure(options);   // validates, loads the window
+//   nlohmann::json doc = replay::run(s, hooks);            // the run, then the simulation
+//   replay::table_of(doc)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ridgeline/engine/executor.hpp"
+#include "ridgeline/engine/serving.hpp"
+#include "ridgeline/kv/kv.hpp"
+
+namespace ridgeline::metrics {
+class live_metrics;
+}
+
+namespace ridgeline::replay {
+
+struct replay_options {
+  kv::kv_options serving;  // trace or generator, model, gpu (for the simulation), block size,
+                           // scheduler limits, Mooncake block size; its capacities are unused
+  std::string checkpoint;  // safetensors file or folder; empty: seeded random weights
+  std::uint64_t seed = 1;  // random weights
+  double rate_scale = 1.0;
+  double start_seconds = 0, duration_seconds = 0;  // window of the trace; 0: to the end
+  std::int64_t requests = 0;                        // at most this many requests; 0: all
+  std::int32_t kv_blocks = 0;  // KV pool in blocks; 0: what the engine's memory plan gives
+  double memory_fraction = 0;  // of free GPU memory for the engine; 0: the engine's default
+  bool deterministic = false;  // batch-invariant mode (docs/diverge.md)
+  bool cuda_graphs = true;
+  bool cpu = false;            // the cpu executor (tiny model) even when a GPU is there
+  bool simulate = true;        // also run kv's simulation of the same window and capacity
+  std::int32_t graph_table_blocks = 32;  // decode graphs per table width rounded to this
+  // cuBLASLt candidates timed per linear-layer shape. Serving meets a new token count in most
+  // mixed steps; timing 32 candidates for each (as the sweep does for its few shapes) would stall
+  // the run, so a replay takes the heuristic's first choice unless told otherwise.
+  int gemm_candidates = 1;
+};
+
+struct replay_setup {
+  replay_options options;
+  kv::kv_setup kv;     // model, GPU profile for the simulation, scheduler settings
+  workload requests;   // the window
+};
+// Throws std::invalid_argument naming the bad option; io_error when the trace cannot be read.
+replay_setup configure(const replay_options& o);
+
+// The executor a replay runs on, its KV pool size and the device's name.
+struct replay_executor {
+  std::unique_ptr<executor> exec;
+  std::int32_t kv_blocks = 0;
+  std::string executor_name;  // "cuda" or "cpu"
+  std::string device;
+  const model_preset* model = nullptr;  // the model it runs (tiny on the cpu executor)
+};
+// The cuda executor on GPU 0 (throws no_device_error without one or in a build without CUDA).
+replay_executor make_cuda_executor(const replay_setup& s);
+
+struct replay_hooks {
+  std::function<void(double)> progress;        // fraction of requests done
+  std::function<void(const std::string&)> note;  // one-line notes (the executor chosen, ...)
+  metrics::live_metrics* live = nullptr;        // fed every step and request when set
+};
+
+// Runs the window in real time and returns the document (ridgeline.kv/v1).
+nlohmann::json run(const replay_setup& s, const replay_hooks& hooks = {});
+// The table the command prints: kv's table plus the measured lines.
+std::string table_of(const nlohmann::json& doc);
+
+}  // namespace ridgeline::replay

@@ -1,0 +1,266 @@
+// `ridgeline replay`'s logic (see replay.hpp): configuration and window, the executor, the real-time
+// run through the serving loop, kv's simulation of the same window, and the document.
+#include "ridgeline/replay/replay.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/text.hpp"
+#include "ridgeline/engine/cpu_engine.hpp"
+#include "ridgeline/engine/random_weights.hpp"
+#include "ridgeline/engine/simulator.hpp"
+#include "ridgeline/telemetry/live_metrics.hpp"
+
+namespace ridgeline::replay {
+namespace {
+
+// The cpu executor's default pool: enough for a generated CPU workload, small enough to stay fast.
+constexpr std::int32_t k_cpu_kv_blocks = 2048;
+
+bool is_tiny(const model_preset& m) { return m.name.rfind("tiny", 0) == 0 && m.layers <= 4; }
+
+replay_executor make_cpu_executor(const replay_setup& s) {
+  const replay_options& a = s.options;
+  replay_executor r;
+  r.model = is_tiny(*s.kv.model) ? s.kv.model : &model_preset_by_name("tiny");
+  r.kv_blocks = a.kv_blocks > 0 ? a.kv_blocks : k_cpu_kv_blocks;
+  r.exec = std::make_unique<cpu_engine>(*r.model, random_weights(*r.model, a.seed), r.kv_blocks,
+                                        s.options.serving.block_tokens);
+  r.executor_name = "cpu";
+  r.device = "host CPU (naive reference kernels)";
+  return r;
+}
+
+schema::latency_distribution distribution(std::vector<double> v) {
+  return kv::distribution_of(v);
+}
+
+}  // namespace
+
+replay_setup configure(const replay_options& o) {
+  if (!(o.rate_scale > 0)) throw std::invalid_argument("--rate-scale must be positive");
+  if (!(o.start_seconds >= 0)) throw std::invalid_argument("--start must not be negative");
+  if (!(o.duration_seconds >= 0)) throw std::invalid_argument("--duration must not be negative");
+  if (o.requests < 0) throw std::invalid_argument("--requests must not be negative");
+  if (o.kv_blocks < 0) throw std::invalid_argument("--kv-blocks must not be negative");
+  if (o.memory_fraction < 0 || o.memory_fraction > 1) {
+    throw std::invalid_argument("--memory-fraction must be in (0, 1]");
+  }
+  if (o.gemm_candidates < 1) throw std::invalid_argument("--gemm-candidates must be at least 1");
+  if (o.serving.host_memory_bytes > 0) {
+    throw std::invalid_argument(
+        "--host-memory: the host KV tier is simulated by `ridgeline kv` only; the executors do "
+        "not copy blocks to host memory yet");
+  }
+  replay_setup s;
+  s.options = o;
+  s.kv = kv::configure(o.serving);
+  const kv::kv_options& k = o.serving;
+  const workload all = k.trace.empty() ? generate_workload(parse_generator_spec(k.generator))
+                                       : load_trace(k.trace, k.mooncake_block);
+  s.requests = window_of(all, o.start_seconds, o.duration_seconds, o.requests);
+  if (s.requests.requests.empty()) {
+    throw std::invalid_argument("the window (--start " + format("%g", o.start_seconds) +
+                                ", --duration " + format("%g", o.duration_seconds) +
+                                ") holds no request of " + all.source);
+  }
+  return s;
+}
+
+nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
+  const replay_options& a = s.options;
+  auto note = [&hooks](const std::string& line) {
+    if (hooks.note) hooks.note(line);
+  };
+  replay_executor ex;
+  if (a.cpu) {
+    ex = make_cpu_executor(s);
+  } else {
+    try {
+      ex = make_cuda_executor(s);
+    } catch (const no_device_error& e) {
+      ex = make_cpu_executor(s);
+      note(std::string("replay: no GPU (") + e.what() + "); running the cpu executor on the " +
+           ex.model->name + " model instead (tiny shapes: the whole serving loop, not a GPU "
+           "measurement)");
+    }
+  }
+  const model_preset& m = *ex.model;
+  note("replay: " + m.name + " on " + ex.device + " (" + ex.executor_name + " executor), " +
+       std::to_string(ex.kv_blocks) + " KV blocks of " +
+       std::to_string(a.serving.block_tokens) + " tokens, " +
+       std::to_string(s.requests.requests.size()) + " requests");
+
+  // What the run's model needs: its context limit, its step-time model for the cache accounting.
+  kv::kv_setup ks = s.kv;
+  ks.model = &m;
+  if (a.serving.max_model_len < 0 || ks.scheduler.max_model_len > m.max_context) {
+    ks.scheduler.max_model_len = m.max_context;
+  }
+  ks.step_model.emplace(m, ks.gpu.profile, ks.step_options);
+  kv_cache_config kvc = make_kv_cache_config(m, ks.kv_dtype, a.serving.block_tokens, ex.kv_blocks);
+  kvc.pcie_bytes_per_second = ks.step_options.pcie_bytes_per_second;
+
+  kv_cache_manager kv(kvc);
+  serving_loop loop(*ex.exec, kv, ks.scheduler, m, steady_seconds);
+  ridgeline::replay_options ro;
+  ro.rate_scale = a.rate_scale;
+  ro.vocab = m.vocab < k_workload_vocab ? m.vocab : 0;
+  ro.progress = hooks.progress;
+  if (metrics::live_metrics* live = hooks.live) {
+    live->set_ceilings("bf16", ks.gpu.profile.peak_flops_per_second(dtype::bf16),
+                       ks.gpu.profile.dram_bytes_per_second());
+    std::size_t itl_seen = 0;
+    ro.on_step = [live, &itl_seen](const serving_loop& l, const step_record& r) {
+      const double dt = r.end_seconds - r.start_seconds;
+      live->observe_step({metrics::phase_of(r.prefill_tokens, r.decode_tokens), dt, r.sequences,
+                          r.prefill_tokens, r.decode_tokens, r.samples, r.flops, r.bytes});
+      const auto& itl = l.sched().itl_seconds();
+      for (; itl_seen < itl.size(); ++itl_seen) live->observe_itl(itl[itl_seen]);
+      live->set_queue(r.running, r.waiting);
+      const auto& k = l.kv().counters();
+      live->set_kv({r.kv_used, r.kv_cached, r.kv_free, k.lookup_tokens,
+                    k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
+                    l.sched().counters().preemptions});
+    };
+  }
+  const replay_result rr = replay_workload(s.requests, loop, ro, steady_seconds);
+
+  // The run's records through kv's row (one capacity: the engine's pool).
+  simulation_result sr;
+  sr.requests.reserve(rr.requests.size());
+  for (const auto& q : rr.requests) sr.requests.push_back(q.record);
+  sr.itl_seconds = rr.itl_seconds;
+  sr.kv = rr.kv;
+  sr.scheduling = rr.scheduling;
+  sr.steps = std::ssize(rr.steps);
+  sr.simulated_seconds = rr.end_seconds - rr.start_seconds;
+  for (const auto& st : rr.steps) {
+    sr.busy_seconds += st.gpu_seconds;
+    sr.prefill_tokens_computed += st.prefill_tokens;
+    sr.decode_tokens += st.decode_tokens;
+  }
+  sr.peak_running = rr.peak_running;
+  sr.peak_used_blocks = rr.peak_used_blocks;
+  sr.finished = rr.finished;
+  sr.rejected = rr.rejected;
+  account_cache_work(sr, *ks.step_model);
+  const kv::capacity_point cap{"engine pool", ex.kv_blocks};
+  schema::serving_row row = kv::serving_row_of(cap, kvc, sr);
+  row.requests = std::ssize(rr.requests);  // cancelled ones included
+
+  schema::serving_measured me;
+  me.executor = ex.executor_name;
+  me.device = ex.device;
+  me.wall_seconds = sr.simulated_seconds;
+  me.cancelled = rr.cancelled;
+  std::vector<double> lag, gpu, host, gap;
+  double running_time = 0, total_time = 0;
+  auto& st = me.steps;
+  for (const auto& r : rr.steps) {
+    st.start_seconds.push_back(r.start_seconds - rr.start_seconds);
+    st.gpu_seconds.push_back(r.gpu_seconds);
+    st.host_seconds.push_back(r.host_seconds);
+    st.gap_seconds.push_back(r.gap_seconds);
+    st.flops.push_back(r.flops);
+    st.bytes.push_back(r.bytes);
+    st.sequences.push_back(r.sequences);
+    st.prefill_tokens.push_back(r.prefill_tokens);
+    st.decode_tokens.push_back(r.decode_tokens);
+    st.running.push_back(r.running);
+    st.waiting.push_back(r.waiting);
+    st.kv_used.push_back(r.kv_used);
+    st.kv_cached.push_back(r.kv_cached);
+    st.kv_free.push_back(r.kv_free);
+    st.hit_tokens.push_back(r.hit_tokens);
+    st.preemptions.push_back(r.preemptions);
+    st.graph.push_back(r.graph ? 1 : 0);
+    gpu.push_back(r.gpu_seconds);
+    host.push_back(r.host_seconds);
+    if (r.gap_seconds >= 0) gap.push_back(r.gap_seconds);
+    const double dt = r.end_seconds - r.start_seconds;
+    running_time += dt * r.running;
+    total_time += dt;
+  }
+  me.mean_running = total_time > 0 ? running_time / total_time : 0;
+  auto& rq = me.requests;
+  for (const auto& q : rr.requests) {
+    const request_record& r = q.record;
+    const bool done = r.outcome == request_outcome::finished;
+    rq.id.push_back(static_cast<std::int64_t>(s.requests.requests[r.id].id));
+    rq.outcome.emplace_back(name(r.outcome));
+    rq.prompt_tokens.push_back(r.prompt_tokens);
+    rq.output_tokens.push_back(r.output_tokens);
+    rq.cached_tokens.push_back(r.cached_tokens);
+    rq.preemptions.push_back(r.preemptions);
+    rq.arrival_seconds.push_back(r.arrival_seconds - rr.start_seconds);
+    rq.ttft_seconds.push_back(done ? r.ttft_seconds() : -1.0);
+    rq.tpot_seconds.push_back(r.has_tpot() ? r.tpot_seconds() : -1.0);
+    rq.e2e_seconds.push_back(done ? r.e2e_seconds() : -1.0);
+    rq.submit_lag_seconds.push_back(q.submit_lag_seconds());
+    lag.push_back(q.submit_lag_seconds());
+  }
+  me.submit_lag_seconds = distribution(lag);
+  me.step_gpu_seconds = distribution(gpu);
+  me.step_host_seconds = distribution(host);
+  me.step_gap_seconds = distribution(gap);
+
+  if (a.simulate) {
+    simulation_config c;
+    c.kv = kvc;
+    c.scheduler = ks.scheduler;
+    simulation_result sim = simulate(s.requests, c, *ks.step_model);
+    schema::serving_row srow = kv::serving_row_of(cap, kvc, sim);
+    me.simulated_token_hit_rate = srow.token_hit_rate;
+    me.simulated_block_hit_rate = srow.block_hit_rate;
+  }
+  row.measured = std::move(me);
+
+  kv::kv_inputs in;
+  in.requests = s.requests;
+  in.unlimited = unlimited_blocks(s.requests, a.serving.block_tokens);
+  in.capacities = {cap};
+  std::vector<schema::serving_row> rows;
+  rows.push_back(std::move(row));
+  nlohmann::json doc = kv::kv_document(ks, in, std::move(rows), ex.executor_name);
+  return doc;
+}
+
+std::string table_of(const nlohmann::json& doc) {
+  std::ostringstream o;
+  std::string t = kv::table_of(doc);
+  const std::string kv_head = "ridgeline kv: ";
+  if (t.rfind(kv_head, 0) == 0) t = "ridgeline replay: " + t.substr(kv_head.size());
+  o << t;
+  for (const auto& r : doc.at("rows")) {
+    if (!r.contains("measured")) continue;
+    const auto& m = r.at("measured");
+    auto p50 = [&m](const char* k) {
+      const auto& d = m.at(k);
+      return d.contains("p50") ? format("%.1f", d.at("p50").get<double>() * 1e6) : std::string("-");
+    };
+    o << "\nmeasured on " << m.at("device").get<std::string>() << " ("
+      << m.at("executor").get<std::string>() << " executor): "
+      << format("%.1f", m.at("wall_seconds").get<double>()) << " s, "
+      << r.at("finished").get<std::int64_t>() << " finished, "
+      << r.at("rejected").get<std::int64_t>() << " rejected, "
+      << m.at("cancelled").get<std::int64_t>() << " cancelled, " << r.at("steps").get<std::int64_t>()
+      << " steps, mean running batch " << format("%.1f", m.at("mean_running").get<double>())
+      << ", peak " << r.at("peak_running").get<std::int64_t>() << "\n";
+    o << "step medians: forward " << p50("step_gpu_seconds") << " us, host " << p50("step_host_seconds")
+      << " us, GPU idle between forward passes " << p50("step_gap_seconds")
+      << " us; submission lag p99 "
+      << (m.at("submit_lag_seconds").contains("p99")
+              ? format("%.2f", m.at("submit_lag_seconds").at("p99").get<double>() * 1e3)
+              : std::string("-"))
+      << " ms\n";
+    o << "prefix hit rate: measured " << format_percent(r.at("token_hit_rate").get<double>())
+      << ", kv's simulation of the same window and pool "
+      << format_percent(m.at("simulated_token_hit_rate").get<double>()) << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace ridgeline::replay
