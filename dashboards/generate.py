@@ -177,8 +177,54 @@ slo = dashboard(
               "goodput / finished requests"),
     ])
 
+serving = dashboard(
+    "ridgeline-serving", "Serving",
+    "What a fleet is run by, side by side: running batch and KV-cache usage against TTFT and TPOT "
+    "percentiles, prefix hit rate, preemptions and ops:byte per step (ridgeline replay, or kv's "
+    "simulation; docs/serving.md).",
+    [
+        panel("Running batch and queue", "none",
+              [("max(ridgeline_requests_running)", "running"),
+               ("max(ridgeline_requests_waiting)", "waiting"),
+               ("max(ridgeline_batch_size)", "sequences in the last step")],
+              "requests running and waiting after each step; sequences in the last step"),
+        panel("KV-cache usage", "percentunit",
+              [("max(ridgeline_kv_cache_usage_ratio)", "used / capacity"),
+               ('max(ridgeline_kv_cache_blocks{state="cached"}) / on() '
+                "(sum(ridgeline_kv_cache_blocks) > 0)", "cached (evictable prefixes) / capacity")],
+              "used blocks / all blocks; cached prefix blocks / all blocks"),
+        panel("TTFT p50 / p99 vs SLO", "s",
+              [(quantile(0.5, "ridgeline_time_to_first_token_seconds"), "p50"),
+               (quantile(0.99, "ridgeline_time_to_first_token_seconds"), "p99"),
+               ("max(ridgeline_slo_ttft_seconds)", "SLO")],
+              "TTFT = first output token time - scheduled arrival"),
+        panel("TPOT p50 / p99 vs SLO", "s",
+              [(quantile(0.5, "ridgeline_time_per_output_token_seconds"), "p50"),
+               (quantile(0.99, "ridgeline_time_per_output_token_seconds"), "p99"),
+               ("max(ridgeline_slo_tpot_seconds)", "SLO")],
+              "TPOT = (E2E - TTFT) / (output_tokens - 1)"),
+        panel("Prefix-cache hit rate (tokens)", "percentunit",
+              [(per("ridgeline_prefix_cache_hits_tokens_total",
+                    "ridgeline_prefix_cache_queries_tokens_total"), "hit rate")],
+              "prompt tokens served from cache / prompt tokens looked up", w=8),
+        panel("Preemptions and evictions", "none",
+              [(rate("ridgeline_preemptions_total"), "preemptions/s"),
+               (rate("ridgeline_kv_cache_evictions_total"), "evictions/s")],
+              "sequences preempted (recomputed later); cached blocks reused", w=8),
+        panel("Ops:byte per step by phase", "none",
+              [(per("ridgeline_flops_total", "ridgeline_dram_bytes_total", "phase"), "{{phase}}"),
+               ("max by (dtype) (ridgeline_ridge_point_flops_per_byte)", "ridge point {{dtype}}")],
+              "counted FLOPs / counted DRAM bytes of the steps; below the ridge point a step is "
+              "memory-bound", w=8),
+        panel("Tokens per second", "none",
+              [(rate("ridgeline_generation_tokens_total"), "output tokens/s"),
+               (rate("ridgeline_prompt_tokens_total"), "prompt tokens/s computed")],
+              "rate of the token counters", w=24),
+    ])
+
 here = os.path.dirname(os.path.abspath(__file__))
-for name, d in [("roofline", roofline), ("batch", batch), ("kv_cache", kv), ("latency_slo", slo)]:
+for name, d in [("roofline", roofline), ("batch", batch), ("kv_cache", kv), ("latency_slo", slo),
+                ("serving", serving)]:
     with open(os.path.join(here, "grafana", "dashboards", f"ridgeline_{name}.json"), "w") as f:
         json.dump(d, f, indent=2)
         f.write("\n")

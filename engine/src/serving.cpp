@@ -137,6 +137,11 @@ replay_result replay_workload(const workload& w, serving_loop& loop, const repla
   std::priority_queue<arrival, std::vector<arrival>, std::greater<>> cancels;
   std::vector<std::uint8_t> first_seen(w.requests.size(), 0);
 
+  // Multi-turn sessions: a follow-up turn's prompt is the previous turn's prompt, what the model
+  // really answered (not the workload's stand-in output tokens) and the new message.
+  std::vector<std::vector<token_id>> sent(w.requests.size()), answer(w.requests.size()),
+      conversation(w.requests.size());
+
   std::vector<serving_record> left;
   std::int64_t completed = 0, next_report = 0;
   const std::int64_t total = std::ssize(w.requests);
@@ -153,13 +158,19 @@ replay_result replay_workload(const workload& w, serving_loop& loop, const repla
         case request_outcome::rejected: ++out.rejected; break;
         case request_outcome::cancelled: ++out.cancelled; break;
       }
+      if (o.on_request) o.on_request(s);
       const auto& req = w.requests[i];
       if (req.next_turn >= 0) {
         // The next turn follows whatever way this one ended.
+        auto& c = conversation[static_cast<std::size_t>(req.next_turn)];
+        c = std::move(sent[i]);
+        c.insert(c.end(), answer[i].begin(), answer[i].end());
         const auto& next = w.requests[static_cast<std::size_t>(req.next_turn)];
         pending.push({s.record.finish_seconds + next.think_seconds / o.rate_scale,
                       static_cast<std::size_t>(req.next_turn)});
       }
+      sent[i] = {};
+      answer[i] = {};
       out.requests[i] = std::move(s);
     }
   };
@@ -171,10 +182,22 @@ replay_result replay_workload(const workload& w, serving_loop& loop, const repla
       const auto [at, i] = pending.top();
       pending.pop();
       const auto& req = w.requests[i];
-      materialize_prompt(req, prompt);
+      if (req.follow_up && !req.prompt.empty()) {
+        // The conversation so far, then the new message (the last segment).
+        workload_request message;
+        message.prompt = {req.prompt.back()};
+        message.prompt_tokens = req.prompt.back().tokens;
+        materialize_prompt(message, prompt);
+        prompt.insert(prompt.begin(), conversation[i].begin(), conversation[i].end());
+        conversation[i] = {};
+      } else {
+        materialize_prompt(req, prompt);
+      }
       if (o.vocab > 0) {
         for (token_id& x : prompt) x %= o.vocab;
       }
+      const bool keep = req.next_turn >= 0;
+      if (keep) sent[i] = prompt;
       serving_request s;
       s.id = i;  // workload index: follow-ups and results find their request
       s.arrival_seconds = at;
@@ -183,9 +206,12 @@ replay_result replay_workload(const workload& w, serving_loop& loop, const repla
       s.stop_tokens = o.stop_tokens;
       s.sampling = o.sampling;
       s.sampling.seed = req.output_seed;
-      if (o.cancel_after.contains(i)) {
-        s.on_token = [&cancels, &first_seen, &o, i](const token_event& e) {
-          if (e.index == 0 && !first_seen[i]) {
+      const bool cancel = o.cancel_after.contains(i);
+      if (cancel || keep) {
+        s.on_token = [&cancels, &first_seen, &o, &answer, i, cancel,
+                      keep](const token_event& e) {
+          if (keep) answer[i].push_back(e.token);
+          if (cancel && e.index == 0 && !first_seen[i]) {
             first_seen[i] = 1;
             cancels.push({e.seconds + o.cancel_after.at(i), i});
           }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Integration test against a real Prometheus and Pushgateway (Debian's packages), on loopback:
-#  1. `ridgeline kv` replays a generated workload paced in real time and serves /metrics;
+#  1. `ridgeline replay --cpu` serves a generated chat workload in real time through the serving
+#     loop on the cpu executor (tiny model) and serves /metrics;
 #     Prometheus scrapes it every second with the project's config and rules;
 #  2. every PromQL expression of every dashboard panel is evaluated through the HTTP API and must
 #     return a non-empty, finite result (GPU telemetry panels: only when the exporter has GPU
@@ -76,11 +77,11 @@ wait_for 30 curl -sf "$prom/-/ready" || fail "Prometheus not ready within 30 s"
 wait_for 30 curl -sf "$pgw/-/ready" || fail "Pushgateway not ready within 30 s"
 
 # The workload, started once Prometheus is ready so that several scrapes land while it runs:
-# ~117 simulated seconds of chat sessions at 6x real time (about 20 s), then the exporter stays
-# up so Prometheus scrapes the final values too.
-"$ridgeline" kv --generator sessions=60,turns=uniform:2:4,think=exp:5,system=512,rate=1,seed=7 \
-  --model llama-3-8b --gpu h100-sxm --capacity 20% -o "$work/kv_live.json" \
-  --metrics-address "127.0.0.1:$exporter_port" --pace 6 --hold 60 --slo-ttft 1 --slo-tpot 0.05 \
+# about 30 s of chat sessions with shared system prompts served for real on the cpu executor,
+# then the exporter stays up so Prometheus scrapes the final values too.
+"$ridgeline" replay --cpu -o "$work/replay_live.json" \
+  --generator sessions=40,rate=2,turns=uniform:2:4,think=exp:2,system=128,system_prompts=2,message=lognormal:40:0.5,output=lognormal:16:0.5,seed=7 \
+  --metrics-address "127.0.0.1:$exporter_port" --hold 60 --slo-ttft 1 --slo-tpot 0.05 \
   >"$work/ridgeline.log" 2>&1 &
 ridgeline_pid=$!
 pids+=($ridgeline_pid)

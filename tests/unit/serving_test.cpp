@@ -10,7 +10,9 @@
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/engine/serving.hpp"
+#include "ridgeline/engine/simulator.hpp"
 #include "ridgeline/engine/workload.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 
 using namespace ridgeline;
 
@@ -240,4 +242,40 @@ TEST(Serving, StopTokensEndARequestAndGreedyTokensDoNotDependOnTheBatch) {
     const auto first = std::find(alone.begin(), alone.end(), alone[3]) - alone.begin();
     EXPECT_EQ(recs[0].record.output_tokens, first + 1);
   }
+}
+
+TEST(Serving, ChatFollowUpsCarryTheModelsAnswersAndHitAsTheSimulationSays) {
+  generator_config g;
+  g.seed = 9;
+  g.sessions = 8;
+  g.rate_per_second = 50;
+  g.turns = length_distribution{length_distribution::kind::uniform, 2, 4, 1, 4};
+  g.think_seconds = length_distribution{length_distribution::kind::fixed, 0.01, 0, 0, 1};
+  g.message = length_distribution{length_distribution::kind::uniform, 5, 40, 1, 40};
+  g.output = length_distribution{length_distribution::kind::uniform, 3, 20, 1, 20};
+  g.system_tokens = 32;
+  g.system_prompts = 2;
+  const workload w = generate_workload(g);
+  cpu_engine exec(tiny(), random_weights(tiny(), 2), 512);
+  kv_cache_manager kv(kv_config(512));
+  scheduler_config sc;
+  sc.max_model_len = tiny().max_context;
+  fake_clock clk;
+  serving_loop loop(exec, kv, sc, tiny(), std::ref(clk));
+  replay_options o;
+  o.vocab = tiny().vocab;
+  o.wait_until = [&clk](double t) { clk.t = std::max(clk.t, t); };
+  const replay_result r = replay_workload(w, loop, o, std::ref(clk));
+  EXPECT_EQ(r.finished, std::ssize(w.requests));
+  // An ample pool evicts nothing: every follow-up finds its whole conversation cached, exactly as
+  // in the simulation, whose outputs are the workload's stand-in tokens. Had the follow-ups
+  // carried the stand-ins instead of the model's answers, the blocks holding answers would miss.
+  simulation_config c;
+  c.kv = kv_config(512);
+  c.scheduler = sc;
+  const simulation_result sim =
+      simulate(w, c, roofline_step_time_model(tiny(), planner::resolve_gpu("h100-sxm").profile));
+  EXPECT_EQ(r.kv.hit_tokens_tier1, sim.kv.hit_tokens_tier1);
+  EXPECT_EQ(r.kv.lookup_tokens, sim.kv.lookup_tokens);
+  EXPECT_GT(r.kv.hit_tokens_tier1, 0);
 }

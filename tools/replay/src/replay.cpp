@@ -126,6 +126,14 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
                     l.sched().counters().preemptions});
     };
   }
+  if (metrics::live_metrics* live = hooks.live) {
+    ro.on_request = [live](const serving_record& q) {
+      const request_record& r = q.record;
+      const bool done = r.outcome == request_outcome::finished;
+      live->observe_request({done, done ? r.ttft_seconds() : 0, done ? r.e2e_seconds() : 0,
+                             r.has_tpot() ? r.tpot_seconds() : -1.0});
+    };
+  }
   const replay_result rr = replay_workload(s.requests, loop, ro, steady_seconds);
 
   // The run's records through kv's row (one capacity: the engine's pool).

@@ -131,6 +131,7 @@ struct replay_options {
   // Called now and then with the fraction of requests done, in [0, 1], and after every step.
   std::function<void(double)> progress;
   std::function<void(const serving_loop&, const step_record&)> on_step;
+  std::function<void(const serving_record&)> on_request;  // every request as it leaves
   // Cancels: request index -> seconds after its first token at which it is cancelled (tests and
   // fault runs); empty: none.
   std::unordered_map<std::size_t, double> cancel_after;
