@@ -20,12 +20,16 @@ struct replay_args {
   replay::replay_options o;
   std::string output = "ridgeline-replay.json";
   std::string csv;
+  std::string host_memory;
   bool json = false;
   metrics_options live;
 };
 
 void run_replay_command(replay_args& a, context& ctx) {
   a.o.serving.capacities = {kv::capacity_spec{"engine pool", kv::capacity_spec::kind::unlimited, 0}};
+  a.o.serving.host_memory_bytes =
+      a.host_memory.empty() || a.host_memory == "0" ? 0
+                                                    : static_cast<std::int64_t>(parse_bytes(a.host_memory));
   const replay::replay_setup setup = replay::configure(a.o);
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);
@@ -104,6 +108,9 @@ void register_replay(CLI::App& app, context& ctx) {
   cmd->add_option("--gemm-candidates", o.gemm_candidates,
                   "cuBLASLt candidates timed per new token count (1: the heuristic's first)")
       ->capture_default_str();
+  cmd->add_option("--host-memory", args->host_memory,
+                  "Host KV tier in pinned memory (e.g. 16GiB): evicted prefix blocks are copied "
+                  "there over PCIe and loaded back on a hit");
   cmd->add_flag("--deterministic", o.deterministic, "Batch-invariant mode (docs/diverge.md)");
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "Launch decode steps eagerly");
   cmd->add_flag("--cpu", o.cpu, "The cpu executor on the tiny model even with a GPU");

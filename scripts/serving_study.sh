@@ -7,8 +7,9 @@
 #   prefix    replay: TTFT of 7,680 cached + 256 new tokens (5 hits) against 5 cold requests
 #   azure     replay: the first 240 s of data/traces/azure_llm_2023_conv.csv in real time
 #   mooncake  replay: the first 180 s of the Mooncake synthetic trace (512-token hash blocks)
-#   chat      replay: 180 s of multi-turn chat sessions with 8 shared system prompts
+#   chat      replay: 60 s of multi-turn chat sessions (arrivals) with 8 shared system prompts
 #   preempt   replay: a 600-block pool under a decode-heavy burst (preemption and eviction)
+#   hosttier  replay: 60 s of chat sessions on a 1,500-block GPU pool with an 8 GiB host tier
 #   memcheck  compute-sanitizer memcheck on a short replay of a tiny model with preemptions
 set -uo pipefail
 [ $# -ge 3 ] || { echo "usage: scripts/serving_study.sh RIDGELINE_BIN OUT_DIR PART..." >&2; exit 2; }
@@ -48,17 +49,21 @@ for part in "$@"; do
         --trace "$here/data/traces/mooncake_synthetic_trace.jsonl" --mooncake-block 512 \
         --duration 180 -o "$out/mooncake.json" ;;
     chat)
-      run chat replay --model llama-3-8b --duration 180 \
-        --generator sessions=120,rate=0.7,turns=uniform:2:6,think=exp:8,message=lognormal:200:0.8,output=lognormal:120:0.5,system=1024,system_prompts=8 \
+      run chat replay --model llama-3-8b --duration 60 \
+        --generator sessions=120,rate=1,turns=uniform:2:4,think=exp:5,message=lognormal:200:0.8,output=lognormal:120:0.5,system=1024,system_prompts=8 \
         -o "$out/chat.json" ;;
     preempt)
       run preempt replay --model llama-3-8b --kv-blocks 600 \
         --generator requests=96,rate=200,prompt=uniform:200:900,output=fixed:384 \
         -o "$out/preempt.json" ;;
+    hosttier)
+      run hosttier replay --model llama-3-8b --kv-blocks 1500 --host-memory 8GiB --duration 60 \
+        --generator sessions=80,rate=1,turns=uniform:3:5,think=exp:4,message=lognormal:300:0.6,output=lognormal:100:0.5,system=2048,system_prompts=16 \
+        -o "$out/hosttier.json" ;;
     memcheck)
       echo "serving_study: memcheck" | tee -a "$out/commands.txt"
       compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" replay --model tiny-gpu \
-        --kv-blocks 48 --no-simulate \
+        --kv-blocks 48 --no-simulate --host-memory 2MiB \
         --generator requests=24,rate=400,prompt=uniform:20:300,output=uniform:4:40,system=64,system_prompts=2 \
         -o "$out/memcheck_replay.json" >"$out/memcheck.log" 2>&1
       echo "serving_study: memcheck: rc=$?" | tee -a "$out/commands.txt" ;;

@@ -72,7 +72,7 @@ def main():
         return 2
     out = sys.argv[1]
     ok = {}
-    for name in ("azure", "mooncake", "chat", "preempt"):
+    for name in ("azure", "mooncake", "chat", "preempt", "hosttier"):
         doc = load(out, name + ".json")
         if doc is None:
             continue
@@ -81,6 +81,15 @@ def main():
         if name in ("mooncake", "chat"):
             lines, ok[name + " hit rate within 0.5 points"] = hit_rates(name, doc)
             print("\n".join(lines))
+        if name == "hosttier":
+            r = row_of(doc)
+            st = r["measured"]["steps"]
+            loaded, saved = sum(st["blocks_to_gpu"]), sum(st["blocks_to_host"])
+            copy = sum(st["copy_seconds"])
+            print(f"  host tier: {r['hit_tokens_tier2']} prompt tokens served from host memory, "
+                  f"{saved} blocks saved and {loaded} loaded in {copy*1e3:.1f} ms of copies "
+                  f"({r['capacity_blocks']} GPU blocks)")
+            ok["host tier exercised"] = r["hit_tokens_tier2"] > 0 and loaded > 0
         if name == "preempt":
             r = row_of(doc)
             print(f"  preemptions {r['preemptions']}, evictions {r['evictions_tier1']}, "

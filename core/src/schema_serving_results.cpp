@@ -84,6 +84,9 @@ serving_measured parse_measured(const node& m) {
   RIDGELINE_COLUMN(s, st, gpu_seconds, numbers, n);
   RIDGELINE_COLUMN(s, st, host_seconds, numbers, n);
   RIDGELINE_COLUMN(s, st, gap_seconds, numbers, n);
+  RIDGELINE_COLUMN(s, st, copy_seconds, numbers, n);
+  RIDGELINE_COLUMN(s, st, blocks_to_host, integers, n);
+  RIDGELINE_COLUMN(s, st, blocks_to_gpu, integers, n);
   RIDGELINE_COLUMN(s, st, flops, numbers, n);
   RIDGELINE_COLUMN(s, st, bytes, numbers, n);
   RIDGELINE_COLUMN(s, st, sequences, integers, n);
@@ -236,6 +239,9 @@ json to_json(const serving_measured& m) {
             {"gpu_seconds", s.gpu_seconds},
             {"host_seconds", s.host_seconds},
             {"gap_seconds", s.gap_seconds},
+            {"copy_seconds", s.copy_seconds},
+            {"blocks_to_host", s.blocks_to_host},
+            {"blocks_to_gpu", s.blocks_to_gpu},
             {"flops", s.flops},
             {"bytes", s.bytes},
             {"sequences", s.sequences},

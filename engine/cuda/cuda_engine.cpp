@@ -152,6 +152,12 @@ struct cuda_engine::impl {
   cuda::event_timer timer;
   // The GPU's idle time between steps: the end of the last forward pass and the start of this one.
   cuda::event forward_begin, forward_end, last_forward_end;
+  // Host tier: pinned slots [slot][layer][block], copies on their own stream.
+  unsigned char* h_tier = nullptr;
+  std::int64_t block_bytes = 0;  // one block of one layer
+  cuda::stream copy_stream;
+  cuda::event copies_ready, copies_begin, copies_end;
+  bool copies_pending = false;
   bool have_last_forward = false;
   double last_gap_seconds = -1;
   struct graph_exec {
@@ -174,6 +180,7 @@ struct cuda_engine::impl {
       if (g.exec) cudaGraphExecDestroy(g.exec);
     }
     if (h_ints) cudaFreeHost(h_ints);
+    if (h_tier) cudaFreeHost(h_tier);
     if (h_sampling) cudaFreeHost(h_sampling);
   }
 
@@ -233,7 +240,7 @@ struct cuda_engine::impl {
                              d_ints + l.q_offsets, d_ints + l.seq_lens, d_ints + l.tables,
                              d_ints + l.sample_rows, d_ints + l.prev, d_ints + l.prev_off,
                              d_sampling, d_out_tokens, d_out_logprobs, d_out_top_ids},
-                            opt.top_logprobs, opt.split_tokens);
+                            opt.top_logprobs, opt.split_tokens, opt.batch_invariant);
   }
 
   void forward(const step_inputs& in) {
@@ -393,6 +400,13 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
                                       static_cast<std::size_t>(m->ints_capacity) * 4));
   RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_sampling),
                                       o.max_seqs * sizeof(sampling_row)));
+  m->block_bytes = kv_layer_elements(mp, 1, o.block_tokens) * 2;
+  if (o.host_kv_blocks < 0) throw std::invalid_argument("engine: negative host KV blocks");
+  if (o.host_kv_blocks > 0) {
+    RIDGELINE_CUDA_CHECK(cudaMallocHost(
+        reinterpret_cast<void**>(&m->h_tier),
+        static_cast<std::size_t>(o.host_kv_blocks) * mp.layers * m->block_bytes));
+  }
   m->stream.synchronize();
 }
 
@@ -439,9 +453,20 @@ step_output cuda_engine::step(std::span<const step_sequence> seqs) {
     }
   }
   const auto l = m->layout_for(h);
-  m->upload(h, l);
   step_output r;
+  if (m->copies_pending) {
+    // The step's inputs and kernels wait for the block copies (loads into its blocks).
+    RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(m->stream.get(), m->copies_end.get(), 0));
+  }
+  m->upload(h, l);
   r.graph = m->run_forward(h, l, r.forward_seconds);
+  if (m->copies_pending) {
+    float ms = 0;
+    RIDGELINE_CUDA_CHECK(cudaEventSynchronize(m->copies_end.get()));
+    RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, m->copies_begin.get(), m->copies_end.get()));
+    r.copy_seconds = static_cast<double>(ms) * 1e-3;
+    m->copies_pending = false;
+  }
   r.gap_seconds = m->last_gap_seconds;
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,
@@ -474,6 +499,45 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
 }
 
 void cuda_engine::set_cuda_graphs(bool on) { m->opt.cuda_graphs = on; }
+
+std::int32_t cuda_engine::host_blocks() const { return m->opt.host_kv_blocks; }
+
+void cuda_engine::copy_blocks(std::span<const block_transfer> transfers) {
+  if (transfers.empty()) return;
+  const int layers = m->cfg.model.layers;
+  for (const auto& t : transfers) {
+    if (t.gpu < 0 || t.gpu >= m->plan.kv_blocks || t.host_slot < 0 ||
+        t.host_slot >= m->opt.host_kv_blocks) {
+      throw std::invalid_argument("engine: block copy " + std::to_string(t.gpu) + " <-> slot " +
+                                  std::to_string(t.host_slot) + " outside the pools (" +
+                                  std::to_string(m->plan.kv_blocks) + " blocks, " +
+                                  std::to_string(m->opt.host_kv_blocks) + " slots)");
+    }
+  }
+  // After everything the compute stream has so far (the last step wrote the blocks to save).
+  m->copies_ready.record(m->stream.get());
+  cudaStream_t cs = m->copy_stream.get();
+  RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(cs, m->copies_ready.get(), 0));
+  if (!m->copies_pending) m->copies_begin.record(cs);
+  const std::size_t width = static_cast<std::size_t>(m->block_bytes);
+  const std::size_t layer_pitch = static_cast<std::size_t>(m->kv_view.layer_stride) * 2;
+  auto* pool = m->kv.data<unsigned char>();
+  for (const auto& t : transfers) {
+    unsigned char* gpu = pool + static_cast<std::size_t>(t.gpu) * width;
+    unsigned char* host = m->h_tier + static_cast<std::size_t>(t.host_slot) * layers * width;
+    if (t.dir == block_transfer::direction::to_host) {
+      RIDGELINE_CUDA_CHECK(cudaMemcpy2DAsync(host, width, gpu, layer_pitch, width,
+                                             static_cast<std::size_t>(layers),
+                                             cudaMemcpyDeviceToHost, cs));
+    } else {
+      RIDGELINE_CUDA_CHECK(cudaMemcpy2DAsync(gpu, layer_pitch, host, width, width,
+                                             static_cast<std::size_t>(layers),
+                                             cudaMemcpyHostToDevice, cs));
+    }
+  }
+  m->copies_end.record(cs);
+  m->copies_pending = true;
+}
 
 void cuda_engine::set_pdl(bool on) {
   m->apply_pdl(on);

@@ -1,7 +1,9 @@
 // The CPU executor (see cpu_engine.hpp).
 #include "ridgeline/engine/cpu_engine.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <utility>
 #include <stdexcept>
 #include <string>
 
@@ -89,8 +91,39 @@ step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   decoder_forward(backend, m_cfg, m_w, kv, b, in);
   r.forward_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.copy_seconds = std::exchange(m_copy_seconds, 0.0);
   r.logits.assign(b.logits, b.logits + static_cast<std::size_t>(h.num_samples) * m.vocab);
   return r;
+}
+
+void cpu_engine::set_host_blocks(int blocks) {
+  if (blocks < 0) throw std::invalid_argument("cpu_engine: negative host blocks");
+  const std::int64_t per_layer = kv_layer_elements(m_cfg.model, 1, m_cfg.block_tokens);
+  m_host_blocks = blocks;
+  m_host.assign(static_cast<std::size_t>(per_layer * m_cfg.model.layers * blocks), 0);
+}
+
+void cpu_engine::copy_blocks(std::span<const block_transfer> transfers) {
+  const auto start = std::chrono::steady_clock::now();
+  const model_preset& m = m_cfg.model;
+  const std::int64_t block = kv_layer_elements(m, 1, m_cfg.block_tokens);
+  const std::int64_t layer_stride = kv_layer_elements(m, m_num_blocks, m_cfg.block_tokens);
+  for (const auto& t : transfers) {
+    if (t.gpu < 0 || t.gpu >= m_num_blocks || t.host_slot < 0 || t.host_slot >= m_host_blocks) {
+      throw std::invalid_argument("cpu_engine: block copy " + std::to_string(t.gpu) + " <-> slot " +
+                                  std::to_string(t.host_slot) + " outside the pools");
+    }
+    for (int l = 0; l < m.layers; ++l) {
+      bf16_bits* pool = m_kv.data() + l * layer_stride + t.gpu * block;
+      bf16_bits* host = m_host.data() + (std::int64_t(t.host_slot) * m.layers + l) * block;
+      if (t.dir == block_transfer::direction::to_host)
+        std::copy(pool, pool + block, host);
+      else
+        std::copy(host, host + block, pool);
+    }
+  }
+  m_copy_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace ridgeline

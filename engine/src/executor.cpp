@@ -7,6 +7,13 @@
 
 namespace ridgeline {
 
+void executor::copy_blocks(std::span<const block_transfer> transfers) {
+  if (!transfers.empty()) {
+    throw std::invalid_argument("this executor has no host KV tier; " +
+                                std::to_string(transfers.size()) + " block copies asked for");
+  }
+}
+
 void plan_sequences(const step_plan& plan, const scheduler& sched, const kv_cache_manager& kv,
                     std::vector<step_sequence>& out) {
   out.clear();

@@ -289,14 +289,15 @@ host_tier::host_tier(std::int32_t capacity_blocks)
   for (std::int32_t i = capacity() - 1; i >= 0; --i) m_free.push_back(i);
 }
 
-void host_tier::insert(std::uint64_t hash) {
-  if (capacity() == 0) return;
+std::int32_t host_tier::insert(std::uint64_t hash) {
+  if (capacity() == 0) return -1;
   const std::int32_t at = m_index.find(hash);
   if (at >= 0) {
     m_lru.remove(at);
     m_lru.push_back(at);
-    return;
+    return -1;
   }
+  if (m_free.empty() && m_lru.size() == 0) return -1;  // every slot held by loads in flight
   if (m_free.empty()) {
     const std::int32_t old = m_lru.front();
     m_lru.remove(old);
@@ -309,17 +310,20 @@ void host_tier::insert(std::uint64_t hash) {
   m_hash[slot] = hash;
   m_index.insert(hash, slot);
   m_lru.push_back(slot);
+  return slot;
 }
 
-bool host_tier::take(std::uint64_t hash) {
+std::int32_t host_tier::take(std::uint64_t hash, bool hold) {
   const std::int32_t at = m_index.find(hash);
-  if (at < 0) return false;
+  if (at < 0) return -1;
   m_lru.remove(at);
   m_index.erase(hash);
   m_hash[at] = 0;
-  m_free.push_back(at);
-  return true;
+  if (!hold) m_free.push_back(at);
+  return at;
 }
+
+void host_tier::release(std::int32_t slot) { m_free.push_back(slot); }
 
 // ---------------------------------------------------------------------------------------------
 std::int32_t blocks_for_budget(const model_preset& m, dtype kv_dtype, std::int32_t block_tokens,
@@ -445,11 +449,19 @@ block_id kv_cache_manager::allocate_block() {
     ++m_counters.evictions_tier1;
     if (m_tier2.capacity() > 0) {
       const auto before = m_tier2.evictions();
-      m_tier2.insert(evicted);
+      const std::int32_t slot = m_tier2.insert(evicted);
       m_counters.evictions_tier2 += m_tier2.evictions() - before;
+      if (slot >= 0 && m_config.record_transfers) {
+        m_transfers.push_back({block_transfer::direction::to_host, *b, slot});
+      }
     }
   }
   return *b;
+}
+
+void kv_cache_manager::take_transfers(std::vector<block_transfer>& out) {
+  out.clear();
+  out.swap(m_transfers);
 }
 
 bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens,
@@ -474,11 +486,14 @@ bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens
   const std::int64_t reserve_blocks = (prefix_tokens + reserve_tokens + bs - 1) / bs - m.blocks();
   if (m.tier2_blocks + reserve_blocks > m_pool.num_available() - cached_hits) return false;
 
-  // Take tier-2 entries out first: allocating tier-1 blocks may evict into tier 2.
+  // Take tier-2 entries out first: allocating tier-1 blocks may evict into tier 2. Their slots
+  // stay held until the loads are recorded, so no eviction overwrites them first.
+  std::vector<std::int32_t> slots;
   for (std::uint64_t h : m.hashes) {
-    if (m_pool.find(h) < 0) m_tier2.take(h);
+    if (m_pool.find(h) < 0) slots.push_back(m_tier2.take(h, /*hold=*/true));
   }
   q.blocks.reserve(m.blocks());
+  std::size_t next_slot = 0;
   for (std::uint64_t h : m.hashes) {
     block_id b = m_pool.find(h);
     if (b >= 0) {
@@ -487,9 +502,14 @@ bool kv_cache_manager::acquire_prefix(seq_id s, std::span<const token_id> tokens
       b = allocate_block();
       m_pool.set_hash(b, h);
       ++m_counters.tier2_blocks_loaded;
+      if (m_config.record_transfers) {
+        m_transfers.push_back({block_transfer::direction::to_gpu, b, slots[next_slot]});
+      }
+      ++next_slot;
     }
     q.blocks.push_back(b);
   }
+  for (std::int32_t slot : slots) m_tier2.release(slot);
   q.num_tokens = prefix_tokens;
   q.parent = m.hashes.empty() ? k_root_block_hash : m.hashes.back();
   return true;

@@ -20,6 +20,17 @@ serving_loop::serving_loop(executor& exec, kv_cache_manager& kv, const scheduler
                            const model_preset& model, clock now)
     : m_exec(exec), m_kv(kv), m_sched(config, kv), m_model(model), m_now(std::move(now)) {
   if (!m_now) throw std::invalid_argument("serving_loop: no clock");
+  const auto& kc = kv.config();
+  if (kc.host_blocks > 0) {
+    if (!kc.record_transfers) {
+      throw std::invalid_argument("serving: a host KV tier needs record_transfers in the KV config");
+    }
+    if (exec.host_blocks() < kc.host_blocks) {
+      throw std::invalid_argument("serving: the KV manager's host tier has " +
+                                  std::to_string(kc.host_blocks) + " blocks, the executor " +
+                                  std::to_string(exec.host_blocks()));
+    }
+  }
 }
 
 void serving_loop::submit(serving_request r) {
@@ -76,10 +87,18 @@ const step_record* serving_loop::step() {
   const step_work work = step_work_of(m_model, plan.shape);
   rec.flops = work.flops;
   rec.bytes = work.bytes();
+  m_kv.take_transfers(m_transfers);
+  if (!m_transfers.empty()) {
+    for (const auto& t : m_transfers) {
+      ++(t.dir == block_transfer::direction::to_host ? rec.blocks_to_host : rec.blocks_to_gpu);
+    }
+    m_exec.copy_blocks(m_transfers);
+  }
 
   const step_output out = m_exec.step(m_seqs);
   rec.gpu_seconds = out.forward_seconds;
   rec.gap_seconds = out.gap_seconds;
+  rec.copy_seconds = out.copy_seconds;
   rec.graph = out.graph;
   const double end = m_now();
   // Streaming callbacks see each token before the scheduler may finish (and free) its request.

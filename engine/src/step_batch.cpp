@@ -66,7 +66,7 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
 }
 
 step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,
-                             int split_tokens) {
+                             int split_tokens, bool prefill_kernel_only) {
   step_inputs in;
   in.num_tokens = h.num_tokens;
   in.num_seqs = h.num_seqs;
@@ -78,6 +78,7 @@ step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_l
   in.block_tables = a.block_tables;
   in.max_blocks_per_seq = h.max_blocks_per_seq;
   in.split_tokens = split_tokens;
+  in.prefill_kernel_only = prefill_kernel_only;
   in.num_samples = h.num_samples;
   in.sample_rows = a.sample_rows;
   in.sampling = a.sampling;

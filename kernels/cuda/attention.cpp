@@ -129,6 +129,7 @@ attention_shape shape_of(const attention_params& p) {
   s.block_size = p.kv.block_size;
   s.max_blocks_per_seq = p.kv.max_blocks_per_seq;
   s.split_tokens = p.split_tokens;
+  s.prefill_kernel_only = p.prefill_kernel_only;
   return s;
 }
 
@@ -136,7 +137,8 @@ attention_plan plan_attention(const attention_shape& s) {
   validate_shape(s);
   attention_plan plan;
   const int group = s.num_q_heads / s.num_kv_heads;
-  plan.decode = s.num_q_tokens == s.num_seqs && decode_group_supported(group);
+  plan.decode = !s.prefill_kernel_only && s.num_q_tokens == s.num_seqs &&
+                decode_group_supported(group);
   if (!plan.decode) return plan;
   const std::int64_t max_ctx = std::int64_t{s.max_blocks_per_seq} * s.block_size;
   std::int64_t split = s.split_tokens;

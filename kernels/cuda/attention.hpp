@@ -38,6 +38,7 @@ struct attention_shape {
   int num_seqs = 0, num_q_tokens = 0, num_q_heads = 0;
   int num_kv_heads = 0, head_dim = 0, block_size = 16, max_blocks_per_seq = 0;
   int split_tokens = 0;  // attention_params::split_tokens: 0 automatic, > 0 fixed
+  bool prefill_kernel_only = false;  // attention_params::prefill_kernel_only
 };
 attention_shape shape_of(const attention_params& p);
 

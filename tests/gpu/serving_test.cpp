@@ -144,3 +144,47 @@ TEST(Serving, PrefixHitGivesTheColdTokensAndCancelFreesBlocks) {
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].record.outcome, request_outcome::cancelled);
 }
+
+TEST(Serving, HostTierHitsAreCopiedOverPcieAndGiveTheColdTokens) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  const auto a = prompt_of(21, 160);
+  auto again = a;
+  for (int i = 0; i < 7; ++i) again.push_back(100 + i);
+  auto run = [&](int host_blocks, std::vector<token_id>& last, std::int64_t& tier2_hits,
+                 double& copy_seconds, std::int64_t& loaded) {
+    engine_options o = options(20);
+    o.host_kv_blocks = host_blocks;
+    cuda_engine exec(m, o);
+    kv_cache_config kc = make_kv_cache_config(m, dtype::bf16, 16, 20);
+    kc.host_blocks = host_blocks;
+    kc.record_transfers = true;
+    kv_cache_manager kv(kc);
+    serving_loop loop(exec, kv, scheduler_config{}, m, steady_seconds);
+    auto serve_one = [&](serving_request q) {
+      loop.submit(std::move(q));
+      while (loop.has_work()) {
+        const step_record* r = loop.step();
+        copy_seconds += r->copy_seconds;
+        loaded += r->blocks_to_gpu;
+      }
+    };
+    serve_one(request(0, a, 4));
+    for (int k = 1; k <= 6; ++k) serve_one(request(k, prompt_of(40 + k, 150), 4));
+    serving_request q = request(99, again, 12);
+    q.on_token = [&last](const token_event& e) { last.push_back(e.token); };
+    serve_one(std::move(q));
+    tier2_hits = kv.counters().hit_tokens_tier2;
+  };
+  std::vector<token_id> warm, cold;
+  std::int64_t hits = 0, hits_cold = 0, loaded = 0, loaded_cold = 0;
+  double copy = 0, copy_cold = 0;
+  run(64, warm, hits, copy, loaded);
+  run(0, cold, hits_cold, copy_cold, loaded_cold);
+  EXPECT_EQ(hits, 160);
+  EXPECT_EQ(loaded, 10);
+  EXPECT_GT(copy, 0.0) << "the copies' CUDA-event time";
+  EXPECT_EQ(hits_cold, 0);
+  ASSERT_EQ(warm.size(), 12u);
+  EXPECT_EQ(warm, cold);
+}

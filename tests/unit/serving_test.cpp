@@ -279,3 +279,53 @@ TEST(Serving, ChatFollowUpsCarryTheModelsAnswersAndHitAsTheSimulationSays) {
   EXPECT_EQ(r.kv.lookup_tokens, sim.kv.lookup_tokens);
   EXPECT_GT(r.kv.hit_tokens_tier1, 0);
 }
+
+TEST(Serving, HostTierHitsCopyRealBlocksAndGiveTheColdTokens) {
+  const auto weights = random_weights(tiny(), 6);
+  // A: a 160-token prompt; then 6 unrelated requests that push A's blocks out of a 20-block pool
+  // into the host tier; then A's prompt again plus 7 tokens: a prefix hit served from host memory.
+  std::vector<token_id> a(160);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<token_id>((i * 29 + 3) % 256);
+  auto again = a;
+  for (int i = 0; i < 7; ++i) again.push_back(static_cast<token_id>(i + 100));
+  auto run = [&](int gpu_blocks, int host_blocks, std::vector<token_id>& last_tokens,
+                 std::int64_t& tier2_hits, std::int64_t& loaded, std::int64_t& saved) {
+    cpu_engine exec(tiny(), weights, gpu_blocks);
+    exec.set_host_blocks(host_blocks);
+    kv_cache_config kc = kv_config(gpu_blocks);
+    kc.host_blocks = host_blocks;
+    kc.record_transfers = true;
+    kv_cache_manager kv(kc);
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk));
+    auto serve_one = [&](serving_request q) {
+      loop.submit(std::move(q));
+      while (loop.has_work()) {
+        const step_record* r = loop.step();
+        loaded += r->blocks_to_gpu;
+        saved += r->blocks_to_host;
+      }
+    };
+    serve_one(request(0, a, 4));
+    for (int k = 1; k <= 6; ++k) {
+      std::vector<token_id> other(150);
+      for (std::size_t i = 0; i < other.size(); ++i) other[i] = static_cast<token_id>((i * 7 + 31 * k) % 256);
+      serve_one(request(static_cast<std::uint64_t>(k), other, 4));
+    }
+    serving_request q = request(99, again, 8);
+    q.on_token = [&last_tokens](const token_event& e) { last_tokens.push_back(e.token); };
+    serve_one(std::move(q));
+    tier2_hits = kv.counters().hit_tokens_tier2;
+    kv.check_invariants();
+  };
+  std::vector<token_id> with_tier, cold;
+  std::int64_t hits = 0, loaded = 0, saved = 0, hits_cold = 0, l2 = 0, s2 = 0;
+  run(20, 64, with_tier, hits, loaded, saved);
+  run(20, 0, cold, hits_cold, l2, s2);
+  EXPECT_EQ(hits, 160) << "A's 10 full blocks should come back from the host tier";
+  EXPECT_EQ(loaded, 10);
+  EXPECT_GT(saved, 10);
+  EXPECT_EQ(hits_cold, 0);
+  ASSERT_EQ(with_tier.size(), 8u);
+  EXPECT_EQ(with_tier, cold) << "tokens after a host-tier hit differ from the cold computation";
+}

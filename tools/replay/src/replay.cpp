@@ -21,13 +21,32 @@ constexpr std::int32_t k_cpu_kv_blocks = 2048;
 
 bool is_tiny(const model_preset& m) { return m.name.rfind("tiny", 0) == 0 && m.layers <= 4; }
 
+}  // namespace
+
+std::int32_t host_blocks_for(const model_preset& m, const replay_setup& s) {
+  const auto& k = s.options.serving;
+  if (k.host_memory_bytes <= 0) return 0;
+  const std::int64_t per_block = m.kv_bytes_per_token(dtype::bf16) * k.block_tokens;
+  const std::int64_t blocks = k.host_memory_bytes / per_block;
+  if (blocks < 1 || blocks > (1 << 30)) {
+    throw std::invalid_argument("--host-memory " + std::to_string(k.host_memory_bytes) +
+                                " bytes holds " + std::to_string(blocks) + " blocks of " +
+                                std::to_string(per_block) + " bytes");
+  }
+  return static_cast<std::int32_t>(blocks);
+}
+
+namespace {
+
 replay_executor make_cpu_executor(const replay_setup& s) {
   const replay_options& a = s.options;
   replay_executor r;
   r.model = is_tiny(*s.kv.model) ? s.kv.model : &model_preset_by_name("tiny");
   r.kv_blocks = a.kv_blocks > 0 ? a.kv_blocks : k_cpu_kv_blocks;
-  r.exec = std::make_unique<cpu_engine>(*r.model, random_weights(*r.model, a.seed), r.kv_blocks,
-                                        s.options.serving.block_tokens);
+  auto engine = std::make_unique<cpu_engine>(*r.model, random_weights(*r.model, a.seed),
+                                             r.kv_blocks, s.options.serving.block_tokens);
+  engine->set_host_blocks(host_blocks_for(*r.model, s));
+  r.exec = std::move(engine);
   r.executor_name = "cpu";
   r.device = "host CPU (naive reference kernels)";
   return r;
@@ -49,11 +68,6 @@ replay_setup configure(const replay_options& o) {
     throw std::invalid_argument("--memory-fraction must be in (0, 1]");
   }
   if (o.gemm_candidates < 1) throw std::invalid_argument("--gemm-candidates must be at least 1");
-  if (o.serving.host_memory_bytes > 0) {
-    throw std::invalid_argument(
-        "--host-memory: the host KV tier is simulated by `ridgeline kv` only; the executors do "
-        "not copy blocks to host memory yet");
-  }
   replay_setup s;
   s.options = o;
   s.kv = kv::configure(o.serving);
@@ -102,6 +116,8 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   ks.step_model.emplace(m, ks.gpu.profile, ks.step_options);
   kv_cache_config kvc = make_kv_cache_config(m, ks.kv_dtype, a.serving.block_tokens, ex.kv_blocks);
   kvc.pcie_bytes_per_second = ks.step_options.pcie_bytes_per_second;
+  kvc.host_blocks = ex.exec->host_blocks();
+  kvc.record_transfers = kvc.host_blocks > 0;
 
   kv_cache_manager kv(kvc);
   serving_loop loop(*ex.exec, kv, ks.scheduler, m, steady_seconds);
@@ -172,6 +188,9 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
     st.gpu_seconds.push_back(r.gpu_seconds);
     st.host_seconds.push_back(r.host_seconds);
     st.gap_seconds.push_back(r.gap_seconds);
+    st.copy_seconds.push_back(r.copy_seconds);
+    st.blocks_to_host.push_back(r.blocks_to_host);
+    st.blocks_to_gpu.push_back(r.blocks_to_gpu);
     st.flops.push_back(r.flops);
     st.bytes.push_back(r.bytes);
     st.sequences.push_back(r.sequences);
@@ -264,6 +283,17 @@ std::string table_of(const nlohmann::json& doc) {
               ? format("%.2f", m.at("submit_lag_seconds").at("p99").get<double>() * 1e3)
               : std::string("-"))
       << " ms\n";
+    const auto& st = m.at("steps");
+    std::int64_t to_host = 0, to_gpu = 0;
+    double copy = 0;
+    for (const auto& v : st.at("blocks_to_host")) to_host += v.get<std::int64_t>();
+    for (const auto& v : st.at("blocks_to_gpu")) to_gpu += v.get<std::int64_t>();
+    for (const auto& v : st.at("copy_seconds")) copy += v.get<double>();
+    if (to_host + to_gpu > 0) {
+      o << "host tier: " << r.at("hit_tokens_tier2").get<std::int64_t>()
+        << " prompt tokens served from host memory; " << to_host << " blocks saved and " << to_gpu
+        << " loaded over PCIe in " << format("%.1f", copy * 1e3) << " ms of copies\n";
+    }
     o << "prefix hit rate: measured " << format_percent(r.at("token_hit_rate").get<double>())
       << ", kv's simulation of the same window and pool "
       << format_percent(m.at("simulated_token_hit_rate").get<double>()) << "\n";

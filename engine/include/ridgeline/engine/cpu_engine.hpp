@@ -24,6 +24,10 @@ class cpu_engine final : public executor {
   // config.json); its block_tokens is used.
   cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, int num_kv_blocks,
              int top_logprobs = 0);
+  // A host tier of `blocks` slots for the KV manager's block copies (copy_blocks).
+  void set_host_blocks(int blocks);
+  std::int32_t host_blocks() const override { return m_host_blocks; }
+  void copy_blocks(std::span<const block_transfer> transfers) override;
   const decoder_config& config() const { return m_cfg; }
   step_output step(std::span<const step_sequence> seqs) override;
   std::vector<bf16_bits>& kv() { return m_kv; }
@@ -34,6 +38,9 @@ class cpu_engine final : public executor {
   decoder_weights m_w;
   int m_num_blocks;
   int m_top_logprobs;
+  int m_host_blocks = 0;
+  std::vector<bf16_bits> m_host;  // [slot][layer][block elements]
+  double m_copy_seconds = 0;
 };
 
 }  // namespace ridgeline

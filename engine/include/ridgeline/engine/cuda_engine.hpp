@@ -40,11 +40,15 @@ struct engine_options {
                               // token count and device), "cublas" or "skinny" (the tensor-core
                               // weight-streaming GEMM, up to 64 tokens, compute capability 9.0)
   bool batch_invariant = false;  // deterministic mode: a sequence's logits are bitwise the same
-                                 // whatever else is in the batch (every GEMM through one fixed
-                                 // cuBLASLt algorithm per weight matrix without split-K, attention
-                                 // with a fixed split size; docs/diverge.md)
+                                 // whatever else is in the batch and however its positions were
+                                 // scheduled (every GEMM through one fixed cuBLASLt algorithm per
+                                 // weight matrix without split-K; attention through the prefill
+                                 // kernel for every step, so decode, chunked prefill and recompute
+                                 // after preemption give the same bits; docs/diverge.md)
   std::uint64_t seed = 1;    // random weights
   std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
+  int host_kv_blocks = 0;    // host tier: pinned host slots for the KV manager's block copies
+                             // (copy_blocks), each holding one block of every layer
   int top_logprobs = 0;      // per sampled token, for fingerprints
   bool return_logits = false;  // copy each step's fp32 logits to the host (tests, audits)
   int device = 0;
@@ -88,6 +92,11 @@ class cuda_engine final : public executor {
   // the first call of a shape captures it), returning the CUDA-event time. For benchmarks: the KV
   // of the new tokens is rewritten in place, so repeating the same step measures the same work.
   double timed_step(std::span<const step_sequence> seqs);
+  // Enqueues the block copies on the engine's copy stream (pinned host slots, PCIe), ordered
+  // after the last step's forward pass and before the next one's. Throws std::invalid_argument on
+  // a block or slot outside the pools.
+  void copy_blocks(std::span<const block_transfer> transfers) override;
+  std::int32_t host_blocks() const override;
 
   // Decode steps replayed from CUDA graphs or launched eagerly from now on (per-kernel traces and
   // kernel-replay counters need eager launches).

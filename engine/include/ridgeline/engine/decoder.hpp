@@ -112,6 +112,7 @@ struct step_inputs {
   const std::int32_t* block_tables = nullptr;  // [num_seqs][max_blocks_per_seq]
   int max_blocks_per_seq = 0;
   int split_tokens = 0;  // attention split size (0: launcher's choice)
+  bool prefill_kernel_only = false;  // attention_params::prefill_kernel_only (deterministic mode)
   int num_samples = 0;                          // rows that get logits and a token
   const std::int32_t* sample_rows = nullptr;    // [num_samples] token rows
   const sampling_row* sampling = nullptr;       // [num_samples]
@@ -157,7 +158,7 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
                          nq,              1.0f / std::sqrt(static_cast<float>(d)),
                          view,            in.split_tokens,
                          buf.workspace,   buf.workspace_bytes,
-                         buf.split_counters};
+                         buf.split_counters, in.prefill_kernel_only};
     b.rope_append_attention(pre, att);
     b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
     b.range_pop();

@@ -31,6 +31,9 @@ struct step_output {
   double forward_seconds = 0;         // cuda: CUDA-event time of the forward pass; cpu: host
                                       // wall time; simulated: what the step-time model says
   bool graph = false;                 // replayed from a CUDA graph (cuda only)
+  double copy_seconds = 0;            // host-tier block copies made before this step (copy_blocks
+                                      // since the last step): CUDA-event time on the copy stream
+                                      // (cuda), host wall time (cpu)
   double gap_seconds = -1;            // cuda: CUDA-event time from the end of the previous
                                       // step's forward pass to the start of this one (the GPU's
                                       // idle time between steps, input upload included); -1 on
@@ -44,6 +47,12 @@ class executor {
   // std::invalid_argument on a malformed step (build_step's checks) and leaves the executor
   // usable.
   virtual step_output step(std::span<const step_sequence> seqs) = 0;
+  // Makes the KV manager's block copies to and from its host tier (kv_cache.hpp), in order,
+  // before the next step reads or overwrites those blocks. Executors without a host tier throw
+  // std::invalid_argument when given any.
+  virtual void copy_blocks(std::span<const block_transfer> transfers);
+  // Host-tier slots this executor holds (0: none).
+  virtual std::int32_t host_blocks() const { return 0; }
 };
 
 // The sequences of a planned step, in plan order: each request's tokens from the scheduler and its

@@ -137,16 +137,22 @@ class block_pool {
   std::int64_t m_evictions = 0;
 };
 
-// Tier 2: block hashes held in host memory (capacity in blocks), LRU. Blocks arrive when tier 1
-// evicts them (write-back assumed to overlap compute) and leave when promoted back to tier 1.
+// Tier 2: block hashes held in host memory (capacity in blocks, each in a slot), LRU. Blocks
+// arrive when tier 1 evicts them (write-back assumed to overlap compute) and leave when promoted
+// back to tier 1.
 class host_tier {
  public:
   explicit host_tier(std::int32_t capacity_blocks);
   std::int32_t capacity() const { return static_cast<std::int32_t>(m_hash.size()); }
   std::int32_t size() const { return m_lru.size(); }
   bool contains(std::uint64_t hash) const { return m_index.find(hash) >= 0; }
-  void insert(std::uint64_t hash);  // most recently used; evicts the LRU entry when full
-  bool take(std::uint64_t hash);    // removes; false when absent
+  // Most recently used; evicts the LRU entry when full. Returns the slot a new entry takes (its
+  // data must be written there), or -1 when the hash was already held (or the tier is off).
+  std::int32_t insert(std::uint64_t hash);
+  // Removes the entry; returns its slot, or -1 when absent. With `hold`, the slot stays out of
+  // use until release(slot), so its data can still be read (a load in flight).
+  std::int32_t take(std::uint64_t hash, bool hold = false);
+  void release(std::int32_t slot);
   std::int64_t evictions() const { return m_evictions; }
 
  private:
@@ -155,6 +161,15 @@ class host_tier {
   detail::lru_list m_lru;
   detail::hash_index m_index;
   std::int64_t m_evictions = 0;
+};
+
+// A block copy between the GPU pool and the host tier that an executor must make before the next
+// step (kv_cache_manager::take_transfers), in order: to_host saves GPU block `gpu` into host slot
+// `host_slot` before the block is reused; to_gpu loads a host slot into a newly allocated block.
+struct block_transfer {
+  enum class direction : std::uint8_t { to_host, to_gpu } dir = direction::to_host;
+  block_id gpu = 0;
+  std::int32_t host_slot = 0;
 };
 
 struct kv_cache_config {
@@ -169,6 +184,9 @@ struct kv_cache_config {
   // Remember every block hash ever computed so a miss on a block seen before counts as
   // recomputed tokens (costs one set insert per full block).
   bool track_recompute = true;
+  // Keep the log of block copies for an executor that holds a real host tier (take_transfers);
+  // the simulation only counts them.
+  bool record_transfers = false;
 };
 
 // Capacity in blocks from a model, a KV dtype and a memory budget: floor(budget / block bytes).
@@ -248,6 +266,9 @@ class kv_cache_manager {
   std::int32_t live_sequences() const { return m_live; }
   // Tier-1 block that holds `hash`, for executors that copy blocks; k_no_block when absent.
   block_id find_block(std::uint64_t hash) const { return m_pool.find(hash); }
+  // Moves the block copies recorded since the last call (record_transfers) into `out`
+  // (replacing its contents), in the order they must happen.
+  void take_transfers(std::vector<block_transfer>& out);
 
   // Invariants of the pool plus: every block's count equals the block-table references to it.
   void check_invariants() const;
@@ -272,6 +293,7 @@ class kv_cache_manager {
   std::vector<seq_id> m_free_seqs;
   std::int32_t m_live = 0;
   kv_counters m_counters;
+  std::vector<block_transfer> m_transfers;
 };
 
 }  // namespace ridgeline

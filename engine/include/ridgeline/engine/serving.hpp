@@ -68,6 +68,8 @@ struct step_record {
   std::int32_t kv_used = 0, kv_cached = 0, kv_free = 0;  // blocks, after scheduling
   std::int64_t hit_tokens = 0;  // prompt tokens found cached by requests admitted this step
   std::int32_t admitted = 0, preemptions = 0;
+  std::int32_t blocks_to_host = 0, blocks_to_gpu = 0;  // host-tier copies before the step
+  double copy_seconds = 0;                             // their time (the executor's measure)
   bool graph = false;
   double flops = 0, bytes = 0;  // counted work of the step (perfmodel step_work_of)
 };
@@ -76,7 +78,9 @@ class serving_loop {
  public:
   using clock = std::function<double()>;
   // `model` counts each step's FLOPs and bytes (step_work_of); the executor's KV pool must have
-  // at least kv.pool().total() blocks.
+  // at least kv.pool().total() blocks. With a host tier (kv config host_blocks > 0) the manager
+  // must record transfers and the executor hold at least that many host slots: the loop hands
+  // it the manager's block copies before every step (throws std::invalid_argument otherwise).
   serving_loop(executor& exec, kv_cache_manager& kv, const scheduler_config& config,
                const model_preset& model, clock now);
 
@@ -113,6 +117,7 @@ class serving_loop {
   std::vector<request_handle> m_handle_to_slot;  // unused handles hold -1
   std::vector<std::uint64_t> m_id_of_handle;
   std::vector<step_sequence> m_seqs;
+  std::vector<block_transfer> m_transfers;
   std::vector<step_record> m_steps;
   std::vector<request_record> m_left;
 };

@@ -52,6 +52,6 @@ struct step_arrays {
 };
 // The decoder's inputs for step h over those arrays; the top-k outputs only when top_logprobs > 0.
 step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,
-                             int split_tokens);
+                             int split_tokens, bool prefill_kernel_only = false);
 
 }  // namespace ridgeline

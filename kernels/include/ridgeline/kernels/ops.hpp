@@ -109,6 +109,10 @@ struct attention_params {
   // Split decode (GPU): [num_seqs][num_kv_heads] ints, zero before the first call; each call
   // counts the splits of a (sequence, kv head) that are done and leaves them zero again.
   std::int32_t* split_counters = nullptr;
+  // GPU: every sequence through the prefill kernel, decode steps included. A position's output
+  // then does not depend on whether it was computed as a decode token, inside a prefill chunk or
+  // recomputed after preemption (the engine's deterministic mode); slower for decode.
+  bool prefill_kernel_only = false;
 };
 
 // Sampling of one next token per row of logits. temperature == 0 is greedy (lowest id wins ties).

@@ -49,9 +49,10 @@ struct serving_config {
 
 // A real run's measurements (replay): columns of equal length per step and per request.
 struct serving_steps {
-  std::vector<double> start_seconds, gpu_seconds, host_seconds, gap_seconds, flops, bytes;
+  std::vector<double> start_seconds, gpu_seconds, host_seconds, gap_seconds, copy_seconds, flops,
+      bytes;
   std::vector<std::int64_t> sequences, prefill_tokens, decode_tokens, running, waiting, kv_used,
-      kv_cached, kv_free, hit_tokens, preemptions, graph;
+      kv_cached, kv_free, hit_tokens, preemptions, blocks_to_host, blocks_to_gpu, graph;
 };
 struct serving_requests {
   std::vector<std::int64_t> id, prompt_tokens, output_tokens, cached_tokens, preemptions;

@@ -65,6 +65,9 @@ struct replay_executor {
 };
 // The cuda executor on GPU 0 (throws no_device_error without one or in a build without CUDA).
 replay_executor make_cuda_executor(const replay_setup& s);
+// Host-tier slots of --host-memory for model m (0 without it); throws std::invalid_argument when
+// the size holds no block.
+std::int32_t host_blocks_for(const model_preset& m, const replay_setup& s);
 
 struct replay_hooks {
   std::function<void(double)> progress;        // fraction of requests done
