@@ -49,7 +49,9 @@ void run_replay_command(replay_args& a, context& ctx) {
   if (hooks.live) session.begin_run();
   const nlohmann::json doc = replay::run(setup, hooks);
   if (hooks.progress) ctx.err << "\n";
-  const std::string text = doc.dump(2) + "\n";
+  // One line: a replay's per-step series runs to tens of thousands of rows (-o FILE.json.gz
+  // compresses it; every reader takes either).
+  const std::string text = doc.dump() + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
   if (!a.csv.empty()) write_atomically(a.csv, kv::csv_of(doc.at("rows")));
   if (a.json) {

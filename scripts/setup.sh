@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build git pkg-config
   libbenchmark-dev libgtest-dev libgmock-dev
   prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
+  zlib1g-dev                # results named *.json.gz (replay's per-step series) read and written
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
   python3                   # scripts/check_layers.py (the layer check, a unit test)

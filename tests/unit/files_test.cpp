@@ -39,3 +39,33 @@ TEST(Files, FailedWriteKeepsExistingFile) {
   EXPECT_EQ(files, 1);
   fs::remove_all(dir);
 }
+
+TEST(Files, GzipNamesAreWrittenCompressedAndReadBack) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto gz = dir / "ridgeline_files_test.json.gz";
+  std::string text(200000, 'x');
+  for (std::size_t i = 0; i < text.size(); i += 7) text[i] = static_cast<char>('a' + i % 26);
+  write_atomically(gz, text);
+  const auto size = std::filesystem::file_size(gz);
+  EXPECT_LT(size, text.size() / 4) << "not compressed";
+  std::ifstream raw(gz, std::ios::binary);
+  EXPECT_EQ(raw.get(), 0x1f);
+  EXPECT_EQ(raw.get(), 0x8b);
+  EXPECT_EQ(read_text_file(gz), text);
+  // A truncated gzip file is one clear error, not a partial read.
+  std::string bytes;
+  {
+    std::ifstream in(gz, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto cut = dir / "ridgeline_files_test_cut.json.gz";
+  std::ofstream(cut, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  try {
+    read_text_file(cut);
+    FAIL() << "a truncated gzip file was read";
+  } catch (const io_error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt or truncated gzip"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(gz);
+  std::filesystem::remove(cut);
+}

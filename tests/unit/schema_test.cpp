@@ -24,7 +24,9 @@ std::vector<std::filesystem::path> committed_json() {
   std::vector<std::filesystem::path> out;
   for (const char* dir : {"docs/results", "perfmodel/profiles", "bench/baselines", "docs/report"}) {
     for (const auto& e : std::filesystem::recursive_directory_iterator(k_root / dir)) {
-      if (e.is_regular_file() && e.path().extension() == ".json") out.push_back(e.path());
+      const auto& p = e.path();
+      const bool gz_json = p.extension() == ".gz" && p.stem().extension() == ".json";
+      if (e.is_regular_file() && (p.extension() == ".json" || gz_json)) out.push_back(p);
     }
   }
   std::sort(out.begin(), out.end());

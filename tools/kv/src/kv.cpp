@@ -273,7 +273,7 @@ std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inpu
 
 nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
                            std::vector<schema::serving_row> rows,
-                           std::optional<std::string> executor) {
+                           std::optional<std::string> executor, std::optional<int> device) {
   const kv_options& a = s.options;
   const model_preset& m = *s.model;
   const gpu_profile& gpu = s.gpu.profile;
@@ -285,7 +285,7 @@ nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
   const std::int64_t host_bytes = a.host_memory_bytes;
   const roofline_step_time_model& model = *s.step_model;
   schema::serving_results result;
-  result.env = schema::environment_from_block(metrics::environment_block(std::nullopt));
+  result.env = schema::environment_from_block(metrics::environment_block(device));
   schema::serving_config& config = result.config;
   config.workload = a.trace.empty() ? "generator:" + a.generator : a.trace;
   config.requests = static_cast<std::int64_t>(w.requests.size());

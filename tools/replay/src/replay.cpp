@@ -251,7 +251,9 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   in.capacities = {cap};
   std::vector<schema::serving_row> rows;
   rows.push_back(std::move(row));
-  nlohmann::json doc = kv::kv_document(ks, in, std::move(rows), ex.executor_name);
+  nlohmann::json doc =
+      kv::kv_document(ks, in, std::move(rows), ex.executor_name,
+                      ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt);
   return doc;
 }
 

@@ -113,10 +113,12 @@ schema::latency_distribution distribution_of(std::vector<double>& v);
 
 // The whole result document: schema, environment (host only), config with definitions, rows.
 // Written through the format's one writer (ridgeline/core/schemas/serving_results.hpp).
-// `executor`: absent for kv's simulated runs; "cuda" or "cpu" for a replay.
+// `executor`: absent for kv's simulated runs; "cuda" or "cpu" for a replay. `device`: the GPU
+// whose facts (clocks, throttle reasons, ...) the environment block records; none for kv.
 nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
                            std::vector<schema::serving_row> rows,
-                           std::optional<std::string> executor = std::nullopt);
+                           std::optional<std::string> executor = std::nullopt,
+                           std::optional<int> device = std::nullopt);
 // The document's rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
 std::string csv_of(const nlohmann::json& rows);
 // The Markdown table the command prints.
