@@ -33,39 +33,39 @@ for part in "$@"; do
     overhead)
       run overhead replay --model llama-3-8b --no-simulate \
         --generator requests=64,rate=1000000,prompt=fixed:448,output=fixed:128 \
-        -o "$out/overhead.json" ;;
+        -o "$out/overhead.json.gz" ;;
     prefix)
       run prefix_warm replay --model llama-3-8b --no-simulate \
         --generator requests=6,arrival=gamma,cv=0.05,rate=0.5,system=7680,system_prompts=1,prompt=fixed:256,output=fixed:8 \
-        -o "$out/prefix_warm.json"
+        -o "$out/prefix_warm.json.gz"
       run prefix_cold replay --model llama-3-8b --no-simulate \
         --generator requests=5,arrival=gamma,cv=0.05,rate=0.5,system=7680,system_prompts=1000000,prompt=fixed:256,output=fixed:8 \
-        -o "$out/prefix_cold.json" ;;
+        -o "$out/prefix_cold.json.gz" ;;
     azure)
       run azure replay --model llama-3-8b --trace "$here/data/traces/azure_llm_2023_conv.csv" \
-        --duration 240 -o "$out/azure.json" ;;
+        --duration 240 -o "$out/azure.json.gz" ;;
     mooncake)
       run mooncake replay --model llama-3-8b \
         --trace "$here/data/traces/mooncake_synthetic_trace.jsonl" --mooncake-block 512 \
-        --duration 180 -o "$out/mooncake.json" ;;
+        --duration 180 -o "$out/mooncake.json.gz" ;;
     chat)
       run chat replay --model llama-3-8b --duration 60 \
         --generator sessions=120,rate=1,turns=uniform:2:4,think=exp:5,message=lognormal:200:0.8,output=lognormal:120:0.5,system=1024,system_prompts=8 \
-        -o "$out/chat.json" ;;
+        -o "$out/chat.json.gz" ;;
     preempt)
       run preempt replay --model llama-3-8b --kv-blocks 600 \
         --generator requests=96,rate=200,prompt=uniform:200:900,output=fixed:384 \
-        -o "$out/preempt.json" ;;
+        -o "$out/preempt.json.gz" ;;
     hosttier)
       run hosttier replay --model llama-3-8b --kv-blocks 1500 --host-memory 8GiB --duration 60 \
         --generator sessions=80,rate=1,turns=uniform:3:5,think=exp:4,message=lognormal:300:0.6,output=lognormal:100:0.5,system=2048,system_prompts=16 \
-        -o "$out/hosttier.json" ;;
+        -o "$out/hosttier.json.gz" ;;
     memcheck)
       echo "serving_study: memcheck" | tee -a "$out/commands.txt"
       compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" replay --model tiny-gpu \
         --kv-blocks 48 --no-simulate --host-memory 2MiB \
         --generator requests=24,rate=400,prompt=uniform:20:300,output=uniform:4:40,system=64,system_prompts=2 \
-        -o "$out/memcheck_replay.json" >"$out/memcheck.log" 2>&1
+        -o "$out/memcheck_replay.json.gz" >"$out/memcheck.log" 2>&1
       echo "serving_study: memcheck: rc=$?" | tee -a "$out/commands.txt" ;;
     *) echo "serving_study: unknown part '$part'" >&2; exit 2 ;;
   esac

@@ -6,6 +6,7 @@
 Reads whichever parts are there (azure, mooncake, chat, prefix, overhead with sweep, preempt,
 memcheck) and prints each figure with how it was computed. Exit status 2 on unreadable input.
 """
+import gzip
 import json
 import os
 import statistics
@@ -14,10 +15,12 @@ import sys
 
 def load(out, name):
     path = os.path.join(out, name)
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as f:
+        with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
         print(f"serving_summary: {path}: {e}", file=sys.stderr)
