@@ -3,9 +3,13 @@
 // sized to force preemption and eviction finishes every request, and its greedy tokens equal
 // those of an ample pool (recompute by prefill gives the bits decode gave); a prefix hit gives the
 // same tokens as the cold computation; cancels free blocks.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "gpu_test_util.hpp"
+#include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/serving.hpp"
 
@@ -187,4 +191,94 @@ TEST(Serving, HostTierHitsAreCopiedOverPcieAndGiveTheColdTokens) {
   EXPECT_EQ(hits_cold, 0);
   ASSERT_EQ(warm.size(), 12u);
   EXPECT_EQ(warm, cold);
+}
+
+namespace {
+
+// Runs every step on both executors over the same block tables (each its own KV pool) and hands
+// the CPU's tokens back (teacher forcing): the served run follows the CPU's history, and each
+// step's GPU logits are checked against the CPU's with the engine tests' rule.
+class lockstep_executor final : public executor {
+ public:
+  lockstep_executor(cuda_engine& gpu, cpu_engine& cpu, int vocab)
+      : m_gpu(gpu), m_cpu(cpu), m_vocab(vocab) {}
+  step_output step(std::span<const step_sequence> seqs) override {
+    const step_output g = m_gpu.step(seqs);
+    step_output c = m_cpu.step(seqs);
+    EXPECT_EQ(g.logits.size(), c.logits.size());
+    for (std::size_t row = 0; row * m_vocab < c.logits.size() && row < g.tokens.size(); ++row) {
+      const float* cr = &c.logits[row * m_vocab];
+      const float* gr = &g.logits[row * m_vocab];
+      bool bad = false;
+      for (int v = 0; v < m_vocab; ++v) {
+        const double err = std::fabs(double(gr[v]) - cr[v]);
+        const double tol = 0.03 + 0.03 * std::fabs(cr[v]);
+        worst = std::max(worst, err / tol);
+        bad |= !(err <= tol);
+      }
+      logit_errors += bad;
+      std::vector<float> sorted(cr, cr + m_vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      const double margin = sorted[0] - sorted[1];
+      if (g.tokens[row] != c.tokens[row] && margin > 2 * (0.03 + 0.03 * std::fabs(sorted[0]))) {
+        ++token_mismatches;
+      }
+      ++rows;
+    }
+    ++steps;
+    return c;
+  }
+  void copy_blocks(std::span<const block_transfer> t) override {
+    m_gpu.copy_blocks(t);
+    m_cpu.copy_blocks(t);
+  }
+  std::int32_t host_blocks() const override { return std::min(m_gpu.host_blocks(), m_cpu.host_blocks()); }
+  double worst = 0;
+  std::int64_t logit_errors = 0, token_mismatches = 0, rows = 0, steps = 0;
+
+ private:
+  cuda_engine& m_gpu;
+  cpu_engine& m_cpu;
+  int m_vocab;
+};
+
+}  // namespace
+
+TEST(Serving, CudaAgreesWithTheCpuExecutorOnAServedWorkloadTeacherForced) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  engine_options o = options(48);
+  o.batch_invariant = false;
+  o.return_logits = true;
+  o.host_kv_blocks = 32;
+  cuda_engine gpu(m, o);
+  cpu_engine cpu(m, gpu.download_weights(), 48);
+  cpu.set_host_blocks(32);
+  lockstep_executor both(gpu, cpu, m.vocab);
+  kv_cache_config kc = make_kv_cache_config(m, dtype::bf16, 16, 48);
+  kc.host_blocks = 32;
+  kc.record_transfers = true;
+  kv_cache_manager kv(kc);
+  scheduler_config sc;
+  sc.max_batched_tokens = 80;  // chunked prefill, mixed steps
+  serving_loop loop(both, kv, sc, m, steady_seconds);
+  // Ragged prompts with a shared 64-token prefix, a pool small enough to preempt and evict.
+  const auto shared = prompt_of(5, 64);
+  for (int k = 0; k < 10; ++k) {
+    auto p = shared;
+    const auto tail = prompt_of(100 + k, 10 + 23 * k % 150);
+    p.insert(p.end(), tail.begin(), tail.end());
+    loop.submit(request(k, std::move(p), 24));
+  }
+  while (loop.has_work()) loop.step();
+  std::vector<serving_record> recs;
+  loop.take_finished(recs);
+  ASSERT_EQ(recs.size(), 10u);
+  for (const auto& r : recs) EXPECT_EQ(r.record.outcome, request_outcome::finished);
+  EXPECT_GT(loop.sched().counters().preemptions + kv.counters().evictions_tier1, 0);
+  EXPECT_GT(kv.counters().hit_tokens_tier1 + kv.counters().hit_tokens_tier2, 0);
+  EXPECT_EQ(both.logit_errors, 0) << "worst logit error at " << both.worst << " of its tolerance";
+  EXPECT_EQ(both.token_mismatches, 0);
+  std::printf("served lockstep: %lld steps, %lld sampled rows, worst logit error %.3f of tolerance\n",
+              static_cast<long long>(both.steps), static_cast<long long>(both.rows), both.worst);
 }
