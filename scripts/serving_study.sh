@@ -11,6 +11,9 @@
 #   preempt   replay: a 600-block pool under a decode-heavy burst (preemption and eviction)
 #   hosttier  replay: 60 s of chat sessions on a 1,500-block GPU pool with an 8 GiB host tier
 #   memcheck  compute-sanitizer memcheck on a short replay of a tiny model with preemptions
+#   memtests  compute-sanitizer memcheck on the GPU serving tests (preemption, cancel, host tier)
+#             (RIDGELINE_GPU_TESTS: the test binary, default build/tests/ridgeline_gpu_tests)
+# CHAT_SECONDS and HOSTTIER_SECONDS shorten those windows (60 s each by default).
 set -uo pipefail
 [ $# -ge 3 ] || { echo "usage: scripts/serving_study.sh RIDGELINE_BIN OUT_DIR PART..." >&2; exit 2; }
 bin=$1 out=$2
@@ -49,7 +52,7 @@ for part in "$@"; do
         --trace "$here/data/traces/mooncake_synthetic_trace.jsonl" --mooncake-block 512 \
         --duration 180 -o "$out/mooncake.json.gz" ;;
     chat)
-      run chat replay --model llama-3-8b --duration 60 \
+      run chat replay --model llama-3-8b --duration "${CHAT_SECONDS:-60}" \
         --generator sessions=120,rate=1,turns=uniform:2:4,think=exp:5,message=lognormal:200:0.8,output=lognormal:120:0.5,system=1024,system_prompts=8 \
         -o "$out/chat.json.gz" ;;
     preempt)
@@ -57,7 +60,8 @@ for part in "$@"; do
         --generator requests=96,rate=200,prompt=uniform:200:900,output=fixed:384 \
         -o "$out/preempt.json.gz" ;;
     hosttier)
-      run hosttier replay --model llama-3-8b --kv-blocks 1500 --host-memory 8GiB --duration 60 \
+      run hosttier replay --model llama-3-8b --kv-blocks 1500 --host-memory 8GiB \
+        --duration "${HOSTTIER_SECONDS:-60}" \
         --generator sessions=80,rate=1,turns=uniform:3:5,think=exp:4,message=lognormal:300:0.6,output=lognormal:100:0.5,system=2048,system_prompts=16 \
         -o "$out/hosttier.json.gz" ;;
     memcheck)
@@ -67,6 +71,12 @@ for part in "$@"; do
         --generator requests=24,rate=400,prompt=uniform:20:300,output=uniform:4:40,system=64,system_prompts=2 \
         -o "$out/memcheck_replay.json.gz" >"$out/memcheck.log" 2>&1
       echo "serving_study: memcheck: rc=$?" | tee -a "$out/commands.txt" ;;
+    memtests)
+      echo "serving_study: memtests" | tee -a "$out/commands.txt"
+      compute-sanitizer --tool memcheck --error-exitcode 9 \
+        "${RIDGELINE_GPU_TESTS:-$here/build/tests/ridgeline_gpu_tests}" --gtest_filter='Serving.*' \
+        >"$out/memtests.log" 2>&1
+      echo "serving_study: memtests: rc=$?" | tee -a "$out/commands.txt" ;;
     *) echo "serving_study: unknown part '$part'" >&2; exit 2 ;;
   esac
 done

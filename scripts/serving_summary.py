@@ -131,12 +131,15 @@ def main():
                   f"{sorted(gaps)[int(0.9*(len(gaps)-1))]*1e6:.1f} us")
             ok["overhead within 5%"] = replay_tps >= 0.95 * sweep_tps
             ok["median gap <= 30 us"] = statistics.median(gaps) <= 30e-6
-    log = os.path.join(out, "memcheck.log")
-    if os.path.exists(log):
-        text = open(log).read()
-        summary = [l for l in text.splitlines() if "ERROR SUMMARY" in l]
-        print(f"memcheck: {summary[-1].strip() if summary else 'no summary line'}")
-        ok["memcheck clean"] = bool(summary) and "0 errors" in summary[-1]
+    for name in ("memcheck", "memtests"):
+        log = os.path.join(out, name + ".log")
+        if os.path.exists(log):
+            text = open(log).read()
+            summary = [l for l in text.splitlines() if "ERROR SUMMARY" in l]
+            passed = [l for l in text.splitlines() if "PASSED" in l or "FAILED" in l]
+            print(f"{name}: {summary[-1].strip() if summary else 'no summary line'}"
+                  + (f"; {passed[-1].strip()}" if passed else ""))
+            ok[name + " clean"] = bool(summary) and "0 errors" in summary[-1]
     print()
     for k, v in ok.items():
         print(f"{'MET ' if v else 'MISS'} {k}")
