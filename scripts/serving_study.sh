@@ -3,6 +3,8 @@
 #   scripts/serving_study.sh RIDGELINE_BIN OUT_DIR PART...
 # Parts (llama-3-8b, bf16, random weights, one GPU):
 #   sweep     ridgeline sweep: decode at batch 64, context 512 (the serving-overhead reference)
+#   detcost   ridgeline sweep of llama-2-7b at batch 1 and 64, context 512, default then
+#             --deterministic, one after the other (the deterministic mode's cost, docs/diverge.md)
 #   overhead  replay: 64 requests of 448 prompt + 128 output tokens arriving at once
 #   prefix    replay: TTFT of 7,680 cached + 256 new tokens (5 hits) against 5 cold requests
 #   azure     replay: the first 240 s of data/traces/azure_llm_2023_conv.csv in real time
@@ -33,6 +35,11 @@ for part in "$@"; do
     sweep)
       run sweep_decode64 sweep --model llama-3-8b --batch 64 --context 512 --phase decode \
         -o "$out/sweep_decode64.json" ;;
+    detcost)
+      run det_default sweep --model llama-2-7b --batch 1,64 --context 512 --phase decode \
+        -o "$out/det_default.json"
+      run det_deterministic sweep --model llama-2-7b --batch 1,64 --context 512 --phase decode \
+        --deterministic -o "$out/det_deterministic.json" ;;
     overhead)
       run overhead replay --model llama-3-8b --no-simulate \
         --generator requests=64,rate=1000000,prompt=fixed:448,output=fixed:128 \
