@@ -128,7 +128,10 @@ TEST(CliKv, MooncakeCurveJsonCsvAndTable) {
   EXPECT_TRUE(doc.contains("environment"));
   ASSERT_EQ(doc.at("rows").size(), 4u);
   const auto& rows = doc.at("rows");
-  EXPECT_NEAR(rows[0].at("token_hit_rate").get<double>(), 0.66, 0.03);
+  // Deterministic: exactly the simulator test's counts (Simulator.MooncakeUnlimitedHitRatioNearPaper).
+  EXPECT_EQ(rows[0].at("hit_tokens").get<std::int64_t>(), 39802880);
+  EXPECT_EQ(rows[0].at("lookup_tokens").get<std::int64_t>(), 61194628);
+  EXPECT_EQ(rows[0].at("hit_blocks").get<std::int64_t>(), 77740);
   EXPECT_LT(rows[1].at("token_hit_rate").get<double>(), rows[0].at("token_hit_rate").get<double>());
   EXPECT_EQ(rows[2].at("capacity_blocks"), 2000);
   // 8 GiB of llama-3-70b bf16 KV (320 KiB per token) in blocks of 512 tokens: 51 blocks.

@@ -156,10 +156,17 @@ TEST(MannWhitney, ExactWithOverlap) {
   EXPECT_TRUE(r.exact);
   EXPECT_DOUBLE_EQ(r.u_a, 5);
   EXPECT_NEAR(r.p_value, 38.0 / 252.0, 1e-12);
-  // Identical distributions give p = 1 (capped), not more.
+  // U at its mean (U_e = 0 + 2 + 2 + 4 = 8 = 4 * 4 / 2): P(U <= 8) = (70 + 8) / 2 / 70 = 39/70 (8
+  // of the C(8,4) = 70 arrangements have U = 8: the partitions of 8 in a 4 x 4 box), so the
+  // two-sided p = 78/70 is capped at exactly 1.
   const std::vector<double> e = {1, 4, 5, 8}, f = {2, 3, 6, 7};
-  EXPECT_LE(mann_whitney(e, f).p_value, 1.0);
-  EXPECT_GT(mann_whitney(e, f).p_value, 0.5);
+  const auto mid = mann_whitney(e, f);
+  EXPECT_TRUE(mid.exact);
+  EXPECT_DOUBLE_EQ(mid.u_a, 8);
+  EXPECT_DOUBLE_EQ(mid.p_value, 1.0);
+  // One step off the mean: P(U <= 7) = (70 - 8) / 2 / 70 = 31/70, p = 62/70.
+  const std::vector<double> g = {1, 4, 5, 7}, h = {2, 3, 6, 8};
+  EXPECT_NEAR(mann_whitney(g, h).p_value, 62.0 / 70.0, 1e-12);
 }
 
 TEST(MannWhitney, NormalApproximationWithTies) {
