@@ -368,7 +368,10 @@ std::string table_of(const nlohmann::json& doc) {
     const auto& e2e = r.at("e2e_seconds");
     o << "| " << r.at("capacity").get<std::string>() << " | "
       << r.at("capacity_blocks").get<std::int64_t>() << " | "
-      << format("%.2f", kv_bytes / double(1ULL << 30)) << " | "
+      << (r.at("capacity").get<std::string>() == "unlimited"
+              ? std::string("unlimited")
+              : format("%.2f", kv_bytes / double(1ULL << 30)))
+      << " | "
       << format_percent(r.at("token_hit_rate").get<double>()) << " | "
       << format_percent(r.at("block_hit_rate").get<double>()) << " | "
       << r.at("evictions_tier1").get<std::int64_t>() << " | "
@@ -377,6 +380,34 @@ std::string table_of(const nlohmann::json& doc) {
       << r.at("rejected").get<std::int64_t>() << " | " << ms(r.at("ttft_seconds"), "p50") << " | "
       << ms(r.at("ttft_seconds"), "p99") << " | " << ms(r.at("tpot_seconds"), "p50") << " | "
       << format("%.2f", e2e.contains("p50") ? e2e.at("p50").get<double>() : 0.0) << " |\n";
+  }
+  // What was left out of every figure above, and the flag that changes it: one line per reason.
+  const auto& rows = doc.at("rows");
+  const std::int64_t total = cfg.at("requests").get<std::int64_t>();
+  for (const auto& r : rows) {
+    for (const auto& [reason, count] : r.at("rejected_by_reason").items()) {
+      const std::int64_t n = count.get<std::int64_t>();
+      if (n == 0) continue;
+      std::string why = reason, flag;
+      if (reason == "exceeds_context") {
+        why = "prompt + output beyond the context of " + cfg.at("model").get<std::string>() +
+              " (" + std::to_string(cfg.at("max_model_len").get<std::int64_t>()) + " tokens)";
+        flag = "--max-model-len N (0: no limit)";
+      } else if (reason == "exceeds_cache") {
+        why = "prompt + output larger than the whole KV cache";
+        flag = "a larger --capacity";
+      } else if (reason == "exceeds_batch_tokens") {
+        why = "prompt above --max-batched-tokens without chunked prefill";
+        flag = "--max-batched-tokens, or drop --no-chunked-prefill";
+      } else if (reason == "empty_prompt" || reason == "no_output") {
+        why = reason == "empty_prompt" ? "empty prompt" : "no output tokens";
+        flag = "the workload's lengths";
+      }
+      o << "rejected at capacity " << r.at("capacity").get<std::string>() << ": " << n << " of "
+        << total << " requests (" << format("%.1f", 100.0 * static_cast<double>(n) /
+                                               static_cast<double>(std::max<std::int64_t>(total, 1)))
+        << "%): " << why << "; hit rates and latencies count the rest (" << flag << ")\n";
+    }
   }
   o << "\ntoken hit = prompt tokens served from cache / prompt tokens looked up (docs/kv.md)\n";
   return o.str();
