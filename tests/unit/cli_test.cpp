@@ -185,6 +185,15 @@ TEST(CliKv, GeneratorRunSmallCapacityRejectsWithReason) {
            "tinyllama-1.1b", "--capacity", "1000", "-o", "", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out).at("rows")[0].at("rejected_by_reason").at("exceeds_context"), 5);
+  // The table says what was left out, how much, why, and the flag that changes it.
+  r = run({"kv", "--generator", "requests=8,prompt=fixed:3000,output=fixed:8,seed=2", "--model",
+           "tinyllama-1.1b", "--capacity", "unlimited", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("rejected at capacity unlimited: 8 of 8 requests (100.0%): prompt + output "
+                       "beyond the context of tinyllama-1.1b (2048 tokens)"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--max-model-len N (0: no limit)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| unlimited | 1505 | unlimited |"), std::string::npos) << r.out;
 }
 
 TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
