@@ -84,9 +84,12 @@ serving_measured parse_measured(const node& m) {
   RIDGELINE_COLUMN(s, st, gpu_seconds, numbers, n);
   RIDGELINE_COLUMN(s, st, host_seconds, numbers, n);
   RIDGELINE_COLUMN(s, st, gap_seconds, numbers, n);
-  RIDGELINE_COLUMN(s, st, copy_seconds, numbers, n);
-  RIDGELINE_COLUMN(s, st, blocks_to_host, integers, n);
-  RIDGELINE_COLUMN(s, st, blocks_to_gpu, integers, n);
+  // Host-tier columns: absent in replays written before the engine had a host tier (then empty).
+  if (st.has("copy_seconds") || st.has("blocks_to_host") || st.has("blocks_to_gpu")) {
+    RIDGELINE_COLUMN(s, st, copy_seconds, numbers, n);
+    RIDGELINE_COLUMN(s, st, blocks_to_host, integers, n);
+    RIDGELINE_COLUMN(s, st, blocks_to_gpu, integers, n);
+  }
   RIDGELINE_COLUMN(s, st, flops, numbers, n);
   RIDGELINE_COLUMN(s, st, bytes, numbers, n);
   RIDGELINE_COLUMN(s, st, sequences, integers, n);
@@ -223,6 +226,29 @@ json to_json(const serving_config& c) {
 json to_json(const serving_measured& m) {
   const auto& s = m.steps;
   const auto& r = m.requests;
+  json steps = {{"start_seconds", s.start_seconds},
+                {"gpu_seconds", s.gpu_seconds},
+                {"host_seconds", s.host_seconds},
+                {"gap_seconds", s.gap_seconds},
+                {"flops", s.flops},
+                {"bytes", s.bytes},
+                {"sequences", s.sequences},
+                {"prefill_tokens", s.prefill_tokens},
+                {"decode_tokens", s.decode_tokens},
+                {"running", s.running},
+                {"waiting", s.waiting},
+                {"kv_used", s.kv_used},
+                {"kv_cached", s.kv_cached},
+                {"kv_free", s.kv_free},
+                {"hit_tokens", s.hit_tokens},
+                {"preemptions", s.preemptions},
+                {"graph", s.graph}};
+  // The host-tier columns, unless read from a file that predates them (parse leaves them empty).
+  if (!(s.copy_seconds.empty() && !s.start_seconds.empty())) {
+    steps["copy_seconds"] = s.copy_seconds;
+    steps["blocks_to_host"] = s.blocks_to_host;
+    steps["blocks_to_gpu"] = s.blocks_to_gpu;
+  }
   return {{"executor", m.executor},
           {"device", m.device},
           {"wall_seconds", m.wall_seconds},
@@ -234,27 +260,7 @@ json to_json(const serving_measured& m) {
           {"mean_running", m.mean_running},
           {"simulated_token_hit_rate", m.simulated_token_hit_rate},
           {"simulated_block_hit_rate", m.simulated_block_hit_rate},
-          {"steps",
-           {{"start_seconds", s.start_seconds},
-            {"gpu_seconds", s.gpu_seconds},
-            {"host_seconds", s.host_seconds},
-            {"gap_seconds", s.gap_seconds},
-            {"copy_seconds", s.copy_seconds},
-            {"blocks_to_host", s.blocks_to_host},
-            {"blocks_to_gpu", s.blocks_to_gpu},
-            {"flops", s.flops},
-            {"bytes", s.bytes},
-            {"sequences", s.sequences},
-            {"prefill_tokens", s.prefill_tokens},
-            {"decode_tokens", s.decode_tokens},
-            {"running", s.running},
-            {"waiting", s.waiting},
-            {"kv_used", s.kv_used},
-            {"kv_cached", s.kv_cached},
-            {"kv_free", s.kv_free},
-            {"hit_tokens", s.hit_tokens},
-            {"preemptions", s.preemptions},
-            {"graph", s.graph}}},
+          {"steps", steps},
           {"requests",
            {{"id", r.id},
             {"outcome", r.outcome},

@@ -96,7 +96,7 @@ TEST(Schema, EveryCommittedResultFileParses) {
   EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
   EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
   EXPECT_EQ(parsed[schema::k_gpu_profile_schema], 3);
-  EXPECT_EQ(parsed[schema::k_serving_results_schema], 2);
+  EXPECT_EQ(parsed[schema::k_serving_results_schema], 4);
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);

@@ -288,9 +288,11 @@ std::string table_of(const nlohmann::json& doc) {
     const auto& st = m.at("steps");
     std::int64_t to_host = 0, to_gpu = 0;
     double copy = 0;
-    for (const auto& v : st.at("blocks_to_host")) to_host += v.get<std::int64_t>();
-    for (const auto& v : st.at("blocks_to_gpu")) to_gpu += v.get<std::int64_t>();
-    for (const auto& v : st.at("copy_seconds")) copy += v.get<double>();
+    if (st.contains("blocks_to_host")) {
+      for (const auto& v : st.at("blocks_to_host")) to_host += v.get<std::int64_t>();
+      for (const auto& v : st.at("blocks_to_gpu")) to_gpu += v.get<std::int64_t>();
+      for (const auto& v : st.at("copy_seconds")) copy += v.get<double>();
+    }
     if (to_host + to_gpu > 0) {
       o << "host tier: " << r.at("hit_tokens_tier2").get<std::int64_t>()
         << " prompt tokens served from host memory; " << to_host << " blocks saved and " << to_gpu

@@ -47,7 +47,9 @@ struct serving_config {
   std::optional<std::string> executor;  // absent: "simulated" (kv); replay: "cuda" or "cpu"
 };
 
-// A real run's measurements (replay): columns of equal length per step and per request.
+// A real run's measurements (replay): columns of equal length per step and per request. The
+// host-tier step columns (copy_seconds, blocks_to_host, blocks_to_gpu) are empty when a file
+// predates them; when present, all three are.
 struct serving_steps {
   std::vector<double> start_seconds, gpu_seconds, host_seconds, gap_seconds, copy_seconds, flops,
       bytes;
