@@ -2,9 +2,10 @@
 # The main job: setup, build, then measure and report.
 #   On a GPU machine: probe this GPU (ceilings, ridge points), the measured roofline, a short
 #   decode sweep with live /metrics, the KV simulation of the bundled Mooncake trace on the
-#   measured profile, and a capacity plan.
+#   measured profile, a minute of the Azure trace served for real (ridgeline replay), and a
+#   capacity plan.
 #   Without a GPU: the KV simulation and the plan from the embedded H100 profile
-#   (perfmodel/profiles/h100-sxm.json, measured).
+#   (perfmodel/profiles/h100-sxm.json, measured), and the serving loop on the cpu executor.
 # Either way it ends with one self-contained HTML report, out/report.html, and prints its path.
 #   scripts/run.sh
 # RIDGELINE_BUILD_DIR picks the build folder (build); RIDGELINE_METRICS_PORT the port of the live
@@ -66,6 +67,22 @@ echo "run: KV cache simulation of a generated multi-turn chat workload (ridgelin
 "$bin" kv --generator sessions=400,turns=uniform:2:8,think=exp:30,message=lognormal:300:0.8,output=lognormal:200:0.6,system=1024,system_prompts=4,rate=2,seed=1 \
   --model llama-3-8b --gpu "$gpu" --capacity 1GiB,2GiB,4GiB,8GiB,16GiB,32GiB -o "$out/kv-chat.json"
 results+=("$out/kv-chat.json")
+
+# Serving for real: the first minute of the Azure conversation trace through the serving loop on
+# this GPU (llama-3-8b, random weights); without a GPU, the same loop on the cpu executor with the
+# tiny model (it says so), on a short generated workload.
+if [ $on_gpu -eq 1 ]; then
+  echo "run: serving the first 60 s of the Azure conversation trace on this GPU (ridgeline replay)"
+  replay=(--trace data/traces/azure_llm_2023_conv.csv --duration 60 --model llama-3-8b)
+else
+  echo "run: the serving loop on the cpu executor, tiny model (ridgeline replay --cpu)"
+  replay=(--cpu --generator requests=60,rate=20,prompt=uniform:16:200,output=uniform:4:32,system=64,system_prompts=4)
+fi
+if "$bin" replay "${replay[@]}" --gpu "$gpu" -o "$out/replay.json.gz"; then
+  results+=("$out/replay.json.gz")
+else
+  echo "run: ridgeline replay failed (above); the report goes on without it"
+fi
 
 echo "run: capacity plan (ridgeline plan)"
 # Llama-3-8B on the Azure conversation trace, 2 s TTFT and 50 ms TPOT at p99, 20 requests/s.

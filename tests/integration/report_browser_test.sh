@@ -33,16 +33,19 @@ check() {  # check NAME CONDITION-RESULT MESSAGE
   if [ "$2" = ok ]; then echo "ok: $1"; else echo "FAIL: $1: $3"; fail=1; fi
 }
 
-# 1. The report from every result kind: a GPU profile, a sweep, a kv run, a plan, a divergence
-# comparison and a roofline document. kv and plan run here (CPU, seconds); the rest are the
-# committed H100 results.
+# 1. The report from every result kind: a GPU profile, a sweep, a kv run, a replay (the cpu
+# executor), a plan, a divergence comparison and a roofline document. kv, replay and plan run here
+# (CPU, seconds); the rest are the committed H100 results.
 "$bin" kv --no-progress --generator requests=300,system=1024,system_prompts=3,rate=20,seed=5 \
   --model llama-3-8b --gpu h100-sxm --capacity unlimited,20%,5%,2%,1% -o "$art/kv.json" >/dev/null
 "$bin" plan --no-progress --model llama-3-8b --gpu h100-sxm,l40s,t4 \
   --workload rate=2,requests=150,prompt=fixed:512,output=fixed:64 \
   --slo ttft_p99=2s,tpot_p99=60ms --qps 20 --price 2.5 -o "$art/plan.json" >/dev/null
+"$bin" replay --no-progress --cpu -o "$art/replay.json.gz" \
+  --generator requests=40,rate=40,prompt=uniform:8:120,output=uniform:2:16,system=48,system_prompts=2,seed=4 \
+  >/dev/null 2>&1
 "$bin" report --no-progress "$src"/perfmodel/profiles/h100-sxm.json \
-  "$src"/docs/results/h100-sxm_sweep.json "$art/kv.json" "$art/plan.json" \
+  "$src"/docs/results/h100-sxm_sweep.json "$art/kv.json" "$art/plan.json" "$art/replay.json.gz" \
   "$src"/docs/results/diverge/h100_vs_h200_b1.json "$src"/docs/results/h100-sxm_roofline.json \
   --title "ridgeline report (test)" -o "$art/report.html" --data "$art/report_data.json"
 
@@ -67,9 +70,10 @@ echo "page: ready=$ready errors=$errors charts expected=$expected rendered=$rend
 check "page finished drawing" "$([ "$ready" = 1 ] && echo ok)" "data-ready is '$ready'"
 check "no page errors" "$([ "$errors" = 0 ] && echo ok)" \
   "$errors error(s): $(sed -n '/id="errors"/,/<\/pre>/p' "$art/report.dom.html" | head -20)"
-# profile: roofline + working set; sweep: throughput + TPOT; kv: hit rate + 3 CDFs; diverge: 1.
-check "every chart kind present" "$([ "${expected:-0}" -ge 9 ] && echo ok)" \
-  "expected at least 9 charts, the page made ${expected:-0}"
+# profile: roofline + working set; sweep: throughput + TPOT; kv: hit rate + 3 CDFs (and the
+# replay's); serving: 4 series; diverge: 1.
+check "every chart kind present" "$([ "${expected:-0}" -ge 13 ] && echo ok)" \
+  "expected at least 13 charts, the page made ${expected:-0}"
 check "every chart rendered" "$([ -n "$expected" ] && [ "$expected" = "$rendered" ] && echo ok)" \
   "$rendered of $expected charts have drawn points"
 
@@ -82,7 +86,7 @@ while read -r canvas; do
     "$([ "${points:-0}" -gt 0 ] && [ "${ink:-0}" -gt 5000 ] && echo ok)" "no rendered marks"
 done < <(grep -o '<canvas[^>]*>' "$art/report.dom.html")
 
-for id in roofline working-set sweep kv plan divergence environment; do
+for id in roofline working-set sweep kv serving plan divergence environment; do
   check "section $id" "$(grep -q "<section id=\"$id\"" "$art/report.dom.html" && echo ok)" \
     "missing from the page"
 done

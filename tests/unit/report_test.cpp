@@ -61,6 +61,19 @@ const std::string& kv_output() {
   }();
   return path;
 }
+// A real CPU replay (the cpu executor on the tiny model): its measured section becomes the
+// serving charts.
+const std::string& replay_output() {
+  static const std::string path = [] {
+    const std::string p = temp_path("replay.json.gz");
+    const auto r = run({"replay", "--cpu", "--generator",
+                        "requests=40,rate=40,prompt=uniform:8:120,output=uniform:2:16,system=48,system_prompts=2,seed=4",
+                        "-o", p, "--no-progress"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
 const std::string& plan_output() {
   static const std::string path = [] {
     const std::string p = temp_path("plan.json");
@@ -209,6 +222,35 @@ TEST(Report, DataFromRealOutputs) {
 }
 
 // Without a plan, the TPOT SLO is the option's.
+TEST(Report, ReplaySeriesBecomeServingCharts) {
+  const auto doc = json::parse(read_text_file(replay_output()));
+  const json d = report::build_report_data({{replay_output(), doc}}, {});
+  ASSERT_EQ(d["serving"].size(), 1u);
+  const auto& v = d["serving"][0];
+  EXPECT_EQ(v["summary"]["finished"], 40);
+  EXPECT_NE(v["title"].get<std::string>().find("cpu executor"), std::string::npos);
+  const auto& series = v["series"];
+  ASSERT_GT(series.size(), 5u);
+  // The buckets account for every token the run computed, and time only moves forward.
+  const auto& st = doc["rows"][0]["measured"]["steps"];
+  double prefill = 0, decode = 0, last = -1;
+  for (const auto& p : series) {
+    prefill += p["prefill_tokens_per_second"].get<double>() * v["bucket_seconds"].get<double>();
+    decode += p["decode_tokens_per_second"].get<double>() * v["bucket_seconds"].get<double>();
+    EXPECT_GT(p["t"].get<double>(), last);
+    last = p["t"].get<double>();
+    EXPECT_GT(p["ops_per_byte"].get<double>(), 0.0);
+  }
+  double want_prefill = 0, want_decode = 0;
+  for (const auto& x : st["prefill_tokens"]) want_prefill += x.get<double>();
+  for (const auto& x : st["decode_tokens"]) want_decode += x.get<double>();
+  EXPECT_NEAR(prefill, want_prefill, 1e-6 * want_prefill);
+  EXPECT_NEAR(decode, want_decode, 1e-6 * want_decode);
+  // The kv table of the same file is there too (one row: the engine's pool).
+  ASSERT_EQ(d["kv"].size(), 1u);
+  EXPECT_EQ(d["kv"][0]["rows"].size(), 1u);
+}
+
 TEST(Report, SloFromOptionWithoutAPlan) {
   report::report_options o;
   o.slo_tpot_seconds = 0.03;
@@ -279,6 +321,15 @@ TEST(Report, EachChartedFieldRemovedIsAnError) {
         "/rows/0/recomputed_tokens", "/rows/0/preemptions", "/rows/0/rejected",
         "/rows/0/ttft_seconds/count", "/rows/0/ttft_seconds/cdf", "/rows/0/tpot_seconds/cdf",
         "/rows/0/itl_seconds/cdf", "/rows/0/e2e_seconds/cdf"}},
+      {replay_output(), "ridgeline.kv/v1",
+       {"/rows/0/measured/device", "/rows/0/measured/executor", "/rows/0/measured/wall_seconds",
+        "/rows/0/measured/cancelled", "/rows/0/measured/mean_running",
+        "/rows/0/measured/simulated_token_hit_rate", "/rows/0/measured/step_gap_seconds",
+        "/rows/0/measured/steps/start_seconds", "/rows/0/measured/steps/running",
+        "/rows/0/measured/steps/waiting", "/rows/0/measured/steps/kv_used",
+        "/rows/0/measured/steps/kv_cached", "/rows/0/measured/steps/prefill_tokens",
+        "/rows/0/measured/steps/decode_tokens", "/rows/0/measured/steps/flops",
+        "/rows/0/measured/steps/bytes", "/rows/0/measured/steps/gpu_seconds"}},
       {plan_output(), "ridgeline.plan/v1",
        {"/config/slo/tpot_seconds", "/config/model", "/config/workload", "/rows/0/gpu",
         "/rows/0/memory_bytes", "/rows/0/kv_budget_bytes", "/rows/0/max_batch_fit",

@@ -298,6 +298,87 @@ json kv_of(const std::string& path, const schema::serving_results& k) {
           {"rows", rows}};
 }
 
+// A replay's measured section as time series for the page: the run cut into at most
+// k_serving_buckets equal time buckets; per bucket the mean running and waiting requests and KV
+// blocks (used, cached), prompt and output tokens per second (tokens computed in the bucket's
+// steps / bucket length), ops:byte (counted FLOPs / counted bytes of its steps) and achieved
+// FLOP/s and bytes/s (counted work / summed forward time).
+constexpr int k_serving_buckets = 600;
+
+json serving_of(const std::string& path, const schema::serving_results& k) {
+  for (const auto& r : k.rows) {
+    if (!r.measured) continue;
+    const auto& m = *r.measured;
+    const auto& s = m.steps;
+    const std::size_t n = s.start_seconds.size();
+    const double end = n > 0 ? s.start_seconds.back() + s.gpu_seconds.back() : 0;
+    const int buckets = n == 0 ? 0 : static_cast<int>(std::min<std::size_t>(n, k_serving_buckets));
+    const double width = buckets > 0 && end > 0 ? end / buckets : 1;
+    struct acc {
+      double running = 0, waiting = 0, used = 0, cached = 0, prefill = 0, decode = 0, flops = 0,
+             bytes = 0, gpu = 0;
+      int steps = 0;
+    };
+    std::vector<acc> b(static_cast<std::size_t>(buckets));
+    for (std::size_t i = 0; i < n; ++i) {
+      const int at = std::min(buckets - 1, static_cast<int>(s.start_seconds[i] / width));
+      auto& a = b[static_cast<std::size_t>(std::max(at, 0))];
+      a.running += static_cast<double>(s.running[i]);
+      a.waiting += static_cast<double>(s.waiting[i]);
+      a.used += static_cast<double>(s.kv_used[i]);
+      a.cached += static_cast<double>(s.kv_cached[i]);
+      a.prefill += static_cast<double>(s.prefill_tokens[i]);
+      a.decode += static_cast<double>(s.decode_tokens[i]);
+      a.flops += s.flops[i];
+      a.bytes += s.bytes[i];
+      a.gpu += s.gpu_seconds[i];
+      ++a.steps;
+    }
+    json series = json::array();
+    for (int i = 0; i < buckets; ++i) {
+      const auto& a = b[static_cast<std::size_t>(i)];
+      if (a.steps == 0) continue;
+      const double c = a.steps;
+      series.push_back({{"t", (i + 0.5) * width},
+                        {"running", a.running / c},
+                        {"waiting", a.waiting / c},
+                        {"kv_used", a.used / c},
+                        {"kv_cached", a.cached / c},
+                        {"prefill_tokens_per_second", a.prefill / width},
+                        {"decode_tokens_per_second", a.decode / width},
+                        {"ops_per_byte", a.bytes > 0 ? a.flops / a.bytes : 0.0},
+                        {"flops_per_second", a.gpu > 0 ? a.flops / a.gpu : 0.0},
+                        {"bytes_per_second", a.gpu > 0 ? a.bytes / a.gpu : 0.0}});
+    }
+    auto p = [](const schema::latency_distribution& d, double q) {
+      if (!d.quantiles) return json(nullptr);
+      return json(q == 0.5 ? d.quantiles->p50 : d.quantiles->p99);
+    };
+    const auto& c = k.config;
+    return {{"title", base_name(c.workload) + ", " + c.model + " on " + m.device + " (" +
+                          m.executor + " executor)"},
+            {"source", path},
+            {"bucket_seconds", width},
+            {"capacity_blocks", r.capacity_blocks},
+            {"summary",
+             {{"requests", r.requests},
+              {"finished", r.finished},
+              {"rejected", r.rejected},
+              {"cancelled", m.cancelled},
+              {"wall_seconds", m.wall_seconds},
+              {"mean_running", m.mean_running},
+              {"token_hit_rate", r.token_hit_rate},
+              {"simulated_token_hit_rate", m.simulated_token_hit_rate},
+              {"ttft_p50", p(r.ttft_seconds, 0.5)},
+              {"ttft_p99", p(r.ttft_seconds, 0.99)},
+              {"tpot_p50", p(r.tpot_seconds, 0.5)},
+              {"tpot_p99", p(r.tpot_seconds, 0.99)},
+              {"step_gap_p50", p(m.step_gap_seconds, 0.5)}}},
+            {"series", series}};
+  }
+  return nullptr;
+}
+
 // Generic table of a typed document: rows flattened two levels ("a.b"), config as key/value pairs.
 void flatten(const json& j, const std::string& prefix, json& out, int depth) {
   if (j.is_object() && depth < 2) {
@@ -453,7 +534,8 @@ input_file load_input(const std::string& path) {
 json build_report_data(const std::vector<input_file>& inputs, const report_options& o) {
   if (inputs.empty()) throw std::invalid_argument("report: no result files given");
   json roofline = json::array(), working_set = json::array(), sweeps = json::array(),
-       kv = json::array(), plans = json::array(), divergence = json::array(),
+       kv = json::array(), serving = json::array(), plans = json::array(),
+       divergence = json::array(),
        divergence_plots = json::array(), environments = json::array(), sources = json::array();
   double slo = o.slo_tpot_seconds;
   std::string slo_source = "--slo-tpot-ms";
@@ -478,6 +560,8 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
       const auto k = schema::parse_serving_results(f.doc, f.path);
       environments.push_back(environment_of(f.path, id, k.env));
       kv.push_back(kv_of(f.path, k));
+      json measured = serving_of(f.path, k);
+      if (!measured.is_null()) serving.push_back(std::move(measured));
     } else if (id == schema::k_plan_schema) {
       const auto p = schema::parse_plan(f.doc, f.path);
       environments.push_back(environment_of(f.path, id, p.env));
@@ -546,6 +630,7 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
           {"working_set", working_set},
           {"sweeps", sweeps},
           {"kv", kv},
+          {"serving", serving},
           {"plans", plans},
           {"divergence", divergence},
           {"divergence_plots", divergence_plots},
