@@ -432,6 +432,11 @@ step_output cuda_engine::step(std::span<const step_sequence> seqs) {
     min_width = static_cast<int>(std::min((width + q - 1) / q * q, std::max(max_table, width)));
   }
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab, min_width);
+  if (!h.input_rows.empty()) {
+    throw std::invalid_argument(
+        "engine: ids from the previous step's samples (a step planned ahead) are not supported "
+        "by the cuda executor yet");
+  }
   if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
     throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
                                 std::to_string(h.num_seqs) + " sequences exceeds the limits (" +

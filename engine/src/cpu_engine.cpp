@@ -68,6 +68,16 @@ cpu_engine::cpu_engine(const decoder_config& c, std::vector<bf16_bits> weights, 
 step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   const model_preset& m = m_cfg.model;
   host_step h = build_step(seqs, m_cfg.block_tokens, m.vocab);
+  // Ids from the previous step's samples (a step planned while that one ran).
+  for (std::size_t i = 0; i < h.input_rows.size(); ++i) {
+    const auto k = static_cast<std::size_t>(h.input_samples[i]);
+    if (k >= m_last_tokens.size()) {
+      throw std::invalid_argument("cpu_engine: sample " + std::to_string(k) +
+                                  " of the previous step, which sampled " +
+                                  std::to_string(m_last_tokens.size()));
+    }
+    h.ids[static_cast<std::size_t>(h.input_rows[i])] = m_last_tokens[k];
+  }
   // The CUDA executor's layout (xs in q's space when it fits), sized for this step; the reference
   // attention needs no workspace or split counters.
   const step_scratch_layout layout =
@@ -92,6 +102,7 @@ step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   r.forward_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.copy_seconds = std::exchange(m_copy_seconds, 0.0);
+  m_last_tokens = r.tokens;
   r.logits.assign(b.logits, b.logits + static_cast<std::size_t>(h.num_samples) * m.vocab);
   return r;
 }

@@ -7,6 +7,15 @@
 
 namespace ridgeline {
 
+void executor::launch(std::span<const step_sequence> seqs) { m_launched.push_back(step(seqs)); }
+
+step_output executor::wait() {
+  if (m_launched.empty()) throw std::logic_error("executor::wait with no step launched");
+  step_output out = std::move(m_launched.front());
+  m_launched.pop_front();
+  return out;
+}
+
 void executor::copy_blocks(std::span<const block_transfer> transfers) {
   if (!transfers.empty()) {
     throw std::invalid_argument("this executor has no host KV tier; " +
@@ -26,6 +35,7 @@ void plan_sequences(const step_plan& plan, const scheduler& sched, const kv_cach
     q.blocks = kv.block_table(e.sequence);
     q.samples = e.samples;
     q.prefill = e.prefill;
+    q.input_sample = e.input_sample;
     out.push_back(q);
   }
 }

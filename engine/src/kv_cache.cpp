@@ -529,9 +529,37 @@ void kv_cache_manager::seal_block(sequence& q, block_id b, std::uint64_t hash) {
   if (m_config.track_recompute) m_seen.insert(hash, 0);
 }
 
+bool kv_cache_manager::append_pending(seq_id s) {
+  auto& q = m_seqs[s];
+  if (!q.live) broken("append to a freed sequence");
+  if (q.pending) broken("a second pending token before the first was resolved");
+  if (!can_append(s, 1)) return false;
+  const std::int64_t bs = m_config.block_tokens;
+  const auto at = static_cast<std::size_t>(q.num_tokens / bs);
+  if (at == q.blocks.size()) q.blocks.push_back(allocate_block());
+  q.partial.push_back(0);
+  ++q.num_tokens;
+  q.pending = true;
+  return true;
+}
+
+void kv_cache_manager::resolve_pending(seq_id s, token_id t) {
+  auto& q = m_seqs[s];
+  if (!q.live || !q.pending) broken("resolve_pending without a pending token");
+  q.partial.back() = t;
+  q.pending = false;
+  const std::size_t bs = static_cast<std::size_t>(m_config.block_tokens);
+  if (q.partial.size() == bs) {
+    const auto at = static_cast<std::size_t>((q.num_tokens - 1) / static_cast<std::int64_t>(bs));
+    if (m_config.prefix_caching) seal_block(q, q.blocks[at], block_hash(q.parent, q.partial));
+    q.partial.clear();
+  }
+}
+
 bool kv_cache_manager::append(seq_id s, std::span<const token_id> tokens) {
   auto& q = m_seqs[s];
   if (!q.live) broken("append to a freed sequence");
+  if (q.pending) broken("append before the pending token was resolved");
   if (!can_append(s, std::ssize(tokens))) return false;
   const std::size_t bs = static_cast<std::size_t>(m_config.block_tokens);
   std::size_t i = 0;
@@ -601,6 +629,7 @@ void kv_cache_manager::free_sequence(seq_id s) {
   q.partial.clear();
   q.num_tokens = 0;
   q.reserved_tokens = 0;
+  q.pending = false;
   q.live = false;
   --m_live;
   m_free_seqs.push_back(s);
@@ -624,7 +653,9 @@ void kv_cache_manager::check_invariants() const {
              " blocks for " + std::to_string(q.num_tokens) + " tokens (" +
              std::to_string(q.reserved_tokens) + " reserved)");
     }
-    if (std::ssize(q.partial) != q.num_tokens % bs) broken("partial block size");
+    // A pending token that fills its block keeps the block's tokens until it is resolved.
+    const bool full_pending = q.pending && std::ssize(q.partial) == bs && q.num_tokens % bs == 0;
+    if (std::ssize(q.partial) != q.num_tokens % bs && !full_pending) broken("partial block size");
     for (block_id b : q.blocks) ++refs[b];
   }
   if (live != m_live) broken("live sequence count");

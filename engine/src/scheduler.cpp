@@ -259,6 +259,53 @@ void scheduler::finish(request_handle h, double now) {
   m_free_handles.push_back(h);
 }
 
+const step_plan* scheduler::schedule_ahead() {
+  if (!m_in_step || m_have_ahead || !m_waiting.empty() || m_plan.sequences.empty()) return nullptr;
+  // Decode-only, and the blocks for every continuing request's next slot are there.
+  std::int64_t blocks = 0;
+  for (const auto& e : m_plan.sequences) {
+    if (e.prefill || e.new_tokens != 1 || !e.samples) return nullptr;
+    const auto& r = m_requests[e.request];
+    // Ends with this step: it reaches its max tokens, or it stopped in the step before.
+    if (r.generated + 1 >= r.max_output || r.stop_after_ahead) continue;
+    blocks += m_kv.blocks_needed(r.sequence, 1);
+  }
+  if (blocks > m_kv.pool().num_available()) return nullptr;
+  m_ahead.sequences.clear();
+  m_ahead.shape = step_shape{};
+  m_ahead.preemptions = 0;
+  m_ahead.admitted = 0;
+  std::int32_t sample = 0;
+  for (const auto& e : m_plan.sequences) {
+    auto& r = m_requests[e.request];
+    const std::int32_t row = sample++;
+    if (r.generated + 1 >= r.max_output || r.stop_after_ahead) continue;
+    if (!m_kv.append_pending(r.sequence)) broken_ahead();
+    r.tokens.push_back(0);  // placeholder: complete() writes the sampled id
+    r.pending = true;
+    scheduled_sequence a;
+    a.request = e.request;
+    a.id = e.id;
+    a.sequence = r.sequence;
+    a.context_before = r.computed;
+    a.new_tokens = 1;
+    a.prefill = false;
+    a.samples = true;
+    a.input_sample = row;
+    r.computed += 1;
+    add_sequence(m_ahead.shape, a.context_before, 1, false, true);
+    m_ahead.sequences.push_back(a);
+  }
+  if (m_ahead.sequences.empty()) return nullptr;
+  m_have_ahead = true;
+  ++m_steps;
+  return &m_ahead;
+}
+
+void scheduler::broken_ahead() {
+  throw std::logic_error("scheduler: a slot checked free for the step ahead was not there");
+}
+
 void scheduler::complete(std::span<const token_id> sampled, double now_seconds) {
   std::size_t k = 0;
   bool any_finished = false;
@@ -270,6 +317,31 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
     }
     auto& r = m_requests[e.request];
     const token_id t = sampled[k++];
+    if (r.stop_after_ahead) {
+      // It stopped in the step before; this step's token is past its end.
+      r.stop_after_ahead = false;
+      finish(e.request, r.last_token_seconds);
+      any_finished = true;
+      continue;
+    }
+    if (r.pending) {
+      // The step planned ahead computes this token's KV: it stays in place of the placeholder.
+      r.tokens.back() = t;
+      r.pending = false;
+      m_kv.resolve_pending(r.sequence, t);
+      if (r.generated == 0) {
+        r.record.first_token_seconds = now_seconds;
+      } else if (m_config.record_itl) {
+        m_itl.push_back(now_seconds - r.last_token_seconds);
+      }
+      r.last_token_seconds = now_seconds;
+      ++r.generated;
+      const bool stop = (m_config.eos_token >= 0 && t == m_config.eos_token) ||
+                        std::find(r.stop_tokens.begin(), r.stop_tokens.end(), t) !=
+                            r.stop_tokens.end();
+      if (stop) r.stop_after_ahead = true;
+      continue;
+    }
     if (r.generated == 0) {
       r.record.first_token_seconds = now_seconds;
     } else if (m_config.record_itl) {
@@ -292,7 +364,14 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
   if (any_finished) {
     std::erase_if(m_running, [this](request_handle h) { return !m_requests[h].live; });
   }
-  m_in_step = false;
+  if (m_have_ahead) {
+    // The step planned ahead is now the one in flight.
+    std::swap(m_plan, m_ahead);
+    m_have_ahead = false;
+    m_in_step = true;
+  } else {
+    m_in_step = false;
+  }
 }
 
 void scheduler::take_finished(std::vector<request_record>& out) {

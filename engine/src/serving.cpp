@@ -17,8 +17,9 @@ double steady_seconds() {
 }
 
 serving_loop::serving_loop(executor& exec, kv_cache_manager& kv, const scheduler_config& config,
-                           const model_preset& model, clock now)
-    : m_exec(exec), m_kv(kv), m_sched(config, kv), m_model(model), m_now(std::move(now)) {
+                           const model_preset& model, clock now, bool overlap)
+    : m_exec(exec), m_kv(kv), m_sched(config, kv), m_model(model), m_now(std::move(now)),
+      m_overlap(overlap) {
   if (!m_now) throw std::invalid_argument("serving_loop: no clock");
   const auto& kc = kv.config();
   if (kc.host_blocks > 0) {
@@ -53,24 +54,30 @@ void serving_loop::submit(serving_request r) {
 bool serving_loop::cancel(std::uint64_t id) {
   const auto it = m_live.find(id);
   if (it == m_live.end() || !m_sched.live(it->second.handle)) return false;
+  if (m_in_flight) {
+    // A step computes for it now: it ends when that step is back (no step is planned ahead
+    // while a cancel waits).
+    m_cancels.push_back(id);
+    return true;
+  }
   return m_sched.cancel(it->second.handle, m_now());
 }
 
-const step_record* serving_loop::step() {
-  if (!m_sched.has_work()) return nullptr;
-  step_record rec;
-  rec.index = std::ssize(m_steps);
-  rec.start_seconds = m_now();
-  const std::int64_t hits_before = m_kv.counters().hit_tokens_tier1 +
-                                   m_kv.counters().hit_tokens_tier2;
-  const step_plan& plan = m_sched.schedule();
-  plan_sequences(plan, m_sched, m_kv, m_seqs);
-  for (std::size_t j = 0; j < m_seqs.size(); ++j) {
+// Fills `rec` with what the scheduler and KV manager say right after planning `plan`, makes the
+// plan's sequences (with their requests' sampling) in `seqs`, and hands the host-tier copies to
+// the executor.
+void serving_loop::prepare(const step_plan& plan, std::int64_t hits_before, step_record& rec,
+                           std::vector<step_sequence>& seqs) {
+  plan_sequences(plan, m_sched, m_kv, seqs);
+  for (std::size_t j = 0; j < seqs.size(); ++j) {
     const request_handle h = plan.sequences[j].request;
     const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(h)]);
-    m_seqs[j].sampling = q.sampling;
-    m_seqs[j].sampling.step = static_cast<std::uint64_t>(m_sched.generated(h));
+    seqs[j].sampling = q.sampling;
+    // A step planned ahead samples the request's next token after the in-flight one's.
+    const bool ahead = plan.sequences[j].input_sample >= 0;
+    seqs[j].sampling.step = static_cast<std::uint64_t>(m_sched.generated(h) + (ahead ? 1 : 0));
   }
+  rec.index = m_next_index++;
   rec.sequences = plan.shape.sequences;
   rec.prefill_tokens = plan.shape.prefill_tokens;
   rec.decode_tokens = plan.shape.decode_tokens;
@@ -94,27 +101,83 @@ const step_record* serving_loop::step() {
     }
     m_exec.copy_blocks(m_transfers);
   }
+}
 
-  const step_output out = m_exec.step(m_seqs);
+bool serving_loop::may_plan_ahead() const {
+  if (!m_overlap || !m_cancels.empty()) return false;
+  // The repetition penalty reads every earlier token on the host side: not with an unknown one.
+  for (const auto& e : m_sched.last_plan().sequences) {
+    const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(e.request)]);
+    if (q.sampling.repetition_penalty != 1.0f) return false;
+  }
+  return true;
+}
+
+const step_record* serving_loop::step() {
+  if (!m_in_flight) {
+    apply_cancels();
+    if (!m_sched.has_work()) return nullptr;
+    m_current = step_record{};
+    m_current.start_seconds = m_now();
+    const std::int64_t hits = m_kv.counters().hit_tokens_tier1 + m_kv.counters().hit_tokens_tier2;
+    const step_plan& plan = m_sched.schedule();
+    prepare(plan, hits, m_current, m_seqs);
+    m_exec.launch(m_seqs);
+    m_in_flight = true;
+  }
+  // While the step runs, plan and launch the next one when its shape is already known.
+  bool ahead = false;
+  step_record next;
+  if (may_plan_ahead()) {
+    next.start_seconds = m_now();
+    const std::int64_t hits = m_kv.counters().hit_tokens_tier1 + m_kv.counters().hit_tokens_tier2;
+    if (const step_plan* plan = m_sched.schedule_ahead()) {
+      prepare(*plan, hits, next, m_ahead_seqs);
+      m_exec.launch(m_ahead_seqs);
+      ahead = true;
+      ++m_planned_ahead;
+    }
+  }
+  const step_output out = m_exec.wait();
+  step_record& rec = m_current;
   rec.gpu_seconds = out.forward_seconds;
   rec.gap_seconds = out.gap_seconds;
   rec.copy_seconds = out.copy_seconds;
   rec.graph = out.graph;
   const double end = m_now();
   // Streaming callbacks see each token before the scheduler may finish (and free) its request.
+  const step_plan& plan = m_sched.last_plan();
   std::size_t k = 0;
   for (const auto& e : plan.sequences) {
     if (!e.samples) continue;
     if (k >= out.tokens.size()) break;  // complete() below reports the mismatch
     const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(e.request)]);
-    if (q.on_token) q.on_token(token_event{e.id, out.tokens[k], m_sched.generated(e.request), end});
+    if (q.on_token && !m_sched.stopping(e.request)) {
+      q.on_token(token_event{e.id, out.tokens[k], m_sched.generated(e.request), end});
+    }
     ++k;
   }
   m_sched.complete(out.tokens, end);
   rec.end_seconds = m_now();
   rec.host_seconds = std::max(0.0, rec.end_seconds - rec.start_seconds - rec.gpu_seconds);
   m_steps.push_back(rec);
+  if (ahead) {
+    m_current = next;  // the step planned ahead is the one in flight now
+  } else {
+    m_in_flight = false;
+  }
+  if (!m_in_flight) apply_cancels();
   return &m_steps.back();
+}
+
+void serving_loop::apply_cancels() {
+  for (std::uint64_t id : m_cancels) {
+    const auto it = m_live.find(id);
+    if (it != m_live.end() && m_sched.live(it->second.handle)) {
+      m_sched.cancel(it->second.handle, m_now());
+    }
+  }
+  m_cancels.clear();
 }
 
 void serving_loop::take_finished(std::vector<serving_record>& out) {

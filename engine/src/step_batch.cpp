@@ -29,13 +29,19 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
       throw std::invalid_argument("step: sequence " + std::to_string(i) + ": " + why);
     };
     if (s.new_tokens <= 0) fail("no new tokens");
+    if (s.input_sample >= 0 && s.new_tokens != 1) fail("an id from a sample, with more than one new token");
     if (len > static_cast<std::int64_t>(s.tokens.size())) fail("fewer tokens than context + new");
     if (static_cast<std::int64_t>(s.blocks.size()) * block_tokens < len) {
       fail("block table covers " + std::to_string(s.blocks.size() * block_tokens) +
            " tokens, needs " + std::to_string(len));
     }
     for (std::int64_t p = s.context_before; p < len; ++p) {
-      const token_id t = s.tokens[static_cast<std::size_t>(p)];
+      token_id t = s.tokens[static_cast<std::size_t>(p)];
+      if (s.input_sample >= 0) {
+        h.input_rows.push_back(static_cast<std::int32_t>(h.ids.size()));
+        h.input_samples.push_back(s.input_sample);
+        t = 0;  // filled in by the executor
+      }
       if (t < 0 || t >= vocab) {
         fail("token id " + std::to_string(t) + " at position " + std::to_string(p) +
              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");

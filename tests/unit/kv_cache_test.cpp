@@ -476,3 +476,36 @@ TEST(KvCache, SweepStepTakesShuffledBlocksOfAPoolOfExactlyItsSize) {
     step.kv->check_invariants();
   }
 }
+
+TEST(KvCache, PendingTokenHoldsItsSlotAndHashesItsBlockWhenResolved) {
+  kv_cache_config c;
+  c.block_tokens = 4;
+  c.num_blocks = 8;
+  kv_cache_manager kv(c);
+  const std::vector<token_id> prompt = {1, 2, 3};
+  const seq_id s = kv.create_sequence();
+  ASSERT_TRUE(kv.append(s, prompt));
+  ASSERT_TRUE(kv.append_pending(s));  // fills block 0 with an unknown token
+  EXPECT_TRUE(kv.has_pending(s));
+  EXPECT_EQ(kv.num_tokens(s), 4);
+  EXPECT_NO_THROW(kv.check_invariants());
+  // Not a prefix-cache entry yet: a lookup of 1 2 3 9 finds nothing.
+  const std::vector<token_id> full = {1, 2, 3, 9, 5};
+  EXPECT_EQ(kv.lookup(full, 4).blocks(), 0);
+  EXPECT_THROW(kv.append(s, prompt), std::logic_error);  // no append before it is resolved
+  kv.resolve_pending(s, 9);
+  EXPECT_FALSE(kv.has_pending(s));
+  EXPECT_EQ(kv.lookup(full, 4).blocks(), 1);  // now it is
+  // The same as appending the known token: a second sequence's full block shares the hash.
+  const seq_id t = kv.create_sequence();
+  ASSERT_TRUE(kv.append(t, std::vector<token_id>{1, 2, 3, 9}));
+  EXPECT_EQ(kv.block_table(t)[0] == kv.block_table(s)[0], false);  // distinct blocks, same content
+  EXPECT_NO_THROW(kv.check_invariants());
+  // A pending token in the middle of a block, then free: nothing leaks.
+  ASSERT_TRUE(kv.append_pending(s));
+  EXPECT_THROW(kv.append_pending(s), std::logic_error);
+  kv.free_sequence(s);
+  kv.free_sequence(t);
+  EXPECT_NO_THROW(kv.check_invariants());
+  EXPECT_EQ(kv.pool().num_used(), 0);
+}

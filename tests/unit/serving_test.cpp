@@ -56,7 +56,7 @@ workload random_workload(std::uint64_t seed, int requests) {
 }  // namespace
 
 TEST(Serving, NoRequestLostUnderRandomArrivalsCancelsAndPreemptions) {
-  std::int64_t preemptions = 0, cancelled = 0, hits = 0;
+  std::int64_t preemptions = 0, cancelled = 0, hits = 0, ahead = 0;
   for (std::uint64_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     const workload w = random_workload(seed, 40);
@@ -67,7 +67,8 @@ TEST(Serving, NoRequestLostUnderRandomArrivalsCancelsAndPreemptions) {
     sc.max_batched_tokens = 96;
     sc.max_model_len = tiny().max_context;
     fake_clock clk;
-    serving_loop loop(exec, kv, sc, tiny(), std::ref(clk));
+    // Even seeds overlap: steps planned ahead while one runs, cancels arriving mid-step.
+    serving_loop loop(exec, kv, sc, tiny(), std::ref(clk), seed % 2 == 0);
     replay_options o;
     o.vocab = tiny().vocab;
     o.wait_until = [&clk](double t) { clk.t = std::max(clk.t, t); };
@@ -102,6 +103,7 @@ TEST(Serving, NoRequestLostUnderRandomArrivalsCancelsAndPreemptions) {
     EXPECT_NO_THROW(kv.check_invariants());
     EXPECT_EQ(kv.pool().num_used(), 0) << "blocks still referenced after every request left";
     EXPECT_EQ(loop.live_requests(), 0);
+    if (seed % 2 == 0) ahead += loop.steps_planned_ahead();
     preemptions += r.scheduling.preemptions;
     cancelled += r.cancelled;
     hits += r.kv.hit_tokens_tier1;
@@ -112,6 +114,7 @@ TEST(Serving, NoRequestLostUnderRandomArrivalsCancelsAndPreemptions) {
       EXPECT_GE(s.gpu_seconds, 0.0);
     }
   }
+  EXPECT_GT(ahead, 0) << "the overlapping runs never planned a step ahead";
   EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
   EXPECT_GT(cancelled, 0);
   EXPECT_GT(hits, 0);
@@ -328,4 +331,71 @@ TEST(Serving, HostTierHitsCopyRealBlocksAndGiveTheColdTokens) {
   EXPECT_EQ(hits_cold, 0);
   ASSERT_EQ(with_tier.size(), 8u);
   EXPECT_EQ(with_tier, cold) << "tokens after a host-tier hit differ from the cold computation";
+}
+
+// Overlap: steps planned ahead (their ids taken from the running step's samples) give every
+// request the tokens it gets without overlap, stop where it would, and lose nothing.
+TEST(Serving, StepsPlannedAheadGiveTheSameTokensAndLoseNothing) {
+  const auto weights = random_weights(tiny(), 8);
+  // Stop tokens taken from a first run, so that some requests really stop early.
+  auto serve = [&](bool overlap, std::vector<token_id> stop, std::int64_t* planned_ahead) {
+    cpu_engine exec(tiny(), weights, 40);
+    kv_cache_manager kv(kv_config(40));
+    scheduler_config sc;
+    sc.max_batched_tokens = 64;
+    fake_clock clk;
+    serving_loop loop(exec, kv, sc, tiny(), std::ref(clk), overlap);
+    std::map<std::uint64_t, std::vector<token_id>> out;
+    std::vector<serving_record> recs;
+    int submitted = 0, steps = 0;
+    auto submit = [&](int k) {
+      std::vector<token_id> p(static_cast<std::size_t>(9 + 13 * k % 70));
+      for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<token_id>((k * 37 + i * 11) % 256);
+      serving_request q = request(static_cast<std::uint64_t>(k), p, 6 + 5 * k % 30, stop);
+      auto* dst = &out[q.id];
+      q.on_token = [dst](const token_event& e) {
+        EXPECT_EQ(e.index, std::ssize(*dst));
+        dst->push_back(e.token);
+      };
+      loop.submit(std::move(q));
+    };
+    for (; submitted < 4; ++submitted) submit(submitted);
+    while (loop.has_work() || submitted < 12) {
+      if (submitted < 12 && steps % 9 == 8) submit(submitted++);
+      if (steps == 20) loop.cancel(1);
+      if (loop.step() == nullptr && submitted < 12) submit(submitted++);
+      ++steps;
+      loop.take_finished(recs);
+    }
+    loop.take_finished(recs);
+    EXPECT_EQ(recs.size(), 12u);
+    EXPECT_EQ(kv.pool().num_used(), 0);
+    EXPECT_NO_THROW(kv.check_invariants());
+    if (planned_ahead) *planned_ahead = loop.steps_planned_ahead();
+    std::map<std::uint64_t, request_outcome> outcomes;
+    for (const auto& r : recs) {
+      outcomes[r.record.id] = r.record.outcome;
+      EXPECT_EQ(r.record.output_tokens, std::ssize(out[r.record.id])) << r.record.id;
+    }
+    return std::make_pair(out, outcomes);
+  };
+  const auto first = serve(false, {}, nullptr);
+  // Two tokens that the first run produced early in some requests' outputs.
+  const std::vector<token_id> stop = {first.first.at(2).at(2), first.first.at(5).at(1)};
+  std::int64_t ahead = 0, ahead_plain = 0;
+  const auto plain = serve(false, stop, &ahead_plain);
+  const auto overlapped = serve(true, stop, &ahead);
+  EXPECT_EQ(ahead_plain, 0);
+  EXPECT_GT(ahead, 10) << "overlap never planned a step ahead";
+  EXPECT_EQ(plain.second, overlapped.second);
+  for (const auto& [id, toks] : plain.first) {
+    if (id == 1) continue;  // cancelled: where it stops depends on the steps in flight
+    EXPECT_EQ(overlapped.first.at(id), toks) << "request " << id;
+  }
+  // Some requests stopped on a stop token before their max tokens.
+  int stopped_early = 0;
+  for (const auto& [id, toks] : plain.first) {
+    stopped_early += id != 1 && std::ssize(toks) < 6 + 5 * static_cast<int>(id) % 30;
+  }
+  EXPECT_GT(stopped_early, 0);
 }

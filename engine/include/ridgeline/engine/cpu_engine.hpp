@@ -41,6 +41,7 @@ class cpu_engine final : public executor {
   int m_host_blocks = 0;
   std::vector<bf16_bits> m_host;  // [slot][layer][block elements]
   double m_copy_seconds = 0;
+  std::vector<token_id> m_last_tokens;  // the previous step's samples (step_sequence::input_sample)
 };
 
 }  // namespace ridgeline

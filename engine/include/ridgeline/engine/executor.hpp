@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <vector>
 
@@ -47,12 +48,21 @@ class executor {
   // std::invalid_argument on a malformed step (build_step's checks) and leaves the executor
   // usable.
   virtual step_output step(std::span<const step_sequence> seqs) = 0;
+  // Asynchronous use: launch() starts a step (it has read `seqs` when it returns) and wait()
+  // returns the oldest launched step's output; a step whose sequences take ids from samples
+  // (step_sequence::input_sample) reads those of the step launched before it. At most two steps
+  // in flight. The default runs the step inside launch().
+  virtual void launch(std::span<const step_sequence> seqs);
+  virtual step_output wait();
   // Makes the KV manager's block copies to and from its host tier (kv_cache.hpp), in order,
   // before the next step reads or overwrites those blocks. Executors without a host tier throw
   // std::invalid_argument when given any.
   virtual void copy_blocks(std::span<const block_transfer> transfers);
   // Host-tier slots this executor holds (0: none).
   virtual std::int32_t host_blocks() const { return 0; }
+
+ private:
+  std::deque<step_output> m_launched;  // the default launch/wait: outputs not yet waited for
 };
 
 // The sequences of a planned step, in plan order: each request's tokens from the scheduler and its

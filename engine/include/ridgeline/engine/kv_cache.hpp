@@ -249,6 +249,14 @@ class kv_cache_manager {
   // Appends tokens to s, allocating blocks and hashing each block that becomes full. Returns
   // false and changes nothing when the blocks are not there.
   bool append(seq_id s, std::span<const token_id> tokens);
+  // Appends one token whose id is not known yet (a step planned while the step that samples it
+  // runs): its slot is allocated now; a block it fills is hashed (and becomes a prefix-cache
+  // entry) only at resolve_pending. At most one pending token per sequence; no other append
+  // until it is resolved. False, unchanged, when no block is left.
+  bool append_pending(seq_id s);
+  // The pending token's id is `t`.
+  void resolve_pending(seq_id s, token_id t);
+  bool has_pending(seq_id s) const { return m_seqs[s].pending; }
   // Allocates now the blocks that `tokens` tokens of s need in all, so that its block table
   // covers them before they are appended (an executor that keeps a table's width fixed over a
   // run; appends then fill the reserved blocks). Returns false and changes nothing when the
@@ -280,6 +288,7 @@ class kv_cache_manager {
     std::uint64_t parent = k_root_block_hash;
     std::int64_t num_tokens = 0;
     std::int64_t reserved_tokens = 0;  // reserve(): the table covers at least this many
+    bool pending = false;              // the last token of `partial` awaits resolve_pending
     bool live = false;
   };
   block_id allocate_block();

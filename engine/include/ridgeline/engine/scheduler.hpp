@@ -75,6 +75,8 @@ struct scheduled_sequence {
   std::int32_t new_tokens = 0;      // tokens computed this step
   bool prefill = false;             // prompt (or recompute) tokens rather than one decode token
   bool samples = false;             // produces a token this step
+  std::int32_t input_sample = -1;   // schedule_ahead: the new token's id is the previous step's
+                                    // sample `input_sample` (not known when planned); else -1
 };
 
 // What the scheduler did over a run (the KV manager counts the cache's side: kv_counters).
@@ -108,6 +110,18 @@ class scheduler {
   }
   // Plans the next step. An empty plan with has_work() means nothing can run (a bug: throws).
   const step_plan& schedule();
+  // Plans the step after the one in flight (planned, not yet completed), for an executor that
+  // runs them back to back: every request that samples in the current step and will not reach
+  // its max tokens decodes its next token, whose id the current step is still computing
+  // (scheduled_sequence::input_sample: its sample row in the current step). Only when the
+  // current step is decode-only, nothing waits and every continuing request gets its slot
+  // without preemption; nullptr (nothing changed) otherwise. complete() of the current step then
+  // fills in those ids, and the planned step becomes the one in flight; a request that stops at
+  // the current step (a stop token) finishes when the planned step completes, its token dropped.
+  const step_plan* schedule_ahead();
+  bool step_in_flight() const { return m_in_step; }
+  // The request stopped in the step before the one in flight: that step's token for it is dropped.
+  bool stopping(request_handle h) const { return m_requests[h].stop_after_ahead; }
   // Records the step's results: `sampled` holds one token per plan entry with samples == true, in
   // plan order; `now_seconds` is when the step ended (first and later token times).
   void complete(std::span<const token_id> sampled, double now_seconds);
@@ -133,6 +147,8 @@ class scheduler {
     std::int32_t max_output = 0;
     std::int32_t generated = 0;
     std::vector<token_id> stop_tokens;
+    bool pending = false;         // tokens.back() is a placeholder for the in-flight step's sample
+    bool stop_after_ahead = false;  // stopped while in the step planned ahead: finish after it
     std::int64_t computed = 0;      // tokens with KV in cache
     std::int64_t computed_max = 0;  // most ever computed (recompute accounting)
     seq_id sequence = -1;
@@ -142,6 +158,7 @@ class scheduler {
     request_record record;
   };
   bool before(request_handle a, request_handle b) const;
+  [[noreturn]] static void broken_ahead();
   void preempt(request_handle h);
   void finish(request_handle h, double now);
   void add_to_plan(request_handle h, std::int64_t context_before, std::int32_t n);
@@ -155,6 +172,8 @@ class scheduler {
   std::vector<request_record> m_finished;
   std::vector<double> m_itl;
   step_plan m_plan;
+  step_plan m_ahead;
+  bool m_have_ahead = false;
   std::int64_t m_steps = 0;
   bool m_in_step = false;  // between schedule() and complete()
   scheduler_counters m_counters;

@@ -81,15 +81,19 @@ class serving_loop {
   // at least kv.pool().total() blocks. With a host tier (kv config host_blocks > 0) the manager
   // must record transfers and the executor hold at least that many host slots: the loop hands
   // it the manager's block copies before every step (throws std::invalid_argument otherwise).
+  // `overlap`: while a decode-only step runs, plan the next one (the scheduler's schedule_ahead)
+  // and launch it behind it, so the executor can start it without waiting for the host
+  // (executor::launch / wait); the step's new token ids come from the running step's samples.
   serving_loop(executor& exec, kv_cache_manager& kv, const scheduler_config& config,
-               const model_preset& model, clock now);
+               const model_preset& model, clock now, bool overlap = false);
 
   // Queues the request (or rejects it at once: take_finished says why). Throws
   // std::invalid_argument when its id is already live.
   void submit(serving_request r);
-  // Ends a live request now, freeing its blocks; false when the id is not live.
+  // Ends a live request, freeing its blocks: at once, or when the step in flight is back (then
+  // the record's finish time is then); false when the id is not live.
   bool cancel(std::uint64_t id);
-  bool has_work() const { return m_sched.has_work(); }
+  bool has_work() const { return m_in_flight || m_sched.has_work(); }
   // Plans and runs one step when there is work, hands the tokens to the scheduler and to the
   // streaming callbacks; nullptr when there is nothing to run.
   const step_record* step();
@@ -100,6 +104,8 @@ class serving_loop {
   const scheduler& sched() const { return m_sched; }
   const kv_cache_manager& kv() const { return m_kv; }
   std::int64_t live_requests() const { return static_cast<std::int64_t>(m_live.size()); }
+  // Steps launched behind a running one (overlap).
+  std::int64_t steps_planned_ahead() const { return m_planned_ahead; }
 
  private:
   struct live_request {
@@ -116,8 +122,18 @@ class serving_loop {
   std::unordered_map<std::uint64_t, live_request> m_live;
   std::vector<request_handle> m_handle_to_slot;  // unused handles hold -1
   std::vector<std::uint64_t> m_id_of_handle;
-  std::vector<step_sequence> m_seqs;
+  void prepare(const step_plan& plan, std::int64_t hits_before, step_record& rec,
+               std::vector<step_sequence>& seqs);
+  bool may_plan_ahead() const;
+  void apply_cancels();
+  std::vector<step_sequence> m_seqs, m_ahead_seqs;
   std::vector<block_transfer> m_transfers;
+  bool m_overlap = false;
+  bool m_in_flight = false;  // a launched step not yet waited for (overlap: always after the first)
+  step_record m_current;     // the in-flight step's record
+  std::int64_t m_next_index = 0;
+  std::int64_t m_planned_ahead = 0;
+  std::vector<std::uint64_t> m_cancels;  // asked while a step was in flight
   std::vector<step_record> m_steps;
   std::vector<request_record> m_left;
 };

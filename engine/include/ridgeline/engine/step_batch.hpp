@@ -24,12 +24,19 @@ struct step_sequence {
   bool prefill = false;  // prompt (or recompute) tokens, even when only one (several new tokens
                          // are prefill anyway). Executors that compute ignore it; step-time
                          // models count it (shape_of in executor.hpp)
+  std::int32_t input_sample = -1;  // >= 0: one new token whose id is the executor's previous
+                                   // step's sample row `input_sample` (a step launched before
+                                   // that one's tokens were back); tokens[context_before] is a
+                                   // placeholder then
 };
 
 struct host_step {
   int num_tokens = 0, num_seqs = 0, max_blocks_per_seq = 0, num_samples = 0;
   std::vector<std::int32_t> ids, positions, slot_mapping, q_offsets, seq_lens, block_tables;
   std::vector<std::int32_t> sample_rows, prev_tokens, prev_offsets;
+  // Token rows whose ids come from the previous step's samples: ids[input_rows[i]] =
+  // previous sample input_samples[i] (the executor fills them in before the forward pass).
+  std::vector<std::int32_t> input_rows, input_samples;
   std::vector<sampling_row> sampling;
 };
 
