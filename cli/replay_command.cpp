@@ -116,6 +116,8 @@ void register_replay(CLI::App& app, context& ctx) {
   cmd->add_flag("--deterministic", o.deterministic, "Batch-invariant mode (docs/diverge.md)");
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "Launch decode steps eagerly");
   cmd->add_flag("--cpu", o.cpu, "The cpu executor on the tiny model even with a GPU");
+  cmd->add_flag("--overlap", o.overlap,
+                "Plan and queue the next decode step while one runs (host work off the GPU's path)");
   cmd->add_flag("!--no-simulate", o.simulate, "Skip kv's simulation of the same window");
   cmd->add_option("-o,--output", args->output, "Result JSON path ('' to skip)")->capture_default_str();
   cmd->add_option("--csv", args->csv, "Also write the row as CSV");

@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <tuple>
 
@@ -143,23 +145,25 @@ struct cuda_engine::impl {
   // Device input arrays at fixed addresses, and their pinned host staging.
   std::int32_t* d_ints = nullptr;
   sampling_row* d_sampling = nullptr;
-  std::int32_t* h_ints = nullptr;
+  // Pinned staging, two slots: a step is written into one while the step before may still be
+  // reading the other (launch / wait with two steps in flight).
+  std::int32_t* h_ints_slots[2] = {nullptr, nullptr};
+  sampling_row* h_sampling_slots[2] = {nullptr, nullptr};
+  std::int32_t* h_tokens_slots[2] = {nullptr, nullptr};
+  std::int32_t* h_ints = nullptr;        // the slot being written
   sampling_row* h_sampling = nullptr;
+  int slot = 0;
   std::int64_t ints_capacity = 0;
   std::int32_t* d_out_tokens = nullptr;
   float* d_out_logprobs = nullptr;
   std::int32_t* d_out_top_ids = nullptr;
-  cuda::event_timer timer;
-  // The GPU's idle time between steps: the end of the last forward pass and the start of this one.
-  cuda::event forward_begin, forward_end, last_forward_end;
+  cuda::event timed_begin, timed_end;  // timed_step
   // Host tier: pinned slots [slot][layer][block], copies on their own stream.
   unsigned char* h_tier = nullptr;
   std::int64_t block_bytes = 0;  // one block of one layer
   cuda::stream copy_stream;
   cuda::event copies_ready, copies_begin, copies_end;
   bool copies_pending = false;
-  bool have_last_forward = false;
-  double last_gap_seconds = -1;
   struct graph_exec {
     cudaGraphExec_t exec = nullptr;
   };
@@ -179,14 +183,18 @@ struct cuda_engine::impl {
     for (auto& [k, g] : graphs) {
       if (g.exec) cudaGraphExecDestroy(g.exec);
     }
-    if (h_ints) cudaFreeHost(h_ints);
+    for (int i = 0; i < 2; ++i) {
+      if (h_ints_slots[i]) cudaFreeHost(h_ints_slots[i]);
+      if (h_sampling_slots[i]) cudaFreeHost(h_sampling_slots[i]);
+      if (h_tokens_slots[i]) cudaFreeHost(h_tokens_slots[i]);
+    }
     if (h_tier) cudaFreeHost(h_tier);
-    if (h_sampling) cudaFreeHost(h_sampling);
   }
 
   // Offsets of the inputs inside d_ints / h_ints for a step.
   struct layout {
-    std::int64_t ids, positions, slots, q_offsets, seq_lens, tables, sample_rows, prev, prev_off, total;
+    std::int64_t ids, positions, slots, q_offsets, seq_lens, tables, sample_rows, prev, prev_off,
+        in_rows, in_samples, total;
   };
   layout layout_for(const host_step& h) const {
     layout l{};
@@ -205,6 +213,8 @@ struct cuda_engine::impl {
     l.sample_rows = take(h.num_samples);
     l.prev = take(static_cast<std::int64_t>(h.prev_tokens.size()));
     l.prev_off = take(h.num_samples + 1);
+    l.in_rows = take(static_cast<std::int64_t>(h.input_rows.size()));
+    l.in_samples = take(static_cast<std::int64_t>(h.input_samples.size()));
     l.total = at;
     return l;
   }
@@ -226,6 +236,8 @@ struct cuda_engine::impl {
     put(l.sample_rows, h.sample_rows);
     put(l.prev, h.prev_tokens);
     put(l.prev_off, h.prev_offsets);
+    put(l.in_rows, h.input_rows);
+    put(l.in_samples, h.input_samples);
     std::memcpy(h_sampling, h.sampling.data(), h.sampling.size() * sizeof(sampling_row));
     RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(d_ints, h_ints, l.total * sizeof(std::int32_t),
                                          cudaMemcpyHostToDevice, stream.get()));
@@ -248,34 +260,20 @@ struct cuda_engine::impl {
     decoder_forward(b, cfg, w, kv_view, buf, in);
   }
 
-  // Runs the step's forward (graph when possible), timed with events; returns whether a graph ran.
-  // Sets last_gap_seconds (the idle time since the previous forward pass ended).
-  bool run_forward(const host_step& h, const layout& l, double& seconds) {
-    const bool graph = run_forward_timed(h, l, seconds);
-    float ms = -1;
-    if (have_last_forward) {
-      RIDGELINE_CUDA_CHECK(
-          cudaEventElapsedTime(&ms, last_forward_end.get(), forward_begin.get()));
-    }
-    last_gap_seconds = have_last_forward ? static_cast<double>(ms) * 1e-3 : -1.0;
-    std::swap(last_forward_end, forward_end);
-    have_last_forward = true;
-    return graph;
-  }
-
-  bool run_forward_timed(const host_step& h, const layout& l, double& seconds) {
+  // Enqueues the step's forward pass (a graph when enabled and all decode; the first call of a
+  // shape captures it, which waits for the stream) between the events `begin` and `end`; returns
+  // whether a graph ran. Nothing here waits for the GPU otherwise.
+  bool enqueue_forward(const host_step& h, const layout& l, const cuda::event& begin,
+                       const cuda::event& end) {
     const step_inputs in = inputs_for(h, l);
     const bool decode_only = h.num_tokens == h.num_seqs;
     // The step's phase for timelines: "decode" when every sequence brings one token, else
     // "prefill" (chunked prefill, possibly mixed with decodes). Graph replays keep the outer range.
     metrics::nvtx_range phase(decode_only ? "decode" : "prefill");
     if (!(opt.cuda_graphs && decode_only)) {
-      timer.start(stream.get());
-      forward_begin.record(stream.get());
+      begin.record(stream.get());
       forward(in);
-      timer.stop(stream.get());
-      forward_end.record(stream.get());
-      seconds = timer.seconds();
+      end.record(stream.get());
       return false;
     }
     const auto key = std::make_tuple(h.num_seqs, h.num_tokens, h.max_blocks_per_seq,
@@ -294,13 +292,28 @@ struct cuda_engine::impl {
       RIDGELINE_CUDA_CHECK(e);
       it = graphs.emplace(key, g).first;
     }
-    timer.start(stream.get());
-    forward_begin.record(stream.get());
+    begin.record(stream.get());
     RIDGELINE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream.get()));
-    timer.stop(stream.get());
-    forward_end.record(stream.get());
-    seconds = timer.seconds();
+    end.record(stream.get());
     return true;
+  }
+
+  // A launched step: its events, staging slot and outputs until wait() collects them.
+  struct flight {
+    int num_samples = 0, slot = 0;
+    bool graph = false, copies = false;
+    std::shared_ptr<cuda::event> begin, end, done;
+    step_output ready;  // filled at launch when the step had to run synchronously
+    bool synchronous = false;
+  };
+  std::deque<flight> flights;
+  std::vector<std::shared_ptr<cuda::event>> spare_events;
+  std::shared_ptr<cuda::event> last_end;  // the end of the last forward pass collected
+  std::shared_ptr<cuda::event> take_event() {
+    if (spare_events.empty()) return std::make_shared<cuda::event>();
+    auto e = std::move(spare_events.back());
+    spare_events.pop_back();
+    return e;
   }
 };
 
@@ -380,7 +393,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
 
   // Inputs: generous bound on ints per step (tables at full context for every sequence).
   const std::int64_t max_table = blocks_for(mp.max_context, o.block_tokens);
-  m->ints_capacity = 4LL * o.max_tokens + 3LL * o.max_seqs + o.max_seqs * max_table +
+  m->ints_capacity = 4LL * o.max_tokens + 5LL * o.max_seqs + o.max_seqs * max_table +
                      std::int64_t(o.max_seqs) * mp.max_context + 64;
   m->ints_capacity = (m->ints_capacity + 63) / 64 * 64;  // keeps what follows 256-byte aligned
   m->inputs = cuda::device_buffer(static_cast<std::size_t>(m->ints_capacity) * 4 +
@@ -396,10 +409,16 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   m->d_out_logprobs = reinterpret_cast<float*>(ip);
   ip += (std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4 + 255) / 256 * 256;
   m->d_out_top_ids = reinterpret_cast<std::int32_t*>(ip);
-  RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_ints),
-                                      static_cast<std::size_t>(m->ints_capacity) * 4));
-  RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_sampling),
-                                      o.max_seqs * sizeof(sampling_row)));
+  for (int i = 0; i < 2; ++i) {
+    RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_ints_slots[i]),
+                                        static_cast<std::size_t>(m->ints_capacity) * 4));
+    RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_sampling_slots[i]),
+                                        o.max_seqs * sizeof(sampling_row)));
+    RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_tokens_slots[i]),
+                                        static_cast<std::size_t>(o.max_seqs) * 4));
+  }
+  m->h_ints = m->h_ints_slots[0];
+  m->h_sampling = m->h_sampling_slots[0];
   m->block_bytes = kv_layer_elements(mp, 1, o.block_tokens) * 2;
   if (o.host_kv_blocks < 0) throw std::invalid_argument("engine: negative host KV blocks");
   if (o.host_kv_blocks > 0) {
@@ -417,6 +436,12 @@ const engine_memory_plan& cuda_engine::memory() const { return m->plan; }
 int cuda_engine::num_kv_blocks() const { return m->plan.kv_blocks; }
 
 step_output cuda_engine::step(std::span<const step_sequence> seqs) {
+  launch(seqs);
+  return wait();
+}
+
+void cuda_engine::launch(std::span<const step_sequence> seqs) {
+  if (m->flights.size() >= 2) throw std::logic_error("engine: a third step launched before wait()");
   // Decode steps replayed from graphs: the table width rounded up to graph_table_blocks, so that
   // a serving run's growing contexts reuse a few graphs per batch size.
   int min_width = 0;
@@ -432,11 +457,6 @@ step_output cuda_engine::step(std::span<const step_sequence> seqs) {
     min_width = static_cast<int>(std::min((width + q - 1) / q * q, std::max(max_table, width)));
   }
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab, min_width);
-  if (!h.input_rows.empty()) {
-    throw std::invalid_argument(
-        "engine: ids from the previous step's samples (a step planned ahead) are not supported "
-        "by the cuda executor yet");
-  }
   if (h.num_tokens > m->opt.max_tokens || h.num_seqs > m->opt.max_seqs) {
     throw std::invalid_argument("engine: step of " + std::to_string(h.num_tokens) + " tokens and " +
                                 std::to_string(h.num_seqs) + " sequences exceeds the limits (" +
@@ -457,50 +477,109 @@ step_output cuda_engine::step(std::span<const step_sequence> seqs) {
       }
     }
   }
+  if (!h.input_rows.empty()) {
+    // The ids come from the samples of the step launched just before (still in d_out_tokens
+    // when this step's kernels run: the stream orders them after it).
+    if (m->flights.empty()) {
+      throw std::invalid_argument("engine: ids from the previous step's samples, but no step runs");
+    }
+    for (const std::int32_t k : h.input_samples) {
+      if (k < 0 || k >= m->flights.back().num_samples) {
+        throw std::invalid_argument("engine: sample " + std::to_string(k) + " of a step that samples " +
+                                    std::to_string(m->flights.back().num_samples));
+      }
+    }
+  }
+  impl::flight f;
+  f.num_samples = h.num_samples;
+  // Outputs beyond the tokens (top-k, logits) are read back synchronously.
+  const bool extras = m->opt.top_logprobs > 0 || m->opt.return_logits;
+  m->slot ^= 1;
+  f.slot = m->slot;
+  m->h_ints = m->h_ints_slots[f.slot];
+  m->h_sampling = m->h_sampling_slots[f.slot];
   const auto l = m->layout_for(h);
-  step_output r;
+  cudaStream_t st = m->stream.get();
   if (m->copies_pending) {
     // The step's inputs and kernels wait for the block copies (loads into its blocks).
-    RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(m->stream.get(), m->copies_end.get(), 0));
+    RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(st, m->copies_end.get(), 0));
+    f.copies = true;
+    m->copies_pending = false;
   }
   m->upload(h, l);
-  r.graph = m->run_forward(h, l, r.forward_seconds);
-  if (m->copies_pending) {
-    float ms = 0;
+  if (!h.input_rows.empty()) {
+    cuda::scatter_tokens({m->d_out_tokens, m->d_ints + l.in_samples, m->d_ints + l.in_rows,
+                          m->d_ints + l.ids, static_cast<int>(h.input_rows.size())},
+                         st);
+  }
+  f.begin = m->take_event();
+  f.end = m->take_event();
+  f.done = m->take_event();
+  f.graph = m->enqueue_forward(h, l, *f.begin, *f.end);
+  RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(m->h_tokens_slots[f.slot], m->d_out_tokens,
+                                       static_cast<std::size_t>(h.num_samples) * 4,
+                                       cudaMemcpyDeviceToHost, st));
+  f.done->record(st);
+  if (extras) {
+    step_output& r = f.ready;
+    if (m->opt.top_logprobs > 0) {
+      const std::size_t n = std::size_t(h.num_samples) * m->opt.top_logprobs;
+      r.top_logprobs.resize(n);
+      r.top_ids.resize(n);
+      RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_logprobs.data(), m->d_out_logprobs, n * 4,
+                                           cudaMemcpyDeviceToHost, st));
+      RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_ids.data(), m->d_out_top_ids, n * 4,
+                                           cudaMemcpyDeviceToHost, st));
+    }
+    if (m->opt.return_logits) {
+      r.logits.resize(std::size_t(h.num_samples) * m->cfg.model.vocab);
+      RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.logits.data(), m->buf.logits, r.logits.size() * 4,
+                                           cudaMemcpyDeviceToHost, st));
+    }
+    m->stream.synchronize();
+    f.synchronous = true;
+  }
+  m->flights.push_back(std::move(f));
+}
+
+step_output cuda_engine::wait() {
+  if (m->flights.empty()) throw std::logic_error("engine: wait() with no step launched");
+  impl::flight f = std::move(m->flights.front());
+  m->flights.pop_front();
+  RIDGELINE_CUDA_CHECK(cudaEventSynchronize(f.done->get()));
+  step_output r = std::move(f.ready);
+  float ms = 0;
+  RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, f.begin->get(), f.end->get()));
+  r.forward_seconds = static_cast<double>(ms) * 1e-3;
+  r.gap_seconds = -1;
+  if (m->last_end) {
+    RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, m->last_end->get(), f.begin->get()));
+    r.gap_seconds = static_cast<double>(ms) * 1e-3;
+    m->spare_events.push_back(std::move(m->last_end));
+  }
+  m->last_end = std::move(f.end);
+  if (f.copies) {
     RIDGELINE_CUDA_CHECK(cudaEventSynchronize(m->copies_end.get()));
     RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, m->copies_begin.get(), m->copies_end.get()));
     r.copy_seconds = static_cast<double>(ms) * 1e-3;
-    m->copies_pending = false;
   }
-  r.gap_seconds = m->last_gap_seconds;
-  r.tokens.resize(static_cast<std::size_t>(h.num_samples));
-  RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.tokens.data(), m->d_out_tokens, r.tokens.size() * 4,
-                                       cudaMemcpyDeviceToHost, m->stream.get()));
-  if (m->opt.top_logprobs > 0) {
-    const std::size_t n = std::size_t(h.num_samples) * m->opt.top_logprobs;
-    r.top_logprobs.resize(n);
-    r.top_ids.resize(n);
-    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_logprobs.data(), m->d_out_logprobs, n * 4,
-                                         cudaMemcpyDeviceToHost, m->stream.get()));
-    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_ids.data(), m->d_out_top_ids, n * 4,
-                                         cudaMemcpyDeviceToHost, m->stream.get()));
-  }
-  if (m->opt.return_logits) {
-    r.logits.resize(std::size_t(h.num_samples) * m->cfg.model.vocab);
-    RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.logits.data(), m->buf.logits, r.logits.size() * 4,
-                                         cudaMemcpyDeviceToHost, m->stream.get()));
-  }
-  m->stream.synchronize();
+  r.graph = f.graph;
+  r.tokens.assign(m->h_tokens_slots[f.slot], m->h_tokens_slots[f.slot] + f.num_samples);
+  m->spare_events.push_back(std::move(f.begin));
+  m->spare_events.push_back(std::move(f.done));
   return r;
 }
 
 double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
+  if (!m->flights.empty()) throw std::logic_error("engine: timed_step with steps in flight");
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
   const auto l = m->layout_for(h);
   m->upload(h, l);
-  double s = 0;
-  m->run_forward(h, l, s);
-  return s;
+  m->enqueue_forward(h, l, m->timed_begin, m->timed_end);
+  RIDGELINE_CUDA_CHECK(cudaEventSynchronize(m->timed_end.get()));
+  float ms = 0;
+  RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, m->timed_begin.get(), m->timed_end.get()));
+  return static_cast<double>(ms) * 1e-3;
 }
 
 void cuda_engine::set_cuda_graphs(bool on) { m->opt.cuda_graphs = on; }

@@ -30,6 +30,9 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
     };
     if (s.new_tokens <= 0) fail("no new tokens");
     if (s.input_sample >= 0 && s.new_tokens != 1) fail("an id from a sample, with more than one new token");
+    if (s.input_sample >= 0 && s.samples && s.sampling.repetition_penalty != 1.0f) {
+      fail("an id from a sample with a repetition penalty (the penalty reads every earlier id)");
+    }
     if (len > static_cast<std::int64_t>(s.tokens.size())) fail("fewer tokens than context + new");
     if (static_cast<std::int64_t>(s.blocks.size()) * block_tokens < len) {
       fail("block table covers " + std::to_string(s.blocks.size() * block_tokens) +

@@ -1,4 +1,5 @@
-// CPU reference of the embedding lookup (see ops.hpp): a row copy per token.
+// CPU references of the embedding lookup (a row copy per token) and of scatter_tokens (see
+// ops.hpp).
 #include <cstddef>
 
 #include "ridgeline/kernels/reference.hpp"
@@ -13,6 +14,10 @@ void embedding(const embedding_params& p) {
       p.out[static_cast<std::size_t>(t) * hidden + i] = p.table[id * hidden + i];
     }
   }
+}
+
+void scatter_tokens(const scatter_tokens_params& p) {
+  for (int i = 0; i < p.count; ++i) p.ids[p.rows[i]] = p.samples[p.from[i]];
 }
 
 }  // namespace ridgeline::cpu

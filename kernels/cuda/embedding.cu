@@ -40,7 +40,24 @@ void launch(const embedding_params& p, std::size_t per_row, cudaStream_t s, bool
   RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
+__global__ void scatter_tokens_kernel(scatter_tokens_params p) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.count; i += gridDim.x * blockDim.x) {
+    p.ids[p.rows[i]] = p.samples[p.from[i]];
+  }
+}
+
 }  // namespace
+
+void scatter_tokens(const scatter_tokens_params& p, cudaStream_t s) {
+  using detail::require;
+  require(p.count >= 0, "scatter_tokens", "negative count " + std::to_string(p.count));
+  if (p.count == 0) return;
+  require(p.samples && p.from && p.rows && p.ids, "scatter_tokens", "null samples, from, rows or ids");
+  const int threads = 128;
+  const int grid = std::min((p.count + threads - 1) / threads, 1024);
+  scatter_tokens_kernel<<<grid, threads, 0, s>>>(p);
+  RIDGELINE_CUDA_CHECK_LAUNCH();
+}
 
 void embedding(const embedding_params& p, cudaStream_t s, bool pdl) {
   using detail::require;

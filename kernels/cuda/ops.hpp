@@ -21,6 +21,8 @@ inline constexpr int k_sampling_max_vocab = 1 << 20;
 inline constexpr int k_sampling_max_top_logprobs = 64;
 
 void embedding(const embedding_params& p, cudaStream_t s, bool pdl = false);
+// ids from an earlier step's samples (scatter_tokens_params); nothing to do when count is 0.
+void scatter_tokens(const scatter_tokens_params& p, cudaStream_t s);
 void rms_norm(const rms_norm_params& p, cudaStream_t s, bool pdl = false);
 void rope(const rope_params& p, cudaStream_t s);
 // Split of the QKV projection + rope + kv_append in one launch (qkv_rope_append_params).

@@ -155,6 +155,45 @@ TEST(Embedding, CudaMatchesCpuReference) {
   }
 }
 
+TEST(ScatterTokens, CudaMatchesCpuReference) {
+  RIDGELINE_REQUIRE_GPU();
+  cuda::stream s;
+  // Odd counts, rows scattered over a larger id array, repeated sources; count 0 does nothing.
+  for (const int count : {0, 1, 37, 129, 1000, 4099}) {
+    SCOPED_TRACE("count " + std::to_string(count));
+    if (count == 0) {  // nothing to read or write: null pointers are fine
+      EXPECT_NO_THROW(cuda::scatter_tokens({nullptr, nullptr, nullptr, nullptr, 0}, s.get()));
+      continue;
+    }
+    std::mt19937 rng(static_cast<unsigned>(count) + 1);
+    const int num_ids = 3 * count + 5, num_samples = count / 2 + 3;
+    std::vector<std::int32_t> samples(num_samples), from(count), rows(count);
+    std::vector<std::int32_t> ids(num_ids);
+    for (auto& x : samples) x = static_cast<std::int32_t>(rng() % 128000);
+    for (auto& x : ids) x = -7;
+    std::vector<std::int32_t> perm(num_ids);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int i = 0; i < count; ++i) {
+      from[i] = static_cast<std::int32_t>(rng() % num_samples);
+      rows[i] = perm[i];  // distinct rows
+    }
+    std::vector<std::int32_t> ref = ids;
+    cpu::scatter_tokens({samples.data(), from.data(), rows.data(), ref.data(), count});
+    auto d_samples = test::upload(samples), d_from = test::upload(from), d_rows = test::upload(rows);
+    auto d_ids = test::upload(ids);
+    cuda::scatter_tokens({d_samples.data<std::int32_t>(), d_from.data<std::int32_t>(),
+                          d_rows.data<std::int32_t>(), d_ids.data<std::int32_t>(), count},
+                         s.get());
+    s.synchronize();
+    EXPECT_EQ(test::download<std::int32_t>(d_ids, 0, ids.size()), ref);
+  }
+  EXPECT_THROW(cuda::scatter_tokens({nullptr, nullptr, nullptr, nullptr, 3}, s.get()),
+               std::invalid_argument);
+  EXPECT_THROW(cuda::scatter_tokens({nullptr, nullptr, nullptr, nullptr, -1}, s.get()),
+               std::invalid_argument);
+}
+
 TEST(RmsNorm, CudaMatchesCpuReference) {
   RIDGELINE_REQUIRE_GPU();
   cuda::stream s;

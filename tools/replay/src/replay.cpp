@@ -120,7 +120,7 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   kvc.record_transfers = kvc.host_blocks > 0;
 
   kv_cache_manager kv(kvc);
-  serving_loop loop(*ex.exec, kv, ks.scheduler, m, steady_seconds);
+  serving_loop loop(*ex.exec, kv, ks.scheduler, m, steady_seconds, a.overlap);
   ridgeline::replay_options ro;
   ro.rate_scale = a.rate_scale;
   ro.vocab = m.vocab < k_workload_vocab ? m.vocab : 0;

@@ -88,6 +88,14 @@ class cuda_engine final : public executor {
   // top-k when engine_options::top_logprobs, fp32 logits when return_logits, the CUDA-event time
   // of the forward pass and whether a graph replayed it.
   step_output step(std::span<const step_sequence> seqs) override;
+  // Asynchronous steps (executor.hpp): launch() uploads the step's inputs from one of two pinned
+  // staging slots and enqueues its forward pass and token copy-back without waiting for the GPU;
+  // wait() returns the oldest launched step. A step whose sequences take ids from the previous
+  // step's samples (step_sequence::input_sample) gets them on the GPU (scatter_tokens), so it can
+  // be queued behind the running step. With top_logprobs or return_logits, launch() waits for
+  // the step. step() = launch() + wait().
+  void launch(std::span<const step_sequence> seqs) override;
+  step_output wait() override;
   // Uploads the step's inputs and runs its forward pass only (graph when enabled and all decode;
   // the first call of a shape captures it), returning the CUDA-event time. For benchmarks: the KV
   // of the new tokens is rewritten in place, so repeating the same step measures the same work.

@@ -160,6 +160,16 @@ struct linear_params {
 
 namespace ridgeline {
 
+// Token ids from an earlier step's samples (a step launched before those were back on the host):
+// ids[rows[i]] = samples[from[i]] for i < count.
+struct scatter_tokens_params {
+  const std::int32_t* samples = nullptr;  // the earlier step's sampled ids
+  const std::int32_t* from = nullptr;     // [count] index into samples
+  const std::int32_t* rows = nullptr;     // [count] row of ids
+  std::int32_t* ids = nullptr;
+  int count = 0;
+};
+
 // Row gather with column window: dst[r][c] = src[rows ? rows[r] : r][src_col + c], c < cols.
 // Splits the fused QKV projection into Q, K and V, and picks the rows the LM head needs.
 struct gather_rows_params {

@@ -10,6 +10,7 @@
 namespace ridgeline::cpu {
 
 void embedding(const embedding_params& p);
+void scatter_tokens(const scatter_tokens_params& p);
 void rms_norm(const rms_norm_params& p);
 void rope(const rope_params& p);
 // gather_rows of the three QKV windows, rope, kv_append (ops.hpp, qkv_rope_append_params).

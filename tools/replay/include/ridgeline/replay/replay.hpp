@@ -40,6 +40,7 @@ struct replay_options {
   bool cuda_graphs = true;
   bool cpu = false;            // the cpu executor (tiny model) even when a GPU is there
   bool simulate = true;        // also run kv's simulation of the same window and capacity
+  bool overlap = false;        // plan the next decode step while one runs (serving_loop overlap)
   std::int32_t graph_table_blocks = 32;  // decode graphs per table width rounded to this
   // cuBLASLt candidates timed per linear-layer shape. Serving meets a new token count in most
   // mixed steps; timing 32 candidates for each (as the sweep does for its few shapes) would stall
