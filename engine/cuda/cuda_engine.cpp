@@ -302,7 +302,7 @@ struct cuda_engine::impl {
   struct flight {
     int num_samples = 0, slot = 0;
     bool graph = false, copies = false;
-    std::shared_ptr<cuda::event> begin, end, done;
+    std::shared_ptr<cuda::event> begin, end, done, copy_begin, copy_end;
     step_output ready;  // filled at launch when the step had to run synchronously
     bool synchronous = false;
   };
@@ -503,6 +503,11 @@ void cuda_engine::launch(std::span<const step_sequence> seqs) {
   if (m->copies_pending) {
     // The step's inputs and kernels wait for the block copies (loads into its blocks).
     RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(st, m->copies_end.get(), 0));
+    // The copies' events go with this step (copy_blocks for a later step records new ones).
+    f.copy_begin = m->take_event();
+    f.copy_end = m->take_event();
+    std::swap(*f.copy_begin, m->copies_begin);
+    std::swap(*f.copy_end, m->copies_end);
     f.copies = true;
     m->copies_pending = false;
   }
@@ -559,9 +564,11 @@ step_output cuda_engine::wait() {
   }
   m->last_end = std::move(f.end);
   if (f.copies) {
-    RIDGELINE_CUDA_CHECK(cudaEventSynchronize(m->copies_end.get()));
-    RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, m->copies_begin.get(), m->copies_end.get()));
+    RIDGELINE_CUDA_CHECK(cudaEventSynchronize(f.copy_end->get()));
+    RIDGELINE_CUDA_CHECK(cudaEventElapsedTime(&ms, f.copy_begin->get(), f.copy_end->get()));
     r.copy_seconds = static_cast<double>(ms) * 1e-3;
+    m->spare_events.push_back(std::move(f.copy_begin));
+    m->spare_events.push_back(std::move(f.copy_end));
   }
   r.graph = f.graph;
   r.tokens.assign(m->h_tokens_slots[f.slot], m->h_tokens_slots[f.slot] + f.num_samples);
