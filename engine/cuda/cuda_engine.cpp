@@ -167,7 +167,8 @@ struct cuda_engine::impl {
   struct graph_exec {
     cudaGraphExec_t exec = nullptr;
   };
-  std::map<std::tuple<int, int, int, int>, graph_exec> graphs;
+  // (sequences, tokens, table width, penalty history, samples) of decode-only steps
+  std::map<std::tuple<int, int, int, int, int>, graph_exec> graphs;
 
   // With opt.pdl the GEMVs start streaming weights while the kernel before them finishes (rms_norm,
   // attention and swiglu trigger their dependents at entry); cuda_backend passes it per launch.
@@ -180,6 +181,9 @@ struct cuda_engine::impl {
   void apply_pdl(bool on) { opt.pdl = on; }
 
   ~impl() {
+    // Nothing in flight may still read or write the pinned buffers freed below.
+    if (stream.get()) cudaStreamSynchronize(stream.get());
+    if (copy_stream.get()) cudaStreamSynchronize(copy_stream.get());
     for (auto& [k, g] : graphs) {
       if (g.exec) cudaGraphExecDestroy(g.exec);
     }
@@ -225,7 +229,7 @@ struct cuda_engine::impl {
                                   " ints) exceed the staging capacity");
     }
     auto put = [&](std::int64_t off, const std::vector<std::int32_t>& v) {
-      std::memcpy(h_ints + off, v.data(), v.size() * sizeof(std::int32_t));
+      if (!v.empty()) std::memcpy(h_ints + off, v.data(), v.size() * sizeof(std::int32_t));
     };
     put(l.ids, h.ids);
     put(l.positions, h.positions);
@@ -277,14 +281,23 @@ struct cuda_engine::impl {
       return false;
     }
     const auto key = std::make_tuple(h.num_seqs, h.num_tokens, h.max_blocks_per_seq,
-                                     static_cast<int>(h.prev_tokens.size()));
+                                     static_cast<int>(h.prev_tokens.size()), h.num_samples);
     auto it = graphs.find(key);
     if (it == graphs.end()) {
       forward(in);  // eager first: builds linear plans, loads modules
       stream.synchronize();
       cudaGraph_t graph = nullptr;
       RIDGELINE_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
-      forward(in);
+      try {
+        forward(in);
+      } catch (...) {
+        // Leave the stream usable: end (and drop) the capture before passing the error on.
+        cudaGraph_t dropped = nullptr;
+        if (cudaStreamEndCapture(stream.get(), &dropped) == cudaSuccess && dropped) {
+          cudaGraphDestroy(dropped);
+        }
+        throw;
+      }
       RIDGELINE_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
       graph_exec g;
       const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
@@ -494,8 +507,9 @@ void cuda_engine::launch(std::span<const step_sequence> seqs) {
   f.num_samples = h.num_samples;
   // Outputs beyond the tokens (top-k, logits) are read back synchronously.
   const bool extras = m->opt.top_logprobs > 0 || m->opt.return_logits;
-  m->slot ^= 1;
-  f.slot = m->slot;
+  // The slot the step before did not take (a failed launch leaves no trace in the rotation).
+  f.slot = m->flights.empty() ? 0 : m->flights.back().slot ^ 1;
+  m->slot = f.slot;
   m->h_ints = m->h_ints_slots[f.slot];
   m->h_sampling = m->h_sampling_slots[f.slot];
   const auto l = m->layout_for(h);
@@ -503,13 +517,6 @@ void cuda_engine::launch(std::span<const step_sequence> seqs) {
   if (m->copies_pending) {
     // The step's inputs and kernels wait for the block copies (loads into its blocks).
     RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(st, m->copies_end.get(), 0));
-    // The copies' events go with this step (copy_blocks for a later step records new ones).
-    f.copy_begin = m->take_event();
-    f.copy_end = m->take_event();
-    std::swap(*f.copy_begin, m->copies_begin);
-    std::swap(*f.copy_end, m->copies_end);
-    f.copies = true;
-    m->copies_pending = false;
   }
   m->upload(h, l);
   if (!h.input_rows.empty()) {
@@ -521,6 +528,15 @@ void cuda_engine::launch(std::span<const step_sequence> seqs) {
   f.end = m->take_event();
   f.done = m->take_event();
   f.graph = m->enqueue_forward(h, l, *f.begin, *f.end);
+  if (m->copies_pending) {
+    // The copies' events go with this step (copy_blocks for a later step records new ones).
+    f.copy_begin = m->take_event();
+    f.copy_end = m->take_event();
+    std::swap(*f.copy_begin, m->copies_begin);
+    std::swap(*f.copy_end, m->copies_end);
+    f.copies = true;
+    m->copies_pending = false;
+  }
   RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(m->h_tokens_slots[f.slot], m->d_out_tokens,
                                        static_cast<std::size_t>(h.num_samples) * 4,
                                        cudaMemcpyDeviceToHost, st));
@@ -581,6 +597,10 @@ double cuda_engine::timed_step(std::span<const step_sequence> seqs) {
   if (!m->flights.empty()) throw std::logic_error("engine: timed_step with steps in flight");
   const host_step h = build_step(seqs, m->opt.block_tokens, m->cfg.model.vocab);
   const auto l = m->layout_for(h);
+  if (m->copies_pending) {
+    RIDGELINE_CUDA_CHECK(cudaStreamWaitEvent(m->stream.get(), m->copies_end.get(), 0));
+    m->copies_pending = false;
+  }
   m->upload(h, l);
   m->enqueue_forward(h, l, m->timed_begin, m->timed_end);
   RIDGELINE_CUDA_CHECK(cudaEventSynchronize(m->timed_end.get()));
@@ -640,11 +660,15 @@ void cuda_engine::set_pdl(bool on) {
 }
 
 void cuda_engine::fill_kv_random(std::uint64_t seed) {
+  if (!m->flights.empty()) throw std::logic_error("engine: weights or KV copied with steps in flight");
+  m->stream.synchronize();
   cuda::fill_uniform(m->kv.data(), dtype::bf16, m->kv.bytes() / 2, seed, 1.0f, m->stream.get());
   m->stream.synchronize();
 }
 
 void cuda_engine::load_weights(std::span<const bf16_bits> weights) {
+  if (!m->flights.empty()) throw std::logic_error("engine: weights or KV copied with steps in flight");
+  m->stream.synchronize();
   const std::int64_t total = total_weight_elements(m->cfg.model);
   if (static_cast<std::int64_t>(weights.size()) != total) {
     throw std::invalid_argument("cuda_engine: " + std::to_string(weights.size()) +
@@ -660,6 +684,8 @@ void cuda_engine::load_weights(std::span<const bf16_bits> weights) {
 }
 
 std::vector<bf16_bits> cuda_engine::download_weights() const {
+  if (!m->flights.empty()) throw std::logic_error("engine: weights or KV copied with steps in flight");
+  m->stream.synchronize();
   std::vector<bf16_bits> host;
   for (const auto& [off, count] : m->tensor_offsets) {
     const std::size_t at = host.size();
@@ -671,6 +697,8 @@ std::vector<bf16_bits> cuda_engine::download_weights() const {
 }
 
 std::vector<bf16_bits> cuda_engine::download_kv() const {
+  if (!m->flights.empty()) throw std::logic_error("engine: weights or KV copied with steps in flight");
+  m->stream.synchronize();
   std::vector<bf16_bits> host(m->kv.bytes() / 2);
   RIDGELINE_CUDA_CHECK(cudaMemcpy(host.data(), m->kv.data(), m->kv.bytes(), cudaMemcpyDeviceToHost));
   return host;

@@ -261,6 +261,9 @@ void scheduler::finish(request_handle h, double now) {
 
 const step_plan* scheduler::schedule_ahead() {
   if (!m_in_step || m_have_ahead || !m_waiting.empty() || m_plan.sequences.empty()) return nullptr;
+  // Every running request must be in the current step: one the token budget left out would
+  // otherwise wait for as long as steps are planned ahead.
+  if (m_plan.sequences.size() != m_running.size()) return nullptr;
   // Decode-only, and the blocks for every continuing request's next slot are there.
   std::int64_t blocks = 0;
   for (const auto& e : m_plan.sequences) {
