@@ -138,21 +138,10 @@ void scheduler::preempt(request_handle h) {
 bool scheduler::cancel(request_handle h, double now_seconds) {
   if (m_in_step) throw std::logic_error("scheduler::cancel inside a step (before complete())");
   if (!live(h)) return false;
-  auto& r = m_requests[h];
-  if (r.sequence >= 0) {
-    m_kv.free_sequence(r.sequence);
-    r.sequence = -1;
-  }
   std::erase(m_running, h);
   std::erase(m_waiting, h);
-  r.record.outcome = request_outcome::cancelled;
-  r.record.finish_seconds = now_seconds;
-  r.record.output_tokens = r.generated;
-  m_finished.push_back(std::move(r.record));
-  r.live = false;
-  r.tokens = {};
-  r.stop_tokens = {};
-  m_free_handles.push_back(h);
+  m_requests[h].record.outcome = request_outcome::cancelled;
+  finish(h, now_seconds);
   return true;
 }
 
@@ -248,7 +237,7 @@ const step_plan& scheduler::schedule() {
 
 void scheduler::finish(request_handle h, double now) {
   auto& r = m_requests[h];
-  m_kv.free_sequence(r.sequence);
+  if (r.sequence >= 0) m_kv.free_sequence(r.sequence);  // a waiting request holds no blocks
   r.sequence = -1;
   r.record.finish_seconds = now;
   r.record.output_tokens = r.generated;
@@ -284,7 +273,7 @@ const step_plan* scheduler::schedule_ahead() {
     const std::int32_t row = sample++;
     if (r.generated + 1 >= r.max_output || r.stop_after_ahead) continue;
     if (!m_kv.append_pending(r.sequence)) broken_ahead();
-    r.tokens.push_back(0);  // placeholder: complete() writes the sampled id
+    r.tokens.push_back(0);  // the id the running step samples; complete() writes it here
     r.pending = true;
     scheduled_sequence a;
     a.request = e.request;
@@ -327,24 +316,6 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
       any_finished = true;
       continue;
     }
-    if (r.pending) {
-      // The step planned ahead computes this token's KV: it stays in place of the placeholder.
-      r.tokens.back() = t;
-      r.pending = false;
-      m_kv.resolve_pending(r.sequence, t);
-      if (r.generated == 0) {
-        r.record.first_token_seconds = now_seconds;
-      } else if (m_config.record_itl) {
-        m_itl.push_back(now_seconds - r.last_token_seconds);
-      }
-      r.last_token_seconds = now_seconds;
-      ++r.generated;
-      const bool stop = (m_config.eos_token >= 0 && t == m_config.eos_token) ||
-                        std::find(r.stop_tokens.begin(), r.stop_tokens.end(), t) !=
-                            r.stop_tokens.end();
-      if (stop) r.stop_after_ahead = true;
-      continue;
-    }
     if (r.generated == 0) {
       r.record.first_token_seconds = now_seconds;
     } else if (m_config.record_itl) {
@@ -352,9 +323,18 @@ void scheduler::complete(std::span<const token_id> sampled, double now_seconds) 
     }
     r.last_token_seconds = now_seconds;
     ++r.generated;
-    r.tokens.push_back(t);
     const bool stop = (m_config.eos_token >= 0 && t == m_config.eos_token) ||
                       std::find(r.stop_tokens.begin(), r.stop_tokens.end(), t) != r.stop_tokens.end();
+    if (r.pending) {
+      // The step planned ahead already holds this position (its id was unknown when planned):
+      // write the id there and let that step finish a request that stops here.
+      r.tokens.back() = t;
+      r.pending = false;
+      m_kv.resolve_pending(r.sequence, t);
+      if (stop) r.stop_after_ahead = true;
+      continue;
+    }
+    r.tokens.push_back(t);
     if (r.generated >= r.max_output || stop) {
       finish(e.request, now_seconds);
       any_finished = true;

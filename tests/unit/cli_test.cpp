@@ -237,6 +237,20 @@ TEST(CliReplay, BadInputsGiveOneLineAndTheRightCode) {
   EXPECT_EQ(r.code, cli::io_failure) << r.err;
   r = run({"replay", "--cpu", "-o", ""});
   EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  r = run({"replay", "--cpu", "--generator", "requests=4", "--host-memory", "1KiB", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  EXPECT_NE(r.err.find("--host-memory 1024 bytes holds 0 blocks"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1);
+  r = run({"replay", "--cpu", "--generator", "requests=4", "--host-memory", "lots", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  r = run({"replay", "--cpu", "--generator", "requests=4", "--gemm-candidates", "0", "-o", ""});
+  EXPECT_EQ(r.code, cli::bad_input) << r.err;
+  EXPECT_NE(r.err.find("--gemm-candidates must be at least 1"), std::string::npos) << r.err;
+  // --overlap on the cpu executor serves every request.
+  r = run({"replay", "--cpu", "--overlap", "--generator",
+           "requests=6,rate=100,prompt=fixed:20,output=fixed:12", "-o", "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find('{'))).at("rows")[0].at("finished"), 6);
   // A pool too small for any request: every request rejected with its reason, none lost.
   r = run({"replay", "--cpu", "--generator", "requests=5,rate=100,prompt=fixed:100,output=fixed:4",
            "--kv-blocks", "3", "-o", "", "--json"});

@@ -147,7 +147,8 @@ class scheduler {
     std::int32_t max_output = 0;
     std::int32_t generated = 0;
     std::vector<token_id> stop_tokens;
-    bool pending = false;         // tokens.back() is a placeholder for the in-flight step's sample
+    bool pending = false;         // tokens.back() stands for the running step's sample, whose
+                                  // id complete() writes
     bool stop_after_ahead = false;  // stopped while in the step planned ahead: finish after it
     std::int64_t computed = 0;      // tokens with KV in cache
     std::int64_t computed_max = 0;  // most ever computed (recompute accounting)

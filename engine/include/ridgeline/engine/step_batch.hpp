@@ -26,8 +26,8 @@ struct step_sequence {
                          // models count it (shape_of in executor.hpp)
   std::int32_t input_sample = -1;  // >= 0: one new token whose id is the executor's previous
                                    // step's sample row `input_sample` (a step launched before
-                                   // that one's tokens were back); tokens[context_before] is a
-                                   // placeholder then
+                                   // that one's tokens were back); tokens[context_before] is
+                                   // not read then
 };
 
 struct host_step {
