@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "engine_options.hpp"
 #include "metrics_options.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/text.hpp"
@@ -27,9 +28,7 @@ struct replay_args {
 
 void run_replay_command(replay_args& a, context& ctx) {
   a.o.serving.capacities = {kv::capacity_spec{"engine pool", kv::capacity_spec::kind::unlimited, 0}};
-  a.o.serving.host_memory_bytes =
-      a.host_memory.empty() || a.host_memory == "0" ? 0
-                                                    : static_cast<std::int64_t>(parse_bytes(a.host_memory));
+  apply_host_memory(a.o, a.host_memory);
   const replay::replay_setup setup = replay::configure(a.o);
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);
@@ -82,9 +81,7 @@ void register_replay(CLI::App& app, context& ctx) {
   auto* trace = cmd->add_option("--trace", k.trace, "Trace file: .jsonl Mooncake, .csv Azure");
   auto* gen = cmd->add_option("--generator", k.generator, "Generator spec key=value,... (docs/kv.md)");
   trace->excludes(gen);
-  cmd->add_option("--model", k.model, "Model preset")->capture_default_str();
-  cmd->add_option("--checkpoint", o.checkpoint, "safetensors file or folder (default: random weights)");
-  cmd->add_option("--seed", o.seed, "Seed of the random weights")->capture_default_str();
+  add_engine_options(cmd, o, args->host_memory);
   cmd->add_option("--gpu", k.gpu,
                   "GPU profile for kv's simulation of the same window (key or JSON path)")
       ->capture_default_str();
@@ -96,28 +93,8 @@ void register_replay(CLI::App& app, context& ctx) {
       ->capture_default_str();
   cmd->add_option("--requests", o.requests, "At most this many requests (0: all in the window)")
       ->capture_default_str();
-  cmd->add_option("--block-size", k.block_tokens, "Tokens per KV block")->capture_default_str();
-  cmd->add_option("--kv-blocks", o.kv_blocks, "KV pool in blocks (default: the engine's memory plan)");
-  cmd->add_option("--memory-fraction", o.memory_fraction,
-                  "Fraction of free GPU memory for the engine (default: the engine's)");
-  cmd->add_option("--max-running", k.max_running, "Max running sequences")->capture_default_str();
-  cmd->add_option("--max-batched-tokens", k.max_batched_tokens, "Max tokens per step")
-      ->capture_default_str();
-  cmd->add_option("--max-model-len", k.max_model_len,
-                  "Reject prompt + output above this (default: the model's context)");
   cmd->add_option("--mooncake-block", k.mooncake_block, "Tokens per Mooncake hash id")
       ->capture_default_str();
-  cmd->add_option("--gemm-candidates", o.gemm_candidates,
-                  "cuBLASLt candidates timed per new token count (1: the heuristic's first)")
-      ->capture_default_str();
-  cmd->add_option("--host-memory", args->host_memory,
-                  "Host KV tier in pinned memory (e.g. 16GiB): evicted prefix blocks are copied "
-                  "there over PCIe and loaded back on a hit");
-  cmd->add_flag("--deterministic", o.deterministic, "Batch-invariant mode (docs/diverge.md)");
-  cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "Launch decode steps eagerly");
-  cmd->add_flag("--cpu", o.cpu, "The cpu executor on the tiny model even with a GPU");
-  cmd->add_flag("--overlap", o.overlap,
-                "Plan and queue the next decode step while one runs (host work off the GPU's path)");
   cmd->add_flag("!--no-simulate", o.simulate, "Skip kv's simulation of the same window");
   cmd->add_option("-o,--output", args->output, "Result JSON path ('' to skip)")->capture_default_str();
   cmd->add_option("--csv", args->csv, "Also write the row as CSV");

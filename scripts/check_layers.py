@@ -44,6 +44,7 @@ TOOL_ARROWS = [
     ("tools/roofline", "tools/probe"),
     ("tools/roofline", "tools/sweep"),
     ("tools/replay", "tools/kv"),
+    ("tools/serve", "tools/replay"),
 ]
 
 CHECKED = ["core", "telemetry", "kernels", "perfmodel", "engine", "tools", "cli", "bench", "tests",

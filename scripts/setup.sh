@@ -9,11 +9,14 @@ packages=(
   libbenchmark-dev libgtest-dev libgmock-dev
   prometheus-cpp-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   zlib1g-dev                # results named *.json.gz (replay's per-step series) read and written
+  libicu-dev                # the tokenizer: each tokenizer.json's own regex and Unicode normalizers
+  libevent-dev              # serve's HTTP server and load's client: one event loop, no thread per request
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
   python3                   # scripts/check_layers.py (the layer check, a unit test)
   libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages
   chromium                  # headless browser for tests/integration/report_browser_test.sh
+  nodejs                    # Node.js + npm: the tokenizer reference check and the openai client test
 )
 
 missing=()

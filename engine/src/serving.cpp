@@ -51,6 +51,13 @@ void serving_loop::submit(serving_request r) {
   m_live.emplace(r.id, std::move(q));
 }
 
+std::vector<std::uint64_t> serving_loop::live_ids() const {
+  std::vector<std::uint64_t> ids;
+  ids.reserve(m_live.size());
+  for (const auto& [id, q] : m_live) ids.push_back(id);
+  return ids;
+}
+
 bool serving_loop::cancel(std::uint64_t id) {
   const auto it = m_live.find(id);
   if (it == m_live.end() || !m_sched.live(it->second.handle)) return false;
@@ -160,6 +167,9 @@ const step_record* serving_loop::step() {
   m_sched.complete(out.tokens, end);
   rec.end_seconds = m_now();
   rec.host_seconds = std::max(0.0, rec.end_seconds - rec.start_seconds - rec.gpu_seconds);
+  if (m_keep_steps > 0 && m_steps.size() >= 2 * m_keep_steps) {
+    m_steps.erase(m_steps.begin(), m_steps.end() - static_cast<std::ptrdiff_t>(m_keep_steps) + 1);
+  }
   m_steps.push_back(rec);
   if (ahead) {
     m_current = next;  // the step planned ahead is the one in flight now

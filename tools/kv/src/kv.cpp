@@ -178,6 +178,10 @@ kv_setup configure(const kv_options& a) {
   if (a.trace.empty() == a.generator.empty()) {
     throw std::invalid_argument("kv: give exactly one of --trace FILE or --generator SPEC");
   }
+  return configure_model(a);
+}
+
+kv_setup configure_model(const kv_options& a) {
   kv_setup s;
   s.options = a;
   s.model = &model_preset_by_name(a.model);

@@ -41,7 +41,7 @@ namespace {
 replay_executor make_cpu_executor(const replay_setup& s) {
   const replay_options& a = s.options;
   replay_executor r;
-  r.model = is_tiny(*s.kv.model) ? s.kv.model : &model_preset_by_name("tiny");
+  r.model = is_tiny(*s.kv.model) ? s.kv.model : &model_preset_by_name(a.cpu_model);
   r.kv_blocks = a.kv_blocks > 0 ? a.kv_blocks : k_cpu_kv_blocks;
   auto engine = std::make_unique<cpu_engine>(*r.model, random_weights(*r.model, a.seed),
                                              r.kv_blocks, s.options.serving.block_tokens);
@@ -58,7 +58,7 @@ schema::latency_distribution distribution(std::vector<double> v) {
 
 }  // namespace
 
-replay_setup configure(const replay_options& o) {
+replay_setup configure_engine(const replay_options& o) {
   if (!(o.rate_scale > 0)) throw std::invalid_argument("--rate-scale must be positive");
   if (!(o.start_seconds >= 0)) throw std::invalid_argument("--start must not be negative");
   if (!(o.duration_seconds >= 0)) throw std::invalid_argument("--duration must not be negative");
@@ -70,7 +70,15 @@ replay_setup configure(const replay_options& o) {
   if (o.gemm_candidates < 1) throw std::invalid_argument("--gemm-candidates must be at least 1");
   replay_setup s;
   s.options = o;
-  s.kv = kv::configure(o.serving);
+  s.kv = kv::configure_model(o.serving);
+  return s;
+}
+
+replay_setup configure(const replay_options& o) {
+  if (o.serving.trace.empty() == o.serving.generator.empty()) {
+    throw std::invalid_argument("replay: give exactly one of --trace FILE or --generator SPEC");
+  }
+  replay_setup s = configure_engine(o);
   const kv::kv_options& k = o.serving;
   const workload all = k.trace.empty() ? generate_workload(parse_generator_spec(k.generator))
                                        : load_trace(k.trace, k.mooncake_block);
@@ -83,24 +91,48 @@ replay_setup configure(const replay_options& o) {
   return s;
 }
 
+replay_executor make_executor(const replay_setup& s,
+                              const std::function<void(const std::string&)>& note) {
+  if (s.options.cpu) return make_cpu_executor(s);
+  try {
+    return make_cuda_executor(s);
+  } catch (const no_device_error& e) {
+    replay_executor ex = make_cpu_executor(s);
+    if (note) {
+      note(std::string("no GPU (") + e.what() + "); running the cpu executor on the " +
+           ex.model->name + " model instead (tiny shapes: the whole serving loop, not a GPU "
+           "measurement)");
+    }
+    return ex;
+  }
+}
+
+kv::kv_setup setup_for(const replay_setup& s, const replay_executor& ex) {
+  kv::kv_setup ks = s.kv;
+  ks.model = ex.model;
+  if (s.options.serving.max_model_len < 0 || ks.scheduler.max_model_len > ex.model->max_context) {
+    ks.scheduler.max_model_len = ex.model->max_context;
+  }
+  ks.step_model.emplace(*ex.model, ks.gpu.profile, ks.step_options);
+  return ks;
+}
+
+kv_cache_config kv_config_for(const replay_setup& s, const kv::kv_setup& ks,
+                              const replay_executor& ex) {
+  kv_cache_config kvc =
+      make_kv_cache_config(*ex.model, ks.kv_dtype, s.options.serving.block_tokens, ex.kv_blocks);
+  kvc.pcie_bytes_per_second = ks.step_options.pcie_bytes_per_second;
+  kvc.host_blocks = ex.exec->host_blocks();
+  kvc.record_transfers = kvc.host_blocks > 0;
+  return kvc;
+}
+
 nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   const replay_options& a = s.options;
   auto note = [&hooks](const std::string& line) {
     if (hooks.note) hooks.note(line);
   };
-  replay_executor ex;
-  if (a.cpu) {
-    ex = make_cpu_executor(s);
-  } else {
-    try {
-      ex = make_cuda_executor(s);
-    } catch (const no_device_error& e) {
-      ex = make_cpu_executor(s);
-      note(std::string("replay: no GPU (") + e.what() + "); running the cpu executor on the " +
-           ex.model->name + " model instead (tiny shapes: the whole serving loop, not a GPU "
-           "measurement)");
-    }
-  }
+  replay_executor ex = make_executor(s, [&note](const std::string& l) { note("replay: " + l); });
   const model_preset& m = *ex.model;
   note("replay: " + m.name + " on " + ex.device + " (" + ex.executor_name + " executor), " +
        std::to_string(ex.kv_blocks) + " KV blocks of " +
@@ -108,16 +140,8 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
        std::to_string(s.requests.requests.size()) + " requests");
 
   // What the run's model needs: its context limit, its step-time model for the cache accounting.
-  kv::kv_setup ks = s.kv;
-  ks.model = &m;
-  if (a.serving.max_model_len < 0 || ks.scheduler.max_model_len > m.max_context) {
-    ks.scheduler.max_model_len = m.max_context;
-  }
-  ks.step_model.emplace(m, ks.gpu.profile, ks.step_options);
-  kv_cache_config kvc = make_kv_cache_config(m, ks.kv_dtype, a.serving.block_tokens, ex.kv_blocks);
-  kvc.pcie_bytes_per_second = ks.step_options.pcie_bytes_per_second;
-  kvc.host_blocks = ex.exec->host_blocks();
-  kvc.record_transfers = kvc.host_blocks > 0;
+  const kv::kv_setup ks = setup_for(s, ex);
+  const kv_cache_config kvc = kv_config_for(s, ks, ex);
 
   kv_cache_manager kv(kvc);
   serving_loop loop(*ex.exec, kv, ks.scheduler, m, steady_seconds, a.overlap);
@@ -130,25 +154,11 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
                        ks.gpu.profile.dram_bytes_per_second());
     std::size_t itl_seen = 0;
     ro.on_step = [live, &itl_seen](const serving_loop& l, const step_record& r) {
-      const double dt = r.end_seconds - r.start_seconds;
-      live->observe_step({metrics::phase_of(r.prefill_tokens, r.decode_tokens), dt, r.sequences,
-                          r.prefill_tokens, r.decode_tokens, r.samples, r.flops, r.bytes});
+      observe_step(*live, l, r);
       const auto& itl = l.sched().itl_seconds();
       for (; itl_seen < itl.size(); ++itl_seen) live->observe_itl(itl[itl_seen]);
-      live->set_queue(r.running, r.waiting);
-      const auto& k = l.kv().counters();
-      live->set_kv({r.kv_used, r.kv_cached, r.kv_free, k.lookup_tokens,
-                    k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
-                    l.sched().counters().preemptions});
     };
-  }
-  if (metrics::live_metrics* live = hooks.live) {
-    ro.on_request = [live](const serving_record& q) {
-      const request_record& r = q.record;
-      const bool done = r.outcome == request_outcome::finished;
-      live->observe_request({done, done ? r.ttft_seconds() : 0, done ? r.e2e_seconds() : 0,
-                             r.has_tpot() ? r.tpot_seconds() : -1.0});
-    };
+    ro.on_request = [live](const serving_record& q) { observe_request(*live, q); };
   }
   const replay_result rr = replay_workload(s.requests, loop, ro, steady_seconds);
 
@@ -255,6 +265,24 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
       kv::kv_document(ks, in, std::move(rows), ex.executor_name,
                       ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt);
   return doc;
+}
+
+void observe_step(metrics::live_metrics& live, const serving_loop& l, const step_record& r) {
+  const double dt = r.end_seconds - r.start_seconds;
+  live.observe_step({metrics::phase_of(r.prefill_tokens, r.decode_tokens), dt, r.sequences,
+                     r.prefill_tokens, r.decode_tokens, r.samples, r.flops, r.bytes});
+  live.set_queue(r.running, r.waiting);
+  const auto& k = l.kv().counters();
+  live.set_kv({r.kv_used, r.kv_cached, r.kv_free, k.lookup_tokens,
+               k.hit_tokens_tier1 + k.hit_tokens_tier2, k.evictions_tier1,
+               l.sched().counters().preemptions});
+}
+
+void observe_request(metrics::live_metrics& live, const serving_record& q) {
+  const request_record& r = q.record;
+  const bool done = r.outcome == request_outcome::finished;
+  live.observe_request({done, done ? r.ttft_seconds() : 0, done ? r.e2e_seconds() : 0,
+                        r.has_tpot() ? r.tpot_seconds() : -1.0});
 }
 
 std::string table_of(const nlohmann::json& doc) {

@@ -13,6 +13,7 @@
 // recorded per request. Single-threaded: submit, cancel and step from one thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -100,10 +101,14 @@ class serving_loop {
   // Moves the records of requests that left since the last call into `out` (appends).
   void take_finished(std::vector<serving_record>& out);
 
+  // Every step since the start (a replay keeps them all), or, after keep_last_steps(n), at least
+  // the newest n and at most 2n (a server that runs for days keeps memory bounded).
   const std::vector<step_record>& steps() const { return m_steps; }
+  void keep_last_steps(std::size_t n) { m_keep_steps = std::max<std::size_t>(n, 1); }
   const scheduler& sched() const { return m_sched; }
   const kv_cache_manager& kv() const { return m_kv; }
   std::int64_t live_requests() const { return static_cast<std::int64_t>(m_live.size()); }
+  std::vector<std::uint64_t> live_ids() const;
   // Steps launched behind a running one (overlap).
   std::int64_t steps_planned_ahead() const { return m_planned_ahead; }
 
@@ -135,6 +140,7 @@ class serving_loop {
   std::int64_t m_planned_ahead = 0;
   std::vector<std::uint64_t> m_cancels;  // asked while a step was in flight
   std::vector<step_record> m_steps;
+  std::size_t m_keep_steps = 0;  // 0: all
   std::vector<request_record> m_left;
 };
 

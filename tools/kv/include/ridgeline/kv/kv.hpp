@@ -73,6 +73,8 @@ struct kv_setup {
 };
 // Throws std::invalid_argument naming the bad option (or the unknown GPU and the known keys).
 kv_setup configure(const kv_options& o);
+// The same without a workload (trace and generator unused): a server takes its requests live.
+kv_setup configure_model(const kv_options& o);
 
 struct capacity_point {
   std::string label;

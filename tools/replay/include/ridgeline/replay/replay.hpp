@@ -39,6 +39,7 @@ struct replay_options {
   bool deterministic = false;  // batch-invariant mode (docs/diverge.md)
   bool cuda_graphs = true;
   bool cpu = false;            // the cpu executor (tiny model) even when a GPU is there
+  std::string cpu_model = "tiny";  // the model the cpu executor runs when --model is not tiny
   bool simulate = true;        // also run kv's simulation of the same window and capacity
   bool overlap = false;        // plan the next decode step while one runs (serving_loop overlap)
   std::int32_t graph_table_blocks = 32;  // decode graphs per table width rounded to this
@@ -55,6 +56,8 @@ struct replay_setup {
 };
 // Throws std::invalid_argument naming the bad option; io_error when the trace cannot be read.
 replay_setup configure(const replay_options& o);
+// The options and the model's settings only (no workload: `serve` takes requests live).
+replay_setup configure_engine(const replay_options& o);
 
 // The executor a replay runs on, its KV pool size and the device's name.
 struct replay_executor {
@@ -70,6 +73,16 @@ replay_executor make_cuda_executor(const replay_setup& s);
 // the size holds no block.
 std::int32_t host_blocks_for(const model_preset& m, const replay_setup& s);
 
+// The executor the options ask for: cuda on GPU 0, else (no GPU, or options.cpu) the cpu
+// executor on a tiny model; `note` says so when it falls back.
+replay_executor make_executor(const replay_setup& s,
+                              const std::function<void(const std::string&)>& note = {});
+// The settings for that executor's model: kv's setup with the model's context limit and its
+// step-time model, and the KV cache manager's config for the executor's pool and host tier.
+kv::kv_setup setup_for(const replay_setup& s, const replay_executor& ex);
+kv_cache_config kv_config_for(const replay_setup& s, const kv::kv_setup& ks,
+                              const replay_executor& ex);
+
 struct replay_hooks {
   std::function<void(double)> progress;        // fraction of requests done
   std::function<void(const std::string&)> note;  // one-line notes (the executor chosen, ...)
@@ -78,6 +91,11 @@ struct replay_hooks {
 
 // Runs the window in real time and returns the document (ridgeline.kv/v1).
 nlohmann::json run(const replay_setup& s, const replay_hooks& hooks = {});
+
+// Live metrics from a serving loop (replay and serve feed them the same way): one step (batch,
+// tokens, work, queue and KV gauges), one request that left.
+void observe_step(metrics::live_metrics& live, const serving_loop& l, const step_record& r);
+void observe_request(metrics::live_metrics& live, const serving_record& q);
 // The table the command prints: kv's table plus the measured lines.
 std::string table_of(const nlohmann::json& doc);
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The official `openai` npm client (pinned in openai_client/package-lock.json) against
+# `ridgeline serve` on the cpu executor with a tiny model: lists models, completes and streams
+# text and chat completions, and gets the documented errors (docs/serving.md). The package is
+# installed once into CACHE_DIR with `npm ci`. A CI requirement: fails, never skips, when npm or
+# Node.js is missing.
+#   tests/integration/openai_client_test.sh RIDGELINE_BINARY CACHE_DIR
+set -euo pipefail
+bin=${1:?usage: openai_client_test.sh RIDGELINE_BINARY CACHE_DIR}
+cache=${2:?cache dir}
+here=$(cd "$(dirname "$0")" && pwd)
+command -v node >/dev/null || { echo "FAIL: node is not installed"; exit 1; }
+command -v npm >/dev/null || { echo "FAIL: npm is not installed"; exit 1; }
+
+mkdir -p "$cache"
+cp "$here/openai_client/package.json" "$here/openai_client/package-lock.json" \
+  "$here/openai_client/client_test.mjs" "$cache/"
+if ! cmp -s "$cache/package-lock.json" "$cache/node_modules/.ridgeline-lock" 2>/dev/null; then
+  (cd "$cache" && npm ci --no-audit --no-fund --loglevel=error) ||
+    { echo "FAIL: npm ci of the openai package (is the npm registry reachable?)"; exit 1; }
+  cp "$cache/package-lock.json" "$cache/node_modules/.ridgeline-lock"
+fi
+
+log=$(mktemp)
+"$bin" serve --model tiny-gpu --cpu --address 127.0.0.1:0 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+url=""
+for _ in $(seq 1 100); do
+  url=$(sed -n 's/^serve: listening on \(http:[^ ]*\).*/\1/p' "$log")
+  [ -n "$url" ] && break
+  kill -0 $pid 2>/dev/null || { echo "FAIL: the server exited"; cat "$log"; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "FAIL: the server did not say where it listens"; cat "$log"; exit 1; }
+echo "server at $url"
+node "$cache/client_test.mjs" "$url" tiny-gpu
+kill -TERM $pid
+wait $pid || { echo "FAIL: the server did not exit cleanly on SIGTERM"; cat "$log"; exit 1; }
+grep -q "serve: stopped" "$log" || { echo "FAIL: no 'stopped' line"; cat "$log"; exit 1; }
+echo "ok: the server stopped on SIGTERM"

@@ -1,0 +1,369 @@
+// `ridgeline serve` on the cpu executor (tiny model, byte-level tokenizer): the OpenAI request
+// parser and response builders, the stop-string text stream, and the server over real loopback
+// sockets: routes, streaming, errors with their statuses, the queue limit, and a client that
+// disconnects mid-stream freeing its KV blocks at once.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "ridgeline/serve/openai.hpp"
+#include "ridgeline/serve/server.hpp"
+
+using namespace ridgeline;
+using namespace ridgeline::serve;
+using json = nlohmann::json;
+
+namespace {
+
+api_request parse_ok(endpoint k, const std::string& body) {
+  auto r = parse_api_request(k, body, api_limits{});
+  if (auto* e = std::get_if<api_error>(&r)) ADD_FAILURE() << body << ": " << e->message;
+  return std::get<api_request>(r);
+}
+
+api_error parse_bad(endpoint k, const std::string& body, api_limits limits = {}) {
+  auto r = parse_api_request(k, body, limits);
+  if (std::holds_alternative<api_request>(r)) {
+    ADD_FAILURE() << body << " was accepted";
+    return {};
+  }
+  return std::get<api_error>(r);
+}
+
+}  // namespace
+
+TEST(ServeApi, ParsesCompletionAndChatRequests) {
+  const auto c = parse_ok(endpoint::completions,
+                          R"({"model":"m","prompt":"hi","max_tokens":7,"temperature":0,"top_p":0.5,
+                              "top_k":40,"seed":3,"stop":["\n","END"],"stream":true,
+                              "stream_options":{"include_usage":true},"ignore_eos":true,
+                              "repetition_penalty":1.1,"stop_token_ids":[5]})");
+  EXPECT_EQ(c.prompt, "hi");
+  EXPECT_EQ(c.max_tokens, 7);
+  EXPECT_EQ(c.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(c.top_p, 0.5f);
+  EXPECT_EQ(c.top_k, 40);
+  ASSERT_TRUE(c.seed);
+  EXPECT_EQ(*c.seed, 3u);
+  EXPECT_EQ(c.stop, (std::vector<std::string>{"\n", "END"}));
+  EXPECT_TRUE(c.stream && c.include_usage && c.ignore_eos);
+  EXPECT_EQ(c.stop_token_ids, std::vector<token_id>{5});
+  const auto ids = parse_ok(endpoint::completions, R"({"prompt":[1,2,3]})");
+  EXPECT_TRUE(ids.prompt_is_ids);
+  EXPECT_EQ(ids.prompt_ids, (std::vector<token_id>{1, 2, 3}));
+  const auto chat = parse_ok(endpoint::chat, R"({"messages":[{"role":"system","content":"s"},
+      {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
+      "max_completion_tokens":4})");
+  ASSERT_EQ(chat.messages.size(), 2u);
+  EXPECT_EQ(chat.messages[1].content, "ab");
+  EXPECT_EQ(chat.max_tokens, 4);
+}
+
+TEST(ServeApi, RejectsBadRequestsWithTheParameterNamed) {
+  EXPECT_EQ(parse_bad(endpoint::completions, "{not json").status, 400);
+  EXPECT_EQ(parse_bad(endpoint::completions, "[1]").message, "the request body must be a JSON object");
+  EXPECT_EQ(parse_bad(endpoint::completions, "{}").param, "prompt");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","n":2})").param, "n");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","temperature":3})").param,
+            "temperature");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","max_tokens":0})").param,
+            "max_tokens");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","max_tokens":"5"})").param,
+            "max_tokens");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":[1,-2]})").param, "prompt");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":["a","b"]})").param, "prompt");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","stop":[""]})").param, "stop");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","stream_options":{}})").param,
+            "stream_options");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":2})").param, "logprobs");
+  EXPECT_EQ(parse_bad(endpoint::chat, R"({"messages":[]})").param, "messages");
+  EXPECT_EQ(parse_bad(endpoint::chat, R"({"messages":[{"role":"tool","content":"x"}]})").param,
+            "messages");
+  EXPECT_EQ(parse_bad(endpoint::chat, R"({"messages":[{"role":"user","content":"x"}],
+                                          "top_logprobs":2})")
+                .param,
+            "top_logprobs");
+  const json body = json::parse(error_body(parse_bad(endpoint::completions, "{}")));
+  EXPECT_EQ(body.at("error").at("type"), "invalid_request_error");
+  EXPECT_TRUE(body.at("error").at("code").is_null());
+}
+
+TEST(ServeApi, ResponsesHaveTheOpenAiShape) {
+  const json c = stream_chunk(endpoint::chat, "chatcmpl-1", "m", 5, "hi", true, "");
+  EXPECT_EQ(c.at("object"), "chat.completion.chunk");
+  EXPECT_EQ(c.at("choices")[0].at("delta").at("role"), "assistant");
+  EXPECT_EQ(c.at("choices")[0].at("delta").at("content"), "hi");
+  EXPECT_TRUE(c.at("choices")[0].at("finish_reason").is_null());
+  const json u = usage_chunk(endpoint::completions, "cmpl-1", "m", 5, {10, 3, 4});
+  EXPECT_TRUE(u.at("choices").empty());
+  EXPECT_EQ(u.at("usage").at("total_tokens"), 13);
+  EXPECT_EQ(u.at("usage").at("prompt_tokens_details").at("cached_tokens"), 4);
+  const json f = full_response(endpoint::completions, "cmpl-1", "m", 5, "ok", "length", {1, 2, 0});
+  EXPECT_EQ(f.at("choices")[0].at("text"), "ok");
+  EXPECT_EQ(f.at("choices")[0].at("finish_reason"), "length");
+}
+
+TEST(ServeApi, TextStreamHoldsBackAPossibleStopStringAndCutsAtIt) {
+  const tokenizer t = tokenizer::byte_level(300);
+  text_stream s(t, {"END"});
+  std::string sent;
+  for (char c : std::string("abcEN")) sent += s.push(static_cast<token_id>(c));
+  EXPECT_EQ(sent, "abc");  // "EN" could begin "END"
+  sent += s.push('X');     // it did not
+  EXPECT_EQ(sent, "abcENX");
+  for (char c : std::string("yEND tail")) sent += s.push(static_cast<token_id>(c));
+  EXPECT_TRUE(s.stopped());
+  sent += s.finish();
+  EXPECT_EQ(sent, "abcENXy");
+  // No stop strings: everything goes at once; multi-byte characters stay whole.
+  text_stream plain(t, {});
+  const std::string euro = "\xE2\x82\xAC";
+  EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[0])), "");
+  EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[1])), "");
+  EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[2])), euro);
+}
+
+// ---- the server over loopback sockets ---------------------------------------------------------
+
+namespace {
+
+struct http_response {
+  int status = 0;
+  std::string headers, body;
+};
+
+int connect_to(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void send_all(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    const ssize_t n = send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+std::string dechunk(const std::string& b) {
+  std::string out;
+  std::size_t p = 0;
+  while (p < b.size()) {
+    const auto eol = b.find("\r\n", p);
+    if (eol == std::string::npos) break;
+    const std::size_t n = std::stoul(b.substr(p, eol - p), nullptr, 16);
+    if (n == 0) break;
+    out += b.substr(eol + 2, n);
+    p = eol + 2 + n + 2;
+  }
+  return out;
+}
+
+// Sends one request with Connection: close and reads the whole response.
+http_response exchange(int port, const std::string& method, const std::string& path,
+                       const std::string& body = {}, const std::string& extra_headers = {}) {
+  const int fd = connect_to(port);
+  if (fd < 0) return {};
+  send_all(fd, method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+                   "Content-Type: application/json\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body);
+  std::string raw;
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  http_response r;
+  const auto head_end = raw.find("\r\n\r\n");
+  if (raw.size() < 12 || head_end == std::string::npos) return r;
+  r.status = std::stoi(raw.substr(9, 3));
+  r.headers = raw.substr(0, head_end);
+  r.body = raw.substr(head_end + 4);
+  if (r.headers.find("Transfer-Encoding: chunked") != std::string::npos) r.body = dechunk(r.body);
+  return r;
+}
+
+// The `data:` events of a server-sent-event body.
+std::vector<std::string> events_of(const std::string& body) {
+  std::vector<std::string> out;
+  std::size_t p = 0;
+  while ((p = body.find("data: ", p)) != std::string::npos) {
+    const auto end = body.find("\n\n", p);
+    out.push_back(body.substr(p + 6, end - p - 6));
+    p = end;
+  }
+  return out;
+}
+
+double metric(int port, const std::string& name_and_labels) {
+  const http_response r = exchange(port, "GET", "/metrics");
+  const auto p = r.body.find("\n" + name_and_labels + " ");
+  if (p == std::string::npos) return -1;
+  return std::stod(r.body.substr(p + name_and_labels.size() + 2));
+}
+
+server_options tiny_options() {
+  server_options o;
+  o.engine.serving.model = "tiny-gpu";
+  o.engine.cpu = true;
+  o.engine.kv_blocks = 192;
+  o.address = "127.0.0.1:0";
+  return o;
+}
+
+struct running_server {
+  explicit running_server(const server_options& o) : s(o), thread([this] { s.run(); }) {}
+  ~running_server() {
+    s.stop();
+    thread.join();
+  }
+  server s;
+  std::thread thread;
+};
+
+}  // namespace
+
+TEST(Serve, RoutesAnswerWithOpenAiBodiesAndStatuses) {
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(exchange(port, "GET", "/health").status, 200);
+  const http_response models = exchange(port, "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(json::parse(models.body).at("data")[0].at("id"), "tiny-gpu");
+  EXPECT_EQ(exchange(port, "GET", "/nope").status, 404);
+  const http_response wrong = exchange(port, "GET", "/v1/completions");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_NE(wrong.headers.find("Allow: POST"), std::string::npos);
+  const http_response bad = exchange(port, "POST", "/v1/completions", "{oops");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(json::parse(bad.body).at("error").at("type"), "invalid_request_error");
+  const http_response model = exchange(port, "POST", "/v1/completions",
+                                       R"({"model":"gpt-9","prompt":"x"})");
+  EXPECT_EQ(model.status, 404);
+  EXPECT_EQ(json::parse(model.body).at("error").at("code"), "model_not_found");
+  const http_response long_prompt = exchange(
+      port, "POST", "/v1/completions",
+      json{{"prompt", std::string(1100, 'a')}, {"max_tokens", 4}}.dump());  // context 1,024
+  EXPECT_EQ(long_prompt.status, 400);
+  EXPECT_EQ(json::parse(long_prompt.body).at("error").at("code"), "context_length_exceeded");
+  const http_response oob = exchange(port, "POST", "/v1/completions", R"({"prompt":[1,5000]})");
+  EXPECT_EQ(oob.status, 400);
+  const std::string metrics = exchange(port, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("ridgeline_kv_cache_blocks"), std::string::npos);
+}
+
+TEST(Serve, CompletesAndStreamsWithUsage) {
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  const http_response full = exchange(port, "POST", "/v1/completions",
+                                      R"({"prompt":"Hello","max_tokens":9,"ignore_eos":true,
+                                          "temperature":0})");
+  ASSERT_EQ(full.status, 200) << full.body;
+  const json f = json::parse(full.body);
+  EXPECT_EQ(f.at("object"), "text_completion");
+  EXPECT_EQ(f.at("usage").at("prompt_tokens"), 6);  // BOS + 5 bytes
+  EXPECT_EQ(f.at("usage").at("completion_tokens"), 9);
+  EXPECT_EQ(f.at("choices")[0].at("finish_reason"), "length");
+
+  const http_response s = exchange(port, "POST", "/v1/chat/completions",
+                                   R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,
+                                       "ignore_eos":true,"temperature":0,"stream":true,
+                                       "stream_options":{"include_usage":true}})");
+  ASSERT_EQ(s.status, 200);
+  EXPECT_NE(s.headers.find("text/event-stream"), std::string::npos);
+  const auto ev = events_of(s.body);
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev.back(), "[DONE]");
+  const json first = json::parse(ev.front());
+  EXPECT_EQ(first.at("choices")[0].at("delta").at("role"), "assistant");
+  const json usage = json::parse(ev[ev.size() - 2]);
+  EXPECT_EQ(usage.at("usage").at("completion_tokens"), 6);
+  EXPECT_EQ(json::parse(ev[ev.size() - 3]).at("choices")[0].at("finish_reason"), "length");
+
+  // Greedy is repeatable, and a streamed answer is the non-streamed one.
+  const std::string body = R"({"prompt":"abc","max_tokens":12,"ignore_eos":true,"temperature":0)";
+  const json a = json::parse(exchange(port, "POST", "/v1/completions", body + "}").body);
+  const http_response streamed =
+      exchange(port, "POST", "/v1/completions", body + R"(,"stream":true})");
+  std::string text;
+  for (const auto& e : events_of(streamed.body)) {
+    if (e == "[DONE]") break;
+    text += json::parse(e).at("choices")[0].at("text").get<std::string>();
+  }
+  EXPECT_EQ(text, a.at("choices")[0].at("text").get<std::string>());
+}
+
+TEST(Serve, ADisconnectedStreamFreesItsBlocksAtOnce) {
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  const int fd = connect_to(port);
+  ASSERT_GE(fd, 0);
+  const std::string body =
+      R"({"prompt":"a long answer please","max_tokens":900,"ignore_eos":true,"stream":true})";
+  send_all(fd, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
+  // Wait for the first streamed token, then go away.
+  std::string got;
+  char buf[4096];
+  pollfd p{fd, POLLIN, 0};
+  while (got.find("data: ") == std::string::npos && poll(&p, 1, 5000) > 0) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  ASSERT_NE(got.find("data: "), std::string::npos);
+  EXPECT_GT(metric(port, R"(ridgeline_kv_cache_blocks{state="used"})"), 0);
+  close(fd);
+  double used = -1;
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    used = metric(port, R"(ridgeline_kv_cache_blocks{state="used"})");
+    if (used == 0) break;
+  }
+  EXPECT_EQ(used, 0) << "the disconnected request still holds KV blocks";
+  EXPECT_EQ(exchange(port, "GET", "/health").status, 200);  // and the server still serves
+}
+
+TEST(Serve, AFullQueueAnswers429WithRetryAfter) {
+  server_options o = tiny_options();
+  o.max_waiting = 1;
+  o.engine.serving.max_running = 1;  // the second request waits, the third finds the queue full
+  running_server rs(o);
+  const int port = rs.s.port();
+  const std::string body = R"({"prompt":"x","max_tokens":400,"ignore_eos":true,"stream":true})";
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  const int a = connect_to(port);
+  send_all(a, req);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int b = connect_to(port);
+  send_all(b, req);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const http_response full = exchange(port, "POST", "/v1/completions", body);
+  close(a);
+  close(b);
+  EXPECT_EQ(full.status, 429) << full.body;
+  EXPECT_NE(full.headers.find("Retry-After: 1"), std::string::npos);
+}

@@ -1,0 +1,114 @@
+// The OpenAI API as `ridgeline serve` speaks it: request bodies of /v1/completions and
+// /v1/chat/completions parsed and validated into one typed request (or an OpenAI-style error with
+// its HTTP status), the JSON of responses and streamed chunks, and the text side of a stream
+// (detokenized pieces, stop strings held back until they are ruled out). No sockets here: the
+// server (server.hpp) moves bytes; everything a client can get wrong is decided in this file and
+// unit-tested without a network. docs/serving.md lists the parameters and errors.
+//   auto r = serve::parse_api_request(serve::endpoint::chat, body, limits);
+//   if (auto* e = std::get_if<serve::api_error>(&r)) reply(e->status, serve::error_body(*e));
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/tokenizer.hpp"
+
+namespace ridgeline::serve {
+
+// An error as OpenAI's API returns it: {"error": {"message", "type", "param", "code"}}.
+struct api_error {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // empty: null
+  std::string code;   // empty: null
+};
+std::string error_body(const api_error& e);
+
+enum class endpoint { completions, chat };
+
+// What the server allows (its options).
+struct api_limits {
+  std::int32_t max_stop_strings = 16;
+  std::int32_t max_stop_length = 256;  // bytes of one stop string
+  std::int32_t max_logprobs = 0;       // 0: logprobs are refused (the server was not asked for them)
+};
+
+struct api_request {
+  endpoint kind = endpoint::completions;
+  std::string model;
+  // completions: a text prompt, or token ids (prompt given as an array of integers)
+  std::string prompt;
+  std::vector<token_id> prompt_ids;
+  bool prompt_is_ids = false;
+  std::vector<chat_message> messages;  // chat
+  std::int32_t max_tokens = 0;         // 0: not given (completions: 16; chat: to the context)
+  float temperature = 1.0f;            // 0: greedy
+  float top_p = 1.0f;
+  std::int32_t top_k = 0;  // 0 or -1: off
+  float repetition_penalty = 1.0f;
+  std::optional<std::uint64_t> seed;
+  std::vector<std::string> stop;         // stop strings (not in the output)
+  std::vector<token_id> stop_token_ids;  // extension: stop on these ids too
+  bool ignore_eos = false;               // extension: the end-of-sequence tokens do not stop
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  // Top alternatives per output token: completions' `logprobs` (an integer), chat's
+  // `logprobs: true` with `top_logprobs`. -1: none asked.
+  std::int32_t logprobs = -1;
+};
+
+std::variant<api_request, api_error> parse_api_request(endpoint kind, std::string_view body,
+                                                       const api_limits& limits);
+
+// Ids for the response objects: "cmpl-<n>" / "chatcmpl-<n>".
+std::string response_id(endpoint kind, std::uint64_t n);
+
+struct usage_counts {
+  std::int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+};
+
+// One streamed chunk: text (may be empty), finish_reason (empty: null). The first chat chunk
+// carries the role. Each is one `data: ...` event of the stream.
+nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::string& model,
+                            std::int64_t created, const std::string& text, bool first,
+                            const std::string& finish_reason);
+// The last chunk with include_usage: no choices, the usage.
+nlohmann::json usage_chunk(endpoint kind, const std::string& id, const std::string& model,
+                           std::int64_t created, const usage_counts& u);
+// The whole response of a non-streaming request.
+nlohmann::json full_response(endpoint kind, const std::string& id, const std::string& model,
+                             std::int64_t created, const std::string& text,
+                             const std::string& finish_reason, const usage_counts& u);
+nlohmann::json usage_json(const usage_counts& u);
+
+// The text side of one request's output: tokens in, text pieces out. Detokenizes incrementally
+// (whole UTF-8 characters only) and finds stop strings: text that could still begin a stop
+// string is held back until it cannot; when a stop string appears, the text before it is the
+// last piece and stopped() turns true. Concatenating every piece gives the decoded output up to
+// (not including) the first stop string.
+class text_stream {
+ public:
+  text_stream(const tokenizer& tok, std::vector<std::string> stops);
+  // The text that may be sent now (possibly empty).
+  std::string push(token_id t);
+  // At the end of the output: what was held back (empty after a stop).
+  std::string finish();
+  bool stopped() const { return m_stopped; }
+
+ private:
+  detokenizer m_detok;
+  std::vector<std::string> m_stops;
+  std::size_t m_longest = 0;
+  std::string m_held;  // decoded, not yet sent
+  bool m_stopped = false;
+};
+
+}  // namespace ridgeline::serve

@@ -1,0 +1,344 @@
+// The OpenAI API's requests, responses and stream text for `ridgeline serve` (see openai.hpp).
+#include "ridgeline/serve/openai.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace ridgeline::serve {
+namespace {
+
+using json = nlohmann::json;
+
+api_error bad(std::string message, std::string param = {}) {
+  api_error e;
+  e.message = std::move(message);
+  e.param = std::move(param);
+  return e;
+}
+
+// A number field in [lo, hi]; absent or null: keeps `out`.
+std::optional<api_error> number_in(const json& body, const char* key, double lo, double hi,
+                                   float& out) {
+  const auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) return bad(std::string("'") + key + "' must be a number", key);
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    return bad(std::string("'") + key + "' must be in [" + json(lo).dump() + ", " +
+                   json(hi).dump() + "], got " + it->dump(),
+               key);
+  }
+  out = static_cast<float>(v);
+  return std::nullopt;
+}
+
+std::optional<api_error> integer_in(const json& body, const char* key, std::int64_t lo,
+                                    std::int64_t hi, std::int32_t& out) {
+  const auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer()) return bad(std::string("'") + key + "' must be an integer", key);
+  const std::int64_t v = it->get<std::int64_t>();
+  if (v < lo || v > hi) {
+    return bad(std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "], got " + std::to_string(v),
+               key);
+  }
+  out = static_cast<std::int32_t>(v);
+  return std::nullopt;
+}
+
+std::optional<api_error> boolean(const json& body, const char* key, bool& out) {
+  const auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_boolean()) return bad(std::string("'") + key + "' must be a boolean", key);
+  out = it->get<bool>();
+  return std::nullopt;
+}
+
+std::optional<api_error> token_ids(const json& v, const char* key, std::vector<token_id>& out) {
+  for (const auto& t : v) {
+    if (!t.is_number_integer() || t.get<std::int64_t>() < 0 ||
+        t.get<std::int64_t>() > std::numeric_limits<token_id>::max()) {
+      return bad(std::string("'") + key + "' must hold non-negative integer token ids", key);
+    }
+    out.push_back(t.get<token_id>());
+  }
+  return std::nullopt;
+}
+
+// A chat message's content: a string, or an array of {"type": "text", "text": ...} parts.
+std::optional<api_error> content_of(const json& m, std::string& out) {
+  const auto it = m.find("content");
+  if (it == m.end() || it->is_null()) return std::nullopt;  // an assistant turn may have none
+  if (it->is_string()) {
+    out = it->get<std::string>();
+    return std::nullopt;
+  }
+  if (!it->is_array()) return bad("a message's 'content' must be a string or an array", "messages");
+  for (const auto& part : *it) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+        !part.at("text").is_string()) {
+      return bad("only text content parts ({\"type\": \"text\", \"text\": ...}) are supported",
+                 "messages");
+    }
+    out += part.at("text").get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string error_body(const api_error& e) {
+  json err = {{"message", e.message},
+              {"type", e.type},
+              {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+              {"code", e.code.empty() ? json(nullptr) : json(e.code)}};
+  return json{{"error", std::move(err)}}.dump();
+}
+
+std::variant<api_request, api_error> parse_api_request(endpoint kind, std::string_view text,
+                                                       const api_limits& limits) {
+  json body = json::parse(text, nullptr, false);
+  if (body.is_discarded()) return bad("the request body is not valid JSON");
+  if (!body.is_object()) return bad("the request body must be a JSON object");
+  api_request r;
+  r.kind = kind;
+  if (const auto it = body.find("model"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return bad("'model' must be a string", "model");
+    r.model = it->get<std::string>();
+  }
+  if (kind == endpoint::completions) {
+    const auto it = body.find("prompt");
+    if (it == body.end() || it->is_null()) return bad("'prompt' is required", "prompt");
+    if (it->is_string()) {
+      r.prompt = it->get<std::string>();
+    } else if (it->is_array() && !it->empty() && it->front().is_number()) {
+      if (auto e = token_ids(*it, "prompt", r.prompt_ids)) return *e;
+      r.prompt_is_ids = true;
+    } else if (it->is_array() && it->size() == 1 && it->front().is_string()) {
+      r.prompt = it->front().get<std::string>();
+    } else if (it->is_array() && it->size() == 1 && it->front().is_array()) {
+      if (auto e = token_ids(it->front(), "prompt", r.prompt_ids)) return *e;
+      r.prompt_is_ids = true;
+    } else {
+      return bad("'prompt' must be a string, an array of token ids, or a batch of one of either "
+                 "(batches of several prompts are not supported)",
+                 "prompt");
+    }
+    if (r.prompt_is_ids && r.prompt_ids.empty()) return bad("'prompt' is empty", "prompt");
+  } else {
+    const auto it = body.find("messages");
+    if (it == body.end() || !it->is_array() || it->empty()) {
+      return bad("'messages' must be a non-empty array", "messages");
+    }
+    for (const auto& m : *it) {
+      if (!m.is_object() || !m.contains("role") || !m.at("role").is_string()) {
+        return bad("each message needs a string 'role'", "messages");
+      }
+      chat_message cm;
+      cm.role = m.at("role").get<std::string>();
+      if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
+        return bad("message role '" + cm.role + "' is not one of system, user, assistant",
+                   "messages");
+      }
+      if (auto e = content_of(m, cm.content)) return *e;
+      r.messages.push_back(std::move(cm));
+    }
+  }
+
+  constexpr std::int64_t big = std::numeric_limits<std::int32_t>::max();
+  // max_completion_tokens is the newer name of chat's max_tokens.
+  if (auto e = integer_in(body, "max_tokens", 1, big, r.max_tokens)) return *e;
+  if (auto e = integer_in(body, "max_completion_tokens", 1, big, r.max_tokens)) return *e;
+  if (auto e = number_in(body, "temperature", 0, 2, r.temperature)) return *e;
+  if (auto e = number_in(body, "top_p", 0, 1, r.top_p)) return *e;
+  if (body.contains("top_p") && r.top_p <= 0) return bad("'top_p' must be above 0", "top_p");
+  if (auto e = integer_in(body, "top_k", -1, big, r.top_k)) return *e;
+  if (r.top_k < 0) r.top_k = 0;
+  if (auto e = number_in(body, "repetition_penalty", 0, 100, r.repetition_penalty)) return *e;
+  if (body.contains("repetition_penalty") && r.repetition_penalty <= 0) {
+    return bad("'repetition_penalty' must be above 0", "repetition_penalty");
+  }
+  if (const auto it = body.find("seed"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return bad("'seed' must be an integer", "seed");
+    r.seed = static_cast<std::uint64_t>(it->get<std::int64_t>());
+  }
+  std::int32_t n = 1;
+  if (auto e = integer_in(body, "n", 1, big, n)) return *e;
+  if (n != 1) return bad("only n = 1 is supported", "n");
+  if (const auto it = body.find("stop"); it != body.end() && !it->is_null()) {
+    if (it->is_string()) {
+      r.stop.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const auto& s : *it) {
+        if (!s.is_string()) return bad("'stop' must be a string or an array of strings", "stop");
+        r.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return bad("'stop' must be a string or an array of strings", "stop");
+    }
+    if (std::ssize(r.stop) > limits.max_stop_strings) {
+      return bad("at most " + std::to_string(limits.max_stop_strings) + " stop strings", "stop");
+    }
+    for (const auto& s : r.stop) {
+      if (s.empty()) return bad("a stop string is empty", "stop");
+      if (std::ssize(s) > limits.max_stop_length) {
+        return bad("a stop string is longer than " + std::to_string(limits.max_stop_length) +
+                       " bytes",
+                   "stop");
+      }
+    }
+  }
+  if (const auto it = body.find("stop_token_ids"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return bad("'stop_token_ids' must be an array", "stop_token_ids");
+    if (auto e = token_ids(*it, "stop_token_ids", r.stop_token_ids)) return *e;
+  }
+  if (auto e = boolean(body, "ignore_eos", r.ignore_eos)) return *e;
+  if (auto e = boolean(body, "stream", r.stream)) return *e;
+  if (const auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return bad("'stream_options' must be an object", "stream_options");
+    if (!r.stream) return bad("'stream_options' is only allowed with stream: true", "stream_options");
+    if (auto e = boolean(*it, "include_usage", r.include_usage)) return *e;
+  }
+  if (kind == endpoint::completions) {
+    std::int32_t lp = -1;
+    if (auto e = integer_in(body, "logprobs", 0, big, lp)) return *e;
+    r.logprobs = lp;
+  } else {
+    bool want = false;
+    if (auto e = boolean(body, "logprobs", want)) return *e;
+    std::int32_t top = 0;
+    if (auto e = integer_in(body, "top_logprobs", 0, big, top)) return *e;
+    if (body.contains("top_logprobs") && !body.at("top_logprobs").is_null() && !want) {
+      return bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+    }
+    r.logprobs = want ? top : -1;
+  }
+  if (r.logprobs >= 0 && r.logprobs + 1 > limits.max_logprobs) {
+    return bad(limits.max_logprobs == 0
+                   ? std::string("logprobs are not served (start the server with --max-logprobs)")
+                   : "at most " + std::to_string(limits.max_logprobs - 1) +
+                         " top log-probabilities per token (--max-logprobs)",
+               "logprobs");
+  }
+  if (const auto it = body.find("echo"); it != body.end() && it->is_boolean() && it->get<bool>()) {
+    return bad("'echo' is not supported", "echo");
+  }
+  if (const auto it = body.find("best_of"); it != body.end() && it->is_number_integer() &&
+                                            it->get<std::int64_t>() != 1) {
+    return bad("only best_of = 1 is supported", "best_of");
+  }
+  return r;
+}
+
+std::string response_id(endpoint kind, std::uint64_t n) {
+  return (kind == endpoint::chat ? "chatcmpl-" : "cmpl-") + std::to_string(n);
+}
+
+nlohmann::json usage_json(const usage_counts& u) {
+  json j = {{"prompt_tokens", u.prompt_tokens},
+            {"completion_tokens", u.completion_tokens},
+            {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+  j["prompt_tokens_details"] = {{"cached_tokens", u.cached_tokens}};
+  return j;
+}
+
+nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::string& model,
+                            std::int64_t created, const std::string& text, bool first,
+                            const std::string& finish_reason) {
+  const json finish = finish_reason.empty() ? json(nullptr) : json(finish_reason);
+  json choice;
+  if (kind == endpoint::chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || first) delta["content"] = text;
+    choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+              {"finish_reason", finish}};
+  } else {
+    choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}};
+  }
+  return {{"id", id},
+          {"object", kind == endpoint::chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array({std::move(choice)})}};
+}
+
+nlohmann::json usage_chunk(endpoint kind, const std::string& id, const std::string& model,
+                           std::int64_t created, const usage_counts& u) {
+  return {{"id", id},
+          {"object", kind == endpoint::chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array()},
+          {"usage", usage_json(u)}};
+}
+
+nlohmann::json full_response(endpoint kind, const std::string& id, const std::string& model,
+                             std::int64_t created, const std::string& text,
+                             const std::string& finish_reason, const usage_counts& u) {
+  json choice;
+  if (kind == endpoint::chat) {
+    choice = {{"index", 0},
+              {"message", {{"role", "assistant"}, {"content", text}}},
+              {"logprobs", nullptr},
+              {"finish_reason", finish_reason}};
+  } else {
+    choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+  }
+  return {{"id", id},
+          {"object", kind == endpoint::chat ? "chat.completion" : "text_completion"},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array({std::move(choice)})},
+          {"usage", usage_json(u)}};
+}
+
+text_stream::text_stream(const tokenizer& tok, std::vector<std::string> stops)
+    : m_detok(tok), m_stops(std::move(stops)) {
+  for (const auto& s : m_stops) m_longest = std::max(m_longest, s.size());
+}
+
+std::string text_stream::push(token_id t) {
+  if (m_stopped) return {};
+  m_held += m_detok.push(t);
+  if (m_stops.empty()) return std::exchange(m_held, {});
+  std::size_t first = std::string::npos;
+  for (const auto& s : m_stops) first = std::min(first, m_held.find(s));
+  if (first != std::string::npos) {
+    m_stopped = true;
+    std::string out = m_held.substr(0, first);
+    m_held.clear();
+    return out;
+  }
+  // The longest tail that could still begin a stop string stays; the rest goes. The cut moves
+  // back to a character boundary: a piece is always whole UTF-8.
+  std::size_t keep = std::min(m_held.size(), m_longest - 1);
+  for (; keep > 0; --keep) {
+    const std::string_view tail = std::string_view(m_held).substr(m_held.size() - keep);
+    if (std::any_of(m_stops.begin(), m_stops.end(),
+                    [&](const std::string& s) { return s.starts_with(tail); })) {
+      break;
+    }
+  }
+  std::size_t cut = m_held.size() - keep;
+  while (cut > 0 && (static_cast<unsigned char>(m_held[cut]) & 0xC0) == 0x80) --cut;
+  std::string out = m_held.substr(0, cut);
+  m_held.erase(0, cut);
+  return out;
+}
+
+std::string text_stream::finish() {
+  if (m_stopped) return {};
+  m_held += m_detok.finish();
+  std::size_t first = std::string::npos;
+  for (const auto& s : m_stops) first = std::min(first, m_held.find(s));
+  if (first != std::string::npos) {
+    m_stopped = true;
+    m_held.resize(first);
+  }
+  return std::exchange(m_held, {});
+}
+
+}  // namespace ridgeline::serve
