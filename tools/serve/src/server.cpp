@@ -6,12 +6,15 @@
 #include "ridgeline/serve/server.hpp"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -96,6 +99,7 @@ struct server::impl {
   std::unique_ptr<event_base, base_deleter> base;
   std::unique_ptr<evhttp, http_deleter> http;
   std::unique_ptr<event, event_deleter> wake_event;
+  std::unique_ptr<event, event_deleter> probe_event;  // every 100 ms: clients that went away
   std::unique_ptr<event, event_deleter> stop_event;  // activated by stop(): survives a stop()
                                                      // that comes before run() dispatches
   metrics::live_metrics live;
@@ -116,6 +120,7 @@ struct server::impl {
   void handle(evhttp_request* req);
   void on_events();
   void on_close(evhttp_connection* conn);
+  void probe_clients();
   void reply_json(evhttp_request* req, int status, const std::string& body,
                   const char* extra_header = nullptr, const char* extra_value = nullptr);
   void reply_error(evhttp_request* req, const api_error& e);
@@ -130,6 +135,10 @@ namespace {
 void on_request(evhttp_request* req, void* arg) { static_cast<server::impl*>(arg)->handle(req); }
 
 void on_wake(evutil_socket_t, short, void* arg) { static_cast<server::impl*>(arg)->on_events(); }
+
+void on_probe(evutil_socket_t, short, void* arg) {
+  static_cast<server::impl*>(arg)->probe_clients();
+}
 
 void on_connection_close(evhttp_connection* conn, void* arg) {
   static_cast<server::impl*>(arg)->on_close(conn);
@@ -447,6 +456,25 @@ void server::impl::on_events() {
   events.clear();
 }
 
+void server::impl::probe_clients() {
+  // evhttp reads nothing while an answer is pending, so a client that closes while its request
+  // waits or generates (no bytes written to it yet, or none for a while) goes unnoticed until
+  // the next write. A peek at each live request's socket finds the end of stream at once; the
+  // connection is then failed the way evhttp fails it on an error (the close callback cancels).
+  std::vector<evhttp_connection*> gone;
+  for (const auto& [conn, id] : by_connection) {
+    bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+    const evutil_socket_t fd = bev != nullptr ? bufferevent_getfd(bev) : -1;
+    if (fd < 0) continue;
+    char byte = 0;
+    const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      gone.push_back(conn);
+    }
+  }
+  for (evhttp_connection* conn : gone) evhttp_connection_free(conn);
+}
+
 void server::impl::on_close(evhttp_connection* conn) {
   const auto it = by_connection.find(conn);
   if (it == by_connection.end()) return;
@@ -522,6 +550,9 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
   m->base.reset(event_base_new());
   if (!m->base) throw std::runtime_error("libevent: event_base_new failed");
   m->wake_event.reset(event_new(m->base.get(), -1, 0, on_wake, m.get()));
+  m->probe_event.reset(event_new(m->base.get(), -1, EV_PERSIST, on_probe, m.get()));
+  const timeval every{0, 100000};
+  event_add(m->probe_event.get(), &every);
   m->stop_event.reset(event_new(
       m->base.get(), -1, 0,
       [](evutil_socket_t, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); },
