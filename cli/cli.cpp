@@ -38,6 +38,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   register_diverge(app, ctx);
   register_roofline(app, ctx);
   register_serve(app, ctx);
+  register_load(app, ctx);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {

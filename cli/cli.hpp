@@ -45,6 +45,7 @@ void register_compare(CLI::App& app, context& ctx);
 void register_history(CLI::App& app, context& ctx);
 void register_roofline(CLI::App& app, context& ctx);
 void register_serve(CLI::App& app, context& ctx);
+void register_load(CLI::App& app, context& ctx);
 
 // Thrown by a command whose work succeeded but found a problem the exit code must report
 // (`compare` found a regression): exit 1, after the command has written its output.

@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev                # results named *.json.gz (replay's per-step series) read and written
   libicu-dev                # the tokenizer: each tokenizer.json's own regex and Unicode normalizers
   libevent-dev              # serve's HTTP server and load's client: one event loop, no thread per request
+  libssl-dev                # load: https URLs (libevent_openssl needs OpenSSL's headers and libraries)
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
   python3                   # scripts/check_layers.py (the layer check, a unit test)
