@@ -315,6 +315,24 @@ TEST(Serve, CompletesAndStreamsWithUsage) {
   EXPECT_EQ(text, a.at("choices")[0].at("text").get<std::string>());
 }
 
+TEST(Serve, ContinuousUsageSendsEveryTokenWithItsCount) {
+  running_server rs(tiny_options());
+  const http_response s = exchange(rs.s.port(), "POST", "/v1/completions",
+                                   R"({"prompt":"Hi","max_tokens":20,"ignore_eos":true,"stream":true,
+                                       "stream_options":{"continuous_usage_stats":true}})");
+  ASSERT_EQ(s.status, 200);
+  auto ev = events_of(s.body);
+  ASSERT_EQ(ev.back(), "[DONE]");
+  ev.pop_back();
+  // One chunk per token (random weights complete no text for some), then the finish chunk.
+  ASSERT_EQ(ev.size(), 21u);
+  for (std::size_t i = 0; i < ev.size(); ++i) {
+    const json u = json::parse(ev[i]).at("usage");
+    EXPECT_EQ(u.at("completion_tokens"), std::min<std::size_t>(i + 1, 20)) << i;
+    EXPECT_EQ(u.at("prompt_tokens"), 3);
+  }
+}
+
 TEST(Serve, ADisconnectedStreamFreesItsBlocksAtOnce) {
   running_server rs(tiny_options());
   const int port = rs.s.port();

@@ -200,6 +200,7 @@ std::variant<api_request, api_error> parse_api_request(endpoint kind, std::strin
     if (!it->is_object()) return bad("'stream_options' must be an object", "stream_options");
     if (!r.stream) return bad("'stream_options' is only allowed with stream: true", "stream_options");
     if (auto e = boolean(*it, "include_usage", r.include_usage)) return *e;
+    if (auto e = boolean(*it, "continuous_usage_stats", r.continuous_usage)) return *e;
   }
   if (kind == endpoint::completions) {
     std::int32_t lp = -1;
@@ -263,6 +264,14 @@ nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::str
           {"created", created},
           {"model", model},
           {"choices", json::array({std::move(choice)})}};
+}
+
+nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::string& model,
+                            std::int64_t created, const std::string& text, bool first,
+                            const std::string& finish_reason, const usage_counts& so_far) {
+  json c = stream_chunk(kind, id, model, created, text, first, finish_reason);
+  c["usage"] = usage_json(so_far);
+  return c;
 }
 
 nlohmann::json usage_chunk(endpoint kind, const std::string& id, const std::string& model,

@@ -77,7 +77,7 @@ struct request_state {
   endpoint kind = endpoint::completions;
   evhttp_request* req = nullptr;  // null once the client is gone
   evhttp_connection* conn = nullptr;
-  bool stream = false, include_usage = false;
+  bool stream = false, include_usage = false, continuous_usage = false;
   bool first_chunk = true;
   bool first_token_seen = false;
   bool stopped_by_text = false;  // a stop string ended it (the engine was told to cancel)
@@ -297,6 +297,7 @@ void server::impl::start_generation(evhttp_request* req, endpoint kind) {
   s->conn = evhttp_request_get_connection(req);
   s->stream = r.stream;
   s->include_usage = r.include_usage;
+  s->continuous_usage = r.continuous_usage;
   s->max_tokens = r.max_tokens > 0 ? r.max_tokens
                                    : static_cast<std::int32_t>(kind == endpoint::completions
                                                                    ? std::min<std::int64_t>(16, room)
@@ -398,8 +399,11 @@ void server::impl::finish(request_state& s, const engine_event& e) {
           s.stopped_by_text || s.last_was_stop_token ? "stop" : "length";
       usage_counts u{s.prompt_tokens, s.tokens, r.cached_tokens};
       if (s.stream) {
-        send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, tail,
-                                   s.first_chunk, reason));
+        send_event(s, s.continuous_usage
+                          ? stream_chunk(s.kind, s.response_id, model_name, s.created, tail,
+                                         s.first_chunk, reason, u)
+                          : stream_chunk(s.kind, s.response_id, model_name, s.created, tail,
+                                         s.first_chunk, reason));
         if (s.include_usage) {
           send_event(s, usage_chunk(s.kind, s.response_id, model_name, s.created, u));
         }
@@ -444,7 +448,13 @@ void server::impl::on_events() {
       worker->cancel(s.id);
     }
     if (s.stream) {
-      if (!piece.empty() || s.first_chunk) {
+      // With continuous usage every token is a chunk (its count exact even when it completes no
+      // text); without, a token that completes no text sends nothing.
+      if (s.continuous_usage) {
+        send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
+                                   s.first_chunk, "", {s.prompt_tokens, s.tokens, 0}));
+        s.first_chunk = false;
+      } else if (!piece.empty() || s.first_chunk) {
         send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
                                    s.first_chunk, ""));
         s.first_chunk = false;

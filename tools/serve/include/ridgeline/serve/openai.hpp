@@ -60,6 +60,9 @@ struct api_request {
   bool ignore_eos = false;               // extension: the end-of-sequence tokens do not stop
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // stream_options.continuous_usage_stats (vLLM's extension): every chunk carries the usage so
+  // far, so a client counts tokens exactly even when a token completes no text.
+  bool continuous_usage = false;
   // Top alternatives per output token: completions' `logprobs` (an integer), chat's
   // `logprobs: true` with `top_logprobs`. -1: none asked.
   std::int32_t logprobs = -1;
@@ -80,6 +83,10 @@ struct usage_counts {
 nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::string& model,
                             std::int64_t created, const std::string& text, bool first,
                             const std::string& finish_reason);
+// stream_chunk with the usage so far (continuous_usage_stats).
+nlohmann::json stream_chunk(endpoint kind, const std::string& id, const std::string& model,
+                            std::int64_t created, const std::string& text, bool first,
+                            const std::string& finish_reason, const usage_counts& so_far);
 // The last chunk with include_usage: no choices, the usage.
 nlohmann::json usage_chunk(endpoint kind, const std::string& id, const std::string& model,
                            std::int64_t created, const usage_counts& u);
