@@ -1,6 +1,8 @@
 // Reading one response into a request record (response_reader.hpp).
 #include "ridgeline/load/response_reader.hpp"
 
+#include <algorithm>
+
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/load/openai_stream.hpp"
 
@@ -96,10 +98,11 @@ void response_reader::on_event(const sse_event& e) {
     case stream_chunk::kind::content:
     case stream_chunk::kind::empty: {
       std::int32_t tokens = 0;
-      if (u.completion_tokens && *u.completion_tokens > m_usage_seen) {
-        // Continuous usage: the chunk holds what the cumulative count grew by.
-        tokens = static_cast<std::int32_t>(*u.completion_tokens - m_usage_seen);
-        m_usage_seen = *u.completion_tokens;
+      if (u.completion_tokens) {
+        // Continuous usage: the chunk holds what the cumulative count grew by (0 for a chunk
+        // that only finishes the text of tokens already counted).
+        tokens = static_cast<std::int32_t>(std::max<std::int64_t>(*u.completion_tokens - m_usage_seen, 0));
+        m_usage_seen = std::max<std::int64_t>(*u.completion_tokens, m_usage_seen);
         m_source = chunk_token_source::continuous_usage;
       } else if (c.type == stream_chunk::kind::content) {
         tokens = m_options.counter != nullptr
