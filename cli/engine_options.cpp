@@ -30,8 +30,9 @@ void add_engine_options(CLI::App* cmd, replay::replay_options& o, std::string& h
   cmd->add_flag("--deterministic", o.deterministic, "Batch-invariant mode (docs/diverge.md)");
   cmd->add_flag("!--no-cuda-graphs", o.cuda_graphs, "Launch decode steps eagerly");
   cmd->add_flag("--cpu", o.cpu, "The cpu executor on the tiny model even with a GPU");
-  cmd->add_flag("--overlap", o.overlap,
-                "Plan and queue the next decode step while one runs (host work off the GPU's path)");
+  cmd->add_flag("--overlap,!--no-overlap", o.overlap,
+                "Plan and queue the next decode step while one runs, host work off the GPU's path "
+                "(default; --no-overlap: one step at a time)");
 }
 
 void apply_host_memory(replay::replay_options& o, const std::string& host_memory) {

@@ -5,8 +5,9 @@
 #   sweep     ridgeline sweep: decode at batch 64, context 512 (the serving-overhead reference)
 #   detcost   ridgeline sweep of llama-2-7b at batch 1 and 64, context 512, default then
 #             --deterministic, one after the other (the deterministic mode's cost, docs/diverge.md)
-#   overhead  replay: 64 requests of 448 prompt + 128 output tokens arriving at once
-#   overlap   the same with --overlap (the next decode step queued while one runs)
+#   overhead  replay: 64 requests of 448 prompt + 128 output tokens arriving at once, --no-overlap
+#             (one step at a time: the host plans each step after the last one is back)
+#   overlap   the same with the default overlap (the next decode step queued while one runs)
 #   prefix    replay: TTFT of 7,680 cached + 256 new tokens (5 hits) against 5 cold requests
 #   azure     replay: the first 240 s of data/traces/azure_llm_2023_conv.csv in real time
 #   mooncake  replay: the first 180 s of the Mooncake synthetic trace (512-token hash blocks)
@@ -42,11 +43,11 @@ for part in "$@"; do
       run det_deterministic sweep --model llama-2-7b --batch 1,64 --context 512 --phase decode \
         --deterministic -o "$out/det_deterministic.json" ;;
     overhead)
-      run overhead replay --model llama-3-8b --no-simulate \
+      run overhead replay --model llama-3-8b --no-simulate --no-overlap \
         --generator requests=64,rate=1000000,prompt=fixed:448,output=fixed:128 \
         -o "$out/overhead.json.gz" ;;
     overlap)
-      run overhead_overlap replay --model llama-3-8b --no-simulate --overlap \
+      run overhead_overlap replay --model llama-3-8b --no-simulate \
         --generator requests=64,rate=1000000,prompt=fixed:448,output=fixed:128 \
         -o "$out/overhead_overlap.json.gz" ;;
     prefix)

@@ -91,12 +91,12 @@ TEST(Schema, EveryCommittedResultFileParses) {
     EXPECT_NO_THROW(it->second(d, p.string()));
     ++parsed[id];
   }
-  EXPECT_EQ(parsed[schema::k_sweep_schema], 48);
+  EXPECT_EQ(parsed[schema::k_sweep_schema], 49);
   EXPECT_EQ(parsed[schema::k_diverge_schema], 10);
   EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
   EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
   EXPECT_EQ(parsed[schema::k_gpu_profile_schema], 3);
-  EXPECT_EQ(parsed[schema::k_serving_results_schema], 4);
+  EXPECT_EQ(parsed[schema::k_serving_results_schema], 13);
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);
