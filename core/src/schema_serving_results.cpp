@@ -1,6 +1,10 @@
 // Reader and writer of ridgeline.kv/v1, the serving-results format (schemas/serving_results.hpp).
 #include "ridgeline/core/schemas/serving_results.hpp"
 
+#include <algorithm>
+
+#include "ridgeline/core/statistics.hpp"
+
 namespace ridgeline::schema {
 namespace {
 
@@ -325,6 +329,32 @@ json to_json(const serving_results& doc) {
           {"environment", to_json(doc.env)},
           {"config", to_json(doc.config)},
           {"rows", rows}};
+}
+
+latency_distribution distribution_of(std::vector<double> v) {
+  latency_distribution d;
+  d.count = static_cast<std::int64_t>(v.size());
+  if (v.empty()) return d;
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  latency_quantiles q;
+  q.mean = sum / static_cast<double>(v.size());
+  q.p50 = bench::quantile_sorted(v, 0.5);
+  q.p90 = bench::quantile_sorted(v, 0.9);
+  q.p99 = bench::quantile_sorted(v, 0.99);
+  q.max = v.back();
+  // [quantile, seconds] pairs for a CDF plot (ridgeline report): every 5% plus the tail.
+  for (int i = 0; i <= 20; ++i) {
+    const double at = i / 20.0;
+    q.cdf.emplace_back(at, bench::quantile_sorted(v, at));
+    if (i == 19) {
+      q.cdf.emplace_back(0.99, bench::quantile_sorted(v, 0.99));
+      q.cdf.emplace_back(0.999, bench::quantile_sorted(v, 0.999));
+    }
+  }
+  d.quantiles = std::move(q);
+  return d;
 }
 
 }  // namespace ridgeline::schema

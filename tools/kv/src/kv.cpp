@@ -22,31 +22,6 @@ namespace {
 
 }  // namespace
 
-schema::latency_distribution distribution_of(std::vector<double>& v) {
-  schema::latency_distribution d;
-  d.count = static_cast<std::int64_t>(v.size());
-  if (v.empty()) return d;
-  std::sort(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += x;
-  schema::latency_quantiles q;
-  q.mean = sum / static_cast<double>(v.size());
-  q.p50 = bench::quantile_sorted(v, 0.5);
-  q.p90 = bench::quantile_sorted(v, 0.9);
-  q.p99 = bench::quantile_sorted(v, 0.99);
-  q.max = v.back();
-  // [quantile, seconds] pairs for a CDF plot (ridgeline report): every 5% plus the tail.
-  for (int i = 0; i <= 20; ++i) {
-    const double at = i / 20.0;
-    q.cdf.emplace_back(at, bench::quantile_sorted(v, at));
-    if (i == 19) {
-      q.cdf.emplace_back(0.99, bench::quantile_sorted(v, 0.99));
-      q.cdf.emplace_back(0.999, bench::quantile_sorted(v, 0.999));
-    }
-  }
-  d.quantiles = std::move(q);
-  return d;
-}
 
 namespace {
 
@@ -106,10 +81,10 @@ schema::serving_row serving_row_of(const capacity_point& cap, const kv_cache_con
           : 0.0;
   j.peak_used_blocks = r.peak_used_blocks;
   j.peak_running = r.peak_running;
-  j.ttft_seconds = distribution_of(ttft);
-  j.tpot_seconds = distribution_of(tpot);
-  j.itl_seconds = distribution_of(r.itl_seconds);
-  j.e2e_seconds = distribution_of(e2e);
+  j.ttft_seconds = schema::distribution_of(std::move(ttft));
+  j.tpot_seconds = schema::distribution_of(std::move(tpot));
+  j.itl_seconds = schema::distribution_of(r.itl_seconds);
+  j.e2e_seconds = schema::distribution_of(std::move(e2e));
   return j;
 }
 

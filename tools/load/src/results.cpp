@@ -17,31 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-// Count, mean, p50/p90/p99, max and the CDF points kv and replay write (every 5%, 0.99, 0.999),
-// through core's one quantile.
-schema::latency_distribution distribution(std::vector<double> v) {
-  schema::latency_distribution d;
-  d.count = static_cast<std::int64_t>(v.size());
-  if (v.empty()) return d;
-  std::sort(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += x;
-  schema::latency_quantiles q;
-  q.mean = sum / static_cast<double>(v.size());
-  q.p50 = bench::quantile_sorted(v, 0.5);
-  q.p90 = bench::quantile_sorted(v, 0.9);
-  q.p99 = bench::quantile_sorted(v, 0.99);
-  q.max = v.back();
-  for (int i = 0; i <= 20; ++i) {
-    q.cdf.emplace_back(i / 20.0, bench::quantile_sorted(v, i / 20.0));
-    if (i == 19) {
-      q.cdf.emplace_back(0.99, bench::quantile_sorted(v, 0.99));
-      q.cdf.emplace_back(0.999, bench::quantile_sorted(v, 0.999));
-    }
-  }
-  d.quantiles = std::move(q);
-  return d;
-}
 
 std::map<std::string, std::string> definitions(itl_rule rule) {
   std::map<std::string, std::string> d = {
@@ -253,16 +228,16 @@ schema::serving_row row_of(const load_run& run, const level_data& l, const level
   row.simulated_seconds = m.duration_seconds;
   row.output_tokens_per_second = m.output_tokens_per_second;
   row.peak_running = s.peak_in_flight;
-  row.ttft_seconds = distribution(m.ttft);
-  row.tpot_seconds = distribution(m.tpot);
-  row.itl_seconds = distribution(m.itl);
-  row.e2e_seconds = distribution(m.e2e);
+  row.ttft_seconds = schema::distribution_of(m.ttft);
+  row.tpot_seconds = schema::distribution_of(m.tpot);
+  row.itl_seconds = schema::distribution_of(m.itl);
+  row.e2e_seconds = schema::distribution_of(m.e2e);
   schema::serving_measured me;
   me.executor = "http";
   me.device = run.url;
   me.wall_seconds = m.duration_seconds;
   me.cancelled = m.cancelled;
-  me.submit_lag_seconds = distribution(m.lateness);
+  me.submit_lag_seconds = schema::distribution_of(m.lateness);
   me.mean_running = s.mean_in_flight;
   auto& rq = me.requests;
   for (const auto& r : l.records) {

@@ -52,10 +52,6 @@ replay_executor make_cpu_executor(const replay_setup& s) {
   return r;
 }
 
-schema::latency_distribution distribution(std::vector<double> v) {
-  return kv::distribution_of(v);
-}
-
 }  // namespace
 
 replay_setup configure_engine(const replay_options& o) {
@@ -239,10 +235,10 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
     rq.submit_lag_seconds.push_back(q.submit_lag_seconds());
     lag.push_back(q.submit_lag_seconds());
   }
-  me.submit_lag_seconds = distribution(lag);
-  me.step_gpu_seconds = distribution(gpu);
-  me.step_host_seconds = distribution(host);
-  me.step_gap_seconds = distribution(gap);
+  me.submit_lag_seconds = schema::distribution_of(std::move(lag));
+  me.step_gpu_seconds = schema::distribution_of(std::move(gpu));
+  me.step_host_seconds = schema::distribution_of(std::move(host));
+  me.step_gap_seconds = schema::distribution_of(std::move(gap));
 
   if (a.simulate) {
     simulation_config c;

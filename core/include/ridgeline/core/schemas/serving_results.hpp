@@ -31,6 +31,9 @@ struct latency_distribution {
   std::int64_t count = 0;
   std::optional<latency_quantiles> quantiles;  // present exactly when count > 0
 };
+// Count, mean, p50/p90/p99, max and the CDF points (every 5%, then 0.99 and 0.999) of the values,
+// through core's one quantile (statistics.hpp); kv, replay and load write theirs with it.
+latency_distribution distribution_of(std::vector<double> values);
 
 struct serving_config {
   std::string workload;  // "generator:<spec>" or the trace path

@@ -110,8 +110,6 @@ std::vector<schema::serving_row> run_capacities(const kv_setup& s, const kv_inpu
 // run's records through it too).
 schema::serving_row serving_row_of(const capacity_point& cap, const kv_cache_config& kvc,
                                    simulation_result& r);
-// Count, mean, p50/p90/p99, max and a CDF of the values (sorts them).
-schema::latency_distribution distribution_of(std::vector<double>& v);
 
 // The whole result document: schema, environment (host only), config with definitions, rows.
 // Written through the format's one writer (ridgeline/core/schemas/serving_results.hpp).
