@@ -1,9 +1,12 @@
-// `ridgeline plan`: per GPU model, the largest batch that fits and the largest that meets the TPOT
-// SLO, the highest request rate with goodput >= 90% (simulated with the engine's scheduler and KV
-// manager), GPUs needed for a target load and cost per million tokens; one side-by-side table.
+// `ridgeline plan`: per GPU model and tensor-parallel degree, the largest batch that fits and the
+// largest that meets the TPOT SLO, the highest request rate that meets every SLO term (percentile
+// terms at their percentile, a goodput term named as one; simulated with the engine's scheduler
+// and KV manager), GPUs needed for a target load and cost per million tokens; one side-by-side
+// table and the degrees weighed.
 //   ridgeline plan --model llama-3-8b --gpu h100-sxm,l40s,a10g --workload SPEC|TRACE (continued)
 //       --slo ttft_p99=2s,tpot_p99=50ms --qps 20 --price 2.5
-//   ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json
+//   ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm
+//       --kernels docs/results/h100-sxm_decode_kernels.json -o FIT.json
 //   ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json] | --run
 //   ridgeline plan gpus
 // Works without a GPU from the embedded profiles. The pipeline is tools/plan (plan.hpp); this file
@@ -40,7 +43,8 @@ struct plan_args {
   std::int64_t max_batched_tokens = 8192;
   std::int32_t block_tokens = 16;
   double headroom = 0.2;
-  double goodput_target = 0.9;
+  std::optional<double> goodput_target;
+  std::string tensor_parallel = "1,2,4,8";
   std::string output, csv, markdown;
   bool json_out = false;
 };
@@ -75,11 +79,23 @@ void run_plan(const plan_args& a, context& ctx) {
   if (a.qps < 0) throw std::invalid_argument("--qps must not be negative");
   if (!(a.headroom >= 0 && a.headroom < 1))
     throw std::invalid_argument("--headroom must be in [0, 1)");
-  if (!(a.goodput_target > 0 && a.goodput_target <= 1))
-    throw std::invalid_argument("--goodput must be in (0, 1]");
   const model_preset& m = model_preset_by_name(a.model);
   plan_options o;
-  o.s = parse_slo(a.slo_text);
+  o.s = parse_slo(a.slo_text, a.goodput_target);
+  o.tensor_parallel.clear();
+  for (const auto& item : split_list(a.tensor_parallel, ',')) {
+    std::size_t used = 0;
+    int tp = 0;
+    try {
+      tp = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || tp < 1 || tp > 64)
+      throw std::invalid_argument("--tp: '" + item + "' is not a GPU count from 1 to 64");
+    o.tensor_parallel.push_back(tp);
+  }
+  if (o.tensor_parallel.empty()) throw std::invalid_argument("--tp lists no degree");
   o.prices = parse_prices(a.price);
   o.memory.weights = parse_weight_format(a.weights);
   o.memory.kv_dtype = parse_dtype(a.kv_dtype);
@@ -91,7 +107,6 @@ void run_plan(const plan_args& a, context& ctx) {
   o.max_batched_tokens = a.max_batched_tokens;
   o.block_tokens = a.block_tokens;
   o.headroom = a.headroom;
-  o.goodput_target = a.goodput_target;
   const std::vector<resolved_gpu> gpus = resolve_gpus(split_list(a.gpus, ','));
   if (!a.fit.empty()) o.fit = fitted_parameters_from_json(json::parse(read_text_file(a.fit)));
   for (const auto& p : {a.output, a.csv, a.markdown})
@@ -114,6 +129,7 @@ void run_plan(const plan_args& a, context& ctx) {
 
 struct fit_args {
   std::vector<std::string> sweeps;
+  std::string kernels;
   std::string gpu;
   std::string output;
   bool json_out = false;
@@ -124,7 +140,7 @@ void run_fit(const fit_args& a, context& ctx) {
   if (a.gpu.empty()) throw std::invalid_argument("plan fit: --gpu PROFILE is required");
   if (!a.output.empty()) check_writable(a.output);
   const gpu_profile g = measured_gpu(a.gpu);
-  const fitted_parameters f = fit_sweep_files(a.sweeps, g);
+  const fitted_parameters f = fit_sweep_files(a.sweeps, g, a.kernels);
   const std::string text = to_json(f).dump(2) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
   if (a.json_out) {
@@ -189,14 +205,17 @@ void register_plan(CLI::App& app, context& ctx) {
       "      --workload rate=4,requests=500,prompt=lognormal:1024:0.8,output=lognormal:256:0.8 \\\n"
       "      --slo ttft_p99=2s,tpot_p99=50ms --qps 40 --price h100-sxm=2.5,h200=3.5,l40s=1.2\n"
       "  ridgeline plan gpus            # the GPUs it knows and where their figures come from\n"
-      "  ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm -o FIT.json\n"
+      "  ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm \\\n"
+      "      --kernels docs/results/h100-sxm_decode_kernels.json -o FIT.json\n"
       "  ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json]\n"
       "docs/plan.md: the model, its fit, and what datasheet-derated means");
   cmd->add_option("--model", a->model, "Model preset");
   cmd->add_option("--gpu", a->gpus, "GPU keys or profile paths, comma-separated");
   cmd->add_option("--workload", a->workload,
                   "Trace (.jsonl Mooncake, .csv Azure) or generator spec");
-  cmd->add_option("--slo", a->slo_text, "ttft_p99=T,tpot_p99=T (seconds, or with ms/us)");
+  cmd->add_option("--slo", a->slo_text,
+                  "Terms that must all hold: ttft_pQ=T,tpot_pQ=T (met at that percentile), "
+                  "goodput=F with plain limits ttft=T,tpot=T; T in seconds, or with ms/us");
   cmd->add_option("--qps", a->qps, "Target load, requests/s: GPUs needed");
   cmd->add_option("--price", a->price, "$/GPU-hour: 2.5 or key=2.5,key2=1.1");
   cmd->add_option("--weights", a->weights, "Weight format: bf16, fp16, fp32, fp8, int8, int4")
@@ -212,7 +231,12 @@ void register_plan(CLI::App& app, context& ctx) {
   cmd->add_option("--block-size", a->block_tokens, "Tokens per KV block")->capture_default_str();
   cmd->add_option("--headroom", a->headroom, "Share of each GPU's max rate left unused")
       ->capture_default_str();
-  cmd->add_option("--goodput", a->goodput_target, "Share of arrivals that must meet the SLO")
+  cmd->add_option("--goodput", a->goodput_target,
+                  "A goodput term: this share of requests within both limits (as --slo "
+                  "goodput=F; 0.9 when --slo gives only plain limits ttft=T,tpot=T)");
+  cmd->add_option("--tp", a->tensor_parallel,
+                  "Tensor-parallel degrees (GPUs per replica) to weigh; the cheapest that meets "
+                  "the SLO is chosen")
       ->capture_default_str();
   cmd->add_option("-o,--output", a->output, "Write the plan JSON (ridgeline.plan/v1)");
   cmd->add_option("--csv", a->csv, "Write the rows as CSV");
@@ -222,6 +246,9 @@ void register_plan(CLI::App& app, context& ctx) {
   auto f = std::make_shared<fit_args>();
   auto* fit = cmd->add_subcommand("fit", "Fit the step-time model's efficiencies to sweeps");
   fit->add_option("--sweep", f->sweeps, "ridgeline.sweep/v1 file (repeat for several models)");
+  fit->add_option("--kernels", f->kernels,
+                  "ridgeline.roofline/v1 file with traced decode kernels: the fixed per-step cost "
+                  "(default: 30 us, not measured)");
   fit->add_option("--gpu", f->gpu, "Measured profile the sweeps ran on (key or path)");
   fit->add_option("-o,--output", f->output, "Write the fit (ridgeline.fit/v1)");
   fit->add_flag("--json", f->json_out, "Print the fit JSON");

@@ -92,6 +92,13 @@ profile_document parse_gpu_profile(const json& doc, std::string_view source) {
   if (const auto ip = top.optional_object("instruction_peaks")) {
     out.instruction_peaks = parse_instruction_peaks(*ip);
   }
+  if (const auto c = top.optional_object("collectives")) {
+    out.all_reduce.emplace();
+    for (const auto& r : c->array("all_reduce").elements()) {
+      out.all_reduce->push_back({r.integer("gpus"), r.number("message_bytes"), r.number("seconds"),
+                                 r.number("bus_bytes_per_second")});
+    }
+  }
   return out;
 }
 
@@ -143,6 +150,16 @@ json to_json(const profile_document& doc) {
             {"config", doc.config},
             {"rows", doc.rows}};
   if (doc.instruction_peaks) j["instruction_peaks"] = to_json(*doc.instruction_peaks);
+  if (doc.all_reduce) {
+    json rows = json::array();
+    for (const auto& r : *doc.all_reduce) {
+      rows.push_back({{"gpus", r.gpus},
+                      {"message_bytes", r.message_bytes},
+                      {"seconds", r.seconds},
+                      {"bus_bytes_per_second", r.bus_bytes_per_second}});
+    }
+    j["collectives"] = {{"all_reduce", rows}};
+  }
   return j;
 }
 

@@ -19,15 +19,90 @@ plan_config parse_config(const node& c) {
   const node slo = c.object("slo");
   o.slo.ttft_seconds = slo.number("ttft_seconds");
   o.slo.tpot_seconds = slo.number("tpot_seconds");
+  o.slo.terms = slo.optional_string("terms");
+  if (o.slo.terms) {
+    o.slo.ttft_percentile = slo.optional_number("ttft_percentile");
+    o.slo.tpot_percentile = slo.optional_number("tpot_percentile");
+  }
   o.qps = c.number("qps");
   o.headroom = c.number("headroom");
-  o.goodput_target = c.number("goodput_target");
+  // Plans with terms have a goodput target only with a goodput term; older plans always have one.
+  if (o.slo.terms)
+    o.goodput_target = c.optional_number("goodput_target");
+  else
+    o.goodput_target = c.number("goodput_target");
   o.max_running = c.integer("max_running");
   o.max_batched_tokens = c.integer("max_batched_tokens");
   o.block_tokens = c.integer("block_tokens");
   o.efficiencies = c.string("efficiencies");
   for (const auto& [k, v] : c.object("definitions").members()) o.definitions[k] = v.as_string();
   return o;
+}
+
+std::vector<plan_op_group> parse_groups(const node& a) {
+  std::vector<plan_op_group> out;
+  for (const auto& g : a.elements())
+    out.push_back(
+        {g.string("group"), g.string("bound"), g.number("seconds"), g.number("floor_seconds")});
+  return out;
+}
+
+json groups_json(const std::vector<plan_op_group>& groups) {
+  json a = json::array();
+  for (const auto& g : groups)
+    a.push_back({{"group", g.group},
+                 {"bound", g.bound},
+                 {"seconds", g.seconds},
+                 {"floor_seconds", g.floor_seconds}});
+  return a;
+}
+
+// An option stops at its first failing stage like a row; what a stage did not reach is absent.
+plan_tp_option parse_option(const node& t) {
+  plan_tp_option o;
+  o.tensor_parallel = t.integer("tensor_parallel");
+  o.weight_bytes = t.number("weight_bytes");
+  o.kv_budget_bytes = t.number("kv_budget_bytes");
+  o.kv_blocks = t.integer("kv_blocks");
+  o.chosen = t.boolean("chosen");
+  o.error = t.optional_string("error");
+  o.all_reduce = t.optional_string("all_reduce");
+  o.max_batch_fit = t.optional_integer("max_batch_fit");
+  o.max_batch_slo = t.optional_integer("max_batch_slo");
+  o.step_batch = t.optional_integer("step_batch");
+  o.step_seconds = t.optional_number("step_seconds");
+  if (o.step_seconds) o.step_breakdown = parse_groups(t.array("step_breakdown"));
+  o.max_rate_per_replica = t.optional_number("max_rate_per_replica");
+  if (o.max_rate_per_replica) {
+    o.max_rate_per_gpu = t.number("max_rate_per_gpu");
+    o.ttft_p99_seconds = t.number("ttft_p99_seconds");
+    o.tpot_p99_seconds = t.number("tpot_p99_seconds");
+  }
+  o.gpus_needed = t.optional_integer("gpus_needed");
+  o.cost_per_million_output_tokens = t.optional_number("cost_per_million_output_tokens");
+  return o;
+}
+
+json option_json(const plan_tp_option& o) {
+  json j = {{"tensor_parallel", o.tensor_parallel},
+            {"weight_bytes", o.weight_bytes},
+            {"kv_budget_bytes", o.kv_budget_bytes},
+            {"kv_blocks", o.kv_blocks},
+            {"chosen", o.chosen}};
+  put_optional(j, "error", o.error);
+  put_optional(j, "all_reduce", o.all_reduce);
+  put_optional(j, "max_batch_fit", o.max_batch_fit);
+  put_optional(j, "max_batch_slo", o.max_batch_slo);
+  put_optional(j, "step_batch", o.step_batch);
+  put_optional(j, "step_seconds", o.step_seconds);
+  if (o.step_seconds) j["step_breakdown"] = groups_json(o.step_breakdown);
+  put_optional(j, "max_rate_per_replica", o.max_rate_per_replica);
+  put_optional(j, "max_rate_per_gpu", o.max_rate_per_gpu);
+  put_optional(j, "ttft_p99_seconds", o.ttft_p99_seconds);
+  put_optional(j, "tpot_p99_seconds", o.tpot_p99_seconds);
+  put_optional(j, "gpus_needed", o.gpus_needed);
+  put_optional(j, "cost_per_million_output_tokens", o.cost_per_million_output_tokens);
+  return j;
 }
 
 plan_row parse_row(const node& r, const plan_config& config) {
@@ -44,6 +119,12 @@ plan_row parse_row(const node& r, const plan_config& config) {
   o.kv_blocks = r.integer("kv_blocks");
   o.derated = r.boolean("derated");
   o.error = r.optional_string("error");
+  // Written by every plan since the SLO terms and tensor parallelism (config.slo.terms).
+  const bool current = config.slo.terms.has_value();
+  if (current) {
+    o.tp_options.emplace();
+    for (const auto& t : r.array("tp_options").elements()) o.tp_options->push_back(parse_option(t));
+  }
   // Each later stage is there unless an earlier one failed; a stage that ran is complete.
   if (o.error && !r.has("ceilings")) return o;  // the memory stage failed
   o.ceilings = r.string("ceilings");
@@ -52,6 +133,10 @@ plan_row parse_row(const node& r, const plan_config& config) {
   o.flops_per_second = r.number("flops_per_second");
   o.compute_dtype = r.string("compute_dtype");
   o.step_time_model = r.string("step_time_model");
+  if (current) {
+    o.tensor_parallel = r.integer("tensor_parallel");
+    o.all_reduce = r.optional_string("all_reduce");
+  }
   // The largest batch that fits is there whenever a batch of one fits, so always when some
   // batch met the SLO.
   if (r.has("max_batch_fit") || r.has("fit_step_seconds") || r.has("fit_tokens_per_second") ||
@@ -65,6 +150,7 @@ plan_row parse_row(const node& r, const plan_config& config) {
   o.slo_step_seconds = r.number("slo_step_seconds");
   o.slo_tokens_per_second = r.number("slo_tokens_per_second");
   o.simulations = r.integer("simulations");
+  if (current) o.slo_step_breakdown = parse_groups(r.array("slo_step_breakdown"));
   if (o.error) return o;  // the rate search found no feasible rate
   o.max_rate_per_gpu = r.number("max_rate_per_gpu");
   o.goodput_fraction = r.number("goodput_fraction");
@@ -76,6 +162,12 @@ plan_row parse_row(const node& r, const plan_config& config) {
   o.price_per_hour = r.optional_number("price_per_hour");
   if (o.price_per_hour) o.cost_per_million_output_tokens = r.number("cost_per_million_output_tokens");
   if (o.price_per_hour && o.gpus_needed) o.fleet_cost_per_hour = r.number("fleet_cost_per_hour");
+  if (current) {
+    if (config.slo.ttft_percentile) o.ttft_at_slo_seconds = r.number("ttft_at_slo_seconds");
+    if (config.slo.tpot_percentile) o.tpot_at_slo_seconds = r.number("tpot_at_slo_seconds");
+    o.rejected_requests = r.integer("rejected_requests");
+    o.rate_capped = r.boolean("rate_capped");
+  }
   return o;
 }
 
@@ -96,23 +188,28 @@ plan_document read_plan(const std::filesystem::path& path) {
 }
 
 json to_json(const plan_config& c) {
-  return {{"model", c.model},
-          {"weights", c.weights},
-          {"kv_dtype", c.kv_dtype},
-          {"workload", c.workload},
-          {"requests", c.requests},
-          {"mean_prompt_tokens", c.mean_prompt_tokens},
-          {"mean_output_tokens", c.mean_output_tokens},
-          {"workload_rate_per_second", c.workload_rate_per_second},
-          {"slo", {{"ttft_seconds", c.slo.ttft_seconds}, {"tpot_seconds", c.slo.tpot_seconds}}},
-          {"qps", c.qps},
-          {"headroom", c.headroom},
-          {"goodput_target", c.goodput_target},
-          {"max_running", c.max_running},
-          {"max_batched_tokens", c.max_batched_tokens},
-          {"block_tokens", c.block_tokens},
-          {"efficiencies", c.efficiencies},
-          {"definitions", c.definitions}};
+  json slo = {{"ttft_seconds", c.slo.ttft_seconds}, {"tpot_seconds", c.slo.tpot_seconds}};
+  put_optional(slo, "terms", c.slo.terms);
+  put_optional(slo, "ttft_percentile", c.slo.ttft_percentile);
+  put_optional(slo, "tpot_percentile", c.slo.tpot_percentile);
+  json j = {{"model", c.model},
+            {"weights", c.weights},
+            {"kv_dtype", c.kv_dtype},
+            {"workload", c.workload},
+            {"requests", c.requests},
+            {"mean_prompt_tokens", c.mean_prompt_tokens},
+            {"mean_output_tokens", c.mean_output_tokens},
+            {"workload_rate_per_second", c.workload_rate_per_second},
+            {"slo", slo},
+            {"qps", c.qps},
+            {"headroom", c.headroom},
+            {"max_running", c.max_running},
+            {"max_batched_tokens", c.max_batched_tokens},
+            {"block_tokens", c.block_tokens},
+            {"efficiencies", c.efficiencies},
+            {"definitions", c.definitions}};
+  put_optional(j, "goodput_target", c.goodput_target);
+  return j;
 }
 
 json to_json(const plan_row& r) {
@@ -134,6 +231,8 @@ json to_json(const plan_row& r) {
   put_optional(j, "flops_per_second", r.flops_per_second);
   put_optional(j, "compute_dtype", r.compute_dtype);
   put_optional(j, "step_time_model", r.step_time_model);
+  put_optional(j, "tensor_parallel", r.tensor_parallel);
+  put_optional(j, "all_reduce", r.all_reduce);
   put_optional(j, "max_batch_fit", r.max_batch_fit);
   put_optional(j, "fit_step_seconds", r.fit_step_seconds);
   put_optional(j, "fit_tokens_per_second", r.fit_tokens_per_second);
@@ -141,6 +240,7 @@ json to_json(const plan_row& r) {
   put_optional(j, "slo_step_seconds", r.slo_step_seconds);
   put_optional(j, "slo_tokens_per_second", r.slo_tokens_per_second);
   put_optional(j, "simulations", r.simulations);
+  if (r.slo_step_breakdown) j["slo_step_breakdown"] = groups_json(*r.slo_step_breakdown);
   put_optional(j, "max_rate_per_gpu", r.max_rate_per_gpu);
   put_optional(j, "goodput_fraction", r.goodput_fraction);
   put_optional(j, "goodput_requests_per_second", r.goodput_requests_per_second);
@@ -151,6 +251,15 @@ json to_json(const plan_row& r) {
   put_optional(j, "price_per_hour", r.price_per_hour);
   put_optional(j, "cost_per_million_output_tokens", r.cost_per_million_output_tokens);
   put_optional(j, "fleet_cost_per_hour", r.fleet_cost_per_hour);
+  put_optional(j, "ttft_at_slo_seconds", r.ttft_at_slo_seconds);
+  put_optional(j, "tpot_at_slo_seconds", r.tpot_at_slo_seconds);
+  put_optional(j, "rejected_requests", r.rejected_requests);
+  put_optional(j, "rate_capped", r.rate_capped);
+  if (r.tp_options) {
+    json a = json::array();
+    for (const auto& t : *r.tp_options) a.push_back(option_json(t));
+    j["tp_options"] = a;
+  }
   return j;
 }
 

@@ -1,6 +1,7 @@
 // Ceilings of a GPU for the step-time models (see ceilings.hpp).
 #include "ridgeline/perfmodel/ceilings.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "ridgeline/core/text.hpp"
@@ -77,6 +78,55 @@ ceilings ceilings_of(const gpu_profile& g, dtype compute,
                format("%.3f", pk_ratio);
   c.basis += " (measured/datasheet of " + std::to_string(static_cast<int>(measured.size())) +
              " measured GPU" + (measured.size() == 1 ? "" : "s") + ")";
+  return c;
+}
+
+double all_reduce_cost::seconds(double message_bytes) const {
+  if (gpus <= 1) return 0;
+  const double n = gpus;
+  return latency_seconds + 2 * (n - 1) / n * message_bytes / bus_bytes_per_second;
+}
+
+bool all_reduce_cost::latency_bound(double message_bytes) const {
+  return gpus > 1 && latency_seconds >= seconds(message_bytes) - latency_seconds;
+}
+
+all_reduce_cost all_reduce_cost_of(const gpu_profile& g, std::int32_t gpus) {
+  if (gpus < 1) throw std::invalid_argument("all-reduce: GPU count must be at least 1");
+  all_reduce_cost c;
+  c.gpus = gpus;
+  if (gpus == 1) {
+    c.basis = "one GPU: no all-reduce";
+    return c;
+  }
+  const std::string key = g.key.empty() ? g.name : g.key;
+  if (g.all_reduce) {
+    for (const auto& p : *g.all_reduce) {
+      if (p.gpus != gpus) continue;
+      c.latency_seconds = c.measured ? std::min(c.latency_seconds, p.seconds) : p.seconds;
+      c.bus_bytes_per_second = std::max(c.bus_bytes_per_second, p.bus_bytes_per_second);
+      c.measured = true;
+    }
+  }
+  if (c.measured) {
+    c.basis = "measured all-reduce (probe of " + key + ", " + std::to_string(gpus) +
+              " GPUs): " + format("%.0f", c.bus_bytes_per_second / 1e9) + " GB/s bus, " +
+              format("%.1f", c.latency_seconds * 1e6) + " us";
+    return c;
+  }
+  const datasheet_entry* e = datasheet_by_key(g.key);
+  if (!e) e = datasheet_for_device(g.name);
+  if (!e || !(e->interconnect_bytes_per_second > 0)) {
+    throw std::invalid_argument("GPU '" + key + "' has no measured all-reduce among " +
+                                std::to_string(gpus) +
+                                " GPUs and no datasheet interconnect: tensor parallelism cannot "
+                                "be planned on it");
+  }
+  c.latency_seconds = k_assumed_all_reduce_latency_seconds;
+  c.bus_bytes_per_second = e->interconnect_bytes_per_second;
+  c.basis = std::string("datasheet ") + e->interconnect + ": " +
+            format("%.0f", c.bus_bytes_per_second / 1e9) + " GB/s per direction, latency " +
+            format("%.0f", c.latency_seconds * 1e6) + " us assumed (not measured)";
   return c;
 }
 

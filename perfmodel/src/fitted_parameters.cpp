@@ -20,7 +20,8 @@ efficiency_curve knots(double lo, double hi, double inverse) {
   return c;
 }
 
-// Linear efficiency the probe measured on one block's four linear layers, by tokens.
+// Linear efficiency the probe measured on one block's four linear layers, by tokens (at most 1:
+// a row faster than the probe's own ceilings would put the prior above physics).
 std::vector<std::pair<double, double>> probe_linear_inverse(const gpu_profile& g) {
   std::vector<std::pair<double, double>> out;
   const double bw = g.dram_bytes_per_second();
@@ -31,7 +32,8 @@ std::vector<std::pair<double, double>> probe_linear_inverse(const gpu_profile& g
     const double tokens = r.value("tokens", 0.0), seconds = r.value("seconds", 0.0);
     const double flops = r.value("flops", 0.0), bytes = r.value("bytes", 0.0);
     if (!(tokens > 0 && seconds > 0 && flops > 0 && bytes > 0)) continue;
-    out.emplace_back(std::log2(tokens), seconds / std::max(flops / peak, bytes / bw));
+    out.emplace_back(std::log2(tokens),
+                     std::max(1.0, seconds / std::max(flops / peak, bytes / bw)));
   }
   return out;
 }
@@ -65,9 +67,13 @@ efficiency_curve curve_from_json(const nlohmann::json& j, const char* field, con
   }
   efficiency_curve out;
   for (std::size_t i = 0; i < c[axis].size(); ++i) {
+    if (!c[axis][i].is_number() || !c["efficiency"][i].is_number())
+      throw std::invalid_argument(std::string("fit: ") + field + " holds a non-number");
     const double x = c[axis][i].get<double>(), e = c["efficiency"][i].get<double>();
-    if (!(e > 0) || !std::isfinite(e))
-      throw std::invalid_argument(std::string("fit: ") + field + " efficiency must be positive");
+    if (!(e > 0 && e <= 1))
+      throw std::invalid_argument(std::string("fit: ") + field + ".efficiency[" +
+                                  std::to_string(i) + "] must be in (0, 1], found " +
+                                  std::to_string(e));
     if (i > 0 && !(x > out.log2_x.back()))
       throw std::invalid_argument(std::string("fit: ") + field + " knots must increase");
     out.log2_x.push_back(x);
@@ -109,6 +115,8 @@ double efficiency_curve::at(double x) const {
 }
 
 efficiency_curve efficiency_curve::flat(double lo, double hi, double efficiency) {
+  if (!(efficiency > 0 && efficiency <= 1))
+    throw std::invalid_argument("efficiency must be in (0, 1]");
   return knots(lo, hi, 1.0 / efficiency);
 }
 
@@ -117,7 +125,7 @@ fitted_parameters default_parameters(const gpu_profile* probe) {
   f.linear = knots(k_lin_lo, k_lin_hi, 1 / 0.7);
   f.attention_memory = knots(k_att_lo, k_att_hi, 1 / 0.7);
   f.attention_compute = knots(k_att_lo, k_att_hi, 1 / 0.5);
-  f.overhead_seconds = 30e-6;
+  f.fixed = {30e-6, 0, "default (30 us per step, not measured)"};
   f.source = "default (uncalibrated: no sweep fit)";
   if (probe) {
     auto pts = probe_linear_inverse(*probe);
@@ -138,24 +146,48 @@ nlohmann::json to_json(const fitted_parameters& f) {
           {"linear", curve_json(f.linear, "log2_tokens")},
           {"attention_memory", curve_json(f.attention_memory, "log2_context")},
           {"attention_compute", curve_json(f.attention_compute, "log2_context")},
-          {"overhead_seconds", f.overhead_seconds},
+          {"fixed_costs",
+           {{"per_step_seconds", f.fixed.per_step_seconds},
+            {"per_layer_seconds", f.fixed.per_layer_seconds},
+            {"source", f.fixed.source}}},
           {"stats", f.stats}};
 }
 
 fitted_parameters fitted_parameters_from_json(const nlohmann::json& j) {
-  if (!j.is_object() || j.value("schema", "") != k_fit_schema)
+  const std::string schema = j.is_object() && j.contains("schema") && j["schema"].is_string()
+                                 ? j["schema"].get<std::string>()
+                                 : "";
+  if (schema == "ridgeline.fit/v1")
+    throw std::invalid_argument(
+        "fit: ridgeline.fit/v1 (efficiencies above 1 allowed, a fitted overhead) is no longer "
+        "read: refit with `ridgeline plan fit` (ridgeline.fit/v2, docs/plan.md)");
+  if (schema != k_fit_schema)
     throw std::invalid_argument(std::string("fit: schema must be \"") + k_fit_schema + "\"");
+  auto text = [&](const nlohmann::json& o, const char* key, const std::string& where) {
+    if (!o.contains(key) || !o[key].is_string())
+      throw std::invalid_argument("fit: " + where + key + " must be a string");
+    return o[key].get<std::string>();
+  };
+  auto seconds = [&](const nlohmann::json& o, const char* key) {
+    if (!o.contains(key) || !o[key].is_number() || !(o[key].get<double>() >= 0))
+      throw std::invalid_argument(std::string("fit: fixed_costs.") + key +
+                                  " must be a non-negative number");
+    return o[key].get<double>();
+  };
   fitted_parameters f;
-  f.source = j.value("source", "fit");
-  f.gpu = j.value("gpu", "");
+  f.source = text(j, "source", "");
+  f.gpu = text(j, "gpu", "");
   f.linear = curve_from_json(j, "linear", "log2_tokens");
   f.attention_memory = curve_from_json(j, "attention_memory", "log2_context");
   f.attention_compute = curve_from_json(j, "attention_compute", "log2_context");
-  if (!j.contains("overhead_seconds") || !j["overhead_seconds"].is_number() ||
-      j["overhead_seconds"].get<double>() < 0)
-    throw std::invalid_argument("fit: overhead_seconds must be a non-negative number");
-  f.overhead_seconds = j["overhead_seconds"];
-  if (j.contains("stats")) f.stats = j["stats"];
+  if (!j.contains("fixed_costs") || !j["fixed_costs"].is_object())
+    throw std::invalid_argument("fit: missing object \"fixed_costs\"");
+  const auto& fc = j["fixed_costs"];
+  f.fixed = {seconds(fc, "per_step_seconds"), seconds(fc, "per_layer_seconds"),
+             text(fc, "source", "fixed_costs.")};
+  if (!j.contains("stats") || !j["stats"].is_object())
+    throw std::invalid_argument("fit: missing object \"stats\"");
+  f.stats = j["stats"];
   return f;
 }
 

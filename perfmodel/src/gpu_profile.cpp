@@ -25,49 +25,64 @@ std::string lower(std::string s) {
 
 const std::vector<datasheet_entry>& datasheet_table() {
   // Vendor datasheets, dense (the datasheets' "with sparsity" figures halved). fp8/int8/bf16/tf32
-  // absent where the GPU has no tensor-core path for them.
+  // absent where the GPU has no tensor-core path for them. The interconnect is the link between
+  // the GPUs of one host, per direction: the H100 PCIe's 600 GB/s NVLink bridge joins pairs only,
+  // so a replica of more than two reduces over PCIe, the figure taken for every degree
+  // (pessimistic for TP 2). One GPU per entry, its fields in the struct's order.
+  // clang-format off
   static const std::vector<datasheet_entry> table = {
       {"t4", "NVIDIA T4 16GB", static_cast<std::int64_t>(16 * GB), 320e9,
        {{dtype::fp32, 8.1 * T}, {dtype::fp16, 65 * T}, {dtype::int8, 130 * T}},
-       "NVIDIA T4 Tensor Core GPU datasheet (Turing, 16 GB GDDR6, 320 GB/s, 70 W)"},
+       "NVIDIA T4 Tensor Core GPU datasheet (Turing, 16 GB GDDR6, 320 GB/s, 70 W)",
+       "PCIe Gen3 x16 (32 GB/s bidirectional)", 16 * GB},
       {"l4", "NVIDIA L4 24GB", static_cast<std::int64_t>(24 * GB), 300e9,
        {{dtype::fp32, 30.3 * T}, {dtype::tf32, 60 * T}, {dtype::fp16, 121 * T},
         {dtype::bf16, 121 * T}, {dtype::fp8_e4m3, 242.5 * T}, {dtype::int8, 242.5 * T}},
-       "NVIDIA L4 Tensor Core GPU datasheet (Ada, 24 GB GDDR6, 300 GB/s, 72 W)"},
+       "NVIDIA L4 Tensor Core GPU datasheet (Ada, 24 GB GDDR6, 300 GB/s, 72 W)",
+       "PCIe Gen4 x16 (64 GB/s bidirectional)", 32 * GB},
       {"a10g", "NVIDIA A10G 24GB", static_cast<std::int64_t>(24 * GB), 600e9,
        {{dtype::fp32, 31.2 * T}, {dtype::tf32, 62.5 * T}, {dtype::fp16, 125 * T},
         {dtype::bf16, 125 * T}, {dtype::int8, 250 * T}},
        "NVIDIA A10 Tensor Core GPU datasheet (Ampere GA102, 24 GB GDDR6, 600 GB/s); the A10G "
-       "of AWS G5 instances has no datasheet of its own, so the A10's figures stand in"},
+       "of AWS G5 instances has no datasheet of its own, so the A10's figures stand in",
+       "PCIe Gen4 x16 (64 GB/s bidirectional)", 32 * GB},
       {"a100-40gb", "NVIDIA A100 SXM4 40GB", static_cast<std::int64_t>(40 * GB), 1555e9,
        {{dtype::fp32, 19.5 * T}, {dtype::tf32, 156 * T}, {dtype::fp16, 312 * T},
         {dtype::bf16, 312 * T}, {dtype::int8, 624 * T}},
-       "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM: HBM2, 1,555 GB/s)"},
+       "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM: HBM2, 1,555 GB/s)",
+       "NVLink 3 (600 GB/s bidirectional)", 300 * GB},
       {"a100-80gb", "NVIDIA A100 SXM4 80GB", static_cast<std::int64_t>(80 * GB), 2039e9,
        {{dtype::fp32, 19.5 * T}, {dtype::tf32, 156 * T}, {dtype::fp16, 312 * T},
         {dtype::bf16, 312 * T}, {dtype::int8, 624 * T}},
-       "NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM: HBM2e, 2,039 GB/s)"},
+       "NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM: HBM2e, 2,039 GB/s)",
+       "NVLink 3 (600 GB/s bidirectional)", 300 * GB},
       {"l40s", "NVIDIA L40S 48GB", static_cast<std::int64_t>(48 * GB), 864e9,
        {{dtype::fp32, 91.6 * T}, {dtype::tf32, 183 * T}, {dtype::fp16, 362.05 * T},
         {dtype::bf16, 362.05 * T}, {dtype::fp8_e4m3, 733 * T}, {dtype::int8, 733 * T}},
-       "NVIDIA L40S GPU datasheet (Ada, 48 GB GDDR6 with ECC, 864 GB/s)"},
+       "NVIDIA L40S GPU datasheet (Ada, 48 GB GDDR6 with ECC, 864 GB/s)",
+       "PCIe Gen4 x16 (64 GB/s bidirectional)", 32 * GB},
       {"h100-pcie", "NVIDIA H100 PCIe 80GB", static_cast<std::int64_t>(80 * GB), 2.0e12,
        {{dtype::fp32, 51.2 * T}, {dtype::tf32, 378 * T}, {dtype::fp16, 756.5 * T},
         {dtype::bf16, 756.5 * T}, {dtype::fp8_e4m3, 1513 * T}, {dtype::int8, 1513 * T}},
-       "NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe: 80 GB HBM2e, 2 TB/s)"},
+       "NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe: 80 GB HBM2e, 2 TB/s)",
+       "PCIe Gen5 x16 (128 GB/s bidirectional)", 64 * GB},
       {"h100-sxm", "NVIDIA H100 SXM5 80GB", static_cast<std::int64_t>(80 * GB), 3.35e12,
        {{dtype::fp32, 66.9 * T}, {dtype::tf32, 494.7 * T}, {dtype::fp16, 989.4 * T},
         {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}},
-       "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM: 80 GB HBM3, 3.35 TB/s)"},
+       "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM: 80 GB HBM3, 3.35 TB/s)",
+       "NVLink 4 (900 GB/s bidirectional)", 450 * GB},
       {"h200", "NVIDIA H200 SXM 141GB", static_cast<std::int64_t>(141 * GB), 4.8e12,
        {{dtype::fp32, 66.9 * T}, {dtype::tf32, 494.7 * T}, {dtype::fp16, 989.4 * T},
         {dtype::bf16, 989.4 * T}, {dtype::fp8_e4m3, 1978.9 * T}, {dtype::int8, 1978.9 * T}},
-       "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM: 141 GB HBM3e, 4.8 TB/s)"},
+       "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM: 141 GB HBM3e, 4.8 TB/s)",
+       "NVLink 4 (900 GB/s bidirectional)", 450 * GB},
       {"b200", "NVIDIA B200 180GB", static_cast<std::int64_t>(180 * GB), 8.0e12,
        {{dtype::fp32, 75 * T}, {dtype::tf32, 1100 * T}, {dtype::fp16, 2250 * T},
         {dtype::bf16, 2250 * T}, {dtype::fp8_e4m3, 4500 * T}, {dtype::int8, 4500 * T}},
-       "NVIDIA HGX B200 datasheet, per GPU (180 GB HBM3e, 8 TB/s; dense = sparse / 2)"},
+       "NVIDIA HGX B200 datasheet, per GPU (180 GB HBM3e, 8 TB/s; dense = sparse / 2)",
+       "NVLink 5 (1.8 TB/s bidirectional)", 900 * GB},
   };
+  // clang-format on
   return table;
 }
 
@@ -233,6 +248,11 @@ static schema::profile_document to_document(const gpu_profile& p) {
   if (!p.rows.is_array()) throw std::invalid_argument("GPU profile: rows must be an array");
   d.rows.assign(p.rows.begin(), p.rows.end());
   if (p.instruction_peaks) d.instruction_peaks = to_document(*p.instruction_peaks);
+  if (p.all_reduce) {
+    d.all_reduce.emplace();
+    for (const auto& a : *p.all_reduce)
+      d.all_reduce->push_back({a.gpus, a.message_bytes, a.seconds, a.bus_bytes_per_second});
+  }
   return d;
 }
 
@@ -282,6 +302,19 @@ static gpu_profile from_document(schema::profile_document d, std::string_view so
   p.rows.get_ref<nlohmann::json::array_t&>() = std::move(d.rows);
   if (d.instruction_peaks) {
     p.instruction_peaks = from_document(*d.instruction_peaks, source, "instruction_peaks");
+  }
+  if (d.all_reduce) {
+    p.all_reduce.emplace();
+    for (std::size_t i = 0; i < d.all_reduce->size(); ++i) {
+      const auto& r = (*d.all_reduce)[i];
+      const std::string at = "collectives.all_reduce[" + std::to_string(i) + "]";
+      if (r.gpus < 2 || r.gpus > 1024) bad(source, at + ".gpus", "must be in 2 .. 1024");
+      if (!(r.message_bytes > 0)) bad(source, at + ".message_bytes", "must be > 0");
+      if (!(r.seconds > 0)) bad(source, at + ".seconds", "must be > 0");
+      if (!(r.bus_bytes_per_second > 0)) bad(source, at + ".bus_bytes_per_second", "must be > 0");
+      p.all_reduce->push_back(
+          {static_cast<std::int32_t>(r.gpus), r.message_bytes, r.seconds, r.bus_bytes_per_second});
+    }
   }
   return p;
 }

@@ -43,9 +43,10 @@ std::int64_t memory_plan::max_sequences(std::int64_t context) const {
   return kv_blocks / blocks_for(context, block_tokens);
 }
 
-memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const memory_options& o,
+memory_plan plan_memory(const model_preset& model, double gpu_memory_bytes, const memory_options& o,
                         const std::string& gpu_label) {
-  validate(m);
+  validate(model);
+  const model_preset m = tensor_parallel_shard(model, o.tensor_parallel);  // one GPU's part
   if (o.block_tokens <= 0 || o.max_batched_tokens <= 0 || o.max_running <= 0) {
     throw std::invalid_argument(
         "memory model: block tokens, batched tokens and running "
@@ -60,7 +61,10 @@ memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const me
         "memory model: KV blocks, context reserve and attention workspace must not be negative");
   }
   auto bytes = [&](double b) { return o.binary_units ? format_gib(b) : format_gb(b); };
-  const std::string who = m.name + " in " + std::string(name(o.weights));
+  const bool split = o.tensor_parallel > 1;
+  const std::string who = m.name + " in " + std::string(name(o.weights)) +
+                          (split ? " at TP " + std::to_string(o.tensor_parallel) : "");
+  const std::string per_gpu = split ? " per GPU" : "";
   memory_plan p;
   p.block_tokens = o.block_tokens;
   p.memory_bytes = gpu_memory_bytes;
@@ -74,8 +78,8 @@ memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const me
   p.kv_bytes_per_token = m.kv_bytes_per_token(o.kv_dtype);
   p.kv_bytes_per_block = p.kv_bytes_per_token * o.block_tokens;
   if (p.weight_bytes > p.usable_bytes) {
-    p.why_not = who + ": weights alone need " + bytes(p.weight_bytes) + "; " + gpu_label + " has " +
-                bytes(gpu_memory_bytes) + " (" + bytes(p.usable_bytes) + " usable)";
+    p.why_not = who + ": weights alone need " + bytes(p.weight_bytes) + per_gpu + "; " + gpu_label +
+                " has " + bytes(gpu_memory_bytes) + " (" + bytes(p.usable_bytes) + " usable)";
     return p;
   }
   const double left = p.usable_bytes - p.weight_bytes - p.workspace_bytes;
@@ -83,7 +87,7 @@ memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const me
   const auto budget = static_cast<std::int64_t>(p.kv_budget_bytes);
   const std::int64_t want = o.num_kv_blocks > 0 ? o.num_kv_blocks : budget / p.kv_bytes_per_block;
   if (want < 1 || want > budget / p.kv_bytes_per_block) {
-    p.why_not = who + ": weights (" + bytes(p.weight_bytes) + ") and step workspace (" +
+    p.why_not = who + ": weights (" + bytes(p.weight_bytes) + per_gpu + ") and step workspace (" +
                 bytes(p.workspace_bytes) + ") leave " + bytes(p.kv_budget_bytes) +
                 " for the KV cache on " + gpu_label + " (" + bytes(p.usable_bytes) +
                 " usable), too little for " + std::to_string(std::max<std::int64_t>(want, 1)) +

@@ -34,6 +34,8 @@ const std::vector<model_preset>& model_presets() {
   static const std::vector<model_preset> table = {
       // name, layers, hidden, heads, kv_heads, head_dim, intermediate, vocab, max_context
       {"llama-2-7b", 32, 4096, 32, 32, 128, 11008, 32000, 4096, false},
+      // 13.0B parameters, 26.0 GB in bf16: a size between the 7-8B presets and llama-3-70b.
+      {"llama-2-13b", 40, 5120, 40, 40, 128, 13824, 32000, 4096, false},
       {"llama-3-8b", 32, 4096, 32, 8, 128, 14336, 128256, 8192, false},
       {"mistral-7b", 32, 4096, 32, 8, 128, 14336, 32000, 32768, false},
       {"tinyllama-1.1b", 22, 2048, 32, 4, 64, 5632, 32000, 2048, false},
@@ -76,6 +78,31 @@ void validate(const model_preset& m) {
                                 ") must be a multiple of kv_heads (" + std::to_string(m.kv_heads) +
                                 ")");
   }
+}
+
+std::string tensor_parallel_why_not(const model_preset& m, std::int32_t tp) {
+  const std::string n = std::to_string(tp);
+  if (tp < 1) return "tensor-parallel degree must be at least 1, got " + n;
+  if (m.heads % tp != 0)
+    return m.name + ": " + std::to_string(m.heads) + " heads do not split " + n + " ways";
+  if (m.kv_heads % tp != 0 && tp % m.kv_heads != 0)
+    return m.name + ": " + std::to_string(m.kv_heads) + " K/V heads neither split " + n +
+           " ways nor replicate evenly over " + n + " GPUs";
+  if (m.intermediate % tp != 0)
+    return m.name + ": the MLP's " + std::to_string(m.intermediate) + " columns do not split " + n +
+           " ways";
+  return "";
+}
+
+model_preset tensor_parallel_shard(const model_preset& m, std::int32_t tp) {
+  if (const std::string why = tensor_parallel_why_not(m, tp); !why.empty())
+    throw std::invalid_argument(why);
+  model_preset s = m;
+  s.heads = m.heads / tp;
+  s.kv_heads = m.kv_heads >= tp ? m.kv_heads / tp : 1;
+  s.intermediate = m.intermediate / tp;
+  s.vocab = (m.vocab + tp - 1) / tp;
+  return s;
 }
 
 }  // namespace ridgeline

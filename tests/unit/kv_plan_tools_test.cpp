@@ -123,6 +123,7 @@ TEST(PlanTool, PlanDocumentForOneGpu) {
   o.s = planner::parse_slo("ttft_p99=2s,tpot_p99=60ms");
   o.qps = 10;
   o.prices = {{"h100-sxm", 2.5}};
+  o.tensor_parallel = {1};  // one GPU per replica: the T4 cannot hold the weights
   std::vector<std::string> progress;
   const auto doc = planner::plan_document(model_preset_by_name("llama-3-8b"), gpus, w, o,
                                           [&](const std::string& l) { progress.push_back(l); });
@@ -137,11 +138,35 @@ TEST(PlanTool, PlanDocumentForOneGpu) {
   EXPECT_EQ(progress[0], "h100-sxm: searching the request rate");
   EXPECT_EQ(planner::plan_csv(rows).rfind("gpu,ceilings,", 0), 0u);
   EXPECT_EQ(lines(planner::plan_csv(rows)), 3);
-  EXPECT_NE(planner::plan_markdown(doc).find("| h100-sxm | measured |"), std::string::npos);
-  // No GPU can serve it: one error listing each GPU's reason.
-  EXPECT_THROW(planner::plan_document(model_preset_by_name("llama-3-70b"),
-                                      planner::resolve_gpus({"t4"}), w, o),
-               std::invalid_argument);
+  EXPECT_NE(planner::plan_markdown(doc).find("| h100-sxm | measured | 1 |"), std::string::npos);
+  // One degree weighed: its line still says which bound each op group of the step hit.
+  const std::string md = planner::plan_markdown(doc);
+  EXPECT_NE(md.find("Tensor-parallel degrees weighed"), std::string::npos) << md;
+  EXPECT_NE(md.find("| h100-sxm | 1 | 16.1 GB |"), std::string::npos) << md;
+  EXPECT_NE(md.find("linear "), std::string::npos) << md;
+  EXPECT_EQ(md.find("all-reduce on"), std::string::npos) << md;  // nothing to reduce at TP 1
+  // No GPU can serve it: one error listing each GPU's reason, at every degree weighed.
+  o.tensor_parallel = {1, 2, 4, 8};
+  try {
+    planner::plan_document(model_preset_by_name("llama-3-70b"), planner::resolve_gpus({"t4"}), w,
+                           o);
+    FAIL() << "llama-3-70b on T4s was planned";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("t4: llama-3-70b in bf16: weights alone need 141.1 GB"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("at TP 8: llama-3-70b in bf16 at TP 8: weights alone need 17.6 GB per GPU"),
+              std::string::npos)
+        << what;
+  }
+  // With more degrees the T4 serves llama-3-8b split over several GPUs, and says how.
+  const auto split = planner::plan_document(model_preset_by_name("llama-3-8b"),
+                                            planner::resolve_gpus({"t4"}), w, o);
+  const auto& t4 = split.at("rows")[0];
+  EXPECT_GT(t4.at("tensor_parallel").get<int>(), 1);
+  EXPECT_GT(t4.at("max_rate_per_gpu").get<double>(), 0);
+  EXPECT_NE(t4.at("all_reduce").get<std::string>().find("datasheet PCIe Gen3 x16"),
+            std::string::npos);
 }
 
 TEST(PlanTool, AccuracyOfTheEmbeddedFitOnTheCommittedSweep) {
@@ -151,6 +176,10 @@ TEST(PlanTool, AccuracyOfTheEmbeddedFitOnTheCommittedSweep) {
   ASSERT_FALSE(r.report.rows.empty());
   EXPECT_EQ(r.model, "llama-2-7b");
   EXPECT_LT(r.report.mape, 0.05);
+  // Each point says which bound each op group of the predicted step hit.
+  ASSERT_EQ(r.op_groups.size(), r.report.rows.size());
+  EXPECT_EQ(r.op_groups[0].rfind("linear ", 0), 0u) << r.op_groups[0];
+  EXPECT_NE(r.op_groups[0].find(" memory"), std::string::npos) << r.op_groups[0];
   const auto doc = planner::accuracy_document(r);
   EXPECT_EQ(doc.at("schema"), "ridgeline.accuracy/v1");
   EXPECT_EQ(doc.at("config").at("sweep"), "committed");

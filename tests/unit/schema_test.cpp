@@ -48,7 +48,7 @@ const std::map<std::string, std::function<void(const json&, const std::string&)>
       {schema::k_history_trend_schema, [](const json& d, const std::string& s) { schema::parse_history_trend(d, s); }},
       {schema::k_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_accuracy(d, s); }},
       {schema::k_peer_schema, [](const json& d, const std::string& s) { schema::parse_peer(d, s); }},
-      {"ridgeline.fit/v1", [](const json& d, const std::string&) { planner::fitted_parameters_from_json(d); }},
+      {"ridgeline.fit/v2", [](const json& d, const std::string&) { planner::fitted_parameters_from_json(d); }},
   };
   return r;
 }
@@ -100,7 +100,7 @@ TEST(Schema, EveryCommittedResultFileParses) {
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);
-  EXPECT_EQ(parsed["ridgeline.fit/v1"], 1);
+  EXPECT_EQ(parsed["ridgeline.fit/v2"], 1);
 }
 
 // The writers give back exactly what the producers wrote (same keys, same number types), so a

@@ -25,8 +25,23 @@ double slo_seconds(const std::string& key, const std::string& v) {
 
 }  // namespace
 
-slo parse_slo(const std::string& text) {
+std::string slo::text() const {
+  std::string out;
+  auto term = [&](const std::string& t) { out += (out.empty() ? "" : ", ") + t; };
+  if (ttft_percentile > 0)
+    term(format("p%g", ttft_percentile) + " TTFT <= " + format_ms(ttft_seconds, 0));
+  if (tpot_percentile > 0)
+    term(format("p%g", tpot_percentile) + " TPOT <= " + format_ms(tpot_seconds));
+  if (goodput_target > 0)
+    term(format("goodput >= %g%%", 100 * goodput_target) + " (TTFT <= " +
+         format_ms(ttft_seconds, 0) + " and TPOT <= " + format_ms(tpot_seconds) + " per request)");
+  return out;
+}
+
+slo parse_slo(const std::string& text, std::optional<double> goodput_target) {
   slo s;
+  bool ttft = false, tpot = false, plain = false;
+  std::optional<double> goodput;
   std::istringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
@@ -35,17 +50,64 @@ slo parse_slo(const std::string& text) {
     if (eq == std::string::npos)
       throw std::invalid_argument("--slo: expected key=value, got '" + item + "'");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
-    if (k == "ttft_p99" || k == "ttft")
-      s.ttft_seconds = slo_seconds(k, v);
-    else if (k == "tpot_p99" || k == "tpot")
-      s.tpot_seconds = slo_seconds(k, v);
-    else
-      throw std::invalid_argument("--slo: unknown key '" + k + "' (ttft_p99, tpot_p99)");
+    if (k == "goodput") {
+      std::size_t used = 0;
+      double f = 0;
+      try {
+        f = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || !(f > 0 && f <= 1))
+        throw std::invalid_argument("--slo: goodput=" + v + ": a share in (0, 1], e.g. 0.9");
+      if (goodput) throw std::invalid_argument("--slo: goodput given twice");
+      goodput = f;
+      continue;
+    }
+    const std::string metric = k.substr(0, 4);
+    if (metric != "ttft" && metric != "tpot")
+      throw std::invalid_argument("--slo: unknown key '" + k +
+                                  "' (ttft_pQ, tpot_pQ, ttft, tpot, goodput)");
+    double percentile = 0;
+    if (k.size() > 4) {
+      if (k.compare(4, 2, "_p") != 0 || k.size() == 6)
+        throw std::invalid_argument("--slo: unknown key '" + k + "' (e.g. " + metric + "_p99)");
+      std::string digits = k.substr(6);
+      // p999 is 99.9 (and p9999 99.99), as in `ridgeline load`.
+      if (digits.size() > 2 && digits.rfind("99", 0) == 0 &&
+          digits.find('.') == std::string::npos) {
+        std::string dotted = "99.";
+        dotted.append(digits, 2, std::string::npos);
+        digits = dotted;
+      }
+      std::size_t used = 0;
+      try {
+        percentile = std::stod(digits, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != digits.size() || !(percentile > 0 && percentile < 100))
+        throw std::invalid_argument("--slo: '" + k + "': the percentile must be in (0, 100)");
+    } else {
+      plain = true;
+    }
+    bool& seen = metric == "ttft" ? ttft : tpot;
+    if (seen) throw std::invalid_argument("--slo: " + metric + " given twice");
+    seen = true;
+    (metric == "ttft" ? s.ttft_seconds : s.tpot_seconds) = slo_seconds(k, v);
+    (metric == "ttft" ? s.ttft_percentile : s.tpot_percentile) = percentile;
   }
-  if (s.ttft_seconds <= 0 || s.tpot_seconds <= 0)
+  if (!ttft || !tpot)
     throw std::invalid_argument(
-        "--slo needs both ttft_p99 and tpot_p99 (e.g. "
-        "ttft_p99=2s,tpot_p99=50ms)");
+        "--slo needs a TTFT and a TPOT limit: percentile terms (ttft_p99=2s,tpot_p99=50ms), "
+        "goodput limits (ttft=2s,tpot=50ms,goodput=0.9), or both");
+  if (goodput && goodput_target)
+    throw std::invalid_argument("--goodput and --slo goodput=... both set the goodput term");
+  if (goodput_target && !(*goodput_target > 0 && *goodput_target <= 1))
+    throw std::invalid_argument("--goodput must be in (0, 1]");
+  if (!goodput) goodput = goodput_target;
+  // A plain limit only means something to a goodput term: 0.9 unless one is given.
+  s.goodput_target = goodput.value_or(plain ? 0.9 : 0.0);
   return s;
 }
 
@@ -117,10 +179,19 @@ workload with_rate(const workload& w, double rate) {
   return out;
 }
 
+double percentile_with_never(std::vector<double> values, std::int64_t never, double percentile) {
+  values.insert(values.end(), static_cast<std::size_t>(std::max<std::int64_t>(never, 0)),
+                k_never_seconds);
+  if (values.empty()) return 0;
+  const double v = bench::quantile(values, percentile / 100);
+  return v >= k_never_seconds / 2 ? k_never_seconds : v;  // interpolated toward "never"
+}
+
 goodput_eval evaluate(const workload& w, const simulation_config& c, const step_time_model& m,
                       const slo& s) {
   const simulation_result r = simulate(w, c, m);
   goodput_eval e;
+  e.requests = std::ssize(r.requests);
   std::vector<double> ttft, tpot;
   std::int64_t good = 0, output = 0;
   for (const auto& q : r.requests) {
@@ -143,12 +214,23 @@ goodput_eval evaluate(const workload& w, const simulation_config& c, const step_
   // No finished request (or none with two tokens): 0, which meets any SLO; `fraction` is 0 then.
   e.ttft_p99 = ttft.empty() ? 0 : bench::quantile(ttft, 0.99);
   e.tpot_p99 = tpot.empty() ? 0 : bench::quantile(tpot, 0.99);
+  // TPOT is undefined for a request of one token and for a rejected one: those are left out of
+  // its percentile; a rejected request never gets a first token.
+  e.meets = !r.requests.empty() && e.rejected < std::ssize(r.requests);
+  if (s.ttft_percentile > 0) {
+    e.ttft_at_slo = percentile_with_never(ttft, e.rejected, s.ttft_percentile);
+    e.meets = e.meets && e.ttft_at_slo <= s.ttft_seconds;
+  }
+  if (s.tpot_percentile > 0) {
+    e.tpot_at_slo = tpot.empty() ? 0 : bench::quantile(tpot, s.tpot_percentile / 100);
+    e.meets = e.meets && e.tpot_at_slo <= s.tpot_seconds;
+  }
+  if (s.goodput_target > 0) e.meets = e.meets && e.fraction >= s.goodput_target;
   return e;
 }
 
-rate_result max_goodput_rate(const workload& w, const simulation_config& c,
-                             const step_time_model& m, const slo& s, double target,
-                             double rate_guess) {
+rate_result max_rate(const workload& w, const simulation_config& c, const step_time_model& m,
+                     const slo& s, double rate_guess, double rate_cap) {
   rate_result out;
   if (w.requests.empty()) throw std::invalid_argument("workload has no requests");
   auto run = [&](double rate) {
@@ -158,16 +240,32 @@ rate_result max_goodput_rate(const workload& w, const simulation_config& c,
     return e;
   };
   double guess = rate_guess > 0 ? rate_guess : 1.0;
+  if (rate_cap > 0) guess = std::min(guess, rate_cap);
   // A light load first: if it misses the SLO, no rate will meet it.
   const goodput_eval light = run(guess / 64);
-  if (light.fraction < target) {
+  if (!light.meets) {
     std::ostringstream why;
-    why << "even at " << light.rate << " req/s (nearly idle) only " << 100 * light.fraction
-        << "% of requests meet the SLO (p99 TTFT " << format_ms(light.ttft_p99) << " vs "
-        << format_ms(s.ttft_seconds) << ", p99 TPOT " << format_ms(light.tpot_p99) << " vs "
-        << format_ms(s.tpot_seconds);
-    if (light.rejected > 0) why << ", " << light.rejected << " rejected";
-    why << ")";
+    auto shown = [](double v) {
+      return v >= k_never_seconds ? std::string("never") : format_ms(v);
+    };
+    why << "even at " << light.rate << " req/s (nearly idle) the SLO (" << s.text()
+        << ") is missed:";
+    std::string sep = " ";
+    if (s.ttft_percentile > 0) {
+      why << sep << format("p%g", s.ttft_percentile) << " TTFT " << shown(light.ttft_at_slo);
+      sep = ", ";
+    }
+    if (s.tpot_percentile > 0) {
+      why << sep << format("p%g", s.tpot_percentile) << " TPOT " << shown(light.tpot_at_slo);
+      sep = ", ";
+    }
+    if (s.goodput_target > 0)
+      why << sep << format("%.1f", 100 * light.fraction)
+          << "% of requests within the limits (p99 TTFT " << format_ms(light.ttft_p99)
+          << ", p99 TPOT " << format_ms(light.tpot_p99) << " of the finished ones)";
+    if (light.rejected > 0)
+      why << "; " << light.rejected << " of " << light.requests
+          << " requests rejected (the KV cache or the model's context cannot hold them)";
     out.why = why.str();
     out.best = light;
     return out;
@@ -175,17 +273,28 @@ rate_result max_goodput_rate(const workload& w, const simulation_config& c,
   out.feasible = true;
   goodput_eval lo = light;
   double hi = guess;
+  bool bounded = false;
   for (int i = 0; i < 30; ++i) {
     const goodput_eval e = run(hi);
-    if (e.fraction < target) break;
+    if (!e.meets) {
+      bounded = true;
+      break;
+    }
     lo = e;
-    hi *= 2;
+    if (rate_cap > 0 && hi >= rate_cap) break;
+    hi = rate_cap > 0 ? std::min(2 * hi, rate_cap) : 2 * hi;
+  }
+  if (!bounded) {
+    // Every rate tried meets the SLO: the cap (or the last doubling) is the answer.
+    out.capped = rate_cap > 0;
+    out.best = lo;
+    return out;
   }
   // Bisect in log space to 1%.
   while (hi / lo.rate > 1.01) {
     const double mid = std::sqrt(lo.rate * hi);
     const goodput_eval e = run(mid);
-    if (e.fraction >= target)
+    if (e.meets)
       lo = e;
     else
       hi = mid;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -33,12 +34,18 @@ std::string gpu_label(const std::string& key) {
 
 std::string csv_cell(const json& v) {
   if (v.is_null()) return "";
-  if (v.is_string()) return "\"" + v.get<std::string>() + "\"";
+  if (v.is_string()) {
+    std::string quoted(1, '"');
+    quoted += v.get<std::string>();
+    quoted += '"';
+    return quoted;
+  }
   return v.dump();
 }
 
 const std::vector<std::string> k_columns = {"gpu",
                                             "ceilings",
+                                            "tensor_parallel",
                                             "memory_bytes",
                                             "weight_bytes",
                                             "kv_budget_bytes",
@@ -53,11 +60,58 @@ const std::vector<std::string> k_columns = {"gpu",
                                             "goodput_fraction",
                                             "ttft_p99_seconds",
                                             "tpot_p99_seconds",
+                                            "ttft_at_slo_seconds",
+                                            "tpot_at_slo_seconds",
+                                            "rejected_requests",
                                             "output_tokens_per_second",
                                             "gpus_needed",
                                             "price_per_hour",
                                             "cost_per_million_output_tokens",
                                             "error"};
+
+// One op group of a step as the plan writes it.
+json group_json(const char* group, const op_group_time& g) {
+  return {{"group", group},
+          {"bound", std::string(name(g.bound))},
+          {"seconds", g.seconds},
+          {"floor_seconds", g.floor_seconds}};
+}
+// The groups a step has (an LM head only when it samples, an all-reduce only under TP).
+json breakdown_json(const step_breakdown& b) {
+  json a = json::array();
+  a.push_back(group_json("linear", b.linear));
+  if (b.lm_head.seconds > 0) a.push_back(group_json("lm_head", b.lm_head));
+  a.push_back(group_json("attention", b.attention));
+  if (b.all_reduce.seconds > 0) a.push_back(group_json("all_reduce", b.all_reduce));
+  a.push_back(group_json("fixed", b.fixed));
+  return a;
+}
+
+// "linear 4.12 memory, attention 0.35 memory, all-reduce 1.60 latency, fixed 0.16" (ms).
+std::string breakdown_text(const json& groups) {
+  std::string out;
+  for (const auto& g : groups) {
+    std::string name = g["group"].get<std::string>();
+    std::replace(name.begin(), name.end(), '_', name == "all_reduce" ? '-' : ' ');
+    if (name == "lm head") name = "LM head";
+    out +=
+        (out.empty() ? "" : ", ") + name + " " + format("%.2f", g["seconds"].get<double>() * 1e3);
+    if (g["bound"] != "fixed") out += " " + g["bound"].get<std::string>();
+  }
+  return out;
+}
+
+// One tensor-parallel degree of one GPU, evaluated stage by stage (as a row is).
+struct tp_evaluation {
+  std::int32_t tp = 1;
+  memory_plan mem;
+  json option;  // plan_tp_option
+  json row;     // the row's fields from the ceilings stage on, were this degree chosen
+  std::string error;
+  int stage = 0;  // 0: does not fit, 1: fits, 2: a batch meets the TPOT SLO, 3: a rate meets it
+  double rate_per_gpu = 0;
+  std::int64_t gpus_needed = 0;
+};
 
 }  // namespace
 
@@ -108,70 +162,138 @@ std::string plan_csv(const json& rows) {
 
 std::string plan_markdown(const json& doc) {
   const auto& c = doc["config"];
+  const auto& slo = c["slo"];
+  auto pct = [](const json& p) { return format("p%g", p.get<double>()); };
   std::ostringstream o;
   o << "ridgeline plan: " << c["model"].get<std::string>() << " ("
     << c["weights"].get<std::string>() << " weights, " << c["kv_dtype"].get<std::string>()
     << " KV), workload " << c["workload"].get<std::string>() << " ("
     << c["requests"].get<std::int64_t>() << " requests, mean prompt "
-    << format("%.0f", c["mean_prompt_tokens"].get<double>()) << ", mean output " << format("%.0f", c["mean_output_tokens"].get<double>())
-    << "), SLO p99 TTFT <= " << format("%.0f", c["slo"]["ttft_seconds"].get<double>() * 1e3)
-    << " ms, TPOT <= " << format("%.1f", c["slo"]["tpot_seconds"].get<double>() * 1e3) << " ms";
+    << format("%.0f", c["mean_prompt_tokens"].get<double>()) << ", mean output "
+    << format("%.0f", c["mean_output_tokens"].get<double>()) << "), SLO "
+    << slo.value("terms", "goodput (a plan written before SLO terms)");
+  const bool ttft_term = slo.contains("ttft_percentile"),
+             tpot_term = slo.contains("tpot_percentile");
+  if (ttft_term || tpot_term) o << " (percentiles over every request)";
+  if (c.contains("goodput_target"))
+    o << " (goodput is a share of requests: the others may take any time)";
+  const std::string ttft_col = (ttft_term ? pct(slo["ttft_percentile"]) : "p99") + " TTFT ms";
+  const std::string tpot_col = (tpot_term ? pct(slo["tpot_percentile"]) : "p99") + " TPOT ms";
   if (c["qps"].get<double>() > 0) o << ", target " << c["qps"].get<double>() << " req/s";
-  o << "\n\n| GPU | ceilings | max batch (fits) | tok/s | max batch (TPOT SLO) | step ms | tok/s "
-       "| max req/s per GPU (goodput >= "
-    << format("%.0f", 100 * c["goodput_target"].get<double>())
-    << "%) | p99 TTFT ms | p99 TPOT ms | GPUs for target | $/M output tok |\n";
-  o << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  o << "\n\n| GPU | ceilings | TP | max batch (fits) | tok/s | max batch (TPOT SLO) | step ms | "
+       "tok/s | max req/s per GPU (SLO met) | "
+    << ttft_col << " | " << tpot_col << " | GPUs for target | $/M output tok |\n";
+  o << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  bool options = false;  // plans since tensor parallelism list the degrees weighed
   for (const auto& r : doc["rows"]) {
+    options = options || r.contains("tp_options");
     o << "| " << r["gpu"].get<std::string>() << " | "
-      << (r.value("derated", false) ? "datasheet-derated" : "measured") << " | ";
+      << (r.value("derated", false) ? "datasheet-derated" : "measured") << " | "
+      << (r.contains("tensor_parallel") ? r["tensor_parallel"].dump() : "") << " | ";
     if (r.contains("error") && !r.contains("max_batch_fit")) {
       o << r["error"].get<std::string>() << " ||||||||||\n";
       continue;
     }
-    o << r["max_batch_fit"] << " | " << format("%.0f", r["fit_tokens_per_second"].get<double>()) << " | ";
+    o << r["max_batch_fit"] << " | " << format("%.0f", r["fit_tokens_per_second"].get<double>())
+      << " | ";
     if (!r.contains("max_batch_slo")) {
       o << "none: " << r["error"].get<std::string>() << " |||||||\n";
       continue;
     }
-    o << r["max_batch_slo"] << " | " << format("%.2f", r["slo_step_seconds"].get<double>() * 1e3) << " | "
-      << format("%.0f", r["slo_tokens_per_second"].get<double>()) << " | ";
+    o << r["max_batch_slo"] << " | " << format("%.2f", r["slo_step_seconds"].get<double>() * 1e3)
+      << " | " << format("%.0f", r["slo_tokens_per_second"].get<double>()) << " | ";
     if (!r.contains("max_rate_per_gpu")) {
       o << "none: " << r["error"].get<std::string>() << " |||||\n";
       continue;
     }
-    o << format("%.2f", r["max_rate_per_gpu"].get<double>()) << " | "
-      << format("%.0f", r["ttft_p99_seconds"].get<double>() * 1e3) << " | "
-      << format("%.1f", r["tpot_p99_seconds"].get<double>() * 1e3) << " | "
-      << (r.contains("gpus_needed") ? r["gpus_needed"].dump() : "-") << " | "
+    o << format("%.2f", r["max_rate_per_gpu"].get<double>())
+      << (r.value("rate_capped", false) ? " (capped)" : "") << " | "
+      << format("%.0f",
+                r[ttft_term ? "ttft_at_slo_seconds" : "ttft_p99_seconds"].get<double>() * 1e3)
+      << " | "
+      << format("%.1f",
+                r[tpot_term ? "tpot_at_slo_seconds" : "tpot_p99_seconds"].get<double>() * 1e3)
+      << " | " << (r.contains("gpus_needed") ? r["gpus_needed"].dump() : "-") << " | "
       << (r.contains("cost_per_million_output_tokens")
               ? "$" + format("%.3f", r["cost_per_million_output_tokens"].get<double>())
               : "-")
       << " |\n";
   }
+  if (options) {
+    o << "\nTensor-parallel degrees weighed (TP GPUs per replica; weights and KV cache per GPU; "
+         "the decode step at the TPOT batch, batch 1 when none meets it, as its op groups in ms "
+         "with the bound that sets each one's floor):\n\n"
+         "| GPU | TP | weights/GPU | KV cache/GPU | max batch (fits) | max batch (TPOT SLO) | "
+         "step ms (batch) | op groups ms (bound) | req/s per replica | req/s per GPU | GPUs for "
+         "target | $/M output tok | |\n"
+         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n";
+    for (const auto& r : doc["rows"]) {
+      for (const auto& t : r.value("tp_options", json::array())) {
+        o << "| " << r["gpu"].get<std::string>() << " | " << t["tensor_parallel"] << " | ";
+        o << (t["weight_bytes"].get<double>() > 0 ? format_gb(t["weight_bytes"].get<double>())
+                                                  : "-")
+          << " | "
+          << (t["kv_blocks"].get<std::int64_t>() > 0 ? format_gb(t["kv_budget_bytes"].get<double>())
+                                                     : "-");
+        o << " | " << (t.contains("max_batch_fit") ? t["max_batch_fit"].dump() : "-") << " | "
+          << (t.contains("max_batch_slo") ? t["max_batch_slo"].dump() : "-") << " | ";
+        if (t.contains("step_seconds"))
+          o << format("%.2f", t["step_seconds"].get<double>() * 1e3) << " (" << t["step_batch"]
+            << ") | " << breakdown_text(t["step_breakdown"]);
+        else
+          o << "- | -";
+        o << " | ";
+        if (t.contains("max_rate_per_replica"))
+          o << format("%.2f", t["max_rate_per_replica"].get<double>()) << " | "
+            << format("%.2f", t["max_rate_per_gpu"].get<double>());
+        else
+          o << (t.contains("error") ? t["error"].get<std::string>() : "-") << " | -";
+        o << " | " << (t.contains("gpus_needed") ? t["gpus_needed"].dump() : "-") << " | "
+          << (t.contains("cost_per_million_output_tokens")
+                  ? "$" + format("%.3f", t["cost_per_million_output_tokens"].get<double>())
+                  : "-")
+          << " | " << (t["chosen"].get<bool>() ? "chosen" : "") << " |\n";
+      }
+    }
+    o << "\n";
+    for (const auto& r : doc["rows"]) {
+      for (const auto& t : r.value("tp_options", json::array())) {
+        if (!t.contains("all_reduce")) continue;
+        o << "all-reduce on " << r["gpu"].get<std::string>() << ": "
+          << t["all_reduce"].get<std::string>() << "\n";
+        break;
+      }
+    }
+  }
   o << "\nceilings: measured = this GPU's probe; datasheet-derated = datasheet figures x the "
        "measured/datasheet ratios of the measured GPUs (see each row's ceilings_basis).\n"
     << "step-time model efficiencies: " << c["efficiencies"].get<std::string>() << "\n"
-    << "goodput = finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot; "
-       "GPUs for target = ceil(qps / (max req/s x (1 - headroom "
+    << "each op group's time >= its floor max(bytes / bandwidth, FLOPs / peak); bound: what sets "
+       "that floor (memory, compute; an all-reduce's latency or interconnect bandwidth); "
+       "batch, step and tok/s are per replica\n";
+  o << "max req/s per GPU = the highest arrival rate at which the replay meets every term of the "
+       "SLO / TP: a percentile term at its percentile over every request (a rejected one never "
+       "served), a goodput term as the share of requests within both limits";
+  o << "; (capped) = the replay still met the SLO at the steady-state bound (decode tok/s at the "
+       "TPOT batch / mean output tokens): the workload is too short to load the GPU further\n"
+    << "GPUs for target = TP x ceil(qps / (max req/s per replica x (1 - headroom "
     << format("%.2f", c["headroom"].get<double>())
-    << "))); $/M output tok = $/h / (3600 x output tok/s at max req/s) "
-       "x 1e6\n";
+    << "))); $/M output tok = $/h x TP / (3600 x output tok/s of a replica at its max req/s) x "
+       "1e6\n";
   return o.str();
 }
 
 json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus, const workload& w,
                    const plan_options& a, const std::function<void(const std::string&)>& progress) {
-  const memory_options& mo = a.memory;
   const slo& s = a.s;
-  const auto& prices = a.prices;
-  const std::optional<fitted_parameters>& fit_file = a.fit;
   const double n = static_cast<double>(w.requests.size());
   const double mean_prompt = static_cast<double>(w.total_prompt_tokens()) / n;
   const double mean_output = static_cast<double>(w.total_output_tokens()) / n;
   if (arrival_rate(w) <= 0)
     throw std::invalid_argument("workload '" + w.source +
                                 "': its arrivals span no time, so no rate can be searched");
+  if (a.tensor_parallel.empty())
+    throw std::invalid_argument("plan: no tensor-parallel degree to weigh");
   const double decode_context = mean_prompt + mean_output / 2;
   const auto kv_context = static_cast<std::int64_t>(std::ceil(mean_prompt + mean_output));
 
@@ -180,90 +302,174 @@ json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus,
   std::vector<std::string> failures;
   for (const auto& g : gpus) {
     const std::string key = g.profile.key;
+    std::optional<ceilings> ce;  // when some degree fits (fp8 on a GPU without it throws then)
+    const fitted_parameters fp = a.fit ? *a.fit : parameters_for(g.profile);
+    auto price = a.prices.find(key);
+    if (price == a.prices.end()) price = a.prices.find("*");
+
+    auto evaluate_degree = [&](std::int32_t tp) {
+      tp_evaluation e;
+      e.tp = tp;
+      e.option = {{"tensor_parallel", tp},
+                  {"weight_bytes", 0.0},
+                  {"kv_budget_bytes", 0.0},
+                  {"kv_blocks", 0},
+                  {"chosen", false}};
+      auto stop = [&](const std::string& why) {
+        e.error = why;
+        e.option["error"] = why;
+        return e;
+      };
+      if (const std::string why = tensor_parallel_why_not(m, tp); !why.empty()) return stop(why);
+      memory_options mo = a.memory;
+      mo.tensor_parallel = tp;
+      e.mem = plan_memory(m, static_cast<double>(g.profile.memory_bytes), mo, gpu_label(key));
+      e.option["weight_bytes"] = e.mem.weight_bytes;
+      e.option["kv_budget_bytes"] = e.mem.kv_budget_bytes;
+      e.option["kv_blocks"] = e.mem.kv_blocks;
+      if (!e.mem.fits) return stop(e.mem.why_not);
+      model_options opts;
+      opts.weights = mo.weights;
+      opts.kv_dtype = mo.kv_dtype;
+      opts.block_tokens = mo.block_tokens;
+      opts.tensor_parallel = tp;
+      try {
+        opts.all_reduce = all_reduce_cost_of(g.profile, tp);
+      } catch (const std::invalid_argument& x) {
+        return stop(x.what());
+      }
+      if (!ce)
+        ce = ceilings_of(g.profile, compute_dtype_for(mo.weights, g.profile), measured_profiles());
+      e.stage = 1;
+      efficiencies = fp.source;
+      const fitted_step_time_model model(m, *ce, fp, opts);
+      e.row = {{"tensor_parallel", tp}, {"step_time_model", model.description()}};
+      if (tp > 1) {
+        e.option["all_reduce"] = opts.all_reduce.basis;
+        e.row["all_reduce"] = opts.all_reduce.basis;
+      }
+      const batch_limits bl = find_batch_limits(model, e.mem, decode_context, kv_context,
+                                                s.tpot_seconds, a.max_running);
+      if (bl.max_fit.batch > 0) {
+        e.option["max_batch_fit"] = bl.max_fit.batch;
+        e.row["max_batch_fit"] = bl.max_fit.batch;
+        e.row["fit_step_seconds"] = bl.max_fit.step_seconds;
+        e.row["fit_tokens_per_second"] = bl.max_fit.tokens_per_second;
+        const std::int64_t batch = bl.max_slo ? bl.max_slo->batch : 1;
+        const step_breakdown br = model.breakdown(
+            decode_shape(batch, static_cast<std::int64_t>(std::llround(decode_context))));
+        e.option["step_batch"] = batch;
+        e.option["step_seconds"] = br.seconds();
+        e.option["step_breakdown"] = breakdown_json(br);
+        if (bl.max_slo) e.row["slo_step_breakdown"] = breakdown_json(br);
+      }
+      if (!bl.max_slo) return stop(bl.why);
+      e.stage = 2;
+      e.option["max_batch_slo"] = bl.max_slo->batch;
+      e.row["max_batch_slo"] = bl.max_slo->batch;
+      e.row["slo_step_seconds"] = bl.max_slo->step_seconds;
+      e.row["slo_tokens_per_second"] = bl.max_slo->tokens_per_second;
+
+      simulation_config sc;
+      sc.kv = make_kv_cache_config(tensor_parallel_shard(m, tp), mo.kv_dtype, mo.block_tokens,
+                                   static_cast<std::int32_t>(std::min<std::int64_t>(
+                                       e.mem.kv_blocks, std::int64_t{1} << 30)));
+      sc.scheduler.max_running = static_cast<std::int32_t>(bl.max_slo->batch);
+      sc.scheduler.max_batched_tokens = a.max_batched_tokens;
+      sc.scheduler.max_model_len = m.max_context;
+      sc.scheduler.record_itl = false;
+      validate(sc.scheduler);
+      if (progress)
+        progress(key + (tp > 1 ? " TP " + std::to_string(tp) : "") +
+                 ": searching the request rate");
+      // No steady state serves more output tokens per second than the TPOT batch decodes.
+      const double cap = bl.max_slo->tokens_per_second / mean_output;
+      const rate_result rr = max_rate(w, sc, model, s, cap, cap);
+      e.row["simulations"] = rr.simulations;
+      if (!rr.feasible) return stop(rr.why);
+      e.stage = 3;
+      const goodput_eval& best = rr.best;
+      e.rate_per_gpu = best.rate / tp;
+      e.row["max_rate_per_gpu"] = e.rate_per_gpu;
+      e.row["goodput_fraction"] = best.fraction;
+      e.row["goodput_requests_per_second"] = best.goodput / tp;
+      e.row["ttft_p99_seconds"] = best.ttft_p99;
+      e.row["tpot_p99_seconds"] = best.tpot_p99;
+      if (s.ttft_percentile > 0) e.row["ttft_at_slo_seconds"] = best.ttft_at_slo;
+      if (s.tpot_percentile > 0) e.row["tpot_at_slo_seconds"] = best.tpot_at_slo;
+      e.row["rejected_requests"] = best.rejected;
+      e.row["rate_capped"] = rr.capped;
+      const double out_tok = best.rate * mean_output / tp;  // per GPU
+      e.row["output_tokens_per_second"] = out_tok;
+      e.option["max_rate_per_replica"] = best.rate;
+      e.option["max_rate_per_gpu"] = e.rate_per_gpu;
+      e.option["ttft_p99_seconds"] = best.ttft_p99;
+      e.option["tpot_p99_seconds"] = best.tpot_p99;
+      if (a.qps > 0) {
+        e.gpus_needed = tp * static_cast<std::int64_t>(
+                                 std::ceil(a.qps / (best.rate * (1 - a.headroom)) - 1e-9));
+        e.row["gpus_needed"] = e.gpus_needed;
+        e.option["gpus_needed"] = e.gpus_needed;
+      }
+      if (price != a.prices.end()) {
+        const double cost = price->second / (3600 * out_tok) * 1e6;
+        e.row["price_per_hour"] = price->second;
+        e.row["cost_per_million_output_tokens"] = cost;
+        e.option["cost_per_million_output_tokens"] = cost;
+        if (a.qps > 0) e.row["fleet_cost_per_hour"] = price->second * double(e.gpus_needed);
+      }
+      return e;
+    };
+
+    std::vector<tp_evaluation> options;
+    for (const std::int32_t tp : a.tensor_parallel) options.push_back(evaluate_degree(tp));
+    // The chosen degree: meets the SLO with the fewest GPUs for the target, then the most
+    // requests per GPU, then the fewest GPUs per replica; else the one that got furthest.
+    auto better = [&](const tp_evaluation& x, const tp_evaluation& y) {
+      if (x.stage != y.stage && (x.stage == 3 || y.stage == 3)) return x.stage == 3;
+      if (x.stage == 3) {
+        if (a.qps > 0 && x.gpus_needed != y.gpus_needed) return x.gpus_needed < y.gpus_needed;
+        if (x.rate_per_gpu != y.rate_per_gpu) return x.rate_per_gpu > y.rate_per_gpu;
+        return x.tp < y.tp;
+      }
+      if (x.stage != y.stage) return x.stage > y.stage;
+      return x.tp < y.tp;
+    };
+    std::size_t chosen = 0;
+    for (std::size_t i = 1; i < options.size(); ++i)
+      if (better(options[i], options[chosen])) chosen = i;
+    tp_evaluation& c = options[chosen];
+    c.option["chosen"] = true;
+
     json row = {{"gpu", key},
                 {"gpu_name", g.profile.name},
                 {"profile", g.origin},
                 {"memory_bytes", g.profile.memory_bytes},
-                {"context", decode_context}};
-    const memory_plan mem =
-        plan_memory(m, static_cast<double>(g.profile.memory_bytes), mo, gpu_label(key));
-    row["weight_bytes"] = mem.weight_bytes;
-    row["workspace_bytes"] = mem.workspace_bytes;
-    row["kv_budget_bytes"] = mem.kv_budget_bytes;
-    row["kv_bytes_per_token"] = mem.kv_bytes_per_token;
-    row["kv_blocks"] = mem.kv_blocks;
-    if (!mem.fits) {
-      row["error"] = mem.why_not;
-      row["derated"] = !g.measured;
-      failures.push_back(key + ": " + mem.why_not);
-      rows.push_back(row);
-      continue;
+                {"context", decode_context},
+                {"weight_bytes", c.mem.weight_bytes},
+                {"workspace_bytes", c.mem.workspace_bytes},
+                {"kv_budget_bytes", c.mem.kv_budget_bytes},
+                {"kv_bytes_per_token", c.mem.kv_bytes_per_token},
+                {"kv_blocks", c.mem.kv_blocks},
+                {"derated", ce ? ce->derated : !g.measured}};
+    row["tp_options"] = json::array();
+    for (const auto& e : options) row["tp_options"].push_back(e.option);
+    if (c.stage >= 1) {
+      row["ceilings"] = ce->derated ? "datasheet-derated" : "measured";
+      row["ceilings_basis"] = ce->basis;
+      row["bytes_per_second"] = ce->bytes_per_second;
+      row["flops_per_second"] = ce->flops_per_second;
+      row["compute_dtype"] = std::string(name(ce->compute_dtype));
+      row.update(c.row);
     }
-    const ceilings ce =
-        ceilings_of(g.profile, compute_dtype_for(mo.weights, g.profile), measured_profiles());
-    const fitted_parameters fp = fit_file ? *fit_file : parameters_for(g.profile);
-    efficiencies = fp.source;
-    const fitted_step_time_model model(m, ce, fp, {mo.weights, mo.kv_dtype});
-    row["derated"] = ce.derated;
-    row["ceilings"] = ce.derated ? "datasheet-derated" : "measured";
-    row["ceilings_basis"] = ce.basis;
-    row["bytes_per_second"] = ce.bytes_per_second;
-    row["flops_per_second"] = ce.flops_per_second;
-    row["compute_dtype"] = std::string(name(ce.compute_dtype));
-    row["step_time_model"] = model.description();
-    const batch_limits bl =
-        find_batch_limits(model, mem, decode_context, kv_context, s.tpot_seconds, a.max_running);
-    if (bl.max_fit.batch > 0) {
-      row["max_batch_fit"] = bl.max_fit.batch;
-      row["fit_step_seconds"] = bl.max_fit.step_seconds;
-      row["fit_tokens_per_second"] = bl.max_fit.tokens_per_second;
-    }
-    if (!bl.max_slo) {
-      row["error"] = bl.why;
-      failures.push_back(key + ": " + bl.why);
-      rows.push_back(row);
-      continue;
-    }
-    row["max_batch_slo"] = bl.max_slo->batch;
-    row["slo_step_seconds"] = bl.max_slo->step_seconds;
-    row["slo_tokens_per_second"] = bl.max_slo->tokens_per_second;
-
-    simulation_config sc;
-    sc.kv = make_kv_cache_config(
-        m, mo.kv_dtype, mo.block_tokens,
-        static_cast<std::int32_t>(std::min<std::int64_t>(mem.kv_blocks, std::int64_t{1} << 30)));
-    sc.scheduler.max_running = static_cast<std::int32_t>(bl.max_slo->batch);
-    sc.scheduler.max_batched_tokens = a.max_batched_tokens;
-    sc.scheduler.max_model_len = m.max_context;
-    sc.scheduler.record_itl = false;
-    validate(sc.scheduler);
-    if (progress) progress(key + ": searching the request rate");
-    const rate_result rr = max_goodput_rate(w, sc, model, s, a.goodput_target,
-                                            bl.max_slo->tokens_per_second / mean_output);
-    row["simulations"] = rr.simulations;
-    if (!rr.feasible) {
-      row["error"] = rr.why;
-      failures.push_back(key + ": " + rr.why);
-      rows.push_back(row);
-      continue;
-    }
-    row["max_rate_per_gpu"] = rr.best.rate;
-    row["goodput_fraction"] = rr.best.fraction;
-    row["goodput_requests_per_second"] = rr.best.goodput;
-    row["ttft_p99_seconds"] = rr.best.ttft_p99;
-    row["tpot_p99_seconds"] = rr.best.tpot_p99;
-    const double out_tok = rr.best.rate * mean_output;
-    row["output_tokens_per_second"] = out_tok;
-    if (a.qps > 0)
-      row["gpus_needed"] =
-          static_cast<std::int64_t>(std::ceil(a.qps / (rr.best.rate * (1 - a.headroom)) - 1e-9));
-    auto price = prices.find(key);
-    if (price == prices.end()) price = prices.find("*");
-    if (price != prices.end()) {
-      row["price_per_hour"] = price->second;
-      row["cost_per_million_output_tokens"] = price->second / (3600 * out_tok) * 1e6;
-      if (row.contains("gpus_needed"))
-        row["fleet_cost_per_hour"] = price->second * row["gpus_needed"].get<double>();
+    if (!c.error.empty()) {
+      std::string why = c.error;
+      // No degree fits: name the largest one's reason too (the one with the most memory).
+      const tp_evaluation& last = options.back();
+      if (c.stage == 0 && &last != &c)
+        why += "; at TP " + std::to_string(last.tp) + ": " + last.error;
+      row["error"] = why;
+      failures.push_back(key + ": " + why);
     }
     rows.push_back(row);
   }
@@ -274,17 +480,19 @@ json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus,
   }
   schema::plan_config config;
   config.model = m.name;
-  config.weights = std::string(name(mo.weights));
-  config.kv_dtype = std::string(name(mo.kv_dtype));
+  config.weights = std::string(name(a.memory.weights));
+  config.kv_dtype = std::string(name(a.memory.kv_dtype));
   config.workload = w.source;
   config.requests = static_cast<std::int64_t>(w.requests.size());
   config.mean_prompt_tokens = mean_prompt;
   config.mean_output_tokens = mean_output;
   config.workload_rate_per_second = arrival_rate(w);
-  config.slo = {s.ttft_seconds, s.tpot_seconds};
+  config.slo = {s.ttft_seconds, s.tpot_seconds, s.text(), std::nullopt, std::nullopt};
+  if (s.ttft_percentile > 0) config.slo.ttft_percentile = s.ttft_percentile;
+  if (s.tpot_percentile > 0) config.slo.tpot_percentile = s.tpot_percentile;
+  if (s.goodput_target > 0) config.goodput_target = s.goodput_target;
   config.qps = a.qps;
   config.headroom = a.headroom;
-  config.goodput_target = a.goodput_target;
   config.max_running = a.max_running;
   config.max_batched_tokens = a.max_batched_tokens;
   config.block_tokens = a.block_tokens;
@@ -295,9 +503,19 @@ json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus,
        "largest decode batch with step time <= TPOT SLO at context mean "
        "prompt + mean output / 2"},
       {"max_rate_per_gpu",
-       "highest arrival rate (bisection) with goodput >= target x "
-       "arrivals, simulated with the engine's scheduler and KV manager"},
+       "highest arrival rate (bisection) at which every SLO term holds, simulated with the "
+       "engine's scheduler and KV manager; per GPU = per replica / TP"},
+      {"slo_terms",
+       "a percentile term holds when that percentile over every request (a rejected one never "
+       "served) is within its limit; a goodput term when at least goodput_target of the "
+       "requests have TTFT and TPOT within their limits"},
       {"goodput", "finished requests per second with TTFT <= SLO_ttft and TPOT <= SLO_tpot"},
+      {"tensor_parallel",
+       "GPUs per replica, the model split by heads; the degree chosen meets the SLO with the "
+       "fewest GPUs for qps, then the most requests per GPU, then the fewest GPUs per replica"},
+      {"step_breakdown",
+       "op groups of the decode step: seconds >= floor_seconds = max(bytes / bandwidth, FLOPs / "
+       "peak) (an all-reduce: latency + bytes / bus bandwidth); bound = what sets the floor"},
       {"derated",
        "true: datasheet-only GPU, ceilings = datasheet x measured/datasheet ratios "
        "of measured GPUs"}};
@@ -331,25 +549,51 @@ gpu_profile measured_gpu(const std::string& spec) {
   return g.profile;
 }
 
-fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g) {
+fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g,
+                                  const std::string& kernels_path) {
   std::vector<fit_input> inputs;
   for (const auto& s : paths) {
     try {
-      inputs.push_back({read_json_file(s), g});
+      inputs.push_back({read_json_file(s), g, s});
       sweep_points(inputs.back().sweep);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(s + ": " + e.what());
     }
   }
-  return fit_sweeps(inputs);
+  fit_options o;
+  if (!kernels_path.empty())
+    o.fixed = fixed_costs_from_kernels(read_json_file(kernels_path), kernels_path);
+  fitted_parameters f = fit_sweeps(inputs, o);
+  if (!kernels_path.empty()) f.stats["kernels"] = kernels_path;
+  for (const auto& [by, key] :
+       {std::pair{held_out::batch, "held_out_batch"}, {held_out::context, "held_out_context"}}) {
+    std::set<std::int64_t> values;
+    for (const auto& in : inputs) {
+      for (const auto& p : sweep_points(in.sweep))
+        values.insert(by == held_out::batch ? p.batch : p.context);
+    }
+    if (values.size() < 2) continue;
+    const accuracy_report r = held_out_accuracy(inputs, by, o);
+    f.stats[key] = {{"mape", r.mape}, {"worst_abs_error", r.worst}, {"points", r.rows.size()}};
+  }
+  return f;
 }
 
 std::string fit_text(const fitted_parameters& f) {
   std::ostringstream o;
+  auto pct = [](const json& v) { return format("%.2f", 100 * v.get<double>()) + "%"; };
   o << "ridgeline plan fit: " << f.source << ", " << f.stats["points"] << " points\n"
-    << "  fit error: MAPE " << format("%.2f", 100 * f.stats["mape"].get<double>()) << "%, worst "
-    << format("%.2f", 100 * f.stats["worst_abs_error"].get<double>()) << "%\n"
-    << "  overhead per step: " << format("%.1f", f.overhead_seconds * 1e6) << " us\n"
+    << "  in-sample error: MAPE " << pct(f.stats["mape"]) << ", worst "
+    << pct(f.stats["worst_abs_error"]) << "\n";
+  for (const auto& [key, what] :
+       {std::pair{"held_out_batch", "one batch size"}, {"held_out_context", "one context"}}) {
+    if (!f.stats.contains(key)) continue;
+    o << "  held out (leave " << what << " out): MAPE " << pct(f.stats[key]["mape"]) << ", worst "
+      << pct(f.stats[key]["worst_abs_error"]) << "\n";
+  }
+  o << "  fixed cost: " << format("%.2f", f.fixed.per_step_seconds * 1e6) << " us per step + "
+    << format("%.2f", f.fixed.per_layer_seconds * 1e6) << " us per layer (" << f.fixed.source
+    << ")\n"
     << "  efficiency    linear(tokens)   attention memory / compute (context)\n";
   for (std::size_t k = 0; k < std::max(f.linear.log2_x.size(), f.attention_memory.log2_x.size());
        ++k) {
@@ -375,7 +619,11 @@ accuracy_result plan_accuracy(const json& sweep, const std::string& sweep_label,
   const fitted_parameters fp = fit ? *fit : parameters_for(g.profile);
   const ceilings ce = ceilings_of(g.profile, dtype::bf16, measured_profiles());
   const fitted_step_time_model model(m, ce, fp);
-  return {sweep_label, m.name, g.profile.key, ce, model.description(), accuracy(points, model)};
+  accuracy_result r{
+      sweep_label, m.name, g.profile.key, ce, model.description(), accuracy(points, model), {}};
+  for (const auto& row : r.report.rows)
+    r.op_groups.push_back(breakdown_text(breakdown_json(model.breakdown(shape_of(row.point)))));
+  return r;
 }
 
 json accuracy_document(const accuracy_result& a) {
@@ -419,12 +667,15 @@ std::string accuracy_table(const accuracy_result& a) {
   std::ostringstream o;
   o << "ridgeline plan accuracy: " << a.model << " on " << a.gpu << " (" << a.limits.basis
     << ")\nmodel: " << a.step_time_model << "\n\n"
-    << "| phase | batch | context | measured ms | predicted ms | error |\n"
-    << "|---|---:|---:|---:|---:|---:|\n";
-  for (const auto& row : r.rows)
+    << "| phase | batch | context | measured ms | predicted ms | error | op groups ms (bound) |\n"
+    << "|---|---:|---:|---:|---:|---:|---|\n";
+  for (std::size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
     o << "| " << row.point.phase << " | " << row.point.batch << " | " << row.point.context << " | "
-      << format("%.3f", row.point.seconds * 1e3) << " | " << format("%.3f", row.predicted_seconds * 1e3)
-      << " | " << format("%.1f", 100 * row.error) << "% |\n";
+      << format("%.3f", row.point.seconds * 1e3) << " | "
+      << format("%.3f", row.predicted_seconds * 1e3) << " | " << format("%.1f", 100 * row.error)
+      << "% | " << (i < a.op_groups.size() ? a.op_groups[i] : "") << " |\n";
+  }
   o << "\nMAPE " << format("%.2f", 100 * r.mape) << "% over " << r.rows.size() << " points; worst "
     << format("%.2f", 100 * r.worst) << "% (" << w.point.phase << ", batch " << w.point.batch
     << ", context " << w.point.context << ")\n";
@@ -441,7 +692,8 @@ void check_accuracy_limits(const accuracy_report& r, double max_mape, double max
 std::string gpus_table() {
   std::ostringstream out;
   out << "| GPU | source | memory GB | DRAM TB/s (datasheet) | bf16/fp16 TFLOP/s (datasheet) | "
-         "fp8 TFLOP/s | planner ceilings | citation |\n|---|---|---:|---:|---:|---:|---|---|\n";
+         "fp8 TFLOP/s | planner ceilings | all-reduce (TP 8) | citation |\n"
+         "|---|---|---:|---:|---:|---:|---|---|---|\n";
   std::vector<std::string> seen;
   auto line = [&](const gpu_profile& g, const std::string& citation) {
     const dtype t = compute_dtype_for(weight_format::bf16, g);
@@ -451,12 +703,14 @@ std::string gpus_table() {
     out << "| " << g.key << " | " << (c.derated ? "datasheet" : "measured") << " | "
         << format("%.1f", static_cast<double>(g.memory_bytes) / 1e9) << " | "
         << format("%.2f", g.datasheet_bytes_per_second / 1e12) << " | "
-        << (pk != g.peaks.end() ? format("%.1f", pk->second.datasheet_flops_per_second / 1e12) : "-")
+        << (pk != g.peaks.end() ? format("%.1f", pk->second.datasheet_flops_per_second / 1e12)
+                                : "-")
         << " | "
-        << (fp8 != g.peaks.end() ? format("%.1f", fp8->second.datasheet_flops_per_second / 1e12) : "-")
+        << (fp8 != g.peaks.end() ? format("%.1f", fp8->second.datasheet_flops_per_second / 1e12)
+                                 : "-")
         << " | " << format("%.2f", c.bytes_per_second / 1e12) << " TB/s, "
         << format("%.0f", c.flops_per_second / 1e12) << " TFLOP/s " << name(t) << " (" << c.basis
-        << ") | " << citation << " |\n";
+        << ") | " << all_reduce_cost_of(g, 8).basis << " | " << citation << " |\n";
   };
   for (const auto& g : measured_profiles()) {
     seen.push_back(g.key);
@@ -473,7 +727,9 @@ std::string gpus_table() {
                                                                : &measured_profiles().front())
                     .source
               : embedded_fits().front().parameters.source)
-      << "\n";
+      << "\nall-reduce: latency + 2 (n - 1) / n x bytes / bus bandwidth; from the profile's "
+         "measured all-reduce rows where it has them, else the datasheet interconnect (per "
+         "direction) with an assumed latency\n";
   return out.str();
 }
 

@@ -1,5 +1,6 @@
 // A GPU profile (schema ridgeline.gpu_profile/v1): measured ceilings of one GPU (DRAM bandwidth,
-// GEMM peak per dtype, and optionally the instruction peaks) beside its datasheet figures, as
+// GEMM peak per dtype, and optionally the instruction peaks and all-reduce collectives among
+// several GPUs of the host) beside its datasheet figures, as
 // written by `ridgeline probe` and read by the simulated executor, the planner (GEMM peaks and
 // bandwidth only) and `ridgeline roofline` (instruction peaks as its compute ceilings).
 // Datasheet-only profiles have source "datasheet".
@@ -59,6 +60,15 @@ nlohmann::json to_json(const instruction_peak_section& s);
 instruction_peak_section instruction_peak_section_from_json(
     const nlohmann::json& j, std::string_view source = "instruction_peaks");
 
+// One all-reduce measured among `gpus` GPUs of one host: message size, median time, and the bus
+// bandwidth it reached, 2 (gpus - 1) / gpus x message_bytes / seconds (the per-GPU link rate).
+struct all_reduce_point {
+  std::int32_t gpus = 0;
+  double message_bytes = 0;
+  double seconds = 0;
+  double bus_bytes_per_second = 0;
+};
+
 struct gpu_profile {
   std::string name;    // device name as the driver reports it
   std::string key;     // short id, e.g. "h100-sxm"
@@ -77,6 +87,10 @@ struct gpu_profile {
   nlohmann::json rows = nlohmann::json::array();  // the probe's raw measurements
   // Absent in profiles written before the probe measured instruction peaks.
   std::optional<instruction_peak_section> instruction_peaks;
+  // All-reduce per GPU count and message size (`collectives.all_reduce`): the planner's
+  // tensor-parallel cost (ceilings.hpp, all_reduce_cost_of). Absent until `ridgeline probe`
+  // measures it on a host with several GPUs; the planner then uses the datasheet interconnect.
+  std::optional<std::vector<all_reduce_point>> all_reduce;
 
   // DRAM bandwidth the roofline uses: the measured read plateau, else the datasheet figure.
   double dram_bytes_per_second() const;
@@ -113,6 +127,10 @@ struct datasheet_entry {
   double dram_bytes_per_second;
   std::map<dtype, double> flops_per_second;
   const char* citation = "";  // the vendor document the figures come from
+  // The link between GPUs of one host that tensor parallelism reduces over, as the datasheet
+  // names it, and its bandwidth per GPU and direction (half the marketed bidirectional figure).
+  const char* interconnect = "";
+  double interconnect_bytes_per_second = 0;
 };
 const std::vector<datasheet_entry>& datasheet_table();
 // Datasheet entry for a device name as the driver reports it ("NVIDIA H100 80GB HBM3").

@@ -3,7 +3,8 @@
 // workspace) and the planner answers "how many sequences fit" with it (from the GPU's memory).
 // Weights (weights.hpp) + the step scratch the engine allocates (activations for max_tokens
 // tokens, fp32 logits, the attention split workspace, the RoPE table, 64 MiB of slack) come off
-// memory_fraction of the memory; what is left holds KV blocks.
+// memory_fraction of the memory; what is left holds KV blocks. Under tensor parallelism every
+// figure is one GPU's, counted on its shard of the model (tensor_parallel_shard, model.hpp).
 //   memory_plan p = plan_memory(model_preset_by_name("llama-2-7b"), 80e9, memory_options{});
 //   p.max_sequences(4096);   // sequences of 4096 tokens that fit at once
 #pragma once
@@ -61,6 +62,9 @@ struct memory_options {
   std::optional<std::int64_t> attention_workspace_bytes;
   std::int64_t num_kv_blocks = 0;  // 0: as many as fit; else exactly this many, if they fit
   bool binary_units = false;       // why_not in GiB (device memory) rather than GB (datasheets)
+  // GPUs of one replica, the model split over them by heads (model.hpp); every figure of the plan
+  // is then per GPU. The engine runs 1.
+  std::int32_t tensor_parallel = 1;
 };
 
 struct memory_plan {
@@ -82,7 +86,8 @@ struct memory_plan {
 // Fits when the weights, the step scratch and at least one KV block (num_kv_blocks when given)
 // fit in the usable memory. Never throws for a model that does not fit: fits = false with the
 // reason (`gpu_label` names the GPU in it, e.g. "a T4"). Throws std::invalid_argument for options
-// that are not positive or a fraction outside (0, 1].
+// that are not positive, a fraction outside (0, 1] or a tensor-parallel degree that cannot split
+// the model.
 memory_plan plan_memory(const model_preset& m, double gpu_memory_bytes, const memory_options& o,
                         const std::string& gpu_label = "the GPU");
 

@@ -72,6 +72,14 @@ struct linear_block_row {
   std::string bound;  // "memory" | "compute"
 };
 
+// One all-reduce measurement (`collectives.all_reduce[]`): `gpus` GPUs of one host reducing a
+// message of `message_bytes`, the median time and the bus bandwidth it reached
+// (2 (gpus - 1) / gpus x message_bytes / seconds, comparable to the per-GPU link rate).
+struct all_reduce_row {
+  std::int64_t gpus = 0;
+  double message_bytes = 0, seconds = 0, bus_bytes_per_second = 0;
+};
+
 struct profile_document {
   std::string gpu_name, gpu_key;  // key "" when no datasheet entry matched
   std::int64_t sm_count = 0, l2_bytes = 0, memory_bytes = 0;
@@ -84,6 +92,9 @@ struct profile_document {
   std::vector<nlohmann::json> rows;  // every row as written (kind decides its keys)
   // Absent in profiles measured before the instruction peaks (h200.json, bench/baselines).
   std::optional<instruction_peak_section> instruction_peaks;
+  // `collectives.all_reduce`: absent until `ridgeline probe` measures collectives on a host with
+  // several GPUs (no committed profile has it yet).
+  std::optional<std::vector<all_reduce_row>> all_reduce;
 
   std::vector<bandwidth_row> bandwidth;  // views of `rows`, in file order
   std::vector<bandwidth_row> bandwidth_reference;

@@ -1,7 +1,9 @@
-// `ridgeline plan`'s pipeline: per GPU model, the memory plan, the largest batch that fits and the
-// largest that meets the TPOT SLO, the highest request rate with goodput >= target (capacity.hpp),
-// GPUs needed for a target load and cost per million tokens, as one ridgeline.plan/v1 document;
-// and the `plan fit`, `plan accuracy` and `plan gpus` subcommands. The CLI parses, then:
+// `ridgeline plan`'s pipeline: per GPU model and tensor-parallel degree (GPUs per replica), the
+// memory plan per GPU, the largest batch that fits and the largest that meets the TPOT SLO, the
+// highest request rate that meets the SLO (capacity.hpp), GPUs needed for a target load and cost
+// per million tokens; the cheapest degree that meets the SLO is each GPU's row, the others are
+// listed beside it; one ridgeline.plan/v1 document. And the `plan fit`, `plan accuracy` and
+// `plan gpus` subcommands. The CLI parses, then:
 //   std::vector<resolved_gpu> gpus = resolve_gpus({"h100-sxm", "l40s"});
 //   workload w = load_plan_workload("rate=4,requests=500", 1000);
 //   nlohmann::json doc = plan_document(model_preset_by_name("llama-3-8b"), gpus, w, options);
@@ -38,8 +40,10 @@ struct plan_options {
   std::int32_t max_running = 256;        // largest batch considered
   std::int64_t max_batched_tokens = 8192;
   std::int32_t block_tokens = 16;
-  double headroom = 0.2;        // share of each GPU's max rate left unused
-  double goodput_target = 0.9;  // share of arrivals that must meet the SLO
+  double headroom = 0.2;  // share of each GPU's max rate left unused
+  // Tensor-parallel degrees weighed for every GPU model; a degree that cannot split the model
+  // (heads, K/V heads or MLP columns) is listed with the reason.
+  std::vector<std::int32_t> tensor_parallel = {1, 2, 4, 8};
 };
 
 // planner::resolve_gpu for each key or path; throws std::invalid_argument when there is none.
@@ -49,8 +53,12 @@ std::vector<resolved_gpu> resolve_gpus(const std::vector<std::string>& keys);
 // a generator spec (key=value,...; `requests` unless the spec names it).
 workload load_plan_workload(const std::string& spec, std::int64_t requests);
 
-// The plan: one row per GPU (a row that fails says why in "error"); throws std::invalid_argument
-// when no GPU can serve the model. `progress` gets a line per GPU's rate search when set.
+// The plan: one row per GPU (a row that fails says why in "error"), each for the degree chosen:
+// among those that meet the SLO the fewest GPUs for --qps (when given), then the highest rate per
+// GPU (the lowest cost per request), then the fewest GPUs per replica; when none meets it, the
+// one that got furthest. Throws std::invalid_argument when no GPU can serve the model.
+// `progress` gets a line per rate search ("h100-sxm TP 2: searching the request rate").
+
 nlohmann::json plan_document(const model_preset& m, const std::vector<resolved_gpu>& gpus,
                              const workload& w, const plan_options& a,
                              const std::function<void(const std::string&)>& progress = {});
@@ -64,9 +72,14 @@ nlohmann::json read_json_file(const std::string& path);
 
 // The profile of a key or path, which must hold measurements (else std::invalid_argument).
 gpu_profile measured_gpu(const std::string& spec);
-// Fits the step-time model's efficiencies to ridgeline.sweep/v1 files measured on `g`.
-fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g);
-// The fit as the command prints it: error, overhead and the efficiency knots.
+// Fits the step-time model's efficiencies to ridgeline.sweep/v1 files measured on `g`, with the
+// fixed per-step cost from a `ridgeline roofline` document's traced decode kernels
+// (`kernels_path`; empty: the default, marked not measured), and cross-validates it: stats gain
+// held_out_batch and held_out_context ({mape, worst_abs_error, points}) when the sweeps have more
+// than one batch size or context.
+fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g,
+                                  const std::string& kernels_path = "");
+// The fit as the command prints it: in-sample and held-out error, fixed cost, efficiency knots.
 std::string fit_text(const fitted_parameters& f);
 
 // ------------------------------------------------------------------------------- plan accuracy
@@ -78,6 +91,9 @@ struct accuracy_result {
   ceilings limits;
   std::string step_time_model;  // description
   accuracy_report report;
+  // Per row of the report: the predicted step's op groups, ms and bound ("linear 4.12 memory,
+  // attention 0.10 memory, fixed 0.16").
+  std::vector<std::string> op_groups;
 };
 // The model's predictions against every measured point of `sweep` (ridgeline.sweep/v1).
 accuracy_result plan_accuracy(const nlohmann::json& sweep, const std::string& sweep_label,
