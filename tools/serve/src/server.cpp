@@ -491,7 +491,11 @@ void server::impl::on_close(evhttp_connection* conn) {
   const auto r = live_requests.find(it->second);
   by_connection.erase(it);
   if (r == live_requests.end()) return;
-  // The client is gone: libevent frees the request; the engine frees its blocks now.
+  // The client is gone; the engine frees its blocks now. A connection that failed on its own
+  // (an error or end of stream while writing) has detached the request we still answer from it
+  // and left it to us to free; one freed by us (probe_clients) frees its requests itself.
+  evhttp_request* req = r->second->req;
+  if (req != nullptr && evhttp_request_get_connection(req) == nullptr) evhttp_request_free(req);
   r->second->req = nullptr;
   r->second->conn = nullptr;
   worker->cancel(r->second->id);
