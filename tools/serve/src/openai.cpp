@@ -216,13 +216,7 @@ std::variant<api_request, api_error> parse_api_request(endpoint kind, std::strin
     }
     r.logprobs = want ? top : -1;
   }
-  if (r.logprobs >= 0 && r.logprobs + 1 > limits.max_logprobs) {
-    return bad(limits.max_logprobs == 0
-                   ? std::string("logprobs are not served (start the server with --max-logprobs)")
-                   : "at most " + std::to_string(limits.max_logprobs - 1) +
-                         " top log-probabilities per token (--max-logprobs)",
-               "logprobs");
-  }
+  if (r.logprobs >= 0) return bad("logprobs are not served by this server yet", "logprobs");
   if (const auto it = body.find("echo"); it != body.end() && it->is_boolean() && it->get<bool>()) {
     return bad("'echo' is not supported", "echo");
   }

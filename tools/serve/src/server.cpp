@@ -506,7 +506,6 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
   use_threads_once();
   m->opt = o;
   m->note = std::move(note);
-  m->limits.max_logprobs = o.max_logprobs;
   if (o.max_body_bytes < 1024) throw std::invalid_argument("--max-body-bytes must be at least 1024");
   if (o.max_header_bytes < 1024) {
     throw std::invalid_argument("--max-header-bytes must be at least 1024");

@@ -38,7 +38,6 @@ enum class endpoint { completions, chat };
 struct api_limits {
   std::int32_t max_stop_strings = 16;
   std::int32_t max_stop_length = 256;  // bytes of one stop string
-  std::int32_t max_logprobs = 0;       // 0: logprobs are refused (the server was not asked for them)
 };
 
 struct api_request {
@@ -64,7 +63,8 @@ struct api_request {
   // far, so a client counts tokens exactly even when a token completes no text.
   bool continuous_usage = false;
   // Top alternatives per output token: completions' `logprobs` (an integer), chat's
-  // `logprobs: true` with `top_logprobs`. -1: none asked.
+  // `logprobs: true` with `top_logprobs`. -1: none asked. Parsed so that the refusal (not served
+  // yet) names the parameter.
   std::int32_t logprobs = -1;
 };
 

@@ -27,7 +27,6 @@ struct server_options {
   std::int64_t max_header_bytes = 16 << 10;
   int read_timeout_seconds = 30;  // a request's headers and body must arrive within this
   std::int32_t max_waiting = 1024;  // requests queued for their first token before 429
-  std::int32_t max_logprobs = 0;    // top alternatives a request may ask for (0: none)
   bool ignore_eos_default = false;
   bool handle_signals = false;  // SIGINT and SIGTERM stop run() (the command sets it)
 };
