@@ -61,6 +61,9 @@ void register_serve(CLI::App& app, context& ctx) {
   cmd->add_option("--read-timeout", o.read_timeout_seconds,
                   "Seconds a client has to send a request's headers and body")
       ->capture_default_str();
+  cmd->add_option("--record", o.record_path,
+                  "On exit, write the server's timing of every request (ridgeline.serve_record/v1; "
+                  ".json.gz compresses): engine and socket stamps, keyed by X-Request-Id");
   cmd->add_flag("--ignore-eos", o.ignore_eos_default,
                 "End-of-sequence tokens never stop a request (benchmarks with random weights)");
   cmd->callback([args, &ctx] { run_serve_command(*args, ctx); });

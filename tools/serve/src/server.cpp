@@ -19,13 +19,16 @@
 #include <csignal>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "engine_worker.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/serve/openai.hpp"
+#include "ridgeline/telemetry/environment.hpp"
 #include "ridgeline/telemetry/live_metrics.hpp"
 
 namespace ridgeline::serve {
@@ -91,6 +94,17 @@ struct request_state {
   std::unique_ptr<text_stream> out;
   std::int64_t created = 0;
   std::string response_id;
+  // --record: the client's X-Request-Id and the server's stamps (steady_seconds)
+  std::string client_id;
+  double arrival_seconds = 0, first_token_seconds = -1, first_write_seconds = -1,
+         last_write_seconds = -1;
+};
+
+// One answered request in --record's columns.
+struct record_columns {
+  std::vector<std::string> client_id, outcome;
+  std::vector<std::int64_t> prompt_tokens, output_tokens, cached_tokens;
+  std::vector<double> arrival, first_token, last_token, first_write, last_write;
 };
 
 struct server::impl {
@@ -116,6 +130,9 @@ struct server::impl {
   std::int32_t awaiting_first = 0;  // submitted, no first token yet (the queue the limit is on)
   std::vector<engine_event> events;
   std::int64_t created = unix_seconds();
+  std::unique_ptr<record_columns> record;  // --record
+  std::optional<int> record_device;
+  std::string record_executor;
 
   void handle(evhttp_request* req);
   void on_events();
@@ -128,6 +145,7 @@ struct server::impl {
   void send_event(request_state& s, const json& chunk);
   void finish(request_state& s, const engine_event& e);
   void forget(request_state& s);
+  void write_record() const;
 };
 
 namespace {
@@ -310,6 +328,11 @@ void server::impl::start_generation(evhttp_request* req, endpoint kind) {
   serving_request q;
   q.id = s->id;
   q.arrival_seconds = steady_seconds();
+  s->arrival_seconds = q.arrival_seconds;
+  if (record) {
+    const char* rid = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
+    if (rid != nullptr) s->client_id = rid;
+  }
   q.prompt = std::move(prompt);
   q.max_tokens = s->max_tokens;
   if (!(r.ignore_eos || opt.ignore_eos_default)) {
@@ -350,6 +373,16 @@ void server::impl::send_event(request_state& s, const json& chunk) {
   evbuffer_free(b);
 }
 
+namespace {
+
+// --record: a chunk with content was just handed to libevent (its bytes go out in this loop turn).
+void stamp_write(request_state& s) {
+  s.last_write_seconds = steady_seconds();
+  if (s.first_write_seconds < 0) s.first_write_seconds = s.last_write_seconds;
+}
+
+}  // namespace
+
 void server::impl::forget(request_state& s) {
   if (s.conn != nullptr) {
     const auto it = by_connection.find(s.conn);
@@ -369,6 +402,23 @@ void server::impl::forget(request_state& s) {
 void server::impl::finish(request_state& s, const engine_event& e) {
   const request_record& r = e.record.record;
   std::string tail = s.out->finish();
+  if (record) {
+    if (s.stream && !tail.empty() && s.req != nullptr) stamp_write(s);  // the last chunk's text
+    if (!s.stream && s.req != nullptr) {  // one body: its write is the first and last
+      s.first_write_seconds = s.last_write_seconds = steady_seconds();
+    }
+    record_columns& c = *record;
+    c.client_id.push_back(s.client_id);
+    c.outcome.emplace_back(s.req == nullptr ? "disconnected" : name(r.outcome));
+    c.prompt_tokens.push_back(s.prompt_tokens);
+    c.output_tokens.push_back(s.tokens);
+    c.cached_tokens.push_back(r.cached_tokens);
+    c.arrival.push_back(s.arrival_seconds);
+    c.first_token.push_back(s.first_token_seconds);
+    c.last_token.push_back(s.tokens > 0 ? s.last_token_seconds : -1.0);
+    c.first_write.push_back(s.first_write_seconds);
+    c.last_write.push_back(s.last_write_seconds);
+  }
   forget(s);  // before the last write: sending the end may free a Connection: close connection
   if (s.req != nullptr) {
     if (r.outcome == request_outcome::rejected && s.tokens == 0) {
@@ -436,6 +486,7 @@ void server::impl::on_events() {
     if (s.stopped_by_text) continue;  // tokens of a step already in flight when it stopped
     if (!s.first_token_seen) {
       s.first_token_seen = true;
+      s.first_token_seconds = e.seconds;
       --awaiting_first;
     }
     if (s.tokens > 0) live.observe_itl(e.seconds - s.last_token_seconds);
@@ -454,10 +505,12 @@ void server::impl::on_events() {
         send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
                                    s.first_chunk, "", {s.prompt_tokens, s.tokens, 0}));
         s.first_chunk = false;
+        if (record) stamp_write(s);
       } else if (!piece.empty() || s.first_chunk) {
         send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
                                    s.first_chunk, ""));
         s.first_chunk = false;
+        if (record && !piece.empty()) stamp_write(s);
       }
     } else {
       s.text += piece;
@@ -512,6 +565,10 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
   }
   if (o.max_waiting < 1) throw std::invalid_argument("--max-waiting must be at least 1");
   if (o.read_timeout_seconds < 1) throw std::invalid_argument("--read-timeout must be at least 1 s");
+  if (!o.record_path.empty()) {
+    check_writable(o.record_path);  // before the engine is built: a bad path fails at once
+    m->record = std::make_unique<record_columns>();
+  }
   const auto colon = o.address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
     throw std::invalid_argument("--address '" + o.address + "' is not host:port");
@@ -570,6 +627,8 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
       m->base.get(), -1, 0,
       [](evutil_socket_t, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); },
       m->base.get()));
+  m->record_device = ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt;
+  m->record_executor = ex.executor_name;
   m->worker = std::make_unique<engine_worker>(std::move(ex), kvc, sc, o.engine.overlap, &m->live,
                                               [e = m->wake_event.get()] { event_active(e, 0, 0); });
   m->http.reset(evhttp_new(m->base.get()));
@@ -625,6 +684,27 @@ void server::run() {
   timeval flush{0, 200000};
   event_base_loopexit(m->base.get(), &flush);
   event_base_dispatch(m->base.get());
+  if (m->record) m->write_record();
+}
+
+void server::impl::write_record() const {
+  const record_columns& c = *record;
+  json doc;
+  doc["schema"] = "ridgeline.serve_record/v1";
+  doc["environment"] = metrics::environment_block(record_device);
+  doc["config"] = {{"model", model_name},
+                   {"executor", record_executor},
+                   {"clock", "steady_seconds: CLOCK_MONOTONIC seconds, the host's steady clock"}};
+  doc["requests"] = {{"client_id", c.client_id},          {"outcome", c.outcome},
+                     {"prompt_tokens", c.prompt_tokens},  {"output_tokens", c.output_tokens},
+                     {"cached_tokens", c.cached_tokens},  {"arrival_seconds", c.arrival},
+                     {"first_token_seconds", c.first_token}, {"last_token_seconds", c.last_token},
+                     {"first_write_seconds", c.first_write}, {"last_write_seconds", c.last_write}};
+  write_atomically(opt.record_path, doc.dump());
+  if (note) {
+    note("serve: wrote " + std::to_string(c.client_id.size()) + " request records to " +
+         opt.record_path);
+  }
 }
 
 void server::stop() { event_active(m->stop_event.get(), 0, 0); }

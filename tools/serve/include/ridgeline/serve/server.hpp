@@ -29,6 +29,12 @@ struct server_options {
   std::int32_t max_waiting = 1024;  // requests queued for their first token before 429
   bool ignore_eos_default = false;
   bool handle_signals = false;  // SIGINT and SIGTERM stop run() (the command sets it)
+  // When set, run() ends by writing the server's own timing of every request it answered
+  // (ridgeline.serve_record/v1, docs/results-formats.md): its arrival, the engine's first and
+  // last token, the first and last write to the socket, on the host's steady clock, keyed by the
+  // client's X-Request-Id. Joined with a `ridgeline load` run on the same host it splits TTFT and
+  // TPOT into the engine's share and the HTTP layer's (scripts/http_overhead.py).
+  std::string record_path;
 };
 
 class server {
