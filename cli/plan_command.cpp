@@ -8,6 +8,8 @@
 //   ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm
 //       --kernels docs/results/h100-sxm_decode_kernels.json -o FIT.json
 //   ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json] | --run
+//   ridgeline plan accuracy --serving RUN.json.gz[,RUN2...] [--find-max LOAD.json.gz]
+//       [--gpu PROFILE] [--fit FIT.json] [--bounds tpot_mean=5%,...] [--trace-dir DIR]
 //   ridgeline plan gpus
 // Works without a GPU from the embedded profiles. The pipeline is tools/plan (plan.hpp); this file
 // parses, calls it, and prints or writes. docs/plan.md has the model and its fit.
@@ -20,6 +22,7 @@
 #include "cli.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/plan/plan.hpp"
+#include "ridgeline/plan/serving_accuracy.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
 namespace ridgeline::cli {
@@ -160,11 +163,58 @@ struct accuracy_args {
   std::string output, csv, sweep_output;
   bool json_out = false;
   double max_mape = 0, max_worst = 0;  // exit 1 when exceeded (0: no check)
+  // --serving: measured serving runs against the simulator (serving_accuracy.hpp).
+  std::vector<std::string> serving, find_max;
+  std::string trace_dir, bounds, markdown;
+  double max_rate_bound = 0.10;
+  std::int64_t kv_blocks = 0;
+  bool model_given = false;
 };
 
+void run_serving_accuracy(const accuracy_args& a, context& ctx) {
+  for (const auto& p : {a.output, a.markdown})
+    if (!p.empty()) check_writable(p);
+  if (!a.csv.empty() || !a.sweep_output.empty())
+    throw std::invalid_argument("plan accuracy --serving: --csv and --sweep-output are for sweeps");
+  if (!(a.max_rate_bound >= 0)) throw std::invalid_argument("--max-rate-bound must not be negative");
+  if (a.kv_blocks < 0) throw std::invalid_argument("--kv-blocks must not be negative");
+  serving_accuracy_options o;
+  for (const auto& item : a.serving)
+    for (const auto& p : split_list(item, ',')) o.runs.push_back(p);
+  for (const auto& item : a.find_max)
+    for (const auto& p : split_list(item, ',')) o.find_max.push_back(p);
+  o.gpu = a.gpu;
+  if (!a.fit.empty()) {
+    o.fit = fitted_parameters_from_json(read_json_file(a.fit));
+    o.fit_label = a.fit;
+  }
+  o.trace_dir = a.trace_dir;
+  if (a.model_given) o.model = a.model;
+  o.kv_blocks = a.kv_blocks;
+  o.bounds = parse_serving_bounds(a.bounds);
+  o.max_rate_bound = a.max_rate_bound;
+  if (ctx.progress) o.progress = [&ctx](const std::string& l) { ctx.err << "plan accuracy: " << l << "\n"; };
+  const schema::serving_accuracy_document d = serving_accuracy(o);
+  const std::string text = schema::to_text(schema::to_json(d));
+  if (!a.output.empty()) write_atomically(a.output, text);
+  const std::string md = serving_accuracy_table(d);
+  if (!a.markdown.empty()) write_atomically(a.markdown, md);
+  ctx.out << (a.json_out ? text : md);
+  if (!d.passed)
+    throw regression_found("plan accuracy: " + std::to_string(d.broken.size()) +
+                           (d.broken.size() == 1 ? " bound" : " bounds") + " broken: " +
+                           d.broken.front());
+}
+
 void run_accuracy(const accuracy_args& a, context& ctx) {
-  if (a.sweep.empty() == !a.run)
-    throw std::invalid_argument("plan accuracy: give one of --sweep FILE or --run");
+  const bool serving = !a.serving.empty() || !a.find_max.empty();
+  if (int(!a.sweep.empty()) + int(a.run) + int(serving) != 1)
+    throw std::invalid_argument(
+        "plan accuracy: give one of --sweep FILE, --run or --serving RUN[,RUN...] / --find-max FILE");
+  if (serving) return run_serving_accuracy(a, ctx);
+  if (!a.trace_dir.empty() || !a.bounds.empty() || !a.markdown.empty() || a.kv_blocks > 0)
+    throw std::invalid_argument(
+        "plan accuracy: --trace-dir, --bounds, --markdown and --kv-blocks are for --serving");
   if (a.gpu.empty()) throw std::invalid_argument("plan accuracy: --gpu PROFILE is required");
   for (const auto& p : {a.output, a.csv, a.sweep_output})
     if (!p.empty()) check_writable(p);
@@ -208,6 +258,7 @@ void register_plan(CLI::App& app, context& ctx) {
       "  ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm \\\n"
       "      --kernels docs/results/h100-sxm_decode_kernels.json -o FIT.json\n"
       "  ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json]\n"
+      "  ridgeline plan accuracy --serving docs/results/serving/run1/azure.json.gz\n"
       "docs/plan.md: the model, its fit, and what datasheet-derated means");
   cmd->add_option("--model", a->model, "Model preset");
   cmd->add_option("--gpu", a->gpus, "GPU keys or profile paths, comma-separated");
@@ -258,7 +309,9 @@ void register_plan(CLI::App& app, context& ctx) {
   auto* acc = cmd->add_subcommand("accuracy", "Predicted against measured step times, per point");
   acc->add_option("--sweep", c->sweep, "Measured ridgeline.sweep/v1 file");
   acc->add_flag("--run", c->run, "Run the sweep on this GPU first (needs CUDA)");
-  acc->add_option("--model", c->model, "Model preset of --run")->capture_default_str();
+  auto* model_opt = acc->add_option("--model", c->model,
+                                    "Model preset of --run, or of a load over HTTP (--serving)")
+                        ->capture_default_str();
   acc->add_option("--sweep-output", c->sweep_output, "Keep the sweep of --run here");
   acc->add_option("--gpu", c->gpu, "Profile of the GPU (key or path) for the ceilings");
   acc->add_option("--fit", c->fit, "Efficiencies (ridgeline.fit/v1); default: the embedded");
@@ -267,7 +320,26 @@ void register_plan(CLI::App& app, context& ctx) {
   acc->add_option("-o,--output", c->output, "Write the report JSON (ridgeline.accuracy/v1)");
   acc->add_option("--csv", c->csv, "Write the points as CSV");
   acc->add_flag("--json", c->json_out, "Print the JSON instead of the table");
-  acc->callback([c, &ctx] { run_accuracy(*c, ctx); });
+  acc->add_option("--serving", c->serving,
+                  "Measured serving runs (replay or load, ridgeline.kv/v1), comma-separated: "
+                  "serving metrics against the simulator; -o writes ridgeline.serving_accuracy/v1");
+  acc->add_option("--find-max", c->find_max,
+                  "`ridgeline load --find-max` results: the max rate under their SLO against "
+                  "plan's rate search");
+  acc->add_option("--trace-dir", c->trace_dir,
+                  "Where to look for a run's trace when its path is not found as written");
+  acc->add_option("--bounds", c->bounds,
+                  "Median-error bounds (exit 1 when broken) replacing the defaults: "
+                  "tpot_mean=5%,e2e_p50=5%,e2e_p90=5%,ttft_p50=10%,ttft_p90=10%; METRIC=none drops one");
+  acc->add_option("--max-rate-bound", c->max_rate_bound, "Bound on the max-rate error")
+      ->capture_default_str();
+  acc->add_option("--kv-blocks", c->kv_blocks,
+                  "KV pool in blocks of the server a load measured (a load cannot see it)");
+  acc->add_option("--markdown", c->markdown, "Write the --serving tables as Markdown");
+  acc->callback([c, model_opt, &ctx] {
+    c->model_given = model_opt->count() > 0;
+    run_accuracy(*c, ctx);
+  });
 
   auto* list = cmd->add_subcommand("gpus", "GPUs the planner knows: measured and datasheet");
   list->callback([&ctx] { ctx.out << gpus_table(); });

@@ -64,6 +64,11 @@ void register_serve(CLI::App& app, context& ctx) {
   cmd->add_option("--record", o.record_path,
                   "On exit, write the server's timing of every request (ridgeline.serve_record/v1; "
                   ".json.gz compresses): engine and socket stamps, keyed by X-Request-Id");
+  cmd->add_option("--max-logprobs", o.engine.top_logprobs,
+                  "Most log-probability alternatives a request may ask per token (completions "
+                  "'logprobs', chat 'top_logprobs'); the executor computes that many for every "
+                  "token. 0: off, and requests that ask get a 400")
+      ->capture_default_str();
   cmd->add_flag("--ignore-eos", o.ignore_eos_default,
                 "End-of-sequence tokens never stop a request (benchmarks with random weights)");
   cmd->callback([args, &ctx] { run_serve_command(*args, ctx); });

@@ -53,6 +53,16 @@ serving_config parse_config(const node& c) {
   o.mooncake_block_tokens = c.integer("mooncake_block_tokens");
   for (const auto& [k, v] : c.object("definitions").members()) o.definitions[k] = v.as_string();
   o.executor = c.optional_string("executor");
+  if (const auto w = c.optional_object("window")) {
+    serving_window win;
+    win.start_seconds = w->number("start_seconds");
+    win.duration_seconds = w->number("duration_seconds");
+    win.requests = w->integer("requests");
+    win.rate_scale = w->number("rate_scale");
+    if (!(win.rate_scale > 0)) w->fail_member("rate_scale", "must be positive");
+    win.seed = w->nullable_integer("seed");
+    o.window = win;
+  }
   return o;
 }
 
@@ -224,6 +234,13 @@ json to_json(const serving_config& c) {
           {"mooncake_block_tokens", c.mooncake_block_tokens},
           {"definitions", c.definitions}};
   put_optional(j, "executor", c.executor);
+  if (c.window) {
+    j["window"] = {{"start_seconds", c.window->start_seconds},
+                   {"duration_seconds", c.window->duration_seconds},
+                   {"requests", c.window->requests},
+                   {"rate_scale", c.window->rate_scale},
+                   {"seed", nullable(c.window->seed)}};
+  }
   return j;
 }
 

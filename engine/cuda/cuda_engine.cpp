@@ -157,6 +157,7 @@ struct cuda_engine::impl {
   std::int32_t* d_out_tokens = nullptr;
   float* d_out_logprobs = nullptr;
   std::int32_t* d_out_top_ids = nullptr;
+  float* d_out_sampled_logprobs = nullptr;  // [max_seqs]
   cuda::event timed_begin, timed_end;  // timed_step
   // Host tier: pinned slots [slot][layer][block], copies on their own stream.
   unsigned char* h_tier = nullptr;
@@ -255,7 +256,8 @@ struct cuda_engine::impl {
                             {d_ints + l.ids, d_ints + l.positions, d_ints + l.slots,
                              d_ints + l.q_offsets, d_ints + l.seq_lens, d_ints + l.tables,
                              d_ints + l.sample_rows, d_ints + l.prev, d_ints + l.prev_off,
-                             d_sampling, d_out_tokens, d_out_logprobs, d_out_top_ids},
+                             d_sampling, d_out_tokens, d_out_logprobs, d_out_top_ids,
+                             d_out_sampled_logprobs},
                             opt.top_logprobs, opt.split_tokens, opt.batch_invariant);
   }
 
@@ -410,7 +412,7 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
                      std::int64_t(o.max_seqs) * mp.max_context + 64;
   m->ints_capacity = (m->ints_capacity + 63) / 64 * 64;  // keeps what follows 256-byte aligned
   m->inputs = cuda::device_buffer(static_cast<std::size_t>(m->ints_capacity) * 4 +
-                                  o.max_seqs * sizeof(sampling_row) + o.max_seqs * 4 +
+                                  o.max_seqs * sizeof(sampling_row) + o.max_seqs * 8 +
                                   std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 8 + 4096);
   auto* ip = m->inputs.data<unsigned char>();
   m->d_ints = reinterpret_cast<std::int32_t*>(ip);
@@ -422,6 +424,8 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   m->d_out_logprobs = reinterpret_cast<float*>(ip);
   ip += (std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4 + 255) / 256 * 256;
   m->d_out_top_ids = reinterpret_cast<std::int32_t*>(ip);
+  ip += (std::size_t(o.max_seqs) * std::max(o.top_logprobs, 1) * 4 + 255) / 256 * 256;
+  m->d_out_sampled_logprobs = reinterpret_cast<float*>(ip);
   for (int i = 0; i < 2; ++i) {
     RIDGELINE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->h_ints_slots[i]),
                                         static_cast<std::size_t>(m->ints_capacity) * 4));
@@ -550,6 +554,10 @@ void cuda_engine::launch(std::span<const step_sequence> seqs) {
       RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_logprobs.data(), m->d_out_logprobs, n * 4,
                                            cudaMemcpyDeviceToHost, st));
       RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.top_ids.data(), m->d_out_top_ids, n * 4,
+                                           cudaMemcpyDeviceToHost, st));
+      r.sampled_logprobs.resize(std::size_t(h.num_samples));
+      RIDGELINE_CUDA_CHECK(cudaMemcpyAsync(r.sampled_logprobs.data(), m->d_out_sampled_logprobs,
+                                           r.sampled_logprobs.size() * 4,
                                            cudaMemcpyDeviceToHost, st));
     }
     if (m->opt.return_logits) {

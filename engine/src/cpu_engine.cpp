@@ -88,12 +88,13 @@ step_output cpu_engine::step(std::span<const step_sequence> seqs) {
   r.tokens.resize(static_cast<std::size_t>(h.num_samples));
   r.top_logprobs.resize(static_cast<std::size_t>(h.num_samples) * m_top_logprobs);
   r.top_ids.resize(r.top_logprobs.size());
+  if (m_top_logprobs > 0) r.sampled_logprobs.resize(static_cast<std::size_t>(h.num_samples));
   const step_inputs in = bind_step_inputs(
       h,
       {h.ids.data(), h.positions.data(), h.slot_mapping.data(), h.q_offsets.data(),
        h.seq_lens.data(), h.block_tables.data(), h.sample_rows.data(), h.prev_tokens.data(),
        h.prev_offsets.data(), h.sampling.data(), r.tokens.data(), r.top_logprobs.data(),
-       r.top_ids.data()},
+       r.top_ids.data(), r.sampled_logprobs.data()},
       m_top_logprobs, 0);
   kv_pool_view kv{m_kv.data(), m_num_blocks, kv_layer_elements(m, m_num_blocks, m_cfg.block_tokens)};
   cpu_backend backend;

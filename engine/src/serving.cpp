@@ -154,13 +154,28 @@ const step_record* serving_loop::step() {
   const double end = m_now();
   // Streaming callbacks see each token before the scheduler may finish (and free) its request.
   const step_plan& plan = m_sched.last_plan();
+  // Log-probabilities ride along when the executor keeps them ([samples][top] and [samples]).
+  const std::size_t samples = out.tokens.size();
+  const std::size_t top = samples > 0 ? out.top_ids.size() / samples : 0;
+  const bool with_logprobs = out.sampled_logprobs.size() == samples && samples > 0 &&
+                             out.top_logprobs.size() == out.top_ids.size();
   std::size_t k = 0;
   for (const auto& e : plan.sequences) {
     if (!e.samples) continue;
-    if (k >= out.tokens.size()) break;  // complete() below reports the mismatch
+    if (k >= samples) break;  // complete() below reports the mismatch
     const auto& q = m_live.at(m_id_of_handle[static_cast<std::size_t>(e.request)]);
     if (q.on_token && !m_sched.stopping(e.request)) {
-      q.on_token(token_event{e.id, out.tokens[k], m_sched.generated(e.request), end});
+      token_event t;
+      t.id = e.id;
+      t.token = out.tokens[k];
+      t.index = m_sched.generated(e.request);
+      t.seconds = end;
+      if (with_logprobs) {
+        t.logprob = out.sampled_logprobs[k];
+        t.top_ids = std::span<const std::int32_t>(out.top_ids).subspan(k * top, top);
+        t.top_logprobs = std::span<const float>(out.top_logprobs).subspan(k * top, top);
+      }
+      q.on_token(t);
     }
     ++k;
   }

@@ -97,6 +97,7 @@ step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_l
   in.out_logprobs = top_logprobs > 0 ? a.out_logprobs : nullptr;
   in.out_top_ids = top_logprobs > 0 ? a.out_top_ids : nullptr;
   in.top_logprobs = top_logprobs;
+  in.out_sampled_logprobs = top_logprobs > 0 ? a.out_sampled_logprobs : nullptr;
   return in;
 }
 

@@ -1213,6 +1213,21 @@ std::string tokenizer::token_text(token_id id) const {
   return std::string{'<', '0', 'x', k_hex[id >> 4], k_hex[id & 15], '>'};
 }
 
+std::string tokenizer::token_bytes(token_id id) const {
+  const impl& t = *m_impl;
+  if (!t.has(id)) return {};
+  const auto i = static_cast<std::size_t>(id);
+  if (t.random_bytes) {
+    if (id == 256) return "<bos>";
+    if (id == 257) return "<eos>";
+    return std::string(1, static_cast<char>(id < 256 ? id : 32 + (id - 258) % 95));
+  }
+  if (t.dec == impl::decoder_kind::pieces && t.dec_byte_fallback && t.byte[i] >= 0) {
+    return std::string(1, static_cast<char>(t.byte[i]));
+  }
+  return t.piece[i];
+}
+
 std::optional<token_id> tokenizer::find_token(std::string_view token_text) const {
   auto it = m_impl->token_to_id.find(token_text);
   if (it == m_impl->token_to_id.end()) return std::nullopt;

@@ -96,13 +96,15 @@ void sampling(const sampling_params& p) {
     const std::int32_t* prev = p.prev_tokens ? p.prev_tokens + p.prev_offsets[r] : nullptr;
     const int num_prev = p.prev_tokens ? p.prev_offsets[r + 1] - p.prev_offsets[r] : 0;
     p.out_tokens[r] = sample_row(logits, p.vocab, p.rows[r], prev, num_prev);
-    if (p.top_logprobs > 0 && (p.out_logprobs || p.out_top_ids)) {
+    if (p.top_logprobs > 0 && (p.out_logprobs || p.out_top_ids || p.out_sampled_logprobs)) {
       const std::vector<float> raw(logits, logits + p.vocab);
       const auto order = order_of(raw);
       const double max = raw[order[0]];
       double sum = 0;
       for (float x : raw) sum += std::exp(x - max);
       const double lse = max + std::log(sum);
+      if (p.out_sampled_logprobs)
+        p.out_sampled_logprobs[r] = static_cast<float>(raw[p.out_tokens[r]] - lse);
       const int n = std::min(p.top_logprobs, p.vocab);
       for (int j = 0; j < p.top_logprobs; ++j) {
         // More slots than tokens: id -1, log-probability -inf.

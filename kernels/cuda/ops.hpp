@@ -18,7 +18,7 @@ namespace ridgeline::cuda {
 // Largest vocabulary sampling accepts (its penalty bitmap lives in shared memory).
 inline constexpr int k_sampling_max_vocab = 1 << 20;
 // Most top-logprob slots per row.
-inline constexpr int k_sampling_max_top_logprobs = 64;
+inline constexpr int k_sampling_max_top_logprobs = ridgeline::k_sampling_max_top_logprobs;
 
 void embedding(const embedding_params& p, cudaStream_t s, bool pdl = false);
 // ids from an earlier step's samples (scatter_tokens_params); nothing to do when count is 0.

@@ -18,6 +18,10 @@
 // over the row, tens of microseconds at vocab 128k; fine off the greedy path.
 //
 // The penalty set is a bitmap of the vocabulary in shared memory (128 KiB at the 2^20 maximum).
+//
+// Log-probabilities (top_logprobs > 0 only; nothing of this runs otherwise): one pass for the
+// log-sum-exp of the raw logits, one per top slot (the next largest below the last), and the
+// sampled token's value from the same log-sum-exp: about top_logprobs + 2 reads of the row.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -191,10 +195,12 @@ __global__ void __launch_bounds__(k_threads) sampling_kernel(sampling_params p, 
   const int vocab = p.vocab;
   const float* logits = p.logits + static_cast<std::size_t>(r) * vocab;
   const sampling_row row = p.rows[r];
+  int sampled = 0;  // the row's token, the same in every thread
 
   if (row.temperature == 0.0f) {
     const u64 best = raw_max_below(logits, vocab, vec4, ~0ULL, sh.scratch);
-    if (threadIdx.x == 0) p.out_tokens[r] = unpack_id(best);
+    sampled = unpack_id(best);
+    if (threadIdx.x == 0) p.out_tokens[r] = sampled;
   } else {
     const bool use_penalty = row.repetition_penalty != 1.0f && p.prev_tokens && p.prev_offsets;
     if (use_penalty) {
@@ -237,16 +243,20 @@ __global__ void __launch_bounds__(k_threads) sampling_kernel(sampling_params p, 
     u64 target = static_cast<u64>(floor(u * static_cast<double>(total)));
     target = target < total - 1 ? target : total - 1;
     const u64 chosen = search<true>(score, vocab, s_max, target + 1, sh, &dummy);
-    if (threadIdx.x == 0) p.out_tokens[r] = unpack_id(chosen);
+    sampled = unpack_id(chosen);
+    if (threadIdx.x == 0) p.out_tokens[r] = sampled;
   }
 
-  if (p.top_logprobs > 0 && (p.out_logprobs || p.out_top_ids)) {
+  if (p.top_logprobs > 0 && (p.out_logprobs || p.out_top_ids || p.out_sampled_logprobs)) {
     const u64 top = raw_max_below(logits, vocab, vec4, ~0ULL, sh.scratch);
     const float max = logits[unpack_id(top)];
     double part = 0;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) part += expf(logits[i] - max);
     __shared__ double dscratch[32];
     const double lse = static_cast<double>(max) + log(detail::block_sum(part, dscratch));
+    if (p.out_sampled_logprobs && threadIdx.x == 0) {
+      p.out_sampled_logprobs[r] = static_cast<float>(static_cast<double>(logits[sampled]) - lse);
+    }
     u64 bound = ~0ULL;
     for (int j = 0; j < p.top_logprobs; ++j) {
       const std::size_t at = static_cast<std::size_t>(r) * p.top_logprobs + j;

@@ -121,6 +121,111 @@ TEST(Engine, CudaMatchesCpuWhenHeadsAreNarrowerThanHidden) {
   expect_cuda_matches_cpu(m, o);
 }
 
+// Log-probabilities end to end (serve --max-logprobs): a cuda engine built with top_logprobs = 5
+// against its own fp32 logits (log_softmax in double on the host: tight) and against the cpu
+// engine's values (the logit tolerance above, twice: the log-sum-exp moves with the logits), on
+// greedy and sampled rows, teacher-forced from the CPU; and the tokens equal those of a cuda
+// engine built without log-probabilities (they never change what is sampled).
+TEST(Engine, SampledLogprobsMatchTheCpuEngine) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  constexpr int k_top = 5;
+  engine_options o;
+  o.max_tokens = 128;
+  o.max_seqs = 8;
+  o.num_kv_blocks = 96;
+  o.seed = 3;
+  engine_options with = o;
+  with.top_logprobs = k_top;
+  with.return_logits = true;
+  cuda_engine gpu(m, with);
+  cuda_engine plain(m, o);
+  cpu_engine cpu(m, gpu.download_weights(), o.num_kv_blocks, 16, k_top);
+
+  std::vector<sequence_state> seqs(3);
+  const int prompt_lens[] = {9, 31, 1};
+  const sampling_row rows[] = {{0, 0, 1.0f, 1.0f, 0, 0},        // greedy
+                               {0.8f, 0, 1.0f, 1.0f, 17, 0},    // sampled: often outside the top
+                               {1.3f, 40, 0.95f, 1.0f, 29, 0}};  // top-k and top-p
+  std::mt19937 rng(11);
+  for (int i = 0; i < 3; ++i) {
+    std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+    for (int j = 0; j < prompt_lens[i]; ++j) seqs[i].tokens.push_back(tok(rng));
+    for (int b = 0; b < 32; ++b) seqs[i].blocks.push_back(i * 32 + b);
+  }
+  double worst_self = 0, worst_cpu = 0;
+  int outside_top = 0, compared = 0;
+  for (int step = 0; step <= 24; ++step) {
+    std::vector<step_sequence> plan;
+    for (int i = 0; i < 3; ++i) {
+      auto& s = seqs[i];
+      step_sequence q;
+      q.tokens = s.tokens;
+      q.context_before = s.computed;
+      q.new_tokens = static_cast<std::int32_t>(s.tokens.size() - s.computed);
+      q.blocks = s.blocks;
+      q.samples = true;
+      q.sampling = rows[i];
+      q.sampling.step = static_cast<std::uint64_t>(step);
+      plan.push_back(q);
+    }
+    const step_output g = gpu.step(plan);
+    const step_output p = plain.step(plan);
+    const step_output c = cpu.step(plan);
+    ASSERT_EQ(g.sampled_logprobs.size(), 3u);
+    ASSERT_EQ(g.top_ids.size(), 3u * k_top);
+    ASSERT_EQ(g.top_logprobs.size(), 3u * k_top);
+    ASSERT_EQ(c.sampled_logprobs.size(), 3u);
+    EXPECT_TRUE(p.sampled_logprobs.empty() && p.top_ids.empty());
+    EXPECT_EQ(g.tokens, p.tokens) << "step " << step << ": log-probabilities changed the tokens";
+    for (int i = 0; i < 3; ++i) {
+      const float* row = &g.logits[std::size_t(i) * m.vocab];
+      double mx = row[0], amax = 0;
+      for (int v = 0; v < m.vocab; ++v) mx = std::max(mx, double(row[v]));
+      double sum = 0;
+      for (int v = 0; v < m.vocab; ++v) sum += std::exp(double(row[v]) - mx);
+      const double lse = mx + std::log(sum);
+      const double want = double(row[g.tokens[i]]) - lse;
+      const double got = g.sampled_logprobs[i];
+      const double err = std::fabs(got - want);
+      worst_self = std::max(worst_self, err);
+      EXPECT_LE(err, 1e-4 + 1e-5 * std::fabs(want)) << "step " << step << " row " << i;
+      EXPECT_LE(got, 0.0);
+      const int* ids = &g.top_ids[std::size_t(i) * k_top];
+      const float* lps = &g.top_logprobs[std::size_t(i) * k_top];
+      bool in_top = false;
+      for (int j = 0; j < k_top; ++j) {
+        if (j > 0) EXPECT_GE(lps[j - 1], lps[j]) << "step " << step << " row " << i;
+        if (ids[j] == g.tokens[i]) {
+          in_top = true;
+          EXPECT_EQ(lps[j], g.sampled_logprobs[i]) << "step " << step << " row " << i;
+        }
+      }
+      outside_top += !in_top;
+      if (rows[i].temperature == 0.0f) {
+        EXPECT_EQ(ids[0], g.tokens[i]);
+      }
+      for (int v = 0; v < m.vocab; ++v) amax = std::max(amax, std::fabs(double(row[v])));
+      if (g.tokens[i] == c.tokens[i]) {
+        const double tol = 2 * (0.03 + 0.03 * amax);
+        const double d = std::fabs(got - c.sampled_logprobs[i]);
+        worst_cpu = std::max(worst_cpu, d / tol);
+        EXPECT_LE(d, tol) << "step " << step << " row " << i << ": gpu " << got << " cpu "
+                          << c.sampled_logprobs[i];
+        ++compared;
+      }
+    }
+    for (int i = 0; i < 3; ++i) {
+      seqs[i].computed = static_cast<std::int64_t>(seqs[i].tokens.size());
+      seqs[i].tokens.push_back(c.tokens[i]);
+    }
+  }
+  EXPECT_GT(compared, 30);
+  std::printf("sampled logprobs: worst %.2e against the GPU's own logits, %.3f of the CPU "
+              "tolerance over %d rows; %d sampled tokens outside the top %d\n",
+              worst_self, worst_cpu, compared, outside_top, k_top);
+}
+
 TEST(Engine, BadRequestsAreClearErrorsAndServingContinues) {
   RIDGELINE_REQUIRE_GPU();
   const model_preset m = tiny_model();

@@ -360,7 +360,7 @@ void check_sampling(const std::vector<float>& logits, int vocab,
   const int n = static_cast<int>(rows.size());
   const std::size_t slots = static_cast<std::size_t>(n) * top_logprobs;
   std::vector<std::int32_t> ref_tokens(n), ref_ids(slots);
-  std::vector<float> ref_lp(slots);
+  std::vector<float> ref_lp(slots), ref_sampled(static_cast<std::size_t>(n), NAN);
   sampling_params p;
   p.logits = logits.data();
   p.num_rows = n;
@@ -372,6 +372,7 @@ void check_sampling(const std::vector<float>& logits, int vocab,
   p.out_logprobs = top_logprobs ? ref_lp.data() : nullptr;
   p.out_top_ids = top_logprobs ? ref_ids.data() : nullptr;
   p.top_logprobs = top_logprobs;
+  p.out_sampled_logprobs = top_logprobs ? ref_sampled.data() : nullptr;
   cpu::sampling(p);
 
   auto d_logits = test::upload(logits);
@@ -381,6 +382,7 @@ void check_sampling(const std::vector<float>& logits, int vocab,
   guarded<std::int32_t> tokens(std::vector<std::int32_t>(n, k_poison_i32), k_poison_i32);
   guarded<std::int32_t> ids(std::vector<std::int32_t>(slots, k_poison_i32), k_poison_i32);
   guarded<float> lp(std::vector<float>(slots, NAN), -777.0f);
+  guarded<float> sampled(std::vector<float>(static_cast<std::size_t>(n), NAN), -777.0f);
   p.logits = d_logits.data<float>();
   p.rows = d_rows.data<sampling_row>();
   p.prev_tokens = offsets.empty() ? nullptr : d_prev.data<std::int32_t>();
@@ -388,6 +390,7 @@ void check_sampling(const std::vector<float>& logits, int vocab,
   p.out_tokens = tokens.data();
   p.out_logprobs = top_logprobs ? lp.data() : nullptr;
   p.out_top_ids = top_logprobs ? ids.data() : nullptr;
+  p.out_sampled_logprobs = top_logprobs ? sampled.data() : nullptr;
   cuda::sampling(p, s, /*pdl=*/true);
   RIDGELINE_CUDA_CHECK(cudaStreamSynchronize(s));
   const auto got = tokens.download_checked("tokens");
@@ -402,6 +405,9 @@ void check_sampling(const std::vector<float>& logits, int vocab,
     EXPECT_EQ(ids.download_checked("top ids"), ref_ids);
     expect_close(lp.download_checked("logprobs"), ref_lp, k_logprob_tol, "logprobs",
                  [](float x) { return static_cast<double>(x); });
+    // The sampled token's own log-probability (greedy or not, in the top list or not).
+    expect_close(sampled.download_checked("sampled logprobs"), ref_sampled, k_logprob_tol,
+                 "sampled logprobs", [](float x) { return static_cast<double>(x); });
   }
   if (tokens_out) *tokens_out = got;
 }

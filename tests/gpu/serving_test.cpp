@@ -325,3 +325,72 @@ TEST(Serving, StepsQueuedAheadOnTheGpuGiveTheSameTokens) {
   std::printf("overlap: %lld steps queued ahead; decode-step GPU idle median %.1f us without, "
               "%.1f us with\n", static_cast<long long>(a1), g0 * 1e6, g1 * 1e6);
 }
+
+// serve --max-logprobs on the GPU: token events carry the sampled token's log-probability and
+// the top 4, the same with steps queued ahead (deterministic mode: bitwise), greedy tokens are
+// their top-1 entry, and the tokens equal those of an engine built without log-probabilities.
+TEST(Serving, TokenEventsCarryLogprobsWithStepsQueuedAheadOnTheGpu) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = tiny_model();
+  struct seen {
+    token_id token;
+    float logprob;
+    std::vector<std::int32_t> ids;
+    std::vector<float> lps;
+  };
+  auto serve_all = [&](bool overlap, int top) {
+    engine_options o = options(256);
+    o.top_logprobs = top;
+    cuda_engine exec(m, o);
+    kv_cache_manager kv(make_kv_cache_config(m, dtype::bf16, 16, 256));
+    scheduler_config sc;
+    sc.max_batched_tokens = 128;
+    serving_loop loop(exec, kv, sc, m, steady_seconds, overlap);
+    std::map<std::uint64_t, std::vector<seen>> out;
+    for (int k = 0; k < 8; ++k) {
+      serving_request q = request(k, prompt_of(k + 40, 11 + 19 * k % 80), 24);
+      if (k % 2 == 1) {
+        q.sampling.temperature = 0.9f;
+        q.sampling.seed = 1000 + static_cast<std::uint64_t>(k);
+      }
+      auto* dst = &out[q.id];
+      q.on_token = [dst](const token_event& e) {
+        dst->push_back({e.token, e.logprob, {e.top_ids.begin(), e.top_ids.end()},
+                        {e.top_logprobs.begin(), e.top_logprobs.end()}});
+      };
+      loop.submit(std::move(q));
+    }
+    while (loop.has_work()) loop.step();
+    std::vector<serving_record> recs;
+    loop.take_finished(recs);
+    EXPECT_EQ(recs.size(), 8u);
+    EXPECT_EQ(kv.pool().num_used(), 0);
+    return out;
+  };
+  const auto plain = serve_all(false, 4);
+  const auto ahead = serve_all(true, 4);
+  const auto off = serve_all(true, 0);
+  for (const auto& [id, events] : plain) {
+    ASSERT_EQ(events.size(), 24u) << id;
+    const auto& other = ahead.at(id);
+    const auto& none = off.at(id);
+    ASSERT_EQ(other.size(), events.size());
+    ASSERT_EQ(none.size(), events.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const seen& e = events[i];
+      ASSERT_EQ(e.ids.size(), 4u);
+      EXPECT_LE(e.logprob, 0.0f);
+      EXPECT_TRUE(std::is_sorted(e.lps.rbegin(), e.lps.rend()));
+      if (id % 2 == 0) {
+        EXPECT_EQ(e.ids[0], e.token) << "request " << id << " token " << i;
+        EXPECT_EQ(e.lps[0], e.logprob);
+      }
+      EXPECT_EQ(other[i].token, e.token) << "request " << id << " token " << i;
+      EXPECT_EQ(other[i].logprob, e.logprob);
+      EXPECT_EQ(other[i].ids, e.ids);
+      EXPECT_EQ(other[i].lps, e.lps);
+      EXPECT_EQ(none[i].token, e.token) << "log-probabilities changed the tokens";
+      EXPECT_TRUE(std::isnan(none[i].logprob) && none[i].ids.empty());
+    }
+  }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The official `openai` npm client (pinned in openai_client/package-lock.json) against
 # `ridgeline serve` on the cpu executor with a tiny model: lists models, completes and streams
-# text and chat completions, and gets the documented errors (docs/serving.md). The package is
+# text and chat completions, log-probabilities (--max-logprobs 5), and gets the documented errors
+# (docs/serving.md). The package is
 # installed once into CACHE_DIR with `npm ci`. A CI requirement: fails, never skips, when npm or
 # Node.js is missing.
 #   tests/integration/openai_client_test.sh RIDGELINE_BINARY CACHE_DIR
@@ -22,7 +23,7 @@ if ! cmp -s "$cache/package-lock.json" "$cache/node_modules/.ridgeline-lock" 2>/
 fi
 
 log=$(mktemp)
-"$bin" serve --model tiny-gpu --cpu --address 127.0.0.1:0 2>"$log" &
+"$bin" serve --model tiny-gpu --cpu --max-logprobs 5 --address 127.0.0.1:0 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 url=""

@@ -753,12 +753,12 @@ TEST(Decoder, BindStepInputsTakesCountsFromTheStepAndPointersFromTheArrays) {
   seqs[1] = {b, 0, 2, tb, false, {}};
   const host_step h = build_step(seqs, 4, 16);
   std::vector<std::int32_t> out_tokens(1), out_ids(3);
-  std::vector<float> out_lp(3);
+  std::vector<float> out_lp(3), out_sampled(1);
   const step_arrays arrays{h.ids.data(),         h.positions.data(),    h.slot_mapping.data(),
                            h.q_offsets.data(),   h.seq_lens.data(),     h.block_tables.data(),
                            h.sample_rows.data(), h.prev_tokens.data(),  h.prev_offsets.data(),
                            h.sampling.data(),    out_tokens.data(),     out_lp.data(),
-                           out_ids.data()};
+                           out_ids.data(),       out_sampled.data()};
   const step_inputs in = bind_step_inputs(h, arrays, 3, 64);
   EXPECT_EQ(in.num_tokens, 5);
   EXPECT_EQ(in.num_seqs, 2);
@@ -770,8 +770,10 @@ TEST(Decoder, BindStepInputsTakesCountsFromTheStepAndPointersFromTheArrays) {
   EXPECT_EQ(in.slot_mapping, h.slot_mapping.data());
   EXPECT_EQ(in.out_logprobs, out_lp.data());
   EXPECT_EQ(in.out_top_ids, out_ids.data());
+  EXPECT_EQ(in.out_sampled_logprobs, out_sampled.data());
   const step_inputs no_topk = bind_step_inputs(h, arrays, 0, 0);
   EXPECT_EQ(no_topk.out_logprobs, nullptr);
   EXPECT_EQ(no_topk.out_top_ids, nullptr);
+  EXPECT_EQ(no_topk.out_sampled_logprobs, nullptr);
   EXPECT_EQ(no_topk.out_tokens, out_tokens.data());
 }

@@ -2,6 +2,7 @@
 // statistical sanity of the sampler's draw (chi-square over many seeds).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -311,4 +312,78 @@ TEST(OpsReference, TopLogprobsOfRawLogits) {
   EXPECT_NEAR(lp[1], std::log(0.2), 1e-6);
   EXPECT_NEAR(lp[2], std::log(0.2), 1e-6);
   EXPECT_EQ(lp[3], -INFINITY);
+}
+
+TEST(OpsReference, SampledLogprobIsLogSoftmaxOfTheRawLogitsAtTheToken) {
+  // Odd shapes, greedy and non-greedy rows (penalty, temperature, top-k, top-p): the sampled
+  // token's log-probability is log_softmax(raw logits)[token], whatever chose the token; the
+  // tokens are those of a run without log-probabilities. The reference: long double, from the
+  // formula, no max shift (the logits are small).
+  const std::vector<sampling_row> kinds = {row(0),
+                                           row(0.7f, 0, 1.0f, 1.0f, 11, 2),
+                                           row(1.3f, 5, 1.0f, 1.0f, 12, 0),
+                                           row(1.0f, 0, 0.8f, 1.4f, 13, 7),
+                                           row(2.0f, 3, 0.5f, 1.0f, 14, 1)};
+  for (int vocab : {1, 2, 7, 97, 1001}) {
+    for (int top : {1, 3, 8}) {
+      const int n = static_cast<int>(kinds.size());
+      std::vector<float> logits(static_cast<std::size_t>(n) * vocab);
+      for (std::size_t i = 0; i < logits.size(); ++i)
+        logits[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i) + vocab) * 4.0);
+      std::vector<std::int32_t> prev = {0, 3, 5}, offsets;
+      for (int r = 0; r <= n; ++r) offsets.push_back(r <= 3 ? 0 : 3);  // row 3's history
+      for (auto& id : prev) id %= vocab;
+      std::vector<std::int32_t> plain(n), tokens(n), ids(static_cast<std::size_t>(n) * top);
+      std::vector<float> lp(ids.size()), sampled(n, NAN);
+      sampling_params p;
+      p.logits = logits.data();
+      p.num_rows = n;
+      p.vocab = vocab;
+      p.rows = kinds.data();
+      p.prev_tokens = prev.data();
+      p.prev_offsets = offsets.data();
+      p.out_tokens = plain.data();
+      cpu::sampling(p);
+      p.out_tokens = tokens.data();
+      p.out_logprobs = lp.data();
+      p.out_top_ids = ids.data();
+      p.top_logprobs = top;
+      p.out_sampled_logprobs = sampled.data();
+      cpu::sampling(p);
+      EXPECT_EQ(tokens, plain) << "vocab " << vocab << ": log-probabilities changed the tokens";
+      for (int r = 0; r < n; ++r) {
+        const float* x = logits.data() + static_cast<std::size_t>(r) * vocab;
+        long double sum = 0;
+        for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<long double>(x[i]));
+        const long double want = static_cast<long double>(x[tokens[r]]) - std::log(sum);
+        EXPECT_NEAR(sampled[r], static_cast<double>(want), 1e-5)
+            << "vocab " << vocab << " top " << top << " row " << r;
+        EXPECT_LE(sampled[r], 0.0f);
+        for (int j = 0; j < std::min(top, vocab); ++j) {
+          const std::size_t at = static_cast<std::size_t>(r) * top + j;
+          if (ids[at] == tokens[r]) {
+            EXPECT_EQ(lp[at], sampled[r]) << "row " << r << " slot " << j;
+          }
+        }
+        if (kinds[r].temperature == 0.0f) {
+          EXPECT_EQ(ids[static_cast<std::size_t>(r) * top], tokens[r]);
+        }
+      }
+    }
+  }
+  // top_logprobs 0: nothing is written.
+  const std::vector<float> logits = {1.0f, 2.0f};
+  const std::vector<sampling_row> rows = {row(0)};
+  std::int32_t token = -1;
+  float sampled = -123.0f;
+  sampling_params p;
+  p.logits = logits.data();
+  p.num_rows = 1;
+  p.vocab = 2;
+  p.rows = rows.data();
+  p.out_tokens = &token;
+  p.out_sampled_logprobs = &sampled;
+  cpu::sampling(p);
+  EXPECT_EQ(token, 1);
+  EXPECT_EQ(sampled, -123.0f);
 }

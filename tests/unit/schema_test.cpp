@@ -48,6 +48,7 @@ const std::map<std::string, std::function<void(const json&, const std::string&)>
       {schema::k_history_trend_schema, [](const json& d, const std::string& s) { schema::parse_history_trend(d, s); }},
       {schema::k_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_accuracy(d, s); }},
       {schema::k_peer_schema, [](const json& d, const std::string& s) { schema::parse_peer(d, s); }},
+      {schema::k_serving_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_serving_accuracy(d, s); }},
       {"ridgeline.fit/v2", [](const json& d, const std::string&) { planner::fitted_parameters_from_json(d); }},
   };
   return r;
@@ -100,6 +101,7 @@ TEST(Schema, EveryCommittedResultFileParses) {
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);
+  EXPECT_EQ(parsed[schema::k_serving_accuracy_schema], 1);
   EXPECT_EQ(parsed["ridgeline.fit/v2"], 1);
 }
 
@@ -228,4 +230,25 @@ TEST(Schema, PlanRowStagesAreStrict) {
   d["rows"][0].erase("tpot_p99_seconds");
   EXPECT_EQ(error_of([&] { schema::parse_plan(d, file); }),
             file + ": rows[0].tpot_p99_seconds: missing (schema ridgeline.plan/v1)");
+}
+
+// config.window (replay and load since plan accuracy --serving): written when set, read back;
+// older files without it read as before (no window, no default).
+TEST(Schema, ServingWindowRoundTripsAndIsOptional) {
+  const std::string path = (k_root / "docs/results/serving/run1/azure.json.gz").string();
+  json doc = load(path);
+  schema::serving_results r = schema::parse_serving_results(doc, path);
+  EXPECT_FALSE(r.config.window.has_value());
+  r.config.window = schema::serving_window{10, 120, 500, 2.0, 7};
+  const json j = schema::to_json(r);
+  const schema::serving_results back = schema::parse_serving_results(j, "round trip");
+  ASSERT_TRUE(back.config.window.has_value());
+  EXPECT_EQ(back.config.window->duration_seconds, 120);
+  EXPECT_EQ(back.config.window->requests, 500);
+  EXPECT_EQ(back.config.window->seed, 7);
+  EXPECT_EQ(schema::to_json(back), j);
+  json bad = j;
+  bad["config"]["window"].erase("rate_scale");
+  const std::string e = error_of([&] { schema::parse_serving_results(bad, "bad.json"); });
+  EXPECT_NE(e.find("config.window.rate_scale"), std::string::npos) << e;
 }

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -96,6 +98,80 @@ TEST(ServeApi, RejectsBadRequestsWithTheParameterNamed) {
   const json body = json::parse(error_body(parse_bad(endpoint::completions, "{}")));
   EXPECT_EQ(body.at("error").at("type"), "invalid_request_error");
   EXPECT_TRUE(body.at("error").at("code").is_null());
+}
+
+TEST(ServeApi, LogprobsAreServedUpToMaxLogprobs) {
+  api_limits on;
+  on.max_logprobs = 5;
+  auto ok = [&](endpoint k, const std::string& body) {
+    auto r = parse_api_request(k, body, on);
+    if (auto* e = std::get_if<api_error>(&r)) ADD_FAILURE() << body << ": " << e->message;
+    return std::get<api_request>(r).logprobs;
+  };
+  EXPECT_EQ(ok(endpoint::completions, R"({"prompt":"x","logprobs":3})"), 3);
+  EXPECT_EQ(ok(endpoint::completions, R"({"prompt":"x","logprobs":0})"), 0);
+  EXPECT_EQ(ok(endpoint::completions, R"({"prompt":"x","logprobs":null})"), -1);
+  EXPECT_EQ(ok(endpoint::completions, R"({"prompt":"x"})"), -1);
+  const std::string chat = R"({"messages":[{"role":"user","content":"x"}])";
+  EXPECT_EQ(ok(endpoint::chat, chat + R"(,"logprobs":true,"top_logprobs":5})"), 5);
+  EXPECT_EQ(ok(endpoint::chat, chat + R"(,"logprobs":true})"), 0);
+  EXPECT_EQ(ok(endpoint::chat, chat + R"(,"logprobs":false})"), -1);
+  // Beyond the limit: 400 naming the parameter and --max-logprobs.
+  const api_error many = parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":6})", on);
+  EXPECT_EQ(many.status, 400);
+  EXPECT_EQ(many.param, "logprobs");
+  EXPECT_NE(many.message.find("--max-logprobs"), std::string::npos) << many.message;
+  const api_error top = parse_bad(endpoint::chat, chat + R"(,"logprobs":true,"top_logprobs":9})", on);
+  EXPECT_EQ(top.param, "top_logprobs");
+  EXPECT_NE(top.message.find("at most 5"), std::string::npos) << top.message;
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":-1})", on).param,
+            "logprobs");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":true})", on).param,
+            "logprobs");
+  EXPECT_EQ(parse_bad(endpoint::chat, chat + R"(,"logprobs":2})", on).param, "logprobs");
+  EXPECT_EQ(parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":1,"n":2})", on).param, "n");
+  // Off (the default): any ask is a 400 that says how to turn them on.
+  const api_error off = parse_bad(endpoint::completions, R"({"prompt":"x","logprobs":0})");
+  EXPECT_EQ(off.param, "logprobs");
+  EXPECT_NE(off.message.find("--max-logprobs"), std::string::npos) << off.message;
+  const api_error chat_off = parse_bad(endpoint::chat, chat + R"(,"logprobs":true})");
+  EXPECT_EQ(chat_off.param, "logprobs");
+  EXPECT_NE(chat_off.message.find("--max-logprobs"), std::string::npos);
+}
+
+TEST(ServeApi, LogprobsHaveTheOpenAiShape) {
+  const tokenizer t = tokenizer::byte_level(400);
+  // 'h' then the first byte of a 3-byte character (its text escaped, its bytes as they are).
+  const std::vector<token_logprobs> toks = {
+      {'h', -0.25f, {{'h', -0.25f}, {'i', -1.5f}, {258 + ('i' - 32), -2.0f}}, 0},
+      {0xE2, -3.0f, {{'a', -0.5f}, {0xE2, -3.0f}, {'b', -4.0f}}, 1}};
+  EXPECT_EQ(logprob_token_text(t, 0xE2), "\\xe2");
+  EXPECT_EQ(logprob_token_text(t, 257), "<eos>");
+  const json c = logprobs_json(endpoint::completions, t, toks);
+  EXPECT_EQ(c.at("tokens"), json({"h", "\\xe2"}));
+  EXPECT_EQ(c.at("token_logprobs"), json({-0.25, -3.0}));
+  EXPECT_EQ(c.at("text_offset"), json({0, 1}));
+  // Alternatives with the same text ('i' and id 258 + 73 both read "i") keep the most likely.
+  EXPECT_EQ(c.at("top_logprobs")[0], json({{"h", -0.25}, {"i", -1.5}}));
+  EXPECT_EQ(c.at("top_logprobs")[1].size(), 3u);
+  const json chat = logprobs_json(endpoint::chat, t, toks);
+  ASSERT_EQ(chat.at("content").size(), 2u);
+  const json& second = chat.at("content")[1];
+  EXPECT_EQ(second.at("token"), "\\xe2");
+  EXPECT_EQ(second.at("bytes"), json({0xE2}));
+  EXPECT_EQ(second.at("logprob"), -3.0);
+  ASSERT_EQ(second.at("top_logprobs").size(), 3u);  // a list: every alternative, in order
+  EXPECT_EQ(second.at("top_logprobs")[1].at("token"), "\\xe2");
+  EXPECT_EQ(chat.at("content")[0].at("top_logprobs")[2].at("token"), "i");
+  EXPECT_TRUE(chat.at("refusal").is_null());
+  json r = full_response(endpoint::chat, "chatcmpl-1", "m", 5, "h", "length", {1, 2, 0});
+  EXPECT_TRUE(r.at("choices")[0].at("logprobs").is_null());
+  set_logprobs(r, chat);
+  EXPECT_EQ(r.at("choices")[0].at("logprobs"), chat);
+  // -inf (probability 0 in fp32) is written as the lowest float: JSON has no infinity.
+  const std::vector<token_logprobs> inf = {{'a', -INFINITY, {}, 0}};
+  EXPECT_EQ(logprobs_json(endpoint::completions, t, inf).at("token_logprobs")[0],
+            std::numeric_limits<float>::lowest());
 }
 
 TEST(ServeApi, ResponsesHaveTheOpenAiShape) {
@@ -384,4 +460,150 @@ TEST(Serve, AFullQueueAnswers429WithRetryAfter) {
   close(b);
   EXPECT_EQ(full.status, 429) << full.body;
   EXPECT_NE(full.headers.find("Retry-After: 1"), std::string::npos);
+}
+
+namespace {
+
+// Checks one chat logprobs entry list against k alternatives; greedy: the token is the top one.
+void expect_chat_logprobs(const json& content, std::size_t k, bool greedy) {
+  for (std::size_t i = 0; i < content.size(); ++i) {
+    const json& e = content[i];
+    const double lp = e.at("logprob").get<double>();
+    EXPECT_LE(lp, 0.0) << i;
+    EXPECT_TRUE(e.at("bytes").is_array());
+    const json& top = e.at("top_logprobs");
+    ASSERT_EQ(top.size(), k) << "token " << i;
+    for (std::size_t j = 1; j < top.size(); ++j) {
+      EXPECT_GE(top[j - 1].at("logprob").get<double>(), top[j].at("logprob").get<double>())
+          << "token " << i << " is not sorted";
+    }
+    if (greedy && k > 0) {
+      EXPECT_EQ(top[0].at("token"), e.at("token")) << "token " << i;
+      EXPECT_EQ(top[0].at("bytes"), e.at("bytes")) << "token " << i;
+      EXPECT_EQ(top[0].at("logprob").get<double>(), lp) << "token " << i;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Serve, CompletionsReturnLogprobsOfTheRawDistribution) {
+  server_options o = tiny_options();
+  o.engine.top_logprobs = 5;
+  running_server rs(o);
+  const int port = rs.s.port();
+  const http_response full = exchange(port, "POST", "/v1/completions",
+                                      R"({"prompt":"Hello","max_tokens":12,"ignore_eos":true,
+                                          "temperature":0,"logprobs":3})");
+  ASSERT_EQ(full.status, 200) << full.body;
+  const json f = json::parse(full.body);
+  const json& lp = f.at("choices")[0].at("logprobs");
+  const std::size_t n = f.at("usage").at("completion_tokens").get<std::size_t>();
+  ASSERT_EQ(n, 12u);
+  ASSERT_EQ(lp.at("tokens").size(), n);
+  ASSERT_EQ(lp.at("token_logprobs").size(), n);
+  ASSERT_EQ(lp.at("top_logprobs").size(), n);
+  ASSERT_EQ(lp.at("text_offset").size(), n);
+  EXPECT_EQ(lp.at("text_offset")[0], 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double t = lp.at("token_logprobs")[i].get<double>();
+    EXPECT_LE(t, 0.0);
+    const json& top = lp.at("top_logprobs")[i];
+    // An object by text: 3 entries, fewer only when two alternatives read the same.
+    EXPECT_GE(top.size(), 1u);
+    EXPECT_LE(top.size(), 3u);
+    double best = -1e30;
+    for (const auto& [text, v] : top.items()) best = std::max(best, v.get<double>());
+    // Greedy: the sampled token is the most likely one, with the same value.
+    const std::string text = lp.at("tokens")[i].get<std::string>();
+    ASSERT_TRUE(top.contains(text)) << "token " << i << " '" << text << "' not in its top 3";
+    EXPECT_EQ(top.at(text).get<double>(), t);
+    EXPECT_EQ(best, t);
+    if (i > 0) {
+      EXPECT_GE(lp.at("text_offset")[i], lp.at("text_offset")[i - 1]);
+    }
+  }
+  // Streamed: the chunks' logprobs together are the whole answer's, the same values.
+  const http_response s = exchange(port, "POST", "/v1/completions",
+                                   R"({"prompt":"Hello","max_tokens":12,"ignore_eos":true,
+                                       "temperature":0,"logprobs":3,"stream":true})");
+  ASSERT_EQ(s.status, 200);
+  json streamed = json::array();
+  for (const auto& e : events_of(s.body)) {
+    if (e == "[DONE]") break;
+    const json chunk = json::parse(e);
+    const json& l = chunk.at("choices")[0].at("logprobs");
+    if (l.is_null()) continue;
+    for (const auto& v : l.at("token_logprobs")) streamed.push_back(v);
+  }
+  EXPECT_EQ(streamed, lp.at("token_logprobs"));
+  // Beyond --max-logprobs: 400.
+  const http_response many = exchange(port, "POST", "/v1/completions",
+                                      R"({"prompt":"x","logprobs":6})");
+  EXPECT_EQ(many.status, 400);
+  EXPECT_NE(json::parse(many.body).at("error").at("message").get<std::string>().find(
+                "--max-logprobs"),
+            std::string::npos);
+  // Without logprobs asked, none come.
+  const json plain = json::parse(exchange(port, "POST", "/v1/completions",
+                                          R"({"prompt":"Hello","max_tokens":3})")
+                                     .body);
+  EXPECT_TRUE(plain.at("choices")[0].at("logprobs").is_null());
+}
+
+TEST(Serve, ChatReturnsLogprobsContentStreamedAndNot) {
+  server_options o = tiny_options();
+  o.engine.top_logprobs = 4;
+  o.engine.overlap = true;
+  running_server rs(o);
+  const int port = rs.s.port();
+  const std::string body = R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":10,
+                               "ignore_eos":true,"temperature":0,"logprobs":true,
+                               "top_logprobs":4)";
+  const http_response full = exchange(port, "POST", "/v1/chat/completions", body + "}");
+  ASSERT_EQ(full.status, 200) << full.body;
+  const json f = json::parse(full.body);
+  const json& content = f.at("choices")[0].at("logprobs").at("content");
+  ASSERT_EQ(content.size(), 10u);
+  expect_chat_logprobs(content, 4, true);
+  const http_response s = exchange(port, "POST", "/v1/chat/completions",
+                                   body + R"(,"stream":true})");
+  ASSERT_EQ(s.status, 200);
+  json streamed = json::array();
+  for (const auto& e : events_of(s.body)) {
+    if (e == "[DONE]") break;
+    const json chunk = json::parse(e);
+    const json& l = chunk.at("choices")[0].at("logprobs");
+    if (l.is_null()) continue;
+    for (const auto& v : l.at("content")) streamed.push_back(v);
+  }
+  EXPECT_EQ(streamed, content);
+  // Sampled (not greedy): the token need not be in the top list, but its value is its own.
+  const http_response sampled = exchange(
+      port, "POST", "/v1/chat/completions",
+      R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":16,"ignore_eos":true,
+          "temperature":1.5,"seed":7,"logprobs":true,"top_logprobs":2})");
+  ASSERT_EQ(sampled.status, 200);
+  const json sampled_body = json::parse(sampled.body);
+  const json& sc = sampled_body.at("choices")[0].at("logprobs").at("content");
+  ASSERT_EQ(sc.size(), 16u);
+  expect_chat_logprobs(sc, 2, false);
+  // logprobs true with no top_logprobs: the tokens' own values and empty lists.
+  const json zero = json::parse(
+      exchange(port, "POST", "/v1/chat/completions",
+               R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":3,"logprobs":true})")
+          .body);
+  expect_chat_logprobs(zero.at("choices")[0].at("logprobs").at("content"), 0, false);
+  EXPECT_EQ(zero.at("choices")[0].at("logprobs").at("content").size(), 3u);
+}
+
+TEST(Serve, LogprobsAreRefusedWhenOff) {
+  running_server rs(tiny_options());
+  const http_response r = exchange(rs.s.port(), "POST", "/v1/chat/completions",
+                                   R"({"messages":[{"role":"user","content":"Hi"}],
+                                       "logprobs":true,"top_logprobs":1})");
+  EXPECT_EQ(r.status, 400);
+  const json e = json::parse(r.body).at("error");
+  EXPECT_EQ(e.at("param"), "logprobs");
+  EXPECT_NE(e.at("message").get<std::string>().find("--max-logprobs"), std::string::npos);
 }

@@ -4,6 +4,8 @@
 // request's greedy tokens are the same alone and inside a served batch (teacher-free, CPU).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -398,4 +400,78 @@ TEST(Serving, StepsPlannedAheadGiveTheSameTokensAndLoseNothing) {
     stopped_early += id != 1 && std::ssize(toks) < 6 + 5 * static_cast<int>(id) % 30;
   }
   EXPECT_GT(stopped_early, 0);
+}
+
+TEST(Serving, TokenEventsCarryLogprobsAlsoWhenPlannedAhead) {
+  // An executor built with top_logprobs = 4: every token event has the sampled token's
+  // log-probability and the top 4 (ids, log-probabilities), the same with steps planned ahead;
+  // greedy tokens are the top-1 entry. Built without: NaN and empty.
+  const auto weights = random_weights(tiny(), 9);
+  constexpr int k_top = 4;
+  struct seen {
+    token_id token;
+    float logprob;
+    std::vector<std::int32_t> ids;
+    std::vector<float> lps;
+  };
+  auto serve = [&](bool overlap, int top) {
+    cpu_engine exec(tiny(), weights, 40, 16, top);
+    kv_cache_manager kv(kv_config(40));
+    fake_clock clk;
+    serving_loop loop(exec, kv, scheduler_config{}, tiny(), std::ref(clk), overlap);
+    std::map<std::uint64_t, std::vector<seen>> out;
+    for (int k = 0; k < 4; ++k) {
+      std::vector<token_id> p(static_cast<std::size_t>(5 + 7 * k));
+      for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<token_id>((k * 31 + i * 7) % 256);
+      serving_request q = request(static_cast<std::uint64_t>(k), p, 9);
+      q.sampling.temperature = k % 2 == 0 ? 0.0f : 0.9f;  // greedy and sampled
+      q.sampling.seed = static_cast<std::uint64_t>(k) + 100;
+      auto* dst = &out[q.id];
+      q.on_token = [dst](const token_event& e) {
+        dst->push_back({e.token, e.logprob, {e.top_ids.begin(), e.top_ids.end()},
+                        {e.top_logprobs.begin(), e.top_logprobs.end()}});
+      };
+      loop.submit(std::move(q));
+    }
+    while (loop.has_work()) loop.step();
+    return std::make_pair(out, loop.steps_planned_ahead());
+  };
+  const auto plain = serve(false, k_top);
+  const auto ahead = serve(true, k_top);
+  EXPECT_GT(ahead.second, 0) << "overlap never planned a step ahead";
+  for (const auto& [id, events] : plain.first) {
+    ASSERT_EQ(events.size(), 9u) << id;
+    const auto& other = ahead.first.at(id);
+    ASSERT_EQ(other.size(), events.size()) << id;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const seen& e = events[i];
+      ASSERT_EQ(e.ids.size(), static_cast<std::size_t>(k_top));
+      ASSERT_EQ(e.lps.size(), static_cast<std::size_t>(k_top));
+      EXPECT_LE(e.logprob, 0.0f);
+      EXPECT_TRUE(std::is_sorted(e.lps.rbegin(), e.lps.rend())) << "request " << id << " token " << i;
+      if (id % 2 == 0) {  // greedy
+        EXPECT_EQ(e.ids[0], e.token);
+        EXPECT_EQ(e.lps[0], e.logprob);
+      }
+      for (int j = 0; j < k_top; ++j) {
+        if (e.ids[static_cast<std::size_t>(j)] == e.token) {
+          EXPECT_EQ(e.lps[static_cast<std::size_t>(j)], e.logprob);
+        }
+      }
+      // Planned ahead: the same tokens and values (the cpu executor is exact per row).
+      EXPECT_EQ(other[i].token, e.token);
+      EXPECT_EQ(other[i].logprob, e.logprob);
+      EXPECT_EQ(other[i].ids, e.ids);
+      EXPECT_EQ(other[i].lps, e.lps);
+    }
+  }
+  const auto off = serve(true, 0);
+  for (const auto& [id, events] : off.first) {
+    ASSERT_EQ(events.size(), 9u);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      EXPECT_TRUE(std::isnan(events[i].logprob));
+      EXPECT_TRUE(events[i].ids.empty() && events[i].lps.empty());
+      EXPECT_EQ(events[i].token, plain.first.at(id)[i].token) << "logprobs changed the tokens";
+    }
+  }
 }

@@ -482,6 +482,27 @@ TEST(Tokenizer, ByteLevelForRandomWeights) {
   EXPECT_EQ(chat_format_for(t), chat_format::plain);
 }
 
+TEST(Tokenizer, TokenBytesAreWhatTheDecoderMakesOfOneToken) {
+  temp_dir dir;
+  const tokenizer bl = load(dir, byte_level_bpe_json());
+  EXPECT_EQ(bl.token_bytes(261), "hello");
+  EXPECT_EQ(bl.token_bytes(258), " the");
+  EXPECT_EQ(bl.token_bytes(0xE6), "\xE6");  // one byte of a multi-byte character, as it is
+  EXPECT_EQ(bl.token_bytes(267), "<|eot_id|>");
+  EXPECT_EQ(bl.token_bytes(-1), "");
+  EXPECT_EQ(bl.token_bytes(99999), "");
+  const tokenizer sp = load(dir, sentencepiece_json(), "sp.json");
+  EXPECT_EQ(sp.token_bytes(276), " world");  // the leading space stays
+  EXPECT_EQ(sp.token_bytes(3 + 0xE6), "\xE6");
+  EXPECT_EQ(sp.token_bytes(1), "<s>");
+  const tokenizer rb = tokenizer::byte_level(300);
+  EXPECT_EQ(rb.token_bytes('A'), "A");
+  EXPECT_EQ(rb.token_bytes(0xFF), "\xFF");
+  EXPECT_EQ(rb.token_bytes(257), "<eos>");
+  EXPECT_EQ(rb.token_bytes(258), " ");
+  EXPECT_EQ(rb.token_bytes(300), "");
+}
+
 TEST(Tokenizer, ByteLevelRoundTripOnRandomBytes) {
   const tokenizer t = tokenizer::byte_level(300);
   std::mt19937 rng(7);

@@ -1,5 +1,6 @@
 // The official `openai` npm client against `ridgeline serve` (cpu executor, tiny model):
-// models, text and chat completions, streamed and not, usage, and the documented errors.
+// models, text and chat completions, streamed and not, usage, log-probabilities (the server runs
+// with --max-logprobs 5), and the documented errors.
 //   node client_test.mjs BASE_URL MODEL
 // Prints one "ok: ..." line per check and exits 1 on the first failure.
 import OpenAI from "openai";
@@ -83,6 +84,27 @@ for await (const c of chatStream) {
 check("chat stream: role then content", role === "assistant" && chatText === chat.choices[0].message.content,
       JSON.stringify([chatText, chat.choices[0].message.content]));
 check("chat stream: usage", chatUsage && chatUsage.completion_tokens === 8);
+
+const withLp = await client.chat.completions.create({
+  model, messages: [{ role: "user", content: "Hello!" }], max_tokens: 6, temperature: 0,
+  ignore_eos: true, logprobs: true, top_logprobs: 3 });
+const content = withLp.choices[0].logprobs?.content ?? [];
+check("chat logprobs: one entry per token", content.length === 6, JSON.stringify(withLp.choices[0].logprobs));
+check("chat logprobs: 3 sorted alternatives, the greedy token first", content.every((t) =>
+  t.logprob <= 0 && Array.isArray(t.bytes) && t.top_logprobs.length === 3 &&
+  t.top_logprobs[0].token === t.token && t.top_logprobs[0].logprob === t.logprob &&
+  t.top_logprobs.every((a, i) => i === 0 || t.top_logprobs[i - 1].logprob >= a.logprob)),
+  JSON.stringify(content));
+const textLp = await client.completions.create({ model, prompt: "Once upon a time", max_tokens: 5,
+                                                 temperature: 0, ignore_eos: true, logprobs: 2 });
+const lp = textLp.choices[0].logprobs;
+check("completion logprobs: tokens, token_logprobs, top_logprobs, text_offset",
+      lp && lp.tokens.length === 5 && lp.token_logprobs.length === 5 && lp.top_logprobs.length === 5 &&
+      lp.text_offset.length === 5 && lp.token_logprobs.every((v) => v <= 0), JSON.stringify(lp));
+await expectError("top_logprobs beyond --max-logprobs", 400,
+                  () => client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }],
+                                                         logprobs: true, top_logprobs: 9 }),
+                  { param: "top_logprobs" });
 
 const sampled = await client.completions.create({ model, prompt: "x", max_tokens: 16, temperature: 0.8,
                                                   top_p: 0.9, seed: 11, ignore_eos: true });

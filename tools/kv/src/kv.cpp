@@ -287,6 +287,7 @@ nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
   config.mooncake_block_tokens = a.mooncake_block;
   config.definitions = definitions().get<std::map<std::string, std::string>>();
   config.executor = std::move(executor);
+  config.window = in.window;
   result.rows = std::move(rows);
   const nlohmann::json doc = schema::to_json(result);
   return doc;

@@ -88,12 +88,6 @@ std::string request_bytes(const client_options& o, const http_job& job) {
   return r;
 }
 
-namespace {
-
-constexpr double k_tick_seconds = 0.010;  // how often the loop looks at the stop flag
-constexpr std::size_t k_max_idle = 8192;  // kept-alive connections per worker
-constexpr std::size_t k_reserve_chunks = 65536;
-
 timeval timeval_of(double seconds) {
   if (!(seconds > 0)) return timeval{0, 0};
   timeval tv;
@@ -101,6 +95,12 @@ timeval timeval_of(double seconds) {
   tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
   return tv;
 }
+
+namespace {
+
+constexpr double k_tick_seconds = 0.010;  // how often the loop looks at the stop flag
+constexpr std::size_t k_max_idle = 8192;  // kept-alive connections per worker
+constexpr std::size_t k_reserve_chunks = 65536;
 
 bool retryable(const request_record& r) {
   switch (r.error) {

@@ -363,6 +363,8 @@ load_run run(const load_setup& s, const load_hooks& hooks) {
   r.workload_prompt_tokens = s.requests.total_prompt_tokens();
   r.workload_output_tokens = s.requests.total_output_tokens();
   r.mooncake_block_tokens = o.mooncake_block;
+  r.window = schema::serving_window{o.start_seconds, o.duration_seconds, o.requests, o.rate_scale,
+                                    static_cast<std::int64_t>(o.seed)};
   r.stream = o.stream;
   r.prompts = s.codec                            ? "text (tokenizer " + s.codec->source() + ")"
               : s.endpoint == api_endpoint::chat ? "words (approximate token counts)"

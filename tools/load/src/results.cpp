@@ -281,6 +281,7 @@ json document_of(const load_run& run) {
   c.gpu_source = "unknown (measured over HTTP)";
   c.step_time_model = "";
   c.mooncake_block_tokens = run.mooncake_block_tokens;
+  c.window = run.window;
   const itl_rule rule = run.levels.empty() ? itl_rule::first : run.levels.front().rule;
   c.definitions = definitions(rule);
   c.executor = "http";
@@ -316,27 +317,16 @@ namespace {
 std::vector<request_record> parse_samples(const schema::node& s) {
   const auto id = s.integers("id");
   const std::size_t n = id.size();
-  auto ints = [&](const char* key) {
-    auto v = s.integers(key);
+  // Every column has one entry per request.
+  auto checked = [&](const char* key, auto v) {
     if (v.size() != n)
       s.fail_member(key,
                     "has " + std::to_string(v.size()) + " entries, expected " + std::to_string(n));
     return v;
   };
-  auto nums = [&](const char* key) {
-    auto v = s.numbers(key);
-    if (v.size() != n)
-      s.fail_member(key,
-                    "has " + std::to_string(v.size()) + " entries, expected " + std::to_string(n));
-    return v;
-  };
-  auto strs = [&](const char* key) {
-    auto v = s.strings(key);
-    if (v.size() != n)
-      s.fail_member(key,
-                    "has " + std::to_string(v.size()) + " entries, expected " + std::to_string(n));
-    return v;
-  };
+  auto ints = [&](const char* key) { return checked(key, s.integers(key)); };
+  auto nums = [&](const char* key) { return checked(key, s.numbers(key)); };
+  auto strs = [&](const char* key) { return checked(key, s.strings(key)); };
   const auto session = ints("session"), turn = ints("turn"), status = ints("status"),
              attempts = ints("attempts"), req_prompt = ints("requested_prompt_tokens"),
              exp_prompt = ints("expected_prompt_tokens"), req_out = ints("requested_output_tokens"),
@@ -453,6 +443,7 @@ load_run parse_load_run(const json& doc, std::string_view source) {
   run.workload_prompt_tokens = kv.config.prompt_tokens;
   run.workload_output_tokens = kv.config.output_tokens;
   run.mooncake_block_tokens = static_cast<std::int32_t>(kv.config.mooncake_block_tokens);
+  run.window = kv.config.window;
   const schema::node ld = top.object("load");
   run.url = ld.string("url");
   run.endpoint = ld.string("endpoint");

@@ -44,7 +44,8 @@ replay_executor make_cpu_executor(const replay_setup& s) {
   r.model = is_tiny(*s.kv.model) ? s.kv.model : &model_preset_by_name(a.cpu_model);
   r.kv_blocks = a.kv_blocks > 0 ? a.kv_blocks : k_cpu_kv_blocks;
   auto engine = std::make_unique<cpu_engine>(*r.model, random_weights(*r.model, a.seed),
-                                             r.kv_blocks, s.options.serving.block_tokens);
+                                             r.kv_blocks, s.options.serving.block_tokens,
+                                             a.top_logprobs);
   engine->set_host_blocks(host_blocks_for(*r.model, s));
   r.exec = std::move(engine);
   r.executor_name = "cpu";
@@ -64,6 +65,11 @@ replay_setup configure_engine(const replay_options& o) {
     throw std::invalid_argument("--memory-fraction must be in (0, 1]");
   }
   if (o.gemm_candidates < 1) throw std::invalid_argument("--gemm-candidates must be at least 1");
+  if (o.top_logprobs < 0 || o.top_logprobs > k_sampling_max_top_logprobs) {
+    throw std::invalid_argument("--max-logprobs must be in [0, " +
+                                std::to_string(k_sampling_max_top_logprobs) + "]; got " +
+                                std::to_string(o.top_logprobs));
+  }
   replay_setup s;
   s.options = o;
   s.kv = kv::configure_model(o.serving);
@@ -255,6 +261,8 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   in.requests = s.requests;
   in.unlimited = unlimited_blocks(s.requests, a.serving.block_tokens);
   in.capacities = {cap};
+  in.window = schema::serving_window{a.start_seconds, a.duration_seconds, a.requests,
+                                     a.rate_scale, std::nullopt};
   std::vector<schema::serving_row> rows;
   rows.push_back(std::move(row));
   nlohmann::json doc =

@@ -21,6 +21,7 @@ replay_executor make_cuda_executor(const replay_setup& s) {
   o.seed = a.seed;
   o.checkpoint = a.checkpoint;
   o.host_kv_blocks = host_blocks_for(*s.kv.model, s);
+  o.top_logprobs = a.top_logprobs;
   replay_executor r;
   auto engine = std::make_unique<cuda_engine>(*s.kv.model, o);
   r.kv_blocks = engine->num_kv_blocks();

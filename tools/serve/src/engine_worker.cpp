@@ -1,6 +1,7 @@
 // The engine thread of `ridgeline serve` (see engine_worker.hpp).
 #include "engine_worker.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include "ridgeline/telemetry/live_metrics.hpp"
@@ -30,10 +31,10 @@ void engine_worker::stop() {
   if (m_thread.joinable()) m_thread.join();
 }
 
-void engine_worker::submit(serving_request r) {
+void engine_worker::submit(serving_request r, std::int32_t logprobs) {
   {
     std::lock_guard lk(m_mutex);
-    m_inbox.push_back(std::move(r));
+    m_inbox.push_back({std::move(r), logprobs});
   }
   m_cv.notify_one();
 }
@@ -78,7 +79,7 @@ void engine_worker::publish(std::vector<engine_event>& events) {
 }
 
 void engine_worker::run() {
-  std::vector<serving_request> submits;
+  std::vector<submission> submits;
   std::vector<std::uint64_t> cancels;
   std::vector<engine_event> events;  // this thread's, published after each step
   std::vector<serving_record> left;
@@ -93,7 +94,7 @@ void engine_worker::run() {
       submits.swap(m_inbox);
       cancels.swap(m_cancels);
     }
-    for (auto& r : submits) {
+    for (auto& [r, logprobs] : submits) {
       if (failed) {
         // The engine is down: the request leaves at once, cancelled (the HTTP side answers 503).
         engine_event e;
@@ -104,11 +105,19 @@ void engine_worker::run() {
         events.push_back(std::move(e));
         continue;
       }
-      r.on_token = [&events](const token_event& t) {
+      r.on_token = [&events, top = logprobs](const token_event& t) {
         engine_event e;
         e.id = t.id;
         e.token = t.token;
         e.seconds = t.seconds;
+        if (top >= 0) {
+          e.logprob = t.logprob;
+          const std::size_t n = std::min(static_cast<std::size_t>(top), t.top_ids.size());
+          e.top.reserve(n);
+          for (std::size_t j = 0; j < n; ++j) {
+            if (t.top_ids[j] >= 0) e.top.emplace_back(t.top_ids[j], t.top_logprobs[j]);
+          }
+        }
         events.push_back(std::move(e));
       };
       m_loop.submit(std::move(r));

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ridgeline/engine/serving.hpp"
@@ -29,6 +30,10 @@ struct engine_event {
   bool left = false;  // false: one token; true: the request left (record set)
   token_id token = 0;
   double seconds = 0;  // steady_seconds() when the step that sampled the token ended
+  // A request submitted with logprobs >= 0: the token's log-probability and its first `logprobs`
+  // alternatives (id, log-probability), most likely first (token_event's values).
+  float logprob = 0;
+  std::vector<std::pair<token_id, float>> top;
   serving_record record;
 };
 
@@ -47,7 +52,10 @@ class engine_worker {
   engine_worker(const engine_worker&) = delete;
   engine_worker& operator=(const engine_worker&) = delete;
 
-  void submit(serving_request r);  // arrival_seconds: steady_seconds() at the HTTP side
+  // arrival_seconds: steady_seconds() at the HTTP side. logprobs >= 0: its token events carry
+  // the sampled token's log-probability and that many alternatives (at most the executor's
+  // top_logprobs); -1: none.
+  void submit(serving_request r, std::int32_t logprobs = -1);
   void cancel(std::uint64_t id);
   void take(std::vector<engine_event>& out);  // appends what came since the last call
   // Cancels what is live, runs until it has left (its events published) and joins the thread.
@@ -71,7 +79,11 @@ class engine_worker {
 
   mutable std::mutex m_mutex;
   std::condition_variable m_cv;
-  std::vector<serving_request> m_inbox;
+  struct submission {
+    serving_request request;
+    std::int32_t logprobs = -1;
+  };
+  std::vector<submission> m_inbox;
   std::vector<std::uint64_t> m_cancels;
   std::vector<engine_event> m_outbox;
   std::string m_failure;

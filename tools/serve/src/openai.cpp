@@ -202,6 +202,8 @@ std::variant<api_request, api_error> parse_api_request(endpoint kind, std::strin
     if (auto e = boolean(*it, "include_usage", r.include_usage)) return *e;
     if (auto e = boolean(*it, "continuous_usage_stats", r.continuous_usage)) return *e;
   }
+  // completions: logprobs k; chat: logprobs true, top_logprobs k. Both within --max-logprobs.
+  const char* lp_param = kind == endpoint::completions ? "logprobs" : "top_logprobs";
   if (kind == endpoint::completions) {
     std::int32_t lp = -1;
     if (auto e = integer_in(body, "logprobs", 0, big, lp)) return *e;
@@ -215,8 +217,19 @@ std::variant<api_request, api_error> parse_api_request(endpoint kind, std::strin
       return bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
     }
     r.logprobs = want ? top : -1;
+    if (want && limits.max_logprobs <= 0) lp_param = "logprobs";
   }
-  if (r.logprobs >= 0) return bad("logprobs are not served by this server yet", "logprobs");
+  if (r.logprobs >= 0 && limits.max_logprobs <= 0) {
+    return bad("logprobs are off on this server (start it with --max-logprobs N to serve up to N "
+               "alternatives per token)",
+               lp_param);
+  }
+  if (r.logprobs > limits.max_logprobs) {
+    return bad(std::string("'") + lp_param + "' asks for " + std::to_string(r.logprobs) +
+                   " alternatives per token; this server serves at most " +
+                   std::to_string(limits.max_logprobs) + " (--max-logprobs)",
+               lp_param);
+  }
   if (const auto it = body.find("echo"); it != body.end() && it->is_boolean() && it->get<bool>()) {
     return bad("'echo' is not supported", "echo");
   }
@@ -298,6 +311,112 @@ nlohmann::json full_response(endpoint kind, const std::string& id, const std::st
           {"usage", usage_json(u)}};
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i] (1 to 4), or 0 when the bytes there are not one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid, as decoders say).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || b(1) < lo || b(1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if ((b(k) & 0xC0) != 0x80) return 0;
+  }
+  return n;
+}
+
+std::int64_t code_points(std::string_view s) {
+  std::int64_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+json bytes_json(std::string_view bytes) {
+  json out = json::array();
+  for (const char c : bytes) out.push_back(static_cast<int>(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+std::string logprob_token_text(const tokenizer& tok, token_id id) {
+  const std::string bytes = tok.token_bytes(id);
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size();) {
+    const std::size_t n = utf8_sequence(bytes, i);
+    if (n > 0) {
+      out.append(bytes, i, n);
+      i += n;
+    } else {
+      const auto c = static_cast<unsigned char>(bytes[i++]);
+      out += {'\\', 'x', k_hex[c >> 4], k_hex[c & 15]};
+    }
+  }
+  return out;
+}
+
+nlohmann::json logprobs_json(endpoint kind, const tokenizer& tok,
+                             std::span<const token_logprobs> tokens) {
+  // A finite number for JSON: -inf (a token of probability 0 in fp32) becomes the lowest float.
+  const auto finite = [](float x) {
+    return std::isfinite(x) ? x : (x > 0 ? std::numeric_limits<float>::max()
+                                         : std::numeric_limits<float>::lowest());
+  };
+  if (kind == endpoint::completions) {
+    json texts = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+    for (const auto& t : tokens) {
+      texts.push_back(logprob_token_text(tok, t.token));
+      lps.push_back(finite(t.logprob));
+      json top = json::object();
+      for (const auto& [id, lp] : t.top) {
+        const std::string text = logprob_token_text(tok, id);
+        if (!top.contains(text)) top[text] = finite(lp);  // most likely first: keep that one
+      }
+      tops.push_back(std::move(top));
+      offsets.push_back(t.text_offset);
+    }
+    return {{"tokens", std::move(texts)},
+            {"token_logprobs", std::move(lps)},
+            {"top_logprobs", std::move(tops)},
+            {"text_offset", std::move(offsets)}};
+  }
+  json content = json::array();
+  for (const auto& t : tokens) {
+    json top = json::array();
+    for (const auto& [id, lp] : t.top) {
+      top.push_back({{"token", logprob_token_text(tok, id)},
+                     {"logprob", finite(lp)},
+                     {"bytes", bytes_json(tok.token_bytes(id))}});
+    }
+    content.push_back({{"token", logprob_token_text(tok, t.token)},
+                       {"logprob", finite(t.logprob)},
+                       {"bytes", bytes_json(tok.token_bytes(t.token))},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return {{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
+void set_logprobs(nlohmann::json& response, nlohmann::json logprobs) {
+  response.at("choices").at(0)["logprobs"] = std::move(logprobs);
+}
+
 text_stream::text_stream(const tokenizer& tok, std::vector<std::string> stops)
     : m_detok(tok), m_stops(std::move(stops)) {
   for (const auto& s : m_stops) m_longest = std::max(m_longest, s.size());
@@ -305,7 +424,9 @@ text_stream::text_stream(const tokenizer& tok, std::vector<std::string> stops)
 
 std::string text_stream::push(token_id t) {
   if (m_stopped) return {};
-  m_held += m_detok.push(t);
+  const std::string piece = m_detok.push(t);
+  m_characters += code_points(piece);
+  m_held += piece;
   if (m_stops.empty()) return std::exchange(m_held, {});
   std::size_t first = std::string::npos;
   for (const auto& s : m_stops) first = std::min(first, m_held.find(s));

@@ -92,6 +92,10 @@ struct request_state {
   std::unordered_set<token_id> stop_ids;
   std::string text;  // non-streaming: the whole output
   std::unique_ptr<text_stream> out;
+  // Alternatives per token asked (-1: no logprobs) and the tokens' log-probabilities not sent
+  // yet (streaming: since the last chunk; otherwise all of them).
+  std::int32_t logprobs = -1;
+  std::vector<token_logprobs> unsent_logprobs;
   std::int64_t created = 0;
   std::string response_id;
   // --record: the client's X-Request-Id and the server's stamps (steady_seconds)
@@ -143,6 +147,8 @@ struct server::impl {
   void reply_error(evhttp_request* req, const api_error& e);
   void start_generation(evhttp_request* req, endpoint kind);
   void send_event(request_state& s, const json& chunk);
+  // A chunk or response with the log-probabilities not sent yet (when the request asked).
+  json with_logprobs(request_state& s, json chunk);
   void finish(request_state& s, const engine_event& e);
   void forget(request_state& s);
   void write_record() const;
@@ -324,6 +330,7 @@ void server::impl::start_generation(evhttp_request* req, endpoint kind) {
   s->created = unix_seconds();
   s->response_id = response_id(kind, s->id);
   s->out = std::make_unique<text_stream>(*tok, r.stop);
+  s->logprobs = r.logprobs;
 
   serving_request q;
   q.id = s->id;
@@ -360,8 +367,15 @@ void server::impl::start_generation(evhttp_request* req, endpoint kind) {
     evhttp_connection_set_timeout(s->conn, 86400);
   }
   ++awaiting_first;
-  worker->submit(std::move(q));
+  worker->submit(std::move(q), s->logprobs);
   live_requests.emplace(s->id, std::move(s));
+}
+
+json server::impl::with_logprobs(request_state& s, json chunk) {
+  if (s.logprobs < 0 || s.unsent_logprobs.empty()) return chunk;
+  set_logprobs(chunk, logprobs_json(s.kind, *tok, s.unsent_logprobs));
+  s.unsent_logprobs.clear();
+  return chunk;
 }
 
 void server::impl::send_event(request_state& s, const json& chunk) {
@@ -449,11 +463,12 @@ void server::impl::finish(request_state& s, const engine_event& e) {
           s.stopped_by_text || s.last_was_stop_token ? "stop" : "length";
       usage_counts u{s.prompt_tokens, s.tokens, r.cached_tokens};
       if (s.stream) {
-        send_event(s, s.continuous_usage
-                          ? stream_chunk(s.kind, s.response_id, model_name, s.created, tail,
-                                         s.first_chunk, reason, u)
-                          : stream_chunk(s.kind, s.response_id, model_name, s.created, tail,
-                                         s.first_chunk, reason));
+        send_event(s, with_logprobs(
+                          s, s.continuous_usage
+                                 ? stream_chunk(s.kind, s.response_id, model_name, s.created,
+                                                tail, s.first_chunk, reason, u)
+                                 : stream_chunk(s.kind, s.response_id, model_name, s.created,
+                                                tail, s.first_chunk, reason)));
         if (s.include_usage) {
           send_event(s, usage_chunk(s.kind, s.response_id, model_name, s.created, u));
         }
@@ -465,7 +480,8 @@ void server::impl::finish(request_state& s, const engine_event& e) {
       } else {
         s.text += tail;
         reply_json(s.req, 200,
-                   full_response(s.kind, s.response_id, model_name, s.created, s.text, reason, u)
+                   with_logprobs(s, full_response(s.kind, s.response_id, model_name, s.created,
+                                                  s.text, reason, u))
                        .dump());
       }
     }
@@ -493,6 +509,9 @@ void server::impl::on_events() {
     s.last_token_seconds = e.seconds;
     ++s.tokens;
     s.last_was_stop_token = s.stop_ids.contains(e.token);
+    if (s.logprobs >= 0) {
+      s.unsent_logprobs.push_back({e.token, e.logprob, e.top, s.out->decoded_characters()});
+    }
     std::string piece = s.last_was_stop_token ? std::string() : s.out->push(e.token);
     if (s.out->stopped()) {
       s.stopped_by_text = true;
@@ -502,13 +521,14 @@ void server::impl::on_events() {
       // With continuous usage every token is a chunk (its count exact even when it completes no
       // text); without, a token that completes no text sends nothing.
       if (s.continuous_usage) {
-        send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
-                                   s.first_chunk, "", {s.prompt_tokens, s.tokens, 0}));
+        send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name,
+                                                    s.created, piece, s.first_chunk, "",
+                                                    {s.prompt_tokens, s.tokens, 0})));
         s.first_chunk = false;
         if (record) stamp_write(s);
       } else if (!piece.empty() || s.first_chunk) {
-        send_event(s, stream_chunk(s.kind, s.response_id, model_name, s.created, piece,
-                                   s.first_chunk, ""));
+        send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name,
+                                                    s.created, piece, s.first_chunk, "")));
         s.first_chunk = false;
         if (record && !piece.empty()) stamp_write(s);
       }
@@ -602,6 +622,7 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
   m->model_name = o.served_model_name.empty() ? model.name : o.served_model_name;
   m->tok = std::make_unique<tokenizer>(load_tokenizer(o, model));
   m->chat = chat_format_for(*m->tok, model.name);
+  m->limits.max_logprobs = o.engine.top_logprobs;
   m->live.set_ceilings("bf16", ks.gpu.profile.peak_flops_per_second(dtype::bf16),
                        ks.gpu.profile.dram_bytes_per_second());
   if (m->note) {

@@ -49,7 +49,8 @@ struct engine_options {
   std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
   int host_kv_blocks = 0;    // host tier: pinned host slots for the KV manager's block copies
                              // (copy_blocks), each holding one block of every layer
-  int top_logprobs = 0;      // per sampled token, for fingerprints
+  int top_logprobs = 0;      // per sampled token (fingerprints, serve --max-logprobs), with
+                             // each sampled token's own log-probability
   bool return_logits = false;  // copy each step's fp32 logits to the host (tests, audits)
   int device = 0;
 };

@@ -122,6 +122,7 @@ struct step_inputs {
   float* out_logprobs = nullptr;                // [num_samples][top_logprobs] or null
   std::int32_t* out_top_ids = nullptr;
   int top_logprobs = 0;
+  float* out_sampled_logprobs = nullptr;        // [num_samples] or null
 };
 
 template <class Backend>
@@ -186,6 +187,7 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
     sp.out_logprobs = in.out_logprobs;
     sp.out_top_ids = in.out_top_ids;
     sp.top_logprobs = in.top_logprobs;
+    sp.out_sampled_logprobs = in.out_sampled_logprobs;
     b.sampling(sp);
   }
   b.range_pop();

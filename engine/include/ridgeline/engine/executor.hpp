@@ -28,6 +28,8 @@ struct step_output {
   std::vector<token_id> tokens;       // [samples] one per sequence with samples == true
   std::vector<float> top_logprobs;    // [samples][top_logprobs] when the executor keeps them
   std::vector<std::int32_t> top_ids;  // [samples][top_logprobs]
+  std::vector<float> sampled_logprobs;  // [samples] each sampled token's log-probability, when
+                                        // the executor keeps top_logprobs (same definition)
   std::vector<float> logits;          // [samples][vocab] fp32, when the executor returns them
   double forward_seconds = 0;         // cuda: CUDA-event time of the forward pass; cpu: host
                                       // wall time; simulated: what the step-time model says

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -34,6 +35,13 @@ struct token_event {
   token_id token = 0;
   std::int32_t index = 0;  // 0 for the first output token
   double seconds = 0;      // loop clock, when the step that sampled it ended
+  // When the executor keeps top log-probabilities (built with top_logprobs = K > 0): the sampled
+  // token's log-probability and the K most likely ids with theirs (descending logit), all
+  // log_softmax of the raw logits (before penalty and temperature). Views into the step's
+  // output, valid during the callback only; NaN and empty otherwise.
+  float logprob = std::numeric_limits<float>::quiet_NaN();
+  std::span<const std::int32_t> top_ids;  // [K]
+  std::span<const float> top_logprobs;    // [K]
 };
 
 struct serving_request {

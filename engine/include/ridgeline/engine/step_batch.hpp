@@ -48,7 +48,8 @@ host_step build_step(std::span<const step_sequence> seqs, int block_tokens, int 
 
 // Where a step's arrays live in the backend's memory: the host_step's own vectors (cpu), or the
 // engine's fixed device arrays the host_step was uploaded to (cuda). Outputs: [num_samples]
-// tokens, [num_samples][top_logprobs] log-probabilities and ids.
+// tokens, [num_samples][top_logprobs] log-probabilities and ids, [num_samples] the sampled
+// tokens' log-probabilities.
 struct step_arrays {
   const std::int32_t *ids, *positions, *slot_mapping, *q_offsets, *seq_lens, *block_tables;
   const std::int32_t *sample_rows, *prev_tokens, *prev_offsets;
@@ -56,6 +57,7 @@ struct step_arrays {
   std::int32_t* out_tokens;
   float* out_logprobs;
   std::int32_t* out_top_ids;
+  float* out_sampled_logprobs;
 };
 // The decoder's inputs for step h over those arrays; the top-k outputs only when top_logprobs > 0.
 step_inputs bind_step_inputs(const host_step& h, const step_arrays& a, int top_logprobs,

@@ -80,6 +80,12 @@ class tokenizer {
   // byte_level(): "<0xNN>" for bytes, "<bos>", "<eos>", the character for ids >= 258.
   // Throws std::invalid_argument for an id outside [0, vocab_size()) or a hole in the vocabulary.
   std::string token_text(token_id id) const;
+  // What the decoder makes of this one token alone, as raw bytes: "world" with its leading space
+  // (" world"), the byte of a byte token ("\n" for <0x0A>; not valid UTF-8 on its own for the
+  // bytes of a multi-byte character), a special token's text ("<|eot_id|>"). No strip of a
+  // leading space, no skipping of special tokens. Empty for an id the tokenizer does not have.
+  // (Per-token text for logprobs: the `bytes` of OpenAI's API.)
+  std::string token_bytes(token_id id) const;
   // The id of a vocabulary or added token's string, if there is one.
   std::optional<token_id> find_token(std::string_view token_text) const;
   // Whether the id is an added token marked special (left out by decode's skip_special_tokens).

@@ -129,6 +129,9 @@ struct sampling_row {
   std::uint64_t step = 0;
 };
 
+// Most top-logprob slots per row (the CUDA launcher's limit; executors and serve check it).
+inline constexpr int k_sampling_max_top_logprobs = 64;
+
 struct sampling_params {
   const float* logits = nullptr;  // [num_rows][vocab], fp32
   int num_rows = 0, vocab = 0;
@@ -139,6 +142,10 @@ struct sampling_params {
   float* out_logprobs = nullptr;  // [num_rows][top_logprobs] log-softmax of the raw logits, or null
   std::int32_t* out_top_ids = nullptr;  // [num_rows][top_logprobs] ids by descending logit, or null
   int top_logprobs = 0;
+  // [num_rows] log-softmax of the raw logits at the sampled token, or null; written only when
+  // top_logprobs > 0 (the same log-sum-exp as out_logprobs, so a sampled token that is also in
+  // the top list has the same value there).
+  float* out_sampled_logprobs = nullptr;
 };
 
 }  // namespace ridgeline

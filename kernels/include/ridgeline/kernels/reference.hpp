@@ -34,7 +34,9 @@ void swiglu(const swiglu_params& p);
 //     7. u = sampling_uniform(seed, step) in [0, 1); C = weight of the kept set;
 //        target = min(floor(u * double(C)), C - 1); the token is the first j with c_j > target.
 //   top logprobs (independent of 1-7): the top_logprobs ids by raw logit (descending, lowest id
-//   on ties) and log_softmax of the raw logits at those ids.
+//   on ties) and log_softmax of the raw logits at those ids; with out_sampled_logprobs, also
+//   log_softmax of the raw logits at the sampled token (whatever the penalty, temperature, top-k
+//   or top-p that chose it).
 void sampling(const sampling_params& p);
 
 // The counter-based uniform of step 7 (splitmix64 finalizers of seed and step; 53 bits).

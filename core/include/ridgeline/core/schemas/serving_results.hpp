@@ -35,6 +35,18 @@ struct latency_distribution {
 // through core's one quantile (statistics.hpp); kv, replay and load write theirs with it.
 latency_distribution distribution_of(std::vector<double> values);
 
+// The window of the workload a real run served (replay, load), as the run's options gave it, so
+// `plan accuracy --serving` can rebuild the same requests and arrivals: first turns arriving in
+// [start, start + duration) of the trace (duration 0: to the end), at most `requests` of them (0:
+// all), arrivals divided by `rate_scale`. `seed`: load's Poisson arrivals of its --rate levels
+// (null for replay). Absent in files written before it existed.
+struct serving_window {
+  double start_seconds = 0, duration_seconds = 0;
+  std::int64_t requests = 0;
+  double rate_scale = 1;
+  std::optional<std::int64_t> seed;
+};
+
 struct serving_config {
   std::string workload;  // "generator:<spec>" or the trace path
   std::int64_t requests = 0, prompt_tokens = 0, output_tokens = 0;
@@ -48,6 +60,7 @@ struct serving_config {
   std::int64_t max_model_len = 0, mooncake_block_tokens = 0;
   std::map<std::string, std::string> definitions;
   std::optional<std::string> executor;  // absent: "simulated" (kv); replay: "cuda" or "cpu"
+  std::optional<serving_window> window;  // replay and load; absent in kv and older files
 };
 
 // A real run's measurements (replay): columns of equal length per step and per request. The

@@ -89,6 +89,8 @@ struct kv_inputs {
   workload requests;
   std::int64_t unlimited = 0;  // blocks that hold every prompt of the workload at once
   std::vector<capacity_point> capacities;
+  // The window of the trace a real run served (replay): written as config.window. kv: none.
+  std::optional<schema::serving_window> window;
 };
 // Reads the trace (or generates the workload) and resolves the capacities.
 kv_inputs load_inputs(const kv_setup& s);

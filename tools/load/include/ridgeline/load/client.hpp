@@ -13,6 +13,8 @@
 // the connection was slow to open.
 #pragma once
 
+#include <sys/time.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -111,6 +113,9 @@ class client_worker {
 // RCU grace period: 5 to 25 ms stalls of every thread at 256, 512, 1024... open connections,
 // measured here before this existed. Returns the descriptors now usable.
 std::int64_t reserve_descriptors(std::int64_t descriptors);
+
+// A libevent timeout of `seconds` (0 for anything not positive).
+timeval timeval_of(double seconds);
 
 // The HTTP/1.1 request bytes of a job (exposed for tests).
 std::string request_bytes(const client_options& o, const http_job& job);

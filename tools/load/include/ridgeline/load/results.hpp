@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/load/metrics.hpp"
 #include "ridgeline/load/record.hpp"
 #include "ridgeline/load/scraper.hpp"
@@ -59,6 +60,9 @@ struct load_run {
   std::string workload;  // "generator:SPEC" or the trace path
   std::int64_t workload_requests = 0, workload_prompt_tokens = 0, workload_output_tokens = 0;
   std::int32_t mooncake_block_tokens = 0;
+  // The window's options and the --rate levels' Poisson seed (config.window; absent in older
+  // files): what `plan accuracy --serving` rebuilds the requests and arrivals from.
+  std::optional<schema::serving_window> window;
   bool stream = true;
   std::string prompts;  // how prompts were built: "token ids", "text (tokenizer FILE)", "words"
   std::optional<slo_spec> slo;

@@ -49,6 +49,11 @@ struct replay_options {
   // mixed steps; timing 32 candidates for each (as the sweep does for its few shapes) would stall
   // the run, so a replay takes the heuristic's first choice unless told otherwise.
   int gemm_candidates = 1;
+  // Top log-probabilities the executor computes for every sampled token (and the sampled
+  // token's own), 0 to k_sampling_max_top_logprobs; 0: none, the sampling kernel does no extra
+  // work. `serve --max-logprobs` sets it; with it the cuda executor reads each step's outputs
+  // back synchronously (no step is queued behind a running one).
+  std::int32_t top_logprobs = 0;
 };
 
 struct replay_setup {

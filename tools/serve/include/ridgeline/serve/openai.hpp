@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -38,6 +40,9 @@ enum class endpoint { completions, chat };
 struct api_limits {
   std::int32_t max_stop_strings = 16;
   std::int32_t max_stop_length = 256;  // bytes of one stop string
+  // Most alternatives a request may ask per token (serve --max-logprobs; the executor computes
+  // that many for every token); 0: logprobs are off and a request that asks gets a 400.
+  std::int32_t max_logprobs = 0;
 };
 
 struct api_request {
@@ -63,8 +68,7 @@ struct api_request {
   // far, so a client counts tokens exactly even when a token completes no text.
   bool continuous_usage = false;
   // Top alternatives per output token: completions' `logprobs` (an integer), chat's
-  // `logprobs: true` with `top_logprobs`. -1: none asked. Parsed so that the refusal (not served
-  // yet) names the parameter.
+  // `logprobs: true` with `top_logprobs` (default 0). -1: none asked; else 0..max_logprobs.
   std::int32_t logprobs = -1;
 };
 
@@ -96,6 +100,27 @@ nlohmann::json full_response(endpoint kind, const std::string& id, const std::st
                              const std::string& finish_reason, const usage_counts& u);
 nlohmann::json usage_json(const usage_counts& u);
 
+// One output token's log-probabilities, as the engine gives them (ids; text is added here).
+struct token_logprobs {
+  token_id token = 0;
+  float logprob = 0;                               // log_softmax(raw logits)[token]
+  std::vector<std::pair<token_id, float>> top;     // the request's k alternatives, most likely first
+  std::int64_t text_offset = 0;  // characters (code points) of output text before this token
+};
+// A token's text for logprobs: what the decoder makes of it alone (tokenizer::token_bytes) when
+// that is valid UTF-8; otherwise each byte of an invalid sequence is written as "\xNN" (a byte
+// of a multi-byte character). Its raw bytes are the `bytes` of the chat form.
+std::string logprob_token_text(const tokenizer& tok, token_id id);
+// The `logprobs` of a choice (or of a streamed chunk) for these tokens:
+//  completions: {"tokens", "token_logprobs", "top_logprobs": [{text: logprob}], "text_offset"}
+//               (an object per token: alternatives with the same text keep the most likely);
+//  chat:        {"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob",
+//               "bytes"}]}], "refusal": null}.
+nlohmann::json logprobs_json(endpoint kind, const tokenizer& tok,
+                             std::span<const token_logprobs> tokens);
+// Sets choices[0].logprobs of a response or chunk.
+void set_logprobs(nlohmann::json& response, nlohmann::json logprobs);
+
 // The text side of one request's output: tokens in, text pieces out. Detokenizes incrementally
 // (whole UTF-8 characters only) and finds stop strings: text that could still begin a stop
 // string is held back until it cannot; when a stop string appears, the text before it is the
@@ -109,6 +134,9 @@ class text_stream {
   // At the end of the output: what was held back (empty after a stop).
   std::string finish();
   bool stopped() const { return m_stopped; }
+  // Characters (code points) the detokenizer has produced so far, held back or sent: the
+  // text_offset of the next token.
+  std::int64_t decoded_characters() const { return m_characters; }
 
  private:
   detokenizer m_detok;
@@ -116,6 +144,7 @@ class text_stream {
   std::size_t m_longest = 0;
   std::string m_held;  // decoded, not yet sent
   bool m_stopped = false;
+  std::int64_t m_characters = 0;
 };
 
 }  // namespace ridgeline::serve

@@ -19,7 +19,10 @@
 namespace ridgeline::serve {
 
 struct server_options {
-  replay::replay_options engine;  // model, checkpoint, KV pool, scheduler limits, executor choice
+  // model, checkpoint, KV pool, scheduler limits, executor choice; engine.top_logprobs is
+  // --max-logprobs: the alternatives per token the executor computes and a request may ask for
+  // (0: logprobs off, no cost)
+  replay::replay_options engine;
   std::string address = "127.0.0.1:8000";  // host:port; port 0 picks a free one
   std::string served_model_name;           // the name /v1/models lists (default: the model's)
   std::string tokenizer;  // tokenizer.json; empty: the checkpoint's, else the byte-level one

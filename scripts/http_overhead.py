@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The HTTP layer's share of a `ridgeline load` run against `ridgeline serve --record` on one host.
+
+    scripts/http_overhead.py LOAD.json.gz SERVE_RECORD.json.gz [-o OUT.json]
+
+Joins each finished request of the load result (ridgeline.kv/v1, config.executor "http") with the
+server's record of it (ridgeline.serve_record/v1) by X-Request-Id (load sends its sample id), and
+splits what the client measured into the engine's part and the HTTP layer's. Both processes stamp
+the same steady clock (CLOCK_MONOTONIC), so the differences are exact up to the stamps' placement:
+
+  uplink        = server arrival (request parsed, tokenized, submitted) - client write
+  server TTFT   = engine's first token (end of the step that sampled it) - server arrival
+  first write   = server's first content write - engine's first token (HTTP thread wake-up,
+                  detokenize, JSON, evbuffer)
+  downlink      = client's first content read - server's first content write
+  HTTP TTFT     = client TTFT - server TTFT  (= uplink + first write + downlink)
+  server TPOT   = (engine's last token - engine's first token) / (output tokens - 1)
+  HTTP per token = client TPOT - server TPOT
+  HTTP E2E      = client E2E - (engine's last token - server arrival)
+
+Percentiles use linear interpolation (numpy's default, as core's quantile does).
+"""
+import argparse
+import gzip
+import json
+import sys
+
+
+def read(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+def quantile(xs, q):
+    s = sorted(xs)
+    if not s:
+        return None
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summary(xs):
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "mean": sum(xs) / len(xs), "p50": quantile(xs, 0.5),
+            "p90": quantile(xs, 0.9), "p99": quantile(xs, 0.99), "max": max(xs)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("load")
+    ap.add_argument("record")
+    ap.add_argument("-o", "--output")
+    a = ap.parse_args()
+    doc, rec = read(a.load), read(a.record)
+    if doc.get("schema") != "ridgeline.kv/v1" or doc["config"].get("executor") != "http":
+        sys.exit(f"{a.load}: not a ridgeline load result (ridgeline.kv/v1, executor http)")
+    if rec.get("schema") != "ridgeline.serve_record/v1":
+        sys.exit(f"{a.record}: not a ridgeline.serve_record/v1 file")
+    r = rec["requests"]
+    server = {}
+    for i, cid in enumerate(r["client_id"]):
+        if r["outcome"][i] == "finished" and cid:
+            server.setdefault(cid, []).append(i)
+    rows = doc["rows"]
+    if len(rows) != 1:
+        sys.exit(f"{a.load}: {len(rows)} levels; give a run of one level")
+    http = rows[0]["measured"]["http"]
+    epoch = http["epoch_steady_seconds"]
+    s = http["samples"]
+    cols = {k: [] for k in ("uplink", "server_ttft", "first_write", "downlink", "http_ttft",
+                            "client_ttft", "server_tpot", "client_tpot", "http_per_token",
+                            "http_e2e", "last_write")}
+    unmatched = ambiguous = 0
+    for i, rid in enumerate(s["id"]):
+        end = s["end_seconds"][i]
+        c0, c1 = s["chunk_offsets"][i], s["chunk_offsets"][i + 1]
+        if s["status"][i] != 200 or end < 0 or c1 <= c0:
+            continue
+        idx = server.get(str(rid), [])
+        if not idx:
+            unmatched += 1
+            continue
+        if len(idx) > 1:
+            ambiguous += 1
+            continue
+        j = idx[0]
+        sent = epoch + s["sent_seconds"][i]
+        first = epoch + s["chunk_seconds"][c0]
+        last = epoch + s["chunk_seconds"][c1 - 1]
+        n = r["output_tokens"][j]
+        arr, ft, lt = r["arrival_seconds"][j], r["first_token_seconds"][j], r["last_token_seconds"][j]
+        fw, lw = r["first_write_seconds"][j], r["last_write_seconds"][j]
+        cols["uplink"].append(arr - sent)
+        cols["server_ttft"].append(ft - arr)
+        cols["first_write"].append(fw - ft)
+        cols["downlink"].append(first - fw)
+        cols["client_ttft"].append(first - sent)
+        cols["http_ttft"].append((first - sent) - (ft - arr))
+        cols["last_write"].append(lw - lt)
+        cols["http_e2e"].append((last - sent) - (lt - arr))
+        if n > 1:
+            stpot = (lt - ft) / (n - 1)
+            ctpot = (last - first) / (n - 1)
+            cols["server_tpot"].append(stpot)
+            cols["client_tpot"].append(ctpot)
+            cols["http_per_token"].append(ctpot - stpot)
+    out = {"load": a.load, "record": a.record, "matched": len(cols["uplink"]),
+           "unmatched": unmatched, "ambiguous": ambiguous,
+           "definitions": __doc__.split("\n\n")[2],
+           "seconds": {k: summary(v) for k, v in cols.items()}}
+    print(f"{out['matched']} requests matched by X-Request-Id ({unmatched} without a server record, "
+          f"{ambiguous} ambiguous)")
+    print("| quantity | mean | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|")
+    for k, v in out["seconds"].items():
+        if v["n"] == 0:
+            continue
+        unit, f = ("ms", 1e3) if k in ("server_ttft", "client_ttft", "server_tpot", "client_tpot") \
+            else ("us", 1e6)
+        print(f"| {k} ({unit}) | " + " | ".join(f"{v[q] * f:.1f}" for q in
+                                                   ("mean", "p50", "p90", "p99", "max")) + " |")
+    if a.output:
+        with open(a.output, "w") as fo:
+            json.dump(out, fo, indent=1)
+
+
+if __name__ == "__main__":
+    main()
