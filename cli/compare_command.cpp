@@ -22,6 +22,8 @@ struct compare_args {
   std::string metric = "auto";
   std::string normalize_by;
   std::string filter;
+  std::string pair_rows = "auto";
+  std::string percentile_thresholds;  // p50=5%,p90=5%,p99=10%
   bool allow_env_mismatch = false;
   bool allow_missing = false;
   std::string markdown;
@@ -37,6 +39,10 @@ void run_compare_command(const compare_args& a, context& ctx) {
   o.allow_missing = a.allow_missing;
   if (!a.normalize_by.empty()) o.normalize_by = a.normalize_by;
   if (!a.filter.empty()) o.filter = a.filter;
+  o.pair_rows = bench::parse_row_pairing(a.pair_rows);
+  if (!a.percentile_thresholds.empty()) {
+    o.percentile_thresholds = bench::parse_percentile_thresholds(a.percentile_thresholds);
+  }
   if (!a.thresholds_file.empty()) o.thresholds = bench::load_thresholds(a.thresholds_file);
   for (const auto& item : a.threshold_for) {
     const auto eq = item.rfind('=');
@@ -58,9 +64,18 @@ void run_compare_command(const compare_args& a, context& ctx) {
     ctx.out << bench::to_json(c).dump(2) << "\n";
   else
     ctx.out << bench::to_text(c);
-  if (c.regressed())
-    throw regression_found(std::to_string(c.count(bench::verdict::slower)) +
-                           " benchmark(s) slower than " + a.base);
+  std::string failed;
+  if (c.regressed()) {
+    failed =
+        std::to_string(c.count(bench::verdict::slower)) + " benchmark(s) slower than " + a.base;
+  }
+  if (c.percentile_gate_failed()) {
+    failed += (failed.empty() ? "" : "; ") + std::string("percentile gate failed: ");
+    for (std::size_t i = 0; i < c.percentile_failures.size(); ++i) {
+      failed += (i == 0 ? "" : ", ") + c.percentile_failures[i];
+    }
+  }
+  if (!failed.empty()) throw regression_found(failed);
 }
 
 }  // namespace
@@ -69,19 +84,23 @@ void register_compare(CLI::App& app, context& ctx) {
   auto a = std::make_shared<compare_args>();
   auto* cmd = app.add_subcommand(
       "compare",
-      "Compare two result files (Google Benchmark JSON or ridgeline results); exit 1 "
-      "when a benchmark got slower");
+      "Compare two result files (Google Benchmark JSON, ridgeline results, serving results of "
+      "replay and load); exit 1 when a benchmark got slower");
   cmd->footer(
       "Verdicts: slower/faster when the Mann-Whitney U test over the repetitions gives p < alpha\n"
       "and the median change exceeds the threshold and the spread (IQR/median); too noisy when a\n"
-      "side's spread exceeds the threshold. Exit codes: 0 no regression, 1 regression, 2 bad "
-      "input\n"
+      "side's spread exceeds the threshold. Serving results (ridgeline.kv/v1 of replay and load)\n"
+      "give serving/<row>/ttft, tpot, e2e (one sample per request) and seconds_per_output_token;\n"
+      "their p50, p90 and p99 changes (new / base - 1) are printed too.\n"
+      "Exit codes: 0 no regression, 1 regression or a failed percentile gate, 2 bad input\n"
       "(incl. different environments, benchmark sets that differ), 4 unreadable file.\n"
       "Examples:\n"
       "  ridgeline compare base.json new.json\n"
       "  ridgeline compare base.json new.json --threshold 3% --markdown comment.md\n"
       "  ridgeline compare bench/baselines/cpu.json out/ci.json \\\n"
-      "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json");
+      "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json\n"
+      "  ridgeline compare replay.json.gz load.json.gz --percentile-thresholds "
+      "p50=5%,p90=5%,p99=10%");
   cmd->add_option("BASE", a->base, "Baseline result file (a,b.json: files of one run, merged)")
       ->required();
   cmd->add_option("NEW", a->next, "New result file (a,b.json: files of one run, merged)")
@@ -103,6 +122,13 @@ void register_compare(CLI::App& app, context& ctx) {
       "--normalize-by", a->normalize_by,
       "Divide times by this benchmark's median of the same file (cancels machine speed)");
   cmd->add_option("--filter", a->filter, "Only benchmarks whose name matches this glob");
+  cmd->add_option("--pair-rows", a->pair_rows,
+                  "Pair serving rows by: auto (label; one row on each side: those two), label, "
+                  "order")
+      ->capture_default_str();
+  cmd->add_option("--percentile-thresholds", a->percentile_thresholds,
+                  "Exit 1 when a serving benchmark's percentile changes by more, e.g. "
+                  "p50=5%,p90=5%,p99=10%");
   cmd->add_flag("--allow-env-mismatch", a->allow_env_mismatch,
                 "Compare even when GPU, driver, clocks or build type differ");
   cmd->add_flag("--allow-missing", a->allow_missing,

@@ -120,7 +120,10 @@ void register_history(CLI::App& app, context& ctx) {
 
   auto* add = cmd->add_subcommand("add", "Add result files, each as one run (one transaction)");
   add->fallthrough();
-  add->add_option("FILES", a->files, "Google Benchmark JSON or ridgeline result files")->required();
+  add->add_option("FILES", a->files,
+                  "Google Benchmark JSON or ridgeline result files (serving results of replay and "
+                  "load included: serving/<row>/ttft, tpot, e2e, seconds_per_output_token)")
+      ->required();
   add->add_option("--sha", a->sha, "Git sha (default: the result's environment)");
   add->add_option("--branch", a->branch, "Branch (default $GITHUB_REF_NAME, $CI_COMMIT_REF_NAME)");
   add->add_option("--time", a->time, "Run time, ISO 8601 (default: the result's time)");

@@ -1,6 +1,7 @@
 // `ridgeline compare` and `ridgeline history` as a user runs them: exit codes (0 ok, 1 regression,
 // 2 bad input, 4 unreadable file), one-line errors, the files they write; and the tools/regress
-// functions the two commands call (compare_inputs.hpp, trend.hpp).
+// functions the two commands call (compare_inputs.hpp, trend.hpp); serving results of a real load
+// run and of the committed replays through both commands.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +11,10 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "ridgeline/core/files.hpp"
+#include "ridgeline/core/statistics.hpp"
+#include "ridgeline/load/test_server.hpp"
+#include "ridgeline/regress/compare.hpp"
 #include "ridgeline/regress/compare_inputs.hpp"
 #include "ridgeline/regress/trend.hpp"
 
@@ -239,6 +244,20 @@ TEST(CompareInputs, ThresholdsAndResultLists) {
   }
 }
 
+TEST(CompareInputs, PercentileThresholds) {
+  const auto t = bench::parse_percentile_thresholds("p50=5%,p90=0.05,p99.9=10%");
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_DOUBLE_EQ(t.at(0.5), 0.05);
+  EXPECT_DOUBLE_EQ(t.at(0.9), 0.05);
+  EXPECT_DOUBLE_EQ(t.begin()->first, 0.5);
+  EXPECT_EQ(t.rbegin()->first, 0.999);  // not 0.9990000000000001
+  EXPECT_EQ(bench::percentile_label(t.rbegin()->first), "p99.9");
+  for (const std::string bad : {"", "p50", "50=5%", "p=5%", "p0=5%", "p100=5%", "pxx=5%",
+                                "p50=5%,,p90=5%", "p50=5%,p50=6%", "p50=0", "p50=fast"}) {
+    EXPECT_THROW(bench::parse_percentile_thresholds(bad), std::invalid_argument) << bad;
+  }
+}
+
 // history show's trend (tools/regress/trend.hpp): table, chart data and the recent-change flag.
 TEST(HistoryTrend, StepInTheNewestRunsIsRecent) {
   fixture_dir d;
@@ -267,4 +286,136 @@ TEST(HistoryTrend, StepInTheNewestRunsIsRecent) {
               std::string::npos)
         << e.what();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving results: a real load run (`ridgeline load` against the test server, written by load's
+// writer) and the committed replays (docs/results/serving/run2), through compare and history.
+namespace {
+
+const fs::path k_replays = fs::path(RIDGELINE_SOURCE_DIR) / "docs/results/serving/run2";
+
+// One `ridgeline load` run of 12 requests against the in-process test server.
+std::string load_run_file(const fixture_dir& d, const std::string& name) {
+  load::test_server_options so;
+  so.first_token_seconds = 0.01;
+  so.token_interval_seconds = 0.002;
+  load::test_server server(so);
+  const std::string path = (d.path / name).string();
+  const result r = run({"load", "--url", server.url(), "--model", "test", "--generator",
+                        "requests=12,rate=50,prompt=fixed:6,output=fixed:8,seed=1", "-o", path,
+                        "--no-progress"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return path;
+}
+
+}  // namespace
+
+TEST(CompareCli, ServingResultsAndThePercentileGate) {
+  fixture_dir d;
+  const std::string load_file = load_run_file(d, "load.json");
+  const json doc = json::parse(std::ifstream(load_file));
+  ASSERT_EQ(doc["rows"].size(), 1u);
+  const std::string label = doc["rows"][0]["capacity"];
+  const std::string replay = (k_replays / "prefix_warm.json.gz").string();
+
+  // A load run against itself: names from its row label, percentiles printed, nothing changed.
+  const std::string js = (d.path / "cmp.json").string();
+  auto r = run({"compare", load_file, load_file, "--percentile-thresholds", "p50=5%,p90=5%,p99=10%",
+                "--json-output", js});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("serving/" + label + "/ttft"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("percentiles over requests"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("percentile gate (p50 5.0%, p90 5.0%, p99 10.0%): passed"),
+            std::string::npos)
+      << r.out;
+  const json cmp = json::parse(std::ifstream(js));
+  EXPECT_EQ(cmp["percentile_gate"]["passed"], true);
+  for (const auto& row : cmp["rows"]) {
+    if (row["name"] == "serving/" + label + "/seconds_per_output_token") continue;
+    ASSERT_EQ(row["percentiles"].size(), 3u) << row.dump();
+    EXPECT_EQ(row["percentiles"][2]["change"], 0.0);
+  }
+
+  // The committed H100 replay against the load run: one row each, paired by the automatic rule;
+  // the load client's missing GPU is reported, not enforced. The workloads differ, so a 5% gate
+  // fails: exit 1 with one line naming what broke it.
+  r = run({"compare", replay, load_file, "--percentile-thresholds", "p50=5%"});
+  EXPECT_EQ(r.code, cli::failure) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("percentile gate failed: serving/engine pool/"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("serving row '" + label + "' of NEW compared with row 'engine pool'"),
+            std::string::npos)
+      << r.out;
+  // Pairing by label only: the two share no name.
+  r = run({"compare", replay, load_file, "--pair-rows", "label"});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("no benchmark appears in both"), std::string::npos) << r.err;
+}
+
+TEST(CompareCli, BadServingInputsAreOneLineErrors) {
+  fixture_dir d;
+  const std::string replay = (k_replays / "prefix_warm.json.gz").string();
+  json doc = json::parse(read_text_file(replay));
+  doc["rows"][0]["measured"]["requests"].erase("e2e_seconds");
+  const auto broken = d.write("broken.json", doc.dump());
+  auto r = run({"compare", replay, broken});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(broken + ": rows[0].measured.requests.e2e_seconds: missing (schema "
+                                "ridgeline.kv/v1)"),
+            std::string::npos)
+      << r.err;
+  r = run({"history", "add", "--db", (d.path / "h.db").string(), broken});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_FALSE(fs::exists(d.path / "h.db"));
+  const auto base = d.write("base.json", gbench_text(1.0));
+  for (const std::string bad : {"p50", "p50=5%,p50=6%", "q50=5%", "p100=5%", "p50=-1"}) {
+    r = run({"compare", replay, replay, "--percentile-thresholds", bad});
+    EXPECT_EQ(r.code, cli::bad_input) << bad;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--percentile-thresholds"), std::string::npos) << r.err;
+  }
+  r = run({"compare", base, base, "--percentile-thresholds", "p99=10%"});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_NE(r.err.find("need per-request samples"), std::string::npos) << r.err;
+  r = run({"compare", replay, replay, "--pair-rows", "name"});
+  EXPECT_EQ(r.code, cli::bad_input);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+}
+
+TEST(HistoryCli, ServingResultsAreAddedUnderTheirNames) {
+  fixture_dir d;
+  const std::string db = (d.path / "h.db").string();
+  const std::string load_file = load_run_file(d, "load.json");
+  for (const char* f : {"prefix_cold.json.gz", "prefix_warm.json.gz"}) {
+    const auto r = run({"history", "--db", db, "add", (k_replays / f).string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("(4 benchmarks"), std::string::npos) << r.out;
+  }
+  ASSERT_EQ(run({"history", "--db", db, "add", load_file}).code, 0);
+  auto r = run({"history", "show", "--db", db, "--json", "--benchmark", "serving/engine pool/*"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["benchmarks"].size(), 4u);
+  EXPECT_EQ(j["benchmarks"][3]["name"], "serving/engine pool/ttft");
+  ASSERT_EQ(j["benchmarks"][3]["points"].size(), 2u);
+  // The stored median of the warm run (run 2) is the median of its per-request TTFTs.
+  const auto warm =
+      bench::load_results(k_replays / "prefix_warm.json.gz", bench::time_metric::automatic);
+  const json* point = nullptr;
+  for (const auto& p : j["benchmarks"][3]["points"]) {
+    if (p["run_id"] == 2) point = &p;
+  }
+  ASSERT_NE(point, nullptr);
+  EXPECT_DOUBLE_EQ((*point)["median_seconds"].get<double>(),
+                   bench::median(warm.benchmarks.at("serving/engine pool/ttft").seconds));
+  EXPECT_EQ((*point)["count"], warm.benchmarks.at("serving/engine pool/ttft").seconds.size());
+  // The load run is under its own row label (history does not pair rows).
+  const json doc = json::parse(std::ifstream(load_file));
+  const std::string label = doc["rows"][0]["capacity"];
+  r = run({"history", "show", "--db", db, "--json", "--benchmark", "serving/" + label + "/tpot"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["benchmarks"][0]["points"].size(), 1u);
 }

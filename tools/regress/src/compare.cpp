@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -28,6 +29,28 @@ std::string to_string(verdict v) {
   }
   return "unknown";
 }
+
+row_pairing parse_row_pairing(const std::string& text) {
+  if (text == "auto") return row_pairing::automatic;
+  if (text == "label") return row_pairing::label;
+  if (text == "order") return row_pairing::order;
+  throw std::invalid_argument("--pair-rows: unknown rule '" + text +
+                              "' (use auto, label or order)");
+}
+
+std::string to_string(row_pairing p) {
+  switch (p) {
+    case row_pairing::automatic:
+      return "auto";
+    case row_pairing::label:
+      return "label";
+    case row_pairing::order:
+      return "order";
+  }
+  return "unknown";
+}
+
+std::string percentile_label(double quantile) { return "p" + format("%g", quantile * 100); }
 
 int comparison::count(verdict v) const {
   return static_cast<int>(
@@ -96,6 +119,94 @@ benchmark_series scaled(const benchmark_series& s, double scale) {
     *x *= scale;
   }
   return out;
+}
+
+// Serving rows of NEW paired with BASE rows of another label under `mode` (see row_pairing):
+// (BASE key, NEW key) for each pair whose keys differ.
+std::vector<std::pair<std::string, std::string>> paired_rows(const result_set& base,
+                                                             const result_set& next,
+                                                             row_pairing mode) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  const auto& b = base.serving_rows;
+  const auto& n = next.serving_rows;
+  if (mode == row_pairing::order) {
+    if (b.empty() || b.size() != n.size()) {
+      throw std::invalid_argument("--pair-rows order: " + base.source + " has " +
+                                  std::to_string(b.size()) + " serving rows and " + next.source +
+                                  " has " + std::to_string(n.size()) +
+                                  " (pairing by order needs the same number, at least one)");
+    }
+  } else if (mode == row_pairing::label || b.size() != 1 || n.size() != 1) {
+    return pairs;
+  }
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (b[i].key != n[i].key) pairs.emplace_back(b[i].key, n[i].key);
+  }
+  return pairs;
+}
+
+// NEW with each paired row's benchmarks renamed to the BASE row's names (all taken out first,
+// so that rows trading labels do not collide).
+result_set renamed_rows(const result_set& next,
+                        const std::vector<std::pair<std::string, std::string>>& pairs) {
+  result_set out = next;
+  std::map<std::string, benchmark_series> moved;
+  for (auto& row : out.serving_rows) {
+    const auto it = std::find_if(pairs.begin(), pairs.end(),
+                                 [&](const auto& p) { return p.second == row.key; });
+    if (it == pairs.end()) continue;
+    for (const auto& metric : row.metrics) {
+      auto node = out.benchmarks.extract(serving_benchmark_name(row.key, metric));
+      moved[serving_benchmark_name(it->first, metric)] = std::move(node.mapped());
+    }
+    row.key = it->first;
+  }
+  for (auto& [name, s] : moved) {
+    if (out.benchmarks.count(name)) {
+      throw std::invalid_argument(next.source + ": pairing rows by --pair-rows would give two '" +
+                                  name + "'");
+    }
+    out.benchmarks[name] = std::move(s);
+  }
+  return out;
+}
+
+// p50, p90, p99 and every percentile a threshold names, ascending.
+std::vector<double> compared_quantiles(const compare_options& o) {
+  std::vector<double> qs(std::begin(k_reported_quantiles), std::end(k_reported_quantiles));
+  for (const auto& [q, t] : o.percentile_thresholds) {
+    if (std::find(qs.begin(), qs.end(), q) == qs.end()) qs.push_back(q);
+  }
+  std::sort(qs.begin(), qs.end());
+  return qs;
+}
+
+std::vector<percentile_change> percentile_changes(const benchmark_series& b,
+                                                  const benchmark_series& n,
+                                                  const compare_options& o) {
+  const std::vector<double> qs = compared_quantiles(o);
+  const std::vector<double> vb = quantiles(b.seconds, qs);
+  const std::vector<double> vn = quantiles(n.seconds, qs);
+  std::vector<percentile_change> out;
+  for (std::size_t i = 0; i < qs.size(); ++i) {
+    percentile_change p;
+    p.quantile = qs[i];
+    p.base = vb[i];
+    p.next = vn[i];
+    p.change = vb[i] > 0        ? vn[i] / vb[i] - 1.0
+               : vn[i] == vb[i] ? 0.0
+                                : std::numeric_limits<double>::infinity();
+    if (const auto it = o.percentile_thresholds.find(qs[i]); it != o.percentile_thresholds.end()) {
+      p.threshold = it->second;
+      p.exceeded = !(std::abs(p.change) <= it->second);
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+std::string format_change(double change) {
+  return std::isfinite(change) ? format_percent(change, true) : std::string("n/a (base 0)");
 }
 
 }  // namespace
@@ -168,7 +279,7 @@ verdict decide(double change, double p_value, double spread_base, double spread_
   return verdict::unchanged;
 }
 
-comparison compare_results(const result_set& base, const result_set& next,
+comparison compare_results(const result_set& base, const result_set& next_as_read,
                            const compare_options& o) {
   if (!(o.threshold > 0) || !(o.alpha > 0 && o.alpha < 1)) {
     throw std::invalid_argument("threshold must be > 0 and alpha in (0, 1)");
@@ -176,11 +287,42 @@ comparison compare_results(const result_set& base, const result_set& next,
   for (const auto& [pattern, t] : o.thresholds) {
     if (!(t > 0)) throw std::invalid_argument("threshold for '" + pattern + "' must be > 0");
   }
+  for (const auto& [q, t] : o.percentile_thresholds) {
+    if (!(q > 0 && q < 1) || !(t > 0)) {
+      throw std::invalid_argument("percentile threshold " + percentile_label(q) +
+                                  " must be for a percentile in (0, 100) and > 0");
+    }
+  }
   comparison c;
   c.base_source = base.source;
-  c.next_source = next.source;
+  c.next_source = next_as_read.source;
   c.options = o;
+  c.row_pairs = paired_rows(base, next_as_read, o.pair_rows);
+  result_set renamed;
+  if (!c.row_pairs.empty()) renamed = renamed_rows(next_as_read, c.row_pairs);
+  const result_set& next = c.row_pairs.empty() ? next_as_read : renamed;
+  for (const auto& [b, n] : c.row_pairs) {
+    c.notes.push_back("serving row '" + n + "' of NEW compared with row '" + b +
+                      "' of BASE, under BASE's names (--pair-rows " + to_string(o.pair_rows) +
+                      ")");
+  }
   c.environment = environment_differences(base.environment, next.environment);
+  // A load run's environment is its client's host: a GPU there (or none) says nothing of the
+  // server that produced the tokens, so its GPU fields are reported, not enforced.
+  if (base.client_environment || next.client_environment) {
+    bool relaxed = false;
+    for (auto& d : c.environment) {
+      if ((d.field == "gpu" || d.field.rfind("gpu.", 0) == 0) && d.blocking) {
+        d.blocking = false;
+        relaxed = true;
+      }
+    }
+    if (relaxed) {
+      c.notes.push_back(
+          "GPU fields differ but are not enforced: a load run's environment is its client's host, "
+          "not the server's");
+    }
+  }
   std::string blocking;
   for (const auto& d : c.environment) {
     if (!d.blocking) continue;
@@ -288,7 +430,24 @@ comparison compare_results(const result_set& base, const result_set& next,
                      ? "spread " + format_percent(spread, false) + " > threshold"
                      : "change not significant (p " + format_p(row.p_value) + ")";
     }
+    if (b.per_request && n.per_request && !b.summary_only && !n.summary_only) {
+      row.percentiles = percentile_changes(b, n, o);
+      for (const auto& p : row.percentiles) {
+        if (!p.exceeded) continue;
+        c.percentile_failures.push_back(name + " " + percentile_label(p.quantile) + " " +
+                                        format_change(p.change) + " > " +
+                                        format_percent(*p.threshold, false));
+      }
+    }
     c.rows.push_back(std::move(row));
+  }
+  if (!o.percentile_thresholds.empty() &&
+      std::none_of(c.rows.begin(), c.rows.end(),
+                   [](const auto& r) { return !r.percentiles.empty(); })) {
+    throw std::invalid_argument(
+        "percentile thresholds need per-request samples (serving results of replay or load), and "
+        "no compared benchmark has them" +
+        std::string(o.filter ? " (after --filter)" : ""));
   }
   return c;
 }
@@ -300,18 +459,9 @@ std::string headline(const comparison& c) {
     << c.count(verdict::unchanged) << " unchanged, " << c.count(verdict::noisy) << " too noisy";
   return s.str();
 }
-}  // namespace
 
-std::string to_text(const comparison& c) {
-  std::vector<std::vector<std::string>> table;
-  table.push_back({"benchmark", "base", "new", "change", "p", "spread", "threshold", "verdict"});
-  for (const auto& r : c.rows) {
-    table.push_back({r.name, format_value(c, r.base.median), format_value(c, r.next.median),
-                     format_percent(r.change, true), format_p(r.p_value),
-                     format_percent(std::max(r.spread_base, r.spread_next), false),
-                     format_percent(r.threshold, false),
-                     to_string(r.result) + (r.note.empty() ? "" : " (" + r.note + ")")});
-  }
+// Columns padded to their widest cell, two spaces apart.
+std::string aligned(const std::vector<std::vector<std::string>>& table) {
   std::vector<std::size_t> width(table[0].size(), 0);
   for (const auto& row : table) {
     for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
@@ -324,6 +474,76 @@ std::string to_text(const comparison& c) {
     }
     s << "\n";
   }
+  return s.str();
+}
+
+bool any_percentiles(const comparison& c) {
+  return std::any_of(c.rows.begin(), c.rows.end(),
+                     [](const auto& r) { return !r.percentiles.empty(); });
+}
+
+// A percentile's change, marked when it breaks its threshold.
+std::string percentile_cell(const percentile_change& p) {
+  return format_change(p.change) + (p.exceeded ? " (> " + format_percent(*p.threshold) + ")" : "");
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& x : items) s += (s.empty() ? "" : "; ") + x;
+  return s;
+}
+
+std::string gate_thresholds(const comparison& c) {
+  std::string s;
+  for (const auto& [q, t] : c.options.percentile_thresholds) {
+    s += (s.empty() ? "" : ", ") + percentile_label(q) + " " + format_percent(t, false);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string to_text(const comparison& c) {
+  const bool percentiles = any_percentiles(c);
+  const std::vector<double> qs = compared_quantiles(c.options);
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"benchmark", "base", "new", "change", "p", "spread", "threshold", "verdict"});
+  if (percentiles) {
+    for (double q : qs) table[0].push_back(percentile_label(q));
+  }
+  for (const auto& r : c.rows) {
+    table.push_back({r.name, format_value(c, r.base.median), format_value(c, r.next.median),
+                     format_percent(r.change, true), format_p(r.p_value),
+                     format_percent(std::max(r.spread_base, r.spread_next), false),
+                     format_percent(r.threshold, false),
+                     to_string(r.result) + (r.note.empty() ? "" : " (" + r.note + ")")});
+    if (!percentiles) continue;
+    for (std::size_t i = 0; i < qs.size(); ++i) {
+      table.back().push_back(r.percentiles.empty() ? "-" : percentile_cell(r.percentiles[i]));
+    }
+  }
+  std::ostringstream s;
+  s << aligned(table);
+  if (percentiles) {
+    s << "\npercentiles over requests (change = new / base - 1; quantiles by linear "
+         "interpolation):\n";
+    std::vector<std::vector<std::string>> values;
+    values.push_back({"benchmark", "requests base/new"});
+    for (double q : qs) {
+      values[0].push_back(percentile_label(q) + " base");
+      values[0].push_back(percentile_label(q) + " new");
+    }
+    for (const auto& r : c.rows) {
+      if (r.percentiles.empty()) continue;
+      values.push_back(
+          {r.name, std::to_string(r.base.count) + " / " + std::to_string(r.next.count)});
+      for (const auto& p : r.percentiles) {
+        values.back().push_back(format_value(c, p.base));
+        values.back().push_back(format_value(c, p.next));
+      }
+    }
+    s << aligned(values);
+  }
   if (c.reference_change) {
     s << "normalized by " << c.reference_name
       << " (its own change: " << format_percent(*c.reference_change, true) << ")\n";
@@ -332,8 +552,14 @@ std::string to_text(const comparison& c) {
     s << "environment: " << d.field << " '" << d.base << "' vs '" << d.next << "'"
       << (d.blocking ? " (differs; compared anyway)" : "") << "\n";
   }
+  for (const auto& n : c.notes) s << "note: " << n << "\n";
   for (const auto& n : c.only_in_base) s << "only in base: " << n << "\n";
   for (const auto& n : c.only_in_next) s << "only in new: " << n << "\n";
+  if (!c.options.percentile_thresholds.empty()) {
+    s << "percentile gate (" << gate_thresholds(c) << "): ";
+    s << (c.percentile_gate_failed() ? "FAILED: " + joined(c.percentile_failures) : "passed")
+      << "\n";
+  }
   s << headline(c) << (c.regressed() ? ": REGRESSION" : "") << "\n";
   return s.str();
 }
@@ -357,16 +583,47 @@ std::string to_markdown(const comparison& c) {
       << (r.result == verdict::slower || r.result == verdict::faster ? "**" + v + "**" : v)
       << (r.note.empty() ? "" : " (" + r.note + ")") << " |\n";
   }
+  if (any_percentiles(c)) {
+    const std::vector<double> qs = compared_quantiles(c.options);
+    s << "\nPercentiles over requests (change = new / base - 1):\n\n"
+      << "| benchmark | requests base / new |";
+    std::string rule = "|---|---:|";
+    for (double q : qs) {
+      s << " " << percentile_label(q) << " base | " << percentile_label(q) << " new | "
+        << percentile_label(q) << " change |";
+      rule += "---:|---:|---:|";
+    }
+    s << "\n" << rule << "\n";
+    for (const auto& r : c.rows) {
+      if (r.percentiles.empty()) continue;
+      s << "| `" << r.name << "` | " << r.base.count << " / " << r.next.count << " |";
+      for (const auto& p : r.percentiles) {
+        const std::string cell = percentile_cell(p);
+        s << " " << format_value(c, p.base) << " | " << format_value(c, p.next) << " | "
+          << (p.exceeded ? "**" + cell + "**" : cell) << " |";
+      }
+      s << "\n";
+    }
+  }
+  if (!c.options.percentile_thresholds.empty()) {
+    s << "\nPercentile gate (" << gate_thresholds(c) << "): "
+      << (c.percentile_gate_failed() ? "**failed**: " + joined(c.percentile_failures) : "passed")
+      << ".\n";
+  }
   if (c.reference_change) {
     s << "\nTimes are relative to `" << c.reference_name
       << "` of the same run (its own change: " << format_percent(*c.reference_change, true)
       << "), so a faster or slower machine cancels out.\n";
   }
-  if (!c.environment.empty() || !c.only_in_base.empty() || !c.only_in_next.empty()) s << "\n";
+  if (!c.environment.empty() || !c.notes.empty() || !c.only_in_base.empty() ||
+      !c.only_in_next.empty()) {
+    s << "\n";
+  }
   for (const auto& d : c.environment) {
     s << "- environment `" << d.field << "`: `" << d.base << "` vs `" << d.next << "`"
       << (d.blocking ? " (**differs; compared anyway**)" : "") << "\n";
   }
+  for (const auto& n : c.notes) s << "- note: " << n << "\n";
   for (const auto& n : c.only_in_base) s << "- only in base: `" << n << "`\n";
   for (const auto& n : c.only_in_next) s << "- only in new: `" << n << "`\n";
   s << "\nVerdicts: slower/faster need p < alpha and a median change above both the threshold and "
@@ -376,8 +633,20 @@ std::string to_markdown(const comparison& c) {
 }
 
 json to_json(const comparison& c) {
+  // JSON has no infinity: a change against a base of 0 is null.
+  auto finite_or_null = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   json rows = json::array();
   for (const auto& r : c.rows) {
+    json percentiles = json::array();
+    for (const auto& p : r.percentiles) {
+      percentiles.push_back({{"percentile", percentile_label(p.quantile)},
+                             {"quantile", p.quantile},
+                             {"base", p.base},
+                             {"new", p.next},
+                             {"change", finite_or_null(p.change)},
+                             {"threshold", p.threshold ? json(*p.threshold) : json(nullptr)},
+                             {"exceeded", p.exceeded}});
+    }
     rows.push_back({{"name", r.name},
                     {"base", to_json(r.base)},
                     {"new", to_json(r.next)},
@@ -389,6 +658,13 @@ json to_json(const comparison& c) {
                     {"spread_new", r.spread_next},
                     {"verdict", to_string(r.result)},
                     {"note", r.note}});
+    if (!r.percentiles.empty()) rows.back()["percentiles"] = percentiles;
+  }
+  json pairs = json::array();
+  for (const auto& [b, n] : c.row_pairs) pairs.push_back({{"base", b}, {"new", n}});
+  json gate_thresholds = json::object();
+  for (const auto& [q, t] : c.options.percentile_thresholds) {
+    gate_thresholds[percentile_label(q)] = t;
   }
   json env = json::array();
   for (const auto& d : c.environment) {
@@ -407,13 +683,22 @@ json to_json(const comparison& c) {
             {"options",
              {{"threshold", c.options.threshold},
               {"thresholds", c.options.thresholds},
-              {"alpha", c.options.alpha}}},
+              {"alpha", c.options.alpha},
+              {"pair_rows", to_string(c.options.pair_rows)},
+              {"percentile_thresholds", gate_thresholds}}},
             {"rows", rows},
+            {"row_pairs", pairs},
+            {"notes", c.notes},
             {"environment_differences", env},
             {"only_in_base", c.only_in_base},
             {"only_in_new", c.only_in_next}};
   if (c.reference_change) {
     j["normalized_by"] = {{"name", c.reference_name}, {"change", *c.reference_change}};
+  }
+  if (!c.options.percentile_thresholds.empty()) {
+    j["percentile_gate"] = {{"thresholds", gate_thresholds},
+                            {"passed", !c.percentile_gate_failed()},
+                            {"failures", c.percentile_failures}};
   }
   return j;
 }

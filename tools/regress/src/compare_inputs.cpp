@@ -1,6 +1,7 @@
 // compare's inputs (see compare_inputs.hpp).
 #include "ridgeline/regress/compare_inputs.hpp"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <vector>
@@ -25,6 +26,40 @@ double parse_threshold(const std::string& text, const std::string& what) {
     throw std::invalid_argument(what + ": '" + text + "' is not a number");
   if (!(v > 0 && v < 10)) throw std::invalid_argument(what + ": '" + text + "' must be in (0, 10)");
   return v;
+}
+
+std::map<double, double> parse_percentile_thresholds(const std::string& text) {
+  const std::string what = "--percentile-thresholds";
+  std::map<double, double> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = text.find(',', start);
+    const std::string item =
+        text.substr(start, comma == std::string::npos ? comma : comma - start);
+    const auto eq = item.find('=');
+    if (item.size() < 2 || item[0] != 'p' || eq == std::string::npos) {
+      throw std::invalid_argument(what + ": '" + item + "' is not pNN=VALUE (e.g. p99=10%)");
+    }
+    const std::string number = item.substr(1, eq - 1);
+    std::size_t pos = 0;
+    double percent = 0;
+    try {
+      percent = std::stod(number, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    if (pos == 0 || pos != number.size() || !(percent > 0 && percent < 100)) {
+      throw std::invalid_argument(what + ": '" + item.substr(0, eq) +
+                                  "' is not a percentile p0 < pNN < p100");
+    }
+    // Rounded to 12 digits, so that p99.9 is the quantile 0.999 and not 0.9990000000000001.
+    const double q = std::round(percent * 1e10) / 1e12;
+    if (out.count(q)) throw std::invalid_argument(what + ": '" + item.substr(0, eq) + "' twice");
+    out[q] = parse_threshold(item.substr(eq + 1), what + " " + item.substr(0, eq));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 result_set load_result_list(const std::string& list, time_metric metric) {

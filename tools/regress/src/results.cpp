@@ -9,6 +9,7 @@
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas/gpu_profile.hpp"
 #include "ridgeline/core/schemas/measurement.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/core/text.hpp"
 
@@ -33,6 +34,10 @@ std::string to_string(time_metric m) {
       return "cpu_time";
   }
   return "unknown";
+}
+
+std::string serving_benchmark_name(const std::string& row_key, const std::string& metric) {
+  return "serving/" + row_key + "/" + metric;
 }
 
 benchmark_series make_series(std::vector<double> seconds) {
@@ -185,6 +190,101 @@ benchmark_series series_from_measurement(const schema::node& n) {
   return out;
 }
 
+// One latency column of a serving row's per-request table: the defined values (-1 marks a value
+// that does not exist: TTFT and E2E of an unfinished request, TPOT of one with fewer than two
+// tokens); any other negative value is an error naming the element.
+benchmark_series per_request_series(const std::vector<double>& column, const std::string& path,
+                                    const std::string& source) {
+  std::vector<double> defined;
+  for (std::size_t k = 0; k < column.size(); ++k) {
+    if (column[k] == -1.0) continue;
+    if (column[k] < 0) {
+      throw schema::schema_error(source, path + "[" + std::to_string(k) + "]",
+                                 "negative and not -1 (undefined)",
+                                 schema::k_serving_results_schema);
+    }
+    defined.push_back(column[k]);
+  }
+  benchmark_series s;
+  if (defined.empty()) {
+    s.error = "no request of " + std::to_string(column.size()) + " has a defined value (" + path +
+              ")";
+  } else {
+    s = make_series(std::move(defined));
+  }
+  s.per_request = true;
+  return s;
+}
+
+// The run's throughput as a time, so that lower is better like every other benchmark here: one
+// value per run (summary only; compare has no repetitions to test it with, history trends it).
+benchmark_series run_level_series(double output_tokens_per_second, const std::string& path) {
+  benchmark_series s;
+  if (!(output_tokens_per_second > 0)) {
+    s.error = "no output tokens (" + path + " is 0)";
+    return s;
+  }
+  const double v = 1.0 / output_tokens_per_second;
+  s.summary_only = true;
+  s.stats.count = 1;
+  s.stats.median = s.stats.mean = s.stats.min = s.stats.max = s.stats.p10 = s.stats.p90 = v;
+  return s;
+}
+
+// Serving results (ridgeline.kv/v1 of replay and load), read whole by the format's typed reader.
+// Every row with a `measured` section gives serving/<capacity>/ttft, tpot and e2e from its
+// per-request columns, and serving/<capacity>/seconds_per_output_token; kv's simulated rows
+// (no `measured`) are not measurements and are skipped.
+result_set parse_serving(const json& doc, const std::string& source) {
+  const schema::serving_results sr = schema::parse_serving_results(doc, source);
+  result_set r;
+  r.source = source;
+  r.format = schema::k_serving_results_schema;
+  r.environment = sr.env.raw;
+  r.git_sha = sr.env.git_sha;
+  r.time_utc = sr.env.time_utc;
+  r.client_environment = sr.config.executor && *sr.config.executor == "http";
+  for (std::size_t i = 0; i < sr.rows.size(); ++i) {
+    const schema::serving_row& row = sr.rows[i];
+    if (!row.measured) continue;
+    const std::string at = "rows[" + std::to_string(i) + "]";
+    if (row.capacity.empty()) {
+      throw schema::schema_error(source, at + ".capacity", "empty (the row's label names it)",
+                                 schema::k_serving_results_schema);
+    }
+    std::string key = row.capacity;
+    auto taken = [&](const std::string& k) {
+      return std::any_of(r.serving_rows.begin(), r.serving_rows.end(),
+                         [&](const serving_row_ref& x) { return x.key == k; });
+    };
+    if (taken(key)) {
+      int k = 2;
+      while (taken(key + "#" + std::to_string(k))) ++k;
+      key += "#" + std::to_string(k);
+    }
+    const schema::serving_requests& q = row.measured->requests;
+    const std::string columns = at + ".measured.requests.";
+    const std::pair<const char*, const std::vector<double>*> latencies[] = {
+        {"ttft", &q.ttft_seconds}, {"tpot", &q.tpot_seconds}, {"e2e", &q.e2e_seconds}};
+    serving_row_ref ref{key, {}};
+    for (const auto& [metric, column] : latencies) {
+      r.benchmarks[serving_benchmark_name(key, metric)] =
+          per_request_series(*column, columns + metric + "_seconds", source);
+      ref.metrics.push_back(metric);
+    }
+    r.benchmarks[serving_benchmark_name(key, "seconds_per_output_token")] =
+        run_level_series(row.output_tokens_per_second, at + ".output_tokens_per_second");
+    ref.metrics.push_back("seconds_per_output_token");
+    r.serving_rows.push_back(std::move(ref));
+  }
+  if (r.serving_rows.empty()) {
+    fail(source,
+         "serving results without a measured row (a `ridgeline kv` simulation?): compare and "
+         "history read the measured rows of `replay` and `load` results");
+  }
+  return r;
+}
+
 result_set parse_ridgeline(const json& doc, const std::string& source) {
   result_set r;
   r.source = source;
@@ -196,6 +296,7 @@ result_set parse_ridgeline(const json& doc, const std::string& source) {
   // The formats whose rows carry measurements are read whole by their typed readers, so a file
   // that is not a complete profile or sweep is refused naming the field; the environment's sha and
   // time come from the typed block. Other ridgeline documents: their rows, environment as written.
+  if (r.format == schema::k_serving_results_schema) return parse_serving(doc, source);
   std::optional<schema::environment> env;
   if (r.format == schema::k_gpu_profile_schema) {
     env = schema::parse_gpu_profile(doc, source).env;
@@ -286,6 +387,9 @@ result_set merge_results(std::vector<result_set> parts) {
       }
       out.benchmarks[name] = std::move(s);
     }
+    // A row key in both files made the same benchmark names, refused above.
+    for (auto& row : parts[i].serving_rows) out.serving_rows.push_back(std::move(row));
+    out.client_environment = out.client_environment || parts[i].client_environment;
     out.source += "," + parts[i].source;
     if (out.format != parts[i].format) out.format = "mixed";
   }

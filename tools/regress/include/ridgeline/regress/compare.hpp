@@ -10,6 +10,11 @@
 //   unchanged        otherwise
 // Summary-only data (a ridgeline measurement without samples) uses a z test on the medians with
 // the standard errors the summary carries instead of the U test.
+//
+// Benchmarks whose samples are one value per request (serving results: serving/<row>/ttft, ...)
+// also get their percentiles compared: for q in p50, p90, p99 (and any percentile a threshold
+// names), change = quantile(new, q) / quantile(base, q) - 1, with core's one quantile (linear
+// interpolation). An optional gate fails when any |change| exceeds its percentile's threshold.
 #pragma once
 
 #include <map>
@@ -25,6 +30,20 @@ namespace ridgeline::bench {
 enum class verdict { faster, slower, unchanged, noisy };
 std::string to_string(verdict v);  // "faster", "slower", "unchanged", "too noisy"
 
+// How the serving rows of two results are paired (their benchmarks are serving/<row>/<metric>):
+//   automatic  by label, except that when each side holds exactly one serving row those two are
+//              paired whatever their labels (a replay's "engine pool" with a load run's "trace")
+//   label      by label only
+//   order      the i-th serving row of BASE with the i-th of NEW (each side the same number)
+// A NEW row paired with a BASE row of another label is compared under the BASE row's names.
+enum class row_pairing { automatic, label, order };
+row_pairing parse_row_pairing(const std::string& text);  // "auto" | "label" | "order"
+std::string to_string(row_pairing p);
+
+// Percentiles reported for every per-request benchmark, besides any a threshold names.
+inline constexpr double k_reported_quantiles[] = {0.5, 0.9, 0.99};
+std::string percentile_label(double quantile);  // 0.5 -> "p50", 0.999 -> "p99.9"
+
 struct compare_options {
   double threshold = 0.05;  // relative median change that counts (0.05 = 5 %)
   // Per-benchmark thresholds: exact names, or glob patterns (* and ?); an exact name wins, then the
@@ -38,6 +57,19 @@ struct compare_options {
   // or slower machine cancels out; the reference itself gets no verdict.
   std::optional<std::string> normalize_by;
   std::optional<std::string> filter;  // glob on benchmark names; others are ignored
+  row_pairing pair_rows = row_pairing::automatic;
+  // Percentile gate over per-request benchmarks: quantile (0.99) -> the largest |change| allowed.
+  std::map<double, double> percentile_thresholds;
+};
+
+// One percentile of a per-request benchmark on both sides.
+struct percentile_change {
+  double quantile = 0;  // 0.5, 0.9, 0.99, ...
+  double base = 0;
+  double next = 0;
+  double change = 0;                // next / base - 1 (infinite when only base is 0)
+  std::optional<double> threshold;  // from compare_options::percentile_thresholds
+  bool exceeded = false;            // |change| > threshold
 };
 
 struct benchmark_comparison {
@@ -52,6 +84,8 @@ struct benchmark_comparison {
   double spread_next = 0;
   verdict result = verdict::unchanged;
   std::string note;  // why it is too noisy, an error the benchmark reported, ...
+  // Per-request benchmarks (serving results) only: the reported and gated percentiles, ascending.
+  std::vector<percentile_change> percentiles;
 };
 
 struct environment_difference {
@@ -70,10 +104,16 @@ struct comparison {
   std::vector<std::string> only_in_next;
   std::optional<double> reference_change;  // the normalize_by benchmark's raw median change
   std::string reference_name;
+  // Serving rows paired across labels: (BASE row, NEW row), compared under the BASE row's names.
+  std::vector<std::pair<std::string, std::string>> row_pairs;
+  std::vector<std::string> notes;  // e.g. why GPU differences were not enforced
+  // The percentile gate's failures, "serving/trace/ttft p99 +12.1% > 10%"; empty: passed.
+  std::vector<std::string> percentile_failures;
   compare_options options;
 
   int count(verdict v) const;
   bool regressed() const { return count(verdict::slower) > 0; }
+  bool percentile_gate_failed() const { return !percentile_failures.empty(); }
 };
 
 // Environment fields that must match (gpu.name, gpu.driver_version, max clocks, build type, ...)
@@ -86,8 +126,10 @@ double threshold_for(const compare_options& o, const std::string& name);
 bool glob_match(const std::string& pattern, const std::string& text);
 
 // Compares two result sets. Throws std::invalid_argument when the environments differ in a
-// blocking field (unless allowed), when the benchmark sets differ (unless allowed) or share
-// nothing, or when normalize_by names a benchmark a side lacks.
+// blocking field (unless allowed; GPU fields never block when a side is a load run, whose
+// environment is the client's), when the benchmark sets differ (unless allowed) or share
+// nothing, when normalize_by names a benchmark a side lacks, when rows cannot be paired as asked,
+// or when percentile thresholds are given and no compared benchmark has per-request samples.
 comparison compare_results(const result_set& base, const result_set& next,
                            const compare_options& o);
 

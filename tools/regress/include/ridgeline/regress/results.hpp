@@ -2,7 +2,10 @@
 // each with its per-repetition times (or only a summary), plus the environment it ran in.
 // Reads Google Benchmark JSON (per-repetition "iteration" entries; aggregates are ignored and
 // recomputed) and ridgeline result documents ({"schema": "ridgeline.<kind>/v1", "environment",
-// "config", "rows"}), e.g. ridgeline.gpu_profile/v1 rows with a "measurement" summary.
+// "config", "rows"}), e.g. ridgeline.gpu_profile/v1 rows with a "measurement" summary, and
+// serving results (ridgeline.kv/v1 of `replay` and `load`): each row with a `measured` section
+// gives serving/<row label>/ttft, /tpot and /e2e, one sample per request, and
+// serving/<row label>/seconds_per_output_token (1 / output tokens per second, one value a run).
 #pragma once
 
 #include <filesystem>
@@ -30,8 +33,19 @@ struct benchmark_series {
   summary stats;                // of `seconds`, or as read from the file
   double iqr_seconds = 0;       // interquartile range (estimated as 2 * MAD for summary-only data)
   bool summary_only = false;
+  // The samples are one value per request (a serving latency), not repetitions of one
+  // measurement: compare reports their percentiles (p50, p90, p99) beside the median's verdict.
+  bool per_request = false;
   std::string error;  // the benchmark reported an error (Google Benchmark "error_message")
 };
+
+// A serving-results row as a group of benchmarks (serving/<key>/<metric>): compare pairs rows of
+// two files by these (--pair-rows), history keeps the names.
+struct serving_row_ref {
+  std::string key;                   // the row's `capacity` label; "#2", "#3"... when repeated
+  std::vector<std::string> metrics;  // ttft, tpot, e2e, seconds_per_output_token
+};
+std::string serving_benchmark_name(const std::string& row_key, const std::string& metric);
 
 struct result_set {
   std::string source;  // file path or label, for messages
@@ -41,6 +55,10 @@ struct result_set {
   std::string git_sha;   // from the environment; empty when unknown
   std::string time_utc;  // when the result was taken; empty when unknown
   std::map<std::string, benchmark_series> benchmarks;
+  std::vector<serving_row_ref> serving_rows;  // serving results: the measured rows in file order
+  // A load run (config.executor "http"): the environment is the client's host, which records
+  // nothing of the server's GPU, so compare reports GPU differences instead of refusing.
+  bool client_environment = false;
 };
 
 // Parses a result document; throws std::invalid_argument naming the source and what is wrong
