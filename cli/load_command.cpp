@@ -271,6 +271,10 @@ void register_load(CLI::App& app, context& ctx) {
       ->capture_default_str();
   cmd->add_flag("--no-stream", args->no_stream, "Ask for whole responses (TTFT = E2E, no ITL)");
   cmd->add_flag("--insecure", args->insecure, "Do not verify the server's TLS certificate");
+  cmd->add_option("--temperature", o.temperature,
+                  "Sampling temperature sent with every request (0: greedy, as vLLM's bench serve "
+                  "sends; negative: none sent, the server's default)")
+      ->capture_default_str();
   cmd->add_flag("--no-ignore-eos", args->no_ignore_eos,
                 "Do not send ignore_eos: true (outputs may end before the workload's lengths)");
   cmd->add_flag(

@@ -5,11 +5,14 @@
 # Parts (llama-3-8b, bf16, random weights, one GPU; the server on 127.0.0.1 only):
 #   ab        the first 180 s of data/traces/azure_llm_2023_conv.csv twice: through
 #             `ridgeline replay` (no HTTP), then through `ridgeline load` against `ridgeline serve
-#             --record` (the server's own stamps of every request, for the HTTP layer's share)
+#             --record` (the server's own stamps of every request, for the HTTP layer's share);
+#             `replay` and `http` are its two halves (TAG names http's files, LOAD_ARGS adds load
+#             options)
 #   findmax   `ridgeline load --find-max` against `ridgeline serve`: Poisson arrivals of the
 #             trace's first 1,000 requests' lengths, SLO p99 TTFT <= 2 s and p99 TPOT <= 50 ms
 #   confirm   60-second runs at the rate findmax found and at -5% / +5% of it (FINDMAX_JSON: the
 #             findmax result, default OUT_DIR/findmax.json.gz), one fresh server each
+#   smi       start logging the GPU's clocks, power and throttle reasons every 0.5 s (smi.csv)
 #   clientbench  bench/load_client_bench (CLIENT_BENCH: its binary) on two idle cores, 3 runs
 # MODEL, VOCAB and AB_SECONDS change the model (llama-3-8b), its vocabulary (128256) and the ab
 # window (180 s): the script's own check runs tiny-gpu, 777 and a few seconds on a CPU.
@@ -65,11 +68,18 @@ load() {  # name, then load's arguments
 }
 for part in "$@"; do
   case $part in
-    ab)
+    ab | replay)
       run ab_replay replay --model "$model" --trace "$trace" --duration "${AB_SECONDS:-180}" \
         -o "$out/ab_replay.json.gz"
-      start_server ab_serve --record "$out/ab_serve_record.json.gz" || continue
-      load ab_load --trace "$trace" --duration "${AB_SECONDS:-180}" -o "$out/ab_load.json.gz"
+      [ "$part" = ab ] || continue
+      ;;&
+    ab | http)
+      # LOAD_ARGS: more load options (e.g. --temperature -1); TAG names the files (ab)
+      tag=${TAG:-ab}
+      start_server "${tag}_serve" --record "$out/${tag}_serve_record.json.gz" || continue
+      # shellcheck disable=SC2086
+      load "${tag}_load" --trace "$trace" --duration "${AB_SECONDS:-180}" ${LOAD_ARGS:-} \
+        -o "$out/${tag}_load.json.gz"
       stop_server ;;
     findmax)
       start_server findmax_serve || continue
@@ -89,6 +99,10 @@ for part in "$@"; do
           -o "$out/confirm_$x.json.gz"
         stop_server
       done ;;
+    smi)
+      nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_event_reasons.active \
+        --format=csv -lms 500 >"$out/smi.csv" 2>&1 &
+      log "smi: logging to smi.csv (pid $!)" ;;
     clientbench)
       for i in 1 2 3; do
         log "clientbench $i: ${CLIENT_BENCH:-build/bench/ridgeline_load_client_bench} --ridgeline $bin"

@@ -129,6 +129,7 @@ struct exchange {
   phase at = phase::waiting_connection;
   std::string bytes;
   bool stale_retry_used = false;
+  bool answered = false;  // a content chunk came (counters.awaiting_first no longer counts it)
 };
 
 struct connection {
@@ -256,6 +257,7 @@ struct client_worker::impl {
     x->timer = evtimer_new(base, &impl::on_timer, x);
     live.insert(x);
     counters.in_flight.fetch_add(1, std::memory_order_relaxed);
+    counters.awaiting_first.fetch_add(1, std::memory_order_relaxed);
     attach(x);
   }
 
@@ -343,11 +345,13 @@ struct client_worker::impl {
                                     std::memory_order_relaxed);
     }
     records.push_back(std::move(x->record));
+    const bool x_answered = x->answered;
     const http_job job = std::move(x->job);
     live.erase(x);
     event_free(x->timer);
     delete x;
     counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (!x_answered) counters.awaiting_first.fetch_sub(1, std::memory_order_relaxed);
     counters.ended.fetch_add(1, std::memory_order_relaxed);
     if (!stopping) {
       source->on_done(job, records.back(), t);
@@ -390,6 +394,10 @@ struct client_worker::impl {
         used += vec[i].iov_len;
       }
       evbuffer_drain(in, used);
+    }
+    if (!x->answered && !x->record.chunk_seconds.empty()) {
+      x->answered = true;
+      self->counters.awaiting_first.fetch_sub(1, std::memory_order_relaxed);
     }
     if (res == response_reader::result::more) return;
     if (evbuffer_get_length(in) > 0) evbuffer_drain(in, evbuffer_get_length(in));

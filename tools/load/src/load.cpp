@@ -142,6 +142,7 @@ load_setup configure(const load_options& o) {
   return s;
 }
 
+// Saturation over a series of (seconds, requests waiting for their first token): docs/load.md.
 bool saturated(const std::vector<std::pair<double, std::int64_t>>& v, double offered_rate,
                double mean_e2e_seconds) {
   if (v.size() < 10) return false;
@@ -227,6 +228,7 @@ level_data run_level(const load_setup& s, const level_spec& spec, const load_hoo
   po.stream = o.stream;
   po.continuous_usage = o.continuous_usage;
   po.ignore_eos = o.ignore_eos;
+  po.temperature = o.temperature;
   po.vocab = o.vocab;
   po.codec = s.codec.get();
 
@@ -275,19 +277,21 @@ level_data run_level(const load_setup& s, const level_spec& spec, const load_hoo
       running.fetch_sub(1);
     });
   }
-  // Watch the run: progress, and (find-max) saturation.
-  std::vector<std::pair<double, std::int64_t>> in_flight;
+  // Watch the run: progress, and (find-max) saturation: the requests still waiting for their
+  // first token (the server's queue as the client sees it). In flight is no signal: it ramps up
+  // for as long as the longest answer takes, which on a trace with long outputs looks like growth.
+  std::vector<std::pair<double, std::int64_t>> waiting;
   const double total = static_cast<double>(w.requests.size());
   while (running.load() > 0) {
     std::this_thread::sleep_for(std::chrono::duration<double>(k_monitor_seconds));
-    std::int64_t now_in_flight = 0, ended = 0, e2e_micros = 0;
+    std::int64_t now_waiting = 0, ended = 0, e2e_micros = 0;
     for (const auto& wk : workers) {
-      now_in_flight += wk->counters().in_flight.load();
+      now_waiting += wk->counters().awaiting_first.load();
       ended += wk->counters().ended.load();
       e2e_micros += wk->counters().e2e_micros.load();
     }
     const double t = seconds_since(epoch);
-    if (t >= 0) in_flight.emplace_back(t, now_in_flight);
+    if (t >= 0) waiting.emplace_back(t, now_waiting);
     if (hooks.progress) hooks.progress(l.label, std::min(1.0, static_cast<double>(ended) / total));
     if (hooks.interrupted && l.stopped.empty() && hooks.interrupted()) {
       l.stopped = "interrupted after " + format("%.1f", t) + " s";
@@ -295,9 +299,10 @@ level_data run_level(const load_setup& s, const level_spec& spec, const load_hoo
     }
     if (spec.stop_when_saturated && !l.saturated && spec.shape != "concurrency" && ended > 0) {
       const double mean_e2e = static_cast<double>(e2e_micros) * 1e-6 / static_cast<double>(ended);
-      if (saturated(in_flight, offered, mean_e2e)) {
+      if (saturated(waiting, offered, mean_e2e)) {
         l.saturated = true;
-        l.stopped = "saturated: " + std::to_string(now_in_flight) + " requests in flight after " +
+        l.stopped = "saturated: " + std::to_string(now_waiting) +
+                    " requests waiting for their first token after " +
                     format("%.1f", t) + " s and growing at the offered " + format("%g", offered) +
                     " req/s";
         for (auto& wk : workers) wk->stop();
@@ -369,6 +374,8 @@ load_run run(const load_setup& s, const load_hooks& hooks) {
   r.prompts = s.codec                            ? "text (tokenizer " + s.codec->source() + ")"
               : s.endpoint == api_endpoint::chat ? "words (approximate token counts)"
                                                  : "token ids";
+  r.prompts += o.temperature >= 0 ? format("; temperature %g", o.temperature)
+                                  : std::string("; temperature: the server's default");
   r.slo = s.slo;
   r.workers = o.workers;
   r.environment = metrics::environment_block(std::nullopt);

@@ -106,6 +106,7 @@ built_request prompt_builder::build(const workload_request& r, session_history& 
     if (o.continuous_usage) body["stream_options"]["continuous_usage_stats"] = true;
   }
   if (o.ignore_eos) body["ignore_eos"] = true;
+  if (o.temperature >= 0) body["temperature"] = o.temperature;
   const auto& segs = r.prompt;
   if (segs.empty())
     throw std::invalid_argument("workload request " + std::to_string(r.id) + " has no prompt");

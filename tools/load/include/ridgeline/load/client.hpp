@@ -79,6 +79,7 @@ class job_source {
 
 struct worker_counters {
   std::atomic<std::int64_t> in_flight{0};  // started (connecting, waiting or sent), not ended
+  std::atomic<std::int64_t> awaiting_first{0};  // started, no content chunk yet, not ended
   std::atomic<std::int64_t> sent{0};
   std::atomic<std::int64_t> ended{0};
   std::atomic<std::int64_t> chunks{0};

@@ -56,6 +56,9 @@ struct load_options {
   bool stream = true;
   bool verify_tls = true;
   bool ignore_eos = true;
+  // Sent as the request's temperature (0: greedy, as vLLM's `bench serve` sends); negative: not
+  // sent, the server's default applies (1.0 in the OpenAI API).
+  double temperature = 0;
   bool continuous_usage = false;
   std::string tokenizer;  // tokenizer.json; empty: token-id prompts and 1 token per chunk
   std::int32_t vocab = 0;
