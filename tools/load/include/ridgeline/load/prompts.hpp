@@ -36,9 +36,9 @@ struct prompt_options {
   bool stream = true;
   bool continuous_usage = false;  // stream_options.continuous_usage_stats (vLLM): tokens per chunk
   bool ignore_eos = true;         // outputs run to the workload's lengths (vLLM, SGLang, serve)
-  double temperature = 0;         // sent as is; negative: not sent (the server's default)
   std::int32_t vocab = 0;         // token-id prompts: ids modulo this (0: as generated, < 32000)
   const token_codec* codec = nullptr;
+  double temperature = 0;         // sent as is; negative: not sent (the server's default)
 };
 
 struct session_history {
