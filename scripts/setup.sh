@@ -17,7 +17,7 @@ packages=(
   python3                   # scripts/check_layers.py (the layer check, a unit test)
   libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages
   chromium                  # headless browser for tests/integration/report_browser_test.sh
-  nodejs                    # Node.js + npm: the tokenizer reference check and the openai client test
+  nodejs                    # Node.js + npm: tokenizer and GGUF reference checks, openai client test
 )
 
 missing=()

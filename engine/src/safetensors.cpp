@@ -37,6 +37,10 @@ std::uint64_t dtype_bytes(std::string_view dtype) {
   return 0;
 }
 
+bool is_float_dtype(std::string_view dtype) {
+  return dtype_bytes(dtype) != 0;
+}
+
 std::uint64_t element_count(const safetensors_tensor& t) {
   std::uint64_t n = 1;
   for (const auto d : t.shape) n *= static_cast<std::uint64_t>(d);  // checked by the parser
@@ -51,6 +55,17 @@ std::uint64_t element_count(const std::vector<std::int64_t>& shape) {
 
 }  // namespace
 
+std::uint64_t safetensors_dtype_bytes(std::string_view dtype) {
+  if (dtype == "BOOL" || dtype == "U8" || dtype == "I8" || dtype == "F8_E4M3" ||
+      dtype == "F8_E5M2") {
+    return 1;
+  }
+  if (dtype == "I16" || dtype == "U16" || dtype == "F16" || dtype == "BF16") return 2;
+  if (dtype == "I32" || dtype == "U32" || dtype == "F32") return 4;
+  if (dtype == "I64" || dtype == "U64" || dtype == "F64") return 8;
+  return 0;
+}
+
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -61,7 +76,7 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 }
 
 safetensors_header parse_safetensors_header(std::string_view header_json, std::uint64_t data_bytes,
-                                            const std::string& source) {
+                                            const std::string& source, safetensors_dtypes dtypes) {
   const json j = parse_json(header_json, source, "the safetensors header");
   if (!j.is_object()) {
     throw std::invalid_argument(source + ": the safetensors header is not a JSON object");
@@ -88,9 +103,13 @@ safetensors_header parse_safetensors_header(std::string_view header_json, std::u
     const auto offsets = v.find("data_offsets");
     if (dtype == v.end() || !dtype->is_string()) fail(name, "has no dtype string");
     t.dtype = dtype->get<std::string>();
-    const std::uint64_t width = dtype_bytes(t.dtype);
+    const std::uint64_t width =
+        dtypes == safetensors_dtypes::any ? safetensors_dtype_bytes(t.dtype) : dtype_bytes(t.dtype);
     if (width == 0) {
-      fail(name, "has dtype " + printable(t.dtype, 64) + "; ridgeline reads BF16, F16 and F32");
+      fail(name, "has dtype " + printable(t.dtype, 64) +
+                     (dtypes == safetensors_dtypes::any
+                          ? std::string("; not a safetensors dtype")
+                          : std::string("; ridgeline reads BF16, F16 and F32")));
     }
     if (shape == v.end() || !shape->is_array()) fail(name, "has no shape list");
     std::uint64_t elements = 1;
@@ -131,7 +150,7 @@ safetensors_header parse_safetensors_header(std::string_view header_json, std::u
   return h;
 }
 
-safetensors_header read_safetensors_header(const fs::path& file) {
+safetensors_header read_safetensors_header(const fs::path& file, safetensors_dtypes dtypes) {
   const std::string src = file.string();
   std::ifstream in(file, std::ios::binary);
   if (!in) throw io_error("cannot read " + src + ": " + std::strerror(errno));
@@ -154,7 +173,7 @@ safetensors_header read_safetensors_header(const fs::path& file) {
   std::string header(n, '\0');
   in.read(header.data(), static_cast<std::streamsize>(n));
   if (!in) throw io_error("cannot read " + src + ": the header ends early");
-  safetensors_header h = parse_safetensors_header(header, size - 8 - n, src);
+  safetensors_header h = parse_safetensors_header(header, size - 8 - n, src, dtypes);
   h.data_offset = 8 + n;
   return h;
 }
@@ -162,7 +181,8 @@ safetensors_header read_safetensors_header(const fs::path& file) {
 // ---------------------------------------------------------------------------------------------
 // The reader
 
-safetensors_reader::safetensors_reader(const fs::path& dir_or_file) {
+safetensors_reader::safetensors_reader(const fs::path& dir_or_file, safetensors_dtypes dtypes)
+    : m_dtypes(dtypes) {
   std::error_code ec;
   fs::path index, single;
   if (fs::is_directory(dir_or_file, ec)) {
@@ -207,15 +227,36 @@ void safetensors_reader::missing(const std::string& name) const {
   throw std::invalid_argument(m_source + ": missing tensor " + name);
 }
 
-void safetensors_reader::read(const std::string& name, bf16_bits* dst) {
-  shard& s = m_shards[m_where.at(name)];
-  const safetensors_tensor& t = s.header.tensors.at(name);
+std::ifstream& safetensors_reader::seek_to(shard& s, const safetensors_tensor& t) {
   if (!s.in.is_open()) {
     s.in.open(s.file, std::ios::binary);
     if (!s.in) throw io_error("cannot read " + s.file.string() + ": " + std::strerror(errno));
   }
   s.in.clear();
   s.in.seekg(static_cast<std::streamoff>(s.header.data_offset + t.begin));
+  return s.in;
+}
+
+std::vector<std::uint8_t> safetensors_reader::read_bytes(const std::string& name) {
+  shard& s = m_shards[m_where.at(name)];
+  const safetensors_tensor& t = s.header.tensors.at(name);
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(t.end - t.begin));
+  seek_to(s, t).read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  if (!s.in) {
+    throw io_error(s.file.string() + ": could not read tensor " + name +
+                   " (the file is shorter than its header says; changed while reading?)");
+  }
+  return out;
+}
+
+void safetensors_reader::read(const std::string& name, bf16_bits* dst) {
+  shard& s = m_shards[m_where.at(name)];
+  const safetensors_tensor& t = s.header.tensors.at(name);
+  if (!is_float_dtype(t.dtype)) {
+    throw std::invalid_argument(s.file.string() + ": tensor '" + printable(name, 64) +
+                                "' has dtype " + t.dtype + "; ridgeline reads BF16, F16 and F32");
+  }
+  seek_to(s, t);
   const std::uint64_t n = element_count(t);
   if (t.dtype == "BF16") {
     s.in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n * 2));
@@ -249,7 +290,7 @@ void safetensors_reader::read(const std::string& name, bf16_bits* dst) {
 std::size_t safetensors_reader::add_shard(const fs::path& file) {
   shard s;
   s.file = file;
-  s.header = read_safetensors_header(file);
+  s.header = read_safetensors_header(file, m_dtypes);
   m_shards.push_back(std::move(s));
   return m_shards.size() - 1;
 }

@@ -25,9 +25,17 @@
 
 namespace ridgeline {
 
+// Which dtypes a header may hold: the float ones the bf16 reader converts (BF16, F16, F32), or
+// every safetensors dtype (for the quantized formats of quant_checkpoint.hpp, read as raw bytes).
+enum class safetensors_dtypes { floats, any };
+
+// Bytes per element of a safetensors dtype (BOOL, U8, I8, F8_E4M3, F8_E5M2, I16, U16, F16, BF16,
+// I32, U32, F32, I64, U64, F64); 0 for anything else.
+std::uint64_t safetensors_dtype_bytes(std::string_view dtype);
+
 // One tensor of a safetensors header.
 struct safetensors_tensor {
-  std::string dtype;  // "BF16", "F16", "F32" (others are rejected)
+  std::string dtype;  // "BF16", "F16", "F32" (others are rejected unless safetensors_dtypes::any)
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0, end = 0;  // byte range in the data section
 };
@@ -44,9 +52,11 @@ struct safetensors_header {
 // [begin, end] with end - begin = elements * dtype size and end <= data_bytes (else: truncated).
 // `source` names the file in messages. For tests and fuzzing; read_safetensors_header uses it.
 safetensors_header parse_safetensors_header(std::string_view header_json, std::uint64_t data_bytes,
-                                            const std::string& source);
+                                            const std::string& source,
+                                            safetensors_dtypes dtypes = safetensors_dtypes::floats);
 // Reads the 8-byte little-endian header length and the header of a file, then parses it.
-safetensors_header read_safetensors_header(const std::filesystem::path& file);
+safetensors_header read_safetensors_header(const std::filesystem::path& file,
+                                           safetensors_dtypes dtypes = safetensors_dtypes::floats);
 
 // "[4096, 11008]", for messages.
 std::string shape_text(const std::vector<std::int64_t>& shape);
@@ -56,7 +66,8 @@ std::string shape_text(const std::vector<std::int64_t>& shape);
 // of every tensor; each shard's header is read and checked up front).
 class safetensors_reader {
  public:
-  explicit safetensors_reader(const std::filesystem::path& dir_or_file);
+  explicit safetensors_reader(const std::filesystem::path& dir_or_file,
+                              safetensors_dtypes dtypes = safetensors_dtypes::floats);
 
   // The folder the checkpoint lives in.
   const std::filesystem::path& folder() const { return m_folder; }
@@ -67,7 +78,10 @@ class safetensors_reader {
   [[noreturn]] void missing(const std::string& name) const;
   // Reads a tensor into dst (its element count), converted to bf16: BF16 copied, F16 and F32
   // rounded to nearest even.
+  // Throws std::invalid_argument for a dtype other than those three.
   void read(const std::string& name, bf16_bits* dst);
+  // A tensor's bytes as stored (little-endian, row-major), of any dtype the header accepted.
+  std::vector<std::uint8_t> read_bytes(const std::string& name);
 
  private:
   struct shard {
@@ -77,7 +91,9 @@ class safetensors_reader {
   };
   std::size_t add_shard(const std::filesystem::path& file);
   void open_index(const std::filesystem::path& index);
+  std::ifstream& seek_to(shard& s, const safetensors_tensor& t);
 
+  safetensors_dtypes m_dtypes = safetensors_dtypes::floats;
   std::filesystem::path m_folder;
   std::string m_source;  // the file named in "missing tensor" messages
   std::vector<shard> m_shards;
