@@ -125,6 +125,8 @@ void run_kv_command(const kv_args& a, context& ctx) {
   if (!a.csv.empty()) write_atomically(a.csv, kv::csv_of(doc.at("rows")));
   if (a.json) {
     ctx.out << text;
+    // stdout stays one JSON document; what the figures leave out still reaches the user.
+    for (const auto& line : kv::rejection_lines(doc, "kv")) ctx.err << line << "\n";
   } else {
     ctx.out << kv::table_of(doc);
     if (!a.output.empty()) ctx.out << "results written to " << a.output << "\n";

@@ -21,6 +21,8 @@
 
 #include "cli.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
+#include "ridgeline/kv/kv.hpp"
 #include "ridgeline/plan/plan.hpp"
 #include "ridgeline/plan/serving_accuracy.hpp"
 #include "ridgeline/sweep/sweep.hpp"
@@ -73,6 +75,46 @@ std::map<std::string, double> parse_prices(const std::string& text) {
   return out;
 }
 
+// One line per reason the rate search dropped or could not serve requests of the workload, with
+// the flag that changes it: the cut to --requests, prompts + outputs beyond the model's context
+// (every replay rejects them), and further rejections of a row (its KV cache).
+std::vector<std::string> plan_drop_lines(const model_preset& m, const workload& w,
+                                         std::int64_t source_requests, const json& doc) {
+  std::vector<std::string> out;
+  const std::int64_t n = std::ssize(w.requests);
+  auto share = [](std::int64_t k, std::int64_t of) {
+    return format_percent(static_cast<double>(k) /
+                          static_cast<double>(std::max<std::int64_t>(of, 1)));
+  };
+  if (source_requests > n) {
+    out.push_back("plan: " + kv::format_count(source_requests - n) + " of " +
+                  kv::format_count(source_requests) + " requests of " + w.source + " (" +
+                  share(source_requests - n, source_requests) +
+                  ") not replayed: the rate search replays the first " + kv::format_count(n) +
+                  " (--requests N; 0: all)");
+  }
+  std::int64_t beyond = 0;
+  for (const auto& r : w.requests)
+    if (r.prompt_tokens + r.output_tokens > m.max_context) ++beyond;
+  if (beyond > 0) {
+    out.push_back("plan: " + kv::format_count(beyond) + " of " + kv::format_count(n) +
+                  " requests (" + share(beyond, n) + ") rejected in every replay: prompt + output "
+                  "beyond " + m.name + "'s context of " + kv::format_count(m.max_context) +
+                  " tokens; the SLO terms count them as never served (no flag lifts a model's "
+                  "context: --workload with shorter requests)");
+  }
+  for (const auto& r : doc.at("rows")) {
+    const std::int64_t rejected = r.value("rejected_requests", std::int64_t{0});
+    if (rejected <= beyond) continue;
+    out.push_back("plan: " + r.at("gpu").get<std::string>() + ": " +
+                  kv::format_count(rejected - beyond) + " more of " + kv::format_count(n) +
+                  " requests (" + share(rejected - beyond, n) + ") rejected at its max rate: "
+                  "prompt + output larger than the KV cache beside the weights; counted as never "
+                  "served (--weights, --kv-dtype or --tp leave more memory for KV)");
+  }
+  return out;
+}
+
 void run_plan(const plan_args& a, context& ctx) {
   if (a.model.empty()) throw std::invalid_argument("plan: --model is required");
   if (a.gpus.empty()) throw std::invalid_argument("plan: --gpu is required (e.g. h100-sxm,l40s)");
@@ -115,7 +157,8 @@ void run_plan(const plan_args& a, context& ctx) {
   for (const auto& p : {a.output, a.csv, a.markdown})
     if (!p.empty()) check_writable(p);
 
-  const workload w = load_plan_workload(a.workload, a.requests);
+  std::int64_t source_requests = 0;
+  const workload w = load_plan_workload(a.workload, a.requests, &source_requests);
   std::function<void(const std::string&)> progress;
   if (ctx.progress)
     progress = [&ctx](const std::string& line) { ctx.err << "plan: " << line << "\n"; };
@@ -126,6 +169,13 @@ void run_plan(const plan_args& a, context& ctx) {
   const std::string md = plan_markdown(doc);
   if (!a.markdown.empty()) write_atomically(a.markdown, md);
   ctx.out << (a.json_out ? text : md);
+  // What the rate search left out or could never serve; on stderr under --json.
+  std::ostream& notes = a.json_out ? ctx.err : ctx.out;
+  bool first = true;
+  for (const auto& line : plan_drop_lines(m, w, source_requests, doc)) {
+    notes << (first && !a.json_out ? "\n" : "") << line << "\n";
+    first = false;
+  }
 }
 
 // ---------------------------------------------------------------------------- fit, accuracy

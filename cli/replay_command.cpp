@@ -55,7 +55,10 @@ void run_replay_command(replay_args& a, context& ctx) {
   if (!a.csv.empty()) write_atomically(a.csv, kv::csv_of(doc.at("rows")));
   if (a.json) {
     ctx.out << text;
+    // stdout stays one JSON document; what the run left out still reaches the user.
+    for (const auto& line : replay::drop_lines(setup, doc)) ctx.err << line << "\n";
   } else {
+    if (auto w = replay::window_line(setup)) ctx.out << *w << "\n\n";
     ctx.out << replay::table_of(doc);
     if (!a.output.empty()) ctx.out << "results written to " << a.output << "\n";
   }

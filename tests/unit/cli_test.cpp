@@ -10,7 +10,9 @@
 #include "ridgeline/report/report.hpp"
 #include "ridgeline/telemetry/device.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/text.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
+#include "ridgeline/kv/kv.hpp"
 
 using namespace ridgeline;
 
@@ -132,6 +134,7 @@ TEST(CliKv, MooncakeCurveJsonCsvAndTable) {
   EXPECT_EQ(rows[0].at("hit_tokens").get<std::int64_t>(), 39802880);
   EXPECT_EQ(rows[0].at("lookup_tokens").get<std::int64_t>(), 61194628);
   EXPECT_EQ(rows[0].at("hit_blocks").get<std::int64_t>(), 77740);
+  EXPECT_NEAR(rows[0].at("token_hit_rate").get<double>(), 0.650431, 1e-4);
   EXPECT_LT(rows[1].at("token_hit_rate").get<double>(), rows[0].at("token_hit_rate").get<double>());
   EXPECT_EQ(rows[2].at("capacity_blocks"), 2000);
   // 8 GiB of llama-3-70b bf16 KV (320 KiB per token) in blocks of 512 tokens: 51 blocks.
@@ -189,11 +192,62 @@ TEST(CliKv, GeneratorRunSmallCapacityRejectsWithReason) {
   r = run({"kv", "--generator", "requests=8,prompt=fixed:3000,output=fixed:8,seed=2", "--model",
            "tinyllama-1.1b", "--capacity", "unlimited", "-o", ""});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("rejected at capacity unlimited: 8 of 8 requests (100.0%): prompt + output "
-                       "beyond the context of tinyllama-1.1b (2048 tokens)"),
+  EXPECT_NE(r.out.find("\nkv: 8 of 8 requests (100.0%) rejected: prompt + output beyond "
+                       "tinyllama-1.1b's context limit of 2,048 tokens; hit rates and latencies "
+                       "leave them out (--max-model-len N; 0: no limit)\n"),
             std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("--max-model-len N (0: no limit)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| unlimited | 1505 | unlimited |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("over the admitted requests"), std::string::npos) << r.out;
+}
+
+// Every reason is one line, however many capacities: the same count at each says "at every
+// capacity", a count that moves with capacity is listed per capacity.
+TEST(CliKv, RejectionLinesOnePerReason) {
+  auto count_lines = [](const std::string& text, const std::string& start) {
+    int n = 0;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) n += l.rfind(start, 0) == 0 ? 1 : 0;
+    return n;
+  };
+  // 3,008 tokens each: beyond tinyllama's 2,048 at every capacity.
+  auto r = run({"kv", "--generator", "requests=20,prompt=fixed:3000,output=fixed:8", "--model",
+                "tinyllama-1.1b", "--capacity", "unlimited,50%,100", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("kv: 20 of 20 requests (100.0%) rejected at every capacity: prompt + "
+                       "output beyond tinyllama-1.1b's context limit of 2,048 tokens"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(count_lines(r.out, "kv: "), 1) << r.out;
+  // Without the context limit only the 100-block cache (1,600 tokens) is too small.
+  r = run({"kv", "--generator", "requests=20,prompt=fixed:3000,output=fixed:8", "--model",
+           "tinyllama-1.1b", "--max-model-len", "0", "--capacity", "unlimited,100", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("kv: requests rejected: prompt + output larger than the whole KV cache: 0 "
+                       "of 20 (0.0%) at unlimited, 20 of 20 (100.0%) at 100; hit rates and "
+                       "latencies leave them out (a larger --capacity)"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(count_lines(r.out, "kv: "), 1) << r.out;
+  // With --json stdout is the document alone; the lines go to stderr.
+  r = run({"kv", "--generator", "requests=20,prompt=fixed:3000,output=fixed:8", "--model",
+           "tinyllama-1.1b", "--capacity", "1000", "-o", "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NO_THROW((void)nlohmann::json::parse(r.out));
+  EXPECT_EQ(count_lines(r.err, "kv: 20 of 20 requests (100.0%) rejected: prompt + output beyond "),
+            1) << r.err;
+  // Nothing left out, nothing said.
+  r = run({"kv", "--generator", "requests=20,prompt=fixed:300,output=fixed:8", "--model",
+           "tinyllama-1.1b", "--capacity", "unlimited,10%", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find(") rejected"), std::string::npos) << r.out;
+  EXPECT_EQ(count_lines(r.out, "kv: "), 0) << r.out;
+}
+
+TEST(Kv, FormatCount) {
+  EXPECT_EQ(kv::format_count(0), "0");
+  EXPECT_EQ(kv::format_count(999), "999");
+  EXPECT_EQ(kv::format_count(1000), "1,000");
+  EXPECT_EQ(kv::format_count(8192), "8,192");
+  EXPECT_EQ(kv::format_count(1234567), "1,234,567");
+  EXPECT_EQ(kv::format_count(-61194628), "-61,194,628");
 }
 
 TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
@@ -223,6 +277,76 @@ TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
     EXPECT_GT(m.requests.ttft_seconds[i], 0.0);
     EXPECT_GE(m.requests.submit_lag_seconds[i], 0.0);
   }
+}
+
+// A window cuts the trace and a context limit rejects requests: each says how many of how many,
+// why, and the flag that changes it.
+TEST(CliReplay, SaysWhatTheWindowAndTheSchedulerLeftOut) {
+  auto r = run({"replay", "--cpu", "--generator",
+                "requests=12,rate=40,prompt=fixed:16,output=fixed:4", "--requests", "5", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("replay: 7 of 12 requests of generator (58.3%) not replayed: they arrive "
+                       "outside the window from --start 0 s to the end, or after its first "
+                       "--requests 5 (--start, --duration, --requests; 0 for the last two: the "
+                       "whole trace)\n"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(") rejected"), std::string::npos) << r.out;
+  // prompt + output = 20: beyond a limit of 19 for every request, inside it for none.
+  r = run({"replay", "--cpu", "--generator", "requests=6,rate=40,prompt=fixed:16,output=fixed:4",
+           "--max-model-len", "19", "-o", ""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("replay: 6 of 6 requests (100.0%) rejected: prompt + output beyond tiny's "
+                       "context limit of 19 tokens; hit rates and latencies leave them out "
+                       "(--max-model-len N, at most the model's context)"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("not replayed"), std::string::npos) << r.out;  // the whole workload ran
+  // --json: the document alone on stdout, the lines on stderr.
+  r = run({"replay", "--cpu", "--generator", "requests=6,rate=40,prompt=fixed:16,output=fixed:4",
+           "--requests", "4", "--max-model-len", "19", "-o", "", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NO_THROW((void)nlohmann::json::parse(r.out));
+  EXPECT_NE(r.err.find("replay: 2 of 6 requests of generator (33.3%) not replayed"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("replay: 4 of 4 requests (100.0%) rejected: prompt + output beyond"),
+            std::string::npos) << r.err;
+}
+
+// plan replays the first --requests of a trace, and every replay rejects what is beyond the
+// model's context: both are said, with how many of how many and the flag.
+TEST(CliPlan, SaysWhatTheRateSearchLeftOut) {
+  const std::string trace =
+      std::string(RIDGELINE_SOURCE_DIR) + "/data/traces/azure_llm_2023_conv.csv";
+  auto r = run({"plan", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--tp", "1", "--workload",
+                trace, "--requests", "100", "--slo", "ttft_p99=2s,tpot_p99=60ms"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The committed trace holds 19,366 requests.
+  EXPECT_NE(r.out.find("\nplan: 19,266 of 19,366 requests of " + trace +
+                       " (99.5%) not replayed: the rate search replays the first 100 (--requests "
+                       "N; 0: all)\n"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("context limit"), std::string::npos) << r.out;  // none beyond 8,192
+  // Prompts of 1,900 to 2,100 tokens + 16 out: about a third beyond tinyllama's 2,048. Every
+  // replay rejects those (the plan's rejected_requests), and the line says how many.
+  r = run({"plan", "--model", "tinyllama-1.1b", "--gpu", "h100-sxm", "--tp", "1", "--workload",
+           "rate=2,requests=60,prompt=uniform:1900:2100,output=fixed:16", "--slo",
+           "ttft_p50=2s,tpot_p50=60ms", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);  // stdout: the document alone
+  const std::int64_t rejected = doc.at("rows")[0].at("rejected_requests").get<std::int64_t>();
+  EXPECT_GT(rejected, 5);
+  EXPECT_LT(rejected, 40);
+  EXPECT_NE(r.err.find("plan: " + std::to_string(rejected) +
+                       " of 60 requests (" + format_percent(double(rejected) / 60) +
+                       ") rejected in every replay: prompt + output beyond tinyllama-1.1b's "
+                       "context of 2,048 tokens; the SLO terms count them as never served"),
+            std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("more of 60"), std::string::npos) << r.err;  // the KV cache held the rest
+  // A generator makes as many requests as asked: nothing cut, nothing beyond, nothing said.
+  r = run({"plan", "--model", "tinyllama-1.1b", "--gpu", "h100-sxm", "--tp", "1", "--workload",
+           "rate=2,requests=50,prompt=fixed:600,output=fixed:16", "--slo",
+           "ttft_p99=2s,tpot_p99=60ms"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("\nplan: "), std::string::npos) << r.out;
 }
 
 TEST(CliReplay, BadInputsGiveOneLineAndTheRightCode) {

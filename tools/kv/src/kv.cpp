@@ -20,11 +20,6 @@
 namespace ridgeline::kv {
 namespace {
 
-}  // namespace
-
-
-namespace {
-
 double ratio(std::int64_t a, std::int64_t b) {
   return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
 }
@@ -330,10 +325,96 @@ std::string csv_of(const nlohmann::json& rows) {
   return o.str();
 }
 
-std::string table_of(const nlohmann::json& doc) {
+namespace {
+
+std::string share(std::int64_t n, std::int64_t of) {
+  return format_percent(static_cast<double>(n) /
+                        static_cast<double>(std::max<std::int64_t>(of, 1)));
+}
+
+}  // namespace
+
+std::string format_count(std::int64_t n) {
+  const std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out = n < 0 ? "-" : "";
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::vector<std::string> rejection_lines(const nlohmann::json& doc, const std::string& command,
+                                         const drop_flags& flags) {
+  const auto& cfg = doc.at("config");
+  const auto& rows = doc.at("rows");
+  // Reasons in the order they first appear; a capacity without a reason rejected none for it.
+  std::vector<std::string> reasons;
+  for (const auto& r : rows) {
+    for (const auto& [reason, count] : r.at("rejected_by_reason").items()) {
+      if (count.get<std::int64_t>() > 0 &&
+          std::find(reasons.begin(), reasons.end(), reason) == reasons.end()) {
+        reasons.push_back(reason);
+      }
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& reason : reasons) {
+    std::string why = reason, flag = "the workload's lengths";
+    if (reason == "exceeds_context") {
+      why = "prompt + output beyond " + cfg.at("model").get<std::string>() +
+            "'s context limit of " + format_count(cfg.at("max_model_len").get<std::int64_t>()) +
+            " tokens";
+      flag = flags.context;
+    } else if (reason == "exceeds_cache") {
+      why = "prompt + output larger than the whole KV cache";
+      flag = flags.cache;
+    } else if (reason == "exceeds_batch_tokens") {
+      why = "prompt above --max-batched-tokens without chunked prefill";
+      flag = flags.batch_tokens;
+    } else if (reason == "empty_prompt") {
+      why = "empty prompt";
+    } else if (reason == "no_output") {
+      why = "no output tokens";
+    }
+    auto count_at = [&reason](const nlohmann::json& r) {
+      const auto& by = r.at("rejected_by_reason");
+      return by.contains(reason) ? by.at(reason).get<std::int64_t>() : std::int64_t{0};
+    };
+    bool same = true;
+    for (const auto& r : rows) {
+      same = same && count_at(r) == count_at(rows.front()) &&
+             r.at("requests") == rows.front().at("requests");
+    }
+    std::ostringstream o;
+    o << command << ": ";
+    if (same) {
+      const std::int64_t n = count_at(rows.front()), total = rows.front().at("requests");
+      o << format_count(n) << " of " << format_count(total) << " requests (" << share(n, total)
+        << ") rejected" << (rows.size() > 1 ? " at every capacity" : "") << ": " << why
+        << "; hit rates and latencies leave them out";
+    } else {
+      o << "requests rejected: " << why << ":";
+      const char* sep = " ";
+      for (const auto& r : rows) {
+        const std::int64_t n = count_at(r), total = r.at("requests");
+        o << sep << format_count(n) << " of " << format_count(total) << " (" << share(n, total)
+          << ") at " << r.at("capacity").get<std::string>();
+        sep = ", ";
+      }
+      o << "; hit rates and latencies leave them out";
+    }
+    o << " (" << flag << ")";
+    out.push_back(o.str());
+  }
+  return out;
+}
+
+std::string table_of(const nlohmann::json& doc, const std::string& command,
+                     const drop_flags& flags) {
   std::ostringstream o;
   const auto& cfg = doc.at("config");
-  o << "ridgeline kv: " << cfg.at("workload").get<std::string>() << ", "
+  o << "ridgeline " << command << ": " << cfg.at("workload").get<std::string>() << ", "
     << cfg.at("requests").get<std::int64_t>() << " requests, " << cfg.at("model").get<std::string>()
     << " on " << cfg.at("gpu").get<std::string>() << ", blocks of "
     << cfg.at("block_tokens").get<int>() << " tokens\n\n";
@@ -346,13 +427,13 @@ std::string table_of(const nlohmann::json& doc) {
   for (const auto& r : doc.at("rows")) {
     const double kv_bytes = static_cast<double>(r.at("capacity_bytes").get<std::int64_t>());
     const auto& e2e = r.at("e2e_seconds");
+    // "unlimited" is the whole workload held at once, not memory anyone has: no size for it.
     o << "| " << r.at("capacity").get<std::string>() << " | "
       << r.at("capacity_blocks").get<std::int64_t>() << " | "
       << (r.at("capacity").get<std::string>() == "unlimited"
               ? std::string("unlimited")
               : format("%.2f", kv_bytes / double(1ULL << 30)))
-      << " | "
-      << format_percent(r.at("token_hit_rate").get<double>()) << " | "
+      << " | " << format_percent(r.at("token_hit_rate").get<double>()) << " | "
       << format_percent(r.at("block_hit_rate").get<double>()) << " | "
       << r.at("evictions_tier1").get<std::int64_t>() << " | "
       << r.at("preemptions").get<std::int64_t>() << " | "
@@ -362,34 +443,11 @@ std::string table_of(const nlohmann::json& doc) {
       << format("%.2f", e2e.contains("p50") ? e2e.at("p50").get<double>() : 0.0) << " |\n";
   }
   // What was left out of every figure above, and the flag that changes it: one line per reason.
-  const auto& rows = doc.at("rows");
-  const std::int64_t total = cfg.at("requests").get<std::int64_t>();
-  for (const auto& r : rows) {
-    for (const auto& [reason, count] : r.at("rejected_by_reason").items()) {
-      const std::int64_t n = count.get<std::int64_t>();
-      if (n == 0) continue;
-      std::string why = reason, flag;
-      if (reason == "exceeds_context") {
-        why = "prompt + output beyond the context of " + cfg.at("model").get<std::string>() +
-              " (" + std::to_string(cfg.at("max_model_len").get<std::int64_t>()) + " tokens)";
-        flag = "--max-model-len N (0: no limit)";
-      } else if (reason == "exceeds_cache") {
-        why = "prompt + output larger than the whole KV cache";
-        flag = "a larger --capacity";
-      } else if (reason == "exceeds_batch_tokens") {
-        why = "prompt above --max-batched-tokens without chunked prefill";
-        flag = "--max-batched-tokens, or drop --no-chunked-prefill";
-      } else if (reason == "empty_prompt" || reason == "no_output") {
-        why = reason == "empty_prompt" ? "empty prompt" : "no output tokens";
-        flag = "the workload's lengths";
-      }
-      o << "rejected at capacity " << r.at("capacity").get<std::string>() << ": " << n << " of "
-        << total << " requests (" << format("%.1f", 100.0 * static_cast<double>(n) /
-                                               static_cast<double>(std::max<std::int64_t>(total, 1)))
-        << "%): " << why << "; hit rates and latencies count the rest (" << flag << ")\n";
-    }
-  }
-  o << "\ntoken hit = prompt tokens served from cache / prompt tokens looked up (docs/kv.md)\n";
+  const std::vector<std::string> dropped = rejection_lines(doc, command, flags);
+  if (!dropped.empty()) o << "\n";
+  for (const auto& line : dropped) o << line << "\n";
+  o << "\ntoken hit = prompt tokens served from cache / prompt tokens looked up, over the admitted "
+       "requests (docs/kv.md)\n";
   return o.str();
 }
 

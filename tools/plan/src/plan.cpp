@@ -122,13 +122,15 @@ std::vector<resolved_gpu> resolve_gpus(const std::vector<std::string>& keys) {
   return gpus;
 }
 
-workload load_plan_workload(const std::string& spec, std::int64_t requests) {
+workload load_plan_workload(const std::string& spec, std::int64_t requests,
+                            std::int64_t* source_requests) {
   namespace fs = std::filesystem;
   const std::string ext = fs::path(spec).extension().string();
   if (ext == ".jsonl" || ext == ".csv" || fs::exists(spec)) {
     workload w = load_trace(spec);
     bool sessions = false;
     for (const auto& r : w.requests) sessions = sessions || r.follow_up || r.next_turn >= 0;
+    if (source_requests) *source_requests = std::ssize(w.requests);
     if (!sessions && requests > 0 && std::ssize(w.requests) > requests)
       w.requests.resize(static_cast<std::size_t>(requests));
     if (w.requests.empty()) throw std::invalid_argument("workload '" + spec + "' has no requests");
@@ -144,6 +146,7 @@ workload load_plan_workload(const std::string& spec, std::int64_t requests) {
   if (spec.find("requests=") == std::string::npos && requests > 0) g.requests = requests;
   workload w = generate_workload(g);
   w.source = "generator:" + spec;
+  if (source_requests) *source_requests = std::ssize(w.requests);
   return w;
 }
 

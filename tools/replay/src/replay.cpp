@@ -85,6 +85,7 @@ replay_setup configure(const replay_options& o) {
   const workload all = k.trace.empty() ? generate_workload(parse_generator_spec(k.generator))
                                        : load_trace(k.trace, k.mooncake_block);
   s.requests = window_of(all, o.start_seconds, o.duration_seconds, o.requests);
+  s.source_requests = std::ssize(all.requests);
   if (s.requests.requests.empty()) {
     throw std::invalid_argument("the window (--start " + format("%g", o.start_seconds) +
                                 ", --duration " + format("%g", o.duration_seconds) +
@@ -289,12 +290,45 @@ void observe_request(metrics::live_metrics& live, const serving_record& q) {
                         r.has_tpot() ? r.tpot_seconds() : -1.0});
 }
 
+namespace {
+
+// The pool is the engine's memory plan, not kv's --capacity.
+kv::drop_flags replay_flags() {
+  kv::drop_flags f;
+  f.context = "--max-model-len N, at most the model's context";
+  f.cache = "a larger --kv-blocks or --memory-fraction";
+  return f;
+}
+
+}  // namespace
+
+std::optional<std::string> window_line(const replay_setup& s) {
+  const std::int64_t kept = std::ssize(s.requests.requests), all = s.source_requests;
+  if (all <= kept) return std::nullopt;
+  const replay_options& o = s.options;
+  std::string where = "arrive outside the window from --start " + format("%g", o.start_seconds) +
+                      " s" +
+                      (o.duration_seconds > 0
+                           ? " for --duration " + format("%g", o.duration_seconds) + " s"
+                           : std::string(" to the end"));
+  if (o.requests > 0) where += ", or after its first --requests " + kv::format_count(o.requests);
+  return "replay: " + kv::format_count(all - kept) + " of " + kv::format_count(all) +
+         " requests of " + s.requests.source + " (" +
+         format_percent(static_cast<double>(all - kept) / static_cast<double>(all)) +
+         ") not replayed: they " + where +
+         " (--start, --duration, --requests; 0 for the last two: the whole trace)";
+}
+
+std::vector<std::string> drop_lines(const replay_setup& s, const nlohmann::json& doc) {
+  std::vector<std::string> out;
+  if (auto w = window_line(s)) out.push_back(*w);
+  for (auto& line : kv::rejection_lines(doc, "replay", replay_flags())) out.push_back(line);
+  return out;
+}
+
 std::string table_of(const nlohmann::json& doc) {
   std::ostringstream o;
-  std::string t = kv::table_of(doc);
-  const std::string kv_head = "ridgeline kv: ";
-  if (t.rfind(kv_head, 0) == 0) t = "ridgeline replay: " + t.substr(kv_head.size());
-  o << t;
+  o << kv::table_of(doc, "replay", replay_flags());
   for (const auto& r : doc.at("rows")) {
     if (!r.contains("measured")) continue;
     const auto& m = r.at("measured");

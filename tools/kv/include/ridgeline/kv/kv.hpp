@@ -123,7 +123,24 @@ nlohmann::json kv_document(const kv_setup& s, const kv_inputs& in,
                            std::optional<int> device = std::nullopt);
 // The document's rows as CSV (one line per capacity, the p50/p90/p99 of each distribution).
 std::string csv_of(const nlohmann::json& rows);
-// The Markdown table the command prints.
-std::string table_of(const nlohmann::json& doc);
+// A count with thousands separators, for the lines people read: 8192 -> "8,192".
+std::string format_count(std::int64_t n);
+
+// The flag that changes each rejection reason, as the command that prints the lines spells it.
+// kv's by default; replay sizes its pool with other flags.
+struct drop_flags {
+  std::string context = "--max-model-len N; 0: no limit";
+  std::string cache = "a larger --capacity";
+  std::string batch_tokens = "--max-batched-tokens, or drop --no-chunked-prefill";
+};
+// What the document's figures leave out: one line per rejection reason, "<command>: N of M
+// requests (P%) rejected ...: why (flag)", the count per capacity when it differs between them.
+// Empty when every request was admitted.
+std::vector<std::string> rejection_lines(const nlohmann::json& doc, const std::string& command,
+                                         const drop_flags& flags = {});
+// The Markdown table the command prints, its rejection lines and the definition of the hit
+// rates below it. `command` heads it ("ridgeline kv: ...") and starts the rejection lines.
+std::string table_of(const nlohmann::json& doc, const std::string& command = "kv",
+                     const drop_flags& flags = {});
 
 }  // namespace ridgeline::kv

@@ -50,8 +50,10 @@ struct plan_options {
 std::vector<resolved_gpu> resolve_gpus(const std::vector<std::string>& keys);
 
 // A trace file (.jsonl Mooncake, .csv Azure; first `requests` requests unless it has sessions) or
-// a generator spec (key=value,...; `requests` unless the spec names it).
-workload load_plan_workload(const std::string& spec, std::int64_t requests);
+// a generator spec (key=value,...; `requests` unless the spec names it). `source_requests`, when
+// given, receives how many requests the trace held before the cut (the generator: as many as made).
+workload load_plan_workload(const std::string& spec, std::int64_t requests,
+                            std::int64_t* source_requests = nullptr);
 
 // The plan: one row per GPU (a row that fails says why in "error"), each for the degree chosen:
 // among those that meet the SLO the fewest GPUs for --qps (when given), then the highest rate per

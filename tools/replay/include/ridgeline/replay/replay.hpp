@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -60,6 +62,7 @@ struct replay_setup {
   replay_options options;
   kv::kv_setup kv;     // model, GPU profile for the simulation, scheduler settings
   workload requests;   // the window
+  std::int64_t source_requests = 0;  // requests of the whole trace or generated workload
 };
 // Throws std::invalid_argument naming the bad option; io_error when the trace cannot be read.
 replay_setup configure(const replay_options& o);
@@ -103,7 +106,14 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks = {});
 // tokens, work, queue and KV gauges), one request that left.
 void observe_step(metrics::live_metrics& live, const serving_loop& l, const step_record& r);
 void observe_request(metrics::live_metrics& live, const serving_record& q);
-// The table the command prints: kv's table plus the measured lines.
+// The requests of the trace outside the window (--start, --duration, --requests): how many of
+// how many and the flags that change it; none when the window holds the whole trace.
+std::optional<std::string> window_line(const replay_setup& s);
+// What the replay leaves out, one line per reason with the flag that changes it: the window's
+// line, then the scheduler's rejections (the table prints the latter itself).
+std::vector<std::string> drop_lines(const replay_setup& s, const nlohmann::json& doc);
+// The table the command prints: kv's table (with its rejection lines, in replay's flags) plus
+// the measured lines.
 std::string table_of(const nlohmann::json& doc);
 
 }  // namespace ridgeline::replay
