@@ -49,6 +49,7 @@ const std::map<std::string, std::function<void(const json&, const std::string&)>
       {schema::k_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_accuracy(d, s); }},
       {schema::k_peer_schema, [](const json& d, const std::string& s) { schema::parse_peer(d, s); }},
       {schema::k_serving_accuracy_schema, [](const json& d, const std::string& s) { schema::parse_serving_accuracy(d, s); }},
+      {schema::k_serve_record_schema, [](const json& d, const std::string& s) { schema::parse_serve_record(d, s); }},
       {"ridgeline.fit/v2", [](const json& d, const std::string&) { planner::fitted_parameters_from_json(d); }},
   };
   return r;
@@ -59,6 +60,8 @@ bool is_foreign_format(const json& d) {
   if (!d.is_object()) return false;
   if (d.contains("benchmarks") && d.contains("context")) return true;  // Google Benchmark output
   if (d.contains("testsuites")) return true;                            // GoogleTest output
+  // bench/load_client_bench.cpp's report
+  if (d.contains("benchmark") && d.at("benchmark") == "load_client") return true;
   return false;
 }
 
@@ -97,7 +100,8 @@ TEST(Schema, EveryCommittedResultFileParses) {
   EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
   EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
   EXPECT_EQ(parsed[schema::k_gpu_profile_schema], 3);
-  EXPECT_EQ(parsed[schema::k_serving_results_schema], 13);
+  EXPECT_EQ(parsed[schema::k_serving_results_schema], 15);
+  EXPECT_EQ(parsed[schema::k_serve_record_schema], 1);
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);
@@ -251,4 +255,17 @@ TEST(Schema, ServingWindowRoundTripsAndIsOptional) {
   bad["config"]["window"].erase("rate_scale");
   const std::string e = error_of([&] { schema::parse_serving_results(bad, "bad.json"); });
   EXPECT_NE(e.find("config.window.rate_scale"), std::string::npos) << e;
+}
+
+TEST(Schema, ServeRecordColumnsMustHaveOneEntryPerRequest) {
+  const std::string file = "docs/results/serving/http1/ab_serve_record.json.gz";
+  json d = load(k_root / file);
+  EXPECT_EQ(schema::parse_serve_record(d, file).requests.client_id.size(), 785u);
+  d["requests"]["first_token_seconds"].erase(0);
+  EXPECT_NE(error_of([&] { schema::parse_serve_record(d, file); })
+                .find("requests.first_token_seconds: has 784 entries, expected 785"),
+            std::string::npos);
+  d.erase("config");
+  EXPECT_NE(error_of([&] { schema::parse_serve_record(d, file); }).find("config"),
+            std::string::npos);
 }

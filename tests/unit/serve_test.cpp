@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -18,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ridgeline/core/schemas/serve_record.hpp"
 #include "ridgeline/serve/openai.hpp"
 #include "ridgeline/serve/server.hpp"
 
@@ -606,4 +608,50 @@ TEST(Serve, LogprobsAreRefusedWhenOff) {
   const json e = json::parse(r.body).at("error");
   EXPECT_EQ(e.at("param"), "logprobs");
   EXPECT_NE(e.at("message").get<std::string>().find("--max-logprobs"), std::string::npos);
+}
+
+TEST(Serve, RecordHasEveryAnsweredRequestsStampsInOrder) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("ridgeline_serve_record_" + std::to_string(getpid()) + ".json.gz");
+  server_options o = tiny_options();
+  o.record_path = path.string();
+  {
+    running_server rs(o);
+    const int port = rs.s.port();
+    const std::string body =
+        R"({"prompt":"Hello","max_tokens":7,"ignore_eos":true,"temperature":0,"stream":true})";
+    ASSERT_EQ(exchange(port, "POST", "/v1/completions", body, "X-Request-Id: 41\r\n").status, 200);
+    ASSERT_EQ(exchange(port, "POST", "/v1/completions",
+                       R"({"prompt":"Hi","max_tokens":3,"ignore_eos":true})",
+                       "X-Request-Id: x-2\r\n")
+                  .status,
+              200);
+    ASSERT_EQ(exchange(port, "POST", "/v1/completions", R"({"prompt":"Hi","max_tokens":2})").status,
+              200);
+  }  // stopped: the record is written
+  const schema::serve_record_document d = schema::read_serve_record(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(d.model, "tiny-gpu");
+  EXPECT_EQ(d.executor, "cpu");
+  const auto& q = d.requests;
+  ASSERT_EQ(q.client_id.size(), 3u);
+  EXPECT_EQ(q.client_id[0], "41");
+  EXPECT_EQ(q.client_id[1], "x-2");
+  EXPECT_EQ(q.client_id[2], "");  // no header: no id
+  EXPECT_EQ(q.output_tokens[0], 7);
+  EXPECT_EQ(q.output_tokens[1], 3);
+  EXPECT_EQ(q.prompt_tokens[0], 6);  // BOS + 5 bytes
+  for (std::size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(q.outcome[i], "finished");
+    EXPECT_LT(q.arrival_seconds[i], q.first_token_seconds[i]);
+    EXPECT_LE(q.first_token_seconds[i], q.last_token_seconds[i]);
+    EXPECT_LE(q.first_token_seconds[i], q.first_write_seconds[i]);
+    EXPECT_LE(q.first_write_seconds[i], q.last_write_seconds[i]);
+    EXPECT_LE(q.last_token_seconds[i], q.last_write_seconds[i]);
+    if (i > 0) EXPECT_LT(q.last_write_seconds[i - 1], q.arrival_seconds[i]);  // one at a time
+  }
+  // Streamed: one write per token, the first after the first token; not streamed: one body.
+  EXPECT_LT(q.first_write_seconds[0], q.last_write_seconds[0]);
+  EXPECT_EQ(q.first_write_seconds[1], q.last_write_seconds[1]);
 }

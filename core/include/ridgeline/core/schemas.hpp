@@ -12,5 +12,6 @@
 #include "ridgeline/core/schemas/plan.hpp"
 #include "ridgeline/core/schemas/roofline.hpp"
 #include "ridgeline/core/schemas/serving_accuracy.hpp"
+#include "ridgeline/core/schemas/serve_record.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/schemas/sweep.hpp"
