@@ -5,12 +5,15 @@
 // picks under the peak policy (the probe's GEMM peaks use the same; the label names it).
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cuda/gemm_chooser.hpp"
 #include "cuda/gemm_lt.hpp"
 #include "cuda/memory.hpp"
+#include "cuda/ops.hpp"
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
 #include "ridgeline/bench/gbench.hpp"
@@ -101,6 +104,54 @@ void register_gemm_benchmarks() {
         ->UseManualTime();
   }
 }
+
+// Sampling one token per row of a 128,256-entry vocabulary (llama-3's) from logits uniform in
+// [-4, 4]: greedy (mode 0), temperature 1 (1), temperature 1 with top-p 0.9 (2) or top-k 50 (3).
+// Hot: the rows stay in L2 between iterations, as the LM head's output does in a decode step.
+void BM_kernels_sampling(benchmark::State& state) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const int rows = static_cast<int>(state.range(0));
+  const int mode = static_cast<int>(state.range(1));
+  constexpr int vocab = 128256;
+  cuda::stream s;
+  cuda::device_buffer logits(std::size_t(rows) * vocab * 4), d_rows(sizeof(sampling_row) * rows),
+      offsets(4 * (rows + 1)), out(4 * rows);
+  cuda::fill_uniform(logits.data(), dtype::fp32, std::size_t(rows) * vocab, 7, 4.0f, s.get());
+  std::vector<sampling_row> host(static_cast<std::size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    sampling_row& x = host[static_cast<std::size_t>(r)];
+    x.temperature = mode == 0 ? 0.0f : 1.0f;
+    x.top_p = mode == 2 ? 0.9f : 1.0f;
+    x.top_k = mode == 3 ? 50 : 0;
+    x.seed = 1000 + static_cast<std::uint64_t>(r);
+  }
+  const std::vector<std::int32_t> zeros(static_cast<std::size_t>(rows) + 1, 0);
+  RIDGELINE_CUDA_CHECK(cudaMemcpy(d_rows.data(), host.data(), d_rows.bytes(), cudaMemcpyHostToDevice));
+  RIDGELINE_CUDA_CHECK(cudaMemcpy(offsets.data(), zeros.data(), offsets.bytes(), cudaMemcpyHostToDevice));
+  sampling_params p;
+  p.logits = logits.data<float>();
+  p.num_rows = rows;
+  p.vocab = vocab;
+  p.rows = d_rows.data<sampling_row>();
+  p.prev_offsets = offsets.data<std::int32_t>();
+  p.out_tokens = out.data<std::int32_t>();
+  cuda::event_timer timer;
+  for (int i = 0; i < 3; ++i) cuda::sampling(p, s.get());  // warm-up
+  for (auto _ : state) {
+    timer.start(s.get());
+    cuda::sampling(p, s.get());
+    timer.stop(s.get());
+    state.SetIterationTime(timer.seconds());
+  }
+  state.counters["rows"] = rows;
+  static const char* const k_modes[] = {"greedy", "temperature 1", "temperature 1, top-p 0.9",
+                                        "temperature 1, top-k 50"};
+  state.SetLabel(k_modes[mode]);
+}
+BENCHMARK(BM_kernels_sampling)
+    ->ArgNames({"rows", "mode"})
+    ->ArgsProduct({{1, 16, 64}, {0, 1, 2, 3}})
+    ->UseManualTime();
 
 }  // namespace
 
