@@ -13,6 +13,8 @@
 #   confirm   60-second runs at the rate findmax found and at -5% / +5% of it (FINDMAX_JSON: the
 #             findmax result, default OUT_DIR/findmax.json.gz), one fresh server each
 #   smi       start logging the GPU's clocks, power and throttle reasons every 0.5 s (smi.csv)
+#   samplingbench  bench/kernels_bench's sampling benchmarks (KERNELS_BENCH: its binary), 10
+#             repetitions: what temperature sampling costs per decode step
 #   clientbench  bench/load_client_bench (CLIENT_BENCH: its binary) on two idle cores, 3 runs
 # MODEL, VOCAB and AB_SECONDS change the model (llama-3-8b), its vocabulary (128256) and the ab
 # window (180 s): the script's own check runs tiny-gpu, 777 and a few seconds on a CPU.
@@ -103,6 +105,12 @@ for part in "$@"; do
       nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_event_reasons.active \
         --format=csv -lms 500 >"$out/smi.csv" 2>&1 &
       log "smi: logging to smi.csv (pid $!)" ;;
+    samplingbench)
+      log "samplingbench: ${KERNELS_BENCH:-build/bench/ridgeline_kernels_bench} --benchmark_filter=sampling"
+      "${KERNELS_BENCH:-build/bench/ridgeline_kernels_bench}" --benchmark_filter=sampling \
+        --benchmark_repetitions=10 --benchmark_format=json >"$out/sampling_bench.json" \
+        2>"$out/sampling_bench.log"
+      log "samplingbench: rc=$?" ;;
     clientbench)
       for i in 1 2 3; do
         log "clientbench $i: ${CLIENT_BENCH:-build/bench/ridgeline_load_client_bench} --ridgeline $bin"
