@@ -115,7 +115,8 @@ void register_diverge(CLI::App& app, context& ctx) {
       "      -o tiny.json   (no GPU needed)");
   run->add_option("--model", r->o.model, "Model preset (random weights)")->capture_default_str();
   run->add_option("--checkpoint", r->o.checkpoint,
-                  "Hugging Face folder (config.json + safetensors) instead of --model");
+                  "Hugging Face folder (config.json + safetensors) or a Llama GGUF file, "
+                  "instead of --model");
   run->add_option("--prompts", r->o.prompts_file,
                   "Prompt file: token ids, one prompt per line, or a JSON array of arrays");
   run->add_option("--prompt-set", r->o.prompt_set, "Random prompts: random:N:LEN:SEED");

@@ -10,7 +10,9 @@ namespace ridgeline::cli {
 void add_engine_options(CLI::App* cmd, replay::replay_options& o, std::string& host_memory) {
   auto& k = o.serving;
   cmd->add_option("--model", k.model, "Model preset")->capture_default_str();
-  cmd->add_option("--checkpoint", o.checkpoint, "safetensors file or folder (default: random weights)");
+  cmd->add_option("--checkpoint", o.checkpoint,
+                  "safetensors file or folder, or a GGUF file, of --model's shape (default: random "
+                  "weights)");
   cmd->add_option("--seed", o.seed, "Seed of the random weights")->capture_default_str();
   cmd->add_option("--block-size", k.block_tokens, "Tokens per KV block")->capture_default_str();
   cmd->add_option("--kv-blocks", o.kv_blocks, "KV pool in blocks (default: the engine's memory plan)");

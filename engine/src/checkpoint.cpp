@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "checkpoint_gguf.hpp"
 #include "checkpoint_json.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
@@ -300,6 +301,9 @@ void write_hf_config(const fs::path& config_json, const decoder_config& c,
 
 std::vector<bf16_bits> load_checkpoint_weights(const fs::path& dir_or_file, const model_preset& m,
                                                std::optional<bool> tie_word_embeddings) {
+  if (is_gguf_checkpoint(dir_or_file)) {
+    return detail::load_gguf_weights(dir_or_file, m, tie_word_embeddings);
+  }
   validate(m);
   safetensors_reader reader(dir_or_file);
   const bool tied =

@@ -489,6 +489,26 @@ gguf_llama_params read_gguf_llama_params(const gguf_file& f) {
     }
     p.rope_freq_base = v->f;
   }
+  if (const gguf_value* v = f.find(a + "attention.layer_norm_rms_epsilon")) {
+    if (v->type != gguf_value_type::float32 && v->type != gguf_value_type::float64) {
+      fail(a + "attention.layer_norm_rms_epsilon",
+           "must be a float, got " + gguf_value_type_name(v->type));
+    }
+    p.rms_eps = v->f;
+  }
+  const auto optional_int = [&](const std::string& key) -> std::optional<int> {
+    if (!f.find(key)) return std::nullopt;
+    return get_int(key, std::nullopt);
+  };
+  p.key_length = optional_int(a + "attention.key_length");
+  p.value_length = optional_int(a + "attention.value_length");
+  p.rope_dimension_count = optional_int(a + "rope.dimension_count");
+  if (const gguf_value* v = f.find(a + "rope.scaling.type")) {
+    if (v->type != gguf_value_type::string) {
+      fail(a + "rope.scaling.type", "must be a string, got " + gguf_value_type_name(v->type));
+    }
+    p.rope_scaling_type = v->s;
+  }
   const gguf_value& tokens = get("tokenizer.ggml.tokens");
   if (tokens.type != gguf_value_type::array || tokens.element_type != gguf_value_type::string) {
     fail("tokenizer.ggml.tokens", "must be an array of strings");

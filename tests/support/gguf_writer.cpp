@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <stdexcept>
+#include <utility>
 
 namespace ridgeline::test {
 namespace {
@@ -268,9 +269,30 @@ void gguf_writer::write(const std::filesystem::path& path) const {
 
 // ---------------------------------------------------------------------------------------------
 
+std::vector<float> llama_cpp_permute_rows(const std::vector<float>& w, std::uint64_t rows,
+                                          std::uint64_t cols, std::uint64_t heads) {
+  if (heads == 0 || rows % (2 * heads) != 0 || w.size() != rows * cols) {
+    throw std::invalid_argument("llama_cpp_permute_rows: " + std::to_string(rows) + " rows, " +
+                                std::to_string(heads) + " heads");
+  }
+  const std::uint64_t half = rows / heads / 2;
+  std::vector<float> out(w.size());
+  // Source row index (h, a, b) in [heads][2][half] goes to (h, b, a) in [heads][half][2].
+  for (std::uint64_t h = 0; h < heads; ++h) {
+    for (std::uint64_t a = 0; a < 2; ++a) {
+      for (std::uint64_t b = 0; b < half; ++b) {
+        const std::uint64_t from = (h * 2 + a) * half + b, to = (h * half + b) * 2 + a;
+        std::copy_n(w.begin() + static_cast<std::ptrdiff_t>(from * cols), cols,
+                    out.begin() + static_cast<std::ptrdiff_t>(to * cols));
+      }
+    }
+  }
+  return out;
+}
+
 tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type, std::uint32_t seed,
-                                     std::uint32_t version) {
-  tiny_llama_gguf out{gguf_writer(version), {}, {}};
+                                     std::uint32_t version, bool with_output) {
+  tiny_llama_gguf out{gguf_writer(version), {}, {}, {}};
   gguf_writer& w = out.writer;
   const std::uint32_t file_type = type == ggml::f32    ? 0
                                   : type == ggml::f16  ? 1
@@ -320,14 +342,10 @@ tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type, 
 
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 0.5f);
-  const auto add = [&](const std::string& name, std::uint64_t ne0, std::uint64_t ne1,
-                       std::uint32_t want) {
-    std::vector<float> x(ne0 * ne1);
-    for (auto& v : x) v = normal(rng);
-    std::uint32_t t = want;
-    if ((t == ggml::q8_0 || t == ggml::q4_0) && ne0 % 32 != 0) t = ggml::f16;
-    std::vector<std::uint8_t> bytes;
-    std::vector<float> ref;
+  // x in its stored type: the bytes and what they stand for.
+  const auto encode = [](const std::vector<float>& x, std::uint32_t t) {
+    std::pair<std::vector<std::uint8_t>, std::vector<float>> r;
+    auto& [bytes, ref] = r;
     if (t == ggml::f32) {
       bytes.resize(x.size() * 4);
       std::memcpy(bytes.data(), x.data(), bytes.size());
@@ -348,6 +366,17 @@ tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type, 
     } else {
       throw std::invalid_argument("make_tiny_llama_gguf: type " + std::to_string(t));
     }
+    return r;
+  };
+  // rope_heads > 0: a Q or K weight, stored permuted over that many heads.
+  const auto add = [&](const std::string& name, std::uint64_t ne0, std::uint64_t ne1,
+                       std::uint32_t want, std::uint64_t rope_heads = 0) {
+    std::vector<float> x(ne0 * ne1);
+    for (auto& v : x) v = normal(rng);
+    std::uint32_t t = want;
+    if ((t == ggml::q8_0 || t == ggml::q4_0) && ne0 % 32 != 0) t = ggml::f16;
+    auto [bytes, ref] = encode(rope_heads ? llama_cpp_permute_rows(x, ne1, ne0, rope_heads) : x, t);
+    out.hf_reference[name] = rope_heads ? encode(x, t).second : ref;
     std::vector<std::uint64_t> dims{ne0};
     if (ne1 > 1) dims.push_back(ne1);
     w.add_tensor(name, dims, t, std::move(bytes));
@@ -361,8 +390,8 @@ tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type, 
   for (int l = 0; l < m.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     add(p + "attn_norm.weight", H, 1, ggml::f32);
-    add(p + "attn_q.weight", H, q_rows, type);
-    add(p + "attn_k.weight", H, kv_rows, type);
+    add(p + "attn_q.weight", H, q_rows, type, std::uint64_t(m.heads));
+    add(p + "attn_k.weight", H, kv_rows, type, std::uint64_t(m.kv_heads));
     add(p + "attn_v.weight", H, kv_rows, type);
     add(p + "attn_output.weight", q_rows, H, type);
     add(p + "ffn_norm.weight", H, 1, ggml::f32);
@@ -371,7 +400,7 @@ tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type, 
     add(p + "ffn_down.weight", I, H, type);
   }
   add("output_norm.weight", H, 1, ggml::f32);
-  add("output.weight", H, V, type);
+  if (with_output) add("output.weight", H, V, type);
   return out;
 }
 

@@ -105,12 +105,25 @@ class gguf_writer {
 // Q4_0); norms are F32 (as llama.cpp stores them); a linear weight whose ne[0] is not a multiple of
 // 32 falls back to F16 for the block types. reference[name] is what each tensor stands for, as
 // floats, ne[0] fastest: the writer's own quantize-then-dequantize (or the stored value).
+// Q and K are stored as llama.cpp's converter stores them (convert_hf_to_gguf.py's permute: each
+// head's rows reshaped to [2][d/2] and transposed to [d/2][2], so the two rotate-half halves
+// become adjacent pairs; Q over head_count heads, K over head_count_kv): reference[] is that
+// stored order, hf_reference[] the Hugging Face order the model was drawn in, quantized directly
+// (blocks lie within rows, so quantizing before or after the row permutation gives the same
+// rows). with_output = false leaves output.weight out (llama.cpp then ties it to token_embd).
 struct tiny_llama_gguf {
   gguf_writer writer;
   std::map<std::string, std::vector<float>> reference;
+  std::map<std::string, std::vector<float>> hf_reference;
   std::map<std::string, std::uint32_t> types;
 };
 tiny_llama_gguf make_tiny_llama_gguf(const model_preset& m, std::uint32_t type,
-                                     std::uint32_t seed = 1, std::uint32_t version = 3);
+                                     std::uint32_t seed = 1, std::uint32_t version = 3,
+                                     bool with_output = true);
+
+// llama.cpp's Q/K row permutation of a [rows][cols] row-major matrix (rows a multiple of
+// 2 * heads): view the rows as [heads][2][rows / heads / 2] and swap the last two row axes.
+std::vector<float> llama_cpp_permute_rows(const std::vector<float>& w, std::uint64_t rows,
+                                          std::uint64_t cols, std::uint64_t heads);
 
 }  // namespace ridgeline::test

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/temp_dir.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/engine/gguf.hpp"
 #include "ridgeline/kernels/numeric.hpp"
@@ -21,6 +22,7 @@
 
 using namespace ridgeline;
 namespace fs = std::filesystem;
+namespace t = ridgeline::test;
 
 namespace {
 
@@ -65,21 +67,8 @@ struct writer {
   void bytes(const void* p, std::size_t n) { b.append(static_cast<const char*>(p), n); }
 };
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("ridgeline_gguf_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  fs::path write(const std::string& name, const std::string& content) const {
-    std::ofstream out(path / name, std::ios::binary);
-    out << content;
-    return path / name;
-  }
+struct temp_dir : t::temp_dir {
+  temp_dir() : t::temp_dir("gguf_test") {}
 };
 
 // A file with one tensor [2][32] of ggml type `type` holding `data`, minimal metadata.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../support/gguf_writer.hpp"
+#include "../support/temp_dir.hpp"
 #include "ridgeline/engine/gguf.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 
@@ -25,21 +26,8 @@ namespace t = ridgeline::test;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("ridgeline_gguf_writer_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  fs::path write(const std::string& name, const std::string& content) const {
-    std::ofstream out(path / name, std::ios::binary);
-    out << content;
-    return path / name;
-  }
+struct temp_dir : t::temp_dir {
+  temp_dir() : t::temp_dir("gguf_writer_test") {}
 };
 
 const char* type_name(std::uint32_t type) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../support/quant_checkpoint_writer.hpp"
+#include "../support/temp_dir.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/engine/quant_checkpoint.hpp"
 
@@ -23,16 +24,8 @@ namespace t = ridgeline::test;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("ridgeline_quant_ckpt_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
+struct temp_dir : t::temp_dir {
+  temp_dir() : t::temp_dir("quant_ckpt_test") {}
   fs::path text(const std::string& name, const std::string& content) const {
     std::ofstream(path / name) << content;
     return path / name;

@@ -71,10 +71,10 @@ struct model_setup {
 model_setup load_model(const diverge_options& o) {
   model_setup s;
   if (!o.checkpoint.empty()) {
-    const std::filesystem::path dir(o.checkpoint);
-    s.exec.decoder = read_hf_config(dir / "config.json", k_block_tokens).decoder;
+    const std::filesystem::path path(o.checkpoint);
+    s.exec.decoder = read_checkpoint_config(path, k_block_tokens);
     if (o.progress) o.progress("reading checkpoint " + o.checkpoint);
-    s.exec.weights = load_checkpoint_weights(dir, s.exec.decoder.model);
+    s.exec.weights = load_checkpoint_weights(path, s.exec.decoder.model);
     s.weights_id = "checkpoint fnv1a64:" + hash_weights(*s.exec.weights);
   } else {
     s.exec.decoder = make_decoder_config(model_preset_by_name(o.model), k_block_tokens);

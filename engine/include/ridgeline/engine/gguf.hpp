@@ -139,6 +139,12 @@ struct gguf_llama_params {
   int context_length = 0;           // <arch>.context_length
   double rope_freq_base = 10000.0;  // <arch>.rope.freq_base (10000 when absent)
   int vocab_size = 0;               // length of tokenizer.ggml.tokens
+  // Optional keys (absent: nullopt / empty), type-checked when present.
+  std::optional<double> rms_eps;              // <arch>.attention.layer_norm_rms_epsilon
+  std::optional<int> key_length;              // <arch>.attention.key_length (head_dim)
+  std::optional<int> value_length;            // <arch>.attention.value_length
+  std::optional<int> rope_dimension_count;    // <arch>.rope.dimension_count (rotated dims)
+  std::string rope_scaling_type;              // <arch>.rope.scaling.type ("none", "linear", ...)
 };
 
 // Throws std::invalid_argument naming the file and the key that is missing or of the wrong type.

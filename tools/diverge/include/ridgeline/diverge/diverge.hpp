@@ -35,7 +35,7 @@ inline constexpr const char* k_random_weights_caveat =
 
 struct diverge_options {
   std::string model = "llama-2-7b";  // preset (ignored when checkpoint is set)
-  std::string checkpoint;            // Hugging Face folder: config.json + safetensors
+  std::string checkpoint;            // Hugging Face folder (config.json + safetensors) or GGUF
   std::string prompts_file;          // one prompt per line (token ids) or a JSON array of arrays
   std::string prompt_set;            // "random:N:LEN:SEED" (when no prompts_file)
   int steps = 32;                    // tokens generated per prompt (step 0 comes from the prefill)
