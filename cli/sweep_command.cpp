@@ -1,12 +1,17 @@
-// `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU.
+// `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU; with
+// --rederive, a committed sweep's % columns derived again from its own bytes and medians against
+// a profile's matching ceilings (no GPU, no new measurement).
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "metrics_options.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 #include "ridgeline/core/files.hpp"
+#include "ridgeline/core/schema.hpp"
+#include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
 
 namespace ridgeline::cli {
@@ -20,6 +25,7 @@ struct sweep_args {
   std::string phases = "decode,prefill";
   std::string gpu;
   std::string peer;
+  std::string rederive;
   std::string output = "ridgeline-sweep.json";
   std::string csv;
   int max_prefill_tokens = 8192;
@@ -31,7 +37,38 @@ struct sweep_args {
   metrics_options live;
 };
 
+// --rederive: the document's counted bytes, FLOPs and medians against the ceilings of --gpu, else
+// of the profile embedded for the GPU it ran on; written to -o, the table printed.
+void rederive_sweep_command(const sweep_args& a, context& ctx) {
+  nlohmann::json doc = schema::read_json(a.rederive, bench::k_sweep_schema);
+  const schema::sweep_document typed = schema::parse_sweep(doc, a.rederive);
+  const std::string gpu = typed.env.gpu ? typed.env.gpu->name : "";
+  std::optional<gpu_profile> given;
+  std::string profile_name = "the embedded measured profile of " + gpu;
+  if (!a.gpu.empty()) {
+    given = planner::resolve_gpu(a.gpu).profile;
+    profile_name = a.gpu;
+  } else {
+    planner::measured_profile_for_device(gpu);  // throws naming the GPU when there is none
+  }
+  const bench::sweep_ceilings c = bench::resolve_sweep_ceilings(given, gpu);
+  doc = bench::rederive_sweep_floor(
+      std::move(doc), c,
+      "ridgeline sweep --rederive: floor_seconds, pct_of_floor, floor_ceiling and "
+      "pct_of_peak_flops recomputed from this file's bytes, FLOPs and median step times against " +
+          profile_name + "; no step was measured again");
+  if (!a.output.empty()) write_atomically(a.output, doc.dump(2) + "\n");
+  if (!a.csv.empty()) write_atomically(a.csv, bench::sweep_csv(doc));
+  ctx.out << (a.json ? doc.dump(2) + "\n" : bench::sweep_table(doc));
+  if (!a.json && !a.output.empty()) ctx.out << "\nre-derived results written to " << a.output << "\n";
+  ctx.out << std::flush;
+}
+
 void run_sweep_command(const sweep_args& a, context& ctx) {
+  if (!a.rederive.empty()) {
+    rederive_sweep_command(a, ctx);
+    return;
+  }
   bench::sweep_options o;
   o.model = a.model;
   o.checkpoint = a.checkpoint;
@@ -78,7 +115,8 @@ void register_sweep(CLI::App& app, context& ctx) {
       "Examples:\n"
       "  ridgeline sweep --model llama-2-7b --batch 1,64,128 --context 512 --phase decode\n"
       "  ridgeline sweep --gpu perfmodel/profiles/h100-sxm.json -o docs/results/sweep.json --csv s.csv\n"
-      "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)");
+      "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)\n"
+      "  ridgeline sweep --rederive docs/results/h100-sxm_sweep.json -o docs/results/h100-sxm_sweep.json");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
   cmd->add_option("--checkpoint", a->checkpoint,
                   "Hugging Face Llama/Mistral folder (config.json + safetensors) instead of a preset");
@@ -87,7 +125,13 @@ void register_sweep(CLI::App& app, context& ctx) {
   cmd->add_option("--phase", a->phases, "decode, prefill or both")->capture_default_str();
   cmd->add_option("--max-prefill-tokens", a->max_prefill_tokens, "Largest prefill step (batch x context)")
       ->capture_default_str();
-  cmd->add_option("--gpu", a->gpu, "GPU key or profile JSON for the ceilings (default: datasheet)");
+  cmd->add_option("--gpu", a->gpu,
+                  "GPU key or profile JSON for the ceilings (default: the measured profile embedded "
+                  "for this GPU, else its datasheet, labelled so)");
+  cmd->add_option("--rederive", a->rederive,
+                  "A ridgeline.sweep/v1 file: derive its % columns again from its own bytes and "
+                  "medians against the matching measured ceilings (--gpu, else the embedded "
+                  "profile of its GPU); no GPU needed, nothing re-measured");
   cmd->add_option("--peer", a->peer, "ridgeline.peer/v1 results (bench/peers/torch_decode.py)");
   cmd->add_option("-o,--output", a->output, "Result JSON ('' to skip)")->capture_default_str();
   cmd->add_option("--csv", a->csv, "Also write CSV here");

@@ -148,6 +148,7 @@ roofline_document parse_roofline(const json& doc, std::string_view source) {
           d.flops_per_second = k.number("flops_per_second");
           d.bytes_per_second = k.number("bytes_per_second");
           d.pct_of_roof = k.number("pct_of_roof");
+          d.memory_ceiling = k.optional_string("memory_ceiling");
         }
         batch.kernels.push_back(std::move(d));
       }

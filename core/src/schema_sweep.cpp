@@ -6,6 +6,15 @@ namespace {
 
 using nlohmann::json;
 
+// "read" | "copy" | "write" (perfmodel/bandwidth_floor.hpp's traffic kinds), when present.
+std::optional<std::string> parse_ceiling_kind(const node& n, std::string_view key) {
+  std::optional<std::string> k = n.optional_string(key);
+  if (k && *k != "read" && *k != "copy" && *k != "write") {
+    n.fail_member(key, "expected \"read\", \"copy\" or \"write\", found \"" + *k + "\"");
+  }
+  return k;
+}
+
 sweep_config parse_config(const node& c) {
   sweep_config o;
   o.model = c.string("model");
@@ -27,7 +36,13 @@ sweep_config parse_config(const node& c) {
   o.max_prefill_tokens = c.integer("max_prefill_tokens");
   o.floor_bytes_per_second = c.number("floor_bytes_per_second");
   o.floor_source = c.string("floor_source");
+  o.floor_ceiling = parse_ceiling_kind(c, "floor_ceiling");
+  o.floor_rule = c.optional_string("floor_rule");
+  o.floor_copy_bytes_per_second = c.optional_number("floor_copy_bytes_per_second");
+  o.floor_write_bytes_per_second = c.optional_number("floor_write_bytes_per_second");
   o.peak_bf16_flops_per_second = c.number("peak_bf16_flops_per_second");
+  o.peak_source = c.optional_string("peak_source");
+  o.floor_rederived = c.optional_string("floor_rederived");
   o.timing = c.string("timing");
   if (c.has("peer")) o.peer = c.object("peer").value();
   return o;
@@ -65,6 +80,7 @@ sweep_row parse_row(const node& r) {
   m.floor_seconds = r.number("floor_seconds");
   m.pct_of_floor = r.number("pct_of_floor");
   m.pct_of_peak_flops = r.number("pct_of_peak_flops");
+  m.floor_ceiling = parse_ceiling_kind(r, "floor_ceiling");
   m.peer_seconds = r.optional_number("peer_seconds");
   o.measured = std::move(m);
   return o;
@@ -109,6 +125,12 @@ json to_json(const sweep_config& c) {
   put_optional(j, "gemm", c.gemm);
   put_optional(j, "decode_gemm", c.decode_gemm);
   put_optional(j, "peer", c.peer);
+  put_optional(j, "floor_ceiling", c.floor_ceiling);
+  put_optional(j, "floor_rule", c.floor_rule);
+  put_optional(j, "floor_copy_bytes_per_second", c.floor_copy_bytes_per_second);
+  put_optional(j, "floor_write_bytes_per_second", c.floor_write_bytes_per_second);
+  put_optional(j, "peak_source", c.peak_source);
+  put_optional(j, "floor_rederived", c.floor_rederived);
   return j;
 }
 
@@ -138,6 +160,7 @@ json to_json(const sweep_row& r) {
   j["floor_seconds"] = m.floor_seconds;
   j["pct_of_floor"] = m.pct_of_floor;
   j["pct_of_peak_flops"] = m.pct_of_peak_flops;
+  put_optional(j, "floor_ceiling", m.floor_ceiling);
   put_optional(j, "peer_seconds", m.peer_seconds);
   return j;
 }

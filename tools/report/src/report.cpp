@@ -237,7 +237,8 @@ json sweep_of(const std::string& path, const schema::sweep_document& s) {
                            {"step_seconds", m.step_seconds.median},
                            {"step_seconds_p10", m.step_seconds.p10},
                            {"step_seconds_p90", m.step_seconds.p90},
-                           {"pct_of_floor", m.pct_of_floor}});
+                           {"pct_of_floor", m.pct_of_floor},
+                           {"floor_ceiling", m.floor_ceiling.value_or("")}});
     if (m.intensity_flops_per_byte > 0 && m.flops_per_second > 0) {
       engine_points.push_back({{"series", "engine " + r.phase + " steps"},
                                {"label", r.phase + " batch " + std::to_string(r.batch) +
@@ -258,6 +259,11 @@ json sweep_of(const std::string& path, const schema::sweep_document& s) {
           {"gpu", gpu},
           {"model", s.config.model},
           {"floor_bytes_per_second", s.config.floor_bytes_per_second},
+          // The ceiling the % of floor divides by, by name (empty floor_ceiling: a sweep written
+          // before the matching ceilings, one bandwidth for every byte, floor_source says which).
+          {"floor_source", s.config.floor_source},
+          {"floor_ceiling", s.config.floor_ceiling.value_or("")},
+          {"floor_rederived", s.config.floor_rederived.value_or("")},
           {"peak_flops_per_second", s.config.peak_bf16_flops_per_second},
           {"series", series},
           {"engine_points", engine_points}};
@@ -608,9 +614,16 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
            {"gpu", s["gpu"]},
            {"source", s["source"]},
            {"profile_source", "sweep config"},
-           {"memory_roofs", json::array({{{"label", "floor bandwidth"},
-                                          {"bytes_per_second", s["floor_bytes_per_second"]},
-                                          {"measured", true}}})},
+           // The sweep's read ceiling, labelled as it names it; a datasheet stand-in is not
+           // marked measured.
+           {"memory_roofs",
+            json::array({{{"label", s["floor_ceiling"] == "read"
+                                        ? "HBM " + s["floor_source"].get<std::string>()
+                                        : "floor bandwidth (" +
+                                              s["floor_source"].get<std::string>() + ")"},
+                          {"bytes_per_second", s["floor_bytes_per_second"]},
+                          {"measured", s["floor_source"].get<std::string>().rfind("measured", 0) ==
+                                           0}}})},
            {"compute_roofs", compute},
            {"points", json::array()}});
       target = &roofline.back();

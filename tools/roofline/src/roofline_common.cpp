@@ -250,6 +250,10 @@ std::string roofline_table(const json& doc) {
     return std::string(width.size() > s.size() ? width.size() - s.size() : 0, ' ') + s;
   };
   out << "DRAM read " << format("%.2f", bw / 1e12) << " TB/s\n";
+  out << "% of roof: below the ridge, achieved DRAM bytes/s / the measured read bandwidth "
+      << format("%.2f", bw / 1e12)
+      << " TB/s (the traffic of decode steps and GEMV-like kernels is reads); above it, FLOP/s / "
+         "the dtype's compute ceiling\n";
   out << "  dtype     ceiling TFLOP/s  GEMM TFLOP/s  ridge FLOP/B  GEMM ridge  datasheet ridge  "
          "ceiling from\n";
   for (const auto& t : c.dtypes) {
@@ -327,7 +331,8 @@ std::string roofline_table(const json& doc) {
                   ? format("%9.2f", *r.intensity_flops_per_byte) +
                         format("%10.2f", *r.flops_per_second / 1e12) +
                         format("%7.2f", *r.bytes_per_second / 1e12) +
-                        format("%10.1f%%", *r.pct_of_roof)
+                        format("%10.1f%%", *r.pct_of_roof) +
+                        (r.memory_ceiling ? "  of " + *r.memory_ceiling + " floor" : "")
                   : std::string(""))
           << "\n";
     }

@@ -15,6 +15,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "ridgeline/perfmodel/bandwidth_floor.hpp"
 #include "ridgeline/probe/probe.hpp"
 #include "ridgeline/roofline/roofline.hpp"
 #include "ridgeline/sweep/sweep.hpp"
@@ -164,15 +165,17 @@ json sweep_block(const roofline_options& o, const gpu_profile& p, same_run_peaks
 
 #ifdef RIDGELINE_HAVE_CUPTI
 // Kernels of one traced step grouped by (phase, kernel): calls and time per step, and the
-// per-kernel counters summed over the group.
+// per-kernel counters summed over the group. A kernel below the ridge is placed against its
+// bandwidth floor: its measured DRAM reads and writes each at the profile's matching ceiling
+// (perfmodel/bandwidth_floor.hpp), the one that carries most of them named in memory_ceiling.
 json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int steps,
                       const std::vector<metrics::kernel_counters>* counters, double peak,
-                      double bw) {
+                      double bw, const gpu_profile& p) {
   struct group {
     std::string phase, kernel;
     int calls = 0;
     std::vector<double> step_ns;  // summed per step
-    double dram = 0, flops = 0;
+    double dram = 0, dram_read = 0, dram_write = 0, flops = 0;
     bool measured = true;
   };
   std::map<std::pair<std::string, std::string>, group> groups;
@@ -197,6 +200,8 @@ json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int step
       if (counters_match) {
         const auto& v = (*counters)[at].values;
         g.dram += v.dram_bytes();
+        g.dram_read += v.dram_read_bytes;
+        g.dram_write += v.dram_write_bytes;
         g.flops += v.flops();
       } else {
         g.measured = false;
@@ -220,8 +225,16 @@ json kernel_breakdown(const std::vector<metrics::kernel_record>& trace, int step
       r["flops_per_second"] = g.flops / s;
       r["bytes_per_second"] = g.dram / s;
       const double roof = roof_at(i, peak, bw);
-      // Kernels doing (nearly) no arithmetic sit on the bandwidth roof: % of it by bytes.
-      r["pct_of_roof"] = i * bw < peak ? 100.0 * (g.dram / s) / bw : 100.0 * (g.flops / s) / roof;
+      // Kernels doing (nearly) no arithmetic sit on the bandwidth roof: % of their bandwidth
+      // floor, each byte at the ceiling that matches it (a write-heavy kernel is not held to the
+      // read ceiling).
+      if (i * bw < peak) {
+        const bandwidth_floor f = bandwidth_floor_of(p, g.dram_read, g.dram_write);
+        r["pct_of_roof"] = f.seconds > 0 ? 100.0 * f.seconds / s : 100.0 * (g.dram / s) / bw;
+        r["memory_ceiling"] = f.seconds > 0 ? std::string(name(f.dominant)) : std::string("read");
+      } else {
+        r["pct_of_roof"] = 100.0 * (g.flops / s) / roof;
+      }
     }
     rows.push_back(r);
   }
@@ -447,7 +460,8 @@ json run_roofline(const roofline_options& o) {
                            " kernels, the trace " + std::to_string(trace.size() / traced) +
                            " per step: not matched";
     }
-    k["kernels"] = kernel_breakdown(trace, traced, per_kernel ? &*per_kernel : nullptr, peak, bw);
+    k["kernels"] =
+        kernel_breakdown(trace, traced, per_kernel ? &*per_kernel : nullptr, peak, bw, p);
     kernels.push_back(k);
   }
   engine.set_cuda_graphs(true);

@@ -31,29 +31,19 @@ json run_sweep(const sweep_options& o) {
   const decoder_config dc =
       o.checkpoint.empty()
           ? make_decoder_config(model_preset_by_name(o.model))
-          : decoder_config_from_hf(std::filesystem::path(o.checkpoint) / "config.json");
+          : read_checkpoint_config(o.checkpoint);
   const model_preset& m = dc.model;
   const auto dev = metrics::query_device(o.device);
   if (!dev) throw std::invalid_argument("--device " + std::to_string(o.device) + " does not exist");
 
-  // Ceilings: the probe's profile when given, else the datasheet of this GPU.
-  double floor_bw = 0, peak = 0;
-  std::string floor_source;
-  if (o.profile) {
-    floor_bw = o.profile->copy_bytes_per_second > 0 ? o.profile->copy_bytes_per_second
-                                                    : o.profile->dram_bytes_per_second();
-    peak = o.profile->peak_flops_per_second(dtype::bf16);
-    floor_source = "copy bandwidth of profile " + o.profile->name;
-  } else if (const datasheet_entry* ds = datasheet_for_device(dev->name)) {
-    floor_bw = ds->dram_bytes_per_second;
-    peak = ds->flops_per_second.count(dtype::bf16) ? ds->flops_per_second.at(dtype::bf16) : 0;
-    floor_source = std::string("datasheet of ") + ds->name;
-  } else {
-    floor_bw = dev->theoretical_dram_bytes_per_second();
-    floor_source = "theoretical bandwidth from memory clock and bus width";
+  // Ceilings: the probe's profile when given, else the one embedded for this GPU, else the
+  // datasheet (labelled so in floor_source and peak_source).
+  const sweep_ceilings ceilings =
+      resolve_sweep_ceilings(o.profile, dev->name, dev->theoretical_dram_bytes_per_second());
+  const double read_bw = bandwidth_ceiling_of(ceilings.profile, traffic_kind::read).bytes_per_second;
+  if (o.live && ceilings.peak_flops_per_second > 0 && read_bw > 0) {
+    o.live->set_ceilings("bf16", ceilings.peak_flops_per_second, read_bw);
   }
-
-  if (o.live && peak > 0 && floor_bw > 0) o.live->set_ceilings("bf16", peak, floor_bw);
 
   engine_options eo;
   eo.device = o.device;
@@ -128,7 +118,6 @@ json run_sweep(const sweep_options& o) {
           if (auto g = metrics::nvml::instance().sample(o.device)) o.live->set_gpu(o.device, *g);
         }
         const double t = meas.stats.median;
-        const double floor_s = floor_bw > 0 ? w.bytes() / floor_bw : 0;
         row["step_seconds"] = to_json(meas.stats);
         row["measurement"] = to_json(meas);
         row["tokens_per_second"] = (prefill ? double(batch) * context : double(batch)) / t;
@@ -140,9 +129,7 @@ json run_sweep(const sweep_options& o) {
         row["bytes_per_second"] = w.bytes() / t;
         row["flops_per_second"] = w.flops / t;
         row["intensity_flops_per_byte"] = w.flops / w.bytes();
-        row["floor_seconds"] = floor_s;
-        row["pct_of_floor"] = floor_s > 0 ? 100.0 * floor_s / t : 0.0;
-        row["pct_of_peak_flops"] = peak > 0 ? 100.0 * (w.flops / t) / peak : 0.0;
+        put_floor(row, ceilings);  // floor_seconds, pct_of_floor, floor_ceiling, % of peak
         if (o.peer) {
           if (const auto ps = peer_step_seconds(*o.peer, batch, context, phase)) {
             row["peer_seconds"] = *ps;
@@ -172,10 +159,8 @@ json run_sweep(const sweep_options& o) {
               {"kv_blocks", engine.num_kv_blocks()},
               {"block_tokens", block_tokens},
               {"max_prefill_tokens", o.max_prefill_tokens},
-              {"floor_bytes_per_second", floor_bw},
-              {"floor_source", floor_source},
-              {"peak_bf16_flops_per_second", peak},
               {"timing", "CUDA events around the forward pass, median over repetitions after 3 warm-ups"}};
+  put_ceilings(cfg, ceilings);
   if (o.peer) cfg["peer"] = o.peer->config;
   return {{"schema", k_sweep_schema},
           {"environment", metrics::environment_block(o.device)},

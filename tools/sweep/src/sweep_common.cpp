@@ -1,6 +1,7 @@
 // Host half of the sweep: option checks, the peer's step time at a point, counted work
-// (perfmodel's step_work_of), the synthetic step's batch (built through the KV cache manager),
-// table and CSV.
+// (perfmodel's step_work_of), the ceilings and floor columns (and their re-derivation for
+// committed results), the synthetic step's batch (built through the KV cache manager), table and
+// CSV.
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
+#include "ridgeline/perfmodel/profiles.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
 namespace ridgeline::bench {
@@ -51,6 +53,97 @@ std::optional<double> peer_step_seconds(const schema::peer_document& peer, int b
 
 step_work count_step_work(const model_preset& m, int batch, int context, bool prefill) {
   return step_work_of(m, prefill ? prefill_shape(batch, context) : decode_shape(batch, context));
+}
+
+sweep_ceilings resolve_sweep_ceilings(const std::optional<gpu_profile>& given,
+                                      const std::string& device_name,
+                                      double theoretical_dram_bytes_per_second) {
+  sweep_ceilings c;
+  const gpu_profile* measured = given ? &*given : nullptr;
+  if (measured == nullptr) {
+    for (const auto& p : planner::measured_profiles()) {
+      if (p.name == device_name) measured = &p;
+    }
+  }
+  if (measured != nullptr) {
+    c.profile = *measured;
+    c.measured = measured->source == "measured" && measured->read_bytes_per_second > 0;
+    c.source = (c.measured ? "probe profile of " : "datasheet profile of ") + measured->name;
+  } else if (const datasheet_entry* ds = datasheet_for_device(device_name)) {
+    c.profile = planner::datasheet_profile(*ds);
+    c.source = std::string("datasheet of ") + ds->name +
+               " (no measured profile of this GPU: `ridgeline probe -o gpu.json`, then --gpu)";
+  } else {
+    c.profile.name = device_name;
+    c.profile.source = "theoretical";
+    c.profile.datasheet_bytes_per_second = theoretical_dram_bytes_per_second;
+    c.source = "theoretical bandwidth from memory clock and bus width (no measured profile, no "
+               "datasheet entry)";
+  }
+  const auto it = c.profile.peaks.find(dtype::bf16);
+  const double gemm = it != c.profile.peaks.end() ? it->second.flops_per_second : 0;
+  const double sheet = it != c.profile.peaks.end() ? it->second.datasheet_flops_per_second : 0;
+  c.peak_flops_per_second = gemm > 0 ? gemm : sheet;
+  if (c.peak_flops_per_second > 0) {
+    c.peak_label = (gemm > 0 ? "measured bf16 GEMM peak " : "datasheet bf16 peak ") +
+                   format("%.1f", c.peak_flops_per_second / 1e12) + " TFLOP/s" +
+                   (gemm > 0 ? "" : " (no measured bf16 GEMM peak)");
+  }
+  return c;
+}
+
+void put_ceilings(nlohmann::json& config, const sweep_ceilings& c) {
+  const bandwidth_ceiling read = bandwidth_ceiling_of(c.profile, traffic_kind::read);
+  const bandwidth_ceiling copy = bandwidth_ceiling_of(c.profile, traffic_kind::copy);
+  const bandwidth_ceiling write = bandwidth_ceiling_of(c.profile, traffic_kind::write);
+  config["floor_bytes_per_second"] = read.bytes_per_second;
+  config["floor_ceiling"] = std::string(name(read.kind));
+  config["floor_source"] = read.label() + " (" + c.source + ")";
+  config["floor_copy_bytes_per_second"] = copy.bytes_per_second;
+  config["floor_write_bytes_per_second"] = write.bytes_per_second;
+  config["floor_rule"] = k_bandwidth_floor_rule;
+  config["peak_bf16_flops_per_second"] = c.peak_flops_per_second;
+  config["peak_source"] = c.peak_flops_per_second > 0 ? c.peak_label + " (" + c.source + ")"
+                                                      : std::string("none");
+}
+
+void put_floor(nlohmann::json& row, const sweep_ceilings& c) {
+  const double t = row.at("step_seconds").at("median").get<double>();
+  const double read = row.at("weight_bytes").get<double>() + row.at("kv_read_bytes").get<double>();
+  const double written = row.at("kv_write_bytes").get<double>();
+  const double flops = row.at("flops_per_step").get<double>();
+  const bandwidth_floor f = bandwidth_floor_of(c.profile, read, written);
+  row["floor_seconds"] = f.seconds;
+  row["pct_of_floor"] = f.seconds > 0 && t > 0 ? 100.0 * f.seconds / t : 0.0;
+  row["floor_ceiling"] = std::string(name(f.dominant));
+  row["pct_of_peak_flops"] =
+      c.peak_flops_per_second > 0 && t > 0 ? 100.0 * (flops / t) / c.peak_flops_per_second : 0.0;
+}
+
+nlohmann::json rederive_sweep_floor(nlohmann::json doc, const sweep_ceilings& c,
+                                    const std::string& note) {
+  const schema::sweep_document typed = schema::parse_sweep(doc, "sweep to re-derive");
+  const std::string gpu = typed.env.gpu ? typed.env.gpu->name : "";
+  if (c.measured && gpu != c.profile.name) {
+    throw std::invalid_argument("sweep --rederive: the document ran on '" + gpu +
+                                "', the ceilings are of '" + c.profile.name + "'");
+  }
+  nlohmann::json& cfg = doc["config"];
+  // What the measured run divided by; a document re-derived before keeps the first one's record.
+  std::string before = "; before: every byte / " +
+                       format("%.2f", cfg.at("floor_bytes_per_second").get<double>() / 1e12) +
+                       " TB/s (" + cfg.at("floor_source").get<std::string>() + ")";
+  if (typed.config.floor_rederived) {
+    const std::size_t at = typed.config.floor_rederived->find("; before: ");
+    if (at != std::string::npos) before = typed.config.floor_rederived->substr(at);
+  }
+  put_ceilings(cfg, c);
+  cfg["floor_rederived"] = note + before;
+  for (auto& row : doc["rows"]) {
+    if (!row.contains("skipped")) put_floor(row, c);
+  }
+  schema::parse_sweep(doc, "re-derived sweep");  // still the format
+  return doc;
 }
 
 std::int64_t synthetic_step_blocks(int context, bool prefill, int block_tokens) {
@@ -125,10 +218,31 @@ std::string sweep_table(const nlohmann::json& doc) {
   out << "ridgeline sweep: " << cfg.model << " on " << (sweep.env.gpu ? sweep.env.gpu->name : "?")
       << " (bf16, random weights, greedy" << (cfg.cuda_graphs ? ", CUDA graphs for decode" : "")
       << ")\n";
-  out << "floor = counted bytes / " << format("%.2f", cfg.floor_bytes_per_second / 1e12) << " TB/s ("
-      << cfg.floor_source << ")\n\n";
+  if (cfg.floor_ceiling) {
+    out << "% floor = bandwidth floor / median; the floor: each counted byte at the ceiling that "
+           "matches it,\n  "
+        << cfg.floor_source << " for bytes read";
+    if (cfg.floor_copy_bytes_per_second) {
+      out << ", copy " << format("%.2f", *cfg.floor_copy_bytes_per_second / 1e12)
+          << " TB/s for written bytes paired with reads";
+    }
+    if (cfg.floor_write_bytes_per_second) {
+      out << ", write " << format("%.2f", *cfg.floor_write_bytes_per_second / 1e12)
+          << " TB/s for the other writes";
+    }
+    out << ";\n  `ceiling` names the one that carries most of the step's bytes\n";
+  } else {  // written before the matching ceilings: one bandwidth for every byte
+    out << "% floor = (counted bytes / " << format("%.2f", cfg.floor_bytes_per_second / 1e12)
+        << " TB/s) / median (" << cfg.floor_source << ")\n";
+  }
+  out << "% peak = achieved FLOP/s / "
+      << (cfg.peak_source ? *cfg.peak_source
+                          : format("%.1f", cfg.peak_bf16_flops_per_second / 1e12) + " TFLOP/s")
+      << "\n";
+  if (cfg.floor_rederived) out << "re-derived: " << *cfg.floor_rederived << "\n";
+  out << "\n";
   out << "  phase    batch  context   median ms    p90 ms      tok/s   GB/step  floor ms  "
-         "% floor  TFLOP/s  % peak";
+         "% floor  ceiling  TFLOP/s  % peak";
   const bool peer = cfg.peer.has_value();
   if (peer) out << "  peer ms  peer/ours";
   out << "\n";
@@ -143,7 +257,9 @@ std::string sweep_table(const nlohmann::json& doc) {
     const auto& m = *r.measured;
     out << format("  %10.3f", m.step_seconds.median * 1e3) << format("  %8.3f", m.step_seconds.p90 * 1e3)
         << format("  %9.0f", m.tokens_per_second) << format("  %8.2f", m.bytes_per_step / 1e9)
-        << format("  %8.3f", m.floor_seconds * 1e3) << format("  %6.1f%%", m.pct_of_floor)
+        << format("  %8.3f", m.floor_seconds * 1e3) << format("  %6.1f%%", m.pct_of_floor);
+    const std::string ceiling = m.floor_ceiling ? *m.floor_ceiling : "-";
+    out << "  " << ceiling << std::string(ceiling.size() < 7 ? 7 - ceiling.size() : 0, ' ')
         << format("  %7.1f", m.flops_per_second / 1e12) << format("  %5.1f%%", m.pct_of_peak_flops);
     if (peer && m.peer_seconds) {
       out << format("  %7.3f", *m.peer_seconds * 1e3)
@@ -160,10 +276,12 @@ std::string sweep_csv(const nlohmann::json& doc) {
   std::ostringstream out;
   out << "phase,batch,context,median_seconds,p10_seconds,p90_seconds,tokens_per_second,"
          "bytes_per_step,flops_per_step,bytes_per_second,flops_per_second,floor_seconds,"
-         "pct_of_floor,pct_of_peak_flops,kv_bytes_per_token,max_sequences,skipped\n";
+         "pct_of_floor,floor_ceiling,pct_of_peak_flops,kv_bytes_per_token,max_sequences,"
+         "skipped\n";
   for (const auto& r : sweep.rows) {
     out << r.phase << "," << r.batch << "," << r.context << ",";
     if (r.skipped) {
+      // Empty: the 12 measured columns.
       out << ",,,,,,,,,,,," << r.kv_bytes_per_token << "," << r.max_sequences << ",\""
           << *r.skipped << "\"\n";
       continue;
@@ -173,7 +291,8 @@ std::string sweep_csv(const nlohmann::json& doc) {
     out << j(s.median) << "," << j(s.p10) << "," << j(s.p90) << "," << j(m.tokens_per_second)
         << "," << j(m.bytes_per_step) << "," << j(m.flops_per_step) << ","
         << j(m.bytes_per_second) << "," << j(m.flops_per_second) << "," << j(m.floor_seconds)
-        << "," << j(m.pct_of_floor) << "," << j(m.pct_of_peak_flops) << ","
+        << "," << j(m.pct_of_floor) << "," << m.floor_ceiling.value_or("") << ","
+        << j(m.pct_of_peak_flops) << ","
         << j(r.kv_bytes_per_token) << "," << r.max_sequences << ",\n";
   }
   return out.str();

@@ -91,6 +91,10 @@ struct decode_kernel {
   double seconds = 0;
   // Where the counters matched the kernel and it moved DRAM bytes (then all four are set).
   std::optional<double> intensity_flops_per_byte, flops_per_second, bytes_per_second, pct_of_roof;
+  // Below the ridge: "read" | "copy" | "write", the ceiling that carries most of the kernel's
+  // measured DRAM bytes in its floor (perfmodel/bandwidth_floor.hpp). Absent in rooflines before
+  // it (h100-sxm_roofline.json, h100-sxm_decode_kernels.json: bytes / the read ceiling).
+  std::optional<std::string> memory_ceiling;
 };
 
 struct decode_kernel_batch {

@@ -34,9 +34,19 @@ struct sweep_config {
   // gemm64_streamk runs name it `decode_gemm` instead.
   std::optional<std::string> gemm, decode_gemm;
   std::int64_t kv_blocks = 0, block_tokens = 0, max_prefill_tokens = 0;
+  // The read ceiling (in files before the matching ceilings: the one bandwidth every byte was
+  // divided by, floor_source says which).
   double floor_bytes_per_second = 0;
   std::string floor_source;
+  // The matching ceilings (perfmodel/bandwidth_floor.hpp): "read" and the copy and write ceilings
+  // beside it, with the rule. Absent in sweeps written before them and not re-derived since.
+  std::optional<std::string> floor_ceiling, floor_rule;
+  std::optional<double> floor_copy_bytes_per_second, floor_write_bytes_per_second;
   double peak_bf16_flops_per_second = 0;
+  std::optional<std::string> peak_source;  // "measured bf16 GEMM peak ... (probe profile of ...)"
+  // Committed sweeps whose floor columns were derived again from their bytes and medians: how,
+  // when, and the ceiling they had before. Absent in a sweep as measured.
+  std::optional<std::string> floor_rederived;
   std::string timing;
   std::optional<nlohmann::json> peer;  // with --peer: the peer document's config, verbatim
 };
@@ -49,6 +59,9 @@ struct sweep_measured {
          kv_write_bytes = 0, flops_per_step = 0, bytes_per_second = 0, flops_per_second = 0,
          intensity_flops_per_byte = 0, floor_seconds = 0, pct_of_floor = 0,
          pct_of_peak_flops = 0;
+  // The ceiling that carries most of the row's bytes ("read", "copy" or "write"); absent where
+  // config.floor_ceiling is.
+  std::optional<std::string> floor_ceiling;
   std::optional<double> peer_seconds;  // with --peer, where the peer measured this point
 };
 

@@ -1,6 +1,8 @@
 // `ridgeline sweep`: the engine's step time per (batch, context, phase) on this GPU, with counted
-// bytes and FLOPs per step, achieved bytes/s and FLOP/s, % of the HBM floor and of peak, KV bytes
-// per token and how many sequences fit. Points that cannot run are kept with the reason.
+// bytes and FLOPs per step, achieved bytes/s and FLOP/s, % of the bandwidth floor (each byte at
+// the measured ceiling that matches it: read, copy or write; perfmodel/bandwidth_floor.hpp) and of
+// the measured bf16 GEMM peak, KV bytes per token and how many sequences fit. Points that cannot
+// run are kept with the reason. Every percentage names its ceiling in the table and the JSON.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "ridgeline/core/schemas/accuracy.hpp"
+#include "ridgeline/perfmodel/bandwidth_floor.hpp"
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
@@ -38,7 +41,9 @@ struct sweep_options {
   std::string gemm = "auto";     // engine_options::gemm
   bool full = false;  // more repetitions
   int device = 0;
-  std::optional<gpu_profile> profile;      // ceilings for the % columns (else datasheet / none)
+  // Ceilings for the % columns; without one, the embedded measured profile of this device, else
+  // the datasheet (resolve_sweep_ceilings; the output says which).
+  std::optional<gpu_profile> profile;
   std::optional<schema::peer_document> peer;  // ridgeline.peer/v1 results (schema::read_peer)
   std::function<void(const std::string&)> progress;
   // When set, every timed step is observed (after its CUDA events, outside the timed region) and
@@ -54,6 +59,35 @@ void validate_sweep_options(const sweep_options& o);
 // there (not measured, or skipped).
 std::optional<double> peer_step_seconds(const schema::peer_document& peer, int batch, int context,
                                         const std::string& phase);
+
+// The ceilings a sweep's % columns divide by, and where they come from: `given` (--gpu); else the
+// measured profile embedded for `device_name` (perfmodel/profiles); else the datasheet entry of
+// the device; else `theoretical_dram_bytes_per_second` (memory clock x bus width). The last two
+// are fallbacks, labelled so in `source` and in every ceiling's label.
+struct sweep_ceilings {
+  gpu_profile profile;  // what bandwidth_floor_of reads (datasheet_bytes_per_second stands in)
+  double peak_flops_per_second = 0;  // bf16: the measured GEMM peak, else the datasheet's
+  bool measured = false;
+  std::string source;      // "probe profile of NVIDIA H100 80GB HBM3" | "datasheet of ... (...)"
+  std::string peak_label;  // "measured bf16 GEMM peak 803.1 TFLOP/s" | "datasheet bf16 peak ..."
+};
+sweep_ceilings resolve_sweep_ceilings(const std::optional<gpu_profile>& given,
+                                      const std::string& device_name,
+                                      double theoretical_dram_bytes_per_second = 0);
+
+// The config members that name the ceilings (floor_bytes_per_second: the read ceiling, which
+// carries a step's weights and KV reads; floor_ceiling, floor_source, write and copy ceilings,
+// floor_rule, peak_bf16_flops_per_second, peak_source).
+void put_ceilings(nlohmann::json& config, const sweep_ceilings& c);
+// A measured row's floor columns from its counted bytes (weight_bytes + kv_read_bytes read,
+// kv_write_bytes written) and its median step time: floor_seconds, pct_of_floor, floor_ceiling
+// (the ceiling that carries most of its bytes) and pct_of_peak_flops.
+void put_floor(nlohmann::json& row, const sweep_ceilings& c);
+// A committed sweep document with its ceilings and floor columns derived again from its own counted
+// bytes, FLOPs and medians against `c` (no measurement changes); config.floor_rederived says so
+// with `note`. Throws std::invalid_argument when the document's GPU is not the ceilings' GPU.
+nlohmann::json rederive_sweep_floor(nlohmann::json doc, const sweep_ceilings& c,
+                                    const std::string& note);
 
 // Runs the sweep; throws no_device_error without a GPU. Returns a ridgeline.sweep/v1 document.
 nlohmann::json run_sweep(const sweep_options& o);
