@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/schemas/serve_record.hpp"
 #include "ridgeline/serve/openai.hpp"
 #include "ridgeline/serve/server.hpp"
@@ -654,4 +655,17 @@ TEST(Serve, RecordHasEveryAnsweredRequestsStampsInOrder) {
   // Streamed: one write per token, the first after the first token; not streamed: one body.
   EXPECT_LT(q.first_write_seconds[0], q.last_write_seconds[0]);
   EXPECT_EQ(q.first_write_seconds[1], q.last_write_seconds[1]);
+}
+
+TEST(Serve, ARecordPathThatCannotBeWrittenFailsBeforeServing) {
+  server_options o = tiny_options();
+  o.record_path = "/nonexistent-ridgeline-dir/record.json";
+  try {
+    server s(o);
+    FAIL() << "the server started with an unwritable --record path";
+  } catch (const io_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("/nonexistent-ridgeline-dir/record.json"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
 }
