@@ -36,6 +36,28 @@ serve_record_document parse_serve_record(const json& doc, std::string_view sourc
   q.last_token_seconds = checked("last_token_seconds", r.numbers("last_token_seconds"));
   q.first_write_seconds = checked("first_write_seconds", r.numbers("first_write_seconds"));
   q.last_write_seconds = checked("last_write_seconds", r.numbers("last_write_seconds"));
+  if (top.has("steps")) {
+    const node st = top.object("steps");
+    serve_record_steps& s = out.steps;
+    s.start_seconds = st.numbers("start_seconds");
+    const std::size_t m = s.start_seconds.size();
+    auto same = [&](const char* key, auto v) {
+      if (v.size() != m) {
+        st.fail_member(key,
+                       "has " + std::to_string(v.size()) + " entries, expected " + std::to_string(m));
+      }
+      return v;
+    };
+    s.end_seconds = same("end_seconds", st.numbers("end_seconds"));
+    s.gpu_seconds = same("gpu_seconds", st.numbers("gpu_seconds"));
+    s.gap_seconds = same("gap_seconds", st.numbers("gap_seconds"));
+    s.sequences = same("sequences", st.integers("sequences"));
+    s.prefill_tokens = same("prefill_tokens", st.integers("prefill_tokens"));
+    s.decode_tokens = same("decode_tokens", st.integers("decode_tokens"));
+    s.running = same("running", st.integers("running"));
+    s.waiting = same("waiting", st.integers("waiting"));
+    s.graph = same("graph", st.integers("graph"));
+  }
   return out;
 }
 

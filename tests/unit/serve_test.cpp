@@ -655,6 +655,30 @@ TEST(Serve, RecordHasEveryAnsweredRequestsStampsInOrder) {
   // Streamed: one write per token, the first after the first token; not streamed: one body.
   EXPECT_LT(q.first_write_seconds[0], q.last_write_seconds[0]);
   EXPECT_EQ(q.first_write_seconds[1], q.last_write_seconds[1]);
+  // The engine's steps: every prompt token prefilled once (none cached: prompts under a block),
+  // every token after a request's first decoded once, in time order between the requests.
+  const auto& st = d.steps;
+  ASSERT_FALSE(st.start_seconds.empty());
+  std::int64_t prefill = 0, decode = 0, want_prefill = 0, want_decode = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    want_prefill += q.prompt_tokens[i] - q.cached_tokens[i];
+    want_decode += q.output_tokens[i] - 1;
+  }
+  for (std::size_t j = 0; j < st.start_seconds.size(); ++j) {
+    SCOPED_TRACE(j);
+    prefill += st.prefill_tokens[j];
+    decode += st.decode_tokens[j];
+    EXPECT_LE(st.start_seconds[j], st.end_seconds[j]);
+    if (j > 0) {
+      EXPECT_LE(st.end_seconds[j - 1], st.end_seconds[j]);
+    }
+    EXPECT_GE(st.end_seconds[j], q.arrival_seconds[0]);
+    EXPECT_LE(st.end_seconds[j], q.last_write_seconds[2]);
+    EXPECT_GE(st.sequences[j], 1);
+    EXPECT_EQ(st.graph[j], 0);  // the cpu executor has none
+  }
+  EXPECT_EQ(prefill, want_prefill);
+  EXPECT_EQ(decode, want_decode);
 }
 
 TEST(Serve, ARecordPathThatCannotBeWrittenFailsBeforeServing) {

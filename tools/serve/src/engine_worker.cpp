@@ -10,12 +10,14 @@ namespace ridgeline::serve {
 
 engine_worker::engine_worker(replay::replay_executor ex, const kv_cache_config& kvc,
                              const scheduler_config& sc, bool overlap,
-                             metrics::live_metrics* live, std::function<void()> wake)
+                             metrics::live_metrics* live, std::function<void()> wake,
+                             bool log_steps)
     : m_exec(std::move(ex)),
       m_kv(kvc),
       m_loop(*m_exec.exec, m_kv, sc, *m_exec.model, steady_seconds, overlap),
       m_live(live),
-      m_wake(std::move(wake)) {
+      m_wake(std::move(wake)),
+      m_log_steps(log_steps) {
   m_loop.keep_last_steps(64);
   m_thread = std::thread([this] { run(); });
 }
@@ -129,6 +131,7 @@ void engine_worker::run() {
       try {
         const step_record* rec = m_loop.step();
         if (rec != nullptr) {
+          if (m_log_steps) m_step_log.push_back(*rec);
           if (m_live != nullptr) replay::observe_step(*m_live, m_loop, *rec);
           m_gauges.running.store(rec->running, std::memory_order_relaxed);
           m_gauges.waiting.store(rec->waiting, std::memory_order_relaxed);

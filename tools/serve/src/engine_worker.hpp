@@ -47,7 +47,7 @@ class engine_worker {
  public:
   engine_worker(replay::replay_executor ex, const kv_cache_config& kvc,
                 const scheduler_config& sc, bool overlap, metrics::live_metrics* live,
-                std::function<void()> wake);
+                std::function<void()> wake, bool log_steps = false);
   ~engine_worker();  // stops the thread; live requests are cancelled first
   engine_worker(const engine_worker&) = delete;
   engine_worker& operator=(const engine_worker&) = delete;
@@ -66,6 +66,9 @@ class engine_worker {
   std::string failure() const;
   const model_preset& model() const { return *m_exec.model; }
   const replay::replay_executor& executor_info() const { return m_exec; }
+  // Every step's record since the start when built with log_steps (serve --record); read it
+  // after stop() only: the engine thread appends to it until then.
+  const std::vector<step_record>& step_log() const { return m_step_log; }
 
  private:
   void run();
@@ -76,6 +79,8 @@ class engine_worker {
   metrics::live_metrics* m_live;
   std::function<void()> m_wake;
   engine_gauges m_gauges;
+  bool m_log_steps = false;
+  std::vector<step_record> m_step_log;
 
   mutable std::mutex m_mutex;
   std::condition_variable m_cv;

@@ -650,8 +650,9 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
       m->base.get()));
   m->record_device = ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt;
   m->record_executor = ex.executor_name;
-  m->worker = std::make_unique<engine_worker>(std::move(ex), kvc, sc, o.engine.overlap, &m->live,
-                                              [e = m->wake_event.get()] { event_active(e, 0, 0); });
+  m->worker = std::make_unique<engine_worker>(
+      std::move(ex), kvc, sc, o.engine.overlap, &m->live,
+      [e = m->wake_event.get()] { event_active(e, 0, 0); }, m->record != nullptr);
   m->http.reset(evhttp_new(m->base.get()));
   if (!m->http) throw std::runtime_error("libevent: evhttp_new failed");
   evhttp_set_max_body_size(m->http.get(), static_cast<ev_ssize_t>(o.max_body_bytes));
@@ -721,6 +722,25 @@ void server::impl::write_record() const {
                      {"cached_tokens", c.cached_tokens},  {"arrival_seconds", c.arrival},
                      {"first_token_seconds", c.first_token}, {"last_token_seconds", c.last_token},
                      {"first_write_seconds", c.first_write}, {"last_write_seconds", c.last_write}};
+  // The engine's steps on the same clock, as replay records them (the engine thread has stopped).
+  json steps = {{"start_seconds", json::array()}, {"end_seconds", json::array()},
+                {"gpu_seconds", json::array()},   {"gap_seconds", json::array()},
+                {"sequences", json::array()},     {"prefill_tokens", json::array()},
+                {"decode_tokens", json::array()}, {"running", json::array()},
+                {"waiting", json::array()},       {"graph", json::array()}};
+  for (const step_record& r : worker->step_log()) {
+    steps["start_seconds"].push_back(r.start_seconds);
+    steps["end_seconds"].push_back(r.end_seconds);
+    steps["gpu_seconds"].push_back(r.gpu_seconds);
+    steps["gap_seconds"].push_back(r.gap_seconds);
+    steps["sequences"].push_back(r.sequences);
+    steps["prefill_tokens"].push_back(r.prefill_tokens);
+    steps["decode_tokens"].push_back(r.decode_tokens);
+    steps["running"].push_back(r.running);
+    steps["waiting"].push_back(r.waiting);
+    steps["graph"].push_back(r.graph ? 1 : 0);
+  }
+  doc["steps"] = std::move(steps);
   write_atomically(opt.record_path, doc.dump());
   if (note) {
     note("serve: wrote " + std::to_string(c.client_id.size()) + " request records to " +

@@ -25,10 +25,18 @@ struct serve_record_requests {
       first_write_seconds, last_write_seconds;
 };
 
+// The engine's steps, in order, on the same clock (columns of equal length; empty in files that
+// predate them). graph: 1 when a CUDA graph replayed the forward pass.
+struct serve_record_steps {
+  std::vector<double> start_seconds, end_seconds, gpu_seconds, gap_seconds;
+  std::vector<std::int64_t> sequences, prefill_tokens, decode_tokens, running, waiting, graph;
+};
+
 struct serve_record_document {
   environment env;
   std::string model, executor, clock;
   serve_record_requests requests;
+  serve_record_steps steps;
 };
 
 serve_record_document parse_serve_record(const nlohmann::json& doc, std::string_view source);
