@@ -650,7 +650,9 @@ TEST(Serve, RecordHasEveryAnsweredRequestsStampsInOrder) {
     EXPECT_LE(q.first_token_seconds[i], q.first_write_seconds[i]);
     EXPECT_LE(q.first_write_seconds[i], q.last_write_seconds[i]);
     EXPECT_LE(q.last_token_seconds[i], q.last_write_seconds[i]);
-    if (i > 0) EXPECT_LT(q.last_write_seconds[i - 1], q.arrival_seconds[i]);  // one at a time
+    if (i > 0) {
+      EXPECT_LT(q.last_write_seconds[i - 1], q.arrival_seconds[i]);  // one at a time
+    }
   }
   // Streamed: one write per token, the first after the first token; not streamed: one body.
   EXPECT_LT(q.first_write_seconds[0], q.last_write_seconds[0]);
