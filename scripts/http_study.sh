@@ -18,6 +18,8 @@
 #   clientbench  bench/load_client_bench (CLIENT_BENCH: its binary) on two idle cores, 3 runs
 # MODEL, VOCAB and AB_SECONDS change the model (llama-3-8b), its vocabulary (128256) and the ab
 # window (180 s): the script's own check runs tiny-gpu, 777 and a few seconds on a CPU.
+# FINDMAX_START, _PRECISION, _LEVELS and _REQUESTS set findmax's search (16 req/s, 0.04: the
+# +5% confirmation run lies beyond the lowest rate that missed, 9 levels, 1,000 requests a level).
 set -uo pipefail
 [ $# -ge 3 ] || { echo "usage: scripts/http_study.sh RIDGELINE_BIN OUT_DIR PART..." >&2; exit 2; }
 bin=$1 out=$2
@@ -85,9 +87,9 @@ for part in "$@"; do
       stop_server ;;
     findmax)
       start_server findmax_serve || continue
-      load findmax --trace "$trace" --requests 1000 --find-max --slo "$slo" \
-        --find-max-start "${FINDMAX_START:-16}" --find-max-precision 0.5 --find-max-levels 8 \
-        -o "$out/findmax.json.gz"
+      load findmax --trace "$trace" --requests "${FINDMAX_REQUESTS:-1000}" --find-max --slo "$slo" \
+        --find-max-start "${FINDMAX_START:-16}" --find-max-precision "${FINDMAX_PRECISION:-0.04}" \
+        --find-max-levels "${FINDMAX_LEVELS:-9}" -o "$out/findmax.json.gz"
       stop_server ;;
     confirm)
       f=${FINDMAX_JSON:-$out/findmax.json.gz}
