@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The HTTP layer's share of a `ridgeline load` run against `ridgeline serve --record` on one host.
 
-    scripts/http_overhead.py LOAD.json.gz SERVE_RECORD.json.gz [-o OUT.json]
+    scripts/http_overhead.py LOAD.json.gz SERVE_RECORD.json.gz [--replay REPLAY.json.gz] [-o OUT.json]
 
 Joins each finished request of the load result (ridgeline.kv/v1, config.executor "http") with the
 server's record of it (ridgeline.serve_record/v1) by X-Request-Id (load sends its sample id), and
@@ -19,6 +19,12 @@ the same steady clock (CLOCK_MONOTONIC), so the differences are exact up to the 
   HTTP E2E      = client E2E - (engine's last token - server arrival)
 
 Percentiles use linear interpolation (numpy's default, as core's quantile does).
+
+With --replay (a `ridgeline replay` result of the same window) and a record that has the engine's
+steps, the two engines' steps are set side by side per kind (decode only, or with prefill) and
+batch size: forward pass (gpu_seconds, CUDA events), GPU idle before it (gap_seconds) and the
+step period (the time from one step's end to the next one's, what a decoding request waits per
+token), medians per bucket.
 """
 import argparse
 import gzip
@@ -51,10 +57,61 @@ def summary(xs):
             "p90": quantile(xs, 0.9), "p99": quantile(xs, 0.99), "max": max(xs)}
 
 
+BUCKETS = ((1, 4), (5, 8), (9, 16), (17, 32), (33, 64), (65, 1 << 30))
+
+
+def step_table(steps, ends):
+    """steps: columns with gpu_seconds, gap_seconds, sequences, prefill_tokens; ends: each step's
+    end (seconds). -> {(kind, bucket): {"n", "gpu", "gap", "period"}} of medians."""
+    groups = {}
+    for j in range(len(ends)):
+        kind = "decode" if steps["prefill_tokens"][j] == 0 else "prefill"
+        b = next(i for i, (lo, hi) in enumerate(BUCKETS) if lo <= steps["sequences"][j] <= hi)
+        g = groups.setdefault((kind, b), {"gpu": [], "gap": [], "period": []})
+        g["gpu"].append(steps["gpu_seconds"][j])
+        if steps["gap_seconds"][j] >= 0:
+            g["gap"].append(steps["gap_seconds"][j])
+        if j > 0:
+            g["period"].append(ends[j] - ends[j - 1])
+    return {k: {"n": len(v["gpu"]), **{m: quantile(v[m], 0.5) for m in ("gpu", "gap", "period")}}
+            for k, v in groups.items()}
+
+
+def compare_steps(replay_path, rec):
+    doc = read(replay_path)
+    if doc.get("schema") != "ridgeline.kv/v1" or not doc["rows"] or \
+            "steps" not in doc["rows"][0].get("measured", {}):
+        sys.exit(f"{replay_path}: not a ridgeline replay result (ridgeline.kv/v1 with measured steps)")
+    st = doc["rows"][0]["measured"]["steps"]
+    rends = [st["start_seconds"][j] + st["host_seconds"][j] + st["gpu_seconds"][j]
+             for j in range(len(st["start_seconds"]))]
+    ss = rec["steps"]
+    rt, stab = step_table(st, rends), step_table(ss, ss["end_seconds"])
+    out = []
+    print("\nsteps, medians (us): replay | serve")
+    print("| kind | batch | steps | forward | GPU idle before | period | serve/replay period |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for key in sorted(set(rt) | set(stab)):
+        a, b = rt.get(key), stab.get(key)
+        lo, hi = BUCKETS[key[1]]
+        label = f"{lo}-{hi}" if hi < (1 << 30) else f"{lo}+"
+        def f(x, m):
+            return "-" if x is None or x[m] is None else f"{x[m] * 1e6:.0f}"
+        ratio = "-"
+        if a and b and a["period"] and b["period"]:
+            ratio = f"{b['period'] / a['period']:.3f}"
+        print(f"| {key[0]} | {label} | {a['n'] if a else 0} / {b['n'] if b else 0} | "
+              f"{f(a, 'gpu')} / {f(b, 'gpu')} | {f(a, 'gap')} / {f(b, 'gap')} | "
+              f"{f(a, 'period')} / {f(b, 'period')} | {ratio} |")
+        out.append({"kind": key[0], "batch": label, "replay": a, "serve": b})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("load")
     ap.add_argument("record")
+    ap.add_argument("--replay", help="a replay result of the same window: steps side by side")
     ap.add_argument("-o", "--output")
     a = ap.parse_args()
     doc, rec = read(a.load), read(a.record)
@@ -124,6 +181,10 @@ def main():
             else ("us", 1e6)
         print(f"| {k} ({unit}) | " + " | ".join(f"{v[q] * f:.1f}" for q in
                                                    ("mean", "p50", "p90", "p99", "max")) + " |")
+    if a.replay:
+        if not rec.get("steps", {}).get("end_seconds"):
+            sys.exit(f"{a.record}: no engine steps (written by a server before --record kept them)")
+        out["steps"] = compare_steps(a.replay, rec)
     if a.output:
         with open(a.output, "w") as fo:
             json.dump(out, fo, indent=1)
