@@ -17,32 +17,13 @@ cache=${2:?cache dir}
 here=$(cd "$(dirname "$0")" && pwd)
 ref="$here/gguf_reference"
 
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
-for bin in node npm; do
-  command -v "$bin" >/dev/null ||
-    fail "$bin is not installed; this check needs Node.js 20 and npm (the CI image has them)"
-done
-major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$major" -ge 20 ] || fail "Node.js $(node --version) is too old (@huggingface/gguf needs 20 or later)"
+# shellcheck source=npm_pinned.sh
+. "$here/npm_pinned.sh"
+require_node 20 @huggingface/gguf
 
 # 1. The pinned package, installed again only when the lockfile changes.
-mkdir -p "$cache"
-cache=$(cd "$cache" && pwd)
-if ! cmp -s "$ref/package-lock.json" "$cache/installed.lock" || [ ! -d "$cache/node_modules" ]; then
-  rm -rf "$cache/node_modules" "$cache/installed.lock"
-  cp "$ref/package.json" "$ref/package-lock.json" "$cache/"
-  echo "npm ci into $cache (packages pinned in tests/integration/gguf_reference/package-lock.json)"
-  if ! (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
-        >"$cache/npm.log" 2>&1); then
-    tail -20 "$cache/npm.log"
-    rm -rf "$cache/node_modules"
-    fail "npm ci could not install the reference package (is the npm registry reachable?)"
-  fi
-  cp "$ref/package-lock.json" "$cache/installed.lock"
-fi
+npm_install_pinned "$ref" "$cache"
+cache=$npm_cache
 
 # 2 and 3. Each file, both readers.
 work="$cache/files"

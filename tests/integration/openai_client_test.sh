@@ -10,17 +10,12 @@ set -euo pipefail
 bin=${1:?usage: openai_client_test.sh RIDGELINE_BINARY CACHE_DIR}
 cache=${2:?cache dir}
 here=$(cd "$(dirname "$0")" && pwd)
-command -v node >/dev/null || { echo "FAIL: node is not installed"; exit 1; }
-command -v npm >/dev/null || { echo "FAIL: npm is not installed"; exit 1; }
-
-mkdir -p "$cache"
-cp "$here/openai_client/package.json" "$here/openai_client/package-lock.json" \
-  "$here/openai_client/client_test.mjs" "$cache/"
-if ! cmp -s "$cache/package-lock.json" "$cache/node_modules/.ridgeline-lock" 2>/dev/null; then
-  (cd "$cache" && npm ci --no-audit --no-fund --loglevel=error) ||
-    { echo "FAIL: npm ci of the openai package (is the npm registry reachable?)"; exit 1; }
-  cp "$cache/package-lock.json" "$cache/node_modules/.ridgeline-lock"
-fi
+# shellcheck source=npm_pinned.sh
+. "$here/npm_pinned.sh"
+require_node 18 the openai package
+npm_install_pinned "$here/openai_client" "$cache"
+cache=$npm_cache
+cp "$here/openai_client/client_test.mjs" "$cache/"
 
 log=$(mktemp)
 "$bin" serve --model tiny-gpu --cpu --max-logprobs 5 --address 127.0.0.1:0 2>"$log" &

@@ -16,33 +16,13 @@ cache=${2:?cache dir}
 here=$(cd "$(dirname "$0")" && pwd)
 ref="$here/tokenizer_reference"
 
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
-for bin in node npm; do
-  command -v "$bin" >/dev/null ||
-    fail "$bin is not installed; this check needs Node.js 20 and npm (the CI image has them)"
-done
-major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$major" -ge 18 ] || fail "Node.js $(node --version) is too old (needs 18 or later)"
+# shellcheck source=npm_pinned.sh
+. "$here/npm_pinned.sh"
+require_node 18 tokenizers.js
 
-# 1. The pinned packages, installed again only when the lockfile changes (installed.lock is the
-# lockfile of the last install that finished).
-mkdir -p "$cache"
-cache=$(cd "$cache" && pwd)
-if ! cmp -s "$ref/package-lock.json" "$cache/installed.lock" || [ ! -d "$cache/node_modules" ]; then
-  rm -rf "$cache/node_modules" "$cache/installed.lock"
-  cp "$ref/package.json" "$ref/package-lock.json" "$cache/"
-  echo "npm ci into $cache (packages pinned in tests/integration/tokenizer_reference/package-lock.json)"
-  if ! (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
-        >"$cache/npm.log" 2>&1); then
-    tail -20 "$cache/npm.log"
-    rm -rf "$cache/node_modules"
-    fail "npm ci could not install the reference packages (is the npm registry reachable?)"
-  fi
-  cp "$ref/package-lock.json" "$cache/installed.lock"
-fi
+# 1. The pinned packages, installed again only when the lockfile changes.
+npm_install_pinned "$ref" "$cache"
+cache=$npm_cache
 
 # 2. The reference's answers.
 rm -rf "$cache/cases"
