@@ -269,3 +269,27 @@ TEST(Schema, ServeRecordColumnsMustHaveOneEntryPerRequest) {
   EXPECT_NE(error_of([&] { schema::parse_serve_record(d, file); }).find("config"),
             std::string::npos);
 }
+
+TEST(Schema, ServeRecordStepsAreOptionalAndTheirColumnsOfOneLength) {
+  const std::string file = "docs/results/serving/http1/ab_serve_record.json.gz";
+  json d = load(k_root / file);  // written before the record kept steps
+  ASSERT_FALSE(d.contains("steps"));
+  EXPECT_TRUE(schema::parse_serve_record(d, file).steps.start_seconds.empty());
+  json cols = json::object();
+  for (const char* k : {"start_seconds", "end_seconds", "gpu_seconds", "gap_seconds"}) {
+    cols[k] = {1.0, 2.0};
+  }
+  for (const char* k :
+       {"sequences", "prefill_tokens", "decode_tokens", "running", "waiting", "graph"}) {
+    cols[k] = {1, 0};
+  }
+  d["steps"] = cols;
+  const auto s = schema::parse_serve_record(d, file).steps;
+  ASSERT_EQ(s.graph.size(), 2u);
+  EXPECT_EQ(s.sequences[0], 1);
+  EXPECT_EQ(s.end_seconds[1], 2.0);
+  d["steps"]["gpu_seconds"].erase(1);
+  EXPECT_NE(error_of([&] { schema::parse_serve_record(d, file); })
+                .find("steps.gpu_seconds: has 1 entries, expected 2"),
+            std::string::npos);
+}
