@@ -308,19 +308,9 @@ std::vector<bf16_bits> load_checkpoint_weights(const fs::path& dir_or_file, cons
   safetensors_reader reader(dir_or_file);
   const bool tied =
       tie_word_embeddings ? *tie_word_embeddings : tie_from_config_beside(reader.folder());
-  // Every name and shape first, so a wrong checkpoint fails before gigabytes are read.
-  struct planned {
-    std::vector<hf_part> parts;
-    std::int64_t offset = 0;
-    bool from_embedding = false;
-  };
-  std::vector<planned> plan;
-  std::int64_t total = 0, embedding_offset = 0;
-  for (const auto& t : weight_tensors(m)) {
-    planned p{hf_parts(t, m), total, tied && t.name == "lm_head"};
-    if (t.name == "embedding") embedding_offset = total;
-    if (!p.from_embedding) {
-      for (const auto& part : p.parts) {
+  return detail::gather_weights(
+      m, tied, [&m](const weight_tensor& t) { return hf_parts(t, m); },
+      [&reader](const hf_part& part) {
         const safetensors_tensor* st = reader.find(part.name);
         if (!st) reader.missing(part.name);
         if (st->shape != part.shape) {
@@ -328,25 +318,9 @@ std::vector<bf16_bits> load_checkpoint_weights(const fs::path& dir_or_file, cons
                                       " has shape " + shape_text(st->shape) + "; the config says " +
                                       shape_text(part.shape));
         }
-      }
-    }
-    total += t.elements;
-    plan.push_back(std::move(p));
-  }
-  std::vector<bf16_bits> out(static_cast<std::size_t>(total));
-  for (const auto& p : plan) {
-    std::int64_t at = p.offset;
-    for (const auto& part : p.parts) {
-      const std::int64_t n = elements_of(part);
-      if (p.from_embedding) {
-        std::copy_n(out.begin() + embedding_offset, n, out.begin() + at);
-      } else {
-        reader.read(part.name, out.data() + at);
-      }
-      at += n;
-    }
-  }
-  return out;
+      },
+      [](const hf_part& part) { return elements_of(part); },
+      [&reader](const hf_part& part, bf16_bits* dst) { reader.read(part.name, dst); });
 }
 
 void save_checkpoint(const fs::path& file, const model_preset& m,

@@ -224,19 +224,14 @@ std::vector<bf16_bits> load_gguf_weights(const fs::path& file, const model_prese
   check_shape(f, described.decoder.model, m);
   const bool tied = tie_word_embeddings ? *tie_word_embeddings : described.output_tied;
 
-  // Every name, shape and type first, so a wrong file fails before any data is converted.
-  struct planned {
-    std::vector<gguf_part> parts;
-    std::int64_t offset = 0;
-    bool from_embedding = false;
+  auto count = [](const gguf_part& part) {
+    std::int64_t n = 1;
+    for (const auto d : part.dims) n *= static_cast<std::int64_t>(d);
+    return n;
   };
-  std::vector<planned> plan;
-  std::int64_t total = 0, embedding_offset = 0;
-  for (const auto& t : weight_tensors(m)) {
-    planned p{gguf_parts(t, m), total, tied && t.name == "lm_head"};
-    if (t.name == "embedding") embedding_offset = total;
-    if (!p.from_embedding) {
-      for (const auto& part : p.parts) {
+  return gather_weights(
+      m, tied, [&m](const weight_tensor& t) { return gguf_parts(t, m); },
+      [&f](const gguf_part& part) {
         const auto it =
             std::find_if(f.tensors().begin(), f.tensors().end(),
                          [&](const gguf_tensor_info& i) { return i.name == part.name; });
@@ -249,33 +244,17 @@ std::vector<bf16_bits> load_gguf_weights(const fs::path& file, const model_prese
           fail(f, "tensor " + part.name + " has ggml type " + ggml_type_name(it->type) +
                       ", which is not supported yet (supported: F32, F16, BF16, Q8_0, Q4_0)");
         }
-      }
-    }
-    total += t.elements;
-    plan.push_back(std::move(p));
-  }
-
-  std::vector<bf16_bits> out(static_cast<std::size_t>(total));
-  for (const auto& p : plan) {
-    std::int64_t at = p.offset;
-    for (const auto& part : p.parts) {
-      std::int64_t n = 1;
-      for (const auto d : part.dims) n *= static_cast<std::int64_t>(d);
-      if (p.from_embedding) {
-        std::copy_n(out.begin() + embedding_offset, n, out.begin() + at);
-      } else {
+      },
+      count,
+      [&f, &m, &count](const gguf_part& part, bf16_bits* dst) {
         const std::vector<float> x = f.tensor_f32(part.name);
         if (part.unpermute) {
           const auto cols = static_cast<std::int64_t>(part.dims[0]);
-          unpermute_rope_rows(x.data(), out.data() + at, n / cols, cols, m.head_dim);
+          unpermute_rope_rows(x.data(), dst, count(part) / cols, cols, m.head_dim);
         } else {
-          std::transform(x.begin(), x.end(), out.begin() + at, cpu::float_to_bf16);
+          std::transform(x.begin(), x.end(), dst, cpu::float_to_bf16);
         }
-      }
-      at += n;
-    }
-  }
-  return out;
+      });
 }
 
 }  // namespace detail
