@@ -11,7 +11,8 @@
 #   findmax   `ridgeline load --find-max` against `ridgeline serve`: Poisson arrivals of the
 #             trace's first 1,000 requests' lengths, SLO p99 TTFT <= 2 s and p99 TPOT <= 50 ms
 #   confirm   60-second runs at the rate findmax found and at -5% / +5% of it (FINDMAX_JSON: the
-#             findmax result, default OUT_DIR/findmax.json.gz), one fresh server each
+#             findmax result, default OUT_DIR/findmax.json.gz; or CONFIRM_RATE: that rate), one
+#             fresh server each
 #   smi       start logging the GPU's clocks, power and throttle reasons every 0.5 s (smi.csv)
 #   samplingbench  bench/kernels_bench's sampling benchmarks (KERNELS_BENCH: its binary), 10
 #             repetitions: what temperature sampling costs per decode step
@@ -93,8 +94,13 @@ for part in "$@"; do
       stop_server ;;
     confirm)
       f=${FINDMAX_JSON:-$out/findmax.json.gz}
-      r=$(python3 -c "import gzip,json,sys; print(json.load(gzip.open(sys.argv[1]))['load']['find_max']['max_rate_per_second'])" "$f") ||
-        { log "confirm: no find-max answer in $f"; continue; }
+      if [ -n "${CONFIRM_RATE:-}" ]; then
+        r=$CONFIRM_RATE
+        log "confirm: rate $r from CONFIRM_RATE"
+      else
+        r=$(python3 -c "import gzip,json,sys; print(json.load(gzip.open(sys.argv[1]))['load']['find_max']['max_rate_per_second'])" "$f") ||
+          { log "confirm: no find-max answer in $f"; continue; }
+      fi
       for x in 0.95 1.00 1.05; do
         rate=$(python3 -c "print(f'{$r * $x:.4g}')")
         n=$(python3 -c "print(round($rate * 60))")
