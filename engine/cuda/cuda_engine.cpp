@@ -62,10 +62,13 @@ struct cuda_backend {
 };
 
 std::int64_t attention_workspace_for(const model_preset& m, const engine_options& o) {
-  // The largest split workspace over the decode batch sizes this engine can run, at full context
-  // (the launcher sizes splits from the block-table width), from the attention plan of each shape.
+  // The largest split workspace over every decode batch size this engine can run, at full
+  // context, from the attention plan of each shape. Every batch size: the workspace is not
+  // monotone in it (the split count steps down where num_seqs x kv heads crosses a fraction of
+  // the GPU, so on an H100 with 8 KV heads, 65 sequences need more than 64 or 128). Full context:
+  // for a given batch, a narrower block table never needs more splits than the widest.
   std::int64_t most = 0;
-  for (int seqs = 1;; seqs = std::min(seqs * 2, o.max_seqs)) {
+  for (int seqs = 1; seqs <= o.max_seqs; ++seqs) {
     cuda::attention_shape s;
     s.num_seqs = seqs;
     s.num_q_tokens = seqs;
@@ -76,7 +79,6 @@ std::int64_t attention_workspace_for(const model_preset& m, const engine_options
     s.max_blocks_per_seq = static_cast<int>(blocks_for(m.max_context, o.block_tokens));
     s.split_tokens = o.split_tokens;
     most = std::max(most, cuda::plan_attention(s).workspace_bytes);
-    if (seqs == o.max_seqs) break;
   }
   return most + 256;
 }
@@ -115,6 +117,7 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   p.free_bytes = free_bytes;
   p.weight_bytes = static_cast<std::int64_t>(plan.weight_bytes);
   p.scratch_bytes = static_cast<std::int64_t>(plan.workspace_bytes);
+  p.attention_workspace_bytes = mo.attention_workspace_bytes;
   p.kv_bytes_per_block = plan.kv_bytes_per_block;
   p.kv_blocks = static_cast<int>(plan.kv_blocks);
   p.kv_bytes = p.kv_blocks * p.kv_bytes_per_block;

@@ -10,6 +10,7 @@
 #include <random>
 #include <tuple>
 
+#include "cuda/attention.hpp"
 #include "gpu_test_util.hpp"
 #include <filesystem>
 
@@ -251,6 +252,36 @@ TEST(Engine, BadRequestsAreClearErrorsAndServingContinues) {
   ASSERT_EQ(r.tokens.size(), 1u);
   EXPECT_GE(r.tokens[0], 0);
   EXPECT_LT(r.tokens[0], m.vocab);
+}
+
+// The split workspace is not monotone in the batch size (on an H100 with 8 KV heads, 65
+// sequences need more than 64 or 128: a decode step of 65 sequences near full context once failed
+// a serving run). Every batch size and block-table width the engine can step must fit the plan.
+TEST(Engine, AttentionWorkspaceCoversEveryDecodeBatchAndTableWidth) {
+  RIDGELINE_REQUIRE_GPU();
+  for (const char* name : {"llama-3-8b", "llama-2-7b", "tinyllama-1.1b"}) {
+    SCOPED_TRACE(name);
+    const model_preset& m = model_preset_by_name(name);
+    engine_options o;
+    const auto p = plan_engine_memory(m, o, 200LL << 30);
+    const int full = static_cast<int>((m.max_context + o.block_tokens - 1) / o.block_tokens);
+    std::int64_t most = 0;
+    for (int seqs = 1; seqs <= o.max_seqs; ++seqs) {
+      for (int width = 1; width <= full; width += (width < 64 ? 1 : 31)) {
+        cuda::attention_shape s;
+        s.num_seqs = seqs;
+        s.num_q_tokens = seqs;
+        s.num_q_heads = m.heads;
+        s.num_kv_heads = m.kv_heads;
+        s.head_dim = m.head_dim;
+        s.block_size = o.block_tokens;
+        s.max_blocks_per_seq = width;
+        most = std::max(most, cuda::plan_attention(s).workspace_bytes);
+      }
+    }
+    EXPECT_LE(most, p.attention_workspace_bytes);
+    EXPECT_LE(p.attention_workspace_bytes, p.scratch_bytes);
+  }
 }
 
 TEST(Engine, MemoryPlanRefusesWhatDoesNotFit) {

@@ -62,6 +62,8 @@ engine_options effective_options(engine_options o);
 // What the engine will allocate, checked against free memory before anything is allocated.
 struct engine_memory_plan {
   std::int64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes = 0, free_bytes = 0;
+  std::int64_t attention_workspace_bytes = 0;  // part of scratch: split attention's, the largest
+                                               // any decode step of the engine's limits needs
   int kv_blocks = 0;
   std::int64_t kv_bytes_per_block = 0;
 };
