@@ -8,10 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -681,6 +683,75 @@ TEST(Serve, RecordHasEveryAnsweredRequestsStampsInOrder) {
   }
   EXPECT_EQ(prefill, want_prefill);
   EXPECT_EQ(decode, want_decode);
+}
+
+// Delegates to the real executor and throws from the step that `fail_at` counts to (1-based).
+class failing_executor : public executor {
+ public:
+  failing_executor(std::unique_ptr<executor> inner, int fail_at)
+      : m_inner(std::move(inner)), m_fail_at(fail_at) {}
+  step_output step(std::span<const step_sequence> seqs) override {
+    count();
+    return m_inner->step(seqs);
+  }
+  void launch(std::span<const step_sequence> seqs) override {
+    count();
+    m_inner->launch(seqs);
+  }
+  step_output wait() override { return m_inner->wait(); }
+  void copy_blocks(std::span<const block_transfer> t) override { m_inner->copy_blocks(t); }
+  std::int32_t host_blocks() const override { return m_inner->host_blocks(); }
+
+ private:
+  void count() {
+    if (++m_steps == m_fail_at) throw std::runtime_error("injected: step " + std::to_string(m_steps));
+  }
+  std::unique_ptr<executor> m_inner;
+  int m_fail_at = 0, m_steps = 0;
+};
+
+TEST(Serve, AnEngineThatFailsAnswers503EverywhereAndSaysSoOnce) {
+  server_options o = tiny_options();
+  o.wrap_executor = [](std::unique_ptr<executor> e) {
+    return std::make_unique<failing_executor>(std::move(e), 4);
+  };
+  std::mutex m;
+  std::vector<std::string> notes;
+  server s(o, [&](const std::string& line) {
+    std::lock_guard lk(m);
+    notes.push_back(line);
+  });
+  std::thread t([&] { s.run(); });
+  const int port = s.port();
+  EXPECT_EQ(exchange(port, "GET", "/health").status, 200);
+  // The stream that meets the failure ends with an error event naming it.
+  const http_response r = exchange(
+      port, "POST", "/v1/completions",
+      R"({"prompt":"Hello","max_tokens":20,"ignore_eos":true,"temperature":0,"stream":true})");
+  ASSERT_EQ(r.status, 200);
+  const auto ev = events_of(r.body);
+  ASSERT_FALSE(ev.empty());
+  const json last = json::parse(ev.back());
+  ASSERT_TRUE(last.contains("error")) << r.body;
+  EXPECT_NE(last.at("error").at("message").get<std::string>().find("injected: step 4"),
+            std::string::npos);
+  // From then on: /health and every new request answer 503 with the reason.
+  const http_response h = exchange(port, "GET", "/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_NE(h.body.find("the engine failed: injected: step 4"), std::string::npos) << h.body;
+  for (int i = 0; i < 3; ++i) {
+    const http_response x =
+        exchange(port, "POST", "/v1/completions", R"({"prompt":"Hi","max_tokens":2})");
+    EXPECT_EQ(x.status, 503);
+    EXPECT_NE(x.body.find("the engine failed"), std::string::npos) << x.body;
+  }
+  s.stop();
+  t.join();
+  std::lock_guard lk(m);
+  const auto said = std::count_if(notes.begin(), notes.end(), [](const std::string& l) {
+    return l.find("serve: the engine failed, every request now gets 503: injected: step 4") == 0;
+  });
+  EXPECT_EQ(said, 1);
 }
 
 TEST(Serve, ARecordPathThatCannotBeWrittenFailsBeforeServing) {

@@ -132,6 +132,7 @@ struct server::impl {
   std::unordered_map<std::uint64_t, std::unique_ptr<request_state>> live_requests;
   std::unordered_map<evhttp_connection*, std::uint64_t> by_connection;
   std::int32_t awaiting_first = 0;  // submitted, no first token yet (the queue the limit is on)
+  bool failure_logged = false;      // the engine's failure, said once on stderr
   std::vector<engine_event> events;
   std::int64_t created = unix_seconds();
   std::unique_ptr<record_columns> record;  // --record
@@ -490,6 +491,12 @@ void server::impl::finish(request_state& s, const engine_event& e) {
 
 void server::impl::on_events() {
   worker->take(events);
+  if (!failure_logged) {
+    if (const std::string f = worker->failure(); !f.empty()) {
+      failure_logged = true;
+      if (note) note("serve: the engine failed, every request now gets 503: " + f);
+    }
+  }
   for (const engine_event& e : events) {
     const auto it = live_requests.find(e.id);
     if (it == live_requests.end()) continue;
@@ -648,6 +655,7 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
       m->base.get(), -1, 0,
       [](evutil_socket_t, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); },
       m->base.get()));
+  if (o.wrap_executor) ex.exec = o.wrap_executor(std::move(ex.exec));
   m->record_device = ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt;
   m->record_executor = ex.executor_name;
   m->worker = std::make_unique<engine_worker>(

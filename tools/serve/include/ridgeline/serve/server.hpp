@@ -38,6 +38,8 @@ struct server_options {
   // client's X-Request-Id. Joined with a `ridgeline load` run on the same host it splits TTFT and
   // TPOT into the engine's share and the HTTP layer's (scripts/http_overhead.py).
   std::string record_path;
+  // Tests: wraps the executor before the engine thread starts (fault injection).
+  std::function<std::unique_ptr<executor>(std::unique_ptr<executor>)> wrap_executor;
 };
 
 class server {
