@@ -117,7 +117,7 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   p.free_bytes = free_bytes;
   p.weight_bytes = static_cast<std::int64_t>(plan.weight_bytes);
   p.scratch_bytes = static_cast<std::int64_t>(plan.workspace_bytes);
-  p.attention_workspace_bytes = mo.attention_workspace_bytes;
+  p.attention_workspace_bytes = mo.attention_workspace_bytes.value_or(0);
   p.kv_bytes_per_block = plan.kv_bytes_per_block;
   p.kv_blocks = static_cast<int>(plan.kv_blocks);
   p.kv_bytes = p.kv_blocks * p.kv_bytes_per_block;
