@@ -20,7 +20,9 @@
 # MODEL, VOCAB and AB_SECONDS change the model (llama-3-8b), its vocabulary (128256) and the ab
 # window (180 s): the script's own check runs tiny-gpu, 777 and a few seconds on a CPU.
 # FINDMAX_START, _PRECISION, _LEVELS and _REQUESTS set findmax's search (16 req/s, 0.04: the
-# +5% confirmation run lies beyond the lowest rate that missed, 9 levels, 1,000 requests a level).
+# +5% confirmation run lies beyond the lowest rate that missed, 9 levels, 1,000 requests a level;
+# set _REQUESTS to about 60 x the expected answer so that levels near it last as long as the
+# 60-second confirmation runs, docs/load.md).
 set -uo pipefail
 [ $# -ge 3 ] || { echo "usage: scripts/http_study.sh RIDGELINE_BIN OUT_DIR PART..." >&2; exit 2; }
 bin=$1 out=$2

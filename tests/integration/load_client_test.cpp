@@ -409,5 +409,24 @@ TEST(LoadClient, FindMaxFindsTheServersCapacity) {
   EXPECT_GE(r.levels.size(), 3u);
 }
 
+TEST(LoadClient, FindMaxStopsWithNoAnswerWhenTheServerFails) {
+  // Every request gets a 500: the server is broken, not slow, and no rate is its maximum.
+  test_server_options so = schedule(0.01, 0.002);
+  so.inject = test_server_options::fault::status_500;
+  test_server server(so);
+  load_options o = options_for(server, "requests=20,prompt=fixed:4,output=fixed:5");
+  o.find_max = true;
+  o.slo = "ttft_p90=150ms";
+  o.find_max_start = 8;
+  o.find_max_levels = 6;
+  const load_run r = run(configure(o));
+  ASSERT_TRUE(r.find_max);
+  EXPECT_FALSE(r.find_max->max_rate_per_second);
+  EXPECT_FALSE(r.find_max->lowest_failing_rate);
+  EXPECT_EQ(r.levels.size(), 1u);
+  EXPECT_EQ(r.find_max->note.rfind("the server failed 20 of 20 requests at 8 req/s", 0), 0u)
+      << r.find_max->note;
+}
+
 }  // namespace
 }  // namespace ridgeline::load

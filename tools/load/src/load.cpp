@@ -405,9 +405,29 @@ load_run run(const load_setup& s, const load_hooks& hooks) {
                  (l.saturated ? " (saturated, stopped early)" : ""));
     }
     const bool interrupted = l.stopped.rfind("interrupted", 0) == 0;
+    // A server that fails most requests (5xx, or an error inside the stream) is broken, not
+    // slow: a lower rate would "miss" on its errors too, so the search stops with no answer.
+    std::int64_t sent = 0, server_failed = 0;
+    std::string example;
+    for (const auto& q : l.records) {
+      if (q.sent < 0) continue;
+      ++sent;
+      if (q.status >= 500 || q.error == error_kind::stream_error) {
+        ++server_failed;
+        if (example.empty()) example = q.error_detail;
+      }
+    }
     r.levels.push_back(std::move(l));
     if (interrupted) {
       f.note = "interrupted";
+      break;
+    }
+    if (sent > 0 && 2 * server_failed > sent) {
+      f.note = "the server failed " + std::to_string(server_failed) + " of " +
+               std::to_string(sent) + " requests at " + format("%g", rate) +
+               " req/s (e.g. " + example + "): search stopped, no answer";
+      lo.reset();
+      hi.reset();
       break;
     }
     if (met) {

@@ -181,6 +181,8 @@ std::string table_of(const load_run& run) {
     o << "find-max: ";
     if (f.max_rate_per_second) {
       o << "highest rate meeting the SLO " << format("%.3g", *f.max_rate_per_second) << " req/s";
+    } else if (f.note.rfind("the server failed", 0) == 0) {
+      o << "no answer";
     } else {
       o << "no rate tried met the SLO";
     }
