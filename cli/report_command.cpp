@@ -1,5 +1,6 @@
 // `ridgeline report RESULTS... -o report.html`: one self-contained HTML page with the charts of
-// the given result files (GPU profiles, rooflines, sweeps, KV runs, plans, divergence audits).
+// the given result files (GPU profiles, rooflines, sweeps, KV runs, replays and loads over HTTP,
+// find-max searches, serving accuracy, plans, divergence audits).
 // Needs Debian's libjs-chart.js at run time (inlined into the page). docs/report.md.
 #include <CLI/CLI.hpp>
 #include <filesystem>
@@ -43,8 +44,9 @@ void run_report_command(const report_args& a, context& ctx) {
 
   const std::string where = std::filesystem::absolute(a.output).lexically_normal().string();
   nlohmann::json sections = nlohmann::json::object();
-  for (const char* k :
-       {"roofline", "working_set", "sweeps", "kv", "plans", "divergence", "divergence_plots"}) {
+  for (const char* k : {"roofline", "working_set", "sweeps", "kv", "serving", "serving_latency",
+                        "find_max", "serving_accuracy", "plans", "divergence",
+                        "divergence_plots"}) {
     sections[k] = data[k].size();
   }
   if (a.json) {
@@ -58,7 +60,9 @@ void run_report_command(const report_args& a, context& ctx) {
   }
   ctx.out << "report: " << inputs.size() << " result file" << (inputs.size() == 1 ? "" : "s")
           << " -> " << sections["roofline"] << " roofline, " << sections["sweeps"] << " sweep, "
-          << sections["kv"] << " kv, " << sections["plans"] << " plan, " << sections["divergence"]
+          << sections["kv"] << " kv, " << sections["serving_latency"] << " serving run, "
+          << sections["find_max"] << " find-max, " << sections["serving_accuracy"]
+          << " serving accuracy, " << sections["plans"] << " plan, " << sections["divergence"]
           << " divergence section(s)\n";
   ctx.out << "report written to " << where << " (" << html.size() / 1024 << " KiB, open it in a "
           << "browser; no network needed)\n";

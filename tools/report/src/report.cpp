@@ -2,7 +2,9 @@
 // file is read through its format's typed reader (core/schemas), so a missing or mistyped field is
 // an error naming the file, the field and the schema; each format has one function that picks
 // what its charts need, in the units the axes show. Plans and divergence audits also become
-// generic tables, built from the typed documents.
+// generic tables, built from the typed documents. Serving results (replay, load over HTTP) feed the
+// latency comparison; a load --find-max search and the --rate runs confirming it, the find-max
+// chart; a serving_accuracy document, the predicted-against-measured charts.
 #include "ridgeline/report/report.hpp"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "ridgeline/core/build_info.hpp"
@@ -17,6 +20,7 @@
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas.hpp"
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
@@ -308,12 +312,13 @@ json kv_of(const std::string& path, const schema::serving_results& k) {
 // k_serving_buckets equal time buckets; per bucket the mean running and waiting requests and KV
 // blocks (used, cached), prompt and output tokens per second (tokens computed in the bucket's
 // steps / bucket length), ops:byte (counted FLOPs / counted bytes of its steps) and achieved
-// FLOP/s and bytes/s (counted work / summed forward time).
+// FLOP/s and bytes/s (counted work / summed forward time). A load over HTTP has no steps (the
+// engine is the server's), so it gets none of these.
 constexpr int k_serving_buckets = 600;
 
 json serving_of(const std::string& path, const schema::serving_results& k) {
   for (const auto& r : k.rows) {
-    if (!r.measured) continue;
+    if (!r.measured || r.measured->steps.start_seconds.empty()) continue;
     const auto& m = *r.measured;
     const auto& s = m.steps;
     const std::size_t n = s.start_seconds.size();
@@ -383,6 +388,354 @@ json serving_of(const std::string& path, const schema::serving_results& k) {
             {"series", series}};
   }
   return nullptr;
+}
+
+// ---- serving latency: replay against load over HTTP --------------------------------------------
+
+// Quantiles at which a run's CDF is drawn: every 0.5% and p99.9, so the line passes through the
+// table's p50, p90 and p99 exactly (core's one quantile gives both).
+const std::vector<double>& cdf_grid() {
+  static const std::vector<double> qs = [] {
+    std::vector<double> q;
+    for (int i = 0; i <= 200; ++i) q.push_back(i / 200.0);
+    q.push_back(0.999);
+    std::sort(q.begin(), q.end());
+    return q;
+  }();
+  return qs;
+}
+
+// One latency of a measured run: the CDF over the per-request column (finished requests with a
+// defined value, which is what the row's distribution counts) and the row's own p50/p90/p99.
+json latency_of(const std::vector<double>& column, const std::vector<std::string>& outcome,
+                const schema::latency_distribution& row) {
+  std::vector<double> v;
+  for (std::size_t i = 0; i < column.size(); ++i) {
+    if (outcome[i] == "finished" && column[i] >= 0) v.push_back(column[i]);
+  }
+  json cdf = json::array();
+  if (!v.empty()) {
+    const auto& qs = cdf_grid();
+    const auto at = bench::quantiles(v, qs);
+    for (std::size_t i = 0; i < qs.size(); ++i) cdf.push_back({{"q", qs[i]}, {"seconds", at[i]}});
+  }
+  auto p = [&](double schema::latency_quantiles::*field) {
+    return row.quantiles ? json((*row.quantiles).*field) : json(nullptr);
+  };
+  return {{"count", static_cast<std::int64_t>(v.size())},
+          {"p50", p(&schema::latency_quantiles::p50)},
+          {"p90", p(&schema::latency_quantiles::p90)},
+          {"p99", p(&schema::latency_quantiles::p99)},
+          {"cdf", cdf}};
+}
+
+// Every measured row of a serving-results file (a replay's engine pool, each level of a load) as
+// one run of the latency comparison.
+void serving_latency_of(const std::string& path, const schema::serving_results& k, json& runs) {
+  for (const auto& r : k.rows) {
+    if (!r.measured) continue;
+    const auto& m = *r.measured;
+    const auto& rq = m.requests;
+    runs.push_back(
+        {{"label", base_name(path) + ": " + r.capacity},
+         {"source", path},
+         {"level", r.capacity},
+         {"kind", m.executor == "http" ? "load" : "replay"},
+         {"executor", m.executor},
+         {"device", m.device},
+         {"requests", r.requests},
+         {"finished", r.finished},
+         {"metrics",
+          {{"ttft_seconds", latency_of(rq.ttft_seconds, rq.outcome, r.ttft_seconds)},
+           {"tpot_seconds", latency_of(rq.tpot_seconds, rq.outcome, r.tpot_seconds)},
+           {"e2e_seconds", latency_of(rq.e2e_seconds, rq.outcome, r.e2e_seconds)}}}});
+  }
+}
+
+// ---- find-max: rate tried against the SLO's percentiles ----------------------------------------
+
+json term_json(const schema::load_term_verdict& v) {
+  const bool failed = v.failed_requests();
+  return {{"text", v.term.text},
+          {"metric", v.term.metric},
+          {"quantile", v.term.quantile},
+          {"limit", v.term.limit},
+          {"measured", failed ? json(nullptr) : json(v.measured)},
+          {"failed_requests", failed},
+          {"met", v.met}};
+}
+
+// Why a level missed: its missed terms, and that it stopped early (saturated or otherwise).
+std::string why_of(const std::vector<schema::load_term_verdict>& terms, bool met, bool saturated,
+                   const std::string& stopped) {
+  std::string why;
+  auto add = [&](const std::string& s) { why += (why.empty() ? "" : "; ") + s; };
+  if (saturated) {
+    add(stopped.empty() ? std::string("saturated") : "stopped early, " + stopped);
+  } else if (!stopped.empty()) {
+    add("stopped early: " + stopped);
+  }
+  if (met) return why;
+  for (const auto& t : terms) {
+    if (t.met) continue;
+    if (t.term.metric == "goodput") {
+      add("goodput " + format_percent(t.measured) + " < " + format_percent(t.term.limit));
+    } else if (t.failed_requests()) {
+      add(t.term.text + ": failed requests reach the percentile");
+    } else {
+      add(t.term.text + ": " + format_seconds(t.measured) + " > " + format_seconds(t.term.limit));
+    }
+  }
+  return why;
+}
+
+// A term judged by the report from a run's per-request columns, by load's rule (docs/load.md,
+// "SLOs and --find-max"): a request that did not finish counts as an infinite latency; TPOT skips
+// finished requests with one token; goodput is the share of all requests that finished within
+// the spec's per-request TTFT and TPOT limits. ITL needs every token's gap, which the columns do
+// not hold: not judged (nullopt).
+std::optional<schema::load_term_verdict> judge(const schema::load_slo_term& t,
+                                               const schema::load_slo_spec& spec,
+                                               const schema::serving_requests& rq) {
+  constexpr double k_failed = 1e300;  // load's stand-in for an infinite latency
+  const std::size_t n = rq.outcome.size();
+  schema::load_term_verdict out;
+  out.term = t;
+  if (t.metric == "goodput") {
+    std::int64_t good = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (rq.outcome[i] != "finished") continue;
+      if (spec.ttft_limit_seconds &&
+          !(rq.ttft_seconds[i] >= 0 && rq.ttft_seconds[i] <= *spec.ttft_limit_seconds))
+        continue;
+      if (spec.tpot_limit_seconds && rq.tpot_seconds[i] >= 0 &&
+          rq.tpot_seconds[i] > *spec.tpot_limit_seconds)
+        continue;
+      ++good;
+    }
+    out.measured = n == 0 ? 0.0 : static_cast<double>(good) / static_cast<double>(n);
+    out.met = out.measured >= t.limit;
+    return out;
+  }
+  const std::vector<double>* column = t.metric == "ttft"   ? &rq.ttft_seconds
+                                      : t.metric == "tpot" ? &rq.tpot_seconds
+                                      : t.metric == "e2e"  ? &rq.e2e_seconds
+                                                           : nullptr;
+  if (column == nullptr) return std::nullopt;
+  std::vector<double> v;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (rq.outcome[i] != "finished") {
+      v.push_back(k_failed);
+      continue;
+    }
+    const double x = (*column)[i];
+    if (t.metric == "tpot" && x < 0) continue;  // one token: no TPOT
+    v.push_back(x < 0 ? k_failed : x);
+  }
+  out.measured = v.empty() ? 0.0 : bench::quantile(v, t.quantile);
+  out.met = out.measured <= t.limit;
+  return out;
+}
+
+// A `ridgeline load --find-max` result: each level in the order tried with its rate, the SLO's
+// terms as measured there, met or missed and why, and the search's answer.
+json find_max_of(const std::string& path, const schema::serving_results& k,
+                 const schema::load_results& l) {
+  const auto& f = *l.find_max;
+  json terms = json::array();
+  if (l.slo) {
+    for (const auto& t : l.slo->terms) {
+      terms.push_back({{"text", t.text},
+                       {"metric", t.metric},
+                       {"quantile", t.quantile},
+                       {"limit", t.limit}});
+    }
+  }
+  json levels = json::array();
+  for (std::size_t i = 0; i < l.levels.size(); ++i) {
+    const auto& lv = l.levels[i];
+    const auto& row = k.rows[i];
+    if (!lv.rate_per_second) continue;
+    json ts = json::array();
+    std::optional<bool> met;
+    std::string why;
+    if (lv.slo) {
+      for (const auto& t : lv.slo->terms) ts.push_back(term_json(t));
+      met = lv.slo->met;
+      why = why_of(lv.slo->terms, lv.slo->met, lv.saturated, lv.stopped);
+    }
+    levels.push_back({{"order", static_cast<std::int64_t>(i + 1)},
+                      {"label", lv.label},
+                      {"rate_per_second", *lv.rate_per_second},
+                      {"saturated", lv.saturated},
+                      {"stopped", lv.stopped},
+                      {"requests", row.requests},
+                      {"sent", lv.sent},
+                      {"finished", row.finished},
+                      {"requests_per_second", lv.requests_per_second},
+                      {"met", schema::nullable(met)},
+                      {"why", why},
+                      {"terms", ts}});
+  }
+  return {{"title", "find-max: " + base_name(path) + " (" + l.model + " at " + l.url + ")"},
+          {"source", path},
+          {"slo", l.slo ? l.slo->text : ""},
+          {"terms", terms},
+          {"max_rate_per_second", schema::nullable(f.max_rate_per_second)},
+          {"lowest_failing_rate", schema::nullable(f.lowest_failing_rate)},
+          {"precision", f.precision},
+          {"note", f.note},
+          {"levels", levels},
+          {"confirmations", json::array()}};
+}
+
+// A plain `--rate` load level beside a find-max: judged against the find-max's SLO, by its own
+// verdict when it ran with the same spec, else by the report from its per-request columns.
+json confirmation_of(const std::string& path, const schema::load_level& lv,
+                     const schema::serving_row& row, const schema::load_slo_spec& spec) {
+  std::vector<schema::load_term_verdict> verdicts;
+  std::string judged_by;
+  bool judged_all = true;
+  std::optional<bool> met;
+  if (lv.slo && lv.slo->spec == spec.text) {
+    verdicts = lv.slo->terms;
+    met = lv.slo->met;
+    judged_by = "its own SLO verdict (the same spec)";
+  } else {
+    judged_by = "the report, from its per-request columns (it ran with " +
+                (lv.slo ? "--slo " + lv.slo->spec : std::string("no --slo")) + ")";
+    for (const auto& t : spec.terms) {
+      if (auto v = judge(t, spec, row.measured->requests)) {
+        verdicts.push_back(*v);
+      } else {
+        judged_all = false;
+      }
+    }
+  }
+  if (!met) {
+    bool all = true;
+    for (const auto& v : verdicts) all = all && v.met;
+    if (judged_all || !all) met = all;  // a missed term decides even when ITL was not judged
+  }
+  if (!judged_all) judged_by += "; ITL terms not judged (the columns have no token gaps)";
+  json ts = json::array();
+  for (const auto& v : verdicts) ts.push_back(term_json(v));
+  return {{"source", path},
+          {"label", base_name(path) + ": " + lv.label},
+          {"rate_per_second", *lv.rate_per_second},
+          {"saturated", lv.saturated},
+          {"stopped", lv.stopped},
+          {"requests", row.requests},
+          {"sent", lv.sent},
+          {"finished", row.finished},
+          {"requests_per_second", lv.requests_per_second},
+          {"met", schema::nullable(met)},
+          {"why", why_of(verdicts, met.value_or(true), lv.saturated, lv.stopped)},
+          {"judged_by", judged_by},
+          {"terms", ts}};
+}
+
+// ---- serving accuracy: predicted against measured ---------------------------------------------
+
+struct metric_meta {
+  std::string label, unit;
+  double scale = 1;  // multiplies the file's value into the axis unit
+};
+
+// The metrics `plan accuracy --serving` validates, in its order, with the unit each is drawn in.
+const std::vector<std::pair<std::string, metric_meta>>& accuracy_metrics() {
+  static const std::vector<std::pair<std::string, metric_meta>> k = {
+      {"ttft_p50", {"TTFT p50", "ms", 1e3}},     {"ttft_p90", {"TTFT p90", "ms", 1e3}},
+      {"ttft_p99", {"TTFT p99", "ms", 1e3}},     {"tpot_mean", {"TPOT mean", "ms", 1e3}},
+      {"tpot_p90", {"TPOT p90", "ms", 1e3}},     {"e2e_p50", {"E2E p50", "ms", 1e3}},
+      {"e2e_p90", {"E2E p90", "ms", 1e3}},
+      {"output_tokens_per_second", {"output throughput", "output tokens/s", 1}}};
+  return k;
+}
+
+metric_meta meta_of(const std::string& metric) {
+  for (const auto& [key, m] : accuracy_metrics()) {
+    if (key == metric) return m;
+  }
+  // A metric this report does not know yet: drawn as written, named as such.
+  const bool latency = metric.rfind("ttft", 0) == 0 || metric.rfind("tpot", 0) == 0 ||
+                       metric.rfind("e2e", 0) == 0 || metric.rfind("itl", 0) == 0;
+  return latency ? metric_meta{metric, "ms", 1e3} : metric_meta{metric, "as written", 1};
+}
+
+json serving_accuracy_of(const std::string& path, const schema::serving_accuracy_document& a) {
+  json runs = json::array();
+  std::vector<std::string> order;
+  for (const auto& [key, m] : accuracy_metrics()) order.push_back(key);
+  for (const auto& r : a.runs) {
+    runs.push_back({{"label", base_name(r.file) + ": " + r.level},
+                    {"file", r.file},
+                    {"level", r.level},
+                    {"gpu", r.gpu},
+                    {"workload", r.workload},
+                    {"window", r.window},
+                    {"requests", r.requests},
+                    {"simulated_requests", r.simulated_requests},
+                    {"kv_blocks", r.kv_blocks}});
+    for (const auto& [metric, e] : r.metrics) {
+      if (std::find(order.begin(), order.end(), metric) == order.end()) order.push_back(metric);
+    }
+  }
+  for (const auto& s : a.summary) {
+    if (std::find(order.begin(), order.end(), s.metric) == order.end()) order.push_back(s.metric);
+  }
+  json metrics = json::array();
+  for (const auto& metric : order) {
+    json points = json::array();
+    for (std::size_t i = 0; i < a.runs.size(); ++i) {
+      const auto it = a.runs[i].metrics.find(metric);
+      if (it == a.runs[i].metrics.end()) continue;
+      points.push_back({{"run", static_cast<std::int64_t>(i)},
+                        {"measured", it->second.measured},
+                        {"predicted", it->second.predicted},
+                        {"error", it->second.error}});
+    }
+    if (points.empty()) continue;  // a metric no run defines
+    const auto meta = meta_of(metric);
+    json m = {{"metric", metric},        {"label", meta.label}, {"unit", meta.unit},
+              {"scale", meta.scale},     {"points", points},    {"bound", nullptr},
+              {"median_error", nullptr}, {"met", nullptr},      {"runs", nullptr}};
+    // The bound of the summary (the one judged); the config's bounds hold the same numbers.
+    for (const auto& s : a.summary) {
+      if (s.metric != metric) continue;
+      m["bound"] = schema::nullable(s.bound);
+      m["median_error"] = s.median_error;
+      m["met"] = schema::nullable(s.met);
+      m["runs"] = s.runs;
+    }
+    metrics.push_back(m);
+  }
+  json max_rate = nullptr;
+  if (!a.max_rate.empty()) {
+    json points = json::array();
+    for (const auto& m : a.max_rate) {
+      points.push_back({{"label", base_name(m.file)},
+                        {"file", m.file},
+                        {"slo", m.slo},
+                        {"measured", m.measured_rate_per_second},
+                        {"predicted", m.predicted_rate_per_second},
+                        {"error", m.error},
+                        {"capped", m.capped},
+                        {"bound", schema::nullable(m.bound)},
+                        {"met", schema::nullable(m.met)}});
+    }
+    max_rate = {{"bound", schema::nullable(a.max_rate_bound)}, {"points", points}};
+  }
+  return {{"title", "predicted against measured: " + base_name(path)},
+          {"source", path},
+          {"step_time_model", a.step_time_model},
+          {"fit", a.fit},
+          {"passed", a.passed},
+          {"broken", a.broken},
+          {"definitions", a.definitions},
+          {"runs", runs},
+          {"metrics", metrics},
+          {"max_rate", max_rate}};
 }
 
 // Generic table of a typed document: rows flattened two levels ("a.b"), config as key/value pairs.
@@ -512,7 +865,7 @@ const std::vector<std::string>& known_schemas() {
   static const std::vector<std::string> k = {
       schema::k_gpu_profile_schema, schema::k_sweep_schema,   schema::k_serving_results_schema,
       schema::k_plan_schema,        schema::k_diverge_schema, schema::k_diverge_compare_schema,
-      schema::k_roofline_schema};
+      schema::k_roofline_schema,    schema::k_serving_accuracy_schema};
   return k;
 }
 
@@ -540,11 +893,21 @@ input_file load_input(const std::string& path) {
 json build_report_data(const std::vector<input_file>& inputs, const report_options& o) {
   if (inputs.empty()) throw std::invalid_argument("report: no result files given");
   json roofline = json::array(), working_set = json::array(), sweeps = json::array(),
-       kv = json::array(), serving = json::array(), plans = json::array(),
+       kv = json::array(), serving = json::array(), serving_latency = json::array(),
+       find_max = json::array(), serving_accuracy = json::array(), plans = json::array(),
        divergence = json::array(),
        divergence_plots = json::array(), environments = json::array(), sources = json::array();
   double slo = o.slo_tpot_seconds;
   std::string slo_source = "--slo-tpot-ms";
+  // Find-max searches (their SLO, by index into find_max) and the plain --rate load runs that may
+  // confirm them, joined after every file is read.
+  std::vector<std::optional<schema::load_slo_spec>> find_max_slo;
+  struct rate_run {
+    std::string path;
+    schema::serving_results k;
+    schema::load_results l;
+  };
+  std::vector<rate_run> rate_runs;
   for (const auto& f : inputs) {
     const std::string id = schema::schema_of(f.doc);
     sources.push_back({{"path", f.path}, {"schema", id}});
@@ -563,11 +926,25 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
       environments.push_back(environment_of(f.path, id, s.env));
       sweeps.push_back(sweep_of(f.path, s));
     } else if (id == schema::k_serving_results_schema) {
-      const auto k = schema::parse_serving_results(f.doc, f.path);
+      auto k = schema::parse_serving_results(f.doc, f.path);
       environments.push_back(environment_of(f.path, id, k.env));
-      kv.push_back(kv_of(f.path, k));
+      std::optional<schema::load_results> l;
+      if (schema::is_load_result(f.doc)) l = schema::parse_load_results(f.doc, f.path);
+      // A load's rows are levels, not KV capacities: its latencies go to the comparison below.
+      if (!l) kv.push_back(kv_of(f.path, k));
       json measured = serving_of(f.path, k);
       if (!measured.is_null()) serving.push_back(std::move(measured));
+      serving_latency_of(f.path, k, serving_latency);
+      if (l && l->find_max) {
+        find_max.push_back(find_max_of(f.path, k, *l));
+        find_max_slo.push_back(l->slo);
+      } else if (l) {
+        rate_runs.push_back({f.path, std::move(k), std::move(*l)});
+      }
+    } else if (id == schema::k_serving_accuracy_schema) {
+      const auto a = schema::parse_serving_accuracy(f.doc, f.path);
+      environments.push_back(environment_of(f.path, id, a.env));
+      serving_accuracy.push_back(serving_accuracy_of(f.path, a));
     } else if (id == schema::k_plan_schema) {
       const auto p = schema::parse_plan(f.doc, f.path);
       environments.push_back(environment_of(f.path, id, p.env));
@@ -589,6 +966,18 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
       if (!plot.is_null()) divergence_plots.push_back(plot);
     } else {
       throw std::invalid_argument(f.path + ": the report does not read schema '" + id + "'");
+    }
+  }
+  // Plain --rate levels confirm every find-max search given with them, judged against its SLO.
+  for (std::size_t i = 0; i < find_max.size(); ++i) {
+    if (!find_max_slo[i]) continue;
+    for (const auto& run : rate_runs) {
+      for (std::size_t j = 0; j < run.l.levels.size(); ++j) {
+        const auto& lv = run.l.levels[j];
+        if (lv.shape != "rate" || !lv.rate_per_second) continue;
+        find_max[i]["confirmations"].push_back(
+            confirmation_of(run.path, lv, run.k.rows[j], *find_max_slo[i]));
+      }
     }
   }
   // Engine steps join the roofline of the GPU they ran on; without a profile of that GPU, the
@@ -644,6 +1033,9 @@ json build_report_data(const std::vector<input_file>& inputs, const report_optio
           {"sweeps", sweeps},
           {"kv", kv},
           {"serving", serving},
+          {"serving_latency", serving_latency},
+          {"find_max", find_max},
+          {"serving_accuracy", serving_accuracy},
           {"plans", plans},
           {"divergence", divergence},
           {"divergence_plots", divergence_plots},

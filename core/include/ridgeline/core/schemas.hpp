@@ -8,6 +8,7 @@
 #include "ridgeline/core/schemas/environment.hpp"
 #include "ridgeline/core/schemas/gpu_profile.hpp"
 #include "ridgeline/core/schemas/history_trend.hpp"
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/core/schemas/measurement.hpp"
 #include "ridgeline/core/schemas/plan.hpp"
 #include "ridgeline/core/schemas/roofline.hpp"

@@ -1,5 +1,6 @@
-// `ridgeline report`: turns result files (GPU profiles, sweeps, KV runs, plans, divergence audits)
-// into one self-contained HTML page. build_report_data condenses the files into the JSON the page
+// `ridgeline report`: turns result files (GPU profiles, sweeps, KV runs, replays and loads over
+// HTTP with their find-max searches, serving accuracy, plans, divergence audits) into one
+// self-contained HTML page. build_report_data condenses the files into the JSON the page
 // draws from; render_html puts that JSON and the chart library's JS into the page template
 // (tools/report/template.html, embedded at build time). docs/report.md says what each chart shows.
 #pragma once

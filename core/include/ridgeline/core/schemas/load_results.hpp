@@ -1,0 +1,97 @@
+// The `ridgeline load` parts of a ridgeline.kv/v1 document (docs/load.md, "Results"), typed for
+// readers outside tools/load (the report): the top-level `load` object (its SLO spec parsed into
+// terms, and the --find-max outcome) and, per row, the level and its SLO verdict from
+// `measured.http`. The raw samples and the server's series are not typed here; tools/load's own
+// reader (tools/load/src/results.cpp) reads those. The kv/v1 rest is parse_serving_results'.
+//   if (schema::is_load_result(doc)) {
+//     const auto l = schema::parse_load_results(doc, path);  // l.levels[i] is rows[i]
+//     if (l.find_max) ... l.find_max->max_rate_per_second ...
+//   }
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ridgeline::schema {
+
+// A latency percentile at or above this is load's stand-in for "failed requests reach the
+// percentile" (a failed request counts as an infinite latency; load writes 1e300).
+inline constexpr double k_load_failed_latency_seconds = 1e299;
+
+// One term of an SLO spec ("ttft_p99=2s", "goodput=0.9"), as `ridgeline load --slo` takes it.
+struct load_slo_term {
+  std::string text;     // as written
+  std::string metric;   // ttft, tpot, itl, e2e, or goodput
+  double quantile = 0;  // 0.99 for p99 (latency terms; 0 for goodput)
+  double limit = 0;     // seconds (latency terms) or the least good fraction (goodput)
+};
+
+// An SLO spec: its percentile and goodput terms in order, and goodput's per-request limits (the
+// first ttft and tpot terms, or plain ttft=2s / tpot=50ms, which are not terms).
+struct load_slo_spec {
+  std::string text;
+  std::vector<load_slo_term> terms;
+  std::optional<double> ttft_limit_seconds, tpot_limit_seconds, goodput_fraction;
+};
+// Parses an SLO spec; throws std::invalid_argument naming the bad term.
+load_slo_spec parse_load_slo(std::string_view text);
+
+// One term's verdict at one level: `measured` is the percentile in seconds (at or above
+// k_load_failed_latency_seconds: failed requests reach it) or, for goodput, the good fraction.
+struct load_term_verdict {
+  load_slo_term term;
+  double measured = 0;
+  bool met = false;
+  bool failed_requests() const {
+    return term.metric != "goodput" && measured >= k_load_failed_latency_seconds;
+  }
+};
+
+struct load_level_slo {
+  std::string spec;
+  bool met = false;
+  std::vector<load_term_verdict> terms;
+  std::int64_t good_requests = 0;
+  std::optional<double> goodput_requests_per_second, goodput_fraction;
+};
+
+// One load level (one row): its shape, whether it stopped early, its throughput and SLO verdict.
+struct load_level {
+  std::string label, shape;  // "rate 4/s", "rate"; "trace x1", "trace"; "concurrency 16", ...
+  std::optional<double> rate_per_second;
+  std::optional<std::int64_t> concurrency;
+  bool saturated = false;
+  std::string stopped;  // why it stopped early; "" when it ran to the end
+  double duration_seconds = 0;
+  std::int64_t sent = 0, failed = 0;
+  double requests_per_second = 0, output_tokens_per_second = 0;
+  std::optional<load_level_slo> slo;  // null without --slo
+};
+
+// --find-max's answer: the highest rate that met the SLO and the lowest that did not.
+struct load_find_max {
+  std::optional<double> max_rate_per_second, lowest_failing_rate;
+  double precision = 0;
+  std::string note;
+};
+
+struct load_results {
+  std::string url, endpoint, model, prompts;
+  bool stream = true;
+  std::optional<load_slo_spec> slo;
+  std::int64_t workers = 0;
+  std::optional<load_find_max> find_max;
+  std::vector<load_level> levels;  // one per row, in row order
+};
+
+// A ridgeline.kv/v1 document written by `ridgeline load`: it has a top-level "load" member.
+bool is_load_result(const nlohmann::json& doc);
+// The load parts of such a document; a schema_error naming the field when one is missing or
+// mistyped, when config.executor is not "http", or when an SLO spec or term does not parse.
+load_results parse_load_results(const nlohmann::json& doc, std::string_view source);
+
+}  // namespace ridgeline::schema

@@ -1,0 +1,201 @@
+// Reader of the `ridgeline load` parts of ridgeline.kv/v1 (schemas/load_results.hpp): the
+// top-level `load` object and each row's `measured.http` level and SLO verdict. The writer is
+// tools/load/src/results.cpp (document_of).
+#include "ridgeline/core/schemas/load_results.hpp"
+
+#include <stdexcept>
+
+#include "ridgeline/core/schema.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
+#include "ridgeline/core/text.hpp"
+
+namespace ridgeline::schema {
+namespace {
+
+using nlohmann::json;
+
+std::string trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return {};
+  return std::string(s.substr(b, s.find_last_not_of(" \t") - b + 1));
+}
+
+double fraction_of(const std::string& item, const std::string& value) {
+  double f = 0;
+  try {
+    std::size_t used = 0;
+    f = std::stod(value, &used);
+    if (used != value.size()) throw std::invalid_argument("");
+  } catch (const std::exception&) {
+    throw std::invalid_argument("SLO term '" + printable(item, 60) +
+                                "': goodput takes a fraction in (0, 1]");
+  }
+  if (!(f > 0 && f <= 1)) {
+    throw std::invalid_argument("SLO term '" + printable(item, 60) +
+                                "': goodput takes a fraction in (0, 1]");
+  }
+  return f;
+}
+
+// "p99" -> 0.99, "p999" -> 0.999 (the usual spelling of 99.9), "p99.9" -> 0.999, "p50" -> 0.5.
+double quantile_of(const std::string& item, const std::string& q) {
+  double pct = 0;
+  try {
+    std::size_t used = 0;
+    pct = std::stod(q, &used);
+    if (used != q.size()) throw std::invalid_argument("");
+    if (q.find('.') == std::string::npos && q.size() > 2 && q.rfind("99", 0) == 0) {
+      pct = std::stod("99." + q.substr(2));
+    }
+  } catch (const std::exception&) {
+    throw std::invalid_argument("SLO term '" + printable(item, 60) + "': bad percentile '" +
+                                printable(q, 20) + "'");
+  }
+  if (!(pct > 0 && pct <= 100)) {
+    throw std::invalid_argument("SLO term '" + printable(item, 60) +
+                                "': percentile out of (0, 100]");
+  }
+  return pct / 100.0;
+}
+
+load_slo_term term_of(const node& n, std::string_view key) {
+  const std::string text = n.string(key);
+  try {
+    const load_slo_spec s = parse_load_slo(text);
+    if (s.terms.size() != 1) throw std::invalid_argument("expected one SLO term");
+    return s.terms.front();
+  } catch (const std::invalid_argument& e) {
+    n.fail_member(key, e.what());
+  }
+}
+
+load_level parse_level(const node& h) {
+  load_level l;
+  l.label = h.string("label");
+  l.shape = h.string("shape");
+  l.rate_per_second = h.nullable_number("rate_per_second");
+  l.concurrency = h.nullable_integer("concurrency");
+  l.saturated = h.boolean("saturated");
+  l.stopped = h.string("stopped");
+  l.duration_seconds = h.number("duration_seconds");
+  l.sent = h.integer("sent");
+  l.failed = h.integer("failed");
+  l.requests_per_second = h.number("requests_per_second");
+  l.output_tokens_per_second = h.number("output_tokens_per_second");
+  if (const auto s = h.nullable_object("slo")) {
+    load_level_slo o;
+    o.spec = s->string("spec");
+    o.met = s->boolean("met");
+    for (const auto& t : s->array("terms").elements()) {
+      load_term_verdict v;
+      v.term = term_of(t, "term");
+      v.measured = t.number("measured");
+      v.met = t.boolean("met");
+      o.terms.push_back(std::move(v));
+    }
+    o.good_requests = s->integer("good_requests");
+    o.goodput_requests_per_second = s->nullable_number("goodput_requests_per_second");
+    o.goodput_fraction = s->nullable_number("goodput_fraction");
+    l.slo = std::move(o);
+  }
+  return l;
+}
+
+}  // namespace
+
+load_slo_spec parse_load_slo(std::string_view text) {
+  load_slo_spec s;
+  s.text = std::string(text);
+  std::optional<load_slo_term> goodput;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const auto comma = text.find(',', pos);
+    const std::string item = trim(
+        text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos));
+    pos = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) {
+      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': expected KEY=VALUE");
+    }
+    const std::string key = trim(std::string_view(item).substr(0, eq));
+    const std::string value = trim(std::string_view(item).substr(eq + 1));
+    if (key == "goodput") {
+      s.goodput_fraction = fraction_of(item, value);
+      goodput = load_slo_term{item, "goodput", 0, *s.goodput_fraction};
+      continue;
+    }
+    double limit = 0;
+    try {
+      limit = parse_seconds(value);
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': '" +
+                                  printable(value, 20) + "' is not a duration (2s, 50ms, 800us)");
+    }
+    const auto us = key.find("_p");
+    const std::string metric = us == std::string::npos ? key : key.substr(0, us);
+    if (metric != "ttft" && metric != "tpot" && metric != "itl" && metric != "e2e") {
+      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': unknown metric '" +
+                                  printable(metric, 20) + "'");
+    }
+    if (us == std::string::npos) {  // a plain per-request limit of goodput, not a term
+      if (metric != "ttft" && metric != "tpot") {
+        throw std::invalid_argument("SLO term '" + printable(item, 60) + "': " + metric +
+                                    " needs a percentile");
+      }
+      (metric == "ttft" ? s.ttft_limit_seconds : s.tpot_limit_seconds) = limit;
+      continue;
+    }
+    s.terms.push_back({item, metric, quantile_of(item, key.substr(us + 2)), limit});
+    if (metric == "ttft" && !s.ttft_limit_seconds) s.ttft_limit_seconds = limit;
+    if (metric == "tpot" && !s.tpot_limit_seconds) s.tpot_limit_seconds = limit;
+  }
+  // Goodput is judged after the percentile terms (load's verdicts list it last).
+  if (goodput) s.terms.push_back(*goodput);
+  if (s.terms.empty() && !s.ttft_limit_seconds && !s.tpot_limit_seconds) {
+    throw std::invalid_argument("SLO '" + printable(text, 60) + "' names no term");
+  }
+  return s;
+}
+
+bool is_load_result(const json& doc) {
+  return doc.is_object() && doc.contains("load") && schema_of(doc) == k_serving_results_schema;
+}
+
+load_results parse_load_results(const json& doc, std::string_view source) {
+  const document_context ctx{std::string(source), k_serving_results_schema};
+  const node top = open_document(doc, ctx);
+  const node config = top.object("config");
+  if (config.string("executor") != "http") {
+    config.fail_member("executor", "is not \"http\": not a `ridgeline load` result");
+  }
+  load_results out;
+  const node ld = top.object("load");
+  out.url = ld.string("url");
+  out.endpoint = ld.string("endpoint");
+  out.model = ld.string("model");
+  out.stream = ld.boolean("stream");
+  out.prompts = ld.string("prompts");
+  if (const auto slo = ld.nullable_string("slo")) {
+    try {
+      out.slo = parse_load_slo(*slo);
+    } catch (const std::invalid_argument& e) {
+      ld.fail_member("slo", e.what());
+    }
+  }
+  out.workers = ld.integer("workers");
+  if (const auto fm = ld.nullable_object("find_max")) {
+    load_find_max f;
+    f.max_rate_per_second = fm->nullable_number("max_rate_per_second");
+    f.lowest_failing_rate = fm->nullable_number("lowest_failing_rate");
+    f.precision = fm->number("precision");
+    f.note = fm->string("note");
+    out.find_max = f;
+  }
+  for (const auto& r : top.array("rows").elements()) {
+    out.levels.push_back(parse_level(r.object("measured").object("http")));
+  }
+  return out;
+}
+
+}  // namespace ridgeline::schema
