@@ -8,8 +8,10 @@
 //   ridgeline plan fit --sweep docs/results/h100-sxm_sweep.json --gpu h100-sxm
 //       --kernels docs/results/h100-sxm_decode_kernels.json -o FIT.json
 //   ridgeline plan accuracy --sweep MEASURED.json --gpu PROFILE [--fit FIT.json] | --run
+//   ridgeline plan fit --serving RUN.json.gz[,RUN2...] [--sweep ...] --gpu h100-sxm -o FIT.json
 //   ridgeline plan accuracy --serving RUN.json.gz[,RUN2...] [--find-max LOAD.json.gz]
-//       [--gpu PROFILE] [--fit FIT.json] [--bounds tpot_mean=5%,...] [--trace-dir DIR]
+//       [--gpu PROFILE] [--fit FIT.json [--leave-one-out]] [--bounds tpot_mean=5%,...]
+//       [--trace-dir DIR]
 //   ridgeline plan gpus
 // Works without a GPU from the embedded profiles. The pipeline is tools/plan (plan.hpp); this file
 // parses, calls it, and prints or writes. docs/plan.md has the model and its fit.
@@ -182,6 +184,7 @@ void run_plan(const plan_args& a, context& ctx) {
 
 struct fit_args {
   std::vector<std::string> sweeps;
+  std::vector<std::string> serving;
   std::string kernels;
   std::string gpu;
   std::string output;
@@ -189,11 +192,15 @@ struct fit_args {
 };
 
 void run_fit(const fit_args& a, context& ctx) {
-  if (a.sweeps.empty()) throw std::invalid_argument("plan fit: --sweep FILE is required");
+  std::vector<std::string> serving;
+  for (const auto& item : a.serving)
+    for (const auto& p : split_list(item, ',')) serving.push_back(p);
+  if (a.sweeps.empty() && serving.empty())
+    throw std::invalid_argument("plan fit: --sweep FILE or --serving RUN[,RUN...] is required");
   if (a.gpu.empty()) throw std::invalid_argument("plan fit: --gpu PROFILE is required");
   if (!a.output.empty()) check_writable(a.output);
   const gpu_profile g = measured_gpu(a.gpu);
-  const fitted_parameters f = fit_sweep_files(a.sweeps, g, a.kernels);
+  const fitted_parameters f = fit_files(a.sweeps, serving, g, a.kernels);
   const std::string text = to_json(f).dump(2) + "\n";
   if (!a.output.empty()) write_atomically(a.output, text);
   if (a.json_out) {
@@ -219,6 +226,7 @@ struct accuracy_args {
   double max_rate_bound = 0.10;
   std::int64_t kv_blocks = 0;
   bool model_given = false;
+  bool leave_one_out = false;
 };
 
 void run_serving_accuracy(const accuracy_args& a, context& ctx) {
@@ -238,6 +246,7 @@ void run_serving_accuracy(const accuracy_args& a, context& ctx) {
     o.fit = fitted_parameters_from_json(read_json_file(a.fit));
     o.fit_label = a.fit;
   }
+  o.leave_one_out = a.leave_one_out;
   o.trace_dir = a.trace_dir;
   if (a.model_given) o.model = a.model;
   o.kv_blocks = a.kv_blocks;
@@ -262,9 +271,11 @@ void run_accuracy(const accuracy_args& a, context& ctx) {
     throw std::invalid_argument(
         "plan accuracy: give one of --sweep FILE, --run or --serving RUN[,RUN...] / --find-max FILE");
   if (serving) return run_serving_accuracy(a, ctx);
-  if (!a.trace_dir.empty() || !a.bounds.empty() || !a.markdown.empty() || a.kv_blocks > 0)
+  if (!a.trace_dir.empty() || !a.bounds.empty() || !a.markdown.empty() || a.kv_blocks > 0 ||
+      a.leave_one_out)
     throw std::invalid_argument(
-        "plan accuracy: --trace-dir, --bounds, --markdown and --kv-blocks are for --serving");
+        "plan accuracy: --trace-dir, --bounds, --markdown, --kv-blocks "
+        "and --leave-one-out are for --serving");
   if (a.gpu.empty()) throw std::invalid_argument("plan accuracy: --gpu PROFILE is required");
   for (const auto& p : {a.output, a.csv, a.sweep_output})
     if (!p.empty()) check_writable(p);
@@ -345,8 +356,13 @@ void register_plan(CLI::App& app, context& ctx) {
   cmd->add_flag("--json", a->json_out, "Print the JSON instead of the table");
 
   auto f = std::make_shared<fit_args>();
-  auto* fit = cmd->add_subcommand("fit", "Fit the step-time model's efficiencies to sweeps");
+  auto* fit = cmd->add_subcommand(
+      "fit", "Fit the step-time model's efficiencies to sweeps and serving runs' step records");
   fit->add_option("--sweep", f->sweeps, "ridgeline.sweep/v1 file (repeat for several models)");
+  fit->add_option("--serving", f->serving,
+                  "`ridgeline replay` results (ridgeline.kv/v1 with measured steps), "
+                  "comma-separated: every recorded step is a fit point, and the loop's gap between "
+                  "steps is measured from them");
   fit->add_option("--kernels", f->kernels,
                   "ridgeline.roofline/v1 file with traced decode kernels: the fixed per-step cost "
                   "(default: 30 us, not measured)");
@@ -386,6 +402,9 @@ void register_plan(CLI::App& app, context& ctx) {
   acc->add_option("--kv-blocks", c->kv_blocks,
                   "KV pool in blocks of the server a load measured (a load cannot see it)");
   acc->add_option("--markdown", c->markdown, "Write the --serving tables as Markdown");
+  acc->add_flag("--leave-one-out", c->leave_one_out,
+                "With --serving and a --fit of serving runs: predict each run the fit saw with "
+                "the fit of the same inputs without it (held out)");
   acc->callback([c, model_opt, &ctx] {
     c->model_given = model_opt->count() > 0;
     run_accuracy(*c, ctx);

@@ -64,6 +64,12 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     pending.push({r.arrival_seconds, i});
   }
 
+  // With overlap, the step the scheduler planned ahead while the previous one ran (its sequences
+  // made then, as the serving loop does), which runs next.
+  std::vector<step_sequence> ahead_seqs;
+  bool ahead_next = false;
+  step_plan ran;  // a copy of the plan that ran, when complete() moves the one ahead in its place
+
   std::vector<request_record> left;
   std::vector<std::uint64_t> output_seed_of;  // by request handle
   double now = 0;
@@ -106,24 +112,48 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     sched.take_finished(left);  // rejections at submission
     for (auto& rec : left) on_left(rec);
     left.clear();
-    if (!sched.has_work()) {
+    if (!ahead_next && !sched.has_work()) {
       if (pending.empty()) break;
       now = pending.top().first;
       continue;
     }
-    const step_plan& plan = sched.schedule();
-    plan_sequences(plan, sched, kv, seqs);
-    // A request's output token k is segment_token(output_seed, k): the executor "samples" it.
-    for (std::size_t j = 0; j < seqs.size(); ++j) {
-      const request_handle h = plan.sequences[j].request;
-      seqs[j].sampling.seed = output_seed_of[static_cast<std::size_t>(h)];
-      seqs[j].sampling.step = static_cast<std::uint64_t>(sched.generated(h));
+    // A request's output token k is segment_token(output_seed, k): the executor "samples" it. A
+    // step planned ahead samples each request's token after the one the running step samples.
+    auto seed = [&](const step_plan& p, std::vector<step_sequence>& q, std::uint64_t later) {
+      for (std::size_t j = 0; j < q.size(); ++j) {
+        const request_handle h = p.sequences[j].request;
+        q[j].sampling.seed = output_seed_of[static_cast<std::size_t>(h)];
+        q[j].sampling.step = static_cast<std::uint64_t>(sched.generated(h)) + later;
+      }
+    };
+    const step_plan& plan = ahead_next ? sched.last_plan() : sched.schedule();
+    if (ahead_next) {
+      seqs.swap(ahead_seqs);
+    } else {
+      plan_sequences(plan, sched, kv, seqs);
+      seed(plan, seqs, 0);
     }
     exec.load_host_blocks(plan.shape.tier2_blocks_loaded);
     const step_output step = exec.step(seqs);
+    // While it runs, the engine plans the next decode-only step when nothing waits for admission
+    // (scheduler::schedule_ahead): requests that arrive meanwhile join the step after that one.
+    ahead_next = false;
+    if (c.overlap) {
+      if (const step_plan* a = sched.schedule_ahead()) {
+        plan_sequences(*a, sched, kv, ahead_seqs);
+        seed(*a, ahead_seqs, 1);
+        ahead_next = true;
+        ran = plan;
+      }
+    }
     const double dt = step.forward_seconds;
     if (!(dt > 0)) throw std::logic_error("step-time model gave a non-positive step time");
-    now += dt;
+    // What the serving loop adds before the step (the GPU's idle time between forward passes,
+    // measured from replays; 0 for a model not calibrated on serving runs): part of the period
+    // between tokens, not of the step's busy time.
+    const double gap = model.loop_gap_seconds(plan.shape);
+    if (!(gap >= 0)) throw std::logic_error("step-time model gave a negative loop gap");
+    now += gap + dt;
     out.busy_seconds += dt;
     out.prefill_tokens_computed += plan.shape.prefill_tokens;
     out.decode_tokens += plan.shape.decode_tokens;
@@ -133,7 +163,7 @@ simulation_result simulate(const workload& w, const simulation_config& c,
     sched.complete(step.tokens, now);
     if (c.on_step) {
       const auto& itl = sched.itl_seconds();
-      c.on_step(simulation_step{plan, dt, now, sched, kv,
+      c.on_step(simulation_step{ahead_next ? ran : plan, dt, now, sched, kv,
                                 std::span<const double>(itl).subspan(itl_before)});
     }
     sched.take_finished(left);

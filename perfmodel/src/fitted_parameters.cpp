@@ -140,17 +140,25 @@ fitted_parameters default_parameters(const gpu_profile* probe) {
 }
 
 nlohmann::json to_json(const fitted_parameters& f) {
-  return {{"schema", k_fit_schema},
-          {"gpu", f.gpu},
-          {"source", f.source},
-          {"linear", curve_json(f.linear, "log2_tokens")},
-          {"attention_memory", curve_json(f.attention_memory, "log2_context")},
-          {"attention_compute", curve_json(f.attention_compute, "log2_context")},
-          {"fixed_costs",
-           {{"per_step_seconds", f.fixed.per_step_seconds},
-            {"per_layer_seconds", f.fixed.per_layer_seconds},
-            {"source", f.fixed.source}}},
-          {"stats", f.stats}};
+  nlohmann::json j = {{"schema", k_fit_schema},
+                      {"gpu", f.gpu},
+                      {"source", f.source},
+                      {"linear", curve_json(f.linear, "log2_tokens")},
+                      {"attention_memory", curve_json(f.attention_memory, "log2_context")},
+                      {"attention_compute", curve_json(f.attention_compute, "log2_context")},
+                      {"fixed_costs",
+                       {{"per_step_seconds", f.fixed.per_step_seconds},
+                        {"per_layer_seconds", f.fixed.per_layer_seconds},
+                        {"source", f.fixed.source}}},
+                      {"stats", f.stats}};
+  // Only a fit that saw serving runs has a loop gap; a sweep fit's document stays as it was.
+  if (f.loop.measured())
+    j["loop_gaps"] = {{"decode_seconds", f.loop.decode_seconds},
+                      {"prefill_seconds", f.loop.prefill_seconds},
+                      {"decode_steps", f.loop.decode_steps},
+                      {"prefill_steps", f.loop.prefill_steps},
+                      {"source", f.loop.source}};
+  return j;
 }
 
 fitted_parameters fitted_parameters_from_json(const nlohmann::json& j) {
@@ -185,6 +193,31 @@ fitted_parameters fitted_parameters_from_json(const nlohmann::json& j) {
   const auto& fc = j["fixed_costs"];
   f.fixed = {seconds(fc, "per_step_seconds"), seconds(fc, "per_layer_seconds"),
              text(fc, "source", "fixed_costs.")};
+  if (j.contains("loop_gaps")) {
+    const auto& lg = j["loop_gaps"];
+    if (!lg.is_object()) throw std::invalid_argument("fit: loop_gaps must be an object");
+    auto gap = [&](const char* key) {
+      if (!lg.contains(key) || !lg[key].is_number() || !(lg[key].get<double>() >= 0))
+        throw std::invalid_argument(std::string("fit: loop_gaps.") + key +
+                                    " must be a non-negative number");
+      return lg[key].get<double>();
+    };
+    auto steps = [&](const char* key) {
+      if (!lg.contains(key) || !lg[key].is_number_integer() || lg[key].get<std::int64_t>() < 0)
+        throw std::invalid_argument(std::string("fit: loop_gaps.") + key +
+                                    " must be a non-negative integer");
+      return lg[key].get<std::int64_t>();
+    };
+    f.loop.decode_seconds = gap("decode_seconds");
+    f.loop.prefill_seconds = gap("prefill_seconds");
+    f.loop.decode_steps = steps("decode_steps");
+    f.loop.prefill_steps = steps("prefill_steps");
+    f.loop.source = text(lg, "source", "loop_gaps.");
+    if (!f.loop.measured())
+      throw std::invalid_argument(
+          "fit: loop_gaps is over no step (decode_steps and "
+          "prefill_steps are 0): leave the object out instead");
+  }
   if (!j.contains("stats") || !j["stats"].is_object())
     throw std::invalid_argument("fit: missing object \"stats\"");
   f.stats = j["stats"];

@@ -171,8 +171,12 @@ std::string fitted_step_time_model::description() const {
   o << format("%.1f", m_ceilings.flops_per_second / 1e12) << " TFLOP/s "
     << name(m_ceilings.compute_dtype) << ", " << format("%.2f", m_ceilings.bytes_per_second / 1e12)
     << " TB/s, " << m_ceilings.basis << "; efficiencies: " << m_fit.source << "; fixed "
-    << format("%.1f", m_fit.fixed.seconds(m_model) * 1e6) << " us per step: " << m_fit.fixed.source
-    << ")";
+    << format("%.1f", m_fit.fixed.seconds(m_model) * 1e6) << " us per step: " << m_fit.fixed.source;
+  if (m_fit.loop.measured())
+    o << "; loop gap " << format("%.1f", m_fit.loop.decode_seconds * 1e6)
+      << " us before a decode step, " << format("%.1f", m_fit.loop.prefill_seconds * 1e6)
+      << " us before a prefill or mixed one";
+  o << ")";
   return o.str();
 }
 

@@ -1,5 +1,6 @@
-// Planner: memory model figures, the fit recovering known efficiencies from a synthetic sweep,
-// MAPE math, the capacity search, and the clear errors of `ridgeline plan`.
+// Planner: memory model figures, the fit recovering known efficiencies from a synthetic sweep and
+// from synthetic serving steps (their shapes rebuilt from the record, the loop gaps, leave one run
+// out), MAPE math, the capacity search, and the clear errors of `ridgeline plan`.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
+#include "ridgeline/perfmodel/serving_steps.hpp"
 #include "ridgeline/plan/capacity.hpp"
 #include "ridgeline/plan/plan.hpp"
 
@@ -742,6 +744,198 @@ TEST(PlanCommand, GpusListsEveryEntry) {
   ASSERT_EQ(run_cli({"plan", "gpus"}, out, err), 0) << err;
   for (const char* k : {"| t4 |", "| a10g |", "| b200 |", "| h100-sxm | measured |"})
     EXPECT_NE(out.find(k), std::string::npos) << k << "\n" << out;
+}
+
+// ------------------------------------------------------------------ calibration from serving
+
+// One synthetic step: `decodes` sequences decoding at ragged contexts, and prefill chunks of
+// (tokens, cached context before, samples) each.
+step_shape synthetic_step(const std::vector<std::int64_t>& decode_contexts,
+                          const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& chunks) {
+  step_shape s;
+  for (auto c : decode_contexts) add_sequence(s, c, 1, false, true);
+  for (const auto& [n, c, samples] : chunks) add_sequence(s, c, n, true, samples);
+  return s;
+}
+
+// A synthetic replay's step columns: `steps` steps of llama-3-8b on the synthetic GPU, decode-only
+// steps of 1 to 48 sequences at ragged contexts and, one step in five, one or two prefill chunks
+// beside them (every sequence samples), each taking what the model `t` says, with the loop's
+// idle time before a step `decode_gap` or `prefill_gap` (the run's first step: -1) and a relative
+// deterministic wobble `noise` on the forward time.
+schema::serving_steps synthetic_serving_steps(const fitted_parameters& t, std::uint32_t seed,
+                                              int steps, double decode_gap, double prefill_gap,
+                                              double noise = 0) {
+  const auto& m = model_preset_by_name("llama-3-8b");
+  const fitted_step_time_model truth_model(m, ceilings_of(synthetic_gpu(), dtype::bf16), t);
+  std::mt19937 rng(seed);
+  auto uniform = [&](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  schema::serving_steps s;
+  double clock = 0;
+  for (int i = 0; i < steps; ++i) {
+    std::vector<std::int64_t> decodes(static_cast<std::size_t>(uniform(0, 48)));
+    for (auto& c : decodes) c = uniform(16, 6000);
+    std::vector<std::tuple<std::int64_t, std::int64_t, bool>> chunks;
+    if (decodes.empty() || uniform(0, 4) == 0) {
+      const std::int64_t k = uniform(1, 2);
+      for (std::int64_t j = 0; j < k; ++j)
+        chunks.emplace_back(uniform(16, 4000), uniform(0, 2000), true);
+    }
+    const step_shape shape = synthetic_step(decodes, chunks);
+    const step_work w = step_work_of(m, shape);
+    const double gpu = truth_model.step_seconds(shape) * (1 + noise * std::sin(1.7 * i));
+    const double gap = i == 0 ? -1.0 : (shape.prefill_tokens > 0 ? prefill_gap : decode_gap);
+    s.start_seconds.push_back(clock);
+    s.gpu_seconds.push_back(gpu);
+    s.host_seconds.push_back(0);
+    s.gap_seconds.push_back(gap);
+    s.flops.push_back(w.flops);
+    s.bytes.push_back(w.bytes());
+    s.sequences.push_back(shape.sequences);
+    s.prefill_tokens.push_back(shape.prefill_tokens);
+    s.decode_tokens.push_back(shape.decode_tokens);
+    s.graph.push_back(shape.prefill_tokens == 0 ? 1 : 0);
+    clock += std::max(gap, 0.0) + gpu;
+  }
+  return s;
+}
+
+serving_fit_input synthetic_run(const schema::serving_steps& s, const std::string& label) {
+  return {serving_step_points(s, model_preset_by_name("llama-3-8b"), label), "llama-3-8b",
+          synthetic_gpu(), label};
+}
+
+TEST(PlannerServingFit, RebuildsStepShapesFromTheirRecords) {
+  const auto& m = model_preset_by_name("llama-3-8b");
+  const std::vector<step_shape> shapes = {
+      synthetic_step({512}, {}),                                   // one decode
+      synthetic_step({17, 4000, 911, 16}, {}),                     // ragged decodes
+      synthetic_step({100, 2000}, {{300, 0, true}}),               // mixed
+      synthetic_step({100}, {{300, 64, true}, {8000, 0, false}}),  // a chunk cut by the budget
+      synthetic_step({}, {{8192, 0, false}}),                      // a long prompt's first chunk
+      synthetic_step({}, {{1, 7000, true}, {5, 3, true}}),
+  };
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    const step_shape& t = shapes[i];
+    const step_work w = step_work_of(m, t);
+    const step_shape s = shape_of_step_record(m, t.sequences, t.prefill_tokens, t.decode_tokens,
+                                              w.flops, w.bytes(), "step " + std::to_string(i));
+    const step_work back = step_work_of(m, s);
+    EXPECT_EQ(back.flops, w.flops) << i;
+    EXPECT_EQ(back.bytes(), w.bytes()) << i;
+    EXPECT_EQ(s.context_tokens, t.context_tokens) << i;
+    // Every sequence samples but a chunk cut short: the count is then the largest the FLOPs
+    // allow, which differs from the truth by whole LM heads traded for attention pairs (a step
+    // whose one chunk stops short and samples nothing reads no LM head, and says so in its bytes).
+    if (i != 3) {
+      EXPECT_EQ(s.sampled_tokens, t.sampled_tokens) << i;
+      EXPECT_EQ(s.attention_pairs, t.attention_pairs) << i;
+    }
+  }
+  // A record no shape gives: bytes that are no whole number of KV tokens, or too few FLOPs.
+  const step_shape t = synthetic_step({512, 600}, {});
+  const step_work w = step_work_of(m, t);
+  EXPECT_THROW(shape_of_step_record(m, 2, 0, 2, w.flops, w.bytes() + 1000, "x"),
+               std::invalid_argument);
+  EXPECT_THROW(shape_of_step_record(m, 2, 0, 2, w.flops * 0.5, w.bytes(), "x"),
+               std::invalid_argument);
+  EXPECT_THROW(shape_of_step_record(m, 2, 5, 2, w.flops, w.bytes(), "x"), std::invalid_argument);
+}
+
+TEST(PlannerServingFit, RecoversKnownEfficienciesAndLoopGapsFromSyntheticSteps) {
+  const fitted_parameters t = truth();
+  fit_options o = knowing_the_fixed_cost();
+  o.smoothness = 1e-9;
+  o.prior_weight = 1e-9;
+  const auto run = synthetic_run(synthetic_serving_steps(t, 1, 3000, 80e-6, 150e-6), "a.json.gz");
+  const fitted_parameters f = fit_calibration({}, {run}, o);
+  // The run's first step is the process's warm-up: never fitted.
+  EXPECT_EQ(f.stats["serving_steps"].get<std::int64_t>(), 2999);
+  EXPECT_EQ(f.stats["serving"], nlohmann::json::array({"a.json.gz"}));
+  const auto& r = f.stats["serving_runs"][0];
+  EXPECT_LT(r["mape"].get<double>(), 1e-4);
+  EXPECT_NEAR(r["total_ratio"].get<double>(), 1.0, 1e-4);
+  EXPECT_NEAR(r["period_total_ratio"].get<double>(), 1.0, 1e-4);
+  // The fixed cost is the one given; the loop gaps are the measured means, not fitted.
+  EXPECT_EQ(f.fixed.per_step_seconds, t.fixed.per_step_seconds);
+  EXPECT_NEAR(f.loop.decode_seconds, 80e-6, 1e-15);
+  EXPECT_NEAR(f.loop.prefill_seconds, 150e-6, 1e-15);
+  EXPECT_GT(f.loop.decode_steps, 0);
+  EXPECT_GT(f.loop.prefill_steps, 0);
+  // Linear knots the steps exercise (1 to about 8000 tokens per step, and the LM head's 1 to 50
+  // sampled rows), attention memory where most steps' contexts per sequence are (2^9 .. 2^12: a
+  // step of many ragged decodes averages near 3000; a knot few steps weigh is not identified).
+  for (std::size_t k = 0; k + 1 < f.linear.inverse.size(); ++k)
+    EXPECT_NEAR(1 / f.linear.inverse[k], 1 / t.linear.inverse[k], 1e-2) << "tokens 2^" << k;
+  for (std::size_t k = 0; k < f.attention_memory.inverse.size(); ++k) {
+    const double x = f.attention_memory.log2_x[k];
+    if (x < 9 || x > 12) continue;
+    EXPECT_NEAR(1 / f.attention_memory.inverse[k], 1 / t.attention_memory.inverse[k], 2e-2)
+        << "context 2^" << x;
+  }
+  // Every efficiency of the fit stays in (0, 1].
+  for (const auto* c : {&f.linear, &f.attention_memory, &f.attention_compute})
+    for (double u : c->inverse) EXPECT_GE(u, 1.0);
+}
+
+TEST(PlannerServingFit, HeldOutRunIsPredictedByTheFitOfTheOthers) {
+  const fitted_parameters t = truth();
+  const fit_options o = knowing_the_fixed_cost();
+  // Three runs of one engine (+-3% wobble on every step): each left out is predicted by the fit
+  // of the other two within the wobble.
+  std::vector<serving_fit_input> runs;
+  for (std::uint32_t seed : {11u, 12u, 13u})
+    runs.push_back(synthetic_run(synthetic_serving_steps(t, seed, 1500, 60e-6, 120e-6, 0.03),
+                                 "run" + std::to_string(seed)));
+  const auto held = held_out_runs({}, runs, o);
+  ASSERT_EQ(held.size(), 3u);
+  for (const auto& a : held) {
+    EXPECT_EQ(a.steps, 1499) << a.label;
+    EXPECT_LT(a.mape, 0.025) << a.label;
+    EXPECT_NEAR(a.total_ratio, 1.0, 0.01) << a.label;
+    EXPECT_NEAR(a.period_total_ratio, 1.0, 0.01) << a.label;
+  }
+  // A run of a slower engine (every step 10% longer) is not predicted by the fit of the others:
+  // the held-out check sees it.
+  runs.push_back(synthetic_run(synthetic_serving_steps(t, 14, 1500, 60e-6, 120e-6), "slow"));
+  for (auto& p : runs.back().steps) p.gpu_seconds *= 1.10;
+  const auto again = held_out_runs({}, runs, o);
+  EXPECT_NEAR(again.back().total_ratio, 1 / 1.10, 0.02);
+  EXPECT_THROW(held_out_runs({}, {runs.front()}, o), std::invalid_argument);
+}
+
+TEST(PlannerServingFit, LoopGapsAreInTheFitDocumentAndTheModel) {
+  fitted_parameters f = truth();
+  EXPECT_FALSE(f.loop.measured());
+  // A fit of sweeps alone writes no loop_gaps and reads back with none.
+  EXPECT_FALSE(to_json(f).contains("loop_gaps"));
+  EXPECT_FALSE(fitted_parameters_from_json(to_json(f)).loop.measured());
+  f.loop = {70e-6, 110e-6, 100, 10, "measured: synthetic"};
+  const nlohmann::json j = to_json(f);
+  const fitted_parameters back = fitted_parameters_from_json(j);
+  EXPECT_EQ(back.loop.decode_seconds, 70e-6);
+  EXPECT_EQ(back.loop.prefill_seconds, 110e-6);
+  EXPECT_EQ(back.loop.source, "measured: synthetic");
+  const fitted_step_time_model m(model_preset_by_name("llama-3-8b"),
+                                 ceilings_of(synthetic_gpu(), dtype::bf16), back);
+  EXPECT_EQ(m.loop_gap_seconds(decode_shape(8, 512)), 70e-6);
+  EXPECT_EQ(m.loop_gap_seconds(prefill_shape(1, 512)), 110e-6);
+  EXPECT_EQ(m.loop_gap_seconds(step_shape{}), 0.0);
+  // The step itself (what sweeps and CUDA events time) does not hold it.
+  const fitted_step_time_model none(model_preset_by_name("llama-3-8b"),
+                                    ceilings_of(synthetic_gpu(), dtype::bf16), truth());
+  EXPECT_EQ(m.step_seconds(decode_shape(8, 512)), none.step_seconds(decode_shape(8, 512)));
+  EXPECT_NE(m.description().find("loop gap 70.0 us"), std::string::npos);
+  for (const char* bad : {"decode_seconds", "prefill_seconds"}) {
+    nlohmann::json k = j;
+    k["loop_gaps"][bad] = -1e-6;
+    EXPECT_THROW(fitted_parameters_from_json(k), std::invalid_argument) << bad;
+  }
+  nlohmann::json k = j;
+  k["loop_gaps"].erase("source");
+  EXPECT_THROW(fitted_parameters_from_json(k), std::invalid_argument);
 }
 
 }  // namespace

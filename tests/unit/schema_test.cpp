@@ -100,13 +100,13 @@ TEST(Schema, EveryCommittedResultFileParses) {
   EXPECT_EQ(parsed[schema::k_diverge_compare_schema], 8);
   EXPECT_EQ(parsed[schema::k_roofline_schema], 4);
   EXPECT_EQ(parsed[schema::k_gpu_profile_schema], 3);
-  EXPECT_EQ(parsed[schema::k_serving_results_schema], 15);
-  EXPECT_EQ(parsed[schema::k_serve_record_schema], 1);
+  EXPECT_EQ(parsed[schema::k_serving_results_schema], 22);
+  EXPECT_EQ(parsed[schema::k_serve_record_schema], 3);
   EXPECT_EQ(parsed[schema::k_plan_schema], 1);
   EXPECT_EQ(parsed[schema::k_accuracy_schema], 3);
   EXPECT_EQ(parsed[schema::k_peer_schema], 1);
-  EXPECT_EQ(parsed[schema::k_serving_accuracy_schema], 1);
-  EXPECT_EQ(parsed["ridgeline.fit/v2"], 1);
+  EXPECT_EQ(parsed[schema::k_serving_accuracy_schema], 4);
+  EXPECT_EQ(parsed["ridgeline.fit/v2"], 2);
 }
 
 // The writers give back exactly what the producers wrote (same keys, same number types), so a

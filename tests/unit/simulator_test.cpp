@@ -182,3 +182,70 @@ TEST(Simulator, AzureConvReplayFinishesEveryRequest) {
   }
   EXPECT_EQ(r.kv.hit_tokens_tier1, 0);  // unique prompts: nothing to share
 }
+
+namespace {
+
+// Constant 10 ms steps and a constant loop gap before each.
+struct gap_model final : step_time_model {
+  double gap;
+  explicit gap_model(double g) : gap(g) {}
+  double step_seconds(const step_shape&) const override { return 0.01; }
+  std::string description() const override { return "constant with a loop gap"; }
+  double prefill_flops(std::int64_t t) const override { return static_cast<double>(t); }
+  double prefill_seconds(std::int64_t t) const override { return static_cast<double>(t) * 1e-6; }
+  double loop_gap_seconds(const step_shape&) const override { return gap; }
+};
+
+workload_request request_at(std::uint64_t id, double arrival, std::int64_t output) {
+  workload_request r;
+  r.id = id;
+  r.arrival_seconds = arrival;
+  r.prompt = {{100 + id, 40}};
+  r.prompt_tokens = 40;
+  r.output_tokens = output;
+  r.output_seed = 7;
+  return r;
+}
+
+}  // namespace
+
+TEST(Simulator, LoopGapIsPartOfEveryStepsPeriod) {
+  workload w;
+  w.requests.push_back(request_at(0, 0.0, 4));
+  simulation_config c;
+  c.kv.block_tokens = 16;
+  c.kv.num_blocks = 64;
+  const auto r = simulate(w, c, gap_model(0.001));
+  ASSERT_EQ(r.finished, 1);
+  // Each of the 4 steps takes 1 ms of loop gap, then 10 ms of forward pass.
+  EXPECT_NEAR(r.requests[0].ttft_seconds(), 0.011, 1e-12);
+  EXPECT_NEAR(r.requests[0].e2e_seconds(), 0.044, 1e-12);
+  EXPECT_NEAR(r.requests[0].tpot_seconds(), 0.011, 1e-12);
+  EXPECT_NEAR(r.busy_seconds, 0.04, 1e-12);  // the forward passes only
+  EXPECT_NEAR(r.simulated_seconds, 0.044, 1e-12);
+  // The models kv uses have none: the period is the step.
+  EXPECT_NEAR(simulate(w, c, constant_model(0.01)).requests[0].e2e_seconds(), 0.04, 1e-12);
+}
+
+TEST(Simulator, OverlapQueuesTheNextDecodeStepBeforeAnArrivalJoins) {
+  // A decodes from 10 ms on; B arrives at 25 ms, during A's third step. Without overlap B is
+  // prefilled in the step planned at 30 ms; with it that step (A's fourth) was planned and queued
+  // at 20 ms, when nothing waited, so B joins the one after it.
+  workload w;
+  w.requests.push_back(request_at(0, 0.0, 10));
+  w.requests.push_back(request_at(1, 0.025, 3));
+  simulation_config c;
+  c.kv.block_tokens = 16;
+  c.kv.num_blocks = 64;
+  const auto off = simulate(w, c, constant_model(0.01));
+  c.overlap = true;
+  const auto on = simulate(w, c, constant_model(0.01));
+  ASSERT_EQ(off.finished, 2);
+  ASSERT_EQ(on.finished, 2);
+  EXPECT_NEAR(off.requests[1].ttft_seconds(), 0.015, 1e-12);
+  EXPECT_NEAR(on.requests[1].ttft_seconds(), 0.025, 1e-12);
+  // A's tokens come one per step either way; the steps planned ahead change no token count.
+  EXPECT_NEAR(on.requests[0].e2e_seconds(), off.requests[0].e2e_seconds(), 1e-12);
+  EXPECT_EQ(on.decode_tokens, off.decode_tokens);
+  EXPECT_EQ(on.itl_seconds.size(), off.itl_seconds.size());
+}

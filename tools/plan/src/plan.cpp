@@ -13,6 +13,7 @@
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas/accuracy.hpp"
 #include "ridgeline/core/schemas/plan.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/engine/simulator.hpp"
@@ -554,8 +555,48 @@ gpu_profile measured_gpu(const std::string& spec) {
 
 fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g,
                                   const std::string& kernels_path) {
+  if (paths.empty()) throw std::invalid_argument("fit: no sweep given");
+  return fit_files(paths, {}, g, kernels_path);
+}
+
+serving_fit_input read_serving_fit_input(const std::string& path, const gpu_profile& g) {
+  const schema::serving_results doc = schema::read_serving_results(path);
+  const schema::serving_row* row = nullptr;
+  for (const auto& r : doc.rows) {
+    if (r.measured && !r.measured->steps.gpu_seconds.empty()) {
+      if (row)
+        throw std::invalid_argument(path +
+                                    ": more than one row has measured steps: give one "
+                                    "run per file");
+      row = &r;
+    }
+  }
+  if (!row)
+    throw std::invalid_argument(path +
+                                ": no row has measured.steps (a `ridgeline replay` result "
+                                "records every step; a `kv` simulation or a `load` over HTTP "
+                                "does not)");
+  const std::string key = g.key.empty() ? g.name : g.key;
+  if (doc.config.gpu != key)
+    throw std::invalid_argument(path + ": config.gpu is '" + doc.config.gpu +
+                                "', the fit's --gpu '" + key +
+                                "': fit runs on the profile of the GPU they ran on");
+  serving_fit_input in;
+  in.model = doc.config.model;
+  in.gpu = g;
+  in.label = path;
+  in.steps =
+      serving_step_points(row->measured->steps, model_preset_by_name(doc.config.model), path);
+  return in;
+}
+
+fitted_parameters fit_files(const std::vector<std::string>& sweeps,
+                            const std::vector<std::string>& serving, const gpu_profile& g,
+                            const std::string& kernels_path) {
+  if (sweeps.empty() && serving.empty())
+    throw std::invalid_argument("plan fit: give --sweep FILE or --serving RUN (or both)");
   std::vector<fit_input> inputs;
-  for (const auto& s : paths) {
+  for (const auto& s : sweeps) {
     try {
       inputs.push_back({read_json_file(s), g, s});
       sweep_points(inputs.back().sweep);
@@ -563,13 +604,17 @@ fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const g
       throw std::invalid_argument(s + ": " + e.what());
     }
   }
+  std::vector<serving_fit_input> runs;
+  for (const auto& r : serving) runs.push_back(read_serving_fit_input(r, g));
   fit_options o;
   if (!kernels_path.empty())
     o.fixed = fixed_costs_from_kernels(read_json_file(kernels_path), kernels_path);
-  fitted_parameters f = fit_sweeps(inputs, o);
+  fitted_parameters f = fit_calibration(inputs, runs, o);
   if (!kernels_path.empty()) f.stats["kernels"] = kernels_path;
   for (const auto& [by, key] :
        {std::pair{held_out::batch, "held_out_batch"}, {held_out::context, "held_out_context"}}) {
+    if (!runs.empty())
+      break;  // sweep cross-validation: of sweep fits (a serving fit leaves runs out)
     std::set<std::int64_t> values;
     for (const auto& in : inputs) {
       for (const auto& p : sweep_points(in.sweep))
@@ -579,15 +624,123 @@ fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const g
     const accuracy_report r = held_out_accuracy(inputs, by, o);
     f.stats[key] = {{"mape", r.mape}, {"worst_abs_error", r.worst}, {"points", r.rows.size()}};
   }
+  if (!runs.empty()) {
+    // The same steps under the embedded fit of the GPU (sweeps only, no loop gap): the before.
+    const fitted_parameters embedded = parameters_for(g);
+    json before = json::array();
+    for (const auto& in : runs) {
+      const serving_step_accuracy a = serving_step_accuracy_of(in, embedded);
+      before.push_back({{"label", a.label},
+                        {"steps", a.steps},
+                        {"mape", a.mape},
+                        {"median_error", a.median_error},
+                        {"worst_abs_error", a.worst_abs_error},
+                        {"total_ratio", a.total_ratio},
+                        {"period_steps", a.period_steps},
+                        {"period_mape", a.period_mape},
+                        {"period_total_ratio", a.period_total_ratio}});
+    }
+    f.stats["embedded_fit_serving_runs"] = {{"fit", embedded.source}, {"runs", before}};
+  }
+  if (runs.size() >= 2) {
+    json per_run = json::array();
+    double abs_sum = 0;
+    std::int64_t steps = 0;
+    for (const auto& a : held_out_runs(inputs, runs, o)) {
+      per_run.push_back({{"label", a.label},
+                         {"steps", a.steps},
+                         {"mape", a.mape},
+                         {"median_error", a.median_error},
+                         {"worst_abs_error", a.worst_abs_error},
+                         {"total_ratio", a.total_ratio},
+                         {"period_steps", a.period_steps},
+                         {"period_mape", a.period_mape},
+                         {"period_total_ratio", a.period_total_ratio}});
+      abs_sum += a.mape * static_cast<double>(a.steps);
+      steps += a.steps;
+    }
+    f.stats["held_out_runs"] = {
+        {"runs", per_run},
+        {"mape", abs_sum / static_cast<double>(std::max<std::int64_t>(steps, 1))},
+        {"steps", steps}};
+  }
   return f;
+}
+
+fitted_parameters refit_without(const fitted_parameters& f, const std::string& leave_out,
+                                const gpu_profile& g) {
+  auto list = [&](const char* key) {
+    std::vector<std::string> out;
+    if (!f.stats.contains(key)) return out;
+    if (!f.stats[key].is_array())
+      throw std::invalid_argument(std::string("fit: stats.") + key + " must be an array of paths");
+    for (const auto& v : f.stats[key]) {
+      if (!v.is_string())
+        throw std::invalid_argument(std::string("fit: stats.") + key + " holds a non-string");
+      out.push_back(v.get<std::string>());
+    }
+    return out;
+  };
+  const std::vector<std::string> sweeps = list("sweeps");
+  std::vector<std::string> serving;
+  bool found = false;
+  for (const auto& r : list("serving")) {
+    if (std::filesystem::path(r).lexically_normal() ==
+        std::filesystem::path(leave_out).lexically_normal())
+      found = true;
+    else
+      serving.push_back(r);
+  }
+  if (!found)
+    throw std::invalid_argument("fit: '" + leave_out + "' is not among the fit's serving runs");
+  std::string kernels;
+  if (f.stats.contains("kernels")) {
+    if (!f.stats["kernels"].is_string())
+      throw std::invalid_argument("fit: stats.kernels must be a path");
+    kernels = f.stats["kernels"].get<std::string>();
+  }
+  fit_options o;
+  if (!kernels.empty()) o.fixed = fixed_costs_from_kernels(read_json_file(kernels), kernels);
+  std::vector<fit_input> inputs;
+  for (const auto& s : sweeps) inputs.push_back({read_json_file(s), g, s});
+  std::vector<serving_fit_input> runs;
+  for (const auto& r : serving) runs.push_back(read_serving_fit_input(r, g));
+  return fit_calibration(inputs, runs, o);
 }
 
 std::string fit_text(const fitted_parameters& f) {
   std::ostringstream o;
   auto pct = [](const json& v) { return format("%.2f", 100 * v.get<double>()) + "%"; };
-  o << "ridgeline plan fit: " << f.source << ", " << f.stats["points"] << " points\n"
-    << "  in-sample error: MAPE " << pct(f.stats["mape"]) << ", worst "
-    << pct(f.stats["worst_abs_error"]) << "\n";
+  o << "ridgeline plan fit: " << f.source << ", " << f.stats["points"] << " sweep points";
+  if (f.stats.contains("serving_steps")) o << ", " << f.stats["serving_steps"] << " serving steps";
+  o << "\n";
+  if (f.stats.contains("mape"))
+    o << "  in-sample error (sweeps): MAPE " << pct(f.stats["mape"]) << ", worst "
+      << pct(f.stats["worst_abs_error"]) << "\n";
+  auto run_line = [&](const json& r) {
+    o << "    " << r["label"].get<std::string>() << ": " << r["steps"] << " steps, MAPE "
+      << pct(r["mape"]) << ", median error " << pct(r["median_error"]) << ", predicted / measured "
+      << format("%.4f", r["total_ratio"].get<double>()) << "; period (loop gap + step) MAPE "
+      << pct(r["period_mape"]) << ", ratio "
+      << format("%.4f", r["period_total_ratio"].get<double>()) << "\n";
+  };
+  if (f.stats.contains("embedded_fit_serving_runs")) {
+    o << "  before: the embedded fit of the GPU ("
+      << f.stats["embedded_fit_serving_runs"]["fit"].get<std::string>()
+      << ", no loop gap) on the same steps:\n";
+    for (const auto& r : f.stats["embedded_fit_serving_runs"]["runs"]) run_line(r);
+  }
+  if (f.stats.contains("serving_runs")) {
+    o << "  in sample, serving steps (forward time):\n";
+    for (const auto& r : f.stats["serving_runs"]) run_line(r);
+  }
+  if (f.stats.contains("held_out_runs")) {
+    o << "  held out (leave one run out), serving steps: MAPE "
+      << pct(f.stats["held_out_runs"]["mape"]) << " over " << f.stats["held_out_runs"]["steps"]
+      << " steps\n";
+    for (const auto& r : f.stats["held_out_runs"]["runs"]) run_line(r);
+  }
+  if (f.loop.measured()) o << "  loop gap: " << f.loop.source << "\n";
   for (const auto& [key, what] :
        {std::pair{"held_out_batch", "one batch size"}, {"held_out_context", "one context"}}) {
     if (!f.stats.contains(key)) continue;

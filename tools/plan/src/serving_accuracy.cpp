@@ -20,6 +20,7 @@
 #include "ridgeline/perfmodel/ceilings.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/plan/capacity.hpp"
+#include "ridgeline/plan/plan.hpp"
 #include "ridgeline/telemetry/environment.hpp"
 
 namespace ridgeline::planner {
@@ -364,14 +365,37 @@ rebuilt_run rebuild_run(const json& raw, const schema::serving_results& doc, std
                   std::to_string(sc.scheduler.max_batched_tokens) + " tokens per step, blocks of " +
                   std::to_string(block_tokens) + ")";
   }
+  // The loop's overlap: a replay that planned steps ahead shows it in its step record (a step
+  // planned, start_seconds, before the previous one ended); a server is taken to run serve's
+  // default, overlap on (a load cannot see it).
+  if (http) {
+    sc.overlap = true;
+    out.window += "; overlap assumed on (serve's default)";
+  } else {
+    const auto& st = r.measured->steps;
+    for (std::size_t k = 1;
+         k < st.start_seconds.size() && k < st.gpu_seconds.size() && k < st.host_seconds.size();
+         ++k) {
+      const double previous_end =
+          st.start_seconds[k - 1] + st.gpu_seconds[k - 1] + st.host_seconds[k - 1];
+      if (st.start_seconds[k] < previous_end - 1e-6) {
+        sc.overlap = true;
+        break;
+      }
+    }
+    out.window += sc.overlap ? "; overlap on (steps planned ahead in the step record)"
+                             : "; overlap off (no step planned ahead in the step record)";
+  }
   validate(sc.scheduler);
   return out;
 }
 
 namespace {
 
-fitted_step_time_model step_model_for(const rebuilt_run& b, const serving_accuracy_options& o) {
-  const fitted_parameters fp = o.fit ? *o.fit : parameters_for(b.gpu.profile);
+fitted_step_time_model step_model_for(const rebuilt_run& b, const serving_accuracy_options& o,
+                                      const fitted_parameters* override_fit = nullptr) {
+  const fitted_parameters fp =
+      override_fit ? *override_fit : (o.fit ? *o.fit : parameters_for(b.gpu.profile));
   model_options mo;
   mo.kv_dtype = b.kv_dtype;
   mo.block_tokens = b.config.kv.block_tokens;
@@ -513,6 +537,29 @@ schema::serving_accuracy_document serving_accuracy(const serving_accuracy_option
   schema::serving_accuracy_document d;
   d.env = schema::environment_from_block(metrics::environment_block(std::nullopt));
   d.fit = o.fit ? o.fit_label + " (" + o.fit->source + ")" : "embedded fit of each run's GPU";
+  // The runs the fit was fitted on, for --leave-one-out.
+  std::vector<std::string> fitted_runs;
+  if (o.leave_one_out) {
+    if (!o.fit)
+      throw std::invalid_argument(
+          "plan accuracy --leave-one-out: needs --fit FIT.json of serving "
+          "runs (ridgeline plan fit --serving)");
+    if (o.fit->stats.contains("serving") && o.fit->stats["serving"].is_array())
+      for (const auto& v : o.fit->stats["serving"])
+        if (v.is_string()) fitted_runs.push_back(v.get<std::string>());
+    if (fitted_runs.empty())
+      throw std::invalid_argument("plan accuracy --leave-one-out: " + o.fit_label +
+                                  " was fitted on no serving run (stats.serving)");
+    d.fit = "leave one run out of " + o.fit_label + " (" + o.fit->source +
+            "): each run it was fitted on is predicted by the fit of the same inputs without that "
+            "run; any other run by " +
+            o.fit_label + " itself";
+  }
+  auto fitted_on = [&](const std::string& path) {
+    for (const auto& r : fitted_runs)
+      if (fs::path(r).lexically_normal() == fs::path(path).lexically_normal()) return true;
+    return false;
+  };
   d.bounds = o.bounds;
   d.max_rate_bound = o.max_rate_bound;
   d.definitions = {
@@ -543,7 +590,12 @@ schema::serving_accuracy_document serving_accuracy(const serving_accuracy_option
       }
       any = true;
       const rebuilt_run b = rebuild_run(raw, doc, i, path, o);
-      const fitted_step_time_model model = step_model_for(b, o);
+      std::optional<fitted_parameters> held_out;
+      if (o.leave_one_out && fitted_on(path)) {
+        if (o.progress) o.progress(path + ": refitting without it");
+        held_out = refit_without(*o.fit, path, b.gpu.profile);
+      }
+      const fitted_step_time_model model = step_model_for(b, o, held_out ? &*held_out : nullptr);
       if (o.progress)
         o.progress(path + ": " + std::to_string(b.requests.requests.size()) + " requests, " +
                    b.model->name + " on " + b.gpu.profile.key + ", pool " +

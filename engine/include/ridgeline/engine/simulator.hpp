@@ -33,6 +33,11 @@ struct simulation_step {
 struct simulation_config {
   kv_cache_config kv;
   scheduler_config scheduler;
+  // The serving loop's overlap (docs/serving.md): while a decode-only step runs and nothing waits
+  // for admission, the next decode step is planned and queued (scheduler::schedule_ahead), so a
+  // request arriving during the step joins the step after the queued one. Off: every step is
+  // planned when the previous one is back (kv, plan).
+  bool overlap = false;
   // Called now and then with the fraction of requests done, in [0, 1].
   std::function<void(double)> progress;
   // Called after every step, and for every request when it leaves (finished or rejected).

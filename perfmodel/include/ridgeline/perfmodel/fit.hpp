@@ -15,6 +15,7 @@
 #include "ridgeline/perfmodel/accuracy.hpp"
 #include "ridgeline/perfmodel/fitted_parameters.hpp"
 #include "ridgeline/perfmodel/gpu_profile.hpp"
+#include "ridgeline/perfmodel/serving_steps.hpp"
 
 namespace ridgeline::planner {
 
@@ -34,6 +35,43 @@ struct fit_options {
 // Least squares on relative error over every point of every input, every u >= 1 (efficiency at
 // most 1); stats: points, mape, worst_abs_error, gpus, models, sweeps (labels).
 fitted_parameters fit_sweeps(const std::vector<fit_input>& inputs, const fit_options& o = {});
+
+// A measured serving run's steps (`ridgeline replay`; serving_steps.hpp) as fit input.
+struct serving_fit_input {
+  std::vector<serving_step_point> steps;
+  std::string model;  // preset the run served
+  gpu_profile gpu;    // the ceilings of the GPU it ran on
+  std::string label;  // where the run came from (a path)
+};
+// How well a model predicts one run's steps. Every step but the run's first (the process's
+// warm-up: no previous forward pass, gap_seconds -1) is compared; error = (predicted - measured)
+// / measured of the forward time. The period is the loop gap + the forward time, compared on the
+// steps that follow work without host-tier copies (those the loop gap is measured on).
+struct serving_step_accuracy {
+  std::string label;
+  std::int64_t steps = 0;
+  double mape = 0, median_error = 0, worst_abs_error = 0;
+  double total_ratio = 0;  // sum of predicted / sum of measured forward times
+  std::int64_t period_steps = 0;
+  double period_mape = 0, period_total_ratio = 0;
+};
+serving_step_accuracy serving_step_accuracy_of(const serving_fit_input& run,
+                                               const fitted_parameters& f);
+
+// The fit of sweeps and serving runs together: every sweep point and every serving step but each
+// run's first is a row of the same least squares on relative error (weight 1 each), the same
+// bounds, smoothness and prior as fit_sweeps; the loop gaps are loop_gaps_of the runs. With no
+// serving run it is fit_sweeps. stats gain `serving` (labels), `serving_steps` and `serving_runs`
+// (per run: steps, mape, median_error, worst_abs_error, total_ratio, period_mape,
+// period_total_ratio, in sample).
+fitted_parameters fit_calibration(const std::vector<fit_input>& sweeps,
+                                  const std::vector<serving_fit_input>& serving,
+                                  const fit_options& o = {});
+// Leave one run out: for each serving run, the fit of the sweeps and every other run (its loop
+// gaps from those runs too) predicting that run's steps. Needs two runs or more.
+std::vector<serving_step_accuracy> held_out_runs(const std::vector<fit_input>& sweeps,
+                                                 const std::vector<serving_fit_input>& serving,
+                                                 const fit_options& o = {});
 
 // Cross-validation of the fit: for each batch size (or context) in the inputs, fit on the points
 // of every other one and predict the points of that one; the report holds every held-out

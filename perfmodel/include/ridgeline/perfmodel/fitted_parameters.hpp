@@ -13,6 +13,7 @@
 
 #include "ridgeline/perfmodel/gpu_profile.hpp"
 #include "ridgeline/perfmodel/model.hpp"
+#include "ridgeline/perfmodel/step_work.hpp"
 
 namespace ridgeline::planner {
 
@@ -43,11 +44,31 @@ struct fixed_costs {
   }
 };
 
+// What the serving loop adds between two forward passes: the GPU's idle time before a step,
+// measured from serving runs' step records (loop_gaps_of, serving_steps.hpp) as the mean before a
+// step that follows work, one figure for decode-only steps (with overlap, planned while the
+// previous one runs) and one for steps with prefill tokens. The simulator adds it to every step's
+// period (docs/plan.md, "Calibration from serving"); it is not part of a step's forward time, so
+// sweep accuracy never sees it. A fit of sweeps alone has none (both 0, "not measured").
+struct loop_gaps {
+  double decode_seconds = 0;
+  double prefill_seconds = 0;
+  std::int64_t decode_steps = 0, prefill_steps = 0;  // steps each mean is over
+  std::string source = "not measured (no serving run in the fit)";
+  // The gap before a step of this shape (0 for a step of no sequence).
+  double seconds(const step_shape& s) const {
+    if (s.sequences <= 0) return 0;
+    return s.prefill_tokens > 0 ? prefill_seconds : decode_seconds;
+  }
+  bool measured() const { return decode_steps > 0 || prefill_steps > 0; }
+};
+
 struct fitted_parameters {
   efficiency_curve linear;             // by tokens per step (GEMM rows), 2^0 .. 2^14
   efficiency_curve attention_memory;   // by context per sequence, 2^4 .. 2^17
   efficiency_curve attention_compute;  // by context per sequence, 2^4 .. 2^17
   fixed_costs fixed;
+  loop_gaps loop;      // between steps of a serving loop (0 unless the fit saw serving runs)
   std::string gpu;     // key of the GPU the sweeps ran on ("" for defaults)
   std::string source;  // "fit of <gpu> on <models>", or "default (uncalibrated)"
   nlohmann::json stats = nlohmann::json::object();  // the fit's own error figures and inputs
@@ -59,7 +80,9 @@ fitted_parameters default_parameters(const gpu_profile* probe = nullptr);
 
 nlohmann::json to_json(const fitted_parameters& f);
 // Throws std::invalid_argument naming the field: a missing or mistyped field, an efficiency
-// outside (0, 1], knots that do not increase, a negative fixed cost, or another schema.
+// outside (0, 1], knots that do not increase, a negative fixed cost or loop gap, or another
+// schema. `loop_gaps` is the one optional object (fits of sweeps alone, written before it, have
+// none): absent, both gaps are 0 and its source says "not measured".
 fitted_parameters fitted_parameters_from_json(const nlohmann::json& j);
 
 }  // namespace ridgeline::planner

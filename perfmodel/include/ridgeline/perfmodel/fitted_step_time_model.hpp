@@ -87,6 +87,9 @@ class fitted_step_time_model final : public step_time_model {
   std::string description() const override;
   double prefill_flops(std::int64_t tokens) const override;
   double prefill_seconds(std::int64_t tokens) const override;
+  // The parameters' loop gap (fitted_parameters.hpp): not in step_seconds or breakdown, which are
+  // the forward pass a sweep or a replay's CUDA events time.
+  double loop_gap_seconds(const step_shape& s) const override { return m_fit.loop.seconds(s); }
 
   // Every op group's time, floor and bound; step_seconds is its sum.
   step_breakdown breakdown(const step_shape& s) const;

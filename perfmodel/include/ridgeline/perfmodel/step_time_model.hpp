@@ -22,6 +22,10 @@ class step_time_model {
   // prefix-cache hit of that many tokens saves.
   virtual double prefill_flops(std::int64_t tokens) const = 0;
   virtual double prefill_seconds(std::int64_t tokens) const = 0;
+  // What a serving loop adds before a step of this shape besides the step itself (the GPU's idle
+  // time between forward passes: planning, input upload), measured from serving runs; the
+  // simulator adds it to every step's period. 0 unless a model was calibrated on serving runs.
+  virtual double loop_gap_seconds(const step_shape&) const { return 0; }
 };
 
 struct roofline_options {

@@ -81,6 +81,23 @@ gpu_profile measured_gpu(const std::string& spec);
 // than one batch size or context.
 fitted_parameters fit_sweep_files(const std::vector<std::string>& paths, const gpu_profile& g,
                                   const std::string& kernels_path = "");
+// A `ridgeline replay` result (ridgeline.kv/v1 with measured.steps) as fit input: the model of its
+// config, every recorded step (serving_step_points). Throws std::invalid_argument naming the file
+// when it has no measured steps (a `kv` simulation, a `load` over HTTP) or its config.gpu is not
+// `g`'s key (its steps ran on another GPU's ceilings).
+serving_fit_input read_serving_fit_input(const std::string& path, const gpu_profile& g);
+// fit_sweep_files with serving runs beside the sweeps (fit_calibration): the same least squares
+// over sweep points and serving steps, the loop gaps from the runs; stats gain, besides
+// fit_calibration's, held_out_runs (each run predicted by the fit without it: its per-run step
+// figures, then mape and median_error over the runs' steps) when there are two runs or more, and
+// `kernels`. Either list may be empty, not both.
+fitted_parameters fit_files(const std::vector<std::string>& sweeps,
+                            const std::vector<std::string>& serving, const gpu_profile& g,
+                            const std::string& kernels_path = "");
+// The fit of a ridgeline.fit document's own inputs (stats.sweeps, stats.serving, stats.kernels)
+// without the serving run `leave_out` (a path as the fit names it), on `g`.
+fitted_parameters refit_without(const fitted_parameters& f, const std::string& leave_out,
+                                const gpu_profile& g);
 // The fit as the command prints it: in-sample and held-out error, fixed cost, efficiency knots.
 std::string fit_text(const fitted_parameters& f);
 

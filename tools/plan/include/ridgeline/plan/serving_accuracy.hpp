@@ -47,6 +47,9 @@ struct serving_accuracy_options {
   std::string gpu;  // key or profile path; empty: each run's config.gpu
   std::optional<fitted_parameters> fit;  // else the embedded efficiencies of the GPU
   std::string fit_label;                 // where `fit` came from (a path)
+  // Leave one run out: a run that `fit` was fitted on (its stats.serving) is predicted by the fit
+  // of the same inputs without it (refit_without, plan.hpp); other runs by `fit` itself.
+  bool leave_one_out = false;
   std::string trace_dir;  // where to look for a trace path the document names but is not found
   // What a load over HTTP cannot see of the server: the model preset and its KV pool in blocks.
   std::string model;
