@@ -3,6 +3,12 @@
 //   build/bench/ridgeline_linear_bench --benchmark_format=json
 // Counters: bytes/s of weights and % of the profile's measured read bandwidth (given by
 // RIDGELINE_READ_BW in bytes/s, or the H100 figure by default).
+// BM_kernels_quant_linear_block: the same block with quantized weights (kernels/cuda/quant_gemv.cu)
+// per format and token count, with the bf16 path (the engine's automatic choice) timed in the same
+// iterations, so the speedup comes from one run (docs/kernels.md):
+//   build/bench/ridgeline_linear_bench --benchmark_filter='BM_kernels_quant_linear_block/'
+#include <algorithm>
+#include <cmath>
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -13,9 +19,13 @@
 #include <vector>
 
 #include "cuda/linear.hpp"
+#include "cuda/memory.hpp"
+#include "cuda/quant_gemv.hpp"
 #include "cuda/raii.hpp"
 #include "cuda/random.hpp"
 #include "ridgeline/bench/gbench.hpp"
+#include "ridgeline/kernels/numeric.hpp"
+#include "ridgeline/kernels/quant_packed.hpp"
 #include "ridgeline/telemetry/device.hpp"
 
 namespace {
@@ -121,6 +131,230 @@ void BM_kernels_linear_block(benchmark::State& state, const path_case& path, int
   state.counters["pct_of_read_bw"] = benchmark::Counter(
       100.0 * double(block_bytes) / read_ceiling(), benchmark::Counter::kIsIterationInvariantRate);
 }
+// --- Quantized weights (quant_gemv.cu) against bf16, one run ------------------------------------
+
+// Formats as the engine would load them (quant_pack.hpp's kinds); GGUF Q4_0 and Q8_0 are repacked
+// to int4 / int8 groups of 32 with fp32 scales (and zero point 8 for Q4_0).
+struct quant_case {
+  const char* name;
+  packed_quant_kind kind;
+  int group_size;
+};
+constexpr quant_case k_quant_cases[] = {
+    {"int4_g128", packed_quant_kind::int4_group, 128},
+    {"q4_0", packed_quant_kind::int4_group, 32},
+    {"q8_0", packed_quant_kind::int8_group, 32},
+    {"int8_channel", packed_quant_kind::int8_channel, 0},
+    {"fp8_channel", packed_quant_kind::fp8_channel, 0},
+};
+const quant_case& quant_case_named(std::string_view n) {
+  for (const auto& q : k_quant_cases) {
+    if (n == q.name) return q;
+  }
+  throw std::logic_error("linear_bench: no quantized format named " + std::string(n));
+}
+
+// One packed layer on the device, random codes and scales (performance depends on the shapes).
+struct quant_layer {
+  packed_quant_view view;
+  cuda::device_buffer data, scales, zeros;
+};
+quant_layer make_quant_layer(const quant_case& q, const layer_shape& L, std::uint64_t seed,
+                             cudaStream_t s) {
+  quant_layer l;
+  l.view.kind = q.kind;
+  l.view.rows = L.out;
+  l.view.cols = L.in;
+  l.view.group_size = q.group_size;
+  l.data = cuda::device_buffer(l.view.data_bytes());
+  l.scales = cuda::device_buffer(l.view.scale_count() * 4);
+  // int8 fill: every byte but 0x80; for fp8 a few codes are NaN patterns, which the kernel
+  // decodes to +-480 (finite), so the outputs stay finite.
+  cuda::fill_uniform(l.data.data(), dtype::int8, l.data.bytes(), seed, 1.0f, s);
+  cuda::fill_uniform(l.scales.data(), dtype::fp32, l.view.scale_count(), seed + 1, 0.01f, s);
+  if (l.view.zero_bytes() > 0) {
+    l.zeros = cuda::device_buffer(l.view.zero_bytes());
+    cuda::fill_uniform(l.zeros.data(), dtype::int8, l.zeros.bytes(), seed + 2, 1.0f, s);
+  }
+  l.view.data = l.data.data<std::uint8_t>();
+  l.view.scales = l.scales.data<float>();
+  l.view.zeros = l.view.zero_bytes() > 0 ? l.zeros.data<std::uint8_t>() : nullptr;
+  return l;
+}
+
+// The timed region, one owner for both paths: a read-only pass over twice the L2 (so the L2 holds
+// no weights and no dirty lines, and the GPU is busy while the host enqueues the timed launches),
+// then CUDA events around `work`. Seconds between the events.
+class cold_timer {
+ public:
+  cold_timer() : m_flush(std::size_t(2) * l2_bytes()), m_sink(4) {}
+  template <class Work>
+  double time(cudaStream_t s, Work&& work) {
+    cuda::bandwidth_launch b;
+    b.bytes = m_flush.bytes();
+    b.hint = cuda::cache_hint::normal;
+    cuda::launch_read(m_flush.data(), m_sink.data<std::uint32_t>(), b, s);
+    m_timer.start(s);
+    work();
+    m_timer.stop(s);
+    return m_timer.seconds();
+  }
+
+ private:
+  static std::size_t l2_bytes() {
+    int device = 0, l2 = 0;
+    RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
+    RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
+    return static_cast<std::size_t>(l2 > 0 ? l2 : 64 << 20);
+  }
+  cuda::device_buffer m_flush, m_sink;
+  cuda::event_timer m_timer;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// One Llama-2-7B block's four linears (or one: layer >= 0) with quantized weights, against the
+// bf16 path (linear_runner's automatic choice with PDL: GEMV at 1 token, skinny GEMM from 2) on
+// the same shapes, each iteration timing both (cold, weights rotated over 8 copies). The reported
+// time is the quantized block's; counters: bytes moved (packed weights + scales + zeros +
+// activations; the outputs, tokens x rows x 2 bytes, are not counted), % of the read ceiling,
+// the floor (bytes / ceiling), and the bf16 block's median time and the speedup (median / median).
+// range: {tokens, stages (0: default), CTAs per SM (0: default)}.
+void BM_kernels_quant_linear_block(benchmark::State& state, const quant_case& q, int layer_only) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const int tokens = static_cast<int>(state.range(0));
+  cuda::quant_gemv_options o;
+  o.stages = static_cast<int>(state.range(1));
+  o.ctas_per_sm = static_cast<int>(state.range(2));
+  constexpr int copies = 8;
+  cuda::stream s;
+  std::vector<quant_layer> qw;
+  std::vector<cuda::device_buffer> bw;
+  std::size_t quant_bytes = 0, bf16_bytes = 0;
+  for (int c = 0; c < copies; ++c) {
+    for (int l = 0; l < 4; ++l) {
+      const layer_shape& L = k_layers[l];
+      qw.push_back(make_quant_layer(q, L, std::uint64_t(100 * c + 10 * l), s.get()));
+      bw.emplace_back(std::size_t(L.out) * L.in * 2);
+      cuda::fill_uniform(bw.back().data(), dtype::bf16, std::size_t(L.out) * L.in, c * 7 + L.out,
+                         0.05f, s.get());
+      if (c == 0 && (layer_only < 0 || l == layer_only)) {
+        const std::size_t x_bytes = std::size_t(tokens) * L.in * 2;
+        quant_bytes += qw.back().view.bytes() + x_bytes;
+        bf16_bytes += bw.back().bytes() + x_bytes;
+      }
+    }
+  }
+  cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
+  cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
+  cuda::quant_gemv_plans plans;
+  cuda::linear_runner runner;
+  // Programmatic dependent launch between the layers, as the engine runs them; the first layer
+  // launches normally, so nothing of the timed work starts before the start event.
+  const int first = layer_only >= 0 ? layer_only : 0;
+  auto run_quant = [&](int c) {
+    for (int l = 0; l < 4; ++l) {
+      if (layer_only >= 0 && l != layer_only) continue;
+      quant_linear_params p;
+      p.x = x.data<bf16_bits>();
+      p.w = qw[std::size_t(c) * 4 + l].view;
+      p.y = y.data();
+      p.num_tokens = tokens;
+      cuda::quant_gemv_options lo = o;
+      lo.pdl = l != first;
+      cuda::quant_gemv(p, plans, s.get(), lo);
+    }
+  };
+  auto run_bf16 = [&](int c) {
+    for (int l = 0; l < 4; ++l) {
+      if (layer_only >= 0 && l != layer_only) continue;
+      const linear_params p{x.data<bf16_bits>(), bw[std::size_t(c) * 4 + l].data<bf16_bits>(),
+                            y.data(), false, tokens, k_layers[l].in, k_layers[l].out};
+      runner.run(p, s.get(), l != first);
+    }
+  };
+  try {
+    // Warm-up (plans, clocks). A crude check of the quantized path before timing it (the GPU
+    // tests compare it with the reference): the last layer's outputs are finite.
+    for (int c = 0; c < copies; ++c) run_bf16(c);
+    for (int c = 0; c < copies; ++c) run_quant(c);
+    s.synchronize();
+    const int last = layer_only >= 0 ? layer_only : 3;
+    std::vector<bf16_bits> out(std::size_t(tokens) * k_layers[last].out);
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(out.data(), y.data(), out.size() * 2, cudaMemcpyDeviceToHost));
+    for (const bf16_bits v : out) {
+      if (!std::isfinite(cpu::bf16_to_float(v))) {
+        state.SkipWithError("quantized path wrote a non-finite output");
+        return;
+      }
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  cold_timer timer;
+  std::vector<double> quant_s, bf16_s;
+  int c = 0;
+  for (auto _ : state) {
+    const double tq = timer.time(s.get(), [&] { run_quant(c); });
+    state.SetIterationTime(tq);
+    quant_s.push_back(tq);
+    bf16_s.push_back(timer.time(s.get(), [&] { run_bf16((c + copies / 2) % copies); }));
+    c = (c + 1) % copies;
+  }
+  const double ceiling = read_ceiling();
+  const double tq = median(quant_s), tb = median(bf16_s);
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(static_cast<double>(state.iterations()) * double(quant_bytes)));
+  state.counters["bytes_moved"] = double(quant_bytes);
+  state.counters["median_us"] = tq * 1e6;
+  state.counters["floor_us"] = double(quant_bytes) / ceiling * 1e6;
+  state.counters["pct_of_read_bw"] = tq > 0 ? 100.0 * double(quant_bytes) / tq / ceiling : 0;
+  state.counters["bf16_median_us"] = tb * 1e6;
+  state.counters["bf16_pct_of_read_bw"] = tb > 0 ? 100.0 * double(bf16_bytes) / tb / ceiling : 0;
+  state.counters["speedup_vs_bf16"] = tq > 0 ? tb / tq : 0;
+}
+
+void register_quant_benchmarks() {
+  const std::vector<std::int64_t> all_tokens = {1, 2, 4, 8, 16, 32, 64};
+  struct quant_bench {
+    const char* format;
+    std::vector<int> layers;
+    std::vector<std::int64_t> tokens, stages, ctas;
+  };
+  const quant_bench cases[] = {
+      // Every format, the block, every token count, default launch.
+      {"int4_g128", {-1}, all_tokens, {0}, {0}},
+      {"q4_0", {-1}, all_tokens, {0}, {0}},
+      {"q8_0", {-1}, all_tokens, {0}, {0}},
+      {"int8_channel", {-1}, all_tokens, {0}, {0}},
+      {"fp8_channel", {-1}, all_tokens, {0}, {0}},
+      // Tuning at 1 token (the 80%-of-floor target): ring depth and CTAs per SM, and per layer.
+      {"int4_g128", {-1}, {1, 8}, {4, 8, 16}, {1, 2}},
+      {"int8_channel", {-1}, {1}, {4, 8, 16}, {1, 2}},
+      {"fp8_channel", {-1}, {1}, {4, 8, 16}, {1, 2}},
+      {"int4_g128", {0, 1, 2, 3}, {1, 16}, {0}, {0}},
+  };
+  for (const auto& c : cases) {
+    const quant_case& q = quant_case_named(c.format);
+    for (const int layer : c.layers) {
+      const std::string name = std::string("BM_kernels_quant_linear_block/format:") + q.name +
+                               "/layer:" + (layer < 0 ? "block" : k_layer_names[layer]);
+      benchmark::RegisterBenchmark(name.c_str(), BM_kernels_quant_linear_block, std::cref(q),
+                                   layer)
+          ->ArgNames({"tokens", "stages", "ctas"})
+          ->ArgsProduct({c.tokens, c.stages, c.ctas})
+          ->Iterations(200)  // ~0.3 ms each (both paths and two L2 passes): medians of 200
+          ->UseManualTime();
+    }
+  }
+}
+
 // What is measured: {path, layers (-1: the block), tokens, GEMV k splits}.
 struct linear_case {
   const char* path;
@@ -145,6 +379,7 @@ void register_linear_benchmarks() {
       {"cublas_swiglu_pdl", {-1, 2}, {16, 32, 64}, {0}},
       {"cublas", {-1}, {256}, {0}},
   };
+  register_quant_benchmarks();
   for (const auto& c : cases) {
     const path_case& path = path_named(c.path);
     for (const int layer : c.layers) {
