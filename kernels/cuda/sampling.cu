@@ -14,8 +14,12 @@
 // digits fixed so far. Weights are exact integers, so shared-memory atomics give the same sums in
 // any order and the result matches the CPU bit for bit. Each pass re-reads the row (from L2) and
 // recomputes the penalized, tempered score; exp (double) only for elements still in the running
-// and within 40 nats of the maximum. Cost: up to 1 + 8 (top-k) + 1 + 8 (top-p) + 8 (draw) passes
-// over the row, tens of microseconds at vocab 128k; fine off the greedy path.
+// and within 40 nats of the maximum. Up to 1 + 8 (top-k) + 1 + 8 (top-p) + 8 (draw) passes over
+// the row. Measured in a serving run on an H100 at vocab 128256 (docs/serving.md), a plain
+// temperature draw with per-element atomics (runs of equal digits per thread) cost 1.1-1.35 ms a
+// step whatever the batch: the first passes have a handful of distinct digits, and random signs
+// break the runs, so the atomics queued on a few words. The histograms are now warp-aggregated
+// into per-warp-pair rows (below).
 //
 // The penalty set is a bitmap of the vocabulary in shared memory (128 KiB at the 2^20 maximum).
 //
@@ -129,6 +133,7 @@ struct row_scores {
 };
 
 struct search_shared {
+  u64 part[8][256];  // per pair of warps: a pass's partial histograms
   u64 hist[256];
   u64 scratch[32];
   u64 prefix, above, inclusive;
@@ -140,27 +145,44 @@ template <bool Weighted>
 __device__ u64 search(const row_scores& score, int vocab, float s_max, u64 target,
                       search_shared& sh, u64* inclusive) {
   u64 prefix = 0, above = 0;
+  const unsigned lane = threadIdx.x & 31u;
+  u64* const part = sh.part[(threadIdx.x >> 5) & 7];  // warps w and w + 8 share a row
   for (int pass = 0; pass < 8; ++pass) {
     const int shift = 56 - 8 * pass;
-    for (int b = threadIdx.x; b < 256; b += blockDim.x) sh.hist[b] = 0;
+    for (int b = threadIdx.x; b < 8 * 256; b += blockDim.x) sh.part[b >> 8][b & 255] = 0;
     __syncthreads();
-    // Consecutive elements of a thread often share a digit: add runs, not elements.
-    int run_digit = -1;
-    u64 run = 0;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-      const float s = score(i);
-      const u64 p = pack(ordered_key(s), i);
-      if (pass > 0 && (p >> (shift + 8)) != (prefix >> (shift + 8))) continue;
-      const int d = static_cast<int>((p >> shift) & 0xff);
-      const u64 m = Weighted ? weight(s, s_max) : 1;
-      if (d != run_digit) {
-        if (run) atomicAdd(&sh.hist[run_digit], run);
-        run_digit = d;
-        run = 0;
+    // The first passes see few distinct digits (the sign and exponent of similar scores), so
+    // per-element atomics on one histogram would all queue on a few words. Instead the lanes of a
+    // warp with the same digit add their measures first (match, then two 32-bit reductions: a
+    // measure is at most 2^42, so 21-bit halves summed over 32 lanes fit), and one lane per digit
+    // adds that to its warp pair's row. Whole warps iterate together (blockDim.x is a multiple of
+    // 32); lanes past the end or outside the prefix take digit -1 and measure 0.
+    for (int base = 0; base < vocab; base += blockDim.x) {
+      const int i = base + static_cast<int>(threadIdx.x);
+      int d = -1;
+      u64 m = 0;
+      if (i < vocab) {
+        const float s = score(i);
+        const u64 p = pack(ordered_key(s), i);
+        if (pass == 0 || (p >> (shift + 8)) == (prefix >> (shift + 8))) {
+          d = static_cast<int>((p >> shift) & 0xff);
+          m = Weighted ? weight(s, s_max) : 1;
+        }
       }
-      run += m;
+      const unsigned peers = __match_any_sync(0xffffffffu, d);
+      const unsigned lo = __reduce_add_sync(peers, static_cast<unsigned>(m & 0x1fffffu));
+      const unsigned hi = __reduce_add_sync(peers, static_cast<unsigned>(m >> 21));
+      if (d >= 0 && lane == static_cast<unsigned>(__ffs(peers) - 1)) {
+        const u64 sum = (static_cast<u64>(hi) << 21) + lo;
+        if (sum) atomicAdd(&part[d], sum);
+      }
     }
-    if (run) atomicAdd(&sh.hist[run_digit], run);
+    __syncthreads();
+    for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+      u64 t = 0;
+      for (int r = 0; r < 8; ++r) t += sh.part[r][b];
+      sh.hist[b] = t;
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
       int d = 255;
