@@ -315,7 +315,9 @@ void sampling(const sampling_params& p, cudaStream_t s, bool pdl) {
                   "prev_tokens and prev_offsets must both be set or both be null");
   const bool vec4 = p.vocab % 4 == 0 && detail::aligned16(p.logits);
   const std::size_t smem = static_cast<std::size_t>((p.vocab + 31) / 32) * sizeof(std::uint32_t);
-  if (smem > 48 * 1024) {  // the default limit of dynamic shared memory; vocab > 393216
+  // Without opting in, static (about 19 KB: the search's histograms) plus dynamic shared memory
+  // must stay within 48 KB: vocab > about 237,000 with a penalty.
+  if (smem + sizeof(search_shared) + 1024 > 48 * 1024) {
     RIDGELINE_CUDA_CHECK(cudaFuncSetAttribute(
         sampling_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
