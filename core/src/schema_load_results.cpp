@@ -1,8 +1,10 @@
 // Reader of the `ridgeline load` parts of ridgeline.kv/v1 (schemas/load_results.hpp): the
-// top-level `load` object and each row's `measured.http` level and SLO verdict. The writer is
-// tools/load/src/results.cpp (document_of).
+// top-level `load` object and each row's `measured.http` level and SLO verdict, and the SLO spec
+// grammar (`load --slo` and the files' specs and verdict terms). The writer is
+// tools/load/src/results.cpp (document_of); tools/load's reader builds on parse_load_results.
 #include "ridgeline/core/schemas/load_results.hpp"
 
+#include <optional>
 #include <stdexcept>
 
 #include "ridgeline/core/schema.hpp"
@@ -20,50 +22,74 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, s.find_last_not_of(" \t") - b + 1));
 }
 
-double fraction_of(const std::string& item, const std::string& value) {
-  double f = 0;
+// The whole of `s` as a number, or nullopt.
+std::optional<double> number_of(const std::string& s) {
   try {
     std::size_t used = 0;
-    f = std::stod(value, &used);
-    if (used != value.size()) throw std::invalid_argument("");
+    const double v = std::stod(s, &used);
+    if (used == s.size()) return v;
   } catch (const std::exception&) {
-    throw std::invalid_argument("SLO term '" + printable(item, 60) +
-                                "': goodput takes a fraction in (0, 1]");
   }
-  if (!(f > 0 && f <= 1)) {
-    throw std::invalid_argument("SLO term '" + printable(item, 60) +
-                                "': goodput takes a fraction in (0, 1]");
-  }
-  return f;
+  return std::nullopt;
 }
 
-// "p99" -> 0.99, "p999" -> 0.999 (the usual spelling of 99.9), "p99.9" -> 0.999, "p50" -> 0.5.
-double quantile_of(const std::string& item, const std::string& q) {
-  double pct = 0;
+// One item of a spec: a term, or (limit_only) a plain ttft=2s / tpot=50ms, a per-request limit of
+// goodput without a percentile term.
+struct slo_item {
+  load_slo_term term;
+  bool limit_only = false;
+};
+
+slo_item item_of(const std::string& item, std::string_view label) {
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument(std::string(label) + " term '" + printable(item, 60) +
+                                 "': " + why);
+  };
+  const auto eq = item.find('=');
+  if (eq == std::string::npos) throw bad("expected KEY=VALUE");
+  const std::string key = trim(std::string_view(item).substr(0, eq));
+  const std::string value = trim(std::string_view(item).substr(eq + 1));
+  if (key == "goodput") {
+    const auto f = number_of(value);
+    if (!f || !(*f > 0 && *f <= 1)) throw bad("goodput takes a fraction in (0, 1]");
+    return {{item, "goodput", 0, *f}};
+  }
+  double limit = 0;
   try {
-    std::size_t used = 0;
-    pct = std::stod(q, &used);
-    if (used != q.size()) throw std::invalid_argument("");
-    if (q.find('.') == std::string::npos && q.size() > 2 && q.rfind("99", 0) == 0) {
-      pct = std::stod("99." + q.substr(2));
+    limit = parse_seconds(value);
+  } catch (const std::invalid_argument&) {
+    throw bad("'" + printable(value, 20) + "' is not a duration (2s, 50ms, 800us)");
+  }
+  const auto us = key.find("_p");
+  const std::string metric = us == std::string::npos ? key : key.substr(0, us);
+  if (metric != "ttft" && metric != "tpot" && metric != "itl" && metric != "e2e") {
+    throw bad("unknown metric '" + printable(metric, 20) + "' (ttft, tpot, itl, e2e, goodput)");
+  }
+  if (us == std::string::npos) {
+    if (metric != "ttft" && metric != "tpot") {
+      throw bad("give " + metric + " a percentile (" + metric + "_p99=...)");
     }
-  } catch (const std::exception&) {
-    throw std::invalid_argument("SLO term '" + printable(item, 60) + "': bad percentile '" +
-                                printable(q, 20) + "'");
+    return {{item, metric, 0, limit}, true};
   }
-  if (!(pct > 0 && pct <= 100)) {
-    throw std::invalid_argument("SLO term '" + printable(item, 60) +
-                                "': percentile out of (0, 100]");
+  const std::string q = key.substr(us + 2);
+  auto pct = number_of(q);
+  if (!pct) throw bad("bad percentile '" + printable(q, 20) + "'");
+  // p999 means 99.9, p9999 99.99 (the usual spelling); p99.9 works too.
+  if (q.find('.') == std::string::npos && q.size() > 2 && q.rfind("99", 0) == 0) {
+    pct = number_of("99." + q.substr(2));
   }
-  return pct / 100.0;
+  if (!pct || !(*pct > 0 && *pct <= 100)) throw bad("percentile out of (0, 100]");
+  return {{item, metric, *pct / 100.0, limit}};
 }
 
+// A verdict's term: one item of a spec that is a term (goodput=0.9 alone is one, though no spec
+// could hold it without a ttft or tpot limit).
 load_slo_term term_of(const node& n, std::string_view key) {
-  const std::string text = n.string(key);
+  const std::string text = trim(n.string(key));
   try {
-    const load_slo_spec s = parse_load_slo(text);
-    if (s.terms.size() != 1) throw std::invalid_argument("expected one SLO term");
-    return s.terms.front();
+    const slo_item it = item_of(text, "SLO");
+    if (it.limit_only) throw std::invalid_argument("a per-request limit, not an SLO term");
+    return it.term;
   } catch (const std::invalid_argument& e) {
     n.fail_member(key, e.what());
   }
@@ -103,7 +129,7 @@ load_level parse_level(const node& h) {
 
 }  // namespace
 
-load_slo_spec parse_load_slo(std::string_view text) {
+load_slo_spec parse_load_slo(std::string_view text, std::string_view label) {
   load_slo_spec s;
   s.text = std::string(text);
   std::optional<load_slo_term> goodput;
@@ -114,46 +140,30 @@ load_slo_spec parse_load_slo(std::string_view text) {
         text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos));
     pos = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
     if (item.empty()) continue;
-    const auto eq = item.find('=');
-    if (eq == std::string::npos) {
-      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': expected KEY=VALUE");
-    }
-    const std::string key = trim(std::string_view(item).substr(0, eq));
-    const std::string value = trim(std::string_view(item).substr(eq + 1));
-    if (key == "goodput") {
-      s.goodput_fraction = fraction_of(item, value);
-      goodput = load_slo_term{item, "goodput", 0, *s.goodput_fraction};
+    const auto [t, limit_only] = item_of(item, label);
+    if (t.metric == "goodput") {
+      s.goodput_fraction = t.limit;
+      goodput = t;
       continue;
     }
-    double limit = 0;
-    try {
-      limit = parse_seconds(value);
-    } catch (const std::invalid_argument&) {
-      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': '" +
-                                  printable(value, 20) + "' is not a duration (2s, 50ms, 800us)");
-    }
-    const auto us = key.find("_p");
-    const std::string metric = us == std::string::npos ? key : key.substr(0, us);
-    if (metric != "ttft" && metric != "tpot" && metric != "itl" && metric != "e2e") {
-      throw std::invalid_argument("SLO term '" + printable(item, 60) + "': unknown metric '" +
-                                  printable(metric, 20) + "'");
-    }
-    if (us == std::string::npos) {  // a plain per-request limit of goodput, not a term
-      if (metric != "ttft" && metric != "tpot") {
-        throw std::invalid_argument("SLO term '" + printable(item, 60) + "': " + metric +
-                                    " needs a percentile");
-      }
-      (metric == "ttft" ? s.ttft_limit_seconds : s.tpot_limit_seconds) = limit;
+    // A plain limit sets goodput's per-request limit; a percentile term does when none is set.
+    auto& per_request = t.metric == "ttft" ? s.ttft_limit_seconds : s.tpot_limit_seconds;
+    if (limit_only) {
+      per_request = t.limit;
       continue;
     }
-    s.terms.push_back({item, metric, quantile_of(item, key.substr(us + 2)), limit});
-    if (metric == "ttft" && !s.ttft_limit_seconds) s.ttft_limit_seconds = limit;
-    if (metric == "tpot" && !s.tpot_limit_seconds) s.tpot_limit_seconds = limit;
+    s.terms.push_back(t);
+    if ((t.metric == "ttft" || t.metric == "tpot") && !per_request) per_request = t.limit;
   }
   // Goodput is judged after the percentile terms (load's verdicts list it last).
   if (goodput) s.terms.push_back(*goodput);
   if (s.terms.empty() && !s.ttft_limit_seconds && !s.tpot_limit_seconds) {
-    throw std::invalid_argument("SLO '" + printable(text, 60) + "' names no term");
+    throw std::invalid_argument(std::string(label) + " '" + printable(text, 60) +
+                                "' names no term");
+  }
+  if (goodput && !s.ttft_limit_seconds && !s.tpot_limit_seconds) {
+    throw std::invalid_argument(std::string(label) +
+                                ": goodput needs a ttft or tpot limit to judge requests by");
   }
   return s;
 }

@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/core/statistics.hpp"
 #include "ridgeline/load/client.hpp"
 #include "ridgeline/load/http_response.hpp"
@@ -504,18 +506,38 @@ TEST(LoadMetrics, UsageWinsAndChecksCountMismatches) {
 
 // ---------------------------------------------------------------------------------------------
 TEST(LoadSlo, ParsesTermsAndRejectsBadOnes) {
-  const slo_spec s = parse_slo("ttft_p99=2s,tpot_p99=50ms,e2e_p90=10s,itl_p999=1s,goodput=0.9");
-  ASSERT_EQ(s.terms.size(), 4u);
+  const slo_spec s = parse_slo("goodput=0.9,ttft_p99=2s,tpot_p99=50ms,e2e_p90=10s,itl_p999=1s");
+  ASSERT_EQ(s.terms.size(), 5u);
   EXPECT_EQ(s.terms[0].metric, "ttft");
   EXPECT_DOUBLE_EQ(s.terms[0].quantile, 0.99);
-  EXPECT_DOUBLE_EQ(s.terms[1].limit_seconds, 0.05);
+  EXPECT_DOUBLE_EQ(s.terms[1].limit, 0.05);
   EXPECT_DOUBLE_EQ(s.terms[3].quantile, 0.999);
-  EXPECT_DOUBLE_EQ(*s.ttft_limit, 2);
-  EXPECT_DOUBLE_EQ(*s.tpot_limit, 0.05);
+  EXPECT_EQ(s.terms[4].metric, "goodput");  // last, wherever it was written
+  EXPECT_DOUBLE_EQ(s.terms[4].limit, 0.9);
+  EXPECT_DOUBLE_EQ(*s.ttft_limit_seconds, 2);
+  EXPECT_DOUBLE_EQ(*s.tpot_limit_seconds, 0.05);
   EXPECT_DOUBLE_EQ(*s.goodput_fraction, 0.9);
-  for (const char* bad : {"", "ttft", "ttft_p99", "ttft_p99=fast", "lat_p99=1s", "ttft_p0=1s",
-                          "ttft_p101=1s", "goodput=2", "goodput=0.9", "e2e=3s", "ttft_pxx=1s"}) {
+  // A plain limit is goodput's per-request limit, not a term, and wins over a percentile term's.
+  const slo_spec p = parse_slo("ttft_p90=2s,ttft=1s,tpot=30ms,goodput=0.8");
+  ASSERT_EQ(p.terms.size(), 2u);
+  EXPECT_DOUBLE_EQ(*p.ttft_limit_seconds, 1);
+  EXPECT_DOUBLE_EQ(*p.tpot_limit_seconds, 0.03);
+  EXPECT_DOUBLE_EQ(parse_slo("ttft_p99.9=1s").terms[0].quantile, 0.999);
+  EXPECT_DOUBLE_EQ(parse_slo("ttft_p9999=1s").terms[0].quantile, 0.9999);
+  EXPECT_DOUBLE_EQ(parse_slo("ttft_p50=1s").terms[0].quantile, 0.5);
+  for (const char* bad :
+       {"", " , ", "ttft", "ttft_p99", "ttft_p99=fast", "lat_p99=1s", "ttft_p0=1s", "ttft_p101=1s",
+        "goodput=2", "goodput=0.9", "e2e=3s", "ttft_pxx=1s"}) {
     EXPECT_THROW(parse_slo(bad), std::invalid_argument) << bad;
+  }
+  // The flag is named, with an example; the grammar and its wording are core's.
+  try {
+    parse_slo("ttft_p99=soon");
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--slo term 'ttft_p99=soon': 'soon' is not a duration (2s, 50ms, 800us) (e.g. "
+              "ttft_p99=2s,tpot_p99=50ms,e2e_p90=10s,goodput=0.9)");
   }
 }
 
@@ -699,7 +721,7 @@ load_run synthetic_run(double epoch_unix, int n, double offset) {
   run.workload = "generator:requests=" + std::to_string(n);
   run.workload_requests = n;
   run.prompts = "token ids";
-  run.slo = parse_slo("ttft_p90=0.5s,tpot_p99=50ms");
+  run.slo = parse_slo("ttft_p90=0.5s,tpot_p99=50ms,goodput=0.5");  // goodput's verdict round-trips
   run.environment = {{"host", {{"hostname", "h"}, {"kernel", "k"}, {"cpu_threads", 2}}},
                      {"time_utc", "2026-01-01T00:00:00Z"},
                      {"ridgeline",
@@ -759,15 +781,40 @@ TEST(LoadResults, DocumentRoundTripsThroughBothReaders) {
       std::string::npos);
   const load_run back = parse_load_run(doc, "mem.json");
   EXPECT_EQ(document_of(back), doc);
-  // A missing field is named with its path.
-  nlohmann::json broken = doc;
-  broken["rows"][0]["measured"]["http"]["samples"].erase("chunk_offsets");
-  try {
-    parse_load_run(broken, "broken.json");
-    FAIL() << "expected a schema error";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("chunk_offsets"), std::string::npos) << e.what();
-  }
+  ASSERT_TRUE(back.slo);
+  EXPECT_EQ(back.slo->terms.back().metric, "goodput");
+  // core's reader of the load parts (the report's) reads the same document.
+  const schema::load_results core = schema::parse_load_results(doc, "mem.json");
+  ASSERT_EQ(core.levels.size(), 1u);
+  ASSERT_TRUE(core.levels[0].slo);
+  EXPECT_EQ(core.levels[0].slo->terms.back().term.text, "goodput=0.5");
+  // A missing or bad field is named with its path, whichever part of the reader reads it: load's
+  // own (samples), core's (the level's counts, its SLO verdict, the load object).
+  // Sets the value at `pointer`, or erases it (nullopt), and expects the reader to name `named`.
+  const auto fails_naming = [&](const char* pointer, const std::optional<nlohmann::json>& value,
+                                const std::string& named) {
+    nlohmann::json broken = doc;
+    const nlohmann::json::json_pointer p(pointer);
+    if (value) {
+      broken[p] = *value;
+    } else {
+      broken[p.parent_pointer()].erase(p.back());
+    }
+    try {
+      parse_load_run(broken, "broken.json");
+      ADD_FAILURE() << "expected a schema error for " << pointer;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("broken.json"), std::string::npos) << e.what();
+    }
+  };
+  const std::nullopt_t erase = std::nullopt;
+  fails_naming("/rows/0/measured/http/samples/chunk_offsets", erase, "chunk_offsets");
+  fails_naming("/rows/0/measured/http/sent", erase, "sent");
+  fails_naming("/rows/0/measured/http/slo/terms/0/term", "ttft_p99=soon", "'soon'");
+  fails_naming("/load/slo", "ttft_p99=2s,goodput=7", "goodput takes a fraction");
+  fails_naming("/load/workers", erase, "workers");
+  fails_naming("/config/executor", "simulator", "not a `ridgeline load` result");
 }
 
 TEST(LoadResults, MergeIsExact) {

@@ -1,5 +1,6 @@
 // The load results document (results.hpp): the kv/v1 row of each level through core's writer,
-// the http extension's writer and strict reader, and the summary every row is computed from.
+// the http extension's writer and the reader of its load-only fields (core's readers take the
+// rest: parse_serving_results, parse_load_results), and the summary every row is computed from.
 #include "ridgeline/load/results.hpp"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schema.hpp"
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/statistics.hpp"
 #include "ridgeline/core/text.hpp"
@@ -16,7 +18,6 @@ namespace ridgeline::load {
 namespace {
 
 using nlohmann::json;
-
 
 std::map<std::string, std::string> definitions(itl_rule rule) {
   std::map<std::string, std::string> d = {
@@ -403,12 +404,16 @@ server_series parse_server(const schema::node& s) {
   return o;
 }
 
-level_data parse_level(const schema::node& h) {
+// A level: what core's reader took from the row's `measured.http` (schema::load_level), and the
+// rest, which only load reads: the level's clock, ITL rule, merges, server series and samples.
+level_data parse_level(const schema::load_level& c, const schema::node& h) {
   level_data l;
-  l.label = h.string("label");
-  l.shape = h.string("shape");
-  l.rate_per_second = h.nullable_number("rate_per_second");
-  l.concurrency = h.nullable_integer("concurrency");
+  l.label = c.label;
+  l.shape = c.shape;
+  l.rate_per_second = c.rate_per_second;
+  l.concurrency = c.concurrency;
+  l.saturated = c.saturated;
+  l.stopped = c.stopped;
   l.rate_scale = h.number("rate_scale");
   try {
     l.rule = parse_itl_rule(h.string("itl_rule"));
@@ -418,8 +423,6 @@ level_data parse_level(const schema::node& h) {
   l.chunk_token_source = h.string("chunk_token_source");
   l.epoch_steady_seconds = h.number("epoch_steady_seconds");
   l.epoch_unix_seconds = h.number("epoch_unix_seconds");
-  l.saturated = h.boolean("saturated");
-  l.stopped = h.string("stopped");
   l.merged_from = h.strings("merged_from");
   l.server = parse_server(h.object("server_metrics"));
   l.records = parse_samples(h.object("samples"));
@@ -429,13 +432,12 @@ level_data parse_level(const schema::node& h) {
 }  // namespace
 
 load_run parse_load_run(const json& doc, std::string_view source) {
-  // The kv/v1 part through its one reader (it fails on anything the format lacks).
+  // The kv/v1 part and the load parts through their one readers (they fail on anything the format
+  // lacks, and on a config.executor other than "http").
   const schema::serving_results kv = schema::parse_serving_results(doc, source);
+  schema::load_results ld = schema::parse_load_results(doc, source);
   const schema::document_context ctx{std::string(source), schema::k_serving_results_schema};
   const schema::node top = schema::open_document(doc, ctx);
-  if (!kv.config.executor || *kv.config.executor != "http") {
-    top.object("config").fail_member("executor", "is not \"http\": not a `ridgeline load` result");
-  }
   load_run run;
   run.environment = top.raw("environment");
   run.workload = kv.config.workload;
@@ -444,31 +446,17 @@ load_run parse_load_run(const json& doc, std::string_view source) {
   run.workload_output_tokens = kv.config.output_tokens;
   run.mooncake_block_tokens = static_cast<std::int32_t>(kv.config.mooncake_block_tokens);
   run.window = kv.config.window;
-  const schema::node ld = top.object("load");
-  run.url = ld.string("url");
-  run.endpoint = ld.string("endpoint");
-  run.model = ld.string("model");
-  run.stream = ld.boolean("stream");
-  run.prompts = ld.string("prompts");
-  if (const auto slo = ld.nullable_string("slo")) {
-    try {
-      run.slo = parse_slo(*slo);
-    } catch (const std::invalid_argument& e) {
-      ld.fail_member("slo", e.what());
-    }
-  }
-  run.workers = static_cast<std::int32_t>(ld.integer("workers"));
-  if (const auto fm = ld.nullable_object("find_max")) {
-    find_max_outcome f;
-    f.max_rate_per_second = fm->nullable_number("max_rate_per_second");
-    f.lowest_failing_rate = fm->nullable_number("lowest_failing_rate");
-    f.precision = fm->number("precision");
-    f.note = fm->string("note");
-    run.find_max = f;
-  }
+  run.url = std::move(ld.url);
+  run.endpoint = std::move(ld.endpoint);
+  run.model = std::move(ld.model);
+  run.stream = ld.stream;
+  run.prompts = std::move(ld.prompts);
+  run.slo = std::move(ld.slo);
+  run.workers = static_cast<std::int32_t>(ld.workers);
+  run.find_max = std::move(ld.find_max);
   const auto rows = top.array("rows").elements();
-  for (const auto& r : rows) {
-    run.levels.push_back(parse_level(r.object("measured").object("http")));
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    run.levels.push_back(parse_level(ld.levels[i], rows[i].object("measured").object("http")));
   }
   return run;
 }

@@ -1,12 +1,15 @@
-// The `ridgeline load` parts of a ridgeline.kv/v1 document (docs/load.md, "Results"), typed for
-// readers outside tools/load (the report): the top-level `load` object (its SLO spec parsed into
-// terms, and the --find-max outcome) and, per row, the level and its SLO verdict from
-// `measured.http`. The raw samples and the server's series are not typed here; tools/load's own
-// reader (tools/load/src/results.cpp) reads those. The kv/v1 rest is parse_serving_results'.
+// The `ridgeline load` parts of a ridgeline.kv/v1 document (docs/load.md, "Results"), typed: the
+// top-level `load` object (its SLO spec parsed into terms, and the --find-max outcome) and, per
+// row, the level and its SLO verdict from `measured.http`. The one reader of these fields: the
+// report reads them here, and tools/load's reader (tools/load/src/results.cpp, for `load merge`)
+// takes them from here and adds what only load needs (the raw samples, the server's series, the
+// level's clock). The SLO spec grammar of `ridgeline load --slo` lives here too (parse_load_slo).
+// The kv/v1 rest is parse_serving_results'.
 //   if (schema::is_load_result(doc)) {
 //     const auto l = schema::parse_load_results(doc, path);  // l.levels[i] is rows[i]
 //     if (l.find_max) ... l.find_max->max_rate_per_second ...
 //   }
+//   const auto slo = schema::parse_load_slo("ttft_p99=2s,tpot_p99=50ms,goodput=0.9", "--slo");
 #pragma once
 
 #include <cstdint>
@@ -22,7 +25,10 @@ namespace ridgeline::schema {
 // percentile" (a failed request counts as an infinite latency; load writes 1e300).
 inline constexpr double k_load_failed_latency_seconds = 1e299;
 
-// One term of an SLO spec ("ttft_p99=2s", "goodput=0.9"), as `ridgeline load --slo` takes it.
+// One term of an SLO spec ("ttft_p99=2s", "goodput=0.9"), as `ridgeline load --slo` takes it:
+// METRIC_pQ=DURATION holds when the Q-th percentile of the metric over a level's requests is at or
+// below DURATION (p99 = 0.99, p999 = 0.999, p99.9 = 0.999); goodput=F when at least the fraction F
+// of the level's requests finished within the spec's per-request TTFT and TPOT limits.
 struct load_slo_term {
   std::string text;     // as written
   std::string metric;   // ttft, tpot, itl, e2e, or goodput
@@ -37,8 +43,10 @@ struct load_slo_spec {
   std::vector<load_slo_term> terms;
   std::optional<double> ttft_limit_seconds, tpot_limit_seconds, goodput_fraction;
 };
-// Parses an SLO spec; throws std::invalid_argument naming the bad term.
-load_slo_spec parse_load_slo(std::string_view text);
+// Parses an SLO spec: comma-separated terms and plain limits, in any order; a goodput term needs
+// a ttft or tpot limit to judge requests by. Throws std::invalid_argument naming the bad term,
+// with `label` naming the spec ("SLO term 'ttft_p99=soon': ..."; "--slo term ..." for the flag).
+load_slo_spec parse_load_slo(std::string_view text, std::string_view label = "SLO");
 
 // One term's verdict at one level: `measured` is the percentile in seconds (at or above
 // k_load_failed_latency_seconds: failed requests reach it) or, for goodput, the good fraction.

@@ -6,7 +6,8 @@
 // arrival), from which everything else in the row is computed, so merges are exact.
 //   load_run run = ...;                    // what load.cpp measured
 //   nlohmann::json doc = document_of(run); // kv/v1 through core's writer, plus the http parts
-//   load_run back = read_load_run(path);   // core's reader for kv/v1, strict reader for http
+//   load_run back = read_load_run(path);   // core's readers for kv/v1 and the load parts
+//                                          // (schemas/load_results.hpp), then the http rest
 //   load_run both = merge(a, b);           // samples concatenated on a common time axis
 //   std::string t = table_of(run);
 // docs/load.md and docs/results-formats.md list the fields.
@@ -21,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/load/metrics.hpp"
 #include "ridgeline/load/record.hpp"
@@ -48,12 +50,10 @@ struct level_data {
   std::vector<std::string> merged_from;  // files a merge combined (empty for a run)
 };
 
-struct find_max_outcome {
-  std::optional<double> max_rate_per_second;  // the highest rate that met the SLO, if any did
-  std::optional<double> lowest_failing_rate;
-  double precision = 0;  // the search stopped when (lowest failing - highest met) / met <= this
-  std::string note;
-};
+// --find-max's answer (the highest rate that met the SLO, if any did, and the lowest that did
+// not; the search stopped when (lowest failing - highest met) / met <= precision): core's type,
+// which the report reads.
+using find_max_outcome = schema::load_find_max;
 
 struct load_run {
   std::string url, endpoint, model;

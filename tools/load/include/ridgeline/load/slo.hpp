@@ -1,10 +1,12 @@
 // Service-level objectives for `ridgeline load --slo` and --find-max:
 //   "ttft_p99=2s,tpot_p99=50ms,e2e_p90=10s,goodput=0.9"
-// A term METRIC_pQ=DURATION (METRIC: ttft, tpot, itl, e2e; Q: 50, 90, 99, 99.9, ...) holds when the
-// Q-th percentile of the metric over the level's requests is at or below DURATION; a request that
-// failed counts as an infinite latency there, so errors break an SLO as slow answers do. The
-// first ttft and tpot terms are also the per-request limits of goodput (plain ttft=2s / tpot=50ms
-// give a limit without a percentile term):
+// The spec and its grammar are core's (schema::load_slo_spec, schema::parse_load_slo in
+// core/schemas/load_results.hpp: the report reads the same specs back from load's files); this
+// file judges a level's requests by one. A term METRIC_pQ=DURATION (METRIC: ttft, tpot, itl, e2e;
+// Q: 50, 90, 99, 99.9, ...) holds when the Q-th percentile of the metric over the level's requests
+// is at or below DURATION; a request that failed counts as an infinite latency there, so errors
+// break an SLO as slow answers do. The first ttft and tpot terms are also the per-request limits
+// of goodput (plain ttft=2s / tpot=50ms give a limit without a percentile term):
 //   goodput = finished requests per second with TTFT <= limit AND TPOT <= limit
 // and goodput=F holds when at least the fraction F of the level's requests were good.
 #pragma once
@@ -14,26 +16,15 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/load/metrics.hpp"
 #include "ridgeline/load/record.hpp"
 
 namespace ridgeline::load {
 
-struct slo_term {
-  std::string metric;  // ttft, tpot, itl, e2e
-  double quantile = 0.99;
-  double limit_seconds = 0;
-  std::string text;  // as written: "ttft_p99=2s"
-};
-
-struct slo_spec {
-  std::vector<slo_term> terms;
-  std::optional<double> ttft_limit, tpot_limit;  // per-request limits of goodput
-  std::optional<double> goodput_fraction;
-  std::string text;
-  bool empty() const { return terms.empty() && !goodput_fraction && !ttft_limit && !tpot_limit; }
-};
-// Throws std::invalid_argument naming the bad term.
+using slo_term = schema::load_slo_term;
+using slo_spec = schema::load_slo_spec;  // terms in order, goodput's (if any) last
+// The --slo flag's spec: core's grammar; the message names --slo and ends with an example.
 slo_spec parse_slo(const std::string& text);
 
 struct slo_result {
@@ -44,7 +35,7 @@ struct slo_result {
   std::vector<std::string> lines;  // one per term: "ttft_p99 1.2 s <= 2 s: met"
   struct term_value {
     std::string text;
-    double measured = 0;  // >= 1e299 when failed requests reach the percentile
+    double measured = 0;  // >= schema::k_load_failed_latency_seconds when failed requests reach it
     bool met = true;
   };
   std::vector<term_value> values;
