@@ -43,6 +43,8 @@ void add_name(std::string& list, const std::string& name) {
   if (list.find(name) == std::string::npos) list += (list.empty() ? "" : ", ") + name;
 }
 
+}  // namespace
+
 nlohmann::json to_json(const serving_step_accuracy& a) {
   return {{"label", a.label},
           {"steps", a.steps},
@@ -54,8 +56,6 @@ nlohmann::json to_json(const serving_step_accuracy& a) {
           {"period_mape", a.period_mape},
           {"period_total_ratio", a.period_total_ratio}};
 }
-
-}  // namespace
 
 serving_step_accuracy serving_step_accuracy_of(const serving_fit_input& run,
                                                const fitted_parameters& f) {

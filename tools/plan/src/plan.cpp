@@ -629,16 +629,7 @@ fitted_parameters fit_files(const std::vector<std::string>& sweeps,
     const fitted_parameters embedded = parameters_for(g);
     json before = json::array();
     for (const auto& in : runs) {
-      const serving_step_accuracy a = serving_step_accuracy_of(in, embedded);
-      before.push_back({{"label", a.label},
-                        {"steps", a.steps},
-                        {"mape", a.mape},
-                        {"median_error", a.median_error},
-                        {"worst_abs_error", a.worst_abs_error},
-                        {"total_ratio", a.total_ratio},
-                        {"period_steps", a.period_steps},
-                        {"period_mape", a.period_mape},
-                        {"period_total_ratio", a.period_total_ratio}});
+      before.push_back(to_json(serving_step_accuracy_of(in, embedded)));
     }
     f.stats["embedded_fit_serving_runs"] = {{"fit", embedded.source}, {"runs", before}};
   }
@@ -647,15 +638,7 @@ fitted_parameters fit_files(const std::vector<std::string>& sweeps,
     double abs_sum = 0;
     std::int64_t steps = 0;
     for (const auto& a : held_out_runs(inputs, runs, o)) {
-      per_run.push_back({{"label", a.label},
-                         {"steps", a.steps},
-                         {"mape", a.mape},
-                         {"median_error", a.median_error},
-                         {"worst_abs_error", a.worst_abs_error},
-                         {"total_ratio", a.total_ratio},
-                         {"period_steps", a.period_steps},
-                         {"period_mape", a.period_mape},
-                         {"period_total_ratio", a.period_total_ratio}});
+      per_run.push_back(to_json(a));
       abs_sum += a.mape * static_cast<double>(a.steps);
       steps += a.steps;
     }

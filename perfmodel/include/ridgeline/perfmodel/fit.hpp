@@ -57,6 +57,9 @@ struct serving_step_accuracy {
 };
 serving_step_accuracy serving_step_accuracy_of(const serving_fit_input& run,
                                                const fitted_parameters& f);
+// {label, steps, mape, median_error, worst_abs_error, total_ratio, period_steps, period_mape,
+// period_total_ratio}: the fit document's per-run statistics.
+nlohmann::json to_json(const serving_step_accuracy& a);
 
 // The fit of sweeps and serving runs together: every sweep point and every serving step but each
 // run's first is a row of the same least squares on relative error (weight 1 each), the same
