@@ -537,6 +537,24 @@ std::optional<schema::load_term_verdict> judge(const schema::load_slo_term& t,
   return out;
 }
 
+// One rate level of a load result as the find-max chart reads it (a search level or a
+// confirmation run); callers add what is theirs (order, source, judged_by).
+template <typename Level>
+json rate_level_json(const Level& lv, const schema::serving_row& row, std::optional<bool> met,
+                     std::string why, json terms) {
+  return {{"label", lv.label},
+          {"rate_per_second", *lv.rate_per_second},
+          {"saturated", lv.saturated},
+          {"stopped", lv.stopped},
+          {"requests", row.requests},
+          {"sent", lv.sent},
+          {"finished", row.finished},
+          {"requests_per_second", lv.requests_per_second},
+          {"met", schema::nullable(met)},
+          {"why", std::move(why)},
+          {"terms", std::move(terms)}};
+}
+
 // A `ridgeline load --find-max` result: each level in the order tried with its rate, the SLO's
 // terms as measured there, met or missed and why, and the search's answer.
 json find_max_of(const std::string& path, const schema::serving_results& k,
@@ -564,18 +582,9 @@ json find_max_of(const std::string& path, const schema::serving_results& k,
       met = lv.slo->met;
       why = why_of(lv.slo->terms, lv.slo->met, lv.saturated, lv.stopped);
     }
-    levels.push_back({{"order", static_cast<std::int64_t>(i + 1)},
-                      {"label", lv.label},
-                      {"rate_per_second", *lv.rate_per_second},
-                      {"saturated", lv.saturated},
-                      {"stopped", lv.stopped},
-                      {"requests", row.requests},
-                      {"sent", lv.sent},
-                      {"finished", row.finished},
-                      {"requests_per_second", lv.requests_per_second},
-                      {"met", schema::nullable(met)},
-                      {"why", why},
-                      {"terms", ts}});
+    json level = rate_level_json(lv, row, met, why, std::move(ts));
+    level["order"] = static_cast<std::int64_t>(i + 1);
+    levels.push_back(std::move(level));
   }
   return {{"title", "find-max: " + base_name(path) + " (" + l.model + " at " + l.url + ")"},
           {"source", path},
@@ -620,19 +629,13 @@ json confirmation_of(const std::string& path, const schema::load_level& lv,
   if (!judged_all) judged_by += "; ITL terms not judged (the columns have no token gaps)";
   json ts = json::array();
   for (const auto& v : verdicts) ts.push_back(term_json(v));
-  return {{"source", path},
-          {"label", base_name(path) + ": " + lv.label},
-          {"rate_per_second", *lv.rate_per_second},
-          {"saturated", lv.saturated},
-          {"stopped", lv.stopped},
-          {"requests", row.requests},
-          {"sent", lv.sent},
-          {"finished", row.finished},
-          {"requests_per_second", lv.requests_per_second},
-          {"met", schema::nullable(met)},
-          {"why", why_of(verdicts, met.value_or(true), lv.saturated, lv.stopped)},
-          {"judged_by", judged_by},
-          {"terms", ts}};
+  json level = rate_level_json(lv, row, met,
+                               why_of(verdicts, met.value_or(true), lv.saturated, lv.stopped),
+                               std::move(ts));
+  level["source"] = path;
+  level["label"] = base_name(path) + ": " + lv.label;
+  level["judged_by"] = judged_by;
+  return level;
 }
 
 // ---- serving accuracy: predicted against measured ---------------------------------------------
