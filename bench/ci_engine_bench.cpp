@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -38,6 +39,7 @@ extern char** environ;
 namespace {
 
 using namespace ridgeline;
+using ridgeline::bench::ci::timed_loop;
 using ridgeline::bench::ci::work_items;
 
 std::string source_path(const std::string& relative) {
@@ -91,10 +93,10 @@ void BM_engine_kv_alloc_free(benchmark::State& state) {
   };
   for (int i = 0; i < 8; ++i) unit();  // fill the pool with cached blocks: steady state
   const std::int64_t items = work_items(state, "BM_engine_kv_alloc_free", 10);
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) unit();
     benchmark::ClobberMemory();
-  }
+  });
   state.counters["evictions"] = static_cast<double>(kv.pool().evictions());
   state.SetItemsProcessed(state.iterations() * items * k_batch * (k_prompt_tokens / 16));
 }
@@ -139,13 +141,13 @@ void BM_engine_kv_prefix_lookup(benchmark::State& state) {
   static const prefix_cache_case pc;  // built once (about 0.3 s), shared by every repetition
   const std::int64_t items = work_items(state, "BM_engine_kv_prefix_lookup", 5);
   std::int64_t matched = 0;
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) {
       matched = 0;
       for (const auto& p : pc.prompts) matched += pc.kv->lookup(p, std::ssize(p) - 1).tier1_blocks;
     }
     benchmark::DoNotOptimize(matched);
-  }
+  });
   if (matched == 0) state.SkipWithError("no lookup matched a cached block");
   state.counters["hit_ratio"] =
       static_cast<double>(matched * 16) / static_cast<double>(pc.prompt_tokens);
@@ -243,9 +245,9 @@ void BM_engine_scheduler_step(benchmark::State& state) {
   // serving mix) carries on from one repetition to the next.
   static scheduler_loop loop;
   const std::int64_t items = work_items(state, "BM_engine_scheduler_step", 10);
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) loop.step();
-  }
+  });
   state.counters["mean_batch"] = loop.mean_batch();
   state.SetItemsProcessed(state.iterations() * items);  // steps
 }
@@ -267,9 +269,9 @@ void BM_engine_replay_mooncake(benchmark::State& state) {
   c.scheduler.max_model_len = 0;
   const std::int64_t items = work_items(state, "BM_engine_replay_mooncake", 5);
   simulation_result r;
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) r = simulate(w, c, model);
-  }
+  });
   if (r.finished != std::ssize(w.requests))
     state.SkipWithError("replay did not finish every request");
   state.counters["steps"] = static_cast<double>(r.steps);
@@ -283,12 +285,12 @@ void BM_engine_trace_parse_mooncake(benchmark::State& state) {
   const std::string text = read_whole(source_path("data/traces/mooncake_synthetic_trace.jsonl"));
   const std::int64_t items = work_items(state, "BM_engine_trace_parse_mooncake", 5);
   std::size_t requests = 0;
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) {
       std::istringstream in(text);
       requests = parse_mooncake_trace(in, "mooncake").requests.size();
     }
-  }
+  });
   if (requests != 3993) state.SkipWithError("Mooncake trace: not 3993 requests");
   state.SetBytesProcessed(state.iterations() * items * std::ssize(text));
 }
@@ -299,12 +301,12 @@ void BM_engine_trace_parse_azure(benchmark::State& state) {
   const std::string text = read_whole(source_path("data/traces/azure_llm_2023_conv.csv"));
   const std::int64_t items = work_items(state, "BM_engine_trace_parse_azure", 5);
   std::size_t requests = 0;
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     for (std::int64_t i = 0; i < items; ++i) {
       std::istringstream in(text);
       requests = parse_azure_trace(in, "azure").requests.size();
     }
-  }
+  });
   if (requests != 19366) state.SkipWithError("Azure trace: not 19366 requests");
   state.SetBytesProcessed(state.iterations() * items * std::ssize(text));
 }
@@ -313,18 +315,23 @@ BENCHMARK(BM_engine_trace_parse_azure);
 // ------------------------------------------------------------------------------- planner
 
 // `ridgeline plan`'s rate search, run as the command (bench/ may not link tools/plan; docs/
-// architecture.md): Llama-2-7B on the measured H100 SXM, TP 1, 1,000 generated requests (seed 7),
+// architecture.md): Llama-2-7B on the measured H100 SXM, TP 1, 300 generated requests (seed 7),
 // SLO p99 TTFT 1 s and p99 TPOT 30 ms, which the search meets below its cap after 11 replays.
 // The time is the child's CPU time (user + system, from wait4), so waiting for the process and
-// the parent's own work are not in it; its start-up is: in a CUDA build (the CI's) loading the
-// CUDA libraries costs about 70-100 ms of CPU, against about 190 ms for the search itself at
-// 1,000 requests (200 requests made start-up most of the time). One unit is one command.
+// the parent's own work are not in it; its start-up is. The gate counts instructions instead
+// (scripts/perf_gate.sh sets RIDGELINE_CI_BENCH_CHILD_COUNTS to a file prefix): each command then
+// runs under its own callgrind, which writes PREFIX.<pid>, and the whole command is counted:
+// 0.95 G instructions, of which start-up (`ridgeline --version`) is 0.10 G in a CUDA build and
+// 0.03 G in a CPU-only one. One unit is one command.
 double run_plan_once(const std::string& output_path) {
-  const std::vector<std::string> args = {
-      RIDGELINE_BINARY, "plan",     "--model",    "llama-2-7b",
-      "--gpu",          "h100-sxm", "--workload", "rate=4,requests=1000,seed=7",
-      "--requests",     "1000",     "--slo",      "ttft_p99=1s,tpot_p99=30ms",
-      "--tp",           "1",        "-o",         output_path};
+  std::vector<std::string> args;
+  const char* counts = std::getenv("RIDGELINE_CI_BENCH_CHILD_COUNTS");
+  if (counts != nullptr && *counts != '\0') {
+    args = {"valgrind", "--tool=callgrind", std::string("--callgrind-out-file=") + counts + ".%p"};
+  }
+  args.insert(args.end(), {RIDGELINE_BINARY, "plan", "--model", "llama-2-7b", "--gpu", "h100-sxm",
+                           "--workload", "rate=4,requests=300,seed=7", "--requests", "300",
+                           "--slo", "ttft_p99=1s,tpot_p99=30ms", "--tp", "1", "-o", output_path});
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -333,7 +340,7 @@ double run_plan_once(const std::string& output_path) {
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error(std::string("posix_spawn: ") + std::strerror(rc));
   int status = 0;
@@ -354,11 +361,11 @@ void BM_plan_rate_search(benchmark::State& state) {
                                  .string();
   const std::int64_t items = work_items(state, "BM_plan_rate_search", 5);
   try {
-    for (auto _ : state) {
+    timed_loop(state, [&] {
       double cpu = 0;
       for (std::int64_t i = 0; i < items; ++i) cpu += run_plan_once(output);
       state.SetIterationTime(cpu);
-    }
+    });
     // The last plan, read by its format's reader: the search ran to an SLO-bound rate.
     const schema::plan_document plan = schema::read_plan(output);
     if (plan.rows.size() != 1 || plan.rows[0].simulations != 11 ||

@@ -1,8 +1,16 @@
 // The CI gate's slowdown injection (see ci_gate.hpp).
 #include "ci_gate.hpp"
 
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#else  // no valgrind headers: nothing is counted, and scripts/perf_gate.sh says so
+#define CALLGRIND_START_INSTRUMENTATION
+#define CALLGRIND_STOP_INSTRUMENTATION
+#endif
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <stdexcept>
@@ -20,6 +28,8 @@ std::map<std::string, double, std::less<>>& factors() {
 bool injectable(std::string_view name) {
   return std::find(k_injectable.begin(), k_injectable.end(), name) != k_injectable.end();
 }
+
+std::int64_t g_counted_iterations = 0;
 
 }  // namespace
 
@@ -62,6 +72,26 @@ std::int64_t work_items(benchmark::State& state, std::string_view benchmark, std
   const auto items = std::max<std::int64_t>(1, std::llround(static_cast<double>(base) * f));
   state.counters["work_items"] = static_cast<double>(items);
   return items;
+}
+
+void begin_counted_iteration() { CALLGRIND_START_INSTRUMENTATION; }
+
+void end_counted_iteration() {
+  CALLGRIND_STOP_INSTRUMENTATION;
+  ++g_counted_iterations;
+}
+
+std::int64_t counted_iterations() { return g_counted_iterations; }
+
+bool write_counted_iterations() {
+  const char* path = std::getenv("RIDGELINE_CI_BENCH_COUNTED");
+  if (path == nullptr || *path == '\0') return true;
+  std::FILE* f = std::fopen(path, "w");
+  bool ok = f != nullptr &&
+            std::fprintf(f, "%lld\n", static_cast<long long>(g_counted_iterations)) > 0;
+  if (f != nullptr) ok = std::fclose(f) == 0 && ok;
+  if (!ok) std::fprintf(stderr, "ridgeline_ci_bench: cannot write %s\n", path);
+  return ok;
 }
 
 }  // namespace ridgeline::bench::ci

@@ -5,6 +5,10 @@
 // makes every iteration of BM_engine_scheduler_step do 12 scheduler steps instead of 10: the path
 // does 20 % more of its own work (not a sleep), so the gate must call it slower
 // (scripts/perf_gate.sh --check-injection; docs/compare.md, "CI gate").
+// The gate counts instructions, not seconds: scripts/perf_gate.sh runs each benchmark under
+// callgrind with instrumentation off (--instr-atstart=no), and timed_loop switches it on for each
+// timed iteration only, so set-up and warm-up are not counted. Outside valgrind the switches are a
+// few no-op instructions.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -32,5 +36,25 @@ void read_slowdown(const char* text);
 // The units of work one iteration of `benchmark` does: base x its injected factor, rounded
 // (base when not injected). Adds the counter "work_items" to the state.
 std::int64_t work_items(benchmark::State& state, std::string_view benchmark, std::int64_t base);
+
+// Callgrind's instrumentation on (begin) and off (end) around one timed iteration; end also adds
+// one to counted_iterations(). No-ops outside valgrind.
+void begin_counted_iteration();
+void end_counted_iteration();
+std::int64_t counted_iterations();
+
+// Writes counted_iterations() to the file RIDGELINE_CI_BENCH_COUNTED names, when set (the gate
+// divides the instructions it counted by it). Returns false, with a message, if it cannot.
+bool write_counted_iterations();
+
+// The timed loop of every gate benchmark: `work` is one iteration (its work_items units).
+template <class Work>
+void timed_loop(benchmark::State& state, Work&& work) {
+  for (auto _ : state) {
+    begin_counted_iteration();
+    work();
+    end_counted_iteration();
+  }
+}
 
 }  // namespace ridgeline::bench::ci

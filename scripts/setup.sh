@@ -15,6 +15,7 @@ packages=(
   clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (Debian 12's clang is 14)
   prometheus prometheus-pushgateway curl  # tests/integration/prometheus_test.sh (real servers)
   python3                   # scripts/check_layers.py (the layer check, a unit test)
+  valgrind                  # the CI performance gate counts instructions under callgrind (and its header)
   libjs-chart.js            # Chart.js 3.9, inlined into `ridgeline report` pages
   chromium                  # headless browser for tests/integration/report_browser_test.sh
   nodejs                    # Node.js + npm: tokenizer and GGUF reference checks, openai client test
