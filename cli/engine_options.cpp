@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "ridgeline/core/text.hpp"
+#include "ridgeline/engine/quant_weights.hpp"
 
 namespace ridgeline::cli {
 
@@ -41,6 +42,19 @@ void apply_host_memory(replay::replay_options& o, const std::string& host_memory
   o.serving.host_memory_bytes = host_memory.empty() || host_memory == "0"
                                     ? 0
                                     : static_cast<std::int64_t>(parse_bytes(host_memory));
+}
+
+void add_weights_option(CLI::App* cmd, std::string& weights) {
+  cmd->add_option("--weights", weights,
+                  "Weight format of each layer's linears: bf16, fp8 (e4m3, per channel), int8 or "
+                  "int4 (weight-only, group 128). Default: bf16, or a quantized checkpoint's own "
+                  "format; random weights are quantized from the seeded bf16 ones")
+      ->check(CLI::IsMember({"bf16", "fp8", "int8", "int4"}));
+}
+
+std::optional<planner::weight_format> engine_weights_of(const std::string& weights) {
+  if (weights.empty()) return std::nullopt;
+  return parse_engine_weights(weights);
 }
 
 }  // namespace ridgeline::cli

@@ -1,7 +1,9 @@
 // The CUDA executor (see cuda_engine.hpp). Host code over the launchers of kernels/cuda.
 //
-// Memory: weights (bf16), one scratch set for max_tokens tokens, the attention workspace, then the
-// KV pool takes what is left of memory_fraction of free memory. Every input array lives at a fixed
+// Memory: weights (bf16, and the packed block linears of a quantized format), one scratch set for
+// max_tokens tokens, the attention workspace, the dequantize scratch (one packed layer as bf16,
+// when a step may take that path), then the KV pool takes what is left of memory_fraction of free
+// memory. Every input array lives at a fixed
 // device address (uploaded from pinned staging before each step), so a captured graph replays
 // with new inputs. Graphs are keyed by (sequences, tokens, block-table width) of decode-only
 // steps; other steps run eagerly.
@@ -39,6 +41,7 @@ struct cuda_backend {
   cudaStream_t s;
   cuda::linear_runner& linear_runner;
   bool pdl;
+  bf16_bits* dequant_scratch;  // one packed layer as bf16 (null: no step takes that path)
   void embedding(const embedding_params& p) { cuda::embedding(p, s, pdl); }
   void rms_norm(const rms_norm_params& p) { cuda::rms_norm(p, s, pdl); }
   void linear(const linear_params& p) { linear_runner.run(p, s, pdl); }
@@ -55,6 +58,14 @@ struct cuda_backend {
   // Fused on the GEMV path (one launch, bitwise the same act), else GEMM then swiglu.
   void linear_swiglu(const linear_params& l, const swiglu_params& p) {
     linear_runner.run_swiglu(l, p, s, pdl);
+  }
+  // Packed weights (engine_options::weights): the quantized GEMV, or dequantize + bf16 GEMM.
+  void quant_linear(const linear_params& p, const packed_quant_view& w) {
+    linear_runner.run_quant(p, w, dequant_scratch, s, pdl);
+  }
+  void quant_linear_swiglu(const linear_params& p, const packed_quant_view& w,
+                           const swiglu_params& act) {
+    linear_runner.run_quant_swiglu(p, w, dequant_scratch, act, s, pdl);
   }
   void sampling(const sampling_params& p) { cuda::sampling(p, s, pdl); }
   void range_push(const char* name) { metrics::nvtx_push(name); }
@@ -90,8 +101,22 @@ engine_options effective_options(engine_options o) {
   return o;
 }
 
+bool engine_may_dequantize(const engine_options& options) {
+  const engine_options o = effective_options(options);
+  return o.batch_invariant || o.max_tokens > cuda::k_quant_sliced_max_tokens;
+}
+
 engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& options,
                                       std::int64_t free_bytes) {
+  const planner::weight_format f = options.weights.value_or(planner::weight_format::bf16);
+  check_engine_weights(f);
+  validate(m);
+  return plan_engine_memory(m, options, free_bytes, f, uniform_storage(m, f));
+}
+
+engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& options,
+                                      std::int64_t free_bytes, planner::weight_format f,
+                                      std::span<const tensor_storage> storage) {
   const engine_options o = effective_options(options);
   validate(m);
   if (m.planning_only) {
@@ -100,8 +125,10 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   if (o.max_tokens <= 0 || o.max_seqs <= 0 || o.block_tokens <= 0) {
     throw std::invalid_argument("engine: max_tokens, max_seqs and block_tokens must be positive");
   }
-  // The one memory planner (perfmodel/memory_model.hpp), from free memory, bf16 weights and KV.
+  // The one memory planner (perfmodel/memory_model.hpp), from free memory, the weights' format and
+  // KV; then corrected to the exact packed bytes and the dequantize scratch (quant_weights.hpp).
   planner::memory_options mo;
+  mo.weights = f;
   mo.block_tokens = o.block_tokens;
   mo.max_batched_tokens = o.max_tokens;
   mo.max_running = o.max_seqs;
@@ -115,11 +142,21 @@ engine_memory_plan plan_engine_memory(const model_preset& m, const engine_option
   if (!plan.fits) throw std::invalid_argument(plan.why_not);
   engine_memory_plan p;
   p.free_bytes = free_bytes;
-  p.weight_bytes = static_cast<std::int64_t>(plan.weight_bytes);
-  p.scratch_bytes = static_cast<std::int64_t>(plan.workspace_bytes);
+  p.weights = f;
+  // All bf16: the planner's figures as they are (as before quantized formats existed).
+  const bool all_bf16 =
+      f == planner::weight_format::bf16 && largest_packed_elements(m, storage) == 0;
+  p.weight_bytes = all_bf16 ? static_cast<std::int64_t>(plan.weight_bytes)
+                            : weight_storage_bytes(m, storage);
+  p.dequant_scratch_bytes =
+      engine_may_dequantize(o) ? largest_packed_elements(m, storage) * 2 : 0;
+  p.scratch_bytes = static_cast<std::int64_t>(plan.workspace_bytes) + p.dequant_scratch_bytes;
   p.attention_workspace_bytes = mo.attention_workspace_bytes.value_or(0);
   p.kv_bytes_per_block = plan.kv_bytes_per_block;
-  p.kv_blocks = static_cast<int>(plan.kv_blocks);
+  p.kv_blocks = all_bf16 ? static_cast<int>(plan.kv_blocks)
+                         : static_cast<int>(corrected_kv_blocks(
+                               plan, p.weight_bytes, p.dequant_scratch_bytes, o.num_kv_blocks,
+                               m.name + " in " + std::string(planner::name(f))));
   p.kv_bytes = p.kv_blocks * p.kv_bytes_per_block;
   return p;
 }
@@ -141,7 +178,13 @@ struct cuda_engine::impl {
   cuda::stream stream;
   cuda::linear_runner linear_runner;
   cuda::device_buffer weights, kv, scratch, inputs, rope_table;
-  std::vector<std::pair<std::int64_t, std::int64_t>> tensor_offsets;  // element offset, count
+  // Per tensor of weight_tensors(): its element offset in `weights` and its element count (bf16
+  // tensors), or its packed matrix in `packed` (storage[i].packed).
+  std::vector<std::pair<std::int64_t, std::int64_t>> tensor_offsets;
+  planner::weight_format format = planner::weight_format::bf16;
+  std::vector<tensor_storage> storage;
+  cuda::device_buffer packed, dequant;
+  std::vector<packed_quant_view> packed_views;  // per tensor (device pointers); set when packed
   decoder_weights w;
   kv_pool_view kv_view;
   step_buffers buf{};
@@ -183,6 +226,34 @@ struct cuda_engine::impl {
                                            .gemm_candidates = o.gemm_candidates}) {}
 
   void apply_pdl(bool on) { opt.pdl = on; }
+
+  // Tensor i of weight_tensors() from the host, in the storage the engine keeps it in.
+  void upload_tensor(std::size_t i, const loaded_tensor& t) {
+    if (storage[i].packed) {
+      if (!t.packed) throw std::logic_error("engine: a packed tensor given as bf16");
+      const packed_quant_view& v = packed_views[i];
+      const packed_quant_view h = t.packed->view();
+      if (h.kind != v.kind || h.rows != v.rows || h.cols != v.cols ||
+          h.group_size != v.group_size) {
+        throw std::logic_error("engine: a packed tensor of another shape or kind");
+      }
+      RIDGELINE_CUDA_CHECK(cudaMemcpy(const_cast<std::uint8_t*>(v.data), h.data, h.data_bytes(),
+                                      cudaMemcpyHostToDevice));
+      RIDGELINE_CUDA_CHECK(cudaMemcpy(const_cast<float*>(v.scales), h.scales,
+                                      h.scale_count() * 4, cudaMemcpyHostToDevice));
+      if (h.zero_bytes() > 0) {
+        RIDGELINE_CUDA_CHECK(cudaMemcpy(const_cast<std::uint8_t*>(v.zeros), h.zeros,
+                                        h.zero_bytes(), cudaMemcpyHostToDevice));
+      }
+      return;
+    }
+    const auto& [off, count] = tensor_offsets[i];
+    if (t.bf16.size() != static_cast<std::size_t>(count)) {
+      throw std::logic_error("engine: a bf16 tensor of another size");
+    }
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(weights.data<bf16_bits>() + off, t.bf16.data(),
+                                    static_cast<std::size_t>(count) * 2, cudaMemcpyHostToDevice));
+  }
 
   ~impl() {
     // Nothing in flight may still read or write the pinned buffers freed below.
@@ -265,7 +336,8 @@ struct cuda_engine::impl {
   }
 
   void forward(const step_inputs& in) {
-    cuda_backend b{stream.get(), linear_runner, opt.pdl};
+    cuda_backend b{stream.get(), linear_runner, opt.pdl,
+                   dequant.bytes() > 0 ? dequant.data<bf16_bits>() : nullptr};
     decoder_forward(b, cfg, w, kv_view, buf, in);
   }
 
@@ -348,39 +420,120 @@ cuda_engine::cuda_engine(const decoder_config& c, const engine_options& options)
   }
   validate(c.model);
   const model_preset& model = c.model;
-  // Read a checkpoint (and check every shape) before anything is allocated on the GPU.
-  std::vector<bf16_bits> host_weights;
-  if (!o.checkpoint.empty()) host_weights = load_checkpoint_weights(o.checkpoint, model);
+  // The weights' format (the load rules of quant_weights.hpp), then read a checkpoint (and check
+  // every shape) before anything is allocated on the GPU.
+  m->format = resolve_weight_format(o.weights, o.checkpoint);
+  std::vector<loaded_tensor> host_weights;
+  std::vector<bf16_bits> flat_weights;  // a bf16 run of a checkpoint that is not quantized
+  if (!o.checkpoint.empty() && m->format == planner::weight_format::bf16 &&
+      (is_gguf_checkpoint(o.checkpoint) || !checkpoint_weight_format(o.checkpoint))) {
+    // One host copy, as before quantized formats existed (a GGUF file is dequantized on load).
+    flat_weights = load_checkpoint_weights(o.checkpoint, model);
+    m->storage.assign(weight_tensors(model).size(), tensor_storage{});
+  } else if (!o.checkpoint.empty()) {
+    host_weights = load_checkpoint_for_engine(o.checkpoint, model, m->format);
+    for (const loaded_tensor& t : host_weights) {
+      tensor_storage st;
+      if (t.packed) st = {true, t.packed->source, t.packed->group_size};
+      m->storage.push_back(st);
+    }
+  } else {
+    m->storage = uniform_storage(model, m->format);
+  }
   if (metrics::device_count() == 0) {
     throw no_device_error("the CUDA engine needs a GPU: " + metrics::no_device_reason());
   }
   RIDGELINE_CUDA_CHECK(cudaSetDevice(o.device));
   const auto dev = metrics::query_device(o.device);
-  m->plan = plan_engine_memory(model, o, dev ? dev->memory_free_bytes : 0);
+  m->plan =
+      plan_engine_memory(model, o, dev ? dev->memory_free_bytes : 0, m->format, m->storage);
   const model_preset& mp = m->cfg.model;
 
-  // Weights: one allocation, tensors in weight_tensors() order, 256-byte aligned each.
+  // Weights: bf16 tensors in one allocation, in weight_tensors() order, 256-byte aligned each;
+  // packed tensors in another, each one's data, scales and zero points 256-byte aligned.
   const auto tensors = weight_tensors(mp);
-  const auto offsets = weight_offsets(mp, 128);
+  std::int64_t bf16_elements = 0, packed_bytes = 0;
+  std::vector<std::int64_t> packed_offsets(tensors.size(), 0);
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    m->tensor_offsets.emplace_back(offsets[i], tensors[i].elements);
+    if (m->storage[i].packed) {
+      m->tensor_offsets.emplace_back(0, 0);
+      packed_offsets[i] = packed_bytes;
+      packed_bytes += storage_bytes(tensors[i], m->storage[i]);
+    } else {
+      m->tensor_offsets.emplace_back(bf16_elements, tensors[i].elements);
+      bf16_elements += (tensors[i].elements + 127) / 128 * 128;
+    }
   }
-  m->weights = cuda::device_buffer(static_cast<std::size_t>(offsets.back()) * 2);
+  m->weights = cuda::device_buffer(static_cast<std::size_t>(bf16_elements) * 2);
+  m->packed = cuda::device_buffer(static_cast<std::size_t>(packed_bytes));
   auto* base = m->weights.data<bf16_bits>();
-  for (std::size_t i = 0, at = 0; i < tensors.size() && !host_weights.empty(); ++i) {
-    RIDGELINE_CUDA_CHECK(cudaMemcpy(base + m->tensor_offsets[i].first, host_weights.data() + at,
-                                    static_cast<std::size_t>(tensors[i].elements) * 2,
-                                    cudaMemcpyHostToDevice));
-    at += static_cast<std::size_t>(tensors[i].elements);
+  m->packed_views.resize(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!m->storage[i].packed) continue;
+    // The view's shape from a host matrix of this storage (no data), its pointers into `packed`.
+    cpu::packed_quant_matrix shape;
+    shape.kind = cpu::packed_kind_of(m->storage[i].format);
+    shape.rows = tensors[i].rows;
+    shape.cols = tensors[i].cols;
+    shape.group_size = m->storage[i].format == cpu::quant_format::int4_group
+                           ? m->storage[i].group_size
+                           : packed_is_grouped(shape.kind) ? cpu::k_ggml_block_elements : 0;
+    packed_quant_view v = shape.view();
+    auto* at = m->packed.data<std::uint8_t>() + packed_offsets[i];
+    v.data = at;
+    at += (v.data_bytes() + 255) / 256 * 256;
+    v.scales = reinterpret_cast<const float*>(at);
+    at += (v.scale_count() * 4 + 255) / 256 * 256;
+    v.zeros = v.zero_bytes() > 0 ? at : nullptr;
+    m->packed_views[i] = v;
   }
-  for (std::size_t i = 0; i < tensors.size() && host_weights.empty(); ++i) {
-    const auto& t = tensors[i];
-    // The rule of random_weights.hpp (shared with the host-side fill of the CPU executor).
-    cuda::fill_uniform(base + m->tensor_offsets[i].first, dtype::bf16,
-                       static_cast<std::size_t>(t.elements), random_tensor_seed(o.seed, i),
-                       random_weight_scale(t, i), m->stream.get(), random_weight_offset(t));
+  if (!flat_weights.empty()) {
+    for (std::size_t i = 0, at = 0; i < tensors.size(); ++i) {
+      RIDGELINE_CUDA_CHECK(cudaMemcpy(base + m->tensor_offsets[i].first, flat_weights.data() + at,
+                                      static_cast<std::size_t>(tensors[i].elements) * 2,
+                                      cudaMemcpyHostToDevice));
+      at += static_cast<std::size_t>(tensors[i].elements);
+    }
+    flat_weights = {};
+  } else if (!host_weights.empty()) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) m->upload_tensor(i, host_weights[i]);
+    host_weights.clear();
+  } else {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
+      if (m->storage[i].packed) {
+        // The seeded bf16 weights quantized on the host (quant_weights.hpp), then uploaded.
+        loaded_tensor lt;
+        lt.packed = random_packed_tensor(mp, i, o.seed, m->storage[i]);
+        m->upload_tensor(i, lt);
+        continue;
+      }
+      // The rule of random_weights.hpp (shared with the host-side fill of the CPU executor).
+      cuda::fill_uniform(base + m->tensor_offsets[i].first, dtype::bf16,
+                         static_cast<std::size_t>(t.elements), random_tensor_seed(o.seed, i),
+                         random_weight_scale(t, i), m->stream.get(), random_weight_offset(t));
+    }
   }
-  m->w = bind_weights(mp, tensor_pointers(mp, base, 128));
+  std::vector<const bf16_bits*> pointers;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    pointers.push_back(m->storage[i].packed ? nullptr : base + m->tensor_offsets[i].first);
+  }
+  m->w = bind_weights(mp, pointers);
+  for (int l = 0; l < mp.layers; ++l) {
+    // weight_tensors() order: embedding, then per layer attn_norm, qkv, o, mlp_norm, gate_up, down.
+    const std::size_t first = 1 + 6 * static_cast<std::size_t>(l);
+    auto view_of = [&](std::size_t i) -> const packed_quant_view* {
+      return m->storage[i].packed ? &m->packed_views[i] : nullptr;
+    };
+    layer_weights& lw = m->w.layers[static_cast<std::size_t>(l)];
+    lw.qkv_packed = view_of(first + 1);
+    lw.o_packed = view_of(first + 2);
+    lw.gate_up_packed = view_of(first + 4);
+    lw.down_packed = view_of(first + 5);
+  }
+  if (m->plan.dequant_scratch_bytes > 0) {
+    m->dequant = cuda::device_buffer(static_cast<std::size_t>(m->plan.dequant_scratch_bytes));
+  }
 
   // KV pool.
   m->kv_view.num_blocks = m->plan.kv_blocks;
@@ -686,25 +839,53 @@ void cuda_engine::load_weights(std::span<const bf16_bits> weights) {
                                 " weight elements given, " + m->cfg.model.name + " has " +
                                 std::to_string(total));
   }
+  const auto tensors = weight_tensors(m->cfg.model);
   std::size_t at = 0;
-  for (const auto& [off, count] : m->tensor_offsets) {
-    RIDGELINE_CUDA_CHECK(cudaMemcpy(m->weights.data<bf16_bits>() + off, weights.data() + at,
-                                    static_cast<std::size_t>(count) * 2, cudaMemcpyHostToDevice));
-    at += static_cast<std::size_t>(count);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const weight_tensor& t = tensors[i];
+    loaded_tensor lt;
+    if (m->storage[i].packed) {
+      lt.packed = pack_bf16_tensor(t, weights.data() + at, m->storage[i]);
+    } else {
+      lt.bf16.assign(weights.begin() + static_cast<std::ptrdiff_t>(at),
+                     weights.begin() + static_cast<std::ptrdiff_t>(at + t.elements));
+    }
+    m->upload_tensor(i, lt);
+    at += static_cast<std::size_t>(t.elements);
   }
 }
 
 std::vector<bf16_bits> cuda_engine::download_weights() const {
   if (!m->flights.empty()) throw std::logic_error("engine: weights or KV copied with steps in flight");
   m->stream.synchronize();
+  const auto tensors = weight_tensors(m->cfg.model);
   std::vector<bf16_bits> host;
-  for (const auto& [off, count] : m->tensor_offsets) {
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
     const std::size_t at = host.size();
-    host.resize(at + static_cast<std::size_t>(count));
-    RIDGELINE_CUDA_CHECK(cudaMemcpy(host.data() + at, m->weights.data<bf16_bits>() + off,
-                                    static_cast<std::size_t>(count) * 2, cudaMemcpyDeviceToHost));
+    const auto count = static_cast<std::size_t>(tensors[i].elements);
+    host.resize(at + count);
+    if (m->storage[i].packed) {
+      const cuda::device_buffer tmp(count * 2);
+      cuda::quant_dequantize_bf16(m->packed_views[i], tmp.data<bf16_bits>(), m->stream.get());
+      m->stream.synchronize();
+      RIDGELINE_CUDA_CHECK(
+          cudaMemcpy(host.data() + at, tmp.data(), count * 2, cudaMemcpyDeviceToHost));
+      continue;
+    }
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(host.data() + at,
+                                    m->weights.data<bf16_bits>() + m->tensor_offsets[i].first,
+                                    count * 2, cudaMemcpyDeviceToHost));
   }
   return host;
+}
+
+planner::weight_format cuda_engine::weight_format() const { return m->format; }
+
+int cuda_engine::packed_tensors() const {
+  return static_cast<int>(
+      std::count_if(m->storage.begin(), m->storage.end(), [](const tensor_storage& t) {
+        return t.packed;
+      }));
 }
 
 std::vector<bf16_bits> cuda_engine::download_kv() const {

@@ -13,9 +13,11 @@
 
 #include "checkpoint_gguf.hpp"
 #include "checkpoint_json.hpp"
+#include "checkpoint_quant.hpp"
 #include "ridgeline/core/errors.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/text.hpp"
+#include "ridgeline/kernels/numeric.hpp"
 
 namespace ridgeline {
 namespace fs = std::filesystem;
@@ -322,6 +324,119 @@ std::vector<bf16_bits> load_checkpoint_weights(const fs::path& dir_or_file, cons
       [](const hf_part& part) { return elements_of(part); },
       [&reader](const hf_part& part, bf16_bits* dst) { reader.read(part.name, dst); });
 }
+
+namespace detail {
+
+cpu::quantized_matrix stack_rows(const std::vector<cpu::quantized_matrix>& parts) {
+  if (parts.empty()) throw std::logic_error("stack_rows: no parts");
+  cpu::quantized_matrix out;
+  out.format = parts.front().format;
+  out.cols = parts.front().cols;
+  out.group_size = parts.front().group_size;
+  for (const cpu::quantized_matrix& q : parts) {
+    if (q.format != out.format || q.cols != out.cols || q.group_size != out.group_size) {
+      throw std::invalid_argument("checkpoint: the parts of one fused tensor are stored in " +
+                                  cpu::quant_format_name(out.format) + " [" +
+                                  std::to_string(out.cols) + " columns] and " +
+                                  cpu::quant_format_name(q.format) + " [" +
+                                  std::to_string(q.cols) + " columns]");
+    }
+    // Every array of quant.hpp's formats is row-major with a fixed stride per row.
+    out.rows += q.rows;
+    out.data.insert(out.data.end(), q.data.begin(), q.data.end());
+    out.scales.insert(out.scales.end(), q.scales.begin(), q.scales.end());
+    out.zeros.insert(out.zeros.end(), q.zeros.begin(), q.zeros.end());
+  }
+  return out;
+}
+
+std::optional<quantization_config> hf_quantization(const fs::path& dir_or_file) {
+  std::error_code ec;
+  const fs::path folder = fs::is_directory(dir_or_file, ec) ? dir_or_file : dir_or_file.parent_path();
+  const fs::path cfg = folder / "config.json";
+  if (fs::exists(cfg, ec)) {
+    const json j = parse_json(read_text_file(cfg), cfg.string(), "the file");
+    if (j.is_object() && j.contains("quantization_config")) return read_quantization_config(cfg);
+  }
+  const fs::path qcfg = folder / "quantize_config.json";
+  if (fs::exists(qcfg, ec)) return read_quantization_config(qcfg);
+  return std::nullopt;
+}
+
+std::vector<loaded_tensor> load_hf_quantized_for_engine(const fs::path& dir_or_file,
+                                                        const model_preset& m,
+                                                        const quantization_config& q,
+                                                        planner::weight_format f,
+                                                        std::optional<bool> tie_word_embeddings) {
+  validate(m);
+  safetensors_reader reader(dir_or_file, safetensors_dtypes::any);
+  const bool tied =
+      tie_word_embeddings ? *tie_word_embeddings : tie_from_config_beside(reader.folder());
+  auto shape_error = [&](const std::string& name, std::int64_t rows, std::int64_t cols,
+                         const std::vector<std::int64_t>& want) {
+    throw std::invalid_argument(reader.file_of(name).string() + ": " + name + " holds [" +
+                                std::to_string(rows) + ", " + std::to_string(cols) +
+                                "] (out, in); the config says " + shape_text(want));
+  };
+  const auto tensors = weight_tensors(m);
+  std::vector<loaded_tensor> out(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const weight_tensor& t = tensors[i];
+    loaded_tensor& lt = out[i];
+    if (t.name == "lm_head" && tied) {
+      lt.bf16 = out[0].bf16;  // the embedding
+      continue;
+    }
+    const std::vector<hf_part> parts = hf_parts(t, m);
+    if (!is_block_linear(t)) {
+      lt.bf16.resize(static_cast<std::size_t>(t.elements));
+      std::int64_t at = 0;
+      for (const hf_part& part : parts) {
+        const safetensors_tensor* st = reader.find(part.name);
+        if (!st) reader.missing(part.name);
+        if (st->shape != part.shape) {
+          throw std::invalid_argument(reader.file_of(part.name).string() + ": " + part.name +
+                                      " has shape " + shape_text(st->shape) +
+                                      "; the config says " + shape_text(part.shape));
+        }
+        reader.read(part.name, lt.bf16.data() + at);
+        at += elements_of(part);
+      }
+      continue;
+    }
+    // A quantized linear: <prefix>.qweight ... or <prefix>.weight + scale (fp8).
+    std::vector<cpu::quantized_matrix> codes;
+    for (const hf_part& part : parts) {
+      const std::string prefix = part.name.substr(0, part.name.size() - std::string(".weight").size());
+      if (f == planner::weight_format::bf16) {
+        const dequantized_linear d = read_quantized_linear(reader, prefix, q);
+        if (d.out_features != part.shape[0] || d.in_features != part.shape[1]) {
+          shape_error(part.name, d.out_features, d.in_features, part.shape);
+        }
+        for (const float v : d.weight) lt.bf16.push_back(cpu::float_to_bf16(v));
+        continue;
+      }
+      cpu::quantized_matrix c = read_quantized_linear_codes(reader, prefix, q);
+      if (c.rows != part.shape[0] || c.cols != part.shape[1]) {
+        shape_error(part.name, c.rows, c.cols, part.shape);
+      }
+      codes.push_back(std::move(c));
+    }
+    if (f != planner::weight_format::bf16) {
+      const cpu::quantized_matrix whole = stack_rows(codes);
+      try {
+        cpu::check_packable(whole.format, whole.rows, whole.cols, whole.group_size);
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(reader.folder().string() + ": " + parts.front().name + ": " +
+                                    e.what() + " (--weights bf16 runs it dequantized)");
+      }
+      lt.packed = cpu::pack_quantized(whole.view());
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
 
 void save_checkpoint(const fs::path& file, const model_preset& m,
                      std::span<const bf16_bits> weights, bool tie_embeddings) {

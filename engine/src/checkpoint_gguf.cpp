@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "checkpoint_gguf.hpp"
+#include "checkpoint_quant.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/checkpoint.hpp"
 #include "ridgeline/engine/gguf.hpp"
@@ -255,6 +256,120 @@ std::vector<bf16_bits> load_gguf_weights(const fs::path& file, const model_prese
           std::transform(x.begin(), x.end(), dst, cpu::float_to_bf16);
         }
       });
+}
+
+namespace {
+
+bool is_linear_name(const std::string& n) {
+  for (const char* k : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight",
+                        ".attn_output.weight", ".ffn_gate.weight", ".ffn_up.weight",
+                        ".ffn_down.weight"}) {
+    const std::string_view tail(k);
+    if (n.rfind("blk.", 0) == 0 && n.size() > tail.size() &&
+        n.compare(n.size() - tail.size(), tail.size(), tail) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<planner::weight_format> gguf_weight_format(const fs::path& file) {
+  const gguf_file f(file);
+  bool q4 = false, q8 = false;
+  for (const gguf_tensor_info& t : f.tensors()) {
+    if (!is_linear_name(t.name)) continue;
+    q4 = q4 || t.type == ggml_type::q4_0;
+    q8 = q8 || t.type == ggml_type::q8_0;
+  }
+  if (q4 && q8) {
+    fail(f, "its linear tensors mix Q4_0 and Q8_0; the engine runs one quantized format at a time "
+            "(--weights bf16 runs the file dequantized)");
+  }
+  if (q4) return planner::weight_format::int4;
+  if (q8) return planner::weight_format::int8;
+  return std::nullopt;
+}
+
+std::vector<loaded_tensor> load_gguf_for_engine(const fs::path& file, const model_preset& m,
+                                                planner::weight_format target,
+                                                std::optional<bool> tie_word_embeddings) {
+  // Every check of the bf16 load (shapes, types, metadata) and the bf16 values of the tensors
+  // that stay bf16. The packed tensors' bf16 copies are dropped below.
+  const std::vector<bf16_bits> all = load_gguf_weights(file, m, tie_word_embeddings);
+  const gguf_file f(file);
+  const ggml_type want = target == planner::weight_format::int4   ? ggml_type::q4_0
+                         : target == planner::weight_format::int8 ? ggml_type::q8_0
+                                                                  : ggml_type::f32;
+  if (want == ggml_type::f32 && target != planner::weight_format::bf16) {
+    fail(f, "GGUF files hold no " + std::string(planner::name(target)) +
+                " weights (Q4_0 runs as int4, Q8_0 as int8; --weights bf16 dequantizes)");
+  }
+  const auto tensors = weight_tensors(m);
+  std::vector<loaded_tensor> out(tensors.size());
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const weight_tensor& t = tensors[i];
+    const auto n = static_cast<std::size_t>(t.elements);
+    bool packed = false;
+    if (target != planner::weight_format::bf16 && is_block_linear(t)) {
+      const std::vector<gguf_part> parts = gguf_parts(t, m);
+      std::size_t matching = 0;
+      for (const gguf_part& part : parts) {
+        const auto it =
+            std::find_if(f.tensors().begin(), f.tensors().end(),
+                         [&](const gguf_tensor_info& x) { return x.name == part.name; });
+        if (it->type == want) {
+          ++matching;
+        } else if (it->type == ggml_type::q4_0 || it->type == ggml_type::q8_0) {
+          fail(f, "tensor " + part.name + " has ggml type " + ggml_type_name(it->type) +
+                      "; --weights " + std::string(planner::name(target)) + " runs " +
+                      ggml_type_name(want) + " (--weights bf16 dequantizes every tensor)");
+        }
+      }
+      if (matching == parts.size()) {
+        packed = true;
+        const cpu::quant_format qf =
+            want == ggml_type::q4_0 ? cpu::quant_format::q4_0 : cpu::quant_format::q8_0;
+        const int block_bytes = want == ggml_type::q4_0 ? cpu::k_q4_0_block_bytes
+                                                        : cpu::k_q8_0_block_bytes;
+        std::vector<cpu::quantized_matrix> stacked;
+        for (const gguf_part& part : parts) {
+          const auto cols = static_cast<int>(part.dims[0]);
+          const auto rows = static_cast<int>(part.dims[1]);
+          const std::span<const std::uint8_t> bytes = f.tensor_bytes(part.name);
+          const std::size_t row_bytes = static_cast<std::size_t>(cols / 32) * block_bytes;
+          cpu::quantized_matrix q;
+          q.format = qf;
+          q.rows = rows;
+          q.cols = cols;
+          q.data.resize(static_cast<std::size_t>(rows) * row_bytes);
+          const int half = m.head_dim / 2;
+          for (int r = 0; r < rows; ++r) {
+            // Q and K: the file's rows in llama.cpp's RoPE order, moved whole (unpermute_rope_rows).
+            int src = r;
+            if (part.unpermute) {
+              const int head = r / m.head_dim, within = r % m.head_dim;
+              src = head * m.head_dim + 2 * (within % half) + within / half;
+            }
+            std::copy_n(bytes.data() + static_cast<std::size_t>(src) * row_bytes, row_bytes,
+                        q.data.data() + static_cast<std::size_t>(r) * row_bytes);
+          }
+          stacked.push_back(std::move(q));
+        }
+        const cpu::quantized_matrix whole = stack_rows(stacked);
+        cpu::check_packable(whole.format, whole.rows, whole.cols, cpu::k_ggml_block_elements);
+        out[i].packed = cpu::pack_quantized(whole.view());
+      }
+    }
+    if (!packed) {
+      out[i].bf16.assign(all.begin() + static_cast<std::ptrdiff_t>(at),
+                         all.begin() + static_cast<std::ptrdiff_t>(at + n));
+    }
+    at += n;
+  }
+  return out;
 }
 
 }  // namespace detail

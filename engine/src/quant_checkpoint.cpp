@@ -373,4 +373,177 @@ dequantized_linear read_quantized_linear(safetensors_reader& r, const std::strin
                          q.gptq_zeros, source);
 }
 
+namespace {
+
+// quant.hpp's int4_group layout: element c of a row is nibble c % 8 of word c / 8 (little-endian).
+void put_nibble(std::vector<std::uint8_t>& words, std::size_t word_base, std::size_t i, int v) {
+  std::uint8_t& b = words[(word_base + i / 8) * 4 + (i % 8) / 2];
+  const int shift = 4 * static_cast<int>(i % 2);
+  b = static_cast<std::uint8_t>((b & ~(0xf << shift)) | ((v & 0xf) << shift));
+}
+
+cpu::quantized_matrix int4_shell(int out, int in, int group_size, const stored_tensor& t,
+                                 const std::string& source) {
+  if (group_size % 8 != 0 || in % group_size != 0) {
+    fail(source, t,
+         "has groups of " + std::to_string(group_size) + " over " + std::to_string(in) +
+             " inputs, which the packed int4 layout cannot hold (whole groups, a multiple of 8; "
+             "--weights bf16 runs it dequantized)");
+  }
+  cpu::quantized_matrix q;
+  q.format = cpu::quant_format::int4_group;
+  q.rows = out;
+  q.cols = in;
+  q.group_size = group_size;
+  const std::size_t groups = static_cast<std::size_t>(in / group_size);
+  q.data.assign(static_cast<std::size_t>(out) * static_cast<std::size_t>(in / 8) * 4, 0);
+  q.scales.assign(static_cast<std::size_t>(out) * groups, 0.0f);
+  q.zeros.assign(static_cast<std::size_t>(out) * ((groups + 7) / 8) * 4, 0);
+  return q;
+}
+
+}  // namespace
+
+cpu::quantized_matrix quantized_awq_codes(const stored_tensor& qweight, const stored_tensor& qzeros,
+                                          const stored_tensor& scales, int group_size,
+                                          const std::string& source) {
+  // The dequantizer's checks (dtypes, shapes, finite scales) first.
+  const dequantized_linear checked = dequantize_awq(qweight, qzeros, scales, group_size, source);
+  const int out = checked.out_features, in = checked.in_features;
+  const std::int64_t out8 = out / 8;
+  cpu::quantized_matrix q = int4_shell(out, in, group_size, qweight, source);
+  const std::size_t groups = static_cast<std::size_t>(in / group_size);
+  const std::size_t zero_words = (groups + 7) / 8;
+  for (std::int64_t i = 0; i < in; ++i) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      const int k = k_awq_nibble_of_column[static_cast<std::size_t>(o % 8)];
+      put_nibble(q.data, static_cast<std::size_t>(o) * static_cast<std::size_t>(in / 8),
+                 static_cast<std::size_t>(i),
+                 nibble(word(qweight, static_cast<std::size_t>(i * out8 + o / 8)), k));
+    }
+  }
+  for (std::size_t g = 0; g < groups; ++g) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      const int k = k_awq_nibble_of_column[static_cast<std::size_t>(o % 8)];
+      const auto row = static_cast<std::size_t>(o);
+      q.scales[row * groups + g] = scale_at(scales, g * static_cast<std::size_t>(out) + row);
+      put_nibble(q.zeros, row * zero_words, g,
+                 nibble(word(qzeros, g * static_cast<std::size_t>(out8) + row / 8), k));
+    }
+  }
+  return q;
+}
+
+cpu::quantized_matrix quantized_gptq_codes(const stored_tensor& qweight,
+                                           const stored_tensor& qzeros,
+                                           const stored_tensor& scales,
+                                           const stored_tensor* g_idx, int group_size,
+                                           gptq_zero_format zeros, const std::string& source) {
+  const dequantized_linear checked =
+      dequantize_gptq(qweight, qzeros, scales, g_idx, group_size, zeros, source);
+  const int out = checked.out_features, in = checked.in_features;
+  const int G = group_size <= 0 ? in : group_size;
+  if (g_idx) {
+    for (std::int64_t i = 0; i < in; ++i) {
+      std::int64_t g;
+      if (g_idx->dtype == "I32") {
+        std::int32_t v;
+        std::memcpy(&v, g_idx->bytes.data() + 4 * i, 4);
+        g = v;
+      } else {
+        std::memcpy(&g, g_idx->bytes.data() + 8 * i, 8);
+      }
+      if (g != i / G) {
+        fail(source, *g_idx,
+             "sends input row " + std::to_string(i) + " to group " + std::to_string(g) +
+                 " (act-order); the packed int4 layout needs groups of consecutive rows "
+                 "(--weights bf16 runs it dequantized)");
+      }
+    }
+  }
+  cpu::quantized_matrix q = int4_shell(out, in, G, qweight, source);
+  const std::size_t groups = static_cast<std::size_t>(in / G);
+  const std::size_t zero_words = (groups + 7) / 8;
+  const int zero_offset = zeros == gptq_zero_format::v1 ? 1 : 0;
+  for (std::int64_t i = 0; i < in; ++i) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      put_nibble(q.data, static_cast<std::size_t>(o) * static_cast<std::size_t>(in / 8),
+                 static_cast<std::size_t>(i),
+                 nibble(word(qweight, static_cast<std::size_t>((i / 8) * out + o)),
+                        static_cast<int>(i % 8)));
+    }
+  }
+  for (std::size_t g = 0; g < groups; ++g) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      const auto row = static_cast<std::size_t>(o);
+      const int z = nibble(word(qzeros, g * static_cast<std::size_t>(out / 8) + row / 8),
+                           static_cast<int>(o % 8)) +
+                    zero_offset;
+      if (z > 15) {
+        fail(source, qzeros,
+             "holds the zero point 16 (a stored 15 in checkpoint_format gptq) for output " +
+                 std::to_string(o) + ", group " + std::to_string(g) +
+                 "; the packed int4 layout holds 0 ... 15 (--weights bf16 runs it dequantized)");
+      }
+      q.scales[row * groups + g] = scale_at(scales, g * static_cast<std::size_t>(out) + row);
+      put_nibble(q.zeros, row * zero_words, g, z);
+    }
+  }
+  return q;
+}
+
+cpu::quantized_matrix quantized_hf_fp8_codes(const stored_tensor& weight,
+                                             const stored_tensor& scale,
+                                             std::optional<std::array<int, 2>> block,
+                                             const std::string& source) {
+  const dequantized_linear checked = dequantize_hf_fp8(weight, scale, block, source);
+  if (block) {
+    fail(source, scale,
+         "holds block-wise scales (weight_block_size); the engine's fp8 weights take one scale "
+         "per output channel (--weights bf16 runs them dequantized)");
+  }
+  const int out = checked.out_features, in = checked.in_features;
+  std::int64_t n_scale = 1;
+  for (const auto d : scale.shape) n_scale *= d;
+  cpu::quantized_matrix q;
+  q.format = cpu::quant_format::fp8_e4m3_channel;
+  q.rows = out;
+  q.cols = in;
+  q.data = weight.bytes;
+  q.scales.resize(static_cast<std::size_t>(out));
+  for (int r = 0; r < out; ++r) {
+    q.scales[static_cast<std::size_t>(r)] =
+        scale_at(scale, n_scale == 1 ? 0 : static_cast<std::size_t>(r));
+  }
+  return q;
+}
+
+cpu::quantized_matrix read_quantized_linear_codes(safetensors_reader& r, const std::string& prefix,
+                                                  const quantization_config& q) {
+  const auto get = [&](const std::string& name, bool required) -> std::optional<stored_tensor> {
+    const safetensors_tensor* t = r.find(name);
+    if (!t) {
+      if (required) r.missing(name);
+      return std::nullopt;
+    }
+    return stored_tensor{name, t->dtype, t->shape, r.read_bytes(name)};
+  };
+  if (q.method == "fp8") {
+    const auto w = get(prefix + ".weight", true);
+    auto s = get(prefix + ".weight_scale_inv", false);
+    if (!s) s = get(prefix + ".weight_scale", true);
+    return quantized_hf_fp8_codes(*w, *s, q.fp8_block, r.file_of(prefix + ".weight").string());
+  }
+  const auto qweight = get(prefix + ".qweight", true);
+  const auto qzeros = get(prefix + ".qzeros", true);
+  const auto scales = get(prefix + ".scales", true);
+  const std::string source = r.file_of(prefix + ".qweight").string();
+  if (q.method == "awq") {
+    return quantized_awq_codes(*qweight, *qzeros, *scales, q.group_size, source);
+  }
+  const auto g_idx = get(prefix + ".g_idx", q.desc_act);
+  return quantized_gptq_codes(*qweight, *qzeros, *scales, g_idx ? &*g_idx : nullptr,
+                              q.group_size, q.gptq_zeros, source);
+}
+
 }  // namespace ridgeline

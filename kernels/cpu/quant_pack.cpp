@@ -260,4 +260,53 @@ quantized_matrix unpack_quantized(const packed_quant_matrix& p) {
   return q;
 }
 
+std::vector<std::uint16_t> dequantize_packed_bf16(const packed_quant_view& w) {
+  const std::string what = "dequantize_packed_bf16 [" + std::to_string(w.rows) + "][" +
+                           std::to_string(w.cols) + "]";
+  if (w.rows < 1 || w.cols < k_pack_block_cols || w.cols % k_pack_block_cols != 0 ||
+      w.cols >= k_pack_max_cols) {
+    throw std::invalid_argument(what + ": rows must be >= 1 and cols a multiple of 32 below 2^21");
+  }
+  if (packed_is_grouped(w.kind) && (w.group_size < k_pack_block_cols ||
+                                    w.group_size % k_pack_block_cols != 0 ||
+                                    w.cols % w.group_size != 0)) {
+    throw std::invalid_argument(what + ": group_size " + std::to_string(w.group_size) +
+                                " must be a multiple of 32 dividing cols");
+  }
+  if (!w.data || !w.scales || (w.kind == packed_quant_kind::int4_group && !w.zeros)) {
+    throw std::invalid_argument(what + ": null data, scales or zero points");
+  }
+  const int chunks = w.chunks(), groups = w.groups();
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(w.rows) * w.cols);
+  for (int r = 0; r < w.rows; ++r) {
+    for (int c = 0; c < w.cols; ++c) {
+      const int g = packed_is_grouped(w.kind) ? c / w.group_size : 0;
+      const float s = w.scales[packed_scale_index(groups, r, g)];
+      const packed_position at = packed_element_position(w.kind, chunks, r, c);
+      const std::uint8_t byte = w.data[at.byte];
+      float code = 0;
+      switch (w.kind) {
+        case packed_quant_kind::int4_group: {
+          const int q = (byte >> at.shift) & 0xf;
+          const int z = (w.zeros[packed_zero_index(groups, r, g)] >> (r % 16 < 8 ? 0 : 4)) & 0xf;
+          code = static_cast<float>(q - z);
+          break;
+        }
+        case packed_quant_kind::int8_group:
+        case packed_quant_kind::int8_channel:
+          code = static_cast<float>(static_cast<std::int8_t>(byte));
+          break;
+        case packed_quant_kind::fp8_channel:
+          // 0x7f / 0xff: the largest exponent and mantissa read as a number (15 * 2^5), as the
+          // kernels' bit trick reads them.
+          code = (byte & 0x7f) == 0x7f ? ((byte & 0x80) ? -480.0f : 480.0f)
+                                       : fp8_e4m3_to_float(byte);
+          break;
+      }
+      out[static_cast<std::size_t>(r) * w.cols + c] = float_to_bf16(s * code);
+    }
+  }
+  return out;
+}
+
 }  // namespace ridgeline::cpu

@@ -275,7 +275,10 @@ void gemv_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t 
 }
 
 linear_runner::linear_runner(const linear_options& o)
-    : m_workspace(o.workspace_bytes), m_invariant(o.batch_invariant), m_force(o.force) {
+    : m_workspace(o.workspace_bytes),
+      m_quant_force(o.quant_force),
+      m_invariant(o.batch_invariant),
+      m_force(o.force) {
   if (o.gemm == "cublas") m_gemm_cublas = true;
   else if (o.gemm != "auto" && o.gemm != "skinny") {
     throw std::invalid_argument("linear: unknown GEMM path '" + o.gemm + "' (auto, cublas, skinny)");
@@ -387,6 +390,52 @@ void linear_runner::run(const linear_params& p, cudaStream_t s, bool pdl) {
   const plan& pl = plan_for(p, s);
   if (pl.fixed) return pl.gemm->run_with(pl.fixed_algo, p.w, p.x, p.y, m_workspace.data(), s);
   pl.gemm->run(pl.choice->index, p.w, p.x, p.y, m_workspace.data(), s);
+}
+
+quant_linear_path linear_runner::quant_path_for(int tokens) const {
+  if (m_invariant) return quant_linear_path::dequant;
+  if (m_quant_force != quant_linear_path::automatic) return m_quant_force;
+  return tokens <= k_quant_sliced_max_tokens ? quant_linear_path::gemv : quant_linear_path::dequant;
+}
+
+void linear_runner::run_quant(const linear_params& p, const packed_quant_view& w,
+                              bf16_bits* scratch, cudaStream_t s, bool pdl) {
+  if (p.num_tokens <= 0 || !p.x || !p.y || w.rows != p.out_features || w.cols != p.in_features) {
+    throw std::invalid_argument(
+        "linear (quantized): tokens " + std::to_string(p.num_tokens) + ", in " +
+        std::to_string(p.in_features) + ", out " + std::to_string(p.out_features) +
+        " against packed weights [" + std::to_string(w.rows) + "][" + std::to_string(w.cols) +
+        "] (or a null pointer)");
+  }
+  if (quant_path_for(p.num_tokens) == quant_linear_path::dequant) {
+    if (!scratch) {
+      throw std::invalid_argument("linear (quantized): " + std::to_string(p.num_tokens) +
+                                  " tokens take the dequantize path, which needs scratch");
+    }
+    quant_dequantize_bf16(w, scratch, s);
+    linear_params b = p;
+    b.w = scratch;
+    return run(b, s, pdl);
+  }
+  // 64-token slices: a slice's rows are those quant_gemv gives the slice alone (a token's row does
+  // not depend on the other tokens of its launch, quant_gemv.cu).
+  const std::size_t y_bytes = p.y_fp32 ? 4 : 2;
+  for (int t0 = 0; t0 < p.num_tokens; t0 += k_quant_gemv_max_tokens) {
+    quant_linear_params q;
+    q.x = p.x + static_cast<std::size_t>(t0) * p.in_features;
+    q.w = w;
+    q.y = static_cast<unsigned char*>(p.y) + static_cast<std::size_t>(t0) * p.out_features * y_bytes;
+    q.y_fp32 = p.y_fp32;
+    q.num_tokens = std::min(k_quant_gemv_max_tokens, p.num_tokens - t0);
+    quant_gemv(q, m_quant, s, {.pdl = pdl});
+  }
+}
+
+void linear_runner::run_quant_swiglu(const linear_params& p, const packed_quant_view& w,
+                                     bf16_bits* scratch, const swiglu_params& act, cudaStream_t s,
+                                     bool pdl) {
+  run_quant(p, w, scratch, s, pdl);
+  swiglu(act, s, pdl);
 }
 
 }  // namespace ridgeline::cuda

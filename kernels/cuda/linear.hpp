@@ -1,7 +1,9 @@
 // Linear layers of the engine (linear_params in ops.hpp) on the GPU: a weight-streaming GEMV for
 // decode batches of up to k_gemv_max_tokens tokens, a weight-streaming tensor-core GEMM up to
 // k_skinny_max_tokens (Hopper), cuBLASLt above that, with one plan per shape whose algorithm
-// comes from the engine-policy gemm_chooser (gemm_chooser.hpp).
+// comes from the engine-policy gemm_chooser (gemm_chooser.hpp). Quantized weights (packed,
+// quant_packed.hpp) run through run_quant: the quantized GEMV / skinny GEMM of quant_gemv.hpp for
+// decode-sized steps, dequantize-then-bf16-GEMM for prefill-sized ones.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -13,6 +15,7 @@
 
 #include "gemm_chooser.hpp"
 #include "gemm_lt.hpp"
+#include "quant_gemv.hpp"
 #include "raii.hpp"
 #include "ridgeline/kernels/ops.hpp"
 
@@ -73,6 +76,26 @@ void skinny_gemm_swiglu(const linear_params& p, const swiglu_params& act,
 // pdl: see ops.hpp.
 void gather_rows(const gather_rows_params& p, cudaStream_t s, bool pdl = false);
 
+// Quantized weights (run_quant): up to k_quant_gemv_max_tokens (64) tokens one quant_gemv launch;
+// up to k_quant_sliced_max_tokens tokens quant_gemv on consecutive 64-token slices of the step
+// (each slice streams the packed weights again); above that, the layer is dequantized into bf16
+// scratch (quant_dequantize_bf16) and the bf16 path runs on it (cuBLASLt at these sizes).
+// Why 256 (docs/kernels.md, "Quantized weights in the engine"): on an H100 one Llama-2-7B block
+// in int4 costs an estimated 40-90 us per 64-token slice (26 GFLOP on mma.sync), so 0.6-1.4 us
+// per token, against ~170 us to dequantize the block (108 MB read, 405 MB written) plus the bf16
+// GEMM (173 us while memory-bound, up to ~256 tokens, then ~0.58 us per token at 700 TFLOP/s):
+// slices win clearly at 128 tokens, break even between 256 and 512. To be measured: time both
+// paths (linear_options::quant_force) on the block at 64 ... 512 tokens, cold, and set this to
+// the largest multiple of 64 below the first token count where dequantize + GEMM is faster.
+inline constexpr int k_quant_sliced_max_tokens = 256;
+
+// The path of a quantized linear layer (run_quant).
+enum class quant_linear_path {
+  automatic,
+  gemv,     // quant_gemv, in 64-token slices above k_quant_gemv_max_tokens
+  dequant,  // quant_dequantize_bf16 into scratch, then the bf16 path
+};
+
 // Paths of a linear layer: the GEMV (1 ... k_gemv_max_tokens tokens), the skinny tensor-core GEMM
 // (1 ... k_skinny_max_tokens tokens, compute capability 9.0), cuBLASLt (any).
 enum class linear_path { automatic, gemv, skinny, cublas };
@@ -93,6 +116,9 @@ struct linear_options {
   std::size_t workspace_bytes = 32u << 20;
   // Tests and benchmarks only: one path for every token count instead of the choice by shape.
   linear_path force = linear_path::automatic;
+  // Tests and benchmarks only: one path for quantized weights whatever the token count (the
+  // crossover measurement of k_quant_sliced_max_tokens; every branch in the GPU tests).
+  quant_linear_path quant_force = quant_linear_path::automatic;
 };
 
 class linear_runner {
@@ -111,6 +137,20 @@ class linear_runner {
   // skinny_gemm_swiglu), else run() then swiglu().
   void run_swiglu(const linear_params& p, const swiglu_params& act, cudaStream_t s,
                   bool pdl = false);
+  // A linear layer with packed quantized weights w (device pointers; w.rows = p.out_features,
+  // w.cols = p.in_features); p.w is ignored. scratch: bf16 [w.rows][w.cols] (16-byte aligned) for
+  // the dequantize path, which runs above k_quant_sliced_max_tokens tokens and for every token
+  // count in batch-invariant mode (one cuBLASLt algorithm per matrix, as for bf16 weights, so a
+  // token's row does not depend on the batch); null when the caller never takes that path (it
+  // throws std::invalid_argument if it must). pdl: the quant_gemv launches (ops.hpp).
+  void run_quant(const linear_params& p, const packed_quant_view& w, bf16_bits* scratch,
+                 cudaStream_t s, bool pdl = false);
+  // The gate_up layer with packed weights, then SwiGLU: run_quant into p.y, then swiglu().
+  void run_quant_swiglu(const linear_params& p, const packed_quant_view& w, bf16_bits* scratch,
+                        const swiglu_params& act, cudaStream_t s, bool pdl = false);
+  // The path run_quant takes for `tokens` tokens with this runner's options.
+  quant_linear_path quant_path_for(int tokens) const;
+
   // The timed cuBLASLt choice p's shape runs, once prepare() or run() has planned it on the
   // cuBLASLt path; null otherwise (other paths, not planned yet, batch-invariant mode).
   const gemm_choice* gemm_choice_for(const linear_params& p) const;
@@ -134,6 +174,8 @@ class linear_runner {
   std::map<plan_key, plan> m_plans;
   std::map<std::tuple<int, int, bool>, cublasLtMatmulAlgo_t> m_invariant_algos;
   skinny_gemm_plans m_skinny;  // the skinny GEMM's launch per shape
+  quant_gemv_plans m_quant;    // the quantized GEMV's launch per kind and token tile
+  quant_linear_path m_quant_force = quant_linear_path::automatic;
   bool m_invariant = false;
   path m_force = path::automatic;
   bool m_gemm_cublas = false;  // linear_options::gemm == "cublas"

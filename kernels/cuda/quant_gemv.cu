@@ -563,59 +563,6 @@ __global__ void __launch_bounds__(k_threads, NT <= 2 ? 2 : 1) quant_gemv_kernel(
   detail::cp_async_wait<0>();  // only empty groups can be left; leave none behind
 }
 
-// The dequantizer (the path above k_quant_gemv_max_tokens tokens): thread i takes lane i % 32 of
-// chunk i / 32 (tile-major, as stored), decodes its 16 bytes with the GEMV's bit tricks and
-// writes each weight scale * code (fp32 product, rounded to bf16 once) to out[row][col]. Bytes:
-// the packed matrix read once, 2 bytes per weight written (scattered 2-byte stores: a load-time
-// or prefill-time operation, not tuned).
-template <K Kind>
-__global__ void __launch_bounds__(256)
-    dequantize_kernel(const kargs a, bf16_bits* __restrict__ out) {
-  using F = fmt<Kind>;
-  const std::size_t n = static_cast<std::size_t>(a.row_tiles) * a.chunks * k_pack_lanes;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const int lane = static_cast<int>(i % k_pack_lanes);
-    const int c = static_cast<int>(i / k_pack_lanes % a.chunks);
-    const int tile = static_cast<int>(i / k_pack_lanes / a.chunks);
-    const int g = lane >> 2, t = lane & 3;
-    const uint4 v = __ldg(reinterpret_cast<const uint4*>(a.w) + i);
-#pragma unroll
-    for (int h = 0; h < F::blocks; ++h) {
-      const int blk = c * F::blocks + h;
-      if (blk >= a.blocks) continue;
-      const int grp = F::grouped ? group_of(blk, a.group_magic) : 0;
-      const float2 sc = __ldg(reinterpret_cast<const float2*>(a.scales) +
-                              (static_cast<std::size_t>(tile) * a.groups + grp) * 8 + g);
-      std::uint32_t nz0 = 0, nz1 = 0;
-      if constexpr (F::zeros) {
-        const std::uint32_t zb = a.zeros[(static_cast<std::size_t>(tile) * a.groups + grp) * 8 + g];
-        nz0 = int4_neg_bias(zb & 0xFu);
-        nz1 = int4_neg_bias(zb >> 4);
-      }
-#pragma unroll
-      for (int s = 0; s < 2; ++s) {
-        std::uint32_t af[4];
-        decode<Kind>(v, h, s, nz0, nz1, af);
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const int row = tile * 16 + g + 8 * (p & 1);
-          if (row >= a.rows) continue;
-          const float scale = (p & 1) ? sc.y : sc.x;
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int col = 32 * blk + 8 * t + 4 * s + 2 * (p >> 1) + e;
-            const float code = __uint_as_float((e ? af[p] & 0xFFFF0000u : af[p] << 16));
-            const __nv_bfloat16 b = __float2bfloat16_rn(scale * code);
-            out[static_cast<std::size_t>(row) * a.cols + col] =
-                *reinterpret_cast<const bf16_bits*>(&b);
-          }
-        }
-      }
-    }
-  }
-}
-
 using kernel_fn = void (*)(kargs);
 
 struct variant {
@@ -668,7 +615,7 @@ const char* kind_name(K k) {
   return "unknown";
 }
 
-void validate(const quant_linear_params& p, const quant_gemv_options& o, bool matrix_only = false) {
+void validate(const quant_linear_params& p, const quant_gemv_options& o) {
   const packed_quant_view& w = p.w;
   auto fail = [&](const std::string& why) {
     throw std::invalid_argument(
@@ -681,9 +628,9 @@ void validate(const quant_linear_params& p, const quant_gemv_options& o, bool ma
       w.kind != K::fp8_channel) {
     fail("unknown packed kind");
   }
-  if (!p.y || !w.data || !w.scales || (!matrix_only && !p.x)) fail("null pointer");
+  if (!p.y || !w.data || !w.scales || !p.x) fail("null pointer");
   if (w.kind == K::int4_group && !w.zeros) fail("int4_group needs zero points");
-  if (!matrix_only && (p.num_tokens < 1 || p.num_tokens > k_quant_gemv_max_tokens)) {
+  if (p.num_tokens < 1 || p.num_tokens > k_quant_gemv_max_tokens) {
     fail("tokens must be 1 ... " + std::to_string(k_quant_gemv_max_tokens));
   }
   if (w.rows < 1 || w.cols < k_pack_block_cols || w.cols % k_pack_block_cols != 0 ||
@@ -698,7 +645,7 @@ void validate(const quant_linear_params& p, const quant_gemv_options& o, bool ma
   auto misaligned = [](const void* ptr, std::uintptr_t n) {
     return reinterpret_cast<std::uintptr_t>(ptr) % n != 0;
   };
-  if ((!matrix_only && misaligned(p.x, 16)) || misaligned(w.data, 16) || misaligned(w.scales, 8) ||
+  if (misaligned(p.x, 16) || misaligned(w.data, 16) || misaligned(w.scales, 8) ||
       (w.zeros && misaligned(w.zeros, 8)) || misaligned(p.y, p.y_fp32 ? 4 : 2)) {
     fail("x and data must be 16-byte aligned, scales and zeros 8-byte aligned");
   }
@@ -803,35 +750,6 @@ void quant_gemv(const quant_linear_params& p, quant_gemv_plans& plans, cudaStrea
                 const quant_gemv_options& o) {
   const launch_plan lp = plan_of(p, plans, o);
   launch_kernel(lp.v.fn, dim3(lp.config.ctas), dim3(k_threads), lp.v.smem, s, o.pdl, lp.args);
-}
-
-void quant_dequantize_bf16(const packed_quant_view& w, bf16_bits* out, cudaStream_t s) {
-  quant_linear_params p;
-  p.w = w;
-  p.y = out;
-  validate(p, {}, /*matrix_only=*/true);
-  const kargs a = matrix_args(w);
-  int device = 0, sms = 0;
-  RIDGELINE_CUDA_CHECK(cudaGetDevice(&device));
-  RIDGELINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const std::size_t threads = static_cast<std::size_t>(a.row_tiles) * a.chunks * k_pack_lanes;
-  const int grid =
-      static_cast<int>(std::min<std::size_t>((threads + 255) / 256, std::size_t(sms) * 8));
-  switch (w.kind) {
-    case K::int4_group:
-      dequantize_kernel<K::int4_group><<<grid, 256, 0, s>>>(a, out);
-      break;
-    case K::int8_group:
-      dequantize_kernel<K::int8_group><<<grid, 256, 0, s>>>(a, out);
-      break;
-    case K::int8_channel:
-      dequantize_kernel<K::int8_channel><<<grid, 256, 0, s>>>(a, out);
-      break;
-    case K::fp8_channel:
-      dequantize_kernel<K::fp8_channel><<<grid, 256, 0, s>>>(a, out);
-      break;
-  }
-  RIDGELINE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace ridgeline::cuda

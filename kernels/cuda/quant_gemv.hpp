@@ -3,8 +3,8 @@
 // quant_packed.hpp (int4 groups with zero points, int8 groups, int8 or fp8 e4m3 per output
 // channel), bf16 activations, fp32 accumulation, bf16 (or fp32) output. Weight-streaming kernel on
 // mma.sync tensor cores (quant_gemv.cu); compute capability 8.0+ (built for 9.0 here).
-// Above 64 tokens the caller dequantizes to bf16 (quant_dequantize_bf16) and runs the bf16 GEMM
-// (docs/kernels.md).
+// More tokens: the engine's linear_runner::run_quant runs this kernel on 64-token slices, or
+// dequantizes to bf16 (quant_dequantize_bf16) and runs the bf16 GEMM (docs/kernels.md).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -64,9 +64,11 @@ quant_gemv_config quant_gemv_plan(const quant_linear_params& p, quant_gemv_plans
 void quant_gemv(const quant_linear_params& p, quant_gemv_plans& plans, cudaStream_t s,
                 const quant_gemv_options& o = {});
 
-// W as bf16 [rows][cols] into out (device, 2-byte aligned): each weight's fp32 value scale * code
-// (the reference's dequantized float) rounded to bf16 once. Above k_quant_gemv_max_tokens tokens
-// (prefill) the caller dequantizes a layer into scratch and runs the bf16 GEMM on it. Validates w.
+// W as bf16 [rows][cols] into out (device, 16-byte aligned): each weight's fp32 value scale * code
+// (the reference's dequantized float) rounded to bf16 once, bit for bit
+// cpu::dequantize_packed_bf16 (quant_pack.hpp). The prefill path of a quantized linear layer
+// (linear_runner::run_quant, linear.hpp) dequantizes into scratch and runs the bf16 GEMM on it.
+// Validates w and out (std::invalid_argument). Kernel: kernels/cuda/dequant.cu.
 void quant_dequantize_bf16(const packed_quant_view& w, bf16_bits* out, cudaStream_t s);
 
 }  // namespace ridgeline::cuda

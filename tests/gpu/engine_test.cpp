@@ -3,7 +3,8 @@
 // forced from the CPU side so both always see the same history; every step's fp32 logits must
 // agree within |gpu - cpu| <= 0.03 + 0.03 |cpu| (bf16 activations rounded at the same op
 // boundaries on both sides, different fp32 summation orders), and the greedy tokens must be equal
-// wherever the CPU's top-1/top-2 margin exceeds twice that tolerance.
+// wherever the CPU's top-1/top-2 margin exceeds twice that tolerance. The quantized formats
+// (fp8, int8, int4) run against the CPU decoder on their dequantized weights, the same way.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -19,6 +20,8 @@
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/quant_weights.hpp"
+#include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/core/errors.hpp"
 
 using namespace ridgeline;
@@ -405,4 +408,166 @@ TEST(Engine, ResultsDoNotDependOnBlockPlacement) {
   EXPECT_EQ(ta, ts);
   ASSERT_EQ(la.size(), ls.size());
   EXPECT_TRUE(la == ls) << "logits differ between block placements";
+}
+
+// --- Quantized weights (engine_options::weights) ----------------------------------------------
+
+namespace {
+
+// Block linears packable in every format (in_features multiples of 128), GQA, odd vocabulary.
+model_preset quant_model() {
+  return {"quant-e2e", 2, 256, 4, 2, 64, 384, 777, 512, false};
+}
+
+// The engine in a quantized format against the CPU decoder on the weights it effectively runs
+// (dequantized_weights: each block linear quantized and dequantized, rounded to bf16), teacher-
+// forced from the CPU, logits within the bf16 tolerance above. Five sequences join over 12 steps
+// so that every path of the quantized linear runs: a 308-token prefill (dequantize + GEMM, above
+// 256 tokens), a mixed step of a 90-token prompt and 3 decodes (93 tokens: two 64-token slices
+// of the quantized GEMV), a mixed step of a 40-token prompt and 4 decodes (one launch), and
+// decode steps of 3 to 5 tokens (replayed as CUDA graphs).
+void expect_quantized_engine_matches_cpu(planner::weight_format f, engine_options o,
+                                         const std::string& checkpoint = "") {
+  const model_preset m = quant_model();
+  o.weights = f;
+  o.num_kv_blocks = 128;
+  o.max_tokens = 512;
+  o.max_seqs = 8;
+  o.return_logits = true;
+  o.seed = 3;
+  o.checkpoint = checkpoint;
+  const std::vector<bf16_bits> source =
+      checkpoint.empty() ? random_weights(m, 3) : load_checkpoint_weights(checkpoint, m);
+  const std::vector<bf16_bits> reference = dequantized_weights(m, source, f);
+  cuda_engine gpu(m, o);
+  EXPECT_EQ(gpu.weight_format(), f);
+  EXPECT_EQ(gpu.packed_tensors(), 4 * m.layers);
+  EXPECT_GT(gpu.memory().dequant_scratch_bytes, 0);
+  // What the engine holds, through its GPU dequantizer, is the CPU decoder's weights bit for bit.
+  const std::vector<bf16_bits> held = gpu.download_weights();
+  ASSERT_EQ(held.size(), reference.size());
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < held.size(); ++i) differ += held[i] != reference[i];
+  EXPECT_EQ(differ, 0u) << "weights differing from dequantized_weights()";
+  cpu_engine cpu(m, reference, o.num_kv_blocks);
+
+  struct joining {
+    int step, prompt;
+  };
+  const joining joins[] = {{0, 300}, {0, 7}, {0, 1}, {3, 90}, {5, 40}};
+  std::mt19937 rng(5);
+  std::vector<block_id> pool(128);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  std::vector<sequence_state> seqs(5);
+  for (int i = 0; i < 5; ++i) {
+    std::uniform_int_distribution<token_id> tok(0, m.vocab - 1);
+    for (int j = 0; j < joins[i].prompt; ++j) seqs[i].tokens.push_back(tok(rng));
+    seqs[i].blocks.assign(pool.begin() + i * 24, pool.begin() + (i + 1) * 24);
+  }
+  double worst = 0;
+  int bad_steps = 0, mismatched = 0;
+  std::vector<int> step_tokens;
+  for (int step = 0; step < 12; ++step) {
+    std::vector<step_sequence> plan;
+    std::vector<int> in_plan;
+    int tokens = 0;
+    for (int i = 0; i < 5; ++i) {
+      if (joins[i].step > step) continue;
+      step_sequence q;
+      q.tokens = seqs[i].tokens;
+      q.context_before = seqs[i].computed;
+      q.new_tokens = static_cast<std::int32_t>(seqs[i].tokens.size() - seqs[i].computed);
+      q.blocks = seqs[i].blocks;
+      q.samples = true;
+      tokens += q.new_tokens;
+      plan.push_back(q);
+      in_plan.push_back(i);
+    }
+    step_tokens.push_back(tokens);
+    const step_output g = gpu.step(plan);
+    const step_output c = cpu.step(plan);
+    ASSERT_EQ(g.logits.size(), c.logits.size());
+    int bad = 0;
+    for (std::size_t k = 0; k < c.logits.size(); ++k) {
+      const double err = std::fabs(double(g.logits[k]) - c.logits[k]);
+      const double tol = 0.03 + 0.03 * std::fabs(c.logits[k]);
+      worst = std::max(worst, err / tol);
+      if (!(err <= tol)) ++bad;  // NaN fails
+    }
+    bad_steps += bad > 0;
+    for (std::size_t k = 0; k < in_plan.size(); ++k) {
+      const float* row = &c.logits[k * std::size_t(m.vocab)];
+      std::vector<float> sorted(row, row + m.vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      if (g.tokens[k] != c.tokens[k] &&
+          sorted[0] - sorted[1] > 2 * (0.03 + 0.03 * std::fabs(sorted[0]))) {
+        ++mismatched;
+      }
+      sequence_state& s = seqs[static_cast<std::size_t>(in_plan[k])];
+      s.computed = static_cast<std::int64_t>(s.tokens.size());
+      s.tokens.push_back(c.tokens[k]);
+    }
+  }
+  EXPECT_EQ(step_tokens[0], 308);
+  EXPECT_EQ(step_tokens[3], 93);
+  EXPECT_EQ(step_tokens[5], 44);
+  EXPECT_EQ(bad_steps, 0) << "worst logit error at " << worst << " of its tolerance";
+  EXPECT_EQ(mismatched, 0);
+  std::printf("%s%s: worst logit error %.3f of tolerance over 12 steps\n",
+              std::string(planner::name(f)).c_str(), o.batch_invariant ? " (batch-invariant)" : "",
+              worst);
+}
+
+}  // namespace
+
+TEST(Engine, QuantizedWeightsMatchTheCpuDecoder) {
+  RIDGELINE_REQUIRE_GPU();
+  for (auto f : {planner::weight_format::fp8, planner::weight_format::int8,
+                 planner::weight_format::int4}) {
+    SCOPED_TRACE(planner::name(f));
+    expect_quantized_engine_matches_cpu(f, engine_options{});
+  }
+}
+
+// Batch-invariant mode dequantizes every quantized linear and runs the fixed cuBLASLt algorithms.
+TEST(Engine, QuantizedWeightsInBatchInvariantMode) {
+  RIDGELINE_REQUIRE_GPU();
+  engine_options o;
+  o.batch_invariant = true;
+  expect_quantized_engine_matches_cpu(planner::weight_format::int4, o);
+}
+
+// A bf16 checkpoint with --weights int8 is quantized at load like random weights; a checkpoint
+// quantized in another format is refused before anything is allocated (quant_weights_test has
+// the AWQ, GPTQ, fp8 and GGUF loaders).
+TEST(Engine, Bf16CheckpointRunsQuantized) {
+  RIDGELINE_REQUIRE_GPU();
+  const model_preset m = quant_model();
+  const auto dir = std::filesystem::temp_directory_path() / "ridgeline_engine_quant_ckpt";
+  std::filesystem::create_directories(dir);
+  save_checkpoint(dir / "model.safetensors", m, random_weights(m, 11));
+  write_hf_config(dir / "config.json", make_decoder_config(m));
+  expect_quantized_engine_matches_cpu(planner::weight_format::int8, engine_options{}, dir.string());
+  std::filesystem::remove_all(dir);
+}
+
+// Weight bytes per format feed the KV plan: int4 leaves Llama-2-7B over 1000 more blocks of KV
+// than bf16 on the same free memory; the dequantize scratch (one gate_up as bf16) is counted
+// only when a step may take that path (max_tokens above 256).
+TEST(Engine, QuantizedWeightsLeaveMoreKv) {
+  RIDGELINE_REQUIRE_GPU();  // the attention workspace size reads the device's SM count
+  const model_preset m = model_preset_by_name("llama-2-7b");
+  engine_options o;
+  const auto bf16 = plan_engine_memory(m, o, 79LL << 30);
+  o.weights = planner::weight_format::int4;
+  const auto q4 = plan_engine_memory(m, o, 79LL << 30);
+  EXPECT_EQ(bf16.dequant_scratch_bytes, 0);
+  EXPECT_EQ(q4.dequant_scratch_bytes, 2LL * 2 * 11008 * 4096);
+  EXPECT_LT(q4.weight_bytes, bf16.weight_bytes / 3);
+  EXPECT_GT(q4.kv_blocks, bf16.kv_blocks + 1000) << q4.kv_blocks << " vs " << bf16.kv_blocks;
+  o.max_tokens = 256;
+  EXPECT_EQ(plan_engine_memory(m, o, 79LL << 30).dequant_scratch_bytes, 0);
+  o.weights = planner::weight_format::fp16;
+  EXPECT_THROW(plan_engine_memory(m, o, 79LL << 30), std::invalid_argument);
 }

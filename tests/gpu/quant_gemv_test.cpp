@@ -376,8 +376,10 @@ TEST(QuantGemv, OptionsAndBatchSizeDoNotChangeTheBits) {
   }
 }
 
-// The > 64-token path's dequantizer: bf16 of the reference's dequantized float, bit for bit, at
-// odd shapes and random codes; the band after the output stays untouched.
+// The prefill path's dequantizer (kernels/cuda/dequant.cu): bf16 of the reference's dequantized
+// float, bit for bit, and equal to its own CPU reference (cpu::dequantize_packed_bf16), at odd
+// shapes (rows across 16-row tiles, int4's half-filled last chunk); outputs poisoned first, the
+// band after them untouched; a misaligned output refused.
 TEST(QuantGemv, DequantizeGivesTheReferenceWeightsInBf16) {
   RIDGELINE_REQUIRE_GPU();
   std::uint32_t seed = 4000;
@@ -391,6 +393,7 @@ TEST(QuantGemv, DequantizeGivesTheReferenceWeightsInBf16) {
           f.format, rows, cols, random_normal(std::size_t(rows) * cols, seed++), f.group_size);
       const std::vector<float> ref = cpu::dequantize(q.view());
       const cpu::packed_quant_matrix p = cpu::pack_quantized(q.view());
+      const std::vector<std::uint16_t> packed_ref = cpu::dequantize_packed_bf16(p.view());
       const device_matrix dw(p);
       const std::size_t n = std::size_t(rows) * cols, guard = 64;
       auto out = test::upload(std::vector<bf16_bits>(n + guard, 0x7fc1));
@@ -399,13 +402,17 @@ TEST(QuantGemv, DequantizeGivesTheReferenceWeightsInBf16) {
       const auto got = test::download<bf16_bits>(out, 0, n + guard);
       int bad = 0;
       for (std::size_t i = 0; i < n; ++i) {
-        if (got[i] != cpu::float_to_bf16(ref[i]) && bad++ < 5) {
+        if ((got[i] != cpu::float_to_bf16(ref[i]) || got[i] != packed_ref[i]) && bad++ < 5) {
           ADD_FAILURE() << "weight [" << i / cols << "][" << i % cols << "]: gpu "
                         << cpu::bf16_to_float(got[i]) << ", reference " << ref[i];
         }
       }
       EXPECT_EQ(bad, 0);
       for (std::size_t i = n; i < n + guard; ++i) ASSERT_EQ(got[i], 0x7fc1) << "guard " << i - n;
+      if (rows == 17) {
+        EXPECT_THROW(cuda::quant_dequantize_bf16(dw.view(), out.data<bf16_bits>() + 1, s.get()),
+                     std::invalid_argument);
+      }
     }
   }
 }

@@ -477,3 +477,70 @@ TEST(QuantPack, RejectsWhatThePackedLayoutCannotHold) {
   p.data.pop_back();
   EXPECT_THROW(unpack_quantized(p), std::invalid_argument);
 }
+
+// --- The dequantizer's index map and reference (the prefill path, kernels/cuda/dequant.cu) ------
+
+// packed_lane_element (what the GPU dequantizer walks) is the inverse of packed_element_position
+// (what the packer writes) over every lane, byte and nibble, and covers the chunk's 16 x cc
+// elements exactly once.
+TEST(QuantPack, LaneElementInvertsElementPosition) {
+  for (packed_quant_kind kind : {packed_quant_kind::int4_group, packed_quant_kind::int8_group,
+                                 packed_quant_kind::int8_channel, packed_quant_kind::fp8_channel}) {
+    const int cc = packed_chunk_cols(kind), nibbles = kind == packed_quant_kind::int4_group ? 2 : 1;
+    std::vector<int> hits(static_cast<std::size_t>(16 * cc), 0);
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int byte = 0; byte < 16; ++byte) {
+        for (int n = 0; n < nibbles; ++n) {
+          const packed_chunk_element el = packed_lane_element(kind, lane, byte, n);
+          ASSERT_GE(el.row, 0);
+          ASSERT_LT(el.row, 16);
+          ASSERT_GE(el.col, 0);
+          ASSERT_LT(el.col, cc);
+          ++hits[static_cast<std::size_t>(el.row * cc + el.col)];
+          const packed_position at = packed_element_position(kind, 1, el.row, el.col);
+          EXPECT_EQ(at.byte, static_cast<std::size_t>(lane * 16 + byte))
+              << "lane " << lane << " byte " << byte << " nibble " << n;
+          EXPECT_EQ(at.shift, 4 * n) << "lane " << lane << " byte " << byte;
+        }
+      }
+    }
+    for (int h : hits) EXPECT_EQ(h, 1);
+  }
+}
+
+// The reference of the GPU dequantizer: bf16 of quant.hpp's dequantized float, bit for bit, for
+// every format at odd shapes (quantized floats and random codes), and its shape errors.
+TEST(QuantPack, DequantizePackedBf16IsTheRoundedReference) {
+  std::uint32_t seed = 500;
+  for (const shape& s : shapes()) {
+    SCOPED_TRACE(describe(s));
+    const auto w = random_floats(std::size_t(s.rows) * s.cols, seed++);
+    for (const quantized_matrix& q :
+         {quantize(s.format, s.rows, s.cols, w, s.group_size),
+          random_codes(s.format, s.rows, s.cols, s.group_size, seed++)}) {
+      const packed_quant_matrix p = pack_quantized(q.view());
+      const std::vector<std::uint16_t> got = dequantize_packed_bf16(p.view());
+      const std::vector<float> ref = dequantize(q.view());
+      ASSERT_EQ(got.size(), ref.size());
+      int bad = 0;
+      for (std::size_t i = 0; i < ref.size(); ++i) {
+        if (got[i] != float_to_bf16(ref[i]) && ++bad <= 3) {
+          ADD_FAILURE() << "element " << i << ": " << got[i] << " vs " << float_to_bf16(ref[i]);
+        }
+      }
+      EXPECT_EQ(bad, 0);
+    }
+  }
+  const quantized_matrix q = quantize(quant_format::int4_group, 16, 128,
+                                      random_floats(16 * 128, 9), 128);
+  const packed_quant_matrix p = pack_quantized(q.view());
+  packed_quant_view v = p.view();
+  v.zeros = nullptr;
+  EXPECT_THROW(dequantize_packed_bf16(v), std::invalid_argument);
+  v = p.view();
+  v.cols = 100;
+  EXPECT_THROW(dequantize_packed_bf16(v), std::invalid_argument);
+  v = p.view();
+  v.group_size = 48;
+  EXPECT_THROW(dequantize_packed_bf16(v), std::invalid_argument);
+}

@@ -2,6 +2,9 @@
 // its weights (seeded random, scaled so activations stay finite) and paged KV pool, ragged batches
 // of sequences at different lengths, decode steps captured as CUDA graphs per (batch, table width),
 // weights seeded random or read from a safetensors checkpoint, per-step timing with CUDA events.
+// The block linears may be stored quantized (engine_options::weights: fp8, int8, int4;
+// quant_weights.hpp), run by the quantized GEMV for decode-sized steps and dequantized into bf16
+// scratch for prefill-sized ones (cuda::linear_runner::run_quant).
 // No CUDA types here (pimpl). It is built only in CUDA builds (the ridgeline_engine_cuda
 // library); a build without CUDA has no cuda executor, and the commands that need one link their
 // *_nocuda.cpp twin instead, which throws no_device_error. The constructor throws
@@ -10,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,6 +21,7 @@
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
+#include "ridgeline/engine/quant_weights.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 
 namespace ridgeline {
@@ -47,6 +52,12 @@ struct engine_options {
                                  // after preemption give the same bits; docs/diverge.md)
   std::uint64_t seed = 1;    // random weights
   std::string checkpoint;    // safetensors file or folder (checkpoint.hpp); empty: random weights
+  // How each layer's four linears are stored and run: bf16, fp8 (e4m3, per output channel), int8
+  // (weight-only, per channel) or int4 (weight-only, group 128); the embedding, norms and LM head
+  // stay bf16. Unset: a quantized checkpoint's own format, else bf16 (resolve_weight_format in
+  // quant_weights.hpp has the load rules). Random weights in a quantized format are the seeded
+  // bf16 weights quantized on the host at load (round to nearest).
+  std::optional<planner::weight_format> weights;
   int host_kv_blocks = 0;    // host tier: pinned host slots for the KV manager's block copies
                              // (copy_blocks), each holding one block of every layer
   int top_logprobs = 0;      // per sampled token (fingerprints, serve --max-logprobs), with
@@ -61,7 +72,11 @@ engine_options effective_options(engine_options o);
 
 // What the engine will allocate, checked against free memory before anything is allocated.
 struct engine_memory_plan {
+  // weight_bytes: what the engine uploads (packed tensors at their exact size); scratch_bytes
+  // includes dequant_scratch_bytes.
   std::int64_t weight_bytes = 0, scratch_bytes = 0, kv_bytes = 0, free_bytes = 0;
+  planner::weight_format weights = planner::weight_format::bf16;  // the block linears' format
+  std::int64_t dequant_scratch_bytes = 0;  // one packed layer as bf16 (the prefill path); 0: none
   std::int64_t attention_workspace_bytes = 0;  // part of scratch: split attention's, the largest
                                                // any decode step of the engine's limits needs
   int kv_blocks = 0;
@@ -70,8 +85,21 @@ struct engine_memory_plan {
 // planner::plan_memory from free memory with the launcher's exact attention workspace. Throws
 // std::invalid_argument (the plan's why_not: "weights alone need 12.6 GiB; ...") when the
 // weights, scratch and at least one KV block (num_kv_blocks when set) do not fit.
+// The weights: o.weights (unset: bf16) applied to every block linear of m (uniform_storage), at
+// their exact packed size. The planner (perfmodel) is asked with that format, so its per-parameter
+// bytes decide first; the difference to the exact bytes and the dequantize scratch (one packed
+// layer as bf16, when a step may take the dequantize path: max_tokens above
+// k_quant_sliced_max_tokens, or batch-invariant mode) then come off the KV budget.
 engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
                                       std::int64_t free_bytes);
+// The same for weights stored per tensor as `storage` says (a quantized checkpoint; one entry per
+// tensor of weight_tensors(m)), in format f (the planner's per-parameter bytes).
+engine_memory_plan plan_engine_memory(const model_preset& m, const engine_options& o,
+                                      std::int64_t free_bytes, planner::weight_format f,
+                                      std::span<const tensor_storage> storage);
+// Whether an engine with these options can ever take the dequantize path (and so needs its
+// scratch): max_tokens above k_quant_sliced_max_tokens (256), or batch-invariant mode.
+bool engine_may_dequantize(const engine_options& o);
 
 class cuda_engine final : public executor {
  public:
@@ -121,10 +149,16 @@ class cuda_engine final : public executor {
   void fill_kv_random(std::uint64_t seed);
   // Replaces the weights: every tensor of weight_tensors(), in order, concatenated (a checkpoint
   // from load_checkpoint_weights, or random_weights()). Throws std::invalid_argument on a size
-  // mismatch.
+  // mismatch. Tensors the engine stores packed are quantized from these values on the host
+  // (quant_weights.hpp's pack_bf16_tensor), in the format they were built with.
   void load_weights(std::span<const bf16_bits> weights);
-  // Copies every weight tensor, in weight_tensors() order, to the host (tests).
+  // Copies every weight tensor, in weight_tensors() order, to the host (tests); a packed tensor
+  // as bf16 through the GPU dequantizer (the weights the prefill path runs).
   std::vector<bf16_bits> download_weights() const;
+  // The format the block linears run in (engine_options::weights resolved against the
+  // checkpoint) and how many of them are packed (a GGUF file may keep some in bf16).
+  planner::weight_format weight_format() const;
+  int packed_tensors() const;
   // Copies the KV pool of every layer to the host (tests).
   std::vector<bf16_bits> download_kv() const;
 

@@ -7,17 +7,23 @@
 //   rope_append_attention(qkv_rope_append, attention)   (the two in turn: a backend may fuse them),
 //   linear_swiglu(linear, swiglu)   (gate_up then SwiGLU: a backend may fuse them), plus
 //   range_push(const char*), range_pop()   (profiler ranges; may do nothing).
+// A backend that runs quantized weights (the CUDA executor) also has
+//   quant_linear(linear, packed_quant_view), quant_linear_swiglu(linear, packed_quant_view, swiglu)
+// which the forward pass calls for a linear layer whose packed weights are set in layer_weights
+// (linear_params::w is then null); a backend without them refuses such weights.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/perfmodel/step_buffers.hpp"
 #include "ridgeline/kernels/ops.hpp"
+#include "ridgeline/kernels/quant_packed.hpp"
 
 namespace ridgeline {
 
@@ -38,6 +44,12 @@ struct layer_weights {
   const bf16_bits* mlp_norm = nullptr;   // [hidden]
   const bf16_bits* gate_up = nullptr;    // [2 intermediate][hidden]
   const bf16_bits* down = nullptr;       // [hidden][intermediate]
+  // Quantized weights (engine_options::weights; the CUDA executor): each linear's packed matrix
+  // (device pointers), used instead of the bf16 pointer above, which is then null; null: bf16.
+  const packed_quant_view* qkv_packed = nullptr;
+  const packed_quant_view* o_packed = nullptr;
+  const packed_quant_view* gate_up_packed = nullptr;
+  const packed_quant_view* down_packed = nullptr;
 };
 
 struct decoder_weights {
@@ -125,6 +137,31 @@ struct step_inputs {
   float* out_sampled_logprobs = nullptr;        // [num_samples] or null
 };
 
+namespace detail {
+
+// A linear layer with bf16 or packed weights (layer_weights' *_packed).
+template <class Backend>
+void run_linear(Backend& b, const linear_params& p, const packed_quant_view* packed) {
+  if (!packed) return b.linear(p);
+  if constexpr (requires { b.quant_linear(p, *packed); }) {
+    b.quant_linear(p, *packed);
+  } else {
+    throw std::invalid_argument("this executor runs bf16 weights only (quantized weights: cuda)");
+  }
+}
+template <class Backend>
+void run_linear_swiglu(Backend& b, const linear_params& p, const packed_quant_view* packed,
+                       const swiglu_params& act) {
+  if (!packed) return b.linear_swiglu(p, act);
+  if constexpr (requires { b.quant_linear_swiglu(p, *packed, act); }) {
+    b.quant_linear_swiglu(p, *packed, act);
+  } else {
+    throw std::invalid_argument("this executor runs bf16 weights only (quantized weights: cuda)");
+  }
+}
+
+}  // namespace detail
+
 template <class Backend>
 void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights& w,
                      const kv_pool_view& kv, const step_buffers& buf, const step_inputs& in) {
@@ -142,7 +179,7 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
                        in.block_tables, in.max_blocks_per_seq, in.seq_lens, in.num_seqs};
     b.range_push("attention_block");
     b.rms_norm({norm_in, residual, lw.attn_norm, buf.xn, T, H, c.rms_eps});
-    b.linear({buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols});
+    detail::run_linear(b, {buf.xn, lw.qkv, buf.qkv, false, T, H, qkv_cols}, lw.qkv_packed);
     qkv_rope_append_params pre;
     pre.qkv = buf.qkv;
     pre.q = buf.q;
@@ -161,12 +198,13 @@ void decoder_forward(Backend& b, const decoder_config& c, const decoder_weights&
                          buf.workspace,   buf.workspace_bytes,
                          buf.split_counters, in.prefill_kernel_only};
     b.rope_append_attention(pre, att);
-    b.linear({buf.attn, lw.o, buf.out, false, T, nq * d, H});
+    detail::run_linear(b, {buf.attn, lw.o, buf.out, false, T, nq * d, H}, lw.o_packed);
     b.range_pop();
     b.range_push("mlp");
     b.rms_norm({buf.out, buf.residual, lw.mlp_norm, buf.xn, T, H, c.rms_eps});
-    b.linear_swiglu({buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I}, {buf.mlp, buf.act, T, I});
-    b.linear({buf.act, lw.down, buf.out, false, T, I, H});
+    detail::run_linear_swiglu(b, {buf.xn, lw.gate_up, buf.mlp, false, T, H, 2 * I},
+                              lw.gate_up_packed, {buf.mlp, buf.act, T, I});
+    detail::run_linear(b, {buf.act, lw.down, buf.out, false, T, I, H}, lw.down_packed);
     b.range_pop();
     norm_in = buf.out;
     residual = buf.residual;

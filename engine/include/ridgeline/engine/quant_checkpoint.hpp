@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "ridgeline/engine/safetensors.hpp"
+#include "ridgeline/kernels/quant.hpp"
 
 namespace ridgeline {
 
@@ -95,5 +96,29 @@ quantization_config read_quantization_config(const std::filesystem::path& json_f
 // accept any dtype (safetensors_dtypes::any). Missing tensors: "<checkpoint>: missing tensor ...".
 dequantized_linear read_quantized_linear(safetensors_reader& r, const std::string& prefix,
                                          const quantization_config& q);
+
+// The same layers as stored codes, for the engine's packed formats (no value changes;
+// dequantize(codes) equals the dequantizer's weights bit for bit): AWQ and GPTQ as quant.hpp's
+// int4_group [out][in] with the checkpoint's group size (GPTQ's -1: one group of all inputs), fp8
+// per tensor or per channel as fp8_e4m3_channel (per tensor: every row takes the one scale).
+// Refused, one line naming the tensor and the way out (--weights bf16 runs them dequantized):
+// GPTQ act-order (a g_idx other than row / group_size), a zero point of 16 (checkpoint_format
+// "gptq" stores z - 1; a stored 15 is a zero point the 4-bit packed layout cannot hold), fp8
+// block scales. The dtype and shape checks are the dequantizers'.
+cpu::quantized_matrix quantized_awq_codes(const stored_tensor& qweight, const stored_tensor& qzeros,
+                                          const stored_tensor& scales, int group_size,
+                                          const std::string& source);
+cpu::quantized_matrix quantized_gptq_codes(const stored_tensor& qweight,
+                                           const stored_tensor& qzeros,
+                                           const stored_tensor& scales,
+                                           const stored_tensor* g_idx, int group_size,
+                                           gptq_zero_format zeros, const std::string& source);
+cpu::quantized_matrix quantized_hf_fp8_codes(const stored_tensor& weight,
+                                             const stored_tensor& scale,
+                                             std::optional<std::array<int, 2>> block,
+                                             const std::string& source);
+// read_quantized_linear's tensors as codes (the three above).
+cpu::quantized_matrix read_quantized_linear_codes(safetensors_reader& r, const std::string& prefix,
+                                                  const quantization_config& q);
 
 }  // namespace ridgeline

@@ -37,4 +37,13 @@ packed_quant_matrix pack_quantized(const quantized_matrix_view& q);
 // zero point other than 8, a q8_0/q4_0 scale that is not an fp16 value).
 quantized_matrix unpack_quantized(const packed_quant_matrix& p);
 
+// The reference of the GPU dequantizer (cuda::quant_dequantize_bf16, the prefill path of a
+// quantized linear layer): W as bf16 [rows][cols] straight from the packed layout (host
+// pointers), each element s * (q - z) (int4), s * q (int8) or s * e4m3(q) (fp8) in float, rounded
+// to bf16 (nearest even) once. Element by element through packed_element_position; equal to
+// float_to_bf16 of quant.hpp's dequantize() of the source matrix. The two e4m3 NaN codes decode to
+// +-480 here as in the GPU kernels (quant_packed.hpp; the quantizers never produce them).
+// Throws std::invalid_argument for a shape the packed layout cannot hold or null pointers.
+std::vector<std::uint16_t> dequantize_packed_bf16(const packed_quant_view& w);
+
 }  // namespace ridgeline::cpu

@@ -117,6 +117,26 @@ inline packed_position packed_element_position(packed_quant_kind kind, int chunk
   const int q = k4 / 2, e = k4 % 2;
   return {lane_base + std::size_t(4 * (2 * s + q) + 2 * e + hi), 0};
 }
+// The inverse of packed_element_position inside one chunk: the element lane `lane` holds in byte
+// `byte` (0 ... 15) of its 16 bytes, nibble `nibble` (int4: 0 = bits 0-3, 1 = bits 4-7; 0 for the
+// byte kinds), as (row within the 16-row tile, column within the chunk). The dequantizer
+// (kernels/cuda/dequant.cu) walks a lane's bytes with it; quant_pack_test checks it against
+// packed_element_position for every lane, byte and nibble.
+struct packed_chunk_element {
+  int row = 0, col = 0;
+};
+constexpr packed_chunk_element packed_lane_element(packed_quant_kind kind, int lane, int byte,
+                                                   int nibble) {
+  const int g = lane / 4, t = lane % 4, j = byte / 4, b = byte % 4;
+  if (kind == packed_quant_kind::int4_group) {
+    const int bit = 8 * b + 4 * nibble;  // within word j
+    const int e = bit / 16, p = bit % 16 / 4, h = j / 2, s = j % 2;
+    return {g + 8 * (p & 1), 32 * h + 8 * t + 4 * s + 2 * (p >> 1) + e};
+  }
+  const int s = j / 2, q = j % 2;
+  return {g + 8 * (b % 2), 8 * t + 4 * s + 2 * q + b / 2};
+}
+
 // Index into scales of row's scale for `group` (0 for channel kinds), and into zeros (int4).
 inline std::size_t packed_scale_index(int groups, int row, int group) {
   return ((std::size_t(row / 16) * groups + group) * 8 + std::size_t(row % 8)) * 2 +
