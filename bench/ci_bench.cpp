@@ -1,5 +1,6 @@
-// CPU benchmarks of the CI performance gate (scripts/perf_gate.sh compares them with
-// bench/baselines/cpu.json): a benchmark of known cost (the yardstick the others are divided by),
+// CPU benchmarks of the CI performance gate (scripts/perf_gate.sh counts their instructions under
+// callgrind against bench/baselines/cpu_instructions.json; timed, they compare by hand with
+// `ridgeline compare --normalize-by BM_ci_known_cost`): a benchmark of known cost (the yardstick),
 // result and Prometheus encoding, GPU-profile parsing; the engine and planner ones are in
 // ci_engine_bench.cpp (same binary). The harness statistics (summarize, Mann-Whitney) were gate
 // benchmarks once and were dropped: too small to hold to 15 % here (docs/compare.md, "CI gate").

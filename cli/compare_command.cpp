@@ -97,8 +97,8 @@ void register_compare(CLI::App& app, context& ctx) {
       "Examples:\n"
       "  ridgeline compare base.json new.json\n"
       "  ridgeline compare base.json new.json --threshold 3% --markdown comment.md\n"
-      "  ridgeline compare bench/baselines/cpu.json out/ci.json \\\n"
-      "      --normalize-by BM_ci_known_cost --thresholds bench/baselines/cpu_thresholds.json\n"
+      "  ridgeline compare base_ci.json new_ci.json \\\n"
+      "      --normalize-by BM_ci_known_cost --thresholds thresholds.json\n"
       "  ridgeline compare replay.json.gz load.json.gz --percentile-thresholds "
       "p50=5%,p90=5%,p99=10%");
   cmd->add_option("BASE", a->base, "Baseline result file (a,b.json: files of one run, merged)")

@@ -165,7 +165,7 @@ for n in names:
                              "without valgrind/callgrind.h?)" % (n, instructions, iterations))
         per.append(instructions / iterations)
     out[n] = {"instructions_per_iteration": per, "work_items": items}
-json.dump({"schema": "ridgeline.ci_counts/v1", "benchmarks": out},
+json.dump({"metric": "instructions per timed iteration (callgrind Ir)", "benchmarks": out},
           open(os.path.join(dir, "counts.json"), "w"), indent=1)
 EOF
 }
@@ -215,8 +215,9 @@ for n in names:
 json.dump({"metric": "instructions per timed iteration (callgrind Ir)", "rows": rows,
            "counts": counts}, open(os.path.join(dir, "compare.json"), "w"), indent=1)
 head = ("benchmark", "base Ir", "new Ir", "change", "spread", "threshold", "verdict")
-table = [head] + [(r["name"], "%.4g" % r["base"], "%.4g" % r["new"], "%+.2f%%" % (100 * r["change"]),
-                   "%.2f%%" % (100 * max(r["spread_base"], r["spread_new"])),
+table = [head] + [(r["name"], "{:,.0f}".format(r["base"]), "{:,.0f}".format(r["new"]),
+                   "%+.3f%%" % (100 * r["change"]),
+                   "%.3f%%" % (100 * max(r["spread_base"], r["spread_new"])),
                    "%.0f%%" % (100 * r["threshold"]), r["verdict"]) for r in rows]
 width = [max(len(row[i]) for row in table) for i in range(len(head))]
 with open(os.path.join(dir, "compare.txt"), "w") as f:
@@ -237,7 +238,7 @@ describe() {  # dir -> one line: the verdict counts and the benchmarks that were
 import json, sys
 doc = json.load(open(sys.argv[1]))
 c = doc["counts"]
-odd = ["%s %s (%+.2f%%, spread %.2f%%, threshold %.0f%%)" % (r["name"], r["verdict"],
+odd = ["%s %s (%+.3f%%, spread %.3f%%, threshold %.0f%%)" % (r["name"], r["verdict"],
        100 * r["change"], 100 * max(r["spread_base"], r["spread_new"]), 100 * r["threshold"])
        for r in doc["rows"] if r["verdict"] != "unchanged"]
 print("%d unchanged, %d slower, %d too noisy, %d faster%s" % (c["unchanged"], c["slower"],
@@ -405,7 +406,7 @@ inject)
 import json, sys
 for r in json.load(open(sys.argv[1]))["rows"]:
     if r["name"] == sys.argv[2]:
-        print("%s %+.2f%%" % (r["verdict"], 100 * r["change"]))
+        print("%s %+.3f%%" % (r["verdict"], 100 * r["change"]))
 EOF
 )
     if [ "$s" -eq 1 ] && [ "${verdict%% *}" = slower ]; then
