@@ -1,6 +1,7 @@
 // Reader of the `ridgeline load` parts of ridgeline.kv/v1 (schemas/load_results.hpp): the
 // top-level `load` object and each row's `measured.http` level and SLO verdict, and the SLO spec
-// grammar (`load --slo` and the files' specs and verdict terms). The writer is
+// grammar (`load --slo`, `plan --slo` and the files' specs and verdict terms), and the judging of
+// a level's requests by a spec (load's verdicts, the report's own). The writer is
 // tools/load/src/results.cpp (document_of); tools/load's reader builds on parse_load_results.
 #include "ridgeline/core/schemas/load_results.hpp"
 
@@ -9,6 +10,7 @@
 
 #include "ridgeline/core/schema.hpp"
 #include "ridgeline/core/schemas/serving_results.hpp"
+#include "ridgeline/core/statistics.hpp"
 #include "ridgeline/core/text.hpp"
 
 namespace ridgeline::schema {
@@ -95,6 +97,25 @@ load_slo_term term_of(const node& n, std::string_view key) {
   }
 }
 
+// A request that did not finish, in a percentile: larger than any real latency, finite so that
+// interpolation next to it stays a number (numpy would give inf; both miss any limit).
+constexpr double k_failed_latency = 1e300;
+static_assert(k_failed_latency >= k_load_failed_latency_seconds);
+
+// Requests that finished within the spec's per-request limits (a one-token request has no TPOT to
+// break its limit).
+std::int64_t good_requests(const load_slo_spec& spec, const serving_requests& rq) {
+  std::int64_t good = 0;
+  for (std::size_t i = 0; i < rq.outcome.size(); ++i) {
+    if (rq.outcome[i] != "finished") continue;
+    const double ttft = rq.ttft_seconds[i], tpot = rq.tpot_seconds[i];
+    if (spec.ttft_limit_seconds && !(ttft >= 0 && ttft <= *spec.ttft_limit_seconds)) continue;
+    if (spec.tpot_limit_seconds && tpot >= 0 && tpot > *spec.tpot_limit_seconds) continue;
+    ++good;
+  }
+  return good;
+}
+
 load_level parse_level(const node& h) {
   load_level l;
   l.label = h.string("label");
@@ -141,7 +162,12 @@ load_slo_spec parse_load_slo(std::string_view text, std::string_view label) {
     pos = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
     if (item.empty()) continue;
     const auto [t, limit_only] = item_of(item, label);
+    auto twice = [&](const std::string& what) {
+      return std::invalid_argument(std::string(label) + " term '" + printable(item, 60) +
+                                   "': " + what + " is given twice");
+    };
     if (t.metric == "goodput") {
+      if (goodput) throw twice("goodput");
       s.goodput_fraction = t.limit;
       goodput = t;
       continue;
@@ -149,7 +175,11 @@ load_slo_spec parse_load_slo(std::string_view text, std::string_view label) {
     // A plain limit sets goodput's per-request limit; a percentile term does when none is set.
     auto& per_request = t.metric == "ttft" ? s.ttft_limit_seconds : s.tpot_limit_seconds;
     if (limit_only) {
+      for (const auto& l : s.limits) {
+        if (l.metric == t.metric) throw twice("the plain " + t.metric + " limit");
+      }
       per_request = t.limit;
+      s.limits.push_back(t);
       continue;
     }
     s.terms.push_back(t);
@@ -166,6 +196,65 @@ load_slo_spec parse_load_slo(std::string_view text, std::string_view label) {
                                 ": goodput needs a ttft or tpot limit to judge requests by");
   }
   return s;
+}
+
+std::optional<load_term_verdict> judge_load_term(const load_slo_term& term,
+                                                 const load_slo_spec& spec,
+                                                 const serving_requests& requests,
+                                                 const std::vector<double>* itl_seconds) {
+  load_term_verdict out;
+  out.term = term;
+  const std::size_t n = requests.outcome.size();
+  auto finished = [&](std::size_t i) { return requests.outcome[i] == "finished"; };
+  if (term.metric == "goodput") {
+    out.measured =
+        n == 0 ? 0.0 : static_cast<double>(good_requests(spec, requests)) / static_cast<double>(n);
+    out.met = out.measured >= term.limit;
+    return out;
+  }
+  std::vector<double> v;
+  if (term.metric == "itl") {
+    if (itl_seconds == nullptr) return std::nullopt;
+    v = *itl_seconds;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!finished(i)) v.push_back(k_failed_latency);
+    }
+  } else {
+    const std::vector<double>& column = term.metric == "ttft"   ? requests.ttft_seconds
+                                        : term.metric == "tpot" ? requests.tpot_seconds
+                                                                : requests.e2e_seconds;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!finished(i)) {
+        v.push_back(k_failed_latency);
+        continue;
+      }
+      const double x = column[i];
+      if (term.metric == "tpot" && x < 0) continue;  // one token: no TPOT
+      v.push_back(x < 0 ? k_failed_latency : x);
+    }
+  }
+  out.measured = v.empty() ? 0.0 : bench::quantile(v, term.quantile);
+  out.met = out.measured <= term.limit;
+  return out;
+}
+
+load_level_slo judge_load_level(const load_slo_spec& spec, const serving_requests& requests,
+                                const std::vector<double>& itl_seconds, double duration_seconds) {
+  load_level_slo out;
+  out.spec = spec.text;
+  out.met = true;
+  for (const auto& t : spec.terms) {
+    out.terms.push_back(*judge_load_term(t, spec, requests, &itl_seconds));
+    out.met = out.met && out.terms.back().met;
+  }
+  if (spec.ttft_limit_seconds || spec.tpot_limit_seconds) {
+    const std::size_t n = requests.outcome.size();
+    out.good_requests = good_requests(spec, requests);
+    const auto good = static_cast<double>(out.good_requests);
+    out.goodput_requests_per_second = duration_seconds > 0 ? good / duration_seconds : 0.0;
+    out.goodput_fraction = n == 0 ? 0.0 : good / static_cast<double>(n);
+  }
+  return out;
 }
 
 bool is_load_result(const json& doc) {

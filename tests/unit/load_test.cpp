@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/core/schema.hpp"
 #include "ridgeline/core/schemas/load_results.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/statistics.hpp"
 #include "ridgeline/load/client.hpp"
 #include "ridgeline/load/http_response.hpp"
@@ -525,9 +527,9 @@ TEST(LoadSlo, ParsesTermsAndRejectsBadOnes) {
   EXPECT_DOUBLE_EQ(parse_slo("ttft_p99.9=1s").terms[0].quantile, 0.999);
   EXPECT_DOUBLE_EQ(parse_slo("ttft_p9999=1s").terms[0].quantile, 0.9999);
   EXPECT_DOUBLE_EQ(parse_slo("ttft_p50=1s").terms[0].quantile, 0.5);
-  for (const char* bad :
-       {"", " , ", "ttft", "ttft_p99", "ttft_p99=fast", "lat_p99=1s", "ttft_p0=1s", "ttft_p101=1s",
-        "goodput=2", "goodput=0.9", "e2e=3s", "ttft_pxx=1s"}) {
+  for (const char* bad : {"", " , ", "ttft", "ttft_p99", "ttft_p99=fast", "lat_p99=1s",
+                          "ttft_p0=1s", "ttft_p101=1s", "goodput=2", "goodput=0.9", "e2e=3s",
+                          "ttft_pxx=1s", "ttft=1s,goodput=0.9,goodput=0.8", "ttft=1s,ttft=2s"}) {
     EXPECT_THROW(parse_slo(bad), std::invalid_argument) << bad;
   }
   // The flag is named, with an example; the grammar and its wording are core's.
@@ -550,8 +552,8 @@ TEST(LoadSlo, PercentilesFailuresAndGoodput) {
   }
   slo_result a = evaluate(parse_slo("ttft_p50=0.65s,tpot_p99=20ms"), rs, itl_rule::first, 10);
   EXPECT_TRUE(a.met);
-  EXPECT_NEAR(a.values[0].measured, 0.55, 1e-9);  // numpy's linear p50 of 0.1..1.0
-  EXPECT_EQ(a.good, 6);                           // TTFT <= 0.65 s
+  EXPECT_NEAR(a.terms[0].measured, 0.55, 1e-9);  // numpy's linear p50 of 0.1..1.0
+  EXPECT_EQ(a.good_requests, 6);                 // TTFT <= 0.65 s
   EXPECT_NEAR(*a.goodput_fraction, 0.6, 1e-12);
   EXPECT_NEAR(*a.goodput_requests_per_second, 0.6, 1e-12);
   slo_result b = evaluate(parse_slo("ttft_p50=0.65s,goodput=0.7"), rs, itl_rule::first, 10);
@@ -815,6 +817,32 @@ TEST(LoadResults, DocumentRoundTripsThroughBothReaders) {
   fails_naming("/load/slo", "ttft_p99=2s,goodput=7", "goodput takes a fraction");
   fails_naming("/load/workers", erase, "workers");
   fails_naming("/config/executor", "simulator", "not a `ridgeline load` result");
+}
+
+// The verdicts load writes come from core's judge (schema::judge_load_level): every committed
+// load result with an SLO, read back from its raw samples and written again, gives the SLO
+// objects it holds exactly (terms, measured values, good requests, goodput, the lines).
+TEST(LoadResults, CommittedVerdictsAreWrittenAgainExactly) {
+  int levels = 0;
+  for (const char* rel :
+       {"tests/data/report/findmax_cpu.json.gz", "tests/data/report/confirm_cpu.json.gz",
+        "docs/results/serving/http2/findmax_engine_failed.json.gz",
+        "docs/results/serving/http2/confirm_0.95.json.gz"}) {
+    SCOPED_TRACE(rel);
+    const std::string path = std::string(RIDGELINE_SOURCE_DIR) + "/" + rel;
+    const load_run run = read_load_run(path);
+    ASSERT_TRUE(run.slo);
+    const nlohmann::json written = schema::read_json(path, schema::k_serving_results_schema);
+    const nlohmann::json again = document_of(run);
+    ASSERT_EQ(again.at("rows").size(), written.at("rows").size());
+    for (std::size_t i = 0; i < written.at("rows").size(); ++i) {
+      const auto& slo = written["rows"][i]["measured"]["http"]["slo"];
+      ASSERT_TRUE(slo.is_object());
+      EXPECT_EQ(again["rows"][i]["measured"]["http"]["slo"], slo) << "row " << i;
+      ++levels;
+    }
+  }
+  EXPECT_EQ(levels, 5 + 2 + 7 + 1) << "the committed files changed: update the count";
 }
 
 TEST(LoadResults, MergeIsExact) {

@@ -387,6 +387,45 @@ TEST(PlannerCapacity, SloParsing) {
   EXPECT_THROW(parse_slo("ttft=1,tpot=1,goodput=0.9", 0.9), std::invalid_argument);
 }
 
+// The grammar is core's, as `ridgeline load --slo` reads it (its spacing and messages); plan's own
+// rules come on top: TTFT and TPOT once each, whatever the form, percentiles below 100, and no
+// itl or e2e terms (the simulated replay judges TTFT and TPOT).
+TEST(PlannerCapacity, SloIsLoadsGrammarWithPlansRules) {
+  const slo s = parse_slo(" ttft_p99 = 2s , tpot_p90=50ms,");
+  EXPECT_DOUBLE_EQ(s.ttft_seconds, 2);
+  EXPECT_DOUBLE_EQ(s.tpot_percentile, 90);
+  const auto message = [](const char* spec) {
+    try {
+      parse_slo(spec);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  // Core's messages.
+  EXPECT_EQ(message("latency=1,tpot_p99=1"),
+            "--slo term 'latency=1': unknown metric 'latency' (ttft, tpot, itl, e2e, goodput)");
+  EXPECT_EQ(message("ttft=1,tpot=1,goodput=0.9,goodput=0.8"),
+            "--slo term 'goodput=0.8': goodput is given twice");
+  EXPECT_EQ(message("ttft=1,ttft=2,tpot=1"),
+            "--slo term 'ttft=2': the plain ttft limit is given twice");
+  // Plan's.
+  EXPECT_EQ(message("ttft_p100=1,tpot_p99=1"),
+            "--slo term 'ttft_p100=1': plan's percentiles are below 100");
+  EXPECT_EQ(message("ttft_p99=2s,tpot_p99=50ms,e2e_p90=10s"),
+            "--slo term 'e2e_p90=10s': plan judges ttft, tpot and goodput, not e2e");
+  EXPECT_EQ(message("ttft_p99=1,tpot_p99=1,itl_p99=5ms"),
+            "--slo term 'itl_p99=5ms': plan judges ttft, tpot and goodput, not itl");
+  EXPECT_EQ(message("ttft_p99=1,ttft_p90=1,tpot_p99=1"),
+            "--slo term 'ttft_p90=1': ttft given twice (plan takes one ttft limit)");
+  // A term and a plain limit of one metric are two limits (load takes them; plan has one).
+  EXPECT_EQ(message("ttft_p99=2s,ttft=2s,tpot=1"),
+            "--slo term 'ttft=2s': ttft given twice (plan takes one ttft limit)");
+  EXPECT_EQ(message("tpot_p99=1"),
+            "--slo needs a TTFT and a TPOT limit: percentile terms (ttft_p99=2s,tpot_p99=50ms), "
+            "goodput limits (ttft=2s,tpot=50ms,goodput=0.9), or both");
+}
+
 // The percentile over every request, a rejected one never served: by hand on 10 values.
 TEST(PlannerCapacity, PercentileCountsRejectedRequestsAsNeverServed) {
   const std::vector<double> v = {10, 1, 2, 3, 4, 5, 6, 7, 8, 9};

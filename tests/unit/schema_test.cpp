@@ -295,3 +295,78 @@ TEST(Schema, ServeRecordStepsAreOptionalAndTheirColumnsOfOneLength) {
                 .find("steps.gpu_seconds: has 1 entries, expected 2"),
             std::string::npos);
 }
+
+// The SLO grammar of `load --slo` and `plan --slo`: plain limits are kept as written beside the
+// terms (plan needs to tell ttft_p99=2s,ttft=2s from ttft_p99=2s), and goodput or a plain limit
+// given twice is an error naming the second one (which of the two was meant cannot be known).
+TEST(SchemaLoadSlo, PlainLimitsAreKeptAndGivenOnce) {
+  const auto s = schema::parse_load_slo("ttft_p99=2s, tpot=50ms,ttft=1s,goodput=0.9", "--slo");
+  ASSERT_EQ(s.terms.size(), 2u);
+  ASSERT_EQ(s.limits.size(), 2u);
+  EXPECT_EQ(s.limits[0].text, "tpot=50ms");
+  EXPECT_EQ(s.limits[0].metric, "tpot");
+  EXPECT_EQ(s.limits[0].quantile, 0);
+  EXPECT_DOUBLE_EQ(s.limits[1].limit, 1.0);
+  EXPECT_DOUBLE_EQ(*s.ttft_limit_seconds, 1.0);  // the plain limit wins over the term's
+  EXPECT_TRUE(schema::parse_load_slo("ttft_p99=2s,ttft_p90=1s").limits.empty());
+  const std::vector<std::pair<std::string, std::string>> twice = {
+      {"ttft=1s,goodput=0.9,goodput=0.8", "--slo term 'goodput=0.8': goodput is given twice"},
+      {"ttft=1s,tpot=1s,ttft=2s", "--slo term 'ttft=2s': the plain ttft limit is given twice"}};
+  for (const auto& [spec, why] : twice) {
+    EXPECT_THROW(
+        {
+          try {
+            schema::parse_load_slo(spec, "--slo");
+          } catch (const std::invalid_argument& e) {
+            EXPECT_EQ(e.what(), why);
+            throw;
+          }
+        },
+        std::invalid_argument)
+        << spec;
+  }
+  EXPECT_NO_THROW(schema::parse_load_slo("ttft=1s,ttft_p99=2s"));  // a term and a limit: load's
+}
+
+// Load's verdict rule, on columns worked by hand: 5 requests, one failed (an infinite latency),
+// one finished with one token (no TPOT), ITL judged only where the gaps are given.
+TEST(SchemaLoadSlo, JudgesColumnsByLoadsRule) {
+  schema::serving_requests rq;
+  rq.outcome = {"finished", "finished", "finished", "finished", "http_status"};
+  rq.ttft_seconds = {0.1, 0.2, 0.3, 0.4, -1};
+  rq.tpot_seconds = {0.01, 0.02, -1, 0.05, -1};
+  rq.e2e_seconds = {1, 2, 3, 4, -1};
+  const auto spec = schema::parse_load_slo(
+      "ttft_p50=0.3s,tpot_p50=50ms,e2e_p99=10s,itl_p50=1s,goodput=0.5,"
+      "ttft=0.35s,tpot=30ms");
+  const std::vector<double> gaps = {0.01, 0.02, 0.03};
+  const auto v = schema::judge_load_level(spec, rq, gaps, 2.0);
+  ASSERT_EQ(v.terms.size(), 5u);
+  EXPECT_DOUBLE_EQ(v.terms[0].measured, 0.3);  // p50 of 0.1, 0.2, 0.3, 0.4, failed
+  EXPECT_TRUE(v.terms[0].met);
+  // TPOT over the three finished requests that have one, and the failed one: 0.01 0.02 0.05 inf.
+  EXPECT_DOUBLE_EQ(v.terms[1].measured, 0.035);
+  EXPECT_TRUE(v.terms[1].met);
+  EXPECT_TRUE(v.terms[2].failed_requests());  // p99 of five with one failure reaches it
+  EXPECT_FALSE(v.terms[2].met);
+  EXPECT_DOUBLE_EQ(v.terms[3].measured, 0.025);  // the gaps and the failed request
+  EXPECT_EQ(v.terms[4].term.metric, "goodput");
+  EXPECT_DOUBLE_EQ(v.terms[4].measured, 0.6);  // requests 0, 1, 2 (no TPOT) of 5
+  EXPECT_TRUE(v.terms[4].met);
+  EXPECT_FALSE(v.met);
+  EXPECT_EQ(v.spec, spec.text);
+  EXPECT_EQ(v.good_requests, 3);
+  EXPECT_DOUBLE_EQ(*v.goodput_requests_per_second, 1.5);
+  EXPECT_DOUBLE_EQ(*v.goodput_fraction, 0.6);
+  // Without the gaps (the report reads only the columns) an ITL term is not judged; the others
+  // are judged the same.
+  EXPECT_FALSE(schema::judge_load_term(spec.terms[3], spec, rq, nullptr));
+  const auto ttft = schema::judge_load_term(spec.terms[0], spec, rq, nullptr);
+  ASSERT_TRUE(ttft);
+  EXPECT_DOUBLE_EQ(ttft->measured, 0.3);
+  // No requests: percentiles 0 (met), goodput 0; no TTFT or TPOT limit: no goodput figures.
+  const auto empty = schema::judge_load_level(schema::parse_load_slo("e2e_p90=1s"),
+                                              schema::serving_requests{}, {}, 1.0);
+  EXPECT_TRUE(empty.met);
+  EXPECT_FALSE(empty.goodput_fraction);
+}

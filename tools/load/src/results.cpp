@@ -164,13 +164,13 @@ json http_json(const load_run& run, const level_data& l, const level_summary& s)
   json slo = nullptr;
   if (s.slo) {
     json terms = json::array();
-    for (const auto& t : s.slo->values) {
-      terms.push_back({{"term", t.text}, {"measured", t.measured}, {"met", t.met}});
+    for (const auto& t : s.slo->terms) {
+      terms.push_back({{"term", t.term.text}, {"measured", t.measured}, {"met", t.met}});
     }
     slo = {{"spec", run.slo->text},
            {"met", s.slo->met},
            {"terms", terms},
-           {"good_requests", s.slo->good},
+           {"good_requests", s.slo->good_requests},
            {"goodput_requests_per_second", s.slo->goodput_requests_per_second
                                                ? json(*s.slo->goodput_requests_per_second)
                                                : json(nullptr)},

@@ -1,25 +1,13 @@
-// SLO evaluation (slo.hpp); the spec's grammar is core's (schema::parse_load_slo).
+// SLO evaluation (slo.hpp): core's grammar (schema::parse_load_slo) and verdict
+// (schema::judge_load_level) on a level's records, worded one line per term.
 #include "ridgeline/load/slo.hpp"
 
-#include <cmath>
 #include <stdexcept>
 
-#include "ridgeline/core/statistics.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/text.hpp"
 
 namespace ridgeline::load {
-namespace {
-
-// A failed request's latency in a percentile: larger than any real one, finite so interpolation
-// next to it stays a number (numpy would give inf; both miss any limit). Readers take anything
-// at or above schema::k_load_failed_latency_seconds for it.
-constexpr double k_inf = 1e300;
-static_assert(k_inf >= schema::k_load_failed_latency_seconds);
-bool is_failure(double v) {
-  return v >= schema::k_load_failed_latency_seconds;
-}
-
-}  // namespace
 
 slo_spec parse_slo(const std::string& text) {
   try {
@@ -32,64 +20,33 @@ slo_spec parse_slo(const std::string& text) {
 
 slo_result evaluate(const slo_spec& slo, const std::vector<request_record>& records, itl_rule rule,
                     double duration_seconds) {
-  slo_result out;
-  // Requests the level sent or meant to send; the ones never sent because it stopped early count
-  // as failures too (a saturated level does not pass by dropping its tail).
-  for (const auto& t : slo.terms) {
-    if (t.metric == "goodput") continue;  // judged below, with the per-request limits
-    std::vector<double> v;
-    for (const auto& r : records) {
-      if (t.metric == "itl") {
-        if (r.finished()) {
-          append_itl(r, rule, v);
-        } else {
-          v.push_back(k_inf);
-        }
-        continue;
-      }
-      if (!r.finished()) {
-        v.push_back(k_inf);
-        continue;
-      }
-      const double x = t.metric == "ttft" ? ttft_of(r) : t.metric == "e2e" ? e2e_of(r) : tpot_of(r);
-      if (t.metric == "tpot" && x < 0) continue;  // one token: no TPOT
-      v.push_back(x < 0 ? k_inf : x);
+  // The level's requests as core's judge reads them: the kv/v1 columns the row writes, and the
+  // finished requests' token gaps under the level's ITL rule. The records are every request the
+  // level sent or meant to send: the ones never sent because it stopped early count as failures
+  // too (a saturated level does not pass by dropping its tail).
+  schema::serving_requests columns;
+  std::vector<double> itl;
+  for (const auto& r : records) {
+    columns.outcome.emplace_back(r.finished() ? "finished" : name(r.error));
+    columns.ttft_seconds.push_back(ttft_of(r));
+    columns.tpot_seconds.push_back(tpot_of(r));
+    columns.e2e_seconds.push_back(e2e_of(r));
+    append_itl(r, rule, itl);
+  }
+  slo_result out{schema::judge_load_level(slo, columns, itl, duration_seconds), {}};
+  for (auto& v : out.terms) {
+    const auto& t = v.term;
+    if (t.metric == "goodput") {
+      out.lines.push_back("goodput " + format_percent(v.measured) + " of requests " +
+                          (v.met ? ">= " : "< ") + format_percent(t.limit) +
+                          (v.met ? ", met" : ", missed"));
+      v.term.text = "goodput=" + format("%g", t.limit);  // as load's files name it
+      continue;
     }
-    slo_result::term_value tv;
-    tv.text = t.text;
-    tv.measured = v.empty() ? 0.0 : bench::quantile(v, t.quantile);
-    tv.met = tv.measured <= t.limit;
-    out.met = out.met && tv.met;
     out.lines.push_back(
         t.text + ": " +
-        (is_failure(tv.measured) ? std::string("failed requests") : format_seconds(tv.measured)) +
-        (tv.met ? " <= " : " > ") + format_seconds(t.limit) + (tv.met ? ", met" : ", missed"));
-    out.values.push_back(tv);
-  }
-  if (slo.ttft_limit_seconds || slo.tpot_limit_seconds) {
-    std::int64_t good = 0;
-    for (const auto& r : records) {
-      if (!r.finished()) continue;
-      const double ttft = ttft_of(r);
-      const double tpot = tpot_of(r);
-      if (slo.ttft_limit_seconds && !(ttft >= 0 && ttft <= *slo.ttft_limit_seconds)) continue;
-      if (slo.tpot_limit_seconds && tpot >= 0 && tpot > *slo.tpot_limit_seconds) continue;
-      ++good;
-    }
-    out.good = good;
-    out.goodput_requests_per_second =
-        duration_seconds > 0 ? static_cast<double>(good) / duration_seconds : 0.0;
-    out.goodput_fraction =
-        records.empty() ? 0.0 : static_cast<double>(good) / static_cast<double>(records.size());
-    if (slo.goodput_fraction) {
-      const bool met = *out.goodput_fraction >= *slo.goodput_fraction;
-      out.met = out.met && met;
-      out.lines.push_back("goodput " + format_percent(*out.goodput_fraction) + " of requests " +
-                          (met ? ">= " : "< ") + format_percent(*slo.goodput_fraction) +
-                          (met ? ", met" : ", missed"));
-      out.values.push_back(
-          {"goodput=" + format("%g", *slo.goodput_fraction), *out.goodput_fraction, met});
-    }
+        (v.failed_requests() ? std::string("failed requests") : format_seconds(v.measured)) +
+        (v.met ? " <= " : " > ") + format_seconds(t.limit) + (v.met ? ", met" : ", missed"));
   }
   return out;
 }

@@ -7,23 +7,12 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/schemas/load_results.hpp"
 #include "ridgeline/core/statistics.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 
 namespace ridgeline::planner {
-namespace {
-
-// One SLO time ("500ms", "0.05"): core's duration parser, with the key in the message.
-double slo_seconds(const std::string& key, const std::string& v) {
-  try {
-    return parse_seconds(v);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("--slo: " + key + ": " + e.what());
-  }
-}
-
-}  // namespace
 
 std::string slo::text() const {
   std::string out;
@@ -39,75 +28,41 @@ std::string slo::text() const {
 }
 
 slo parse_slo(const std::string& text, std::optional<double> goodput_target) {
+  // The grammar, its checks and its messages are core's, as `ridgeline load --slo` takes them.
+  const schema::load_slo_spec spec = schema::parse_load_slo(text, "--slo");
+  // The planner's own rules on top: it judges TTFT and TPOT only, each with one limit (a
+  // percentile term or a plain goodput limit), at a percentile below 100.
   slo s;
-  bool ttft = false, tpot = false, plain = false;
-  std::optional<double> goodput;
-  std::istringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (item.empty()) continue;
-    const auto eq = item.find('=');
-    if (eq == std::string::npos)
-      throw std::invalid_argument("--slo: expected key=value, got '" + item + "'");
-    const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
-    if (k == "goodput") {
-      std::size_t used = 0;
-      double f = 0;
-      try {
-        f = std::stod(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != v.size() || !(f > 0 && f <= 1))
-        throw std::invalid_argument("--slo: goodput=" + v + ": a share in (0, 1], e.g. 0.9");
-      if (goodput) throw std::invalid_argument("--slo: goodput given twice");
-      goodput = f;
-      continue;
-    }
-    const std::string metric = k.substr(0, 4);
-    if (metric != "ttft" && metric != "tpot")
-      throw std::invalid_argument("--slo: unknown key '" + k +
-                                  "' (ttft_pQ, tpot_pQ, ttft, tpot, goodput)");
-    double percentile = 0;
-    if (k.size() > 4) {
-      if (k.compare(4, 2, "_p") != 0 || k.size() == 6)
-        throw std::invalid_argument("--slo: unknown key '" + k + "' (e.g. " + metric + "_p99)");
-      std::string digits = k.substr(6);
-      // p999 is 99.9 (and p9999 99.99), as in `ridgeline load`.
-      if (digits.size() > 2 && digits.rfind("99", 0) == 0 &&
-          digits.find('.') == std::string::npos) {
-        std::string dotted = "99.";
-        dotted.append(digits, 2, std::string::npos);
-        digits = dotted;
-      }
-      std::size_t used = 0;
-      try {
-        percentile = std::stod(digits, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != digits.size() || !(percentile > 0 && percentile < 100))
-        throw std::invalid_argument("--slo: '" + k + "': the percentile must be in (0, 100)");
-    } else {
-      plain = true;
-    }
-    bool& seen = metric == "ttft" ? ttft : tpot;
-    if (seen) throw std::invalid_argument("--slo: " + metric + " given twice");
+  bool ttft = false, tpot = false;
+  auto take = [&](const schema::load_slo_term& t) {
+    auto bad = [&](const std::string& why) {
+      return std::invalid_argument("--slo term '" + printable(t.text, 60) + "': " + why);
+    };
+    if (t.metric != "ttft" && t.metric != "tpot")
+      throw bad("plan judges ttft, tpot and goodput, not " + t.metric);
+    if (t.quantile >= 1) throw bad("plan's percentiles are below 100");
+    bool& seen = t.metric == "ttft" ? ttft : tpot;
+    if (seen) throw bad(t.metric + " given twice (plan takes one " + t.metric + " limit)");
     seen = true;
-    (metric == "ttft" ? s.ttft_seconds : s.tpot_seconds) = slo_seconds(k, v);
-    (metric == "ttft" ? s.ttft_percentile : s.tpot_percentile) = percentile;
+    (t.metric == "ttft" ? s.ttft_seconds : s.tpot_seconds) = t.limit;
+    (t.metric == "ttft" ? s.ttft_percentile : s.tpot_percentile) = 100 * t.quantile;
+  };
+  for (const auto& t : spec.terms) {
+    if (t.metric != "goodput") take(t);
   }
+  for (const auto& l : spec.limits) take(l);
   if (!ttft || !tpot)
     throw std::invalid_argument(
         "--slo needs a TTFT and a TPOT limit: percentile terms (ttft_p99=2s,tpot_p99=50ms), "
         "goodput limits (ttft=2s,tpot=50ms,goodput=0.9), or both");
+  std::optional<double> goodput = spec.goodput_fraction;
   if (goodput && goodput_target)
     throw std::invalid_argument("--goodput and --slo goodput=... both set the goodput term");
   if (goodput_target && !(*goodput_target > 0 && *goodput_target <= 1))
     throw std::invalid_argument("--goodput must be in (0, 1]");
   if (!goodput) goodput = goodput_target;
   // A plain limit only means something to a goodput term: 0.9 unless one is given.
-  s.goodput_target = goodput.value_or(plain ? 0.9 : 0.0);
+  s.goodput_target = goodput.value_or(spec.limits.empty() ? 0.0 : 0.9);
   return s;
 }
 

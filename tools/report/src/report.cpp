@@ -489,54 +489,6 @@ std::string why_of(const std::vector<schema::load_term_verdict>& terms, bool met
   return why;
 }
 
-// A term judged by the report from a run's per-request columns, by load's rule (docs/load.md,
-// "SLOs and --find-max"): a request that did not finish counts as an infinite latency; TPOT skips
-// finished requests with one token; goodput is the share of all requests that finished within
-// the spec's per-request TTFT and TPOT limits. ITL needs every token's gap, which the columns do
-// not hold: not judged (nullopt).
-std::optional<schema::load_term_verdict> judge(const schema::load_slo_term& t,
-                                               const schema::load_slo_spec& spec,
-                                               const schema::serving_requests& rq) {
-  constexpr double k_failed = 1e300;  // load's stand-in for an infinite latency
-  const std::size_t n = rq.outcome.size();
-  schema::load_term_verdict out;
-  out.term = t;
-  if (t.metric == "goodput") {
-    std::int64_t good = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (rq.outcome[i] != "finished") continue;
-      if (spec.ttft_limit_seconds &&
-          !(rq.ttft_seconds[i] >= 0 && rq.ttft_seconds[i] <= *spec.ttft_limit_seconds))
-        continue;
-      if (spec.tpot_limit_seconds && rq.tpot_seconds[i] >= 0 &&
-          rq.tpot_seconds[i] > *spec.tpot_limit_seconds)
-        continue;
-      ++good;
-    }
-    out.measured = n == 0 ? 0.0 : static_cast<double>(good) / static_cast<double>(n);
-    out.met = out.measured >= t.limit;
-    return out;
-  }
-  const std::vector<double>* column = t.metric == "ttft"   ? &rq.ttft_seconds
-                                      : t.metric == "tpot" ? &rq.tpot_seconds
-                                      : t.metric == "e2e"  ? &rq.e2e_seconds
-                                                           : nullptr;
-  if (column == nullptr) return std::nullopt;
-  std::vector<double> v;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (rq.outcome[i] != "finished") {
-      v.push_back(k_failed);
-      continue;
-    }
-    const double x = (*column)[i];
-    if (t.metric == "tpot" && x < 0) continue;  // one token: no TPOT
-    v.push_back(x < 0 ? k_failed : x);
-  }
-  out.measured = v.empty() ? 0.0 : bench::quantile(v, t.quantile);
-  out.met = out.measured <= t.limit;
-  return out;
-}
-
 // One rate level of a load result as the find-max chart reads it (a search level or a
 // confirmation run); callers add what is theirs (order, source, judged_by).
 template <typename Level>
@@ -614,7 +566,8 @@ json confirmation_of(const std::string& path, const schema::load_level& lv,
     judged_by = "the report, from its per-request columns (it ran with " +
                 (lv.slo ? "--slo " + lv.slo->spec : std::string("no --slo")) + ")";
     for (const auto& t : spec.terms) {
-      if (auto v = judge(t, spec, row.measured->requests)) {
+      // load's rule (core's judge); ITL needs every token's gap, which the columns do not hold.
+      if (auto v = schema::judge_load_term(t, spec, row.measured->requests, nullptr)) {
         verdicts.push_back(*v);
       } else {
         judged_all = false;

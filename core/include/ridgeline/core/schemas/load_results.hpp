@@ -3,7 +3,8 @@
 // row, the level and its SLO verdict from `measured.http`. The one reader of these fields: the
 // report reads them here, and tools/load's reader (tools/load/src/results.cpp, for `load merge`)
 // takes them from here and adds what only load needs (the raw samples, the server's series, the
-// level's clock). The SLO spec grammar of `ridgeline load --slo` lives here too (parse_load_slo).
+// level's clock). The SLO spec grammar of `ridgeline load --slo` and `ridgeline plan --slo` lives
+// here too (parse_load_slo), and the verdict of a level's requests under a spec (judge_load_level).
 // The kv/v1 rest is parse_serving_results'.
 //   if (schema::is_load_result(doc)) {
 //     const auto l = schema::parse_load_results(doc, path);  // l.levels[i] is rows[i]
@@ -20,6 +21,8 @@
 #include <vector>
 
 namespace ridgeline::schema {
+
+struct serving_requests;  // schemas/serving_results.hpp
 
 // A latency percentile at or above this is load's stand-in for "failed requests reach the
 // percentile" (a failed request counts as an infinite latency; load writes 1e300).
@@ -41,11 +44,13 @@ struct load_slo_term {
 struct load_slo_spec {
   std::string text;
   std::vector<load_slo_term> terms;
+  std::vector<load_slo_term> limits;  // the plain limits as written (quantile 0), in order
   std::optional<double> ttft_limit_seconds, tpot_limit_seconds, goodput_fraction;
 };
-// Parses an SLO spec: comma-separated terms and plain limits, in any order; a goodput term needs
-// a ttft or tpot limit to judge requests by. Throws std::invalid_argument naming the bad term,
-// with `label` naming the spec ("SLO term 'ttft_p99=soon': ..."; "--slo term ..." for the flag).
+// Parses an SLO spec: comma-separated terms and plain limits, in any order; goodput and each plain
+// limit at most once; a goodput term needs a ttft or tpot limit to judge requests by. Throws
+// std::invalid_argument naming the bad term, with `label` naming the spec ("SLO term
+// 'ttft_p99=soon': ..."; "--slo term ..." for the flag).
 load_slo_spec parse_load_slo(std::string_view text, std::string_view label = "SLO");
 
 // One term's verdict at one level: `measured` is the percentile in seconds (at or above
@@ -66,6 +71,25 @@ struct load_level_slo {
   std::int64_t good_requests = 0;
   std::optional<double> goodput_requests_per_second, goodput_fraction;
 };
+
+// Judging a level's requests by a spec (load's rule, docs/load.md "SLOs and --find-max"; load
+// writes these verdicts and the report judges a run that ran without the spec by the same code).
+// The requests are their kv/v1 columns (outcome, ttft/tpot/e2e_seconds, -1 where undefined) and,
+// for ITL terms, the finished requests' token gaps. A request that did not finish counts as an
+// infinite latency (a percentile it reaches is at or above k_load_failed_latency_seconds); TPOT
+// skips finished requests with one token; goodput is the share of all the requests that finished
+// within the spec's per-request TTFT and TPOT limits.
+//   auto v = schema::judge_load_term(spec.terms[0], spec, row.measured->requests, nullptr);
+//   load_level_slo l = schema::judge_load_level(spec, columns, itl_gaps, duration_seconds);
+// One term; nullopt for an ITL term when `itl_seconds` is null (the columns hold no gaps).
+std::optional<load_term_verdict> judge_load_term(const load_slo_term& term,
+                                                 const load_slo_spec& spec,
+                                                 const serving_requests& requests,
+                                                 const std::vector<double>* itl_seconds);
+// Every term of the spec in order, and the good requests (per second over `duration_seconds`, and
+// as a fraction) when the spec has a TTFT or TPOT limit.
+load_level_slo judge_load_level(const load_slo_spec& spec, const serving_requests& requests,
+                                const std::vector<double>& itl_seconds, double duration_seconds);
 
 // One load level (one row): its shape, whether it stopped early, its throughput and SLO verdict.
 struct load_level {

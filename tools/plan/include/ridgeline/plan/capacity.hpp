@@ -36,10 +36,12 @@ struct slo {
   // and TPOT <= 50.0 ms per request)".
   std::string text() const;
 };
-// Terms `ttft_pQ=T`, `tpot_pQ=T` (Q: 99, 90, 99.9 or 999 = 99.9), plain limits `ttft=T`,
-// `tpot=T`, and `goodput=F`; T in seconds or with ms/us. TTFT and TPOT once each. A plain limit
-// is a goodput limit: with no goodput term given the goodput term is 0.9 (and says so in text()).
-// `goodput_target` (the CLI's --goodput) is the goodput term given apart from the spec.
+// Core's SLO grammar (schema::parse_load_slo, as `ridgeline load --slo` takes it): terms
+// `ttft_pQ=T`, `tpot_pQ=T` (Q: 99, 90, 99.9 or 999 = 99.9), plain limits `ttft=T`, `tpot=T`, and
+// `goodput=F`; T in seconds or with ms/us. The planner's rules on top: TTFT and TPOT once each
+// (itl and e2e terms are load's only), percentiles below 100. A plain limit is a goodput limit:
+// with no goodput term given the goodput term is 0.9 (and says so in text()). `goodput_target`
+// (the CLI's --goodput) is the goodput term given apart from the spec.
 slo parse_slo(const std::string& text, std::optional<double> goodput_target = std::nullopt);
 
 struct batch_point {
