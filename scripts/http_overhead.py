@@ -10,6 +10,9 @@ the same steady clock (CLOCK_MONOTONIC), so the differences are exact up to the 
 
   uplink        = server arrival (request parsed, tokenized, submitted) - client write
   server TTFT   = engine's first token (end of the step that sampled it) - server arrival
+  handoff       = start of the first engine step after the arrival - server arrival (a part of
+                  server TTFT: the engine thread's wake-up when idle, else the step in flight;
+                  only with a record that has the engine's steps)
   first write   = server's first content write - engine's first token (HTTP thread wake-up,
                   detokenize, JSON, evbuffer)
   downlink      = client's first content read - server's first content write
@@ -27,6 +30,7 @@ step period (the time from one step's end to the next one's, what a decoding req
 token), medians per bucket.
 """
 import argparse
+import bisect
 import gzip
 import json
 import sys
@@ -130,10 +134,11 @@ def main():
     http = rows[0]["measured"]["http"]
     epoch = http["epoch_steady_seconds"]
     s = http["samples"]
-    cols = {k: [] for k in ("uplink", "server_ttft", "first_write", "downlink", "http_ttft",
+    cols = {k: [] for k in ("uplink", "handoff", "server_ttft", "first_write", "downlink", "http_ttft",
                             "client_ttft", "server_tpot", "client_tpot", "http_per_token",
                             "http_e2e", "last_write")}
     unmatched = ambiguous = 0
+    starts = sorted(rec.get("steps", {}).get("start_seconds", []))
     for i, rid in enumerate(s["id"]):
         end = s["end_seconds"][i]
         c0, c1 = s["chunk_offsets"][i], s["chunk_offsets"][i + 1]
@@ -154,6 +159,9 @@ def main():
         arr, ft, lt = r["arrival_seconds"][j], r["first_token_seconds"][j], r["last_token_seconds"][j]
         fw, lw = r["first_write_seconds"][j], r["last_write_seconds"][j]
         cols["uplink"].append(arr - sent)
+        k = bisect.bisect_left(starts, arr)
+        if k < len(starts) and starts[k] <= ft:
+            cols["handoff"].append(starts[k] - arr)
         cols["server_ttft"].append(ft - arr)
         cols["first_write"].append(fw - ft)
         cols["downlink"].append(first - fw)

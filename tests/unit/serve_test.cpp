@@ -4,6 +4,7 @@
 // disconnects mid-stream freeing its KV blocks at once.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -212,6 +213,113 @@ TEST(ServeApi, TextStreamHoldsBackAPossibleStopStringAndCutsAtIt) {
   EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[0])), "");
   EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[1])), "");
   EXPECT_EQ(plain.push(static_cast<unsigned char>(euro[2])), euro);
+}
+
+namespace {
+
+// Everything a parse decides, as one string: two parses agree when their strings do.
+std::string outcome_of(const std::variant<api_request, api_error>& v) {
+  if (const auto* e = std::get_if<api_error>(&v)) {
+    return "error " + std::to_string(e->status) + " " + e->type + " " + e->param + " " + e->code +
+           ": " + e->message;
+  }
+  const api_request& r = std::get<api_request>(v);
+  json messages = json::array();
+  for (const auto& m : r.messages) messages.push_back({m.role, m.content});
+  return json{{"model", r.model},
+              {"prompt", r.prompt},
+              {"ids", r.prompt_ids},
+              {"is_ids", r.prompt_is_ids},
+              {"messages", messages},
+              {"max_tokens", r.max_tokens},
+              {"temperature", r.temperature},
+              {"top_p", r.top_p},
+              {"top_k", r.top_k},
+              {"repetition_penalty", r.repetition_penalty},
+              {"seed", r.seed ? json(*r.seed) : json(nullptr)},
+              {"stop", r.stop},
+              {"stop_token_ids", r.stop_token_ids},
+              {"ignore_eos", r.ignore_eos},
+              {"stream", r.stream},
+              {"include_usage", r.include_usage},
+              {"continuous_usage", r.continuous_usage},
+              {"logprobs", r.logprobs}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+TEST(ServeApi, FastPromptIdsReadAgreesWithTheFullParse) {
+  api_limits limits;
+  limits.max_logprobs = 3;
+  std::vector<std::string> bodies = {
+      R"({"prompt":[1,2,3]})",
+      R"(  { "model" : "m" , "prompt" : [ 0 , 17 ,2147483647 ] , "stream":true,
+          "stream_options":{"include_usage":true,"prompt":[9]}, "max_tokens": 5 }  )",
+      R"({"stop":"\"prompt\":[1]","prompt":[4,5],"echo":false,"x":{"a":[1,{"b":"]}"}]}})",
+      R"({"prompt":[1],"prompt":[2,3]})",  // JSON objects keep the last
+      R"({"prompt":"[1,2]","prompt":[7]})",
+      R"({"pr\u006fmpt":[5],"max_tokens":2})",  // an escaped key reads "prompt" too
+      R"({"prompt":[2147483648]})",             // beyond token ids
+      R"({"prompt":[-1,2]})",
+      R"({"prompt":[1.0,2]})",
+      R"({"prompt":[1e2]})",
+      R"({"prompt":[01]})",
+      R"({"prompt":[]})",
+      R"({"prompt":[[1,2,3]]})",
+      R"({"prompt":[1,2,]})",
+      R"({"prompt":[1 2]})",
+      R"({"prompt":[1,2]} trailing)",
+      R"({"prompt":[1,2]}{})",
+      R"({"prompt":[1,2],})",
+      R"({"prompt":[1,2],"n":2})",
+      R"({"prompt":[1,2],"temperature":9})",
+      R"({"prompt":[1,2],"logprobs":4})",
+      R"({"prompt":[3],"bad":"\x"})",
+      R"({"prompt":[3],"bad":tru})",
+      R"({"prompt":[3],"s":"unterminated})",
+      "\xEF\xBB\xBF{\"prompt\":[1,2]}",        // a byte-order mark
+      "{\"prompt\":[1,2],\"stop\":\"\xFF\"}",  // not UTF-8
+      R"([{"prompt":[1]}])",
+      R"("prompt")",
+      R"({"prompt":null})",
+      R"({"prompt":[1,2],"model":"m","seed":-3,"top_k":-1})"};
+  // Every prefix and every one-byte change of a realistic body: the fast read must never accept
+  // what the full parse rejects, nor read anything otherwise.
+  const std::string base =
+      R"({"model":"tiny-gpu","prompt":[12, 0,305 ,7],"max_tokens":8,"stream":true,)"
+      R"("stream_options":{"continuous_usage_stats":true},"stop":["a\"]"],"ignore_eos":true})";
+  for (std::size_t n = 0; n <= base.size(); ++n) bodies.push_back(base.substr(0, n));
+  const std::string swaps = "[]{},:\" 0-9e.\\x";
+  for (std::size_t i = 0; i < base.size(); ++i) {
+    for (char c : swaps) {
+      std::string b = base;
+      b[i] = c;
+      bodies.push_back(b);
+    }
+    bodies.push_back(base.substr(0, i) + base.substr(i + 1));
+  }
+  std::size_t fast = 0;
+  for (const auto& b : bodies) {
+    for (endpoint k : {endpoint::completions, endpoint::chat}) {
+      EXPECT_EQ(outcome_of(parse_api_request(k, b, limits)),
+                outcome_of(serve::detail::parse_api_request_dom(k, b, limits)))
+          << b;
+    }
+    std::size_t begin = 0, end = 0;
+    std::vector<token_id> ids;
+    if (serve::detail::find_prompt_ids(b, begin, end, ids)) ++fast;
+  }
+  // The fast read does take the plain bodies (the agreement above is not only the fallback's).
+  EXPECT_GT(fast, 200u);
+  std::size_t begin = 0, end = 0;
+  std::vector<token_id> ids;
+  ASSERT_TRUE(serve::detail::find_prompt_ids(bodies[1], begin, end, ids));
+  EXPECT_EQ(ids, (std::vector<token_id>{0, 17, 2147483647}));
+  EXPECT_EQ(bodies[1].substr(begin, end - begin), "[ 0 , 17 ,2147483647 ]");
+  // Twice, or under an escaped key: the full parse decides.
+  EXPECT_FALSE(serve::detail::find_prompt_ids(bodies[3], begin, end, ids));
+  EXPECT_FALSE(serve::detail::find_prompt_ids(bodies[5], begin, end, ids));
 }
 
 // ---- the server over loopback sockets ---------------------------------------------------------
@@ -765,4 +873,257 @@ TEST(Serve, ARecordPathThatCannotBeWrittenFailsBeforeServing) {
     EXPECT_NE(what.find("/nonexistent-ridgeline-dir/record.json"), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
   }
+}
+
+namespace {
+
+// Opens a streamed completion on a new connection (the request written, nothing read yet).
+int open_stream(int port, const std::string& body, int receive_buffer_bytes = 0) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (receive_buffer_bytes > 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof receive_buffer_bytes);
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  send_all(fd, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
+  return fd;
+}
+
+// Reads to the end of the connection; the body, de-chunked.
+std::string read_body(int fd) {
+  std::string raw;
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  const auto head_end = raw.find("\r\n\r\n");
+  if (head_end == std::string::npos) return {};
+  return dechunk(raw.substr(head_end + 4));
+}
+
+// Reads to the end of the connection, after `got` already read; the body, de-chunked.
+std::string read_body_after(int fd, std::string raw) {
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  const auto head_end = raw.find("\r\n\r\n");
+  if (head_end == std::string::npos) return {};
+  return dechunk(raw.substr(head_end + 4));
+}
+
+// The server runs in this process: its end of our connection `fd` is the socket bound to the
+// server's port whose peer is our port (-1 when there is none).
+int server_end_of(int fd, int port) {
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &len) != 0) return -1;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int other = std::stoi(entry.path().filename().string());
+    sockaddr_in local{}, peer{};
+    socklen_t a = sizeof local, b = sizeof peer;
+    if (getsockname(other, reinterpret_cast<sockaddr*>(&local), &a) != 0 ||
+        getpeername(other, reinterpret_cast<sockaddr*>(&peer), &b) != 0 ||
+        local.sin_family != AF_INET) {
+      continue;
+    }
+    if (ntohs(local.sin_port) == port && peer.sin_port == mine.sin_port) return other;
+  }
+  return -1;
+}
+
+// A continuous-usage stream's text, checking that its chunks count 1, 2, ... in order and end
+// with the finish chunk and [DONE].
+std::string stream_text(const std::string& body, int tokens) {
+  auto ev = events_of(body);
+  EXPECT_FALSE(ev.empty());
+  if (ev.empty()) return {};
+  EXPECT_EQ(ev.back(), "[DONE]");
+  ev.pop_back();
+  EXPECT_EQ(std::ssize(ev), tokens + 1);
+  std::string text;
+  for (std::size_t i = 0; i < ev.size(); ++i) {
+    const json c = json::parse(ev[i]);
+    EXPECT_EQ(c.at("usage").at("completion_tokens"), std::min<std::size_t>(i + 1, tokens)) << i;
+    text += c.at("choices")[0].at("text").get<std::string>();
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST(Serve, ConcurrentStreamsKeepTheirOrderAndText) {
+  // Streams that start while others decode: their first tokens and the others' next tokens come
+  // back from the same steps, and each stream's chunks still arrive whole, counted in order, with
+  // the text its request gets alone.
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  auto body = [](int k, bool stream) {
+    return R"({"prompt":"stream )" + std::to_string(k) +
+           R"(","max_tokens":24,"ignore_eos":true,"temperature":0)" +
+           (stream ? R"(,"stream":true,"stream_options":{"continuous_usage_stats":true}})"
+                   : std::string("}"));
+  };
+  constexpr int n = 6;
+  std::vector<std::string> alone(n);
+  for (int k = 0; k < n; ++k) {
+    const http_response r = exchange(port, "POST", "/v1/completions", body(k, false));
+    ASSERT_EQ(r.status, 200) << r.body;
+    alone[k] = json::parse(r.body).at("choices")[0].at("text").get<std::string>();
+  }
+  std::vector<int> fds;
+  for (int k = 0; k < n; ++k) {
+    fds.push_back(open_stream(port, body(k, true)));
+    ASSERT_GE(fds.back(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(7));
+  }
+  std::vector<std::string> bodies(n);
+  std::vector<std::thread> readers;
+  for (int k = 0; k < n; ++k) readers.emplace_back([&, k] { bodies[k] = read_body(fds[k]); });
+  for (auto& t : readers) t.join();
+  for (int k = 0; k < n; ++k) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(stream_text(bodies[k], 24), alone[k]);
+  }
+}
+
+TEST(Serve, AStreamToASlowReaderArrivesWholeAndInOrder) {
+  // The client reads nothing for a while, and both ends' buffers are small: the server's writes
+  // stop part-way, the rest waits in its buffer and goes out as the client reads. The stream
+  // arrives whole, in order, with the text of the same request answered at once.
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  const std::string body =
+      R"({"prompt":"slow","max_tokens":600,"ignore_eos":true,"temperature":0,"stream":true,)"
+      R"("stream_options":{"continuous_usage_stats":true}})";
+  const int fd = open_stream(port, body, 2048);
+  ASSERT_GE(fd, 0);
+  char first[1];
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_GT(poll(&p, 1, 5000), 0);  // the response has begun: the server's socket exists
+  ASSERT_EQ(recv(fd, first, 1, 0), 1);
+  const int server_side = server_end_of(fd, port);
+  ASSERT_GE(server_side, 0);
+  const int small = 4096;  // fixed: the kernel no longer grows it
+  ASSERT_EQ(setsockopt(server_side, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const std::string rest = read_body_after(fd, std::string(first, 1));
+  const std::string text = stream_text(rest, 600);
+  const http_response alone =
+      exchange(port, "POST", "/v1/completions",
+               R"({"prompt":"slow","max_tokens":600,"ignore_eos":true,"temperature":0})");
+  ASSERT_EQ(alone.status, 200);
+  EXPECT_EQ(text, json::parse(alone.body).at("choices")[0].at("text").get<std::string>());
+}
+
+TEST(Serve, AnHttp10StreamEndsWithTheConnection) {
+  // HTTP/1.0 has no chunked encoding: the stream is the raw events, ended by the close.
+  running_server rs(tiny_options());
+  const int fd = connect_to(rs.s.port());
+  ASSERT_GE(fd, 0);
+  const std::string body =
+      R"({"prompt":"old","max_tokens":5,"ignore_eos":true,"stream":true,)"
+      R"("stream_options":{"continuous_usage_stats":true}})";
+  send_all(fd, "POST /v1/completions HTTP/1.0\r\nContent-Length: " + std::to_string(body.size()) +
+                   "\r\n\r\n" + body);
+  std::string raw;
+  char buf[4096];
+  pollfd p{fd, POLLIN, 0};
+  while (poll(&p, 1, 5000) > 0) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  const auto head_end = raw.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << raw;
+  EXPECT_EQ(raw.find("Transfer-Encoding: chunked"), std::string::npos);
+  stream_text(raw.substr(head_end + 4), 5);
+}
+
+TEST(Serve, ConnectionsHaveNoDelay) {
+  // Nagle would hold a chunk until the client acknowledged the previous segment, which a delayed
+  // ACK keeps back for up to 40 ms.
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  const int fd =
+      open_stream(port, R"({"prompt":"x","max_tokens":200,"ignore_eos":true,"stream":true})");
+  ASSERT_GE(fd, 0);
+  char buf[4096];
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_GT(poll(&p, 1, 5000), 0);
+  ASSERT_GT(recv(fd, buf, sizeof(buf), 0), 0);  // the request has been handled
+  const int server_side = server_end_of(fd, port);
+  ASSERT_GE(server_side, 0) << "the server's end of the connection was not found";
+  int nodelay = 0;
+  socklen_t size = sizeof nodelay;
+  ASSERT_EQ(getsockopt(server_side, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+  EXPECT_NE(nodelay, 0);
+  close(fd);
+}
+
+TEST(Serve, ClientsThatCloseMidStreamDoNotStopTheServer) {
+  // Each client reads its first chunk and closes with the stream going on: the server's next
+  // writes meet a closed socket (EPIPE; SIGPIPE would end this process), and it cancels them.
+  running_server rs(tiny_options());
+  const int port = rs.s.port();
+  for (int k = 0; k < 8; ++k) {
+    const int fd = open_stream(
+        port, R"({"prompt":"bye","max_tokens":300,"ignore_eos":true,"stream":true,)"
+              R"("stream_options":{"continuous_usage_stats":true}})");
+    ASSERT_GE(fd, 0);
+    char buf[4096];
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_GT(poll(&p, 1, 5000), 0);
+    ASSERT_GT(recv(fd, buf, sizeof(buf), 0), 0);
+    if (k % 2 == 1) {
+      const linger reset{1, 0};  // an RST instead of a FIN
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  double used = -1;
+  for (int i = 0; i < 100 && used != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    used = metric(port, R"(ridgeline_kv_cache_blocks{state="used"})");
+  }
+  EXPECT_EQ(used, 0);
+  EXPECT_EQ(exchange(port, "GET", "/health").status, 200);
+}
+
+TEST(Serve, ClientsGoneWhenTheServerStopsDoNotStopTheProcess) {
+  // Stopping ends every stream with an error event, written to clients that closed a moment
+  // before (sooner than the 100 ms probe notices): writes to closed sockets, whose SIGPIPE would
+  // end this process.
+  for (int round = 0; round < 3; ++round) {
+    server_options o = tiny_options();
+    o.engine.serving.max_running = 1;  // the later streams wait, their headers sent
+    running_server rs(o);
+    std::vector<int> fds;
+    for (int k = 0; k < 4; ++k) {
+      fds.push_back(open_stream(rs.s.port(), R"({"prompt":"x","max_tokens":400,"ignore_eos":true,)"
+                                             R"("stream":true})"));
+      ASSERT_GE(fds.back(), 0);
+      char buf[4096];
+      pollfd p{fds.back(), POLLIN, 0};
+      ASSERT_GT(poll(&p, 1, 5000), 0);  // the headers (and perhaps a chunk)
+      ASSERT_GT(recv(fds.back(), buf, sizeof(buf), 0), 0);
+    }
+    for (int fd : fds) close(fd);
+  }  // each server stops here
+  SUCCEED();
 }

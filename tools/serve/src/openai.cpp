@@ -97,8 +97,120 @@ std::string error_body(const api_error& e) {
   return json{{"error", std::move(err)}}.dump();
 }
 
-std::variant<api_request, api_error> parse_api_request(endpoint kind, std::string_view text,
-                                                       const api_limits& limits) {
+namespace {
+
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void skip_space(std::string_view s, std::size_t& i) {
+  while (i < s.size() && json_space(s[i])) ++i;
+}
+
+// Past the string that starts at s[i] (a '"'); escapes set when it has any. False: unterminated.
+bool skip_string(std::string_view s, std::size_t& i, bool& escapes) {
+  for (++i; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      escapes = true;
+      ++i;
+    } else if (s[i] == '"') {
+      ++i;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Past the value that starts at s[i]: a string, an object or array (brackets counted, strings
+// skipped), or a number or literal (to the next delimiter). Only finds the value's end; whether
+// it is valid JSON the full parse decides.
+bool skip_value(std::string_view s, std::size_t& i) {
+  bool escapes = false;
+  if (i >= s.size()) return false;
+  if (s[i] == '"') return skip_string(s, i, escapes);
+  if (s[i] == '{' || s[i] == '[') {
+    int depth = 0;
+    while (i < s.size()) {
+      const char c = s[i];
+      if (c == '"') {
+        if (!skip_string(s, i, escapes)) return false;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') --depth;
+      ++i;
+      if (depth == 0) return true;
+    }
+    return false;
+  }
+  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && !json_space(s[i])) ++i;
+  return true;
+}
+
+}  // namespace
+
+namespace detail {
+
+bool find_prompt_ids(std::string_view s, std::size_t& begin, std::size_t& end,
+                     std::vector<token_id>& ids) {
+  std::size_t i = 0;
+  skip_space(s, i);
+  if (i >= s.size() || s[i] != '{') return false;
+  ++i;
+  bool found = false;
+  for (;;) {
+    skip_space(s, i);
+    if (i >= s.size()) return false;
+    if (s[i] == '}') return found;
+    if (s[i] != '"') return false;
+    const std::size_t key = i;
+    bool escapes = false;
+    if (!skip_string(s, i, escapes)) return false;
+    // A key with escapes might read "prompt": only the full parse knows.
+    if (escapes) return false;
+    const bool is_prompt = s.substr(key, i - key) == "\"prompt\"";
+    skip_space(s, i);
+    if (i >= s.size() || s[i] != ':') return false;
+    ++i;
+    skip_space(s, i);
+    if (is_prompt) {
+      // Twice: JSON objects keep the last, as the full parse does; leave it to that.
+      if (found || i >= s.size() || s[i] != '[') return false;
+      found = true;
+      begin = i++;
+      ids.clear();
+      for (;;) {
+        skip_space(s, i);
+        // Digits only: a sign, fraction, exponent, leading zero, nested array, string or an
+        // empty array each takes the full parse, whose error or reading is the answer.
+        if (i >= s.size() || s[i] < '0' || s[i] > '9') return false;
+        if (s[i] == '0' && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9') return false;
+        std::int64_t v = 0;
+        for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+          v = v * 10 + (s[i] - '0');
+          if (v > std::numeric_limits<token_id>::max()) return false;
+        }
+        ids.push_back(static_cast<token_id>(v));
+        skip_space(s, i);
+        if (i >= s.size()) return false;
+        if (s[i] == ']') break;
+        if (s[i] != ',') return false;
+        ++i;
+      }
+      end = ++i;
+    } else if (!skip_value(s, i)) {
+      return false;
+    }
+    skip_space(s, i);
+    if (i >= s.size()) return false;
+    if (s[i] == ',') {
+      ++i;
+    } else if (s[i] != '}') {
+      return false;
+    }
+  }
+}
+
+std::variant<api_request, api_error> parse_api_request_dom(endpoint kind, std::string_view text,
+                                                           const api_limits& limits) {
   json body = json::parse(text, nullptr, false);
   if (body.is_discarded()) return bad("the request body is not valid JSON");
   if (!body.is_object()) return bad("the request body must be a JSON object");
@@ -238,6 +350,27 @@ std::variant<api_request, api_error> parse_api_request(endpoint kind, std::strin
     return bad("only best_of = 1 is supported", "best_of");
   }
   return r;
+}
+
+}  // namespace detail
+
+std::variant<api_request, api_error> parse_api_request(endpoint kind, std::string_view text,
+                                                       const api_limits& limits) {
+  // A prompt of token ids is most of a body's bytes (a 1,000-token prompt: about 6 KB, 70 us of
+  // the full parse's 90 us). It is read here at a few ns a byte and the rest of the body, with
+  // the array as [0], goes through the full parse: every check and every error is the full
+  // parse's, and for any other body it is the whole answer.
+  std::size_t begin = 0, end = 0;
+  std::vector<token_id> ids;
+  if (kind != endpoint::completions || !detail::find_prompt_ids(text, begin, end, ids)) {
+    return detail::parse_api_request_dom(kind, text, limits);
+  }
+  std::string rest;
+  rest.reserve(text.size() - (end - begin) + 3);
+  rest.append(text.substr(0, begin)).append("[0]").append(text.substr(end));
+  auto parsed = detail::parse_api_request_dom(kind, rest, limits);
+  if (auto* r = std::get_if<api_request>(&parsed)) r->prompt_ids = std::move(ids);
+  return parsed;
 }
 
 std::string response_id(endpoint kind, std::uint64_t n) {

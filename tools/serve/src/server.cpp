@@ -3,6 +3,10 @@
 // against the context and the queue, then submitted; its tokens come back through the worker's
 // outbox, woken by an event the worker activates, and go out as server-sent events (or one JSON
 // body). A client that disconnects cancels its request: its KV blocks are freed at once.
+// Latency, per hop (docs/serving.md "Where the HTTP layer's time goes"): sockets have TCP_NODELAY;
+// after each wake-up the requests still waiting for their first token are answered first; and a
+// request's streamed chunks are written to its socket at once (write_now), not on the event
+// loop's next turn after every other request's chunks of the same step were built.
 #include "ridgeline/serve/server.hpp"
 
 #include <event2/buffer.h>
@@ -11,9 +15,15 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -60,6 +70,76 @@ struct http_deleter {
 struct event_deleter {
   void operator()(event* e) const noexcept { event_free(e); }
 };
+struct evbuffer_deleter {
+  void operator()(evbuffer* b) const noexcept { evbuffer_free(b); }
+};
+
+// Small writes leave at once: a streamed chunk must not wait (Nagle) for the client's ACK of the
+// previous segment, which a delayed ACK holds back for up to 40 ms (the headers are written at
+// the request, the first token's chunk a TTFT later).
+void set_no_delay(evhttp_connection* conn) {
+  bufferevent* bev = conn != nullptr ? evhttp_connection_get_bufferevent(conn) : nullptr;
+  const evutil_socket_t fd = bev != nullptr ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// Writes what the connection's output buffer holds to its socket now. libevent would write it
+// when epoll next reports the socket writable, that is after every other callback of this loop
+// turn: after the chunks of every other request of the same step were built. Whatever the socket
+// does not take stays in the buffer, and libevent writes it when the socket drains, as before (a
+// slow reader backs up there); an error is left to libevent's own write, which fails the
+// connection as it always did. The bufferevent keeps its output frozen at the front outside its
+// own write callback; the drain of what was sent is the one place that lifts it.
+void write_now(evhttp_connection* conn) {
+  bufferevent* bev = conn != nullptr ? evhttp_connection_get_bufferevent(conn) : nullptr;
+  const evutil_socket_t fd = bev != nullptr ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return;
+  evbuffer* out = bufferevent_get_output(bev);
+  if (evbuffer_get_length(out) == 0) return;
+  std::array<evbuffer_iovec, 16> parts{};
+  const int n =
+      std::min(evbuffer_peek(out, -1, nullptr, parts.data(), static_cast<int>(parts.size())),
+               static_cast<int>(parts.size()));
+  if (n <= 0) return;
+  std::array<iovec, 16> io{};
+  for (int i = 0; i < n; ++i) io[i] = {parts[i].iov_base, parts[i].iov_len};
+  msghdr m{};
+  m.msg_iov = io.data();
+  m.msg_iovlen = static_cast<std::size_t>(n);
+  const ssize_t sent = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (sent <= 0) return;
+  evbuffer_unfreeze(out, 1);
+  evbuffer_drain(out, static_cast<std::size_t>(sent));
+  evbuffer_freeze(out, 1);
+}
+
+// libevent writes sockets with writev, which raises SIGPIPE when the client has gone, and the
+// default action ends the process. The loop's thread blocks it while it serves: a SIGPIPE raised
+// by its own write stays pending for that thread (the write fails with EPIPE, and libevent fails
+// the connection), and is taken before the thread's mask is restored. Nothing process-wide
+// changes.
+class sigpipe_blocked {
+ public:
+  sigpipe_blocked() {
+    sigemptyset(&m_pipe);
+    sigaddset(&m_pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &m_pipe, &m_old);
+  }
+  ~sigpipe_blocked() {
+    if (sigismember(&m_old, SIGPIPE) == 1) return;  // it was blocked already: left as it was
+    const timespec now{0, 0};
+    while (sigtimedwait(&m_pipe, nullptr, &now) == SIGPIPE) {
+    }
+    pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
+  }
+  sigpipe_blocked(const sigpipe_blocked&) = delete;
+  sigpipe_blocked& operator=(const sigpipe_blocked&) = delete;
+
+ private:
+  sigset_t m_pipe{}, m_old{};
+};
 
 tokenizer load_tokenizer(const server_options& o, const model_preset& m) {
   std::filesystem::path file = o.tokenizer;
@@ -96,6 +176,7 @@ struct request_state {
   // yet (streaming: since the last chunk; otherwise all of them).
   std::int32_t logprobs = -1;
   std::vector<token_logprobs> unsent_logprobs;
+  std::size_t last_event = 0;  // on_events: the index of its last event in the batch at hand
   std::int64_t created = 0;
   std::string response_id;
   // --record: the client's X-Request-Id and the server's stamps (steady_seconds)
@@ -134,6 +215,7 @@ struct server::impl {
   std::int32_t awaiting_first = 0;  // submitted, no first token yet (the queue the limit is on)
   bool failure_logged = false;      // the engine's failure, said once on stderr
   std::vector<engine_event> events;
+  std::unique_ptr<evbuffer, evbuffer_deleter> chunk_buffer{evbuffer_new()};  // emptied by each send
   std::int64_t created = unix_seconds();
   std::unique_ptr<record_columns> record;  // --record
   std::optional<int> record_device;
@@ -148,6 +230,11 @@ struct server::impl {
   void reply_error(evhttp_request* req, const api_error& e);
   void start_generation(evhttp_request* req, endpoint kind);
   void send_event(request_state& s, const json& chunk);
+  void send_text(request_state& s, std::string_view text);
+  void on_token(request_state& s, const engine_event& e);
+  // The stream's last bytes: written out now, then the chunked body's end (libevent's write of
+  // which completes the request and readies the connection for its next one).
+  void end_stream(request_state& s);
   // A chunk or response with the log-probabilities not sent yet (when the request asked).
   json with_logprobs(request_state& s, json chunk);
   void finish(request_state& s, const engine_event& e);
@@ -199,6 +286,7 @@ void server::impl::reply_error(evhttp_request* req, const api_error& e) {
 }
 
 void server::impl::handle(evhttp_request* req) {
+  set_no_delay(evhttp_request_get_connection(req));
   const char* uri = evhttp_request_get_uri(req);
   std::string path = uri != nullptr ? uri : "";
   if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
@@ -381,11 +469,18 @@ json server::impl::with_logprobs(request_state& s, json chunk) {
 
 void server::impl::send_event(request_state& s, const json& chunk) {
   if (s.req == nullptr) return;
-  evbuffer* b = evbuffer_new();
-  const std::string text = "data: " + chunk.dump() + "\n\n";
-  evbuffer_add(b, text.data(), text.size());
-  evhttp_send_reply_chunk(s.req, b);
-  evbuffer_free(b);
+  send_text(s, "data: " + chunk.dump() + "\n\n");
+}
+
+void server::impl::send_text(request_state& s, std::string_view text) {
+  if (s.req == nullptr) return;
+  evbuffer_add(chunk_buffer.get(), text.data(), text.size());
+  evhttp_send_reply_chunk(s.req, chunk_buffer.get());  // moves the bytes out
+}
+
+void server::impl::end_stream(request_state& s) {
+  write_now(s.conn);
+  evhttp_send_reply_end(s.req);
 }
 
 namespace {
@@ -442,7 +537,7 @@ void server::impl::finish(request_state& s, const engine_event& e) {
       err.code = r.reject_kind;
       if (s.stream) {
         send_event(s, json::parse(error_body(err)));
-        evhttp_send_reply_end(s.req);
+        end_stream(s);
       } else {
         reply_error(s.req, err);
       }
@@ -455,7 +550,7 @@ void server::impl::finish(request_state& s, const engine_event& e) {
       err.message = f.empty() ? "the server is shutting down" : "the engine failed: " + f;
       if (s.stream) {
         send_event(s, json::parse(error_body(err)));
-        evhttp_send_reply_end(s.req);
+        end_stream(s);
       } else {
         reply_error(s.req, err);
       }
@@ -473,11 +568,8 @@ void server::impl::finish(request_state& s, const engine_event& e) {
         if (s.include_usage) {
           send_event(s, usage_chunk(s.kind, s.response_id, model_name, s.created, u));
         }
-        evbuffer* b = evbuffer_new();
-        evbuffer_add(b, "data: [DONE]\n\n", 14);
-        evhttp_send_reply_chunk(s.req, b);
-        evbuffer_free(b);
-        evhttp_send_reply_end(s.req);
+        send_text(s, "data: [DONE]\n\n");
+        end_stream(s);
       } else {
         s.text += tail;
         reply_json(s.req, 200,
@@ -497,7 +589,20 @@ void server::impl::on_events() {
       if (note) note("serve: the engine failed, every request now gets 503: " + f);
     }
   }
-  for (const engine_event& e : events) {
+  // A step's tokens come in its plan's order: running requests' decodes, then the prefills of
+  // those just admitted. Requests still waiting for their first token go first (each one's events
+  // stay in order): their chunk is a TTFT, and the others' chunks would otherwise be built and
+  // written ahead of it.
+  std::stable_partition(events.begin(), events.end(), [this](const engine_event& e) {
+    const auto it = live_requests.find(e.id);
+    return it != live_requests.end() && !it->second->first_token_seen;
+  });
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto it = live_requests.find(events[i].id);
+    if (it != live_requests.end()) it->second->last_event = i;
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const engine_event& e = events[i];
     const auto it = live_requests.find(e.id);
     if (it == live_requests.end()) continue;
     request_state& s = *it->second;
@@ -506,44 +611,50 @@ void server::impl::on_events() {
       live_requests.erase(it);
       continue;
     }
-    if (s.stopped_by_text) continue;  // tokens of a step already in flight when it stopped
-    if (!s.first_token_seen) {
-      s.first_token_seen = true;
-      s.first_token_seconds = e.seconds;
-      --awaiting_first;
-    }
-    if (s.tokens > 0) live.observe_itl(e.seconds - s.last_token_seconds);
-    s.last_token_seconds = e.seconds;
-    ++s.tokens;
-    s.last_was_stop_token = s.stop_ids.contains(e.token);
-    if (s.logprobs >= 0) {
-      s.unsent_logprobs.push_back({e.token, e.logprob, e.top, s.out->decoded_characters()});
-    }
-    std::string piece = s.last_was_stop_token ? std::string() : s.out->push(e.token);
-    if (s.out->stopped()) {
-      s.stopped_by_text = true;
-      worker->cancel(s.id);
-    }
-    if (s.stream) {
-      // With continuous usage every token is a chunk (its count exact even when it completes no
-      // text); without, a token that completes no text sends nothing.
-      if (s.continuous_usage) {
-        send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name,
-                                                    s.created, piece, s.first_chunk, "",
-                                                    {s.prompt_tokens, s.tokens, 0})));
-        s.first_chunk = false;
-        if (record) stamp_write(s);
-      } else if (!piece.empty() || s.first_chunk) {
-        send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name,
-                                                    s.created, piece, s.first_chunk, "")));
-        s.first_chunk = false;
-        if (record && !piece.empty()) stamp_write(s);
-      }
-    } else {
-      s.text += piece;
-    }
+    on_token(s, e);
+    // The request's chunks of this wake-up go out together, as soon as its last one is built.
+    if (s.stream && s.req != nullptr && s.last_event == i) write_now(s.conn);
   }
   events.clear();
+}
+
+void server::impl::on_token(request_state& s, const engine_event& e) {
+  if (s.stopped_by_text) return;  // tokens of a step already in flight when it stopped
+  if (!s.first_token_seen) {
+    s.first_token_seen = true;
+    s.first_token_seconds = e.seconds;
+    --awaiting_first;
+  }
+  if (s.tokens > 0) live.observe_itl(e.seconds - s.last_token_seconds);
+  s.last_token_seconds = e.seconds;
+  ++s.tokens;
+  s.last_was_stop_token = s.stop_ids.contains(e.token);
+  if (s.logprobs >= 0) {
+    s.unsent_logprobs.push_back({e.token, e.logprob, e.top, s.out->decoded_characters()});
+  }
+  std::string piece = s.last_was_stop_token ? std::string() : s.out->push(e.token);
+  if (s.out->stopped()) {
+    s.stopped_by_text = true;
+    worker->cancel(s.id);
+  }
+  if (s.stream) {
+    // With continuous usage every token is a chunk (its count exact even when it completes no
+    // text); without, a token that completes no text sends nothing.
+    if (s.continuous_usage) {
+      send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name, s.created,
+                                                  piece, s.first_chunk, "",
+                                                  {s.prompt_tokens, s.tokens, 0})));
+      s.first_chunk = false;
+      if (record) stamp_write(s);
+    } else if (!piece.empty() || s.first_chunk) {
+      send_event(s, with_logprobs(s, stream_chunk(s.kind, s.response_id, model_name, s.created,
+                                                  piece, s.first_chunk, "")));
+      s.first_chunk = false;
+      if (record && !piece.empty()) stamp_write(s);
+    }
+  } else {
+    s.text += piece;
+  }
 }
 
 void server::impl::probe_clients() {
@@ -696,6 +807,7 @@ server::~server() {
 int server::port() const { return m->bound_port; }
 
 void server::run() {
+  const sigpipe_blocked no_sigpipe;
   std::unique_ptr<event, event_deleter> sigint, sigterm;
   if (m->opt.handle_signals) {
     auto on_signal = [](evutil_socket_t, short, void* base) {

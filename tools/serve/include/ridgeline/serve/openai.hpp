@@ -75,6 +75,19 @@ struct api_request {
 std::variant<api_request, api_error> parse_api_request(endpoint kind, std::string_view body,
                                                        const api_limits& limits);
 
+namespace detail {
+// parse_api_request's two halves (tests check that they agree with the full parse alone). The
+// full parse: the body as a JSON document, every field checked.
+std::variant<api_request, api_error> parse_api_request_dom(endpoint kind, std::string_view body,
+                                                           const api_limits& limits);
+// The fast read of a body's prompt of token ids: true when the body is an object whose only
+// top-level "prompt" member is a non-empty array of plain non-negative integers below 2^31
+// (digits only); then [begin, end) is that array's span in the body and ids its values. False
+// for anything else, including bodies that are not JSON (the full parse says so).
+bool find_prompt_ids(std::string_view body, std::size_t& begin, std::size_t& end,
+                     std::vector<token_id>& ids);
+}  // namespace detail
+
 // Ids for the response objects: "cmpl-<n>" / "chatcmpl-<n>".
 std::string response_id(endpoint kind, std::uint64_t n);
 
