@@ -7,6 +7,12 @@
 // per format and token count, with the bf16 path (the engine's automatic choice) timed in the same
 // iterations, so the speedup comes from one run (docs/kernels.md):
 //   build/bench/ridgeline_linear_bench --benchmark_filter='BM_kernels_quant_linear_block/'
+// BM_kernels_quant_linear_crossover: the same block through the engine's linear runner
+// (linear_runner::run_quant) with each path forced (linear_options::quant_force): the quantized
+// GEMV in 64-token slices against dequantize-to-bf16 + the bf16 GEMM, at 64 ... 512 tokens, both
+// timed cold in every iteration; where the dequantize path starts winning is the crossover that
+// k_quant_sliced_max_tokens (kernels/cuda/linear.hpp) should sit below (docs/kernels.md):
+//   build/bench/ridgeline_linear_bench --benchmark_filter='BM_kernels_quant_linear_crossover/'
 #include <algorithm>
 #include <cmath>
 #include <benchmark/benchmark.h>
@@ -320,6 +326,103 @@ void BM_kernels_quant_linear_block(benchmark::State& state, const quant_case& q,
   state.counters["speedup_vs_bf16"] = tq > 0 ? tb / tq : 0;
 }
 
+// One Llama-2-7B block's four linears through linear_runner::run_quant, as the engine runs them,
+// with each path forced: `gemv` (quant_gemv on 64-token slices) and `dequant` (the layer
+// dequantized into bf16 scratch, then the runner's bf16 path: cuBLASLt at these token counts).
+// Every iteration times both, cold (an L2 flush before each, weights rotated over 8 copies), so
+// their ratio comes from one run. The iteration time is the path the engine takes at this token
+// count (gemv up to k_quant_sliced_max_tokens, dequant above); counters: both medians, their
+// ratio dequant_over_gemv (< 1: dequantize + GEMM is faster), the path the engine takes, and the
+// largest difference between the two paths' outputs of the last layer relative to its largest
+// output (a check that both compute the same layer: a few 1e-3, bf16 rounding of the dequantized
+// weights and of the outputs).
+// range: {tokens}.
+void BM_kernels_quant_linear_crossover(benchmark::State& state, const quant_case& q) {
+  RIDGELINE_BENCH_REQUIRE_GPU(state);
+  const int tokens = static_cast<int>(state.range(0));
+  constexpr int copies = 8;
+  cuda::stream s;
+  std::vector<quant_layer> qw;
+  std::size_t largest = 0;  // elements of the largest layer: the dequantize scratch
+  for (int c = 0; c < copies; ++c) {
+    for (int l = 0; l < 4; ++l) {
+      const layer_shape& L = k_layers[l];
+      qw.push_back(make_quant_layer(q, L, std::uint64_t(100 * c + 10 * l), s.get()));
+      largest = std::max(largest, std::size_t(L.out) * L.in);
+    }
+  }
+  cuda::device_buffer x(std::size_t(tokens) * 11008 * 2), y(std::size_t(tokens) * 22016 * 2);
+  cuda::device_buffer scratch(largest * 2);
+  cuda::fill_uniform(x.data(), dtype::bf16, std::size_t(tokens) * 11008, 1, 1.0f, s.get());
+  cuda::linear_options go, dq;
+  go.quant_force = cuda::quant_linear_path::gemv;
+  dq.quant_force = cuda::quant_linear_path::dequant;
+  cuda::linear_runner gemv_runner(go), dequant_runner(dq), auto_runner;
+  const bool engine_takes_gemv =
+      auto_runner.quant_path_for(tokens) == cuda::quant_linear_path::gemv;
+  // The engine's launches: programmatic dependent launch between the layers (the quantized GEMV
+  // takes it, cuBLASLt launches normally); the first layer launches normally, so nothing of the
+  // timed work starts before the start event.
+  auto run_block = [&](cuda::linear_runner& runner, int c) {
+    for (int l = 0; l < 4; ++l) {
+      const linear_params p{x.data<bf16_bits>(), nullptr, y.data(), false, tokens,
+                            k_layers[l].in, k_layers[l].out};
+      runner.run_quant(p, qw[std::size_t(c) * 4 + l].view, scratch.data<bf16_bits>(), s.get(),
+                       l != 0);
+    }
+  };
+  const std::size_t last = std::size_t(tokens) * k_layers[3].out;
+  auto last_output = [&] {
+    std::vector<bf16_bits> out(last);
+    s.synchronize();
+    RIDGELINE_CUDA_CHECK(cudaMemcpy(out.data(), y.data(), last * 2, cudaMemcpyDeviceToHost));
+    return out;
+  };
+  double max_rel_diff = 0;
+  try {
+    // Warm-up (cuBLASLt plans and their timed choice, the GEMV's launch plans, clocks), then the
+    // check: both paths on copy 0, outputs finite and alike.
+    for (int c = 0; c < copies; ++c) run_block(gemv_runner, c);
+    for (int c = 0; c < copies; ++c) run_block(dequant_runner, c);
+    run_block(gemv_runner, 0);
+    const std::vector<bf16_bits> a = last_output();
+    run_block(dequant_runner, 0);
+    const std::vector<bf16_bits> b = last_output();
+    double largest_out = 0, diff = 0;
+    for (std::size_t i = 0; i < last; ++i) {
+      const double va = cpu::bf16_to_float(a[i]), vb = cpu::bf16_to_float(b[i]);
+      if (!std::isfinite(va) || !std::isfinite(vb)) {
+        state.SkipWithError("a quantized path wrote a non-finite output");
+        return;
+      }
+      largest_out = std::max(largest_out, std::fabs(va));
+      diff = std::max(diff, std::fabs(va - vb));
+    }
+    max_rel_diff = largest_out > 0 ? diff / largest_out : diff;
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  cold_timer timer;
+  std::vector<double> gemv_s, dequant_s;
+  int c = 0;
+  for (auto _ : state) {
+    const double tg = timer.time(s.get(), [&] { run_block(gemv_runner, c); });
+    const double td =
+        timer.time(s.get(), [&] { run_block(dequant_runner, (c + copies / 2) % copies); });
+    gemv_s.push_back(tg);
+    dequant_s.push_back(td);
+    state.SetIterationTime(engine_takes_gemv ? tg : td);
+    c = (c + 1) % copies;
+  }
+  const double tg = median(gemv_s), td = median(dequant_s);
+  state.counters["gemv_median_us"] = tg * 1e6;
+  state.counters["dequant_median_us"] = td * 1e6;
+  state.counters["dequant_over_gemv"] = tg > 0 ? td / tg : 0;
+  state.counters["engine_takes_gemv"] = engine_takes_gemv ? 1 : 0;
+  state.counters["paths_max_rel_diff"] = max_rel_diff;
+}
+
 void register_quant_benchmarks() {
   const std::vector<std::int64_t> all_tokens = {1, 2, 4, 8, 16, 32, 64};
   struct quant_bench {
@@ -340,6 +443,15 @@ void register_quant_benchmarks() {
       {"fp8_channel", {-1}, {1}, {4, 8, 16}, {1, 2}},
       {"int4_g128", {0, 1, 2, 3}, {1, 16}, {0}, {0}},
   };
+  // The crossover of the quantized paths: every format, 64 ... 512 tokens in steps of 64.
+  for (const auto& q : k_quant_cases) {
+    const std::string name = std::string("BM_kernels_quant_linear_crossover/format:") + q.name;
+    benchmark::RegisterBenchmark(name.c_str(), BM_kernels_quant_linear_crossover, std::cref(q))
+        ->ArgNames({"tokens"})
+        ->DenseRange(64, 512, 64)
+        ->Iterations(60)  // 0.5-3 ms each (both paths, two L2 passes): medians of 60
+        ->UseManualTime();
+  }
   for (const auto& c : cases) {
     const quant_case& q = quant_case_named(c.format);
     for (const int layer : c.layers) {

@@ -1,11 +1,13 @@
 // `ridgeline diverge run|compare`: per-step fingerprints of greedy decoding under one
-// configuration (GPU, batch size, graphs, split size), and the comparison of two of them: first
-// divergence per prompt, the margin there, KL on the top-k, a verdict. docs/diverge.md.
+// configuration (GPU, batch size, graphs, split size, weight format), and the comparison of two
+// of them: first divergence per prompt, the margin there, KL on the top-k, a verdict.
+// docs/diverge.md.
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "engine_options.hpp"
 #include "ridgeline/diverge/diverge.hpp"
 #include "ridgeline/core/files.hpp"
 
@@ -18,6 +20,7 @@ struct diverge_run_args {
   bench::diverge_options o;
   std::string co_runners = "random:1";
   std::string force_tokens;
+  std::string weights;  // --weights: empty when not given
   std::string output = "ridgeline-diverge.json";
   bool no_graphs = false, json_out = false;
 };
@@ -50,6 +53,7 @@ void run_diverge_run(diverge_run_args& a, context& ctx) {
   bench::diverge_options o = a.o;
   o.cuda_graphs = !a.no_graphs;
   o.co_runner_seed = parse_co_runners(a.co_runners);
+  o.weights = engine_weights_of(a.weights);
   if (!a.force_tokens.empty()) {
     o.force = bench::load_fingerprint(a.force_tokens);
     o.force_source = a.force_tokens;
@@ -89,7 +93,8 @@ void run_diverge_compare(const diverge_compare_args& a, context& ctx) {
 
 void register_diverge(CLI::App& app, context& ctx) {
   auto* cmd = app.add_subcommand(
-      "diverge", "Do two configurations (GPUs, batch sizes, graphs) produce the same tokens?");
+      "diverge",
+      "Do two configurations (GPUs, batch sizes, graphs, weight formats) produce the same tokens?");
   cmd->require_subcommand(1);
   cmd->footer(
       "Examples:\n"
@@ -98,6 +103,8 @@ void register_diverge(CLI::App& app, context& ctx) {
       "  ridgeline diverge run --model llama-2-7b --prompt-set random:32:128:1 --steps 64 \\\n"
       "      --batch 64 --force-tokens b1.json -o b64.json\n"
       "  ridgeline diverge compare b1.json b64.json -o b1_vs_b64.json\n"
+      "  ridgeline diverge run --model llama-2-7b --prompt-set random:32:128:1 --steps 64 \\\n"
+      "      --weights int4 --force-tokens b1.json -o b1_int4.json   (bf16 against int4)\n"
       "  ridgeline diverge run --executor cpu --model tiny --prompt-set random:2:8:1 --steps 8");
 
   auto r = std::make_shared<diverge_run_args>();
@@ -136,6 +143,7 @@ void register_diverge(CLI::App& app, context& ctx) {
   run->add_option("--executor", r->o.executor, "cuda, or cpu (tiny models; no GPU needed)")
       ->capture_default_str();
   run->add_option("--seed", r->o.weight_seed, "Seed of the random weights")->capture_default_str();
+  add_weights_option(run, r->weights);
   run->add_option("--device", r->o.device, "CUDA device index")->capture_default_str();
   run->add_option("-o,--output", r->output, "Fingerprint JSON ('' to skip)")->capture_default_str();
   run->add_flag("--json", r->json_out, "Print the fingerprint JSON instead of the summary");
@@ -145,7 +153,8 @@ void register_diverge(CLI::App& app, context& ctx) {
   auto* cmp = cmd->add_subcommand("compare", "Compare two fingerprints: divergence, margins, KL");
   cmp->footer(
       "A is the reference. Refuses files that are cut off or malformed, or from other models,\n"
-      "weights or prompt sets (exit 2). Verdicts: bitwise identical (every logits hash equal),\n"
+      "weights or prompt sets (exit 2); the same weights in two formats (--weights) compare.\n"
+      "Verdicts: bitwise identical (every logits hash equal),\n"
       "numerically different but same tokens, diverged at step N.\n"
       "Examples:\n"
       "  ridgeline diverge compare h100.json h200.json\n"

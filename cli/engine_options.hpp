@@ -1,7 +1,8 @@
 // The engine options `replay` and `serve` share (model, weights, KV pool, scheduler limits,
 // executor modes): one set of flags, one meaning (docs/serving.md). add_weights_option is the one
-// definition of --weights for every command that builds an engine (replay, serve, sweep,
-// diverge): the engine's weight format (engine_options::weights, docs/engine.md).
+// definition of --weights for the commands that build an engine (replay, sweep, diverge run; each
+// registers it beside its other flags): the engine's weight format (engine_options::weights,
+// docs/engine.md).
 #pragma once
 
 #include <optional>

@@ -22,6 +22,7 @@ struct replay_args {
   std::string output = "ridgeline-replay.json";
   std::string csv;
   std::string host_memory;
+  std::string weights;  // --weights: empty when not given
   bool json = false;
   metrics_options live;
 };
@@ -29,6 +30,7 @@ struct replay_args {
 void run_replay_command(replay_args& a, context& ctx) {
   a.o.serving.capacities = {kv::capacity_spec{"engine pool", kv::capacity_spec::kind::unlimited, 0}};
   apply_host_memory(a.o, a.host_memory);
+  a.o.weights = engine_weights_of(a.weights);
   const replay::replay_setup setup = replay::configure(a.o);
   if (!a.output.empty()) check_writable(a.output);
   if (!a.csv.empty()) check_writable(a.csv);
@@ -80,11 +82,14 @@ void register_replay(CLI::App& app, context& ctx) {
       "  ridgeline replay --trace data/traces/mooncake_synthetic_trace.jsonl --duration 180 \\\n"
       "      --block-size 16 --mooncake-block 512\n"
       "  ridgeline replay --generator requests=64,rate=1000,prompt=fixed:448,output=fixed:128\n"
+      "  ridgeline replay --generator requests=64,rate=1000,prompt=fixed:448,output=fixed:128 \\\n"
+      "      --weights int4\n"
       "Without a GPU it runs the cpu executor on the tiny model and says so. docs/serving.md");
   auto* trace = cmd->add_option("--trace", k.trace, "Trace file: .jsonl Mooncake, .csv Azure");
   auto* gen = cmd->add_option("--generator", k.generator, "Generator spec key=value,... (docs/kv.md)");
   trace->excludes(gen);
   add_engine_options(cmd, o, args->host_memory);
+  add_weights_option(cmd, args->weights);
   cmd->add_option("--gpu", k.gpu,
                   "GPU profile for kv's simulation of the same window (key or JSON path)")
       ->capture_default_str();

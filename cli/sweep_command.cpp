@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "engine_options.hpp"
 #include "metrics_options.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 #include "ridgeline/core/files.hpp"
@@ -32,6 +33,7 @@ struct sweep_args {
   int split_tokens = 0;
   int gemm_candidates = 32;
   std::string gemm = "auto";
+  std::string weights;  // --weights: empty when not given
   int device = 0;
   bool full = false, json = false, no_graphs = false, no_pdl = false, deterministic = false;
   metrics_options live;
@@ -72,6 +74,7 @@ void run_sweep_command(const sweep_args& a, context& ctx) {
   bench::sweep_options o;
   o.model = a.model;
   o.checkpoint = a.checkpoint;
+  o.weights = engine_weights_of(a.weights);
   o.batches = int_list(a.batches, "batch");
   o.contexts = int_list(a.contexts, "context");
   o.phases = split_list(a.phases);
@@ -116,10 +119,13 @@ void register_sweep(CLI::App& app, context& ctx) {
       "  ridgeline sweep --model llama-2-7b --batch 1,64,128 --context 512 --phase decode\n"
       "  ridgeline sweep --gpu perfmodel/profiles/h100-sxm.json -o docs/results/sweep.json --csv s.csv\n"
       "  ridgeline sweep --batch 1,64 --context 512 --peer peer.json   (ratio to a PyTorch peer)\n"
+      "  ridgeline sweep --weights int4 --batch 1,64 --context 512 --phase decode   (% of the "
+      "int4 floor)\n"
       "  ridgeline sweep --rederive docs/results/h100-sxm_sweep.json -o docs/results/h100-sxm_sweep.json");
   cmd->add_option("--model", a->model, "Model preset")->capture_default_str();
   cmd->add_option("--checkpoint", a->checkpoint,
                   "Hugging Face Llama/Mistral folder (config.json + safetensors) instead of a preset");
+  add_weights_option(cmd, a->weights);
   cmd->add_option("--batch", a->batches, "Batch sizes, comma-separated")->capture_default_str();
   cmd->add_option("--context", a->contexts, "Context lengths (tokens), comma-separated")->capture_default_str();
   cmd->add_option("--phase", a->phases, "decode, prefill or both")->capture_default_str();

@@ -232,4 +232,12 @@ std::string schema_of(const json& doc) {
 
 std::string to_text(const json& doc) { return doc.dump(2) + "\n"; }
 
+std::optional<std::string> optional_weight_format(const node& config, std::string_view key) {
+  std::optional<std::string> f = config.optional_string(key);
+  if (f && *f != "bf16" && *f != "fp8" && *f != "int8" && *f != "int4") {
+    config.fail_member(key, "expected \"bf16\", \"fp8\", \"int8\" or \"int4\", found \"" + *f + "\"");
+  }
+  return f;
+}
+
 }  // namespace ridgeline::schema

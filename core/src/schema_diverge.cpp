@@ -16,6 +16,7 @@ fingerprint_document parse_fingerprint(const json& doc, std::string_view source)
   cfg.model = c.string("model");
   cfg.weights = c.string("weights");
   cfg.executor = c.string("executor");
+  cfg.weight_format = optional_weight_format(c, "weight_format");
   const node ps = c.object("prompt_set");
   cfg.prompt_set_id = ps.string("id");
   cfg.prompt_set_hash = ps.string("hash");

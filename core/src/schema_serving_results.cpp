@@ -53,6 +53,7 @@ serving_config parse_config(const node& c) {
   o.mooncake_block_tokens = c.integer("mooncake_block_tokens");
   for (const auto& [k, v] : c.object("definitions").members()) o.definitions[k] = v.as_string();
   o.executor = c.optional_string("executor");
+  o.weight_format = optional_weight_format(c, "weight_format");
   if (const auto w = c.optional_object("window")) {
     serving_window win;
     win.start_seconds = w->number("start_seconds");
@@ -234,6 +235,7 @@ json to_json(const serving_config& c) {
           {"mooncake_block_tokens", c.mooncake_block_tokens},
           {"definitions", c.definitions}};
   put_optional(j, "executor", c.executor);
+  put_optional(j, "weight_format", c.weight_format);
   if (c.window) {
     j["window"] = {{"start_seconds", c.window->start_seconds},
                    {"duration_seconds", c.window->duration_seconds},

@@ -24,6 +24,8 @@ sweep_config parse_config(const node& c) {
   o.dtype = c.string("dtype");
   o.weights = c.string("weights");
   o.sampling = c.string("sampling");
+  o.weight_format = optional_weight_format(c, "weight_format");
+  o.weight_layout = c.optional_string("weight_layout");
   o.cuda_graphs = c.boolean("cuda_graphs");
   o.split_tokens = c.integer("split_tokens");
   o.pdl = c.optional_boolean("pdl");
@@ -119,6 +121,8 @@ json to_json(const sweep_config& c) {
             {"floor_source", c.floor_source},
             {"peak_bf16_flops_per_second", c.peak_bf16_flops_per_second},
             {"timing", c.timing}};
+  put_optional(j, "weight_format", c.weight_format);
+  put_optional(j, "weight_layout", c.weight_layout);
   put_optional(j, "pdl", c.pdl);
   put_optional(j, "deterministic", c.deterministic);
   put_optional(j, "gemm_candidates", c.gemm_candidates);

@@ -43,8 +43,8 @@ step_shape prefix_shape(std::int64_t tokens) {
   return s;
 }
 
-step_work step_work_of(const model_preset& m, const step_shape& s, planner::weight_format weights,
-                       dtype kv_dtype) {
+step_work step_work_of(const model_preset& m, const step_shape& s,
+                       const planner::weight_layout& weights, dtype kv_dtype) {
   step_work w;
   if (s.sequences <= 0) return w;
   const double tokens = static_cast<double>(s.prefill_tokens + s.decode_tokens);
@@ -54,7 +54,7 @@ step_work step_work_of(const model_preset& m, const step_shape& s, planner::weig
   w.attention_flops = m.attention_flops(s.attention_pairs);
   w.flops = w.block_flops + w.head_flops + w.attention_flops;
   w.block_weight_bytes = planner::block_weight_bytes(m, weights);
-  w.head_weight_bytes = s.sampled_tokens > 0 ? planner::head_weight_bytes(m, weights) : 0.0;
+  w.head_weight_bytes = s.sampled_tokens > 0 ? planner::head_weight_bytes(m, weights.format) : 0.0;
   w.weight_bytes = w.block_weight_bytes + w.head_weight_bytes;
   w.kv_read_bytes = kv * static_cast<double>(s.context_tokens + s.decode_tokens);
   w.kv_write_bytes = kv * tokens;

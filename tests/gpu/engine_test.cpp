@@ -4,12 +4,22 @@
 // agree within |gpu - cpu| <= 0.03 + 0.03 |cpu| (bf16 activations rounded at the same op
 // boundaries on both sides, different fp32 summation orders), and the greedy tokens must be equal
 // wherever the CPU's top-1/top-2 margin exceeds twice that tolerance. The quantized formats
-// (fp8, int8, int4) run against the CPU decoder on their dequantized weights, the same way.
+// (fp8, int8, int4) run against the CPU decoder on their dequantized weights, the same way, from
+// random weights, a bf16 checkpoint quantized at load, and quantized checkpoints written by the
+// test writers (tests/support: AWQ and GPTQ int4, Hugging Face fp8, GGUF Q4_0 and Q8_0), which
+// the engine holds packed as stored.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <numeric>
 #include <random>
+#include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "cuda/attention.hpp"
 #include "gpu_test_util.hpp"
@@ -23,6 +33,11 @@
 #include "ridgeline/engine/quant_weights.hpp"
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/kernels/numeric.hpp"
+
+#include "gguf_writer.hpp"
+#include "quant_checkpoint_writer.hpp"
+#include "temp_dir.hpp"
 
 using namespace ridgeline;
 
@@ -420,7 +435,8 @@ model_preset quant_model() {
 }
 
 // The engine in a quantized format against the CPU decoder on the weights it effectively runs
-// (dequantized_weights: each block linear quantized and dequantized, rounded to bf16), teacher-
+// (dequantized_weights: each block linear quantized and dequantized, rounded to bf16; for a
+// quantized checkpoint in its own format, its values as stored, load_checkpoint_weights), teacher-
 // forced from the CPU, logits within the bf16 tolerance above. Five sequences join over 12 steps
 // so that every path of the quantized linear runs: a 308-token prefill (dequantize + GEMM, above
 // 256 tokens), a mixed step of a 90-token prompt and 3 decodes (93 tokens: two 64-token slices
@@ -438,7 +454,9 @@ void expect_quantized_engine_matches_cpu(planner::weight_format f, engine_option
   o.checkpoint = checkpoint;
   const std::vector<bf16_bits> source =
       checkpoint.empty() ? random_weights(m, 3) : load_checkpoint_weights(checkpoint, m);
-  const std::vector<bf16_bits> reference = dequantized_weights(m, source, f);
+  const bool stored_quantized = !checkpoint.empty() && checkpoint_weight_format(checkpoint);
+  const std::vector<bf16_bits> reference =
+      stored_quantized ? source : dequantized_weights(m, source, f);
   cuda_engine gpu(m, o);
   EXPECT_EQ(gpu.weight_format(), f);
   EXPECT_EQ(gpu.packed_tensors(), 4 * m.layers);
@@ -570,4 +588,126 @@ TEST(Engine, QuantizedWeightsLeaveMoreKv) {
   EXPECT_EQ(plan_engine_memory(m, o, 79LL << 30).dequant_scratch_bytes, 0);
   o.weights = planner::weight_format::fp16;
   EXPECT_THROW(plan_engine_memory(m, o, 79LL << 30), std::invalid_argument);
+}
+
+// --- Quantized checkpoints (the test writers of tests/support) ---------------------------------
+
+namespace {
+
+std::vector<std::uint8_t> bf16_bytes(const std::vector<bf16_bits>& v) {
+  std::vector<std::uint8_t> b(v.size() * 2);
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// A Hugging Face folder of quant_model() whose block linears are quantized as `method` stores
+// them ("awq", "gptq" with or without g_idx (row / group, no act-order), "fp8" per channel),
+// from the writers' random codes; the other tensors bf16 from random_weights(m, 5). The engine
+// reads it packed as stored.
+void write_quantized_folder(const std::filesystem::path& dir, const model_preset& m,
+                            const std::string& method, bool gptq_g_idx = false) {
+  const std::vector<bf16_bits> w = random_weights(m, 5);
+  const auto tensors = weight_tensors(m);
+  std::vector<test::st_tensor> st;
+  std::uint32_t seed = 20;
+  std::size_t at = 0;
+  const std::int64_t H = m.hidden, Q = std::int64_t(m.heads) * m.head_dim,
+                     KV = std::int64_t(m.kv_heads) * m.head_dim, I = m.intermediate;
+  for (const weight_tensor& t : tensors) {
+    const auto n = static_cast<std::size_t>(t.elements);
+    const std::vector<bf16_bits> mine(w.begin() + static_cast<std::ptrdiff_t>(at),
+                                      w.begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+    const std::string p =
+        t.name.rfind("layers.", 0) == 0
+            ? "model.layers." + t.name.substr(7, t.name.find('.', 7) - 7) + "."
+            : "";
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> parts;
+    if (t.name == "embedding") parts = {{"model.embed_tokens.weight", {m.vocab, H}}};
+    if (t.name == "final_norm") parts = {{"model.norm.weight", {H}}};
+    if (t.name == "lm_head") parts = {{"lm_head.weight", {m.vocab, H}}};
+    if (t.name.ends_with(".attn_norm")) parts = {{p + "input_layernorm.weight", {H}}};
+    if (t.name.ends_with(".mlp_norm")) parts = {{p + "post_attention_layernorm.weight", {H}}};
+    if (t.name.ends_with(".qkv")) {
+      parts = {{p + "self_attn.q_proj", {Q, H}},
+               {p + "self_attn.k_proj", {KV, H}},
+               {p + "self_attn.v_proj", {KV, H}}};
+    }
+    if (t.name.ends_with(".o")) parts = {{p + "self_attn.o_proj", {H, Q}}};
+    if (t.name.ends_with(".gate_up")) {
+      parts = {{p + "mlp.gate_proj", {I, H}}, {p + "mlp.up_proj", {I, H}}};
+    }
+    if (t.name.ends_with(".down")) parts = {{p + "mlp.down_proj", {H, I}}};
+    ASSERT_FALSE(parts.empty()) << t.name;
+    if (!is_block_linear(t)) {  // one tensor each: the bf16 values as they are
+      st.push_back({parts[0].first, "BF16", parts[0].second, bf16_bytes(mine)});
+      continue;
+    }
+    for (const auto& [prefix, shape] : parts) {
+      const int out = static_cast<int>(shape[0]), in = static_cast<int>(shape[1]);
+      std::vector<test::st_tensor> packed;
+      if (method == "fp8") {
+        packed = test::pack_fp8(test::make_fp8_case(out, in, "channel", seed++), prefix);
+      } else {
+        const auto c = test::make_int4_case(out, in, 128, false, seed++, method == "awq" ? 0 : 1);
+        packed = method == "awq" ? test::pack_awq(c, prefix)
+                                 : test::pack_gptq(c, prefix, gptq_g_idx, /*v2=*/false);
+      }
+      st.insert(st.end(), packed.begin(), packed.end());
+    }
+  }
+  test::write_safetensors(dir / "model.safetensors", st);
+  write_hf_config(dir / "config.json", make_decoder_config(m));
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  if (method == "awq") {
+    j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 128},
+                                {"version", "gemm"}, {"zero_point", true}};
+  } else if (method == "gptq") {
+    j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128},
+                                {"desc_act", false}, {"checkpoint_format", "gptq"}};
+  } else {
+    j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "dynamic"}};
+  }
+  std::ofstream(dir / "config.json") << j.dump(2);
+}
+
+}  // namespace
+
+// AWQ int4, GPTQ int4 (with and without g_idx), Hugging Face fp8 per channel: each folder, run in
+// its own format (no --weights), holds its block linears packed as stored; the engine's weights
+// through the GPU dequantizer equal the loader's bf16 values bit for bit, and its logits match
+// the CPU decoder on those values over the prefill, sliced, single-launch and decode paths.
+TEST(Engine, QuantizedSafetensorsCheckpointsMatchTheCpuDecoder) {
+  RIDGELINE_REQUIRE_GPU();
+  struct folder_case {
+    const char* method;
+    bool g_idx;
+    planner::weight_format format;
+  };
+  for (const folder_case& c : {folder_case{"awq", false, planner::weight_format::int4},
+                               folder_case{"gptq", false, planner::weight_format::int4},
+                               folder_case{"gptq", true, planner::weight_format::int4},
+                               folder_case{"fp8", false, planner::weight_format::fp8}}) {
+    SCOPED_TRACE(std::string(c.method) + (c.g_idx ? " with g_idx" : ""));
+    test::temp_dir dir(std::string("engine_") + c.method + (c.g_idx ? "_gidx" : ""));
+    write_quantized_folder(dir.path, quant_model(), c.method, c.g_idx);
+    ASSERT_EQ(checkpoint_weight_format(dir.path), c.format);
+    expect_quantized_engine_matches_cpu(c.format, engine_options{}, dir.path.string());
+  }
+}
+
+// GGUF Q4_0 and Q8_0 files from the independent GGUF writer (every linear, the embedding and the
+// LM head quantized; norms F32): the linears packed as int4 / int8 in groups of 32, the rest
+// dequantized to bf16; against the CPU decoder on load_checkpoint_weights' values.
+TEST(Engine, GgufCheckpointsMatchTheCpuDecoder) {
+  RIDGELINE_REQUIRE_GPU();
+  for (auto [type, f] : {std::pair{test::ggml::q4_0, planner::weight_format::int4},
+                         std::pair{test::ggml::q8_0, planner::weight_format::int8}}) {
+    SCOPED_TRACE(planner::name(f));
+    test::temp_dir dir("engine_gguf");
+    const std::filesystem::path file = dir.path / "quant-e2e.gguf";
+    test::make_tiny_llama_gguf(quant_model(), type).writer.write(file);
+    ASSERT_EQ(checkpoint_weight_format(file), f);
+    expect_quantized_engine_matches_cpu(f, engine_options{}, file.string());
+  }
 }

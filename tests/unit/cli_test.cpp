@@ -262,6 +262,8 @@ TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
   ASSERT_EQ(doc.rows.size(), 1u);
   const auto& row = doc.rows[0];
   EXPECT_EQ(doc.config.executor.value_or(""), "cpu");
+  EXPECT_EQ(doc.config.weight_format.value_or(""), "bf16");
+  EXPECT_NE(r.out.find("cpu executor, bf16 weights"), std::string::npos) << r.out;
   EXPECT_EQ(doc.config.model, "tiny");
   EXPECT_EQ(row.finished, 24);
   ASSERT_TRUE(row.measured.has_value());
@@ -277,6 +279,24 @@ TEST(CliReplay, CpuRunWritesServingResultsWithMeasuredSection) {
     EXPECT_GT(m.requests.ttft_seconds[i], 0.0);
     EXPECT_GE(m.requests.submit_lag_seconds[i], 0.0);
   }
+}
+
+// --weights reaches the replay: the cpu executor runs bf16 and says that the flag is the cuda
+// executor's; the document names what ran; an unknown format is refused with the list.
+TEST(CliReplay, WeightsFlag) {
+  const auto out = std::filesystem::temp_directory_path() / "ridgeline_replay_weights.json";
+  auto r = run({"replay", "--cpu", "--weights", "int4", "--generator",
+                "requests=4,rate=40,prompt=fixed:16,output=fixed:3", "-o", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("runs bf16 weights; --weights int4 applies to the cuda executor"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(schema::read_serving_results(out).config.weight_format.value_or(""), "bf16");
+  r = run({"replay", "--cpu", "--weights", "int3", "--generator",
+           "requests=4,rate=40,prompt=fixed:16,output=fixed:3", "-o", ""});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("int4"), std::string::npos) << r.err;
+  std::filesystem::remove(out);
 }
 
 // A window cuts the trace and a context limit rejects requests: each says how many of how many,

@@ -263,8 +263,9 @@ TEST(Diverge, FingerprintSummary) {
   json a = synthetic(2, 10);
   row(a, 0, 4)["margin"] = 0.004;
   const std::string s = bench::fingerprint_summary(a);
-  EXPECT_NE(s.find("tiny (random weights seed 1), prompts random:2:8:1: 2 prompts x 10 steps at "
-                   "batch 1 on the cpu executor\n"),
+  // A fingerprint written before --weights: bf16.
+  EXPECT_NE(s.find("tiny (random weights seed 1, bf16 weights), prompts random:2:8:1: 2 prompts x "
+                   "10 steps at batch 1 on the cpu executor\n"),
             std::string::npos)
       << s;
   EXPECT_NE(s.find("mean 0.9502, smallest 0.004, 1 steps below 0.01\n"), std::string::npos) << s;
@@ -391,6 +392,52 @@ TEST(Diverge, CpuExecutorRunsAreBitwiseIdentical) {
   o.force.reset();
   o.weight_seed = 2;
   EXPECT_NE(bench::run_diverge(o)["rows"][0]["logits_hash"], a["rows"][0]["logits_hash"]);
+}
+
+// --weights on the cpu executor: the bf16 reference of an engine in that format (each block
+// linear quantized and dequantized). The same seeded weights in bf16 and int8 compare (the formats
+// are named in the report); a format the model's shapes cannot hold is one clear error.
+TEST(Diverge, WeightFormatsCompareOnTheCpuExecutor) {
+  bench::diverge_options o;
+  o.model = "tiny-mha";  // hidden 96, intermediate 256: multiples of 32 (int8, fp8)
+  o.executor = "cpu";
+  o.prompt_set = "random:2:9:3";
+  o.steps = 6;
+  const json a = bench::run_diverge(o);
+  EXPECT_EQ(a["config"]["weight_format"], "bf16");
+  o.weights = planner::weight_format::int8;
+  const json b = bench::run_diverge(o);
+  EXPECT_EQ(b["config"]["weight_format"], "int8");
+  EXPECT_EQ(b["config"]["weights"], a["config"]["weights"]);
+  EXPECT_NE(b["rows"][0]["logits_hash"], a["rows"][0]["logits_hash"]);  // quantized
+  EXPECT_EQ(bench::run_diverge(o)["rows"], b["rows"]);                   // and deterministic
+  const json r = bench::compare_fingerprints(a, b, "a", "b");
+  EXPECT_EQ(r["config"]["weight_formats"], (json{{"a", "bf16"}, {"b", "int8"}}));
+  EXPECT_NE(r["summary"]["verdict"], "bitwise identical");
+  const std::string table = bench::compare_table(r);
+  EXPECT_NE(table.find("bf16 weights"), std::string::npos) << table;
+  EXPECT_NE(table.find("int8 weights"), std::string::npos) << table;
+  EXPECT_NE(table.find("A ran bf16 weights, B int8"), std::string::npos) << table;
+  EXPECT_NE(bench::fingerprint_summary(b).find("int8 weights"), std::string::npos);
+  // Teacher-forced from the bf16 run: every step compared against bf16's history.
+  o.force = a;
+  o.force_source = "a";
+  const json f = bench::run_diverge(o);
+  EXPECT_EQ(bench::compare_fingerprints(a, f, "a", "f")["summary"]["steps_compared"], 12);
+  // Fingerprints written before --weights read as bf16.
+  json old = a;
+  old["config"].erase("weight_format");
+  EXPECT_EQ(bench::compare_fingerprints(old, b, "old", "b")["config"]["weight_formats"]["a"],
+            "bf16");
+  o.force.reset();
+  o.weights = planner::weight_format::int4;  // 96 columns: not a multiple of the group of 128
+  try {
+    bench::run_diverge(o);
+    ADD_FAILURE() << "int4 on tiny-mha should be refused";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be stored as int4"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Diverge, CheckpointRunEqualsThePresetWithTheSameWeights) {

@@ -16,6 +16,7 @@
 
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/scheduler.hpp"
+#include "ridgeline/kernels/quant_packed.hpp"
 #include "ridgeline/perfmodel/fitted_step_time_model.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
@@ -66,11 +67,91 @@ TEST(StepWork, HeadOnlyWhenSamplingAndNothingForAnEmptyStep) {
   const step_work none = step_work_of(m, step_shape{});
   EXPECT_DOUBLE_EQ(none.flops, 0);
   EXPECT_DOUBLE_EQ(none.bytes(), 0);
-  // int4 block linears stream 0.5 + 4/128 bytes per parameter, the LM head stays 16-bit.
+  // Quantized block linears stream the engine's packed bytes (llama-3-8b's shapes fill whole
+  // 16-row tiles, chunks and groups): int4 a 4-bit code, a fp32 scale and a 4-bit zero point per
+  // 128 columns, 0.5 + 4.5/128 bytes a parameter; fp8 and int8 a byte plus a fp32 scale per
+  // output row (qkv 6144, o 4096, gate_up 28672, down 4096 rows per layer). The LM head stays
+  // 16-bit.
+  const double params = static_cast<double>(m.block_linear_parameters());
   const step_work q = step_work_of(m, decode_shape(1, 10), planner::weight_format::int4);
-  EXPECT_DOUBLE_EQ(q.block_weight_bytes,
-                   static_cast<double>(m.block_linear_parameters()) * (0.5 + 4.0 / 128));
+  EXPECT_DOUBLE_EQ(q.block_weight_bytes, params * (0.5 + 4.5 / 128));
   EXPECT_DOUBLE_EQ(q.head_weight_bytes, static_cast<double>(m.lm_head_parameters()) * 2.0);
+  for (auto f : {planner::weight_format::fp8, planner::weight_format::int8}) {
+    EXPECT_DOUBLE_EQ(step_work_of(m, decode_shape(1, 10), f).block_weight_bytes,
+                     params + 4.0 * 32 * (6144 + 4096 + 28672 + 4096));
+  }
+  // GGUF layouts: Q4_0 (int4, group 32) and Q8_0 (int8, group 32).
+  EXPECT_DOUBLE_EQ(step_work_of(m, decode_shape(1, 10), {planner::weight_format::int4, 32})
+                       .block_weight_bytes,
+                   params * (0.5 + 4.5 / 32));
+  EXPECT_DOUBLE_EQ(step_work_of(m, decode_shape(1, 10), {planner::weight_format::int8, 32})
+                       .block_weight_bytes,
+                   params * (1 + 4.0 / 32));
+  // The FLOPs do not depend on the format; the KV bytes neither.
+  const step_work b = step_work_of(m, decode_shape(1, 10));
+  EXPECT_DOUBLE_EQ(q.flops, b.flops);
+  EXPECT_DOUBLE_EQ(q.kv_bytes(), b.kv_bytes());
+}
+
+// linear_weight_bytes at odd shapes, counted by hand from kernels/quant_packed.hpp's layout:
+// 16-row tiles (rows padded), 512-byte chunks per tile (int4: 64 columns, int8/fp8: 32), a fp32
+// scale per tile row and group (per channel: one group), int4 zero points 8 bytes per tile and
+// group.
+TEST(WeightBytes, PackedSizesAtOddShapes) {
+  using planner::linear_weight_bytes;
+  using planner::weight_format;
+  // 17 x 96: 2 row tiles; int8/fp8 3 chunks, int4 2 chunks.
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::bf16), 17 * 96 * 2);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::fp16), 17 * 96 * 2);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::fp32), 17 * 96 * 4);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::fp8), 2 * 3 * 512 + 2 * 16 * 4);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::int8), 2 * 3 * 512 + 2 * 16 * 4);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, {weight_format::int8, 32}),
+                   2 * 3 * 512 + 2 * 3 * 16 * 4);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, {weight_format::int4, 32}),
+                   2 * 2 * 512 + 2 * 3 * 16 * 4 + 2 * 3 * 8);
+  // GPTQ's group_size -1: one group per row.
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, {weight_format::int4, -1}),
+                   2 * 2 * 512 + 2 * 16 * 4 + 2 * 8);
+  // Group 128 over 96 columns is no engine layout: the planner counts one padded group.
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(17, 96, weight_format::int4),
+                   2 * 2 * 512 + 2 * 16 * 4 + 2 * 8);
+  // 33 x 384: 3 row tiles; int4 6 chunks and 3 groups of 128, int8/fp8 12 chunks.
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(33, 384, weight_format::int4),
+                   3 * 6 * 512 + 3 * 3 * 16 * 4 + 3 * 3 * 8);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(33, 384, weight_format::fp8), 3 * 12 * 512 + 3 * 16 * 4);
+  // 1 x 32: one tile, one chunk (int4: half of its columns).
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(1, 32, {weight_format::int4, 32}), 512 + 16 * 4 + 8);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(1, 32, weight_format::int8), 512 + 16 * 4);
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(0, 32, weight_format::int8), 0);
+  // The same count as packed_quant_view::bytes(), which the kernels stream.
+  packed_quant_view v;
+  v.kind = packed_quant_kind::int4_group;
+  v.rows = 203;
+  v.cols = 11008;
+  v.group_size = 128;
+  EXPECT_DOUBLE_EQ(linear_weight_bytes(203, 11008, weight_format::int4),
+                   static_cast<double>(v.bytes()));
+  EXPECT_EQ(planner::describe({weight_format::int4, 32}), "int4 (group 32)");
+  EXPECT_EQ(planner::describe(weight_format::int4), "int4 (group 128)");
+  EXPECT_EQ(planner::describe(weight_format::int8), "int8 (per channel)");
+  EXPECT_EQ(planner::describe(weight_format::bf16), "bf16");
+}
+
+// One block of llama-2-7b, the tensors the engine stores (qkv 12288 x 4096, o 4096 x 4096,
+// gate_up 22016 x 4096, down 4096 x 11008): docs/kernels.md's bytes floors table.
+TEST(WeightBytes, Llama2BlockMatchesTheKernelsTable) {
+  model_preset one = model_preset_by_name("llama-2-7b");
+  one.layers = 1;
+  using planner::weight_format;
+  const double params = 4096.0 * (12288 + 4096 + 22016) + 4096.0 * 11008;
+  EXPECT_DOUBLE_EQ(planner::block_weight_bytes(one, weight_format::bf16), 2 * params);
+  // int4 group 128: codes 101.19 MB, scales 6.32 MB, zeros 0.79 MB.
+  EXPECT_DOUBLE_EQ(planner::block_weight_bytes(one, weight_format::int4),
+                   params / 2 + params / 128 * 4 + params / 128 / 2);
+  EXPECT_NEAR(planner::block_weight_bytes(one, weight_format::int4) / 1e6, 108.30, 0.01);
+  EXPECT_DOUBLE_EQ(planner::block_weight_bytes(one, weight_format::fp8),
+                   params + 4.0 * (12288 + 4096 + 22016 + 4096));
 }
 
 TEST(StepWork, AddSequenceBuildsTheSweepShapes) {
@@ -450,15 +531,20 @@ TEST(TensorParallel, ShardsCoverTheModel) {
     if (!tensor_parallel_why_not(m, tp).empty()) continue;
     const model_preset s = tensor_parallel_shard(m, tp);
     validate(s);
+    // int4 where every shard's linears fill whole tiles and groups (the packed layout pads the
+    // rest, so shards of the small test shapes would count more than the whole).
+    const bool packs_exactly = s.hidden % 128 == 0 && s.intermediate % 128 == 0 &&
+                               s.heads * s.head_dim % 128 == 0 && s.head_dim % 16 == 0;
     for (auto f : {planner::weight_format::bf16, planner::weight_format::int4}) {
+      if (f == planner::weight_format::int4 && !packs_exactly) continue;
       const double whole = planner::weight_memory_bytes(m, f);
       const double all = tp * planner::weight_memory_bytes(s, f);
       const double norms = planner::bytes_per_other_parameter(f) * m.hidden * (2.0 * m.layers + 1);
       EXPECT_GE(all, whole - 1e-3) << m.name << " TP " << tp;
-      const double kv_copies = tp > m.kv_heads
-                                   ? 2.0 * m.layers * m.hidden * m.head_dim * (tp - m.kv_heads) *
-                                         planner::bytes_per_parameter(f)
-                                   : 0.0;
+      const double kv_copies =
+          tp > m.kv_heads ? m.layers * (tp - m.kv_heads) *
+                                planner::linear_weight_bytes(2LL * m.head_dim, m.hidden, f)
+                          : 0.0;
       EXPECT_LE(all, whole + kv_copies +
                          tp * (norms + 2 * planner::bytes_per_other_parameter(f) * m.hidden))
           << m.name << " TP " << tp;

@@ -259,6 +259,40 @@ TEST(Schema, ServingWindowRoundTripsAndIsOptional) {
   EXPECT_NE(e.find("config.window.rate_scale"), std::string::npos) << e;
 }
 
+// config.weight_format (sweep, replay, diverge since --weights): absent in the committed files,
+// which read as bf16; written back only when present; any value but the engine's four fails
+// naming the member.
+TEST(Schema, WeightFormatIsOptionalAndReadsAsBf16) {
+  const std::string sweep_path = (k_root / "docs/results/h100-sxm_sweep.json").string();
+  json sweep = load(sweep_path);
+  schema::sweep_document s = schema::parse_sweep(sweep, sweep_path);
+  EXPECT_FALSE(s.config.weight_format.has_value());
+  EXPECT_EQ(schema::weight_format_or_bf16(s.config.weight_format), "bf16");
+  EXPECT_FALSE(schema::to_json(s.config).contains("weight_format"));
+  s.config.weight_format = "int4";
+  s.config.weight_layout = "int4 (group 128)";
+  const json j = schema::to_json(s);
+  const schema::sweep_document back = schema::parse_sweep(j, "round trip");
+  EXPECT_EQ(back.config.weight_format, "int4");
+  EXPECT_EQ(back.config.weight_layout, "int4 (group 128)");
+  EXPECT_EQ(schema::to_json(back), j);
+  json bad = j;
+  bad["config"]["weight_format"] = "int3";
+  std::string e = error_of([&] { schema::parse_sweep(bad, "bad.json"); });
+  EXPECT_NE(e.find("config.weight_format"), std::string::npos) << e;
+
+  const std::string kv_path = (k_root / "docs/results/h100-sxm_kv_chat.json").string();
+  schema::serving_results r = schema::parse_serving_results(load(kv_path), kv_path);
+  EXPECT_EQ(schema::weight_format_or_bf16(r.config.weight_format), "bf16");
+  r.config.weight_format = "fp8";
+  const json rj = schema::to_json(r);
+  EXPECT_EQ(schema::parse_serving_results(rj, "round trip").config.weight_format, "fp8");
+  json rbad = rj;
+  rbad["config"]["weight_format"] = "fp16";
+  e = error_of([&] { schema::parse_serving_results(rbad, "bad.json"); });
+  EXPECT_NE(e.find("config.weight_format"), std::string::npos) << e;
+}
+
 TEST(Schema, ServeRecordColumnsMustHaveOneEntryPerRequest) {
   const std::string file = "docs/results/serving/http1/ab_serve_record.json.gz";
   json d = load(k_root / file);

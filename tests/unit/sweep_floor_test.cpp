@@ -15,6 +15,9 @@
 #include "ridgeline/perfmodel/profiles.hpp"
 #include "ridgeline/sweep/sweep.hpp"
 
+#include "gguf_writer.hpp"
+#include "temp_dir.hpp"
+
 using namespace ridgeline;
 using nlohmann::json;
 
@@ -113,6 +116,72 @@ TEST(SweepFloor, DecodeStepUsesTheReadCeilingAndNamesIt) {
             std::string("measured read bandwidth 3.13 TB/s (probe profile of ") + k_h100 + ")");
   EXPECT_EQ(cfg["peak_source"],
             std::string("measured bf16 GEMM peak 803.1 TFLOP/s (probe profile of ") + k_h100 + ")");
+}
+
+// --weights: a point's counted bytes are the block linears' packed bytes (perfmodel/weights.hpp),
+// so the floor is the format's; the layout follows a quantized checkpoint (GGUF: groups of 32).
+TEST(SweepFloor, QuantizedWeightsCountTheirPackedBytes) {
+  const model_preset& m = model_preset_by_name("llama-2-7b");
+  const step_work bf16 = bench::count_step_work(m, 1, 512, false);
+  const step_work int4 = bench::count_step_work(m, 1, 512, false, planner::weight_format::int4);
+  // One block: 12288 + 4096 + 22016 rows of 4096 columns and 4096 rows of 11008, in 16-row tiles
+  // of 4-bit codes, a fp32 scale and a 4-bit zero point per row and 128 columns.
+  const double params = 4096.0 * (12288 + 4096 + 22016) + 4096.0 * 11008;
+  EXPECT_DOUBLE_EQ(int4.block_weight_bytes, 32 * (params / 2 + params / 128 * 4.5));
+  EXPECT_DOUBLE_EQ(int4.head_weight_bytes, bf16.head_weight_bytes);
+  EXPECT_DOUBLE_EQ(int4.kv_bytes(), bf16.kv_bytes());
+  EXPECT_DOUBLE_EQ(int4.flops, bf16.flops);
+  const step_work q4_0 =
+      bench::count_step_work(m, 1, 512, false, {planner::weight_format::int4, 32});
+  EXPECT_DOUBLE_EQ(q4_0.block_weight_bytes, 32 * (params / 2 + params / 32 * 4.5));
+  // The layout the engine holds: random weights and no checkpoint in the engine's own.
+  EXPECT_EQ(bench::engine_weight_layout("", planner::weight_format::int4),
+            planner::weight_layout(planner::weight_format::int4));
+  EXPECT_EQ(bench::engine_weight_layout("", planner::weight_format::bf16),
+            planner::weight_layout(planner::weight_format::bf16));
+  // A GGUF Q4_0 file: int4 in groups of 32.
+  using planner::weight_format;
+  test::temp_dir dir("sweep_layout");
+  const std::filesystem::path gguf = dir.path / "m.gguf";
+  test::make_tiny_llama_gguf(model_preset_by_name("tiny-gpu"), test::ggml::q4_0).writer.write(gguf);
+  EXPECT_EQ(bench::engine_weight_layout(gguf.string(), weight_format::int4),
+            planner::weight_layout(weight_format::int4, 32));
+  EXPECT_EQ(bench::engine_weight_layout(gguf.string(), weight_format::bf16),
+            planner::weight_layout(weight_format::bf16));
+  // AWQ with group 64 in config.json; GPTQ with group_size -1 in quantize_config.json.
+  const std::filesystem::path awq = dir.path / "awq", gptq = dir.path / "gptq";
+  std::filesystem::create_directories(awq);
+  std::filesystem::create_directories(gptq);
+  std::ofstream(awq / "config.json") << json{{"quantization_config",
+                                              {{"quant_method", "awq"},
+                                               {"bits", 4},
+                                               {"group_size", 64},
+                                               {"version", "gemm"}}}}
+                                            .dump();
+  std::ofstream(gptq / "config.json") << json{{"model_type", "llama"}}.dump();
+  std::ofstream(gptq / "quantize_config.json")
+      << json{{"quant_method", "gptq"}, {"bits", 4}, {"group_size", -1}, {"desc_act", false}}
+             .dump();
+  EXPECT_EQ(bench::engine_weight_layout(awq.string(), weight_format::int4),
+            planner::weight_layout(weight_format::int4, 64));
+  EXPECT_EQ(bench::engine_weight_layout(gptq.string(), weight_format::int4),
+            planner::weight_layout(weight_format::int4, -1));
+}
+
+// The table names the format and the layout the bytes were counted at; sweeps before --weights
+// read as bf16.
+TEST(SweepFloor, TableNamesTheWeightFormat) {
+  json doc = json::parse(std::ifstream(source("docs/results/h100-sxm_sweep.json")));
+  std::string table = bench::sweep_table(doc);
+  EXPECT_NE(table.find("(bf16 weights, bf16 activations, random weights, greedy"),
+            std::string::npos)
+      << table.substr(0, 300);
+  doc["config"]["weight_format"] = "int4";
+  doc["config"]["weight_layout"] = "int4 (group 128)";
+  table = bench::sweep_table(doc);
+  EXPECT_NE(table.find("(int4 (group 128) weights, bf16 activations"), std::string::npos)
+      << table.substr(0, 300);
+  EXPECT_NE(table.find("packed bytes"), std::string::npos);
 }
 
 // Without --gpu the sweep takes the measured profile embedded for the device; the datasheet only

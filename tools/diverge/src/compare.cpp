@@ -81,8 +81,8 @@ json side_summary(const json& doc, const std::string& name) {
 
 json compare_fingerprints(const json& a, const json& b, const std::string& name_a,
                           const std::string& name_b) {
-  validate_fingerprint(a, name_a);
-  validate_fingerprint(b, name_b);
+  const schema::fingerprint_document ta = validate_fingerprint(a, name_a);
+  const schema::fingerprint_document tb = validate_fingerprint(b, name_b);
   const json &ca = a["config"], &cb = b["config"];
   // A checkpoint's model is named after its folder, which may differ between machines: the shape
   // and the weights' hash identify it.
@@ -271,6 +271,16 @@ json compare_fingerprints(const json& a, const json& b, const std::string& name_
     cfg["note"] = "A has " + std::to_string(steps_a) + " steps, B " + std::to_string(steps_b) +
                   "; the first " + std::to_string(steps) + " are compared";
   }
+  // The formats may differ (the same weights quantized on one side): name both, so that a
+  // divergence is read as the quantization's, not only the arithmetic's.
+  const std::string fa = schema::weight_format_or_bf16(ta.config.weight_format);
+  const std::string fb = schema::weight_format_or_bf16(tb.config.weight_format);
+  cfg["weight_formats"] = {{"a", fa}, {"b", fb}};
+  if (fa != fb) {
+    cfg["weight_formats_note"] =
+        "A ran " + fa + " weights, B " + fb +
+        ": the same weights in two formats, so the differences include the quantization error";
+  }
   if (ca.contains("random_weights_caveat")) cfg["random_weights_caveat"] = k_random_weights_caveat;
   return {{"schema", k_diverge_compare_schema},
           {"environment", metrics::environment_block(std::nullopt)},
@@ -290,9 +300,12 @@ std::string compare_table(const json& r) {
     const json& sc = side["config"];
     std::snprintf(
         line, sizeof line,
-        "%s: %s  gpu %s, executor %s, batch %d, split %d, graphs %s, deterministic %s%s\n", label,
-        side["file"].get<std::string>().c_str(), side["gpu"].get<std::string>().c_str(),
-        sc.value("executor", "?").c_str(), sc.value("batch", 0), sc.value("split_tokens", 0),
+        "%s: %s  gpu %s, executor %s, %s weights, batch %d, split %d, graphs %s, "
+        "deterministic %s%s\n",
+        label, side["file"].get<std::string>().c_str(), side["gpu"].get<std::string>().c_str(),
+        sc.value("executor", "?").c_str(),
+        // absent in fingerprints before --weights, which ran bf16 (schemas/diverge.hpp)
+        sc.value("weight_format", "bf16").c_str(), sc.value("batch", 0), sc.value("split_tokens", 0),
         sc.value("graphs", false) ? "on" : "off", sc.value("deterministic", false) ? "on" : "off",
         sc.contains("teacher_forced") && !sc["teacher_forced"].is_null() ? ", teacher-forced" : "");
     out << line;
@@ -304,6 +317,9 @@ std::string compare_table(const json& r) {
   describe("A", c["a"]);
   describe("B", c["b"]);
   if (c.contains("note")) out << "note: " << c["note"].get<std::string>() << "\n";
+  if (c.contains("weight_formats_note")) {
+    out << "note: " << c["weight_formats_note"].get<std::string>() << "\n";
+  }
   out << "\n";
   std::snprintf(line, sizeof line, "%6s  %-40s %10s %9s %10s %10s %10s %8s\n", "prompt", "verdict",
                 "margin(A)", "compared", "KL mean", "KL max", "max|dlp|", "same top1");

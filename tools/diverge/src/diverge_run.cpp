@@ -28,6 +28,11 @@ std::unique_ptr<executor> make_cuda_diverge_executor(const executor_setup& s) {
   o.top_logprobs = s.top_k;
   o.return_logits = true;
   o.device = s.device;
+  o.weights = s.weight_format;
+  if (s.weight_format != planner::weight_format::bf16) {
+    o.checkpoint = s.checkpoint;  // packed as stored, or quantized at load
+    return std::make_unique<cuda_engine>(s.decoder, o);
+  }
   auto engine = std::make_unique<cuda_engine>(s.decoder, o);
   if (s.weights) engine->load_weights(*s.weights);
   return engine;

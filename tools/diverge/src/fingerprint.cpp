@@ -80,9 +80,11 @@ std::string fingerprint_summary(const json& doc) {
   const auto n = static_cast<double>(f.rows.size());
   char line[512];
   std::snprintf(line, sizeof line,
-                "%s (%s), prompts %s: %lld prompts x %lld steps at batch %lld on the %s executor\n"
+                "%s (%s, %s weights), prompts %s: %lld prompts x %lld steps at batch %lld on the "
+                "%s executor\n"
                 "top-1/top-2 margin (log-prob): mean %.4g, smallest %.4g, %lld steps below 0.01\n",
-                c.model.c_str(), c.weights.c_str(), c.prompt_set_id.c_str(),
+                c.model.c_str(), c.weights.c_str(),
+                schema::weight_format_or_bf16(c.weight_format).c_str(), c.prompt_set_id.c_str(),
                 static_cast<long long>(c.prompts), static_cast<long long>(c.steps),
                 static_cast<long long>(c.batch), c.executor.c_str(), n > 0 ? sum / n : 0.0,
                 n > 0 ? min_margin : 0.0, small);

@@ -13,6 +13,7 @@
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/cuda_engine.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
+#include "ridgeline/engine/quant_weights.hpp"
 #include "ridgeline/engine/random_weights.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/telemetry/environment.hpp"
@@ -66,6 +67,9 @@ std::vector<std::vector<token_id>> co_runner_prompts(std::uint64_t seed, std::si
 struct model_setup {
   detail::executor_setup exec;
   std::string weights_id;
+  // The checkpoint's own quantized format (AWQ, GPTQ, fp8, GGUF Q4_0/Q8_0); nullopt for random
+  // weights and bf16 checkpoints.
+  std::optional<planner::weight_format> stored;
 };
 
 model_setup load_model(const diverge_options& o) {
@@ -76,6 +80,7 @@ model_setup load_model(const diverge_options& o) {
     if (o.progress) o.progress("reading checkpoint " + o.checkpoint);
     s.exec.weights = load_checkpoint_weights(path, s.exec.decoder.model);
     s.weights_id = "checkpoint fnv1a64:" + hash_weights(*s.exec.weights);
+    s.stored = checkpoint_weight_format(path);
   } else {
     s.exec.decoder = make_decoder_config(model_preset_by_name(o.model), k_block_tokens);
     s.weights_id = "random weights seed " + std::to_string(o.weight_seed);
@@ -84,6 +89,10 @@ model_setup load_model(const diverge_options& o) {
     throw std::invalid_argument(s.exec.decoder.model.name +
                                 " is a planning-only preset (does not fit one GPU)");
   }
+  // The engine's load rules: --weights, else the checkpoint's own format, else bf16; a quantized
+  // checkpoint asked for another quantized format is refused in one line.
+  s.exec.weight_format = resolve_weight_format(o.weights, o.checkpoint);
+  s.exec.checkpoint = o.checkpoint;
   return s;
 }
 
@@ -301,16 +310,22 @@ json run_diverge(const diverge_options& o) {
   setup.cuda_graphs = on_gpu && o.cuda_graphs;
   setup.device = o.device;
   if (o.progress) {
-    o.progress("loading " + m.name + " (" + ms.weights_id + ") on the " + o.executor +
+    o.progress("loading " + m.name + " (" + ms.weights_id + ", " +
+               std::string(planner::name(setup.weight_format)) + ") on the " + o.executor +
                " executor: " + std::to_string(kv_blocks) + " KV blocks");
   }
   std::unique_ptr<executor> exec;
   if (on_gpu) {
     exec = detail::make_cuda_diverge_executor(setup);
   } else {
-    exec = std::make_unique<cpu_engine>(
-        setup.decoder, setup.weights ? *setup.weights : random_weights(m, setup.weight_seed),
-        setup.num_kv_blocks, setup.top_k);
+    // The bf16 weights an engine in this format runs: a quantized checkpoint's values as stored
+    // (in its own format or dequantized to bf16, the same values), else each block linear
+    // quantized and dequantized (quant_weights.hpp's dequantized_weights; bf16: unchanged).
+    std::vector<bf16_bits> w =
+        setup.weights ? *setup.weights : random_weights(m, setup.weight_seed);
+    if (!ms.stored) w = dequantized_weights(m, w, setup.weight_format);
+    exec = std::make_unique<cpu_engine>(setup.decoder, std::move(w), setup.num_kv_blocks,
+                                        setup.top_k);
   }
 
   kv_cache_config kv_config;
@@ -334,6 +349,7 @@ json run_diverge(const diverge_options& o) {
       {"model_shape", shape_json(m)},
       {"checkpoint", o.checkpoint.empty() ? json(nullptr) : json(o.checkpoint)},
       {"weights", ms.weights_id},
+      {"weight_format", std::string(planner::name(setup.weight_format))},
       {"prompt_set",
        {{"id", ps.id},
         {"hash", ps.hash},

@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "ridgeline/core/errors.hpp"
+#include "ridgeline/core/schema.hpp"
+#include "ridgeline/core/schemas/serving_results.hpp"
 #include "ridgeline/core/text.hpp"
 #include "ridgeline/engine/cpu_engine.hpp"
 #include "ridgeline/engine/random_weights.hpp"
@@ -137,7 +139,13 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   };
   replay_executor ex = make_executor(s, [&note](const std::string& l) { note("replay: " + l); });
   const model_preset& m = *ex.model;
-  note("replay: " + m.name + " on " + ex.device + " (" + ex.executor_name + " executor), " +
+  if (a.weights && ex.weight_format != planner::name(*a.weights)) {
+    note("replay: the " + ex.executor_name + " executor runs " + ex.weight_format +
+         " weights; --weights " + std::string(planner::name(*a.weights)) +
+         " applies to the cuda executor");
+  }
+  note("replay: " + m.name + " on " + ex.device + " (" + ex.executor_name + " executor, " +
+       ex.weight_format + " weights), " +
        std::to_string(ex.kv_blocks) + " KV blocks of " +
        std::to_string(a.serving.block_tokens) + " tokens, " +
        std::to_string(s.requests.requests.size()) + " requests");
@@ -269,6 +277,7 @@ nlohmann::json run(const replay_setup& s, const replay_hooks& hooks) {
   nlohmann::json doc =
       kv::kv_document(ks, in, std::move(rows), ex.executor_name,
                       ex.executor_name == "cuda" ? std::optional<int>(0) : std::nullopt);
+  doc["config"]["weight_format"] = ex.weight_format;  // schemas/serving_results.hpp
   return doc;
 }
 
@@ -329,6 +338,10 @@ std::vector<std::string> drop_lines(const replay_setup& s, const nlohmann::json&
 std::string table_of(const nlohmann::json& doc) {
   std::ostringstream o;
   o << kv::table_of(doc, "replay", replay_flags());
+  // config.weight_format through the format's reader: bf16 in replays written before --weights.
+  const schema::document_context ctx{"replay", schema::k_serving_results_schema};
+  const std::string weights = schema::weight_format_or_bf16(schema::optional_weight_format(
+      schema::node(doc.at("config"), ctx, "config"), "weight_format"));
   for (const auto& r : doc.at("rows")) {
     if (!r.contains("measured")) continue;
     const auto& m = r.at("measured");
@@ -337,7 +350,7 @@ std::string table_of(const nlohmann::json& doc) {
       return d.contains("p50") ? format("%.1f", d.at("p50").get<double>() * 1e6) : std::string("-");
     };
     o << "\nmeasured on " << m.at("device").get<std::string>() << " ("
-      << m.at("executor").get<std::string>() << " executor): "
+      << m.at("executor").get<std::string>() << " executor, " << weights << " weights): "
       << format("%.1f", m.at("wall_seconds").get<double>()) << " s, "
       << r.at("finished").get<std::int64_t>() << " finished, "
       << r.at("rejected").get<std::int64_t>() << " rejected, "

@@ -20,11 +20,13 @@ replay_executor make_cuda_executor(const replay_setup& s) {
   o.batch_invariant = a.deterministic;
   o.seed = a.seed;
   o.checkpoint = a.checkpoint;
+  o.weights = a.weights;
   o.host_kv_blocks = host_blocks_for(*s.kv.model, s);
   o.top_logprobs = a.top_logprobs;
   replay_executor r;
   auto engine = std::make_unique<cuda_engine>(*s.kv.model, o);
   r.kv_blocks = engine->num_kv_blocks();
+  r.weight_format = std::string(planner::name(engine->weight_format()));
   r.exec = std::move(engine);
   r.executor_name = "cuda";
   const auto dev = metrics::query_device(0);

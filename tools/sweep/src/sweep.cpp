@@ -3,7 +3,8 @@
 // computing one new token each; a prefill point is B prompts of `context` tokens in one step.
 // The batch comes from make_synthetic_step: block tables from a KV cache manager with the
 // shuffled placement (sweep_common.cpp). Each point repeats the same step (its new KV overwrites the same slots) under the harness's
-// stopping rule; decode replays a CUDA graph.
+// stopping rule; decode replays a CUDA graph. --weights stores the block linears quantized
+// (engine_options::weights); every point's bytes count them at their packed size.
 #include <algorithm>
 #include <filesystem>
 #include <random>
@@ -55,9 +56,17 @@ json run_sweep(const sweep_options& o) {
   eo.gemm = o.gemm;
   eo.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), 1);
   eo.max_tokens = std::max(o.max_prefill_tokens, eo.max_seqs);
-  if (o.progress) o.progress("loading " + m.name + " (random weights) and sizing the KV pool");
+  eo.weights = o.weights;
   eo.checkpoint = o.checkpoint;
+  if (o.progress) {
+    o.progress("loading " + m.name + " (" +
+               (o.checkpoint.empty() ? std::string("random weights") : o.checkpoint) +
+               (o.weights ? ", " + std::string(planner::name(*o.weights)) : std::string()) +
+               ") and sizing the KV pool");
+  }
   cuda_engine engine(dc, eo);
+  // The bytes of every point: the block linears as the engine holds them.
+  const planner::weight_layout layout = engine_weight_layout(o.checkpoint, engine.weight_format());
   engine.fill_kv_random(7);
   const int block_tokens = eo.block_tokens;
   const double kv_token = static_cast<double>(m.kv_bytes_per_token(dtype::bf16));
@@ -91,7 +100,7 @@ json run_sweep(const sweep_options& o) {
         synthetic_step step;
         make_synthetic_step(step, m, block_tokens, batch, context, prefill, rng);
         const auto& seqs = step.seqs;
-        const step_work w = count_step_work(m, batch, context, prefill);
+        const step_work w = count_step_work(m, batch, context, prefill, layout);
         const metrics::step_sample live_step{
             prefill ? metrics::step_phase::prefill : metrics::step_phase::decode,
             0.0,
@@ -149,6 +158,8 @@ json run_sweep(const sweep_options& o) {
               {"phases", o.phases},
               {"dtype", "bf16"},
               {"weights", o.checkpoint.empty() ? std::string("seeded random") : o.checkpoint},
+              {"weight_format", std::string(planner::name(layout.format))},
+              {"weight_layout", planner::describe(layout)},
               {"sampling", "greedy"},
               {"cuda_graphs", o.cuda_graphs},
               {"split_tokens", effective_options(eo).split_tokens},

@@ -4,11 +4,16 @@
 // CSV.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
+#include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas/sweep.hpp"
 #include "ridgeline/core/text.hpp"
+#include "ridgeline/engine/checkpoint.hpp"
+#include "ridgeline/engine/quant_checkpoint.hpp"
+#include "ridgeline/engine/quant_weights.hpp"
 #include "ridgeline/perfmodel/memory_model.hpp"
 #include "ridgeline/perfmodel/profiles.hpp"
 #include "ridgeline/sweep/sweep.hpp"
@@ -51,8 +56,32 @@ std::optional<double> peer_step_seconds(const schema::peer_document& peer, int b
   return std::nullopt;
 }
 
-step_work count_step_work(const model_preset& m, int batch, int context, bool prefill) {
-  return step_work_of(m, prefill ? prefill_shape(batch, context) : decode_shape(batch, context));
+step_work count_step_work(const model_preset& m, int batch, int context, bool prefill,
+                          const planner::weight_layout& weights) {
+  return step_work_of(m, prefill ? prefill_shape(batch, context) : decode_shape(batch, context),
+                      weights);
+}
+
+planner::weight_layout engine_weight_layout(const std::string& checkpoint,
+                                            planner::weight_format f) {
+  if (f == planner::weight_format::bf16 || checkpoint.empty()) return f;
+  const std::filesystem::path path(checkpoint);
+  const std::optional<planner::weight_format> stored = checkpoint_weight_format(path);
+  if (!stored) return f;  // a bf16 checkpoint, quantized at load
+  if (is_gguf_checkpoint(path)) return {f, cpu::k_ggml_block_elements};  // Q4_0, Q8_0
+  if (f != planner::weight_format::int4) return f;  // Hugging Face fp8: per channel
+  // AWQ / GPTQ: the group size of config.json's quantization_config, else quantize_config.json
+  // (the engine's lookup order).
+  std::error_code ec;
+  const std::filesystem::path folder =
+      std::filesystem::is_directory(path, ec) ? path : path.parent_path();
+  std::filesystem::path cfg = folder / "config.json";
+  if (!std::filesystem::exists(cfg, ec) ||
+      !nlohmann::json::parse(read_text_file(cfg), nullptr, false).contains("quantization_config")) {
+    cfg = folder / "quantize_config.json";
+  }
+  const int group = read_quantization_config(cfg).group_size;
+  return {f, group > 0 ? group : -1};
 }
 
 sweep_ceilings resolve_sweep_ceilings(const std::optional<gpu_profile>& given,
@@ -215,9 +244,16 @@ std::string sweep_table(const nlohmann::json& doc) {
   const schema::sweep_document sweep = schema::parse_sweep(doc, "sweep");
   const auto& cfg = sweep.config;
   std::ostringstream out;
+  // The weights' format (bf16 in sweeps before --weights) and what the bytes counted.
+  const std::string weights = schema::weight_format_or_bf16(cfg.weight_format);
   out << "ridgeline sweep: " << cfg.model << " on " << (sweep.env.gpu ? sweep.env.gpu->name : "?")
-      << " (bf16, random weights, greedy" << (cfg.cuda_graphs ? ", CUDA graphs for decode" : "")
-      << ")\n";
+      << " (" << cfg.weight_layout.value_or(weights) << " weights, bf16 activations, "
+      << (cfg.weights == "seeded random" ? std::string("random weights") : cfg.weights)
+      << ", greedy" << (cfg.cuda_graphs ? ", CUDA graphs for decode" : "") << ")\n";
+  if (weights != "bf16") {
+    out << "GB/step counts the block linears at their packed bytes (codes, scales, zero points; "
+           "perfmodel/weights.hpp); the embedding and LM head stay bf16\n";
+  }
   if (cfg.floor_ceiling) {
     out << "% floor = bandwidth floor / median; the floor: each counted byte at the ceiling that "
            "matches it,\n  "

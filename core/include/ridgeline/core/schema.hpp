@@ -98,6 +98,15 @@ node open_document(const nlohmann::json& doc, const document_context& context);
 // not JSON.
 nlohmann::json read_json(const std::filesystem::path& path, std::string_view schema_id);
 
+// The engine's weight format of a result's config (`weight_format`: "bf16", "fp8", "int8" or
+// "int4"; sweep, replay and diverge files since --weights); absent in files written before it,
+// which all ran bf16 weights. Any other value fails naming the member.
+std::optional<std::string> optional_weight_format(const node& config, std::string_view key);
+// What a config's optional weight format stands for: the value, else "bf16".
+inline std::string weight_format_or_bf16(const std::optional<std::string>& f) {
+  return f.value_or("bf16");
+}
+
 // The "schema" string of a parsed document, or "" when it has none.
 std::string schema_of(const nlohmann::json& doc);
 

@@ -7,7 +7,9 @@
 // Counting rules (docs/plan.md, "Step work"):
 //   FLOPs   2 per block-linear parameter per token, 2 per LM-head parameter per sampled token,
 //           and attention: 4 x layers x heads x head_dim per query-key pair (QK^T and PV).
-//   weights the block linears once per step; the LM head once when the step samples a token.
+//   weights the block linears once per step, at their stored bytes (weights.hpp's
+//           block_weight_bytes: the engine's packed sizes for fp8, int8 and int4); the LM head
+//           (16-bit in every format) once when the step samples a token.
 //   KV      written: every new token's row. Read: every cached row the step's queries attend to,
 //           plus the rows of the decode tokens, which the decode kernel reads back from the cache
 //           after writing them. A decode step of b sequences at c cached tokens moves b(c + 2)
@@ -61,9 +63,10 @@ struct step_work {
   double kv_bytes() const { return kv_read_bytes + kv_write_bytes; }
   double bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
 };
-// The counted work of a step (rules above). A step of no sequence does no work.
+// The counted work of a step (rules above). A step of no sequence does no work. `weights`: the
+// block linears' format (a planner::weight_format converts: the engine's layout of it).
 step_work step_work_of(const model_preset& m, const step_shape& s,
-                       planner::weight_format weights = planner::weight_format::bf16,
+                       const planner::weight_layout& weights = {},
                        dtype kv_dtype = dtype::bf16);
 
 // Seconds to copy the step's tier-2 blocks from host memory before it runs (not overlapped):

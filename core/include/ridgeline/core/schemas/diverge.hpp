@@ -23,6 +23,11 @@ inline constexpr const char* k_diverge_compare_schema = "ridgeline.diverge_compa
 
 struct fingerprint_config {
   std::string model, weights, executor, prompt_set_id, prompt_set_hash;
+  // The block linears' format the run used ("bf16", "fp8", "int8", "int4"); absent in
+  // fingerprints before --weights, which ran bf16 (weight_format_or_bf16). `weights` names where
+  // the values came from (seed or checkpoint hash), the same for both sides of a comparison;
+  // the format may differ between them.
+  std::optional<std::string> weight_format;
   std::int64_t prompts = 0, steps = 0, batch = 0;
   bool teacher_forced = false;  // config.teacher_forced is an object (null when not)
   std::optional<std::string> random_weights_caveat;  // without a checkpoint

@@ -60,6 +60,10 @@ struct serving_config {
   std::int64_t max_model_len = 0, mooncake_block_tokens = 0;
   std::map<std::string, std::string> definitions;
   std::optional<std::string> executor;  // absent: "simulated" (kv); replay: "cuda" or "cpu"
+  // replay: the weight format the executor ran ("bf16", "fp8", "int8", "int4"; --weights, or a
+  // quantized checkpoint's own); absent in kv and load files and in replays before --weights,
+  // which ran bf16 (weight_format_or_bf16).
+  std::optional<std::string> weight_format;
   std::optional<serving_window> window;  // replay and load; absent in kv and older files
 };
 

@@ -24,6 +24,11 @@ struct sweep_config {
   std::vector<std::int64_t> batches, contexts;
   std::vector<std::string> phases;
   std::string dtype, weights, sampling;
+  // The block linears' format the engine ran (`--weights`: "bf16", "fp8", "int8", "int4") and
+  // the layout the bytes were counted at ("int4 (group 128)", "int8 (group 32)" for a GGUF Q8_0
+  // file: perfmodel/weights.hpp's describe). Absent in sweeps before --weights, which ran bf16
+  // (weight_format_or_bf16).
+  std::optional<std::string> weight_format, weight_layout;
   bool cuda_graphs = false;
   std::int64_t split_tokens = 0;
   // Absent in the sweeps before PDL and deterministic mode (h200_sweep, *_mistral-7b).

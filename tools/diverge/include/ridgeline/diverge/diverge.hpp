@@ -1,5 +1,5 @@
-// `ridgeline diverge`: do two configurations (GPUs, batch sizes, graph/eager, split sizes) produce
-// the same tokens? `run` decodes a prompt set greedily and records, per prompt and step, the chosen
+// `ridgeline diverge`: do two configurations (GPUs, batch sizes, graph/eager, split sizes, weight
+// formats) produce the same tokens? `run` decodes a prompt set greedily and records, per prompt and step, the chosen
 // token, the top-8 ids and log-probabilities, the top-1/top-2 margin and a hash of the fp32 logits
 // row (a ridgeline.diverge/v1 fingerprint); `compare` reads two fingerprints and reports the first
 // divergence per prompt, the margin there, per-step KL on the top-k and a verdict
@@ -23,6 +23,7 @@
 #include "ridgeline/engine/decoder.hpp"
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/step_batch.hpp"
+#include "ridgeline/perfmodel/weights.hpp"
 
 namespace ridgeline::bench {
 
@@ -36,6 +37,11 @@ inline constexpr const char* k_random_weights_caveat =
 struct diverge_options {
   std::string model = "llama-2-7b";  // preset (ignored when checkpoint is set)
   std::string checkpoint;            // Hugging Face folder (config.json + safetensors) or GGUF
+  // The block linears' format (`--weights`: bf16, fp8, int8, int4); unset: bf16, or a quantized
+  // checkpoint's own (the engine's load rules, quant_weights.hpp). The same weights (seed or
+  // checkpoint) in two formats compare: the difference is the quantization's. The cpu executor
+  // runs format F as the bf16 reference of an engine in F (dequantized_weights).
+  std::optional<planner::weight_format> weights;
   std::string prompts_file;          // one prompt per line (token ids) or a JSON array of arrays
   std::string prompt_set;            // "random:N:LEN:SEED" (when no prompts_file)
   int steps = 32;                    // tokens generated per prompt (step 0 comes from the prefill)
@@ -96,7 +102,9 @@ std::optional<double> topk_kl(std::span<const std::int32_t> ids_p, std::span<con
                               std::span<const std::int32_t> ids_q, std::span<const float> lp_q);
 
 // Compares fingerprint b against a (the reference); throws std::invalid_argument when they cannot
-// be compared (other model, weights or prompt set). Returns ridgeline.diverge_compare/v1.
+// be compared (other model, weights or prompt set). The weight formats may differ (bf16 against
+// int4: the same seeded or checkpoint weights, quantized on one side); the report's
+// config.weight_formats names both. Returns ridgeline.diverge_compare/v1.
 nlohmann::json compare_fingerprints(const nlohmann::json& a, const nlohmann::json& b,
                                     const std::string& name_a, const std::string& name_b);
 // Human-readable table of a compare document (with the random-weights caveat when it applies).
@@ -108,6 +116,11 @@ struct executor_setup {
   decoder_config decoder;
   std::optional<std::vector<bf16_bits>> weights;  // checkpoint; else seeded random (weight_seed)
   std::uint64_t weight_seed = 1;
+  // The engine's block-linear format. Not bf16: the engine loads `checkpoint` itself (a
+  // quantized one packed as stored, a bf16 one quantized at load) or quantizes the seeded
+  // weights, instead of being given `weights`.
+  planner::weight_format weight_format = planner::weight_format::bf16;
+  std::string checkpoint;
   int num_kv_blocks = 0, max_seqs = 1, max_tokens = 1, top_k = k_diverge_top_k;
   int split_tokens = 0;
   bool cuda_graphs = true;

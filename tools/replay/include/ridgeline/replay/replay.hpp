@@ -3,7 +3,8 @@
 // tiny model where there is no GPU (and says so), and writes kv's serving-results format
 // (ridgeline.kv/v1: one row, config.executor "cuda" or "cpu", and a `measured` section with the
 // per-step time series, per-request records and what kv's simulation of the same window and
-// capacity says). docs/serving.md.
+// capacity says). docs/serving.md. config.weight_format names the weight format the executor ran
+// (--weights).
 //   replay::replay_setup s = replay::configure(options);   // validates, loads the window
 //   nlohmann::json doc = replay::run(s, hooks);            // the run, then the simulation
 //   replay::table_of(doc)
@@ -21,6 +22,7 @@
 #include "ridgeline/engine/executor.hpp"
 #include "ridgeline/engine/serving.hpp"
 #include "ridgeline/kv/kv.hpp"
+#include "ridgeline/perfmodel/weights.hpp"
 
 namespace ridgeline::metrics {
 class live_metrics;
@@ -33,6 +35,9 @@ struct replay_options {
                            // scheduler limits, Mooncake block size; its capacities are unused
   std::string checkpoint;  // safetensors file or folder; empty: seeded random weights
   std::uint64_t seed = 1;  // random weights
+  // The cuda executor's block-linear format (engine_options::weights, `replay --weights`); unset:
+  // bf16, or a quantized checkpoint's own. The cpu executor runs bf16 and says so.
+  std::optional<planner::weight_format> weights;
   double rate_scale = 1.0;
   double start_seconds = 0, duration_seconds = 0;  // window of the trace; 0: to the end
   std::int64_t requests = 0;                        // at most this many requests; 0: all
@@ -75,6 +80,7 @@ struct replay_executor {
   std::int32_t kv_blocks = 0;
   std::string executor_name;  // "cuda" or "cpu"
   std::string device;
+  std::string weight_format = "bf16";  // what it runs: the cuda engine's weight_format()
   const model_preset* model = nullptr;  // the model it runs (tiny on the cpu executor)
 };
 // The cuda executor on GPU 0 (throws no_device_error without one or in a build without CUDA).

@@ -19,6 +19,7 @@
 #include "ridgeline/perfmodel/model.hpp"
 #include "ridgeline/engine/kv_cache.hpp"
 #include "ridgeline/perfmodel/step_work.hpp"
+#include "ridgeline/perfmodel/weights.hpp"
 #include "ridgeline/engine/step_batch.hpp"
 #include "ridgeline/telemetry/live_metrics.hpp"
 
@@ -29,6 +30,9 @@ inline constexpr const char* k_sweep_schema = "ridgeline.sweep/v1";
 struct sweep_options {
   std::string model = "llama-2-7b";
   std::string checkpoint;  // a Hugging Face folder (config.json + safetensors): shapes and weights
+  // The block linears' format (engine_options::weights, `--weights`); unset: bf16, or a quantized
+  // checkpoint's own. The counted bytes are the format's packed bytes (count_step_work).
+  std::optional<planner::weight_format> weights;
   std::vector<int> batches{1, 2, 4, 8, 16, 32, 64, 128, 256};
   std::vector<int> contexts{128, 512, 2048, 8192};
   std::vector<std::string> phases{"decode", "prefill"};
@@ -94,8 +98,18 @@ nlohmann::json run_sweep(const sweep_options& o);
 
 // Counted work of one step of `batch` sequences: decode (one new token each at `context` tokens
 // of cache) or prefill (`context` new tokens each from position 0): step_work_of of decode_shape
-// or prefill_shape (perfmodel/step_work.hpp has the counting rules).
-step_work count_step_work(const model_preset& m, int batch, int context, bool prefill);
+// or prefill_shape (perfmodel/step_work.hpp has the counting rules), the block linears at the
+// bytes of `weights` (the engine's packed sizes for fp8, int8 and int4).
+step_work count_step_work(const model_preset& m, int batch, int context, bool prefill,
+                          const planner::weight_layout& weights = {});
+
+// The layout the engine stores a run's block linears in, for the count: format f (the engine's
+// weight_format(), resolved against the checkpoint) in the engine's own layout (int4 group 128,
+// int8 and fp8 per channel) for random weights and bf16 checkpoints quantized at load; a
+// quantized checkpoint's stored layout otherwise: GGUF Q4_0 / Q8_0 in groups of 32, AWQ and GPTQ
+// with their config's group_size (GPTQ's -1: one group per row), Hugging Face fp8 per channel.
+planner::weight_layout engine_weight_layout(const std::string& checkpoint,
+                                            planner::weight_format f);
 
 // The step a sweep point times: `batch` sequences of random tokens, each decoding one token at
 // `context` tokens of cache, or prefilling `context` tokens from position 0. Their blocks come
