@@ -16,10 +16,12 @@ namespace {
 struct serve_args {
   serve::server_options o;
   std::string host_memory;
+  std::string weights;  // --weights: empty when not given
 };
 
 void run_serve_command(serve_args& a, context& ctx) {
   apply_host_memory(a.o.engine, a.host_memory);
+  a.o.engine.weights = engine_weights_of(a.weights);
   a.o.handle_signals = true;
   serve::server s(a.o, [&ctx](const std::string& line) { ctx.err << line << "\n" << std::flush; });
   const auto colon = a.o.address.rfind(':');
@@ -41,9 +43,11 @@ void register_serve(CLI::App& app, context& ctx) {
       "Examples:\n"
       "  ridgeline serve --model llama-3-8b --address 127.0.0.1:8000\n"
       "  ridgeline serve --model llama-3-8b --checkpoint ~/models/Meta-Llama-3-8B-Instruct\n"
+      "  ridgeline serve --model llama-2-7b --weights int4   # random weights, int4 group 128\n"
       "  curl -N localhost:8000/v1/completions -d '{\"prompt\":\"Hi\",\"max_tokens\":8,\"stream\":true}'\n"
       "Without a GPU it serves the cpu executor on a tiny model and says so. docs/serving.md");
   add_engine_options(cmd, o.engine, args->host_memory);
+  add_weights_option(cmd, args->weights);
   cmd->add_option("--address", o.address,
                   "host:port to listen on (loopback unless told otherwise; port 0: any free one)")
       ->capture_default_str();

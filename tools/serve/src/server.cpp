@@ -744,8 +744,13 @@ server::server(const server_options& o, std::function<void(const std::string&)> 
   m->live.set_ceilings("bf16", ks.gpu.profile.peak_flops_per_second(dtype::bf16),
                        ks.gpu.profile.dram_bytes_per_second());
   if (m->note) {
-    m->note("serve: " + model.name + " on " + ex.device + " (" + ex.executor_name +
-            " executor), " + std::to_string(ex.kv_blocks) + " KV blocks of " +
+    if (o.engine.weights && ex.weight_format != planner::name(*o.engine.weights)) {
+      m->note("serve: the " + ex.executor_name + " executor runs " + ex.weight_format +
+              " weights; --weights " + std::string(planner::name(*o.engine.weights)) +
+              " applies to the cuda executor");
+    }
+    m->note("serve: " + model.name + " on " + ex.device + " (" + ex.executor_name + " executor, " +
+            ex.weight_format + " weights), " + std::to_string(ex.kv_blocks) + " KV blocks of " +
             std::to_string(o.engine.serving.block_tokens) + " tokens, context " +
             std::to_string(m->max_context));
   }
