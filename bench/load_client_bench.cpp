@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/bench/child_process.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/statistics.hpp"
 
@@ -51,52 +52,10 @@ struct settings {
   std::string workdir;
 };
 
-struct child {
-  pid_t pid = -1;
-  int stdout_fd = -1;
-};
-
-// fork + exec with the child pinned to `cpu` (-1: not pinned) and its stdout piped back.
-child spawn(const std::vector<std::string>& args, int cpu) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    if (cpu >= 0) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(cpu, &set);
-      sched_setaffinity(0, sizeof set, &set);
-    }
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    std::perror("execv");
-    _exit(127);
-  }
-  close(fds[1]);
-  return {pid, fds[0]};
-}
-
-std::string read_line(int fd) {
-  std::string line;
-  char c = 0;
-  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-std::string drain(int fd) {
-  std::string out;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
+using ridgeline::bench::child_process;
+using ridgeline::bench::drain;
+using ridgeline::bench::read_line;
+using ridgeline::bench::spawn_child;
 
 json summary(std::vector<double> v, double scale) {
   if (v.empty()) return {{"count", 0}};
@@ -120,11 +79,12 @@ int run(const settings& s) {
   const std::string result = (dir / "client.json").string();
   const double interval = s.interval_ms / 1e3, first = s.first_token_ms / 1e3;
 
-  child server = spawn({s.ridgeline, "load", "test-server", "--port", "0", "--first-token",
-                        std::to_string(s.first_token_ms) + "ms", "--interval",
-                        std::to_string(s.interval_ms) + "ms", "--send-log", send_log},
-                       s.server_cpu);
-  const std::string banner = read_line(server.stdout_fd);
+  child_process server =
+      spawn_child({s.ridgeline, "load", "test-server", "--port", "0", "--first-token",
+                   std::to_string(s.first_token_ms) + "ms", "--interval",
+                   std::to_string(s.interval_ms) + "ms", "--send-log", send_log},
+                  s.server_cpu, STDOUT_FILENO);
+  const std::string banner = read_line(server.out_fd);
   const auto at = banner.find("http://");
   if (at == std::string::npos) {
     std::cerr << "load_client_bench: the test server did not start: " << banner << "\n";
@@ -138,16 +98,17 @@ int run(const settings& s) {
                                 ",prompt=fixed:" + std::to_string(s.prompt) +
                                 ",output=fixed:" + std::to_string(s.tokens) + ",seed=1";
   const auto t0 = std::chrono::steady_clock::now();
-  child client = spawn({s.ridgeline, "load", "--url", url, "--model", "test", "--generator",
-                        generator, "--workers", "1", "--no-scrape", "--no-progress", "-o", result},
-                       s.client_cpu);
-  const std::string client_out = drain(client.stdout_fd);
+  child_process client =
+      spawn_child({s.ridgeline, "load", "--url", url, "--model", "test", "--generator", generator,
+                   "--workers", "1", "--no-scrape", "--no-progress", "-o", result},
+                  s.client_cpu, STDOUT_FILENO);
+  const std::string client_out = drain(client.out_fd);
   int status = 0;
   rusage usage{};
   wait4(client.pid, &status, 0, &usage);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   kill(server.pid, SIGTERM);
-  drain(server.stdout_fd);
+  drain(server.out_fd);
   int server_status = 0;
   waitpid(server.pid, &server_status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

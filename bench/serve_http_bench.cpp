@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "ridgeline/bench/child_process.hpp"
 #include "ridgeline/core/files.hpp"
 #include "ridgeline/core/schemas/serve_record.hpp"
 #include "ridgeline/core/statistics.hpp"
@@ -70,52 +71,10 @@ struct settings {
   std::string workdir;
 };
 
-struct child {
-  pid_t pid = -1;
-  int out_fd = -1;  // the child's stdout (client) or stderr (server)
-};
-
-// fork + exec with the child pinned to `cpu` (-1: not pinned) and `fd_to_pipe` (1 or 2) piped back.
-child spawn(const std::vector<std::string>& args, int cpu, int fd_to_pipe) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    if (cpu >= 0) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(cpu, &set);
-      sched_setaffinity(0, sizeof set, &set);
-    }
-    dup2(fds[1], fd_to_pipe);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    std::perror("execv");
-    _exit(127);
-  }
-  close(fds[1]);
-  return {pid, fds[0]};
-}
-
-std::string read_line(int fd) {
-  std::string line;
-  char c = 0;
-  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-std::string drain(int fd) {
-  std::string out;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
+using ridgeline::bench::child_process;
+using ridgeline::bench::drain;
+using ridgeline::bench::read_line;
+using ridgeline::bench::spawn_child;
 
 json summary(std::vector<double> v) {
   if (v.empty()) return {{"count", 0}};
@@ -137,7 +96,7 @@ std::string run_load(const settings& s, const scenario_spec& sc, const std::stri
       "requests=" + std::to_string(n) + ",prompt=fixed:" + std::to_string(s.new_tokens) +
       ",output=uniform:" + std::to_string(sc.output_min) + ":" + std::to_string(sc.output_max) +
       ",system=" + std::to_string(sc.prompt - s.new_tokens) + ",system_prompts=1,seed=1";
-  child c = spawn(
+  child_process c = spawn_child(
       {s.ridgeline, "load", "--url", url, "--model", sc.model, "--vocab", std::to_string(sc.vocab),
        "--generator", generator, "--concurrency", std::to_string(sc.concurrency),
        "--continuous-usage", "--no-scrape", "--no-progress", "-o", out},
@@ -155,9 +114,10 @@ std::string run_load(const settings& s, const scenario_spec& sc, const std::stri
 // One scenario on a fresh server: warm-up, measured run, the join.
 json scenario(const settings& s, const std::filesystem::path& dir, const scenario_spec& sc) {
   const std::string record = (dir / (sc.name + "_record.json")).string();
-  child server = spawn({s.ridgeline, "serve", "--cpu", "--model", sc.model, "--ignore-eos",
-                        "--address", "127.0.0.1:0", "--record", record},
-                       s.server_cpu, 2);
+  child_process server =
+      spawn_child({s.ridgeline, "serve", "--cpu", "--model", sc.model, "--ignore-eos", "--address",
+                   "127.0.0.1:0", "--record", record},
+                  s.server_cpu, 2);
   std::string url;
   for (std::string line; url.empty();) {
     line = read_line(server.out_fd);
