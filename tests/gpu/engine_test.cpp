@@ -214,7 +214,9 @@ TEST(Engine, SampledLogprobsMatchTheCpuEngine) {
       const float* lps = &g.top_logprobs[std::size_t(i) * k_top];
       bool in_top = false;
       for (int j = 0; j < k_top; ++j) {
-        if (j > 0) EXPECT_GE(lps[j - 1], lps[j]) << "step " << step << " row " << i;
+        if (j > 0) {
+          EXPECT_GE(lps[j - 1], lps[j]) << "step " << step << " row " << i;
+        }
         if (ids[j] == g.tokens[i]) {
           in_top = true;
           EXPECT_EQ(lps[j], g.sampled_logprobs[i]) << "step " << step << " row " << i;
@@ -611,33 +613,12 @@ void write_quantized_folder(const std::filesystem::path& dir, const model_preset
   std::vector<test::st_tensor> st;
   std::uint32_t seed = 20;
   std::size_t at = 0;
-  const std::int64_t H = m.hidden, Q = std::int64_t(m.heads) * m.head_dim,
-                     KV = std::int64_t(m.kv_heads) * m.head_dim, I = m.intermediate;
   for (const weight_tensor& t : tensors) {
     const auto n = static_cast<std::size_t>(t.elements);
     const std::vector<bf16_bits> mine(w.begin() + static_cast<std::ptrdiff_t>(at),
                                       w.begin() + static_cast<std::ptrdiff_t>(at + n));
     at += n;
-    const std::string p =
-        t.name.rfind("layers.", 0) == 0
-            ? "model.layers." + t.name.substr(7, t.name.find('.', 7) - 7) + "."
-            : "";
-    std::vector<std::pair<std::string, std::vector<std::int64_t>>> parts;
-    if (t.name == "embedding") parts = {{"model.embed_tokens.weight", {m.vocab, H}}};
-    if (t.name == "final_norm") parts = {{"model.norm.weight", {H}}};
-    if (t.name == "lm_head") parts = {{"lm_head.weight", {m.vocab, H}}};
-    if (t.name.ends_with(".attn_norm")) parts = {{p + "input_layernorm.weight", {H}}};
-    if (t.name.ends_with(".mlp_norm")) parts = {{p + "post_attention_layernorm.weight", {H}}};
-    if (t.name.ends_with(".qkv")) {
-      parts = {{p + "self_attn.q_proj", {Q, H}},
-               {p + "self_attn.k_proj", {KV, H}},
-               {p + "self_attn.v_proj", {KV, H}}};
-    }
-    if (t.name.ends_with(".o")) parts = {{p + "self_attn.o_proj", {H, Q}}};
-    if (t.name.ends_with(".gate_up")) {
-      parts = {{p + "mlp.gate_proj", {I, H}}, {p + "mlp.up_proj", {I, H}}};
-    }
-    if (t.name.ends_with(".down")) parts = {{p + "mlp.down_proj", {H, I}}};
+    const auto parts = test::hf_tensor_parts(t.name, m);
     ASSERT_FALSE(parts.empty()) << t.name;
     if (!is_block_linear(t)) {  // one tensor each: the bf16 values as they are
       st.push_back({parts[0].first, "BF16", parts[0].second, bf16_bytes(mine)});

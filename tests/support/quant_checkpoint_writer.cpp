@@ -215,4 +215,28 @@ std::vector<st_tensor> pack_fp8(const fp8_case& c, const std::string& prefix,
           {prefix + scale_name, "F32", c.scale_shape, as_bytes_f32(c.scales)}};
 }
 
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> hf_tensor_parts(
+    const std::string& engine_name, const model_preset& m) {
+  const std::string& n = engine_name;
+  const std::int64_t H = m.hidden, Q = std::int64_t(m.heads) * m.head_dim,
+                     KV = std::int64_t(m.kv_heads) * m.head_dim, I = m.intermediate;
+  const std::string p = n.rfind("layers.", 0) == 0
+                            ? "model.layers." + n.substr(7, n.find('.', 7) - 7) + "."
+                            : "";
+  if (n == "embedding") return {{"model.embed_tokens.weight", {m.vocab, H}}};
+  if (n == "final_norm") return {{"model.norm.weight", {H}}};
+  if (n == "lm_head") return {{"lm_head.weight", {m.vocab, H}}};
+  if (n.ends_with(".attn_norm")) return {{p + "input_layernorm.weight", {H}}};
+  if (n.ends_with(".mlp_norm")) return {{p + "post_attention_layernorm.weight", {H}}};
+  if (n.ends_with(".qkv")) {
+    return {{p + "self_attn.q_proj", {Q, H}},
+            {p + "self_attn.k_proj", {KV, H}},
+            {p + "self_attn.v_proj", {KV, H}}};
+  }
+  if (n.ends_with(".o")) return {{p + "self_attn.o_proj", {H, Q}}};
+  if (n.ends_with(".gate_up")) return {{p + "mlp.gate_proj", {I, H}}, {p + "mlp.up_proj", {I, H}}};
+  if (n.ends_with(".down")) return {{p + "mlp.down_proj", {H, I}}};
+  return {};
+}
+
 }  // namespace ridgeline::test

@@ -16,7 +16,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "ridgeline/perfmodel/model.hpp"
 
 namespace ridgeline::test {
 
@@ -72,5 +75,12 @@ std::vector<st_tensor> pack_fp8(const fp8_case& c, const std::string& prefix,
 std::vector<std::uint8_t> as_bytes_u16(const std::vector<std::uint16_t>& v);
 std::vector<std::uint8_t> as_bytes_i32(const std::vector<std::int32_t>& v);
 std::vector<std::uint8_t> as_bytes_f32(const std::vector<float>& v);
+
+// The Hugging Face tensors (name without ".weight" for the block linears, shape [out][in]) that the
+// engine's weight tensor `engine_name` of `m` is stored as ("embedding", "final_norm", "lm_head",
+// "layers.N.attn_norm", ".mlp_norm", ".qkv" -> q/k/v_proj, ".o", ".gate_up" -> gate/up_proj,
+// ".down"); empty for a name it does not know.
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> hf_tensor_parts(
+    const std::string& engine_name, const model_preset& m);
 
 }  // namespace ridgeline::test

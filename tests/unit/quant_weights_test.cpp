@@ -265,34 +265,13 @@ quant_folder write_quant_folder(const fs::path& dir, const model_preset& m,
   quant_folder out;
   std::uint32_t seed = 10;
   std::size_t at = 0;
-  const std::int64_t H = m.hidden, Q = std::int64_t(m.heads) * m.head_dim,
-                     KV = std::int64_t(m.kv_heads) * m.head_dim, I = m.intermediate;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const weight_tensor& t = tensors[i];
     const auto n = static_cast<std::size_t>(t.elements);
     std::vector<bf16_bits> mine(w.begin() + static_cast<std::ptrdiff_t>(at),
                                 w.begin() + static_cast<std::ptrdiff_t>(at + n));
     at += n;
-    std::vector<std::pair<std::string, std::vector<std::int64_t>>> parts;
-    const std::string p =
-        t.name.rfind("layers.", 0) == 0
-            ? "model.layers." + t.name.substr(7, t.name.find('.', 7) - 7) + "."
-            : "";
-    if (t.name == "embedding") parts = {{"model.embed_tokens.weight", {m.vocab, H}}};
-    if (t.name == "final_norm") parts = {{"model.norm.weight", {H}}};
-    if (t.name == "lm_head") parts = {{"lm_head.weight", {m.vocab, H}}};
-    if (t.name.ends_with(".attn_norm")) parts = {{p + "input_layernorm.weight", {H}}};
-    if (t.name.ends_with(".mlp_norm")) parts = {{p + "post_attention_layernorm.weight", {H}}};
-    if (t.name.ends_with(".qkv")) {
-      parts = {{p + "self_attn.q_proj", {Q, H}},
-               {p + "self_attn.k_proj", {KV, H}},
-               {p + "self_attn.v_proj", {KV, H}}};
-    }
-    if (t.name.ends_with(".o")) parts = {{p + "self_attn.o_proj", {H, Q}}};
-    if (t.name.ends_with(".gate_up")) {
-      parts = {{p + "mlp.gate_proj", {I, H}}, {p + "mlp.up_proj", {I, H}}};
-    }
-    if (t.name.ends_with(".down")) parts = {{p + "mlp.down_proj", {H, I}}};
+    const auto parts = test::hf_tensor_parts(t.name, m);
     if (!is_block_linear(t)) {
       std::size_t off = 0;
       for (const auto& [name, shape] : parts) {
