@@ -32,6 +32,7 @@
 
 #include "cuda/quant_gemv.hpp"
 #include "gpu_test_util.hpp"
+#include "quant_test_util.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/kernels/quant.hpp"
 #include "ridgeline/kernels/quant_pack.hpp"
@@ -40,23 +41,7 @@ using namespace ridgeline;
 
 namespace {
 
-// A packed matrix on the device; view() has device pointers.
-struct device_matrix {
-  explicit device_matrix(const cpu::packed_quant_matrix& p)
-      : host(p),
-        data(test::upload(p.data)),
-        scales(test::upload(p.scales)),
-        zeros(p.zeros.empty() ? cuda::device_buffer() : test::upload(p.zeros)) {}
-  packed_quant_view view() const {
-    packed_quant_view v = host.view();
-    v.data = data.data<std::uint8_t>();
-    v.scales = scales.data<float>();
-    v.zeros = host.zeros.empty() ? nullptr : zeros.data<std::uint8_t>();
-    return v;
-  }
-  const cpu::packed_quant_matrix& host;
-  cuda::device_buffer data, scales, zeros;
-};
+using device_matrix = test::device_packed_matrix;
 
 struct format_case {
   cpu::quant_format format;

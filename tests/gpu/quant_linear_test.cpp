@@ -17,6 +17,7 @@
 
 #include "cuda/linear.hpp"
 #include "gpu_test_util.hpp"
+#include "quant_test_util.hpp"
 #include "ridgeline/kernels/numeric.hpp"
 #include "ridgeline/kernels/quant.hpp"
 #include "ridgeline/kernels/quant_pack.hpp"
@@ -25,22 +26,7 @@ using namespace ridgeline;
 
 namespace {
 
-struct device_packed {
-  explicit device_packed(const cpu::packed_quant_matrix& p)
-      : host(p),
-        data(test::upload(p.data)),
-        scales(test::upload(p.scales)),
-        zeros(p.zeros.empty() ? cuda::device_buffer() : test::upload(p.zeros)) {}
-  packed_quant_view view() const {
-    packed_quant_view v = host.view();
-    v.data = data.data<std::uint8_t>();
-    v.scales = scales.data<float>();
-    v.zeros = host.zeros.empty() ? nullptr : zeros.data<std::uint8_t>();
-    return v;
-  }
-  const cpu::packed_quant_matrix& host;
-  cuda::device_buffer data, scales, zeros;
-};
+using device_packed = test::device_packed_matrix;
 
 struct linear_case {
   cpu::quantized_matrix q;
